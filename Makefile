@@ -1,0 +1,45 @@
+# The README's two commands are `make demo` and `make test`; everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup neo4j lint vocab bench-seed clean
+
+demo: setup neo4j
+	$(BIN)/twinkg db start
+	$(BIN)/twinkg seed --plant skab-testbed
+	$(BIN)/twinkg show
+	@echo
+	@echo "Neo4j keeps running: try  $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'"
+	@echo "Stop it with            $(BIN)/twinkg db stop"
+
+test: setup neo4j
+	$(BIN)/pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+# Fetch Neo4j 5.26 LTS with Maven (retried: Maven Central can answer 429) and build the launcher.
+neo4j: setup
+	$(BIN)/python -c "from kg.local_server import build; print(build(log=print))" >/dev/null
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+vocab: setup
+	$(BIN)/python -m ontology.codegen
+
+bench-seed: setup neo4j
+	$(BIN)/python benchmarks/seed_load.py
+
+clean:
+	-$(BIN)/twinkg db stop
+	rm -rf $(VENV) kg/neo4j-server/target

@@ -1,0 +1,1 @@
+"""LangGraph agents that observe, reason, plan and act within guardrails."""

@@ -1,0 +1,243 @@
+"""The ``twinkg`` command line.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage or configuration; 3 Neo4j unreachable or
+failing; 4 query rejected; 5 invalid input (malformed Turtle, unknown plant, …); 6 the local
+server could not be built, started or stopped (port in use included). Errors are one line on
+stderr: ``error[<code>]: <reason>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.settings import Connection, Settings, connection, local_server_config
+from graph_seed import seeding
+from graph_seed.registry import parse_plant
+from kg import local_server
+from kg.queries import DEMO_QUERIES
+from kg.store import GraphStore, QueryResult, open_driver
+from ontology import codegen
+from ontology.errors import ConfigError, InvalidInputError, TwinKGError
+
+app = typer.Typer(help="TwinKG: a knowledge graph for agentic digital twins.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="Manage the local Neo4j server.", no_args_is_help=True)
+vocab_app = typer.Typer(help="The generated vocabulary module.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(vocab_app, name="vocab")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
+    """One line on stderr and the error's exit code instead of a traceback."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except TwinKGError as exc:
+            err.print(f"error[{exc.code}]: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{field}: {first['msg']}") from None
+
+
+def _note(message: str) -> None:
+    err.print(f"[dim]{message}[/dim]")
+
+
+@contextmanager
+def _store(settings: Settings, *, start_local: bool = True) -> Iterator[GraphStore]:
+    """The graph store for this command; starts the local server when it is the target."""
+    conn: Connection = connection(settings)
+    if conn.local and start_local:
+        local_server.start(local_server_config(settings), wait_s=settings.neo4j_start_timeout_s,
+                           log=_note)
+    driver = open_driver(conn.uri, conn.user, conn.password.get_secret_value())
+    try:
+        store = GraphStore(driver, database=conn.database)
+        store.ping()
+        yield store
+    finally:
+        driver.close()
+
+
+@db_app.command("start")
+@_errors_as_exit_codes
+def db_start() -> None:
+    """Build (first time), start the local Neo4j in the background, and wait until it is ready."""
+    settings = _settings()
+    if settings.neo4j_uri:
+        raise ConfigError("TWINKG_NEO4J_URI is set, so TwinKG uses that server and starts none")
+    state = local_server.start(local_server_config(settings),
+                               wait_s=settings.neo4j_start_timeout_s, log=_note)
+    out.print(f"Neo4j is running (pid {state.pid}) at {state.bolt_uri}")
+
+
+@db_app.command("stop")
+@_errors_as_exit_codes
+def db_stop() -> None:
+    """Stop the local Neo4j cleanly."""
+    stopped = local_server.stop(local_server_config(_settings()))
+    out.print("Neo4j stopped" if stopped else "Neo4j was not running")
+
+
+@db_app.command("status")
+@_errors_as_exit_codes
+def db_status() -> None:
+    """Say whether the local Neo4j runs (exit 3 when it does not), or which server is configured."""
+    settings = _settings()
+    conn = connection(settings)
+    if not conn.local:
+        with _store(settings) as store:
+            counts = store.counts()
+        out.print(f"using {conn.uri}: {counts.nodes} nodes, {counts.relationships} relationships")
+        return
+    state = local_server.status(local_server_config(settings))
+    if not state.running:
+        out.print(f"Neo4j is not running (would listen at {state.bolt_uri})")
+        raise typer.Exit(3)
+    out.print(f"Neo4j is running (pid {state.pid}) at {state.bolt_uri}")
+
+
+@app.command()
+@_errors_as_exit_codes
+def seed(
+    plant: Annotated[str, typer.Option(help="skab-testbed or generated")],
+    assets: Annotated[int, typer.Option(help="generated plant: number of assets")] = 1000,
+    seed: Annotated[int, typer.Option(help="generated plant: random seed")] = 0,
+) -> None:
+    """Load the ontology and a seed plant (idempotent, all or nothing)."""
+    settings = _settings()
+    chosen = parse_plant(plant)
+    records = seeding.prepare(chosen, assets=assets, seed=seed)
+    with _store(settings) as store, Progress(
+        TextColumn("seeding {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:
+        task = bar.add_task(chosen.value, total=len(records.nodes) + len(records.rels))
+        summary = seeding.load(store, chosen, records, batch_size=settings.seed_batch_size,
+                               progress=lambda n: bar.advance(task, n))
+    added_nodes = summary.after.nodes - summary.before.nodes
+    added_rels = summary.after.relationships - summary.before.relationships
+    out.print(f"seeded {chosen.value}: {summary.nodes} nodes and {summary.relationships} "
+              f"relationships written; graph now {summary.after.nodes} nodes "
+              f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise InvalidInputError(f"--param expects name=value, got {pair!r}")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+def _print_result(result: QueryResult, *, as_json: bool) -> None:
+    if as_json:
+        rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        out.print_json(json.dumps({"rows": rows, "truncated": result.truncated}, default=str))
+        return
+    table = Table(*result.columns, show_lines=False)
+    for row in result.rows:
+        table.add_row(*(v if isinstance(v, str) else json.dumps(v, default=str) for v in row))
+    out.print(table)
+    note = " (truncated at the row cap)" if result.truncated else ""
+    out.print(f"{len(result.rows)} row(s){note}")
+
+
+@app.command()
+@_errors_as_exit_codes
+def cypher(
+    query: Annotated[str, typer.Argument(help="a read-only Cypher query")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="name=value (JSON or text)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Run a read-only Cypher query and print the result; writes are refused."""
+    settings = _settings()
+    params = _parse_params(param or [])
+    with _store(settings) as store:
+        result = store.read_only(query, params, timeout_s=settings.query_timeout_s,
+                                 row_cap=settings.query_row_cap)
+    _print_result(result, as_json=as_json)
+
+
+@app.command()
+@_errors_as_exit_codes
+def show() -> None:
+    """Show the twin: a few example questions, their Cypher, and the answers."""
+    settings = _settings()
+    with _store(settings) as store:
+        for demo in DEMO_QUERIES:
+            out.rule(demo.question)
+            out.print(demo.query.cypher, markup=False, style="cyan")
+            result = store.read_only(demo.query.cypher, demo.params,
+                                     timeout_s=settings.query_timeout_s,
+                                     row_cap=settings.query_row_cap)
+            _print_result(result, as_json=False)
+
+
+@app.command()
+@_errors_as_exit_codes
+def export(
+    prefix: Annotated[str, typer.Option(help="only nodes whose IRI starts with this")] = "",
+    fmt: Annotated[str, typer.Option("--format", help="turtle, json-ld or nt")] = "turtle",
+) -> None:
+    """Export the graph (or part of it) as RDF on stdout."""
+    if fmt not in ("turtle", "json-ld", "nt"):
+        raise InvalidInputError(f"unknown format {fmt!r}; use turtle, json-ld or nt")
+    with _store(_settings()) as store:
+        graph = store.export(prefix=prefix)
+    typer.echo(graph.serialize(format=fmt))
+
+
+@vocab_app.command("generate")
+@_errors_as_exit_codes
+def vocab_generate() -> None:
+    """Regenerate ontology/vocab.py from the ontology's Turtle."""
+    changed = codegen.write()
+    out.print(f"{codegen.VOCAB_PATH} {'regenerated' if changed else 'already up to date'}")
+
+
+@vocab_app.command("check")
+@_errors_as_exit_codes
+def vocab_check() -> None:
+    """Exit 1 when ontology/vocab.py differs from what the ontology generates."""
+    if codegen.drifted():
+        err.print("error[vocab_drift]: ontology/vocab.py is stale; run `twinkg vocab generate`")
+        raise typer.Exit(1)
+    out.print("ontology/vocab.py matches the ontology")
+
+
+def main() -> None:
+    """Entry point of the ``twinkg`` console script."""
+    app()

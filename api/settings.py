@@ -1,0 +1,89 @@
+"""All of TwinKG's settings, in one place (environment variables prefixed ``TWINKG_``).
+
+Built on demand, never at import. Secrets are :class:`~pydantic.SecretStr`. Without
+``TWINKG_NEO4J_URI`` TwinKG runs its own Neo4j under ``TWINKG_HOME`` (default ``./var``) with a
+password generated on first use and kept in ``var/neo4j/password`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kg.local_server import LocalServerConfig
+
+_SIZE = r"^[0-9]+[kKmMgG]?$"
+
+
+class Settings(BaseSettings):
+    """TwinKG configuration; every field can be set as ``TWINKG_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINKG_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path("var"), description="folder for local state (server data)")
+    neo4j_uri: str | None = Field(default=None, description="use this Neo4j instead of the local one")
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str | None = Field(default=None, description="database name (server default)")
+    neo4j_bolt_port: int = Field(default=7687, ge=1, le=65535)
+    neo4j_heap: str = Field(default="2g", pattern=_SIZE)
+    neo4j_pagecache: str = Field(default="1g", pattern=_SIZE)
+    neo4j_tx_memory: str = Field(default="2g", pattern=_SIZE)
+    neo4j_start_timeout_s: float = Field(default=180.0, gt=0)
+    java: str = "java"
+    query_timeout_s: float = Field(default=30.0, gt=0)
+    query_row_cap: int = Field(default=1000, ge=1)
+    seed_batch_size: int = Field(default=5000, ge=1, le=100_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach Neo4j; ``local`` when it is TwinKG's own server."""
+
+    uri: str
+    user: str
+    password: SecretStr
+    database: str | None
+    local: bool
+
+
+def local_server_config(settings: Settings) -> LocalServerConfig:
+    """The local server's configuration, creating its password on first use."""
+    home = settings.home.resolve() / "neo4j"
+    return LocalServerConfig(
+        home=home,
+        port=settings.neo4j_bolt_port,
+        password=_local_password(settings, home).get_secret_value(),
+        heap=settings.neo4j_heap,
+        pagecache=settings.neo4j_pagecache,
+        tx_memory=settings.neo4j_tx_memory,
+        java=settings.java,
+    )
+
+
+def _local_password(settings: Settings, home: Path) -> SecretStr:
+    if settings.neo4j_password is not None:
+        return settings.neo4j_password
+    path = home / "password"
+    if path.exists():
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    home.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    path.write_text(password, encoding="utf-8")
+    path.chmod(0o600)
+    return SecretStr(password)
+
+
+def connection(settings: Settings) -> Connection:
+    """Where the graph lives: ``TWINKG_NEO4J_URI`` if set, else the local server."""
+    if settings.neo4j_uri:
+        password = settings.neo4j_password or SecretStr("")
+        return Connection(settings.neo4j_uri, settings.neo4j_user, password,
+                          settings.neo4j_database, local=False)
+    local = local_server_config(settings)
+    return Connection(local.bolt_uri, "neo4j", SecretStr(local.password),
+                      settings.neo4j_database, local=True)

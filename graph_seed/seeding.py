@@ -1,0 +1,50 @@
+"""Loading a seed plant, with the ontology it is an instance of, into the graph store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from graph_seed.registry import Plant, plant_records
+from kg.mapping import rdf_to_records
+from kg.records import GraphRecords
+from kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
+from ontology.catalog import build_catalog, load_ontology, projection
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSummary:
+    """What a seed wrote, and the graph's totals before and after."""
+
+    plant: Plant
+    nodes: int
+    relationships: int
+    before: GraphCounts
+    after: GraphCounts
+
+
+@cache
+def ontology_records() -> GraphRecords:
+    """The ontology's projection (classes, properties, hierarchy, individuals) as records."""
+    graph = load_ontology()
+    return rdf_to_records(projection(graph, build_catalog(graph)))
+
+
+def prepare(plant: Plant, *, assets: int = 1000, seed: int = 0) -> GraphRecords:
+    """The records a seed of ``plant`` writes: the ontology's, then the plant's."""
+    return ontology_records().merged_with(plant_records(plant, assets=assets, seed=seed))
+
+
+def load(store: GraphStore, plant: Plant, records: GraphRecords, *,
+         batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None
+         ) -> SeedSummary:
+    """Create the schema, then write ``records`` (from :func:`prepare`) in one transaction.
+
+    Idempotent: loading the same records again leaves the graph as it was. A failure leaves the
+    graph as it was before the call (the write is one transaction).
+    """
+    store.ensure_schema()
+    before = store.counts()
+    store.write(records, batch_size=batch_size, progress=progress)
+    return SeedSummary(plant, len(records.nodes), len(records.rels), before, store.counts())

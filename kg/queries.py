@@ -1,0 +1,147 @@
+"""Every Cypher statement TwinKG runs, by name.
+
+Values always travel as ``$parameters``. Labels and relationship types cannot be parameters in
+an index-backed ``MERGE``, so the few statements that need them are built here from members of
+the generated enums only, never from request or model text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import LiteralString, cast
+
+from ontology.vocab import TK, Label, RelType
+
+
+@dataclass(frozen=True, slots=True)
+class NamedQuery:
+    """A Cypher statement with a stable name (used in logs, errors and provenance)."""
+
+    name: str
+    cypher: LiteralString
+
+
+def _token(value: Label | RelType) -> LiteralString:
+    # Enum values are generated from the ontology and match [A-Za-z][A-Za-z0-9_]*; that makes
+    # them safe to splice, which is why only enum members are accepted here.
+    if not isinstance(value, (Label, RelType)):
+        raise TypeError(f"not a vocabulary token: {value!r}")
+    return cast(LiteralString, "`" + value.value + "`")
+
+
+# The label every node carries and the key that identifies it (Label.RESOURCE, PropKey.URI).
+URI_CONSTRAINT = NamedQuery(
+    "schema.uri_unique",
+    "CREATE CONSTRAINT resource_uri_unique IF NOT EXISTS "
+    "FOR (n:Resource) REQUIRE n.uri IS UNIQUE",
+)
+
+SHOW_CONSTRAINTS = NamedQuery(
+    "schema.constraints",
+    "SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties RETURN name, type, "
+    "labelsOrTypes, properties ORDER BY name",
+)
+
+COUNTS = NamedQuery(
+    "stats.counts",
+    "CALL () { MATCH (n) RETURN count(n) AS nodes } "
+    "CALL () { MATCH ()-[r]->() RETURN count(r) AS relationships } "
+    "RETURN nodes, relationships",
+)
+
+EXPORT_NODES = NamedQuery(
+    "export.nodes",
+    "MATCH (n:Resource) WHERE n.uri STARTS WITH $prefix "
+    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props "
+    "ORDER BY uri",
+)
+
+EXPORT_RELATIONSHIPS = NamedQuery(
+    "export.relationships",
+    "MATCH (a:Resource)-[r]->(b:Resource) WHERE a.uri STARTS WITH $prefix "
+    "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
+)
+
+
+def merge_nodes(labels: Sequence[Label]) -> NamedQuery:
+    """MERGE a batch of nodes by ``uri`` and give them ``labels`` and their properties."""
+    extra = "".join(":" + _token(label) for label in labels if label is not Label.RESOURCE)
+    set_labels: LiteralString = f", n{extra}" if extra else ""
+    return NamedQuery(
+        "seed.merge_nodes",
+        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) "
+        "SET n += row.props" + set_labels + " RETURN count(n) AS written",
+    )
+
+
+def merge_relationships(rel_type: RelType) -> NamedQuery:
+    """MERGE a batch of ``rel_type`` relationships between existing nodes, matched by ``uri``."""
+    return NamedQuery(
+        "seed.merge_relationships",
+        "UNWIND $rows AS row "
+        "MATCH (a:Resource {uri: row.start}) MATCH (b:Resource {uri: row.end}) "
+        "MERGE (a)-[:" + _token(rel_type) + "]->(b) RETURN count(*) AS written",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DemoQuery:
+    """A question an engineer would ask the twin, the read-only query that answers it."""
+
+    question: str
+    query: NamedQuery
+    params: dict[str, str]
+
+
+DEMO_QUERIES = (
+    DemoQuery(
+        "Which labels does each centrifugal pump carry (its class and every superclass)?",
+        NamedQuery("demo.pump_labels",
+                   "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, p.rdfs_label AS name, "
+                   "labels(p) AS labels ORDER BY tag LIMIT 10"),
+        {},
+    ),
+    DemoQuery(
+        "Where does CentrifugalPump sit in the class hierarchy?",
+        NamedQuery("demo.class_chain",
+                   "MATCH path = (c:owl_Class {uri: $cls})-[:RDFS_SUB_CLASS_OF*0..]->(top) "
+                   "WHERE NOT (top)-[:RDFS_SUB_CLASS_OF]->() "
+                   "RETURN [n IN nodes(path) | n.rdfs_label] AS chain"),
+        {"cls": str(TK.CentrifugalPump)},
+    ),
+    DemoQuery(
+        "Which sensors monitor which equipment, in which unit and range?",
+        NamedQuery("demo.sensors",
+                   "MATCH (s:Sensor)-[:MONITORS]->(a:Asset) "
+                   "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
+                   "RETURN a.tag AS asset, s.externalId AS column, u.uri AS unit, "
+                   "s.physicalMin AS min, s.physicalMax AS max ORDER BY asset, column LIMIT 20"),
+        {},
+    ),
+    DemoQuery(
+        "Which ISO 14224 failure modes is each pump susceptible to?",
+        NamedQuery("demo.failure_modes",
+                   "MATCH (p:Pump)-[:SUSCEPTIBLE_TO]->(f:FailureMode) "
+                   "RETURN p.tag AS pump, f.rdfs_label AS failure_mode, f.iso14224Code AS code "
+                   "ORDER BY pump, code LIMIT 20"),
+        {},
+    ),
+    DemoQuery(
+        "How does the process flow (which equipment feeds which)?",
+        NamedQuery("demo.flow",
+                   "MATCH (a:Equipment)-[:FEEDS]->(b:Equipment) "
+                   "RETURN a.tag AS upstream, b.tag AS downstream ORDER BY upstream LIMIT 20"),
+        {},
+    ),
+    DemoQuery(
+        "Which operating envelopes and policies guard the plant?",
+        NamedQuery("demo.policies",
+                   "MATCH (p:Policy) OPTIONAL MATCH (a:Asset)-[:HAS_ENVELOPE]->(p) "
+                   "OPTIONAL MATCH (p)-[:APPLIES_TO]->(b:Asset) "
+                   "RETURN labels(p)[-1] AS kind, p.rdfs_label AS policy, "
+                   "coalesce(a.tag, b.tag) AS asset, p.minValue AS min, p.maxValue AS max "
+                   "ORDER BY kind, policy LIMIT 20"),
+        {},
+    ),
+)

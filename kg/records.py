@@ -1,0 +1,53 @@
+"""The property-graph form of TwinKG data: what the mapping produces and the writer stores.
+
+A node is identified by its IRI (``uri``); ``types`` are the *asserted* classes (stored as the
+``rdf_type`` property), from which the writer derives the labels of the class and all its
+superclasses. Property keys and relationship types come only from the generated vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from ontology.vocab import PropKey, RelType
+
+Scalar = str | int | float | bool | datetime | date
+PropValue = Scalar | list[str] | list[int] | list[float] | list[bool] | list[datetime] | list[date]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One node: its IRI, asserted class IRIs and properties (lists for multi-valued ones)."""
+
+    uri: str
+    types: tuple[str, ...] = ()
+    props: Mapping[PropKey, PropValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RelRecord:
+    """One relationship ``(start)-[type]->(end)`` between two node IRIs."""
+
+    type: RelType
+    start: str
+    end: str
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRecords:
+    """A batch of nodes and relationships; every relationship end is one of the nodes."""
+
+    nodes: tuple[NodeRecord, ...]
+    rels: tuple[RelRecord, ...]
+
+    def merged_with(self, other: GraphRecords) -> GraphRecords:
+        """Both batches as one (a node present in both keeps the fuller record)."""
+        by_uri = {n.uri: n for n in self.nodes}
+        for node in other.nodes:
+            mine = by_uri.get(node.uri)
+            if mine is None or (not mine.types and not mine.props):
+                by_uri[node.uri] = node
+        rels = dict.fromkeys(self.rels + other.rels)
+        return GraphRecords(tuple(by_uri.values()), tuple(rels))

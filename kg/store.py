@@ -1,0 +1,254 @@
+"""The graph store: TwinKG's one door to Neo4j.
+
+A :class:`GraphStore` wraps a driver that the composition root (CLI or API) created and will
+close. It creates the schema, writes batches of records in one transaction (all or nothing),
+exports the graph back to RDF, and runs untrusted Cypher read-only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, LiteralString, TypeVar, cast
+
+import neo4j
+from neo4j import Driver, ManagedTransaction, Query, Session
+from neo4j.exceptions import (
+    AuthError,
+    ClientError,
+    ConfigurationError,
+    DriverError,
+    Neo4jError,
+    ServiceUnavailable,
+)
+from rdflib import Graph
+
+from kg import queries
+from kg.mapping import node_triples, relationship_triple
+from kg.records import GraphRecords, NodeRecord, RelRecord
+from ontology.errors import QueryRejectedError, StoreError
+from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
+
+T = TypeVar("T")
+DEFAULT_BATCH = 5000
+_REFUSED_OPERATORS = ("LoadCSV",)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphCounts:
+    """How many nodes and relationships the database holds."""
+
+    nodes: int
+    relationships: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSummary:
+    """What one :meth:`GraphStore.write` call sent, and in how many statements."""
+
+    nodes: int
+    relationships: int
+    statements: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Rows of a read-only query as plain Python values; ``truncated`` when the cap cut it."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    truncated: bool
+
+
+def open_driver(uri: str, user: str, password: str) -> Driver:
+    """A driver for ``uri`` (connects lazily); the caller owns it and must close it."""
+    try:
+        return neo4j.GraphDatabase.driver(uri, auth=(user, password), connection_timeout=5.0,
+                                          connection_acquisition_timeout=30.0)
+    except (ValueError, ConfigurationError) as exc:
+        raise StoreError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
+
+
+def labels_for(types: Sequence[str]) -> tuple[Label, ...]:
+    """The labels a node of the asserted ``types`` carries: each class and all its ancestors."""
+    labels: set[Label] = {Label.RESOURCE}
+    for iri in types:
+        label = CLASS_LABELS[iri]
+        labels.add(label)
+        labels.update(LABEL_ANCESTORS[label])
+    return tuple(sorted(labels))
+
+
+def _plain(value: Any) -> Any:
+    """Driver values as JSON-friendly Python (nodes and relationships as dicts)."""
+    if isinstance(value, neo4j.graph.Node):
+        return {"labels": sorted(value.labels), **{k: _plain(v) for k, v in value.items()}}
+    if isinstance(value, neo4j.graph.Relationship):
+        return {"type": value.type, **{k: _plain(v) for k, v in value.items()}}
+    if isinstance(value, neo4j.graph.Path):
+        return [_plain(n) for n in value.nodes]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "iso_format"):
+        return value.iso_format()
+    return value
+
+
+class GraphStore:
+    """Reads and writes the TwinKG graph through one injected driver."""
+
+    def __init__(self, driver: Driver, *, database: str | None = None) -> None:
+        self._driver = driver
+        self._database = database
+
+    @contextmanager
+    def _session(self, *, read: bool = False) -> Iterator[Session]:
+        mode = neo4j.READ_ACCESS if read else neo4j.WRITE_ACCESS
+        try:
+            with self._driver.session(database=self._database, default_access_mode=mode) as s:
+                yield s
+        except AuthError as exc:
+            raise StoreError(f"Neo4j refused the credentials: {exc.message}") from exc
+        except ServiceUnavailable as exc:
+            raise StoreError(f"Neo4j is unreachable: {exc}") from exc
+        except (QueryRejectedError, StoreError):
+            raise
+        except ClientError as exc:
+            raise StoreError(f"Neo4j rejected a statement: {exc.message}") from exc
+        except (Neo4jError, DriverError, OSError) as exc:
+            raise StoreError(f"Neo4j failed: {exc}") from exc
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless Neo4j answers with the configured credentials."""
+        with self._session(read=True) as session:
+            session.run("RETURN 1").consume()
+
+    def ensure_schema(self) -> None:
+        """Create the uniqueness constraint (and its index) on ``uri``; idempotent."""
+        with self._session() as session:
+            session.run(queries.URI_CONSTRAINT.cypher).consume()
+
+    def constraints(self) -> list[dict[str, Any]]:
+        """The constraints Neo4j reports, as dicts."""
+        with self._session(read=True) as session:
+            return [r.data() for r in session.run(queries.SHOW_CONSTRAINTS.cypher)]
+
+    def counts(self) -> GraphCounts:
+        """Node and relationship totals."""
+        with self._session(read=True) as session:
+            record = session.run(queries.COUNTS.cypher).single(strict=True)
+            return GraphCounts(record["nodes"], record["relationships"])
+
+    def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH,
+              progress: Callable[[int], None] | None = None) -> WriteSummary:
+        """Write ``records`` in ONE transaction of batched ``UNWIND`` statements.
+
+        Nodes are merged by ``uri`` and relationships by their ends and type, so writing the same
+        records twice changes nothing. On any failure the transaction rolls back whole.
+        ``progress`` is called with the number of records written by each statement.
+        """
+        statements = 0
+        with self._session() as session, session.begin_transaction() as tx:
+            for query, rows in self._node_batches(records.nodes, batch_size):
+                tx.run(query.cypher, rows=rows).consume()
+                statements += 1
+                if progress:
+                    progress(len(rows))
+            for rel_type, rows in self._rel_batches(records.rels, batch_size):
+                query = queries.merge_relationships(rel_type)
+                written = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
+                if written != len(rows):
+                    raise StoreError(f"{len(rows) - written} {rel_type.value} relationships point "
+                                     "at nodes that do not exist; nothing was written")
+                statements += 1
+                if progress:
+                    progress(len(rows))
+            tx.commit()
+        return WriteSummary(len(records.nodes), len(records.rels), statements)
+
+    @staticmethod
+    def _node_batches(nodes: Sequence[NodeRecord], size: int
+                      ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, Any]]]]:
+        groups: dict[tuple[Label, ...], list[dict[str, Any]]] = defaultdict(list)
+        for node in nodes:
+            props: dict[str, Any] = {k.value: v for k, v in node.props.items()}
+            if node.types:
+                props[PropKey.RDF_TYPE.value] = sorted(node.types)
+            groups[labels_for(node.types)].append({"uri": node.uri, "props": props})
+        for labels, rows in sorted(groups.items()):
+            query = queries.merge_nodes(labels)
+            for i in range(0, len(rows), size):
+                yield query, rows[i : i + size]
+
+    @staticmethod
+    def _rel_batches(rels: Sequence[RelRecord], size: int
+                     ) -> Iterator[tuple[RelType, list[dict[str, str]]]]:
+        groups: dict[RelType, list[dict[str, str]]] = defaultdict(list)
+        for rel in rels:
+            groups[rel.type].append({"start": rel.start, "end": rel.end})
+        for rel_type, rows in sorted(groups.items()):
+            for i in range(0, len(rows), size):
+                yield rel_type, rows[i : i + size]
+
+    def export(self, *, prefix: str = "") -> Graph:
+        """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges."""
+        graph = Graph()
+        with self._session(read=True) as session:
+            for record in session.run(queries.EXPORT_NODES.cypher, prefix=prefix):
+                props = {k: v for k, v in record["props"].items()
+                         if k not in (PropKey.URI.value, PropKey.RDF_TYPE.value)}
+                graph += node_triples(record["uri"], record["types"], props)
+            for record in session.run(queries.EXPORT_RELATIONSHIPS.cypher, prefix=prefix):
+                graph.add(relationship_triple(record["start"], record["type"], record["end"]))
+        return graph
+
+    def read_only(self, cypher: str, params: Mapping[str, Any] | None = None, *,
+                  timeout_s: float = 30.0, row_cap: int = 1000) -> QueryResult:
+        """Run untrusted Cypher that may only read.
+
+        Neo4j plans the query first (``EXPLAIN``) and TwinKG refuses any that is not of type
+        read (``r``) or that reads files (``LOAD CSV``); the survivor runs in a read transaction
+        with a server-side timeout, and at most ``row_cap`` rows come back.
+        """
+        text = cast(LiteralString, cypher)
+        with self._session(read=True) as session:
+            try:
+                summary = session.run(cast(LiteralString, "EXPLAIN " + text), params).consume()
+            except ClientError as exc:
+                raise QueryRejectedError(f"invalid Cypher: {_first_line(exc.message)}") from exc
+            if summary.query_type != "r":
+                raise QueryRejectedError(
+                    f"only read queries are allowed here; this one is of type {summary.query_type!r}")
+            if _plan_uses(summary.plan, _REFUSED_OPERATORS):
+                raise QueryRejectedError("LOAD CSV is not allowed in a read-only query")
+
+            def work(tx: ManagedTransaction) -> QueryResult:
+                result = tx.run(Query(text, timeout=timeout_s), params)
+                rows: list[tuple[Any, ...]] = []
+                for record in result:
+                    if len(rows) == row_cap:
+                        return QueryResult(tuple(result.keys()), tuple(rows), True)
+                    rows.append(tuple(_plain(v) for v in record.values()))
+                return QueryResult(tuple(result.keys()), tuple(rows), False)
+
+            try:
+                return session.execute_read(work)
+            except ClientError as exc:
+                raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
+
+
+def _first_line(message: str | None) -> str:
+    return (message or "").strip().splitlines()[0] if message else "no reason given"
+
+
+def _plan_uses(plan: Any, operators: Sequence[str]) -> bool:
+    if not plan:
+        return False
+    name = str(plan.get("operatorType", ""))
+    if any(name.startswith(op) for op in operators):
+        return True
+    return any(_plan_uses(child, operators) for child in plan.get("children", []))

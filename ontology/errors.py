@@ -1,0 +1,77 @@
+"""The one exception tree of TwinKG.
+
+Broken inputs and broken infrastructure raise a subclass of :class:`TwinKGError`; each carries a
+stable ``code`` that the CLI maps to an exit status and the API to a JSON error. Non-conformance
+of data to a contract is *not* an exception: validation returns a typed outcome instead.
+It lives in the lowest layer so that every package can raise it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TwinKGError(Exception):
+    """Base of every error TwinKG raises on purpose."""
+
+    code: ClassVar[str] = "twinkg_error"
+    exit_code: ClassVar[int] = 1
+
+
+class ConfigError(TwinKGError):
+    """A setting is missing or contradicts another one."""
+
+    code = "config_invalid"
+    exit_code = 2
+
+
+class InvalidInputError(TwinKGError):
+    """Input that cannot be used as given: malformed Turtle, an unknown plant, a bad option."""
+
+    code = "invalid_input"
+    exit_code = 5
+
+
+class OntologyError(InvalidInputError):
+    """The ontology files cannot be parsed or break a naming rule."""
+
+    code = "ontology_invalid"
+
+
+class MappingError(InvalidInputError):
+    """RDF data that cannot be mapped to the property graph without loss."""
+
+    code = "mapping_invalid"
+
+
+class UnknownPlantError(InvalidInputError):
+    """A seed plant name that the registry does not know."""
+
+    code = "unknown_plant"
+
+
+class StoreError(TwinKGError):
+    """Neo4j is unreachable, refused the credentials, or failed a transaction."""
+
+    code = "store_unavailable"
+    exit_code = 3
+
+
+class QueryRejectedError(TwinKGError):
+    """A query that TwinKG refuses to run: a write on a read-only path, or invalid Cypher."""
+
+    code = "query_rejected"
+    exit_code = 4
+
+
+class ServerError(TwinKGError):
+    """The local Neo4j server could not be built, started or stopped."""
+
+    code = "server_failed"
+    exit_code = 6
+
+
+class PortInUseError(ServerError):
+    """The Bolt port of the local server is taken by another process."""
+
+    code = "port_in_use"

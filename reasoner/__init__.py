@@ -1,0 +1,1 @@
+"""Validation, OWL inference and trust scoring."""

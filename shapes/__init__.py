@@ -1,0 +1,1 @@
+"""SHACL shapes: data contracts (contracts/) and safety constraints (safety/)."""

@@ -1,0 +1,79 @@
+"""Shared fixtures: a real Neo4j for the integration tests.
+
+The suite starts its own throwaway Neo4j (the project's launcher, on a free loopback port, data in
+a temporary folder, stopped at the end and tied to this process so it never outlives it). To run
+against another server instead set TWINKG_TEST_NEO4J_URI (plus _USER and _PASSWORD): the tests
+WIPE that database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from neo4j import Driver, GraphDatabase
+
+from kg import local_server
+from kg.store import GraphStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Neo4jTarget:
+    """Where the test Neo4j listens, and how to log in."""
+
+    uri: str
+    user: str
+    password: str
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the ``twinkg`` CLI at this server."""
+        return {**os.environ, "TWINKG_NEO4J_URI": self.uri, "TWINKG_NEO4J_USER": self.user,
+                "TWINKG_NEO4J_PASSWORD": self.password}
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def neo4j_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarget]:
+    """A running Neo4j for the whole session."""
+    uri = os.environ.get("TWINKG_TEST_NEO4J_URI")
+    if uri:
+        yield Neo4jTarget(uri, os.environ.get("TWINKG_TEST_NEO4J_USER", "neo4j"),
+                          os.environ.get("TWINKG_TEST_NEO4J_PASSWORD", ""))
+        return
+    config = local_server.LocalServerConfig(
+        home=tmp_path_factory.mktemp("neo4j"), port=free_port(),
+        password=secrets.token_urlsafe(16), heap="1g", pagecache="256m", tx_memory="1g")
+    local_server.start(config, wait_s=240, parent_pid=os.getpid())
+    try:
+        yield Neo4jTarget(config.bolt_uri, "neo4j", config.password)
+    finally:
+        local_server.stop(config)
+
+
+@pytest.fixture(scope="session")
+def driver(neo4j_target: Neo4jTarget) -> Iterator[Driver]:
+    """The official driver, as an independent client would use it."""
+    with GraphDatabase.driver(neo4j_target.uri,
+                              auth=(neo4j_target.user, neo4j_target.password)) as drv:
+        yield drv
+
+
+@pytest.fixture
+def empty_store(driver: Driver) -> GraphStore:
+    """A store over an empty database (constraints are kept)."""
+    with driver.session() as session:
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+    return GraphStore(driver)

@@ -1,0 +1,130 @@
+"""The ``twinkg`` command line against the real Neo4j, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from neo4j import Driver
+
+from tests.conftest import REPO, Neo4jTarget, free_port
+
+pytestmark = pytest.mark.neo4j
+TWINKG = shutil.which("twinkg") or str(Path(os.sys.executable).parent / "twinkg")  # type: ignore[attr-defined]
+
+
+def run(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TWINKG, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def _counts(driver: Driver) -> tuple[int, int]:
+    records, _, _ = driver.execute_query(
+        "CALL () { MATCH (n) RETURN count(n) AS n } CALL () { MATCH ()-[r]->() RETURN count(r) AS r }"
+        " RETURN n, r")
+    return records[0]["n"], records[0]["r"]
+
+
+@pytest.fixture(scope="module")
+def seeded(neo4j_target: Neo4jTarget, driver: Driver) -> Neo4jTarget:
+    with driver.session() as session:
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS").consume()
+    done = run("seed", "--plant", "skab-testbed", env=neo4j_target.env())
+    assert done.returncode == 0, done.stderr
+    assert "seeded skab-testbed" in done.stdout
+    return neo4j_target
+
+
+def test_cypher_prints_a_table(seeded: Neo4jTarget) -> None:
+    done = run("cypher", "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, labels(p) AS labels",
+               env=seeded.env())
+    assert done.returncode == 0, done.stderr
+    assert "tag" in done.stdout and "RotatingEquipment" in done.stdout and "1 row(s)" in done.stdout
+
+
+def test_cypher_parameters_and_json(seeded: Neo4jTarget) -> None:
+    done = run("cypher", "MATCH (s:Sensor) WHERE s.physicalMax > $m RETURN count(s) AS n",
+               "--param", "m=100", "--json", env=seeded.env())
+    assert done.returncode == 0, done.stderr
+    assert '"n":' in done.stdout.replace(" ", "")
+
+
+@pytest.mark.parametrize("query", [
+    "CREATE (n:Pump {uri: 'urn:evil'})",
+    "MATCH (n) DETACH DELETE n",
+    "MATCH (p:Pump) SET p.tag = 'X'",
+    "MATCH (n) WITH n LIMIT 1 CALL (n) { SET n.hacked = true } RETURN 1",
+    "LOAD CSV FROM 'file:///etc/passwd' AS row RETURN row",
+    "MATCH (n) RETURN n; CREATE (m)",
+])
+def test_cypher_refuses_writes_and_leaves_the_graph_alone(
+        seeded: Neo4jTarget, driver: Driver, query: str) -> None:
+    before = _counts(driver)
+    done = run("cypher", query, env=seeded.env())
+    assert done.returncode == 4, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error[query_rejected]:") and done.stderr.count("\n") == 1
+    assert _counts(driver) == before
+    hacked, _, _ = driver.execute_query("MATCH (n) WHERE n.hacked OR n.tag = 'X' RETURN count(n) AS c")
+    assert hacked[0]["c"] == 0
+
+
+def test_unknown_plant_is_a_one_line_error(seeded: Neo4jTarget) -> None:
+    done = run("seed", "--plant", "atlantis", env=seeded.env())
+    assert done.returncode == 5
+    assert done.stderr.strip() == (
+        "error[unknown_plant]: unknown plant 'atlantis'; known plants: skab-testbed, generated")
+
+
+def test_unreachable_neo4j_is_a_one_line_error(neo4j_target: Neo4jTarget) -> None:
+    env = {**neo4j_target.env(), "TWINKG_NEO4J_URI": f"bolt://127.0.0.1:{free_port()}"}
+    done = run("cypher", "RETURN 1", env=env)
+    assert done.returncode == 3
+    assert done.stderr.startswith("error[store_unavailable]: Neo4j is unreachable")
+    assert done.stderr.count("\n") == 1
+
+
+def test_wrong_password_is_a_one_line_error(neo4j_target: Neo4jTarget) -> None:
+    done = run("cypher", "RETURN 1", env={**neo4j_target.env(), "TWINKG_NEO4J_PASSWORD": "nope-nope"})
+    assert done.returncode == 3
+    assert "refused the credentials" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_bad_setting_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {**os.environ, "TWINKG_NEO4J_BOLT_PORT": "not-a-port", "TWINKG_HOME": str(tmp_path)}
+    done = run("db", "status", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error[config_invalid]: TWINKG_NEO4J_BOLT_PORT")
+
+
+def test_db_start_status_stop_and_a_taken_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINKG_NEO4J")}
+    env |= {"TWINKG_HOME": str(tmp_path), "TWINKG_NEO4J_BOLT_PORT": str(port),
+            "TWINKG_NEO4J_HEAP": "512m", "TWINKG_NEO4J_PAGECACHE": "64m"}
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        taken = run("db", "start", env=env)
+    assert taken.returncode == 6
+    assert taken.stderr.strip().startswith(f"error[port_in_use]: port {port} on 127.0.0.1")
+
+    try:
+        started = run("db", "start", env=env)
+        assert started.returncode == 0, started.stderr
+        assert f"bolt://127.0.0.1:{port}" in started.stdout
+        status = run("db", "status", env=env)
+        assert status.returncode == 0 and "is running" in status.stdout
+        assert (tmp_path / "neo4j" / "password").stat().st_mode & 0o077 == 0
+        seeded = run("seed", "--plant", "skab-testbed", env=env)
+        assert seeded.returncode == 0, seeded.stderr
+        shown = run("cypher", "MATCH (s:Sensor) RETURN count(s) AS sensors", env=env)
+        assert shown.returncode == 0 and "8" in shown.stdout
+    finally:
+        stopped = run("db", "stop", env=env)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    after = run("db", "status", env=env)
+    assert after.returncode == 3 and "not running" in after.stdout
