@@ -29,8 +29,12 @@ from kg.store import GraphStore, QueryResult, open_driver
 from ontology import codegen
 from ontology.errors import ConfigError, InvalidInputError, TwinKGError
 
-app = typer.Typer(help="TwinKG: a knowledge graph for agentic digital twins.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="TwinKG: a knowledge graph for agentic digital twins.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Manage the local Neo4j server.", no_args_is_help=True)
 vocab_app = typer.Typer(help="The generated vocabulary module.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -74,8 +78,9 @@ def _store(settings: Settings, *, start_local: bool = True) -> Iterator[GraphSto
     """The graph store for this command; starts the local server when it is the target."""
     conn: Connection = connection(settings)
     if conn.local and start_local:
-        local_server.start(local_server_config(settings), wait_s=settings.neo4j_start_timeout_s,
-                           log=_note)
+        local_server.start(
+            local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=_note
+        )
     driver = open_driver(conn.uri, conn.user, conn.password.get_secret_value())
     try:
         store = GraphStore(driver, database=conn.database)
@@ -92,8 +97,9 @@ def db_start() -> None:
     settings = _settings()
     if settings.neo4j_uri:
         raise ConfigError("TWINKG_NEO4J_URI is set, so TwinKG uses that server and starts none")
-    state = local_server.start(local_server_config(settings),
-                               wait_s=settings.neo4j_start_timeout_s, log=_note)
+    state = local_server.start(
+        local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=_note
+    )
     out.print(f"Neo4j is running (pid {state.pid}) at {state.bolt_uri}")
 
 
@@ -134,18 +140,32 @@ def seed(
     settings = _settings()
     chosen = parse_plant(plant)
     records = seeding.prepare(chosen, assets=assets, seed=seed)
-    with _store(settings) as store, Progress(
-        TextColumn("seeding {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err, transient=True,
-    ) as bar:
+    with (
+        _store(settings) as store,
+        Progress(
+            TextColumn("seeding {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task(chosen.value, total=len(records.nodes) + len(records.rels))
-        summary = seeding.load(store, chosen, records, batch_size=settings.seed_batch_size,
-                               progress=lambda n: bar.advance(task, n))
+        summary = seeding.load(
+            store,
+            chosen,
+            records,
+            batch_size=settings.seed_batch_size,
+            progress=lambda n: bar.advance(task, n),
+        )
     added_nodes = summary.after.nodes - summary.before.nodes
     added_rels = summary.after.relationships - summary.before.relationships
-    out.print(f"seeded {chosen.value}: {summary.nodes} nodes and {summary.relationships} "
-              f"relationships written; graph now {summary.after.nodes} nodes "
-              f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})")
+    out.print(
+        f"seeded {chosen.value}: {summary.nodes} nodes and {summary.relationships} "
+        f"relationships written; graph now {summary.after.nodes} nodes "
+        f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})"
+    )
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -178,16 +198,18 @@ def _print_result(result: QueryResult, *, as_json: bool) -> None:
 @_errors_as_exit_codes
 def cypher(
     query: Annotated[str, typer.Argument(help="a read-only Cypher query")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                                                    help="name=value (JSON or text)")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (JSON or text)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Run a read-only Cypher query and print the result; writes are refused."""
     settings = _settings()
     params = _parse_params(param or [])
     with _store(settings) as store:
-        result = store.read_only(query, params, timeout_s=settings.query_timeout_s,
-                                 row_cap=settings.query_row_cap)
+        result = store.read_only(
+            query, params, timeout_s=settings.query_timeout_s, row_cap=settings.query_row_cap
+        )
     _print_result(result, as_json=as_json)
 
 
@@ -200,9 +222,12 @@ def show() -> None:
         for demo in DEMO_QUERIES:
             out.rule(demo.question)
             out.print(demo.query.cypher, markup=False, style="cyan")
-            result = store.read_only(demo.query.cypher, demo.params,
-                                     timeout_s=settings.query_timeout_s,
-                                     row_cap=settings.query_row_cap)
+            result = store.read_only(
+                demo.query.cypher,
+                demo.params,
+                timeout_s=settings.query_timeout_s,
+                row_cap=settings.query_row_cap,
+            )
             _print_result(result, as_json=False)
 
 

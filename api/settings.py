@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWINKG_", extra="ignore", frozen=True)
 
     home: Path = Field(default=Path("var"), description="folder for local state (server data)")
-    neo4j_uri: str | None = Field(default=None, description="use this Neo4j instead of the local one")
+    neo4j_uri: str | None = Field(
+        default=None, description="use this Neo4j instead of the local one"
+    )
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr | None = None
     neo4j_database: str | None = Field(default=None, description="database name (server default)")
@@ -82,8 +84,10 @@ def connection(settings: Settings) -> Connection:
     """Where the graph lives: ``TWINKG_NEO4J_URI`` if set, else the local server."""
     if settings.neo4j_uri:
         password = settings.neo4j_password or SecretStr("")
-        return Connection(settings.neo4j_uri, settings.neo4j_user, password,
-                          settings.neo4j_database, local=False)
+        return Connection(
+            settings.neo4j_uri, settings.neo4j_user, password, settings.neo4j_database, local=False
+        )
     local = local_server_config(settings)
-    return Connection(local.bolt_uri, "neo4j", SecretStr(local.password),
-                      settings.neo4j_database, local=True)
+    return Connection(
+        local.bolt_uri, "neo4j", SecretStr(local.password), settings.neo4j_database, local=True
+    )

@@ -36,9 +36,14 @@ def prepare(plant: Plant, *, assets: int = 1000, seed: int = 0) -> GraphRecords:
     return ontology_records().merged_with(plant_records(plant, assets=assets, seed=seed))
 
 
-def load(store: GraphStore, plant: Plant, records: GraphRecords, *,
-         batch_size: int = DEFAULT_BATCH, progress: Callable[[int], None] | None = None
-         ) -> SeedSummary:
+def load(
+    store: GraphStore,
+    plant: Plant,
+    records: GraphRecords,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> SeedSummary:
     """Create the schema, then write ``records`` (from :func:`prepare`) in one transaction.
 
     Idempotent: loading the same records again leaves the graph as it was. A failure leaves the

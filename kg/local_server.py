@@ -81,7 +81,9 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
     Maven Central can answer 429 under load, so the build is retried with growing pauses.
     """
     classes, lib = server_dir / "target" / "classes", server_dir / "target" / "lib"
-    if not (classes / "org/twinkg/server/Launcher.class").exists() or not any(lib.glob("neo4j-*.jar")):
+    if not (classes / "org/twinkg/server/Launcher.class").exists() or not any(
+        lib.glob("neo4j-*.jar")
+    ):
         mvn = shutil.which("mvn")
         if mvn is None:
             raise ServerError("Maven (mvn) is not installed; it is needed once to fetch Neo4j")
@@ -89,9 +91,18 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
         for attempt in range(1, _MAVEN_TRIES + 1):
             log(f"fetching Neo4j with Maven (attempt {attempt}/{_MAVEN_TRIES})")
             done = subprocess.run(
-                [mvn, "-B", "-q", "-f", str(server_dir / "pom.xml"), "package",
-                 "-Dmaven.wagon.http.retryHandler.count=3"],
-                capture_output=True, text=True, check=False,
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(server_dir / "pom.xml"),
+                    "package",
+                    "-Dmaven.wagon.http.retryHandler.count=3",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode == 0:
                 break
@@ -144,8 +155,13 @@ def status(config: LocalServerConfig) -> ServerStatus:
     return ServerStatus(pid is not None, pid, config.bolt_uri)
 
 
-def start(config: LocalServerConfig, *, wait_s: float = 180.0, parent_pid: int | None = None,
-          log: Callable[[str], None] = lambda _: None) -> ServerStatus:
+def start(
+    config: LocalServerConfig,
+    *,
+    wait_s: float = 180.0,
+    parent_pid: int | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> ServerStatus:
     """Start the server in the background and wait until Bolt accepts connections.
 
     With ``parent_pid`` the server stops by itself when that process exits (tests use this).
@@ -155,24 +171,47 @@ def start(config: LocalServerConfig, *, wait_s: float = 180.0, parent_pid: int |
     if current.running:
         return current
     if not _port_free(config.address, config.port):
-        raise PortInUseError(f"port {config.port} on {config.address} is already in use; "
-                             "set TWINKG_NEO4J_BOLT_PORT to another port")
+        raise PortInUseError(
+            f"port {config.port} on {config.address} is already in use; "
+            "set TWINKG_NEO4J_BOLT_PORT to another port"
+        )
     classpath = build(log=log)
     config.home.mkdir(parents=True, exist_ok=True)
     password_file = config.home / "password"
     password_file.write_text(config.password, encoding="utf-8")
     password_file.chmod(0o600)
-    command = [config.java, f"-Xms{config.heap}", f"-Xmx{config.heap}", *_JVM_FLAGS,
-               "-cp", classpath, "org.twinkg.server.Launcher",
-               "--home", str(config.home / "data"), "--address", config.address,
-               "--port", str(config.port), "--password-file", str(password_file),
-               "--pagecache", config.pagecache, "--tx-memory", config.tx_memory]
+    command = [
+        config.java,
+        f"-Xms{config.heap}",
+        f"-Xmx{config.heap}",
+        *_JVM_FLAGS,
+        "-cp",
+        classpath,
+        "org.twinkg.server.Launcher",
+        "--home",
+        str(config.home / "data"),
+        "--address",
+        config.address,
+        "--port",
+        str(config.port),
+        "--password-file",
+        str(password_file),
+        "--pagecache",
+        config.pagecache,
+        "--tx-memory",
+        config.tx_memory,
+    ]
     if parent_pid is not None:
         command += ["--parent-pid", str(parent_pid)]
     log(f"starting Neo4j on {config.bolt_uri}")
     with config.log_file.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     config.pid_file.write_text(str(process.pid), encoding="utf-8")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -189,7 +228,9 @@ def start(config: LocalServerConfig, *, wait_s: float = 180.0, parent_pid: int |
 
 
 def _raise_start_failure(config: LocalServerConfig, text: str, code: int | None) -> None:
-    errors = [line.split(ERROR_MARK, 1)[1].strip() for line in text.splitlines() if ERROR_MARK in line]
+    errors = [
+        line.split(ERROR_MARK, 1)[1].strip() for line in text.splitlines() if ERROR_MARK in line
+    ]
     if code == 3 or any("already in use" in e for e in errors):
         raise PortInUseError(f"port {config.port} on {config.address} is already in use")
     detail = errors[0] if errors else f"the launcher exited with status {code}"

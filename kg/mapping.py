@@ -27,29 +27,42 @@ from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord, Scalar
 from ontology.errors import MappingError
 from ontology.vocab import CLASS_LABELS, PROPERTIES, RELATIONSHIPS, PropKey, RelType
 
-_NATIVE = {str(XSD.string), str(XSD.anyURI), str(XSD.boolean), str(XSD.integer), str(XSD.double),
-           str(XSD.dateTime), str(XSD.date)}
+_NATIVE = {
+    str(XSD.string),
+    str(XSD.anyURI),
+    str(XSD.boolean),
+    str(XSD.integer),
+    str(XSD.double),
+    str(XSD.dateTime),
+    str(XSD.date),
+}
 _STRING = str(XSD.string)
 _PREDICATE_OF_KEY: Mapping[PropKey, tuple[URIRef, str]] = {
     key: (URIRef(iri), datatype) for iri, (key, datatype) in PROPERTIES.items()
 }
-_PREDICATE_OF_REL: Mapping[RelType, URIRef] = {rel: URIRef(iri) for iri, rel in RELATIONSHIPS.items()}
+_PREDICATE_OF_REL: Mapping[RelType, URIRef] = {
+    rel: URIRef(iri) for iri, rel in RELATIONSHIPS.items()
+}
 
 
-def _to_value(subject: URIRef, predicate: URIRef, literal: Literal, datatype: str) -> Scalar:
+def _to_value(subject: object, predicate: object, literal: Literal, datatype: str) -> Scalar:
     if literal.language is not None:
-        raise MappingError(f"{subject} {predicate}: language-tagged literal {literal.n3()} "
-                           "is not supported; store the text as a plain string")
+        raise MappingError(
+            f"{subject} {predicate}: language-tagged literal {literal.n3()} "
+            "is not supported; store the text as a plain string"
+        )
     actual = _STRING if literal.datatype is None else str(literal.datatype)
     if actual != datatype:
-        raise MappingError(f"{subject} {predicate}: literal {literal.n3()} has datatype {actual}, "
-                           f"the ontology declares {datatype}")
+        raise MappingError(
+            f"{subject} {predicate}: literal {literal.n3()} has datatype {actual}, "
+            f"the ontology declares {datatype}"
+        )
     if datatype not in _NATIVE or datatype in (_STRING, str(XSD.anyURI)):
         return str(literal)
     value = literal.toPython()
     if isinstance(value, Literal) or not isinstance(value, (bool, int, float, datetime, date)):
         raise MappingError(f"{subject} {predicate}: {literal.n3()} is not a valid {datatype}")
-    if datatype == str(XSD.double):
+    if datatype == str(XSD.double) and isinstance(value, (int, float)):
         return float(value)
     return value
 
@@ -103,12 +116,16 @@ def _collapse(values: Mapping[PropKey, list[Scalar]]) -> dict[PropKey, PropValue
     out: dict[PropKey, PropValue] = {}
     for key, vals in values.items():
         if len({type(v) for v in vals}) > 1:
-            raise MappingError(f"property {key} mixes value types {sorted({type(v).__name__ for v in vals})}")
-        out[key] = vals[0] if len(vals) == 1 else sorted(vals)  # type: ignore[assignment,type-var]
+            raise MappingError(
+                f"property {key} mixes value types {sorted({type(v).__name__ for v in vals})}"
+            )
+        out[key] = vals[0] if len(vals) == 1 else sorted(vals)  # type: ignore[assignment]
     return out
 
 
-def node_triples(uri: str, types: Iterable[str], props: Mapping[str, Any]) -> Graph:
+def node_triples(
+    uri: str, types: Iterable[str], props: Mapping[str, Any] | Mapping[PropKey, Any]
+) -> Graph:
     """The triples of one stored node (``props`` as read from Neo4j, ``uri``/``rdf_type`` aside)."""
     graph = Graph()
     subject = URIRef(uri)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import LiteralString, cast
+from typing import LiteralString
 
 from ontology.vocab import TK, Label, RelType
 
@@ -27,14 +27,13 @@ def _token(value: Label | RelType) -> LiteralString:
     # them safe to splice, which is why only enum members are accepted here.
     if not isinstance(value, (Label, RelType)):
         raise TypeError(f"not a vocabulary token: {value!r}")
-    return cast(LiteralString, "`" + value.value + "`")
+    return "`" + value.value + "`"
 
 
 # The label every node carries and the key that identifies it (Label.RESOURCE, PropKey.URI).
 URI_CONSTRAINT = NamedQuery(
     "schema.uri_unique",
-    "CREATE CONSTRAINT resource_uri_unique IF NOT EXISTS "
-    "FOR (n:Resource) REQUIRE n.uri IS UNIQUE",
+    "CREATE CONSTRAINT resource_uri_unique IF NOT EXISTS FOR (n:Resource) REQUIRE n.uri IS UNIQUE",
 )
 
 SHOW_CONSTRAINTS = NamedQuery(
@@ -64,25 +63,55 @@ EXPORT_RELATIONSHIPS = NamedQuery(
 )
 
 
+EXISTING_URIS = NamedQuery(
+    "seed.existing_uris",
+    "UNWIND $uris AS u MATCH (n:Resource {uri: u}) RETURN collect(n.uri) AS uris",
+)
+
+
+def _labels(labels: Sequence[Label]) -> LiteralString:
+    return "".join(":" + _token(label) for label in labels if label is not Label.RESOURCE)
+
+
+def create_nodes(labels: Sequence[Label]) -> NamedQuery:
+    """CREATE a batch of nodes that do not exist yet (the uri constraint guards races)."""
+    return NamedQuery(
+        "seed.create_nodes",
+        "UNWIND $rows AS row CREATE (n:Resource" + _labels(labels) + " {uri: row.uri}) "
+        "SET n += row.props",
+    )
+
+
 def merge_nodes(labels: Sequence[Label]) -> NamedQuery:
     """MERGE a batch of nodes by ``uri`` and give them ``labels`` and their properties."""
-    extra = "".join(":" + _token(label) for label in labels if label is not Label.RESOURCE)
+    extra = _labels(labels)
     set_labels: LiteralString = f", n{extra}" if extra else ""
     return NamedQuery(
         "seed.merge_nodes",
-        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) "
-        "SET n += row.props" + set_labels + " RETURN count(n) AS written",
+        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) SET n += row.props" + set_labels,
     )
+
+
+def _relationships(rel_type: RelType, verb: LiteralString) -> NamedQuery:
+    return NamedQuery(
+        f"seed.{verb.lower()}_relationships",
+        "UNWIND $rows AS row "
+        "MATCH (a:Resource {uri: row.start}) MATCH (b:Resource {uri: row.end}) "
+        + verb
+        + " (a)-[:"
+        + _token(rel_type)
+        + "]->(b) RETURN count(*) AS written",
+    )
+
+
+def create_relationships(rel_type: RelType) -> NamedQuery:
+    """CREATE a batch of relationships of which at least one end was just created."""
+    return _relationships(rel_type, "CREATE")
 
 
 def merge_relationships(rel_type: RelType) -> NamedQuery:
-    """MERGE a batch of ``rel_type`` relationships between existing nodes, matched by ``uri``."""
-    return NamedQuery(
-        "seed.merge_relationships",
-        "UNWIND $rows AS row "
-        "MATCH (a:Resource {uri: row.start}) MATCH (b:Resource {uri: row.end}) "
-        "MERGE (a)-[:" + _token(rel_type) + "]->(b) RETURN count(*) AS written",
-    )
+    """MERGE a batch of relationships between nodes that already existed."""
+    return _relationships(rel_type, "MERGE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,51 +126,63 @@ class DemoQuery:
 DEMO_QUERIES = (
     DemoQuery(
         "Which labels does each centrifugal pump carry (its class and every superclass)?",
-        NamedQuery("demo.pump_labels",
-                   "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, p.rdfs_label AS name, "
-                   "labels(p) AS labels ORDER BY tag LIMIT 10"),
+        NamedQuery(
+            "demo.pump_labels",
+            "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, p.rdfs_label AS name, "
+            "labels(p) AS labels ORDER BY tag LIMIT 10",
+        ),
         {},
     ),
     DemoQuery(
         "Where does CentrifugalPump sit in the class hierarchy?",
-        NamedQuery("demo.class_chain",
-                   "MATCH path = (c:owl_Class {uri: $cls})-[:RDFS_SUB_CLASS_OF*0..]->(top) "
-                   "WHERE NOT (top)-[:RDFS_SUB_CLASS_OF]->() "
-                   "RETURN [n IN nodes(path) | n.rdfs_label] AS chain"),
+        NamedQuery(
+            "demo.class_chain",
+            "MATCH path = (c:owl_Class {uri: $cls})-[:RDFS_SUB_CLASS_OF*0..]->(top) "
+            "WHERE NOT (top)-[:RDFS_SUB_CLASS_OF]->() "
+            "RETURN [n IN nodes(path) | n.rdfs_label] AS chain",
+        ),
         {"cls": str(TK.CentrifugalPump)},
     ),
     DemoQuery(
         "Which sensors monitor which equipment, in which unit and range?",
-        NamedQuery("demo.sensors",
-                   "MATCH (s:Sensor)-[:MONITORS]->(a:Asset) "
-                   "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
-                   "RETURN a.tag AS asset, s.externalId AS column, u.uri AS unit, "
-                   "s.physicalMin AS min, s.physicalMax AS max ORDER BY asset, column LIMIT 20"),
+        NamedQuery(
+            "demo.sensors",
+            "MATCH (s:Sensor)-[:MONITORS]->(a:Asset) "
+            "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
+            "RETURN a.tag AS asset, s.externalId AS column, u.uri AS unit, "
+            "s.physicalMin AS min, s.physicalMax AS max ORDER BY asset, column LIMIT 20",
+        ),
         {},
     ),
     DemoQuery(
         "Which ISO 14224 failure modes is each pump susceptible to?",
-        NamedQuery("demo.failure_modes",
-                   "MATCH (p:Pump)-[:SUSCEPTIBLE_TO]->(f:FailureMode) "
-                   "RETURN p.tag AS pump, f.rdfs_label AS failure_mode, f.iso14224Code AS code "
-                   "ORDER BY pump, code LIMIT 20"),
+        NamedQuery(
+            "demo.failure_modes",
+            "MATCH (p:Pump)-[:SUSCEPTIBLE_TO]->(f:FailureMode) "
+            "RETURN p.tag AS pump, f.rdfs_label AS failure_mode, f.iso14224Code AS code "
+            "ORDER BY pump, code LIMIT 20",
+        ),
         {},
     ),
     DemoQuery(
         "How does the process flow (which equipment feeds which)?",
-        NamedQuery("demo.flow",
-                   "MATCH (a:Equipment)-[:FEEDS]->(b:Equipment) "
-                   "RETURN a.tag AS upstream, b.tag AS downstream ORDER BY upstream LIMIT 20"),
+        NamedQuery(
+            "demo.flow",
+            "MATCH (a:Equipment)-[:FEEDS]->(b:Equipment) "
+            "RETURN a.tag AS upstream, b.tag AS downstream ORDER BY upstream LIMIT 20",
+        ),
         {},
     ),
     DemoQuery(
         "Which operating envelopes and policies guard the plant?",
-        NamedQuery("demo.policies",
-                   "MATCH (p:Policy) OPTIONAL MATCH (a:Asset)-[:HAS_ENVELOPE]->(p) "
-                   "OPTIONAL MATCH (p)-[:APPLIES_TO]->(b:Asset) "
-                   "RETURN labels(p)[-1] AS kind, p.rdfs_label AS policy, "
-                   "coalesce(a.tag, b.tag) AS asset, p.minValue AS min, p.maxValue AS max "
-                   "ORDER BY kind, policy LIMIT 20"),
+        NamedQuery(
+            "demo.policies",
+            "MATCH (p:Policy) OPTIONAL MATCH (a:Asset)-[:HAS_ENVELOPE]->(p) "
+            "OPTIONAL MATCH (p)-[:APPLIES_TO]->(b:Asset) "
+            "RETURN labels(p)[-1] AS kind, p.rdfs_label AS policy, "
+            "coalesce(a.tag, b.tag) AS asset, p.minValue AS min, p.maxValue AS max "
+            "ORDER BY kind, policy LIMIT 20",
+        ),
         {},
     ),
 )

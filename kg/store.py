@@ -11,10 +11,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, LiteralString, TypeVar, cast
+from typing import Any
 
 import neo4j
-from neo4j import Driver, ManagedTransaction, Query, Session
+from neo4j import Driver, ManagedTransaction, Session
 from neo4j.exceptions import (
     AuthError,
     ClientError,
@@ -31,7 +31,6 @@ from kg.records import GraphRecords, NodeRecord, RelRecord
 from ontology.errors import QueryRejectedError, StoreError
 from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
-T = TypeVar("T")
 DEFAULT_BATCH = 5000
 _REFUSED_OPERATORS = ("LoadCSV",)
 
@@ -65,8 +64,9 @@ class QueryResult:
 def open_driver(uri: str, user: str, password: str) -> Driver:
     """A driver for ``uri`` (connects lazily); the caller owns it and must close it."""
     try:
-        return neo4j.GraphDatabase.driver(uri, auth=(user, password), connection_timeout=5.0,
-                                          connection_acquisition_timeout=30.0)
+        return neo4j.GraphDatabase.driver(
+            uri, auth=(user, password), connection_timeout=5.0, connection_acquisition_timeout=30.0
+        )
     except (ValueError, ConfigurationError) as exc:
         raise StoreError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
 
@@ -81,20 +81,21 @@ def labels_for(types: Sequence[str]) -> tuple[Label, ...]:
     return tuple(sorted(labels))
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:  # noqa: PLR0911 - one case per driver type
     """Driver values as JSON-friendly Python (nodes and relationships as dicts)."""
-    if isinstance(value, neo4j.graph.Node):
-        return {"labels": sorted(value.labels), **{k: _plain(v) for k, v in value.items()}}
-    if isinstance(value, neo4j.graph.Relationship):
-        return {"type": value.type, **{k: _plain(v) for k, v in value.items()}}
-    if isinstance(value, neo4j.graph.Path):
-        return [_plain(n) for n in value.nodes]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "iso_format"):
-        return value.iso_format()
+    match value:
+        case neo4j.graph.Node():
+            return {"labels": sorted(value.labels), **{k: _plain(v) for k, v in value.items()}}
+        case neo4j.graph.Relationship():
+            return {"type": value.type, **{k: _plain(v) for k, v in value.items()}}
+        case neo4j.graph.Path():
+            return [_plain(n) for n in value.nodes]
+        case list():
+            return [_plain(v) for v in value]
+        case dict():
+            return {k: _plain(v) for k, v in value.items()}
+        case _ if hasattr(value, "iso_format"):
+            return value.iso_format()
     return value
 
 
@@ -143,91 +144,123 @@ class GraphStore:
             record = session.run(queries.COUNTS.cypher).single(strict=True)
             return GraphCounts(record["nodes"], record["relationships"])
 
-    def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH,
-              progress: Callable[[int], None] | None = None) -> WriteSummary:
+    def write(
+        self,
+        records: GraphRecords,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        progress: Callable[[int], None] | None = None,
+    ) -> WriteSummary:
         """Write ``records`` in ONE transaction of batched ``UNWIND`` statements.
 
-        Nodes are merged by ``uri`` and relationships by their ends and type, so writing the same
-        records twice changes nothing. On any failure the transaction rolls back whole.
+        Writing the same records twice changes nothing: nodes that already exist are merged by
+        ``uri`` (new ones are created, which is much faster), and relationships are merged
+        unless one of their ends is new. On any failure the transaction rolls back whole.
         ``progress`` is called with the number of records written by each statement.
         """
+        rels = tuple(dict.fromkeys(records.rels))
         statements = 0
         with self._session() as session, session.begin_transaction() as tx:
-            for query, rows in self._node_batches(records.nodes, batch_size):
+            existing = set(
+                tx.run(queries.EXISTING_URIS.cypher, uris=[n.uri for n in records.nodes]).single(
+                    strict=True
+                )["uris"]
+            )
+            for query, rows in self._node_batches(records.nodes, existing, batch_size):
                 tx.run(query.cypher, rows=rows).consume()
                 statements += 1
                 if progress:
                     progress(len(rows))
-            for rel_type, rows in self._rel_batches(records.rels, batch_size):
-                query = queries.merge_relationships(rel_type)
+            for query, rows in self._rel_batches(rels, existing, batch_size):
                 written = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
                 if written != len(rows):
-                    raise StoreError(f"{len(rows) - written} {rel_type.value} relationships point "
-                                     "at nodes that do not exist; nothing was written")
+                    raise StoreError(
+                        f"{len(rows) - written} relationships of a batch point at "
+                        "nodes that do not exist; nothing was written"
+                    )
                 statements += 1
                 if progress:
                     progress(len(rows))
             tx.commit()
-        return WriteSummary(len(records.nodes), len(records.rels), statements)
+        return WriteSummary(len(records.nodes), len(rels), statements)
 
     @staticmethod
-    def _node_batches(nodes: Sequence[NodeRecord], size: int
-                      ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, Any]]]]:
-        groups: dict[tuple[Label, ...], list[dict[str, Any]]] = defaultdict(list)
+    def _node_batches(
+        nodes: Sequence[NodeRecord], existing: set[str], size: int
+    ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, Any]]]]:
+        groups: dict[tuple[bool, tuple[Label, ...]], list[dict[str, Any]]] = defaultdict(list)
         for node in nodes:
             props: dict[str, Any] = {k.value: v for k, v in node.props.items()}
             if node.types:
                 props[PropKey.RDF_TYPE.value] = sorted(node.types)
-            groups[labels_for(node.types)].append({"uri": node.uri, "props": props})
-        for labels, rows in sorted(groups.items()):
-            query = queries.merge_nodes(labels)
+            key = (node.uri in existing, labels_for(node.types))
+            groups[key].append({"uri": node.uri, "props": props})
+        for (old, labels), rows in sorted(groups.items()):
+            query = queries.merge_nodes(labels) if old else queries.create_nodes(labels)
             for i in range(0, len(rows), size):
                 yield query, rows[i : i + size]
 
     @staticmethod
-    def _rel_batches(rels: Sequence[RelRecord], size: int
-                     ) -> Iterator[tuple[RelType, list[dict[str, str]]]]:
-        groups: dict[RelType, list[dict[str, str]]] = defaultdict(list)
+    def _rel_batches(
+        rels: Sequence[RelRecord], existing: set[str], size: int
+    ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, str]]]]:
+        groups: dict[tuple[bool, RelType], list[dict[str, str]]] = defaultdict(list)
         for rel in rels:
-            groups[rel.type].append({"start": rel.start, "end": rel.end})
-        for rel_type, rows in sorted(groups.items()):
+            old = rel.start in existing and rel.end in existing
+            groups[(old, rel.type)].append({"start": rel.start, "end": rel.end})
+        for (old, rel_type), rows in sorted(groups.items()):
+            query = (
+                queries.merge_relationships(rel_type)
+                if old
+                else queries.create_relationships(rel_type)
+            )
             for i in range(0, len(rows), size):
-                yield rel_type, rows[i : i + size]
+                yield query, rows[i : i + size]
 
     def export(self, *, prefix: str = "") -> Graph:
         """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges."""
         graph = Graph()
         with self._session(read=True) as session:
             for record in session.run(queries.EXPORT_NODES.cypher, prefix=prefix):
-                props = {k: v for k, v in record["props"].items()
-                         if k not in (PropKey.URI.value, PropKey.RDF_TYPE.value)}
+                props = {
+                    k: v
+                    for k, v in record["props"].items()
+                    if k not in (PropKey.URI.value, PropKey.RDF_TYPE.value)
+                }
                 graph += node_triples(record["uri"], record["types"], props)
             for record in session.run(queries.EXPORT_RELATIONSHIPS.cypher, prefix=prefix):
                 graph.add(relationship_triple(record["start"], record["type"], record["end"]))
         return graph
 
-    def read_only(self, cypher: str, params: Mapping[str, Any] | None = None, *,
-                  timeout_s: float = 30.0, row_cap: int = 1000) -> QueryResult:
+    def read_only(
+        self,
+        cypher: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float = 30.0,
+        row_cap: int = 1000,
+    ) -> QueryResult:
         """Run untrusted Cypher that may only read.
 
         Neo4j plans the query first (``EXPLAIN``) and TwinKG refuses any that is not of type
         read (``r``) or that reads files (``LOAD CSV``); the survivor runs in a read transaction
         with a server-side timeout, and at most ``row_cap`` rows come back.
         """
-        text = cast(LiteralString, cypher)
         with self._session(read=True) as session:
             try:
-                summary = session.run(cast(LiteralString, "EXPLAIN " + text), params).consume()
+                summary = session.run("EXPLAIN " + cypher, dict(params or {})).consume()
             except ClientError as exc:
                 raise QueryRejectedError(f"invalid Cypher: {_first_line(exc.message)}") from exc
             if summary.query_type != "r":
                 raise QueryRejectedError(
-                    f"only read queries are allowed here; this one is of type {summary.query_type!r}")
+                    "only read queries are allowed here; "
+                    f"this one is of type {summary.query_type!r}"
+                )
             if _plan_uses(summary.plan, _REFUSED_OPERATORS):
                 raise QueryRejectedError("LOAD CSV is not allowed in a read-only query")
 
             def work(tx: ManagedTransaction) -> QueryResult:
-                result = tx.run(Query(text, timeout=timeout_s), params)
+                result = tx.run(cypher, dict(params or {}))
                 rows: list[tuple[Any, ...]] = []
                 for record in result:
                     if len(rows) == row_cap:
@@ -236,7 +269,7 @@ class GraphStore:
                 return QueryResult(tuple(result.keys()), tuple(rows), False)
 
             try:
-                return session.execute_read(work)
+                return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
             except ClientError as exc:
                 raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
 

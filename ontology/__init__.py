@@ -1,1 +1,1 @@
-"""The TwinKG ontology: Turtle modules, pinned imports, naming rules and the generated vocabulary."""
+"""The TwinKG ontology: Turtle modules, pinned imports, naming rules, generated vocabulary."""

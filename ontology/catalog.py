@@ -61,14 +61,28 @@ class Catalog:
 
 
 # Terms that describe the ontology itself; they are mapped like any other term.
-META_CLASSES = (OWL.Class, RDFS.Class, OWL.ObjectProperty, OWL.DatatypeProperty,
-                OWL.AnnotationProperty, OWL.Ontology)
-STRUCTURAL_RELATIONSHIPS = (RDFS.subClassOf, RDFS.subPropertyOf, RDFS.domain, RDFS.range,
-                            OWL.inverseOf, OWL.versionIRI)
+META_CLASSES = (
+    OWL.Class,
+    RDFS.Class,
+    OWL.ObjectProperty,
+    OWL.DatatypeProperty,
+    OWL.AnnotationProperty,
+    OWL.Ontology,
+)
+STRUCTURAL_RELATIONSHIPS = (
+    RDFS.subClassOf,
+    RDFS.subPropertyOf,
+    RDFS.domain,
+    RDFS.range,
+    OWL.inverseOf,
+    OWL.versionIRI,
+)
 STRING_ANNOTATIONS = (RDFS.label, RDFS.comment, OWL.versionInfo)
-_PROPERTY_TYPES = {OWL.ObjectProperty: TermKind.RELATIONSHIP,
-                   OWL.DatatypeProperty: TermKind.PROPERTY,
-                   OWL.AnnotationProperty: TermKind.PROPERTY}
+_PROPERTY_TYPES = {
+    OWL.ObjectProperty: TermKind.RELATIONSHIP,
+    OWL.DatatypeProperty: TermKind.PROPERTY,
+    OWL.AnnotationProperty: TermKind.PROPERTY,
+}
 
 
 def ontology_files(root: Path = ONTOLOGY_DIR) -> list[Path]:
@@ -104,7 +118,7 @@ def _classes(graph: Graph) -> set[URIRef]:
     found = {c for t in (OWL.Class, RDFS.Class) for c in _named(graph.subjects(RDF.type, t))}
     found.update(_named(graph.objects(None, RDFS.subClassOf)))
     found.update(URIRef(str(c)) for c in META_CLASSES)
-    return {c for c in found if c != OWL.Thing and c != RDFS.Resource}
+    return {c for c in found if c not in (OWL.Thing, RDFS.Resource)}
 
 
 def _ancestors(graph: Graph, cls: URIRef, classes: set[URIRef]) -> tuple[str, ...]:
@@ -131,8 +145,9 @@ def _property_terms(graph: Graph) -> dict[str, PropertyTerm]:
     for prop in STRUCTURAL_RELATIONSHIPS:
         terms[str(prop)] = PropertyTerm(str(prop), TermKind.RELATIONSHIP, rel_type_for(prop), None)
     for prop in STRING_ANNOTATIONS:
-        terms[str(prop)] = PropertyTerm(str(prop), TermKind.PROPERTY, prop_key_for(prop),
-                                        str(XSD.string))
+        terms[str(prop)] = PropertyTerm(
+            str(prop), TermKind.PROPERTY, prop_key_for(prop), str(XSD.string)
+        )
     return terms
 
 
@@ -142,7 +157,9 @@ def _property_term(graph: Graph, prop: URIRef, kind: TermKind) -> PropertyTerm:
         return PropertyTerm(iri, kind, rel_type_for(iri), None)
     ranges = _named(graph.objects(prop, RDFS.range))
     if iri.startswith(TK) and len(ranges) != 1:
-        raise OntologyError(f"datatype property {iri} needs exactly one rdfs:range, has {len(ranges)}")
+        raise OntologyError(
+            f"datatype property {iri} needs exactly one rdfs:range, has {len(ranges)}"
+        )
     datatype = str(ranges[0]) if ranges and str(ranges[0]) != str(RDFS.Literal) else str(XSD.string)
     return PropertyTerm(iri, kind, prop_key_for(iri), datatype)
 
@@ -163,10 +180,14 @@ def build_catalog(graph: Graph) -> Catalog:
     }
     properties = _property_terms(graph)
     _check_unique(((t.iri, t.label) for t in class_terms.values()), "label")
-    _check_unique(((t.iri, t.name) for t in properties.values()
-                   if t.kind is TermKind.RELATIONSHIP), "relationship type")
-    _check_unique(((t.iri, t.name) for t in properties.values()
-                   if t.kind is TermKind.PROPERTY), "property key")
+    _check_unique(
+        ((t.iri, t.name) for t in properties.values() if t.kind is TermKind.RELATIONSHIP),
+        "relationship type",
+    )
+    _check_unique(
+        ((t.iri, t.name) for t in properties.values() if t.kind is TermKind.PROPERTY),
+        "property key",
+    )
     version = graph.value(URIRef(ONTOLOGY_IRI), OWL.versionInfo)
     if version is None:
         raise OntologyError(f"the ontology {ONTOLOGY_IRI} has no owl:versionInfo")

@@ -37,20 +37,30 @@ def _enum(name: str, doc: str, values: list[str]) -> list[str]:
             raise OntologyError(f"{name} members {members[key]!r} and {value!r} collide as {key}")
         members[key] = value
         lines.append(f"    {key} = {value!r}")
-    return lines + ["", ""]
+    return [*lines, "", ""]
 
 
 def _terms(graph: Graph, namespace: str) -> list[str]:
-    terms = {str(s)[len(namespace):] for s in graph.subjects()
-             if isinstance(s, URIRef) and str(s).startswith(namespace)}
+    terms = {
+        str(s)[len(namespace) :]
+        for s in graph.subjects()
+        if isinstance(s, URIRef) and str(s).startswith(namespace)
+    }
     return sorted(t for t in terms if t)
 
 
 def _namespace(graph: Graph, name: str, namespace: str, doc: str) -> list[str]:
     terms = _terms(graph, namespace)
-    lines = [f"class {name}(DefinedNamespace):", f'    """{doc}"""', "",
-             "    _fail = True", f"    _NS = Namespace({namespace!r})"]
-    extras = [t for t in terms if not t.isidentifier()]  # e.g. unit:L-PER-MIN: use UNIT["L-PER-MIN"]
+    lines = [
+        f"class {name}(DefinedNamespace):",
+        f'    """{doc}"""',
+        "",
+        "    _fail = True",
+        f"    _NS = Namespace({namespace!r})",
+    ]
+    extras = [
+        t for t in terms if not t.isidentifier()
+    ]  # e.g. unit:L-PER-MIN: use UNIT["L-PER-MIN"]
     if extras:
         lines.append(f"    _extras = {extras!r}")
     lines.append("")
@@ -69,7 +79,7 @@ def render(graph: Graph, catalog: Catalog) -> str:
         "A closed rdflib namespace for the ontology's own terms, enums of the Neo4j labels,",
         "relationship types and property keys derived from it, and the tables the storage mapping",
         'uses to go from RDF to the property graph and back."""',
-        "# ruff: noqa: E501",
+        "# ruff: noqa: E501, N815",
         "",
         "from __future__ import annotations",
         "",
@@ -85,15 +95,28 @@ def render(graph: Graph, catalog: Catalog) -> str:
         "",
     ]
     out += _namespace(graph, "TK", TK, "The TwinKG ontology, closed: an unknown term is an error.")
-    out += _namespace(graph, "UNIT", PREFIXES["unit"], "The QUDT units TwinKG uses (pinned import).")
-    out += _namespace(graph, "QUANTITYKIND", PREFIXES["quantitykind"],
-                      "The QUDT quantity kinds TwinKG uses (pinned import).")
-    out += _enum("Label", "Neo4j node labels: one per class, plus the label every node has.",
-                 [c.label for c in classes] + [RESOURCE_LABEL])
-    out += _enum("RelType", "Neo4j relationship types: one per object property.",
-                 [p.name for p in rels])
-    out += _enum("PropKey", "Neo4j property keys: one per datatype or annotation property.",
-                 [p.name for p in keys] + [URI_KEY, TYPE_KEY])
+    out += _namespace(
+        graph, "UNIT", PREFIXES["unit"], "The QUDT units TwinKG uses (pinned import)."
+    )
+    out += _namespace(
+        graph,
+        "QUANTITYKIND",
+        PREFIXES["quantitykind"],
+        "The QUDT quantity kinds TwinKG uses (pinned import).",
+    )
+    out += _enum(
+        "Label",
+        "Neo4j node labels: one per class, plus the label every node has.",
+        [c.label for c in classes] + [RESOURCE_LABEL],
+    )
+    out += _enum(
+        "RelType", "Neo4j relationship types: one per object property.", [p.name for p in rels]
+    )
+    out += _enum(
+        "PropKey",
+        "Neo4j property keys: one per datatype or annotation property.",
+        [p.name for p in keys] + [URI_KEY, TYPE_KEY],
+    )
     out.append("CLASS_LABELS: Final[Mapping[str, Label]] = {")
     out += [f"    {c.iri!r}: Label.{member(c.label)}," for c in classes]
     out += ["}", '"""Class IRI → its label."""', ""]
@@ -101,7 +124,11 @@ def render(graph: Graph, catalog: Catalog) -> str:
     for c in classes:
         ancestors = "".join(f"Label.{member(a)}, " for a in c.ancestors)
         out.append(f"    Label.{member(c.label)}: ({ancestors}),")
-    out += ["}", '"""Label → the labels of all its superclasses (an instance carries them all)."""', ""]
+    out += [
+        "}",
+        '"""Label → the labels of all its superclasses (an instance carries them all)."""',
+        "",
+    ]
     out.append("RELATIONSHIPS: Final[Mapping[str, RelType]] = {")
     out += [f"    {p.iri!r}: RelType.{member(p.name)}," for p in rels]
     out += ["}", '"""Object property IRI → relationship type."""', ""]

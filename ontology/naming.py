@@ -2,8 +2,9 @@
 
 One rule for every term, so that the graph can be read back to RDF without loss:
 
-- a class becomes a node label: its local name for TwinKG terms (``tk:CentrifugalPump`` →
-  ``CentrifugalPump``), ``<prefix>_<local>`` for foreign ones (``prov:Activity`` → ``prov_Activity``);
+- a class becomes a node label: its local name for TwinKG terms
+  (``tk:CentrifugalPump`` → ``CentrifugalPump``), ``<prefix>_<local>`` for foreign ones
+  (``prov:Activity`` → ``prov_Activity``);
 - an object property becomes a relationship type in UPPER_SNAKE case (``tk:partOf`` → ``PART_OF``,
   ``rdfs:subClassOf`` → ``RDFS_SUB_CLASS_OF``);
 - a datatype or annotation property becomes a property key (``tk:ratedPower`` → ``ratedPower``,

@@ -34,8 +34,12 @@ class Neo4jTarget:
 
     def env(self) -> dict[str, str]:
         """Environment that points the ``twinkg`` CLI at this server."""
-        return {**os.environ, "TWINKG_NEO4J_URI": self.uri, "TWINKG_NEO4J_USER": self.user,
-                "TWINKG_NEO4J_PASSWORD": self.password}
+        return {
+            **os.environ,
+            "TWINKG_NEO4J_URI": self.uri,
+            "TWINKG_NEO4J_USER": self.user,
+            "TWINKG_NEO4J_PASSWORD": self.password,
+        }
 
 
 def free_port() -> int:
@@ -50,12 +54,20 @@ def neo4j_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarg
     """A running Neo4j for the whole session."""
     uri = os.environ.get("TWINKG_TEST_NEO4J_URI")
     if uri:
-        yield Neo4jTarget(uri, os.environ.get("TWINKG_TEST_NEO4J_USER", "neo4j"),
-                          os.environ.get("TWINKG_TEST_NEO4J_PASSWORD", ""))
+        yield Neo4jTarget(
+            uri,
+            os.environ.get("TWINKG_TEST_NEO4J_USER", "neo4j"),
+            os.environ.get("TWINKG_TEST_NEO4J_PASSWORD", ""),
+        )
         return
     config = local_server.LocalServerConfig(
-        home=tmp_path_factory.mktemp("neo4j"), port=free_port(),
-        password=secrets.token_urlsafe(16), heap="1g", pagecache="256m", tx_memory="1g")
+        home=tmp_path_factory.mktemp("neo4j"),
+        port=free_port(),
+        password=secrets.token_urlsafe(16),
+        heap="1g",
+        pagecache="256m",
+        tx_memory="1g",
+    )
     local_server.start(config, wait_s=240, parent_pid=os.getpid())
     try:
         yield Neo4jTarget(config.bolt_uri, "neo4j", config.password)
@@ -66,8 +78,9 @@ def neo4j_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarg
 @pytest.fixture(scope="session")
 def driver(neo4j_target: Neo4jTarget) -> Iterator[Driver]:
     """The official driver, as an independent client would use it."""
-    with GraphDatabase.driver(neo4j_target.uri,
-                              auth=(neo4j_target.user, neo4j_target.password)) as drv:
+    with GraphDatabase.driver(
+        neo4j_target.uri, auth=(neo4j_target.user, neo4j_target.password)
+    ) as drv:
         yield drv
 
 
@@ -75,5 +88,7 @@ def driver(neo4j_target: Neo4jTarget) -> Iterator[Driver]:
 def empty_store(driver: Driver) -> GraphStore:
     """A store over an empty database (constraints are kept)."""
     with driver.session() as session:
-        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+        session.run(
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
     return GraphStore(driver)

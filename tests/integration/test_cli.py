@@ -18,14 +18,16 @@ TWINKG = shutil.which("twinkg") or str(Path(os.sys.executable).parent / "twinkg"
 
 
 def run(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TWINKG, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [TWINKG, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def _counts(driver: Driver) -> tuple[int, int]:
     records, _, _ = driver.execute_query(
         "CALL () { MATCH (n) RETURN count(n) AS n } CALL () { MATCH ()-[r]->() RETURN count(r) AS r }"
-        " RETURN n, r")
+        " RETURN n, r"
+    )
     return records[0]["n"], records[0]["r"]
 
 
@@ -40,35 +42,50 @@ def seeded(neo4j_target: Neo4jTarget, driver: Driver) -> Neo4jTarget:
 
 
 def test_cypher_prints_a_table(seeded: Neo4jTarget) -> None:
-    done = run("cypher", "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, labels(p) AS labels",
-               env=seeded.env())
+    done = run(
+        "cypher",
+        "MATCH (p:CentrifugalPump) RETURN p.tag AS tag, labels(p) AS labels",
+        env=seeded.env(),
+    )
     assert done.returncode == 0, done.stderr
     assert "tag" in done.stdout and "RotatingEquipment" in done.stdout and "1 row(s)" in done.stdout
 
 
 def test_cypher_parameters_and_json(seeded: Neo4jTarget) -> None:
-    done = run("cypher", "MATCH (s:Sensor) WHERE s.physicalMax > $m RETURN count(s) AS n",
-               "--param", "m=100", "--json", env=seeded.env())
+    done = run(
+        "cypher",
+        "MATCH (s:Sensor) WHERE s.physicalMax > $m RETURN count(s) AS n",
+        "--param",
+        "m=100",
+        "--json",
+        env=seeded.env(),
+    )
     assert done.returncode == 0, done.stderr
     assert '"n":' in done.stdout.replace(" ", "")
 
 
-@pytest.mark.parametrize("query", [
-    "CREATE (n:Pump {uri: 'urn:evil'})",
-    "MATCH (n) DETACH DELETE n",
-    "MATCH (p:Pump) SET p.tag = 'X'",
-    "MATCH (n) WITH n LIMIT 1 CALL (n) { SET n.hacked = true } RETURN 1",
-    "LOAD CSV FROM 'file:///etc/passwd' AS row RETURN row",
-    "MATCH (n) RETURN n; CREATE (m)",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "CREATE (n:Pump {uri: 'urn:evil'})",
+        "MATCH (n) DETACH DELETE n",
+        "MATCH (p:Pump) SET p.tag = 'X'",
+        "MATCH (n) WITH n LIMIT 1 CALL (n) { SET n.hacked = true } RETURN 1",
+        "LOAD CSV FROM 'file:///etc/passwd' AS row RETURN row",
+        "MATCH (n) RETURN n; CREATE (m)",
+    ],
+)
 def test_cypher_refuses_writes_and_leaves_the_graph_alone(
-        seeded: Neo4jTarget, driver: Driver, query: str) -> None:
+    seeded: Neo4jTarget, driver: Driver, query: str
+) -> None:
     before = _counts(driver)
     done = run("cypher", query, env=seeded.env())
     assert done.returncode == 4, (done.stdout, done.stderr)
     assert done.stderr.startswith("error[query_rejected]:") and done.stderr.count("\n") == 1
     assert _counts(driver) == before
-    hacked, _, _ = driver.execute_query("MATCH (n) WHERE n.hacked OR n.tag = 'X' RETURN count(n) AS c")
+    hacked, _, _ = driver.execute_query(
+        "MATCH (n) WHERE n.hacked OR n.tag = 'X' RETURN count(n) AS c"
+    )
     assert hacked[0]["c"] == 0
 
 
@@ -76,7 +93,8 @@ def test_unknown_plant_is_a_one_line_error(seeded: Neo4jTarget) -> None:
     done = run("seed", "--plant", "atlantis", env=seeded.env())
     assert done.returncode == 5
     assert done.stderr.strip() == (
-        "error[unknown_plant]: unknown plant 'atlantis'; known plants: skab-testbed, generated")
+        "error[unknown_plant]: unknown plant 'atlantis'; known plants: skab-testbed, generated"
+    )
 
 
 def test_unreachable_neo4j_is_a_one_line_error(neo4j_target: Neo4jTarget) -> None:
@@ -88,7 +106,9 @@ def test_unreachable_neo4j_is_a_one_line_error(neo4j_target: Neo4jTarget) -> Non
 
 
 def test_wrong_password_is_a_one_line_error(neo4j_target: Neo4jTarget) -> None:
-    done = run("cypher", "RETURN 1", env={**neo4j_target.env(), "TWINKG_NEO4J_PASSWORD": "nope-nope"})
+    done = run(
+        "cypher", "RETURN 1", env={**neo4j_target.env(), "TWINKG_NEO4J_PASSWORD": "nope-nope"}
+    )
     assert done.returncode == 3
     assert "refused the credentials" in done.stderr and done.stderr.count("\n") == 1
 
@@ -103,8 +123,12 @@ def test_bad_setting_is_a_one_line_error(tmp_path: Path) -> None:
 def test_db_start_status_stop_and_a_taken_port(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWINKG_NEO4J")}
-    env |= {"TWINKG_HOME": str(tmp_path), "TWINKG_NEO4J_BOLT_PORT": str(port),
-            "TWINKG_NEO4J_HEAP": "512m", "TWINKG_NEO4J_PAGECACHE": "64m"}
+    env |= {
+        "TWINKG_HOME": str(tmp_path),
+        "TWINKG_NEO4J_BOLT_PORT": str(port),
+        "TWINKG_NEO4J_HEAP": "512m",
+        "TWINKG_NEO4J_PAGECACHE": "64m",
+    }
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()

@@ -24,13 +24,21 @@ def _seed(store: GraphStore, plant: Plant, **kw: int) -> seeding.SeedSummary:
 
 
 def test_skab_pump_carries_the_labels_of_all_its_superclasses(
-        empty_store: GraphStore, driver: Driver) -> None:
+    empty_store: GraphStore, driver: Driver
+) -> None:
     _seed(empty_store, Plant.SKAB_TESTBED)
     records, _, _ = driver.execute_query(
-        "MATCH (p:CentrifugalPump) RETURN p.uri AS uri, labels(p) AS labels")
+        "MATCH (p:CentrifugalPump) RETURN p.uri AS uri, labels(p) AS labels"
+    )
     assert len(records) == 1
-    assert {"CentrifugalPump", "Pump", "RotatingEquipment", "Equipment", "Asset",
-            "Resource"} <= set(records[0]["labels"])
+    assert {
+        "CentrifugalPump",
+        "Pump",
+        "RotatingEquipment",
+        "Equipment",
+        "Asset",
+        "Resource",
+    } <= set(records[0]["labels"])
     rotating, _, _ = driver.execute_query("MATCH (a:RotatingEquipment) RETURN count(a) AS n")
     assert rotating[0]["n"] >= 2  # the pump and the motor
 
@@ -39,21 +47,26 @@ def test_class_hierarchy_is_in_the_graph(empty_store: GraphStore, driver: Driver
     _seed(empty_store, Plant.SKAB_TESTBED)
     records, _, _ = driver.execute_query(
         "MATCH (c:owl_Class {uri: $cls})-[:RDFS_SUB_CLASS_OF*]->(s:owl_Class) "
-        "RETURN collect(s.uri) AS ancestors", cls=str(TK.CentrifugalPump))
+        "RETURN collect(s.uri) AS ancestors",
+        cls=str(TK.CentrifugalPump),
+    )
     ancestors = set(records[0]["ancestors"])
     assert {str(TK.Pump), str(TK.RotatingEquipment), str(TK.Equipment), str(TK.Asset)} <= ancestors
     props, _, _ = driver.execute_query(
-        "MATCH (p:owl_ObjectProperty {uri: $p}) RETURN p.rdfs_label AS label", p=str(TK.partOf))
+        "MATCH (p:owl_ObjectProperty {uri: $p}) RETURN p.rdfs_label AS label", p=str(TK.partOf)
+    )
     assert props and props[0]["label"]
 
 
 def test_uri_is_unique_and_indexed_and_schema_creation_is_idempotent(
-        empty_store: GraphStore, driver: Driver) -> None:
+    empty_store: GraphStore, driver: Driver
+) -> None:
     empty_store.ensure_schema()
     empty_store.ensure_schema()
     records, _, _ = driver.execute_query(
         "SHOW CONSTRAINTS YIELD type, labelsOrTypes, properties, ownedIndex "
-        "WHERE labelsOrTypes = ['Resource'] AND properties = ['uri'] RETURN type, ownedIndex")
+        "WHERE labelsOrTypes = ['Resource'] AND properties = ['uri'] RETURN type, ownedIndex"
+    )
     assert len(records) == 1 and records[0]["type"] == "UNIQUENESS" and records[0]["ownedIndex"]
     with pytest.raises(Exception, match="already exists"):
         driver.execute_query("CREATE (:Resource {uri: 'urn:x'}), (:Resource {uri: 'urn:x'})")
@@ -81,10 +94,12 @@ def test_generated_plant_loads_idempotently(empty_store: GraphStore, driver: Dri
     assert first.after == second.after
     records, _, _ = driver.execute_query(
         "MATCH (a:Asset) WHERE a.uri STARTS WITH $ns RETURN count(a) AS n",
-        ns=plant_namespace("generated/7"))
+        ns=plant_namespace("generated/7"),
+    )
     assert records[0]["n"] == 2000
     pairs, _, _ = driver.execute_query(
-        "MATCH (s:Pump)-[:STANDBY_FOR]->(d:Pump) RETURN count(*) AS n")
+        "MATCH (s:Pump)-[:STANDBY_FOR]->(d:Pump) RETURN count(*) AS n"
+    )
     assert pairs[0]["n"] > 10
 
 

@@ -55,5 +55,7 @@ def test_generated_plant_maps_to_rdf_and_back() -> None:
     records = generate(assets=400, seed=5)
     graph = records_to_rdf(records)
     again = rdf_to_records(graph)
-    assert {n.uri: n for n in again.nodes if n.types} == {n.uri: n for n in records.nodes if n.types}
+    assert {n.uri: n for n in again.nodes if n.types} == {
+        n.uri: n for n in records.nodes if n.types
+    }
     assert set(again.rels) == set(records.rels)

@@ -66,6 +66,8 @@ def test_unmappable_data_is_refused_with_the_reason(graph: Graph, message: str) 
 
 def test_malformed_turtle_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ttl"
-    bad.write_text("@prefix tk: <https://w3id.org/twinkg/ontology#> .\ntk:a tk:b ", encoding="utf-8")
+    bad.write_text(
+        "@prefix tk: <https://w3id.org/twinkg/ontology#> .\ntk:a tk:b ", encoding="utf-8"
+    )
     with pytest.raises(OntologyError, match=r"bad\.ttl: malformed Turtle"):
         parse_turtle([bad])

@@ -22,9 +22,11 @@ def test_drift_is_detected(tmp_path: pytest.TempPathFactory) -> None:
 
 @pytest.mark.parametrize(
     ("iri", "label"),
-    [("https://w3id.org/twinkg/ontology#CentrifugalPump", "CentrifugalPump"),
-     ("http://www.w3.org/ns/prov#Activity", "prov_Activity"),
-     ("http://www.w3.org/ns/sosa/Observation", "sosa_Observation")],
+    [
+        ("https://w3id.org/twinkg/ontology#CentrifugalPump", "CentrifugalPump"),
+        ("http://www.w3.org/ns/prov#Activity", "prov_Activity"),
+        ("http://www.w3.org/ns/sosa/Observation", "sosa_Observation"),
+    ],
 )
 def test_class_labels(iri: str, label: str) -> None:
     assert label_for(iri) == label

@@ -1,0 +1,150 @@
+"""Seed-load benchmark: batched UNWIND writes against one transaction per asset.
+
+Starts a throwaway Neo4j (the project's own launcher, temporary data folder, free port), then:
+
+1. batched: loads a generated plant of ``--assets`` assets (default 100,000) with the ontology,
+   in one transaction of batched ``UNWIND`` statements (the path ``twinkg seed`` uses);
+2. per asset: loads a ``--sample`` asset plant (default 2,000; another seed, so nothing is merged
+   into existing nodes) with one transaction per asset: the asset's node and every relationship
+   whose later-written end it is;
+3. batched again on a plant the size of the sample, for a like-for-like ratio.
+
+Prints nodes/s and relationships/s for each, and the ratios side by side.
+Targets (issue #2): batched ≥ 20,000 nodes/s; ratio ≥ 30.
+
+    python benchmarks/seed_load.py [--assets 100000] [--sample 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from graph_seed.generator import generate
+from graph_seed.seeding import ontology_records
+from kg import local_server
+from kg.records import GraphRecords, RelRecord
+from kg.store import GraphStore, labels_for, open_driver
+from ontology.vocab import Label
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Throughput of one load."""
+
+    nodes: int
+    rels: int
+    seconds: float
+
+    @property
+    def nodes_per_s(self) -> float:
+        return self.nodes / self.seconds
+
+    @property
+    def rels_per_s(self) -> float:
+        return self.rels / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def batched(store: GraphStore, records: GraphRecords) -> Rate:
+    """One transaction of batched UNWIND statements."""
+    start = time.perf_counter()
+    store.write(records)
+    return Rate(len(records.nodes), len(records.rels), time.perf_counter() - start)
+
+
+def per_asset(store: GraphStore, records: GraphRecords) -> Rate:
+    """One transaction per asset; non-asset nodes (policies, units) are written first, untimed."""
+    assets = [n for n in records.nodes if Label.ASSET in labels_for(n.types)]
+    others = [n for n in records.nodes if Label.ASSET not in labels_for(n.types)]
+    position = {n.uri: i for i, n in enumerate(assets)}
+    rels_of: dict[int, list[RelRecord]] = defaultdict(list)
+    early: list[RelRecord] = []
+    for rel in records.rels:
+        at = max(position.get(rel.start, -1), position.get(rel.end, -1))
+        (rels_of[at] if at >= 0 else early).append(rel)
+    store.write(GraphRecords(tuple(others), tuple(early)))
+    start = time.perf_counter()
+    for i, node in enumerate(assets):
+        store.write(GraphRecords((node,), tuple(rels_of[i])))
+    seconds = time.perf_counter() - start
+    return Rate(len(assets), sum(len(v) for v in rels_of.values()), seconds)
+
+
+def _assets_only(records: GraphRecords) -> int:
+    return sum(Label.ASSET in labels_for(n.types) for n in records.nodes)
+
+
+def main() -> None:
+    """Run the three loads and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=100_000)
+    parser.add_argument("--sample", type=int, default=2_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as home:
+        config = local_server.LocalServerConfig(
+            home=Path(home),
+            port=_free_port(),
+            password=secrets.token_urlsafe(16),
+            heap="4g",
+            pagecache="2g",
+            tx_memory="3g",
+        )
+        local_server.start(config, wait_s=300, parent_pid=os.getpid())
+        driver = open_driver(config.bolt_uri, "neo4j", config.password)
+        try:
+            store = GraphStore(driver)
+            store.ensure_schema()
+            store.write(ontology_records())
+
+            t0 = time.perf_counter()
+            big = generate(assets=args.assets, seed=7)
+            gen_s = time.perf_counter() - t0
+            big_rate = batched(store, big)
+            slow = per_asset(store, generate(assets=args.sample, seed=11))
+            small = batched(store, generate(assets=args.sample, seed=13))
+        finally:
+            driver.close()
+            local_server.stop(config)
+
+    print(
+        f"generated plant: {_assets_only(big):,} assets, {len(big.nodes):,} nodes, "
+        f"{len(big.rels):,} relationships (generation {gen_s:.1f} s, not counted)"
+    )
+    print(f"{'path':<34}{'nodes':>9}{'rels':>10}{'seconds':>9}{'nodes/s':>11}{'rels/s':>11}")
+    for name, rate in (
+        (f"batched, {args.assets:,} assets", big_rate),
+        (f"batched, {args.sample:,} assets", small),
+        (f"one tx per asset, {args.sample:,}", slow),
+    ):
+        print(
+            f"{name:<34}{rate.nodes:>9,}{rate.rels:>10,}{rate.seconds:>9.2f}"
+            f"{rate.nodes_per_s:>11,.0f}{rate.rels_per_s:>11,.0f}"
+        )
+    print(
+        f"ratio batched({args.assets:,}) / per-asset nodes/s: "
+        f"{big_rate.nodes_per_s / slow.nodes_per_s:.1f}x   (target >= 30)"
+    )
+    print(
+        f"ratio batched({args.sample:,}) / per-asset nodes/s: "
+        f"{small.nodes_per_s / slow.nodes_per_s:.1f}x   (same size, like for like)"
+    )
+    verdict = "met" if big_rate.nodes_per_s >= 20_000 else "NOT met"
+    print(f"batched nodes/s target >= 20,000: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
