@@ -1,6 +1,7 @@
 """Seed-load benchmark: batched UNWIND writes against one transaction per asset.
 
-Starts a throwaway Neo4j (the project's own launcher, temporary data folder, free port), then:
+Starts a throwaway Neo4j (the project's own launcher, temporary data folder, free port), warms
+its JIT with two ``--warmup``-asset loads (other seeds; they stay in the graph), then:
 
 1. batched: loads a generated plant of ``--assets`` assets (default 100,000) with the ontology,
    in one transaction of batched ``UNWIND`` statements (the path ``twinkg seed`` uses);
@@ -31,17 +32,18 @@ from graph_seed.generator import generate
 from graph_seed.seeding import ontology_records
 from kg import local_server
 from kg.records import GraphRecords, RelRecord
-from kg.store import GraphStore, labels_for, open_driver
+from kg.store import GraphStore, WriteSummary, labels_for, open_driver
 from ontology.vocab import Label
 
 
 @dataclass(frozen=True)
 class Rate:
-    """Throughput of one load."""
+    """Throughput of one load (phases known for the batched path only)."""
 
     nodes: int
     rels: int
     seconds: float
+    phases: WriteSummary | None = None
 
     @property
     def nodes_per_s(self) -> float:
@@ -61,8 +63,8 @@ def _free_port() -> int:
 def batched(store: GraphStore, records: GraphRecords) -> Rate:
     """One transaction of batched UNWIND statements."""
     start = time.perf_counter()
-    store.write(records)
-    return Rate(len(records.nodes), len(records.rels), time.perf_counter() - start)
+    summary = store.write(records)
+    return Rate(len(records.nodes), len(records.rels), time.perf_counter() - start, summary)
 
 
 def per_asset(store: GraphStore, records: GraphRecords) -> Rate:
@@ -92,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000)
+    parser.add_argument("--warmup", type=int, default=20_000, help="assets per warm-up load")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as home:
@@ -109,6 +112,8 @@ def main() -> None:
             store = GraphStore(driver)
             store.ensure_schema()
             store.write(ontology_records())
+            for warm_seed in (101, 102):  # JIT warm-up: the first big loads compile Neo4j's paths
+                store.write(generate(assets=args.warmup, seed=warm_seed))
 
             t0 = time.perf_counter()
             big = generate(assets=args.assets, seed=7)
@@ -134,6 +139,14 @@ def main() -> None:
             f"{name:<34}{rate.nodes:>9,}{rate.rels:>10,}{rate.seconds:>9.2f}"
             f"{rate.nodes_per_s:>11,.0f}{rate.rels_per_s:>11,.0f}"
         )
+    if big_rate.phases:
+        p = big_rate.phases
+        print(
+            f"batched {args.assets:,}, by phase: node statements {p.node_seconds:.2f} s "
+            f"({p.nodes / p.node_seconds:,.0f} nodes/s), relationship statements "
+            f"{p.relationship_seconds:.2f} s ({p.relationships / p.relationship_seconds:,.0f} "
+            f"rels/s), commit {p.commit_seconds:.2f} s"
+        )
     print(
         f"ratio batched({args.assets:,}) / per-asset nodes/s: "
         f"{big_rate.nodes_per_s / slow.nodes_per_s:.1f}x   (target >= 30)"
@@ -143,7 +156,7 @@ def main() -> None:
         f"{small.nodes_per_s / slow.nodes_per_s:.1f}x   (same size, like for like)"
     )
     verdict = "met" if big_rate.nodes_per_s >= 20_000 else "NOT met"
-    print(f"batched nodes/s target >= 20,000: {verdict}")
+    print(f"batched end-to-end nodes/s (commit included) target >= 20,000: {verdict}")
 
 
 if __name__ == "__main__":
