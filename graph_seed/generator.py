@@ -26,7 +26,7 @@ _UNITS_PER_LINE = (3, 8)
 _VESSELS = (TK.Tank, TK.HeatExchanger, TK.Compressor, TK.Fan)
 # (tag prefix, quantity kind, unit, physical min, physical max): one row per sensor kind
 _SENSORS = {
-    "vibration": ("VT", QUANTITYKIND.Acceleration, UNIT.GRAVITY_EARTH, 0.0, 5.0),
+    "vibration": ("VT", QUANTITYKIND.Acceleration, UNIT.G, 0.0, 5.0),
     "pressure": ("PT", QUANTITYKIND.Pressure, UNIT.BAR, -1.0, 16.0),
     "flow": ("FT", QUANTITYKIND.VolumeFlowRate, UNIT["L-PER-MIN"], 0.0, 2000.0),
     "current": ("IT", QUANTITYKIND.ElectricCurrent, UNIT.A, 0.0, 400.0),

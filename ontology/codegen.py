@@ -79,7 +79,6 @@ def render(graph: Graph, catalog: Catalog) -> str:
         "A closed rdflib namespace for the ontology's own terms, enums of the Neo4j labels,",
         "relationship types and property keys derived from it, and the tables the storage mapping",
         'uses to go from RDF to the property graph and back."""',
-        "# ruff: noqa: E501, N815, RUF012",
         "",
         "from __future__ import annotations",
         "",

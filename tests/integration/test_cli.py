@@ -25,8 +25,8 @@ def run(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.Complet
 
 def _counts(driver: Driver) -> tuple[int, int]:
     records, _, _ = driver.execute_query(
-        "CALL () { MATCH (n) RETURN count(n) AS n } CALL () { MATCH ()-[r]->() RETURN count(r) AS r }"
-        " RETURN n, r"
+        "CALL () { MATCH (n) RETURN count(n) AS n } "
+        "CALL () { MATCH ()-[r]->() RETURN count(r) AS r } RETURN n, r"
     )
     return records[0]["n"], records[0]["r"]
 
