@@ -54,7 +54,8 @@ def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except TwinKGError as exc:
-            err.print(f"error[{exc.code}]: {exc}", markup=False, soft_wrap=True)
+            one_line = " ".join(str(exc).split())  # driver messages can span lines
+            err.print(f"error[{exc.code}]: {one_line}", markup=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return run
