@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -22,7 +23,8 @@ from rich.table import Table
 
 from api.settings import Connection, Settings, connection, local_server_config
 from graph_seed import seeding
-from graph_seed.registry import parse_plant
+from graph_seed.registry import parse_plant, turtle_plant
+from graph_seed.registry import plant_records as registry_records
 from kg import local_server
 from kg.queries import DEMO_QUERIES
 from kg.store import GraphStore, QueryResult, open_driver
@@ -133,14 +135,24 @@ def db_status() -> None:
 @app.command()
 @_errors_as_exit_codes
 def seed(
-    plant: Annotated[str, typer.Option(help="skab-testbed or generated")],
+    plant: Annotated[str | None, typer.Option(help="skab-testbed or generated")] = None,
+    file: Annotated[Path | None, typer.Option(help="your own plant, in Turtle")] = None,
     assets: Annotated[int, typer.Option(help="generated plant: number of assets")] = 1000,
     seed: Annotated[int, typer.Option(help="generated plant: random seed")] = 0,
 ) -> None:
-    """Load the ontology and a seed plant (idempotent, all or nothing)."""
+    """Load the ontology and a plant (idempotent, all or nothing)."""
     settings = _settings()
-    chosen = parse_plant(plant)
-    records = seeding.prepare(chosen, assets=assets, seed=seed)
+    if (plant is None) == (file is None):
+        raise InvalidInputError("give either --plant NAME or --file PLANT.ttl")
+    if file is not None:
+        if not file.is_file():
+            raise InvalidInputError(f"{file}: no such file")
+        name, plant_records = str(file), turtle_plant(file)
+    else:
+        chosen = parse_plant(str(plant))
+        name = chosen.value
+        plant_records = registry_records(chosen, assets=assets, seed=seed)
+    records = seeding.with_ontology(plant_records)
     with (
         _store(settings) as store,
         Progress(
@@ -152,10 +164,10 @@ def seed(
             transient=True,
         ) as bar,
     ):
-        task = bar.add_task(chosen.value, total=len(records.nodes) + len(records.rels))
+        task = bar.add_task(name, total=len(records.nodes) + len(records.rels))
         summary = seeding.load(
             store,
-            chosen,
+            name,
             records,
             batch_size=settings.seed_batch_size,
             progress=lambda n: bar.advance(task, n),
@@ -163,7 +175,7 @@ def seed(
     added_nodes = summary.after.nodes - summary.before.nodes
     added_rels = summary.after.relationships - summary.before.relationships
     out.print(
-        f"seeded {chosen.value}: {summary.nodes} nodes and {summary.relationships} "
+        f"seeded {name}: {summary.nodes} nodes and {summary.relationships} "
         f"relationships written; graph now {summary.after.nodes} nodes "
         f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})"
     )

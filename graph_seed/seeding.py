@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from graph_seed.registry import Plant, plant_records
 from kg.mapping import rdf_to_records
 from kg.records import GraphRecords
 from kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
@@ -17,7 +16,7 @@ from ontology.catalog import build_catalog, load_ontology, projection
 class SeedSummary:
     """What a seed wrote, and the graph's totals before and after."""
 
-    plant: Plant
+    plant: str
     nodes: int
     relationships: int
     before: GraphCounts
@@ -31,20 +30,20 @@ def ontology_records() -> GraphRecords:
     return rdf_to_records(projection(graph, build_catalog(graph)))
 
 
-def prepare(plant: Plant, *, assets: int = 1000, seed: int = 0) -> GraphRecords:
-    """The records a seed of ``plant`` writes: the ontology's, then the plant's."""
-    return ontology_records().merged_with(plant_records(plant, assets=assets, seed=seed))
+def with_ontology(plant: GraphRecords) -> GraphRecords:
+    """The records a seed writes: the ontology's, then the plant's."""
+    return ontology_records().merged_with(plant)
 
 
 def load(
     store: GraphStore,
-    plant: Plant,
+    plant: str,
     records: GraphRecords,
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> SeedSummary:
-    """Create the schema, then write ``records`` (from :func:`prepare`) in one transaction.
+    """Create the schema, then write ``records`` (see :func:`with_ontology`) in one transaction.
 
     Idempotent: loading the same records again leaves the graph as it was. A failure leaves the
     graph as it was before the call (the write is one transaction).

@@ -149,7 +149,7 @@ DEMO_QUERIES = (
             "demo.sensors",
             "MATCH (s:Sensor)-[:MONITORS]->(a:Asset) "
             "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
-            "RETURN a.tag AS asset, s.externalId AS column, u.uri AS unit, "
+            "RETURN a.tag AS asset, s.externalId AS column, last(split(u.uri, '/')) AS unit, "
             "s.physicalMin AS min, s.physicalMax AS max ORDER BY asset, column LIMIT 20",
         ),
         {},
@@ -179,7 +179,7 @@ DEMO_QUERIES = (
             "demo.policies",
             "MATCH (p:Policy) OPTIONAL MATCH (a:Asset)-[:HAS_ENVELOPE]->(p) "
             "OPTIONAL MATCH (p)-[:APPLIES_TO]->(b:Asset) "
-            "RETURN labels(p)[-1] AS kind, p.rdfs_label AS policy, "
+            "RETURN last(split(p.rdf_type[0], '#')) AS kind, p.rdfs_label AS policy, "
             "coalesce(a.tag, b.tag) AS asset, p.minValue AS min, p.maxValue AS max "
             "ORDER BY kind, policy LIMIT 20",
         ),

@@ -18,7 +18,7 @@ from pathlib import Path
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
-from ontology.errors import OntologyError
+from ontology.errors import OntologyError, TurtleSyntaxError
 from ontology.namespaces import ONTOLOGY_IRI, TK
 from ontology.naming import label_for, prop_key_for, rel_type_for
 
@@ -101,7 +101,7 @@ def parse_turtle(paths: Iterable[Path]) -> Graph:
             graph.parse(path, format="turtle")
         except Exception as exc:  # rdflib raises several unrelated types for bad syntax
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise OntologyError(f"{path}: malformed Turtle: {reason}") from exc
+            raise TurtleSyntaxError(f"{path}: malformed Turtle: {reason}") from exc
     return graph
 
 

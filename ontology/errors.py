@@ -32,6 +32,12 @@ class InvalidInputError(TwinKGError):
     exit_code = 5
 
 
+class TurtleSyntaxError(InvalidInputError):
+    """A Turtle file that does not parse."""
+
+    code = "turtle_malformed"
+
+
 class OntologyError(InvalidInputError):
     """The ontology files cannot be parsed or break a naming rule."""
 

@@ -152,3 +152,54 @@ def test_db_start_status_stop_and_a_taken_port(tmp_path: Path) -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     after = run("db", "status", env=env)
     assert after.returncode == 3 and "not running" in after.stdout
+
+
+MY_PLANT = """@prefix tk: <https://w3id.org/twinkg/ontology#> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix my: <https://plant.example.org/> .
+my:p-201 a tk:CentrifugalPump ; rdfs:label "Feed pump" ; tk:tag "P-201" ; tk:criticality "B" .
+my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:drives my:p-201 .
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        (MY_PLANT.replace("tk:drives my:p-201 .", "tk:drives my:p-201"), "turtle_malformed"),
+        (MY_PLANT.replace('tk:tag "P-201"', 'tk:colour "red"'), "mapping_invalid"),
+        (
+            MY_PLANT.replace('"Feed pump" ;', '"Feed pump" ; tk:ratedPower "big" ;'),
+            "mapping_invalid",
+        ),
+    ],
+)
+def test_bad_plant_file_is_refused_and_nothing_is_written(
+    seeded: Neo4jTarget, driver: Driver, tmp_path: Path, text: str, code: str
+) -> None:
+    before = _counts(driver)
+    path = tmp_path / "plant.ttl"
+    path.write_text(text, encoding="utf-8")
+    done = run("seed", "--file", str(path), env=seeded.env())
+    assert done.returncode == 5, done.stderr
+    assert done.stderr.startswith(f"error[{code}]: ") and done.stderr.count("\n") == 1
+    assert _counts(driver) == before
+
+
+def test_own_plant_file_loads(seeded: Neo4jTarget, driver: Driver, tmp_path: Path) -> None:
+    path = tmp_path / "plant.ttl"
+    path.write_text(MY_PLANT, encoding="utf-8")
+    done = run("seed", "--file", str(path), env=seeded.env())
+    assert done.returncode == 0, done.stderr
+    records, _, _ = driver.execute_query(
+        "MATCH (m:Motor {tag: 'M-201'})-[:DRIVES]->(p:RotatingEquipment) RETURN p.tag AS tag"
+    )
+    assert [r["tag"] for r in records] == ["P-201"]
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--plant", "skab-testbed", "--file", "x.ttl"], ["--file", "/no/such/plant.ttl"]]
+)
+def test_seed_needs_exactly_one_existing_source(seeded: Neo4jTarget, args: list[str]) -> None:
+    done = run("seed", *args, env=seeded.env())
+    assert done.returncode == 5
+    assert done.stderr.startswith("error[invalid_input]: ")

@@ -8,7 +8,7 @@ from rdflib import Graph
 from rdflib.compare import isomorphic
 
 from graph_seed import seeding
-from graph_seed.registry import PLANTS_DIR, Plant
+from graph_seed.registry import PLANTS_DIR, Plant, plant_records
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore
 from ontology.catalog import parse_turtle
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.neo4j
 
 
 def _seed(store: GraphStore, plant: Plant, **kw: int) -> seeding.SeedSummary:
-    return seeding.load(store, plant, seeding.prepare(plant, **kw))
+    return seeding.load(store, plant.value, seeding.with_ontology(plant_records(plant, **kw)))
 
 
 def test_skab_pump_carries_the_labels_of_all_its_superclasses(

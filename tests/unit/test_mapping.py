@@ -12,7 +12,7 @@ from rdflib.namespace import RDF, RDFS, XSD
 from graph_seed.registry import PLANTS_DIR
 from kg.mapping import rdf_to_records, records_to_rdf
 from ontology.catalog import build_catalog, load_ontology, parse_turtle, projection
-from ontology.errors import MappingError, OntologyError
+from ontology.errors import MappingError, TurtleSyntaxError
 from ontology.vocab import TK, PropKey
 
 SKAB = PLANTS_DIR / "skab-testbed.ttl"
@@ -69,5 +69,5 @@ def test_malformed_turtle_names_the_file(tmp_path: Path) -> None:
     bad.write_text(
         "@prefix tk: <https://w3id.org/twinkg/ontology#> .\ntk:a tk:b ", encoding="utf-8"
     )
-    with pytest.raises(OntologyError, match=r"bad\.ttl: malformed Turtle"):
+    with pytest.raises(TurtleSyntaxError, match=r"bad\.ttl: malformed Turtle"):
         parse_turtle([bad])
