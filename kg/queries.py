@@ -36,12 +36,6 @@ URI_CONSTRAINT = NamedQuery(
     "CREATE CONSTRAINT resource_uri_unique IF NOT EXISTS FOR (n:Resource) REQUIRE n.uri IS UNIQUE",
 )
 
-SHOW_CONSTRAINTS = NamedQuery(
-    "schema.constraints",
-    "SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties RETURN name, type, "
-    "labelsOrTypes, properties ORDER BY name",
-)
-
 COUNTS = NamedQuery(
     "stats.counts",
     "CALL () { MATCH (n) RETURN count(n) AS nodes } "

@@ -29,11 +29,12 @@ from rdflib import Graph
 from kg import queries
 from kg.mapping import node_triples, relationship_triple
 from kg.records import GraphRecords, NodeRecord, RelRecord
-from ontology.errors import QueryRejectedError, StoreError
+from ontology.errors import ConfigError, QueryRejectedError, StoreError
 from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
 _REFUSED_OPERATORS = ("LoadCSV",)
+_BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +69,15 @@ class QueryResult:
 
 def open_driver(uri: str, user: str, password: str) -> Driver:
     """A driver for ``uri`` (connects lazily); the caller owns it and must close it."""
+    scheme = uri.partition("://")[0]
+    if scheme not in _BOLT_SCHEMES:
+        raise ConfigError(f"{uri!r} is not a Bolt URI; use one of {', '.join(_BOLT_SCHEMES)}://")
     try:
         return neo4j.GraphDatabase.driver(
             uri, auth=(user, password), connection_timeout=5.0, connection_acquisition_timeout=30.0
         )
     except (ValueError, ConfigurationError) as exc:
-        raise StoreError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
+        raise ConfigError(f"{uri!r} is not a Neo4j URI: {exc}") from exc
 
 
 def labels_for(types: Sequence[str]) -> tuple[Label, ...]:
@@ -137,11 +141,6 @@ class GraphStore:
         """Create the uniqueness constraint (and its index) on ``uri``; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
-
-    def constraints(self) -> list[dict[str, Any]]:
-        """The constraints Neo4j reports, as dicts."""
-        with self._session(read=True) as session:
-            return [r.data() for r in session.run(queries.SHOW_CONSTRAINTS.cypher)]
 
     def counts(self) -> GraphCounts:
         """Node and relationship totals."""

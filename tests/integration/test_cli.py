@@ -203,3 +203,13 @@ def test_seed_needs_exactly_one_existing_source(seeded: Neo4jTarget, args: list[
     done = run("seed", *args, env=seeded.env())
     assert done.returncode == 5
     assert done.stderr.startswith("error[invalid_input]: ")
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:7474", "localhost:7687", "neo4j+x://db.example:7687"]
+)
+def test_malformed_neo4j_uri_is_a_configuration_error(uri: str, tmp_path: Path) -> None:
+    env = {**os.environ, "TWINKG_NEO4J_URI": uri, "TWINKG_HOME": str(tmp_path)}
+    done = run("cypher", "RETURN 1", env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error[config_invalid]: ") and done.stderr.count("\n") == 1
