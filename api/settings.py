@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     neo4j_heap: str = Field(default="2g", pattern=_SIZE)
     neo4j_pagecache: str = Field(default="1g", pattern=_SIZE)
     neo4j_tx_memory: str = Field(default="2g", pattern=_SIZE)
+    neo4j_conf: Path | None = Field(
+        default=None, description="extra neo4j.conf-style settings for the local server"
+    )
     neo4j_start_timeout_s: float = Field(default=180.0, gt=0)
     java: str = "java"
     query_timeout_s: float = Field(default=30.0, gt=0)
@@ -64,6 +67,7 @@ def local_server_config(settings: Settings) -> LocalServerConfig:
         pagecache=settings.neo4j_pagecache,
         tx_memory=settings.neo4j_tx_memory,
         java=settings.java,
+        conf=settings.neo4j_conf,
     )
 
 

@@ -49,6 +49,8 @@ class LocalServerConfig:
     pagecache: str = "1g"
     tx_memory: str = "2g"
     java: str = "java"
+    conf: Path | None = None
+    """Optional neo4j.conf-style file with further settings (the fields above take precedence)."""
 
     @property
     def bolt_uri(self) -> str:
@@ -81,9 +83,12 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
     Maven Central can answer 429 under load, so the build is retried with growing pauses.
     """
     classes, lib = server_dir / "target" / "classes", server_dir / "target" / "lib"
-    if not (classes / "org/twinkg/server/Launcher.class").exists() or not any(
-        lib.glob("neo4j-*.jar")
-    ):
+    launcher = classes / "org/twinkg/server/Launcher.class"
+    sources = [server_dir / "pom.xml", *server_dir.glob("src/**/*.java")]
+    stale = not launcher.exists() or any(
+        src.stat().st_mtime > launcher.stat().st_mtime for src in sources
+    )
+    if stale or not any(lib.glob("neo4j-*.jar")):
         mvn = shutil.which("mvn")
         if mvn is None:
             raise ServerError("Maven (mvn) is not installed; it is needed once to fetch Neo4j")
@@ -175,6 +180,8 @@ def start(
             f"port {config.port} on {config.address} is already in use; "
             "set TWINKG_NEO4J_BOLT_PORT to another port"
         )
+    if config.conf is not None and not config.conf.is_file():
+        raise ServerError(f"Neo4j settings file {config.conf} does not exist")
     classpath = build(log=log)
     config.home.mkdir(parents=True, exist_ok=True)
     password_file = config.home / "password"
@@ -203,6 +210,8 @@ def start(
     ]
     if parent_pid is not None:
         command += ["--parent-pid", str(parent_pid)]
+    if config.conf is not None:
+        command += ["--conf", str(config.conf.resolve())]
     log(f"starting Neo4j on {config.bolt_uri}")
     with config.log_file.open("wb") as out:
         process = subprocess.Popen(

@@ -76,3 +76,11 @@ def test_missing_maven_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr("kg.local_server.shutil.which", lambda _: None)
     with pytest.raises(ServerError, match="Maven"):
         local_server.build(tmp_path)
+
+
+def test_missing_neo4j_settings_file_is_a_clear_error(tmp_path: Path) -> None:
+    config = local_server.LocalServerConfig(
+        home=tmp_path, port=7997, password="x" * 12, conf=tmp_path / "nope.conf"
+    )
+    with pytest.raises(ServerError, match=r"nope\.conf does not exist"):
+        local_server.start(config)

@@ -22,7 +22,8 @@ import org.neo4j.graphdb.GraphDatabaseService;
  * <p>Options (all {@code --name value}): {@code --home DIR} data folder (required), {@code
  * --address 127.0.0.1}, {@code --port 7687}, {@code --auth true|false}, {@code --password-file F}
  * (password of user neo4j, applied on every start), {@code --pagecache 512m}, {@code --tx-memory
- * 1g}, {@code --parent-pid N} (shut down when that process exits).
+ * 1g}, {@code --parent-pid N} (shut down when that process exits), {@code --conf FILE} (more
+ * settings in neo4j.conf syntax; read first, so the options above win).
  *
  * <p>Prints {@code TWINKG-NEO4J-READY bolt://host:port} once Bolt accepts connections. Exit codes:
  * 2 bad arguments, 3 port in use, 4 other start failure. SIGTERM shuts the database down cleanly.
@@ -47,8 +48,12 @@ public final class Launcher {
 
     DatabaseManagementService dbms;
     try {
+      DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(home);
+      if (opts.containsKey("conf")) {
+        builder.loadPropertiesFromFile(Path.of(opts.get("conf")));
+      }
       dbms =
-          new DatabaseManagementServiceBuilder(home)
+          builder
               .setConfig(BoltConnector.enabled, true)
               .setConfig(BoltConnector.listen_address, new SocketAddress(address, port))
               .setConfig(HttpConnector.enabled, false)
