@@ -1,0 +1,1 @@
+"""Runnable benchmarks; each prints its figures and the ratio against its comparison."""

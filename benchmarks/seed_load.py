@@ -47,10 +47,12 @@ class Rate:
 
     @property
     def nodes_per_s(self) -> float:
+        """Nodes written per second."""
         return self.nodes / self.seconds
 
     @property
     def rels_per_s(self) -> float:
+        """Relationships written per second."""
         return self.rels / self.seconds
 
 
