@@ -77,10 +77,10 @@ def _note(message: str) -> None:
 
 
 @contextmanager
-def _store(settings: Settings, *, start_local: bool = True) -> Iterator[GraphStore]:
+def _store(settings: Settings) -> Iterator[GraphStore]:
     """The graph store for this command; starts the local server when it is the target."""
     conn: Connection = connection(settings)
-    if conn.local and start_local:
+    if conn.local:
         local_server.start(
             local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=_note
         )
