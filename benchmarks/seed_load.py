@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import socket
 import tempfile
 import time
 from collections import defaultdict
@@ -54,12 +52,6 @@ class Rate:
     def rels_per_s(self) -> float:
         """Relationships written per second."""
         return self.rels / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def batched(store: GraphStore, records: GraphRecords) -> Rate:
@@ -100,13 +92,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as home:
-        config = local_server.LocalServerConfig(
-            home=Path(home),
-            port=_free_port(),
-            password=secrets.token_urlsafe(16),
-            heap="4g",
-            pagecache="2g",
-            tx_memory="3g",
+        config = local_server.LocalServerConfig.throwaway(
+            Path(home), heap="4g", pagecache="2g", tx_memory="3g"
         )
         local_server.start(config, wait_s=300, parent_pid=os.getpid())
         driver = open_driver(config.bolt_uri, "neo4j", config.password)

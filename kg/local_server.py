@@ -9,6 +9,7 @@ file and log live under the configured home (``var/neo4j`` by default, ignored b
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,6 +52,20 @@ class LocalServerConfig:
     java: str = "java"
     conf: Path | None = None
     """Optional neo4j.conf-style file with further settings (the fields above take precedence)."""
+
+    @classmethod
+    def throwaway(
+        cls, home: Path, *, heap: str, pagecache: str, tx_memory: str
+    ) -> LocalServerConfig:
+        """A server for tests and benchmarks: a free loopback port and a random password."""
+        return cls(
+            home=home,
+            port=free_port(),
+            password=secrets.token_urlsafe(16),
+            heap=heap,
+            pagecache=pagecache,
+            tx_memory=tx_memory,
+        )
 
     @property
     def bolt_uri(self) -> str:
@@ -117,6 +132,13 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
         else:
             raise ServerError(f"Maven could not fetch Neo4j after {_MAVEN_TRIES} tries: {reason}")
     return f"{classes}{os.pathsep}{lib}{os.sep}*"
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on ``address`` that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
 
 
 def _port_free(address: str, port: int) -> bool:

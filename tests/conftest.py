@@ -9,8 +9,6 @@ WIPE that database.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +40,6 @@ class Neo4jTarget:
         }
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def neo4j_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarget]:
     """A running Neo4j for the whole session."""
@@ -60,13 +51,8 @@ def neo4j_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTarg
             os.environ.get("TWINKG_TEST_NEO4J_PASSWORD", ""),
         )
         return
-    config = local_server.LocalServerConfig(
-        home=tmp_path_factory.mktemp("neo4j"),
-        port=free_port(),
-        password=secrets.token_urlsafe(16),
-        heap="1g",
-        pagecache="256m",
-        tx_memory="1g",
+    config = local_server.LocalServerConfig.throwaway(
+        tmp_path_factory.mktemp("neo4j"), heap="1g", pagecache="256m", tx_memory="1g"
     )
     local_server.start(config, wait_s=240, parent_pid=os.getpid())
     try:

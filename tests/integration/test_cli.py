@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from neo4j import Driver
 
-from tests.conftest import REPO, Neo4jTarget, free_port
+from kg.local_server import free_port
+from tests.conftest import REPO, Neo4jTarget
 
 pytestmark = pytest.mark.neo4j
 TWINKG = shutil.which("twinkg") or str(Path(os.sys.executable).parent / "twinkg")  # type: ignore[attr-defined]
