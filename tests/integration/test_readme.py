@@ -53,3 +53,31 @@ def test_quickstart_command_runs(command: str, neo4j_target: Neo4jTarget, tmp_pa
     )
     assert done.returncode == 0, f"{command!r} failed: {done.stderr}"
     assert done.stdout.strip() or list(tmp_path.iterdir()), f"{command!r} printed nothing"
+
+
+def test_python_api_example_runs(neo4j_target: Neo4jTarget, tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## API.*?```python\n(.*?)```", readme, re.DOTALL)
+    assert block, "the README's API section has no python block"
+    env = neo4j_target.env()
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    seeded = subprocess.run(
+        ["twinkg", "seed", "--plant", "skab-testbed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "'Accelerometer1RMS'" in done.stdout and "triples" in done.stdout
