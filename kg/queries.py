@@ -59,7 +59,8 @@ EXPORT_RELATIONSHIPS = NamedQuery(
 
 EXISTING_URIS = NamedQuery(
     "seed.existing_uris",
-    "UNWIND $uris AS u MATCH (n:Resource {uri: u}) RETURN collect(n.uri) AS uris",
+    "UNWIND $uris AS u MATCH (n:Resource {uri: u}) "
+    "RETURN collect(n.uri) AS uris, collect(elementId(n)) AS ids",
 )
 
 
@@ -72,7 +73,7 @@ def create_nodes(labels: Sequence[Label]) -> NamedQuery:
     return NamedQuery(
         "seed.create_nodes",
         "UNWIND $rows AS row CREATE (n:Resource" + _labels(labels) + " {uri: row.uri}) "
-        "SET n += row.props",
+        "SET n += row.props RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
     )
 
 
@@ -82,7 +83,9 @@ def merge_nodes(labels: Sequence[Label]) -> NamedQuery:
     set_labels: LiteralString = f", n{extra}" if extra else ""
     return NamedQuery(
         "seed.merge_nodes",
-        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) SET n += row.props" + set_labels,
+        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) SET n += row.props"
+        + set_labels
+        + " RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
     )
 
 
@@ -90,7 +93,7 @@ def _relationships(rel_type: RelType, verb: LiteralString) -> NamedQuery:
     return NamedQuery(
         f"seed.{verb.lower()}_relationships",
         "UNWIND $rows AS row "
-        "MATCH (a:Resource {uri: row.start}) MATCH (b:Resource {uri: row.end}) "
+        "MATCH (a) WHERE elementId(a) = row.start MATCH (b) WHERE elementId(b) = row.end "
         + verb
         + " (a)-[:"
         + _token(rel_type)

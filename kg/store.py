@@ -166,22 +166,24 @@ class GraphStore:
         statements = 0
         with self._session() as session, session.begin_transaction() as tx:
             started = time.perf_counter()
-            existing = set(
-                tx.run(queries.EXISTING_URIS.cypher, uris=[n.uri for n in records.nodes]).single(
-                    strict=True
-                )["uris"]
-            )
+            # Every IRI this write touches: its nodes and the ends of its relationships.
+            touched = {n.uri for n in records.nodes}
+            touched.update(end for rel in rels for end in (rel.start, rel.end))
+            found = tx.run(queries.EXISTING_URIS.cypher, uris=list(touched)).single(strict=True)
+            ids: dict[str, str] = dict(zip(found["uris"], found["ids"], strict=True))
+            existing = set(ids)
             for query, rows in self._node_batches(records.nodes, existing, batch_size):
-                tx.run(query.cypher, rows=rows).consume()
+                written = tx.run(query.cypher, rows=rows).single(strict=True)
+                ids.update(zip(written["uris"], written["ids"], strict=True))
                 statements += 1
                 if progress:
                     progress(len(rows))
             nodes_done = time.perf_counter()
-            for query, rows in self._rel_batches(rels, existing, batch_size):
-                written = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
-                if written != len(rows):
+            for query, rows in self._rel_batches(rels, existing, ids, batch_size):
+                count = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
+                if count != len(rows):
                     raise StoreError(
-                        f"{len(rows) - written} relationships of a batch point at "
+                        f"{len(rows) - count} relationships of a batch point at "
                         "nodes that do not exist; nothing was written"
                     )
                 statements += 1
@@ -216,12 +218,15 @@ class GraphStore:
 
     @staticmethod
     def _rel_batches(
-        rels: Sequence[RelRecord], existing: set[str], size: int
+        rels: Sequence[RelRecord], existing: set[str], ids: Mapping[str, str], size: int
     ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, str]]]]:
+        """Relationship rows by element id; an end that is no node of this write stays as
+        its IRI, matches nothing, and so fails the count check."""
         groups: dict[tuple[bool, RelType], list[dict[str, str]]] = defaultdict(list)
         for rel in rels:
             old = rel.start in existing and rel.end in existing
-            groups[(old, rel.type)].append({"start": rel.start, "end": rel.end})
+            row = {"start": ids.get(rel.start, rel.start), "end": ids.get(rel.end, rel.end)}
+            groups[(old, rel.type)].append(row)
         for (old, rel_type), rows in sorted(groups.items()):
             query = (
                 queries.merge_relationships(rel_type)
