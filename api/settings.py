@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kg.local_server import LocalServerConfig
+from kg.local_server import LocalServerConfig, write_secret
 
 _SIZE = r"^[0-9]+[kKmMgG]?$"
 
@@ -77,10 +77,8 @@ def _local_password(settings: Settings, home: Path) -> SecretStr:
     path = home / "password"
     if path.exists():
         return SecretStr(path.read_text(encoding="utf-8").strip())
-    home.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(24)
-    path.write_text(password, encoding="utf-8")
-    path.chmod(0o600)
+    write_secret(path, password)
     return SecretStr(password)
 
 

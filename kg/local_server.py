@@ -128,10 +128,20 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
                 break
             lines = (done.stdout + done.stderr).strip().splitlines()
             reason = lines[-1] if lines else f"mvn exited with status {done.returncode}"
-            time.sleep(min(60, 5 * 2**attempt))
+            if attempt < _MAVEN_TRIES:
+                time.sleep(min(60, 5 * 2**attempt))
         else:
             raise ServerError(f"Maven could not fetch Neo4j after {_MAVEN_TRIES} tries: {reason}")
     return f"{classes}{os.pathsep}{lib}{os.sep}*"
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, never briefly by others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -207,8 +217,7 @@ def start(
     classpath = build(log=log)
     config.home.mkdir(parents=True, exist_ok=True)
     password_file = config.home / "password"
-    password_file.write_text(config.password, encoding="utf-8")
-    password_file.chmod(0o600)
+    write_secret(password_file, config.password)
     command = [
         config.java,
         f"-Xms{config.heap}",
