@@ -214,3 +214,18 @@ def test_malformed_neo4j_uri_is_a_configuration_error(uri: str, tmp_path: Path) 
     done = run("cypher", "RETURN 1", env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error[config_invalid]: ") and done.stderr.count("\n") == 1
+
+
+def test_row_cap_truncates_and_says_so(seeded: Neo4jTarget) -> None:
+    env = {**seeded.env(), "TWINKG_QUERY_ROW_CAP": "3"}
+    done = run("cypher", "MATCH (n:Resource) RETURN n.uri AS uri", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "3 row(s) (truncated at the row cap)" in done.stdout
+
+
+def test_server_side_timeout_stops_a_runaway_query(seeded: Neo4jTarget) -> None:
+    env = {**seeded.env(), "TWINKG_QUERY_TIMEOUT_S": "0.5"}
+    query = "UNWIND range(1, 1000000000) AS x WITH x WHERE x % 7 = 0 RETURN count(x)"
+    done = run("cypher", query, env=env)
+    assert done.returncode == 4, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error[query_rejected]: ") and "timeout" in done.stderr.lower()
