@@ -42,7 +42,7 @@ vocab_app = typer.Typer(help="The generated vocabulary module.", no_args_is_help
 app.add_typer(db_app, name="db")
 app.add_typer(vocab_app, name="vocab")
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")

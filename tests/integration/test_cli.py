@@ -154,6 +154,13 @@ def test_db_start_status_stop_and_a_taken_port(tmp_path: Path) -> None:
     after = run("db", "status", env=env)
     assert after.returncode == 3 and "not running" in after.stdout
 
+    try:  # a restart finds the same password and the data it had
+        again = run("cypher", "MATCH (s:Sensor) RETURN count(s) AS sensors", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "8" in again.stdout
+    finally:
+        run("db", "stop", env=env)
+
 
 MY_PLANT = """@prefix tk: <https://w3id.org/twinkg/ontology#> .
 @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .

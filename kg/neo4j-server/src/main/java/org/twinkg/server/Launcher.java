@@ -99,9 +99,16 @@ public final class Launcher {
   private static void setPassword(DatabaseManagementService dbms, Path file) throws IOException {
     String password = Files.readString(file, StandardCharsets.UTF_8).strip();
     GraphDatabaseService system = dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME);
-    system.executeTransactionally(
-        "ALTER USER " + USER + " SET PASSWORD $password CHANGE NOT REQUIRED",
-        Map.of("password", password));
+    try {
+      system.executeTransactionally(
+          "ALTER USER " + USER + " SET PASSWORD $password CHANGE NOT REQUIRED",
+          Map.of("password", password));
+    } catch (RuntimeException e) {
+      // A restart with the password already in place: Neo4j refuses to "change" it to itself.
+      if (!String.valueOf(rootMessage(e)).contains("cannot be the same")) {
+        throw e;
+      }
+    }
   }
 
   private static Map<String, String> parse(String[] args) {
