@@ -7,6 +7,7 @@ exports the graph back to RDF, and runs untrusted Cypher read-only.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -267,9 +268,10 @@ class GraphStore:
         """
         with self._session(read=True) as session:
             try:
-                summary = session.run("EXPLAIN " + cypher, dict(params or {})).consume()
+                summary = session.run(_EXPLAIN + cypher, dict(params or {})).consume()
             except ClientError as exc:
-                raise QueryRejectedError(f"invalid Cypher: {_first_line(exc.message)}") from exc
+                reason = _unshift_position(_first_line(exc.message))
+                raise QueryRejectedError(f"invalid Cypher: {reason}") from exc
             if summary.query_type != "r":
                 raise QueryRejectedError(
                     "only read queries are allowed here; "
@@ -291,6 +293,20 @@ class GraphStore:
                 return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
             except ClientError as exc:
                 raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
+
+
+_EXPLAIN = "EXPLAIN\n"
+_POSITION = re.compile(r"\(line (\d+), column (\d+) \(offset: (\d+)\)\)")
+
+
+def _unshift_position(message: str) -> str:
+    """Report error positions in the user's query, not in ``EXPLAIN\n`` + query."""
+
+    def shift(match: re.Match[str]) -> str:
+        line, column, offset = (int(g) for g in match.groups())
+        return f"(line {line - 1}, column {column} (offset: {offset - len(_EXPLAIN)}))"
+
+    return _POSITION.sub(shift, message)
 
 
 def _first_line(message: str | None) -> str:

@@ -236,3 +236,10 @@ def test_server_side_timeout_stops_a_runaway_query(seeded: Neo4jTarget) -> None:
     done = run("cypher", query, env=env)
     assert done.returncode == 4, (done.stdout, done.stderr)
     assert done.stderr.startswith("error[query_rejected]: ") and "timeout" in done.stderr.lower()
+
+
+def test_invalid_cypher_names_the_position_in_the_users_query(seeded: Neo4jTarget) -> None:
+    done = run("cypher", "MATC (n) RETURN n", env=seeded.env())
+    assert done.returncode == 4
+    assert done.stderr.startswith("error[query_rejected]: invalid Cypher: Invalid input 'MATC'")
+    assert "(line 1, column 1 (offset: 0))" in done.stderr
