@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -19,7 +20,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from api.settings import Connection, Settings, connection, local_server_config
 from graph_seed import seeding
@@ -181,6 +183,14 @@ def seed(
     )
 
 
+class RdfFormat(StrEnum):
+    """RDF syntaxes ``twinkg export`` writes."""
+
+    TURTLE = "turtle"
+    JSON_LD = "json-ld"
+    NT = "nt"
+
+
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -199,9 +209,10 @@ def _print_result(result: QueryResult, *, as_json: bool) -> None:
         rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
         out.print_json(json.dumps({"rows": rows, "truncated": result.truncated}, default=str))
         return
-    table = Table(*result.columns, show_lines=False)
+    # Text(), not str: values are data, never rich markup.
+    table = Table(*(Column(header=Text(c)) for c in result.columns), show_lines=False)
     for row in result.rows:
-        table.add_row(*(v if isinstance(v, str) else json.dumps(v, default=str) for v in row))
+        table.add_row(*(Text(v if isinstance(v, str) else json.dumps(v, default=str)) for v in row))
     out.print(table)
     note = " (truncated at the row cap)" if result.truncated else ""
     out.print(f"{len(result.rows)} row(s){note}")
@@ -248,14 +259,12 @@ def show() -> None:
 @_errors_as_exit_codes
 def export(
     prefix: Annotated[str, typer.Option(help="only nodes whose IRI starts with this")] = "",
-    fmt: Annotated[str, typer.Option("--format", help="turtle, json-ld or nt")] = "turtle",
+    fmt: Annotated[RdfFormat, typer.Option("--format", help="RDF syntax")] = RdfFormat.TURTLE,
 ) -> None:
     """Export the graph (or part of it) as RDF on stdout."""
-    if fmt not in ("turtle", "json-ld", "nt"):
-        raise InvalidInputError(f"unknown format {fmt!r}; use turtle, json-ld or nt")
     with _store(_settings()) as store:
         graph = store.export(prefix=prefix)
-    typer.echo(graph.serialize(format=fmt))
+    typer.echo(graph.serialize(format=fmt.value))
 
 
 @vocab_app.command("generate")

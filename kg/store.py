@@ -221,8 +221,8 @@ class GraphStore:
     def _rel_batches(
         rels: Sequence[RelRecord], existing: set[str], ids: Mapping[str, str], size: int
     ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, str]]]]:
-        """Relationship rows by element id; an end that is no node of this write stays as
-        its IRI, matches nothing, and so fails the count check."""
+        """Relationship rows by element id; an end that is neither in the graph nor in this
+        write keeps its IRI, matches no element id, and so fails the count check."""
         groups: dict[tuple[bool, RelType], list[dict[str, str]]] = defaultdict(list)
         for rel in rels:
             old = rel.start in existing and rel.end in existing
