@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import owlready2
 import pytest
 from rdflib import Graph, URIRef
 from rdflib.namespace import OWL, RDF, RDFS, XSD
@@ -85,3 +88,19 @@ def test_failure_modes_carry_iso_14224_codes(graph: Graph) -> None:
         for m in graph.subjects(RDF.type, URIRef(TK + "FailureMode"))
     }
     assert {"VIB", "OHE", "LOO", "ELP", "FTS", "INL", "NOI"} <= codes
+
+
+def test_ontology_is_consistent_and_has_no_unsatisfiable_class(
+    graph: Graph, tmp_path: Path
+) -> None:
+    """HermiT (shipped with owlready2, run on the machine's Java) finds no contradiction."""
+    merged = Graph()
+    merged += graph
+    merged.remove((None, OWL.imports, None))  # the imports are already merged in; no download
+    path = tmp_path / "twinkg.nt"
+    merged.serialize(path, format="nt", encoding="utf-8")
+    world = owlready2.World()
+    world.get_ontology(path.as_uri()).load()
+    owlready2.sync_reasoner(world, infer_property_values=False, debug=0)  # raises if inconsistent
+    assert list(world.inconsistent_classes()) == []
+    assert len(list(world.classes())) > 50
