@@ -8,12 +8,13 @@ import pytest
 
 from graph_seed.generator import generate
 from kg.mapping import rdf_to_records, records_to_rdf
+from kg.records import NodeRecord
 from kg.store import labels_for
 from ontology.vocab import Label, PropKey, RelType
 
 
-def _assets(records_nodes: tuple[object, ...]) -> int:
-    return sum(Label.ASSET in labels_for(n.types) for n in records_nodes)  # type: ignore[attr-defined]
+def _assets(nodes: tuple[NodeRecord, ...]) -> int:
+    return sum(Label.ASSET in labels_for(n.types) for n in nodes)
 
 
 @pytest.mark.parametrize("size", [1, 7, 100, 2345])
@@ -39,7 +40,7 @@ def test_duty_standby_pairs_sensors_envelopes_and_policies() -> None:
     assert rels[RelType.STANDBY_FOR] > 10
     assert rels[RelType.MONITORS] > 500
     assert rels[RelType.HAS_ENVELOPE] > 10
-    kinds = Counter(Label for n in records.nodes for Label in labels_for(n.types))
+    kinds = Counter(label for n in records.nodes for label in labels_for(n.types))
     assert kinds[Label.TRUST_THRESHOLD] >= 1 and kinds[Label.APPROVAL_REQUIREMENT] >= 1
     roles = {n.props.get(PropKey.DUTY_ROLE) for n in records.nodes}
     assert {"duty", "standby"} <= roles
