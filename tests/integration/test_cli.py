@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from kg.local_server import free_port
 from tests.conftest import REPO, Neo4jTarget
 
 pytestmark = pytest.mark.neo4j
-TWINKG = shutil.which("twinkg") or str(Path(os.sys.executable).parent / "twinkg")  # type: ignore[attr-defined]
+TWINKG = str(Path(sys.executable).parent / "twinkg")  # the one installed with this interpreter
 
 
 def run(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ import pytest
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 from rdflib.namespace import RDF, RDFS, XSD
+from rdflib.term import Node
 
 from graph_seed.registry import PLANTS_DIR
 from kg.mapping import rdf_to_records, records_to_rdf
@@ -41,9 +42,9 @@ def test_multi_valued_property_becomes_a_list_and_comes_back() -> None:
     assert isomorphic(records_to_rdf(records), graph)
 
 
-def _one(s: object, p: object, o: object) -> Graph:
+def _one(s: Node, p: Node, o: Node) -> Graph:
     graph = Graph()
-    graph.add((s, p, o))  # type: ignore[arg-type]
+    graph.add((s, p, o))
     return graph
 
 

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from rdflib import Graph, URIRef
+from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import RDF
 
 from graph_seed.registry import PLANTS_DIR
@@ -41,9 +41,16 @@ def observed() -> dict[str, tuple[float, float]]:
 
 def _sensors(seed: Graph) -> dict[str, URIRef]:
     return {
-        str(seed.value(s, TK.externalId)): s  # type: ignore[misc]
+        str(seed.value(s, TK.externalId)): s
         for s in seed.subjects(RDF.type, TK.Sensor)
+        if isinstance(s, URIRef)
     }
+
+
+def _number(seed: Graph, subject: URIRef, predicate: URIRef) -> float:
+    value = seed.value(subject, predicate)
+    assert isinstance(value, Literal), (subject, predicate)
+    return float(value.toPython())
 
 
 def test_one_sensor_per_data_column(seed: Graph, observed: dict[str, tuple[float, float]]) -> None:
@@ -55,8 +62,7 @@ def test_every_observed_value_is_inside_its_sensors_physical_range(
     seed: Graph, observed: dict[str, tuple[float, float]]
 ) -> None:
     for column, sensor in _sensors(seed).items():
-        low = float(seed.value(sensor, TK.physicalMin))  # type: ignore[arg-type]
-        high = float(seed.value(sensor, TK.physicalMax))  # type: ignore[arg-type]
+        low, high = _number(seed, sensor, TK.physicalMin), _number(seed, sensor, TK.physicalMax)
         seen_low, seen_high = observed[column]
         assert low <= seen_low and seen_high <= high, (column, (low, high), observed[column])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ontology import codegen
@@ -14,8 +16,8 @@ def test_generated_vocabulary_has_not_drifted_from_the_ontology() -> None:
     assert not codegen.drifted(), "ontology/vocab.py is stale: run `twinkg vocab generate`"
 
 
-def test_drift_is_detected(tmp_path: pytest.TempPathFactory) -> None:
-    stale = tmp_path / "vocab.py"  # type: ignore[operator]
+def test_drift_is_detected(tmp_path: Path) -> None:
+    stale = tmp_path / "vocab.py"
     stale.write_text(codegen.generate().replace("Pump", "Pimp", 1), encoding="utf-8")
     assert codegen.drifted(stale)
 
