@@ -1,4 +1,4 @@
-"""The README's quickstart commands run, as written, against the real Neo4j."""
+"""The README's examples run, as written, against the real Neo4j."""
 
 from __future__ import annotations
 
@@ -12,16 +12,31 @@ import pytest
 from tests.conftest import REPO, Neo4jTarget
 
 pytestmark = pytest.mark.neo4j
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def quickstart_commands() -> list[str]:
     """The ``twinkg`` lines of the README's Quickstart block (server management left out)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Quickstart", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    block = re.search(r"## Quickstart.*?```bash\n(.*?)```", README, re.DOTALL)
     assert block, "the README's Quickstart has no bash block"
     lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
     return [line for line in lines if line.startswith("twinkg ") and " db " not in line]
+
+
+@pytest.fixture(scope="module")
+def env(neo4j_target: Neo4jTarget) -> dict[str, str]:
+    """The CLI on PATH, pointed at the test Neo4j, with the SKAB testbed seeded."""
+    env = neo4j_target.env()
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    seeded = _run(["twinkg", "seed", "--plant", "skab-testbed"], env, REPO)
+    assert seeded.returncode == 0, seeded.stderr
+    return env
 
 
 def test_quickstart_has_commands() -> None:
@@ -29,55 +44,15 @@ def test_quickstart_has_commands() -> None:
 
 
 @pytest.mark.parametrize("command", quickstart_commands())
-def test_quickstart_command_runs(command: str, neo4j_target: Neo4jTarget, tmp_path: Path) -> None:
-    env = neo4j_target.env()
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    if "seed" not in command:
-        seeded = subprocess.run(
-            ["twinkg", "seed", "--plant", "skab-testbed"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
-        assert seeded.returncode == 0, seeded.stderr
-    done = subprocess.run(
-        ["bash", "-c", command],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+def test_quickstart_command_runs(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    done = _run(["bash", "-c", command], env, tmp_path)
     assert done.returncode == 0, f"{command!r} failed: {done.stderr}"
     assert done.stdout.strip() or list(tmp_path.iterdir()), f"{command!r} printed nothing"
 
 
-def test_python_api_example_runs(neo4j_target: Neo4jTarget, tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"## API.*?```python\n(.*?)```", readme, re.DOTALL)
+def test_python_api_example_runs(env: dict[str, str]) -> None:
+    block = re.search(r"## API.*?```python\n(.*?)```", README, re.DOTALL)
     assert block, "the README's API section has no python block"
-    env = neo4j_target.env()
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    seeded = subprocess.run(
-        ["twinkg", "seed", "--plant", "skab-testbed"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert seeded.returncode == 0, seeded.stderr
-    done = subprocess.run(
-        [sys.executable, "-c", block.group(1)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = _run([sys.executable, "-c", block.group(1)], env, REPO)
     assert done.returncode == 0, done.stderr
     assert "'Accelerometer1RMS'" in done.stdout and "triples" in done.stdout
