@@ -102,10 +102,11 @@ def db_start() -> None:
     settings = _settings()
     if settings.neo4j_uri:
         raise ConfigError("TWINKG_NEO4J_URI is set, so TwinKG uses that server and starts none")
-    state = local_server.start(
-        local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=_note
-    )
+    config = local_server_config(settings)
+    state = local_server.start(config, wait_s=settings.neo4j_start_timeout_s, log=_note)
     out.print(f"Neo4j is running (pid {state.pid}) at {state.bolt_uri}")
+    source = "TWINKG_NEO4J_PASSWORD" if settings.neo4j_password else config.home / "password"
+    out.print(f"user neo4j, password in {source}; log in {config.log_file}")
 
 
 @db_app.command("stop")
