@@ -92,7 +92,12 @@ class ServerStatus:
     bolt_uri: str
 
 
-def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda _: None) -> str:
+def build(
+    server_dir: Path = SERVER_DIR,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
     """Fetch Neo4j with Maven and compile the launcher (once); return the Java classpath.
 
     Maven Central can answer 429 under load, so the build is retried with growing pauses.
@@ -129,7 +134,7 @@ def build(server_dir: Path = SERVER_DIR, *, log: Callable[[str], None] = lambda 
             lines = (done.stdout + done.stderr).strip().splitlines()
             reason = lines[-1] if lines else f"mvn exited with status {done.returncode}"
             if attempt < _MAVEN_TRIES:
-                time.sleep(min(60, 5 * 2**attempt))
+                sleep(min(60, 5 * 2**attempt))
         else:
             raise ServerError(f"Maven could not fetch Neo4j after {_MAVEN_TRIES} tries: {reason}")
     return f"{classes}{os.pathsep}{lib}{os.sep}*"

@@ -84,3 +84,43 @@ def test_missing_neo4j_settings_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ServerError, match=r"nope\.conf does not exist"):
         local_server.start(config)
+
+
+def _fake_maven(tmp_path: Path, failures: int) -> Path:
+    """An ``mvn`` that answers like a throttled Maven Central ``failures`` times, then builds."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mvn = bin_dir / "mvn"
+    target = tmp_path / "server" / "target"
+    script = f"""#!/bin/sh
+n=$(cat "{tmp_path}/calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{tmp_path}/calls"
+if [ $n -le {failures} ]; then
+  echo "[ERROR] status code: 429, reason phrase: Too Many Requests"; exit 1
+fi
+mkdir -p "{target}/classes/org/twinkg/server" "{target}/lib"
+touch "{target}/classes/org/twinkg/server/Launcher.class" "{target}/lib/neo4j-5.26.30.jar"
+"""
+    mvn.write_text(script, encoding="utf-8")
+    mvn.chmod(0o755)
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "pom.xml").write_text("<project/>", encoding="utf-8")
+    return bin_dir
+
+
+def test_maven_429_is_retried_until_it_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{_fake_maven(tmp_path, failures=2)}:{os.environ['PATH']}")
+    pauses: list[float] = []
+    classpath = local_server.build(tmp_path / "server", sleep=pauses.append)
+    assert (tmp_path / "calls").read_text(encoding="utf-8").strip() == "3"
+    assert len(pauses) == 2 and pauses[0] < pauses[1]
+    assert classpath.endswith("lib/*")
+
+
+def test_maven_that_keeps_failing_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{_fake_maven(tmp_path, failures=99)}:{os.environ['PATH']}")
+    with pytest.raises(ServerError, match=r"after 5 tries: .*429"):
+        local_server.build(tmp_path / "server", sleep=lambda _: None)
