@@ -56,6 +56,24 @@ class UnknownPlantError(InvalidInputError):
     code = "unknown_plant"
 
 
+class ShapesError(InvalidInputError):
+    """A shapes graph that fails meta-SHACL or cannot be applied."""
+
+    code = "shapes_invalid"
+
+
+class UnknownContractError(InvalidInputError):
+    """A contract name or version that the registry does not hold."""
+
+    code = "contract_unknown"
+
+
+class ContractIncompatibleError(InvalidInputError):
+    """Data declared against a contract version the current contract cannot accept."""
+
+    code = "contract_incompatible"
+
+
 class StoreError(TwinKGError):
     """Neo4j is unreachable, refused the credentials, or failed a transaction."""
 

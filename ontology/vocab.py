@@ -13,7 +13,7 @@ from typing import Final
 from rdflib import URIRef
 from rdflib.namespace import DefinedNamespace, Namespace
 
-ONTOLOGY_VERSION: Final = '0.1.0'
+ONTOLOGY_VERSION: Final = '0.2.0'
 
 
 class TK(DefinedNamespace):
@@ -31,11 +31,13 @@ class TK(DefinedNamespace):
     ApprovalRequirement: URIRef
     Area: URIRef
     Asset: URIRef
+    AtRiskAsset: URIRef
     Breakdown: URIRef
     Cavitation: URIRef
     CentrifugalPump: URIRef
     ComplianceRole: URIRef
     Compressor: URIRef
+    CriticalOpenAlarm: URIRef
     Decision: URIRef
     Downtime: URIRef
     EngineerRole: URIRef
@@ -50,6 +52,7 @@ class TK(DefinedNamespace):
     Fan: URIRef
     HeatExchanger: URIRef
     HighOutput: URIRef
+    IngestBatch: URIRef
     Interlock: URIRef
     InternalLeakage: URIRef
     LockoutTagoutPermit: URIRef
@@ -75,16 +78,22 @@ class TK(DefinedNamespace):
     SafetyPolicy: URIRef
     Sensor: URIRef
     SetpointChange: URIRef
+    SinglePointOfFailure: URIRef
     Site: URIRef
     SpuriousStop: URIRef
     StaticEquipment: URIRef
     StructuralDeficiency: URIRef
     SupervisorRole: URIRef
     Tank: URIRef
+    TelemetryPoint: URIRef
+    TrustScore: URIRef
     TrustThreshold: URIRef
     TwinAgent: URIRef
+    UnavailableEquipment: URIRef
     Valve: URIRef
     Vibration: URIRef
+    WindowAggregate: URIRef
+    acceptedCount: URIRef
     actionKind: URIRef
     anomalyScore: URIRef
     appliesTo: URIRef
@@ -93,7 +102,12 @@ class TK(DefinedNamespace):
     approves: URIRef
     codeVersion: URIRef
     concerns: URIRef
+    confidence: URIRef
+    contentHash: URIRef
+    contractVersion: URIRef
     criticality: URIRef
+    currentSetpoint: URIRef
+    demandedBy: URIRef
     drives: URIRef
     dutyRole: URIRef
     endedAt: URIRef
@@ -102,18 +116,27 @@ class TK(DefinedNamespace):
     failureMode: URIRef
     feeds: URIRef
     forQuantityKind: URIRef
+    freshnessScore: URIRef
     hasEnvelope: URIRef
+    hasEvent: URIRef
     hasQuantityKind: URIRef
     hasRole: URIRef
+    hasStandby: URIRef
     hasUnit: URIRef
+    inBatch: URIRef
     iso14224Code: URIRef
     issuedTo: URIRef
+    lastObservedAt: URIRef
+    lastValue: URIRef
+    latestAcceptableTime: URIRef
     manifestsAs: URIRef
     manifestsIn: URIRef
     manufacturer: URIRef
     maxRateOfChange: URIRef
     maxValue: URIRef
+    maximum: URIRef
     minValue: URIRef
+    minimum: URIRef
     model: URIRef
     modelName: URIRef
     monitors: URIRef
@@ -125,14 +148,27 @@ class TK(DefinedNamespace):
     permitStatus: URIRef
     physicalMax: URIRef
     physicalMin: URIRef
+    producer: URIRef
     promptVersion: URIRef
+    proposedAt: URIRef
+    proposedSetpoint: URIRef
+    quality: URIRef
+    qualityScore: URIRef
+    rampDuration: URIRef
     randomSeed: URIRef
     ratedFlow: URIRef
     ratedPower: URIRef
     ratedSpeed: URIRef
+    receivedAt: URIRef
+    rejectedCount: URIRef
     requiredRole: URIRef
+    sampleCount: URIRef
     samplingPeriod: URIRef
+    scoreOf: URIRef
+    sequence: URIRef
+    setpointQuantityKind: URIRef
     severity: URIRef
+    standardDeviation: URIRef
     standbyFor: URIRef
     status: URIRef
     susceptibleTo: URIRef
@@ -144,6 +180,8 @@ class TK(DefinedNamespace):
     validFrom: URIRef
     validUntil: URIRef
     value: URIRef
+    windowEnd: URIRef
+    windowStart: URIRef
 
 
 class UNIT(DefinedNamespace):
@@ -190,8 +228,10 @@ class Label(StrEnum):
     APPROVAL_REQUIREMENT = 'ApprovalRequirement'
     AREA = 'Area'
     ASSET = 'Asset'
+    AT_RISK_ASSET = 'AtRiskAsset'
     CENTRIFUGAL_PUMP = 'CentrifugalPump'
     COMPRESSOR = 'Compressor'
+    CRITICAL_OPEN_ALARM = 'CriticalOpenAlarm'
     DECISION = 'Decision'
     DOWNTIME = 'Downtime'
     EQUIPMENT = 'Equipment'
@@ -200,6 +240,7 @@ class Label(StrEnum):
     FAILURE_MODE = 'FailureMode'
     FAN = 'Fan'
     HEAT_EXCHANGER = 'HeatExchanger'
+    INGEST_BATCH = 'IngestBatch'
     INTERLOCK = 'Interlock'
     LOCKOUT_TAGOUT_PERMIT = 'LockoutTagoutPermit'
     MAINTENANCE_WORK_ORDER = 'MaintenanceWorkOrder'
@@ -219,12 +260,17 @@ class Label(StrEnum):
     SAFETY_POLICY = 'SafetyPolicy'
     SENSOR = 'Sensor'
     SETPOINT_CHANGE = 'SetpointChange'
+    SINGLE_POINT_OF_FAILURE = 'SinglePointOfFailure'
     SITE = 'Site'
     STATIC_EQUIPMENT = 'StaticEquipment'
     TANK = 'Tank'
+    TELEMETRY_POINT = 'TelemetryPoint'
+    TRUST_SCORE = 'TrustScore'
     TRUST_THRESHOLD = 'TrustThreshold'
     TWIN_AGENT = 'TwinAgent'
+    UNAVAILABLE_EQUIPMENT = 'UnavailableEquipment'
     VALVE = 'Valve'
+    WINDOW_AGGREGATE = 'WindowAggregate'
     OWL_ANNOTATION_PROPERTY = 'owl_AnnotationProperty'
     OWL_CLASS = 'owl_Class'
     OWL_DATATYPE_PROPERTY = 'owl_DatatypeProperty'
@@ -257,14 +303,18 @@ class RelType(StrEnum):
     APPLIES_TO = 'APPLIES_TO'
     APPROVES = 'APPROVES'
     CONCERNS = 'CONCERNS'
+    DEMANDED_BY = 'DEMANDED_BY'
     DRIVES = 'DRIVES'
     FAILURE_MODE = 'FAILURE_MODE'
     FEEDS = 'FEEDS'
     FOR_QUANTITY_KIND = 'FOR_QUANTITY_KIND'
     HAS_ENVELOPE = 'HAS_ENVELOPE'
+    HAS_EVENT = 'HAS_EVENT'
     HAS_QUANTITY_KIND = 'HAS_QUANTITY_KIND'
     HAS_ROLE = 'HAS_ROLE'
+    HAS_STANDBY = 'HAS_STANDBY'
     HAS_UNIT = 'HAS_UNIT'
+    IN_BATCH = 'IN_BATCH'
     ISSUED_TO = 'ISSUED_TO'
     MANIFESTS_AS = 'MANIFESTS_AS'
     MANIFESTS_IN = 'MANIFESTS_IN'
@@ -290,6 +340,8 @@ class RelType(StrEnum):
     RDFS_SUB_CLASS_OF = 'RDFS_SUB_CLASS_OF'
     RDFS_SUB_PROPERTY_OF = 'RDFS_SUB_PROPERTY_OF'
     REQUIRED_ROLE = 'REQUIRED_ROLE'
+    SCORE_OF = 'SCORE_OF'
+    SETPOINT_QUANTITY_KIND = 'SETPOINT_QUANTITY_KIND'
     SOSA_HAS_FEATURE_OF_INTEREST = 'SOSA_HAS_FEATURE_OF_INTEREST'
     SOSA_IS_HOSTED_BY = 'SOSA_IS_HOSTED_BY'
     SOSA_MADE_BY_SENSOR = 'SOSA_MADE_BY_SENSOR'
@@ -304,21 +356,32 @@ class RelType(StrEnum):
 class PropKey(StrEnum):
     """Neo4j property keys: one per datatype or annotation property."""
 
+    ACCEPTED_COUNT = 'acceptedCount'
     ACTION_KIND = 'actionKind'
     ANOMALY_SCORE = 'anomalyScore'
     APPLIES_TO_ACTION_KIND = 'appliesToActionKind'
     APPLIES_TO_CRITICALITY = 'appliesToCriticality'
     CODE_VERSION = 'codeVersion'
+    CONFIDENCE = 'confidence'
+    CONTENT_HASH = 'contentHash'
+    CONTRACT_VERSION = 'contractVersion'
     CRITICALITY = 'criticality'
+    CURRENT_SETPOINT = 'currentSetpoint'
     DUTY_ROLE = 'dutyRole'
     ENDED_AT = 'endedAt'
     EXPIRES_AT = 'expiresAt'
     EXTERNAL_ID = 'externalId'
+    FRESHNESS_SCORE = 'freshnessScore'
     ISO14224_CODE = 'iso14224Code'
+    LAST_OBSERVED_AT = 'lastObservedAt'
+    LAST_VALUE = 'lastValue'
+    LATEST_ACCEPTABLE_TIME = 'latestAcceptableTime'
     MANUFACTURER = 'manufacturer'
     MAX_RATE_OF_CHANGE = 'maxRateOfChange'
     MAX_VALUE = 'maxValue'
+    MAXIMUM = 'maximum'
     MIN_VALUE = 'minValue'
+    MINIMUM = 'minimum'
     MODEL = 'model'
     MODEL_NAME = 'modelName'
     OCCURRED_AT = 'occurredAt'
@@ -328,14 +391,20 @@ class PropKey(StrEnum):
     PERMIT_STATUS = 'permitStatus'
     PHYSICAL_MAX = 'physicalMax'
     PHYSICAL_MIN = 'physicalMin'
+    PRODUCER = 'producer'
     PROMPT_VERSION = 'promptVersion'
+    PROPOSED_AT = 'proposedAt'
+    PROPOSED_SETPOINT = 'proposedSetpoint'
     PROV_ENDED_AT_TIME = 'prov_endedAtTime'
     PROV_GENERATED_AT_TIME = 'prov_generatedAtTime'
     PROV_INVALIDATED_AT_TIME = 'prov_invalidatedAtTime'
     PROV_STARTED_AT_TIME = 'prov_startedAtTime'
+    QUALITY = 'quality'
+    QUALITY_SCORE = 'qualityScore'
     QUDT_CONVERSION_MULTIPLIER = 'qudt_conversionMultiplier'
     QUDT_SYMBOL = 'qudt_symbol'
     QUDT_UCUM_CODE = 'qudt_ucumCode'
+    RAMP_DURATION = 'rampDuration'
     RANDOM_SEED = 'randomSeed'
     RATED_FLOW = 'ratedFlow'
     RATED_POWER = 'ratedPower'
@@ -343,10 +412,15 @@ class PropKey(StrEnum):
     RDF_TYPE = 'rdf_type'
     RDFS_COMMENT = 'rdfs_comment'
     RDFS_LABEL = 'rdfs_label'
+    RECEIVED_AT = 'receivedAt'
+    REJECTED_COUNT = 'rejectedCount'
+    SAMPLE_COUNT = 'sampleCount'
     SAMPLING_PERIOD = 'samplingPeriod'
+    SEQUENCE = 'sequence'
     SEVERITY = 'severity'
     SOSA_HAS_SIMPLE_RESULT = 'sosa_hasSimpleResult'
     SOSA_RESULT_TIME = 'sosa_resultTime'
+    STANDARD_DEVIATION = 'standardDeviation'
     STATUS = 'status'
     TAG = 'tag'
     THRESHOLD = 'threshold'
@@ -355,6 +429,8 @@ class PropKey(StrEnum):
     VALID_FROM = 'validFrom'
     VALID_UNTIL = 'validUntil'
     VALUE = 'value'
+    WINDOW_END = 'windowEnd'
+    WINDOW_START = 'windowStart'
 
 
 CLASS_LABELS: Final[Mapping[str, Label]] = {
@@ -388,8 +464,10 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#ApprovalRequirement': Label.APPROVAL_REQUIREMENT,
     'https://w3id.org/twinkg/ontology#Area': Label.AREA,
     'https://w3id.org/twinkg/ontology#Asset': Label.ASSET,
+    'https://w3id.org/twinkg/ontology#AtRiskAsset': Label.AT_RISK_ASSET,
     'https://w3id.org/twinkg/ontology#CentrifugalPump': Label.CENTRIFUGAL_PUMP,
     'https://w3id.org/twinkg/ontology#Compressor': Label.COMPRESSOR,
+    'https://w3id.org/twinkg/ontology#CriticalOpenAlarm': Label.CRITICAL_OPEN_ALARM,
     'https://w3id.org/twinkg/ontology#Decision': Label.DECISION,
     'https://w3id.org/twinkg/ontology#Downtime': Label.DOWNTIME,
     'https://w3id.org/twinkg/ontology#Equipment': Label.EQUIPMENT,
@@ -398,6 +476,7 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#FailureMode': Label.FAILURE_MODE,
     'https://w3id.org/twinkg/ontology#Fan': Label.FAN,
     'https://w3id.org/twinkg/ontology#HeatExchanger': Label.HEAT_EXCHANGER,
+    'https://w3id.org/twinkg/ontology#IngestBatch': Label.INGEST_BATCH,
     'https://w3id.org/twinkg/ontology#Interlock': Label.INTERLOCK,
     'https://w3id.org/twinkg/ontology#LockoutTagoutPermit': Label.LOCKOUT_TAGOUT_PERMIT,
     'https://w3id.org/twinkg/ontology#MaintenanceWorkOrder': Label.MAINTENANCE_WORK_ORDER,
@@ -416,12 +495,17 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#SafetyPolicy': Label.SAFETY_POLICY,
     'https://w3id.org/twinkg/ontology#Sensor': Label.SENSOR,
     'https://w3id.org/twinkg/ontology#SetpointChange': Label.SETPOINT_CHANGE,
+    'https://w3id.org/twinkg/ontology#SinglePointOfFailure': Label.SINGLE_POINT_OF_FAILURE,
     'https://w3id.org/twinkg/ontology#Site': Label.SITE,
     'https://w3id.org/twinkg/ontology#StaticEquipment': Label.STATIC_EQUIPMENT,
     'https://w3id.org/twinkg/ontology#Tank': Label.TANK,
+    'https://w3id.org/twinkg/ontology#TelemetryPoint': Label.TELEMETRY_POINT,
+    'https://w3id.org/twinkg/ontology#TrustScore': Label.TRUST_SCORE,
     'https://w3id.org/twinkg/ontology#TrustThreshold': Label.TRUST_THRESHOLD,
     'https://w3id.org/twinkg/ontology#TwinAgent': Label.TWIN_AGENT,
+    'https://w3id.org/twinkg/ontology#UnavailableEquipment': Label.UNAVAILABLE_EQUIPMENT,
     'https://w3id.org/twinkg/ontology#Valve': Label.VALVE,
+    'https://w3id.org/twinkg/ontology#WindowAggregate': Label.WINDOW_AGGREGATE,
 }
 """Class IRI → its label."""
 
@@ -456,8 +540,10 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.APPROVAL_REQUIREMENT: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.AREA: (Label.ASSET, ),
     Label.ASSET: (),
+    Label.AT_RISK_ASSET: (),
     Label.CENTRIFUGAL_PUMP: (Label.ASSET, Label.EQUIPMENT, Label.PUMP, Label.ROTATING_EQUIPMENT, ),
     Label.COMPRESSOR: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
+    Label.CRITICAL_OPEN_ALARM: (),
     Label.DECISION: (Label.PROV_ACTIVITY, ),
     Label.DOWNTIME: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.EQUIPMENT: (Label.ASSET, ),
@@ -466,6 +552,7 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.FAILURE_MODE: (),
     Label.FAN: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
     Label.HEAT_EXCHANGER: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.INGEST_BATCH: (Label.PROV_ENTITY, ),
     Label.INTERLOCK: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.LOCKOUT_TAGOUT_PERMIT: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.MAINTENANCE_WORK_ORDER: (Label.EVENT, Label.PROV_ENTITY, ),
@@ -484,12 +571,17 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.SAFETY_POLICY: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.SENSOR: (Label.ASSET, Label.SOSA_SENSOR, ),
     Label.SETPOINT_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
+    Label.SINGLE_POINT_OF_FAILURE: (),
     Label.SITE: (Label.ASSET, ),
     Label.STATIC_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
     Label.TANK: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.TELEMETRY_POINT: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
+    Label.TRUST_SCORE: (Label.PROV_ENTITY, ),
     Label.TRUST_THRESHOLD: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.TWIN_AGENT: (Label.PROV_AGENT, Label.PROV_SOFTWARE_AGENT, ),
+    Label.UNAVAILABLE_EQUIPMENT: (),
     Label.VALVE: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.WINDOW_AGGREGATE: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
 }
 """Label → the labels of all its superclasses (an instance carries them all)."""
 
@@ -520,14 +612,18 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#appliesTo': RelType.APPLIES_TO,
     'https://w3id.org/twinkg/ontology#approves': RelType.APPROVES,
     'https://w3id.org/twinkg/ontology#concerns': RelType.CONCERNS,
+    'https://w3id.org/twinkg/ontology#demandedBy': RelType.DEMANDED_BY,
     'https://w3id.org/twinkg/ontology#drives': RelType.DRIVES,
     'https://w3id.org/twinkg/ontology#failureMode': RelType.FAILURE_MODE,
     'https://w3id.org/twinkg/ontology#feeds': RelType.FEEDS,
     'https://w3id.org/twinkg/ontology#forQuantityKind': RelType.FOR_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#hasEnvelope': RelType.HAS_ENVELOPE,
+    'https://w3id.org/twinkg/ontology#hasEvent': RelType.HAS_EVENT,
     'https://w3id.org/twinkg/ontology#hasQuantityKind': RelType.HAS_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#hasRole': RelType.HAS_ROLE,
+    'https://w3id.org/twinkg/ontology#hasStandby': RelType.HAS_STANDBY,
     'https://w3id.org/twinkg/ontology#hasUnit': RelType.HAS_UNIT,
+    'https://w3id.org/twinkg/ontology#inBatch': RelType.IN_BATCH,
     'https://w3id.org/twinkg/ontology#issuedTo': RelType.ISSUED_TO,
     'https://w3id.org/twinkg/ontology#manifestsAs': RelType.MANIFESTS_AS,
     'https://w3id.org/twinkg/ontology#manifestsIn': RelType.MANIFESTS_IN,
@@ -535,6 +631,8 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#observedBy': RelType.OBSERVED_BY,
     'https://w3id.org/twinkg/ontology#partOf': RelType.PART_OF,
     'https://w3id.org/twinkg/ontology#requiredRole': RelType.REQUIRED_ROLE,
+    'https://w3id.org/twinkg/ontology#scoreOf': RelType.SCORE_OF,
+    'https://w3id.org/twinkg/ontology#setpointQuantityKind': RelType.SETPOINT_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#standbyFor': RelType.STANDBY_FOR,
     'https://w3id.org/twinkg/ontology#susceptibleTo': RelType.SUSCEPTIBLE_TO,
     'https://w3id.org/twinkg/ontology#targets': RelType.TARGETS,
@@ -555,21 +653,32 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'http://www.w3.org/ns/prov#startedAtTime': (PropKey.PROV_STARTED_AT_TIME, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'http://www.w3.org/ns/sosa/hasSimpleResult': (PropKey.SOSA_HAS_SIMPLE_RESULT, 'http://www.w3.org/2001/XMLSchema#string'),
     'http://www.w3.org/ns/sosa/resultTime': (PropKey.SOSA_RESULT_TIME, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#acceptedCount': (PropKey.ACCEPTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#actionKind': (PropKey.ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#anomalyScore': (PropKey.ANOMALY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#appliesToActionKind': (PropKey.APPLIES_TO_ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#appliesToCriticality': (PropKey.APPLIES_TO_CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#codeVersion': (PropKey.CODE_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#confidence': (PropKey.CONFIDENCE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#contentHash': (PropKey.CONTENT_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#contractVersion': (PropKey.CONTRACT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#criticality': (PropKey.CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#currentSetpoint': (PropKey.CURRENT_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#dutyRole': (PropKey.DUTY_ROLE, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#endedAt': (PropKey.ENDED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#expiresAt': (PropKey.EXPIRES_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#externalId': (PropKey.EXTERNAL_ID, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#freshnessScore': (PropKey.FRESHNESS_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#iso14224Code': (PropKey.ISO14224_CODE, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#lastObservedAt': (PropKey.LAST_OBSERVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#lastValue': (PropKey.LAST_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#latestAcceptableTime': (PropKey.LATEST_ACCEPTABLE_TIME, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#manufacturer': (PropKey.MANUFACTURER, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#maxRateOfChange': (PropKey.MAX_RATE_OF_CHANGE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#maxValue': (PropKey.MAX_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#maximum': (PropKey.MAXIMUM, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#minValue': (PropKey.MIN_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#minimum': (PropKey.MINIMUM, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#model': (PropKey.MODEL, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#modelName': (PropKey.MODEL_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#occurredAt': (PropKey.OCCURRED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
@@ -578,13 +687,24 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#permitStatus': (PropKey.PERMIT_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#physicalMax': (PropKey.PHYSICAL_MAX, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#physicalMin': (PropKey.PHYSICAL_MIN, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#producer': (PropKey.PRODUCER, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#promptVersion': (PropKey.PROMPT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#proposedAt': (PropKey.PROPOSED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#proposedSetpoint': (PropKey.PROPOSED_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#quality': (PropKey.QUALITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#qualityScore': (PropKey.QUALITY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#rampDuration': (PropKey.RAMP_DURATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#randomSeed': (PropKey.RANDOM_SEED, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#ratedFlow': (PropKey.RATED_FLOW, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedPower': (PropKey.RATED_POWER, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedSpeed': (PropKey.RATED_SPEED, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#receivedAt': (PropKey.RECEIVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#rejectedCount': (PropKey.REJECTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#sampleCount': (PropKey.SAMPLE_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#samplingPeriod': (PropKey.SAMPLING_PERIOD, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#sequence': (PropKey.SEQUENCE, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#severity': (PropKey.SEVERITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#standardDeviation': (PropKey.STANDARD_DEVIATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#status': (PropKey.STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#tag': (PropKey.TAG, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#threshold': (PropKey.THRESHOLD, 'http://www.w3.org/2001/XMLSchema#double'),
@@ -592,5 +712,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#validFrom': (PropKey.VALID_FROM, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#validUntil': (PropKey.VALID_UNTIL, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#value': (PropKey.VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#windowEnd': (PropKey.WINDOW_END, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#windowStart': (PropKey.WINDOW_START, 'http://www.w3.org/2001/XMLSchema#dateTime'),
 }
 """Datatype or annotation property IRI → (property key, datatype IRI)."""
