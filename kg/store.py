@@ -149,6 +149,27 @@ class GraphStore:
             record = session.run(queries.COUNTS.cypher).single(strict=True)
             return GraphCounts(record["nodes"], record["relationships"])
 
+    def read(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
+        """Run one of TwinKG's own named read queries; rows as dicts of plain values."""
+        with self._session(read=True) as session:
+            result = session.run(query.cypher, params)
+            return [{k: _plain(v) for k, v in record.items()} for record in result]
+
+    def execute(
+        self, statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Run named write statements in ONE transaction, in order; all apply or none do.
+
+        Returns each statement's rows (plain values).
+        """
+        results: list[list[dict[str, Any]]] = []
+        with self._session() as session, session.begin_transaction() as tx:
+            for query, params in statements:
+                rows = tx.run(query.cypher, dict(params))
+                results.append([{k: _plain(v) for k, v in r.items()} for r in rows])
+            tx.commit()
+        return results
+
     def write(
         self,
         records: GraphRecords,

@@ -124,6 +124,7 @@ class TK(DefinedNamespace):
     hasStandby: URIRef
     hasUnit: URIRef
     inBatch: URIRef
+    inferredType: URIRef
     iso14224Code: URIRef
     issuedTo: URIRef
     lastObservedAt: URIRef
@@ -372,6 +373,7 @@ class PropKey(StrEnum):
     EXPIRES_AT = 'expiresAt'
     EXTERNAL_ID = 'externalId'
     FRESHNESS_SCORE = 'freshnessScore'
+    INFERRED_TYPE = 'inferredType'
     ISO14224_CODE = 'iso14224Code'
     LAST_OBSERVED_AT = 'lastObservedAt'
     LAST_VALUE = 'lastValue'
@@ -669,6 +671,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#expiresAt': (PropKey.EXPIRES_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#externalId': (PropKey.EXTERNAL_ID, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#freshnessScore': (PropKey.FRESHNESS_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#inferredType': (PropKey.INFERRED_TYPE, 'http://www.w3.org/2001/XMLSchema#anyURI'),
     'https://w3id.org/twinkg/ontology#iso14224Code': (PropKey.ISO14224_CODE, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#lastObservedAt': (PropKey.LAST_OBSERVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#lastValue': (PropKey.LAST_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
