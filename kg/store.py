@@ -153,7 +153,7 @@ class GraphStore:
         """Run one of TwinKG's own named read queries; rows as dicts of plain values."""
         with self._session(read=True) as session:
             result = session.run(query.cypher, params)
-            return [{k: _plain(v) for k, v in record.items()} for record in result]
+            return [dict(zip(record.keys(), map(_plain, record.values()), strict=True)) for record in result]
 
     def execute(
         self, statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]]
@@ -166,7 +166,7 @@ class GraphStore:
         with self._session() as session, session.begin_transaction() as tx:
             for query, params in statements:
                 rows = tx.run(query.cypher, dict(params))
-                results.append([{k: _plain(v) for k, v in r.items()} for r in rows])
+                results.append([dict(zip(r.keys(), map(_plain, r.values()), strict=True)) for r in rows])
             tx.commit()
         return results
 
