@@ -109,6 +109,10 @@ def _plain(value: Any) -> Any:  # noqa: PLR0911 - one case per driver type
     return value
 
 
+def _row(record: neo4j.Record) -> dict[str, Any]:
+    return dict(zip(record.keys(), map(_plain, record.values()), strict=True))
+
+
 class GraphStore:
     """Reads and writes the TwinKG graph through one injected driver."""
 
@@ -153,7 +157,7 @@ class GraphStore:
         """Run one of TwinKG's own named read queries; rows as dicts of plain values."""
         with self._session(read=True) as session:
             result = session.run(query.cypher, params)
-            return [dict(zip(record.keys(), map(_plain, record.values()), strict=True)) for record in result]
+            return [_row(record) for record in result]
 
     def execute(
         self, statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]]
@@ -166,7 +170,7 @@ class GraphStore:
         with self._session() as session, session.begin_transaction() as tx:
             for query, params in statements:
                 rows = tx.run(query.cypher, dict(params))
-                results.append([dict(zip(r.keys(), map(_plain, r.values()), strict=True)) for r in rows])
+                results.append([_row(r) for r in rows])
             tx.commit()
         return results
 
