@@ -9,10 +9,11 @@ training rows, and the score ``T² / (T² + threshold)`` lies in [0, 1), 0.5 at 
 meaning ``tk:anomalyScore`` gives it). :func:`episodes` turns scores into the runs that become
 ``tk:Anomaly`` events.
 
-Windows are computed from a strided view of the rows, one window at a time, rather than from
-differences of cumulative sums: that way a window's features depend on its own rows only, so a run
-scored batch by batch (:class:`Scorer`) gives bit-identical scores to the run scored at once, and
-the variance is computed as a two-pass sum of squared deviations (no cancellation).
+Window sums are accumulated one window position at a time (``window`` vectorised passes over the
+rows) rather than taken as differences of cumulative sums: a window's features then depend on its
+own rows only, always added in the same order, so a run scored batch by batch (:class:`Scorer`)
+gives bit-identical scores to the run scored at once, and the variance is a two-pass sum of
+squared deviations (no cancellation, whatever the level of a channel or the length of a run).
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from ontology.errors import InvalidInputError
 FORMAT_VERSION = 1
 """Version of the ``.npz`` layout written by :meth:`Detector.save`."""
 
-_CHUNK_ROWS = 32_768  # bounds the (rows × channels × window) temporary to a few tens of MB
-
 Floats = NDArray[np.float64]
+_CHUNK_ROWS = 4096  # rows per chunk of the feature computation
 
 
 def _as_matrix(values: NDArray[np.floating] | NDArray[np.integer], k: int | None) -> Floats:
@@ -59,30 +59,38 @@ def _features(history: Floats, values: Floats, window: int, prior: Floats | None
     n, k = values.shape
     pad = window - 1 - history.shape[0]
     rows = np.concatenate([np.zeros((pad, k)), history, values])
-    valid = np.concatenate([np.zeros(pad), np.ones(history.shape[0] + n)])
+    valid = np.concatenate([np.zeros(pad), np.ones(history.shape[0] + n)])[:, None]
+    count = np.minimum(history.shape[0] + 1 + np.arange(n), window)[:, None].astype(np.float64)
     out = np.empty((n, 2 * k))
-    for begin in range(0, n, _CHUNK_ROWS):
+    for begin in range(0, n, _CHUNK_ROWS):  # chunks that stay in the CPU cache
         stop = min(begin + _CHUNK_ROWS, n)
         span = slice(begin, stop + window - 1)
-        # (rows, k, window) and (rows, 1, window) views: window j of the chunk ends at row begin+j
-        x = np.lib.stride_tricks.sliding_window_view(rows[span], window, axis=0)
-        mask = np.lib.stride_tricks.sliding_window_view(valid[span], window)[:, None, :]
-        count = mask.sum(axis=-1)
-        total = (x * mask).sum(axis=-1)
-        if prior is None:
-            mean = total / count
-            deviation = (x - mean[..., None]) * mask
-            out[begin:stop, :k] = mean
-            out[begin:stop, k:] = np.sqrt((deviation * deviation).sum(axis=-1) / count)
-            continue
-        missing = window - count  # 0 for a full window: the prior terms then add exactly 0.0
-        mean = (total + missing * prior[:k]) / window
-        deviation = (x - mean[..., None]) * mask
-        spread = (deviation * deviation).sum(axis=-1)
-        spread += missing * (prior[k:] ** 2 + (prior[:k] - mean) ** 2)
-        out[begin:stop, :k] = mean
-        out[begin:stop, k:] = np.sqrt(spread / window)
+        out[begin:stop] = _window_stats(rows[span], valid[span], count[begin:stop], prior)
     return out
+
+
+def _window_stats(rows: Floats, valid: Floats, count: Floats, prior: Floats | None) -> Floats:
+    """Features of the ``m`` windows ending at rows ``window-1 … window+m-2`` of ``rows``."""
+    m, k = count.shape[0], rows.shape[1]
+    window = rows.shape[0] - m + 1
+    # one vectorised pass per position in the window, in a fixed order: each output row sums the
+    # same values in the same order however the run was split into batches or chunks
+    total = np.zeros((m, k))
+    for j in range(window):
+        total += rows[j : j + m]  # padding rows are 0.0, so they add nothing
+    missing = window - count  # 0 for a full window: the prior terms then add exactly 0.0
+    mean = total / count if prior is None else (total + missing * prior[:k]) / window
+    spread = np.zeros((m, k))
+    term = np.empty((m, k))
+    for j in range(window):
+        np.subtract(rows[j : j + m], mean, out=term)
+        term *= term
+        term *= valid[j : j + m]
+        spread += term
+    if prior is None:
+        return np.concatenate([mean, np.sqrt(spread / count)], axis=1)
+    spread += missing * (prior[k:] ** 2 + (prior[:k] - mean) ** 2)
+    return np.concatenate([mean, np.sqrt(spread / window)], axis=1)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
