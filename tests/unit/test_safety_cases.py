@@ -1,0 +1,157 @@
+"""The safety shapes, case by case: shapes/safety/cases/<case>/{input,expected}.ttl.
+
+Each case folder holds an action with its context (input.ttl) and the SHACL validation report
+it must produce (expected.ttl: sh:conforms and one sh:result per expected result). The results
+are compared as the SET of (focus node, severity, source shape), exactly; an ontologist adds a
+case by adding a folder, without Python.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rdflib import OWL, RDF, SH, Graph, Literal, URIRef
+
+from ontology.catalog import load_ontology
+from ontology.errors import ShapesError
+from reasoner.safety import SAFETY_SHAPES_DIR, load_shapes, safety_shapes, safety_shapes_version
+from reasoner.validation import ValidationOutcome, Violation, validate
+
+CASES_DIR = SAFETY_SHAPES_DIR / "cases"
+CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
+RULES = ("wellformed", "trust", "envelope", "loto", "standby", "critical")
+
+Result = tuple[str, str, str]  # focus node, severity, source shape
+
+
+@pytest.fixture(scope="module")
+def ontology() -> Graph:
+    return load_ontology()
+
+
+def _expected(path: Path) -> tuple[bool, set[Result]]:
+    report = Graph().parse(path)
+    node = report.value(predicate=RDF.type, object=SH.ValidationReport)
+    assert node is not None, f"{path}: no sh:ValidationReport"
+    conforms = report.value(node, SH.conforms)
+    assert isinstance(conforms, Literal), f"{path}: the report has no sh:conforms"
+    results = {
+        (
+            str(report.value(r, SH.focusNode)),
+            str(report.value(r, SH.resultSeverity)),
+            str(report.value(r, SH.sourceShape)),
+        )
+        for r in report.objects(node, SH.result)
+    }
+    return bool(conforms.toPython()), results
+
+
+def _actual(outcome: ValidationOutcome) -> set[Result]:
+    return {_key(v) for v in outcome.violations}
+
+
+def _diff(case: str, expected: set[Result], outcome: ValidationOutcome) -> str:
+    actual = _actual(outcome)
+    lines = [f"case {case}: the shapes' results differ from expected.ttl"]
+    for result in sorted(expected - actual):
+        lines.append(f"  missing    {_show(result)}")
+    for result in sorted(actual - expected):
+        messages = {v.message for v in outcome.violations if _key(v) == result}
+        lines.append(f"  unexpected {_show(result)}: {'; '.join(sorted(messages))}")
+    return "\n".join(lines)
+
+
+def _key(v: Violation) -> Result:
+    return (v.focus_node, v.severity.value, v.source_shape)
+
+
+def _show(result: Result) -> str:
+    focus, severity, shape = result
+    return f"{severity.rpartition('#')[2]:<9} {shape.rpartition('#')[2]} on {focus}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_case(case: Path, ontology: Graph) -> None:
+    conforms, expected = _expected(case / "expected.ttl")
+    data = Graph().parse(case / "input.ttl")
+
+    outcome = validate(data, safety_shapes(), ontology=ontology)
+
+    assert _actual(outcome) == expected, _diff(case.name, expected, outcome)
+    assert outcome.conforms is conforms
+
+
+def test_every_case_folder_is_complete() -> None:
+    incomplete = [
+        p.name
+        for p in CASES
+        if not ((p / "input.ttl").is_file() and (p / "expected.ttl").is_file())
+    ]
+    assert not incomplete, f"case folders without input.ttl or expected.ttl: {incomplete}"
+
+
+def test_each_rule_has_a_breaking_a_passing_and_a_third_case() -> None:
+    for rule in RULES:
+        names = [p.name for p in CASES if p.name.startswith(rule + "-")]
+        assert len(names) >= 3, f"rule {rule} has only {names}"
+        assert any(n.endswith("-passes") for n in names), f"rule {rule}: no passing case"
+        assert any(n.endswith("-blocks") or n.endswith("-needs-approval") for n in names), rule
+
+
+def test_every_safety_shape_is_exercised_by_a_case() -> None:
+    shapes = safety_shapes()
+    named = {
+        str(s) for kind in (SH.NodeShape, SH.PropertyShape) for s in shapes.subjects(RDF.type, kind)
+    }
+    exercised = {shape for case in CASES for _, _, shape in _expected(case / "expected.ttl")[1]}
+    assert named - exercised == set(), "shapes that no case expects"
+    assert exercised - named == set(), "cases expect shapes that do not exist"
+
+
+def test_shapes_are_named_versioned_and_pass_meta_shacl() -> None:
+    shapes = safety_shapes()  # load_shapes ran SHACL-SHACL on them
+    namespace = dict(shapes.namespaces())["safety"]
+    for kind in (SH.NodeShape, SH.PropertyShape):
+        for shape in shapes.subjects(RDF.type, kind):
+            assert isinstance(shape, URIRef) and str(shape).startswith(str(namespace)), shape
+    files = sorted(SAFETY_SHAPES_DIR.glob("*.ttl"))
+    assert len(files) >= 6
+    for path in files:
+        graph = Graph().parse(path)
+        (ontology,) = graph.subjects(RDF.type, OWL.Ontology)
+        assert graph.value(ontology, OWL.versionInfo) == Literal("1.0.0"), path.name
+    assert safety_shapes_version() == "1.0.0"
+
+
+def test_safety_shapes_returns_a_copy() -> None:
+    first = safety_shapes()
+    first.remove((None, None, None))
+    assert len(safety_shapes()) > 0
+
+
+def test_a_shapes_file_failing_meta_shacl_is_refused(tmp_path: Path) -> None:
+    graph = Graph().parse(SAFETY_SHAPES_DIR / "trust.ttl")
+    shape = next(s for s in graph.subjects(RDF.type, SH.PropertyShape))
+    graph.add((shape, SH.minCount, Literal("one")))  # sh:minCount must be an integer
+    graph.serialize(tmp_path / "broken.ttl", format="turtle")
+
+    with pytest.raises(ShapesError, match="meta-SHACL"):
+        load_shapes(tmp_path)
+
+
+def test_shapes_files_must_agree_on_their_version(tmp_path: Path) -> None:
+    for name in ("trust.ttl", "envelope.ttl"):
+        (tmp_path / name).write_text((SAFETY_SHAPES_DIR / name).read_text())
+    graph = Graph().parse(tmp_path / "trust.ttl")
+    (ontology,) = graph.subjects(RDF.type, OWL.Ontology)
+    graph.set((ontology, OWL.versionInfo, Literal("2.0.0")))
+    graph.serialize(tmp_path / "trust.ttl", format="turtle")
+
+    with pytest.raises(ShapesError, match="one owl:versionInfo"):
+        load_shapes(tmp_path)
+
+
+def test_an_empty_folder_holds_no_shapes(tmp_path: Path) -> None:
+    with pytest.raises(ShapesError, match="no shapes files"):
+        load_shapes(tmp_path)
