@@ -1,0 +1,200 @@
+"""OWL inference with HermiT: the defined classes of the ontology, classified from facts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import owlready2
+import pytest
+from rdflib import Graph, Literal, URIRef
+from rdflib.namespace import OWL, RDF, XSD
+
+from graph_seed.generator import generate
+from graph_seed.registry import PLANTS_DIR
+from kg.mapping import records_to_rdf
+from ontology.catalog import load_ontology, parse_turtle
+from ontology.namespaces import plant_namespace
+from ontology.vocab import TK, PropKey, RelType
+from reasoner.inference import (
+    ReasonerError,
+    classify,
+    closure,
+    defined_classes,
+    reasoning_terms,
+)
+
+SKAB = plant_namespace("skab-testbed")
+PUMP, MOTOR = URIRef(SKAB + "pump"), URIRef(SKAB + "motor")
+
+
+@pytest.fixture(scope="module")
+def ontology() -> Graph:
+    return load_ontology()
+
+
+@pytest.fixture(scope="module")
+def skab() -> Graph:
+    return parse_turtle([PLANTS_DIR / "skab-testbed.ttl"])
+
+
+def _with_alarm(facts: Graph, *, severity: str, status: str, name: str = "alarm-1") -> Graph:
+    alarm = URIRef(SKAB + name)
+    out = Graph()
+    out += facts
+    out.add((alarm, RDF.type, TK.Alarm))
+    out.add((alarm, TK.severity, Literal(severity)))
+    out.add((alarm, TK.status, Literal(status)))
+    out.add((alarm, TK.concerns, MOTOR))
+    return out
+
+
+def _classes(inferred: Mapping[str, frozenset[str]], iri: URIRef) -> frozenset[str]:
+    return inferred.get(str(iri), frozenset())
+
+
+def test_the_defined_classes_are_read_from_the_ontology(ontology: Graph) -> None:
+    assert {
+        str(TK.AtRiskAsset),
+        str(TK.SinglePointOfFailure),
+        str(TK.UnavailableEquipment),
+        str(TK.CriticalOpenAlarm),
+    } <= defined_classes(ontology)
+    assert str(TK.Pump) not in defined_classes(ontology)
+
+
+def test_reasoning_terms_are_what_the_definitions_look_at(ontology: Graph) -> None:
+    terms = reasoning_terms(ontology)
+    assert {PropKey.SEVERITY, PropKey.STATUS, PropKey.OPERATIONAL_STATUS} <= terms.keys
+    assert {RelType.CONCERNS, RelType.STANDBY_FOR} <= terms.rel_types  # inverses of the used ones
+    assert PropKey.RATED_FLOW not in terms.keys
+
+
+def test_the_skab_pump_without_standby_is_a_single_point_of_failure(
+    ontology: Graph, skab: Graph
+) -> None:
+    outcome = classify(ontology, skab)
+    assert outcome.consistent and outcome.explanation is None
+    assert _classes(outcome.inferred, PUMP) == {str(TK.SinglePointOfFailure)}
+    assert str(MOTOR) not in outcome.inferred  # no alarm: not at risk
+    assert outcome.seconds > 0
+
+
+def test_closure_counts_the_known_standbys(ontology: Graph, skab: Graph) -> None:
+    axioms = closure(ontology, skab)
+    restrictions = list(axioms.objects(PUMP, RDF.type))
+    assert len(restrictions) == 1
+    assert axioms.value(restrictions[0], OWL.onProperty) == TK.hasStandby
+    assert axioms.value(restrictions[0], OWL.maxCardinality) == Literal(
+        0, datatype=XSD.nonNegativeInteger
+    )
+    assert not list(axioms.objects(MOTOR, RDF.type))  # a motor is not in hasStandby's domain
+
+
+def _duty_pair() -> tuple[Graph, URIRef, URIRef]:
+    facts = records_to_rdf(generate(assets=40, seed=0))
+    standby, duty = next(iter(sorted(facts.subject_objects(TK.standbyFor))))
+    assert isinstance(standby, URIRef) and isinstance(duty, URIRef)
+    return facts, duty, standby
+
+
+def _set_status(facts: Graph, asset: URIRef, status: str) -> Graph:
+    out = Graph()
+    out += facts
+    out.set((asset, TK.operationalStatus, Literal(status)))
+    return out
+
+
+def test_a_duty_pump_is_a_single_point_of_failure_while_its_standby_is_unavailable(
+    ontology: Graph,
+) -> None:
+    facts, duty, standby = _duty_pair()
+    assert _classes(classify(ontology, facts).inferred, duty) == frozenset()  # standby stopped
+
+    down = classify(ontology, _set_status(facts, standby, "unavailable"))
+    assert str(TK.SinglePointOfFailure) in _classes(down.inferred, duty)
+    assert str(TK.UnavailableEquipment) in _classes(down.inferred, standby)
+
+    running = classify(ontology, _set_status(facts, standby, "running"))
+    assert str(TK.SinglePointOfFailure) not in _classes(running.inferred, duty)
+    assert str(TK.UnavailableEquipment) not in _classes(running.inferred, standby)
+
+
+def test_an_open_critical_alarm_puts_its_asset_at_risk(ontology: Graph, skab: Graph) -> None:
+    outcome = classify(ontology, _with_alarm(skab, severity="critical", status="open"))
+    assert _classes(outcome.inferred, MOTOR) == {str(TK.AtRiskAsset)}
+    assert _classes(outcome.inferred, URIRef(SKAB + "alarm-1")) == {str(TK.CriticalOpenAlarm)}
+    assert str(TK.AtRiskAsset) not in _classes(outcome.inferred, PUMP)
+
+
+@pytest.mark.parametrize(("severity", "status"), [("critical", "closed"), ("high", "open")])
+def test_a_closed_or_less_severe_alarm_does_not(
+    ontology: Graph, skab: Graph, severity: str, status: str
+) -> None:
+    outcome = classify(ontology, _with_alarm(skab, severity=severity, status=status))
+    assert outcome.consistent
+    assert str(MOTOR) not in outcome.inferred
+    assert str(URIRef(SKAB + "alarm-1")) not in outcome.inferred
+
+
+def test_asserted_classes_are_not_reported_as_inferred(ontology: Graph, skab: Graph) -> None:
+    facts = Graph()
+    facts += skab
+    facts.add((PUMP, RDF.type, TK.SinglePointOfFailure))
+    outcome = classify(ontology, facts)
+    assert outcome.consistent
+    assert str(PUMP) not in outcome.inferred
+
+
+def test_calls_do_not_share_state(ontology: Graph, skab: Graph) -> None:
+    """A fresh world per call: an alarm seen in one call is unknown to the next."""
+    first = classify(ontology, _with_alarm(skab, severity="critical", status="open"))
+    second = classify(ontology, skab)
+    assert str(TK.AtRiskAsset) in _classes(first.inferred, MOTOR)
+    assert str(MOTOR) not in second.inferred
+
+
+def test_two_values_of_a_functional_property_are_reported_inconsistent(
+    ontology: Graph, skab: Graph
+) -> None:
+    facts = _with_alarm(skab, severity="critical", status="open")
+    facts.add((URIRef(SKAB + "alarm-1"), TK.severity, Literal("low")))
+    outcome = classify(ontology, facts)
+    assert not outcome.consistent
+    assert outcome.inferred == {}
+    assert outcome.explanation is not None
+    assert "HermiT" in outcome.explanation
+    assert str(TK.severity) in outcome.explanation
+
+
+def test_facts_against_a_disjointness_axiom_are_reported_inconsistent(
+    ontology: Graph, skab: Graph
+) -> None:
+    """The ontology declares no disjoint classes today, so the test adds one."""
+    strict = Graph()
+    strict += ontology
+    strict.add((TK.Sensor, OWL.disjointWith, TK.Equipment))
+    facts = Graph()
+    facts += skab
+    facts.add((MOTOR, RDF.type, TK.Sensor))
+    assert classify(ontology, facts).consistent  # fine without the axiom
+    outcome = classify(strict, facts)
+    assert not outcome.consistent
+    assert outcome.inferred == {}
+    assert outcome.explanation
+
+
+def test_only_defined_twinkg_classes_are_reported(ontology: Graph) -> None:
+    outcome = classify(ontology, records_to_rdf(generate(assets=40, seed=0)))
+    reported = {c for classes in outcome.inferred.values() for c in classes}
+    assert reported
+    assert reported <= defined_classes(ontology)
+
+
+def test_missing_java_is_one_clear_error(
+    ontology: Graph, skab: Graph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owlready2, "JAVA_EXE", "no-such-java-twinkg")
+    with pytest.raises(ReasonerError, match="needs Java") as info:
+        classify(ontology, skab)
+    assert "\n" not in str(info.value)
+    assert info.value.code == "reasoner_failed"
