@@ -82,7 +82,7 @@ class ContractDiff:
         """One line: verdict, shape, path, parameter, old → new, and why."""
         verdict = "BREAKING" if change.breaking else "compatible"
         shape, path = self.short(change.shape), self.short(change.path or "-")
-        values = f"{change.old or '(none)'} -> {change.new or '(none)'}"
+        values = f"{self.short(change.old or '(none)')} -> {self.short(change.new or '(none)')}"
         return f"{verdict:<10}  {shape}  {path}  {change.component}: {values}  ({change.reason})"
 
     def summary(self) -> str:
@@ -101,7 +101,7 @@ class ContractDiff:
         """``text`` with every IRI it names written as prefix:local where a prefix is known."""
         if "<" not in text:
             return self._qname(text)
-        return re.sub(r"<([^<>]*)>", lambda m: self._qname(m.group(1)), text)
+        return re.sub(r"<([^<>\s\"]*)>", lambda m: self._qname(m.group(1)), text)
 
     def _qname(self, iri: str) -> str:
         best = max(
