@@ -16,6 +16,12 @@ ONTOLOGY_IRI: Final = "https://w3id.org/twinkg/ontology"
 PLANT_BASE: Final = "https://w3id.org/twinkg/plant/"
 """Instances of a seed plant live under ``PLANT_BASE + <plant name> + "/"``."""
 
+INGEST_BASE: Final = "https://w3id.org/twinkg/ingest/"
+"""Ingest batches, window aggregates, anomalies and alarms TwinKG mints live under this base."""
+
+SHAPES_BASE: Final = "https://w3id.org/twinkg/shapes/"
+"""Contracts and safety shapes: ``SHAPES_BASE + "contracts/<name>"`` and ``+ "safety"``."""
+
 PREFIXES: Final[dict[str, str]] = {
     "tk": TK,
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",

@@ -100,6 +100,7 @@ class TK(DefinedNamespace):
     appliesToActionKind: URIRef
     appliesToCriticality: URIRef
     approves: URIRef
+    asOf: URIRef
     codeVersion: URIRef
     concerns: URIRef
     confidence: URIRef
@@ -362,6 +363,7 @@ class PropKey(StrEnum):
     ANOMALY_SCORE = 'anomalyScore'
     APPLIES_TO_ACTION_KIND = 'appliesToActionKind'
     APPLIES_TO_CRITICALITY = 'appliesToCriticality'
+    AS_OF = 'asOf'
     CODE_VERSION = 'codeVersion'
     CONFIDENCE = 'confidence'
     CONTENT_HASH = 'contentHash'
@@ -660,6 +662,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#anomalyScore': (PropKey.ANOMALY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#appliesToActionKind': (PropKey.APPLIES_TO_ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#appliesToCriticality': (PropKey.APPLIES_TO_CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#asOf': (PropKey.AS_OF, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#codeVersion': (PropKey.CODE_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#confidence': (PropKey.CONFIDENCE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#contentHash': (PropKey.CONTENT_HASH, 'http://www.w3.org/2001/XMLSchema#string'),

@@ -45,6 +45,7 @@ class Violation:
     message: str
     source_shape: str
     component: str
+    source_constraint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ def _results(report: Graph) -> tuple[Violation, ...]:
                 message="; ".join(messages),
                 source_shape=str(report.value(result, SH.sourceShape)),
                 component=str(report.value(result, SH.sourceConstraintComponent)),
+                source_constraint=_text(report.value(result, SH.sourceConstraint)),
             )
         )
     found.sort(key=lambda v: (-v.severity.rank, v.focus_node, v.path or "", v.component))
@@ -121,9 +123,7 @@ def validate(
 def check_shapes(shapes: Graph) -> None:
     """Raise :class:`ShapesError` unless ``shapes`` conforms to SHACL-SHACL (meta-SHACL)."""
     try:
-        conforms, report, _ = pyshacl.validate(
-            shapes, shacl_graph=_shacl_shacl(), inference="none"
-        )
+        conforms, report, _ = pyshacl.validate(shapes, shacl_graph=_shacl_shacl(), inference="none")
     except ReportableRuntimeError as exc:
         raise ShapesError(f"the shapes cannot be checked: {exc.message}") from exc
     assert isinstance(report, Graph)

@@ -1,0 +1,420 @@
+"""The telemetry contract compiled into vectorised checks (the fast path; pySHACL is the oracle).
+
+:func:`compile_contract` reads the SHACL shapes of the telemetry contract and turns each
+constraint into a numpy/pyarrow function over a whole :class:`~reasoner.points.PointBatch`:
+``sh:minCount``/``sh:maxCount`` (value counts), ``sh:datatype`` (parser flags), ``sh:in`` and
+``sh:pattern`` (pyarrow compute over the lexical forms), ``sh:minInclusive``/``…Exclusive``,
+``sh:class tk:Sensor`` (a lookup in the sensor table) and the contract's SPARQL constraints
+(range, unit, future, monotonic), each recognised by IRI *and* query text, so an edited query is
+never silently mis-compiled: anything not understood raises :class:`ShapesError` and the caller
+falls back to pySHACL. Results are per record and per constraint, keyed exactly as pySHACL keys
+its results (source shape, constraint component, source constraint).
+
+SHACL Core: https://www.w3.org/TR/shacl/#core-components; SHACL-SPARQL: §5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from rdflib import RDF, RDFS, SH, XSD, Graph, Literal, URIRef
+from rdflib.collection import Collection
+from rdflib.term import Node
+
+from ontology.errors import ShapesError
+from ontology.vocab import TK
+from reasoner.points import Bools, Floats, Ints, PointBatch
+from reasoner.validation import Severity
+
+# Which column of a PointBatch holds each property path, and the datatype that column carries.
+PATH_FIELDS: Mapping[URIRef, str] = {
+    TK.observedBy: "sensor",
+    TK.value: "value",
+    TK.hasUnit: "unit",
+    TK.occurredAt: "time",
+    TK.sequence: "sequence",
+    TK.quality: "quality",
+    TK.producer: "producer",
+    TK.inBatch: "batch",
+}
+FIELD_DATATYPES: Mapping[str, URIRef] = {
+    "value": XSD.double,
+    "time": XSD.dateTime,
+    "sequence": XSD.integer,
+    "quality": XSD.string,
+    "producer": XSD.string,
+}
+_LEXICAL = {"time": "time_lexical", "quality": "quality", "producer": "producer"}
+_NUMERIC = {"value": "value", "sequence": "sequence"}
+_IGNORED = {
+    SH.path,
+    SH.message,
+    SH.severity,
+    SH.name,
+    SH.description,
+    RDF.type,
+    RDFS.label,
+    RDFS.comment,
+    SH.order,
+    SH.group,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SensorTable:
+    """What the contract needs to know of the sensors: one row per known sensor IRI."""
+
+    uris: pa.StringArray
+    physical_min: Floats
+    physical_max: Floats
+    units: pa.StringArray
+    last_ns: Ints
+    has_last: Bools
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A batch with everything its checks look up, computed once."""
+
+    batch: PointBatch
+    sensors: SensorTable
+    sensor_index: Ints  # row in the sensor table, -1 when unknown or missing
+    latest_acceptable_ns: int
+
+    @property
+    def known(self) -> Bools:
+        """Points whose (first) sensor is a known sensor."""
+        return self.sensor_index >= 0
+
+
+Check = Callable[[Context], Bools]
+BoolMatrix = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConstraint:
+    """One constraint, keyed like a pySHACL result, with the function that finds its failures."""
+
+    source_shape: str
+    component: str
+    source_constraint: str | None
+    path: str | None
+    message: str
+    severity: Severity
+    check: Check
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        """``(sh:sourceShape, sh:sourceConstraintComponent, sh:sourceConstraint)``."""
+        return (self.source_shape, self.component, self.source_constraint)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """Per record and constraint: ``failures[i, j]`` is True when record i breaks constraint j."""
+
+    constraints: tuple[CompiledConstraint, ...]
+    failures: BoolMatrix
+
+    @property
+    def rejected(self) -> Bools:
+        """Records that break a constraint of severity Violation."""
+        blocking = [c.severity is Severity.VIOLATION for c in self.constraints]
+        return np.asarray(self.failures[:, blocking].any(axis=1))
+
+    def reasons(self) -> list[str]:
+        """A one-line reason per rejected record (the messages of what it broke)."""
+        rejected = self.rejected
+        if not rejected.any():
+            return []
+        patterns, inverse = np.unique(self.failures[rejected], axis=0, return_inverse=True)
+        texts = [
+            " | ".join(c.message for c, hit in zip(self.constraints, row, strict=True) if hit)
+            for row in patterns
+        ]
+        return [texts[i] for i in np.asarray(inverse).ravel()]
+
+
+def sensor_index(batch: PointBatch, sensors: SensorTable) -> Ints:
+    """Row of each point's sensor in the table, -1 when unknown or missing."""
+    found = pc.index_in(batch.sensor, value_set=sensors.uris)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class CompiledContract:
+    """The telemetry contract as vectorised checks; :meth:`check` runs them all on a batch."""
+
+    def __init__(self, constraints: tuple[CompiledConstraint, ...]) -> None:
+        self.constraints = constraints
+
+    def check(
+        self, batch: PointBatch, sensors: SensorTable, *, latest_acceptable_ns: int
+    ) -> CheckResult:
+        """Run every constraint over ``batch``; nothing is written anywhere."""
+        ctx = Context(batch, sensors, sensor_index(batch, sensors), latest_acceptable_ns)
+        failures = np.zeros((len(batch), len(self.constraints)), dtype=np.bool_)
+        for j, constraint in enumerate(self.constraints):
+            failures[:, j] = constraint.check(ctx)
+        return CheckResult(self.constraints, failures)
+
+
+# ---- Core constraint components ----
+
+
+def _given(ctx: Context, field: str) -> Bools:
+    return np.asarray(ctx.batch.counts[field] > 0)
+
+
+def _lexical(ctx: Context, field: str) -> pa.StringArray:
+    column: pa.StringArray = getattr(ctx.batch, _LEXICAL[field])
+    return column
+
+
+def _min_count(field: str, bound: int) -> Check:
+    return lambda ctx: np.asarray(ctx.batch.counts[field] < bound)
+
+
+def _max_count(field: str, bound: int) -> Check:
+    return lambda ctx: np.asarray(ctx.batch.counts[field] > bound)
+
+
+def _datatype(field: str, datatype: URIRef) -> Check:
+    if FIELD_DATATYPES.get(field) != datatype:
+        # IRIs are never literals, and a column only ever holds its own datatype.
+        return lambda ctx: _given(ctx, field)
+    return lambda ctx: _given(ctx, field) & ~ctx.batch.ok[field]
+
+
+def _matches(mask: pa.BooleanArray) -> Bools:
+    return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _pattern(field: str, regex: str, flags: str | None) -> Check:
+    if field not in _LEXICAL or flags:
+        raise ShapesError(f"sh:pattern on {field!r} (flags {flags!r}) cannot be compiled")
+
+    def check(ctx: Context) -> Bools:
+        hit = pc.match_substring_regex(_lexical(ctx, field), pattern=regex)
+        return _given(ctx, field) & ~_matches(hit)
+
+    return check
+
+
+def _in(field: str, members: list[Node]) -> Check:
+    if field not in ("quality", "producer") or not all(
+        isinstance(m, Literal) and m.datatype in (None, XSD.string) for m in members
+    ):
+        raise ShapesError(f"sh:in on {field!r} with non-string members cannot be compiled")
+    allowed = pa.array([str(m) for m in members], pa.string())
+
+    def check(ctx: Context) -> Bools:
+        hit = pc.is_in(_lexical(ctx, field), value_set=allowed)
+        return _given(ctx, field) & ~(ctx.batch.ok[field] & _matches(hit))
+
+    return check
+
+
+def _bound(field: str, component: URIRef, bound: Literal) -> Check:
+    if field not in _NUMERIC or not isinstance(bound.toPython(), (int, float)):
+        raise ShapesError(f"{component} on {field!r} cannot be compiled")
+    limit = float(bound.toPython())
+    compare = {
+        SH.minInclusive: np.greater_equal,
+        SH.minExclusive: np.greater,
+        SH.maxInclusive: np.less_equal,
+        SH.maxExclusive: np.less,
+    }[component]
+
+    def check(ctx: Context) -> Bools:
+        values = getattr(ctx.batch, _NUMERIC[field])
+        inside = ctx.batch.ok[field] & compare(values, limit)
+        return np.asarray(_given(ctx, field) & ~inside, dtype=np.bool_)
+
+    return check
+
+
+def _class(field: str, cls: Node) -> Check:
+    if field != "sensor" or cls != TK.Sensor:
+        raise ShapesError(f"sh:class {cls} on {field!r} cannot be compiled")
+    return lambda ctx: _given(ctx, field) & ~ctx.known
+
+
+_COMPONENTS = {
+    SH.minCount: SH.MinCountConstraintComponent,
+    SH.maxCount: SH.MaxCountConstraintComponent,
+    SH.datatype: SH.DatatypeConstraintComponent,
+    SH.pattern: SH.PatternConstraintComponent,
+    SH["in"]: SH.InConstraintComponent,
+    SH.minInclusive: SH.MinInclusiveConstraintComponent,
+    SH.minExclusive: SH.MinExclusiveConstraintComponent,
+    SH.maxInclusive: SH.MaxInclusiveConstraintComponent,
+    SH.maxExclusive: SH.MaxExclusiveConstraintComponent,
+    SH["class"]: SH.ClassConstraintComponent,
+}
+
+
+def _core_check(shapes: Graph, shape: Node, field: str, parameter: URIRef, value: Node) -> Check:
+    if parameter in (SH.minCount, SH.maxCount):
+        bound = int(value.toPython()) if isinstance(value, Literal) else -1
+        return (_min_count if parameter == SH.minCount else _max_count)(field, bound)
+    if parameter == SH.datatype:
+        assert isinstance(value, URIRef)
+        return _datatype(field, value)
+    if parameter == SH.pattern:
+        flags = shapes.value(shape, SH.flags)
+        return _pattern(field, str(value), None if flags is None else str(flags))
+    if parameter == SH["in"]:
+        return _in(field, list(Collection(shapes, value)))
+    if parameter == SH["class"]:
+        return _class(field, value)
+    assert isinstance(value, Literal)
+    return _bound(field, parameter, value)
+
+
+# ---- The contract's SPARQL constraints ----
+
+
+def _range(ctx: Context) -> Bools:
+    b, idx = ctx.batch, ctx.sensor_index
+    safe = np.where(ctx.known, idx, 0)
+    lo, hi = ctx.sensors.physical_min[safe], ctx.sensors.physical_max[safe]
+    inside = (b.value >= lo) & (b.value <= hi)
+    return _given(ctx, "value") & ctx.known & ~(b.ok["value"] & inside)
+
+
+def _unit(ctx: Context) -> Bools:
+    safe = np.where(ctx.known, ctx.sensor_index, 0)
+    expected = ctx.sensors.units.take(pa.array(safe))
+    same = _matches(pc.equal(ctx.batch.unit, expected))
+    return _given(ctx, "unit") & ctx.known & ~same
+
+
+def _zoned(ctx: Context) -> Bools:
+    return _given(ctx, "time") & ctx.batch.ok["time"] & ctx.batch.time_tz
+
+
+def _future(ctx: Context) -> Bools:
+    late = ctx.batch.time_ns > ctx.latest_acceptable_ns
+    return _zoned(ctx) & _given(ctx, "batch") & late
+
+
+def _monotonic(ctx: Context) -> Bools:
+    b = ctx.batch
+    n = len(b)
+    zoned = _zoned(ctx) & _given(ctx, "sensor")
+    # (a) not newer than the sensor's newest accepted reading
+    safe = np.where(ctx.known, ctx.sensor_index, 0)
+    stale = ctx.known & ctx.sensors.has_last[safe] & (b.time_ns <= ctx.sensors.last_ns[safe])
+    # (b) not newer than an earlier point (smaller sequence) of the same sensor in this batch
+    codes = pc.dictionary_encode(b.sensor).indices
+    group = np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    seq_ok = _given(ctx, "sequence") & b.ok["sequence"]
+    rank = np.unique(b.time_ns, return_inverse=True)[1].astype(np.int64).ravel()
+    order = np.lexsort((b.sequence, group))
+    g, s = group[order], b.sequence[order]
+    participates = (zoned & seq_ok)[order]
+    keyed = np.where(participates, g * n + rank[order], g * n - 1)
+    running = np.maximum.accumulate(keyed) if n else keyed
+    # the max over strictly smaller sequences: look just before the first of equal (group, seq)
+    new_block = np.ones(n, np.bool_)
+    new_block[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
+    block_start = np.maximum.accumulate(np.where(new_block, np.arange(n), 0))
+    before = np.where(block_start > 0, running[np.maximum(block_start - 1, 0)], -1)
+    earlier = np.zeros(n, np.bool_)
+    earlier[order] = participates & (before >= g * n + rank[order]) & (g >= 0)
+    return np.asarray(zoned & (stale | earlier), dtype=np.bool_)
+
+
+def _query_digest(query: str) -> str:
+    return hashlib.sha256(" ".join(query.split()).encode()).hexdigest()[:16]
+
+
+# Each known SPARQL constraint: its local name and the digest of its (whitespace-normalised) query.
+_SPARQL: Mapping[str, tuple[str, Check]] = {
+    "valueInPhysicalRange": ("812e30d12c41f9ad", _range),
+    "unitMatchesSensor": ("d0fdc34b86828623", _unit),
+    "notInFuture": ("1d3294bd46253033", _future),
+    "monotonicPerSensor": ("87511a762bdd84c4", _monotonic),
+}
+
+
+def _sparql_check(shapes: Graph, constraint: Node) -> Check:
+    name = str(constraint).rpartition("#")[2]
+    known = _SPARQL.get(name)
+    query = str(shapes.value(constraint, SH.select) or "")
+    if known is None:
+        raise ShapesError(f"SPARQL constraint {constraint} has no compiled form")
+    digest, check = known
+    if _query_digest(query) != digest:
+        raise ShapesError(f"SPARQL constraint {constraint} changed; recompile it")
+    return check
+
+
+def _severity(shapes: Graph, shape: Node) -> Severity:
+    value = shapes.value(shape, SH.severity)
+    return Severity(str(value)) if value is not None else Severity.VIOLATION
+
+
+def _message(shapes: Graph, node: Node) -> str:
+    # SPARQL messages name {?value}; one text per kind of failure reads better without it.
+    return str(shapes.value(node, SH.message) or node).replace(" {?value}", "")
+
+
+def compile_contract(shapes: Graph) -> CompiledContract:
+    """Compile the node shape that targets tk:TelemetryPoint; ShapesError if any part cannot be."""
+    targets = list(shapes.subjects(SH.targetClass, TK.TelemetryPoint))
+    if len(targets) != 1:
+        raise ShapesError(f"expected one shape targeting tk:TelemetryPoint, found {len(targets)}")
+    node_shape = targets[0]
+    compiled: list[CompiledConstraint] = []
+    for prop in sorted(shapes.objects(node_shape, SH.property), key=str):
+        path = shapes.value(prop, SH.path)
+        field = PATH_FIELDS.get(path) if isinstance(path, URIRef) else None
+        if field is None:
+            raise ShapesError(f"property shape {prop} has a path the compiler does not know")
+        for parameter, value in sorted(shapes.predicate_objects(prop), key=str):
+            if parameter in _IGNORED or parameter == SH.flags:
+                continue
+            if parameter not in _COMPONENTS:
+                raise ShapesError(f"{parameter} on {prop} cannot be compiled")
+            assert isinstance(parameter, URIRef)
+            compiled.append(
+                CompiledConstraint(
+                    str(prop),
+                    str(_COMPONENTS[parameter]),
+                    None,
+                    str(path),
+                    _message(shapes, prop),
+                    _severity(shapes, prop),
+                    _core_check(shapes, prop, field, parameter, value),
+                )
+            )
+    for constraint in sorted(shapes.objects(node_shape, SH.sparql), key=str):
+        compiled.append(
+            CompiledConstraint(
+                str(node_shape),
+                str(SH.SPARQLConstraintComponent),
+                str(constraint),
+                None,
+                _message(shapes, constraint),
+                _severity(shapes, node_shape),
+                _sparql_check(shapes, constraint),
+            )
+        )
+    for parameter in set(shapes.predicates(node_shape)) - {
+        SH.targetClass,
+        SH.property,
+        SH.sparql,
+        *_IGNORED,
+    }:
+        raise ShapesError(f"{parameter} on {node_shape} cannot be compiled")
+    return CompiledContract(tuple(compiled))

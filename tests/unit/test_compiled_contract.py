@@ -1,0 +1,122 @@
+"""The compiled telemetry checks agree with pySHACL, record by record and constraint by constraint."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rdflib import SH, Graph, Literal, URIRef
+
+import shapes as shapes_package
+from graph_seed.telemetry import START, Flaw, Telemetry, break_record, generate
+from ontology.errors import InvalidInputError, ShapesError
+from ontology.namespaces import INGEST_BASE
+from reasoner.compiled import CompiledContract, compile_contract
+from reasoner.points import from_json_points, from_records
+from reasoner.telemetry_rdf import points_graph
+from reasoner.validation import validate
+
+Key = tuple[str, str, str | None]
+CONTRACT = Path(shapes_package.__file__).parent / "contracts" / "telemetry" / "1.0.0.ttl"
+
+
+@pytest.fixture(scope="module")
+def shapes() -> Graph:
+    return Graph().parse(CONTRACT)
+
+
+@pytest.fixture(scope="module")
+def compiled(shapes: Graph) -> CompiledContract:
+    return compile_contract(shapes)
+
+
+def _oracle(shapes: Graph, data: Telemetry) -> list[set[Key]]:
+    batch = URIRef(f"{INGEST_BASE}test/batch")
+    graph, iris = points_graph(
+        data.records, data.sensors, batch=batch, latest_acceptable_ns=data.latest_acceptable_ns
+    )
+    outcome = validate(graph, shapes)
+    found: dict[str, set[Key]] = defaultdict(set)
+    for v in outcome.violations:
+        found[v.focus_node].add((v.source_shape, v.component, v.source_constraint))
+    return [found.get(str(iri), set()) for iri in iris]
+
+
+def _compiled(compiled: CompiledContract, data: Telemetry) -> list[set[Key]]:
+    result = compiled.check(
+        from_records(data.records), data.sensors, latest_acceptable_ns=data.latest_acceptable_ns
+    )
+    return [
+        {c.key for c, hit in zip(result.constraints, row, strict=True) if hit}
+        for row in result.failures
+    ]
+
+
+def _compare(shapes: Graph, compiled: CompiledContract, data: Telemetry) -> None:
+    expected, actual = _oracle(shapes, data), _compiled(compiled, data)
+    differences = [
+        (i, data.flaws[i], sorted(e, key=str), sorted(a, key=str))
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+        if e != a
+    ]
+    assert not differences, differences[:5]
+
+
+def test_valid_batches_pass_both_ways(shapes: Graph, compiled: CompiledContract) -> None:
+    data = generate(48, sensors=6, seed=1)
+    assert _compiled(compiled, data) == [set()] * 48
+    _compare(shapes, compiled, data)
+
+
+@pytest.mark.parametrize("flaw", list(Flaw), ids=lambda f: f.value)
+def test_each_flaw_gets_the_same_verdict(
+    shapes: Graph, compiled: CompiledContract, flaw: Flaw
+) -> None:
+    data = generate(24, sensors=4, seed=3)
+    end = START + timedelta(seconds=24 // 4 + 1)
+    break_record(data.records, 13, flaw, sensors=4, end=end, rng=random.Random(0))
+    data.flaws[13] = flaw
+    verdicts = _compiled(compiled, data)
+    assert verdicts[13], f"{flaw} was not caught"
+    _compare(shapes, compiled, data)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mixed_batches_agree(shapes: Graph, compiled: CompiledContract, seed: int) -> None:
+    data = generate(90, sensors=5, invalid_share=0.35, seed=seed)
+    assert any(data.flaws)
+    _compare(shapes, compiled, data)
+
+
+def test_reasons_name_the_broken_rule(compiled: CompiledContract) -> None:
+    data = generate(8, sensors=4, seed=0)
+    data.records[5]["value"] = float("nan")
+    data.records[6]["unit"] = data.records[0]["unit"]
+    result = compiled.check(
+        from_records(data.records), data.sensors, latest_acceptable_ns=data.latest_acceptable_ns
+    )
+    assert result.rejected.tolist() == [False] * 5 + [True, True, False]
+    reasons = result.reasons()
+    assert "physical range" in reasons[0]
+    assert "not the sensor's unit" in reasons[1]
+
+
+def test_an_edited_sparql_query_is_not_compiled(shapes: Graph) -> None:
+    edited = Graph()
+    for s, p, o in shapes:
+        if p == SH.select and "?last" in str(o):
+            o = Literal(str(o).replace("?value <= ?last", "?value < ?last"))
+        edited.add((s, p, o))
+    with pytest.raises(ShapesError, match="changed"):
+        compile_contract(edited)
+
+
+def test_json_points_refuse_unknown_fields() -> None:
+    with pytest.raises(InvalidInputError, match="unknown fields: colour"):
+        from_json_points([{"sensor": "x", "colour": "red"}])
+    batch = from_json_points([{"sensor": "x", "value": 1}], producer="edge-1")
+    assert batch.producer.to_pylist() == ["edge-1"]
+    assert batch.sequence.tolist() == [0]
