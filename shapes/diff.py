@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from math import inf
-from operator import gt, lt
 from typing import Any
 
 from rdflib import RDF, SH, BNode, Graph, Literal, URIRef
@@ -30,7 +29,11 @@ from rdflib.term import Node
 
 
 class Aspect(StrEnum):
-    """What a change is about: a whole shape, or one (group of) SHACL parameters."""
+    """What a change is about: a shape, or SHACL parameters compared together.
+
+    Any other SHACL parameter (``sh:datatype``, ``sh:class``, ``sh:sparql`` …) only conjoins a
+    constraint, so it is compared on its own under its prefixed name.
+    """
 
     SHAPE = "node shape"
     PROPERTY = "property shape"
@@ -48,7 +51,6 @@ class Aspect(StrEnum):
     UNIQUE_LANG = "sh:uniqueLang"
     DEACTIVATED = "sh:deactivated"
     SEVERITY = "sh:severity"
-    CONSTRAINT = "constraint"  # any parameter that only conjoins: datatype, class, sparql, …
     MESSAGE = "sh:message"
     ANNOTATION = "annotation"
 
@@ -143,24 +145,25 @@ _SEVERITY_RANK = {SH.Info: 0, SH.Warning: 1, SH.Violation: 2}
 _OPTIONAL_OK = {str(SH.datatype), str(SH.maxCount)}  # a new optional property may carry these
 
 
-def _aspect(predicate: URIRef) -> Aspect:
+def _component(predicate: URIRef) -> str:
+    """The aspect of ``predicate``; a parameter that only conjoins is its own (``sh:class``)."""
     if predicate in _ASPECT_OF:
         return _ASPECT_OF[predicate]
     if predicate in _ANNOTATIONS or not str(predicate).startswith(str(SH)):
         return Aspect.ANNOTATION
-    return Aspect.CONSTRAINT
+    return f"sh:{str(predicate)[len(str(SH)) :]}"
 
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
     graph: Graph
     node: Node
-    values: Mapping[Aspect, tuple[tuple[URIRef, Node], ...]]
+    values: Mapping[str, tuple[tuple[URIRef, Node], ...]]  # by component
 
-    def get(self, aspect: Aspect) -> tuple[tuple[URIRef, Node], ...]:
+    def get(self, aspect: str) -> tuple[tuple[URIRef, Node], ...]:
         return self.values.get(aspect, ())
 
-    def show(self, aspect: Aspect) -> str | None:
+    def show(self, aspect: str) -> str | None:
         shown = sorted(_show(self.graph, p, o, aspect) for p, o in self.get(aspect))
         return ", ".join(shown) or None
 
@@ -168,19 +171,21 @@ class _Shape:
 def _read(graph: Graph, node: Node, *, top: bool) -> _Shape:
     # nested property shapes of a property shape are compared as opaque constraints
     own = _OWN if top else _OWN - {SH.property}
-    values: dict[Aspect, list[tuple[URIRef, Node]]] = {}
+    values: dict[str, list[tuple[URIRef, Node]]] = {}
     for p, o in graph.predicate_objects(node):
         if isinstance(p, URIRef) and p not in own:
-            values.setdefault(_aspect(p), []).append((p, o))
+            values.setdefault(_component(p), []).append((p, o))
     return _Shape(graph, node, {a: tuple(v) for a, v in values.items()})
 
 
 def _canon(graph: Graph, node: Node, name: Callable[[Node], str] = lambda n: n.n3()) -> str:
     """A text for ``node`` that is the same in any graph: blank nodes are spelled out."""
     if isinstance(node, Literal):
-        text = " ".join(str(node).split()) if node.datatype in (None, XSD.string) else str(node)
-        lit = Literal(text, lang=node.language, datatype=node.datatype or XSD.string)
-        return lit.n3() if node.language else name(lit)
+        if node.datatype not in (None, XSD.string):
+            return name(node)
+        return Literal(
+            " ".join(str(node).split()), lang=node.language
+        ).n3()  # "a" = "a"^^xsd:string
     if not isinstance(node, BNode):
         return name(node)
     if graph.value(node, RDF.first) is not None:
@@ -213,10 +218,10 @@ def _inner(graph: Graph, node: Node) -> str:
     return f"<{node}>" if isinstance(node, URIRef) else _path(graph, node)
 
 
-def _show(graph: Graph, predicate: URIRef, value: Node, aspect: Aspect) -> str:
+def _show(graph: Graph, predicate: URIRef, value: Node, aspect: str) -> str:
     nm = graph.namespace_manager
     text = _canon(graph, value, lambda n: n.n3(nm))
-    if aspect in (Aspect.TARGET, Aspect.CONSTRAINT, Aspect.ANNOTATION):
+    if aspect in (Aspect.TARGET, Aspect.ANNOTATION):
         return f"{predicate.n3(nm)} {text}"
     if aspect in (Aspect.LOWER_BOUND, Aspect.UPPER_BOUND):
         op = {
@@ -247,7 +252,8 @@ _Key = tuple[str, str | None]
 
 
 def _shape_nodes(graph: Graph) -> set[URIRef]:
-    found = {s for t in (SH.NodeShape, SH.PropertyShape) for s in graph.subjects(RDF.type, t)}
+    # property shapes that nothing targets or refers to check nothing: they are left out
+    found = set(graph.subjects(RDF.type, SH.NodeShape))
     found |= {s for t in _TARGETS for s in graph.subjects(t, None)}
     found |= set(graph.objects(None, SH.node))
     nested = set(graph.objects(None, SH.property))
@@ -275,11 +281,11 @@ def _index(graph: Graph) -> tuple[dict[_Key, _Shape], dict[_Key, _Shape]]:
 # ---- Rules: each aspect has an effective value and says when a change of it narrows ----
 
 
-def _count(shape: _Shape, aspect: Aspect, default: float) -> float:
+def _count(shape: _Shape, aspect: str, default: float) -> float:
     return min((float(str(o)) for _, o in shape.get(aspect)), default=default)
 
 
-def _bound(shape: _Shape, aspect: Aspect) -> tuple[Any, bool] | None:
+def _bound(shape: _Shape, aspect: str) -> tuple[Any, bool] | None:
     """The tightest bound of ``aspect`` as (value, strict), or None when unbounded."""
     found = [
         (o.toPython() if isinstance(o, Literal) else o, p in (SH.minExclusive, SH.maxExclusive))
@@ -303,18 +309,18 @@ def _narrower_bound(old: Any, new: Any, *, upper: bool) -> bool:
         return True
 
 
-def _items(shape: _Shape, aspect: Aspect) -> frozenset[str] | None:
+def _items(shape: _Shape, aspect: str) -> frozenset[str] | None:
     lists = [o for _, o in shape.get(aspect)]
     if not lists:
         return None
     return frozenset(_canon(shape.graph, i) for lst in lists for i in Collection(shape.graph, lst))
 
 
-def _flag(shape: _Shape, aspect: Aspect) -> bool:
+def _flag(shape: _Shape, aspect: str) -> bool:
     return any(isinstance(o, Literal) and o.toPython() is True for _, o in shape.get(aspect))
 
 
-def _severity(shape: _Shape, _: Aspect) -> int:
+def _severity(shape: _Shape, _: str) -> int:
     ranks = (
         _SEVERITY_RANK.get(o, 2) if isinstance(o, URIRef) else 2
         for _, o in shape.get(Aspect.SEVERITY)
@@ -322,19 +328,25 @@ def _severity(shape: _Shape, _: Aspect) -> int:
     return max(ranks, default=2)
 
 
-def _keys(shape: _Shape, aspect: Aspect) -> frozenset[str]:
+def _keys(shape: _Shape, aspect: str) -> frozenset[str]:
     return frozenset(_key_value(shape, p, o) for p, o in shape.get(aspect))
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    value: Callable[[_Shape, Aspect], Any]  # what is compared
+    value: Callable[[_Shape, str], Any]  # what is compared
     narrows: Callable[[Any, Any], bool]  # (old value, new value) -> breaking
     why: tuple[str, str]  # (reason when breaking, reason when compatible)
 
 
-_MIN = _Rule(lambda s, a: _count(s, a, 0), gt, ("raised: fewer values fail", "lowered"))
-_MAX = _Rule(lambda s, a: _count(s, a, inf), lt, ("new or lowered: more values fail", "raised"))
+_MIN = _Rule(
+    lambda s, a: _count(s, a, 0), lambda o, n: n > o, ("raised: fewer values fail", "lowered")
+)
+_MAX = _Rule(
+    lambda s, a: _count(s, a, inf),
+    lambda o, n: n < o,
+    ("new or lowered: more values fail", "raised"),
+)
 _LOW = _Rule(_bound, partial(_narrower_bound, upper=False), ("narrowed from below", "widened"))
 _UP = _Rule(_bound, partial(_narrower_bound, upper=True), ("narrowed from above", "widened"))
 _ENUM = _Rule(
@@ -351,7 +363,7 @@ _ON = _Rule(_flag, lambda o, n: n and not o, ("newly switched on", "switched off
 _ANY_NEW = _Rule(
     _keys, lambda o, n: bool(n - o), ("new or changed: not provably looser", "removed")
 )
-_RULES: Mapping[Aspect, _Rule] = {
+_RULES: Mapping[str, _Rule] = {
     **dict.fromkeys((Aspect.MIN_COUNT, Aspect.MIN_LENGTH), _MIN),
     **dict.fromkeys((Aspect.MAX_COUNT, Aspect.MAX_LENGTH), _MAX),
     Aspect.LOWER_BOUND: _LOW,
@@ -360,7 +372,7 @@ _RULES: Mapping[Aspect, _Rule] = {
     Aspect.IGNORED_PROPERTIES: _IGNORE,
     **dict.fromkeys((Aspect.CLOSED, Aspect.UNIQUE_LANG), _ON),
     Aspect.DEACTIVATED: _Rule(_flag, lambda o, n: o and not n, ("reactivated", "deactivated")),
-    Aspect.SEVERITY: _Rule(_severity, gt, ("severity raised", "severity lowered")),
+    Aspect.SEVERITY: _Rule(_severity, lambda o, n: n > o, ("severity raised", "severity lowered")),
     **dict.fromkeys(
         (Aspect.MESSAGE, Aspect.ANNOTATION), _Rule(_keys, lambda o, n: False, ("", "wording only"))
     ),
@@ -368,7 +380,7 @@ _RULES: Mapping[Aspect, _Rule] = {
 
 
 def _compare(key: _Key, old: _Shape, new: _Shape) -> Iterator[Change]:
-    for aspect in Aspect:
+    for aspect in sorted(old.values.keys() | new.values.keys()):
         rule = _RULES.get(aspect, _ANY_NEW)
         before, after = rule.value(old, aspect), rule.value(new, aspect)
         if before == after:
