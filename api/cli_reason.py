@@ -36,7 +36,9 @@ def _local(iri: str) -> str:
 
 
 def _print(summary: ReclassifySummary) -> None:
-    table = Table(Column(header="asset"), Column(header="class"), Column(header="node", overflow="fold"))
+    table = Table(
+        Column(header="asset"), Column(header="class"), Column(header="node", overflow="fold")
+    )
     for iri, classes in sorted(summary.inferred.items()):
         for cls in sorted(classes):
             table.add_row(Text(summary.tags.get(iri, "-")), Text(_local(cls)), Text(iri))
