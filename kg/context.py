@@ -1,0 +1,101 @@
+"""The context of a proposed action, read from Neo4j as RDF for the safety shapes.
+
+What the guard needs to judge an action on an asset, and no more: the asset and every asset it
+is (transitively) part of; the operating envelopes the asset has; the policies (trust thresholds,
+approval requirements, lockout/tagout permits, interlocks, envelopes) that apply to the asset or
+to an asset it is part of; the interlocks that trip it; its duty/standby partner with that
+partner's status. Nodes come back with their asserted classes only (``rdf_type``); the guard
+validates with the ontology so that RDFS inference sees the superclasses. Nodes and
+relationships become triples exactly as :meth:`kg.store.GraphStore.export` makes them.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+from rdflib import Graph, Literal
+from rdflib.namespace import XSD
+
+from kg.mapping import node_triples, relationship_triple
+from kg.queries import NamedQuery
+from kg.store import GraphStore
+from ontology.errors import InvalidInputError
+from ontology.vocab import Label, PropKey, RelType
+
+
+def _name(token: Label | RelType) -> LiteralString:
+    # Only members of the generated enums are spliced into Cypher (they match
+    # [A-Za-z][A-Za-z0-9_]*); values always travel as parameters.
+    if not isinstance(token, (Label, RelType)):
+        raise TypeError(f"not a vocabulary token: {token!r}")
+    return "`" + token.value + "`"
+
+
+_RESOURCE, _ASSET = _name(Label.RESOURCE), _name(Label.ASSET)
+_PART_OF, _HAS_ENVELOPE = _name(RelType.PART_OF), _name(RelType.HAS_ENVELOPE)
+_APPLIES_TO, _TRIPS = _name(RelType.APPLIES_TO), _name(RelType.TRIPS)
+_STANDBY_FOR, _HAS_STANDBY = _name(RelType.STANDBY_FOR), _name(RelType.HAS_STANDBY)
+_POLICY, _ENVELOPE = _name(Label.POLICY), _name(Label.OPERATING_ENVELOPE)
+_INTERLOCK = _name(Label.INTERLOCK)
+
+CONTEXT_NODES = NamedQuery(
+    "context.nodes",
+    f"MATCH (t:{_RESOURCE} {{uri: $uri}}) WHERE t:{_ASSET} "
+    f"CALL (t) {{ OPTIONAL MATCH (t)-[:{_PART_OF}*1..]->(a:{_ASSET}) "
+    "RETURN collect(DISTINCT a) AS ancestors } "
+    "WITH t, [t] + ancestors AS scope "
+    f"CALL (t) {{ OPTIONAL MATCH (t)-[:{_HAS_ENVELOPE}]->(e:{_ENVELOPE}) "
+    "RETURN collect(DISTINCT e) AS envelopes } "
+    f"CALL (scope) {{ UNWIND scope AS s OPTIONAL MATCH (p:{_POLICY})-[:{_APPLIES_TO}]->(s) "
+    "RETURN collect(DISTINCT p) AS policies } "
+    f"CALL (t) {{ OPTIONAL MATCH (i:{_INTERLOCK})-[:{_TRIPS}]->(t) "
+    "RETURN collect(DISTINCT i) AS interlocks } "
+    f"CALL (t) {{ OPTIONAL MATCH (t)-[:{_STANDBY_FOR}|{_HAS_STANDBY}]-(q:{_ASSET}) "
+    "RETURN collect(DISTINCT q) AS partners } "
+    "UNWIND scope + envelopes + policies + interlocks + partners AS n "
+    "WITH DISTINCT n "
+    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props "
+    "ORDER BY uri",
+)
+"""The context's nodes: ``uri``, asserted ``types`` and all ``props`` of each."""
+
+CONTEXT_RELATIONSHIPS = NamedQuery(
+    "context.relationships",
+    f"MATCH (a:{_RESOURCE})-[r]->(b:{_RESOURCE}) WHERE a.uri IN $uris "
+    "AND (b.uri IN $uris OR type(r) IN $leaf_types) "
+    "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
+)
+"""Relationships among the context's nodes, plus those to terms the shapes match by IRI."""
+
+# Relationships that point at terms the shapes compare by IRI only (a quantity kind, a role).
+_LEAF_TYPES = (RelType.FOR_QUANTITY_KIND, RelType.REQUIRED_ROLE)
+_TIMES = (XSD.dateTime, XSD.date)
+_NOT_PROPERTIES = (PropKey.URI.value, PropKey.RDF_TYPE.value)
+
+
+def _canonical(graph: Graph) -> Graph:
+    """Times in canonical form: rows carry Neo4j's ISO text (nanoseconds), export native values."""
+    for s, p, o in list(graph):
+        if isinstance(o, Literal) and o.datatype in _TIMES and not o.ill_typed:
+            graph.remove((s, p, o))
+            graph.add((s, p, Literal(o.toPython(), datatype=o.datatype)))
+    return graph
+
+
+def action_context(store: GraphStore, asset_iri: str) -> Graph:
+    """The context of an action on ``asset_iri``, as RDF (see the module docstring).
+
+    Raises :class:`InvalidInputError` when the graph holds no asset with that IRI.
+    """
+    rows = store.read(CONTEXT_NODES, uri=asset_iri)
+    if not rows:
+        raise InvalidInputError(f"no asset with IRI {asset_iri!r} in the graph")
+    graph = Graph()
+    for row in rows:
+        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
+        graph += _canonical(node_triples(row["uri"], row["types"], props))
+    uris = [row["uri"] for row in rows]
+    leaf_types = [t.value for t in _LEAF_TYPES]
+    for rel in store.read(CONTEXT_RELATIONSHIPS, uris=uris, leaf_types=leaf_types):
+        graph.add(relationship_triple(rel["start"], rel["type"], rel["end"]))
+    return graph
