@@ -46,7 +46,7 @@ def _print(summary: ReclassifySummary) -> None:
     inferred = sum(len(c) for c in summary.inferred.values())
     api.cli.out.print(
         f"{inferred} inferred class(es) on {len(summary.inferred)} node(s); "
-        f"labels +{summary.added} -{summary.removed}; HermiT took {summary.seconds:.1f} s"
+        f"labels +{summary.added} -{summary.removed}; classified in {summary.seconds:.1f} s"
     )
 
 
