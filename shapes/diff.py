@@ -121,23 +121,10 @@ def _ns_len(item: tuple[str, str]) -> int:
 _TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target)
 _OWN = {SH.property, SH.path, RDF.type}  # structure, compared separately
 _ASPECT_OF: Mapping[URIRef, Aspect] = {
+    **{SH[a.value.removeprefix("sh:")]: a for a in Aspect if a.value.startswith("sh:")},
     **dict.fromkeys(_TARGETS, Aspect.TARGET),
-    SH.minCount: Aspect.MIN_COUNT,
-    SH.maxCount: Aspect.MAX_COUNT,
-    SH.minLength: Aspect.MIN_LENGTH,
-    SH.maxLength: Aspect.MAX_LENGTH,
-    SH.minInclusive: Aspect.LOWER_BOUND,
-    SH.minExclusive: Aspect.LOWER_BOUND,
-    SH.maxInclusive: Aspect.UPPER_BOUND,
-    SH.maxExclusive: Aspect.UPPER_BOUND,
-    SH["in"]: Aspect.IN,
-    SH.languageIn: Aspect.LANGUAGE_IN,
-    SH.ignoredProperties: Aspect.IGNORED_PROPERTIES,
-    SH.closed: Aspect.CLOSED,
-    SH.uniqueLang: Aspect.UNIQUE_LANG,
-    SH.deactivated: Aspect.DEACTIVATED,
-    SH.severity: Aspect.SEVERITY,
-    SH.message: Aspect.MESSAGE,
+    **dict.fromkeys((SH.minInclusive, SH.minExclusive), Aspect.LOWER_BOUND),
+    **dict.fromkeys((SH.maxInclusive, SH.maxExclusive), Aspect.UPPER_BOUND),
 }
 _ANNOTATIONS = {SH.name, SH.description, SH.order, SH.group, SH.defaultValue}
 _IGNORED_IN_CANON = {SH.message, SH.name, SH.description, SH.order, SH.group}
