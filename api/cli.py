@@ -9,29 +9,25 @@ stderr: ``error[<code>]: <reason>``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.settings import Connection, Settings, connection, local_server_config
+from api.cli_common import err, errors_as_exit_codes, load_settings, note, open_store, out
+from api.settings import connection, local_server_config
 from graph_seed import seeding
 from graph_seed.registry import parse_plant, turtle_plant
 from graph_seed.registry import plant_records as registry_records
 from kg import local_server
 from kg.queries import DEMO_QUERIES
-from kg.store import GraphStore, QueryResult, open_driver
+from kg.store import QueryResult
 from ontology import codegen
-from ontology.errors import ConfigError, InvalidInputError, TwinKGError
+from ontology.errors import ConfigError, InvalidInputError
 
 app = typer.Typer(
     help="TwinKG: a knowledge graph for agentic digital twins.",
@@ -44,55 +40,11 @@ vocab_app = typer.Typer(help="The generated vocabulary module.", no_args_is_help
 app.add_typer(db_app, name="db")
 app.add_typer(vocab_app, name="vocab")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
-    """One line on stderr and the error's exit code instead of a traceback."""
-
-    @wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except TwinKGError as exc:
-            one_line = " ".join(str(exc).split())  # driver messages can span lines
-            err.print(f"error[{exc.code}]: {one_line}", markup=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return run
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigError(f"{field}: {first['msg']}") from None
-
-
-def _note(message: str) -> None:
-    err.print(f"[dim]{message}[/dim]")
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[GraphStore]:
-    """The graph store for this command; starts the local server when it is the target."""
-    conn: Connection = connection(settings)
-    if conn.local:
-        local_server.start(
-            local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=_note
-        )
-    driver = open_driver(conn.uri, conn.user, conn.password.get_secret_value())
-    try:
-        store = GraphStore(driver, database=conn.database)
-        store.ping()
-        yield store
-    finally:
-        driver.close()
+# Shared plumbing (also used by the sub-command modules), under the names this module used.
+_errors_as_exit_codes = errors_as_exit_codes
+_settings = load_settings
+_note = note
+_store = open_store
 
 
 @db_app.command("start")
@@ -284,6 +236,14 @@ def vocab_check() -> None:
         err.print("error[vocab_drift]: ontology/vocab.py is stale; run `twinkg vocab generate`")
         raise typer.Exit(1)
     out.print("ontology/vocab.py matches the ontology")
+
+
+from api import cli_contracts, cli_reason, cli_telemetry  # noqa: E402 - they import this module
+
+app.add_typer(cli_contracts.app, name="contracts")
+app.add_typer(cli_reason.app, name="reason")
+app.command("ingest")(cli_telemetry.ingest_command)
+app.command("quarantine")(cli_telemetry.quarantine_command)
 
 
 def main() -> None:

@@ -12,9 +12,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-# Module import, attributes looked up at call time: api.cli may import this module while it
-# is itself still being imported (to register ``reason``), so names cannot be taken from it here.
-import api.cli
+from api.cli_common import err, errors_as_exit_codes, load_settings, open_store, out
 from reasoner.inference import ReclassifySummary, reclassify
 
 INCONSISTENT_CODE = "ontology_inconsistent"
@@ -42,9 +40,9 @@ def _print(summary: ReclassifySummary) -> None:
     for iri, classes in sorted(summary.inferred.items()):
         for cls in sorted(classes):
             table.add_row(Text(summary.tags.get(iri, "-")), Text(_local(cls)), Text(iri))
-    api.cli.out.print(table)
+    out.print(table)
     inferred = sum(len(c) for c in summary.inferred.values())
-    api.cli.out.print(
+    out.print(
         f"{inferred} inferred class(es) on {len(summary.inferred)} node(s); "
         f"labels +{summary.added} -{summary.removed}; classified in {summary.seconds:.1f} s"
     )
@@ -54,14 +52,14 @@ def _print(summary: ReclassifySummary) -> None:
 def classify() -> None:
     """Classify the stored assets and events with HermiT; write inferred labels."""
 
-    @api.cli._errors_as_exit_codes
+    @errors_as_exit_codes
     def run() -> ReclassifySummary:
-        with api.cli._store(api.cli._settings()) as store:
+        with open_store(load_settings()) as store:
             return reclassify(store)
 
     summary = run()
     if not summary.consistent:
         reason = " ".join(str(summary.explanation).split())
-        api.cli.err.print(f"error[{INCONSISTENT_CODE}]: {reason}", markup=False, soft_wrap=True)
+        err.print(f"error[{INCONSISTENT_CODE}]: {reason}", markup=False, soft_wrap=True)
         raise typer.Exit(INCONSISTENT_EXIT)
     _print(summary)

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     query_timeout_s: float = Field(default=30.0, gt=0)
     query_row_cap: int = Field(default=1000, ge=1)
     seed_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    ingest_clock_skew_s: float = Field(
+        default=300.0, ge=0, description="how far in the future a reading's timestamp may be"
+    )
+    ingest_window_s: float = Field(default=60.0, gt=0, description="window of the aggregates")
+    ingest_alarm_score: float = Field(
+        default=0.8, gt=0.5, le=1.0, description="anomaly peak that raises a critical alarm"
+    )
+    ingest_max_points: int = Field(
+        default=5_000_000, ge=1, description="largest batch one ingest accepts"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,16 @@ class Connection:
     password: SecretStr
     database: str | None
     local: bool
+
+
+def telemetry_dir(settings: Settings) -> Path:
+    """Where the telemetry log and quarantine live."""
+    return settings.home.resolve() / "telemetry"
+
+
+def detector_dir(settings: Settings) -> Path:
+    """Where fitted anomaly detectors are kept."""
+    return settings.home.resolve() / "detectors"
 
 
 def local_server_config(settings: Settings) -> LocalServerConfig:

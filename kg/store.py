@@ -75,7 +75,12 @@ def open_driver(uri: str, user: str, password: str) -> Driver:
         raise ConfigError(f"{uri!r} is not a Bolt URI; use one of {', '.join(_BOLT_SCHEMES)}://")
     try:
         return neo4j.GraphDatabase.driver(
-            uri, auth=(user, password), connection_timeout=5.0, connection_acquisition_timeout=30.0
+            uri,
+            auth=(user, password),
+            connection_timeout=5.0,
+            connection_acquisition_timeout=30.0,
+            # "property key does not exist" and the like are expected on a young graph.
+            notifications_min_severity="OFF",
         )
     except (ValueError, ConfigurationError) as exc:
         raise ConfigError(f"{uri!r} is not a Neo4j URI: {exc}") from exc

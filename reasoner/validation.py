@@ -9,9 +9,7 @@ itself for provenance. Non-conformance is a result, not an exception; only unusa
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyshacl
 from pyshacl.errors import ReportableRuntimeError
@@ -19,6 +17,9 @@ from rdflib import RDF, SH, Graph
 from rdflib.term import Node
 
 from ontology.errors import ShapesError
+from shapes.meta import check_shapes
+
+__all__ = ["Severity", "ValidationOutcome", "Violation", "check_shapes", "validate"]
 
 
 class Severity(enum.Enum):
@@ -118,23 +119,3 @@ def validate(
         raise ShapesError(f"the shapes cannot be applied: {exc.message}") from exc
     assert isinstance(report, Graph)
     return ValidationOutcome(bool(conforms), report, _results(report))
-
-
-def check_shapes(shapes: Graph) -> None:
-    """Raise :class:`ShapesError` unless ``shapes`` conforms to SHACL-SHACL (meta-SHACL)."""
-    try:
-        conforms, report, _ = pyshacl.validate(shapes, shacl_graph=_shacl_shacl(), inference="none")
-    except ReportableRuntimeError as exc:
-        raise ShapesError(f"the shapes cannot be checked: {exc.message}") from exc
-    assert isinstance(report, Graph)
-    if not conforms:
-        first = _results(report)[0]
-        raise ShapesError(
-            f"shapes fail meta-SHACL: {first.focus_node} {first.path or ''}: {first.message}"
-        )
-
-
-@functools.cache
-def _shacl_shacl() -> Graph:
-    # The W3C SHACL-SHACL shapes, as pySHACL ships them (its own meta_shacl uses the same file).
-    return Graph().parse(Path(pyshacl.__file__).parent / "assets" / "shacl-shacl.ttl")

@@ -26,8 +26,8 @@ from ontology.errors import (
     ShapesError,
     UnknownContractError,
 )
-from reasoner.validation import check_shapes
 from shapes.diff import diff
+from shapes.meta import check_shapes
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 INGEST_CONTRACTS = ("asset", "sensor", "event")

@@ -1,0 +1,70 @@
+"""Plumbing every ``twinkg`` command shares: consoles, settings, the store, error handling.
+
+Errors are one line on stderr, ``error[<code>]: <reason>``, and exit with the error's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from api.settings import Connection, Settings, connection, local_server_config
+from kg import local_server
+from kg.store import GraphStore, open_driver
+from ontology.errors import ConfigError, TwinKGError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
+    """One line on stderr and the error's exit code instead of a traceback."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except TwinKGError as exc:
+            one_line = " ".join(str(exc).split())  # driver messages can span lines
+            err.print(f"error[{exc.code}]: {one_line}", markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{field}: {first['msg']}") from None
+
+
+def note(message: str) -> None:
+    err.print(f"[dim]{message}[/dim]")
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[GraphStore]:
+    """The graph store for this command; starts the local server when it is the target."""
+    conn: Connection = connection(settings)
+    if conn.local:
+        local_server.start(
+            local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=note
+        )
+    driver = open_driver(conn.uri, conn.user, conn.password.get_secret_value())
+    try:
+        store = GraphStore(driver, database=conn.database)
+        store.ping()
+        yield store
+    finally:
+        driver.close()

@@ -1,0 +1,249 @@
+"""``twinkg ingest`` and ``twinkg quarantine``: telemetry in, through the contract.
+
+``ingest`` reads one batch (a SKAB file, another wide CSV, or a JSON batch), checks every point
+against the declared telemetry contract, and applies the batch all or nothing (see
+reasoner/ingest.py); afterwards the reasoner reclassifies the assets. Exit 0 also when points
+were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Column, Table
+from rich.text import Text
+
+from api.cli_common import err, errors_as_exit_codes, load_settings, note, open_store, out
+from api.settings import Settings, detector_dir, telemetry_dir
+from kg import telemetry_state
+from kg.store import GraphStore
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import InvalidInputError, TwinKGError
+from reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
+from reasoner.inference import reclassify
+from reasoner.ingest import IngestOptions, IngestReport, ingest
+from reasoner.points import PointBatch, from_json_points
+
+SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
+
+
+class Source(StrEnum):
+    """The kinds of input ``twinkg ingest`` reads."""
+
+    SKAB = "skab"
+    CSV = "csv"
+    JSON = "json"
+
+
+def _json_batch(path: Path, *, contract: str | None) -> tuple[PointBatch, str, str]:
+    """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
+    raw = typer.get_text_stream("stdin").read().encode() if str(path) == "-" else b""
+    if str(path) != "-":
+        if not path.is_file():
+            raise InvalidInputError(f"{path}: no such file")
+        raw = path.read_bytes()
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("points"), list):
+        raise InvalidInputError(f'{path}: expected {{"contract": …, "points": [ … ]}}')
+    declared = document.get("contract", "telemetry")
+    if not isinstance(declared, str):
+        raise InvalidInputError(f"{path}: contract must be a string such as telemetry@1.0.0")
+    if contract is not None and contract != declared:
+        raise InvalidInputError(f"{path} declares {declared!r} but --contract says {contract!r}")
+    producer = document.get("producer")
+    if producer is not None and not isinstance(producer, str):
+        raise InvalidInputError(f"{path}: producer must be a string")
+    batch = from_json_points(document["points"], producer=producer)
+    return batch, declared, hashlib.sha256(raw).hexdigest()
+
+
+def _csv_batch(
+    store: GraphStore, path: Path, layout: CsvLayout, producer: str | None
+) -> tuple[PointBatch, str]:
+    rows = telemetry_state.sensors(store)
+    columns = column_sensors([(r.external_id, r.uri) for r in rows])
+    if not columns:
+        raise InvalidInputError("the graph has no sensors with a tk:externalId; seed a plant first")
+    units = {r.uri: r.unit for r in rows}
+    points = read_wide_csv(
+        path, sensor_columns=columns, units=units, layout=layout, producer=producer
+    )
+    return points.batch, points.content_hash
+
+
+def _print_report(report: IngestReport, tags: dict[str, str]) -> None:
+    if report.duplicate:
+        out.print(f"batch {report.batch_id[:12]} was ingested before: nothing to do")
+        return
+    out.print(
+        f"batch {report.batch_id[:12]} ({report.contract}): {report.points} points, "
+        f"{report.accepted} accepted, {report.rejected} quarantined; "
+        f"{report.aggregates} window aggregates; {len(report.anomalies)} anomalies, "
+        f"{report.alarms} alarms"
+    )
+    for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:5]:
+        out.print(f"  quarantined {count}: {reason}")
+    for a in report.anomalies:
+        alarm = " → critical alarm" if a.alarm else ""
+        out.print(
+            f"  anomaly on {tags.get(a.asset, a.asset)}: {a.start:%Y-%m-%d %H:%M:%S} to "
+            f"{a.end:%H:%M:%S} ({a.points} readings, peak {a.peak:.2f}){alarm}"
+        )
+    assets = [t for t in report.trust if t.inputs]
+    for t in assets:
+        out.print(
+            f"  trust {tags.get(t.subject, t.subject)}: confidence {t.confidence:.2f} "
+            f"(quality {t.quality:.2f}, freshness {t.freshness:.2f}, anomaly {t.anomaly:.2f})"
+        )
+    for message in report.notes:
+        note(message)
+
+
+def _tags(store: GraphStore) -> dict[str, str]:
+    return {s.asset: s.tag or s.asset for s in telemetry_state.detector_subjects(store)}
+
+
+def _options(settings: Settings, **kwargs: Any) -> IngestOptions:
+    return IngestOptions(
+        clock_skew_s=settings.ingest_clock_skew_s,
+        window_s=settings.ingest_window_s,
+        alarm_score=settings.ingest_alarm_score,
+        detector_dir=detector_dir(settings),
+        **kwargs,
+    )
+
+
+@errors_as_exit_codes
+def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
+    skab: Annotated[
+        Path | None, typer.Option(help="a SKAB file: replayed, detectors fitted on its first 400 s")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="a wide CSV file (one column per sensor)")
+    ] = None,
+    json_batch: Annotated[
+        Path | None, typer.Option("--json", help='a JSON batch {"contract", "points"}; - = stdin')
+    ] = None,
+    contract: Annotated[
+        str | None, typer.Option(help="the contract the data was written for, e.g. telemetry@1.0.0")
+    ] = None,
+    tz: Annotated[str, typer.Option(help="CSV: time zone of the timestamps")] = "UTC",
+    delimiter: Annotated[str, typer.Option(help="CSV: column separator")] = ";",
+    time_column: Annotated[str, typer.Option(help="CSV: name of the time column")] = "datetime",
+    time_format: Annotated[str, typer.Option(help="CSV: strptime format")] = "%Y-%m-%d %H:%M:%S",
+    fit_rows: Annotated[
+        int | None, typer.Option(help="fit each detector on this many leading rows first")
+    ] = None,
+    replay: Annotated[
+        bool | None, typer.Option(help="judge freshness at the newest point (default for SKAB)")
+    ] = None,
+    producer: Annotated[str | None, typer.Option(help="CSV: the producer's identifier")] = None,
+    classify: Annotated[bool, typer.Option(help="reclassify assets afterwards")] = True,
+) -> None:
+    """Check a batch of telemetry against its contract and apply it, all or nothing."""
+    given = [(Source.SKAB, skab), (Source.CSV, csv), (Source.JSON, json_batch)]
+    chosen = [(kind, path) for kind, path in given if path is not None]
+    if len(chosen) != 1:
+        raise InvalidInputError("give exactly one of --skab FILE, --csv FILE or --json FILE")
+    kind, path = chosen[0]
+    assert path is not None
+    settings = load_settings()
+    with open_store(settings) as store:
+        if kind is Source.JSON:
+            batch, declared, digest = _json_batch(path, contract=contract)
+        else:
+            layout = CsvLayout(
+                time_column=time_column, delimiter=delimiter, time_format=time_format, timezone=tz
+            )
+            batch, digest = _csv_batch(store, path, layout, producer)
+            declared = contract or "telemetry"
+        if len(batch) > settings.ingest_max_points:
+            raise InvalidInputError(
+                f"{len(batch)} points exceed TWINKG_INGEST_MAX_POINTS={settings.ingest_max_points}"
+            )
+        options = _options(
+            settings,
+            contract=declared,
+            replay=kind is Source.SKAB if replay is None else replay,
+            fit_rows=SKAB_FIT_ROWS if kind is Source.SKAB and fit_rows is None else fit_rows,
+            source=path.name,
+        )
+        report = ingest(
+            store,
+            TelemetryLog(telemetry_dir(settings)),
+            batch,
+            content_hash=digest,
+            options=options,
+        )
+        _print_report(report, _tags(store))
+        if classify and not report.duplicate:
+            _classify(store)
+
+
+def _classify(store: GraphStore) -> None:
+    try:
+        summary = reclassify(store)
+    except TwinKGError as exc:
+        err.print(f"classification skipped: {exc} (run `twinkg reason classify`)", markup=False)
+        return
+    if not summary.consistent:
+        err.print(
+            f"classification skipped: inconsistent facts: {summary.explanation}", markup=False
+        )
+        return
+    inferred = sorted(
+        (summary.tags.get(iri, iri), cls.rsplit("#", 1)[-1])
+        for iri, classes in summary.inferred.items()
+        for cls in classes
+    )
+    shown = ", ".join(f"{tag} is {cls}" for tag, cls in inferred) or "nothing"
+    out.print(f"reasoner: {shown} (labels +{summary.added} -{summary.removed})")
+
+
+@errors_as_exit_codes
+def quarantine_command(
+    batch: Annotated[str | None, typer.Option(help="only this batch (id or its first 12)")] = None,
+    sensor: Annotated[str | None, typer.Option(help="only this sensor IRI")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="rows to show")] = 20,
+    count: Annotated[bool, typer.Option(help="only print how many")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """List (or count) quarantined points with the reason each was rejected."""
+    log = TelemetryLog(telemetry_dir(load_settings()))
+    if batch is not None:
+        matches = [m.batch_id for m in log.manifests() if m.batch_id.startswith(batch)]
+        if len(matches) != 1:
+            raise InvalidInputError(f"{batch!r} matches {len(matches)} batches")
+        batch = matches[0]
+    table = log.quarantined(batch=batch, sensor=sensor)
+    if count:
+        out.print(str(table.num_rows))
+        return
+    rows = table.slice(0, limit).to_pylist()
+    if as_json:
+        for row in rows:
+            out.print(json.dumps(row, default=str), markup=False)
+        return
+    view = Table(
+        Column("batch"),
+        Column("seq"),
+        Column("sensor", overflow="fold"),
+        Column("time"),
+        Column("value"),
+        Column("reason", overflow="fold"),
+    )
+    for row in rows:
+        view.add_row(
+            *(Text(str(row[k])) for k in ("batch", "seq", "sensor", "time", "value", "reason"))
+        )
+    view.columns[0].max_width = 12
+    out.print(view)
+    out.print(f"{min(limit, table.num_rows)} of {table.num_rows} quarantined points")

@@ -1,0 +1,130 @@
+"""What the telemetry ingest reads from Neo4j: sensors, detector subjects, envelopes, batches.
+
+Named Cypher only (the writes go through :meth:`kg.store.GraphStore.write`, in one transaction
+with the batch node). Rows come back as frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kg.queries import NamedQuery
+from kg.store import GraphStore
+
+SENSORS = NamedQuery(
+    "telemetry.sensors",
+    "MATCH (s:Sensor) "
+    "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
+    "OPTIONAL MATCH (s)-[:MONITORS]->(a) "
+    "RETURN s.uri AS uri, s.externalId AS external_id, u.uri AS unit, "
+    "s.physicalMin AS min, s.physicalMax AS max, s.lastObservedAt AS last, "
+    "s.samplingPeriod AS period, collect(a.uri) AS monitors ORDER BY uri",
+)
+
+# The equipment a detector watches, with its channels: the sensors on it, on what drives it, and
+# on what it is directly part of (a pump's detector also reads its motor and its loop).
+DETECTOR_SUBJECTS = NamedQuery(
+    "telemetry.detector_subjects",
+    "MATCH (e:Equipment) WHERE EXISTS { (:Sensor)-[:MONITORS]->(e) } "
+    "MATCH (s:Sensor)-[:MONITORS]->(x) "
+    "WHERE x = e OR (x)-[:DRIVES]->(e) OR (e)-[:PART_OF]->(x) "
+    "WITH e, s ORDER BY s.uri "
+    "RETURN e.uri AS asset, e.tag AS tag, collect(s.uri) AS sensors ORDER BY asset",
+)
+
+ENVELOPES = NamedQuery(
+    "telemetry.envelopes",
+    "MATCH (s:Sensor)-[:MONITORS]->(a)-[:HAS_ENVELOPE]->(env)-[:FOR_QUANTITY_KIND]->(qk) "
+    "WHERE (s)-[:HAS_QUANTITY_KIND]->(qk) "
+    "AND EXISTS { MATCH (s)-[:HAS_UNIT]->(u)<-[:HAS_UNIT]-(env) } "
+    "RETURN s.uri AS sensor, a.uri AS asset, env.uri AS envelope, "
+    "env.minValue AS min, env.maxValue AS max ORDER BY sensor, envelope",
+)
+
+BATCH_BY_HASH = NamedQuery(
+    "telemetry.batch_by_hash",
+    "MATCH (b:IngestBatch {contentHash: $hash}) RETURN b.uri AS uri LIMIT 1",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRow:
+    """A sensor as the contract and the trust scores see it."""
+
+    uri: str
+    external_id: str | None
+    unit: str | None
+    physical_min: float | None
+    physical_max: float | None
+    last_observed_at: datetime | None
+    sampling_period_s: float | None
+    monitors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSubject:
+    """Equipment with the sensors its anomaly detector reads (sorted by IRI)."""
+
+    asset: str
+    tag: str | None
+    sensors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRow:
+    """An operating envelope that a sensor's readings can be held against."""
+
+    sensor: str
+    asset: str
+    envelope: str
+    minimum: float | None
+    maximum: float | None
+
+
+def _moment(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value
+
+
+def sensors(store: GraphStore) -> list[SensorRow]:
+    """Every sensor in the graph."""
+    return [
+        SensorRow(
+            r["uri"],
+            r["external_id"],
+            r["unit"],
+            r["min"],
+            r["max"],
+            _moment(r["last"]),
+            r["period"],
+            tuple(r["monitors"]),
+        )
+        for r in store.read(SENSORS)
+    ]
+
+
+def detector_subjects(store: GraphStore) -> list[DetectorSubject]:
+    """Every monitored piece of equipment and its detector's channels."""
+    return [
+        DetectorSubject(r["asset"], r["tag"], tuple(r["sensors"]))
+        for r in store.read(DETECTOR_SUBJECTS)
+    ]
+
+
+def envelopes(store: GraphStore) -> list[EnvelopeRow]:
+    """Envelopes whose quantity kind and unit match a sensor on the same asset."""
+    return [
+        EnvelopeRow(r["sensor"], r["asset"], r["envelope"], r["min"], r["max"])
+        for r in store.read(ENVELOPES)
+    ]
+
+
+def batch_applied(store: GraphStore, content_hash: str) -> str | None:
+    """The IRI of the batch with this content hash, if it was applied."""
+    rows = store.read(BATCH_BY_HASH, hash=content_hash)
+    return str(rows[0]["uri"]) if rows else None
