@@ -199,12 +199,17 @@ def _classify(store: GraphStore) -> None:
             f"classification skipped: inconsistent facts: {summary.explanation}", markup=False
         )
         return
-    inferred = sorted(
-        (summary.tags.get(iri, iri), cls.rsplit("#", 1)[-1])
-        for iri, classes in summary.inferred.items()
-        for cls in classes
-    )
-    shown = ", ".join(f"{tag} is {cls}" for tag, cls in inferred) or "nothing"
+    named: list[str] = []
+    others: dict[str, int] = {}
+    for iri, classes in sorted(summary.inferred.items()):
+        for cls in sorted(classes):
+            name = cls.rsplit("#", 1)[-1]
+            if iri in summary.tags:
+                named.append(f"{summary.tags[iri]} is {name}")
+            else:
+                others[name] = others.get(name, 0) + 1
+    named += [f"{n} × {name}" for name, n in sorted(others.items())]
+    shown = ", ".join(named) or "nothing inferred"
     out.print(f"reasoner: {shown} (labels +{summary.added} -{summary.removed})")
 
 

@@ -1,0 +1,238 @@
+"""Telemetry ingest against the real Neo4j, as a new user runs it from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from neo4j import Driver
+
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg.store import GraphStore, WriteSummary
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import StoreError
+from reasoner.ingest import IngestOptions, ingest
+from reasoner.points import from_json_points
+from tests.conftest import REPO, Neo4jTarget
+from tests.integration.test_cli import run
+
+pytestmark = pytest.mark.neo4j
+SKAB = REPO.parent / "shared" / "data" / "skab" / "data"
+CAVITATION = SKAB / "other" / "13.csv"
+PUMP = "https://w3id.org/twinkg/plant/skab-testbed/pump"
+SENSOR = "https://w3id.org/twinkg/plant/skab-testbed/sensor-flow"
+UNIT_FLOW = "http://qudt.org/vocab/unit/L-PER-MIN"
+UNIT_BAR = "http://qudt.org/vocab/unit/BAR"
+
+
+def _counts(driver: Driver) -> tuple[int, int]:
+    records, _, _ = driver.execute_query(
+        "CALL () { MATCH (n) RETURN count(n) AS n } "
+        "CALL () { MATCH ()-[r]->() RETURN count(r) AS r } RETURN n, r"
+    )
+    return records[0]["n"], records[0]["r"]
+
+
+@pytest.fixture
+def skab_env(empty_store: GraphStore, neo4j_target: Neo4jTarget, tmp_path: Path) -> dict[str, str]:
+    seeding.load(empty_store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    return {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path / "home")}
+
+
+def _labelled(path: Path) -> tuple[datetime, datetime, set[datetime]]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f, delimiter=";"))
+    stamps = {
+        datetime.strptime(r["datetime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        for r in rows
+        if r["anomaly"] == "1.0"
+    }
+    return min(stamps), max(stamps), stamps
+
+
+@pytest.mark.skipif(not CAVITATION.exists(), reason=f"SKAB data not found at {CAVITATION}")
+def test_skab_cavitation_replay_lines_up_with_the_labels(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    done = run("ingest", "--skab", str(CAVITATION), env=skab_env)
+    assert done.returncode == 0, done.stderr
+    assert "7384 points, 7384 accepted, 0 quarantined" in done.stdout
+    onset, end, labelled = _labelled(CAVITATION)
+    records, _, _ = driver.execute_query(
+        "MATCH (a:Anomaly)-[:CONCERNS]->(:Pump {uri: $pump}) "
+        "RETURN a.occurredAt AS start, a.endedAt AS end ORDER BY start",
+        pump=PUMP,
+    )
+    episodes = [(r["start"].to_native(), r["end"].to_native()) for r in records]
+    assert episodes, "no anomaly on the pump"
+    # the pump's main episode starts within a minute of the labelled onset of cavitation
+    assert any(abs((start - onset).total_seconds()) <= 60 for start, _ in episodes), episodes
+    covered = {t for t in labelled if any(s <= t <= e for s, e in episodes)}
+    assert len(covered) / len(labelled) >= 0.7
+    inside = sum(
+        1 for s, e in episodes if s <= end and e >= onset
+    )  # episodes that touch the labelled span
+    assert inside >= len(episodes) / 2
+    # a sustained anomaly raised a critical alarm, and the reasoner marked the pump at risk
+    labels, _, _ = driver.execute_query(
+        "MATCH (p {uri: $pump}) RETURN labels(p) AS labels, p.inferredType AS inferred", pump=PUMP
+    )
+    assert {"AtRiskAsset", "SinglePointOfFailure"} <= set(labels[0]["labels"])
+    state, _, _ = driver.execute_query(
+        "MATCH (s:Sensor) RETURN count(s.lastObservedAt) AS n, max(s.lastObservedAt) AS last"
+    )
+    assert state[0]["n"] == 8
+    assert state[0]["last"].to_native() == datetime(2020, 2, 8, 19, 6, 26, tzinfo=UTC)
+    trust, _, _ = driver.execute_query(
+        "MATCH (t:TrustScore)-[:SCORE_OF]->({uri: $pump}) RETURN t.confidence AS c, "
+        "t.anomalyScore AS a, t.qualityScore AS q",
+        pump=PUMP,
+    )
+    assert 0 <= trust[0]["c"] < 0.8 and trust[0]["a"] > 0.5 and trust[0]["q"] == 1.0
+    # the telemetry log replays the run deterministically
+    log = TelemetryLog(Path(skab_env["TWINKG_HOME"]) / "telemetry")
+    first = log.window(sensors=[SENSOR])
+    assert first.num_rows == 923
+    assert first.equals(log.window(sensors=[SENSOR]))
+    part = log.window(start=onset, end=onset + timedelta(seconds=60))
+    assert part.num_rows > 0 and pa.compute.min(part["time"]).as_py() >= onset
+    # applying the same file again changes nothing
+    before = _counts(driver)
+    again = run("ingest", "--skab", str(CAVITATION), env=skab_env)
+    assert again.returncode == 0 and "ingested before" in again.stdout
+    assert _counts(driver) == before
+
+
+def _point(seconds: int, value: object, **extra: object) -> dict[str, object]:
+    moment = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return {
+        "sensor": SENSOR,
+        "value": value,
+        "unit": UNIT_FLOW,
+        "time": moment.isoformat().replace("+00:00", "Z"),
+        **extra,
+    }
+
+
+def test_bad_points_go_to_quarantine_with_their_reason(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    points = [
+        _point(0, 120.0),
+        _point(1, float("nan")),
+        _point(2, 120.5, unit=UNIT_BAR),
+        _point(3, 121.0, sensor=SENSOR + "-unknown"),
+        _point(4, 999.0),
+        _point(2, 123.0),  # not after the previous reading of the sensor
+        _point(5, 124.0, quality="excellent"),
+        _point(6, 125.0),
+        _point(10**8, 122.0),  # years in the future
+    ]
+    batch = tmp_path / "batch.json"
+    batch.write_text(
+        json.dumps({"contract": "telemetry@1.0.0", "producer": "edge-1", "points": points}),
+        encoding="utf-8",
+    )
+    done = run("ingest", "--json", str(batch), env=skab_env)
+    assert done.returncode == 0, done.stderr
+    assert "9 points, 2 accepted, 7 quarantined" in done.stdout
+    counted = run("quarantine", "--count", env=skab_env)
+    assert counted.stdout.strip() == "7"
+    listed = run("quarantine", "--json", env=skab_env)
+    reasons = [json.loads(line)["reason"] for line in listed.stdout.splitlines()]
+    assert len(reasons) == 7
+    assert "physical range" in reasons[0]
+    assert "not the sensor's unit" in reasons[1]
+    assert "known sensor" in reasons[2]
+    assert "physical range" in reasons[3]
+    assert "earlier reading" in reasons[4]
+    assert '"good", "uncertain" or "bad"' in reasons[5]
+    assert "later than the reception time" in reasons[6]
+    batch_nodes, _, _ = driver.execute_query(
+        "MATCH (b:IngestBatch) RETURN b.acceptedCount AS a, b.rejectedCount AS r, "
+        "b.contractVersion AS c"
+    )
+    assert (batch_nodes[0]["a"], batch_nodes[0]["r"], batch_nodes[0]["c"]) == (
+        2,
+        7,
+        "telemetry@1.0.0",
+    )
+    last, _, _ = driver.execute_query("MATCH (s {uri: $s}) RETURN s.lastValue AS v", s=SENSOR)
+    assert last[0]["v"] == 125.0
+
+
+@pytest.mark.parametrize(
+    ("content", "contract", "code"),
+    [
+        ("not json at all", None, "invalid_input"),
+        (json.dumps({"points": "nope"}), None, "invalid_input"),
+        (json.dumps({"contract": "telemetry@9.0.0", "points": []}), None, "contract"),
+        (json.dumps({"contract": "weather@1.0.0", "points": []}), None, "contract_unknown"),
+        (json.dumps({"points": [{"sensor": SENSOR, "colour": "red"}]}), None, "invalid_input"),
+        (
+            json.dumps({"contract": "telemetry@1.0.0", "points": []}),
+            "telemetry@0.9.0",
+            "invalid_input",
+        ),
+    ],
+)
+def test_broken_batches_change_nothing(  # noqa: PLR0917 - pytest parameters
+    skab_env: dict[str, str],
+    driver: Driver,
+    tmp_path: Path,
+    content: str,
+    contract: str | None,
+    code: str,
+) -> None:
+    batch = tmp_path / "batch.json"
+    batch.write_text(content, encoding="utf-8")
+    before = _counts(driver)
+    extra = ["--contract", contract] if contract else []
+    done = run("ingest", "--json", str(batch), *extra, env=skab_env)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert done.stderr.startswith(f"error[{code}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _counts(driver) == before
+    assert not (Path(skab_env["TWINKG_HOME"]) / "telemetry").exists()
+
+
+def test_a_csv_with_an_unknown_column_is_refused(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("datetime;Pressure;Humidity\n2020-01-01 00:00:00;0.1;40\n", encoding="utf-8")
+    before = _counts(driver)
+    done = run("ingest", "--csv", str(bad), env=skab_env)
+    assert done.returncode == 5
+    assert "'Humidity' is not the externalId of any sensor" in done.stderr
+    assert _counts(driver) == before
+
+
+class _FailingStore(GraphStore):
+    """The real store, whose write fails after the contract and the log staging succeeded."""
+
+    def write(self, *args: object, **kwargs: object) -> WriteSummary:
+        raise StoreError("Neo4j went away")
+
+
+def test_a_neo4j_failure_leaves_no_trace_in_the_log(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    log = TelemetryLog(tmp_path / "telemetry")
+    store = _FailingStore(driver)
+    batch = from_json_points([_point(0, 120.0), _point(1, -5.0)])
+    with pytest.raises(StoreError):
+        ingest(store, log, batch, content_hash="f" * 64, options=IngestOptions())
+    assert log.manifests() == []
+    assert log.window().num_rows == 0 and log.quarantined().num_rows == 0
+    leftovers = [p for p in (tmp_path / "telemetry").rglob("*") if p.is_file()]
+    assert leftovers == []
+    # and the same batch goes through once Neo4j is back
+    report = ingest(GraphStore(driver), log, batch, content_hash="f" * 64)
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert log.window().num_rows == 1 and log.quarantined().num_rows == 1
