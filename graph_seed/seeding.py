@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from kg.mapping import rdf_to_records
+from kg.mapping import rdf_to_records, records_to_rdf
 from kg.records import GraphRecords
 from kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
 from ontology.catalog import build_catalog, load_ontology, projection
+from ontology.errors import ContractViolationError
+from reasoner.validation import Severity, ValidationOutcome, validate
+from shapes.registry import ingest_shapes
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,23 @@ def ontology_records() -> GraphRecords:
 def with_ontology(plant: GraphRecords) -> GraphRecords:
     """The records a seed writes: the ontology's, then the plant's."""
     return ontology_records().merged_with(plant)
+
+
+def check_plant(plant: GraphRecords) -> ValidationOutcome:
+    """The plant's records against the current asset, sensor and event contracts."""
+    return validate(records_to_rdf(plant), ingest_shapes(), ontology=load_ontology())
+
+
+def require_conformance(name: str, outcome: ValidationOutcome) -> None:
+    """Raise :class:`ContractViolationError` when ``outcome`` holds a blocking result."""
+    blocking = outcome.of_severity(Severity.VIOLATION)
+    if blocking:
+        first = blocking[0]
+        where = f"{first.focus_node} {first.path or ''}".strip()
+        raise ContractViolationError(
+            f"{name} breaks its data contracts in {len(blocking)} place(s); "
+            f"first: {where}: {first.message}"
+        )
 
 
 def load(

@@ -74,6 +74,12 @@ class ContractIncompatibleError(InvalidInputError):
     code = "contract_incompatible"
 
 
+class ContractViolationError(InvalidInputError):
+    """Data that breaks its contract where a whole input must conform (a plant to seed)."""
+
+    code = "contract_violation"
+
+
 class StoreError(TwinKGError):
     """Neo4j is unreachable, refused the credentials, or failed a transaction."""
 
