@@ -112,6 +112,10 @@ def generate(n: int, *, sensors: int = 8, invalid_share: float = 0.0, seed: int 
             flaw = rng.choice(list(Flaw))
             if flaw in (Flaw.REPEATED_TIME, Flaw.OUT_OF_ORDER) and i < sensors:
                 continue
+            if flaw is Flaw.FUTURE_TIME and i < n - sensors:
+                continue  # a future stamp shadows every later point of its sensor: keep it last
+            if flaw is Flaw.NEGATIVE_SEQUENCE and i >= sensors:
+                continue  # position -1 precedes every point: it would shadow the earlier ones
             break_record(records, i, flaw, sensors=sensors, end=end, rng=rng)
             flaws[i] = flaw
     return Telemetry(records, table, latest, flaws)

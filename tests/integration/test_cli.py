@@ -166,7 +166,7 @@ MY_PLANT = """@prefix tk: <https://w3id.org/twinkg/ontology#> .
 @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
 @prefix my: <https://plant.example.org/> .
 my:p-201 a tk:CentrifugalPump ; rdfs:label "Feed pump" ; tk:tag "P-201" ; tk:criticality "B" .
-my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:drives my:p-201 .
+my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:criticality "C" ; tk:drives my:p-201 .
 """
 
 
@@ -179,6 +179,7 @@ my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:drives 
             MY_PLANT.replace('"Feed pump" ;', '"Feed pump" ; tk:ratedPower "big" ;'),
             "mapping_invalid",
         ),
+        (MY_PLANT.replace('tk:criticality "B"', 'tk:criticality "Z"'), "contract_violation"),
     ],
 )
 def test_bad_plant_file_is_refused_and_nothing_is_written(
