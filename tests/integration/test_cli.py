@@ -166,7 +166,8 @@ MY_PLANT = """@prefix tk: <https://w3id.org/twinkg/ontology#> .
 @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
 @prefix my: <https://plant.example.org/> .
 my:p-201 a tk:CentrifugalPump ; rdfs:label "Feed pump" ; tk:tag "P-201" ; tk:criticality "B" .
-my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:criticality "C" ; tk:drives my:p-201 .
+my:m-201 a tk:Motor ; rdfs:label "Feed pump motor" ; tk:tag "M-201" ; tk:criticality "C" ;
+    tk:drives my:p-201 .
 """
 
 

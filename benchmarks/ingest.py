@@ -1,0 +1,152 @@
+"""Ingest benchmark: a large SKAB-format CSV through the contract into the telemetry log and Neo4j.
+
+Starts a throwaway Neo4j (the project's launcher, temporary folder, free port), seeds the SKAB
+testbed, and writes a CSV of ``--rows`` rows (default 125,000 rows × 8 sensors = 1,000,000
+points) made of SKAB's anomaly-free run repeated with fresh timestamps. Then ingests it exactly
+as ``twinkg ingest --skab`` does: read the CSV, check every point with the compiled telemetry
+contract, stage the points in the Parquet log, fit and run the anomaly detectors, write the
+batch, window aggregates, sensor state, anomalies and trust scores to Neo4j in one transaction,
+and commit the log. A second file with 1 % broken cells shows the cost of quarantining.
+
+Prints points/s end to end and per phase, and the ratio against the target.
+Target (issue #3): ≥ 200,000 points/s into the telemetry log with contracts on.
+
+    python benchmarks/ingest.py [--rows 125000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg import local_server, telemetry_state
+from kg.store import GraphStore, open_driver
+from kg.telemetry_log import TelemetryLog
+from reasoner.csv_source import column_sensors, read_wide_csv
+from reasoner.ingest import IngestOptions, IngestReport, ingest
+
+SKAB_FREE = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "skab"
+    / "data"
+    / "anomaly-free"
+    / "anomaly-free.csv"
+)
+TARGET = 200_000
+
+
+def write_csv(path: Path, rows: int, *, start_s: int, broken_share: float = 0.0) -> None:
+    """SKAB's anomaly-free values repeated to ``rows`` rows, one second apart from ``start_s``."""
+    free = pacsv.read_csv(SKAB_FREE, parse_options=pacsv.ParseOptions(delimiter=";"))
+    columns = [c for c in free.column_names if c != "datetime"]
+    reps = -(-rows // free.num_rows)
+    data: dict[str, pa.Array] = {}
+    stamps = pa.array(np.arange(start_s, start_s + rows, dtype=np.int64), pa.timestamp("s"))
+    data["datetime"] = pa.compute.strftime(stamps, format="%Y-%m-%d %H:%M:%S")
+    rng = np.random.default_rng(0)
+    for c in columns:
+        values = np.tile(free[c].to_numpy(), reps)[:rows].astype(object)
+        if broken_share:
+            values[rng.random(rows) < broken_share] = "n/a"
+        data[c] = pa.array([str(v) for v in values])
+    pacsv.write_csv(
+        pa.table(data), path, write_options=pacsv.WriteOptions(delimiter=";", quoting_style="none")
+    )
+
+
+def run(
+    store: GraphStore, log: TelemetryLog, path: Path, home: Path
+) -> tuple[IngestReport, float, float]:
+    """Ingest ``path``; returns the report, the CSV read seconds and the ingest seconds."""
+    rows = telemetry_state.sensors(store)
+    started = time.perf_counter()
+    points = read_wide_csv(
+        path,
+        sensor_columns=column_sensors([(r.external_id, r.uri) for r in rows]),
+        units={r.uri: r.unit for r in rows},
+    )
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    report = ingest(
+        store,
+        log,
+        points.batch,
+        content_hash=points.content_hash,
+        options=IngestOptions(
+            replay=True, fit_rows=400, detector_dir=home / "detectors", source=path.name
+        ),
+    )
+    return report, read_s, time.perf_counter() - started
+
+
+def main() -> None:
+    """Build the files, ingest them, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=125_000)
+    args = parser.parse_args()
+    if not SKAB_FREE.exists():
+        print(f"SKAB data not found at {SKAB_FREE}: nothing to measure")
+        sys.exit(2)
+    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
+        home = Path(tmp)
+        config = local_server.LocalServerConfig.throwaway(
+            home / "neo4j", heap="2g", pagecache="1g", tx_memory="2g"
+        )
+        local_server.start(config, wait_s=300, parent_pid=os.getpid())
+        driver = open_driver(config.bolt_uri, "neo4j", config.password)
+        try:
+            store = GraphStore(driver)
+            seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+            log = TelemetryLog(home / "telemetry")
+            warm = home / "warm.csv"
+            write_csv(warm, 5_000, start_s=1_500_000_000)
+            run(store, log, warm, home)  # JIT and caches
+            clean, broken = home / "clean.csv", home / "broken.csv"
+            write_csv(clean, args.rows, start_s=1_600_000_000)
+            write_csv(broken, args.rows, start_s=1_700_000_000, broken_share=0.01)
+            results = [
+                (name, *run(store, log, path, home))
+                for name, path in (("clean", clean), ("1% broken", broken))
+            ]
+        finally:
+            driver.close()
+            local_server.stop(config)
+
+    print(
+        f"{'file':<11}{'points':>11}{'accepted':>10}{'quarant.':>9}{'read s':>8}"
+        f"{'check s':>9}{'derive s':>9}{'log s':>7}{'neo4j s':>9}{'points/s':>11}"
+    )
+    for name, report, read_s, ingest_s in results:
+        sec = report.seconds
+        print(
+            f"{name:<11}{report.points:>11,}{report.accepted:>10,}{report.rejected:>9,}"
+            f"{read_s:>8.2f}{sec['contract']:>9.2f}{sec['derive']:>9.2f}{sec['log']:>7.2f}"
+            f"{sec['graph']:>9.2f}{report.points / (read_s + ingest_s):>11,.0f}"
+        )
+    _, report, read_s, ingest_s = results[0]
+    rate = report.points / (read_s + ingest_s)
+    print(
+        f"end to end (CSV file → contract → Parquet log + Neo4j), clean file: {rate:,.0f} "
+        f"points/s = {rate / TARGET:.2f}x the target of {TARGET:,} "
+        f"({'met' if rate >= TARGET else 'NOT met'})"
+    )
+    print(
+        f"graph writes per batch: {report.aggregates:,} window aggregates, "
+        f"{len(report.anomalies)} anomalies, {len(report.trust)} trust scores"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Events a telemetry batch gives rise to: anomalies from the detectors, and alarms.
+
+Each piece of monitored equipment has a detector over its channels (reasoner.anomaly); a run of
+high scores becomes a ``tk:Anomaly`` concerning the equipment, and a sustained one whose peak
+reaches the alarm score also raises a critical ``tk:Alarm`` derived from it. Window means that
+leave an operating envelope raise a "high" alarm that used the envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kg import telemetry_state
+from kg.records import NodeRecord, RelRecord
+from kg.store import GraphStore
+from ontology.errors import InvalidInputError
+from ontology.namespaces import INGEST_BASE
+from ontology.vocab import TK, PropKey, RelType
+from reasoner import anomaly, trust
+from reasoner.aggregates import Aggregate, SensorColumns, key, moment, wide
+
+if TYPE_CHECKING:
+    from reasoner.ingest import IngestOptions
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyReport:
+    """One anomaly episode written to the graph (and the alarm it raised, if any)."""
+
+    uri: str
+    asset: str
+    start: datetime
+    end: datetime
+    peak: float
+    points: int
+    alarm: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """What a batch raised: graph records, the anomaly reports, and the detector scores."""
+
+    nodes: list[NodeRecord]
+    rels: list[RelRecord]
+    anomalies: tuple[AnomalyReport, ...]
+    alarms: int
+    subjects: list[telemetry_state.DetectorSubject]
+    window_scores: dict[str, float]
+    notes: tuple[str, ...]
+
+
+def batch_events(
+    store: GraphStore,
+    columns: SensorColumns,
+    aggregates: Sequence[Aggregate],
+    options: IngestOptions,
+    *,
+    batch_iri: str,
+) -> Events:
+    """Anomalies from each detector, and the alarms they and the envelopes raise."""
+    subjects = telemetry_state.detector_subjects(store)
+    scores, found, notes = _detect(columns, subjects, options)
+    nodes: list[NodeRecord] = []
+    rels: list[RelRecord] = []
+    anomalies: list[AnomalyReport] = []
+    for subject, episodes in found:
+        for ep in episodes:
+            report, (more_nodes, more_rels) = _anomaly(
+                subject, ep, batch_iri=batch_iri, options=options
+            )
+            anomalies.append(report)
+            nodes += more_nodes
+            rels += more_rels
+    envelope_nodes, envelope_rels = _envelope_alarms(store, aggregates, batch_iri=batch_iri)
+    alarms = sum(a.alarm is not None for a in anomalies) + len(envelope_nodes)
+    return Events(
+        nodes + envelope_nodes,
+        rels + envelope_rels,
+        tuple(anomalies),
+        alarms,
+        subjects,
+        scores,
+        tuple(notes),
+    )
+
+
+def _detector_path(options: IngestOptions, asset: str) -> Path | None:
+    return None if options.detector_dir is None else options.detector_dir / f"{key(asset)}.npz"
+
+
+def _detect(
+    columns: SensorColumns,
+    subjects: Sequence[telemetry_state.DetectorSubject],
+    options: IngestOptions,
+) -> tuple[dict[str, float], list[tuple[str, tuple[anomaly.Episode, ...]]], list[str]]:
+    """Score each subject's channels; fit first when asked. Returns the window anomaly per
+    subject, the episodes, and notes for subjects that could not be scored."""
+    window_scores: dict[str, float] = {}
+    found: list[tuple[str, tuple[anomaly.Episode, ...]]] = []
+    notes: list[str] = []
+    for subject in subjects:
+        times, matrix = wide(columns, subject.sensors)
+        if len(times) == 0:
+            continue
+        path = _detector_path(options, subject.asset)
+        if options.fit_rows is not None:
+            if len(times) < options.fit_rows:
+                raise InvalidInputError(
+                    f"cannot fit the detector of {subject.tag or subject.asset} on "
+                    f"{options.fit_rows} rows: the batch has {len(times)}"
+                )
+            detector = anomaly.fit(
+                matrix[: options.fit_rows],
+                channels=subject.sensors,
+                fitted_on=f"first {options.fit_rows} rows of {options.source or 'a batch'}",
+            )
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                detector.save(path)
+        elif path is not None and path.exists():
+            detector = anomaly.load(path)
+            if detector.channels != subject.sensors:
+                notes.append(f"detector of {subject.tag} reads other sensors; refit it")
+                continue
+        else:
+            notes.append(f"no detector for {subject.tag or subject.asset}: not scored")
+            continue
+        scores = detector.score(matrix)
+        skip = options.fit_rows or 0
+        window_scores[subject.asset] = (
+            trust.window_anomaly(scores[skip:]) if len(scores) > skip else 0.0
+        )
+        stamps = times.astype("datetime64[ns]")
+        eps = anomaly.episodes(stamps[skip:], scores[skip:])
+        found.append((subject.asset, eps))
+    return window_scores, found, notes
+
+
+def _anomaly(
+    asset: str, ep: anomaly.Episode, *, batch_iri: str, options: IngestOptions
+) -> tuple[AnomalyReport, tuple[list[NodeRecord], list[RelRecord]]]:
+    uri = f"{INGEST_BASE}anomaly/{key(asset)}/{int(ep.start.timestamp())}"
+    nodes = [
+        NodeRecord(
+            uri,
+            (str(TK.Anomaly),),
+            {
+                PropKey.OCCURRED_AT: ep.start,
+                PropKey.ENDED_AT: ep.end,
+                PropKey.ANOMALY_SCORE: round(ep.peak_score, 6),
+                PropKey.SAMPLE_COUNT: ep.points,
+                PropKey.RDFS_LABEL: f"anomaly over {ep.points} readings (peak {ep.peak_score:.2f})",
+            },
+        )
+    ]
+    rels = [RelRecord(RelType.CONCERNS, uri, asset), RelRecord(RelType.IN_BATCH, uri, batch_iri)]
+    alarm = None
+    if ep.peak_score >= options.alarm_score and ep.points >= options.alarm_min_points:
+        alarm = f"{INGEST_BASE}alarm/{key(asset)}/{int(ep.start.timestamp())}"
+        nodes.append(
+            NodeRecord(
+                alarm,
+                (str(TK.Alarm),),
+                {
+                    PropKey.OCCURRED_AT: ep.start,
+                    PropKey.SEVERITY: "critical",
+                    PropKey.STATUS: "open",
+                    PropKey.RDFS_LABEL: "sustained anomaly",
+                },
+            )
+        )
+        rels += [
+            RelRecord(RelType.CONCERNS, alarm, asset),
+            RelRecord(RelType.PROV_WAS_DERIVED_FROM, alarm, uri),
+        ]
+    report = AnomalyReport(uri, asset, ep.start, ep.end, ep.peak_score, ep.points, alarm)
+    return report, (nodes, rels)
+
+
+def _envelope_alarms(
+    store: GraphStore, aggregates: Sequence[Aggregate], *, batch_iri: str
+) -> tuple[list[NodeRecord], list[RelRecord]]:
+    """A "high" alarm for each run of consecutive windows whose mean leaves an envelope."""
+    by_sensor: dict[str, list[Aggregate]] = {}
+    for a in aggregates:
+        by_sensor.setdefault(a.sensor, []).append(a)
+    nodes: list[NodeRecord] = []
+    rels: list[RelRecord] = []
+    for env in telemetry_state.envelopes(store):
+        lo = -np.inf if env.minimum is None else env.minimum
+        hi = np.inf if env.maximum is None else env.maximum
+        for run in _runs(by_sensor.get(env.sensor, []), lo, hi):
+            uri = f"{INGEST_BASE}alarm/{key(env.envelope)}/{run[0].start_ns // 10**9}"
+            nodes.append(
+                NodeRecord(
+                    uri,
+                    (str(TK.Alarm),),
+                    {
+                        PropKey.OCCURRED_AT: moment(run[0].start_ns),
+                        PropKey.ENDED_AT: moment(run[-1].end_ns),
+                        PropKey.SEVERITY: "high",
+                        PropKey.STATUS: "open",
+                        PropKey.RDFS_LABEL: "window mean outside the operating envelope",
+                    },
+                )
+            )
+            rels += [
+                RelRecord(RelType.CONCERNS, uri, env.asset),
+                RelRecord(RelType.PROV_USED, uri, env.envelope),
+                RelRecord(RelType.IN_BATCH, uri, batch_iri),
+            ]
+    return nodes, rels
+
+
+def _runs(aggregates: Sequence[Aggregate], lo: float, hi: float) -> list[list[Aggregate]]:
+    """Runs of consecutive windows whose mean lies outside [lo, hi]."""
+    runs: list[list[Aggregate]] = []
+    for agg in aggregates:
+        if lo <= agg.mean <= hi:
+            continue
+        if runs and runs[-1][-1].end_ns == agg.start_ns:
+            runs[-1].append(agg)
+        else:
+            runs.append([agg])
+    return runs
