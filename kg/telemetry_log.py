@@ -160,16 +160,17 @@ class TelemetryLog:
         end: datetime | None = None,
     ) -> pa.Table:
         """Accepted points with ``start <= time < end`` (of ``sensors``), in a stable order."""
+        clauses = (
+            None if sensors is None else ds.field("sensor").isin(list(sensors)),
+            None if start is None else ds.field("time") >= _timestamp(start),
+            None if end is None else ds.field("time") < _timestamp(end),
+        )
         files = self._files("points")
         if not files:
             return POINTS_SCHEMA.empty_table()
         dataset = ds.dataset(files, schema=POINTS_SCHEMA, format="parquet")
         condition = None
-        for clause in (
-            None if sensors is None else ds.field("sensor").isin(list(sensors)),
-            None if start is None else ds.field("time") >= _timestamp(start),
-            None if end is None else ds.field("time") < _timestamp(end),
-        ):
+        for clause in clauses:
             if clause is not None:
                 condition = clause if condition is None else condition & clause
         return dataset.to_table(filter=condition).sort_by(_SORT)
