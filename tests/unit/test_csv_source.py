@@ -48,7 +48,7 @@ def test_local_times_are_converted_with_their_zone(tmp_path: Path) -> None:
 
 def test_bad_cells_are_flagged_not_dropped(tmp_path: Path) -> None:
     path = _write(
-        tmp_path, "datetime;Pressure;Current\n2020-01-01 00:00:00;n/a;;\nyesterday;nan;1.0\n"
+        tmp_path, "datetime;Pressure;Current\n2020-01-01 00:00:00;n/a;\nyesterday;nan;1.0\n"
     )
     batch = read_wide_csv(path, sensor_columns=COLUMNS, units=UNITS).batch
     assert batch.counts["value"].tolist() == [1, 0, 1, 1]
