@@ -58,7 +58,9 @@ def _read(path: Path, layout: CsvLayout) -> pa.Table:
             path,
             parse_options=pacsv.ParseOptions(delimiter=layout.delimiter),
             convert_options=pacsv.ConvertOptions(
-                column_types={layout.time_column: pa.string()}, strings_can_be_null=True
+                column_types={layout.time_column: pa.string()},
+                null_values=[""],
+                strings_can_be_null=True,
             ),
         )
     except FileNotFoundError:
