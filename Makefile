@@ -4,12 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SKAB := ../shared/data/skab/data
 
-.PHONY: demo test setup neo4j lint vocab bench-seed clean
+.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
 	$(BIN)/twinkg seed --plant skab-testbed
+	@if [ -f $(SKAB)/other/13.csv ]; then \
+		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv; \
+	else echo "SKAB data not found under $(SKAB): skipping the cavitation replay"; fi
 	$(BIN)/twinkg show
 	@echo
 	@echo "Neo4j keeps running: try  $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'"
@@ -39,6 +43,12 @@ vocab: setup
 
 bench-seed: setup neo4j
 	$(BIN)/python benchmarks/seed_load.py
+
+bench-contracts: setup
+	$(BIN)/python benchmarks/contracts.py
+
+bench-ingest: setup neo4j
+	$(BIN)/python benchmarks/ingest.py
 
 clean:
 	-$(BIN)/twinkg db stop

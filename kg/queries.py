@@ -182,4 +182,30 @@ DEMO_QUERIES = (
         ),
         {},
     ),
+    DemoQuery(
+        "Which anomalies and alarms has the telemetry raised, on which asset?",
+        NamedQuery(
+            "demo.events",
+            "MATCH (e:Event)-[:CONCERNS]->(a:Asset) WHERE e:Anomaly OR e:Alarm "
+            "RETURN a.tag AS asset, last(split(e.rdf_type[0], '#')) AS event, "
+            "toString(e.occurredAt) AS at, round(e.anomalyScore, 2) AS score, "
+            "e.severity AS severity "
+            "ORDER BY at, event LIMIT 20",
+        ),
+        {},
+    ),
+    DemoQuery(
+        "What did the reasoner infer, and how far can each asset's data be trusted?",
+        NamedQuery(
+            "demo.inferred_and_trust",
+            "MATCH (a:Asset) WHERE a.inferredType IS NOT NULL "
+            "OPTIONAL MATCH (t:TrustScore)-[:SCORE_OF]->(a) "
+            "WITH a, t ORDER BY t.asOf DESC "
+            "WITH a, head(collect(t)) AS t "
+            "RETURN a.tag AS asset, [c IN a.inferredType | last(split(c, '#'))] AS inferred, "
+            "round(t.confidence, 2) AS confidence, round(t.anomalyScore, 2) AS anomaly "
+            "ORDER BY asset LIMIT 20",
+        ),
+        {},
+    ),
 )
