@@ -18,7 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import err, errors_as_exit_codes, load_settings, note, open_store, out
+from api.cli_common import (
+    classify_and_report,
+    err,
+    errors_as_exit_codes,
+    load_settings,
+    note,
+    open_store,
+    out,
+)
 from api.settings import connection, local_server_config
 from graph_seed import seeding
 from graph_seed.registry import parse_plant, turtle_plant
@@ -96,8 +104,9 @@ def seed(
     file: Annotated[Path | None, typer.Option(help="your own plant, in Turtle")] = None,
     assets: Annotated[int, typer.Option(help="generated plant: number of assets")] = 1000,
     seed: Annotated[int, typer.Option(help="generated plant: random seed")] = 0,
+    classify: Annotated[bool, typer.Option(help="run the reasoner afterwards")] = True,
 ) -> None:
-    """Load the ontology and a plant (idempotent, all or nothing)."""
+    """Load the ontology and a plant (idempotent, all or nothing), then classify its assets."""
     settings = _settings()
     if (plant is None) == (file is None):
         raise InvalidInputError("give either --plant NAME or --file PLANT.ttl")
@@ -109,12 +118,13 @@ def seed(
         chosen = parse_plant(str(plant))
         name = chosen.value
         plant_records = registry_records(chosen, assets=assets, seed=seed)
-    if file is not None or assets <= GATE_MAX_ASSETS or plant != "generated":
+    small = file is not None or assets <= GATE_MAX_ASSETS or plant != "generated"
+    if small:
         seeding.require_conformance(name, seeding.check_plant(plant_records))
     else:
         _note(
-            f"{assets} generated assets: too many to check with pySHACL here; "
-            "the generator's output is checked by the test suite"
+            f"{assets} generated assets: too many to check with pySHACL or classify with "
+            "HermiT here; the generator's output is checked by the test suite"
         )
     records = seeding.with_ontology(plant_records)
     with (
@@ -143,6 +153,9 @@ def seed(
         f"relationships written; graph now {summary.after.nodes} nodes "
         f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})"
     )
+    if classify and small:
+        with _store(settings) as store:
+            classify_and_report(store)
 
 
 class RdfFormat(StrEnum):
@@ -253,6 +266,7 @@ app.add_typer(cli_contracts.app, name="contracts")
 app.add_typer(cli_reason.app, name="reason")
 app.command("ingest")(cli_telemetry.ingest_command)
 app.command("quarantine")(cli_telemetry.quarantine_command)
+app.command("telemetry")(cli_telemetry.telemetry_command)
 
 
 def main() -> None:

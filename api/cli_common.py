@@ -18,6 +18,7 @@ from api.settings import Connection, Settings, connection, local_server_config
 from kg import local_server
 from kg.store import GraphStore, open_driver
 from ontology.errors import ConfigError, TwinKGError
+from reasoner.inference import reclassify
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -68,3 +69,29 @@ def open_store(settings: Settings) -> Iterator[GraphStore]:
         yield store
     finally:
         driver.close()
+
+
+def classify_and_report(store: GraphStore) -> None:
+    """Recompute the inferred labels and say in one line what was inferred."""
+    try:
+        summary = reclassify(store)
+    except TwinKGError as exc:
+        err.print(f"classification skipped: {exc} (run `twinkg reason classify`)", markup=False)
+        return
+    if not summary.consistent:
+        err.print(
+            f"classification skipped: inconsistent facts: {summary.explanation}", markup=False
+        )
+        return
+    named: list[str] = []
+    others: dict[str, int] = {}
+    for iri, classes in sorted(summary.inferred.items()):
+        for cls in sorted(classes):
+            name = cls.rsplit("#", 1)[-1]
+            if iri in summary.tags:
+                named.append(f"{summary.tags[iri]} is {name}")
+            else:
+                others[name] = others.get(name, 0) + 1
+    named += [f"{n} × {name}" for name, n in sorted(others.items())]
+    shown = ", ".join(named) or "nothing inferred"
+    out.print(f"reasoner: {shown} (labels +{summary.added} -{summary.removed})")

@@ -1,4 +1,4 @@
-"""``twinkg ingest`` and ``twinkg quarantine``: telemetry in, through the contract.
+"""``twinkg ingest``, ``quarantine`` and ``telemetry``: telemetry in (through its contract) and out.
 
 ``ingest`` reads one batch (a SKAB file, another wide CSV, or a JSON batch), checks every point
 against the declared telemetry contract, and applies the batch all or nothing (see
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,14 +19,20 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import err, errors_as_exit_codes, load_settings, note, open_store, out
+from api.cli_common import (
+    classify_and_report,
+    errors_as_exit_codes,
+    load_settings,
+    note,
+    open_store,
+    out,
+)
 from api.settings import Settings, detector_dir, telemetry_dir
 from kg import telemetry_state
 from kg.store import GraphStore
 from kg.telemetry_log import TelemetryLog
-from ontology.errors import InvalidInputError, TwinKGError
+from ontology.errors import InvalidInputError
 from reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
-from reasoner.inference import reclassify
 from reasoner.ingest import IngestOptions, IngestReport, ingest
 from reasoner.points import PointBatch, from_json_points
 
@@ -185,32 +192,7 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
         )
         _print_report(report, _tags(store))
         if classify and not report.duplicate:
-            _classify(store)
-
-
-def _classify(store: GraphStore) -> None:
-    try:
-        summary = reclassify(store)
-    except TwinKGError as exc:
-        err.print(f"classification skipped: {exc} (run `twinkg reason classify`)", markup=False)
-        return
-    if not summary.consistent:
-        err.print(
-            f"classification skipped: inconsistent facts: {summary.explanation}", markup=False
-        )
-        return
-    named: list[str] = []
-    others: dict[str, int] = {}
-    for iri, classes in sorted(summary.inferred.items()):
-        for cls in sorted(classes):
-            name = cls.rsplit("#", 1)[-1]
-            if iri in summary.tags:
-                named.append(f"{summary.tags[iri]} is {name}")
-            else:
-                others[name] = others.get(name, 0) + 1
-    named += [f"{n} × {name}" for name, n in sorted(others.items())]
-    shown = ", ".join(named) or "nothing inferred"
-    out.print(f"reasoner: {shown} (labels +{summary.added} -{summary.removed})")
+            classify_and_report(store)
 
 
 @errors_as_exit_codes
@@ -252,3 +234,49 @@ def quarantine_command(
     view.columns[0].max_width = 12
     out.print(view)
     out.print(f"{min(limit, table.num_rows)} of {table.num_rows} quarantined points")
+
+
+def _moment(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(f"--{name} {text!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise InvalidInputError(f"--{name} {text!r} needs a time zone, e.g. {text}Z")
+    return moment
+
+
+@errors_as_exit_codes
+def telemetry_command(  # noqa: PLR0917 - one parameter per command-line option
+    sensor: Annotated[list[str] | None, typer.Option(help="only these sensor IRIs")] = None,
+    start: Annotated[str | None, typer.Option(help="from this time (inclusive, ISO 8601)")] = None,
+    end: Annotated[str | None, typer.Option(help="to this time (exclusive, ISO 8601)")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="rows to show")] = 20,
+    count: Annotated[bool, typer.Option(help="only print how many")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """Replay a window of accepted points from the telemetry log, in a stable order."""
+    log = TelemetryLog(telemetry_dir(load_settings()))
+    table = log.window(
+        sensors=sensor or None, start=_moment(start, "start"), end=_moment(end, "end")
+    )
+    if count:
+        out.print(str(table.num_rows))
+        return
+    rows = table.slice(0, limit).to_pylist()
+    if as_json:
+        for row in rows:
+            out.print(json.dumps(row, default=str), markup=False)
+        return
+    view = Table(
+        Column("sensor", overflow="fold"),
+        Column("time"),
+        Column("value"),
+        Column("batch", max_width=12),
+    )
+    for row in rows:
+        view.add_row(*(Text(str(row[k])) for k in ("sensor", "time", "value", "batch")))
+    out.print(view)
+    out.print(f"{min(limit, table.num_rows)} of {table.num_rows} points")
