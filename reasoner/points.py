@@ -9,10 +9,9 @@ Malformed values are kept (flagged) so that the contract, not the parser, decide
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +49,7 @@ class PointBatch:
     producer: pa.StringArray
     counts: Mapping[str, Counts]
     ok: Mapping[str, Bools]
-    time_tz: Bools = field(default_factory=lambda: np.zeros(0, np.bool_))
+    time_tz: Bools  # the (valid) time carries a zone
 
     def __len__(self) -> int:
         return len(self.value)
@@ -172,8 +171,3 @@ def from_records(records: Sequence[Mapping[str, Any]]) -> PointBatch:
         ok=ok,
         time_tz=time_tz,
     )
-
-
-def finite_or_none(value: float) -> float | None:
-    """``value`` for JSON output, ``None`` for NaN and infinities."""
-    return value if math.isfinite(value) else None
