@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.table import Column, Table
 from rich.text import Text
@@ -195,6 +196,27 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
             classify_and_report(store)
 
 
+def _show(
+    table: pa.Table, columns: tuple[str, ...], *, limit: int, count: bool, as_json: bool, noun: str
+) -> None:
+    """Print ``table``: its row count, JSON lines, or a table of its first ``limit`` rows."""
+    if count:
+        out.print(str(table.num_rows))
+        return
+    rows = table.slice(0, limit).to_pylist()
+    if as_json:
+        for row in rows:
+            out.print(json.dumps(row, default=str), markup=False)
+        return
+    view = Table(
+        *(Column(c, overflow="fold", max_width=12 if c == "batch" else None) for c in columns)
+    )
+    for row in rows:
+        view.add_row(*(Text(str(row[c])) for c in columns))
+    out.print(view)
+    out.print(f"{min(limit, table.num_rows)} of {table.num_rows} {noun}")
+
+
 @errors_as_exit_codes
 def quarantine_command(
     batch: Annotated[str | None, typer.Option(help="only this batch (id or its first 12)")] = None,
@@ -211,29 +233,8 @@ def quarantine_command(
             raise InvalidInputError(f"{batch!r} matches {len(matches)} batches")
         batch = matches[0]
     table = log.quarantined(batch=batch, sensor=sensor)
-    if count:
-        out.print(str(table.num_rows))
-        return
-    rows = table.slice(0, limit).to_pylist()
-    if as_json:
-        for row in rows:
-            out.print(json.dumps(row, default=str), markup=False)
-        return
-    view = Table(
-        Column("batch"),
-        Column("seq"),
-        Column("sensor", overflow="fold"),
-        Column("time"),
-        Column("value"),
-        Column("reason", overflow="fold"),
-    )
-    for row in rows:
-        view.add_row(
-            *(Text(str(row[k])) for k in ("batch", "seq", "sensor", "time", "value", "reason"))
-        )
-    view.columns[0].max_width = 12
-    out.print(view)
-    out.print(f"{min(limit, table.num_rows)} of {table.num_rows} quarantined points")
+    columns = ("batch", "seq", "sensor", "time", "value", "reason")
+    _show(table, columns, limit=limit, count=count, as_json=as_json, noun="quarantined points")
 
 
 def _moment(text: str | None, name: str) -> datetime | None:
@@ -262,21 +263,5 @@ def telemetry_command(  # noqa: PLR0917 - one parameter per command-line option
     table = log.window(
         sensors=sensor or None, start=_moment(start, "start"), end=_moment(end, "end")
     )
-    if count:
-        out.print(str(table.num_rows))
-        return
-    rows = table.slice(0, limit).to_pylist()
-    if as_json:
-        for row in rows:
-            out.print(json.dumps(row, default=str), markup=False)
-        return
-    view = Table(
-        Column("sensor", overflow="fold"),
-        Column("time"),
-        Column("value"),
-        Column("batch", max_width=12),
-    )
-    for row in rows:
-        view.add_row(*(Text(str(row[k])) for k in ("sensor", "time", "value", "batch")))
-    out.print(view)
-    out.print(f"{min(limit, table.num_rows)} of {table.num_rows} points")
+    columns = ("sensor", "time", "value", "batch")
+    _show(table, columns, limit=limit, count=count, as_json=as_json, noun="points")
