@@ -142,6 +142,11 @@ def main() -> None:
         f"points/s = {rate / TARGET:.2f}x the target of {TARGET:,} "
         f"({'met' if rate >= TARGET else 'NOT met'})"
     )
+    sec = report.seconds
+    print(
+        f"neo4j phases (clean file): node statements {sec['graph_nodes']:.2f} s, relationship "
+        f"statements {sec['graph_relationships']:.2f} s, commit {sec['graph_commit']:.2f} s"
+    )
     print(
         f"graph writes per batch: {report.aggregates:,} window aggregates, "
         f"{len(report.anomalies)} anomalies, {len(report.trust)} trust scores"

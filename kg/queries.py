@@ -7,11 +7,12 @@ the generated enums only, never from request or model text.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import LiteralString
 
-from ontology.vocab import TK, Label, RelType
+from ontology.vocab import TK, Label, PropKey, RelType
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +23,10 @@ class NamedQuery:
     cypher: LiteralString
 
 
-def _token(value: Label | RelType) -> LiteralString:
+def _token(value: Label | RelType | PropKey) -> LiteralString:
     # Enum values are generated from the ontology and match [A-Za-z][A-Za-z0-9_]*; that makes
     # them safe to splice, which is why only enum members are accepted here.
-    if not isinstance(value, (Label, RelType)):
+    if not isinstance(value, (Label, RelType, PropKey)):
         raise TypeError(f"not a vocabulary token: {value!r}")
     return "`" + value.value + "`"
 
@@ -68,16 +69,63 @@ def _labels(labels: Sequence[Label]) -> LiteralString:
     return "".join(":" + _token(label) for label in labels if label is not Label.RESOURCE)
 
 
-def create_nodes(labels: Sequence[Label]) -> NamedQuery:
-    """CREATE a batch of nodes that do not exist yet (the uri constraint guards races)."""
+class TemporalKind(enum.Enum):
+    """The Cypher function that rebuilds a temporal value from its ISO text."""
+
+    DATE = "date"
+    DATETIME = "datetime"
+    LOCAL_DATETIME = "localdatetime"
+
+
+@dataclass(frozen=True, slots=True)
+class Temporal:
+    """A temporal property of a batch of rows, sent as ISO text in ``row.t``."""
+
+    key: PropKey
+    kind: TemporalKind
+    is_list: bool
+
+    def __lt__(self, other: object) -> bool:  # enums do not order; their values do
+        if not isinstance(other, Temporal):
+            return NotImplemented
+        return (self.key.value, self.kind.value, self.is_list) < (
+            other.key.value,
+            other.kind.value,
+            other.is_list,
+        )
+
+
+def _set_temporal(temporal: Sequence[Temporal]) -> LiteralString:
+    clauses: list[LiteralString] = []
+    for t in temporal:
+        name = _token(t.key)
+        function = {
+            TemporalKind.DATE: "date",
+            TemporalKind.DATETIME: "datetime",
+            TemporalKind.LOCAL_DATETIME: "localdatetime",
+        }[t.kind]
+        value: LiteralString = (
+            "[x IN row.t." + name + " | " + function + "(x)]"
+            if t.is_list
+            else function + "(row.t." + name + ")"
+        )
+        clauses.append("n." + name + " = " + value)
+    return (" SET " + ", ".join(clauses)) if clauses else ""
+
+
+def create_nodes(labels: Sequence[Label], temporal: Sequence[Temporal] = ()) -> NamedQuery:
+    """CREATE a batch of nodes that do not exist yet (the uri constraint guards races);
+    ``temporal`` properties arrive as ISO text and are rebuilt in Cypher."""
     return NamedQuery(
         "seed.create_nodes",
         "UNWIND $rows AS row CREATE (n:Resource" + _labels(labels) + " {uri: row.uri}) "
-        "SET n += row.props RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
+        "SET n += row.props"
+        + _set_temporal(temporal)
+        + " RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
     )
 
 
-def merge_nodes(labels: Sequence[Label]) -> NamedQuery:
+def merge_nodes(labels: Sequence[Label], temporal: Sequence[Temporal] = ()) -> NamedQuery:
     """MERGE a batch of nodes by ``uri`` and give them ``labels`` and their properties."""
     extra = _labels(labels)
     set_labels: LiteralString = f", n{extra}" if extra else ""
@@ -85,6 +133,7 @@ def merge_nodes(labels: Sequence[Label]) -> NamedQuery:
         "seed.merge_nodes",
         "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) SET n += row.props"
         + set_labels
+        + _set_temporal(temporal)
         + " RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
     )
 

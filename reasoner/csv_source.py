@@ -145,12 +145,11 @@ def read_wide_csv(
         "quality": np.zeros(n, np.bool_),
         "producer": np.full(n, producer is not None),
     }
+    column_of = pa.array(np.tile(np.arange(k, dtype=np.int32), rows))
     batch = PointBatch(
-        sensor=pa.array(np.tile(np.array(sensors, dtype=object), rows), pa.string()),
+        sensor=pa.array(sensors, pa.string()).take(column_of),
         value=np.stack([v for v, _, _ in value_cols], axis=1).ravel(),
-        unit=pa.array(
-            np.tile(np.array([units.get(s) for s in sensors], dtype=object), rows), pa.string()
-        ),
+        unit=pa.array([units.get(s) for s in sensors], pa.string()).take(column_of),
         time_ns=np.repeat(utc_ns, k),
         time_lexical=lexical.take(pa.array(np.repeat(np.arange(rows), k))),
         sequence=np.arange(n, dtype=np.int64),

@@ -221,11 +221,14 @@ def ingest(
     staged = log.stage(manifest=manifest, points=accepted, quarantine=quarantine)
     seconds["log"] = time.perf_counter() - mark
     try:
-        store.write(GraphRecords(tuple(nodes), tuple(rels)))
+        written = store.write(GraphRecords(tuple(nodes), tuple(rels)))
     except BaseException:
         log.abort(staged)
         raise
     seconds["graph"] = time.perf_counter() - mark - seconds["log"]
+    seconds["graph_nodes"] = written.node_seconds
+    seconds["graph_relationships"] = written.relationship_seconds
+    seconds["graph_commit"] = written.commit_seconds
     log.commit(staged)
     seconds["total"] = time.perf_counter() - clock
     return IngestReport(
