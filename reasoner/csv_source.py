@@ -70,27 +70,23 @@ def _read(path: Path, layout: CsvLayout) -> pa.Table:
         raise InvalidInputError(f"{path} is not a readable CSV file: {reason}") from exc
 
 
+# What float() accepts, as a vectorised test (RE2): decimal and exponent forms, nan and inf.
+_NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|(?i:nan|inf|infinity))\s*$"
+
+
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(values, given, ok)``: a value column as floats, with cells that are not numbers kept
-    as missing-but-given (``ok`` False) so the contract reports them."""
+    as given-but-not-ok (value NaN) so the contract reports them; empty cells are not given."""
+    given = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
     if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-        given = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
         values = column.cast(pa.float64()).fill_null(np.nan).to_numpy()
         return np.asarray(values, np.float64), given, given.copy()
-    text = column.cast(pa.string()).to_pylist()
-    values = np.full(len(text), np.nan)
-    given = np.zeros(len(text), np.bool_)
-    ok = np.zeros(len(text), np.bool_)
-    for i, cell in enumerate(text):
-        if cell is None or not cell.strip():
-            continue
-        given[i] = True
-        try:
-            values[i] = float(cell)
-            ok[i] = True
-        except ValueError:
-            continue
-    return values, given, ok
+    text = column.cast(pa.string())
+    numeric = pc.match_substring_regex(text, pattern=_NUMBER).fill_null(False)
+    cleaned = pc.if_else(numeric, pc.utf8_trim_whitespace(text), pa.scalar(None, pa.string()))
+    values = cleaned.cast(pa.float64()).fill_null(np.nan).to_numpy()
+    ok = np.asarray(numeric.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return np.asarray(values, np.float64), given, ok
 
 
 def read_wide_csv(

@@ -10,6 +10,7 @@ same batch content is applied once.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,15 +78,12 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-_COMPILED: dict[str, CompiledContract] = {}
-
-
+@functools.cache
 def _compiled(ref: str) -> tuple[str, CompiledContract]:
+    """The current contract for data declared against ``ref``, compiled (once per process:
+    contract files are read at start-up, like code)."""
     contract = accept(ref)
-    name = str(contract.ref)
-    if name not in _COMPILED:
-        _COMPILED[name] = compile_contract(contract.graph)
-    return name, _COMPILED[name]
+    return str(contract.ref), compile_contract(contract.graph)
 
 
 def sensor_table(rows: Sequence[telemetry_state.SensorRow]) -> SensorTable:
