@@ -7,6 +7,7 @@ exports the graph back to RDF, and runs untrusted Cypher read-only.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import defaultdict
@@ -89,6 +90,11 @@ def open_driver(uri: str, user: str, password: str) -> Driver:
 
 def labels_for(types: Sequence[str]) -> tuple[Label, ...]:
     """The labels a node of the asserted ``types`` carries: each class and all its ancestors."""
+    return _labels_for(tuple(types))
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels_for(types: tuple[str, ...]) -> tuple[Label, ...]:
     labels: set[Label] = {Label.RESOURCE}
     for iri in types:
         label = CLASS_LABELS[iri]

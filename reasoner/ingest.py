@@ -113,7 +113,7 @@ def _tables(
             "value": pa.array(batch.value[~rejected]),
             "quality": batch.quality.filter(keep),
             "producer": batch.producer.filter(keep),
-            "batch": pa.array([batch_id] * int((~rejected).sum()), pa.string()),
+            "batch": pa.repeat(pa.scalar(batch_id, pa.string()), int((~rejected).sum())),
             "seq": pa.array(batch.sequence[~rejected]),
         },
         schema=POINTS_SCHEMA,
