@@ -135,6 +135,9 @@ def _temporal_kind(value: Any) -> queries.TemporalKind | None:
     return None
 
 
+_PLAIN = frozenset((str, int, float, bool))
+
+
 def _iso(value: Any) -> str:
     assert isinstance(value, (date, datetime))
     return value.isoformat()
@@ -271,7 +274,7 @@ class GraphStore:
             texts: dict[str, Any] = {}
             temporal: list[queries.Temporal] = []
             for k, v in node.props.items():
-                kind = _temporal_kind(v)
+                kind = None if type(v) in _PLAIN else _temporal_kind(v)
                 if kind is None:
                     props[k.value] = v
                 else:
