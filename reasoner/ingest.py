@@ -273,19 +273,22 @@ def _trust(  # noqa: PLR0917 - private, called once
         if start_ns is not None and end_ns is not None
         else trust.Window(as_of, as_of)
     )
+    # points per named sensor, accepted and rejected, counted on dictionary codes
+    position = pc.index_in(batch.sensor, value_set=pa.array(uris, pa.string()))
+    code = np.asarray(position.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    named = code >= 0
     rejected_mask = result.rejected
-    sensor_col = np.asarray(batch.sensor.to_numpy(zero_copy_only=False), dtype=object)
-    index = {s: i for i, s in enumerate(columns.sensors)}
+    accepted = np.bincount(code[named & ~rejected_mask], minlength=len(uris)).astype(float)
+    rejected = np.bincount(code[named & rejected_mask], minlength=len(uris)).astype(float)
     newest = np.full(len(uris), np.datetime64("NaT"), dtype="datetime64[ns]")
-    accepted = np.zeros(len(uris))
-    rejected = np.zeros(len(uris))
+    index = {s: i for i, s in enumerate(columns.sensors)}
+    # columns are sorted by sensor then time: each sensor's newest point ends its run
+    ends = np.flatnonzero(np.append(columns.code[1:] != columns.code[:-1], True))
+    ends = ends if len(columns.code) else ends[:0]
+    last_ns = {columns.sensors[int(columns.code[e])]: int(columns.time_ns[e]) for e in ends}
     for i, uri in enumerate(uris):
-        mine = sensor_col == uri
-        accepted[i] = int((mine & ~rejected_mask).sum())
-        rejected[i] = int((mine & rejected_mask).sum())
-        code = index.get(uri)
-        if code is not None:
-            newest[i] = np.datetime64(int(columns.time_ns[columns.code == code].max()), "ns")
+        if uri in index and uri in last_ns:
+            newest[i] = np.datetime64(last_ns[uri], "ns")
     sensor_anomaly = np.array(
         [
             max(

@@ -236,3 +236,18 @@ def test_a_neo4j_failure_leaves_no_trace_in_the_log(
     report = ingest(GraphStore(driver), log, batch, content_hash="f" * 64)
     assert (report.accepted, report.rejected) == (1, 1)
     assert log.window().num_rows == 1 and log.quarantined().num_rows == 1
+
+
+def test_a_batch_with_nothing_acceptable_is_still_recorded(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    log = TelemetryLog(tmp_path / "telemetry")
+    batch = from_json_points([_point(0, -1.0), _point(1, float("inf")), _point(2, "12")])
+    report = ingest(GraphStore(driver), log, batch, content_hash="e" * 64)
+    assert (report.accepted, report.rejected, report.aggregates) == (0, 3, 0)
+    assert [t.quality for t in report.trust] == [0.0]  # no point met the contract
+    assert log.quarantined().num_rows == 3 and log.window().num_rows == 0
+    nodes, _, _ = driver.execute_query(
+        "MATCH (b:IngestBatch) RETURN b.acceptedCount AS a, b.rejectedCount AS r"
+    )
+    assert (nodes[0]["a"], nodes[0]["r"]) == (0, 3)
