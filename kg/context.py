@@ -11,24 +11,16 @@ relationships become triples exactly as :meth:`kg.store.GraphStore.export` makes
 
 from __future__ import annotations
 
-from typing import LiteralString
-
 from rdflib import Graph, Literal
 from rdflib.namespace import XSD
 
 from kg.mapping import node_triples, relationship_triple
-from kg.queries import NamedQuery
+from kg.queries import NamedQuery, token
 from kg.store import GraphStore
 from ontology.errors import InvalidInputError
 from ontology.vocab import Label, PropKey, RelType
 
-
-def _name(token: Label | RelType) -> LiteralString:
-    # Only members of the generated enums are spliced into Cypher (they match
-    # [A-Za-z][A-Za-z0-9_]*); values always travel as parameters.
-    if not isinstance(token, (Label, RelType)):
-        raise TypeError(f"not a vocabulary token: {token!r}")
-    return "`" + token.value + "`"
+_name = token  # only generated enum members are spliced; values travel as parameters
 
 
 _RESOURCE, _ASSET = _name(Label.RESOURCE), _name(Label.ASSET)

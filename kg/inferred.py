@@ -16,12 +16,12 @@ from typing import Any
 from rdflib import Graph
 
 from kg.mapping import node_triples, relationship_triple
-from kg.queries import NamedQuery, _token
+from kg.queries import NamedQuery, token
 from kg.store import GraphStore, labels_for
 from ontology.errors import MappingError
 from ontology.vocab import CLASS_LABELS, Label, PropKey, RelType
 
-_ASSET_OR_EVENT = "(n:" + _token(Label.ASSET) + " OR n:" + _token(Label.EVENT) + ")"
+_ASSET_OR_EVENT = "(n:" + token(Label.ASSET) + " OR n:" + token(Label.EVENT) + ")"
 
 FACT_NODES = NamedQuery(
     "inferred.fact_nodes",
@@ -36,7 +36,7 @@ FACT_RELATIONSHIPS = NamedQuery(
     "MATCH (n:Resource) WHERE "
     + _ASSET_OR_EVENT
     + " MATCH (n)-[r]->(b:Resource) WHERE type(r) IN $types "
-    "AND (b:" + _token(Label.ASSET) + " OR b:" + _token(Label.EVENT) + ") "
+    "AND (b:" + token(Label.ASSET) + " OR b:" + token(Label.EVENT) + ") "
     "RETURN n.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
 )
 
@@ -61,7 +61,7 @@ def add_label(label: Label) -> NamedQuery:
     return NamedQuery(
         "inferred.add_label",
         "UNWIND $uris AS u MATCH (n:Resource {uri: u}) SET n:"
-        + _token(label)
+        + token(label)
         + " RETURN count(n) AS written",
     )
 
@@ -71,7 +71,7 @@ def remove_label(label: Label) -> NamedQuery:
     return NamedQuery(
         "inferred.remove_label",
         "UNWIND $uris AS u MATCH (n:Resource {uri: u}) REMOVE n:"
-        + _token(label)
+        + token(label)
         + " RETURN count(n) AS written",
     )
 

@@ -23,7 +23,8 @@ class NamedQuery:
     cypher: LiteralString
 
 
-def _token(value: Label | RelType | PropKey) -> LiteralString:
+def token(value: Label | RelType | PropKey) -> LiteralString:
+    """A label, relationship type or property key, quoted for splicing into Cypher."""
     # Enum values are generated from the ontology and match [A-Za-z][A-Za-z0-9_]*; that makes
     # them safe to splice, which is why only enum members are accepted here.
     if not isinstance(value, (Label, RelType, PropKey)):
@@ -66,7 +67,7 @@ EXISTING_URIS = NamedQuery(
 
 
 def _labels(labels: Sequence[Label]) -> LiteralString:
-    return "".join(":" + _token(label) for label in labels if label is not Label.RESOURCE)
+    return "".join(":" + token(label) for label in labels if label is not Label.RESOURCE)
 
 
 class TemporalKind(enum.Enum):
@@ -98,7 +99,7 @@ class Temporal:
 def _set_temporal(temporal: Sequence[Temporal]) -> LiteralString:
     clauses: list[LiteralString] = []
     for t in temporal:
-        name = _token(t.key)
+        name = token(t.key)
         function = {
             TemporalKind.DATE: "date",
             TemporalKind.DATETIME: "datetime",
@@ -145,7 +146,7 @@ def _relationships(rel_type: RelType, verb: LiteralString) -> NamedQuery:
         "MATCH (a) WHERE elementId(a) = row.start MATCH (b) WHERE elementId(b) = row.end "
         + verb
         + " (a)-[:"
-        + _token(rel_type)
+        + token(rel_type)
         + "]->(b) RETURN count(*) AS written",
     )
 

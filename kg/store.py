@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
 import neo4j
@@ -122,14 +122,17 @@ def _plain(value: Any) -> Any:  # noqa: PLR0911 - one case per driver type
 
 
 def _temporal_kind(value: Any) -> queries.TemporalKind | None:
-    """How Cypher should rebuild a temporal value sent as ISO text (the driver's own conversion
-    of datetimes costs ~60 µs each); ``None`` for other values, which travel as they are.
-    Datetimes with a named zone keep the driver's conversion (ISO text would lose the name)."""
+    """How Cypher rebuilds a temporal value sent as ISO text; ``None`` for other values.
+
+    Text is ~3x faster than the driver's own datetime conversion, and the driver crashes the
+    interpreter on some named zones (zoneinfo). A named zone is stored as its offset at that
+    instant, which is all an RDF xsd:dateTime can say anyway.
+    """
     first = value[0] if isinstance(value, list) and value else value
     if isinstance(first, datetime):
         if first.tzinfo is None:
             return queries.TemporalKind.LOCAL_DATETIME
-        return queries.TemporalKind.DATETIME if isinstance(first.tzinfo, timezone) else None
+        return queries.TemporalKind.DATETIME
     if isinstance(first, date):
         return queries.TemporalKind.DATE
     return None
