@@ -171,7 +171,7 @@ class ContractRegistry:
             return current
         if ref.version not in self.versions(ref.name):
             known = ", ".join(str(v) for v in self.versions(ref.name))
-            raise ContractIncompatibleError(
+            raise UnknownContractError(
                 f"{ref} is not a published version of contract {ref.name!r} "
                 f"(published: {known}); data cannot be checked against it"
             )

@@ -171,7 +171,8 @@ def test_bad_points_go_to_quarantine_with_their_reason(
     [
         ("not json at all", None, "invalid_input"),
         (json.dumps({"points": "nope"}), None, "invalid_input"),
-        (json.dumps({"contract": "telemetry@9.0.0", "points": []}), None, "contract"),
+        (json.dumps({"contract": "telemetry@9.0.0", "points": []}), None, "contract_unknown"),
+        (json.dumps({"contract": "telemetry@1.0.7", "points": []}), None, "contract_unknown"),
         (json.dumps({"contract": "weather@1.0.0", "points": []}), None, "contract_unknown"),
         (json.dumps({"points": [{"sensor": SENSOR, "colour": "red"}]}), None, "invalid_input"),
         (

@@ -323,7 +323,7 @@ def test_accept_an_older_compatible_version() -> None:
 
 
 def test_accept_refuses_an_unpublished_version() -> None:
-    with pytest.raises(ContractIncompatibleError, match="not a published version"):
+    with pytest.raises(UnknownContractError, match="not a published version"):
         registry.accept("sensor@1.2.0")
     with pytest.raises(UnknownContractError):
         registry.accept("pressure@1.0.0")
