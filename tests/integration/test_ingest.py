@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +16,14 @@ from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg.store import GraphStore, WriteSummary
 from kg.telemetry_log import TelemetryLog
+from ontology.catalog import load_ontology
 from ontology.errors import StoreError
 from reasoner.ingest import IngestOptions, ingest
 from reasoner.points import from_json_points
+from reasoner.validation import validate
+from shapes.registry import ingest_shapes
 from tests.conftest import REPO, Neo4jTarget
-from tests.integration.test_cli import run
+from tests.integration.test_cli import TWINKG, run
 
 pytestmark = pytest.mark.neo4j
 SKAB = REPO.parent / "shared" / "data" / "skab" / "data"
@@ -101,6 +105,9 @@ def test_skab_cavitation_replay_lines_up_with_the_labels(
     assert first.equals(log.window(sensors=[SENSOR]))
     part = log.window(start=onset, end=onset + timedelta(seconds=60))
     assert part.num_rows > 0 and pa.compute.min(part["time"]).as_py() >= onset
+    # what the ingest wrote meets the same contracts as any other way in
+    outcome = validate(GraphStore(driver).export(), ingest_shapes(), ontology=load_ontology())
+    assert outcome.conforms, outcome.violations[:3]
     # applying the same file again changes nothing
     before = _counts(driver)
     again = run("ingest", "--skab", str(CAVITATION), env=skab_env)
@@ -200,6 +207,21 @@ def test_broken_batches_change_nothing(  # noqa: PLR0917 - pytest parameters
     assert len(done.stderr.strip().splitlines()) == 1
     assert _counts(driver) == before
     assert not (Path(skab_env["TWINKG_HOME"]) / "telemetry").exists()
+
+
+def test_a_json_batch_can_come_on_stdin(skab_env: dict[str, str], driver: Driver) -> None:
+    document = {"contract": "telemetry", "points": [_point(0, 120.0), _point(1, 121.0)]}
+    done = subprocess.run(
+        [TWINKG, "ingest", "--json", "-"],
+        input=json.dumps(document),
+        env=skab_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 points, 2 accepted, 0 quarantined" in done.stdout
 
 
 def test_a_csv_with_an_unknown_column_is_refused(
