@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -137,10 +138,7 @@ def _tables(
         },
         schema=QUARANTINE_SCHEMA,
     )
-    counts: dict[str, int] = {}
-    for reason in reasons:
-        counts[reason] = counts.get(reason, 0) + 1
-    return accepted, quarantine, counts
+    return accepted, quarantine, dict(Counter(reasons))
 
 
 def ingest(

@@ -274,3 +274,16 @@ def test_a_batch_with_nothing_acceptable_is_still_recorded(
         "MATCH (b:IngestBatch) RETURN b.acceptedCount AS a, b.rejectedCount AS r"
     )
     assert (nodes[0]["a"], nodes[0]["r"]) == (0, 3)
+
+
+def test_time_must_move_forward_across_batches(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    log, store = TelemetryLog(tmp_path / "telemetry"), GraphStore(driver)
+    first = from_json_points([_point(0, 120.0), _point(2, 121.0)])
+    assert ingest(store, log, first, content_hash="a" * 64).accepted == 2
+    second = from_json_points([_point(1, 122.0), _point(2, 123.0), _point(3, 124.0)])
+    report = ingest(store, log, second, content_hash="b" * 64)
+    assert (report.accepted, report.rejected) == (1, 2)
+    assert all("earlier reading" in r for r in report.reasons)
+    assert log.window(sensors=[SENSOR])["value"].to_pylist() == [120.0, 121.0, 124.0]
