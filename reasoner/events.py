@@ -53,6 +53,21 @@ class Events:
     subjects: list[telemetry_state.DetectorSubject]
     window_scores: dict[str, float]
     notes: tuple[str, ...]
+    fitted: tuple[tuple[Path, anomaly.Detector], ...] = ()
+
+    def save_detectors(self) -> None:
+        """Keep the detectors fitted on this batch (after the batch was applied)."""
+        for path, detector in self.fitted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            detector.save(path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Detection:
+    window_scores: dict[str, float]
+    found: list[tuple[str, tuple[anomaly.Episode, ...]]]
+    notes: list[str]
+    fitted: list[tuple[Path, anomaly.Detector]]
 
 
 def batch_events(
@@ -65,7 +80,8 @@ def batch_events(
 ) -> Events:
     """Anomalies from each detector, and the alarms they and the envelopes raise."""
     subjects = telemetry_state.detector_subjects(store)
-    scores, found, notes = _detect(columns, subjects, options)
+    detection = _detect(columns, subjects, options)
+    scores, found, notes = detection.window_scores, detection.found, detection.notes
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
     anomalies: list[AnomalyReport] = []
@@ -87,6 +103,7 @@ def batch_events(
         subjects,
         scores,
         tuple(notes),
+        tuple(detection.fitted),
     )
 
 
@@ -98,12 +115,13 @@ def _detect(
     columns: SensorColumns,
     subjects: Sequence[telemetry_state.DetectorSubject],
     options: IngestOptions,
-) -> tuple[dict[str, float], list[tuple[str, tuple[anomaly.Episode, ...]]], list[str]]:
-    """Score each subject's channels; fit first when asked. Returns the window anomaly per
-    subject, the episodes, and notes for subjects that could not be scored."""
+) -> _Detection:
+    """Score each subject's channels; fit first when asked (the fitted detectors are saved by
+    the caller once the batch is applied). Also notes subjects that could not be scored."""
     window_scores: dict[str, float] = {}
     found: list[tuple[str, tuple[anomaly.Episode, ...]]] = []
     notes: list[str] = []
+    fitted: list[tuple[Path, anomaly.Detector]] = []
     for subject in subjects:
         times, matrix = wide(columns, subject.sensors)
         if len(times) == 0:
@@ -121,8 +139,7 @@ def _detect(
                 fitted_on=f"first {options.fit_rows} rows of {options.source or 'a batch'}",
             )
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                detector.save(path)
+                fitted.append((path, detector))
         elif path is not None and path.exists():
             detector = anomaly.load(path)
             if detector.channels != subject.sensors:
@@ -139,7 +156,7 @@ def _detect(
         stamps = times.astype("datetime64[ns]")
         eps = anomaly.episodes(stamps[skip:], scores[skip:])
         found.append((subject.asset, eps))
-    return window_scores, found, notes
+    return _Detection(window_scores, found, notes, fitted)
 
 
 def _anomaly(

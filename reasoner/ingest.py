@@ -226,6 +226,7 @@ def ingest(
     seconds["graph_relationships"] = written.relationship_seconds
     seconds["graph_commit"] = written.commit_seconds
     log.commit(staged)
+    events.save_detectors()
     seconds["total"] = time.perf_counter() - clock
     return IngestReport(
         batch_id,
