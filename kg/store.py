@@ -221,13 +221,16 @@ class GraphStore:
         *,
         batch_size: int = DEFAULT_BATCH,
         progress: Callable[[int], None] | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> WriteSummary:
         """Write ``records`` in ONE transaction of batched ``UNWIND`` statements.
 
         Writing the same records twice changes nothing: nodes that already exist are merged by
         ``uri`` (new ones are created, which is much faster), and relationships are merged
         unless one of their ends is new. On any failure the transaction rolls back whole.
-        ``progress`` is called with the number of records written by each statement.
+        ``progress`` is called with the number of records written by each statement;
+        ``before_commit`` last, before the commit: if it raises, nothing is committed (the
+        ingest uses it to commit only once the telemetry log is staged).
         """
         rels = tuple(dict.fromkeys(records.rels))
         statements = 0
@@ -256,6 +259,8 @@ class GraphStore:
                 statements += 1
                 if progress:
                     progress(len(rows))
+            if before_commit is not None:
+                before_commit()
             rels_done = time.perf_counter()
             tx.commit()
         return WriteSummary(

@@ -287,3 +287,19 @@ def test_time_must_move_forward_across_batches(
     assert (report.accepted, report.rejected) == (1, 2)
     assert all("earlier reading" in r for r in report.reasons)
     assert log.window(sensors=[SENSOR])["value"].to_pylist() == [120.0, 121.0, 124.0]
+
+
+def test_a_log_that_cannot_be_written_keeps_neo4j_unchanged(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the log's folder should be", encoding="utf-8")
+    before = _counts(driver)
+    with pytest.raises(StoreError, match="cannot write the telemetry log"):
+        ingest(
+            GraphStore(driver),
+            TelemetryLog(blocked),
+            from_json_points([_point(0, 120.0)]),
+            content_hash="c" * 64,
+        )
+    assert _counts(driver) == before
