@@ -1,6 +1,7 @@
 """Ingest benchmark: a large SKAB-format CSV through the contract into the telemetry log and Neo4j.
 
-Starts a throwaway Neo4j (the project's launcher, temporary folder, free port), seeds the SKAB
+Starts a throwaway Neo4j (the project's launcher, temporary folder, free port; heap 4g and page
+cache 2g, as in the seed benchmark — the local default is 2g/1g), seeds the SKAB
 testbed, and writes a CSV of ``--rows`` rows (default 125,000 rows × 8 sensors = 1,000,000
 points) made of SKAB's anomaly-free run repeated with fresh timestamps. Then ingests it exactly
 as ``twinkg ingest --skab`` does: read the CSV, check every point with the compiled telemetry
@@ -104,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
         home = Path(tmp)
         config = local_server.LocalServerConfig.throwaway(
-            home / "neo4j", heap="2g", pagecache="1g", tx_memory="2g"
+            home / "neo4j", heap="4g", pagecache="2g", tx_memory="3g"
         )
         local_server.start(config, wait_s=300, parent_pid=os.getpid())
         driver = open_driver(config.bolt_uri, "neo4j", config.password)
