@@ -14,7 +14,15 @@ from typing import Annotated, Final
 import typer
 from rdflib import Graph
 
-from ontology.errors import ShapesError, TwinKGError
+from ontology.catalog import load_ontology, parse_turtle
+from ontology.errors import (
+    ContractViolationError,
+    InvalidInputError,
+    ShapesError,
+    TwinKGError,
+)
+from reasoner.validation import Severity
+from reasoner.validation import validate as validate_graph
 from shapes.diff import diff as diff_shapes
 from shapes.registry import ContractRef, default_registry, read_shapes
 
@@ -22,7 +30,7 @@ BREAKING_EXIT: Final = 7
 """Exit status of ``diff`` when any change is breaking."""
 
 app = typer.Typer(
-    help="Versioned SHACL data contracts: list them, check them, diff two versions.",
+    help="Versioned SHACL data contracts: list, check, diff two versions, validate data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -99,3 +107,32 @@ def check() -> None:
             typer.echo(f"ok  {loaded.ref}  {loaded.path}")
     if failures:
         raise typer.Exit(ShapesError.exit_code)
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="The data to check, in Turtle.")],
+    contract: Annotated[
+        str, typer.Option(help="The contract, name or name@version (the version data declares).")
+    ] = "asset",
+) -> None:
+    """Check a Turtle file against a contract (with the ontology, so subclasses count).
+
+    Prints one line per result; exit 0 when the data conforms, 5 (``contract_violation``) when
+    it does not, so a producer's CI can gate on it. Asset references must resolve in the file.
+    """
+    try:
+        if not data.is_file():
+            raise InvalidInputError(f"{data}: no such file")
+        shapes = default_registry().accept(contract).graph
+        graph = parse_turtle([data])
+    except TwinKGError as exc:
+        raise _fail(exc) from None
+    outcome = validate_graph(graph, shapes, ontology=load_ontology())
+    for v in outcome.violations:
+        where = f"{v.focus_node} {v.path or ''}".strip()
+        typer.echo(f"{v.severity.name.lower():<9} {where}: {v.message}")
+    blocking = outcome.of_severity(Severity.VIOLATION)
+    if blocking:
+        raise _fail(ContractViolationError(f"{data} breaks {contract} in {len(blocking)} place(s)"))
+    typer.echo(f"{data} conforms to {contract} ({len(outcome.violations)} non-blocking results)")

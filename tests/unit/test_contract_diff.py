@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli_contracts import BREAKING_EXIT, app
+from graph_seed.registry import PLANTS_DIR
 from ontology.catalog import parse_turtle
 from reasoner.validation import check_shapes
 from shapes import registry
@@ -198,3 +199,19 @@ def test_cli_check_passes_on_the_published_contracts() -> None:
     assert result.exit_code == 0, result.output
     checked = [line for line in result.stdout.splitlines() if line.startswith("ok  ")]
     assert len(checked) == sum(len(registry.versions(n)) for n in registry.names())
+
+
+def test_cli_validate_gates_data_on_a_contract(tmp_path: Path) -> None:
+    plant = PLANTS_DIR / "skab-testbed.ttl"
+    ok = runner.invoke(app, ["validate", str(plant), "--contract", "sensor@1.0.0"])
+    assert ok.exit_code == 0, ok.output
+    assert "conforms to sensor@1.0.0" in ok.output
+    bad = tmp_path / "bad.ttl"
+    bad.write_text(plant.read_text(encoding="utf-8").replace('"A"', '"Z"'), encoding="utf-8")
+    refused = runner.invoke(app, ["validate", str(bad)])
+    assert refused.exit_code == 5
+    assert "skab-testbed/pump" in refused.output and "error[contract_violation]" in refused.output
+    missing = runner.invoke(app, ["validate", str(tmp_path / "none.ttl")])
+    assert missing.exit_code == 5 and "no such file" in missing.output
+    unknown = runner.invoke(app, ["validate", str(plant), "--contract", "sensor@7.0.0"])
+    assert unknown.exit_code == 5 and "contract_unknown" in unknown.output
