@@ -50,43 +50,37 @@ app.add_typer(vocab_app, name="vocab")
 
 GATE_MAX_ASSETS = 2000  # generated plants larger than this skip the (pySHACL) contract gate
 
-# Shared plumbing (also used by the sub-command modules), under the names this module used.
-_errors_as_exit_codes = errors_as_exit_codes
-_settings = load_settings
-_note = note
-_store = open_store
-
 
 @db_app.command("start")
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def db_start() -> None:
     """Build (first time), start the local Neo4j in the background, and wait until it is ready."""
-    settings = _settings()
+    settings = load_settings()
     if settings.neo4j_uri:
         raise ConfigError("TWINKG_NEO4J_URI is set, so TwinKG uses that server and starts none")
     config = local_server_config(settings)
-    state = local_server.start(config, wait_s=settings.neo4j_start_timeout_s, log=_note)
+    state = local_server.start(config, wait_s=settings.neo4j_start_timeout_s, log=note)
     out.print(f"Neo4j is running (pid {state.pid}) at {state.bolt_uri}")
     source = "TWINKG_NEO4J_PASSWORD" if settings.neo4j_password else config.home / "password"
     out.print(f"user neo4j, password in {source}; log in {config.log_file}")
 
 
 @db_app.command("stop")
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def db_stop() -> None:
     """Stop the local Neo4j cleanly."""
-    stopped = local_server.stop(local_server_config(_settings()))
+    stopped = local_server.stop(local_server_config(load_settings()))
     out.print("Neo4j stopped" if stopped else "Neo4j was not running")
 
 
 @db_app.command("status")
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def db_status() -> None:
     """Say whether the local Neo4j runs (exit 3 when it does not), or which server is configured."""
-    settings = _settings()
+    settings = load_settings()
     conn = connection(settings)
     if not conn.local:
-        with _store(settings) as store:
+        with open_store(settings) as store:
             counts = store.counts()
         out.print(f"using {conn.uri}: {counts.nodes} nodes, {counts.relationships} relationships")
         return
@@ -98,7 +92,7 @@ def db_status() -> None:
 
 
 @app.command()
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def seed(
     plant: Annotated[str | None, typer.Option(help="skab-testbed or generated")] = None,
     file: Annotated[Path | None, typer.Option(help="your own plant, in Turtle")] = None,
@@ -107,7 +101,7 @@ def seed(
     classify: Annotated[bool, typer.Option(help="run the reasoner afterwards")] = True,
 ) -> None:
     """Load the ontology and a plant (idempotent, all or nothing), then classify its assets."""
-    settings = _settings()
+    settings = load_settings()
     if (plant is None) == (file is None):
         raise InvalidInputError("give either --plant NAME or --file PLANT.ttl")
     if file is not None:
@@ -122,13 +116,13 @@ def seed(
     if small:
         seeding.require_conformance(name, seeding.check_plant(plant_records))
     else:
-        _note(
+        note(
             f"{assets} generated assets: too many to check with pySHACL or classify with "
             "HermiT here; the generator's output is checked by the test suite"
         )
     records = seeding.with_ontology(plant_records)
     with (
-        _store(settings) as store,
+        open_store(settings) as store,
         Progress(
             TextColumn("seeding {task.description}"),
             BarColumn(),
@@ -154,7 +148,7 @@ def seed(
         f"(+{added_nodes}), {summary.after.relationships} relationships (+{added_rels})"
     )
     if classify and small:
-        with _store(settings) as store:
+        with open_store(settings) as store:
             classify_and_report(store)
 
 
@@ -194,7 +188,7 @@ def _print_result(result: QueryResult, *, as_json: bool) -> None:
 
 
 @app.command()
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def cypher(
     query: Annotated[str, typer.Argument(help="a read-only Cypher query")],
     param: Annotated[
@@ -203,9 +197,9 @@ def cypher(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Run a read-only Cypher query and print the result; writes are refused."""
-    settings = _settings()
+    settings = load_settings()
     params = _parse_params(param or [])
-    with _store(settings) as store:
+    with open_store(settings) as store:
         result = store.read_only(
             query, params, timeout_s=settings.query_timeout_s, row_cap=settings.query_row_cap
         )
@@ -213,11 +207,11 @@ def cypher(
 
 
 @app.command()
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def show() -> None:
     """Show the twin: a few example questions, their Cypher, and the answers."""
-    settings = _settings()
-    with _store(settings) as store:
+    settings = load_settings()
+    with open_store(settings) as store:
         for demo in DEMO_QUERIES:
             out.rule(demo.question)
             out.print(demo.query.cypher, markup=False, style="cyan")
@@ -231,19 +225,19 @@ def show() -> None:
 
 
 @app.command()
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def export(
     prefix: Annotated[str, typer.Option(help="only nodes whose IRI starts with this")] = "",
     fmt: Annotated[RdfFormat, typer.Option("--format", help="RDF syntax")] = RdfFormat.TURTLE,
 ) -> None:
     """Export the graph (or part of it) as RDF on stdout."""
-    with _store(_settings()) as store:
+    with open_store(load_settings()) as store:
         graph = store.export(prefix=prefix)
     typer.echo(graph.serialize(format=fmt.value))
 
 
 @vocab_app.command("generate")
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def vocab_generate() -> None:
     """Regenerate ontology/vocab.py from the ontology's Turtle."""
     changed = codegen.write()
@@ -251,7 +245,7 @@ def vocab_generate() -> None:
 
 
 @vocab_app.command("check")
-@_errors_as_exit_codes
+@errors_as_exit_codes
 def vocab_check() -> None:
     """Exit 1 when ontology/vocab.py differs from what the ontology generates."""
     if codegen.drifted():

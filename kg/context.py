@@ -20,15 +20,12 @@ from kg.store import GraphStore
 from ontology.errors import InvalidInputError
 from ontology.vocab import Label, PropKey, RelType
 
-_name = token  # only generated enum members are spliced; values travel as parameters
-
-
-_RESOURCE, _ASSET = _name(Label.RESOURCE), _name(Label.ASSET)
-_PART_OF, _HAS_ENVELOPE = _name(RelType.PART_OF), _name(RelType.HAS_ENVELOPE)
-_APPLIES_TO, _TRIPS = _name(RelType.APPLIES_TO), _name(RelType.TRIPS)
-_STANDBY_FOR, _HAS_STANDBY = _name(RelType.STANDBY_FOR), _name(RelType.HAS_STANDBY)
-_POLICY, _ENVELOPE = _name(Label.POLICY), _name(Label.OPERATING_ENVELOPE)
-_INTERLOCK = _name(Label.INTERLOCK)
+_RESOURCE, _ASSET = token(Label.RESOURCE), token(Label.ASSET)
+_PART_OF, _HAS_ENVELOPE = token(RelType.PART_OF), token(RelType.HAS_ENVELOPE)
+_APPLIES_TO, _TRIPS = token(RelType.APPLIES_TO), token(RelType.TRIPS)
+_STANDBY_FOR, _HAS_STANDBY = token(RelType.STANDBY_FOR), token(RelType.HAS_STANDBY)
+_POLICY, _ENVELOPE = token(Label.POLICY), token(Label.OPERATING_ENVELOPE)
+_INTERLOCK = token(Label.INTERLOCK)
 
 CONTEXT_NODES = NamedQuery(
     "context.nodes",

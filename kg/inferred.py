@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 from rdflib import Graph
 
@@ -56,24 +56,25 @@ SET_INFERRED_TYPES = NamedQuery(
 )
 
 
-def add_label(label: Label) -> NamedQuery:
-    """Give the nodes ``$uris`` the (inferred) ``label``."""
+def _label_statement(label: Label, verb: LiteralString, name: str) -> NamedQuery:
     return NamedQuery(
-        "inferred.add_label",
-        "UNWIND $uris AS u MATCH (n:Resource {uri: u}) SET n:"
+        name,
+        "UNWIND $uris AS u MATCH (n:Resource {uri: u}) "
+        + verb
+        + " n:"
         + token(label)
         + " RETURN count(n) AS written",
     )
+
+
+def add_label(label: Label) -> NamedQuery:
+    """Give the nodes ``$uris`` the (inferred) ``label``."""
+    return _label_statement(label, "SET", "inferred.add_label")
 
 
 def remove_label(label: Label) -> NamedQuery:
     """Take the (no longer inferred) ``label`` off the nodes ``$uris``."""
-    return NamedQuery(
-        "inferred.remove_label",
-        "UNWIND $uris AS u MATCH (n:Resource {uri: u}) REMOVE n:"
-        + token(label)
-        + " RETURN count(n) AS written",
-    )
+    return _label_statement(label, "REMOVE", "inferred.remove_label")
 
 
 @dataclass(frozen=True, slots=True)
