@@ -120,6 +120,11 @@ def _site_policies(b: _Builder, site: str, n: int) -> None:
     )
     b.rel(RelType.APPLIES_TO, approval, site)
     b.rel(RelType.REQUIRED_ROLE, approval, TK.SupervisorRole)
+    supervisor = b.node(
+        f"site-{n}/people/supervisor", TK.Person, f"Shift supervisor, site {n}", asset=False
+    )
+    b.rel(RelType.HAS_ROLE, supervisor, TK.SupervisorRole)
+    b.rel(RelType.HAS_ROLE, supervisor, TK.OperatorRole)
 
 
 def _sensor(b: _Builder, path: str, kind: str, target: str, tag: str) -> None:

@@ -13,7 +13,7 @@ from typing import Final
 from rdflib import URIRef
 from rdflib.namespace import DefinedNamespace, Namespace
 
-ONTOLOGY_VERSION: Final = '0.2.0'
+ONTOLOGY_VERSION: Final = '0.3.0'
 
 
 class TK(DefinedNamespace):
@@ -52,15 +52,18 @@ class TK(DefinedNamespace):
     Fan: URIRef
     HeatExchanger: URIRef
     HighOutput: URIRef
+    Hypothesis: URIRef
     IngestBatch: URIRef
     Interlock: URIRef
     InternalLeakage: URIRef
     LockoutTagoutPermit: URIRef
     LowOutput: URIRef
     MaintenanceWorkOrder: URIRef
+    ModelTranscript: URIRef
     Motor: URIRef
     Noise: URIRef
     Observation: URIRef
+    OntologyRelease: URIRef
     OperatingEnvelope: URIRef
     OperatorRole: URIRef
     Overheating: URIRef
@@ -72,24 +75,30 @@ class TK(DefinedNamespace):
     ProcessLoop: URIRef
     ProductionLine: URIRef
     ProposedAction: URIRef
+    ProvenanceChain: URIRef
     Pump: URIRef
+    QueryEvidence: URIRef
     Role: URIRef
     RotatingEquipment: URIRef
     SafetyPolicy: URIRef
     Sensor: URIRef
     SetpointChange: URIRef
+    ShapeSet: URIRef
     SinglePointOfFailure: URIRef
     Site: URIRef
     SpuriousStop: URIRef
+    StateChange: URIRef
     StaticEquipment: URIRef
     StructuralDeficiency: URIRef
     SupervisorRole: URIRef
     Tank: URIRef
     TelemetryPoint: URIRef
+    TelemetryWindow: URIRef
     TrustScore: URIRef
     TrustThreshold: URIRef
     TwinAgent: URIRef
     UnavailableEquipment: URIRef
+    ValidationReport: URIRef
     Valve: URIRef
     Vibration: URIRef
     WindowAggregate: URIRef
@@ -99,11 +108,16 @@ class TK(DefinedNamespace):
     appliesTo: URIRef
     appliesToActionKind: URIRef
     appliesToCriticality: URIRef
+    approverRole: URIRef
     approves: URIRef
+    argumentsHash: URIRef
     asOf: URIRef
+    candidates: URIRef
+    chainIndex: URIRef
     codeVersion: URIRef
     concerns: URIRef
     confidence: URIRef
+    conforms: URIRef
     contentHash: URIRef
     contractVersion: URIRef
     criticality: URIRef
@@ -118,12 +132,15 @@ class TK(DefinedNamespace):
     feeds: URIRef
     forQuantityKind: URIRef
     freshnessScore: URIRef
+    fromStatus: URIRef
+    graphVersion: URIRef
     hasEnvelope: URIRef
     hasEvent: URIRef
     hasQuantityKind: URIRef
     hasRole: URIRef
     hasStandby: URIRef
     hasUnit: URIRef
+    hypothesizedMode: URIRef
     inBatch: URIRef
     inferredType: URIRef
     iso14224Code: URIRef
@@ -139,33 +156,48 @@ class TK(DefinedNamespace):
     maximum: URIRef
     minValue: URIRef
     minimum: URIRef
+    mitigatedBy: URIRef
     model: URIRef
     modelName: URIRef
     monitors: URIRef
     observedBy: URIRef
     occurredAt: URIRef
     operationalStatus: URIRef
+    ordinal: URIRef
     outcome: URIRef
     partOf: URIRef
     permitStatus: URIRef
     physicalMax: URIRef
     physicalMin: URIRef
+    plannerKind: URIRef
+    previousHash: URIRef
+    previousValue: URIRef
     producer: URIRef
     promptVersion: URIRef
     proposedAt: URIRef
     proposedSetpoint: URIRef
     quality: URIRef
     qualityScore: URIRef
+    queryName: URIRef
+    queryParameters: URIRef
     rampDuration: URIRef
     randomSeed: URIRef
+    rank: URIRef
     ratedFlow: URIRef
     ratedPower: URIRef
     ratedSpeed: URIRef
+    rationale: URIRef
+    reason: URIRef
     receivedAt: URIRef
+    recordHash: URIRef
     rejectedCount: URIRef
+    reportText: URIRef
     requiredRole: URIRef
+    resultRows: URIRef
+    runId: URIRef
     sampleCount: URIRef
     samplingPeriod: URIRef
+    score: URIRef
     scoreOf: URIRef
     sequence: URIRef
     setpointQuantityKind: URIRef
@@ -173,16 +205,22 @@ class TK(DefinedNamespace):
     standardDeviation: URIRef
     standbyFor: URIRef
     status: URIRef
+    step: URIRef
     susceptibleTo: URIRef
     tag: URIRef
     targets: URIRef
     threshold: URIRef
+    toStatus: URIRef
+    transcript: URIRef
     tripCondition: URIRef
     trips: URIRef
     validFrom: URIRef
     validUntil: URIRef
     value: URIRef
+    verdict: URIRef
+    version: URIRef
     windowEnd: URIRef
+    windowOf: URIRef
     windowStart: URIRef
 
 
@@ -242,12 +280,15 @@ class Label(StrEnum):
     FAILURE_MODE = 'FailureMode'
     FAN = 'Fan'
     HEAT_EXCHANGER = 'HeatExchanger'
+    HYPOTHESIS = 'Hypothesis'
     INGEST_BATCH = 'IngestBatch'
     INTERLOCK = 'Interlock'
     LOCKOUT_TAGOUT_PERMIT = 'LockoutTagoutPermit'
     MAINTENANCE_WORK_ORDER = 'MaintenanceWorkOrder'
+    MODEL_TRANSCRIPT = 'ModelTranscript'
     MOTOR = 'Motor'
     OBSERVATION = 'Observation'
+    ONTOLOGY_RELEASE = 'OntologyRelease'
     OPERATING_ENVELOPE = 'OperatingEnvelope'
     PERSON = 'Person'
     PIPE = 'Pipe'
@@ -255,22 +296,28 @@ class Label(StrEnum):
     PROCESS_LOOP = 'ProcessLoop'
     PRODUCTION_LINE = 'ProductionLine'
     PROPOSED_ACTION = 'ProposedAction'
+    PROVENANCE_CHAIN = 'ProvenanceChain'
     PUMP = 'Pump'
+    QUERY_EVIDENCE = 'QueryEvidence'
     RESOURCE = 'Resource'
     ROLE = 'Role'
     ROTATING_EQUIPMENT = 'RotatingEquipment'
     SAFETY_POLICY = 'SafetyPolicy'
     SENSOR = 'Sensor'
     SETPOINT_CHANGE = 'SetpointChange'
+    SHAPE_SET = 'ShapeSet'
     SINGLE_POINT_OF_FAILURE = 'SinglePointOfFailure'
     SITE = 'Site'
+    STATE_CHANGE = 'StateChange'
     STATIC_EQUIPMENT = 'StaticEquipment'
     TANK = 'Tank'
     TELEMETRY_POINT = 'TelemetryPoint'
+    TELEMETRY_WINDOW = 'TelemetryWindow'
     TRUST_SCORE = 'TrustScore'
     TRUST_THRESHOLD = 'TrustThreshold'
     TWIN_AGENT = 'TwinAgent'
     UNAVAILABLE_EQUIPMENT = 'UnavailableEquipment'
+    VALIDATION_REPORT = 'ValidationReport'
     VALVE = 'Valve'
     WINDOW_AGGREGATE = 'WindowAggregate'
     OWL_ANNOTATION_PROPERTY = 'owl_AnnotationProperty'
@@ -303,6 +350,7 @@ class RelType(StrEnum):
     """Neo4j relationship types: one per object property."""
 
     APPLIES_TO = 'APPLIES_TO'
+    APPROVER_ROLE = 'APPROVER_ROLE'
     APPROVES = 'APPROVES'
     CONCERNS = 'CONCERNS'
     DEMANDED_BY = 'DEMANDED_BY'
@@ -316,6 +364,7 @@ class RelType(StrEnum):
     HAS_ROLE = 'HAS_ROLE'
     HAS_STANDBY = 'HAS_STANDBY'
     HAS_UNIT = 'HAS_UNIT'
+    HYPOTHESIZED_MODE = 'HYPOTHESIZED_MODE'
     IN_BATCH = 'IN_BATCH'
     ISSUED_TO = 'ISSUED_TO'
     MANIFESTS_AS = 'MANIFESTS_AS'
@@ -353,6 +402,7 @@ class RelType(StrEnum):
     SUSCEPTIBLE_TO = 'SUSCEPTIBLE_TO'
     TARGETS = 'TARGETS'
     TRIPS = 'TRIPS'
+    WINDOW_OF = 'WINDOW_OF'
 
 
 class PropKey(StrEnum):
@@ -363,9 +413,13 @@ class PropKey(StrEnum):
     ANOMALY_SCORE = 'anomalyScore'
     APPLIES_TO_ACTION_KIND = 'appliesToActionKind'
     APPLIES_TO_CRITICALITY = 'appliesToCriticality'
+    ARGUMENTS_HASH = 'argumentsHash'
     AS_OF = 'asOf'
+    CANDIDATES = 'candidates'
+    CHAIN_INDEX = 'chainIndex'
     CODE_VERSION = 'codeVersion'
     CONFIDENCE = 'confidence'
+    CONFORMS = 'conforms'
     CONTENT_HASH = 'contentHash'
     CONTRACT_VERSION = 'contractVersion'
     CRITICALITY = 'criticality'
@@ -375,6 +429,8 @@ class PropKey(StrEnum):
     EXPIRES_AT = 'expiresAt'
     EXTERNAL_ID = 'externalId'
     FRESHNESS_SCORE = 'freshnessScore'
+    FROM_STATUS = 'fromStatus'
+    GRAPH_VERSION = 'graphVersion'
     INFERRED_TYPE = 'inferredType'
     ISO14224_CODE = 'iso14224Code'
     LAST_OBSERVED_AT = 'lastObservedAt'
@@ -386,15 +442,20 @@ class PropKey(StrEnum):
     MAXIMUM = 'maximum'
     MIN_VALUE = 'minValue'
     MINIMUM = 'minimum'
+    MITIGATED_BY = 'mitigatedBy'
     MODEL = 'model'
     MODEL_NAME = 'modelName'
     OCCURRED_AT = 'occurredAt'
     OPERATIONAL_STATUS = 'operationalStatus'
+    ORDINAL = 'ordinal'
     OUTCOME = 'outcome'
     OWL_VERSION_INFO = 'owl_versionInfo'
     PERMIT_STATUS = 'permitStatus'
     PHYSICAL_MAX = 'physicalMax'
     PHYSICAL_MIN = 'physicalMin'
+    PLANNER_KIND = 'plannerKind'
+    PREVIOUS_HASH = 'previousHash'
+    PREVIOUS_VALUE = 'previousValue'
     PRODUCER = 'producer'
     PROMPT_VERSION = 'promptVersion'
     PROPOSED_AT = 'proposedAt'
@@ -408,31 +469,46 @@ class PropKey(StrEnum):
     QUDT_CONVERSION_MULTIPLIER = 'qudt_conversionMultiplier'
     QUDT_SYMBOL = 'qudt_symbol'
     QUDT_UCUM_CODE = 'qudt_ucumCode'
+    QUERY_NAME = 'queryName'
+    QUERY_PARAMETERS = 'queryParameters'
     RAMP_DURATION = 'rampDuration'
     RANDOM_SEED = 'randomSeed'
+    RANK = 'rank'
     RATED_FLOW = 'ratedFlow'
     RATED_POWER = 'ratedPower'
     RATED_SPEED = 'ratedSpeed'
+    RATIONALE = 'rationale'
     RDF_TYPE = 'rdf_type'
     RDFS_COMMENT = 'rdfs_comment'
     RDFS_LABEL = 'rdfs_label'
+    REASON = 'reason'
     RECEIVED_AT = 'receivedAt'
+    RECORD_HASH = 'recordHash'
     REJECTED_COUNT = 'rejectedCount'
+    REPORT_TEXT = 'reportText'
+    RESULT_ROWS = 'resultRows'
+    RUN_ID = 'runId'
     SAMPLE_COUNT = 'sampleCount'
     SAMPLING_PERIOD = 'samplingPeriod'
+    SCORE = 'score'
     SEQUENCE = 'sequence'
     SEVERITY = 'severity'
     SOSA_HAS_SIMPLE_RESULT = 'sosa_hasSimpleResult'
     SOSA_RESULT_TIME = 'sosa_resultTime'
     STANDARD_DEVIATION = 'standardDeviation'
     STATUS = 'status'
+    STEP = 'step'
     TAG = 'tag'
     THRESHOLD = 'threshold'
+    TO_STATUS = 'toStatus'
+    TRANSCRIPT = 'transcript'
     TRIP_CONDITION = 'tripCondition'
     URI = 'uri'
     VALID_FROM = 'validFrom'
     VALID_UNTIL = 'validUntil'
     VALUE = 'value'
+    VERDICT = 'verdict'
+    VERSION = 'version'
     WINDOW_END = 'windowEnd'
     WINDOW_START = 'windowStart'
 
@@ -480,12 +556,15 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#FailureMode': Label.FAILURE_MODE,
     'https://w3id.org/twinkg/ontology#Fan': Label.FAN,
     'https://w3id.org/twinkg/ontology#HeatExchanger': Label.HEAT_EXCHANGER,
+    'https://w3id.org/twinkg/ontology#Hypothesis': Label.HYPOTHESIS,
     'https://w3id.org/twinkg/ontology#IngestBatch': Label.INGEST_BATCH,
     'https://w3id.org/twinkg/ontology#Interlock': Label.INTERLOCK,
     'https://w3id.org/twinkg/ontology#LockoutTagoutPermit': Label.LOCKOUT_TAGOUT_PERMIT,
     'https://w3id.org/twinkg/ontology#MaintenanceWorkOrder': Label.MAINTENANCE_WORK_ORDER,
+    'https://w3id.org/twinkg/ontology#ModelTranscript': Label.MODEL_TRANSCRIPT,
     'https://w3id.org/twinkg/ontology#Motor': Label.MOTOR,
     'https://w3id.org/twinkg/ontology#Observation': Label.OBSERVATION,
+    'https://w3id.org/twinkg/ontology#OntologyRelease': Label.ONTOLOGY_RELEASE,
     'https://w3id.org/twinkg/ontology#OperatingEnvelope': Label.OPERATING_ENVELOPE,
     'https://w3id.org/twinkg/ontology#Person': Label.PERSON,
     'https://w3id.org/twinkg/ontology#Pipe': Label.PIPE,
@@ -493,21 +572,27 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#ProcessLoop': Label.PROCESS_LOOP,
     'https://w3id.org/twinkg/ontology#ProductionLine': Label.PRODUCTION_LINE,
     'https://w3id.org/twinkg/ontology#ProposedAction': Label.PROPOSED_ACTION,
+    'https://w3id.org/twinkg/ontology#ProvenanceChain': Label.PROVENANCE_CHAIN,
     'https://w3id.org/twinkg/ontology#Pump': Label.PUMP,
+    'https://w3id.org/twinkg/ontology#QueryEvidence': Label.QUERY_EVIDENCE,
     'https://w3id.org/twinkg/ontology#Role': Label.ROLE,
     'https://w3id.org/twinkg/ontology#RotatingEquipment': Label.ROTATING_EQUIPMENT,
     'https://w3id.org/twinkg/ontology#SafetyPolicy': Label.SAFETY_POLICY,
     'https://w3id.org/twinkg/ontology#Sensor': Label.SENSOR,
     'https://w3id.org/twinkg/ontology#SetpointChange': Label.SETPOINT_CHANGE,
+    'https://w3id.org/twinkg/ontology#ShapeSet': Label.SHAPE_SET,
     'https://w3id.org/twinkg/ontology#SinglePointOfFailure': Label.SINGLE_POINT_OF_FAILURE,
     'https://w3id.org/twinkg/ontology#Site': Label.SITE,
+    'https://w3id.org/twinkg/ontology#StateChange': Label.STATE_CHANGE,
     'https://w3id.org/twinkg/ontology#StaticEquipment': Label.STATIC_EQUIPMENT,
     'https://w3id.org/twinkg/ontology#Tank': Label.TANK,
     'https://w3id.org/twinkg/ontology#TelemetryPoint': Label.TELEMETRY_POINT,
+    'https://w3id.org/twinkg/ontology#TelemetryWindow': Label.TELEMETRY_WINDOW,
     'https://w3id.org/twinkg/ontology#TrustScore': Label.TRUST_SCORE,
     'https://w3id.org/twinkg/ontology#TrustThreshold': Label.TRUST_THRESHOLD,
     'https://w3id.org/twinkg/ontology#TwinAgent': Label.TWIN_AGENT,
     'https://w3id.org/twinkg/ontology#UnavailableEquipment': Label.UNAVAILABLE_EQUIPMENT,
+    'https://w3id.org/twinkg/ontology#ValidationReport': Label.VALIDATION_REPORT,
     'https://w3id.org/twinkg/ontology#Valve': Label.VALVE,
     'https://w3id.org/twinkg/ontology#WindowAggregate': Label.WINDOW_AGGREGATE,
 }
@@ -556,12 +641,15 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.FAILURE_MODE: (),
     Label.FAN: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
     Label.HEAT_EXCHANGER: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.HYPOTHESIS: (Label.PROV_ENTITY, ),
     Label.INGEST_BATCH: (Label.PROV_ENTITY, ),
     Label.INTERLOCK: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.LOCKOUT_TAGOUT_PERMIT: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.MAINTENANCE_WORK_ORDER: (Label.EVENT, Label.PROV_ENTITY, ),
+    Label.MODEL_TRANSCRIPT: (Label.PROV_ENTITY, ),
     Label.MOTOR: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
     Label.OBSERVATION: (Label.EVENT, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
+    Label.ONTOLOGY_RELEASE: (Label.PROV_ENTITY, ),
     Label.OPERATING_ENVELOPE: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.PERSON: (Label.PROV_AGENT, Label.PROV_PERSON, ),
     Label.PIPE: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
@@ -569,21 +657,27 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.PROCESS_LOOP: (Label.ASSET, ),
     Label.PRODUCTION_LINE: (Label.ASSET, ),
     Label.PROPOSED_ACTION: (Label.PROV_ENTITY, Label.PROV_PLAN, ),
+    Label.PROVENANCE_CHAIN: (),
     Label.PUMP: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
+    Label.QUERY_EVIDENCE: (Label.PROV_ENTITY, ),
     Label.ROLE: (Label.PROV_ROLE, ),
     Label.ROTATING_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
     Label.SAFETY_POLICY: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.SENSOR: (Label.ASSET, Label.SOSA_SENSOR, ),
     Label.SETPOINT_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
+    Label.SHAPE_SET: (Label.PROV_ENTITY, ),
     Label.SINGLE_POINT_OF_FAILURE: (),
     Label.SITE: (Label.ASSET, ),
+    Label.STATE_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.STATIC_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
     Label.TANK: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.TELEMETRY_POINT: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
+    Label.TELEMETRY_WINDOW: (Label.PROV_ENTITY, ),
     Label.TRUST_SCORE: (Label.PROV_ENTITY, ),
     Label.TRUST_THRESHOLD: (Label.POLICY, Label.PROV_ENTITY, ),
     Label.TWIN_AGENT: (Label.PROV_AGENT, Label.PROV_SOFTWARE_AGENT, ),
     Label.UNAVAILABLE_EQUIPMENT: (),
+    Label.VALIDATION_REPORT: (Label.PROV_ENTITY, ),
     Label.VALVE: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.WINDOW_AGGREGATE: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
 }
@@ -614,6 +708,7 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'http://www.w3.org/ns/sosa/observedProperty': RelType.SOSA_OBSERVED_PROPERTY,
     'http://www.w3.org/ns/sosa/observes': RelType.SOSA_OBSERVES,
     'https://w3id.org/twinkg/ontology#appliesTo': RelType.APPLIES_TO,
+    'https://w3id.org/twinkg/ontology#approverRole': RelType.APPROVER_ROLE,
     'https://w3id.org/twinkg/ontology#approves': RelType.APPROVES,
     'https://w3id.org/twinkg/ontology#concerns': RelType.CONCERNS,
     'https://w3id.org/twinkg/ontology#demandedBy': RelType.DEMANDED_BY,
@@ -627,6 +722,7 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#hasRole': RelType.HAS_ROLE,
     'https://w3id.org/twinkg/ontology#hasStandby': RelType.HAS_STANDBY,
     'https://w3id.org/twinkg/ontology#hasUnit': RelType.HAS_UNIT,
+    'https://w3id.org/twinkg/ontology#hypothesizedMode': RelType.HYPOTHESIZED_MODE,
     'https://w3id.org/twinkg/ontology#inBatch': RelType.IN_BATCH,
     'https://w3id.org/twinkg/ontology#issuedTo': RelType.ISSUED_TO,
     'https://w3id.org/twinkg/ontology#manifestsAs': RelType.MANIFESTS_AS,
@@ -641,6 +737,7 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#susceptibleTo': RelType.SUSCEPTIBLE_TO,
     'https://w3id.org/twinkg/ontology#targets': RelType.TARGETS,
     'https://w3id.org/twinkg/ontology#trips': RelType.TRIPS,
+    'https://w3id.org/twinkg/ontology#windowOf': RelType.WINDOW_OF,
 }
 """Object property IRI → relationship type."""
 
@@ -662,9 +759,13 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#anomalyScore': (PropKey.ANOMALY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#appliesToActionKind': (PropKey.APPLIES_TO_ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#appliesToCriticality': (PropKey.APPLIES_TO_CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#argumentsHash': (PropKey.ARGUMENTS_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#asOf': (PropKey.AS_OF, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#candidates': (PropKey.CANDIDATES, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#chainIndex': (PropKey.CHAIN_INDEX, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#codeVersion': (PropKey.CODE_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#confidence': (PropKey.CONFIDENCE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#conforms': (PropKey.CONFORMS, 'http://www.w3.org/2001/XMLSchema#boolean'),
     'https://w3id.org/twinkg/ontology#contentHash': (PropKey.CONTENT_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#contractVersion': (PropKey.CONTRACT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#criticality': (PropKey.CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
@@ -674,6 +775,8 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#expiresAt': (PropKey.EXPIRES_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#externalId': (PropKey.EXTERNAL_ID, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#freshnessScore': (PropKey.FRESHNESS_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#fromStatus': (PropKey.FROM_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#graphVersion': (PropKey.GRAPH_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#inferredType': (PropKey.INFERRED_TYPE, 'http://www.w3.org/2001/XMLSchema#anyURI'),
     'https://w3id.org/twinkg/ontology#iso14224Code': (PropKey.ISO14224_CODE, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#lastObservedAt': (PropKey.LAST_OBSERVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
@@ -685,39 +788,59 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#maximum': (PropKey.MAXIMUM, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#minValue': (PropKey.MIN_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#minimum': (PropKey.MINIMUM, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#mitigatedBy': (PropKey.MITIGATED_BY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#model': (PropKey.MODEL, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#modelName': (PropKey.MODEL_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#occurredAt': (PropKey.OCCURRED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#operationalStatus': (PropKey.OPERATIONAL_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#ordinal': (PropKey.ORDINAL, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#outcome': (PropKey.OUTCOME, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#permitStatus': (PropKey.PERMIT_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#physicalMax': (PropKey.PHYSICAL_MAX, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#physicalMin': (PropKey.PHYSICAL_MIN, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#plannerKind': (PropKey.PLANNER_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#previousHash': (PropKey.PREVIOUS_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#previousValue': (PropKey.PREVIOUS_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#producer': (PropKey.PRODUCER, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#promptVersion': (PropKey.PROMPT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#proposedAt': (PropKey.PROPOSED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#proposedSetpoint': (PropKey.PROPOSED_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#quality': (PropKey.QUALITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#qualityScore': (PropKey.QUALITY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#queryName': (PropKey.QUERY_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#queryParameters': (PropKey.QUERY_PARAMETERS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#rampDuration': (PropKey.RAMP_DURATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#randomSeed': (PropKey.RANDOM_SEED, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#rank': (PropKey.RANK, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#ratedFlow': (PropKey.RATED_FLOW, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedPower': (PropKey.RATED_POWER, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedSpeed': (PropKey.RATED_SPEED, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#rationale': (PropKey.RATIONALE, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#reason': (PropKey.REASON, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#receivedAt': (PropKey.RECEIVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#recordHash': (PropKey.RECORD_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#rejectedCount': (PropKey.REJECTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#reportText': (PropKey.REPORT_TEXT, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#resultRows': (PropKey.RESULT_ROWS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#runId': (PropKey.RUN_ID, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#sampleCount': (PropKey.SAMPLE_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#samplingPeriod': (PropKey.SAMPLING_PERIOD, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#score': (PropKey.SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#sequence': (PropKey.SEQUENCE, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#severity': (PropKey.SEVERITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#standardDeviation': (PropKey.STANDARD_DEVIATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#status': (PropKey.STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#step': (PropKey.STEP, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#tag': (PropKey.TAG, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#threshold': (PropKey.THRESHOLD, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#toStatus': (PropKey.TO_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#transcript': (PropKey.TRANSCRIPT, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#tripCondition': (PropKey.TRIP_CONDITION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#validFrom': (PropKey.VALID_FROM, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#validUntil': (PropKey.VALID_UNTIL, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#value': (PropKey.VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#verdict': (PropKey.VERDICT, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#version': (PropKey.VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#windowEnd': (PropKey.WINDOW_END, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#windowStart': (PropKey.WINDOW_START, 'http://www.w3.org/2001/XMLSchema#dateTime'),
 }
