@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     ingest_max_points: int = Field(
         default=5_000_000, ge=1, description="largest batch one ingest accepts"
     )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="where agent runs are checkpointed: a postgresql:// URL "
+        "(default: SQLite under TWINKG_HOME/agents)",
+    )
+    agents_stale_after_s: float = Field(
+        default=300.0, gt=0, description="a sensor silent this long is a finding"
+    )
+    agents_baseline_s: float = Field(
+        default=600.0, gt=0, description="window before a finding that symptoms are measured on"
+    )
+    approval_ttl_s: float = Field(
+        default=1800.0, gt=0, le=86_400, description="how long an approval stays valid"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,13 @@ def telemetry_dir(settings: Settings) -> Path:
 def detector_dir(settings: Settings) -> Path:
     """Where fitted anomaly detectors are kept."""
     return settings.home.resolve() / "detectors"
+
+
+def checkpoint_target(settings: Settings) -> str:
+    """Where agent runs are checkpointed: the Postgres URL, or the SQLite file."""
+    if settings.checkpoint_url:
+        return settings.checkpoint_url
+    return str(settings.home.resolve() / "agents" / "checkpoints.sqlite")
 
 
 def local_server_config(settings: Settings) -> LocalServerConfig:

@@ -11,10 +11,13 @@ relationships become triples exactly as :meth:`kg.store.GraphStore.export` makes
 
 from __future__ import annotations
 
-from rdflib import Graph, Literal
-from rdflib.namespace import XSD
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from kg.mapping import node_triples, relationship_triple
+from rdflib import Graph
+
+from kg.mapping import canonical_times, node_triples, relationship_triple
 from kg.queries import NamedQuery, token
 from kg.store import GraphStore
 from ontology.errors import InvalidInputError
@@ -58,17 +61,33 @@ CONTEXT_RELATIONSHIPS = NamedQuery(
 
 # Relationships that point at terms the shapes compare by IRI only (a quantity kind, a role).
 _LEAF_TYPES = (RelType.FOR_QUANTITY_KIND, RelType.REQUIRED_ROLE)
-_TIMES = (XSD.dateTime, XSD.date)
 _NOT_PROPERTIES = (PropKey.URI.value, PropKey.RDF_TYPE.value)
 
 
-def _canonical(graph: Graph) -> Graph:
-    """Times in canonical form: rows carry Neo4j's ISO text (nanoseconds), export native values."""
-    for s, p, o in list(graph):
-        if isinstance(o, Literal) and o.datatype in _TIMES and not o.ill_typed:
-            graph.remove((s, p, o))
-            graph.add((s, p, Literal(o.toPython(), datatype=o.datatype)))
+def context_from_rows(
+    node_rows: Sequence[Mapping[str, Any]], rel_rows: Sequence[Mapping[str, Any]]
+) -> Graph:
+    """The context as RDF from the rows of :data:`CONTEXT_NODES` and
+    :data:`CONTEXT_RELATIONSHIPS` (live, or read back from a decision's record)."""
+    graph = Graph()
+    for row in node_rows:
+        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
+        graph += canonical_times(node_triples(row["uri"], row["types"], props))
+    for rel in rel_rows:
+        graph.add(relationship_triple(rel["start"], rel["type"], rel["end"]))
     return graph
+
+
+def context_params(node_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of :data:`CONTEXT_RELATIONSHIPS` for the nodes found."""
+    return {"uris": [row["uri"] for row in node_rows], "leaf_types": [t.value for t in _LEAF_TYPES]}
+
+
+def graph_version(context: Graph) -> str:
+    """SHA-256 of the context's canonical N-Triples: what an approval binds to."""
+    lines = context.serialize(format="nt").splitlines()
+    text = "\n".join(sorted(line for line in lines if line.strip()))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def action_context(store: GraphStore, asset_iri: str) -> Graph:
@@ -79,12 +98,4 @@ def action_context(store: GraphStore, asset_iri: str) -> Graph:
     rows = store.read(CONTEXT_NODES, uri=asset_iri)
     if not rows:
         raise InvalidInputError(f"no asset with IRI {asset_iri!r} in the graph")
-    graph = Graph()
-    for row in rows:
-        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
-        graph += _canonical(node_triples(row["uri"], row["types"], props))
-    uris = [row["uri"] for row in rows]
-    leaf_types = [t.value for t in _LEAF_TYPES]
-    for rel in store.read(CONTEXT_RELATIONSHIPS, uris=uris, leaf_types=leaf_types):
-        graph.add(relationship_triple(rel["start"], rel["type"], rel["end"]))
-    return graph
+    return context_from_rows(rows, store.read(CONTEXT_RELATIONSHIPS, **context_params(rows)))

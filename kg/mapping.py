@@ -158,3 +158,16 @@ def records_to_rdf(records: GraphRecords) -> Graph:
     for rel in records.rels:
         graph.add(relationship_triple(rel.start, rel.type, rel.end))
     return graph
+
+
+_TIMES = (XSD.dateTime, XSD.date)
+
+
+def canonical_times(graph: Graph) -> Graph:
+    """Times in canonical form, in place: rows read from Neo4j carry its ISO text (nanoseconds,
+    ``Z``), the writer's records carry native values; both must give the same triples."""
+    for s, p, o in list(graph):
+        if isinstance(o, Literal) and o.datatype in _TIMES and not o.ill_typed:
+            graph.remove((s, p, o))
+            graph.add((s, p, Literal(o.toPython(), datatype=o.datatype)))
+    return graph

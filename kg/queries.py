@@ -38,6 +38,11 @@ URI_CONSTRAINT = NamedQuery(
     "CREATE CONSTRAINT resource_uri_unique IF NOT EXISTS FOR (n:Resource) REQUIRE n.uri IS UNIQUE",
 )
 
+DECISION_CHAIN_INDEX = NamedQuery(
+    "schema.decision_chain_index",
+    "CREATE INDEX decision_chain_index IF NOT EXISTS FOR (d:Decision) ON (d.chainIndex)",
+)
+
 COUNTS = NamedQuery(
     "stats.counts",
     "CALL () { MATCH (n) RETURN count(n) AS nodes } "

@@ -7,6 +7,7 @@ exports the graph back to RDF, and runs untrusted Cypher read-only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import neo4j
 from neo4j import Driver, ManagedTransaction, Session
@@ -37,6 +38,7 @@ from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelTyp
 
 DEFAULT_BATCH = 5000
 _REFUSED_OPERATORS = ("LoadCSV",)
+_T = TypeVar("_T")
 _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
@@ -184,9 +186,10 @@ class GraphStore:
             session.run("RETURN 1").consume()
 
     def ensure_schema(self) -> None:
-        """Create the uniqueness constraint (and its index) on ``uri``; idempotent."""
+        """Create the ``uri`` uniqueness constraint and the decisions' chain index; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
+            session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
 
     def counts(self) -> GraphCounts:
         """Node and relationship totals."""
@@ -232,91 +235,26 @@ class GraphStore:
         ``before_commit`` last, before the commit: if it raises, nothing is committed (the
         ingest uses it to commit only once the telemetry log is staged).
         """
-        rels = tuple(dict.fromkeys(records.rels))
-        statements = 0
         with self._session() as session, session.begin_transaction() as tx:
-            started = time.perf_counter()
-            # Every IRI this write touches: its nodes and the ends of its relationships.
-            touched = {n.uri for n in records.nodes}
-            touched.update(end for rel in rels for end in (rel.start, rel.end))
-            found = tx.run(queries.EXISTING_URIS.cypher, uris=list(touched)).single(strict=True)
-            ids: dict[str, str] = dict(zip(found["uris"], found["ids"], strict=True))
-            existing = set(ids)
-            for query, rows in self._node_batches(records.nodes, existing, batch_size):
-                written = tx.run(query.cypher, rows=rows).single(strict=True)
-                ids.update(zip(written["uris"], written["ids"], strict=True))
-                statements += 1
-                if progress:
-                    progress(len(rows))
-            nodes_done = time.perf_counter()
-            for query, rows in self._rel_batches(rels, existing, ids, batch_size):
-                count = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
-                if count != len(rows):
-                    raise StoreError(
-                        f"{len(rows) - count} relationships of a batch point at "
-                        "nodes that do not exist; nothing was written"
-                    )
-                statements += 1
-                if progress:
-                    progress(len(rows))
+            summary = _write_records(tx, records, batch_size=batch_size, progress=progress)
             if before_commit is not None:
                 before_commit()
-            rels_done = time.perf_counter()
+            committing = time.perf_counter()
             tx.commit()
-        return WriteSummary(
-            len(records.nodes),
-            len(rels),
-            statements,
-            nodes_done - started,
-            rels_done - nodes_done,
-            time.perf_counter() - rels_done,
-        )
+        return dataclasses.replace(summary, commit_seconds=time.perf_counter() - committing)
 
-    @staticmethod
-    def _node_batches(
-        nodes: Sequence[NodeRecord], existing: set[str], size: int
-    ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, Any]]]]:
-        groups: dict[_NodeGroup, list[dict[str, Any]]] = defaultdict(list)
-        for node in nodes:
-            props: dict[str, Any] = {}
-            texts: dict[str, Any] = {}
-            temporal: list[queries.Temporal] = []
-            for k, v in node.props.items():
-                kind = None if type(v) in _PLAIN else _temporal_kind(v)
-                if kind is None:
-                    props[k.value] = v
-                else:
-                    texts[k.value] = [_iso(x) for x in v] if isinstance(v, list) else _iso(v)
-                    temporal.append(queries.Temporal(k, kind, isinstance(v, list)))
-            if node.types:
-                props[PropKey.RDF_TYPE.value] = sorted(node.types)
-            key = (node.uri in existing, labels_for(node.types), tuple(sorted(temporal)))
-            groups[key].append({"uri": node.uri, "props": props, "t": texts})
-        for (old, labels, temporal_keys), rows in sorted(groups.items()):
-            make = queries.merge_nodes if old else queries.create_nodes
-            query = make(labels, temporal_keys)
-            for i in range(0, len(rows), size):
-                yield query, rows[i : i + size]
+    def transaction(self, work: Callable[[StoreTx], _T]) -> _T:
+        """Run ``work`` in ONE write transaction and commit when it returns.
 
-    @staticmethod
-    def _rel_batches(
-        rels: Sequence[RelRecord], existing: set[str], ids: Mapping[str, str], size: int
-    ) -> Iterator[tuple[queries.NamedQuery, list[dict[str, str]]]]:
-        """Relationship rows by element id; an end that is neither in the graph nor in this
-        write keeps its IRI, matches no element id, and so fails the count check."""
-        groups: dict[tuple[bool, RelType], list[dict[str, str]]] = defaultdict(list)
-        for rel in rels:
-            old = rel.start in existing and rel.end in existing
-            row = {"start": ids.get(rel.start, rel.start), "end": ids.get(rel.end, rel.end)}
-            groups[(old, rel.type)].append(row)
-        for (old, rel_type), rows in sorted(groups.items()):
-            query = (
-                queries.merge_relationships(rel_type)
-                if old
-                else queries.create_relationships(rel_type)
-            )
-            for i in range(0, len(rows), size):
-                yield query, rows[i : i + size]
+        If ``work`` raises, nothing it wrote is committed. ``work`` runs named statements and
+        record batches through the :class:`StoreTx` it is given; the provenance recorder uses
+        this to read the chain head, write an action with its provenance, and move the head, all
+        or nothing.
+        """
+        with self._session() as session, session.begin_transaction() as tx:
+            result = work(StoreTx(tx))
+            tx.commit()
+        return result
 
     def export(self, *, prefix: str = "") -> Graph:
         """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges."""
@@ -374,6 +312,109 @@ class GraphStore:
                 return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
             except ClientError as exc:
                 raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
+
+
+class StoreTx:
+    """One open write transaction, as :meth:`GraphStore.transaction` hands it out."""
+
+    def __init__(self, tx: neo4j.Transaction) -> None:
+        self._tx = tx
+
+    def run(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
+        """Run one named statement in this transaction; its rows as dicts of plain values."""
+        return [_row(r) for r in self._tx.run(query.cypher, params)]
+
+    def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH) -> WriteSummary:
+        """Write ``records`` as :meth:`GraphStore.write` does, inside this transaction."""
+        return _write_records(self._tx, records, batch_size=batch_size)
+
+
+def _write_records(
+    tx: neo4j.Transaction,
+    records: GraphRecords,
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> WriteSummary:
+    """Batched ``UNWIND`` statements for ``records`` in the open transaction ``tx``."""
+    rels = tuple(dict.fromkeys(records.rels))
+    statements = 0
+    started = time.perf_counter()
+    # Every IRI this write touches: its nodes and the ends of its relationships.
+    touched = {n.uri for n in records.nodes}
+    touched.update(end for rel in rels for end in (rel.start, rel.end))
+    found = tx.run(queries.EXISTING_URIS.cypher, uris=list(touched)).single(strict=True)
+    ids: dict[str, str] = dict(zip(found["uris"], found["ids"], strict=True))
+    existing = set(ids)
+    for query, rows in _node_batches(records.nodes, existing, batch_size):
+        written = tx.run(query.cypher, rows=rows).single(strict=True)
+        ids.update(zip(written["uris"], written["ids"], strict=True))
+        statements += 1
+        if progress:
+            progress(len(rows))
+    nodes_done = time.perf_counter()
+    for query, rows in _rel_batches(rels, existing, ids, batch_size):
+        count = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
+        if count != len(rows):
+            raise StoreError(
+                f"{len(rows) - count} relationships of a batch point at "
+                "nodes that do not exist; nothing was written"
+            )
+        statements += 1
+        if progress:
+            progress(len(rows))
+    return WriteSummary(
+        len(records.nodes),
+        len(rels),
+        statements,
+        nodes_done - started,
+        time.perf_counter() - nodes_done,
+        0.0,
+    )
+
+
+def _node_batches(
+    nodes: Sequence[NodeRecord], existing: set[str], size: int
+) -> Iterator[tuple[queries.NamedQuery, list[dict[str, Any]]]]:
+    groups: dict[_NodeGroup, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        props: dict[str, Any] = {}
+        texts: dict[str, Any] = {}
+        temporal: list[queries.Temporal] = []
+        for k, v in node.props.items():
+            kind = None if type(v) in _PLAIN else _temporal_kind(v)
+            if kind is None:
+                props[k.value] = v
+            else:
+                texts[k.value] = [_iso(x) for x in v] if isinstance(v, list) else _iso(v)
+                temporal.append(queries.Temporal(k, kind, isinstance(v, list)))
+        if node.types:
+            props[PropKey.RDF_TYPE.value] = sorted(node.types)
+        key = (node.uri in existing, labels_for(node.types), tuple(sorted(temporal)))
+        groups[key].append({"uri": node.uri, "props": props, "t": texts})
+    for (old, labels, temporal_keys), rows in sorted(groups.items()):
+        make = queries.merge_nodes if old else queries.create_nodes
+        query = make(labels, temporal_keys)
+        for i in range(0, len(rows), size):
+            yield query, rows[i : i + size]
+
+
+def _rel_batches(
+    rels: Sequence[RelRecord], existing: set[str], ids: Mapping[str, str], size: int
+) -> Iterator[tuple[queries.NamedQuery, list[dict[str, str]]]]:
+    """Relationship rows by element id; an end that is neither in the graph nor in this
+    write keeps its IRI, matches no element id, and so fails the count check."""
+    groups: dict[tuple[bool, RelType], list[dict[str, str]]] = defaultdict(list)
+    for rel in rels:
+        old = rel.start in existing and rel.end in existing
+        row = {"start": ids.get(rel.start, rel.start), "end": ids.get(rel.end, rel.end)}
+        groups[(old, rel.type)].append(row)
+    for (old, rel_type), rows in sorted(groups.items()):
+        query = (
+            queries.merge_relationships(rel_type) if old else queries.create_relationships(rel_type)
+        )
+        for i in range(0, len(rows), size):
+            yield query, rows[i : i + size]
 
 
 _EXPLAIN = "EXPLAIN\n"

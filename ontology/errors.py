@@ -105,3 +105,81 @@ class PortInUseError(ServerError):
     """The Bolt port of the local server is taken by another process."""
 
     code = "port_in_use"
+
+
+class NotFoundError(InvalidInputError):
+    """A resource named by the caller does not exist (a decision IRI, a person)."""
+
+    code = "not_found"
+    exit_code = 8
+
+
+class DecisionNotFoundError(NotFoundError):
+    """No decision record with that IRI or id."""
+
+    code = "decision_not_found"
+
+
+class ReplayInputsMissingError(InvalidInputError):
+    """A replay cannot run: inputs the decision used (telemetry windows, evidence) are gone."""
+
+    code = "replay_inputs_missing"
+    exit_code = 9
+
+
+class ApprovalError(InvalidInputError):
+    """An approval that cannot authorise the action it is given for."""
+
+    code = "approval_invalid"
+    exit_code = 10
+
+
+class NotAwaitingApprovalError(ApprovalError):
+    """The decision is not waiting for an approval (already applied, refused or rejected)."""
+
+    code = "not_awaiting_approval"
+
+
+class ApprovalMismatchError(ApprovalError):
+    """The approval names another action, other arguments or another graph version."""
+
+    code = "approval_mismatch"
+
+
+class ApprovalExpiredError(ApprovalError):
+    """The approval expires before it could be used."""
+
+    code = "approval_expired"
+
+
+class ApproverRoleError(ApprovalError):
+    """The approver is unknown or holds none of the roles the action's approval requires."""
+
+    code = "approver_role"
+
+
+class ApprovalStaleError(ApprovalError):
+    """The graph the action was judged on has changed since; the approval no longer applies."""
+
+    code = "approval_stale"
+
+
+class UnsafeActionError(TwinKGError):
+    """An action reached the point of being applied without the guard's permission."""
+
+    code = "unsafe_action"
+    exit_code = 11
+
+
+class ChainBrokenError(TwinKGError):
+    """``twinkg verify`` found an altered, missing or unchained provenance record."""
+
+    code = "provenance_tampered"
+    exit_code = 12
+
+
+class ReplayDiffersError(TwinKGError):
+    """A replay did not reach the recorded decision."""
+
+    code = "replay_differs"
+    exit_code = 13

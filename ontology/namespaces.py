@@ -22,6 +22,12 @@ INGEST_BASE: Final = "https://w3id.org/twinkg/ingest/"
 SHAPES_BASE: Final = "https://w3id.org/twinkg/shapes/"
 """Contracts and safety shapes: ``SHAPES_BASE + "contracts/<name>"`` and ``+ "safety"``."""
 
+DECISION_BASE: Final = "https://w3id.org/twinkg/decision/"
+"""Agents' decisions and what each owns: ``DECISION_BASE + <run id> + "/" + <step>`` and below."""
+
+AGENT_BASE: Final = "https://w3id.org/twinkg/agent/"
+"""The software agents (one IRI per agent and code version)."""
+
 PREFIXES: Final[dict[str, str]] = {
     "tk": TK,
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",

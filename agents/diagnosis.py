@@ -1,0 +1,216 @@
+"""Observe and reason: the monitor picks a case, the diagnoser ranks what could explain it.
+
+The monitor asks the graph for anomalies, open alarms and stale sensors nobody has decided on,
+and takes the most urgent asset. The diagnoser reads the asset's failure modes and the quantity
+kinds each shows in (``susceptibleTo``, ``manifestsAs``, ``manifestsIn``), the sensors on it with
+their trust scores, the equipment up- and downstream, and past events; it reads the raw telemetry
+of the finding and of the window before it from the log and measures how far each sensor moved.
+A failure mode's score is the mean, over the quantity kinds it shows in that a sensor watches,
+of the symptom strength weighted by the sensor's data trust (quality · freshness). The strength
+is the larger of the mean's shift (in baseline standard deviations, against twice the threshold)
+and the change of variability (``|ln(std / baseline std)|`` against ln 2: halved or doubled
+counts fully), capped at 1. Ties go to the mode seen more often before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from agents.context import RunContext
+from agents.state import AgentState, Evidence, Finding, Hypothesis, Symptom, WindowEvidence
+from kg import agent_queries as q
+
+_SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
+_KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}
+
+
+def urgency(finding: Finding) -> float:
+    """How urgent a finding is, in [0, 1]: an alarm's severity, else its kind."""
+    if finding.severity in _SEVERITY:
+        return _SEVERITY[finding.severity]
+    return _KIND_URGENCY.get(finding.kind, 0.3)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time from a row or the state (Neo4j writes ``Z`` and nanoseconds)."""
+    text = text.replace("Z", "+00:00")
+    if "." in text:  # Python takes at most microseconds
+        head, _, rest = text.partition(".")
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time without a zone: {text!r}")
+    return moment
+
+
+class _Gather:
+    """Runs named queries through the context's facts, numbering the evidence in order."""
+
+    def __init__(self, ctx: RunContext, state: AgentState) -> None:
+        self.ctx = ctx
+        self.next = len(state.evidence) + len(state.windows)
+        self.evidence: list[Evidence] = []
+        self.windows: list[WindowEvidence] = []
+
+    def rows(self, query: q.NamedQuery, **params: Any) -> list[dict[str, Any]]:
+        rows, evidence = self.ctx.facts.rows(query, self.next, **params)
+        self.next += 1
+        self.evidence.append(evidence)
+        return rows
+
+    def window(self, sensors: Sequence[str], start: datetime, end: datetime) -> pa.Table:
+        table, evidence = self.ctx.facts.window(sensors, start, end, self.next)
+        self.next += 1
+        self.windows.append(evidence)
+        return table
+
+    def update(self, state: AgentState) -> dict[str, Any]:
+        return {
+            "evidence": [*state.evidence, *self.evidence],
+            "windows": [*state.windows, *self.windows],
+        }
+
+
+def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
+    gather = _Gather(ctx, state)
+    limit = ctx.settings.finding_limit
+    rows = gather.rows(q.OPEN_FINDINGS, scope=state.scope, as_of=state.as_of, limit=limit)
+    rows += gather.rows(
+        q.STALE_SENSORS,
+        scope=state.scope,
+        as_of=state.as_of,
+        stale_s=ctx.settings.stale_after_s,
+        limit=limit,
+    )
+    findings = [Finding.model_validate(row) for row in rows]
+    by_asset: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_asset[finding.asset].append(finding)
+    update = gather.update(state)
+    if state.action is not None and state.scope:  # an external proposal: its target is the case
+        update.update(findings=by_asset.get(state.action.target, []), asset=state.action.target)
+        return update
+    if not by_asset:
+        update.update(findings=[], asset=None)
+        return update
+
+    def key(asset: str) -> tuple[float, str, str]:
+        items = by_asset[asset]
+        first = min((f.occurred_at or "") for f in items)
+        return (-max(urgency(f) for f in items), first, asset)
+
+    chosen = min(by_asset, key=key)
+    update.update(findings=by_asset[chosen], asset=chosen)
+    return update
+
+
+def _span(findings: Sequence[Finding], as_of: datetime) -> tuple[datetime, datetime]:
+    starts = [parse_time(f.occurred_at) for f in findings if f.occurred_at]
+    ends = [parse_time(f.ended_at or f.occurred_at) for f in findings if f.occurred_at]
+    if not starts:
+        return as_of - timedelta(minutes=5), as_of
+    return min(starts), min(max(ends) + timedelta(seconds=1), as_of + timedelta(seconds=1))
+
+
+def _stats(table: pa.Table, sensor: str) -> tuple[int, float, float]:
+    values = table.filter(pc.equal(table["sensor"], sensor)).column("value").to_numpy()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0, float("nan"), float("nan")
+    return int(values.size), float(values.mean()), float(values.std())
+
+
+def symptoms(
+    sensors: Sequence[dict[str, Any]], baseline: pa.Table, during: pa.Table
+) -> list[Symptom]:
+    """How far each sensor moved during the finding, against the baseline window."""
+    out: list[Symptom] = []
+    for row in sensors:
+        if not row.get("quantity_kind"):
+            continue
+        n_base, base_mean, base_std = _stats(baseline, row["sensor"])
+        n_now, mean, std = _stats(during, row["sensor"])
+        if n_base < 2 or n_now == 0:
+            continue
+        scale = max(base_std, 1e-6 * max(abs(base_mean), 1.0))
+        quality = row.get("quality")
+        freshness = row.get("freshness")
+        trust = 1.0 if quality is None else float(quality) * float(freshness or 0.0)
+        out.append(
+            Symptom(
+                sensor=row["sensor"],
+                quantity_kind=row["quantity_kind"],
+                baseline_mean=round(base_mean, 9),
+                baseline_std=round(base_std, 9),
+                mean=round(mean, 9),
+                shift=round((mean - base_mean) / scale, 6),
+                spread=round(max(std, 1e-12) / scale, 6),
+                trust=round(trust, 6),
+                trust_score=row.get("trust"),
+            )
+        )
+    return out
+
+
+def rank(
+    modes: Sequence[dict[str, Any]],
+    found: Sequence[Symptom],
+    history: Sequence[dict[str, Any]],
+    *,
+    threshold: float,
+) -> list[Hypothesis]:
+    """Score each failure mode by the trust-weighted symptoms it explains; best first."""
+    strength: dict[str, float] = {}
+    for s in found:
+        moved = max(abs(s.shift) / (2 * threshold), abs(math.log(s.spread)) / math.log(2))
+        value = min(1.0, moved) * s.trust
+        strength[s.quantity_kind] = max(strength.get(s.quantity_kind, 0.0), value)
+    seen = {row["mode"]: int(row["events"]) for row in history}
+    scored: list[tuple[float, int, str, str | None, list[str]]] = []
+    for row in modes:
+        if not row.get("mode"):
+            continue
+        watched = [k for k in row["kinds"] if k in strength]
+        if not watched:
+            continue
+        score = sum(strength[k] for k in watched) / len(watched)
+        explained = sorted(k for k in watched if strength[k] >= 0.5)
+        scored.append(
+            (round(score, 6), seen.get(row["mode"], 0), row["mode"], row["code"], explained)
+        )
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    return [
+        Hypothesis(mode=mode, code=code, score=score, explained=explained, rank=i + 1)
+        for i, (score, _, mode, code, explained) in enumerate(scored)
+    ]
+
+
+def diagnose(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Reason: traverse the asset's failure modes, sensors, neighbours and history; rank."""
+    assert state.asset is not None  # the graph routes here only with a case
+    gather = _Gather(ctx, state)
+    as_of = parse_time(state.as_of)
+    modes = gather.rows(q.ASSET_PROFILE, asset=state.asset)
+    sensors = gather.rows(q.ASSET_SENSORS, asset=state.asset, as_of=state.as_of)
+    gather.rows(q.NEIGHBOURS, asset=state.asset, as_of=state.as_of)
+    history = gather.rows(q.HISTORY, asset=state.asset, as_of=state.as_of)
+    start, end = _span(state.findings, as_of)
+    watched = [row["sensor"] for row in sensors]
+    baseline = gather.window(watched, start - timedelta(seconds=ctx.settings.baseline_s), start)
+    during = gather.window(watched, start, end)
+    found = symptoms(sensors, baseline, during)
+    hypotheses = rank(modes, found, history, threshold=ctx.settings.shift_threshold)
+    update = gather.update(state)
+    update.update(symptoms=found, hypotheses=hypotheses)
+    return update

@@ -1,0 +1,80 @@
+"""The agent graph: observe → diagnose → plan → guard → (approval) → act → record.
+
+An explicit LangGraph ``StateGraph`` over :class:`agents.state.AgentState` with the
+:class:`agents.context.RunContext` as its run context. Routing is data: the guard's outcome
+decides whether the run acts, records a refusal, or records a request and waits for a person
+(an interrupt); a resumed run is guarded again before it may act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from agents import diagnosis, guard, record
+from agents.context import RunContext
+from agents.state import AgentState, Outcome
+
+Node = Callable[[AgentState, RunContext], dict[str, Any]]
+
+NODES: dict[str, Node] = {
+    "monitor": diagnosis.monitor,
+    "diagnose": diagnosis.diagnose,
+    "plan": guard.plan,
+    "guard": guard.guard,
+    "approval": guard.approval,
+    "act": record.act,
+    "record": record.record,
+}
+
+
+def _bind(node: Node) -> Callable[[AgentState, Runtime[RunContext]], dict[str, Any]]:
+    def run(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        return node(state, runtime.context)
+
+    run.__name__ = node.__name__
+    run.__doc__ = node.__doc__
+    return run
+
+
+def after_monitor(state: AgentState) -> str:
+    """Nothing to decide on ends the run."""
+    return "diagnose" if state.asset else END
+
+
+def after_guard(state: AgentState) -> str:
+    """Act only when the guard allowed it; record refusals and approval requests as they are."""
+    return "act" if state.outcome is Outcome.APPLIED else "record"
+
+
+def after_record(state: AgentState) -> str:
+    """Wait for a person after recording an approval request; otherwise the run is done."""
+    return "approval" if state.outcome is Outcome.AWAITING_APPROVAL else END
+
+
+def build() -> StateGraph[AgentState, RunContext, AgentState, AgentState]:
+    """The uncompiled graph (its shape is pinned by a test)."""
+    graph = StateGraph(AgentState, context_schema=RunContext)
+    for name, node in NODES.items():
+        graph.add_node(name, _bind(node))
+    graph.add_edge(START, "monitor")
+    graph.add_conditional_edges("monitor", after_monitor, ["diagnose", END])
+    graph.add_edge("diagnose", "plan")
+    graph.add_edge("plan", "guard")
+    graph.add_conditional_edges("guard", after_guard, ["act", "record"])
+    graph.add_edge("act", "record")
+    graph.add_conditional_edges("record", after_record, ["approval", END])
+    graph.add_edge("approval", "guard")
+    return graph
+
+
+def compile_graph(
+    checkpointer: BaseCheckpointSaver[Any] | None,
+) -> CompiledStateGraph[AgentState, RunContext, AgentState, AgentState]:
+    """The compiled graph with ``checkpointer`` (None: in memory only, as replays run)."""
+    return build().compile(checkpointer=checkpointer, name="twinkg-agents")

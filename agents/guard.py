@@ -1,0 +1,314 @@
+"""Plan, guard and approve: the planner proposes, the safety shapes decide, a person may approve.
+
+The guard validates the proposed action, added to a copy of its context subgraph read from the
+graph (never to the graph itself), against the safety shapes (``reasoner.safety.assess``):
+``sh:Violation`` refuses, ``sh:Warning`` asks a person, ``sh:Info`` is recorded. A confidence
+below the trust threshold never acts alone, whatever the shapes say. When the run resumes with an
+approval, the guard runs again on the graph as it is then, and the approval must be bound to
+what it approves: the same arguments, the same graph version, an approver holding a role the
+requirement names, an expiry still ahead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import interrupt
+from rdflib import RDF, XSD, Graph, Literal, URIRef
+from rdflib.namespace import PROV
+
+from agents.context import RunContext
+from agents.diagnosis import _Gather, parse_time, urgency
+from agents.planning import Envelope, Partner, PlanningCase
+from agents.state import (
+    AgentState,
+    ApprovalInput,
+    GuardResult,
+    GuardVerdict,
+    Outcome,
+    ProposedAction,
+)
+from kg import agent_queries as q
+from kg.context import CONTEXT_NODES, CONTEXT_RELATIONSHIPS, context_from_rows, context_params
+from kg.context import graph_version as version_of
+from kg.provenance import canonical_ntriples
+from ontology.errors import InvalidInputError
+from ontology.namespaces import DECISION_BASE
+from ontology.vocab import TK
+from reasoner.safety import SafetyAssessment, Verdict, assess
+
+DEFAULT_APPROVER_ROLES = (str(TK.OperatorRole), str(TK.SupervisorRole))
+
+
+def decision_iri(state: AgentState) -> str:
+    """The IRI of the decision the run's current step records."""
+    return f"{DECISION_BASE}{state.run_id}/{state.step}"
+
+
+def _rows_of(state: AgentState, query: q.NamedQuery) -> list[dict[str, Any]]:
+    found = [e for e in state.evidence if e.query == query.name]
+    return found[-1].rows if found else []
+
+
+def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Plan: a case from the diagnosis and the graph's policies, handed to the planner."""
+    assert state.asset is not None
+    gather = _Gather(ctx, state)
+    policies = gather.rows(q.POLICIES, asset=state.asset)[0]
+    profile = _rows_of(state, q.ASSET_PROFILE)
+    head = profile[0] if profile else {}
+    trust = [s.trust for s in state.symptoms]
+    data_trust = sum(trust) / len(trust) if trust else 0.0
+    top = state.hypotheses[0].score if state.hypotheses else 1.0
+    case = PlanningCase(
+        asset=state.asset,
+        tag=head.get("tag"),
+        criticality=head.get("criticality"),
+        status=head.get("status"),
+        as_of=state.as_of,
+        findings=state.findings,
+        hypotheses=state.hypotheses,
+        symptoms=state.symptoms,
+        mitigations={r["mode"]: list(r["mitigations"]) for r in profile if r.get("mode")},
+        envelopes=[Envelope.model_validate(e) for e in policies["envelopes"] if e.get("uri")],
+        partners=[Partner.model_validate(p) for p in policies["partners"] if p.get("uri")],
+        trust_threshold=policies["threshold"],
+        confidence=round(data_trust * top, 6),
+        urgency=max([urgency(f) for f in state.findings] + [top if state.hypotheses else 0.0]),
+    )
+    update = gather.update(state)
+    if state.action is not None:  # an external proposal: TwinKG's confidence caps its claim
+        action = state.action.model_copy(
+            update={
+                "confidence": min(state.action.confidence, case.confidence),
+                "proposed_at": state.as_of,
+            }
+        )
+        update.update(planner="external", action=action, candidates=[])
+        return update
+    result = ctx.planner.plan(case)
+    update.update(
+        planner=result.planner,
+        candidates=result.candidates,
+        action=result.action,
+        model=result.model,
+        prompt_version=result.prompt_version,
+        transcript=result.transcript,
+    )
+    return update
+
+
+def action_graph(
+    action: ProposedAction,
+    iri: str,
+    approval: ApprovalInput | None = None,
+    roles: list[str] | None = None,
+) -> Graph:
+    """The proposed action (and the approval given for it) as RDF for the safety shapes."""
+    g = Graph()
+    a = URIRef(iri)
+    g.add((a, RDF.type, TK.ProposedAction))
+    g.add((a, TK.actionKind, Literal(action.kind.value)))
+    g.add((a, TK.targets, URIRef(action.target)))
+    g.add((a, TK.proposedAt, Literal(parse_time(action.proposed_at), datatype=XSD.dateTime)))
+    g.add((a, TK.confidence, Literal(float(action.confidence), datatype=XSD.double)))
+    if action.quantity_kind:
+        g.add((a, TK.setpointQuantityKind, URIRef(action.quantity_kind)))
+    for prop, value in (
+        (TK.currentSetpoint, action.current_setpoint),
+        (TK.proposedSetpoint, action.proposed_setpoint),
+        (TK.rampDuration, action.ramp_s),
+    ):
+        if value is not None:
+            g.add((a, prop, Literal(float(value), datatype=XSD.double)))
+    if action.demanded_by:
+        g.add((a, TK.demandedBy, URIRef(action.demanded_by)))
+    if approval is not None and approval.outcome in ("approved", "edited"):
+        ok = URIRef(iri + "/approval")
+        person = URIRef(approval.approver)
+        g.add((ok, RDF.type, TK.Approval))
+        g.add((ok, TK.approves, a))
+        g.add((ok, TK.outcome, Literal("approved")))
+        g.add((ok, TK.expiresAt, Literal(parse_time(approval.expires_at), datatype=XSD.dateTime)))
+        g.add((ok, PROV.wasAssociatedWith, person))
+        g.add((person, RDF.type, TK.Person))
+        for role in roles or []:
+            g.add((person, TK.hasRole, URIRef(role)))
+    return g
+
+
+def _results(assessment: SafetyAssessment) -> list[GuardResult]:
+    return [
+        GuardResult(
+            severity=v.severity.name.title(),
+            shape=None if v.source_shape is None else str(v.source_shape),
+            message=v.message or "",
+            value=None if v.value is None else str(v.value),
+        )
+        for v in (*assessment.blocking, *assessment.approvals_needed, *assessment.recorded)
+    ]
+
+
+def _approver_roles(assessment: SafetyAssessment, context: Graph) -> list[str]:
+    """Roles that may approve: those the approval requirements name, else operator/supervisor."""
+    required: set[str] = set()
+    for v in assessment.approvals_needed:
+        if v.value is not None and (v.value, RDF.type, TK.ApprovalRequirement) in context:
+            required.update(str(r) for r in context.objects(v.value, TK.requiredRole))
+    return sorted(required) if required else list(DEFAULT_APPROVER_ROLES)
+
+
+def _unmet_requirement(assessment: SafetyAssessment, context: Graph) -> bool:
+    return any(
+        v.value is not None and (v.value, RDF.type, TK.ApprovalRequirement) in context
+        for v in assessment.approvals_needed
+    )
+
+
+def guard(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Guard: judge the action on a copy of its context; on resume, check the approval too."""
+    gather = _Gather(ctx, state)
+    action = state.action
+    if action is None:
+        verdict = GuardVerdict(
+            verdict="block",
+            graph_version="",
+            results=[],
+            report="",
+            conforms=False,
+            note="the planner proposed no action",
+        )
+        update = gather.update(state)
+        update.update(guard=verdict, outcome=Outcome.REFUSED, reason=verdict.note)
+        return update
+    nodes = gather.rows(CONTEXT_NODES, uri=action.target)
+    if not nodes:
+        raise InvalidInputError(f"the action's target {action.target} is not in the graph")
+    rels = gather.rows(CONTEXT_RELATIONSHIPS, **context_params(nodes))
+    context = context_from_rows(nodes, rels)
+    version = version_of(context)
+    approval = state.approval
+    roles = _rows_of(state, q.PERSON)[0]["roles"] if approval and _rows_of(state, q.PERSON) else []
+    iri = decision_iri(state) + "/action"
+    assessment = assess(action_graph(action, iri, approval, roles), context)
+    verdict = GuardVerdict(
+        verdict=assessment.verdict.value,
+        graph_version=version,
+        results=_results(assessment),
+        report=canonical_ntriples(assessment.outcome.report),
+        conforms=assessment.outcome.conforms,
+        approval_roles=_approver_roles(assessment, context),
+    )
+    outcome, reason = _judge(state, ctx, assessment, verdict, context, roles)
+    update = gather.update(state)
+    first = state.first_guard
+    if outcome is Outcome.AWAITING_APPROVAL:
+        first = verdict
+    update.update(guard=verdict, first_guard=first, outcome=outcome, reason=reason)
+    return update
+
+
+def _judge(  # noqa: PLR0911, PLR0917 - one outcome per rule, private
+    state: AgentState,
+    ctx: RunContext,
+    assessment: SafetyAssessment,
+    verdict: GuardVerdict,
+    context: Graph,
+    roles: list[str],
+) -> tuple[Outcome, str]:
+    """The outcome the guard's verdict and the approval (if any) lead to, and why."""
+    action = state.action
+    assert action is not None
+    if assessment.verdict is Verdict.BLOCK:
+        return Outcome.REFUSED, "; ".join(v.message or "" for v in assessment.blocking)
+    approval = state.approval
+    threshold = _threshold(context, action.target)
+    low_trust = threshold is not None and not action.confidence >= threshold
+    if approval is None:
+        if assessment.verdict is Verdict.NEEDS_APPROVAL:
+            return Outcome.AWAITING_APPROVAL, "; ".join(
+                v.message or "" for v in assessment.approvals_needed
+            )
+        if low_trust:  # belt and braces: the shapes say so too
+            return Outcome.AWAITING_APPROVAL, f"confidence {action.confidence} below {threshold}"
+        return Outcome.APPLIED, "allowed by the safety shapes"
+    if approval.outcome == "rejected":
+        return Outcome.REJECTED, f"rejected by {approval.approver}: {approval.comment}".rstrip(": ")
+    problem = approval_problem(state, approval, verdict.graph_version, roles, ctx)
+    if problem:
+        return Outcome.REFUSED, problem
+    if _unmet_requirement(assessment, context):
+        return Outcome.REFUSED, "the approver lacks the role the approval requirement names"
+    return Outcome.APPLIED, f"approved by {approval.approver}"
+
+
+def _threshold(context: Graph, target: str) -> float | None:
+    values = [
+        float(t)
+        for policy in context.subjects(RDF.type, TK.TrustThreshold)
+        for t in context.objects(policy, TK.threshold)
+    ]
+    return max(values) if values else None
+
+
+def approval_problem(  # noqa: PLR0911 - one check per binding
+    state: AgentState,
+    approval: ApprovalInput,
+    current_version: str,
+    roles: list[str],
+    ctx: RunContext,
+) -> str | None:
+    """Why ``approval`` cannot authorise the run's action now (None: it can)."""
+    approved = state.original_action or state.action
+    first = state.first_guard
+    if approved is None or first is None:
+        return "approval_mismatch: there is no action awaiting approval"
+    if approval.action_hash != approved.arguments_hash():
+        return "approval_mismatch: the approval is for other arguments than the proposed action"
+    if approval.graph_version != first.graph_version or current_version != first.graph_version:
+        return "approval_stale: the graph changed since the action was judged"
+    if parse_time(approval.expires_at) <= ctx.clock():
+        return f"approval_expired: the approval expired at {approval.expires_at}"
+    if approval.role not in roles:
+        return f"approver_role: {approval.approver} does not hold {approval.role}"
+    if approval.role not in first.approval_roles:
+        return f"approver_role: {approval.role} may not approve this action"
+    return None
+
+
+def approval_request(state: AgentState) -> dict[str, Any]:
+    """What a person is asked to approve, with what the approval must be bound to."""
+    assert state.action is not None and state.guard is not None
+    return {
+        "decision": f"{DECISION_BASE}{state.run_id}/{state.step - 1}",
+        "run_id": state.run_id,
+        "action": state.action.model_dump(mode="json"),
+        "action_hash": state.action.arguments_hash(),
+        "graph_version": state.guard.graph_version,
+        "roles": state.guard.approval_roles,
+        "reasons": [r.message for r in state.guard.results if r.severity == "Warning"],
+    }
+
+
+def approval(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Approval: wait for a person (a LangGraph interrupt); then re-guard what they answered."""
+    answer = ApprovalInput.model_validate(interrupt(approval_request(state)))
+    gather = _Gather(ctx, state)
+    gather.rows(q.PERSON, person=answer.approver)
+    update = gather.update(state)
+    # The next decision starts when the person answers.
+    update.update(approval=answer, outcome=None, reason="", started_at=ctx.clock().isoformat())
+    if answer.outcome == "edited" and state.action is not None:
+        edited = state.action.model_copy(update=_edits(answer.edits))
+        update.update(action=edited, original_action=state.action)
+    return update
+
+
+_EDITABLE = {"proposed_setpoint", "ramp_s"}
+
+
+def _edits(edits: dict[str, float]) -> dict[str, float]:
+    unknown = set(edits) - _EDITABLE
+    if unknown:
+        raise InvalidInputError(f"only {sorted(_EDITABLE)} can be edited, not {sorted(unknown)}")
+    return dict(edits)

@@ -1,0 +1,277 @@
+"""Deterministic replay: run the agent graph again from a decision's recorded inputs.
+
+The inputs come from the run's records in Neo4j: every query's rows (the graph snapshot facts),
+the telemetry windows (read again from the log and checked against their hashes), the time the
+run judged data against, the seed, the planner and its recorded model outputs, the external
+proposal if there was one, and the approval a person gave. The same nodes run with these facts,
+and the decision records they would write are compared with the stored ones, property by
+property; wall-clock times are the only thing left out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+from rdflib import RDF, Graph, Literal, URIRef
+from rdflib.namespace import PROV
+
+from agents.context import AgentInfo, RecordedFacts, RunContext
+from agents.diagnosis import parse_time
+from agents.graph import compile_graph
+from agents.guard import decision_iri
+from agents.planning import Plan, Planner, PlanningCase, RulePlanner
+from agents.record import decision_records
+from agents.state import (
+    AgentState,
+    ApprovalInput,
+    Evidence,
+    Outcome,
+    ProposedAction,
+    Step,
+    WindowEvidence,
+)
+from kg import agent_queries as q
+from kg.mapping import records_to_rdf
+from kg.provenance import decision_ref, owns, stored_record
+from kg.store import GraphStore
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import DecisionNotFoundError, ReplayInputsMissingError
+from ontology.namespaces import DECISION_BASE
+from ontology.vocab import TK
+
+# Wall-clock times and chain bookkeeping differ between a run and its replay by design.
+_IGNORED = {
+    PROV.startedAtTime,
+    PROV.endedAtTime,
+    TK.occurredAt,
+    TK.chainIndex,
+    TK.previousHash,
+    TK.recordHash,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One field that differs: where, what was recorded, what the replay reached."""
+
+    field: str
+    recorded: str
+    replayed: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """Whether the replay reached the same decision, and every difference if not."""
+
+    decision: str
+    steps: int
+    outcome: str
+    differences: tuple[Difference, ...]
+
+    @property
+    def same(self) -> bool:
+        """True when every compared field is equal."""
+        return not self.differences
+
+
+class _Capture:
+    """A recorder that writes nothing: it keeps what would have been recorded."""
+
+    def __init__(self, agent: AgentInfo, clock: datetime) -> None:
+        self.agent = agent
+        self.clock = clock
+        self.records: dict[str, Graph] = {}
+
+    def record(self, state: AgentState) -> Step:
+        records = decision_records(state, self.agent, ended_at=self.clock)
+        iri = decision_iri(state)
+        self.records[iri] = records_to_rdf(records)
+        return Step(
+            decision=iri,
+            outcome=state.outcome or Outcome.REFUSED,
+            reason=state.reason,
+            chain_index=0,
+            record_hash="",
+            gathered=len(state.evidence) + len(state.windows),
+        )
+
+
+class _Fixed:
+    """The planner a replay uses for an external proposal: the proposal as recorded."""
+
+    kind = "external"
+
+    def plan(self, case: PlanningCase) -> Plan:
+        raise ReplayInputsMissingError("an external proposal needs no planner")  # pragma: no cover
+
+
+def _value(graph: Graph, node: URIRef, prop: URIRef) -> Any:
+    found = graph.value(node, prop)
+    return None if found is None else found.toPython() if isinstance(found, Literal) else str(found)
+
+
+def _inputs(graphs: dict[str, Graph]) -> tuple[list[Evidence], list[WindowEvidence]]:
+    evidence, windows = [], []
+    for graph in graphs.values():
+        for node in graph.subjects(RDF.type, TK.QueryEvidence):
+            evidence.append(
+                Evidence(
+                    ordinal=int(_value(graph, node, TK.ordinal)),
+                    query=str(_value(graph, node, TK.queryName)),
+                    params=json.loads(_value(graph, node, TK.queryParameters)),
+                    rows=json.loads(_value(graph, node, TK.resultRows)),
+                )
+            )
+        for node in graph.subjects(RDF.type, TK.TelemetryWindow):
+            windows.append(
+                WindowEvidence(
+                    ordinal=int(_value(graph, node, TK.ordinal)),
+                    sensors=sorted(str(s) for s in graph.objects(node, TK.windowOf)),
+                    start=_value(graph, node, TK.windowStart).isoformat(),
+                    end=_value(graph, node, TK.windowEnd).isoformat(),
+                    points=int(_value(graph, node, TK.sampleCount)),
+                    content_hash=str(_value(graph, node, TK.contentHash)),
+                )
+            )
+    return sorted(evidence, key=lambda e: e.ordinal), sorted(windows, key=lambda w: w.ordinal)
+
+
+def _action(graph: Graph, node: URIRef, asset: str | None) -> ProposedAction:
+    def num(prop: URIRef) -> float | None:
+        value = _value(graph, node, prop)
+        return None if value is None else float(value)
+
+    return ProposedAction(
+        kind=str(_value(graph, node, TK.actionKind)),  # type: ignore[arg-type]
+        target=str(_value(graph, node, TK.targets) or asset),
+        confidence=float(_value(graph, node, TK.confidence)),
+        proposed_at=_value(graph, node, TK.proposedAt).isoformat(),
+        quantity_kind=_value(graph, node, TK.setpointQuantityKind),
+        current_setpoint=num(TK.currentSetpoint),
+        proposed_setpoint=num(TK.proposedSetpoint),
+        ramp_s=num(TK.rampDuration),
+        demanded_by=_value(graph, node, TK.demandedBy),
+        rationale=str(_value(graph, node, TK.rationale) or ""),
+    )
+
+
+def _approval(graph: Graph, node: URIRef, edits: dict[str, float]) -> ApprovalInput:
+    outcome = str(_value(graph, node, TK.outcome))
+    given = _value(graph, node, PROV.startedAtTime)
+    return ApprovalInput(
+        outcome=outcome,
+        approver=str(_value(graph, node, PROV.wasAssociatedWith)),
+        role=str(_value(graph, node, TK.approverRole)),
+        action_hash=str(_value(graph, node, TK.argumentsHash)),
+        graph_version=str(_value(graph, node, TK.graphVersion)),
+        expires_at=_value(graph, node, TK.expiresAt).isoformat(),
+        given_at=given.isoformat(),
+        edits=edits,
+        comment=str(_value(graph, node, RDFS_COMMENT) or ""),
+    )
+
+
+RDFS_COMMENT = URIRef("http://www.w3.org/2000/01/rdf-schema#comment")
+
+
+def _flatten(decision: str, graph: Graph) -> dict[str, list[str]]:
+    """The record as ``{"<node> <property>": sorted values}``, nodes named relative to it."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for s, p, o in graph:
+        if p in _IGNORED or not owns(decision, str(s)):
+            continue
+        node = str(s).removeprefix(decision).lstrip("/") or "decision"
+        name = graph.namespace_manager.normalizeUri(p) if isinstance(p, URIRef) else str(p)
+        value = o.toPython() if isinstance(o, Literal) else str(o)
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat()
+        out[f"{node} {name}"].append(str(value).removeprefix(DECISION_BASE))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def replay(
+    store: GraphStore,
+    log: TelemetryLog | None,
+    decision: str,
+    *,
+    planner: Planner | None = None,
+) -> ReplayReport:
+    """Re-run the decision's run from its recorded inputs and compare, field by field.
+
+    ``planner`` replaces the rule planner for LLM runs (a planner that replays the recorded
+    model outputs). Raises :class:`DecisionNotFoundError` for an unknown decision and
+    :class:`ReplayInputsMissingError` when recorded inputs are gone (a purged telemetry window).
+    """
+    iri = decision_ref(decision)
+    rows = store.read(q.DECISION_SUMMARY, decision=iri)
+    if not rows:
+        raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
+    head = rows[0]
+    step = int(head["step"])
+    run = [r for r in store.read(q.RUN_DECISIONS, run_id=head["run_id"]) if r["step"] <= step]
+    graphs = stored_record(store, [r["uri"] for r in run])
+    evidence, windows = _inputs(graphs)
+    first_iri = f"{DECISION_BASE}{head['run_id']}/1"
+    first = graphs[first_iri]
+    d1 = URIRef(first_iri)
+    planner_kind = str(_value(first, d1, TK.plannerKind) or "rules")
+    external = None
+    if planner_kind == "external":
+        external = _action(first, URIRef(first_iri + "/action"), None)
+    scope = next((e.params.get("scope") for e in evidence if e.query == q.OPEN_FINDINGS.name), None)
+    clock = parse_time(str(head["started"]))
+    capture = _Capture(AgentInfo("urn:twinkg:replay", "replay", "replay"), clock)
+    facts = RecordedFacts(evidence, windows, log)
+    chosen: Planner = planner or (_Fixed() if external else RulePlanner())
+    ctx = RunContext(facts, chosen, capture, capture.agent, lambda: clock)
+    graph = compile_graph(InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "replay"}}
+    state = AgentState(
+        run_id=str(head["run_id"]),
+        scope=scope,
+        as_of=_value(first, d1, TK.asOf).isoformat(),
+        seed=int(_value(first, d1, TK.randomSeed)),
+        started_at=_value(first, d1, PROV.startedAtTime).isoformat(),
+        action=external,
+    )
+    graph.invoke(state, config, context=ctx)
+    for r in run[1:]:
+        g = graphs[r["uri"]]
+        node = URIRef(r["uri"] + "/approval")
+        if (node, RDF.type, TK.Approval) not in g:
+            raise ReplayInputsMissingError(f"{r['uri']} holds no approval to resume with")
+        edits = _edits(g, URIRef(r["uri"] + "/action"))
+        graph.invoke(
+            Command(resume=_approval(g, node, edits).model_dump(mode="json")), config, context=ctx
+        )
+    differences = [Difference("replay", "", d) for d in facts.divergences]
+    for r in run:
+        recorded = _flatten(r["uri"], graphs[r["uri"]])
+        replayed_graph = capture.records.get(r["uri"])
+        if replayed_graph is None:
+            differences.append(Difference(r["uri"], "recorded", "not reached"))
+            continue
+        replayed = _flatten(r["uri"], replayed_graph)
+        for key in sorted(set(recorded) | set(replayed)):
+            a, b = recorded.get(key, []), replayed.get(key, [])
+            if a != b:
+                prefix = "" if r["uri"] == iri else r["uri"].removeprefix(DECISION_BASE) + " "
+                differences.append(Difference(prefix + key, "; ".join(a), "; ".join(b)))
+    return ReplayReport(iri, len(run), str(head["outcome"]), tuple(differences))
+
+
+def _edits(graph: Graph, action: URIRef) -> dict[str, float]:
+    if (action, RDF.type, TK.ProposedAction) not in graph:
+        return {}
+    edits = {}
+    for prop, name in ((TK.proposedSetpoint, "proposed_setpoint"), (TK.rampDuration, "ramp_s")):
+        value = _value(graph, action, prop)
+        if value is not None:
+            edits[name] = float(value)
+    return edits

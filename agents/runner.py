@@ -1,0 +1,227 @@
+"""Running the agents: new runs, crashed runs resumed, approvals answered (checkpointed).
+
+:class:`Agents` is what the CLI and the API use. Every run is a LangGraph thread whose id is the
+run id, checkpointed after each node; a run cut off by a crash resumes where it stopped and, since
+the recorder is idempotent by decision IRI, never applies an action twice. An approval is
+checked against what it approves before the run resumes, and the guard checks it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+
+from agents.checkpoint import unfinished_threads
+from agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
+from agents.diagnosis import parse_time
+from agents.graph import compile_graph
+from agents.guard import approval_request
+from agents.planning import Planner, RulePlanner
+from agents.record import GraphRecorder
+from agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step
+from kg import agent_queries as q
+from kg.context import action_context, graph_version
+from kg.provenance import decision_ref
+from kg.store import GraphStore
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import (
+    ApprovalExpiredError,
+    ApprovalMismatchError,
+    ApprovalStaleError,
+    ApproverRoleError,
+    DecisionNotFoundError,
+    NotAwaitingApprovalError,
+)
+from ontology.namespaces import AGENT_BASE
+
+
+def default_agent() -> AgentInfo:
+    """The TwinKG agent at the installed code version."""
+    try:
+        version = metadata.version("twinkg")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        version = "0+source"
+    return AgentInfo(f"{AGENT_BASE}twinkg-agents/{version}", "TwinKG agents", version)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended this time: done, waiting for a person, or nothing to decide on."""
+
+    run_id: str
+    status: str  # "done" | "awaiting_approval" | "nothing_to_do"
+    steps: tuple[Step, ...]
+    request: dict[str, Any] | None
+    state: AgentState
+
+
+@dataclass
+class Agents:
+    """The agents over one store, telemetry log and checkpointer."""
+
+    store: GraphStore
+    log: TelemetryLog | None
+    checkpointer: BaseCheckpointSaver[Any]
+    planner: Planner = field(default_factory=RulePlanner)
+    clock: Callable[[], datetime] = _now
+    settings: AgentSettings = field(default_factory=AgentSettings)
+    agent: AgentInfo = field(default_factory=default_agent)
+
+    def __post_init__(self) -> None:
+        self._graph = compile_graph(self.checkpointer)
+
+    def context(self) -> RunContext:
+        """The live run context."""
+        return RunContext(
+            facts=LiveFacts(self.store, self.log),
+            planner=self.planner,
+            recorder=GraphRecorder(self.store, self.agent, self.clock),
+            agent=self.agent,
+            clock=self.clock,
+            settings=self.settings,
+            store=self.store,
+        )
+
+    def _config(self, run_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": run_id}}
+
+    def _result(self, run_id: str) -> RunResult:
+        snapshot = self._graph.get_state(self._config(run_id))  # type: ignore[arg-type]
+        state = AgentState.model_validate(snapshot.values)
+        request = snapshot.interrupts[0].value if snapshot.interrupts else None
+        if request is not None:
+            status = "awaiting_approval"
+        elif not state.steps:
+            status = "nothing_to_do"
+        else:
+            status = "done"
+        return RunResult(run_id, status, tuple(state.steps), request, state)
+
+    def run(
+        self,
+        *,
+        scope: str | None = None,
+        as_of: datetime | None = None,
+        seed: int | None = None,
+        run_id: str | None = None,
+        action: ProposedAction | None = None,
+    ) -> RunResult:
+        """One run: observe the most urgent case in ``scope`` and decide on it.
+
+        ``action`` is an external proposal (an operator's or another agent's) for ``scope``:
+        it skips the planner but not the guard, and its confidence is capped by TwinKG's own.
+        """
+        run_id = run_id or uuid.uuid4().hex[:20]
+        moment = (as_of or self.clock()).astimezone(UTC)
+        state = AgentState(
+            run_id=run_id,
+            scope=scope,
+            as_of=moment.isoformat(),
+            seed=seed if seed is not None else _seed(run_id),
+            started_at=self.clock().isoformat(),
+            action=action,
+        )
+        self._graph.invoke(state, self._config(run_id), context=self.context())  # type: ignore[arg-type]
+        return self._result(run_id)
+
+    def resume_crashed(self) -> list[RunResult]:
+        """Finish every run a crash cut off (not those waiting for a person)."""
+        results = []
+        for thread in unfinished_threads(self.checkpointer):
+            if thread.waiting:
+                continue
+            self._graph.invoke(None, self._config(thread.thread_id), context=self.context())  # type: ignore[arg-type]
+            results.append(self._result(thread.thread_id))
+        return results
+
+    def run_all(
+        self, *, scope: str | None = None, as_of: datetime | None = None, max_runs: int = 50
+    ) -> list[RunResult]:
+        """Resume crashed runs, then start runs until nothing is left to decide (or max)."""
+        results = self.resume_crashed()
+        for _ in range(max_runs):
+            result = self.run(scope=scope, as_of=as_of)
+            if result.status == "nothing_to_do":
+                break
+            results.append(result)
+        return results
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The approval requests waiting, oldest first."""
+        requests = []
+        for row in self.store.read(q.AWAITING, limit=1000):
+            result = self._result(row["run_id"])
+            if result.request is not None:
+                requests.append(result.request)
+        return requests
+
+    def request_for(self, decision: str) -> dict[str, Any]:
+        """The approval request a decision made; errors when it is not waiting."""
+        iri = decision_ref(decision)
+        rows = self.store.read(q.DECISION_SUMMARY, decision=iri)
+        if not rows:
+            raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
+        row = rows[0]
+        if row["outcome"] != Outcome.AWAITING_APPROVAL.value or row["followed_by"]:
+            raise NotAwaitingApprovalError(
+                f"decision {iri} is not waiting for approval (outcome {row['outcome']})"
+            )
+        result = self._result(row["run_id"])
+        if result.request is None or result.request["decision"] != iri:
+            raise NotAwaitingApprovalError(f"run {row['run_id']} is not waiting for approval")
+        return result.request
+
+    def answer(self, decision: str, answer: ApprovalInput) -> RunResult:
+        """Check ``answer`` against the request it answers, then resume the run with it.
+
+        Raises an :class:`ontology.errors.ApprovalError` (and resumes nothing) when the answer
+        names other arguments or another graph version, when the graph changed since, when it
+        has expired, or when the approver does not hold an allowed role.
+        """
+        request = self.request_for(decision)
+        if answer.action_hash != request["action_hash"]:
+            raise ApprovalMismatchError("the approval is for other arguments than the request")
+        if answer.graph_version != request["graph_version"]:
+            raise ApprovalMismatchError("the approval names another graph version")
+        target = request["action"]["target"]
+        if graph_version(action_context(self.store, target)) != request["graph_version"]:
+            raise ApprovalStaleError(
+                "the graph around the action changed since it was judged; it must be proposed again"
+            )
+        if answer.outcome != "rejected":
+            if parse_time(answer.expires_at) <= self.clock():
+                raise ApprovalExpiredError(f"the approval expired at {answer.expires_at}")
+            people = self.store.read(q.PERSON, person=answer.approver)
+            if not people:
+                raise ApproverRoleError(f"no person {answer.approver!r} in the graph")
+            if answer.role not in people[0]["roles"]:
+                raise ApproverRoleError(f"{answer.approver} does not hold the role {answer.role}")
+            if answer.role not in request["roles"]:
+                raise ApproverRoleError(
+                    f"the role {answer.role} may not approve this action "
+                    f"(allowed: {', '.join(request['roles'])})"
+                )
+        config = self._config(request["run_id"])
+        self._graph.invoke(
+            Command(resume=answer.model_dump(mode="json")), config, context=self.context()
+        )  # type: ignore[arg-type]
+        return self._result(request["run_id"])
+
+
+def _seed(run_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big")
+
+
+__all__ = ["Agents", "RunResult", "approval_request", "default_agent"]

@@ -1,0 +1,197 @@
+"""The named Cypher queries the agents run to observe, diagnose, plan and ask for approval.
+
+Every query here is recorded by name and parameters in a decision's provenance, with the rows it
+returned, so a replay can feed the same facts to the same code. Times travel as ISO 8601 text and
+are rebuilt with ``datetime()`` in Cypher; rows come back with Neo4j's ISO text.
+"""
+
+from __future__ import annotations
+
+from kg.queries import NamedQuery, token
+from ontology.vocab import Label, PropKey, RelType
+
+_R, _ASSET, _SENSOR = token(Label.RESOURCE), token(Label.ASSET), token(Label.SENSOR)
+_ANOMALY, _ALARM, _DECISION = token(Label.ANOMALY), token(Label.ALARM), token(Label.DECISION)
+_MODE, _TRUST = token(Label.FAILURE_MODE), token(Label.TRUST_SCORE)
+_ENVELOPE, _THRESHOLD = token(Label.OPERATING_ENVELOPE), token(Label.TRUST_THRESHOLD)
+_PERSON, _EVENT = token(Label.PERSON), token(Label.EVENT)
+_CONCERNS, _USED, _PART_OF = (
+    token(RelType.CONCERNS),
+    token(RelType.PROV_USED),
+    token(RelType.PART_OF),
+)
+_MONITORS, _QK, _SCORE_OF = (
+    token(RelType.MONITORS),
+    token(RelType.HAS_QUANTITY_KIND),
+    token(RelType.SCORE_OF),
+)
+_SUSCEPTIBLE, _MAN_AS, _MAN_IN = (
+    token(RelType.SUSCEPTIBLE_TO),
+    token(RelType.MANIFESTS_AS),
+    token(RelType.MANIFESTS_IN),
+)
+_FEEDS, _DRIVES, _FAILURE_MODE = (
+    token(RelType.FEEDS),
+    token(RelType.DRIVES),
+    token(RelType.FAILURE_MODE),
+)
+_HAS_ENVELOPE, _FOR_QK, _APPLIES_TO = (
+    token(RelType.HAS_ENVELOPE),
+    token(RelType.FOR_QUANTITY_KIND),
+    token(RelType.APPLIES_TO),
+)
+_STANDBY_FOR, _HAS_STANDBY, _HAS_ROLE = (
+    token(RelType.STANDBY_FOR),
+    token(RelType.HAS_STANDBY),
+    token(RelType.HAS_ROLE),
+)
+_INFORMED_BY = token(RelType.PROV_WAS_INFORMED_BY)
+_STATUS, _OCCURRED, _AS_OF = (
+    token(PropKey.STATUS),
+    token(PropKey.OCCURRED_AT),
+    token(PropKey.AS_OF),
+)
+
+# An asset is in scope when no scope is given, when it is the scope, or when it is part of it.
+_IN_SCOPE = (
+    "($scope IS NULL OR a.uri = $scope OR "
+    f"EXISTS {{ (a)-[:{_PART_OF}*1..]->(:{_R} {{uri: $scope}}) }})"
+)
+
+OPEN_FINDINGS = NamedQuery(
+    "agents.monitor.open_findings",
+    f"MATCH (e:{_R})-[:{_CONCERNS}]->(a:{_ASSET}) "
+    f"WHERE (e:{_ANOMALY} OR (e:{_ALARM} AND e.{_STATUS} = 'open')) AND {_IN_SCOPE} "
+    f"AND e.{_OCCURRED} <= datetime($as_of) "
+    f"AND NOT EXISTS {{ (:{_DECISION})-[:{_USED}]->(e) }} "
+    f"RETURN e.uri AS uri, CASE WHEN e:{_ALARM} THEN 'alarm' ELSE 'anomaly' END AS kind, "
+    "a.uri AS asset, e.occurredAt AS occurred_at, e.endedAt AS ended_at, "
+    "e.severity AS severity, e.anomalyScore AS score "
+    "ORDER BY occurred_at, uri LIMIT $limit",
+)
+"""Anomalies and open alarms on assets in scope that no decision has used yet."""
+
+STALE_SENSORS = NamedQuery(
+    "agents.monitor.stale_sensors",
+    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(a:{_ASSET}) "
+    f"WHERE s.lastObservedAt IS NOT NULL AND {_IN_SCOPE} "
+    "AND s.lastObservedAt < datetime($as_of) - duration({seconds: $stale_s}) "
+    f"AND NOT EXISTS {{ MATCH (d:{_DECISION})-[:{_USED}]->(s) "
+    f"WHERE d.{_AS_OF} >= s.lastObservedAt }} "
+    "RETURN s.uri AS uri, 'stale_sensor' AS kind, a.uri AS asset, "
+    "s.lastObservedAt AS occurred_at ORDER BY occurred_at, uri LIMIT $limit",
+)
+"""Sensors silent for longer than ``stale_s`` seconds before ``as_of``, not yet decided on."""
+
+ASSET_PROFILE = NamedQuery(
+    "agents.diagnose.asset",
+    f"MATCH (a:{_R}:{_ASSET} {{uri: $asset}}) "
+    f"OPTIONAL MATCH (a)-[:{_SUSCEPTIBLE}]->(m:{_MODE}) "
+    f"OPTIONAL MATCH (m)-[:{_MAN_AS}*0..1]->(sym:{_MODE})-[:{_MAN_IN}]->(q) "
+    "WITH a, m, collect(DISTINCT q.uri) AS kinds "
+    "RETURN a.uri AS asset, a.tag AS tag, a.criticality AS criticality, "
+    "a.operationalStatus AS status, coalesce(a.rdf_type, []) AS types, "
+    "m.uri AS mode, m.iso14224Code AS code, coalesce(m.mitigatedBy, []) AS mitigations, "
+    "kinds ORDER BY mode",
+)
+"""The asset and, per failure mode it is susceptible to, the quantity kinds it shows in."""
+
+ASSET_SENSORS = NamedQuery(
+    "agents.diagnose.sensors",
+    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(:{_R} {{uri: $asset}}) "
+    f"OPTIONAL MATCH (s)-[:{_QK}]->(q) "
+    f"CALL (s) {{ OPTIONAL MATCH (t:{_TRUST})-[:{_SCORE_OF}]->(s) "
+    f"WHERE t.{_AS_OF} <= datetime($as_of) "
+    f"RETURN t ORDER BY t.{_AS_OF} DESC, t.uri LIMIT 1 }} "
+    "RETURN s.uri AS sensor, s.tag AS tag, q.uri AS quantity_kind, "
+    "s.samplingPeriod AS period, t.uri AS trust, t.confidence AS confidence, "
+    "t.qualityScore AS quality, t.freshnessScore AS freshness, t.anomalyScore AS anomaly "
+    "ORDER BY sensor",
+)
+"""The sensors on the asset, each with its latest trust score as of the run."""
+
+NEIGHBOURS = NamedQuery(
+    "agents.diagnose.neighbours",
+    f"MATCH (a:{_R} {{uri: $asset}}) "
+    f"CALL (a) {{ OPTIONAL MATCH p = (n:{_ASSET})-[:{_FEEDS}*1..2]->(a) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'upstream', hops: length(p)}) AS up } "
+    f"CALL (a) {{ OPTIONAL MATCH p = (a)-[:{_FEEDS}*1..2]->(n:{_ASSET}) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'downstream', hops: length(p)}) AS down } "
+    f"CALL (a) {{ OPTIONAL MATCH (n:{_ASSET})-[:{_DRIVES}]->(a) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'driver', hops: 1}) AS drivers } "
+    "UNWIND up + down + drivers AS item WITH item WHERE item.uri IS NOT NULL "
+    f"MATCH (n:{_R} {{uri: item.uri}}) "
+    f"CALL (n) {{ OPTIONAL MATCH (e:{_R})-[:{_CONCERNS}]->(n) WHERE (e:{_ANOMALY} OR "
+    f"(e:{_ALARM} AND e.{_STATUS} = 'open')) AND e.{_OCCURRED} <= datetime($as_of) "
+    "RETURN count(e) AS findings } "
+    "RETURN n.uri AS uri, n.tag AS tag, item.relation AS relation, min(item.hops) AS hops, "
+    "n.operationalStatus AS status, findings ORDER BY relation, hops, uri",
+)
+"""Equipment up- and downstream (two hops of ``feeds``) and drivers, with their findings."""
+
+HISTORY = NamedQuery(
+    "agents.diagnose.history",
+    f"MATCH (a:{_R} {{uri: $asset}}) "
+    f"MATCH (e:{_EVENT})-[:{_FAILURE_MODE}]->(m:{_MODE}), (e)-[:{_CONCERNS}]->(b:{_ASSET}) "
+    f"WHERE (b = a OR b.rdf_type = a.rdf_type) AND e.{_OCCURRED} <= datetime($as_of) "
+    "RETURN m.uri AS mode, count(DISTINCT e) AS events, "
+    "count(DISTINCT CASE WHEN b = a THEN e END) AS on_asset ORDER BY mode",
+)
+"""Past events with a failure mode on this asset or on equipment of the same class."""
+
+POLICIES = NamedQuery(
+    "agents.plan.policies",
+    f"MATCH (a:{_R} {{uri: $asset}}) "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_HAS_ENVELOPE}]->(e:{_ENVELOPE})-[:{_FOR_QK}]->(q) "
+    "RETURN collect({uri: e.uri, quantity_kind: q.uri, minimum: e.minValue, "
+    "maximum: e.maxValue, max_rate: e.maxRateOfChange}) AS envelopes } "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_STANDBY_FOR}|{_HAS_STANDBY}]-(p:{_ASSET}) "
+    "RETURN collect(DISTINCT {uri: p.uri, tag: p.tag, status: p.operationalStatus, "
+    "duty_role: p.dutyRole}) AS partners } "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_PART_OF}*0..]->(s)<-[:{_APPLIES_TO}]-(t:{_THRESHOLD}) "
+    "RETURN max(t.threshold) AS threshold } "
+    "RETURN envelopes, partners, threshold",
+)
+"""The target's envelopes, its duty/standby partner and the strictest trust threshold."""
+
+PERSON = NamedQuery(
+    "agents.approval.person",
+    f"MATCH (p:{_R}:{_PERSON} {{uri: $person}}) "
+    f"OPTIONAL MATCH (p)-[:{_HAS_ROLE}]->(r) "
+    "RETURN p.uri AS uri, p.rdfs_label AS label, collect(r.uri) AS roles",
+)
+"""A person and the roles they hold."""
+
+DECISION_SUMMARY = NamedQuery(
+    "agents.decision.summary",
+    f"MATCH (d:{_R}:{_DECISION} {{uri: $decision}}) "
+    f"OPTIONAL MATCH (later:{_DECISION})-[:{_INFORMED_BY}]->(d) "
+    "RETURN d.uri AS uri, d.runId AS run_id, d.step AS step, d.outcome AS outcome, "
+    "d.reason AS reason, d.asOf AS as_of, d.plannerKind AS planner, "
+    "d.prov_startedAtTime AS started, d.prov_endedAtTime AS ended, "
+    "d.chainIndex AS chain_index, collect(later.uri) AS followed_by",
+)
+"""A decision's headline and any later decision of the same run."""
+
+AWAITING = NamedQuery(
+    "agents.decision.awaiting",
+    f"MATCH (d:{_DECISION}) WHERE d.outcome = 'awaiting_approval' "
+    f"AND NOT EXISTS {{ (:{_DECISION})-[:{_INFORMED_BY}]->(d) }} "
+    "RETURN d.uri AS uri, d.runId AS run_id, d.prov_startedAtTime AS started "
+    "ORDER BY started, uri LIMIT $limit",
+)
+"""Decisions still waiting for a person."""
+
+RUN_DECISIONS = NamedQuery(
+    "agents.decision.of_run",
+    f"MATCH (d:{_DECISION}) WHERE d.runId = $run_id "
+    "RETURN d.uri AS uri, d.step AS step, d.outcome AS outcome ORDER BY step",
+)
+"""The decisions a run has recorded, in order."""
+
+LATEST_OBSERVATION = NamedQuery(
+    "agents.latest_observation",
+    f"MATCH (s:{_SENSOR}) WHERE s.lastObservedAt IS NOT NULL "
+    "RETURN max(s.lastObservedAt) AS latest",
+)
+"""The newest reading's time: what ``--as-of data`` judges against (replays of old data)."""

@@ -1,0 +1,88 @@
+"""The lineage of a decision: from the action back to raw data, shapes, policies and people.
+
+One read gathers the decision, the decisions of the same run before it (``prov:wasInformedBy``),
+everything they own (action, report, evidence, windows, hypotheses, approval, effect), and what
+they used or were associated with, followed two more steps back (an alarm to the anomaly it was
+derived from, to the ingest batch that produced it; a window to its sensors; an approval to the
+person and the roles they hold). The result is RDF, so it exports as Turtle or JSON-LD.
+"""
+
+from __future__ import annotations
+
+from rdflib import Graph
+
+from kg.mapping import canonical_times, node_triples, relationship_triple
+from kg.provenance import decision_ref
+from kg.queries import NamedQuery, token
+from kg.store import GraphStore
+from ontology.errors import DecisionNotFoundError
+from ontology.namespaces import PREFIXES
+from ontology.vocab import Label, PropKey, RelType
+
+_R, _DECISION = token(Label.RESOURCE), token(Label.DECISION)
+_INFORMED = token(RelType.PROV_WAS_INFORMED_BY)
+_BACK = "|".join(
+    token(r)
+    for r in (
+        RelType.PROV_USED,
+        RelType.PROV_WAS_ASSOCIATED_WITH,
+        RelType.PROV_WAS_DERIVED_FROM,
+        RelType.PROV_WAS_INFORMED_BY,
+        RelType.TARGETS,
+        RelType.WINDOW_OF,
+        RelType.HYPOTHESIZED_MODE,
+        RelType.APPROVER_ROLE,
+        RelType.APPROVES,
+        RelType.CONCERNS,
+        RelType.FAILURE_MODE,
+        RelType.IN_BATCH,
+        RelType.SCORE_OF,
+        RelType.HAS_ROLE,
+        RelType.DEMANDED_BY,
+        RelType.SETPOINT_QUANTITY_KIND,
+    )
+)
+
+LINEAGE_NODES = NamedQuery(
+    "lineage.nodes",
+    f"MATCH (d:{_R}:{_DECISION} {{uri: $decision}}) "
+    f"MATCH (d)-[:{_INFORMED}*0..]->(r:{_DECISION}) "
+    "WITH collect(DISTINCT r) AS records "
+    f"UNWIND records AS r MATCH (o:{_R}) WHERE o.uri = r.uri OR o.uri STARTS WITH r.uri + '/' "
+    "WITH collect(DISTINCT o) AS owned "
+    f"UNWIND owned AS o OPTIONAL MATCH (o)-[:{_BACK}*1..3]->(x:{_R}) "
+    "WITH owned, collect(DISTINCT x) AS reached "
+    "UNWIND owned + reached AS n WITH DISTINCT n WHERE n IS NOT NULL "
+    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props "
+    "ORDER BY uri",
+)
+"""The decision's records and everything reachable back from them (three steps)."""
+
+LINEAGE_RELATIONSHIPS = NamedQuery(
+    "lineage.relationships",
+    f"MATCH (a:{_R})-[r:{_BACK}]->(b:{_R}) WHERE a.uri IN $uris AND b.uri IN $uris "
+    "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
+)
+
+_SKIP = (PropKey.URI.value, PropKey.RDF_TYPE.value)
+
+
+def lineage(store: GraphStore, decision: str) -> Graph:
+    """The lineage of ``decision`` (an IRI or ``<run id>/<step>``) as RDF.
+
+    Raises :class:`DecisionNotFoundError` when there is no such decision.
+    """
+    iri = decision_ref(decision)
+    rows = store.read(LINEAGE_NODES, decision=iri)
+    if not rows:
+        raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
+    graph = Graph()
+    for prefix, namespace in PREFIXES.items():
+        graph.bind(prefix, namespace)
+    for row in rows:
+        props = {k: v for k, v in row["props"].items() if k not in _SKIP}
+        graph += canonical_times(node_triples(row["uri"], row["types"], props))
+    uris = [row["uri"] for row in rows]
+    for rel in store.read(LINEAGE_RELATIONSHIPS, uris=uris):
+        graph.add(relationship_triple(rel["start"], rel["type"], rel["end"]))
+    return graph
