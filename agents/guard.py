@@ -15,6 +15,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 from rdflib import RDF, XSD, Graph, Literal, URIRef
+from rdflib.compare import to_canonical_graph
 from rdflib.namespace import PROV
 
 from agents.context import RunContext
@@ -195,7 +196,7 @@ def guard(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         verdict=assessment.verdict.value,
         graph_version=version,
         results=_results(assessment),
-        report=canonical_ntriples(assessment.outcome.report),
+        report=canonical_ntriples(to_canonical_graph(assessment.outcome.report)),
         conforms=assessment.outcome.conforms,
         approval_roles=_approver_roles(assessment, context),
     )

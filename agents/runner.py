@@ -99,6 +99,8 @@ class Agents:
 
     def _result(self, run_id: str) -> RunResult:
         snapshot = self._graph.get_state(self._config(run_id))  # type: ignore[arg-type]
+        if not snapshot.values:
+            raise NotAwaitingApprovalError(f"run {run_id} has no checkpoint here")
         state = AgentState.model_validate(snapshot.values)
         request = snapshot.interrupts[0].value if snapshot.interrupts else None
         if request is not None:
@@ -162,7 +164,10 @@ class Agents:
         """The approval requests waiting, oldest first."""
         requests = []
         for row in self.store.read(q.AWAITING, limit=1000):
-            result = self._result(row["run_id"])
+            try:
+                result = self._result(row["run_id"])
+            except NotAwaitingApprovalError:  # recorded by a run whose checkpoint is elsewhere
+                continue
             if result.request is not None:
                 requests.append(result.request)
         return requests
