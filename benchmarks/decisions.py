@@ -1,0 +1,290 @@
+"""Decision benchmark: the agents' decision loop, the provenance recorder and lineage reads.
+
+Starts a throwaway Neo4j (the project's launcher, temporary folder, free port; heap 4g and page
+cache 2g, as in the seed benchmark), seeds a generated plant of ``--assets`` assets (default
+10,000) with the ontology, and writes one ``tk:Anomaly`` concerning each pump per round (the
+generated plant has no findings, and a finding is decided on once). Then:
+
+1. decision loop: ``Agents.run(scope=pump)`` with the rule-based planner, observe → diagnose →
+   plan → guard → act → record (the record written to Neo4j included), ``--runs`` times with an
+   in-memory checkpointer and ``--runs`` times with a SQLite one, after ``--warmup`` runs not
+   counted. Without telemetry in a log the diagnoser finds no symptoms, so the planner's
+   confidence is 0 and the guard asks for approval: the outcomes reached are printed.
+2. provenance: records built from a real run's state (``decision_records``, run id varied) and
+   written with ``kg.provenance.record``, one transaction each, until ``--decisions`` decisions
+   are stored (or ``--fill-seconds`` runs out: the count stored is printed).
+3. lineage: ``kg.lineage.lineage`` of ``--lineage`` random stored decisions.
+4. ``kg.provenance.verify`` of the whole chain, once.
+
+Targets (issue text): decision p99 ≤ 100 ms; lineage p99 ≤ 50 ms with 100,000 decisions stored.
+
+    python benchmarks/decisions.py [--assets 10000] [--decisions 100000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agents.guard import decision_iri
+from agents.record import decision_records
+from agents.runner import Agents, RunResult
+from agents.state import AgentState
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg import lineage, local_server, provenance
+from kg.records import GraphRecords, NodeRecord, RelRecord
+from kg.store import GraphStore, open_driver
+from ontology.namespaces import INGEST_BASE
+from ontology.vocab import TK, PropKey, RelType
+
+DECISION_P99_MS = 100.0
+LINEAGE_P99_MS = 50.0
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-call latencies (ms) and what the calls reached."""
+
+    ms: np.ndarray[Any, np.dtype[np.float64]]
+    outcomes: Counter[str]
+
+    def pct(self, q: float) -> float:
+        """The ``q``-th percentile in ms."""
+        return float(np.percentile(self.ms, q))
+
+
+class Findings:
+    """Anomalies on the pumps, one round at a time (each finding is decided on once)."""
+
+    def __init__(self, store: GraphStore, pumps: Sequence[str]) -> None:
+        self.store, self.pumps, self.round = store, list(pumps), 0
+        self.queue: list[tuple[str, datetime]] = []
+
+    def _write_round(self) -> None:
+        at = T0 + timedelta(hours=self.round)
+        nodes, rels = [], []
+        for i, pump in enumerate(self.pumps):
+            uri = f"{INGEST_BASE}anomaly/bench/{i}/{self.round}"
+            props: dict[PropKey, Any] = {
+                PropKey.OCCURRED_AT: at,
+                PropKey.ENDED_AT: at + timedelta(minutes=5),
+                PropKey.ANOMALY_SCORE: 0.9,
+                PropKey.SAMPLE_COUNT: 300,
+            }
+            nodes.append(NodeRecord(uri, (str(TK.Anomaly),), props))
+            rels.append(RelRecord(RelType.CONCERNS, uri, pump))
+        self.store.write(GraphRecords(tuple(nodes), tuple(rels)))
+        # as_of just after this round's findings: earlier rounds' are decided already
+        self.queue = [(p, at + timedelta(minutes=10)) for p in self.pumps]
+        self.round += 1
+
+    def next(self) -> tuple[str, datetime]:
+        """A pump with one undecided finding, and the moment to decide it at."""
+        if not self.queue:
+            self._write_round()
+        return self.queue.pop()
+
+
+def decide(agents: Agents, findings: Findings, runs: int) -> tuple[Latency, RunResult]:
+    """``runs`` timed decisions, one per finding."""
+    ms, outcomes = [], Counter[str]()
+    last: RunResult | None = None
+    for _ in range(runs):
+        pump, as_of = findings.next()
+        start = time.perf_counter()
+        last = agents.run(scope=pump, as_of=as_of)
+        ms.append((time.perf_counter() - start) * 1000)
+        outcomes.update(s.outcome.value for s in last.steps)
+        if last.status == "nothing_to_do":
+            outcomes["nothing_to_do"] += 1
+    assert last is not None
+    return Latency(np.array(ms), outcomes), last
+
+
+def fill(
+    store: GraphStore, agents: Agents, template: AgentState, *, count: int, budget_s: float
+) -> tuple[list[str], float]:
+    """Write up to ``count`` decisions (one transaction each) within ``budget_s`` seconds."""
+    base = template.model_copy(update={"steps": [], "step": 1})
+    iris: list[str] = []
+    start = time.perf_counter()
+    for i in range(count):
+        state = base.model_copy(update={"run_id": f"bench-fill-{i:07d}"})
+        records = decision_records(state, agents.agent, ended_at=datetime.now(UTC))
+        provenance.record(store, records, decision=decision_iri(state))
+        iris.append(decision_iri(state))
+        if (i + 1) % 1000 == 0:
+            _note(f"{i + 1:,} records written, {(i + 1) / (time.perf_counter() - start):,.0f}/s")
+        if time.perf_counter() - start > budget_s:
+            break
+    return iris, time.perf_counter() - start
+
+
+def timed(call: Callable[[], object], n: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Latencies (ms) of ``n`` calls."""
+    ms = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        ms.append((time.perf_counter() - start) * 1000)
+    return np.array(ms)
+
+
+def _note(text: str) -> None:
+    """Progress on stderr (the figures go to stdout at the end)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _chain_length(store: GraphStore) -> int:
+    return int(store.read(provenance.CHAIN_HEAD, chain=provenance.CHAIN_IRI)[0]["length"])
+
+
+def _pumps(records: GraphRecords) -> list[str]:
+    pump = str(TK.CentrifugalPump)
+    return [n.uri for n in records.nodes if pump in n.types]
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--assets", type=int, default=10_000)
+    parser.add_argument("--decisions", type=int, default=100_000, help="decisions to store")
+    parser.add_argument("--runs", type=int, default=300, help="timed runs per checkpointer")
+    parser.add_argument("--warmup", type=int, default=30, help="runs not counted")
+    parser.add_argument("--lineage", type=int, default=500, help="lineage reads timed")
+    parser.add_argument("--fill-seconds", type=float, default=3600.0, help="fill time limit")
+    parser.add_argument("--quick", action="store_true", help="2,000 assets, 5,000 decisions")
+    args = parser.parse_args()
+    if args.quick:
+        args.assets, args.decisions, args.runs, args.warmup, args.lineage = (
+            2_000,
+            5_000,
+            100,
+            10,
+            200,
+        )
+    return args
+
+
+def main() -> None:  # noqa: PLR0915 - one benchmark, printed in order
+    """Run the four measurements and print the figures."""
+    args = _args()
+    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
+        home = Path(tmp)
+        config = local_server.LocalServerConfig.throwaway(
+            home / "neo4j", heap="4g", pagecache="2g", tx_memory="3g"
+        )
+        local_server.start(config, wait_s=300, parent_pid=os.getpid())
+        driver = open_driver(config.bolt_uri, "neo4j", config.password)
+        try:
+            store = GraphStore(driver)
+            plant = plant_records(Plant.GENERATED, assets=args.assets, seed=0)
+            t = time.perf_counter()
+            seeding.load(store, "generated", seeding.with_ontology(plant))
+            seed_s = time.perf_counter() - t
+            findings = Findings(store, _pumps(plant))
+            _note(f"seeded {args.assets:,} assets in {seed_s:.1f} s; decision loop, in memory")
+
+            memory = Agents(store=store, log=None, checkpointer=InMemorySaver())
+            decide(memory, findings, args.warmup)
+            mem_lat, last = decide(memory, findings, args.runs)
+            _note(f"in memory p99 {mem_lat.pct(99):.1f} ms; decision loop, SQLite")
+            conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False)
+            saver: BaseCheckpointSaver[Any] = SqliteSaver(conn)
+            saver.setup()  # type: ignore[attr-defined]
+            sqlite = Agents(store=store, log=None, checkpointer=saver)
+            decide(sqlite, findings, args.warmup)
+            sql_lat, _ = decide(sqlite, findings, args.runs)
+            conn.close()
+            runs_done = _chain_length(store)
+            _note(f"SQLite p99 {sql_lat.pct(99):.1f} ms; filling to {args.decisions:,} decisions")
+            iris, fill_s = fill(
+                store,
+                memory,
+                last.state,
+                count=max(args.decisions - runs_done, 0),
+                budget_s=args.fill_seconds,
+            )
+            stored = _chain_length(store)
+            _note(f"{stored:,} decisions stored; lineage reads")
+            sample = random.Random(0).choices(iris, k=args.lineage)
+            it = iter(sample)
+            lineage.lineage(store, sample[0])  # plan cache warm-up
+            lin_ms = timed(lambda: lineage.lineage(store, next(it)), args.lineage)
+            triples = len(lineage.lineage(store, sample[0]))
+            _note("verify")
+            t = time.perf_counter()
+            report = provenance.verify(store)
+            verify_s = time.perf_counter() - t
+        finally:
+            driver.close()
+            local_server.stop(config)
+
+    print(
+        f"generated plant: {args.assets:,} assets, {len(plant.nodes):,} nodes, "
+        f"{len(plant.rels):,} relationships, {len(findings.pumps):,} pumps "
+        f"(seeded in {seed_s:.1f} s, not counted)"
+    )
+    print(
+        f"decisions stored: {stored:,} (asked for {args.decisions:,}); chain length "
+        f"{report.records:,}"
+    )
+    print(
+        f"{'decision loop (observe → record)':<40}{'runs':>6}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'max ms':>9}  outcomes"
+    )
+    for name, lat in (
+        ("rule planner, InMemorySaver", mem_lat),
+        ("rule planner, SqliteSaver", sql_lat),
+    ):
+        outs = ", ".join(f"{k} {v}" for k, v in sorted(lat.outcomes.items()))
+        print(
+            f"{name:<40}{len(lat.ms):>6}{lat.pct(50):>9.1f}{lat.pct(99):>9.1f}"
+            f"{lat.ms.max():>9.1f}  {outs}"
+        )
+    rate = len(iris) / fill_s if fill_s else 0.0
+    print(
+        f"provenance: {len(iris):,} records in {fill_s:.1f} s = {rate:,.0f} records/s "
+        "(one transaction each, hash chained, record building included)"
+    )
+    print(
+        f"lineage: {args.lineage} reads of random decisions ({triples} triples each): "
+        f"p50 {np.percentile(lin_ms, 50):.1f} ms, p99 {np.percentile(lin_ms, 99):.1f} ms"
+    )
+    print(
+        f"verify: {report.records:,} records in {verify_s:.1f} s, "
+        f"{'ok' if report.ok else f'{len(report.problems)} PROBLEMS'}"
+    )
+    print(f"{'figure':<42}{'value':>12}{'target':>12}  met")
+    rows = (
+        ("decision p99, InMemorySaver (ms)", mem_lat.pct(99), DECISION_P99_MS),
+        ("decision p99, SqliteSaver (ms)", sql_lat.pct(99), DECISION_P99_MS),
+        (f"lineage p99, {stored:,} stored (ms)", float(np.percentile(lin_ms, 99)), LINEAGE_P99_MS),
+    )
+    for name, value, target in rows:
+        print(
+            f"{name:<42}{value:>12.1f}{'<= ' + f'{target:.0f}':>12}  "
+            f"{'yes' if value <= target else 'no'}"
+        )
+    print(f"{'provenance records/s':<42}{rate:>12,.0f}{'-':>12}  -")
+
+
+if __name__ == "__main__":
+    main()
