@@ -85,15 +85,15 @@ def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
     gather = _Gather(ctx, state)
     limit = ctx.settings.finding_limit
-    rows = gather.rows(q.OPEN_FINDINGS, scope=state.scope, as_of=state.as_of, limit=limit)
-    rows += gather.rows(
+    found = gather.rows(q.OPEN_FINDINGS, scope=state.scope, as_of=state.as_of, limit=limit)
+    stale = gather.rows(
         q.STALE_SENSORS,
         scope=state.scope,
         as_of=state.as_of,
         stale_s=ctx.settings.stale_after_s,
         limit=limit,
     )
-    findings = [Finding.model_validate(row) for row in rows]
+    findings = [Finding.model_validate(row) for row in [*found, *stale]]
     by_asset: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
         by_asset[finding.asset].append(finding)
@@ -173,7 +173,7 @@ def rank(
     """Score each failure mode by the trust-weighted symptoms it explains; best first."""
     strength: dict[str, float] = {}
     for s in found:
-        moved = max(abs(s.shift) / (2 * threshold), abs(math.log(s.spread)) / math.log(2))
+        moved = max(abs(s.shift) / (2 * threshold), abs(math.log(max(s.spread, 1e-6))) / math.log(2))
         value = min(1.0, moved) * s.trust
         strength[s.quantity_kind] = max(strength.get(s.quantity_kind, 0.0), value)
     seen = {row["mode"]: int(row["events"]) for row in history}

@@ -78,10 +78,10 @@ def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         urgency=max([urgency(f) for f in state.findings] + [top if state.hypotheses else 0.0]),
     )
     update = gather.update(state)
-    if state.action is not None:  # an external proposal: TwinKG's confidence caps its claim
+    if state.action is not None:  # an external proposal: the data's trust caps its claim
         action = state.action.model_copy(
             update={
-                "confidence": min(state.action.confidence, case.confidence),
+                "confidence": round(min(state.action.confidence, data_trust), 6),
                 "proposed_at": state.as_of,
             }
         )

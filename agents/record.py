@@ -182,7 +182,8 @@ def decision_records(  # noqa: PLR0912 - one PROV statement per line
     b.rel(RelType.PROV_USED, d, ontology)
     if first:
         for finding in state.findings:
-            b.rel(RelType.PROV_USED, d, finding.uri)
+            if finding.kind != "stale_sensor":  # a sensor is no prov:Entity: its window is used
+                b.rel(RelType.PROV_USED, d, finding.uri)
         for symptom in state.symptoms:
             b.rel(RelType.PROV_USED, d, symptom.trust_score)
         for h in state.hypotheses:

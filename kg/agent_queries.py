@@ -45,7 +45,7 @@ _STANDBY_FOR, _HAS_STANDBY, _HAS_ROLE = (
     token(RelType.HAS_STANDBY),
     token(RelType.HAS_ROLE),
 )
-_INFORMED_BY = token(RelType.PROV_WAS_INFORMED_BY)
+_INFORMED_BY, _WINDOW_OF = token(RelType.PROV_WAS_INFORMED_BY), token(RelType.WINDOW_OF)
 _STATUS, _OCCURRED, _AS_OF = (
     token(PropKey.STATUS),
     token(PropKey.OCCURRED_AT),
@@ -76,12 +76,13 @@ STALE_SENSORS = NamedQuery(
     f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(a:{_ASSET}) "
     f"WHERE s.lastObservedAt IS NOT NULL AND {_IN_SCOPE} "
     "AND s.lastObservedAt < datetime($as_of) - duration({seconds: $stale_s}) "
-    f"AND NOT EXISTS {{ MATCH (d:{_DECISION})-[:{_USED}]->(s) "
+    f"AND NOT EXISTS {{ MATCH (d:{_DECISION})-[:{_USED}]->()-[:{_WINDOW_OF}]->(s) "
     f"WHERE d.{_AS_OF} >= s.lastObservedAt }} "
     "RETURN s.uri AS uri, 'stale_sensor' AS kind, a.uri AS asset, "
     "s.lastObservedAt AS occurred_at ORDER BY occurred_at, uri LIMIT $limit",
 )
-"""Sensors silent for longer than ``stale_s`` seconds before ``as_of``, not yet decided on."""
+"""Sensors silent for longer than ``stale_s`` seconds before ``as_of`` that no decision since
+has looked at (used a telemetry window of)."""
 
 ASSET_PROFILE = NamedQuery(
     "agents.diagnose.asset",

@@ -1,0 +1,313 @@
+"""The agents against the real Neo4j: a scripted scenario per safety rule, approvals bound to what
+they approve, tamper detection, lineage and replay. Runs on the SKAB testbed after replaying the
+cavitation run (``other/13.csv``) through ingest."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+from neo4j import Driver
+
+from agents.replay import replay
+from agents.runner import Agents
+from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg import agent_queries as q
+from kg import provenance
+from kg.lineage import lineage
+from kg.records import GraphRecords, NodeRecord
+from kg.store import GraphStore, open_driver
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import (
+    ApprovalExpiredError,
+    ApprovalMismatchError,
+    ApprovalStaleError,
+    ApproverRoleError,
+    DecisionNotFoundError,
+    ReplayInputsMissingError,
+    StoreError,
+)
+from reasoner.prov_check import check_prov
+from tests.conftest import REPO, Neo4jTarget
+from tests.integration.test_cli import run
+
+pytestmark = pytest.mark.neo4j
+DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+PUMP, MOTOR, LOOP = PLANT + "pump", PLANT + "motor", PLANT + "loop"
+IVANOVA, PETROV = PLANT + "person-ivanova", PLANT + "person-petrov"
+SUPERVISOR = "https://w3id.org/twinkg/ontology#SupervisorRole"
+OPERATOR = "https://w3id.org/twinkg/ontology#OperatorRole"
+FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
+AS_OF = datetime(2020, 2, 8, 19, 6, 30, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    store: GraphStore
+    log: TelemetryLog
+    agents: Agents
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def world(
+    driver: Driver, neo4j_target: Neo4jTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    if not DATA.exists():
+        pytest.skip(f"SKAB data not found at {DATA}: the agent scenario replays it")
+    with driver.session() as session:
+        session.run(
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
+    store = GraphStore(driver)
+    store.ensure_schema()
+    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    home = tmp_path_factory.mktemp("agents")
+    log = TelemetryLog(home / "telemetry")
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}
+    done = run("ingest", "--skab", str(DATA), "--no-classify", env=env)
+    assert done.returncode == 0, done.stderr
+    saver = SqliteSaver(sqlite3.connect(home / "checkpoints.sqlite", check_same_thread=False))
+    saver.setup()
+    yield World(store, log, Agents(store=store, log=log, checkpointer=saver), home)
+
+
+def _propose(world: World, kind: ActionKind, target: str = PUMP, **args: object) -> str:
+    action = ProposedAction(
+        kind=kind,
+        target=target,
+        confidence=float(args.pop("confidence", 0.95)),  # type: ignore[arg-type]
+        proposed_at=AS_OF.isoformat(),
+        **args,  # type: ignore[arg-type]
+    )
+    result = world.agents.run(scope=target, as_of=AS_OF, action=action)
+    return result.steps[-1].decision
+
+
+def _answer(world: World, decision: str, **overrides: object) -> ApprovalInput:
+    request = world.agents.request_for(decision)
+    now = datetime.now(UTC)
+    fields: dict[str, object] = {
+        "outcome": "approved",
+        "approver": IVANOVA,
+        "role": SUPERVISOR,
+        "action_hash": request["action_hash"],
+        "graph_version": request["graph_version"],
+        "expires_at": (now + timedelta(minutes=30)).isoformat(),
+        "given_at": now.isoformat(),
+    }
+    fields.update(overrides)
+    return ApprovalInput.model_validate(fields)
+
+
+def _outcome(world: World, decision: str) -> str:
+    assert provenance.receipt(world.store, decision).record_hash  # recorded and sealed
+    summary = world.store.read(q.DECISION_SUMMARY, decision=decision)
+    return str(summary[0]["outcome"])
+
+
+def _check_lineage_and_replay(world: World, decision: str) -> None:
+    graph = lineage(world.store, decision)
+    outcome = check_prov(graph)
+    assert outcome.conforms, [(str(v.focus_node), str(v.value)) for v in outcome.violations]
+    report = replay(world.store, world.log, decision)
+    assert report.same, report.differences
+
+
+def test_rule_planner_decides_on_the_cavitation_run(world: World) -> None:
+    results = world.agents.run_all(as_of=AS_OF)
+    assert results, "the ingest raised anomalies and alarms: the agents must decide"
+    pump = next(r for r in results if r.state.asset == PUMP)
+    assert pump.state.hypotheses and pump.state.hypotheses[0].score > 0
+    assert pump.state.action is not None
+    assert pump.state.action.kind is ActionKind.SETPOINT_CHANGE
+    assert pump.state.action.proposed_setpoint < pump.state.action.current_setpoint  # type: ignore[operator]
+    for result in results:
+        for step in result.steps:
+            _check_lineage_and_replay(world, step.decision)
+    # Nothing is left: every finding was used by a decision, so a new cycle decides nothing.
+    assert world.agents.run(as_of=AS_OF).status == "nothing_to_do"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "args"),
+    [
+        (
+            "envelope-above-max",
+            ActionKind.SETPOINT_CHANGE,
+            {
+                "quantity_kind": FLOW,
+                "current_setpoint": 80.0,
+                "proposed_setpoint": 200.0,
+                "ramp_s": 600.0,
+            },
+        ),
+        (
+            "ramp-too-fast",
+            ActionKind.SETPOINT_CHANGE,
+            {
+                "quantity_kind": FLOW,
+                "current_setpoint": 80.0,
+                "proposed_setpoint": 70.0,
+                "ramp_s": 0.1,
+            },
+        ),
+        ("missing-arguments", ActionKind.SETPOINT_CHANGE, {"quantity_kind": FLOW}),
+    ],
+)
+def test_a_violation_refuses_and_records(
+    world: World, name: str, kind: ActionKind, args: dict[str, object]
+) -> None:
+    decision = _propose(world, kind, **args)
+    assert _outcome(world, decision) == Outcome.REFUSED.value, name
+    assert world.store.read(q.DECISION_SUMMARY, decision=decision)[0]["reason"]
+    _check_lineage_and_replay(world, decision)
+
+
+def test_an_allowed_setpoint_change_is_applied_with_its_effect(
+    world: World, driver: Driver
+) -> None:
+    decision = _propose(
+        world,
+        ActionKind.SETPOINT_CHANGE,
+        quantity_kind=FLOW,
+        current_setpoint=80.0,
+        proposed_setpoint=72.0,
+        ramp_s=60.0,
+    )
+    assert _outcome(world, decision) == Outcome.APPLIED.value
+    records, _, _ = driver.execute_query(
+        "MATCH (e:SetpointChange {uri: $uri})-[:CONCERNS]->(p {uri: $pump}) RETURN e.value AS v",
+        uri=decision + "/effect",
+        pump=PUMP,
+    )
+    assert [r["v"] for r in records] == [72.0]
+    _check_lineage_and_replay(world, decision)
+    # The same decision recorded again applies nothing twice.
+    again = provenance.record(
+        world.store, GraphRecords((NodeRecord(decision),), ()), decision=decision
+    )
+    assert (
+        not again.created
+        and again.chain_index == provenance.receipt(world.store, decision).chain_index
+    )
+
+
+def test_lockout_tagout_blocks_every_action(world: World, driver: Driver) -> None:
+    driver.execute_query(
+        "MATCH (l {uri: $loop}) CREATE (p:Resource:LockoutTagoutPermit:SafetyPolicy:Policy:prov_Entity "
+        "{uri: $permit, rdf_type: [$cls], permitStatus: 'active', "
+        "validFrom: datetime('2020-02-08T00:00:00Z'), validUntil: datetime('2020-02-09T00:00:00Z')})"
+        "-[:APPLIES_TO]->(l)",
+        loop=LOOP,
+        permit=PLANT + "permit-test",
+        cls="https://w3id.org/twinkg/ontology#LockoutTagoutPermit",
+    )
+    try:
+        decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR)
+        assert _outcome(world, decision) == Outcome.REFUSED.value
+        _check_lineage_and_replay(world, decision)
+    finally:
+        driver.execute_query(
+            "MATCH (p {uri: $permit}) DETACH DELETE p", permit=PLANT + "permit-test"
+        )
+
+
+def test_low_confidence_waits_for_a_person_and_a_rejection_is_recorded(world: World) -> None:
+    decision = _propose(world, ActionKind.WORK_ORDER, confidence=0.5)
+    assert _outcome(world, decision) == Outcome.AWAITING_APPROVAL.value
+    result = world.agents.answer(
+        decision, _answer(world, decision, outcome="rejected", approver=PETROV, role=OPERATOR)
+    )
+    assert result.steps[-1].outcome is Outcome.REJECTED
+    _check_lineage_and_replay(world, result.steps[-1].decision)
+
+
+def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: Driver) -> None:
+    decision = _propose(world, ActionKind.CONTROLLED_STOP)
+    assert _outcome(world, decision) == Outcome.AWAITING_APPROVAL.value
+    request = world.agents.request_for(decision)
+    assert request["roles"] == [SUPERVISOR]
+    # Wrong role, other arguments, expired: refused before anything resumes; still waiting.
+    with pytest.raises(ApproverRoleError):
+        world.agents.answer(decision, _answer(world, decision, approver=PETROV, role=OPERATOR))
+    with pytest.raises(ApprovalMismatchError):
+        world.agents.answer(decision, _answer(world, decision, action_hash="0" * 64))
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    with pytest.raises(ApprovalExpiredError):
+        world.agents.answer(decision, _answer(world, decision, expires_at=past))
+    assert world.agents.request_for(decision)["decision"] == decision
+    # A Neo4j outage while resuming: a clear error, nothing written, the run still resumable.
+    dead = Agents(
+        store=GraphStore(open_driver("bolt://127.0.0.1:1", "neo4j", "x")),
+        log=world.log,
+        checkpointer=world.agents.checkpointer,
+    )
+    with pytest.raises(StoreError):
+        dead.answer(decision, _answer(world, decision))
+    result = world.agents.answer(decision, _answer(world, decision))
+    assert result.steps[-1].outcome is Outcome.APPLIED
+    records, _, _ = driver.execute_query(
+        "MATCH (p {uri: $pump}) RETURN p.operationalStatus AS s", pump=PUMP
+    )
+    assert records[0]["s"] == "stopped"
+    _check_lineage_and_replay(world, result.steps[-1].decision)
+    driver.execute_query("MATCH (p {uri: $pump}) SET p.operationalStatus = 'running'", pump=PUMP)
+
+
+def test_a_stale_approval_is_refused(world: World, driver: Driver) -> None:
+    decision = _propose(world, ActionKind.WORK_ORDER, confidence=0.5)
+    answer = _answer(world, decision)
+    driver.execute_query(
+        "MATCH (e {uri: $env}) SET e.maxValue = e.maxValue + 1", env=PLANT + "envelope-pump-flow"
+    )
+    try:
+        with pytest.raises(ApprovalStaleError):
+            world.agents.answer(decision, answer)
+    finally:
+        driver.execute_query(
+            "MATCH (e {uri: $env}) SET e.maxValue = e.maxValue - 1",
+            env=PLANT + "envelope-pump-flow",
+        )
+    assert (
+        world.agents.answer(decision, _answer(world, decision)).steps[-1].outcome is Outcome.APPLIED
+    )
+
+
+def test_verify_finds_altered_and_deleted_records(world: World, driver: Driver) -> None:
+    assert provenance.verify(world.store).ok
+    decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR, confidence=0.5)
+    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.99", a=decision + "/action")
+    report = provenance.verify(world.store)
+    assert [(p.kind, p.decision) for p in report.problems] == [("altered", decision)]
+    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.5", a=decision + "/action")
+    assert provenance.verify(world.store).ok
+    head = provenance.verify(world.store).head_hash
+    driver.execute_query("MATCH (d {uri: $d}) DETACH DELETE d", d=decision)
+    kinds = {p.kind for p in provenance.verify(world.store, expect_head=head).problems}
+    assert "missing" in kinds
+
+
+def test_unknown_decisions_and_purged_inputs_are_clear_errors(world: World) -> None:
+    with pytest.raises(DecisionNotFoundError):
+        lineage(world.store, "no-such-run/1")
+    with pytest.raises(DecisionNotFoundError):
+        replay(world.store, world.log, "no-such-run/1")
+    decision = str(world.store.read(provenance.PAGE, start=1, stop=2)[0]["uri"])  # a rules run
+    moved = world.home / "telemetry-moved"
+    shutil.move(world.home / "telemetry", moved)
+    try:
+        with pytest.raises(ReplayInputsMissingError):
+            replay(world.store, TelemetryLog(world.home / "telemetry"), decision)
+    finally:
+        shutil.rmtree(world.home / "telemetry", ignore_errors=True)
+        shutil.move(moved, world.home / "telemetry")
