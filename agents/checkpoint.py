@@ -140,10 +140,10 @@ def _open_postgres(url: str, saver_class: Any) -> Iterator[BaseCheckpointSaver[s
 
     with contextlib.ExitStack() as stack:
         try:
-            saver: BaseCheckpointSaver[str] = stack.enter_context(saver_class.from_conn_string(url))
+            saver = stack.enter_context(saver_class.from_conn_string(url))
             # from_conn_string takes no serializer; the saver reads it from this attribute.
             saver.serde = serializer()
-            saver_class.setup(saver)
+            saver.setup()
         except psycopg.OperationalError as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(
