@@ -17,6 +17,7 @@ from rdflib import RDF, SH, Graph
 from rdflib.term import Node
 
 from ontology.errors import ShapesError
+from reasoner import sparql_cache
 from shapes.meta import check_shapes
 
 __all__ = ["Severity", "ValidationOutcome", "Violation", "check_shapes", "validate"]
@@ -106,6 +107,7 @@ def validate(
     """
     if meta_shacl:
         check_shapes(shapes)
+    sparql_cache.install()
     try:
         conforms, report, _ = pyshacl.validate(
             data,

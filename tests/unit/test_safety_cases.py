@@ -15,7 +15,14 @@ from rdflib import OWL, RDF, SH, Graph, Literal, URIRef
 
 from ontology.catalog import load_ontology
 from ontology.errors import ShapesError
-from reasoner.safety import SAFETY_SHAPES_DIR, load_shapes, safety_shapes, safety_shapes_version
+from ontology.vocab import TK
+from reasoner.safety import (
+    SAFETY_SHAPES_DIR,
+    assess,
+    load_shapes,
+    safety_shapes,
+    safety_shapes_version,
+)
 from reasoner.validation import ValidationOutcome, Violation, validate
 
 CASES_DIR = SAFETY_SHAPES_DIR / "cases"
@@ -155,3 +162,19 @@ def test_shapes_files_must_agree_on_their_version(tmp_path: Path) -> None:
 def test_an_empty_folder_holds_no_shapes(tmp_path: Path) -> None:
     with pytest.raises(ShapesError, match="no shapes files"):
         load_shapes(tmp_path)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_the_guard_judges_as_full_rdfs_inference_would(case: Path, ontology: Graph) -> None:
+    """``assess`` asserts superclass types instead of running RDFS inference: same results."""
+    data = Graph().parse(case / "input.ttl")
+    actions = set(data.subjects(RDF.type, TK.ProposedAction))
+    action, context = Graph(), Graph()
+    for triple in data:
+        (action if triple[0] in actions else context).add(triple)
+
+    fast = assess(action, context).outcome
+    full = validate(data, safety_shapes(), ontology=ontology)
+
+    assert _actual(fast) == _actual(full)
+    assert fast.conforms is full.conforms
