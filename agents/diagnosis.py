@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from agents.context import RunContext
 from agents.state import AgentState, Evidence, Finding, Hypothesis, Symptom, WindowEvidence
 from kg import agent_queries as q
+from kg.queries import NamedQuery
 
 _SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
 _KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}
@@ -62,7 +63,7 @@ class _Gather:
         self.evidence: list[Evidence] = []
         self.windows: list[WindowEvidence] = []
 
-    def rows(self, query: q.NamedQuery, **params: Any) -> list[dict[str, Any]]:
+    def rows(self, query: NamedQuery, **params: Any) -> list[dict[str, Any]]:
         rows, evidence = self.ctx.facts.rows(query, self.next, **params)
         self.next += 1
         self.evidence.append(evidence)
@@ -173,7 +174,8 @@ def rank(
     """Score each failure mode by the trust-weighted symptoms it explains; best first."""
     strength: dict[str, float] = {}
     for s in found:
-        moved = max(abs(s.shift) / (2 * threshold), abs(math.log(max(s.spread, 1e-6))) / math.log(2))
+        spread = abs(math.log(max(s.spread, 1e-6))) / math.log(2)
+        moved = max(abs(s.shift) / (2 * threshold), spread)
         value = min(1.0, moved) * s.trust
         strength[s.quantity_kind] = max(strength.get(s.quantity_kind, 0.0), value)
     seen = {row["mode"]: int(row["events"]) for row in history}

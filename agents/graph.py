@@ -9,7 +9,7 @@ decides whether the run acts, records a refusal, or records a request and waits 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -33,8 +33,16 @@ NODES: dict[str, Node] = {
 }
 
 
-def _bind(node: Node) -> Callable[[AgentState, Runtime[RunContext]], dict[str, Any]]:
-    def run(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+class _Bound(Protocol):
+    __name__: str
+
+    def __call__(self, state: AgentState, *, runtime: Runtime[RunContext]) -> dict[str, Any]: ...
+
+
+def _bind(node: Node) -> _Bound:
+    """The node as LangGraph calls it: the run context arrives as ``runtime.context``."""
+
+    def run(state: AgentState, *, runtime: Runtime[RunContext]) -> dict[str, Any]:
         return node(state, runtime.context)
 
     run.__name__ = node.__name__

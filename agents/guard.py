@@ -33,6 +33,7 @@ from kg import agent_queries as q
 from kg.context import CONTEXT_NODES, CONTEXT_RELATIONSHIPS, context_from_rows, context_params
 from kg.context import graph_version as version_of
 from kg.provenance import canonical_ntriples
+from kg.queries import NamedQuery
 from ontology.errors import InvalidInputError
 from ontology.namespaces import DECISION_BASE
 from ontology.vocab import TK
@@ -46,7 +47,7 @@ def decision_iri(state: AgentState) -> str:
     return f"{DECISION_BASE}{state.run_id}/{state.step}"
 
 
-def _rows_of(state: AgentState, query: q.NamedQuery) -> list[dict[str, Any]]:
+def _rows_of(state: AgentState, query: NamedQuery) -> list[dict[str, Any]]:
     found = [e for e in state.evidence if e.query == query.name]
     return found[-1].rows if found else []
 
@@ -153,17 +154,19 @@ def _results(assessment: SafetyAssessment) -> list[GuardResult]:
 def _approver_roles(assessment: SafetyAssessment, context: Graph) -> list[str]:
     """Roles that may approve: those the approval requirements name, else operator/supervisor."""
     required: set[str] = set()
-    for v in assessment.approvals_needed:
-        if v.value is not None and (v.value, RDF.type, TK.ApprovalRequirement) in context:
-            required.update(str(r) for r in context.objects(v.value, TK.requiredRole))
+    for requirement in _requirements(assessment, context):
+        required.update(str(r) for r in context.objects(requirement, TK.requiredRole))
     return sorted(required) if required else list(DEFAULT_APPROVER_ROLES)
 
 
+def _requirements(assessment: SafetyAssessment, context: Graph) -> list[URIRef]:
+    """The approval requirements behind the warnings (others ask for any approver)."""
+    values = [URIRef(v.value) for v in assessment.approvals_needed if v.value is not None]
+    return [v for v in values if (v, RDF.type, TK.ApprovalRequirement) in context]
+
+
 def _unmet_requirement(assessment: SafetyAssessment, context: Graph) -> bool:
-    return any(
-        v.value is not None and (v.value, RDF.type, TK.ApprovalRequirement) in context
-        for v in assessment.approvals_needed
-    )
+    return bool(_requirements(assessment, context))
 
 
 def guard(state: AgentState, ctx: RunContext) -> dict[str, Any]:
@@ -244,10 +247,12 @@ def _judge(  # noqa: PLR0911, PLR0917 - one outcome per rule, private
 
 
 def _threshold(context: Graph, target: str) -> float | None:
+    del target  # every threshold in the context applies to the target or an asset above it
     values = [
-        float(t)
+        float(t.toPython())
         for policy in context.subjects(RDF.type, TK.TrustThreshold)
         for t in context.objects(policy, TK.threshold)
+        if isinstance(t, Literal)
     ]
     return max(values) if values else None
 

@@ -20,6 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from rdflib import RDF, Graph, Literal, URIRef
 from rdflib.namespace import PROV
+from rdflib.term import Node
 
 from agents.context import AgentInfo, RecordedFacts, RunContext
 from agents.diagnosis import parse_time
@@ -111,7 +112,7 @@ class _Fixed:
         raise ReplayInputsMissingError("an external proposal needs no planner")  # pragma: no cover
 
 
-def _value(graph: Graph, node: URIRef, prop: URIRef) -> Any:
+def _value(graph: Graph, node: Node, prop: URIRef) -> Any:
     found = graph.value(node, prop)
     return None if found is None else found.toPython() if isinstance(found, Literal) else str(found)
 

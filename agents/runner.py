@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
-from agents.checkpoint import unfinished_threads
+from agents.checkpoint import DURABILITY, unfinished_threads
 from agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
 from agents.diagnosis import parse_time
 from agents.graph import compile_graph
@@ -94,11 +95,17 @@ class Agents:
             store=self.store,
         )
 
-    def _config(self, run_id: str) -> dict[str, Any]:
+    def _config(self, run_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": run_id}}
 
+    def _invoke(self, value: AgentState | Command[Any] | None, run_id: str) -> None:
+        """Run the graph on thread ``run_id``, each node's checkpoint written before the next."""
+        self._graph.invoke(
+            value, self._config(run_id), context=self.context(), durability=DURABILITY
+        )
+
     def _result(self, run_id: str) -> RunResult:
-        snapshot = self._graph.get_state(self._config(run_id))  # type: ignore[arg-type]
+        snapshot = self._graph.get_state(self._config(run_id))
         if not snapshot.values:
             raise NotAwaitingApprovalError(f"run {run_id} has no checkpoint here")
         state = AgentState.model_validate(snapshot.values)
@@ -135,7 +142,7 @@ class Agents:
             started_at=self.clock().isoformat(),
             action=action,
         )
-        self._graph.invoke(state, self._config(run_id), context=self.context())  # type: ignore[arg-type]
+        self._invoke(state, run_id)
         return self._result(run_id)
 
     def resume_crashed(self) -> list[RunResult]:
@@ -144,7 +151,7 @@ class Agents:
         for thread in unfinished_threads(self.checkpointer):
             if thread.waiting:
                 continue
-            self._graph.invoke(None, self._config(thread.thread_id), context=self.context())  # type: ignore[arg-type]
+            self._invoke(None, thread.thread_id)
             results.append(self._result(thread.thread_id))
         return results
 
@@ -218,10 +225,7 @@ class Agents:
                     f"the role {answer.role} may not approve this action "
                     f"(allowed: {', '.join(request['roles'])})"
                 )
-        config = self._config(request["run_id"])
-        self._graph.invoke(
-            Command(resume=answer.model_dump(mode="json")), config, context=self.context()
-        )  # type: ignore[arg-type]
+        self._invoke(Command(resume=answer.model_dump(mode="json")), request["run_id"])
         return self._result(request["run_id"])
 
 

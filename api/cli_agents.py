@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from agents.checkpoint import open_checkpointer
 from rdflib import RDF, RDFS, Graph, URIRef
 
+from agents.checkpoint import open_checkpointer
 from agents.context import AgentSettings
 from agents.diagnosis import parse_time
 from agents.replay import replay
@@ -274,7 +274,7 @@ def _text(graph: Graph, decision: str) -> None:
             out.print(f"{'  ' * depth}{_short(str(p))} → {label(o)}", markup=False)
             walk(o, depth + 1)
 
-    for s in sorted(set(graph.subjects(None, root))):
+    for s in sorted(set(graph.subjects(None, root)), key=str):
         if isinstance(s, URIRef):
             out.print(
                 f"  {label(s)} ← {_short(str(graph.value(s, None, root) or ''))}", markup=False

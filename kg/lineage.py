@@ -57,10 +57,13 @@ LINEAGE_NODES = NamedQuery(
     "ORDER BY uri",
 )
 """The decision's records and everything reachable back from them (three steps)."""
+# Relationships are expanded outwards from each node found: shared nodes such as the shapes
+# release have an incoming edge from every decision, so they must never be the starting side.
 
 LINEAGE_RELATIONSHIPS = NamedQuery(
     "lineage.relationships",
-    f"MATCH (a:{_R})-[r:{_BACK}]->(b:{_R}) WHERE a.uri IN $uris AND b.uri IN $uris "
+    f"UNWIND $uris AS u MATCH (a:{_R} {{uri: u}}) WITH a "
+    f"MATCH (a)-[r:{_BACK}]->(b:{_R}) WHERE b.uri IN $uris "
     "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
 )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rdflib import Graph, URIRef
@@ -28,7 +29,7 @@ from rdflib import Graph, URIRef
 from kg.mapping import canonical_times, node_triples, records_to_rdf, relationship_triple
 from kg.queries import NamedQuery, token
 from kg.records import GraphRecords, NodeRecord
-from kg.store import GraphStore, StoreTx
+from kg.store import GraphStore, StoreTx, labels_for
 from ontology.errors import DecisionNotFoundError, StoreError
 from ontology.namespaces import DECISION_BASE
 from ontology.vocab import TK, Label, PropKey
@@ -54,9 +55,29 @@ CHAIN_LOCK = NamedQuery(
     f"MERGE (c:{_RESOURCE}:{_CHAIN} {{uri: $chain}}) "
     f"ON CREATE SET c.{_INDEX} = 0, c.{_HASH} = '', c.rdf_type = [$chain_class] "
     f"SET c.{_INDEX} = c.{_INDEX} "
-    f"RETURN c.{_INDEX} AS length, c.{_HASH} AS head",
+    f"WITH c OPTIONAL MATCH (d:{_RESOURCE}:{_DECISION} {{uri: $uri}}) "
+    f"RETURN c.{_INDEX} AS length, c.{_HASH} AS head, d.uri AS done, "
+    f"d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, d.{_PREV} AS previous_hash",
 )
-"""Take the chain head's write lock (creating it on first use); its length and last hash."""
+"""Take the chain head's write lock (creating it on first use): its length and last hash, and
+the decision's receipt if it was recorded before."""
+
+RECORD_NODES = NamedQuery(
+    "provenance.record_nodes",
+    f"UNWIND $rows AS row MERGE (n:{_RESOURCE} {{uri: row.uri}}) "
+    "SET n:$(row.labels) SET n += row.props "
+    "FOREACH (k IN keys(row.t) | SET n[k] = datetime(row.t[k])) "
+    "RETURN count(n) AS written",
+)
+"""A record's nodes in one statement: labels from the generated enum, times rebuilt in Cypher."""
+
+RECORD_RELATIONSHIPS = NamedQuery(
+    "provenance.record_relationships",
+    f"UNWIND $rows AS row MATCH (a:{_RESOURCE} {{uri: row.start}}) "
+    f"MATCH (b:{_RESOURCE} {{uri: row.end}}) CREATE (a)-[:$(row.type)]->(b) "
+    "RETURN count(*) AS written",
+)
+"""A record's relationships (all leave nodes the record owns, which are new)."""
 
 CHAIN_HEAD = NamedQuery(
     "provenance.chain_head",
@@ -67,11 +88,6 @@ CHAIN_HEAD = NamedQuery(
 CHAIN_ADVANCE = NamedQuery(
     "provenance.chain_advance",
     f"MATCH (c:{_RESOURCE} {{uri: $chain}}) SET c.{_INDEX} = $length, c.{_HASH} = $head",
-)
-
-RECORD_SEAL = NamedQuery(
-    "provenance.record_seal",
-    f"MATCH (d:{_RESOURCE} {{uri: $uri}}) SET d.{_HASH} = $hash RETURN count(d) AS sealed",
 )
 
 RECEIPT = NamedQuery(
@@ -186,6 +202,28 @@ def _stamped(records: GraphRecords, decision: str, index: int, previous: str) ->
     return GraphRecords(tuple(nodes), records.rels)
 
 
+def _node_rows(records: GraphRecords, decision: str, digest: str) -> list[dict[str, Any]]:
+    """Rows for :data:`RECORD_NODES`: labels, plain properties, and times as ISO text."""
+    rows = []
+    for node in records.nodes:
+        props: dict[str, Any] = {}
+        times: dict[str, str] = {}
+        for key, value in node.props.items():
+            if isinstance(value, datetime):
+                times[key.value] = value.isoformat()
+            elif isinstance(value, list) and value and isinstance(value[0], datetime):
+                raise StoreError(f"{node.uri}: lists of times are not recorded ({key.value})")
+            else:
+                props[key.value] = value
+        if node.types:
+            props[PropKey.RDF_TYPE.value] = sorted(node.types)
+        if node.uri == decision:
+            props[PropKey.RECORD_HASH.value] = digest
+        labels = [label.value for label in labels_for(node.types) if label is not Label.RESOURCE]
+        rows.append({"uri": node.uri, "labels": labels, "props": props, "t": times})
+    return rows
+
+
 def record(
     store: GraphStore,
     records: GraphRecords,
@@ -201,17 +239,25 @@ def record(
     was written.
     """
 
+    for rel in records.rels:
+        if not owns(decision, rel.start):
+            raise StoreError(f"a record may only add relationships from its own nodes: {rel}")
+
     def work(tx: StoreTx) -> Receipt:
-        head = tx.run(CHAIN_LOCK, chain=CHAIN_IRI, chain_class=str(TK.ProvenanceChain))[0]
-        done = tx.run(RECEIPT, uri=decision)
-        if done:
-            return _receipt(done[0], created=False)
+        head = tx.run(
+            CHAIN_LOCK, chain=CHAIN_IRI, chain_class=str(TK.ProvenanceChain), uri=decision
+        )[0]
+        if head["done"] is not None:
+            return _receipt({**head, "uri": head["done"]}, created=False)
         index, previous = int(head["length"]) + 1, str(head["head"])
         stamped = _stamped(records, decision, index, previous)
         digest = record_hash(previous, _record_triples(decision, stamped))
-        tx.write(stamped)
-        if tx.run(RECORD_SEAL, uri=decision, hash=digest)[0]["sealed"] != 1:
-            raise StoreError(f"could not seal the record of {decision}")
+        rows = _node_rows(stamped, decision, digest)
+        if tx.run(RECORD_NODES, rows=rows)[0]["written"] != len(rows):
+            raise StoreError(f"could not write the nodes of {decision}")
+        rels = [{"start": r.start, "type": r.type.value, "end": r.end} for r in stamped.rels]
+        if rels and tx.run(RECORD_RELATIONSHIPS, rows=rels)[0]["written"] != len(rels):
+            raise StoreError(f"a relationship of {decision} points at a node not in the graph")
         for change in changes:
             if not tx.run(SET_STATUS, uri=change.asset, status=change.status):
                 raise StoreError(f"the action's target {change.asset} is not in the graph")

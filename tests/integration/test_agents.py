@@ -5,16 +5,16 @@ cavitation run (``other/13.csv``) through ingest."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from langgraph.checkpoint.sqlite import SqliteSaver
 from neo4j import Driver
 
+from agents.checkpoint import open_checkpointer
 from agents.replay import replay
 from agents.runner import Agents
 from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
@@ -76,18 +76,17 @@ def world(
     env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}
     done = run("ingest", "--skab", str(DATA), "--no-classify", env=env)
     assert done.returncode == 0, done.stderr
-    saver = SqliteSaver(sqlite3.connect(home / "checkpoints.sqlite", check_same_thread=False))
-    saver.setup()
-    yield World(store, log, Agents(store=store, log=log, checkpointer=saver), home)
+    with open_checkpointer(str(home / "checkpoints.sqlite")) as saver:
+        yield World(store, log, Agents(store=store, log=log, checkpointer=saver), home)
 
 
-def _propose(world: World, kind: ActionKind, target: str = PUMP, **args: object) -> str:
+def _propose(world: World, kind: ActionKind, target: str = PUMP, **args: Any) -> str:
     action = ProposedAction(
         kind=kind,
         target=target,
-        confidence=float(args.pop("confidence", 0.95)),  # type: ignore[arg-type]
+        confidence=float(args.pop("confidence", 0.95)),
         proposed_at=AS_OF.isoformat(),
-        **args,  # type: ignore[arg-type]
+        **args,
     )
     result = world.agents.run(scope=target, as_of=AS_OF, action=action)
     return result.steps[-1].decision
@@ -165,7 +164,7 @@ def test_rule_planner_decides_on_the_cavitation_run(world: World) -> None:
     ],
 )
 def test_a_violation_refuses_and_records(
-    world: World, name: str, kind: ActionKind, args: dict[str, object]
+    world: World, name: str, kind: ActionKind, args: dict[str, Any]
 ) -> None:
     decision = _propose(world, kind, **args)
     assert _outcome(world, decision) == Outcome.REFUSED.value, name
@@ -204,9 +203,11 @@ def test_an_allowed_setpoint_change_is_applied_with_its_effect(
 
 def test_lockout_tagout_blocks_every_action(world: World, driver: Driver) -> None:
     driver.execute_query(
-        "MATCH (l {uri: $loop}) CREATE (p:Resource:LockoutTagoutPermit:SafetyPolicy:Policy:prov_Entity "
+        "MATCH (l {uri: $loop}) "
+        "CREATE (p:Resource:LockoutTagoutPermit:SafetyPolicy:Policy:prov_Entity "
         "{uri: $permit, rdf_type: [$cls], permitStatus: 'active', "
-        "validFrom: datetime('2020-02-08T00:00:00Z'), validUntil: datetime('2020-02-09T00:00:00Z')})"
+        "validFrom: datetime('2020-02-08T00:00:00Z'), "
+        "validUntil: datetime('2020-02-09T00:00:00Z')})"
         "-[:APPLIES_TO]->(l)",
         loop=LOOP,
         permit=PLANT + "permit-test",
@@ -217,8 +218,9 @@ def test_lockout_tagout_blocks_every_action(world: World, driver: Driver) -> Non
         assert _outcome(world, decision) == Outcome.REFUSED.value
         _check_lineage_and_replay(world, decision)
     finally:
+        # Closed, not deleted: the refusal used the permit, and its record must stay intact.
         driver.execute_query(
-            "MATCH (p {uri: $permit}) DETACH DELETE p", permit=PLANT + "permit-test"
+            "MATCH (p {uri: $permit}) SET p.permitStatus = 'closed'", permit=PLANT + "permit-test"
         )
 
 
