@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sqlite3
 import sys
 import tempfile
 import time
@@ -38,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 
+from agents.checkpoint import open_checkpointer
 from agents.guard import decision_iri
 from agents.record import decision_records
 from agents.runner import Agents, RunResult
@@ -206,13 +204,10 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, printed in order
             decide(memory, findings, args.warmup)
             mem_lat, last = decide(memory, findings, args.runs)
             _note(f"in memory p99 {mem_lat.pct(99):.1f} ms; decision loop, SQLite")
-            conn = sqlite3.connect(home / "checkpoints.db", check_same_thread=False)
-            saver: BaseCheckpointSaver[Any] = SqliteSaver(conn)
-            saver.setup()  # type: ignore[attr-defined]
-            sqlite = Agents(store=store, log=None, checkpointer=saver)
-            decide(sqlite, findings, args.warmup)
-            sql_lat, _ = decide(sqlite, findings, args.runs)
-            conn.close()
+            with open_checkpointer(str(home / "checkpoints.db")) as saver:
+                sqlite = Agents(store=store, log=None, checkpointer=saver)
+                decide(sqlite, findings, args.warmup)
+                sql_lat, _ = decide(sqlite, findings, args.runs)
             runs_done = _chain_length(store)
             _note(f"SQLite p99 {sql_lat.pct(99):.1f} ms; filling to {args.decisions:,} decisions")
             iris, fill_s = fill(

@@ -5,6 +5,8 @@ cavitation run (``other/13.csv``) through ingest."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -313,3 +315,94 @@ def test_unknown_decisions_and_purged_inputs_are_clear_errors(world: World) -> N
     finally:
         shutil.rmtree(world.home / "telemetry", ignore_errors=True)
         shutil.move(moved, world.home / "telemetry")
+
+
+_CRASHING_RUN = """
+import os, sys
+from datetime import datetime
+from pathlib import Path
+from agents import record as record_module
+from agents.checkpoint import open_checkpointer
+from agents.runner import Agents
+from agents.state import ActionKind, ProposedAction
+from kg import provenance
+from kg.store import GraphStore, open_driver
+from kg.telemetry_log import TelemetryLog
+
+uri, user, password, home, point, as_of, pump, flow = sys.argv[1:]
+real = provenance.record
+
+def record_then_die(*args, **kwargs):
+    receipt = real(*args, **kwargs)  # committed to Neo4j ...
+    os._exit(137)  # ... and killed before the checkpoint says so
+
+def die(*args, **kwargs):
+    os._exit(137)  # killed while acting, before anything was written
+
+if point == "after-commit":
+    provenance.record = record_then_die
+else:
+    record_module.act = die
+    import agents.graph as graph_module
+    graph_module.NODES["act"] = die
+driver = open_driver(uri, user, password)
+with open_checkpointer(home + "/crash.sqlite") as saver:
+    log = TelemetryLog(Path(home) / "telemetry")
+    agents = Agents(store=GraphStore(driver), log=log, checkpointer=saver)
+    action = ProposedAction(kind=ActionKind.SETPOINT_CHANGE, target=pump, confidence=0.95,
+        proposed_at=as_of, quantity_kind=flow, current_setpoint=80.0, proposed_setpoint=76.0,
+        ramp_s=60.0)
+    moment = datetime.fromisoformat(as_of)
+    agents.run(scope=pump, as_of=moment, action=action, run_id="crash-" + point)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("point", ["after-commit", "while-acting"])
+def test_a_killed_run_resumes_without_applying_twice(
+    world: World, neo4j_target: Neo4jTarget, driver: Driver, point: str
+) -> None:
+    before = provenance.verify(world.store).records
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CRASHING_RUN,
+            neo4j_target.uri,
+            neo4j_target.user,
+            neo4j_target.password,
+            str(world.home),
+            point,
+            AS_OF.isoformat(),
+            PUMP,
+            FLOW,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == 137, killed.stderr
+    written = provenance.verify(world.store).records - before
+    assert written == (1 if point == "after-commit" else 0)
+
+    with open_checkpointer(str(world.home / "crash.sqlite")) as saver:
+        agents = Agents(store=world.store, log=world.log, checkpointer=saver)
+        resumed = agents.resume_crashed()
+        assert [r.run_id for r in resumed] == [f"crash-{point}"]
+        assert resumed[0].steps[-1].outcome is Outcome.APPLIED
+        assert agents.resume_crashed() == []  # nothing left to finish
+
+    report = provenance.verify(world.store)
+    assert report.ok and report.records == before + 1
+    records, _, _ = driver.execute_query(
+        "MATCH (d:Decision) WHERE d.runId = $run RETURN count(d) AS decisions",
+        run=f"crash-{point}",
+    )
+    assert records[0]["decisions"] == 1
+    effects, _, _ = driver.execute_query(
+        "MATCH (e:SetpointChange) WHERE e.uri STARTS WITH $prefix RETURN count(e) AS n",
+        prefix=provenance.decision_ref(f"crash-{point}/"),
+    )
+    assert effects[0]["n"] == 1
