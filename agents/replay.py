@@ -22,10 +22,12 @@ from rdflib import RDF, Graph, Literal, URIRef
 from rdflib.namespace import PROV
 from rdflib.term import Node
 
+from agents.checkpoint import serializer
 from agents.context import AgentInfo, RecordedFacts, RunContext
 from agents.diagnosis import parse_time
 from agents.graph import compile_graph
 from agents.guard import decision_iri
+from agents.llm_planner import LlmPlanner
 from agents.planning import Plan, Planner, PlanningCase, RulePlanner
 from agents.record import decision_records
 from agents.state import (
@@ -230,9 +232,9 @@ def replay(
     agent = str(_value(first, d1, PROV.wasAssociatedWith))
     capture = _Capture(AgentInfo(agent, "replay", "replay"), clock)
     facts = RecordedFacts(evidence, windows, log)
-    chosen: Planner = planner or (_Fixed() if external else RulePlanner())
+    chosen: Planner = planner or _planner(planner_kind, first, URIRef(first_iri), external)
     ctx = RunContext(facts, chosen, capture, capture.agent, lambda: clock)
-    graph = compile_graph(InMemorySaver())
+    graph = compile_graph(InMemorySaver(serde=serializer()))
     config: Any = {"configurable": {"thread_id": "replay"}}
     state = AgentState(
         run_id=str(head["run_id"]),
@@ -266,6 +268,24 @@ def replay(
                 prefix = "" if r["uri"] == iri else r["uri"].removeprefix(DECISION_BASE) + " "
                 differences.append(Difference(prefix + key, "; ".join(a), "; ".join(b)))
     return ReplayReport(iri, len(run), str(head["outcome"]), tuple(differences))
+
+
+def _planner(kind: str, graph: Graph, decision: URIRef, external: ProposedAction | None) -> Planner:
+    """The planner that reproduces the recorded one without a model or a network."""
+    if external is not None:
+        return _Fixed()
+    if kind == "llm":
+        text = _value(graph, URIRef(str(decision) + "/transcript"), TK.transcript)
+        if text is None:
+            raise ReplayInputsMissingError(
+                f"{decision} was planned by a model but holds no transcript"
+            )
+        return LlmPlanner.replaying(
+            json.loads(text),
+            model_name=str(_value(graph, decision, TK.modelName)),
+            prompt_version=str(_value(graph, decision, TK.promptVersion)),
+        )
+    return RulePlanner()
 
 
 def _edits(graph: Graph, action: URIRef) -> dict[str, float]:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rdflib import RDF, RDFS, Graph, URIRef
@@ -16,6 +16,8 @@ from rdflib import RDF, RDFS, Graph, URIRef
 from agents.checkpoint import open_checkpointer
 from agents.context import AgentSettings
 from agents.diagnosis import parse_time
+from agents.llm_planner import LlmPlanner, chat_model_from_settings
+from agents.planning import Planner, RulePlanner
 from agents.replay import replay
 from agents.runner import Agents, RunResult
 from agents.state import ActionKind, ApprovalInput, ProposedAction
@@ -24,9 +26,9 @@ from api.settings import Settings, checkpoint_target, telemetry_dir
 from kg import provenance
 from kg.agent_queries import LATEST_OBSERVATION
 from kg.lineage import lineage
-from kg.store import GraphStore
+from kg.store import GraphStore, QueryResult
 from kg.telemetry_log import TelemetryLog
-from ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
+from ontology.errors import ChainBrokenError, ConfigError, InvalidInputError, ReplayDiffersError
 from ontology.vocab import TK
 from reasoner.prov_check import check_prov
 
@@ -39,6 +41,21 @@ class LineageFormat(StrEnum):
     JSON_LD = "json-ld"
 
 
+def _planner(settings: Settings, store: GraphStore) -> Planner:
+    """The rule planner, or the configured chat model behind read-only Cypher."""
+    if not settings.llm_model and not settings.llm_base_url:
+        return RulePlanner()
+    if not (settings.llm_model and settings.llm_base_url):
+        raise ConfigError("TWINKG_LLM_BASE_URL and TWINKG_LLM_MODEL go together")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    model = chat_model_from_settings(settings.llm_base_url, settings.llm_model, key)
+
+    def cypher(query: str, params: dict[str, Any]) -> QueryResult:
+        return store.read_only(query, params, timeout_s=settings.query_timeout_s, row_cap=50)
+
+    return LlmPlanner(model, cypher=cypher, model_name=settings.llm_model)
+
+
 @contextmanager
 def _agents(settings: Settings) -> Iterator[Agents]:
     with open_store(settings) as store, open_checkpointer(checkpoint_target(settings)) as saver:
@@ -46,6 +63,7 @@ def _agents(settings: Settings) -> Iterator[Agents]:
             store=store,
             log=TelemetryLog(telemetry_dir(settings)),
             checkpointer=saver,
+            planner=_planner(settings, store),
             settings=AgentSettings(
                 stale_after_s=settings.agents_stale_after_s, baseline_s=settings.agents_baseline_s
             ),

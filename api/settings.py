@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     agents_baseline_s: float = Field(
         default=600.0, gt=0, description="window before a finding that symptoms are measured on"
     )
+    llm_base_url: str | None = Field(
+        default=None, description="an OpenAI-compatible endpoint: the agents then plan with it"
+    )
+    llm_model: str | None = Field(default=None, description="the chat model's name")
+    llm_api_key: SecretStr | None = Field(default=None, description="the endpoint's key, if any")
     approval_ttl_s: float = Field(
         default=1800.0, gt=0, le=86_400, description="how long an approval stays valid"
     )

@@ -17,6 +17,7 @@ import pytest
 from neo4j import Driver
 
 from agents.checkpoint import open_checkpointer
+from agents.llm_planner import LlmPlanner
 from agents.replay import replay
 from agents.runner import Agents
 from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
@@ -25,7 +26,7 @@ from graph_seed.registry import Plant, plant_records
 from kg import agent_queries as q
 from kg import provenance
 from kg.lineage import lineage
-from kg.records import GraphRecords, NodeRecord
+from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore, open_driver
 from kg.telemetry_log import TelemetryLog
 from ontology.errors import (
@@ -37,9 +38,11 @@ from ontology.errors import (
     ReplayInputsMissingError,
     StoreError,
 )
+from ontology.vocab import PropKey, RelType
 from reasoner.prov_check import check_prov
 from tests.conftest import REPO, Neo4jTarget
 from tests.integration.test_cli import run
+from tests.unit.test_llm_planner import ScriptedChatModel, ai
 
 pytestmark = pytest.mark.neo4j
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
@@ -287,20 +290,6 @@ def test_a_stale_approval_is_refused(world: World, driver: Driver) -> None:
     )
 
 
-def test_verify_finds_altered_and_deleted_records(world: World, driver: Driver) -> None:
-    assert provenance.verify(world.store).ok
-    decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR, confidence=0.5)
-    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.99", a=decision + "/action")
-    report = provenance.verify(world.store)
-    assert [(p.kind, p.decision) for p in report.problems] == [("altered", decision)]
-    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.5", a=decision + "/action")
-    assert provenance.verify(world.store).ok
-    head = provenance.verify(world.store).head_hash
-    driver.execute_query("MATCH (d {uri: $d}) DETACH DELETE d", d=decision)
-    kinds = {p.kind for p in provenance.verify(world.store, expect_head=head).problems}
-    assert "missing" in kinds
-
-
 def test_unknown_decisions_and_purged_inputs_are_clear_errors(world: World) -> None:
     with pytest.raises(DecisionNotFoundError):
         lineage(world.store, "no-such-run/1")
@@ -323,6 +312,7 @@ from datetime import datetime
 from pathlib import Path
 from agents import record as record_module
 from agents.checkpoint import open_checkpointer
+from agents.llm_planner import LlmPlanner
 from agents.runner import Agents
 from agents.state import ActionKind, ProposedAction
 from kg import provenance
@@ -406,3 +396,125 @@ def test_a_killed_run_resumes_without_applying_twice(
         prefix=provenance.decision_ref(f"crash-{point}/"),
     )
     assert effects[0]["n"] == 1
+
+
+def test_an_unsafe_llm_proposal_is_refused_recorded_and_replayable(
+    world: World, driver: Driver
+) -> None:
+    anomaly = "https://w3id.org/twinkg/ingest/anomaly/test-llm"
+    driver.execute_query(
+        "MATCH (p {uri: $pump}) CREATE (a:Resource:Anomaly:Event:prov_Entity {uri: $uri, "
+        "rdf_type: [$cls], occurredAt: datetime($at), endedAt: datetime($at), "
+        "anomalyScore: 0.9})-[:CONCERNS]->(p)",
+        pump=PUMP,
+        uri=anomaly,
+        cls="https://w3id.org/twinkg/ontology#Anomaly",
+        at=(AS_OF - timedelta(seconds=20)).isoformat(),
+    )
+    model = ScriptedChatModel(
+        replies=[
+            ai(
+                (
+                    "cypher",
+                    {"query": "MATCH (e:OperatingEnvelope) RETURN e.maxValue AS max", "params": {}},
+                )
+            ),
+            ai(
+                (
+                    "propose_action",
+                    {
+                        "kind": "setpoint_change",
+                        "target": PUMP,
+                        "quantity_kind": FLOW,
+                        "current_setpoint": 80.0,
+                        "proposed_setpoint": 500.0,
+                        "ramp_s": 60.0,
+                        "rationale": "push the flow up to clear the cavitation",
+                    },
+                )
+            ),
+        ]
+    )
+    planner = LlmPlanner(
+        model,
+        cypher=lambda q, p: world.store.read_only(q, p, row_cap=50),
+        model_name="scripted-model",
+    )
+    agents = Agents(
+        store=world.store, log=world.log, checkpointer=world.agents.checkpointer, planner=planner
+    )
+    result = agents.run(scope=PUMP, as_of=AS_OF)
+
+    assert result.state.findings[0].uri == anomaly
+    assert result.state.planner == "llm" and result.state.model == "scripted-model"
+    assert result.state.action is not None and result.state.action.proposed_setpoint == 500.0
+    decision = result.steps[-1].decision
+    assert _outcome(world, decision) == Outcome.REFUSED.value  # the guard, not the model
+    records, _, _ = driver.execute_query(
+        "MATCH (d {uri: $d})-[:PROV_USED]->(t:ModelTranscript) "
+        "RETURN d.plannerKind AS kind, d.modelName AS model, t.transcript AS transcript",
+        d=decision,
+    )
+    assert records[0]["kind"] == "llm" and records[0]["model"] == "scripted-model"
+    assert "propose_action" in records[0]["transcript"]
+    _check_lineage_and_replay(world, decision)  # replayed from the transcript, no model
+
+
+def test_duty_standby_pairs_are_never_left_without_a_running_pump(
+    world: World, driver: Driver
+) -> None:
+    """Last in the file: it gives P-1 a standby, which changes P-1's context for good."""
+    standby = PLANT + "pump-standby"
+    world.store.write(
+        GraphRecords(
+            (
+                NodeRecord(
+                    standby,
+                    ("https://w3id.org/twinkg/ontology#CentrifugalPump",),
+                    {
+                        PropKey.TAG: "P-2",
+                        PropKey.CRITICALITY: "A",
+                        PropKey.DUTY_ROLE: "standby",
+                        PropKey.OPERATIONAL_STATUS: "stopped",
+                    },
+                ),
+            ),
+            (
+                RelRecord(RelType.STANDBY_FOR, standby, PUMP),
+                RelRecord(RelType.PART_OF, standby, LOOP),
+            ),
+        )
+    )
+    # Stopping the duty pump while its standby is stopped: refused, whatever the approvals.
+    stop = _propose(world, ActionKind.CONTROLLED_STOP)
+    assert _outcome(world, stop) == Outcome.REFUSED.value
+    assert "standby" in world.store.read(q.DECISION_SUMMARY, decision=stop)[0]["reason"]
+    _check_lineage_and_replay(world, stop)
+    # Switching to the stopped standby is what it is for: applied, both statuses change.
+    switch = _propose(world, ActionKind.SWITCH_TO_STANDBY)
+    assert _outcome(world, switch) == Outcome.APPLIED.value
+    records, _, _ = driver.execute_query(
+        "MATCH (p) WHERE p.uri IN [$duty, $standby] RETURN p.tag AS tag, "
+        "p.operationalStatus AS status ORDER BY tag",
+        duty=PUMP,
+        standby=standby,
+    )
+    assert [(r["tag"], r["status"]) for r in records] == [("P-1", "standby"), ("P-2", "running")]
+    _check_lineage_and_replay(world, switch)
+    assert provenance.verify(world.store).ok
+
+
+def test_verify_finds_altered_and_deleted_records(  # last: it breaks the chain on purpose
+    world: World, driver: Driver
+) -> None:
+    assert provenance.verify(world.store).ok
+    decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR, confidence=0.5)
+    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.99", a=decision + "/action")
+    report = provenance.verify(world.store)
+    assert [(p.kind, p.decision) for p in report.problems] == [("altered", decision)]
+    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.5", a=decision + "/action")
+    assert provenance.verify(world.store).ok
+    head = provenance.verify(world.store).head_hash
+    driver.execute_query("MATCH (d {uri: $d}) DETACH DELETE d", d=decision)
+    kinds = {p.kind for p in provenance.verify(world.store, expect_head=head).problems}
+    assert "missing" in kinds
