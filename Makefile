@@ -5,18 +5,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SKAB := ../shared/data/skab/data
+PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest clean
+.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
 	$(BIN)/twinkg seed --plant skab-testbed
-	@if [ -f $(SKAB)/other/13.csv ]; then \
-		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv; \
-	else echo "SKAB data not found under $(SKAB): skipping the cavitation replay"; fi
+	@if [ -f $(SKAB)/other/13.csv ] && [ -f $(SKAB)/valve1/0.csv ]; then \
+		echo "== SKAB cavitation run: ingest, then the agents decide"; \
+		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv && \
+		$(BIN)/twinkg agents run --as-of data && \
+		echo "== SKAB valve closure run: ingest, then the agents decide" && \
+		$(BIN)/twinkg ingest --skab $(SKAB)/valve1/0.csv && \
+		$(BIN)/twinkg agents run --as-of data && \
+		echo "== the shift supervisor approves the controlled stop the agents asked for" && \
+		stop=$$($(BIN)/twinkg agents pending --json | $(BIN)/python -c 'import json, sys; \
+			print(next(r["decision"] for r in json.load(sys.stdin) if r["action"]["kind"] == "controlled_stop"))') && \
+		$(BIN)/twinkg agents approve "$$stop" --as $(PEOPLE)person-ivanova --comment "demo" && \
+		echo "== lineage of the decision that applied the stop" && \
+		$(BIN)/twinkg lineage "$${stop%/1}/2" && \
+		$(BIN)/twinkg replay "$${stop%/1}/2" && \
+		$(BIN)/twinkg verify; \
+	else echo "SKAB data not found under $(SKAB): skipping the replays and the agents"; fi
 	$(BIN)/twinkg show
 	@echo
 	@echo "Neo4j keeps running: try  $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'"
+	@echo "                          $(BIN)/twinkg agents list"
 	@echo "Stop it with            $(BIN)/twinkg db stop"
 
 test: setup neo4j
@@ -49,6 +64,9 @@ bench-contracts: setup
 
 bench-ingest: setup neo4j
 	$(BIN)/python benchmarks/ingest.py
+
+bench-decisions: setup neo4j
+	$(BIN)/python benchmarks/decisions.py
 
 clean:
 	-$(BIN)/twinkg db stop

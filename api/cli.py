@@ -254,14 +254,20 @@ def vocab_check() -> None:
     out.print("ontology/vocab.py matches the ontology")
 
 
-from api import cli_agents, cli_contracts, cli_reason, cli_telemetry  # noqa: E402 - they import this module
+from api import (  # noqa: E402 - they import this module
+    cli_agents,
+    cli_contracts,
+    cli_lineage,
+    cli_reason,
+    cli_telemetry,
+)
 
 app.add_typer(cli_contracts.app, name="contracts")
 app.add_typer(cli_reason.app, name="reason")
 app.add_typer(cli_agents.app, name="agents")
-app.command("verify")(cli_agents.verify_command)
-app.command("lineage")(cli_agents.lineage_command)
-app.command("replay")(cli_agents.replay_command)
+app.command("verify")(cli_lineage.verify_command)
+app.command("lineage")(cli_lineage.lineage_command)
+app.command("replay")(cli_lineage.replay_command)
 app.command("ingest")(cli_telemetry.ingest_command)
 app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)

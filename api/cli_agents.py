@@ -1,4 +1,4 @@
-"""``twinkg agents …``, approvals, ``verify``, ``lineage`` and ``replay``: the decision commands."""
+"""``twinkg agents …``: run the agents, put proposals through the guard, answer approvals."""
 
 from __future__ import annotations
 
@@ -6,39 +6,26 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rdflib import RDF, RDFS, Graph, URIRef
 
 from agents.checkpoint import open_checkpointer
 from agents.context import AgentSettings
 from agents.diagnosis import parse_time
 from agents.llm_planner import LlmPlanner, chat_model_from_settings
 from agents.planning import Planner, RulePlanner
-from agents.replay import replay
 from agents.runner import Agents, RunResult
 from agents.state import ActionKind, ApprovalInput, ProposedAction
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
 from api.settings import Settings, checkpoint_target, telemetry_dir
-from kg import provenance
-from kg.agent_queries import LATEST_OBSERVATION
-from kg.lineage import lineage
+from kg.agent_queries import LATEST_OBSERVATION, RECENT_DECISIONS
 from kg.store import GraphStore, QueryResult
 from kg.telemetry_log import TelemetryLog
-from ontology.errors import ChainBrokenError, ConfigError, InvalidInputError, ReplayDiffersError
+from ontology.errors import ConfigError, InvalidInputError
 from ontology.vocab import TK
-from reasoner.prov_check import check_prov
 
 app = typer.Typer(help="Run the agents: observe, diagnose, plan, guard, act, record.")
-
-
-class LineageFormat(StrEnum):
-    TEXT = "text"
-    TURTLE = "turtle"
-    JSON_LD = "json-ld"
 
 
 def _planner(settings: Settings, store: GraphStore) -> Planner:
@@ -107,8 +94,9 @@ def _print_run(result: RunResult) -> None:
         out.print(f"  reason: {step.reason}", markup=False)
     if result.request is not None:
         roles = ", ".join(_short(r) for r in result.request["roles"])
+        decision = result.request["decision"]
         out.print(
-            f"  waiting for approval by: {roles}  (twinkg approve {result.request['decision']} …)"
+            f"  waiting for approval by: {roles}  (twinkg agents approve {decision} --as PERSON)"
         )
 
 
@@ -160,6 +148,26 @@ def propose_command(  # noqa: PLR0917 - one parameter per option
             rationale="proposed from the command line",
         )
         _print_run(agents.run(scope=asset, as_of=moment, action=action))
+
+
+@app.command("list")
+@errors_as_exit_codes
+def list_command(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many, newest first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The latest decisions: outcome, action and target."""
+    settings = load_settings()
+    with open_store(settings) as store:
+        rows = store.read(RECENT_DECISIONS, limit=limit)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for row in rows:
+        action = f"{row['kind']} on {row['target']}" if row["kind"] else "no new action"
+        out.print(f"#{row['chain_index']}  {row['uri']}  {row['outcome']}: {action}", markup=False)
+    if not rows:
+        out.print("no decision recorded yet")
 
 
 @app.command("pending")
@@ -248,93 +256,3 @@ def reject_command(
 ) -> None:
     """Reject an action; the rejection is recorded."""
     _answer(decision, "rejected", person, role, 60.0, [], comment)
-
-
-@errors_as_exit_codes
-def verify_command(
-    expect_head: Annotated[
-        str | None, typer.Option(help="the head hash kept outside the database")
-    ] = None,
-) -> None:
-    """Recompute every decision record's hash; exit 12 if any was altered or deleted."""
-    settings = load_settings()
-    with open_store(settings) as store:
-        report = provenance.verify(store, expect_head=expect_head)
-    for p in report.problems:
-        where = p.decision or f"#{p.chain_index}"
-        out.print(f"{p.kind}: {where} ({p.detail})", markup=False)
-    if not report.ok:
-        raise ChainBrokenError(f"{len(report.problems)} problem(s) in {report.records} records")
-    out.print(f"ok: {report.records} records, head {report.head_hash or '(empty)'}")
-
-
-def _text(graph: Graph, decision: str) -> None:
-    def label(node: URIRef) -> str:
-        tag = graph.value(node, TK.tag) or graph.value(node, RDFS.label)
-        kinds = ", ".join(sorted(_short(str(t)) for t in graph.objects(node, RDF.type)))
-        return f"{_short(str(node))} [{kinds}]" + (f" {tag}" if tag else "")
-
-    root = URIRef(decision)
-    out.print(f"decision {decision}", markup=False)
-    for p in (TK.outcome, TK.reason, TK.plannerKind, TK.asOf, TK.graphVersion, TK.recordHash):
-        value = graph.value(root, p)
-        if value is not None:
-            out.print(f"  {_short(str(p))}: {value}", markup=False)
-    seen: set[URIRef] = set()
-
-    def walk(node: URIRef, depth: int) -> None:
-        for p, o in sorted(graph.predicate_objects(node)):
-            if not isinstance(o, URIRef) or p == RDF.type or o in seen or depth > 3:
-                continue
-            if (o, RDF.type, None) not in graph:
-                continue
-            seen.add(o)
-            out.print(f"{'  ' * depth}{_short(str(p))} → {label(o)}", markup=False)
-            walk(o, depth + 1)
-
-    for s in sorted(set(graph.subjects(None, root)), key=str):
-        if isinstance(s, URIRef):
-            out.print(
-                f"  {label(s)} ← {_short(str(graph.value(s, None, root) or ''))}", markup=False
-            )
-    walk(root, 1)
-
-
-@errors_as_exit_codes
-def lineage_command(
-    decision: Annotated[str, typer.Argument(help="decision IRI or run/step")],
-    fmt: Annotated[LineageFormat, typer.Option("--format")] = LineageFormat.TEXT,
-    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
-) -> None:
-    """The chain from the action back to raw data, shapes, policies and people."""
-    settings = load_settings()
-    with open_store(settings) as store:
-        graph = lineage(store, decision)
-    outcome = check_prov(graph)
-    if fmt is LineageFormat.TEXT:
-        _text(graph, provenance.decision_ref(decision))
-        out.print(f"PROV-O: {'valid' if outcome.conforms else 'INVALID'} ({len(graph)} triples)")
-        return
-    text = graph.serialize(format="turtle" if fmt is LineageFormat.TURTLE else "json-ld")
-    if output is not None:
-        output.write_text(text)
-    else:
-        out.print(text, markup=False, end="")
-    if not outcome.conforms:
-        raise InvalidInputError("the lineage is not valid PROV-O: " + outcome.violations[0].message)
-
-
-@errors_as_exit_codes
-def replay_command(
-    decision: Annotated[str, typer.Argument(help="decision IRI or run/step")],
-) -> None:
-    """Re-run the decision from its recorded inputs; exit 13 when it decides differently."""
-    settings = load_settings()
-    with open_store(settings) as store:
-        report = replay(store, TelemetryLog(telemetry_dir(settings)), decision)
-    if report.same:
-        out.print(f"same decision: {report.decision} ({report.outcome}, {report.steps} step(s))")
-        return
-    for d in report.differences:
-        out.print(f"{d.field}: recorded {d.recorded!r}, replayed {d.replayed!r}", markup=False)
-    raise ReplayDiffersError(f"{len(report.differences)} field(s) differ from the record")

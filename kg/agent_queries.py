@@ -196,3 +196,16 @@ LATEST_OBSERVATION = NamedQuery(
     "RETURN max(s.lastObservedAt) AS latest",
 )
 """The newest reading's time: what ``--as-of data`` judges against (replays of old data)."""
+
+RECENT_DECISIONS = NamedQuery(
+    "agents.decision.recent",
+    f"MATCH (d:{_DECISION}) WHERE d.chainIndex IS NOT NULL "
+    "WITH d ORDER BY d.chainIndex DESC LIMIT $limit "
+    f"OPTIONAL MATCH (a:{token(Label.PROPOSED_ACTION)}) "
+    f"WHERE (a)-[:{token(RelType.PROV_WAS_GENERATED_BY)}]->(d) OR (d)-[:{_USED}]->(a) "
+    f"OPTIONAL MATCH (a)-[:{token(RelType.TARGETS)}]->(t) "
+    "RETURN d.uri AS uri, d.chainIndex AS chain_index, d.outcome AS outcome, d.reason AS reason, "
+    "d.plannerKind AS planner, a.actionKind AS kind, t.tag AS target "
+    "ORDER BY chain_index DESC",
+)
+"""The latest decisions, newest first, with the action each proposed (if it proposed one)."""

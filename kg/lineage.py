@@ -28,6 +28,7 @@ _BACK = "|".join(
         RelType.PROV_WAS_ASSOCIATED_WITH,
         RelType.PROV_WAS_DERIVED_FROM,
         RelType.PROV_WAS_INFORMED_BY,
+        RelType.PROV_WAS_GENERATED_BY,
         RelType.TARGETS,
         RelType.WINDOW_OF,
         RelType.HYPOTHESIZED_MODE,
