@@ -40,8 +40,9 @@ from agents.state import (
     WindowEvidence,
 )
 from kg import agent_queries as q
+from kg.chain_verify import stored_record
 from kg.mapping import records_to_rdf
-from kg.provenance import decision_ref, owns, stored_record
+from kg.provenance import decision_ref, owns
 from kg.store import GraphStore
 from kg.telemetry_log import TelemetryLog
 from ontology.errors import DecisionNotFoundError, ReplayInputsMissingError

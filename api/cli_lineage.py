@@ -15,7 +15,7 @@ from rdflib.term import Node
 from agents.replay import replay
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
 from api.settings import telemetry_dir
-from kg import provenance
+from kg import chain_verify, provenance
 from kg.lineage import lineage
 from kg.telemetry_log import TelemetryLog
 from ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
@@ -38,7 +38,7 @@ def verify_command(
     """Recompute every decision record's hash; exit 12 if any was altered or deleted."""
     settings = load_settings()
     with open_store(settings) as store:
-        report = provenance.verify(store, expect_head=expect_head)
+        report = chain_verify.verify(store, expect_head=expect_head)
     for p in report.problems:
         where = p.decision or f"#{p.chain_index}"
         out.print(f"{p.kind}: {where} ({p.detail})", markup=False)

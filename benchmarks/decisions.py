@@ -14,7 +14,7 @@ generated plant has no findings, and a finding is decided on once). Then:
    written with ``kg.provenance.record``, one transaction each, until ``--decisions`` decisions
    are stored (or ``--fill-seconds`` runs out: the count stored is printed).
 3. lineage: ``kg.lineage.lineage`` of ``--lineage`` random stored decisions.
-4. ``kg.provenance.verify`` of the whole chain, once.
+4. ``kg.chain_verify.verify`` of the whole chain, once.
 
 Targets (issue text): decision p99 ≤ 100 ms; lineage p99 ≤ 50 ms with 100,000 decisions stored.
 
@@ -46,7 +46,7 @@ from agents.runner import Agents, RunResult
 from agents.state import AgentState
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
-from kg import lineage, local_server, provenance
+from kg import chain_verify, lineage, local_server, provenance
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore, open_driver
 from ontology.namespaces import INGEST_BASE
@@ -152,7 +152,7 @@ def _note(text: str) -> None:
 
 
 def _chain_length(store: GraphStore) -> int:
-    return int(store.read(provenance.CHAIN_HEAD, chain=provenance.CHAIN_IRI)[0]["length"])
+    return int(store.read(chain_verify.CHAIN_HEAD, chain=provenance.CHAIN_IRI)[0]["length"])
 
 
 def _pumps(records: GraphRecords) -> list[str]:
@@ -226,7 +226,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, printed in order
             triples = len(lineage.lineage(store, sample[0]))
             _note("verify")
             t = time.perf_counter()
-            report = provenance.verify(store)
+            report = chain_verify.verify(store)
             verify_s = time.perf_counter() - t
         finally:
             driver.close()

@@ -8,31 +8,32 @@ new chain head in ONE Neo4j transaction, so an action never exists without its p
 
 Records form a hash chain: record *n* carries ``tk:chainIndex`` *n*, ``tk:previousHash`` (the hash
 of record *n − 1*, empty for the first) and ``tk:recordHash`` = SHA-256 over the previous hash and
-the record's triples in canonical N-Triples (times in canonical form, lines sorted), its own
-``tk:recordHash`` triple excluded. The chain head (one ``tk:ProvenanceChain`` node) holds the
-count and the last hash; writing takes its lock, so records get gap-free indexes even with
-several writers. :func:`verify` recomputes every hash from what Neo4j holds now, so it finds an
-altered record (hash mismatch), a deleted one (a gap, a broken link, a head that disagrees) and a
-record added beside the chain.
+the record in canonical JSON (:func:`record_document`: each owned node's asserted types and
+properties, times in UTC with microseconds, and the relationships leaving owned nodes; keys and
+lists sorted), its own ``tk:recordHash`` excluded. The chain head (one ``tk:ProvenanceChain``
+node) holds the count and the last hash; writing takes its lock, so records get gap-free
+indexes even with several writers. ``kg.chain_verify`` recomputes every hash from what Neo4j
+holds now, so it finds an altered or deleted record.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from rdflib import Graph, URIRef
+from rdflib import XSD, Graph
 
-from kg.mapping import canonical_times, node_triples, records_to_rdf, relationship_triple
+from kg.mapping import canonical_times
 from kg.queries import NamedQuery, token
 from kg.records import GraphRecords, NodeRecord
 from kg.store import GraphStore, StoreTx, labels_for
 from ontology.errors import DecisionNotFoundError, StoreError
 from ontology.namespaces import DECISION_BASE
-from ontology.vocab import TK, Label, PropKey
+from ontology.vocab import PROPERTIES, TK, Label, PropKey
 
 CHAIN_IRI = DECISION_BASE + "chain"
 """The IRI of the chain head."""
@@ -49,6 +50,9 @@ _INDEX, _HASH, _PREV = (
 )
 _STATUS = token(PropKey.OPERATIONAL_STATUS)
 _ASSET = token(Label.ASSET)
+
+_DATATYPES = {key.value: datatype for key, datatype in PROPERTIES.values()}
+_UNHASHED = (PropKey.RECORD_HASH.value, PropKey.URI.value, PropKey.RDF_TYPE.value)
 
 CHAIN_LOCK = NamedQuery(
     "provenance.chain_lock",
@@ -79,12 +83,6 @@ RECORD_RELATIONSHIPS = NamedQuery(
 )
 """A record's relationships (all leave nodes the record owns, which are new)."""
 
-CHAIN_HEAD = NamedQuery(
-    "provenance.chain_head",
-    f"OPTIONAL MATCH (c:{_RESOURCE} {{uri: $chain}}) "
-    f"RETURN coalesce(c.{_INDEX}, 0) AS length, coalesce(c.{_HASH}, '') AS head",
-)
-
 CHAIN_ADVANCE = NamedQuery(
     "provenance.chain_advance",
     f"MATCH (c:{_RESOURCE} {{uri: $chain}}) SET c.{_INDEX} = $length, c.{_HASH} = $head",
@@ -97,6 +95,13 @@ RECEIPT = NamedQuery(
     f"d.{_PREV} AS previous_hash",
 )
 
+RECEIPTS = NamedQuery(
+    "provenance.receipts",
+    f"UNWIND $uris AS u MATCH (d:{_RESOURCE}:{_DECISION} {{uri: u}}) "
+    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
+    f"d.{_PREV} AS previous_hash",
+)
+
 SET_STATUS = NamedQuery(
     "provenance.set_status",
     f"MATCH (a:{_RESOURCE}:{_ASSET} {{uri: $uri}}) "
@@ -104,37 +109,6 @@ SET_STATUS = NamedQuery(
     "RETURN before",
 )
 """An effect on an existing asset: its operational status (a stop, a switch to standby)."""
-
-PAGE = NamedQuery(
-    "provenance.page",
-    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} >= $start AND d.{_INDEX} < $stop "
-    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
-    f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
-)
-
-UNCHAINED = NamedQuery(
-    "provenance.unchained",
-    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} IS NULL OR d.{_INDEX} > $length "
-    f"OR d.{_INDEX} < 1 RETURN d.uri AS uri, d.{_INDEX} AS chain_index ORDER BY uri LIMIT 100",
-)
-
-OWNED_NODES = NamedQuery(
-    "provenance.owned_nodes",
-    f"UNWIND $records AS d MATCH (n:{_RESOURCE}) "
-    "WHERE n.uri = d OR n.uri STARTS WITH d + '/' "
-    "RETURN d AS record, n.uri AS uri, coalesce(n.rdf_type, []) AS types, "
-    "properties(n) AS props ORDER BY record, uri",
-)
-
-OWNED_RELATIONSHIPS = NamedQuery(
-    "provenance.owned_relationships",
-    f"UNWIND $records AS d MATCH (n:{_RESOURCE})-[r]->(m:{_RESOURCE}) "
-    "WHERE n.uri = d OR n.uri STARTS WITH d + '/' "
-    "RETURN d AS record, n.uri AS start, type(r) AS type, m.uri AS end "
-    "ORDER BY record, start, type, end",
-)
-
-_NOT_PROPERTIES = (PropKey.URI.value, PropKey.RDF_TYPE.value, PropKey.RECORD_HASH.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,22 +142,61 @@ def canonical_ntriples(graph: Graph) -> str:
     return "\n".join(sorted(line for line in lines if line.strip())) + "\n"
 
 
-def record_hash(previous: str, triples: Graph) -> str:
-    """SHA-256 over the previous hash and the record's canonical triples."""
-    digest = hashlib.sha256()
-    digest.update(previous.encode())
-    digest.update(b"\n")
-    digest.update(canonical_ntriples(triples).encode())
-    return digest.hexdigest()
+_TIME_KEYS = frozenset(
+    key for key, datatype in _DATATYPES.items() if datatype in (str(XSD.dateTime), str(XSD.date))
+)
 
 
-def _record_triples(decision: str, records: GraphRecords) -> Graph:
-    """The triples the hash covers: owned nodes and their outgoing relationships."""
-    owned = GraphRecords(
-        tuple(n for n in records.nodes if owns(decision, n.uri)),
-        tuple(r for r in records.rels if owns(decision, r.start)),
+def _value(key: str, value: Any) -> Any:
+    """A property value in the hashed form: times as UTC ISO 8601 with microseconds."""
+    if isinstance(value, list):
+        return [_value(key, v) for v in value]
+    if key in _TIME_KEYS:
+        moment = value if isinstance(value, datetime) else _from_iso(str(value))
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return value
+
+
+def _from_iso(text: str) -> datetime:
+    """Neo4j's ISO text (``Z``, nanoseconds) as a datetime (microseconds)."""
+    head, dot, rest = text.replace("Z", "+00:00").partition(".")
+    if dot:
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        head = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    return datetime.fromisoformat(head)
+
+
+def record_document(
+    nodes: Iterable[tuple[str, Sequence[str], Mapping[str, Any]]],
+    rels: Iterable[tuple[str, str, str]],
+) -> dict[str, Any]:
+    """The record as the hash sees it: each owned node's asserted types and properties
+    (``tk:recordHash`` aside), and the relationships leaving owned nodes, all sorted."""
+    document: dict[str, Any] = {}
+    for uri, types, props in nodes:
+        document[uri] = {
+            "types": sorted(types),
+            "props": {k: _value(k, v) for k, v in props.items() if k not in _UNHASHED},
+        }
+    return {"nodes": document, "relationships": sorted([list(r) for r in rels])}
+
+
+def record_hash(previous: str, document: Mapping[str, Any]) -> str:
+    """SHA-256 over the previous hash, a newline, and the record's canonical JSON."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{previous}\n{text}".encode()).hexdigest()
+
+
+def _document(decision: str, records: GraphRecords) -> dict[str, Any]:
+    """The hashed form of the records a decision owns."""
+    return record_document(
+        (
+            (n.uri, n.types, {k.value: v for k, v in n.props.items()})
+            for n in records.nodes
+            if owns(decision, n.uri)
+        ),
+        ((r.start, r.type.value, r.end) for r in records.rels if owns(decision, r.start)),
     )
-    return records_to_rdf(owned)
 
 
 def _stamped(records: GraphRecords, decision: str, index: int, previous: str) -> GraphRecords:
@@ -251,7 +264,7 @@ def record(
             return _receipt({**head, "uri": head["done"]}, created=False)
         index, previous = int(head["length"]) + 1, str(head["head"])
         stamped = _stamped(records, decision, index, previous)
-        digest = record_hash(previous, _record_triples(decision, stamped))
+        digest = record_hash(previous, _document(decision, stamped))
         rows = _node_rows(stamped, decision, digest)
         if tx.run(RECORD_NODES, rows=rows)[0]["written"] != len(rows):
             raise StoreError(f"could not write the nodes of {decision}")
@@ -263,6 +276,55 @@ def record(
                 raise StoreError(f"the action's target {change.asset} is not in the graph")
         tx.run(CHAIN_ADVANCE, chain=CHAIN_IRI, length=index, head=digest)
         return Receipt(decision, index, digest, previous, created=True)
+
+    return store.transaction(work)
+
+
+def record_many(
+    store: GraphStore, items: Sequence[tuple[GraphRecords, str]], *, batch: int = 5000
+) -> list[Receipt]:
+    """Chain many decision records in ONE transaction (an import, or a backfill).
+
+    Each item is a decision's records and its IRI, chained in the given order exactly as
+    :func:`record` would chain them one by one; decisions already recorded are skipped
+    (``created=False``). No effect on existing assets is applied here: effects go with
+    :func:`record`. ``batch`` bounds the rows of one statement.
+    """
+    for records, decision in items:
+        for rel in records.rels:
+            if not owns(decision, rel.start):
+                raise StoreError(f"a record may only add relationships from its own nodes: {rel}")
+
+    def work(tx: StoreTx) -> list[Receipt]:
+        head = tx.run(CHAIN_LOCK, chain=CHAIN_IRI, chain_class=str(TK.ProvenanceChain), uri="")[0]
+        index, previous = int(head["length"]), str(head["head"])
+        done = {
+            row["uri"]: row for row in tx.run(RECEIPTS, uris=[decision for _, decision in items])
+        }
+        receipts: list[Receipt] = []
+        nodes: list[dict[str, Any]] = []
+        rels: list[dict[str, str]] = []
+        for records, decision in items:
+            if decision in done:
+                receipts.append(_receipt(done[decision], created=False))
+                continue
+            index += 1
+            stamped = _stamped(records, decision, index, previous)
+            digest = record_hash(previous, _document(decision, stamped))
+            nodes += _node_rows(stamped, decision, digest)
+            rels += [{"start": r.start, "type": r.type.value, "end": r.end} for r in stamped.rels]
+            receipts.append(Receipt(decision, index, digest, previous, created=True))
+            previous = digest
+        for i in range(0, len(nodes), batch):
+            chunk = nodes[i : i + batch]
+            if tx.run(RECORD_NODES, rows=chunk)[0]["written"] != len(chunk):
+                raise StoreError("could not write the nodes of a batch of records")
+        for i in range(0, len(rels), batch):
+            chunk2 = rels[i : i + batch]
+            if tx.run(RECORD_RELATIONSHIPS, rows=chunk2)[0]["written"] != len(chunk2):
+                raise StoreError("a relationship of a record points at a node not in the graph")
+        tx.run(CHAIN_ADVANCE, chain=CHAIN_IRI, length=index, head=previous)
+        return receipts
 
     return store.transaction(work)
 
@@ -285,111 +347,6 @@ def receipt(store: GraphStore, decision: str) -> Receipt:
     return _receipt(rows[0], created=False)
 
 
-def stored_record(store: GraphStore, decisions: Sequence[str]) -> dict[str, Graph]:
-    """The owned triples of each decision as Neo4j holds them now (``tk:recordHash`` aside)."""
-    graphs: dict[str, Graph] = {d: Graph() for d in decisions}
-    for row in store.read(OWNED_NODES, records=list(decisions)):
-        graph = graphs[row["record"]]
-        if not owns(row["record"], row["uri"]):
-            continue
-        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
-        graph += node_triples(row["uri"], row["types"], props)
-    for row in store.read(OWNED_RELATIONSHIPS, records=list(decisions)):
-        if owns(row["record"], row["start"]):
-            graphs[row["record"]].add(relationship_triple(row["start"], row["type"], row["end"]))
-    return graphs
-
-
-@dataclass(frozen=True, slots=True)
-class ChainProblem:
-    """One thing wrong with the chain: which record, what kind, and the detail."""
-
-    chain_index: int | None
-    decision: str | None
-    kind: str  # altered | missing | broken_link | duplicate | unchained | head_mismatch
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """What :func:`verify` checked and found."""
-
-    records: int
-    head_hash: str
-    problems: tuple[ChainProblem, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every record's hash and link checks out and the head agrees."""
-        return not self.problems
-
-
-def _pages(length: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(1, length + 1, size):
-        yield start, min(start + size, length + 1)
-
-
-def verify(store: GraphStore, *, page: int = 500, expect_head: str | None = None) -> VerifyReport:
-    """Recompute every record's hash from what Neo4j holds and check the links and the head.
-
-    ``expect_head`` is a head hash kept outside the database (printed by an earlier verify):
-    when given, a chain whose head differs (records cut off the end together with the head's
-    update) is reported too.
-    """
-    head = store.read(CHAIN_HEAD, chain=CHAIN_IRI)[0]
-    length, head_hash = int(head["length"]), str(head["head"])
-    problems: list[ChainProblem] = []
-    previous = ""
-    expected_index = 1
-    for start, stop in _pages(length, page):
-        rows = store.read(PAGE, start=start, stop=stop)
-        graphs = stored_record(store, [r["uri"] for r in rows])
-        for row in rows:
-            index, uri = int(row["chain_index"]), str(row["uri"])
-            if index < expected_index:
-                problems.append(ChainProblem(index, uri, "duplicate", "two records share it"))
-                continue
-            while expected_index < index:
-                problems.append(
-                    ChainProblem(expected_index, None, "missing", "no record at this index")
-                )
-                previous = ""  # unknown: the next link cannot be checked against it
-                expected_index += 1
-            if previous and row["previous_hash"] != previous:
-                problems.append(
-                    ChainProblem(index, uri, "broken_link", "previousHash is not the hash before")
-                )
-            recomputed = record_hash(str(row["previous_hash"] or ""), graphs[uri])
-            if recomputed != row["record_hash"]:
-                problems.append(
-                    ChainProblem(index, uri, "altered", "its triples no longer match its hash")
-                )
-            previous = str(row["record_hash"] or "")
-            expected_index = index + 1
-    while expected_index <= length:
-        problems.append(ChainProblem(expected_index, None, "missing", "no record at this index"))
-        expected_index += 1
-    if length and previous and previous != head_hash:
-        problems.append(
-            ChainProblem(length, None, "head_mismatch", "the head's hash is not the last record's")
-        )
-    for row in store.read(UNCHAINED, length=length):
-        problems.append(
-            ChainProblem(row["chain_index"], row["uri"], "unchained", "outside the chain")
-        )
-    if expect_head is not None and expect_head != head_hash:
-        problems.append(
-            ChainProblem(length, None, "head_mismatch", f"head is {head_hash}, not {expect_head}")
-        )
-    return VerifyReport(length, head_hash, tuple(problems))
-
-
 def decision_ref(value: str) -> str:
     """A decision IRI from an IRI or a short id (``<run id>/<step>``)."""
     return value if value.startswith(("http://", "https://")) else DECISION_BASE + value
-
-
-def is_decision(uri: URIRef | str) -> bool:
-    """Whether ``uri`` names a decision record (not the chain head or an owned node)."""
-    rest = str(uri).removeprefix(DECISION_BASE)
-    return str(uri).startswith(DECISION_BASE) and rest.count("/") == 1

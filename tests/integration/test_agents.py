@@ -24,7 +24,7 @@ from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg import agent_queries as q
-from kg import provenance
+from kg import chain_verify, provenance
 from kg.lineage import lineage
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore, open_driver
@@ -295,7 +295,7 @@ def test_unknown_decisions_and_purged_inputs_are_clear_errors(world: World) -> N
         lineage(world.store, "no-such-run/1")
     with pytest.raises(DecisionNotFoundError):
         replay(world.store, world.log, "no-such-run/1")
-    decision = str(world.store.read(provenance.PAGE, start=1, stop=2)[0]["uri"])  # a rules run
+    decision = str(world.store.read(chain_verify.PAGE, start=1, stop=2)[0]["uri"])  # a rules run
     moved = world.home / "telemetry-moved"
     shutil.move(world.home / "telemetry", moved)
     try:
@@ -315,7 +315,7 @@ from agents.checkpoint import open_checkpointer
 from agents.llm_planner import LlmPlanner
 from agents.runner import Agents
 from agents.state import ActionKind, ProposedAction
-from kg import provenance
+from kg import chain_verify, provenance
 from kg.store import GraphStore, open_driver
 from kg.telemetry_log import TelemetryLog
 
@@ -352,7 +352,7 @@ sys.exit(0)
 def test_a_killed_run_resumes_without_applying_twice(
     world: World, neo4j_target: Neo4jTarget, driver: Driver, point: str
 ) -> None:
-    before = provenance.verify(world.store).records
+    before = chain_verify.verify(world.store).records
     killed = subprocess.run(
         [
             sys.executable,
@@ -374,7 +374,7 @@ def test_a_killed_run_resumes_without_applying_twice(
         check=False,
     )
     assert killed.returncode == 137, killed.stderr
-    written = provenance.verify(world.store).records - before
+    written = chain_verify.verify(world.store).records - before
     assert written == (1 if point == "after-commit" else 0)
 
     with open_checkpointer(str(world.home / "crash.sqlite")) as saver:
@@ -384,7 +384,7 @@ def test_a_killed_run_resumes_without_applying_twice(
         assert resumed[0].steps[-1].outcome is Outcome.APPLIED
         assert agents.resume_crashed() == []  # nothing left to finish
 
-    report = provenance.verify(world.store)
+    report = chain_verify.verify(world.store)
     assert report.ok and report.records == before + 1
     records, _, _ = driver.execute_query(
         "MATCH (d:Decision) WHERE d.runId = $run RETURN count(d) AS decisions",
@@ -501,20 +501,20 @@ def test_duty_standby_pairs_are_never_left_without_a_running_pump(
     )
     assert [(r["tag"], r["status"]) for r in records] == [("P-1", "standby"), ("P-2", "running")]
     _check_lineage_and_replay(world, switch)
-    assert provenance.verify(world.store).ok
+    assert chain_verify.verify(world.store).ok
 
 
 def test_verify_finds_altered_and_deleted_records(  # last: it breaks the chain on purpose
     world: World, driver: Driver
 ) -> None:
-    assert provenance.verify(world.store).ok
+    assert chain_verify.verify(world.store).ok
     decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR, confidence=0.5)
     driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.99", a=decision + "/action")
-    report = provenance.verify(world.store)
+    report = chain_verify.verify(world.store)
     assert [(p.kind, p.decision) for p in report.problems] == [("altered", decision)]
     driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.5", a=decision + "/action")
-    assert provenance.verify(world.store).ok
-    head = provenance.verify(world.store).head_hash
+    assert chain_verify.verify(world.store).ok
+    head = chain_verify.verify(world.store).head_hash
     driver.execute_query("MATCH (d {uri: $d}) DETACH DELETE d", d=decision)
-    kinds = {p.kind for p in provenance.verify(world.store, expect_head=head).problems}
+    kinds = {p.kind for p in chain_verify.verify(world.store, expect_head=head).problems}
     assert "missing" in kinds

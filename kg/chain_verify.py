@@ -1,0 +1,179 @@
+"""Verifying the hash chain of decision records, and reading records back as stored.
+
+:func:`verify` walks the chain in index order, recomputes every record's hash from what Neo4j
+holds now (``kg.provenance.record_document``), and checks each record's link to the one before
+and the head. It reports an altered record (its hash no longer matches), a missing one (a gap,
+a broken link, a head that disagrees), a decision outside the chain, and, given the head hash
+kept outside the database, a chain cut short together with its head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rdflib import Graph
+
+from kg.mapping import node_triples, relationship_triple
+from kg.provenance import CHAIN_IRI, owns, record_document, record_hash
+from kg.queries import NamedQuery, token
+from kg.store import GraphStore
+from ontology.vocab import Label, PropKey
+
+_RESOURCE, _DECISION = token(Label.RESOURCE), token(Label.DECISION)
+_INDEX, _HASH, _PREV = (
+    token(PropKey.CHAIN_INDEX),
+    token(PropKey.RECORD_HASH),
+    token(PropKey.PREVIOUS_HASH),
+)
+_NOT_PROPERTIES = (PropKey.RECORD_HASH.value, PropKey.URI.value, PropKey.RDF_TYPE.value)
+
+CHAIN_HEAD = NamedQuery(
+    "provenance.chain_head",
+    f"OPTIONAL MATCH (c:{_RESOURCE} {{uri: $chain}}) "
+    f"RETURN coalesce(c.{_INDEX}, 0) AS length, coalesce(c.{_HASH}, '') AS head",
+)
+
+PAGE = NamedQuery(
+    "provenance.page",
+    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} >= $start AND d.{_INDEX} < $stop "
+    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
+    f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
+)
+
+UNCHAINED = NamedQuery(
+    "provenance.unchained",
+    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} IS NULL OR d.{_INDEX} > $length "
+    f"OR d.{_INDEX} < 1 RETURN d.uri AS uri, d.{_INDEX} AS chain_index ORDER BY uri LIMIT 100",
+)
+
+OWNED_NODES = NamedQuery(
+    "provenance.owned_nodes",
+    f"UNWIND $records AS d MATCH (n:{_RESOURCE}) "
+    "WHERE n.uri = d OR n.uri STARTS WITH d + '/' "
+    "RETURN d AS record, n.uri AS uri, coalesce(n.rdf_type, []) AS types, "
+    "properties(n) AS props ORDER BY record, uri",
+)
+
+OWNED_RELATIONSHIPS = NamedQuery(
+    "provenance.owned_relationships",
+    f"UNWIND $records AS d MATCH (n:{_RESOURCE})-[r]->(m:{_RESOURCE}) "
+    "WHERE n.uri = d OR n.uri STARTS WITH d + '/' "
+    "RETURN d AS record, n.uri AS start, type(r) AS type, m.uri AS end "
+    "ORDER BY record, start, type, end",
+)
+
+
+def stored_documents(store: GraphStore, decisions: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The hashed form of each decision's record as Neo4j holds it now."""
+    nodes: dict[str, list[tuple[str, Sequence[str], Mapping[str, Any]]]] = {
+        d: [] for d in decisions
+    }
+    rels: dict[str, list[tuple[str, str, str]]] = {d: [] for d in decisions}
+    for row in store.read(OWNED_NODES, records=list(decisions)):
+        if owns(row["record"], row["uri"]):
+            nodes[row["record"]].append((row["uri"], row["types"], row["props"]))
+    for row in store.read(OWNED_RELATIONSHIPS, records=list(decisions)):
+        if owns(row["record"], row["start"]):
+            rels[row["record"]].append((row["start"], row["type"], row["end"]))
+    return {d: record_document(nodes[d], rels[d]) for d in decisions}
+
+
+def stored_record(store: GraphStore, decisions: Sequence[str]) -> dict[str, Graph]:
+    """The owned triples of each decision as Neo4j holds them now (``tk:recordHash`` aside)."""
+    graphs: dict[str, Graph] = {d: Graph() for d in decisions}
+    for row in store.read(OWNED_NODES, records=list(decisions)):
+        graph = graphs[row["record"]]
+        if not owns(row["record"], row["uri"]):
+            continue
+        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
+        graph += node_triples(row["uri"], row["types"], props)
+    for row in store.read(OWNED_RELATIONSHIPS, records=list(decisions)):
+        if owns(row["record"], row["start"]):
+            graphs[row["record"]].add(relationship_triple(row["start"], row["type"], row["end"]))
+    return graphs
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    """One thing wrong with the chain: which record, what kind, and the detail."""
+
+    chain_index: int | None
+    decision: str | None
+    kind: str  # altered | missing | broken_link | duplicate | unchained | head_mismatch
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What :func:`verify` checked and found."""
+
+    records: int
+    head_hash: str
+    problems: tuple[ChainProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every record's hash and link checks out and the head agrees."""
+        return not self.problems
+
+
+def _pages(length: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(1, length + 1, size):
+        yield start, min(start + size, length + 1)
+
+
+def verify(store: GraphStore, *, page: int = 500, expect_head: str | None = None) -> VerifyReport:
+    """Recompute every record's hash from what Neo4j holds and check the links and the head.
+
+    ``expect_head`` is a head hash kept outside the database (printed by an earlier verify):
+    when given, a chain whose head differs (records cut off the end together with the head's
+    update) is reported too.
+    """
+    head = store.read(CHAIN_HEAD, chain=CHAIN_IRI)[0]
+    length, head_hash = int(head["length"]), str(head["head"])
+    problems: list[ChainProblem] = []
+    previous = ""
+    expected_index = 1
+    for start, stop in _pages(length, page):
+        rows = store.read(PAGE, start=start, stop=stop)
+        documents = stored_documents(store, [r["uri"] for r in rows])
+        for row in rows:
+            index, uri = int(row["chain_index"]), str(row["uri"])
+            if index < expected_index:
+                problems.append(ChainProblem(index, uri, "duplicate", "two records share it"))
+                continue
+            while expected_index < index:
+                problems.append(
+                    ChainProblem(expected_index, None, "missing", "no record at this index")
+                )
+                previous = ""  # unknown: the next link cannot be checked against it
+                expected_index += 1
+            if previous and row["previous_hash"] != previous:
+                problems.append(
+                    ChainProblem(index, uri, "broken_link", "previousHash is not the hash before")
+                )
+            recomputed = record_hash(str(row["previous_hash"] or ""), documents[uri])
+            if recomputed != row["record_hash"]:
+                problems.append(
+                    ChainProblem(index, uri, "altered", "its triples no longer match its hash")
+                )
+            previous = str(row["record_hash"] or "")
+            expected_index = index + 1
+    while expected_index <= length:
+        problems.append(ChainProblem(expected_index, None, "missing", "no record at this index"))
+        expected_index += 1
+    if length and previous and previous != head_hash:
+        problems.append(
+            ChainProblem(length, None, "head_mismatch", "the head's hash is not the last record's")
+        )
+    for row in store.read(UNCHAINED, length=length):
+        problems.append(
+            ChainProblem(row["chain_index"], row["uri"], "unchained", "outside the chain")
+        )
+    if expect_head is not None and expect_head != head_hash:
+        problems.append(
+            ChainProblem(length, None, "head_mismatch", f"head is {head_hash}, not {expect_head}")
+        )
+    return VerifyReport(length, head_hash, tuple(problems))
