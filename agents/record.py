@@ -260,6 +260,7 @@ def _action(b: _Builder, state: AgentState, d: str, first: bool) -> str | None:
     b.rel(RelType.TARGETS, uri, action.target)
     b.rel(RelType.SETPOINT_QUANTITY_KIND, uri, action.quantity_kind)
     b.rel(RelType.DEMANDED_BY, uri, action.demanded_by)
+    b.rel(RelType.ADDRESSES, uri, action.failure_mode)
     b.rel(RelType.PROV_WAS_GENERATED_BY, uri, d)
     if not first:  # an approver's edit of the first proposal
         b.rel(RelType.PROV_WAS_DERIVED_FROM, uri, step_one)

@@ -161,6 +161,7 @@ def _action(graph: Graph, node: URIRef, asset: str | None) -> ProposedAction:
         proposed_setpoint=num(TK.proposedSetpoint),
         ramp_s=num(TK.rampDuration),
         demanded_by=_value(graph, node, TK.demandedBy),
+        failure_mode=_value(graph, node, TK.addresses),
         rationale=str(_value(graph, node, TK.rationale) or ""),
     )
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.checkpoint import open_checkpointer
+from agents.checkpoint import open_checkpointer, serializer
 from agents.guard import decision_iri
 from agents.record import decision_records
 from agents.runner import Agents, RunResult
@@ -227,7 +227,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, printed in order
             findings = Findings(store, _pumps(plant))
             _note(f"seeded {args.assets:,} assets in {seed_s:.1f} s; decision loop, in memory")
 
-            memory = Agents(store=store, log=None, checkpointer=InMemorySaver())
+            memory = Agents(store=store, log=None, checkpointer=InMemorySaver(serde=serializer()))
             decide(memory, findings, args.warmup)
             mem_lat, last = decide(memory, findings, args.runs)
             _note(f"in memory p99 {mem_lat.pct(99):.1f} ms; decision loop, SQLite")

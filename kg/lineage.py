@@ -40,6 +40,7 @@ _BACK = "|".join(
         RelType.SCORE_OF,
         RelType.HAS_ROLE,
         RelType.DEMANDED_BY,
+        RelType.ADDRESSES,
         RelType.SETPOINT_QUANTITY_KIND,
     )
 )

@@ -104,6 +104,7 @@ class TK(DefinedNamespace):
     WindowAggregate: URIRef
     acceptedCount: URIRef
     actionKind: URIRef
+    addresses: URIRef
     anomalyScore: URIRef
     appliesTo: URIRef
     appliesToActionKind: URIRef
@@ -349,6 +350,7 @@ class Label(StrEnum):
 class RelType(StrEnum):
     """Neo4j relationship types: one per object property."""
 
+    ADDRESSES = 'ADDRESSES'
     APPLIES_TO = 'APPLIES_TO'
     APPROVER_ROLE = 'APPROVER_ROLE'
     APPROVES = 'APPROVES'
@@ -707,6 +709,7 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'http://www.w3.org/ns/sosa/madeBySensor': RelType.SOSA_MADE_BY_SENSOR,
     'http://www.w3.org/ns/sosa/observedProperty': RelType.SOSA_OBSERVED_PROPERTY,
     'http://www.w3.org/ns/sosa/observes': RelType.SOSA_OBSERVES,
+    'https://w3id.org/twinkg/ontology#addresses': RelType.ADDRESSES,
     'https://w3id.org/twinkg/ontology#appliesTo': RelType.APPLIES_TO,
     'https://w3id.org/twinkg/ontology#approverRole': RelType.APPROVER_ROLE,
     'https://w3id.org/twinkg/ontology#approves': RelType.APPROVES,

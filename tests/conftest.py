@@ -70,6 +70,15 @@ def driver(neo4j_target: Neo4jTarget) -> Iterator[Driver]:
         yield drv
 
 
+def forget_decisions(driver: Driver) -> None:
+    """Remove every decision record and the chain head (tests that tamper leave none behind)."""
+    with driver.session() as session:
+        session.run(
+            "MATCH (n:Resource) WHERE n.uri STARTS WITH 'https://w3id.org/twinkg/decision/' "
+            "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
+
+
 @pytest.fixture
 def empty_store(driver: Driver) -> GraphStore:
     """A store over an empty database (constraints are kept)."""

@@ -40,7 +40,7 @@ from ontology.errors import (
 )
 from ontology.vocab import PropKey, RelType
 from reasoner.prov_check import check_prov
-from tests.conftest import REPO, Neo4jTarget
+from tests.conftest import REPO, Neo4jTarget, forget_decisions
 from tests.integration.test_cli import run
 from tests.unit.test_llm_planner import ScriptedChatModel, ai
 
@@ -83,6 +83,7 @@ def world(
     assert done.returncode == 0, done.stderr
     with open_checkpointer(str(home / "checkpoints.sqlite")) as saver:
         yield World(store, log, Agents(store=store, log=log, checkpointer=saver), home)
+    forget_decisions(driver)  # the last test breaks the chain on purpose
 
 
 def _propose(world: World, kind: ActionKind, target: str = PUMP, **args: Any) -> str:

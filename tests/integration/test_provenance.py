@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,8 +14,18 @@ from kg.store import GraphStore
 from ontology.errors import StoreError
 from ontology.namespaces import DECISION_BASE
 from ontology.vocab import TK, PropKey, RelType
+from tests.conftest import forget_decisions
 
 pytestmark = pytest.mark.neo4j
+
+
+@pytest.fixture(autouse=True)
+def _leave_no_chain(driver: Driver) -> Iterator[None]:
+    """These tests break chains on purpose; later modules share the database."""
+    yield
+    forget_decisions(driver)
+
+
 AGENT = "https://w3id.org/twinkg/agent/test/1"
 
 
