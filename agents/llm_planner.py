@@ -17,26 +17,29 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolCall,
-    ToolMessage,
 )
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from agents.llm_transcript import (
+    RecordedChatModel,
+    Transcript,
+    ai_entry,
+    plain_json,
+    tool_entry,
+    tool_message,
+)
 from agents.planning import Plan, PlanningCase
 from agents.state import ActionKind, Candidate, ProposedAction, canonical_json
 from kg.store import QueryResult
-from ontology.errors import ConfigError, ReplayInputsMissingError, TwinKGError
+from ontology.errors import ConfigError, TwinKGError
 from ontology.vocab import Label, RelType
 
 PROMPT_VERSION = "plan-1"
@@ -162,7 +165,7 @@ class LlmPlanner:
         row_cap: int = 50,
     ) -> LlmPlanner:
         """A planner that replays ``transcript``: recorded model outputs and query results."""
-        recorded = [_plain_json(dict(entry)) for entry in transcript]
+        recorded = [plain_json(dict(entry)) for entry in transcript]
         planner = cls(
             RecordedChatModel(transcript=recorded),
             cypher=None,
@@ -176,7 +179,7 @@ class LlmPlanner:
 
     def plan(self, case: PlanningCase) -> Plan:
         """Ask the model for a proposal, at most ``max_steps`` replies; ``action`` None if none."""
-        run = _Transcript(self._recorded)
+        run = Transcript(self._recorded)
         tools = self._tool_names()
         prompt = system_prompt(case, tools=tools, row_cap=self._row_cap)
         run.add(
@@ -196,17 +199,17 @@ class LlmPlanner:
         action: ProposedAction | None = None
         for step in range(self._max_steps):
             reply = _with_ids(bound.invoke(messages), step)
-            run.add(_ai_entry(reply))
+            run.add(ai_entry(reply))
             messages.append(reply)
             if not reply.tool_calls and not reply.invalid_tool_calls:
                 break  # the model stopped talking without a proposal
             for bad in reply.invalid_tool_calls:
                 text = f"error: the arguments are not valid JSON: {bad['error']}"
-                entry = _tool_entry(bad["id"] or "", bad["name"] or "", {}, "error", text)
-                messages.append(_tool_message(run.add(entry)))
+                entry = tool_entry(bad["id"] or "", bad["name"] or "", {}, "error", text)
+                messages.append(tool_message(run.add(entry)))
             for call in reply.tool_calls:
                 entry, action = self._call(call, case, tools, run)
-                messages.append(_tool_message(run.add(entry)))
+                messages.append(tool_message(run.add(entry)))
                 if action is not None:
                     break
             if action is not None:
@@ -233,20 +236,20 @@ class LlmPlanner:
         return tuple(first.get("tools", ())) or (PROPOSE,)
 
     def _call(
-        self, call: ToolCall, case: PlanningCase, tools: Sequence[str], run: _Transcript
+        self, call: ToolCall, case: PlanningCase, tools: Sequence[str], run: Transcript
     ) -> tuple[dict[str, Any], ProposedAction | None]:
         """The tool result of one call, and the action if it was a valid proposal."""
         call_id, name, args = call["id"] or "", call["name"], call["args"]
         if name == PROPOSE:
             action, status, content = _propose(args, case)
-            return _tool_entry(call_id, name, args, status, content), action
+            return tool_entry(call_id, name, args, status, content), action
         if name == CYPHER and CYPHER in tools:
             if self._recorded is not None:
                 return run.recorded_tool(call_id, name, args), None
             status, content = self._query(args)
-            return _tool_entry(call_id, name, args, status, content), None
+            return tool_entry(call_id, name, args, status, content), None
         known = ", ".join(tools)
-        return _tool_entry(
+        return tool_entry(
             call_id, name, args, "error", f"error: no tool {name!r}; the tools are {known}"
         ), None
 
@@ -329,146 +332,6 @@ def _with_ids(reply: AIMessage, step: int) -> AIMessage:
             ],
         }
     )
-
-
-def _ai_entry(reply: AIMessage) -> dict[str, Any]:
-    return {
-        "role": "ai",
-        "content": reply.content,
-        "tool_calls": [
-            {"id": c["id"], "name": c["name"], "args": c["args"]} for c in reply.tool_calls
-        ],
-        "invalid_tool_calls": [
-            {"id": c["id"], "name": c["name"], "args": c["args"], "error": c["error"]}
-            for c in reply.invalid_tool_calls
-        ],
-    }
-
-
-def _tool_entry(
-    call_id: str, name: str, args: Mapping[str, Any], status: str, content: str
-) -> dict[str, Any]:
-    return {
-        "role": "tool",
-        "tool_call_id": call_id,
-        "name": name,
-        "args": dict(args),
-        "status": status,
-        "content": content,
-    }
-
-
-def _tool_message(entry: Mapping[str, Any]) -> ToolMessage:
-    """A tool entry as the model sees it."""
-    return ToolMessage(
-        content=str(entry["content"]),
-        tool_call_id=str(entry["tool_call_id"]),
-        name=entry["name"],
-        status="error" if entry["status"] == "error" else "success",
-    )
-
-
-def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
-    """``value`` as it reads back from JSON (tuples become lists), so records compare equal."""
-    plain: dict[str, Any] = json.loads(json.dumps(value, ensure_ascii=False, default=str))
-    return plain
-
-
-class _Transcript:
-    """The entries of one planning run; in a replay, each must equal the recorded one."""
-
-    def __init__(self, recorded: list[dict[str, Any]] | None) -> None:
-        self.entries: list[dict[str, Any]] = []
-        self._recorded = recorded
-
-    def add(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Append ``entry`` as plain JSON; in a replay it must equal the recorded one."""
-        entry = _plain_json(entry)
-        if self._recorded is not None:
-            recorded = self._next()
-            if recorded != entry:
-                raise ReplayInputsMissingError(
-                    f"replay diverges at transcript entry {len(self.entries)}: "
-                    f"recorded {canonical_json(recorded)}, replayed {canonical_json(entry)}"
-                )
-        self.entries.append(entry)
-        return entry
-
-    def recorded_tool(self, call_id: str, name: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """The recorded result of this call; it must be the next entry and match the call."""
-        expected = _plain_json(_tool_entry(call_id, name, args, "", ""))
-        recorded = self._next()
-        same = {k: recorded.get(k) for k in ("role", "tool_call_id", "name", "args")}
-        if same != {k: expected[k] for k in same}:
-            raise ReplayInputsMissingError(
-                f"replay diverges at transcript entry {len(self.entries)}: the model called "
-                f"{name} with {canonical_json(expected['args'])}, the record has {recorded}"
-            )
-        return dict(recorded)
-
-    def finish(self) -> None:
-        """In a replay, the run must have used the whole record."""
-        if self._recorded is not None and len(self.entries) != len(self._recorded):
-            raise ReplayInputsMissingError(
-                f"replay ended after {len(self.entries)} transcript entries; "
-                f"the record has {len(self._recorded)}"
-            )
-
-    def _next(self) -> dict[str, Any]:
-        assert self._recorded is not None
-        if len(self.entries) >= len(self._recorded):
-            raise ReplayInputsMissingError(
-                f"replay needs transcript entry {len(self.entries)}; the record ends before it"
-            )
-        return self._recorded[len(self.entries)]
-
-
-class RecordedChatModel(BaseChatModel):
-    """Replays the AI outputs of a planner transcript, in order; needs no network.
-
-    The n-th call answers with the n-th recorded AI entry, n being the number of AI messages
-    in the conversation it is given, so the model itself holds no state between calls.
-    """
-
-    transcript: list[dict[str, Any]]
-
-    @property
-    def _llm_type(self) -> str:
-        return "twinkg-recorded"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        replies = [e for e in self.transcript if e.get("role") == "ai"]
-        n = sum(isinstance(m, AIMessage) for m in messages)
-        if n >= len(replies):
-            raise ReplayInputsMissingError(
-                f"the transcript records {len(replies)} model replies; the replay asks for more"
-            )
-        reply = replies[n]
-        message = AIMessage(
-            content=reply.get("content", ""),
-            tool_calls=[
-                ToolCall(name=c["name"], args=c["args"], id=c["id"], type="tool_call")
-                for c in reply.get("tool_calls", [])
-            ],
-            invalid_tool_calls=reply.get("invalid_tool_calls", []),
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """The recording already holds the replies: the tools change nothing."""
-        return self
 
 
 def chat_model_from_settings(

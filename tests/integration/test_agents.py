@@ -313,10 +313,9 @@ from datetime import datetime
 from pathlib import Path
 from agents import record as record_module
 from agents.checkpoint import open_checkpointer
-from agents.llm_planner import LlmPlanner
 from agents.runner import Agents
 from agents.state import ActionKind, ProposedAction
-from kg import chain_verify, provenance
+from kg import provenance
 from kg.store import GraphStore, open_driver
 from kg.telemetry_log import TelemetryLog
 

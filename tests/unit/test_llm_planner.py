@@ -23,12 +23,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
-from agents.llm_planner import (
-    PROMPT_VERSION,
-    LlmPlanner,
-    RecordedChatModel,
-    chat_model_from_settings,
-)
+from agents.llm_planner import PROMPT_VERSION, LlmPlanner, chat_model_from_settings
+from agents.llm_transcript import RecordedChatModel
 from agents.planning import Envelope, PlanningCase
 from agents.state import ActionKind, Finding, Hypothesis, Symptom
 from kg.store import QueryResult
