@@ -272,6 +272,68 @@ def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: D
     driver.execute_query("MATCH (p {uri: $pump}) SET p.operationalStatus = 'running'", pump=PUMP)
 
 
+def test_an_edited_approval_is_guarded_again(world: World, driver: Driver) -> None:
+    args = {"quantity_kind": FLOW, "current_setpoint": 80.0, "proposed_setpoint": 72.0}
+    waiting = _propose(world, ActionKind.SETPOINT_CHANGE, confidence=0.5, ramp_s=60.0, **args)
+    assert _outcome(world, waiting) == Outcome.AWAITING_APPROVAL.value
+    # An edit the envelope does not allow: the guard refuses the edited action.
+    too_far = world.agents.answer(
+        waiting, _answer(world, waiting, outcome="edited", edits={"proposed_setpoint": 10.0})
+    )
+    assert too_far.steps[-1].outcome is Outcome.REFUSED
+    _check_lineage_and_replay(world, too_far.steps[-1].decision)
+    # A gentler edit: applied with the approver's value, derived from the agents' proposal.
+    waiting = _propose(world, ActionKind.SETPOINT_CHANGE, confidence=0.5, ramp_s=60.0, **args)
+    edited = world.agents.answer(
+        waiting, _answer(world, waiting, outcome="edited", edits={"proposed_setpoint": 76.0})
+    )
+    decision = edited.steps[-1].decision
+    assert edited.steps[-1].outcome is Outcome.APPLIED
+    records, _, _ = driver.execute_query(
+        "MATCH (e {uri: $d + '/effect'}) MATCH (a {uri: $d + '/action'})"
+        "-[:PROV_WAS_DERIVED_FROM]->(first {uri: $first}) "
+        "RETURN e.value AS value, a.proposedSetpoint AS edited, first.proposedSetpoint AS proposed",
+        d=decision,
+        first=waiting + "/action",
+    )
+    assert [(r["value"], r["edited"], r["proposed"]) for r in records] == [(76.0, 76.0, 72.0)]
+    _check_lineage_and_replay(world, decision)
+
+
+def test_a_replay_that_decides_differently_shows_each_field(world: World, driver: Driver) -> None:
+    decision = _propose(
+        world,
+        ActionKind.SETPOINT_CHANGE,
+        quantity_kind=FLOW,
+        current_setpoint=80.0,
+        proposed_setpoint=72.0,
+        ramp_s=60.0,
+    )
+    assert replay(world.store, world.log, decision).same
+    # Rewrite the recorded context so the flow envelope ends at 70: the replayed guard refuses.
+    query = (
+        "MATCH (e:QueryEvidence) WHERE e.uri STARTS WITH $d + '/' "
+        "AND e.queryName = 'context.nodes' "
+        "RETURN e.uri AS uri, e.resultRows AS rows"
+    )
+    rows, _, _ = driver.execute_query(query, d=decision)
+    original = rows[0]["rows"]
+    changed = original.replace('"maxValue":140.0', '"maxValue":70.0')
+    assert changed != original
+    driver.execute_query("MATCH (e {uri: $u}) SET e.resultRows = $r", u=rows[0]["uri"], r=changed)
+    try:
+        report = replay(world.store, world.log, decision)
+        assert not report.same
+        fields = {d.field: (d.recorded, d.replayed) for d in report.differences}
+        outcome = next(v for f, v in fields.items() if f.startswith("decision ") and "outcome" in f)
+        assert outcome == ("applied", "refused")
+    finally:
+        driver.execute_query(
+            "MATCH (e {uri: $u}) SET e.resultRows = $r", u=rows[0]["uri"], r=original
+        )
+    assert replay(world.store, world.log, decision).same
+
+
 def test_a_stale_approval_is_refused(world: World, driver: Driver) -> None:
     decision = _propose(world, ActionKind.WORK_ORDER, confidence=0.5)
     answer = _answer(world, decision)
