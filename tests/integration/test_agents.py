@@ -273,7 +273,11 @@ def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: D
 
 
 def test_an_edited_approval_is_guarded_again(world: World, driver: Driver) -> None:
-    args = {"quantity_kind": FLOW, "current_setpoint": 80.0, "proposed_setpoint": 72.0}
+    args: dict[str, Any] = {
+        "quantity_kind": FLOW,
+        "current_setpoint": 80.0,
+        "proposed_setpoint": 72.0,
+    }
     waiting = _propose(world, ActionKind.SETPOINT_CHANGE, confidence=0.5, ramp_s=60.0, **args)
     assert _outcome(world, waiting) == Outcome.AWAITING_APPROVAL.value
     # An edit the envelope does not allow: the guard refuses the edited action.
