@@ -189,3 +189,35 @@ class RunContext:
     clock: Callable[[], datetime]
     settings: AgentSettings = AgentSettings()
     store: GraphStore | None = None  # live runs only: the guard's context and the recorder
+
+
+class Gather:
+    """Runs a node's named queries and window reads through the context's facts, numbering
+    the evidence in the order it is gathered (a replay reads it back in that order)."""
+
+    def __init__(self, ctx: RunContext, state: AgentState) -> None:
+        self.ctx = ctx
+        self.next = len(state.evidence) + len(state.windows)
+        self.evidence: list[Evidence] = []
+        self.windows: list[WindowEvidence] = []
+
+    def rows(self, query: NamedQuery, **params: Any) -> list[dict[str, Any]]:
+        """The rows of ``query``; recorded as evidence."""
+        rows, evidence = self.ctx.facts.rows(query, self.next, **params)
+        self.next += 1
+        self.evidence.append(evidence)
+        return rows
+
+    def window(self, sensors: Sequence[str], start: datetime, end: datetime) -> pa.Table:
+        """The telemetry window; recorded as evidence."""
+        table, evidence = self.ctx.facts.window(sensors, start, end, self.next)
+        self.next += 1
+        self.windows.append(evidence)
+        return table
+
+    def update(self, state: AgentState) -> dict[str, Any]:
+        """The state update that appends what was gathered."""
+        return {
+            "evidence": [*state.evidence, *self.evidence],
+            "windows": [*state.windows, *self.windows],
+        }

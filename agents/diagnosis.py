@@ -24,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agents.context import RunContext
-from agents.state import AgentState, Evidence, Finding, Hypothesis, Symptom, WindowEvidence
+from agents.context import Gather, RunContext
+from agents.state import AgentState, Finding, Hypothesis, Symptom
 from kg import agent_queries as q
-from kg.queries import NamedQuery
 
 _SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
 _KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}
@@ -54,37 +53,9 @@ def parse_time(text: str) -> datetime:
     return moment
 
 
-class _Gather:
-    """Runs named queries through the context's facts, numbering the evidence in order."""
-
-    def __init__(self, ctx: RunContext, state: AgentState) -> None:
-        self.ctx = ctx
-        self.next = len(state.evidence) + len(state.windows)
-        self.evidence: list[Evidence] = []
-        self.windows: list[WindowEvidence] = []
-
-    def rows(self, query: NamedQuery, **params: Any) -> list[dict[str, Any]]:
-        rows, evidence = self.ctx.facts.rows(query, self.next, **params)
-        self.next += 1
-        self.evidence.append(evidence)
-        return rows
-
-    def window(self, sensors: Sequence[str], start: datetime, end: datetime) -> pa.Table:
-        table, evidence = self.ctx.facts.window(sensors, start, end, self.next)
-        self.next += 1
-        self.windows.append(evidence)
-        return table
-
-    def update(self, state: AgentState) -> dict[str, Any]:
-        return {
-            "evidence": [*state.evidence, *self.evidence],
-            "windows": [*state.windows, *self.windows],
-        }
-
-
 def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
-    gather = _Gather(ctx, state)
+    gather = Gather(ctx, state)
     limit = ctx.settings.finding_limit
     found = gather.rows(q.OPEN_FINDINGS, scope=state.scope, as_of=state.as_of, limit=limit)
     stale = gather.rows(
@@ -201,7 +172,7 @@ def rank(
 def diagnose(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Reason: traverse the asset's failure modes, sensors, neighbours and history; rank."""
     assert state.asset is not None  # the graph routes here only with a case
-    gather = _Gather(ctx, state)
+    gather = Gather(ctx, state)
     as_of = parse_time(state.as_of)
     modes = gather.rows(q.ASSET_PROFILE, asset=state.asset)
     sensors = gather.rows(q.ASSET_SENSORS, asset=state.asset, as_of=state.as_of)

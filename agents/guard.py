@@ -18,8 +18,8 @@ from rdflib import RDF, XSD, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
 from rdflib.namespace import PROV
 
-from agents.context import RunContext
-from agents.diagnosis import _Gather, parse_time, urgency
+from agents.context import Gather, RunContext
+from agents.diagnosis import parse_time, urgency
 from agents.planning import Envelope, Partner, PlanningCase
 from agents.state import (
     AgentState,
@@ -55,7 +55,7 @@ def _rows_of(state: AgentState, query: NamedQuery) -> list[dict[str, Any]]:
 def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Plan: a case from the diagnosis and the graph's policies, handed to the planner."""
     assert state.asset is not None
-    gather = _Gather(ctx, state)
+    gather = Gather(ctx, state)
     policies = gather.rows(q.POLICIES, asset=state.asset)[0]
     profile = _rows_of(state, q.ASSET_PROFILE)
     head = profile[0] if profile else {}
@@ -171,7 +171,7 @@ def _unmet_requirement(assessment: SafetyAssessment, context: Graph) -> bool:
 
 def guard(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Guard: judge the action on a copy of its context; on resume, check the approval too."""
-    gather = _Gather(ctx, state)
+    gather = Gather(ctx, state)
     action = state.action
     if action is None:
         verdict = GuardVerdict(
@@ -299,7 +299,7 @@ def approval_request(state: AgentState) -> dict[str, Any]:
 def approval(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Approval: wait for a person (a LangGraph interrupt); then re-guard what they answered."""
     answer = ApprovalInput.model_validate(interrupt(approval_request(state)))
-    gather = _Gather(ctx, state)
+    gather = Gather(ctx, state)
     gather.rows(q.PERSON, person=answer.approver)
     update = gather.update(state)
     # The next decision starts when the person answers.
