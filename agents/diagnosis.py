@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agents.context import Gather, RunContext
-from agents.state import AgentState, Finding, Hypothesis, Symptom
+from agents.state import AgentState, Finding, Hypothesis, Symptom, parse_time
 from kg import agent_queries as q
 
 _SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
@@ -37,20 +37,6 @@ def urgency(finding: Finding) -> float:
     if finding.severity in _SEVERITY:
         return _SEVERITY[finding.severity]
     return _KIND_URGENCY.get(finding.kind, 0.3)
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time from a row or the state (Neo4j writes ``Z`` and nanoseconds)."""
-    text = text.replace("Z", "+00:00")
-    if "." in text:  # Python takes at most microseconds
-        head, _, rest = text.partition(".")
-        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
-        zone = rest[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"time without a zone: {text!r}")
-    return moment
 
 
 def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:

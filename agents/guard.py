@@ -19,7 +19,7 @@ from rdflib.compare import to_canonical_graph
 from rdflib.namespace import PROV
 
 from agents.context import Gather, RunContext
-from agents.diagnosis import parse_time, urgency
+from agents.diagnosis import urgency
 from agents.planning import Envelope, Partner, PlanningCase
 from agents.state import (
     AgentState,
@@ -28,6 +28,7 @@ from agents.state import (
     GuardVerdict,
     Outcome,
     ProposedAction,
+    parse_time,
 )
 from kg import agent_queries as q
 from kg.context import CONTEXT_NODES, CONTEXT_RELATIONSHIPS, context_from_rows, context_params

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import AgentInfo, RunContext
-from agents.diagnosis import parse_time
 from agents.guard import decision_iri
-from agents.state import ActionKind, AgentState, Effect, Outcome, Step, canonical_json
+from agents.state import ActionKind, AgentState, Effect, Outcome, Step, canonical_json, parse_time
 from kg import provenance
 from kg.context import CONTEXT_NODES
 from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord

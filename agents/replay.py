@@ -24,7 +24,6 @@ from rdflib.term import Node
 
 from agents.checkpoint import serializer
 from agents.context import AgentInfo, RecordedFacts, RunContext
-from agents.diagnosis import parse_time
 from agents.graph import compile_graph
 from agents.guard import decision_iri
 from agents.llm_planner import LlmPlanner
@@ -38,6 +37,7 @@ from agents.state import (
     ProposedAction,
     Step,
     WindowEvidence,
+    parse_time,
 )
 from kg import agent_queries as q
 from kg.chain_verify import stored_record

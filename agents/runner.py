@@ -22,12 +22,11 @@ from langgraph.types import Command
 
 from agents.checkpoint import DURABILITY, unfinished_threads
 from agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
-from agents.diagnosis import parse_time
 from agents.graph import compile_graph
 from agents.guard import approval_request
 from agents.planning import Planner, RulePlanner
 from agents.record import GraphRecorder
-from agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step
+from agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step, parse_time
 from kg import agent_queries as q
 from kg.context import action_context, graph_version
 from kg.provenance import decision_ref

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -230,3 +231,17 @@ def canonical_json(value: Any) -> str:
 def sha256_json(value: Any) -> str:
     """SHA-256 (hex) of :func:`canonical_json`."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time from a row or the state (Neo4j writes ``Z`` and nanoseconds)."""
+    text = text.replace("Z", "+00:00")
+    if "." in text:  # Python takes at most microseconds
+        head, _, rest = text.partition(".")
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time without a zone: {text!r}")
+    return moment

@@ -6,17 +6,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agents.checkpoint import open_checkpointer
-from agents.context import AgentSettings
-from agents.diagnosis import parse_time
-from agents.llm_planner import LlmPlanner, chat_model_from_settings
-from agents.planning import Planner, RulePlanner
-from agents.runner import Agents, RunResult
-from agents.state import ActionKind, ApprovalInput, ProposedAction
+from agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
 from api.settings import Settings, checkpoint_target, telemetry_dir
 from kg.agent_queries import LATEST_OBSERVATION, RECENT_DECISIONS
@@ -25,11 +19,18 @@ from kg.telemetry_log import TelemetryLog
 from ontology.errors import ConfigError, InvalidInputError
 from ontology.vocab import TK
 
+if TYPE_CHECKING:  # the agents pull in LangGraph: imported where a command needs them
+    from agents.planning import Planner
+    from agents.runner import Agents, RunResult
+
 app = typer.Typer(help="Run the agents: observe, diagnose, plan, guard, act, record.")
 
 
 def _planner(settings: Settings, store: GraphStore) -> Planner:
     """The rule planner, or the configured chat model behind read-only Cypher."""
+    from agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
+    from agents.planning import RulePlanner  # noqa: PLC0415
+
     if not settings.llm_model and not settings.llm_base_url:
         return RulePlanner()
     if not (settings.llm_model and settings.llm_base_url):
@@ -45,6 +46,10 @@ def _planner(settings: Settings, store: GraphStore) -> Planner:
 
 @contextmanager
 def _agents(settings: Settings) -> Iterator[Agents]:
+    from agents.checkpoint import open_checkpointer  # noqa: PLC0415
+    from agents.context import AgentSettings  # noqa: PLC0415
+    from agents.runner import Agents  # noqa: PLC0415
+
     with open_store(settings) as store, open_checkpointer(checkpoint_target(settings)) as saver:
         yield Agents(
             store=store,

@@ -12,7 +12,6 @@ from rdflib import RDF, RDFS, Graph, Literal, URIRef
 from rdflib.namespace import PROV
 from rdflib.term import Node
 
-from agents.replay import replay
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
 from api.settings import telemetry_dir
 from kg import chain_verify, provenance
@@ -20,7 +19,6 @@ from kg.lineage import lineage
 from kg.telemetry_log import TelemetryLog
 from ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
 from ontology.vocab import TK
-from reasoner.prov_check import check_prov
 
 
 class LineageFormat(StrEnum):
@@ -194,6 +192,8 @@ def lineage_command(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The chain from the action back to raw data, shapes, policies and people."""
+    from reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
+
     settings = load_settings()
     with open_store(settings) as store:
         graph = lineage(store, decision)
@@ -216,6 +216,8 @@ def replay_command(
     decision: Annotated[str, typer.Argument(help="decision IRI or run/step")],
 ) -> None:
     """Re-run the decision from its recorded inputs; exit 13 when it decides differently."""
+    from agents.replay import replay  # noqa: PLC0415 - LangGraph, only here
+
     settings = load_settings()
     with open_store(settings) as store:
         report = replay(store, TelemetryLog(telemetry_dir(settings)), decision)
