@@ -45,8 +45,8 @@ _BACK = "|".join(
     )
 )
 
-LINEAGE_NODES = NamedQuery(
-    "lineage.nodes",
+LINEAGE = NamedQuery(
+    "lineage.subgraph",
     f"MATCH (d:{_R}:{_DECISION} {{uri: $decision}}) "
     f"MATCH (d)-[:{_INFORMED}*0..]->(r:{_DECISION}) "
     "WITH collect(DISTINCT r) AS records "
@@ -54,20 +54,15 @@ LINEAGE_NODES = NamedQuery(
     "WITH collect(DISTINCT o) AS owned "
     f"UNWIND owned AS o OPTIONAL MATCH (o)-[:{_BACK}*1..3]->(x:{_R}) "
     "WITH owned, collect(DISTINCT x) AS reached "
-    "UNWIND owned + reached AS n WITH DISTINCT n WHERE n IS NOT NULL "
-    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props "
+    "WITH owned + reached AS found UNWIND found AS n WITH DISTINCT found, n "
+    f"OPTIONAL MATCH (n)-[e:{_BACK}]->(m:{_R}) WHERE m IN found "
+    "WITH n, collect(CASE WHEN m IS NULL THEN NULL ELSE [type(e), m.uri] END) AS out "
+    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props, out "
     "ORDER BY uri",
 )
-"""The decision's records and everything reachable back from them (three steps)."""
-# Relationships are expanded outwards from each node found: shared nodes such as the shapes
-# release have an incoming edge from every decision, so they must never be the starting side.
-
-LINEAGE_RELATIONSHIPS = NamedQuery(
-    "lineage.relationships",
-    f"UNWIND $uris AS u MATCH (a:{_R} {{uri: u}}) WITH a "
-    f"MATCH (a)-[r:{_BACK}]->(b:{_R}) WHERE b.uri IN $uris "
-    "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
-)
+"""The decision's records and everything reachable back from them (three steps), each node with
+its relationships to the others. Relationships are only ever expanded outwards: shared nodes such
+as the shapes release have an incoming edge from every decision."""
 
 _SKIP = (PropKey.URI.value, PropKey.RDF_TYPE.value)
 
@@ -78,7 +73,7 @@ def lineage(store: GraphStore, decision: str) -> Graph:
     Raises :class:`DecisionNotFoundError` when there is no such decision.
     """
     iri = decision_ref(decision)
-    rows = store.read(LINEAGE_NODES, decision=iri)
+    rows = store.read(LINEAGE, decision=iri)
     if not rows:
         raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
     graph = Graph()
@@ -86,8 +81,7 @@ def lineage(store: GraphStore, decision: str) -> Graph:
         graph.bind(prefix, namespace)
     for row in rows:
         props = {k: v for k, v in row["props"].items() if k not in _SKIP}
-        graph += canonical_times(node_triples(row["uri"], row["types"], props))
-    uris = [row["uri"] for row in rows]
-    for rel in store.read(LINEAGE_RELATIONSHIPS, uris=uris):
-        graph.add(relationship_triple(rel["start"], rel["type"], rel["end"]))
-    return graph
+        node_triples(row["uri"], row["types"], props, into=graph)
+        for rel_type, end in row["out"]:
+            graph.add(relationship_triple(row["uri"], rel_type, end))
+    return canonical_times(graph)

@@ -100,11 +100,17 @@ def _with_superclasses(data: Graph) -> Graph:
     test checks every safety case gives the same results both ways.
     """
     hierarchy, ancestors = _hierarchy()
-    data += hierarchy
+    used: set[URIRef] = set()
     for s, cls in list(data.subject_objects(RDF.type)):
         if isinstance(cls, URIRef):
+            used.add(cls)
             for ancestor in ancestors.get(cls, ()):
                 data.add((s, RDF.type, ancestor))
+                used.add(ancestor)
+    # Only the part of the hierarchy above the classes present: a smaller graph to query.
+    for cls in used:
+        for parent in hierarchy.objects(cls, RDFS.subClassOf):
+            data.add((cls, RDFS.subClassOf, parent))
     return data
 
 
