@@ -29,6 +29,7 @@ class AgentSettings:
     """Tuning of the agents (from ``api.settings``)."""
 
     stale_after_s: float = 300.0  # a sensor silent this long before as_of is a finding
+    lookback_s: float = 86_400.0  # findings older than this before as_of are not looked at
     finding_limit: int = 500
     baseline_s: float = 600.0  # the window before a finding that symptoms are measured against
     shift_threshold: float = 2.0  # |shift| in standard deviations that counts as a symptom

@@ -43,7 +43,13 @@ def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
     gather = Gather(ctx, state)
     limit = ctx.settings.finding_limit
-    found = gather.rows(q.OPEN_FINDINGS, scope=state.scope, as_of=state.as_of, limit=limit)
+    found = gather.rows(
+        q.OPEN_FINDINGS,
+        scope=state.scope,
+        as_of=state.as_of,
+        lookback_s=ctx.settings.lookback_s,
+        limit=limit,
+    )
     stale = gather.rows(
         q.STALE_SENSORS,
         scope=state.scope,

@@ -57,7 +57,9 @@ def _agents(settings: Settings) -> Iterator[Agents]:
             checkpointer=saver,
             planner=_planner(settings, store),
             settings=AgentSettings(
-                stale_after_s=settings.agents_stale_after_s, baseline_s=settings.agents_baseline_s
+                stale_after_s=settings.agents_stale_after_s,
+                lookback_s=settings.agents_lookback_s,
+                baseline_s=settings.agents_baseline_s,
             ),
         )
 

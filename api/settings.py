@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     agents_stale_after_s: float = Field(
         default=300.0, gt=0, description="a sensor silent this long is a finding"
     )
+    agents_lookback_s: float = Field(
+        default=86_400.0, gt=0, description="how far back the agents look for undecided findings"
+    )
     agents_baseline_s: float = Field(
         default=600.0, gt=0, description="window before a finding that symptoms are measured on"
     )

@@ -60,16 +60,18 @@ _IN_SCOPE = (
 
 OPEN_FINDINGS = NamedQuery(
     "agents.monitor.open_findings",
-    f"MATCH (e:{_R})-[:{_CONCERNS}]->(a:{_ASSET}) "
-    f"WHERE (e:{_ANOMALY} OR (e:{_ALARM} AND e.{_STATUS} = 'open')) AND {_IN_SCOPE} "
-    f"AND e.{_OCCURRED} <= datetime($as_of) "
+    f"MATCH (e:{_EVENT}) WHERE e.{_OCCURRED} <= datetime($as_of) "
+    f"AND e.{_OCCURRED} >= datetime($as_of) - duration({{seconds: $lookback_s}}) "
+    f"AND (e:{_ANOMALY} OR (e:{_ALARM} AND e.{_STATUS} = 'open')) "
+    f"MATCH (e)-[:{_CONCERNS}]->(a:{_ASSET}) WHERE {_IN_SCOPE} "
     f"AND NOT EXISTS {{ (:{_DECISION})-[:{_USED}]->(e) }} "
     f"RETURN e.uri AS uri, CASE WHEN e:{_ALARM} THEN 'alarm' ELSE 'anomaly' END AS kind, "
     "a.uri AS asset, e.occurredAt AS occurred_at, e.endedAt AS ended_at, "
     "e.severity AS severity, e.anomalyScore AS score "
     "ORDER BY occurred_at, uri LIMIT $limit",
 )
-"""Anomalies and open alarms on assets in scope that no decision has used yet."""
+"""Anomalies and open alarms of the last ``lookback_s`` seconds on assets in scope that no
+decision has used yet (the window keeps the scan to recent events, through their time index)."""
 
 STALE_SENSORS = NamedQuery(
     "agents.monitor.stale_sensors",

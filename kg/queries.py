@@ -43,6 +43,11 @@ DECISION_CHAIN_INDEX = NamedQuery(
     "CREATE INDEX decision_chain_index IF NOT EXISTS FOR (d:Decision) ON (d.chainIndex)",
 )
 
+EVENT_TIME_INDEX = NamedQuery(
+    "schema.event_time_index",
+    "CREATE INDEX event_occurred_at IF NOT EXISTS FOR (e:Event) ON (e.occurredAt)",
+)
+
 COUNTS = NamedQuery(
     "stats.counts",
     "CALL () { MATCH (n) RETURN count(n) AS nodes } "

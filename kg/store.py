@@ -186,10 +186,12 @@ class GraphStore:
             session.run("RETURN 1").consume()
 
     def ensure_schema(self) -> None:
-        """Create the ``uri`` uniqueness constraint and the decisions' chain index; idempotent."""
+        """Create the ``uri`` uniqueness constraint and the indexes on decisions' chain position and
+        events' time; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
             session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
+            session.run(queries.EVENT_TIME_INDEX.cypher).consume()
 
     def counts(self) -> GraphCounts:
         """Node and relationship totals."""
