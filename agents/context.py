@@ -8,6 +8,7 @@ and in replay (facts read back from a decision's record, a recorder that only co
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from agents.planning import Planner
 from agents.state import AgentState, Evidence, Step, WindowEvidence, canonical_json
 from kg.queries import NamedQuery
 from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
+from kg.telemetry_log import POINTS_SCHEMA, TelemetryLog
 from ontology.errors import ReplayInputsMissingError
 
 
@@ -82,8 +83,6 @@ def points_hash(table: pa.Table) -> str:
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     # Parameters are recorded as JSON: keep only what JSON keeps, so a replay compares equal.
-    import json  # noqa: PLC0415 - local: only this normalisation needs it
-
     normalised: dict[str, Any] = json.loads(canonical_json(params))
     return normalised
 
@@ -108,21 +107,26 @@ class LiveFacts:
         self, sensors: Sequence[str], start: datetime, end: datetime, ordinal: int
     ) -> tuple[pa.Table, WindowEvidence]:
         """Read the window from the log (an empty table when there is no log)."""
-        from kg.telemetry_log import POINTS_SCHEMA  # noqa: PLC0415 - keeps the import light
+        return read_window(self.log, sensors, start, end, ordinal)
 
-        table = (
-            POINTS_SCHEMA.empty_table()
-            if self.log is None
-            else self.log.window(sensors=list(sensors), start=start, end=end)
-        )
-        return table, WindowEvidence(
-            ordinal=ordinal,
-            sensors=sorted(sensors),
-            start=start.isoformat(),
-            end=end.isoformat(),
-            points=table.num_rows,
-            content_hash=points_hash(table),
-        )
+
+def read_window(
+    log: TelemetryLog | None, sensors: Sequence[str], start: datetime, end: datetime, ordinal: int
+) -> tuple[pa.Table, WindowEvidence]:
+    """Accepted points of ``sensors`` in ``[start, end)`` and the evidence that records them."""
+    table = (
+        POINTS_SCHEMA.empty_table()
+        if log is None
+        else log.window(sensors=list(sensors), start=start, end=end)
+    )
+    return table, WindowEvidence(
+        ordinal=ordinal,
+        sensors=sorted(sensors),
+        start=start.isoformat(),
+        end=end.isoformat(),
+        points=table.num_rows,
+        content_hash=points_hash(table),
+    )
 
 
 @dataclass(slots=True)
@@ -165,7 +169,8 @@ class RecordedFacts:
             raise ReplayInputsMissingError(f"the record holds no telemetry window #{ordinal}")
         if self.log is None:
             raise ReplayInputsMissingError("no telemetry log to read the recorded windows from")
-        table, live = LiveFacts(store=None, log=self.log).window(  # type: ignore[arg-type]
+        table, live = read_window(
+            self.log,
             recorded.sensors,
             datetime.fromisoformat(recorded.start),
             datetime.fromisoformat(recorded.end),

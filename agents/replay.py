@@ -30,6 +30,7 @@ from agents.llm_planner import LlmPlanner
 from agents.planning import Plan, Planner, PlanningCase, RulePlanner
 from agents.record import decision_records
 from agents.state import (
+    ActionKind,
     AgentState,
     ApprovalInput,
     Evidence,
@@ -152,7 +153,7 @@ def _action(graph: Graph, node: URIRef, asset: str | None) -> ProposedAction:
         return None if value is None else float(value)
 
     return ProposedAction(
-        kind=str(_value(graph, node, TK.actionKind)),  # type: ignore[arg-type]
+        kind=ActionKind(str(_value(graph, node, TK.actionKind))),
         target=str(_value(graph, node, TK.targets) or asset),
         confidence=float(_value(graph, node, TK.confidence)),
         proposed_at=_value(graph, node, TK.proposedAt).isoformat(),
