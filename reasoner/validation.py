@@ -89,7 +89,18 @@ def _results(report: Graph) -> tuple[Violation, ...]:
                 source_constraint=_text(report.value(result, SH.sourceConstraint)),
             )
         )
-    found.sort(key=lambda v: (-v.severity.rank, v.focus_node, v.path or "", v.component))
+    # A total order: the same report always gives the same sequence (replays compare them).
+    found.sort(
+        key=lambda v: (
+            -v.severity.rank,
+            v.focus_node,
+            v.path or "",
+            v.component,
+            v.source_shape,
+            v.value or "",
+            v.message,
+        )
+    )
     return tuple(found)
 
 

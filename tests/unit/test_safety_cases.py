@@ -8,6 +8,9 @@ case by adding a folder, without Python.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,38 @@ def test_the_guard_judges_as_full_rdfs_inference_would(case: Path, ontology: Gra
 
     assert _actual(fast) == _actual(full)
     assert fast.conforms is full.conforms
+
+
+_ORDER_SCRIPT = """
+import sys
+from rdflib import RDF, Graph, Literal
+from ontology.vocab import TK
+from reasoner.safety import assess
+data = Graph().parse(sys.argv[1])
+for action in list(data.subjects(RDF.type, TK.ProposedAction)):
+    data.set((action, TK.confidence, Literal(0.3)))  # a trust warning beside the approval one
+actions = set(data.subjects(RDF.type, TK.ProposedAction))
+action_graph, context = Graph(), Graph()
+for triple in data:
+    (action_graph if triple[0] in actions else context).add(triple)
+print(repr([v.message for v in assess(action_graph, context).approvals_needed]))
+"""
+
+
+def test_results_come_in_one_order_in_every_process() -> None:
+    """Replays compare reasons made of result messages: their order must not depend on the
+    process (set and hash order change with PYTHONHASHSEED)."""
+    case = SAFETY_SHAPES_DIR / "cases" / "critical-stop-pump-needs-approval" / "input.ttl"
+    orders = set()
+    for seed in ("1", "2", "3", "4"):
+        done = subprocess.run(
+            [sys.executable, "-c", _ORDER_SCRIPT, str(case)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        orders.add(done.stdout.strip())
+    assert len(orders) == 1, orders
+    assert next(iter(orders)).count("', '") == 1  # two warnings
