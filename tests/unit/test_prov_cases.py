@@ -16,48 +16,26 @@ from rdflib.compare import isomorphic
 
 from ontology.catalog import load_ontology
 from reasoner.prov_check import PROV_SHAPES_DIR, check_prov, prov_shapes
-from reasoner.validation import ValidationOutcome, Violation, validate
+from reasoner.validation import ValidationOutcome, validate
+from tests.shape_cases import Result, actual_results, expected_report, result_key
 
 CASES_DIR = PROV_SHAPES_DIR / "cases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
 
-Result = tuple[str, str, str]  # focus node, severity, source shape
-
 
 def _read_case(case: Path) -> tuple[Graph, bool, set[Result]]:
     """The case's input graph, and whether it conforms and its results as expected.ttl says."""
-    for name in ("input.ttl", "expected.ttl"):
-        assert (case / name).is_file(), f"case {case.name}: no {name} in {case}"
-    report = Graph().parse(case / "expected.ttl")
-    node = report.value(predicate=RDF.type, object=SH.ValidationReport)
-    assert node is not None, f"case {case.name}: expected.ttl holds no sh:ValidationReport"
-    conforms = report.value(node, SH.conforms)
-    assert isinstance(conforms, Literal), f"case {case.name}: the report has no sh:conforms"
-    results = {
-        (
-            str(report.value(r, SH.focusNode)),
-            str(report.value(r, SH.resultSeverity)),
-            str(report.value(r, SH.sourceShape)),
-        )
-        for r in report.objects(node, SH.result)
-    }
-    assert bool(conforms.toPython()) is (not results), (
-        f"case {case.name}: sh:conforms {conforms} disagrees with its {len(results)} results"
-    )
-    return Graph().parse(case / "input.ttl"), bool(conforms.toPython()), results
-
-
-def _key(v: Violation) -> Result:
-    return (v.focus_node, v.severity.value, v.source_shape)
+    conforms, results = expected_report(case)
+    return Graph().parse(case / "input.ttl"), conforms, results
 
 
 def _diff(case: str, expected: set[Result], outcome: ValidationOutcome) -> str:
-    actual = {_key(v) for v in outcome.violations}
+    actual = {result_key(v) for v in outcome.violations}
     lines = [f"case {case}: check_prov's results differ from expected.ttl"]
     for focus, _, shape in sorted(expected - actual):
         lines.append(f"  missing    {shape.rpartition('#')[2]} on {focus}")
     for result in sorted(actual - expected):
-        messages = {v.message for v in outcome.violations if _key(v) == result}
+        messages = {v.message for v in outcome.violations if result_key(v) == result}
         lines.append(
             f"  unexpected {result[2].rpartition('#')[2]} on {result[0]}: "
             + "; ".join(sorted(messages))
@@ -71,7 +49,7 @@ def test_case(case: Path) -> None:
 
     outcome = check_prov(data)
 
-    assert {_key(v) for v in outcome.violations} == expected, _diff(case.name, expected, outcome)
+    assert actual_results(outcome) == expected, _diff(case.name, expected, outcome)
     assert outcome.conforms is conforms
 
 

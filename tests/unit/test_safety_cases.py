@@ -26,13 +26,12 @@ from reasoner.safety import (
     safety_shapes,
     safety_shapes_version,
 )
-from reasoner.validation import ValidationOutcome, Violation, validate
+from reasoner.validation import ValidationOutcome, validate
+from tests.shape_cases import Result, actual_results, expected_report, result_key
 
 CASES_DIR = SAFETY_SHAPES_DIR / "cases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
 RULES = ("wellformed", "trust", "envelope", "loto", "standby", "critical")
-
-Result = tuple[str, str, str]  # focus node, severity, source shape
 
 
 @pytest.fixture(scope="module")
@@ -40,40 +39,15 @@ def ontology() -> Graph:
     return load_ontology()
 
 
-def _expected(path: Path) -> tuple[bool, set[Result]]:
-    report = Graph().parse(path)
-    node = report.value(predicate=RDF.type, object=SH.ValidationReport)
-    assert node is not None, f"{path}: no sh:ValidationReport"
-    conforms = report.value(node, SH.conforms)
-    assert isinstance(conforms, Literal), f"{path}: the report has no sh:conforms"
-    results = {
-        (
-            str(report.value(r, SH.focusNode)),
-            str(report.value(r, SH.resultSeverity)),
-            str(report.value(r, SH.sourceShape)),
-        )
-        for r in report.objects(node, SH.result)
-    }
-    return bool(conforms.toPython()), results
-
-
-def _actual(outcome: ValidationOutcome) -> set[Result]:
-    return {_key(v) for v in outcome.violations}
-
-
 def _diff(case: str, expected: set[Result], outcome: ValidationOutcome) -> str:
-    actual = _actual(outcome)
+    actual = actual_results(outcome)
     lines = [f"case {case}: the shapes' results differ from expected.ttl"]
     for result in sorted(expected - actual):
         lines.append(f"  missing    {_show(result)}")
     for result in sorted(actual - expected):
-        messages = {v.message for v in outcome.violations if _key(v) == result}
+        messages = {v.message for v in outcome.violations if result_key(v) == result}
         lines.append(f"  unexpected {_show(result)}: {'; '.join(sorted(messages))}")
     return "\n".join(lines)
-
-
-def _key(v: Violation) -> Result:
-    return (v.focus_node, v.severity.value, v.source_shape)
 
 
 def _show(result: Result) -> str:
@@ -83,12 +57,12 @@ def _show(result: Result) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
 def test_case(case: Path, ontology: Graph) -> None:
-    conforms, expected = _expected(case / "expected.ttl")
+    conforms, expected = expected_report(case)
     data = Graph().parse(case / "input.ttl")
 
     outcome = validate(data, safety_shapes(), ontology=ontology)
 
-    assert _actual(outcome) == expected, _diff(case.name, expected, outcome)
+    assert actual_results(outcome) == expected, _diff(case.name, expected, outcome)
     assert outcome.conforms is conforms
 
 
@@ -114,7 +88,7 @@ def test_every_safety_shape_is_exercised_by_a_case() -> None:
     named = {
         str(s) for kind in (SH.NodeShape, SH.PropertyShape) for s in shapes.subjects(RDF.type, kind)
     }
-    exercised = {shape for case in CASES for _, _, shape in _expected(case / "expected.ttl")[1]}
+    exercised = {shape for case in CASES for _, _, shape in expected_report(case)[1]}
     assert named - exercised == set(), "shapes that no case expects"
     assert exercised - named == set(), "cases expect shapes that do not exist"
 
@@ -179,7 +153,7 @@ def test_the_guard_judges_as_full_rdfs_inference_would(case: Path, ontology: Gra
     fast = assess(action, context).outcome
     full = validate(data, safety_shapes(), ontology=ontology)
 
-    assert _actual(fast) == _actual(full)
+    assert actual_results(fast) == actual_results(full)
     assert fast.conforms is full.conforms
 
 
