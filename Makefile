@@ -42,7 +42,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,postgres,llm]'
 	touch $(STAMP)
 
 # Fetch Neo4j 5.26 LTS with Maven (retried: Maven Central can answer 429) and build the launcher.
