@@ -229,9 +229,9 @@ def decision_records(  # noqa: PLR0912 - one PROV statement per line
             f"{d}/transcript", TK.ModelTranscript, transcript=canonical_json(state.transcript)
         )
         b.rel(RelType.PROV_USED, d, uri)
-    action_uri = _action(b, state, d, first)
+    _action(b, state, d, first)
     _report(b, state, d, shapes)
-    _approval(b, state, d, action_uri)
+    _approval(b, state, d)
     _effect(b, state, d, ended_at)
     return b.records()
 
@@ -283,7 +283,7 @@ def _report(b: _Builder, state: AgentState, d: str, shapes: str) -> None:
     b.rel(RelType.PROV_WAS_DERIVED_FROM, uri, shapes)
 
 
-def _approval(b: _Builder, state: AgentState, d: str, action_uri: str | None) -> None:
+def _approval(b: _Builder, state: AgentState, d: str) -> None:
     answer = state.approval
     if answer is None or state.step == 1:
         return
@@ -302,7 +302,6 @@ def _approval(b: _Builder, state: AgentState, d: str, action_uri: str | None) ->
     b.rel(RelType.APPROVER_ROLE, uri, answer.role)
     b.rel(RelType.APPROVES, uri, f"{d.rsplit('/', 1)[0]}/1/action")
     b.rel(RelType.PROV_WAS_INFORMED_BY, d, uri)
-    del action_uri
 
 
 def _effect(b: _Builder, state: AgentState, d: str, at: datetime) -> None:

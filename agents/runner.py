@@ -23,7 +23,6 @@ from langgraph.types import Command
 from agents.checkpoint import DURABILITY, unfinished_threads
 from agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
 from agents.graph import compile_graph
-from agents.guard import approval_request
 from agents.planning import Planner, RulePlanner
 from agents.record import GraphRecorder
 from agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step, parse_time
@@ -232,4 +231,4 @@ def _seed(run_id: str) -> int:
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big")
 
 
-__all__ = ["Agents", "RunResult", "approval_request", "default_agent"]
+__all__ = ["Agents", "RunResult", "default_agent"]
