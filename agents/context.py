@@ -194,7 +194,6 @@ class RunContext:
     agent: AgentInfo
     clock: Callable[[], datetime]
     settings: AgentSettings = AgentSettings()
-    store: GraphStore | None = None  # live runs only: the guard's context and the recorder
 
 
 class Gather:

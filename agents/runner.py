@@ -90,7 +90,6 @@ class Agents:
             agent=self.agent,
             clock=self.clock,
             settings=self.settings,
-            store=self.store,
         )
 
     def _config(self, run_id: str) -> RunnableConfig:
