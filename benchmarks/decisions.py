@@ -25,16 +25,13 @@ Targets (issue text): decision p99 ≤ 100 ms; lineage p99 ≤ 50 ms with 100,00
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,11 +42,12 @@ from agents.guard import decision_iri
 from agents.record import decision_records
 from agents.runner import Agents, RunResult
 from agents.state import AgentState
+from benchmarks.server import throwaway_store
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
-from kg import chain_verify, lineage, local_server, provenance
+from kg import chain_verify, lineage, provenance
 from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore, open_driver
+from kg.store import GraphStore
 from ontology.namespaces import INGEST_BASE
 from ontology.vocab import TK, PropKey, RelType
 
@@ -208,57 +206,46 @@ def _args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:  # noqa: PLR0915 - one benchmark, printed in order
+def main() -> None:
     """Run the four measurements and print the figures."""
     args = _args()
-    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
-        home = Path(tmp)
-        config = local_server.LocalServerConfig.throwaway(
-            home / "neo4j", heap="4g", pagecache="2g", tx_memory="3g"
-        )
-        local_server.start(config, wait_s=300, parent_pid=os.getpid())
-        driver = open_driver(config.bolt_uri, "neo4j", config.password)
-        try:
-            store = GraphStore(driver)
-            plant = plant_records(Plant.GENERATED, assets=args.assets, seed=0)
-            t = time.perf_counter()
-            seeding.load(store, "generated", seeding.with_ontology(plant))
-            seed_s = time.perf_counter() - t
-            findings = Findings(store, _pumps(plant))
-            _note(f"seeded {args.assets:,} assets in {seed_s:.1f} s; decision loop, in memory")
+    with throwaway_store() as (store, home):
+        plant = plant_records(Plant.GENERATED, assets=args.assets, seed=0)
+        t = time.perf_counter()
+        seeding.load(store, "generated", seeding.with_ontology(plant))
+        seed_s = time.perf_counter() - t
+        findings = Findings(store, _pumps(plant))
+        _note(f"seeded {args.assets:,} assets in {seed_s:.1f} s; decision loop, in memory")
 
-            memory = Agents(store=store, log=None, checkpointer=InMemorySaver(serde=serializer()))
-            decide(memory, findings, args.warmup)
-            mem_lat, last = decide(memory, findings, args.runs)
-            _note(f"in memory p99 {mem_lat.pct(99):.1f} ms; decision loop, SQLite")
-            with open_checkpointer(str(home / "checkpoints.db")) as saver:
-                sqlite = Agents(store=store, log=None, checkpointer=saver)
-                decide(sqlite, findings, args.warmup)
-                sql_lat, _ = decide(sqlite, findings, args.runs)
-            runs_done = _chain_length(store)
-            _note(f"SQLite p99 {sql_lat.pct(99):.1f} ms; filling to {args.decisions:,} decisions")
-            iris, single_rate, bulk_rate = fill(
-                store,
-                memory,
-                last.state,
-                count=max(args.decisions - runs_done, 0),
-                budget_s=args.fill_seconds,
-                single=args.single,
-            )
-            stored = _chain_length(store)
-            _note(f"{stored:,} decisions stored; lineage reads")
-            sample = random.Random(0).choices(iris, k=args.lineage)
-            it = iter(sample)
-            lineage.lineage(store, sample[0])  # plan cache warm-up
-            lin_ms = timed(lambda: lineage.lineage(store, next(it)), args.lineage)
-            triples = len(lineage.lineage(store, sample[0]))
-            _note("verify")
-            t = time.perf_counter()
-            report = chain_verify.verify(store)
-            verify_s = time.perf_counter() - t
-        finally:
-            driver.close()
-            local_server.stop(config)
+        memory = Agents(store=store, log=None, checkpointer=InMemorySaver(serde=serializer()))
+        decide(memory, findings, args.warmup)
+        mem_lat, last = decide(memory, findings, args.runs)
+        _note(f"in memory p99 {mem_lat.pct(99):.1f} ms; decision loop, SQLite")
+        with open_checkpointer(str(home / "checkpoints.db")) as saver:
+            sqlite = Agents(store=store, log=None, checkpointer=saver)
+            decide(sqlite, findings, args.warmup)
+            sql_lat, _ = decide(sqlite, findings, args.runs)
+        runs_done = _chain_length(store)
+        _note(f"SQLite p99 {sql_lat.pct(99):.1f} ms; filling to {args.decisions:,} decisions")
+        iris, single_rate, bulk_rate = fill(
+            store,
+            memory,
+            last.state,
+            count=max(args.decisions - runs_done, 0),
+            budget_s=args.fill_seconds,
+            single=args.single,
+        )
+        stored = _chain_length(store)
+        _note(f"{stored:,} decisions stored; lineage reads")
+        sample = random.Random(0).choices(iris, k=args.lineage)
+        it = iter(sample)
+        lineage.lineage(store, sample[0])  # plan cache warm-up
+        lin_ms = timed(lambda: lineage.lineage(store, next(it)), args.lineage)
+        triples = len(lineage.lineage(store, sample[0]))
+        _note("verify")
+        t = time.perf_counter()
+        report = chain_verify.verify(store)
+        verify_s = time.perf_counter() - t
 
     print(
         f"generated plant: {args.assets:,} assets, {len(plant.nodes):,} nodes, "

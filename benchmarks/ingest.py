@@ -20,9 +20,7 @@ Target (issue #3): ≥ 200,000 points/s into the telemetry log with contracts on
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,10 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from benchmarks.server import throwaway_store
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
-from kg import local_server, telemetry_state
-from kg.store import GraphStore, open_driver
+from kg import telemetry_state
+from kg.store import GraphStore
 from kg.telemetry_log import TelemetryLog
 from reasoner.csv_source import column_sensors, read_wide_csv
 from reasoner.ingest import IngestOptions, IngestReport, ingest
@@ -102,32 +101,21 @@ def main() -> None:
     if not SKAB_FREE.exists():
         print(f"SKAB data not found at {SKAB_FREE}: nothing to measure")
         sys.exit(2)
-    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
-        home = Path(tmp)
-        config = local_server.LocalServerConfig.throwaway(
-            home / "neo4j", heap="4g", pagecache="2g", tx_memory="3g"
-        )
-        local_server.start(config, wait_s=300, parent_pid=os.getpid())
-        driver = open_driver(config.bolt_uri, "neo4j", config.password)
-        try:
-            store = GraphStore(driver)
-            seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
-            log = TelemetryLog(home / "telemetry")
-            # JIT warm-up, as in the seed benchmark: Neo4j compiles its write paths on the
-            # first large transactions (a full-size file with other timestamps, not counted)
-            warm = home / "warm.csv"
-            write_csv(warm, args.rows, start_s=1_500_000_000)
-            run(store, log, warm, home)
-            clean, broken = home / "clean.csv", home / "broken.csv"
-            write_csv(clean, args.rows, start_s=1_600_000_000)
-            write_csv(broken, args.rows, start_s=1_700_000_000, broken_share=0.01)
-            results = [
-                (name, *run(store, log, path, home))
-                for name, path in (("clean", clean), ("1% broken", broken))
-            ]
-        finally:
-            driver.close()
-            local_server.stop(config)
+    with throwaway_store() as (store, home):
+        seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+        log = TelemetryLog(home / "telemetry")
+        # JIT warm-up, as in the seed benchmark: Neo4j compiles its write paths on the
+        # first large transactions (a full-size file with other timestamps, not counted)
+        warm = home / "warm.csv"
+        write_csv(warm, args.rows, start_s=1_500_000_000)
+        run(store, log, warm, home)
+        clean, broken = home / "clean.csv", home / "broken.csv"
+        write_csv(clean, args.rows, start_s=1_600_000_000)
+        write_csv(broken, args.rows, start_s=1_700_000_000, broken_share=0.01)
+        results = [
+            (name, *run(store, log, path, home))
+            for name, path in (("clean", clean), ("1% broken", broken))
+        ]
 
     print(
         f"{'file':<11}{'points':>11}{'accepted':>10}{'quarant.':>9}{'read s':>8}"

@@ -19,18 +19,15 @@ Targets (issue #2): batched ≥ 20,000 nodes/s; ratio ≥ 30.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
+from benchmarks.server import throwaway_store
 from graph_seed.generator import generate
 from graph_seed.seeding import ontology_records
-from kg import local_server
 from kg.records import GraphRecords, RelRecord
-from kg.store import GraphStore, WriteSummary, labels_for, open_driver
+from kg.store import GraphStore, WriteSummary, labels_for
 from ontology.vocab import Label
 
 
@@ -91,28 +88,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20_000, help="assets per warm-up load")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as home:
-        config = local_server.LocalServerConfig.throwaway(
-            Path(home), heap="4g", pagecache="2g", tx_memory="3g"
-        )
-        local_server.start(config, wait_s=300, parent_pid=os.getpid())
-        driver = open_driver(config.bolt_uri, "neo4j", config.password)
-        try:
-            store = GraphStore(driver)
-            store.ensure_schema()
-            store.write(ontology_records())
-            for warm_seed in (101, 102):  # JIT warm-up: the first big loads compile Neo4j's paths
-                store.write(generate(assets=args.warmup, seed=warm_seed))
+    with throwaway_store() as (store, _home):
+        store.ensure_schema()
+        store.write(ontology_records())
+        for warm_seed in (101, 102):  # JIT warm-up: the first big loads compile Neo4j's paths
+            store.write(generate(assets=args.warmup, seed=warm_seed))
 
-            t0 = time.perf_counter()
-            big = generate(assets=args.assets, seed=7)
-            gen_s = time.perf_counter() - t0
-            big_rate = batched(store, big)
-            slow = per_asset(store, generate(assets=args.sample, seed=11))
-            small = batched(store, generate(assets=args.sample, seed=13))
-        finally:
-            driver.close()
-            local_server.stop(config)
+        t0 = time.perf_counter()
+        big = generate(assets=args.assets, seed=7)
+        gen_s = time.perf_counter() - t0
+        big_rate = batched(store, big)
+        slow = per_asset(store, generate(assets=args.sample, seed=11))
+        small = batched(store, generate(assets=args.sample, seed=13))
 
     print(
         f"generated plant: {_assets_only(big):,} assets, {len(big.nodes):,} nodes, "
