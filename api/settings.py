@@ -75,6 +75,35 @@ class Settings(BaseSettings):
     approval_ttl_s: float = Field(
         default=1800.0, gt=0, le=86_400, description="how long an approval stays valid"
     )
+    api_host: str = Field(default="127.0.0.1", description="where `twinkg serve` listens")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="largest request body the API accepts"
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="hashed API keys (default TWINKG_HOME/api-keys.json)"
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret for HS256 bearer tokens"
+    )
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="PEM public key for RS256/ES256 bearer tokens"
+    )
+    jwt_issuer: str | None = Field(default=None, description="required `iss` of bearer tokens")
+    jwt_audience: str = Field(default="twinkg", description="required `aud` of bearer tokens")
+    tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this cert")
+    tls_key_file: Path | None = Field(default=None, description="the certificate's private key")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="require client certificates signed by this CA (mutual TLS)"
+    )
+    audit_log: Path | None = Field(
+        default=None, description="the audit log (default TWINKG_HOME/audit/audit.jsonl)"
+    )
+    sparql_timeout_s: float = Field(default=30.0, gt=0, description="SPARQL time limit")
+    sparql_row_cap: int = Field(default=10_000, ge=1, description="most SPARQL rows returned")
+    projection_poll_s: float = Field(
+        default=0.5, gt=0, description="how often the SPARQL projection reads the change log"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +125,16 @@ def telemetry_dir(settings: Settings) -> Path:
 def detector_dir(settings: Settings) -> Path:
     """Where fitted anomaly detectors are kept."""
     return settings.home.resolve() / "detectors"
+
+
+def api_keys_path(settings: Settings) -> Path:
+    """Where the hashed API keys are kept."""
+    return settings.api_keys_file or settings.home.resolve() / "api-keys.json"
+
+
+def audit_log_path(settings: Settings) -> Path:
+    """Where the audit log of state-changing requests is appended."""
+    return settings.audit_log or settings.home.resolve() / "audit" / "audit.jsonl"
 
 
 def checkpoint_target(settings: Settings) -> str:

@@ -183,3 +183,71 @@ class ReplayDiffersError(TwinKGError):
 
     code = "replay_differs"
     exit_code = 13
+
+
+class QueryTimeoutError(QueryRejectedError):
+    """An untrusted query ran past its server-side time limit and was stopped."""
+
+    code = "query_timeout"
+
+
+class SparqlInvalidError(QueryRejectedError):
+    """A SPARQL query that does not parse."""
+
+    code = "sparql_invalid"
+
+
+class SparqlRefusedError(QueryRejectedError):
+    """A SPARQL request TwinKG never runs: an update, ``SERVICE`` or ``LOAD``."""
+
+    code = "sparql_refused"
+
+
+class ProjectionError(StoreError):
+    """The RDF projection (the SPARQL store) cannot be built or brought up to date."""
+
+    code = "projection_unavailable"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body larger than the configured limit."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body in a content type the endpoint does not take."""
+
+    code = "unsupported_media_type"
+
+
+class NotAcceptableError(InvalidInputError):
+    """No representation the endpoint offers matches the request's ``Accept`` header."""
+
+    code = "not_acceptable"
+
+
+class AuthenticationError(TwinKGError):
+    """No credentials, or credentials that do not identify anyone (HTTP 401)."""
+
+    code = "auth_required"
+    exit_code = 14
+
+
+class CredentialsInvalidError(AuthenticationError):
+    """An unknown or revoked API key, or a token with a bad signature, issuer or audience."""
+
+    code = "auth_invalid"
+
+
+class TokenExpiredError(AuthenticationError):
+    """A bearer token (or API key) past its expiry."""
+
+    code = "token_expired"
+
+
+class PermissionDeniedError(TwinKGError):
+    """The caller is known but their role does not allow this operation (HTTP 403)."""
+
+    code = "forbidden"
+    exit_code = 15
