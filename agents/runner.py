@@ -51,6 +51,10 @@ def default_agent() -> AgentInfo:
     return AgentInfo(f"{AGENT_BASE}twinkg-agents/{version}", "TwinKG agents", version)
 
 
+NodeListener = Callable[[str, str], None]
+"""Called with a run id and the name of a node that has just finished."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -95,11 +99,23 @@ class Agents:
     def _config(self, run_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": run_id}}
 
-    def _invoke(self, value: AgentState | Command[Any] | None, run_id: str) -> None:
-        """Run the graph on thread ``run_id``, each node's checkpoint written before the next."""
-        self._graph.invoke(
-            value, self._config(run_id), context=self.context(), durability=DURABILITY
-        )
+    def _invoke(
+        self,
+        value: AgentState | Command[Any] | None,
+        run_id: str,
+        on_node: NodeListener | None = None,
+    ) -> None:
+        """Run the graph on thread ``run_id``, each node's checkpoint written before the next;
+        ``on_node(run_id, node)`` hears of each node as it finishes (for a live stream)."""
+        config, context = self._config(run_id), self.context()
+        if on_node is None:
+            self._graph.invoke(value, config, context=context, durability=DURABILITY)
+            return
+        for update in self._graph.stream(
+            value, config, context=context, durability=DURABILITY, stream_mode="updates"
+        ):
+            for node in update:
+                on_node(run_id, node)
 
     def _result(self, run_id: str) -> RunResult:
         snapshot = self._graph.get_state(self._config(run_id))
@@ -123,6 +139,7 @@ class Agents:
         seed: int | None = None,
         run_id: str | None = None,
         action: ProposedAction | None = None,
+        on_node: NodeListener | None = None,
     ) -> RunResult:
         """One run: observe the most urgent case in ``scope`` and decide on it.
 
@@ -139,26 +156,31 @@ class Agents:
             started_at=self.clock().isoformat(),
             action=action,
         )
-        self._invoke(state, run_id)
+        self._invoke(state, run_id, on_node)
         return self._result(run_id)
 
-    def resume_crashed(self) -> list[RunResult]:
+    def resume_crashed(self, on_node: NodeListener | None = None) -> list[RunResult]:
         """Finish every run a crash cut off (not those waiting for a person)."""
         results = []
         for thread in unfinished_threads(self.checkpointer):
             if thread.waiting:
                 continue
-            self._invoke(None, thread.thread_id)
+            self._invoke(None, thread.thread_id, on_node)
             results.append(self._result(thread.thread_id))
         return results
 
     def run_all(
-        self, *, scope: str | None = None, as_of: datetime | None = None, max_runs: int = 50
+        self,
+        *,
+        scope: str | None = None,
+        as_of: datetime | None = None,
+        max_runs: int = 50,
+        on_node: NodeListener | None = None,
     ) -> list[RunResult]:
         """Resume crashed runs, then start runs until nothing is left to decide (or max)."""
-        results = self.resume_crashed()
+        results = self.resume_crashed(on_node)
         for _ in range(max_runs):
-            result = self.run(scope=scope, as_of=as_of)
+            result = self.run(scope=scope, as_of=as_of, on_node=on_node)
             if result.status == "nothing_to_do":
                 break
             results.append(result)
@@ -230,4 +252,4 @@ def _seed(run_id: str) -> int:
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:4], "big")
 
 
-__all__ = ["Agents", "RunResult", "default_agent"]
+__all__ = ["Agents", "NodeListener", "RunResult", "default_agent"]

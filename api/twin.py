@@ -1,0 +1,404 @@
+"""The twin's operations, shared by every way in: the HTTP API, the MCP server and the CLI.
+
+A :class:`Twin` holds what one process opened (the store, the telemetry log, the checkpointer)
+and offers each operation once, so the HTTP routes and the MCP tools only translate their
+protocol to these calls and back. Agent work (runs, proposals, approvals) is serialised by one
+lock: the checkpointer and the provenance chain take one decision at a time anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from rdflib import Graph
+
+from agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
+from kg import agent_queries as aq
+from kg import api_queries, chain_verify
+from kg.lineage import lineage
+from kg.provenance import decision_ref
+from kg.store import GraphStore, QueryResult
+from kg.telemetry_log import TelemetryLog
+from ontology.errors import (
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ontology.vocab import TK, Label
+from reasoner.ingest import IngestOptions, IngestReport, ingest
+from reasoner.points import PointBatch, from_json_points
+
+if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation needs them
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from agents.planning import Planner
+    from agents.replay import ReplayReport
+    from agents.runner import Agents, RunResult
+
+SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
+EDITABLE = ("proposed_setpoint", "ramp_s")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBatch:
+    """A telemetry batch posted as JSON: its points, declared contract and content hash."""
+
+    points: PointBatch
+    contract: str
+    content_hash: str
+
+
+def parse_json_batch(raw: bytes, *, contract: str | None = None, source: str = "body") -> JsonBatch:
+    """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
+
+    :class:`InvalidInputError` with a one-line reason when it is not that shape, or when it
+    declares another contract than ``contract`` (what the caller says the data was written for).
+    """
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{source} is not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("points"), list):
+        raise InvalidInputError(f'{source}: expected {{"contract": …, "points": [ … ]}}')
+    unknown = sorted(set(document) - {"contract", "producer", "points"})
+    if unknown:
+        raise InvalidInputError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    declared = document.get("contract", "telemetry")
+    if not isinstance(declared, str):
+        raise InvalidInputError(f"{source}: contract must be a string such as telemetry@1.0.0")
+    if contract is not None and contract != declared:
+        raise InvalidInputError(f"{source} declares {declared!r} but the request says {contract!r}")
+    producer = document.get("producer")
+    if producer is not None and not isinstance(producer, str):
+        raise InvalidInputError(f"{source}: producer must be a string")
+    batch = from_json_points(document["points"], producer=producer)
+    return JsonBatch(batch, declared, hashlib.sha256(raw).hexdigest())
+
+
+def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
+    """The ingest's options from the settings, plus per-batch ones (contract, replay, source)."""
+    return IngestOptions(
+        clock_skew_s=settings.ingest_clock_skew_s,
+        window_s=settings.ingest_window_s,
+        alarm_score=settings.ingest_alarm_score,
+        detector_dir=detector_dir(settings),
+        **kwargs,
+    )
+
+
+def planner_for(settings: Settings, store: GraphStore) -> Planner:
+    """The rule planner, or the configured chat model behind read-only, row-capped Cypher."""
+    from agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
+    from agents.planning import RulePlanner  # noqa: PLC0415
+
+    if not settings.llm_model and not settings.llm_base_url:
+        return RulePlanner()
+    if not (settings.llm_model and settings.llm_base_url):
+        raise ConfigError("TWINKG_LLM_BASE_URL and TWINKG_LLM_MODEL go together")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    model = chat_model_from_settings(settings.llm_base_url, settings.llm_model, key)
+
+    def cypher(query: str, params: dict[str, Any]) -> QueryResult:
+        return store.read_only(query, params, timeout_s=settings.query_timeout_s, row_cap=50)
+
+    return LlmPlanner(model, cypher=cypher, model_name=settings.llm_model)
+
+
+def as_of_moment(store: GraphStore, value: str | None) -> datetime | None:
+    """``None``/"now" → now; "data" → just after the newest reading; else an ISO time."""
+    if value is None or value == "now":
+        return None
+    if value == "data":
+        rows = store.read(aq.LATEST_OBSERVATION)
+        if not rows or rows[0]["latest"] is None:
+            raise InvalidInputError("as of 'data': the graph holds no telemetry yet")
+        return parse_time(str(rows[0]["latest"])) + timedelta(seconds=1)
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"as of must be 'now', 'data' or an ISO 8601 time with a zone, not {value!r}"
+        ) from None
+
+
+def role_iri(value: str) -> str:
+    """A role's IRI from an IRI or a local name of the ontology (``Supervisor``)."""
+    if value.startswith(("http://", "https://")):
+        return value
+    try:
+        return str(TK[value])
+    except (AttributeError, KeyError):
+        raise InvalidInputError(f"{value!r} is not a role of the ontology") from None
+
+
+@dataclass
+class Twin:
+    """One process's handle on the twin: the store, the telemetry log and, lazily, the agents."""
+
+    settings: Settings
+    store: GraphStore
+    checkpointer: BaseCheckpointSaver[Any] | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _agents: Agents | None = field(default=None, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+
+    @property
+    def log(self) -> TelemetryLog:
+        """The telemetry log (append-only Parquet under ``TWINKG_HOME/telemetry``)."""
+        return TelemetryLog(telemetry_dir(self.settings))
+
+    # -- assets ---------------------------------------------------------------------------
+
+    def assets(self, *, kind: str | None, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Assets in IRI order; ``kind`` a Neo4j label of the ontology (``Pump``)."""
+        if kind is not None and kind not in Label.__members__.values():
+            raise InvalidInputError(f"{kind!r} is not a class of the ontology")
+        return self.store.read(api_queries.ASSETS, label=kind, offset=offset, limit=limit)
+
+    def asset_context(self, asset: str, *, events: int = 20) -> dict[str, Any]:
+        """What an engineer or an agent needs about one asset: profile and failure modes,
+        sensors with their latest trust, neighbours with their findings, policies and the
+        newest events."""
+        profile = self.store.read(aq.ASSET_PROFILE, asset=asset)
+        if not profile:
+            raise NotFoundError(f"no asset {asset!r} in the graph")
+        now = self.clock().isoformat()
+        head = profile[0]
+        policies = self.store.read(aq.POLICIES, asset=asset)[0]
+        return {
+            "asset": head["asset"],
+            "tag": head["tag"],
+            "types": head["types"],
+            "criticality": head["criticality"],
+            "status": head["status"],
+            "failure_modes": [
+                {k: row[k] for k in ("mode", "code", "mitigations", "kinds")}
+                for row in profile
+                if row["mode"] is not None
+            ],
+            "sensors": self.store.read(aq.ASSET_SENSORS, asset=asset, as_of=now),
+            "neighbours": self.store.read(aq.NEIGHBOURS, asset=asset, as_of=now),
+            "policies": policies,
+            "events": self.store.read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
+        }
+
+    def criticality(self, asset: str) -> str | None:
+        """The asset's criticality class (A/B/C), or ``None`` when it has none."""
+        profile = self.store.read(aq.ASSET_PROFILE, asset=asset)
+        if not profile:
+            raise NotFoundError(f"no asset {asset!r} in the graph")
+        value = profile[0]["criticality"]
+        return None if value is None else str(value)
+
+    # -- queries and data in --------------------------------------------------------------
+
+    def cypher(self, query: str, params: dict[str, Any] | None = None) -> QueryResult:
+        """Untrusted Cypher: read-only by construction, time-limited, row-capped."""
+        return self.store.read_only(
+            query,
+            params or {},
+            timeout_s=self.settings.query_timeout_s,
+            row_cap=self.settings.query_row_cap,
+        )
+
+    def ingest_json(self, raw: bytes, *, contract: str | None, source: str) -> IngestReport:
+        """Check a JSON batch against its contract and apply it, all or nothing."""
+        batch = parse_json_batch(raw, contract=contract, source=source)
+        if len(batch.points) > self.settings.ingest_max_points:
+            raise InvalidInputError(
+                f"{len(batch.points)} points exceed TWINKG_INGEST_MAX_POINTS="
+                f"{self.settings.ingest_max_points}"
+            )
+        options = ingest_options(
+            self.settings, contract=batch.contract, replay=False, source=source
+        )
+        return ingest(
+            self.store, self.log, batch.points, content_hash=batch.content_hash, options=options
+        )
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def agents(self) -> Agents:
+        """The agents (built on first use: LangGraph loads only when needed)."""
+        from agents.context import AgentSettings  # noqa: PLC0415
+        from agents.runner import Agents  # noqa: PLC0415
+
+        if self.checkpointer is None:
+            raise ConfigError("this twin was opened without a checkpointer: agents cannot run")
+        with self._lock:
+            if self._agents is None:
+                self._agents = Agents(
+                    store=self.store,
+                    log=self.log,
+                    checkpointer=self.checkpointer,
+                    planner=planner_for(self.settings, self.store),
+                    settings=AgentSettings(
+                        stale_after_s=self.settings.agents_stale_after_s,
+                        lookback_s=self.settings.agents_lookback_s,
+                        baseline_s=self.settings.agents_baseline_s,
+                    ),
+                )
+            return self._agents
+
+    def run_agents(
+        self,
+        *,
+        scope: str | None,
+        as_of: str | None,
+        max_runs: int,
+        on_node: Callable[[str, str], None] | None = None,
+    ) -> list[RunResult]:
+        """Resume crashed runs, then decide on every open finding (one run per case)."""
+        agents = self.agents()
+        with self._lock:
+            moment = as_of_moment(self.store, as_of)
+            return agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=on_node)
+
+    def propose(self, action: ProposedAction, *, as_of: str | None) -> RunResult:
+        """An external proposal (an operator's, an LLM client's) through the same guard."""
+        agents = self.agents()
+        with self._lock:
+            moment = as_of_moment(self.store, as_of)
+            return agents.run(scope=action.target, as_of=moment, action=action)
+
+    def new_action(
+        self,
+        kind: ActionKind,
+        target: str,
+        confidence: float,
+        *,
+        quantity_kind: str | None = None,
+        current_setpoint: float | None = None,
+        proposed_setpoint: float | None = None,
+        ramp_s: float | None = None,
+        rationale: str = "",
+        as_of: str | None = None,
+    ) -> ProposedAction:
+        """A proposal stamped with the time it is judged at."""
+        moment = as_of_moment(self.store, as_of) or self.clock()
+        return ProposedAction(
+            kind=kind,
+            target=target,
+            confidence=confidence,
+            proposed_at=moment.isoformat(),
+            quantity_kind=quantity_kind,
+            current_setpoint=current_setpoint,
+            proposed_setpoint=proposed_setpoint,
+            ramp_s=ramp_s,
+            rationale=rationale,
+        )
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The approval requests waiting for a person, oldest first."""
+        agents = self.agents()
+        with self._lock:
+            return agents.pending()
+
+    def answer(
+        self,
+        decision: str,
+        *,
+        outcome: str,
+        person: str,
+        role: str | None,
+        ttl_s: float | None = None,
+        edits: dict[str, float] | None = None,
+        comment: str = "",
+        may_approve: Callable[[str | None], bool] | None = None,
+    ) -> RunResult:
+        """Approve, edit or reject a waiting action as ``person`` in ``role``.
+
+        The answer is bound to the request's argument hash and graph version and expires after
+        ``ttl_s``; the agents check it against the graph (the person must hold the role, the
+        role must be one the request allows) and the guard judges the action again.
+        ``may_approve`` is the caller's own limit by the target's criticality (the API's roles).
+        """
+        unknown = sorted(set(edits or {}) - set(EDITABLE))
+        if unknown:
+            raise InvalidInputError(
+                f"only {' and '.join(EDITABLE)} can be edited, not {', '.join(unknown)}"
+            )
+        agents = self.agents()
+        with self._lock:
+            request = agents.request_for(decision)
+            if may_approve is not None and outcome != "rejected":
+                level = self.criticality(request["action"]["target"])
+                if not may_approve(level):
+                    raise PermissionDeniedError(
+                        f"your role may not approve actions on criticality {level} assets"
+                    )
+            now = self.clock()
+            ttl = self.settings.approval_ttl_s if ttl_s is None else ttl_s
+            chosen = role_iri(role) if role else request["roles"][0]
+            answer = ApprovalInput(
+                outcome="edited" if edits and outcome == "approved" else outcome,
+                approver=person,
+                role=chosen,
+                action_hash=request["action_hash"],
+                graph_version=request["graph_version"],
+                expires_at=(now + timedelta(seconds=ttl)).isoformat(),
+                given_at=now.isoformat(),
+                edits=dict(edits or {}),
+                comment=comment,
+            )
+            return agents.answer(decision, answer)
+
+    # -- decisions and compliance ---------------------------------------------------------
+
+    def decisions(self, *, limit: int) -> list[dict[str, Any]]:
+        """The latest decisions, newest first."""
+        return self.store.read(aq.RECENT_DECISIONS, limit=limit)
+
+    def decision(self, decision: str) -> dict[str, Any]:
+        """One decision's headline; :class:`NotFoundError` when there is none."""
+        from ontology.errors import DecisionNotFoundError  # noqa: PLC0415
+
+        iri = decision_ref(decision)
+        rows = self.store.read(aq.DECISION_SUMMARY, decision=iri)
+        if not rows:
+            raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
+        return rows[0]
+
+    def run_decisions(self, run_id: str) -> list[dict[str, Any]]:
+        """The decisions one run recorded, in order."""
+        return self.store.read(aq.RUN_DECISIONS, run_id=run_id)
+
+    def lineage(self, decision: str) -> Graph:
+        """The decision's PROV-O record and everything it points at, as RDF."""
+        return lineage(self.store, decision)
+
+    def replay(self, decision: str) -> ReplayReport:
+        """Re-run a decision from its recorded inputs and compare."""
+        from agents.replay import replay  # noqa: PLC0415
+
+        return replay(self.store, self.log, decision)
+
+    def verify(self, *, expect_head: str | None = None) -> chain_verify.VerifyReport:
+        """Recompute every decision record's hash."""
+        return chain_verify.verify(self.store, expect_head=expect_head)
+
+
+@contextmanager
+def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver[Any]]:
+    """The checkpointer the settings name (SQLite by default)."""
+    from agents.checkpoint import open_checkpointer as _open  # noqa: PLC0415
+
+    with _open(checkpoint_target(settings)) as saver:
+        yield saver
+
+
+@contextmanager
+def agents_twin(settings: Settings, store: GraphStore) -> Iterator[Twin]:
+    """A twin over ``store`` with the configured checkpointer open (for agent work)."""
+    with ExitStack() as stack:
+        saver = stack.enter_context(open_checkpointer(settings))
+        yield Twin(settings, store, checkpointer=saver)

@@ -1,0 +1,33 @@
+"""The named Cypher queries behind the API's asset views (the agents' own live in agent_queries).
+
+Filters travel as parameters: an asset kind is compared with ``labels(a)``, so a label named in a
+request is never spliced into Cypher.
+"""
+
+from __future__ import annotations
+
+from kg.queries import NamedQuery, token
+from ontology.vocab import Label, PropKey, RelType
+
+_R, _ASSET = token(Label.RESOURCE), token(Label.ASSET)
+_EVENT, _CONCERNS = token(Label.EVENT), token(RelType.CONCERNS)
+_OCCURRED = token(PropKey.OCCURRED_AT)
+
+ASSETS = NamedQuery(
+    "api.assets",
+    f"MATCH (a:{_R}:{_ASSET}) WHERE $label IS NULL OR $label IN labels(a) "
+    "RETURN a.uri AS uri, a.tag AS tag, a.rdfs_label AS label, coalesce(a.rdf_type, []) AS types, "
+    "a.criticality AS criticality, a.operationalStatus AS status "
+    "ORDER BY uri SKIP $offset LIMIT $limit",
+)
+"""Assets (optionally those with one label), a page at a time, in IRI order."""
+
+ASSET_EVENTS = NamedQuery(
+    "api.asset_events",
+    f"MATCH (e:{_R}:{_EVENT})-[:{_CONCERNS}]->(:{_R} {{uri: $asset}}) "
+    f"WITH e ORDER BY e.{_OCCURRED} DESC, e.uri LIMIT $limit "
+    "RETURN e.uri AS uri, coalesce(e.rdf_type, []) AS types, e.occurredAt AS occurred_at, "
+    "e.endedAt AS ended_at, e.severity AS severity, e.status AS status, "
+    "e.anomalyScore AS score",
+)
+"""The newest events (anomalies, alarms, state changes) that concern an asset."""
