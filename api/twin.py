@@ -147,6 +147,7 @@ class Twin:
     settings: Settings
     store: GraphStore
     checkpointer: BaseCheckpointSaver[Any] | None = None
+    projection: Any = None  # kg.projection.Projection when SPARQL is served
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _agents: Agents | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
@@ -208,6 +209,17 @@ class Twin:
             params or {},
             timeout_s=self.settings.query_timeout_s,
             row_cap=self.settings.query_row_cap,
+        )
+
+    def sparql(self, query: str, *, accept: str | None = None) -> Any:
+        """A SPARQL 1.1 query on the RDF projection (refusing updates, SERVICE and LOAD)."""
+        if self.projection is None:
+            raise ConfigError("this twin serves no SPARQL projection")
+        return self.projection.query(
+            query,
+            accept=accept,
+            timeout_s=self.settings.sparql_timeout_s,
+            row_cap=self.settings.sparql_row_cap,
         )
 
     def ingest_json(self, raw: bytes, *, contract: str | None, source: str) -> IngestReport:
