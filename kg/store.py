@@ -30,14 +30,19 @@ from neo4j.exceptions import (
 )
 from rdflib import Graph
 
-from kg import queries
+from kg import cypher_guard, queries
 from kg.mapping import node_triples, relationship_triple
 from kg.records import GraphRecords, NodeRecord, RelRecord
-from ontology.errors import ConfigError, QueryRejectedError, StoreError
+from ontology.errors import (
+    ConfigError,
+    InvalidInputError,
+    QueryRejectedError,
+    QueryTimeoutError,
+    StoreError,
+)
 from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
-_REFUSED_OPERATORS = ("LoadCSV",)
 _T = TypeVar("_T")
 _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
@@ -280,29 +285,31 @@ class GraphStore:
         *,
         timeout_s: float = 30.0,
         row_cap: int = 1000,
+        max_chars: int = cypher_guard.MAX_QUERY_CHARS,
     ) -> QueryResult:
-        """Run untrusted Cypher that may only read.
+        """Run untrusted Cypher that may only read (decision 0022).
 
-        Neo4j plans the query first (``EXPLAIN``) and TwinKG refuses any that is not of type
-        read (``r``) or that reads files (``LOAD CSV``); the survivor runs in a read transaction
-        with a server-side timeout, and at most ``row_cap`` rows come back.
+        The text must pass :func:`kg.cypher_guard.check_text` and the parameters
+        :func:`~kg.cypher_guard.check_params`; Neo4j then plans the query (``EXPLAIN``, in a read
+        session) and :func:`~kg.cypher_guard.check_plan` judges the plan. The survivor runs in a
+        read transaction with a server-side timeout of ``timeout_s`` (past it:
+        :class:`QueryTimeoutError`), and at most ``row_cap`` rows come back (``truncated`` when
+        there were more). Every refusal is a :class:`QueryRejectedError` with a one-line reason.
         """
+        if timeout_s <= 0 or row_cap < 0:
+            raise InvalidInputError("timeout_s must be positive and row_cap not negative")
+        cypher_guard.check_text(cypher, max_chars=max_chars)
+        values = cypher_guard.check_params(params)
         with self._session(read=True) as session:
             try:
-                summary = session.run(_EXPLAIN + cypher, dict(params or {})).consume()
+                explain = neo4j.Query(_EXPLAIN + cypher, timeout=timeout_s)
+                summary = session.run(explain, values).consume()
             except ClientError as exc:
-                reason = _unshift_position(_first_line(exc.message))
-                raise QueryRejectedError(f"invalid Cypher: {reason}") from exc
-            if summary.query_type != "r":
-                raise QueryRejectedError(
-                    "only read queries are allowed here; "
-                    f"this one is of type {summary.query_type!r}"
-                )
-            if _plan_uses(summary.plan, _REFUSED_OPERATORS):
-                raise QueryRejectedError("LOAD CSV is not allowed in a read-only query")
+                raise _rejection(exc, "invalid Cypher", shifted=True) from exc
+            cypher_guard.check_plan(summary.query_type, summary.plan)
 
             def work(tx: ManagedTransaction) -> QueryResult:
-                result = tx.run(cypher, dict(params or {}))
+                result = tx.run(cypher, values)
                 rows: list[tuple[Any, ...]] = []
                 for record in result:
                     if len(rows) == row_cap:
@@ -313,7 +320,7 @@ class GraphStore:
             try:
                 return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
             except ClientError as exc:
-                raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
+                raise _rejection(exc, "query failed") from exc
 
 
 class StoreTx:
@@ -423,6 +430,15 @@ _EXPLAIN = "EXPLAIN\n"
 _POSITION = re.compile(r"\(line (\d+), column (\d+) \(offset: (\d+)\)\)")
 
 
+def _rejection(exc: Neo4jError, what: str, *, shifted: bool = False) -> QueryRejectedError:
+    """Neo4j's refusal as TwinKG's: a timeout as :class:`QueryTimeoutError`, anything else as
+    :class:`QueryRejectedError` with the first line of Neo4j's message."""
+    reason = _first_line(exc.message)
+    if "TransactionTimedOut" in (exc.code or ""):
+        return QueryTimeoutError(f"query stopped by the server-side timeout: {reason}")
+    return QueryRejectedError(f"{what}: {_unshift_position(reason) if shifted else reason}")
+
+
 def _unshift_position(message: str) -> str:
     """Report error positions in the user's query, not in ``EXPLAIN\n`` + query."""
 
@@ -435,12 +451,3 @@ def _unshift_position(message: str) -> str:
 
 def _first_line(message: str | None) -> str:
     return (message or "").strip().splitlines()[0] if message else "no reason given"
-
-
-def _plan_uses(plan: Any, operators: Sequence[str]) -> bool:
-    if not plan:
-        return False
-    name = str(plan.get("operatorType", ""))
-    if any(name.startswith(op) for op in operators):
-        return True
-    return any(_plan_uses(child, operators) for child in plan.get("children", []))
