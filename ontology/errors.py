@@ -251,3 +251,10 @@ class PermissionDeniedError(TwinKGError):
 
     code = "forbidden"
     exit_code = 15
+
+
+class AuditLogTamperedError(TwinKGError):
+    """``twinkg audit verify`` found an altered, missing, reordered or unreadable audit entry."""
+
+    code = "audit_tampered"
+    exit_code = 16
