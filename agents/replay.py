@@ -5,7 +5,8 @@ the telemetry windows (read again from the log and checked against their hashes)
 run judged data against, the seed, the planner and its recorded model outputs, the external
 proposal if there was one, and the approval a person gave. The same nodes run with these facts,
 and the decision records they would write are compared with the stored ones, property by
-property; wall-clock times are the only thing left out.
+property; wall-clock times are the only thing left out. Progress goes to an optional callback,
+phase by phase (``reasoner.progress.ReplayPhase``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from kg.telemetry_log import TelemetryLog
 from ontology.errors import DecisionNotFoundError, ReplayInputsMissingError
 from ontology.namespaces import DECISION_BASE
 from ontology.vocab import TK
+from reasoner.progress import Progress, ReplayPhase, Tally, no_progress
 
 # Wall-clock times and chain bookkeeping differ between a run and its replay by design.
 _IGNORED = {
@@ -207,11 +209,14 @@ def replay(
     decision: str,
     *,
     planner: Planner | None = None,
+    progress: Progress | None = None,
 ) -> ReplayReport:
     """Re-run the decision's run from its recorded inputs and compare, field by field.
 
     ``planner`` replaces the rule planner for LLM runs (a planner that replays the recorded
-    model outputs). Raises :class:`DecisionNotFoundError` for an unknown decision and
+    model outputs). ``progress`` hears ``(phase, done, total)`` for each :class:`ReplayPhase`,
+    in order, counted in the run's steps up to this decision. Raises
+    :class:`DecisionNotFoundError` for an unknown decision and
     :class:`ReplayInputsMissingError` when recorded inputs are gone (a purged telemetry window).
     """
     iri = decision_ref(decision)
@@ -221,7 +226,11 @@ def replay(
     head = rows[0]
     step = int(head["step"])
     run = [r for r in store.read(q.RUN_DECISIONS, run_id=head["run_id"]) if r["step"] <= step]
+    report = progress or no_progress
+    loaded = Tally(report, ReplayPhase.LOAD, len(run))
+    loaded.start()
     graphs = stored_record(store, [r["uri"] for r in run])
+    loaded.advance(len(graphs))
     evidence, windows = _inputs(graphs)
     first_iri = f"{DECISION_BASE}{head['run_id']}/1"
     first = graphs[first_iri]
@@ -247,7 +256,10 @@ def replay(
         started_at=_value(first, d1, PROV.startedAtTime).isoformat(),
         action=external,
     )
+    replayed = Tally(report, ReplayPhase.REPLAY, len(run))
+    replayed.start()
     graph.invoke(state, config, context=ctx)
+    replayed.advance()
     for r in run[1:]:
         g = graphs[r["uri"]]
         node = URIRef(r["uri"] + "/approval")
@@ -257,20 +269,27 @@ def replay(
         graph.invoke(
             Command(resume=_approval(g, node, edits).model_dump(mode="json")), config, context=ctx
         )
+        replayed.advance()
     differences = [Difference("replay", "", d) for d in facts.divergences]
+    compared = Tally(report, ReplayPhase.COMPARE, len(run))
+    compared.start()
     for r in run:
-        recorded = _flatten(r["uri"], graphs[r["uri"]])
-        replayed_graph = capture.records.get(r["uri"])
-        if replayed_graph is None:
-            differences.append(Difference(r["uri"], "recorded", "not reached"))
-            continue
-        replayed = _flatten(r["uri"], replayed_graph)
-        for key in sorted(set(recorded) | set(replayed)):
-            a, b = recorded.get(key, []), replayed.get(key, [])
-            if a != b:
-                prefix = "" if r["uri"] == iri else r["uri"].removeprefix(DECISION_BASE) + " "
-                differences.append(Difference(prefix + key, "; ".join(a), "; ".join(b)))
+        differences += _compare(iri, r["uri"], graphs[r["uri"]], capture.records.get(r["uri"]))
+        compared.advance()
     return ReplayReport(iri, len(run), str(head["outcome"]), tuple(differences))
+
+
+def _compare(decision: str, uri: str, recorded: Graph, replayed: Graph | None) -> list[Difference]:
+    """The fields of one step's record that the replay did not reproduce."""
+    if replayed is None:
+        return [Difference(uri, "recorded", "not reached")]
+    before, after = _flatten(uri, recorded), _flatten(uri, replayed)
+    prefix = "" if uri == decision else uri.removeprefix(DECISION_BASE) + " "
+    return [
+        Difference(prefix + key, "; ".join(before.get(key, [])), "; ".join(after.get(key, [])))
+        for key in sorted(set(before) | set(after))
+        if before.get(key, []) != after.get(key, [])
+    ]
 
 
 def _planner(kind: str, graph: Graph, decision: URIRef, external: ProposedAction | None) -> Planner:

@@ -10,7 +10,7 @@ contract to quarantine with its reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -96,9 +96,13 @@ def read_wide_csv(
     units: Mapping[str, str | None],
     layout: CsvLayout = SKAB,
     producer: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CsvPoints:
     """Points of a wide CSV: ``sensor_columns`` maps column names to sensor IRIs, ``units``
-    sensor IRIs to their unit (a CSV carries no units: each column is in its sensor's unit)."""
+    sensor IRIs to their unit (a CSV carries no units: each column is in its sensor's unit).
+
+    ``progress`` hears ``(done, total)`` in columns converted (the time column, then each sensor
+    column) once the file has been read."""
     try:
         zone = ZoneInfo(layout.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -117,6 +121,8 @@ def read_wide_csv(
     if not columns:
         raise InvalidInputError(f"{path}: no sensor columns")
     rows, k = table.num_rows, len(columns)
+    report = progress or _no_progress
+    report(0, k + 1)
     raw_time = table[layout.time_column]
     stamps = pc.strptime(raw_time, format=layout.time_format, unit="s", error_is_null=True)
     local = stamps.cast(pa.int64()).fill_null(0).to_numpy().astype(np.int64)
@@ -124,7 +130,11 @@ def read_wide_csv(
     offsets = _offsets(local, zone)
     utc_ns = (local - offsets) * 10**9
     lexical = _lexical(raw_time, stamps, utc_ns, time_ok)
-    value_cols = [_numbers(table[c]) for c in columns]
+    report(1, k + 1)
+    value_cols = []
+    for i, c in enumerate(columns, start=2):
+        value_cols.append(_numbers(table[c]))
+        report(i, k + 1)
     sensors = [sensor_columns[c] for c in columns]
     n = rows * k
     counts = {name: np.ones(n, np.int8) for name in FIELDS}
@@ -157,6 +167,10 @@ def read_wide_csv(
     )
     digest = hashlib.sha256(data + repr((layout, sorted(sensor_columns.items()))).encode())
     return CsvPoints(batch, digest.hexdigest(), tuple(columns), tuple(sensors), rows)
+
+
+def _no_progress(done: int, total: int) -> None:
+    """Reports nothing."""
 
 
 def _offsets(local_s: np.ndarray, zone: ZoneInfo) -> np.ndarray:

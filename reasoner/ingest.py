@@ -6,6 +6,8 @@ log; Neo4j gets the batch, each sensor's latest state, window aggregates, anomal
 piece of equipment's detector) with the alarms they raise, and trust scores — in one transaction,
 after which the log makes the batch visible. A failure anywhere before that leaves nothing. The
 same batch content is applied once.
+
+Progress goes to an optional callback, phase by phase (``reasoner.progress.IngestPhase``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 
 from kg import telemetry_state
 from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore
+from kg.store import GraphStore, WriteSummary
 from kg.telemetry_log import (
     POINTS_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -47,7 +49,10 @@ from reasoner.aggregates import (
 from reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
 from reasoner.events import AnomalyReport, batch_events
 from reasoner.points import PointBatch
+from reasoner.progress import IngestPhase, Progress, Tally, no_progress
 from shapes.registry import accept
+
+DERIVE_STEPS = 4  # windows and latest state, events, trust, records
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +160,15 @@ def ingest(
     *,
     content_hash: str,
     options: IngestOptions = IngestOptions(),
+    progress: Progress | None = None,
 ) -> IngestReport:
-    """Check ``batch`` against its contract and apply it (see the module docstring)."""
+    """Check ``batch`` against its contract and apply it (see the module docstring).
+
+    ``progress`` hears ``(phase, done, total)`` for each :class:`IngestPhase` after the parse, in
+    order; the graph write's last report is the number of records written. A duplicate batch
+    reports nothing.
+    """
+    report = progress or no_progress
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
     contract, compiled = _compiled(options.contract)
@@ -164,6 +176,7 @@ def ingest(
     batch_iri = f"{INGEST_BASE}batch/{batch_id}"
     if log.committed(batch_id) or telemetry_state.batch_applied(store, content_hash):
         return IngestReport(batch_id, batch_iri, contract, len(batch), 0, 0, duplicate=True)
+    report(IngestPhase.CONTRACT, 0, len(batch))
     rows = telemetry_state.sensors(store)
     received = options.received_at or datetime.now(UTC)
     latest = received + timedelta(seconds=options.clock_skew_s)
@@ -171,7 +184,10 @@ def ingest(
         batch, sensor_table(rows), latest_acceptable_ns=int(latest.timestamp() * 1e6) * 1000
     )
     accepted, quarantine, reasons = _tables(batch, result, batch_id=batch_id, received=received)
+    report(IngestPhase.CONTRACT, len(batch), len(batch))
     seconds["contract"] = time.perf_counter() - clock
+    derive = Tally(report, IngestPhase.DERIVE, DERIVE_STEPS)
+    derive.start()
     columns = SensorColumns.of(accepted)
     aggregates = window_aggregates(columns, window_s=options.window_s)
     nodes, rels = aggregate_records(aggregates, batch_iri=batch_iri, batch_key=batch_id[:16])
@@ -182,9 +198,11 @@ def ingest(
     as_of = received if newest is None else max(moment(newest), received)
     if options.replay and newest is not None:
         as_of = moment(newest)
+    derive.advance()
     events = batch_events(store, columns, aggregates, options, batch_iri=batch_iri)
     nodes += events.nodes
     rels += events.rels
+    derive.advance()
     scores_out = _trust(
         rows,
         columns,
@@ -195,6 +213,7 @@ def ingest(
         as_of=as_of,
         window_ns=(_first(columns), newest),
     )
+    derive.advance()
     for score in scores_out:
         node = _trust_node(score, batch_id)
         nodes.append(node)
@@ -216,26 +235,20 @@ def ingest(
             },
         )
     )
+    derive.advance()
     seconds["derive"] = time.perf_counter() - clock - seconds["contract"]
     manifest = BatchManifest(
         batch_id, contract, received.isoformat(), accepted.num_rows, quarantine.num_rows, ()
     )
     mark = time.perf_counter()
-    # Stage the log files (pyarrow, off the GIL) while Neo4j writes; the transaction commits
-    # only once staging succeeded, and the files become visible only after the commit.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        staging = pool.submit(
-            _timed, log.stage, manifest=manifest, points=accepted, quarantine=quarantine
-        )
-        try:
-            written = store.write(
-                GraphRecords(tuple(nodes), tuple(rels)), before_commit=staging.result
-            )
-        except BaseException:
-            if staging.exception() is None:  # waits for it; then remove what it wrote
-                log.abort(staging.result()[0])
-            raise
-    staged, seconds["log"] = staging.result()
+    staged, written, seconds["log"] = _apply(
+        store,
+        log,
+        GraphRecords(tuple(nodes), tuple(rels)),
+        manifest=manifest,
+        tables=(accepted, quarantine),
+        report=report,
+    )
     seconds["graph"] = time.perf_counter() - mark
     seconds["graph_nodes"] = written.node_seconds
     seconds["graph_relationships"] = written.relationship_seconds
@@ -258,6 +271,42 @@ def ingest(
         notes=events.notes,
         seconds=seconds,
     )
+
+
+def _apply(
+    store: GraphStore,
+    log: TelemetryLog,
+    records: GraphRecords,
+    *,
+    manifest: BatchManifest,
+    tables: tuple[pa.Table, pa.Table],
+    report: Progress,
+) -> tuple[StagedBatch, WriteSummary, float]:
+    """Write ``records`` while the log stages the (accepted, quarantined) ``tables``: the
+    staged batch, what Neo4j wrote, and the staging time."""
+    graph = Tally(report, IngestPhase.GRAPH, len(records.nodes) + len(set(records.rels)))
+    graph.start()
+    rows = Tally(report, IngestPhase.LOG, sum(t.num_rows for t in tables))
+    # Stage the log files (pyarrow, off the GIL) while Neo4j writes; the transaction commits
+    # only once staging succeeded, and the files become visible only after the commit.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        staging = pool.submit(
+            _timed, log.stage, manifest=manifest, points=tables[0], quarantine=tables[1]
+        )
+
+        def staged() -> None:
+            rows.start()
+            staging.result()
+            rows.advance(rows.total)
+
+        try:
+            written = store.write(records, progress=graph.advance, before_commit=staged)
+        except BaseException:
+            if staging.exception() is None:  # waits for it; then remove what it wrote
+                log.abort(staging.result()[0])
+            raise
+    batch, seconds = staging.result()
+    return batch, written, seconds
 
 
 def _timed(stage: Callable[..., StagedBatch], **kwargs: object) -> tuple[StagedBatch, float]:

@@ -106,11 +106,15 @@ _TYPED: dict[str, Callable[[Any], bool]] = {
 
 
 def from_json_points(
-    points: Sequence[Mapping[str, Any]], *, producer: str | None = None
+    points: Sequence[Mapping[str, Any]],
+    *,
+    producer: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PointBatch:
     """Columns of the API's JSON points (``sensor``, ``value``, ``unit``, ``time``, optional
     ``quality`` and ``producer``). ``sequence`` is the position in the list and every point
-    belongs to the batch; a field given as a list counts as several values."""
+    belongs to the batch; a field given as a list counts as several values. ``progress`` hears
+    ``(done, total)`` in points converted (see :func:`from_records`)."""
     records: list[dict[str, Any]] = []
     for i, point in enumerate(points):
         if not isinstance(point, Mapping):
@@ -125,12 +129,22 @@ def from_json_points(
         if producer is not None and "producer" not in point:
             record["producer"] = producer
         records.append(record)
-    return from_records(records)
+    return from_records(records, progress=progress)
 
 
-def from_records(records: Sequence[Mapping[str, Any]]) -> PointBatch:
-    """Columns of point records keyed by :data:`FIELDS` (a list value is several values)."""
+PROGRESS_EVERY = 10_000  # points between progress reports
+
+
+def from_records(
+    records: Sequence[Mapping[str, Any]], *, progress: Callable[[int, int], None] | None = None
+) -> PointBatch:
+    """Columns of point records keyed by :data:`FIELDS` (a list value is several values).
+
+    ``progress`` hears ``(done, total)`` in records converted: at the start, every
+    :data:`PROGRESS_EVERY` records, and at the end."""
     n = len(records)
+    if progress is not None:
+        progress(0, n)
     counts = {name: np.zeros(n, np.int8) for name in FIELDS}
     ok = {name: np.zeros(n, np.bool_) for name in (*_TYPED, "time")}
     value = np.full(n, np.nan)
@@ -139,6 +153,8 @@ def from_records(records: Sequence[Mapping[str, Any]]) -> PointBatch:
     time_tz = np.zeros(n, np.bool_)
     strings: dict[str, list[str | None]] = {k: [None] * n for k in _STRING_COLUMNS}
     for i, record in enumerate(records):
+        if progress is not None and i and i % PROGRESS_EVERY == 0:
+            progress(i, n)
         for key in FIELDS:
             vals = _values(record, key)
             if not vals:
@@ -158,6 +174,8 @@ def from_records(records: Sequence[Mapping[str, Any]]) -> PointBatch:
         vals = _values(record, "time")
         if vals and isinstance(vals[0], str):
             ok["time"][i], time_tz[i], time_ns[i] = parse_datetime(vals[0])
+    if progress is not None:
+        progress(n, n)
     return PointBatch(
         sensor=pa.array(strings["sensor"], pa.string()),
         value=value,
