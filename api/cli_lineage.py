@@ -13,6 +13,7 @@ from rdflib.namespace import PROV
 from rdflib.term import Node
 
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from api.cli_progress import ProgressOption, phase_bars
 from api.settings import telemetry_dir
 from kg import chain_verify, provenance
 from kg.lineage import lineage
@@ -214,13 +215,18 @@ def lineage_command(
 @errors_as_exit_codes
 def replay_command(
     decision: Annotated[str, typer.Argument(help="decision IRI or run/step")],
+    progress: ProgressOption = None,
 ) -> None:
-    """Re-run the decision from its recorded inputs; exit 13 when it decides differently."""
+    """Re-run the decision from its recorded inputs; exit 13 when it decides differently.
+
+    On a terminal, progress bars on stderr follow loading the records, each replayed step and
+    the comparison, and vanish before the verdict is printed.
+    """
     from agents.replay import replay  # noqa: PLC0415 - LangGraph, only here
 
     settings = load_settings()
-    with open_store(settings) as store:
-        report = replay(store, TelemetryLog(telemetry_dir(settings)), decision)
+    with open_store(settings) as store, phase_bars(progress) as bars:
+        report = replay(store, TelemetryLog(telemetry_dir(settings)), decision, progress=bars)
     if report.same:
         out.print(f"same decision: {report.decision} ({report.outcome}, {report.steps} step(s))")
         return

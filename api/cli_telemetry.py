@@ -3,13 +3,16 @@
 ``ingest`` reads one batch (a SKAB file, another wide CSV, or a JSON batch), checks every point
 against the declared telemetry contract, and applies the batch all or nothing (see
 reasoner/ingest.py); afterwards the reasoner reclassifies the assets. Exit 0 also when points
-were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them.
+were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them. On a
+terminal, progress bars on stderr follow each phase (parse, contract check, derive, graph write,
+log staging) and vanish before the summary is printed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +31,7 @@ from api.cli_common import (
     open_store,
     out,
 )
+from api.cli_progress import ProgressOption, phase_bars
 from api.settings import Settings, detector_dir, telemetry_dir
 from kg import telemetry_state
 from kg.store import GraphStore
@@ -36,6 +40,7 @@ from ontology.errors import InvalidInputError
 from reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
 from reasoner.ingest import IngestOptions, IngestReport, ingest
 from reasoner.points import PointBatch, from_json_points
+from reasoner.progress import IngestPhase, Progress
 
 SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
 
@@ -48,7 +53,14 @@ class Source(StrEnum):
     JSON = "json"
 
 
-def _json_batch(path: Path, *, contract: str | None) -> tuple[PointBatch, str, str]:
+def _parsing(report: Progress) -> Callable[[int, int], None]:
+    """The readers' ``(done, total)`` reports as the ingest's parse phase."""
+    return lambda done, total: report(IngestPhase.PARSE, done, total)
+
+
+def _json_batch(
+    path: Path, *, contract: str | None, report: Progress
+) -> tuple[PointBatch, str, str]:
     """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
     raw = typer.get_text_stream("stdin").read().encode() if str(path) == "-" else b""
     if str(path) != "-":
@@ -69,12 +81,12 @@ def _json_batch(path: Path, *, contract: str | None) -> tuple[PointBatch, str, s
     producer = document.get("producer")
     if producer is not None and not isinstance(producer, str):
         raise InvalidInputError(f"{path}: producer must be a string")
-    batch = from_json_points(document["points"], producer=producer)
+    batch = from_json_points(document["points"], producer=producer, progress=_parsing(report))
     return batch, declared, hashlib.sha256(raw).hexdigest()
 
 
 def _csv_batch(
-    store: GraphStore, path: Path, layout: CsvLayout, producer: str | None
+    store: GraphStore, path: Path, layout: CsvLayout, producer: str | None, report: Progress
 ) -> tuple[PointBatch, str]:
     rows = telemetry_state.sensors(store)
     columns = column_sensors([(r.external_id, r.uri) for r in rows])
@@ -82,7 +94,12 @@ def _csv_batch(
         raise InvalidInputError("the graph has no sensors with a tk:externalId; seed a plant first")
     units = {r.uri: r.unit for r in rows}
     points = read_wide_csv(
-        path, sensor_columns=columns, units=units, layout=layout, producer=producer
+        path,
+        sensor_columns=columns,
+        units=units,
+        layout=layout,
+        producer=producer,
+        progress=_parsing(report),
     )
     return points.batch, points.content_hash
 
@@ -155,6 +172,7 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     ] = None,
     producer: Annotated[str | None, typer.Option(help="CSV: the producer's identifier")] = None,
     classify: Annotated[bool, typer.Option(help="reclassify assets afterwards")] = True,
+    progress: ProgressOption = None,
 ) -> None:
     """Check a batch of telemetry against its contract and apply it, all or nothing."""
     given = [(Source.SKAB, skab), (Source.CSV, csv), (Source.JSON, json_batch)]
@@ -165,32 +183,38 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     assert path is not None
     settings = load_settings()
     with open_store(settings) as store:
-        if kind is Source.JSON:
-            batch, declared, digest = _json_batch(path, contract=contract)
-        else:
-            layout = CsvLayout(
-                time_column=time_column, delimiter=delimiter, time_format=time_format, timezone=tz
+        with phase_bars(progress) as bars:
+            if kind is Source.JSON:
+                batch, declared, digest = _json_batch(path, contract=contract, report=bars)
+            else:
+                layout = CsvLayout(
+                    time_column=time_column,
+                    delimiter=delimiter,
+                    time_format=time_format,
+                    timezone=tz,
+                )
+                batch, digest = _csv_batch(store, path, layout, producer, bars)
+                declared = contract or "telemetry"
+            if len(batch) > settings.ingest_max_points:
+                raise InvalidInputError(
+                    f"{len(batch)} points exceed "
+                    f"TWINKG_INGEST_MAX_POINTS={settings.ingest_max_points}"
+                )
+            options = _options(
+                settings,
+                contract=declared,
+                replay=kind is Source.SKAB if replay is None else replay,
+                fit_rows=SKAB_FIT_ROWS if kind is Source.SKAB and fit_rows is None else fit_rows,
+                source=path.name,
             )
-            batch, digest = _csv_batch(store, path, layout, producer)
-            declared = contract or "telemetry"
-        if len(batch) > settings.ingest_max_points:
-            raise InvalidInputError(
-                f"{len(batch)} points exceed TWINKG_INGEST_MAX_POINTS={settings.ingest_max_points}"
+            report = ingest(
+                store,
+                TelemetryLog(telemetry_dir(settings)),
+                batch,
+                content_hash=digest,
+                options=options,
+                progress=bars,
             )
-        options = _options(
-            settings,
-            contract=declared,
-            replay=kind is Source.SKAB if replay is None else replay,
-            fit_rows=SKAB_FIT_ROWS if kind is Source.SKAB and fit_rows is None else fit_rows,
-            source=path.name,
-        )
-        report = ingest(
-            store,
-            TelemetryLog(telemetry_dir(settings)),
-            batch,
-            content_hash=digest,
-            options=options,
-        )
         _print_report(report, _tags(store))
         if classify and not report.duplicate:
             classify_and_report(store)
