@@ -1,0 +1,213 @@
+"""The audit log: every state-changing request, who made it, and what came of it.
+
+Append-only JSON Lines, hash-chained like the provenance records (decision 0016): entry *n*
+carries ``prev`` (entry *n-1*'s ``hash``, empty for the first) and ``hash`` = SHA-256 over
+``prev`` and the canonical JSON of the entry without its ``hash``. Appends are serialised by a
+lock within the process and ``flock`` across processes, and each is fsynced before it returns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ontology.errors import InvalidInputError, StoreError
+
+_TAIL_CHUNK = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """What happened: one request, its caller and its outcome."""
+
+    time: str  # ISO 8601, UTC
+    request_id: str
+    subject: str  # the caller's key id or token subject; "anonymous" when unauthenticated
+    name: str
+    roles: tuple[str, ...]
+    person: str | None
+    auth: str | None  # "api_key", "jwt", or None when unauthenticated
+    client: str | None
+    method: str
+    path: str
+    query: str
+    status: int
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An event as the log holds it: its place in the chain and its hash."""
+
+    index: int
+    event: AuditEvent
+    prev: str
+    hash: str
+
+    def document(self) -> dict[str, Any]:
+        """The entry as one JSON object (its line in the log)."""
+        return {
+            "index": self.index,
+            **_event_json(self.event),
+            "prev": self.prev,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerifyReport:
+    """The outcome of recomputing the chain: ``ok`` or the first line that does not fit."""
+
+    ok: bool
+    count: int  # entries that checked out before the first bad one (all of them when ok)
+    first_bad_line: int | None  # 1-based
+    reason: str | None
+    head: str  # the last good hash: keep a copy elsewhere to detect a cut-off tail
+
+
+def _event_json(event: AuditEvent) -> dict[str, Any]:
+    document = asdict(event)
+    document["roles"] = list(event.roles)
+    return document
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(index: int, event: AuditEvent, prev: str) -> str:
+    """SHA-256 over ``prev`` and the canonical JSON of the entry without its hash."""
+    body = {"index": index, **_event_json(event), "prev": prev}
+    return hashlib.sha256(prev.encode() + _canonical(body)).hexdigest()
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
+
+
+def _parse(line: bytes) -> AuditEntry:
+    """An entry from its line; :class:`ValueError` when it is not one."""
+    document = json.loads(line)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    expected = {"index", "prev", "hash", *_EVENT_FIELDS}
+    if set(document) != expected:
+        raise ValueError(f"fields differ: {sorted(set(document) ^ expected)}")
+    values = {name: document[name] for name in _EVENT_FIELDS}
+    values["roles"] = tuple(values["roles"])
+    if not isinstance(document["index"], int) or not isinstance(values["status"], int):
+        raise ValueError("index and status must be integers")
+    return AuditEntry(document["index"], AuditEvent(**values), document["prev"], document["hash"])
+
+
+class AuditLog:
+    """An append-only, hash-chained JSON Lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, event: AuditEvent) -> AuditEntry:
+        """Chain ``event`` to the last entry and write it durably."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock, self.path.open("a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                last = _last_line(handle)
+                if last is None:
+                    index, prev = 0, ""
+                else:
+                    try:
+                        previous = _parse(last)
+                    except (ValueError, TypeError) as exc:
+                        raise StoreError(
+                            f"audit log {self.path}: the last entry is unreadable ({exc}); "
+                            "run `twinkg audit verify`"
+                        ) from None
+                    index, prev = previous.index + 1, previous.hash
+                entry = AuditEntry(index, event, prev, entry_hash(index, event, prev))
+                handle.write(_canonical(entry.document()) + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StoreError(f"cannot append to the audit log {self.path}: {exc}") from None
+        return entry
+
+    def entries(
+        self, *, limit: int | None = None, since: datetime | None = None
+    ) -> list[AuditEntry]:
+        """The entries (at ``since`` or later, the last ``limit``), newest last."""
+        if since is not None and since.tzinfo is None:
+            raise InvalidInputError(f"{since.isoformat()} has no time zone")
+        kept: deque[AuditEntry] = deque(maxlen=limit)
+        for number, line in self._lines():
+            try:
+                entry = _parse(line)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInputError(
+                    f"audit log {self.path} line {number} is not an entry ({exc}); "
+                    "run `twinkg audit verify`"
+                ) from None
+            if since is None or datetime.fromisoformat(entry.event.time) >= since:
+                kept.append(entry)
+        return list(kept)
+
+    def verify(self) -> AuditVerifyReport:
+        """Recompute the chain from the first line; report the first that does not fit."""
+        prev, count = "", 0
+        for number, line in self._lines():
+            reason = _misfit(line, index=count, prev=prev)
+            if reason is not None:
+                return AuditVerifyReport(False, count, number, reason, prev)
+            prev, count = _parse(line).hash, count + 1
+        return AuditVerifyReport(True, count, None, None, prev)
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        try:
+            with self.path.open("rb") as handle:
+                for number, line in enumerate(handle, start=1):
+                    yield number, line.rstrip(b"\n")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot read the audit log {self.path}: {exc}") from None
+
+
+def _misfit(line: bytes, *, index: int, prev: str) -> str | None:
+    """Why ``line`` is not entry ``index`` chained to ``prev``; None when it is."""
+    try:
+        entry = _parse(line)
+    except (ValueError, TypeError) as exc:
+        return f"not an audit entry ({exc})"
+    if entry.index != index:
+        return f"index {entry.index} where {index} was expected (a line moved or gone)"
+    if entry.prev != prev:
+        return "its prev does not match the previous entry's hash"
+    if entry.hash != entry_hash(entry.index, entry.event, entry.prev):
+        return "its hash does not match its content (altered)"
+    return None
+
+
+def _last_line(handle: BinaryIO) -> bytes | None:
+    """The file's last line (without its newline), read backwards from the end."""
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    tail = b""
+    position = end
+    while position > 0:
+        step = min(_TAIL_CHUNK, position)
+        position -= step
+        handle.seek(position)
+        tail = handle.read(step) + tail
+        if tail.rstrip(b"\n").count(b"\n") >= 1:
+            break
+    return tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]

@@ -1,0 +1,246 @@
+"""The audit log's hash chain, and the HTTP layer that authenticates callers and audits them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api import cli_keys
+from api.auth import AuditMiddleware, error_headers, requires
+from api.security import Authenticator, KeyStore, Permission, Principal, Role
+from kg.audit_log import AuditEvent, AuditLog, entry_hash
+from ontology.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    StoreError,
+    TwinKGError,
+)
+
+
+def event(path: str = "/x", status: int = 200, subject: str = "k1") -> AuditEvent:
+    return AuditEvent(
+        time=datetime.now(UTC).isoformat(),
+        request_id="r1",
+        subject=subject,
+        name="someone",
+        roles=("engineer",),
+        person=None,
+        auth="api_key",
+        client="127.0.0.1",
+        method="POST",
+        path=path,
+        query="",
+        status=status,
+        error_code=None,
+    )
+
+
+def filled(path: Path, n: int = 5) -> AuditLog:
+    log = AuditLog(path)
+    for i in range(n):
+        log.append(event(f"/e{i}"))
+    return log
+
+
+def test_entries_chain_and_read_back_newest_last(tmp_path: Path) -> None:
+    log = filled(tmp_path / "audit.jsonl")
+    entries = log.entries()
+    assert [e.index for e in entries] == [0, 1, 2, 3, 4]
+    assert entries[0].prev == "" and all(b.prev == a.hash for a, b in itertools.pairwise(entries))
+    assert [e.event.path for e in log.entries(limit=2)] == ["/e3", "/e4"]
+    assert log.entries(since=datetime.now(UTC) + timedelta(minutes=1)) == []
+    report = log.verify()
+    assert report.ok and report.count == 5 and report.head == entries[-1].hash
+
+
+def _rewrite(path: Path, edit: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in edit))
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder", "garble"])
+def test_tampering_is_found_at_its_line(tmp_path: Path, tamper: str) -> None:
+    path = tmp_path / "audit.jsonl"
+    filled(path)
+    lines = path.read_text().splitlines()
+    if tamper == "edit":
+        document = json.loads(lines[2])
+        document["subject"] = "someone-else"
+        lines[2] = json.dumps(document)
+    elif tamper == "delete":
+        del lines[2]
+    elif tamper == "reorder":
+        lines[2], lines[3] = lines[3], lines[2]
+    else:
+        lines[2] = lines[2][:-10]
+    _rewrite(path, lines)
+    report = AuditLog(path).verify()
+    assert not report.ok and report.first_bad_line == 3 and report.count == 2
+    assert report.reason
+
+
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    filled(path)
+    lines = path.read_text().splitlines()
+    document = json.loads(lines[1])
+    document["status"] = 204
+    values = {k: v for k, v in document.items() if k not in {"index", "prev", "hash"}}
+    values["roles"] = tuple(values["roles"])
+    document["hash"] = entry_hash(1, AuditEvent(**values), document["prev"])
+    lines[1] = json.dumps(document)
+    _rewrite(path, lines)
+    report = AuditLog(path).verify()
+    assert (report.ok, report.first_bad_line) == (False, 3)
+
+
+def test_appends_from_many_threads_form_one_chain(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    other = AuditLog(tmp_path / "audit.jsonl")  # a second writer, as another process would be
+
+    def write(writer: AuditLog, k: int) -> None:
+        for i in range(25):
+            writer.append(event(f"/t{k}/{i}"))
+
+    threads = [threading.Thread(target=write, args=(log if k % 2 else other, k)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = log.verify()
+    assert report.ok and report.count == 200
+    assert len({e.event.path for e in log.entries()}) == 200
+
+
+def test_a_torn_last_line_stops_appends_and_shows_in_verify(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = filled(path, 2)
+    with path.open("ab") as handle:
+        handle.write(b'{"index": 2, "ti')
+    with pytest.raises(StoreError, match="unreadable"):
+        log.append(event())
+    assert log.verify().first_bad_line == 3
+
+
+def test_audit_cli_shows_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("TWINKG_AUDIT_LOG", str(path))
+    filled(path, 3)
+    runner = CliRunner()
+    shown = runner.invoke(cli_keys.audit_app, ["show", "--limit", "2", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [json.loads(line)["path"] for line in shown.stdout.splitlines()] == ["/e1", "/e2"]
+    assert runner.invoke(cli_keys.audit_app, ["verify"]).exit_code == 0
+    lines = path.read_text().splitlines()
+    _rewrite(path, [lines[0], lines[2]])
+    broken = runner.invoke(cli_keys.audit_app, ["verify"])
+    assert broken.exit_code == 16 and "audit_tampered" in broken.output
+
+
+# --- the HTTP layer ---------------------------------------------------------------------------
+
+
+def _status(exc: TwinKGError) -> int:
+    if isinstance(exc, AuthenticationError):
+        return 401
+    return 403 if isinstance(exc, PermissionDeniedError) else 500
+
+
+def make_app(keys: KeyStore, log: AuditLog) -> FastAPI:
+    app = FastAPI()
+    app.state.authenticator = Authenticator(keys, None)
+    app.add_middleware(AuditMiddleware, audit_log=log)
+
+    @app.exception_handler(TwinKGError)
+    async def twinkg_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TwinKGError)
+        body = {"error": {"code": exc.code, "message": str(exc), "details": None}}
+        return JSONResponse(body, status_code=_status(exc), headers=error_headers(exc))
+
+    @app.get("/assets")
+    def assets(who: Annotated[Principal, Depends(requires(Permission.READ))]) -> dict[str, str]:
+        return {"caller": who.name}
+
+    @app.post("/actions")
+    def propose(who: Annotated[Principal, Depends(requires(Permission.PROPOSE))]) -> dict[str, str]:
+        return {"proposed_by": who.subject}
+
+    return app
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[tuple[TestClient, KeyStore, AuditLog]]:
+    keys, log = KeyStore(tmp_path / "keys.json"), AuditLog(tmp_path / "audit.jsonl")
+    with TestClient(make_app(keys, log)) as client:
+        yield client, keys, log
+
+
+def test_no_credentials_is_401_with_a_challenge(
+    http: tuple[TestClient, KeyStore, AuditLog],
+) -> None:
+    client, _, log = http
+    response = client.get("/assets")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "auth_required"
+    bad = client.post("/actions", headers={"X-API-Key": "tk_aaaaaaaaaaaa_nope"})
+    assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+    (entry,) = log.entries()  # the refused POST is audited, as anonymous; the GET is not
+    assert (entry.event.subject, entry.event.status, entry.event.error_code) == (
+        "anonymous",
+        401,
+        "auth_invalid",
+    )
+
+
+def test_roles_decide_and_writes_are_audited_with_the_caller(
+    http: tuple[TestClient, KeyStore, AuditLog],
+) -> None:
+    client, keys, log = http
+    viewer, viewer_key = keys.create(name="viewer", roles=[Role.VIEWER])
+    agent, agent_key = keys.create(name="agent-7", roles=[Role.AGENT], person="https://p/7")
+    assert client.get("/assets", headers={"X-API-Key": viewer_key}).json() == {"caller": "viewer"}
+    refused = client.post("/actions?dry=1", headers={"X-API-Key": viewer_key})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    done = client.post(
+        "/actions", headers={"Authorization": f"Bearer {agent_key}", "X-Request-ID": "req-42"}
+    )
+    assert done.status_code == 200 and done.json() == {"proposed_by": agent.id}
+    assert done.headers["X-Request-ID"] == "req-42"
+    assert client.get("/assets", headers={"X-API-Key": agent_key}).headers["X-Request-ID"]
+    first, second = log.entries()
+    assert (first.event.subject, first.event.status, first.event.error_code) == (
+        viewer.id,
+        403,
+        "forbidden",
+    )
+    assert first.event.query == "dry=1" and first.event.roles == ("viewer",)
+    assert second.event.subject == agent.id and second.event.name == "agent-7"
+    assert (second.event.person, second.event.request_id, second.event.status) == (
+        "https://p/7",
+        "req-42",
+        200,
+    )
+    assert log.verify().ok
+
+
+def test_a_write_that_cannot_be_audited_is_not_reported_as_a_success(
+    http: tuple[TestClient, KeyStore, AuditLog],
+) -> None:
+    client, keys, log = http
+    _, key = keys.create(name="agent", roles=[Role.AGENT])
+    log.path.write_text("not json\n")  # the last entry is unreadable: appends refuse
+    response = client.post("/actions", headers={"X-API-Key": key})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "audit_unavailable"
+    assert response.headers["X-Request-ID"]
