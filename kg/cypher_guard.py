@@ -209,7 +209,14 @@ def _check_token(code: list[Token], i: int) -> None:
     after = code[i + 1].word if i + 1 < len(code) else ""
     if word == "apoc" or word.startswith("apoc."):
         raise QueryRejectedError("refused: APOC procedures and functions are not allowed")
-    if token.kind is not TokenKind.WORD or not _keyword_position(before, code[i + 1 :]):
+    if token.kind is not TokenKind.WORD:
+        return
+    if not (token.text.isascii() and word.isascii()):
+        raise QueryRejectedError(
+            f"refused: non-ASCII name {token.text!r} at offset {token.start} outside quotes "
+            "(homoglyphs and fullwidth letters hide keywords); put such names in backticks"
+        )
+    if not _keyword_position(before, code[i + 1 :]):
         return
     if word in _REFUSED_KEYWORDS:
         raise QueryRejectedError(

@@ -305,7 +305,7 @@ class GraphStore:
                 explain = neo4j.Query(_EXPLAIN + cypher, timeout=timeout_s)
                 summary = session.run(explain, values).consume()
             except ClientError as exc:
-                raise _rejection(exc, "invalid Cypher", shifted=True) from exc
+                raise _rejection(exc, "invalid Cypher", timeout_s, shifted=True) from exc
             cypher_guard.check_plan(summary.query_type, summary.plan)
 
             def work(tx: ManagedTransaction) -> QueryResult:
@@ -320,7 +320,7 @@ class GraphStore:
             try:
                 return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
             except ClientError as exc:
-                raise _rejection(exc, "query failed") from exc
+                raise _rejection(exc, "query failed", timeout_s) from exc
 
 
 class StoreTx:
@@ -430,12 +430,14 @@ _EXPLAIN = "EXPLAIN\n"
 _POSITION = re.compile(r"\(line (\d+), column (\d+) \(offset: (\d+)\)\)")
 
 
-def _rejection(exc: Neo4jError, what: str, *, shifted: bool = False) -> QueryRejectedError:
+def _rejection(
+    exc: Neo4jError, what: str, timeout_s: float, *, shifted: bool = False
+) -> QueryRejectedError:
     """Neo4j's refusal as TwinKG's: a timeout as :class:`QueryTimeoutError`, anything else as
     :class:`QueryRejectedError` with the first line of Neo4j's message."""
-    reason = _first_line(exc.message)
     if "TransactionTimedOut" in (exc.code or ""):
-        return QueryTimeoutError(f"query stopped by the server-side timeout: {reason}")
+        return QueryTimeoutError(f"query stopped by the server-side timeout of {timeout_s:g} s")
+    reason = _first_line(exc.message)
     return QueryRejectedError(f"{what}: {_unshift_position(reason) if shifted else reason}")
 
 
