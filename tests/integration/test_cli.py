@@ -237,7 +237,7 @@ def test_server_side_timeout_stops_a_runaway_query(seeded: Neo4jTarget) -> None:
     query = "UNWIND range(1, 1000000000) AS x WITH x WHERE x % 7 = 0 RETURN count(x)"
     done = run("cypher", query, env=env)
     assert done.returncode == 4, (done.stdout, done.stderr)
-    assert done.stderr.startswith("error[query_rejected]: ") and "timeout" in done.stderr.lower()
+    assert done.stderr.startswith("error[query_timeout]: ") and "timeout" in done.stderr.lower()
 
 
 def test_invalid_cypher_names_the_position_in_the_users_query(seeded: Neo4jTarget) -> None:

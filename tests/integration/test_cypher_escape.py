@@ -1,0 +1,165 @@
+"""The escape corpus against the real Neo4j: every write or escape attempt is refused with its code
+and leaves the graph, its schema and its users exactly as they were; every allowed query runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import pytest
+from neo4j import Driver
+
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg import cypher_guard
+from kg.store import GraphStore
+from ontology.errors import QueryRejectedError, QueryTimeoutError
+
+pytestmark = pytest.mark.neo4j
+
+CORPUS = json.loads(
+    (Path(__file__).parents[1] / "escape_corpus" / "cypher.json").read_text(encoding="utf-8")
+)
+REJECTED: list[dict[str, Any]] = CORPUS["rejected"]
+ALLOWED: list[dict[str, Any]] = CORPUS["allowed"]
+
+
+@pytest.fixture(scope="module")
+def store(driver: Driver) -> Iterator[GraphStore]:
+    """The SKAB test bed seeded into an otherwise empty database."""
+    with driver.session() as session:
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS").consume()
+    seeded = GraphStore(driver)
+    seeding.load(
+        seeded,
+        Plant.SKAB_TESTBED.value,
+        seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)),
+    )
+    yield seeded
+
+
+def fingerprint(driver: Driver) -> dict[str, Any]:
+    """Everything a write could change: counts, a digest of every node and relationship with its
+    labels or type and properties, the label/type/key tokens, the schema, and the users."""
+    nodes, _, _ = driver.execute_query(
+        "MATCH (n) RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props"
+    )
+    rels, _, _ = driver.execute_query(
+        "MATCH (a)-[r]->(b) RETURN elementId(a) AS a, type(r) AS t, elementId(b) AS b, "
+        "properties(r) AS props"
+    )
+    tokens, _, _ = driver.execute_query(
+        "CALL () { CALL db.labels() YIELD label RETURN collect(label) AS labels } "
+        "CALL () { CALL db.relationshipTypes() YIELD relationshipType AS t "
+        "RETURN collect(t) AS types } "
+        "CALL () { CALL db.propertyKeys() YIELD propertyKey RETURN collect(propertyKey) AS keys } "
+        "RETURN labels, types, keys"
+    )
+    indexes, _, _ = driver.execute_query("SHOW INDEXES YIELD name RETURN name")
+    constraints, _, _ = driver.execute_query("SHOW CONSTRAINTS YIELD name RETURN name")
+    users, _, _ = driver.execute_query("SHOW USERS YIELD user RETURN user", database_="system")
+    digest = hashlib.sha256()
+    for row in sorted(json.dumps(r.data(), sort_keys=True, default=str) for r in [*nodes, *rels]):
+        digest.update(row.encode())
+    return {
+        "nodes": len(nodes),
+        "relationships": len(rels),
+        "property_keys_in_use": sum(len(r["props"]) for r in [*nodes, *rels]),
+        "digest": digest.hexdigest(),
+        "tokens": {k: sorted(v) for k, v in tokens[0].data().items()},
+        "indexes": sorted(r["name"] for r in indexes),
+        "constraints": sorted(r["name"] for r in constraints),
+        "users": sorted(r["user"] for r in users),
+    }
+
+
+def test_the_corpus_is_big_enough_and_names_are_unique() -> None:
+    names = [case["name"] for case in REJECTED + ALLOWED]
+    assert len(REJECTED) >= 40 and len(ALLOWED) >= 10
+    assert len(names) == len(set(names))
+    assert {case["code"] for case in REJECTED} == {"query_rejected", "query_timeout"}
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=[c["name"] for c in REJECTED])
+def test_attempt_is_refused_and_the_graph_is_unchanged(
+    store: GraphStore, driver: Driver, case: dict[str, Any]
+) -> None:
+    before = fingerprint(driver)
+    assert before["nodes"] > 300 and before["relationships"] > 400  # the plant is there
+    expected = QueryTimeoutError if case["code"] == "query_timeout" else QueryRejectedError
+    with pytest.raises(expected) as refused:
+        store.read_only(case["query"], case.get("params"), timeout_s=case.get("timeout_s", 10.0))
+    assert refused.value.code == case["code"]
+    message = str(refused.value)
+    assert message and "\n" not in message
+    assert fingerprint(driver) == before
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=[c["name"] for c in REJECTED])
+def test_each_layer_refuses_what_the_corpus_says_on_its_own(
+    store: GraphStore, driver: Driver, case: dict[str, Any]
+) -> None:
+    refused_by: list[str] = []
+    try:
+        cypher_guard.check_text(case["query"])
+    except QueryRejectedError:
+        refused_by.append("text")
+    try:  # the plan layer alone: Neo4j's EXPLAIN in a read session, then check_plan
+        with driver.session(default_access_mode=neo4j.READ_ACCESS) as session:
+            summary = session.run("EXPLAIN\n" + case["query"], case.get("params", {})).consume()
+        cypher_guard.check_plan(summary.query_type, summary.plan)
+    except (neo4j.exceptions.Neo4jError, QueryRejectedError):
+        refused_by.append("plan")
+    assert refused_by == case["layers"]
+
+
+@pytest.mark.parametrize("case", ALLOWED, ids=[c["name"] for c in ALLOWED])
+def test_allowed_query_runs_and_returns_its_rows(
+    store: GraphStore, driver: Driver, case: dict[str, Any]
+) -> None:
+    before = fingerprint(driver)
+    result = store.read_only(
+        case["query"], case.get("params"), timeout_s=10.0, row_cap=case.get("row_cap", 1000)
+    )
+    assert len(result.rows) == case["rows"]
+    assert result.truncated is case.get("truncated", False)
+    assert fingerprint(driver) == before
+
+
+def test_a_parameter_is_a_value_never_cypher(store: GraphStore) -> None:
+    attack = "x'}) DETACH DELETE n //"
+    result = store.read_only("RETURN $x AS x, size($x) AS n", {"x": attack})
+    assert result.rows == ((attack, len(attack)),)
+
+
+def test_non_json_parameters_are_refused_before_neo4j_sees_the_query(
+    store: GraphStore, driver: Driver
+) -> None:
+    before = fingerprint(driver)
+    for bad in ({"x": datetime(2024, 1, 1)}, {"x": b"bytes"}, {"x": {1, 2}}, {"x": [("t",)]}):
+        with pytest.raises(QueryRejectedError, match="only JSON-like values"):
+            store.read_only("RETURN $x AS x", bad)
+    with pytest.raises(QueryRejectedError, match="key that is no string"):
+        store.read_only("RETURN $x AS x", {"x": {1: "a"}})
+    assert fingerprint(driver) == before
+
+
+def test_a_query_over_the_size_limit_is_refused(store: GraphStore) -> None:
+    long = "RETURN 1 AS x" + " " * cypher_guard.MAX_QUERY_CHARS
+    with pytest.raises(QueryRejectedError, match="at most 100000"):
+        store.read_only(long)
+    with pytest.raises(QueryRejectedError, match="at most 20"):
+        store.read_only("MATCH (n) RETURN count(n) AS n", max_chars=20)
+    assert store.read_only("RETURN 1 AS x", max_chars=20).rows == ((1,),)
+
+
+def test_the_row_cap_keeps_the_first_rows_and_says_it_cut(store: GraphStore) -> None:
+    full = store.read_only("UNWIND range(1, 5) AS x RETURN x", row_cap=5)
+    cut = store.read_only("UNWIND range(1, 5) AS x RETURN x", row_cap=4)
+    assert (full.rows, full.truncated) == (((1,), (2,), (3,), (4,), (5,)), False)
+    assert (cut.rows, cut.truncated) == (((1,), (2,), (3,), (4,)), True)
