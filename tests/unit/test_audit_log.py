@@ -171,6 +171,10 @@ def make_app(keys: KeyStore, log: AuditLog) -> FastAPI:
     def assets(who: Annotated[Principal, Depends(requires(Permission.READ))]) -> dict[str, str]:
         return {"caller": who.name}
 
+    @app.post("/crash")
+    def crash(_: Annotated[Principal, Depends(requires(Permission.READ))]) -> None:
+        raise RuntimeError("a bug")
+
     @app.post("/actions")
     def propose(who: Annotated[Principal, Depends(requires(Permission.PROPOSE))]) -> dict[str, str]:
         return {"proposed_by": who.subject}
@@ -244,3 +248,27 @@ def test_a_write_that_cannot_be_audited_is_not_reported_as_a_success(
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert response.headers["X-Request-ID"]
+
+
+def test_a_crashing_write_is_audited_as_a_500(tmp_path: Path) -> None:
+    keys, log = KeyStore(tmp_path / "keys.json"), AuditLog(tmp_path / "audit.jsonl")
+    _, key = keys.create(name="viewer", roles=[Role.VIEWER])
+    with TestClient(make_app(keys, log), raise_server_exceptions=False) as client:
+        assert client.post("/crash", headers={"X-API-Key": key}).status_code == 500
+    (entry,) = log.entries()
+    assert (entry.event.name, entry.event.status, entry.event.error_code) == (
+        "viewer",
+        500,
+        "internal_error",
+    )
+
+
+def test_both_security_schemes_show_in_the_openapi_document(
+    http: tuple[TestClient, KeyStore, AuditLog],
+) -> None:
+    client, _, _ = http
+    document = client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"apiKey", "http"}
+    assert {"X-API-Key"} == {s["name"] for s in schemes.values() if s["type"] == "apiKey"}
+    assert len(document["paths"]["/actions"]["post"]["security"]) == 2
