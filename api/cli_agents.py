@@ -5,79 +5,27 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from agents.state import ActionKind
 from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from api.settings import Settings, checkpoint_target, telemetry_dir
-from kg.agent_queries import LATEST_OBSERVATION, RECENT_DECISIONS
-from kg.store import GraphStore, QueryResult
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import ConfigError, InvalidInputError
-from ontology.vocab import TK
+from api.settings import Settings
+from api.twin import Twin, agents_twin
+from kg.agent_queries import RECENT_DECISIONS
+from ontology.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the agents pull in LangGraph: imported where a command needs them
-    from agents.planning import Planner
-    from agents.runner import Agents, RunResult
+    from agents.runner import RunResult
 
 app = typer.Typer(help="Run the agents: observe, diagnose, plan, guard, act, record.")
 
 
-def _planner(settings: Settings, store: GraphStore) -> Planner:
-    """The rule planner, or the configured chat model behind read-only Cypher."""
-    from agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
-    from agents.planning import RulePlanner  # noqa: PLC0415
-
-    if not settings.llm_model and not settings.llm_base_url:
-        return RulePlanner()
-    if not (settings.llm_model and settings.llm_base_url):
-        raise ConfigError("TWINKG_LLM_BASE_URL and TWINKG_LLM_MODEL go together")
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    model = chat_model_from_settings(settings.llm_base_url, settings.llm_model, key)
-
-    def cypher(query: str, params: dict[str, Any]) -> QueryResult:
-        return store.read_only(query, params, timeout_s=settings.query_timeout_s, row_cap=50)
-
-    return LlmPlanner(model, cypher=cypher, model_name=settings.llm_model)
-
-
 @contextmanager
-def _agents(settings: Settings) -> Iterator[Agents]:
-    from agents.checkpoint import open_checkpointer  # noqa: PLC0415
-    from agents.context import AgentSettings  # noqa: PLC0415
-    from agents.runner import Agents  # noqa: PLC0415
-
-    with open_store(settings) as store, open_checkpointer(checkpoint_target(settings)) as saver:
-        yield Agents(
-            store=store,
-            log=TelemetryLog(telemetry_dir(settings)),
-            checkpointer=saver,
-            planner=_planner(settings, store),
-            settings=AgentSettings(
-                stale_after_s=settings.agents_stale_after_s,
-                lookback_s=settings.agents_lookback_s,
-                baseline_s=settings.agents_baseline_s,
-            ),
-        )
-
-
-def _as_of(store: GraphStore, value: str | None) -> datetime | None:
-    if value is None or value == "now":
-        return None
-    if value == "data":
-        rows = store.read(LATEST_OBSERVATION)
-        if not rows or rows[0]["latest"] is None:
-            raise InvalidInputError("--as-of data: the graph holds no telemetry yet")
-        return parse_time(str(rows[0]["latest"])) + timedelta(seconds=1)
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"--as-of must be 'now', 'data' or an ISO 8601 time with a zone, not {value!r}"
-        ) from None
+def _twin(settings: Settings) -> Iterator[Twin]:
+    with open_store(settings) as store, agents_twin(settings, store) as twin:
+        yield twin
 
 
 def _short(iri: str | None) -> str:
@@ -118,9 +66,8 @@ def run_command(
     max_runs: Annotated[int, typer.Option(min=1, help="at most this many decisions")] = 20,
 ) -> None:
     """Resume runs a crash cut off, then decide on every open finding (one run per case)."""
-    settings = load_settings()
-    with _agents(settings) as agents:
-        results = agents.run_all(scope=asset, as_of=_as_of(agents.store, as_of), max_runs=max_runs)
+    with _twin(load_settings()) as twin:
+        results = twin.run_agents(scope=asset, as_of=as_of, max_runs=max_runs)
         for result in results:
             _print_run(result)
         if not results:
@@ -140,21 +87,19 @@ def propose_command(  # noqa: PLR0917 - one parameter per option
     as_of: Annotated[str | None, typer.Option(help="as for `agents run`")] = None,
 ) -> None:
     """Put an external proposal through the same guard, approval and record."""
-    settings = load_settings()
-    with _agents(settings) as agents:
-        moment = _as_of(agents.store, as_of) or datetime.now(UTC)
-        action = ProposedAction(
-            kind=kind,
-            target=asset,
-            confidence=confidence,
-            proposed_at=moment.isoformat(),
+    with _twin(load_settings()) as twin:
+        action = twin.new_action(
+            kind,
+            asset,
+            confidence,
             quantity_kind=quantity_kind,
             current_setpoint=current,
             proposed_setpoint=setpoint,
             ramp_s=ramp_s,
             rationale="proposed from the command line",
+            as_of=as_of,
         )
-        _print_run(agents.run(scope=asset, as_of=moment, action=action))
+        _print_run(twin.propose(action, as_of=as_of))
 
 
 @app.command("list")
@@ -181,9 +126,8 @@ def list_command(
 @errors_as_exit_codes
 def pending_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The approval requests waiting for a person."""
-    settings = load_settings()
-    with _agents(settings) as agents:
-        requests = agents.pending()
+    with _twin(load_settings()) as twin:
+        requests = twin.pending()
     if as_json:
         out.print_json(json.dumps(requests))
         return
@@ -204,36 +148,30 @@ def _answer(  # noqa: PLR0917 - private, called twice
     outcome: str,
     person: str,
     role: str | None,
-    ttl_s: float,
+    ttl_s: float | None,
     edits: list[str],
     comment: str,
 ) -> None:
-    settings = load_settings()
-    with _agents(settings) as agents:
-        request = agents.request_for(decision)
-        now = datetime.now(UTC)
-        chosen = role or request["roles"][0]
-        parsed: dict[str, float] = {}
-        for item in edits:
-            key, sep, value = item.partition("=")
-            try:
-                parsed[key.strip()] = float(value)
-            except ValueError:
-                raise InvalidInputError(f"--set wants NAME=NUMBER, not {item!r}") from None
-            if not sep:
-                raise InvalidInputError(f"--set wants NAME=NUMBER, not {item!r}")
-        answer = ApprovalInput(
-            outcome="edited" if parsed and outcome == "approved" else outcome,
-            approver=person,
-            role=chosen if chosen.startswith("http") else str(TK[chosen]),
-            action_hash=request["action_hash"],
-            graph_version=request["graph_version"],
-            expires_at=(now + timedelta(seconds=ttl_s)).isoformat(),
-            given_at=now.isoformat(),
+    parsed: dict[str, float] = {}
+    for item in edits:
+        key, sep, value = item.partition("=")
+        try:
+            parsed[key.strip()] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"--set wants NAME=NUMBER, not {item!r}") from None
+        if not sep:
+            raise InvalidInputError(f"--set wants NAME=NUMBER, not {item!r}")
+    with _twin(load_settings()) as twin:
+        result = twin.answer(
+            decision,
+            outcome=outcome,
+            person=person,
+            role=role,
+            ttl_s=ttl_s,
             edits=parsed,
             comment=comment,
         )
-        _print_run(agents.answer(decision, answer))
+        _print_run(result)
 
 
 @app.command("approve")
@@ -249,8 +187,7 @@ def approve_command(  # noqa: PLR0917 - one parameter per option
     comment: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Approve (or edit and approve) an action; the guard judges it again before it acts."""
-    ttl = expires_in_s if expires_in_s is not None else load_settings().approval_ttl_s
-    _answer(decision, "approved", person, role, ttl, set_ or [], comment)
+    _answer(decision, "approved", person, role, expires_in_s, set_ or [], comment)
 
 
 @app.command("reject")

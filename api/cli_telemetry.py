@@ -10,13 +10,12 @@ log staging) and vanish before the summary is printed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pyarrow as pa
 import typer
@@ -32,17 +31,16 @@ from api.cli_common import (
     out,
 )
 from api.cli_progress import ProgressOption, phase_bars
-from api.settings import Settings, detector_dir, telemetry_dir
+from api.settings import telemetry_dir
+from api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
 from kg import telemetry_state
 from kg.store import GraphStore
 from kg.telemetry_log import TelemetryLog
 from ontology.errors import InvalidInputError
 from reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
-from reasoner.ingest import IngestOptions, IngestReport, ingest
-from reasoner.points import PointBatch, from_json_points
+from reasoner.ingest import IngestReport, ingest
+from reasoner.points import PointBatch
 from reasoner.progress import IngestPhase, Progress
-
-SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
 
 
 class Source(StrEnum):
@@ -62,27 +60,14 @@ def _json_batch(
     path: Path, *, contract: str | None, report: Progress
 ) -> tuple[PointBatch, str, str]:
     """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
-    raw = typer.get_text_stream("stdin").read().encode() if str(path) == "-" else b""
-    if str(path) != "-":
-        if not path.is_file():
-            raise InvalidInputError(f"{path}: no such file")
+    if str(path) == "-":
+        raw = typer.get_text_stream("stdin").read().encode()
+    elif not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    else:
         raw = path.read_bytes()
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("points"), list):
-        raise InvalidInputError(f'{path}: expected {{"contract": …, "points": [ … ]}}')
-    declared = document.get("contract", "telemetry")
-    if not isinstance(declared, str):
-        raise InvalidInputError(f"{path}: contract must be a string such as telemetry@1.0.0")
-    if contract is not None and contract != declared:
-        raise InvalidInputError(f"{path} declares {declared!r} but --contract says {contract!r}")
-    producer = document.get("producer")
-    if producer is not None and not isinstance(producer, str):
-        raise InvalidInputError(f"{path}: producer must be a string")
-    batch = from_json_points(document["points"], producer=producer, progress=_parsing(report))
-    return batch, declared, hashlib.sha256(raw).hexdigest()
+    batch = parse_json_batch(raw, contract=contract, source=str(path), progress=_parsing(report))
+    return batch.points, batch.contract, batch.content_hash
 
 
 def _csv_batch(
@@ -134,16 +119,6 @@ def _print_report(report: IngestReport, tags: dict[str, str]) -> None:
 
 def _tags(store: GraphStore) -> dict[str, str]:
     return {s.asset: s.tag or s.asset for s in telemetry_state.detector_subjects(store)}
-
-
-def _options(settings: Settings, **kwargs: Any) -> IngestOptions:
-    return IngestOptions(
-        clock_skew_s=settings.ingest_clock_skew_s,
-        window_s=settings.ingest_window_s,
-        alarm_score=settings.ingest_alarm_score,
-        detector_dir=detector_dir(settings),
-        **kwargs,
-    )
 
 
 @errors_as_exit_codes
@@ -200,7 +175,7 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
                     f"{len(batch)} points exceed "
                     f"TWINKG_INGEST_MAX_POINTS={settings.ingest_max_points}"
                 )
-            options = _options(
+            options = ingest_options(
                 settings,
                 contract=declared,
                 replay=kind is Source.SKAB if replay is None else replay,

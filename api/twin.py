@@ -57,7 +57,13 @@ class JsonBatch:
     content_hash: str
 
 
-def parse_json_batch(raw: bytes, *, contract: str | None = None, source: str = "body") -> JsonBatch:
+def parse_json_batch(
+    raw: bytes,
+    *,
+    contract: str | None = None,
+    source: str = "body",
+    progress: Callable[[int, int], None] | None = None,
+) -> JsonBatch:
     """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
 
     :class:`InvalidInputError` with a one-line reason when it is not that shape, or when it
@@ -76,11 +82,11 @@ def parse_json_batch(raw: bytes, *, contract: str | None = None, source: str = "
     if not isinstance(declared, str):
         raise InvalidInputError(f"{source}: contract must be a string such as telemetry@1.0.0")
     if contract is not None and contract != declared:
-        raise InvalidInputError(f"{source} declares {declared!r} but the request says {contract!r}")
+        raise InvalidInputError(f"{source} declares {declared!r} but {contract!r} was given")
     producer = document.get("producer")
     if producer is not None and not isinstance(producer, str):
         raise InvalidInputError(f"{source}: producer must be a string")
-    batch = from_json_points(document["points"], producer=producer)
+    batch = from_json_points(document["points"], producer=producer, progress=progress)
     return JsonBatch(batch, declared, hashlib.sha256(raw).hexdigest())
 
 
@@ -350,7 +356,7 @@ class Twin:
                     )
             now = self.clock()
             ttl = self.settings.approval_ttl_s if ttl_s is None else ttl_s
-            chosen = role_iri(role) if role else request["roles"][0]
+            chosen = role_iri(role) if role else self._role_held(person, request["roles"])
             answer = ApprovalInput(
                 outcome="edited" if edits and outcome == "approved" else outcome,
                 approver=person,
@@ -363,6 +369,13 @@ class Twin:
                 comment=comment,
             )
             return agents.answer(decision, answer)
+
+    def _role_held(self, person: str, allowed: list[str]) -> str:
+        """The first allowed role the person holds (else the first allowed: the agents then
+        refuse the approval with the reason)."""
+        people = self.store.read(aq.PERSON, person=person)
+        held = set(people[0]["roles"]) if people else set()
+        return next((r for r in allowed if r in held), allowed[0])
 
     # -- decisions and compliance ---------------------------------------------------------
 

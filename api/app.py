@@ -1,0 +1,121 @@
+"""The HTTP API's composition root: FastAPI app, lifespan, middleware, routers, MCP mount.
+
+The lifespan opens the one Neo4j driver (or takes the store it is given), the checkpointer,
+the SPARQL projection (rebuilt once, then fed from the change log by a background thread), the
+authenticator and the audit log, and closes them in reverse order. Routes reach them through
+``app.state``. OpenAPI docs are at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import http_errors, routes_agents, routes_core, routes_decisions, routes_sparql
+from api.auth import AuditMiddleware
+from api.body_limit import BodyLimitMiddleware
+from api.jobs import Jobs
+from api.security import build_authenticator
+from api.settings import Settings, audit_log_path
+from api.twin import Twin, open_checkpointer
+from kg.audit_log import AuditLog
+from kg.projection import Projection
+from kg.store import GraphStore
+from ontology.errors import TwinKGError
+
+_log = logging.getLogger("twinkg.api")
+VERSION = "1.0.0"
+
+
+class _Follower:
+    """Keeps the projection caught up with the change log, in a daemon thread."""
+
+    def __init__(self, projection: Projection, every_s: float) -> None:
+        self._projection = projection
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="twinkg-projection", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                self._projection.catch_up()
+            except TwinKGError as exc:  # Neo4j away for a moment: the lag shows it; retry
+                _log.warning("projection catch-up failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) -> Iterator[None]:
+    """Open what the routes use and put it on ``app.state``; close it all on exit."""
+    with ExitStack() as stack:
+        if store is None:
+            from api.cli_common import open_store  # noqa: PLC0415 - starts the local server
+
+            store = stack.enter_context(open_store(settings))
+        store.ensure_schema()
+        saver = stack.enter_context(open_checkpointer(settings))
+        projection = Projection(store)
+        projection.rebuild()
+        follower = _Follower(projection, settings.projection_poll_s)
+        follower.start()
+        stack.callback(follower.stop)
+        twin = Twin(settings, store, checkpointer=saver, projection=projection)
+        jobs = Jobs(twin)
+        stack.callback(jobs.close)
+        app.state.settings = settings
+        app.state.twin = twin
+        app.state.jobs = jobs
+        app.state.authenticator = build_authenticator(settings)
+        yield
+
+
+def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAPI:
+    """The API for ``settings``; ``store`` (tests, benchmarks) instead of opening a driver."""
+    from api.mcp_server import create_mcp_app  # noqa: PLC0415
+
+    holder: dict[str, Any] = {}
+    mcp = create_mcp_app(
+        twin=lambda: holder["app"].state.twin,
+        authenticator=lambda: holder["app"].state.authenticator,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with open_services(app, settings, store):
+            async with mcp.lifespan():
+                yield
+
+    app = FastAPI(
+        title="TwinKG",
+        version=VERSION,
+        summary="A knowledge graph for agentic digital twins: ontology in Neo4j, SHACL "
+        "guardrails, PROV-O provenance.",
+        lifespan=lifespan,
+    )
+    holder["app"] = app
+    audit_log = AuditLog(audit_log_path(settings))
+    app.state.audit_log = audit_log
+    http_errors.install(app)
+    for router in (
+        routes_core.router,
+        routes_sparql.router,
+        routes_agents.router,
+        routes_decisions.router,
+    ):
+        app.include_router(router, responses=http_errors.ERROR_RESPONSES)
+    app.mount("/mcp", mcp.app)
+    app.add_middleware(AuditMiddleware, audit_log=audit_log)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    return app

@@ -1,0 +1,203 @@
+"""The HTTP API's request and response bodies (pydantic), as the OpenAPI document shows them.
+
+Requests forbid unknown fields, so a typo is an error rather than an ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.state import ActionKind
+
+_IRI = r"^https?://\S+$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ProjectionStatus(BaseModel):
+    """How far the SPARQL projection is behind the graph's change log."""
+
+    applied_seq: int
+    head_seq: int
+    pending: int
+    lag_s: float
+
+
+class Readiness(BaseModel):
+    """Readiness: Neo4j reachable, and the projection's lag."""
+
+    ready: bool
+    neo4j: str
+    projection: ProjectionStatus | None
+    detail: str | None = None
+
+
+class CypherRequest(_Request):
+    """A read-only Cypher query and its parameters."""
+
+    query: str = Field(min_length=1, max_length=100_000)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CypherResult(BaseModel):
+    """The rows of a read-only query; ``truncated`` when the row cap cut it."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+
+
+class RunRequest(_Request):
+    """Start the agents on every open finding (or one asset and its parts)."""
+
+    scope: str | None = Field(default=None, pattern=_IRI, description="an asset IRI")
+    as_of: str | None = Field(
+        default=None, description="'now' (default), 'data' (newest reading) or an ISO 8601 time"
+    )
+    max_runs: int = Field(default=20, ge=1, le=200)
+
+
+class StepOut(BaseModel):
+    """One decision a run recorded."""
+
+    decision: str
+    outcome: str
+    reason: str
+    chain_index: int
+    record_hash: str
+
+
+class RunOut(BaseModel):
+    """How one agent run ended this time."""
+
+    run_id: str
+    status: str
+    steps: list[StepOut]
+    approval_request: dict[str, Any] | None = None
+
+
+class RunEventOut(BaseModel):
+    """One event of an agent job: a node finished, a run ended, the job ended."""
+
+    seq: int
+    kind: str
+    data: dict[str, Any]
+
+
+class JobOut(BaseModel):
+    """An agent job started through the API (one or more runs)."""
+
+    job_id: str
+    state: str
+    scope: str | None
+    created_at: str
+    finished_at: str | None
+    runs: list[RunOut]
+    error: dict[str, Any] | None
+    events_url: str
+
+
+class ProposalRequest(_Request):
+    """An action proposed from outside (an operator, an LLM client): the guard decides."""
+
+    kind: ActionKind
+    target: str = Field(pattern=_IRI, description="the target asset's IRI")
+    confidence: float = Field(ge=0.0, le=1.0, description="capped by the data's own trust")
+    quantity_kind: str | None = Field(default=None, pattern=_IRI)
+    current_setpoint: float | None = Field(default=None, allow_inf_nan=False)
+    proposed_setpoint: float | None = Field(default=None, allow_inf_nan=False)
+    ramp_s: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    rationale: str = Field(default="", max_length=4000)
+    as_of: str | None = None
+
+
+class ApprovalRequest(_Request):
+    """Approve (optionally editing the setpoint or ramp) or reject a waiting action."""
+
+    role: str | None = Field(
+        default=None, description="the role you answer in (IRI or name); default: one you hold"
+    )
+    edits: dict[Literal["proposed_setpoint", "ramp_s"], float] = Field(default_factory=dict)
+    expires_in_s: float | None = Field(default=None, gt=0, le=86_400)
+    comment: str = Field(default="", max_length=4000)
+
+
+class RejectionRequest(_Request):
+    """Reject a waiting action."""
+
+    role: str | None = None
+    comment: str = Field(default="", max_length=4000)
+
+
+class ValidationResultOut(BaseModel):
+    """One SHACL result."""
+
+    focus_node: str
+    path: str | None
+    value: str | None
+    severity: str
+    message: str
+    source_shape: str
+
+
+class ValidationOut(BaseModel):
+    """Whether posted data conforms to a contract, and every result."""
+
+    contract: str
+    conforms: bool
+    results: list[ValidationResultOut]
+
+
+class AnomalyOut(BaseModel):
+    """An anomaly an ingest found."""
+
+    asset: str
+    start: str
+    end: str
+    points: int
+    peak: float
+    alarm: bool
+
+
+class IngestOut(BaseModel):
+    """What an ingest did: accepted, quarantined (with reasons), derived."""
+
+    batch_id: str
+    contract: str
+    duplicate: bool
+    points: int
+    accepted: int
+    rejected: int
+    reasons: dict[str, int]
+    aggregates: int
+    anomalies: list[AnomalyOut]
+    alarms: int
+
+
+class VerifyOut(BaseModel):
+    """The chain check: ok, how many records, the head hash, and every problem found."""
+
+    ok: bool
+    records: int
+    head_hash: str
+    problems: list[dict[str, Any]]
+
+
+class ReplayOut(BaseModel):
+    """Whether the replay reached the recorded decision, and what differs."""
+
+    decision: str
+    same: bool
+    outcome: str
+    steps: int
+    differences: list[dict[str, Any]]

@@ -1,0 +1,236 @@
+"""Routes: health and readiness, assets and their context, telemetry in, contract validation,
+read-only Cypher. Each route translates HTTP to one call of :class:`api.twin.Twin` and back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from rdflib import Graph
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import requires
+from api.models import (
+    AnomalyOut,
+    CypherRequest,
+    CypherResult,
+    Health,
+    IngestOut,
+    ProjectionStatus,
+    Readiness,
+    ValidationOut,
+    ValidationResultOut,
+)
+from api.security import Permission, Principal
+from api.twin import Twin
+from ontology.catalog import load_ontology
+from ontology.errors import TurtleSyntaxError, TwinKGError, UnsupportedMediaTypeError
+from reasoner.ingest import IngestReport
+from reasoner.validation import validate as validate_graph
+from shapes.registry import default_registry
+
+router = APIRouter()
+_RDF_INPUT = {"text/turtle": "turtle", "application/n-triples": "nt"}
+
+
+def twin_of(request: Request) -> Twin:
+    """The twin the app's lifespan opened."""
+    twin: Twin = request.app.state.twin
+    return twin
+
+
+TwinDep = Annotated[Twin, Depends(twin_of)]
+
+
+def media_type(request: Request) -> str:
+    """The request's content type without parameters, lower-case."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def projection_status(request: Request) -> ProjectionStatus | None:
+    """The projection's lag now, or ``None`` when this app serves no SPARQL."""
+    twin = twin_of(request)
+    if twin.projection is None:
+        return None
+    lag = twin.projection.lag()
+    return ProjectionStatus(
+        applied_seq=lag.applied_seq, head_seq=lag.head_seq, pending=lag.pending, lag_s=lag.seconds
+    )
+
+
+@router.get("/health", tags=["system"])
+def health() -> Health:
+    """Liveness: the process answers (no credentials needed, no data shown)."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    tags=["system"],
+    responses={503: {"model": Readiness, "description": "Neo4j unreachable"}},
+)
+def ready(request: Request) -> Any:
+    """Readiness: Neo4j reachable, and how far the SPARQL projection lags (no credentials)."""
+    twin = twin_of(request)
+    try:
+        twin.store.ping()
+        status = projection_status(request)
+    except TwinKGError as exc:
+        body = Readiness(ready=False, neo4j="unreachable", projection=None, detail=exc.code)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return Readiness(ready=True, neo4j="ok", projection=status)
+
+
+@router.get("/assets", tags=["assets"])
+def assets(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.READ))],
+    kind: Annotated[str | None, Query(max_length=100, description="a class, e.g. Pump")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Assets in IRI order, a page at a time."""
+    return twin.assets(kind=kind, offset=offset, limit=limit)
+
+
+@router.get("/assets/context", tags=["assets"])
+def asset_context(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.READ))],
+    iri: Annotated[str, Query(pattern=r"^https?://\S+$", max_length=2000)],
+    events: Annotated[int, Query(ge=0, le=500)] = 20,
+) -> dict[str, Any]:
+    """One asset with its failure modes, sensors (latest trust), neighbours, policies and
+    newest events."""
+    return twin.asset_context(iri, events=events)
+
+
+def _ingest_out(report: IngestReport) -> IngestOut:
+    return IngestOut(
+        batch_id=report.batch_id,
+        contract=report.contract,
+        duplicate=report.duplicate,
+        points=report.points,
+        accepted=report.accepted,
+        rejected=report.rejected,
+        reasons=report.reasons,
+        aggregates=report.aggregates,
+        anomalies=[
+            AnomalyOut(
+                asset=a.asset,
+                start=a.start.isoformat(),
+                end=a.end.isoformat(),
+                points=a.points,
+                peak=a.peak,
+                alarm=a.alarm,
+            )
+            for a in report.anomalies
+        ],
+        alarms=report.alarms,
+    )
+
+
+@router.post(
+    "/telemetry",
+    tags=["telemetry"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["points"],
+                        "properties": {
+                            "contract": {"type": "string", "example": "telemetry@1.0.0"},
+                            "producer": {"type": "string"},
+                            "points": {"type": "array", "items": {"type": "object"}},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def ingest(
+    request: Request,
+    principal: Annotated[Principal, Depends(requires(Permission.INGEST))],
+    contract: Annotated[str | None, Query(max_length=100)] = None,
+) -> IngestOut:
+    """Check a batch of points against its telemetry contract and apply it, all or nothing.
+
+    Points that break the contract go to the quarantine with their reason (the answer counts
+    them); a malformed batch changes nothing. The same content twice is applied once.
+    """
+    if media_type(request) != "application/json":
+        raise UnsupportedMediaTypeError("telemetry is posted as application/json")
+    raw = await request.body()
+    twin = twin_of(request)
+    report = await run_in_threadpool(
+        twin.ingest_json, raw, contract=contract, source=f"api:{principal.subject}"
+    )
+    return _ingest_out(report)
+
+
+@router.post(
+    "/contracts/{name}/validate",
+    tags=["contracts"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {m: {"schema": {"type": "string"}} for m in _RDF_INPUT},
+        }
+    },
+)
+async def validate(
+    request: Request,
+    name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="e.g. asset")],
+    _: Annotated[Principal, Depends(requires(Permission.VALIDATE))],
+    version: Annotated[str | None, Query(pattern=r"^\d+\.\d+\.\d+$")] = None,
+) -> ValidationOut:
+    """Validate posted RDF (Turtle or N-Triples) against a contract; nothing is stored."""
+    fmt = _RDF_INPUT.get(media_type(request))
+    if fmt is None:
+        raise UnsupportedMediaTypeError(f"post {' or '.join(_RDF_INPUT)}")
+    raw = await request.body()
+    ref = f"{name}@{version}" if version else name
+    shapes = default_registry().accept(ref).graph
+    graph = Graph()
+    try:
+        graph.parse(data=raw.decode("utf-8"), format=fmt)
+    except Exception as exc:  # rdflib raises many unrelated types for bad syntax
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TurtleSyntaxError(f"the body is not valid {fmt}: {reason}") from exc
+    outcome = await run_in_threadpool(validate_graph, graph, shapes, ontology=load_ontology())
+    return ValidationOut(
+        contract=ref,
+        conforms=outcome.conforms,
+        results=[
+            ValidationResultOut(
+                focus_node=v.focus_node,
+                path=v.path,
+                value=v.value,
+                severity=v.severity.name.lower(),
+                message=v.message,
+                source_shape=v.source_shape,
+            )
+            for v in outcome.violations
+        ],
+    )
+
+
+@router.post("/cypher", tags=["query"])
+def cypher(
+    twin: TwinDep,
+    body: CypherRequest,
+    _: Annotated[Principal, Depends(requires(Permission.QUERY))],
+) -> CypherResult:
+    """Run Cypher that may only read: checked by Neo4j's planner, run in a read transaction
+    with a server-side timeout, at most the row cap of rows."""
+    result = twin.cypher(body.query, body.params)
+    return CypherResult(
+        columns=list(result.columns),
+        rows=[list(r) for r in result.rows],
+        truncated=result.truncated,
+    )

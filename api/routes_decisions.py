@@ -1,0 +1,184 @@
+"""Routes: decisions, their lineage (JSON, Turtle, JSON-LD), replay, chain verification and
+the audit log: what a compliance team works with."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from rdflib import URIRef
+
+from api.auth import requires
+from api.models import ReplayOut, VerifyOut
+from api.routes_agents import RunId, Step
+from api.routes_core import TwinDep
+from api.security import Permission, Principal
+from kg.provenance import decision_ref
+from ontology.errors import NotAcceptableError
+
+router = APIRouter(tags=["decisions"])
+
+_LINEAGE_TYPES = ("application/json", "text/turtle", "application/ld+json")
+
+
+def _negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
+    """The first offered type the ``Accept`` header allows (by q-value, then its order)."""
+    if not accept or not accept.strip():
+        return offered[0]
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept.split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, kind.lower()))
+    for neg_q, _, kind in sorted(ranked):
+        if neg_q >= 0:
+            continue
+        for media in offered:
+            top, _, sub = media.partition("/")
+            if kind in (media, "*/*", f"{top}/*"):
+                return media
+    raise NotAcceptableError(f"this resource is offered as {', '.join(offered)}")
+
+
+@router.get("/decisions")
+def decisions(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.READ))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[dict[str, Any]]:
+    """The latest decisions, newest first, with the action each proposed."""
+    return twin.decisions(limit=limit)
+
+
+@router.get("/decisions/{run_id}/{step}")
+def decision(
+    twin: TwinDep,
+    run_id: RunId,
+    step: Step,
+    _: Annotated[Principal, Depends(requires(Permission.READ))],
+) -> dict[str, Any]:
+    """One decision's headline: outcome, reason, times, chain position, what followed it."""
+    return twin.decision(f"{run_id}/{step}")
+
+
+@router.get(
+    "/decisions/{run_id}/{step}/lineage",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the lineage",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/turtle": {"schema": {"type": "string"}},
+                "application/ld+json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
+def lineage(
+    twin: TwinDep,
+    request: Request,
+    run_id: RunId,
+    step: Step,
+    _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
+) -> Response:
+    """The chain from the action back to raw data, shapes, policies and people, as PROV-O:
+    Turtle, JSON-LD, or JSON (the headline, whether it is valid PROV-O, and the JSON-LD)."""
+    from reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
+
+    media = _negotiate(request.headers.get("accept"), _LINEAGE_TYPES)
+    ref = f"{run_id}/{step}"
+    headline = twin.decision(ref)
+    graph = twin.lineage(ref)
+    if media == "text/turtle":
+        return Response(graph.serialize(format="turtle"), media_type=media)
+    jsonld = graph.serialize(format="json-ld")
+    if media == "application/ld+json":
+        return Response(jsonld, media_type=media)
+    outcome = check_prov(graph)
+    body = {
+        "decision": str(URIRef(decision_ref(ref))),
+        "summary": headline,
+        "prov_valid": outcome.conforms,
+        "prov_violations": [v.message for v in outcome.violations],
+        "triples": len(graph),
+        "graph": json.loads(jsonld),
+    }
+    return Response(json.dumps(body), media_type="application/json")
+
+
+@router.post("/decisions/{run_id}/{step}/replay")
+def replay(
+    twin: TwinDep,
+    run_id: RunId,
+    step: Step,
+    _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
+) -> ReplayOut:
+    """Re-run the decision from its recorded inputs; ``same`` says whether it decides alike,
+    ``differences`` lists every field that does not. Nothing is written."""
+    report = twin.replay(f"{run_id}/{step}")
+    return ReplayOut(
+        decision=report.decision,
+        same=report.same,
+        outcome=report.outcome,
+        steps=report.steps,
+        differences=[
+            {"field": d.field, "recorded": d.recorded, "replayed": d.replayed}
+            for d in report.differences
+        ],
+    )
+
+
+@router.get("/provenance/verify")
+def verify(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
+    expect_head: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+) -> VerifyOut:
+    """Recompute every decision record's hash; ``ok`` is false when any record was altered,
+    deleted or unchained (or the head is not ``expect_head``)."""
+    report = twin.verify(expect_head=expect_head)
+    return VerifyOut(
+        ok=report.ok,
+        records=report.records,
+        head_hash=report.head_hash,
+        problems=[
+            {
+                "chain_index": p.chain_index,
+                "decision": p.decision,
+                "kind": p.kind,
+                "detail": p.detail,
+            }
+            for p in report.problems
+        ],
+    )
+
+
+@router.get("/audit")
+def audit(
+    request: Request,
+    _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict[str, Any]]:
+    """The newest entries of the audit log of state-changing requests, newest last."""
+    log = request.app.state.audit_log
+    return [
+        entry if isinstance(entry, dict) else _as_dict(entry) for entry in log.entries(limit=limit)
+    ]
+
+
+def _as_dict(entry: Any) -> dict[str, Any]:
+    if hasattr(entry, "model_dump"):
+        return dict(entry.model_dump(mode="json"))
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.asdict(entry)

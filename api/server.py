@@ -1,0 +1,145 @@
+"""Serving the API (and MCP) with uvicorn: in the foreground, or as a background process.
+
+``serve`` runs in the foreground (``twinkg serve``, a container's command). ``start`` launches
+``twinkg serve`` detached, with its log under ``TWINKG_HOME/api``, and waits until ``/health``
+answers; ``stop`` ends it. TLS, and mutual TLS for edge producers, come from the settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from api.settings import Settings
+from api.tls import uvicorn_ssl_options
+from ontology.errors import ServerError
+
+
+@dataclass(frozen=True, slots=True)
+class ApiProcess:
+    """Where a background API server runs and logs."""
+
+    pid: int
+    url: str
+    log: Path
+
+
+def base_url(settings: Settings) -> str:
+    """The API's base URL for clients on this machine."""
+    scheme = "https" if settings.tls_cert_file else "http"
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # noqa: S104
+    return f"{scheme}://{host}:{settings.api_port}"
+
+
+def serve(settings: Settings) -> None:
+    """Serve the API in the foreground until interrupted."""
+    from api.app import create_app  # noqa: PLC0415 - FastAPI and the agents load only here
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+        **uvicorn_ssl_options(settings),
+    )
+    uvicorn.Server(config).run()
+
+
+def _folder(settings: Settings) -> Path:
+    folder = settings.home.resolve() / "api"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running(settings: Settings) -> ApiProcess | None:
+    """The background server started from this home, if it still runs."""
+    folder = _folder(settings)
+    pid_file = folder / "pid"
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text().strip() or 0)
+    if pid <= 0 or not _alive(pid):
+        pid_file.unlink(missing_ok=True)
+        return None
+    return ApiProcess(pid, base_url(settings), folder / "server.log")
+
+
+def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
+    """Start ``twinkg serve`` in the background and wait until it is healthy."""
+    already = running(settings)
+    if already is not None:
+        return already
+    folder = _folder(settings)
+    log = folder / "server.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own entry point, no shell
+            [sys.executable, "-m", "api.cli", "serve"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "TWINKG_HOME": str(settings.home.resolve())},
+        )
+    (folder / "pid").write_text(str(process.pid))
+    url = base_url(settings)
+    deadline = time.monotonic() + wait_s
+    verify: bool | str = str(settings.tls_cert_file) if settings.tls_cert_file else True
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"the API server exited with {process.returncode}; see {log}")
+        if _answers(settings, url, verify):
+            return ApiProcess(process.pid, url, log)
+        time.sleep(0.5)
+    stop(settings)
+    raise ServerError(f"the API server did not answer within {wait_s:.0f} s; see {log}")
+
+
+def _answers(settings: Settings, url: str, verify: bool | str) -> bool:
+    """Whether the server is up: ``/health`` answers, or under mutual TLS (which this process
+    has no client certificate for) the port accepts connections."""
+    if settings.tls_client_ca_file is not None:
+        try:
+            with socket.create_connection((settings.api_host, settings.api_port), timeout=2.0):
+                return True
+        except OSError:
+            return False
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0, verify=verify).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(settings: Settings, *, wait_s: float = 30.0) -> bool:
+    """Stop the background server; ``False`` when none was running."""
+    process = running(settings)
+    if process is None:
+        return False
+    os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while _alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    (_folder(settings) / "pid").unlink(missing_ok=True)
+    return True

@@ -1,0 +1,126 @@
+"""A running TwinKG API over the real Neo4j for the API tests: the SKAB testbed seeded, the
+cavitation run ingested, one API key per role, in-process (TestClient) and on a real port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from neo4j import Driver
+
+from api.app import create_app
+from api.security import KeyStore, Role
+from api.settings import Settings
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg.store import GraphStore
+from tests.conftest import REPO, Neo4jTarget
+from tests.integration.test_cli import run
+
+DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+PUMP, MOTOR = PLANT + "pump", PLANT + "motor"
+IVANOVA, PETROV = PLANT + "person-ivanova", PLANT + "person-petrov"
+FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
+AS_OF = "2020-02-08T19:06:30+00:00"
+# The person each role's key approves as (operators and supervisors need one).
+PEOPLE = {Role.OPERATOR: PETROV, Role.SUPERVISOR: IVANOVA, Role.ADMIN: IVANOVA}
+
+
+@dataclass
+class ApiWorld:
+    """The app, a client, the store, one key per role, and the home folder."""
+
+    app: FastAPI
+    client: TestClient
+    store: GraphStore
+    driver: Driver
+    keys: dict[Role, str]
+    home: Path
+    settings: Settings
+
+    def as_role(self, role: Role) -> dict[str, str]:
+        """Headers that authenticate as ``role``."""
+        return {"X-API-Key": self.keys[role]}
+
+    def counts(self) -> tuple[int, int, int]:
+        """Nodes, relationships and the sum of property counts: a fingerprint of the graph."""
+        records, _, _ = self.driver.execute_query(
+            "MATCH (n) OPTIONAL MATCH (n)-[r]->() "
+            "RETURN count(DISTINCT n) AS n, count(r) AS r, sum(size(keys(n))) AS p"
+        )
+        row = records[0]
+        return int(row["n"]), int(row["r"]), int(row["p"] or 0)
+
+
+def seed_and_ingest(driver: Driver, target: Neo4jTarget, home: Path, *, ingest: bool) -> GraphStore:
+    """Wipe the database, seed the SKAB testbed and (optionally) ingest the cavitation run."""
+    with driver.session() as session:
+        session.run(
+            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        ).consume()
+    store = GraphStore(driver)
+    store.ensure_schema()
+    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    if ingest:
+        env = {**target.env(), "TWINKG_HOME": str(home)}
+        done = run("ingest", "--skab", str(DATA), "--no-classify", env=env)
+        assert done.returncode == 0, done.stderr
+    return store
+
+
+def make_keys(settings: Settings) -> dict[Role, str]:
+    """One API key per role."""
+    store = KeyStore(settings.home / "api-keys.json")
+    keys: dict[Role, str] = {}
+    for role in Role:
+        _, key = store.create(name=f"test {role.value}", roles=[role], person=PEOPLE.get(role))
+        keys[role] = key
+    return keys
+
+
+@contextmanager
+def api_world(
+    driver: Driver, target: Neo4jTarget, home: Path, *, ingest: bool
+) -> Iterator[ApiWorld]:
+    """Seed, make keys, open the app (its lifespan runs) and yield the world."""
+    store = seed_and_ingest(driver, target, home, ingest=ingest)
+    settings = Settings(home=home, projection_poll_s=0.1, query_timeout_s=5.0)
+    keys = make_keys(settings)
+    app = create_app(settings, store=store)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield ApiWorld(app, client, store, driver, keys, home, settings)
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a real loopback port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

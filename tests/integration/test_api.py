@@ -1,0 +1,371 @@
+"""The HTTP API end to end against the real Neo4j: assets, Cypher and SPARQL with their escape
+corpora, telemetry in, contract validation, proposals, approvals by role and criticality, agent
+jobs streamed as server-sent events, lineage, replay, verify and the audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from neo4j import Driver
+
+from api.security import Role
+from tests.conftest import REPO, Neo4jTarget
+from tests.integration.api_world import AS_OF, DATA, FLOW, PUMP, ApiWorld, api_world
+
+pytestmark = pytest.mark.neo4j
+CORPUS = REPO / "tests" / "escape_corpus"
+
+
+@pytest.fixture(scope="module")
+def world(
+    driver: Driver, neo4j_target: Neo4jTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiWorld]:
+    if not DATA.exists():
+        pytest.skip(f"SKAB data not found at {DATA}: the API scenario replays it")
+    with api_world(driver, neo4j_target, tmp_path_factory.mktemp("api"), ingest=True) as w:
+        yield w
+
+
+def _error(response: Any) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert response.headers["X-TwinKG-Error-Code"] == body["error"]["code"]
+    return str(body["error"]["code"])
+
+
+def _caught_up(world: ApiWorld, timeout_s: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = world.client.get("/ready").json()["projection"]
+        if status["pending"] == 0 or time.monotonic() > deadline:
+            return dict(status)
+        time.sleep(0.1)
+
+
+def test_assets_and_their_context(world: ApiWorld) -> None:
+    viewer = world.as_role(Role.VIEWER)
+    pumps = world.client.get("/assets", params={"kind": "Pump"}, headers=viewer).json()
+    assert PUMP in [a["uri"] for a in pumps]
+    context = world.client.get("/assets/context", params={"iri": PUMP}, headers=viewer).json()
+    assert context["asset"] == PUMP and context["criticality"] == "A"
+    assert context["sensors"] and context["failure_modes"]
+    assert context["policies"]["envelopes"]
+    assert any(e["score"] is not None for e in context["events"]), "the ingest raised anomalies"
+    missing = world.client.get(
+        "/assets/context", params={"iri": "https://example.org/x"}, headers=viewer
+    )
+    assert missing.status_code == 404 and _error(missing) == "not_found"
+    bad_kind = world.client.get("/assets", params={"kind": "Nope"}, headers=viewer)
+    assert bad_kind.status_code == 400 and _error(bad_kind) == "invalid_input"
+
+
+def test_cypher_reads_with_parameters_and_caps_rows(world: ApiWorld) -> None:
+    engineer = world.as_role(Role.ENGINEER)
+    response = world.client.post(
+        "/cypher",
+        json={"query": "MATCH (a {uri: $uri}) RETURN a.tag AS tag", "params": {"uri": PUMP}},
+        headers=engineer,
+    )
+    assert response.status_code == 200
+    assert response.json() == {"columns": ["tag"], "rows": [["P-1"]], "truncated": False}
+    capped = world.client.post(
+        "/cypher", json={"query": "UNWIND range(1, 5000) AS x RETURN x"}, headers=engineer
+    ).json()
+    assert capped["truncated"] is True and len(capped["rows"]) == world.settings.query_row_cap
+
+
+def test_the_cypher_escape_corpus_over_http(world: ApiWorld) -> None:
+    corpus = json.loads((CORPUS / "cypher.json").read_text())
+    engineer = world.as_role(Role.ENGINEER)
+    before = world.counts()
+    for case in corpus["rejected"]:
+        response = world.client.post(
+            "/cypher",
+            json={"query": case["query"], "params": case.get("params", {})},
+            headers=engineer,
+        )
+        assert 400 <= response.status_code < 500, (case["name"], response.text)
+        assert _error(response) == case["code"], case["name"]
+    assert world.counts() == before
+    for case in corpus["allowed"]:
+        response = world.client.post(
+            "/cypher",
+            json={"query": case["query"], "params": case.get("params", {})},
+            headers=engineer,
+        )
+        assert response.status_code == 200, (case["name"], response.text)
+    assert world.counts() == before
+
+
+def test_sparql_protocol_formats_and_lag(world: ApiWorld) -> None:
+    engineer = world.as_role(Role.ENGINEER)
+    _caught_up(world)
+    query = (
+        "PREFIX tk: <https://w3id.org/twinkg/ontology#> "
+        "SELECT ?tag WHERE { ?p a tk:Pump ; tk:tag ?tag } ORDER BY ?tag"
+    )
+    get = world.client.get("/sparql", params={"query": query}, headers=engineer)
+    assert get.status_code == 200, get.text
+    assert get.headers["content-type"].startswith("application/sparql-results+json")
+    tags = [b["tag"]["value"] for b in get.json()["results"]["bindings"]]
+    assert "P-1" in tags
+    assert float(get.headers["X-TwinKG-Projection-Lag-Seconds"]) >= 0
+    assert int(get.headers["X-TwinKG-Projection-Pending"]) >= 0
+    form = world.client.post(
+        "/sparql",
+        data={"query": query},
+        headers={**engineer, "Accept": "text/csv"},
+    )
+    assert form.status_code == 200 and form.headers["content-type"].startswith("text/csv")
+    assert "P-1" in form.text
+    direct = world.client.post(
+        "/sparql",
+        content=f"CONSTRUCT {{ <{PUMP}> ?p ?o }} WHERE {{ <{PUMP}> ?p ?o }}",
+        headers={
+            **engineer,
+            "Content-Type": "application/sparql-query",
+            "Accept": "text/turtle",
+        },
+    )
+    assert direct.status_code == 200 and direct.headers["content-type"].startswith("text/turtle")
+    assert "P-1" in direct.text
+    refused = world.client.get(
+        "/sparql", params={"query": query}, headers={**engineer, "Accept": "image/png"}
+    )
+    assert refused.status_code == 406 and _error(refused) == "not_acceptable"
+
+
+def test_the_sparql_escape_corpus_over_http(world: ApiWorld) -> None:
+    path = CORPUS / "sparql.json"
+    if not path.exists():
+        pytest.fail(f"{path} is missing")
+    corpus = json.loads(path.read_text())
+    engineer = world.as_role(Role.ENGINEER)
+    before = world.counts()
+    for case in corpus["rejected"]:
+        response = world.client.post(
+            "/sparql",
+            content=case["query"].encode(),
+            headers={**engineer, "Content-Type": "application/sparql-query"},
+        )
+        assert 400 <= response.status_code < 500, (case["name"], response.text)
+        assert _error(response) == case["code"], case["name"]
+    for body in (b"update=INSERT+DATA+%7B%3Ca%3E+%3Cb%3E+%3Cc%3E%7D", b"query=ASK{}&update=x"):
+        response = world.client.post(
+            "/sparql",
+            content=body,
+            headers={**engineer, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 400 and _error(response) == "sparql_refused"
+    update = world.client.post(
+        "/sparql",
+        content=b"INSERT DATA { <urn:a> <urn:b> <urn:c> }",
+        headers={**engineer, "Content-Type": "application/sparql-update"},
+    )
+    assert update.status_code == 400 and _error(update) == "sparql_refused"
+    for case in corpus["allowed"]:
+        response = world.client.post(
+            "/sparql",
+            content=case["query"].encode(),
+            headers={**engineer, "Content-Type": "application/sparql-query"},
+        )
+        assert response.status_code == 200, (case["name"], response.text)
+    assert world.counts() == before
+
+
+def test_bad_bodies_are_clear_errors_and_change_nothing(world: ApiWorld) -> None:
+    producer = world.as_role(Role.PRODUCER)
+    before = world.counts()
+    wrong_type = world.client.post(
+        "/telemetry", content=b"a,b", headers={**producer, "Content-Type": "text/csv"}
+    )
+    assert wrong_type.status_code == 415 and _error(wrong_type) == "unsupported_media_type"
+    malformed = world.client.post(
+        "/telemetry", content=b"{not json", headers={**producer, "Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400 and _error(malformed) == "invalid_input"
+    huge = b'{"points": [' + b" " * (world.settings.api_max_body_bytes + 10) + b"]}"
+    too_big = world.client.post(
+        "/telemetry", content=huge, headers={**producer, "Content-Type": "application/json"}
+    )
+    assert too_big.status_code == 413 and _error(too_big) == "payload_too_large"
+    unknown_field = world.client.post(
+        "/cypher", json={"query": "RETURN 1", "mode": "write"}, headers=world.as_role(Role.ENGINEER)
+    )
+    assert unknown_field.status_code == 422 and _error(unknown_field) == "invalid_request"
+    assert world.counts() == before
+
+
+def test_telemetry_over_http_is_contract_checked(world: ApiWorld) -> None:
+    sensor = world.client.post(
+        "/cypher",
+        json={
+            "query": "MATCH (s:Sensor)-[:HAS_UNIT]->(u) WHERE s.lastObservedAt IS NOT NULL "
+            "RETURN s.uri AS uri, toString(s.lastObservedAt) AS t, s.lastValue AS v, "
+            "u.uri AS unit ORDER BY uri LIMIT 1"
+        },
+        headers=world.as_role(Role.ENGINEER),
+    ).json()["rows"][0]
+    uri, last, value, unit = sensor
+    point = {"sensor": uri, "unit": unit}
+    points = [
+        {**point, "time": last, "value": value},  # not after the previous reading
+        {**point, "time": "2020-02-08T19:20:00+00:00", "value": value},
+        {**point, "time": "2020-02-08T19:20:01+00:00", "value": float("nan")},
+    ]
+    body = json.dumps({"contract": "telemetry@1.0.0", "points": points}, allow_nan=True).encode()
+    response = world.client.post(
+        "/telemetry",
+        content=body,
+        headers={**world.as_role(Role.PRODUCER), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["points"] == 3 and report["rejected"] >= 1 and report["accepted"] >= 1
+    again = world.client.post(
+        "/telemetry",
+        content=body,
+        headers={**world.as_role(Role.PRODUCER), "Content-Type": "application/json"},
+    ).json()
+    assert again["duplicate"] is True
+
+
+def test_contract_validation_of_posted_turtle(world: ApiWorld) -> None:
+    engineer = world.as_role(Role.ENGINEER)
+    broken = (
+        "@prefix tk: <https://w3id.org/twinkg/ontology#> .\n<https://example.org/p9> a tk:Pump .\n"
+    )
+    response = world.client.post(
+        "/contracts/asset/validate",
+        content=broken.encode(),
+        headers={**engineer, "Content-Type": "text/turtle"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["conforms"] is False and response.json()["results"]
+    garbage = world.client.post(
+        "/contracts/asset/validate",
+        content=b"this is { not turtle",
+        headers={**engineer, "Content-Type": "text/turtle"},
+    )
+    assert garbage.status_code == 400 and _error(garbage) == "turtle_malformed"
+    unknown = world.client.post(
+        "/contracts/nosuch/validate",
+        content=broken.encode(),
+        headers={**engineer, "Content-Type": "text/turtle"},
+    )
+    assert unknown.status_code == 400 and _error(unknown) == "contract_unknown"
+
+
+def test_an_unsafe_proposal_is_refused_and_recorded(world: ApiWorld) -> None:
+    response = world.client.post(
+        "/actions",
+        json={
+            "kind": "setpoint_change",
+            "target": PUMP,
+            "confidence": 0.95,
+            "quantity_kind": FLOW,
+            "current_setpoint": 80.0,
+            "proposed_setpoint": 500.0,
+            "ramp_s": 60.0,
+            "as_of": AS_OF,
+        },
+        headers=world.as_role(Role.AGENT),
+    )
+    assert response.status_code == 200, response.text
+    step = response.json()["steps"][-1]
+    assert step["outcome"] == "refused"
+    run_id, number = step["decision"].rsplit("/", 2)[-2:]
+    compliance = world.as_role(Role.COMPLIANCE)
+    lineage = world.client.get(f"/decisions/{run_id}/{number}/lineage", headers=compliance)
+    assert lineage.status_code == 200 and lineage.json()["prov_valid"] is True
+    turtle = world.client.get(
+        f"/decisions/{run_id}/{number}/lineage", headers={**compliance, "Accept": "text/turtle"}
+    )
+    assert turtle.headers["content-type"].startswith("text/turtle") and "prov:" in turtle.text
+    jsonld = world.client.get(
+        f"/decisions/{run_id}/{number}/lineage",
+        headers={**compliance, "Accept": "application/ld+json"},
+    )
+    assert jsonld.headers["content-type"].startswith("application/ld+json")
+    assert json.loads(jsonld.text)
+    replay = world.client.post(f"/decisions/{run_id}/{number}/replay", headers=compliance).json()
+    assert replay["same"] is True and replay["outcome"] == "refused"
+
+
+def test_approval_by_role_and_criticality(world: ApiWorld, driver: Driver) -> None:
+    proposal = {"kind": "controlled_stop", "target": PUMP, "confidence": 0.95, "as_of": AS_OF}
+    step = world.client.post("/actions", json=proposal, headers=world.as_role(Role.AGENT)).json()[
+        "steps"
+    ][-1]
+    assert step["outcome"] == "awaiting_approval"
+    run_id, number = step["decision"].rsplit("/", 2)[-2:]
+    waiting = world.client.get("/approvals", headers=world.as_role(Role.VIEWER)).json()
+    assert step["decision"] in [r["decision"] for r in waiting]
+    before = world.counts()
+    # The pump is criticality A: an operator may not approve it, nor edit outside the rules.
+    operator = world.client.post(
+        f"/decisions/{run_id}/{number}/approve", json={}, headers=world.as_role(Role.OPERATOR)
+    )
+    assert operator.status_code == 403 and _error(operator) == "forbidden"
+    bad_edit = world.client.post(
+        f"/decisions/{run_id}/{number}/approve",
+        json={"edits": {"confidence": 1.0}},
+        headers=world.as_role(Role.SUPERVISOR),
+    )
+    assert bad_edit.status_code == 422 and _error(bad_edit) == "invalid_request"
+    assert world.counts() == before
+    approved = world.client.post(
+        f"/decisions/{run_id}/{number}/approve",
+        json={"comment": "checked on site"},
+        headers=world.as_role(Role.SUPERVISOR),
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["steps"][-1]["outcome"] == "applied"
+    again = world.client.post(
+        f"/decisions/{run_id}/{number}/approve", json={}, headers=world.as_role(Role.SUPERVISOR)
+    )
+    assert again.status_code == 409 and _error(again) == "not_awaiting_approval"
+    # The approval is in the audit log under the supervisor's identity.
+    entries = world.client.get("/audit", headers=world.as_role(Role.COMPLIANCE)).json()
+    mine = [e for e in entries if e["path"].endswith(f"/{run_id}/{number}/approve")]
+    assert any(e["status"] == 200 and "supervisor" in json.dumps(e).lower() for e in mine), mine
+    assert any(e["status"] == 403 for e in mine)
+    driver.execute_query("MATCH (p {uri: $pump}) SET p.operationalStatus = 'running'", pump=PUMP)
+
+
+def test_agent_jobs_stream_their_steps(world: ApiWorld) -> None:
+    agent = world.as_role(Role.AGENT)
+    job = world.client.post("/agents/jobs", json={"as_of": AS_OF}, headers=agent)
+    assert job.status_code == 202, job.text
+    events: list[tuple[str, dict[str, Any]]] = []
+    with world.client.stream("GET", job.json()["events_url"], headers=agent) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((kind, json.loads(line.split(":", 1)[1])))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "end" and events[-1][1]["state"] == "done"
+    assert "node" in kinds
+    status = world.client.get(f"/agents/jobs/{job.json()['job_id']}", headers=agent).json()
+    assert status["state"] == "done"
+
+
+def test_verify_and_the_projection_sees_decisions(world: ApiWorld) -> None:
+    verify = world.client.get("/provenance/verify", headers=world.as_role(Role.COMPLIANCE)).json()
+    assert verify["ok"] is True and verify["records"] >= 2
+    _caught_up(world)
+    query = (
+        "PREFIX tk: <https://w3id.org/twinkg/ontology#> "
+        "SELECT (COUNT(?d) AS ?n) WHERE { ?d a tk:Decision }"
+    )
+    answer = world.client.get(
+        "/sparql", params={"query": query}, headers=world.as_role(Role.COMPLIANCE)
+    ).json()
+    assert int(answer["results"]["bindings"][0]["n"]["value"]) == verify["records"]

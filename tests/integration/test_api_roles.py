@@ -1,0 +1,149 @@
+"""The whole role × endpoint matrix: every route, every role, against the real app and Neo4j.
+
+A role without the route's permission gets 403 ``forbidden``; a role with it gets past
+authorisation (whatever the operation then answers: 200, 404 for an unknown decision, …); no
+credentials get 401 everywhere but the public probes and docs. A test also checks that the matrix
+names every route the app serves, so a new route cannot skip it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from neo4j import Driver
+from starlette.routing import Route
+
+from api.security import GRANTS, Permission, Role
+from tests.conftest import Neo4jTarget
+from tests.integration.api_world import PUMP, ApiWorld, api_world
+
+pytestmark = pytest.mark.neo4j
+NOBODY = "https://example.org/no-such-asset"
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # the route's template
+    url: str  # what is called
+    permission: Permission
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+MATRIX = (
+    Call("GET", "/assets", "/assets", Permission.READ),
+    Call("GET", "/assets/context", f"/assets/context?iri={PUMP}", Permission.READ),
+    Call(
+        "POST",
+        "/telemetry",
+        "/telemetry",
+        Permission.INGEST,
+        {"content": b'{"points": "not a list"}', "headers": {"Content-Type": "application/json"}},
+    ),
+    Call(
+        "POST",
+        "/contracts/{name}/validate",
+        "/contracts/asset/validate",
+        Permission.VALIDATE,
+        {"content": b"", "headers": {"Content-Type": "text/turtle"}},
+    ),
+    Call("POST", "/cypher", "/cypher", Permission.QUERY, {"json": {"query": "RETURN 1 AS one"}}),
+    Call("GET", "/sparql", "/sparql?query=ASK%7B%7D", Permission.QUERY),
+    Call(
+        "POST",
+        "/sparql",
+        "/sparql",
+        Permission.QUERY,
+        {"content": b"ASK {}", "headers": {"Content-Type": "application/sparql-query"}},
+    ),
+    Call(
+        "POST", "/agents/jobs", "/agents/jobs", Permission.RUN_AGENTS, {"json": {"scope": NOBODY}}
+    ),
+    Call("GET", "/agents/jobs/{job_id}", "/agents/jobs/nojob", Permission.READ),
+    Call("GET", "/agents/jobs/{job_id}/events", "/agents/jobs/nojob/events", Permission.READ),
+    Call("POST", "/actions", "/actions", Permission.PROPOSE, {"json": {"kind": "nonsense"}}),
+    Call("GET", "/approvals", "/approvals", Permission.READ),
+    Call(
+        "POST",
+        "/decisions/{run_id}/{step}/approve",
+        "/decisions/none/1/approve",
+        Permission.APPROVE,
+    ),
+    Call(
+        "POST", "/decisions/{run_id}/{step}/reject", "/decisions/none/1/reject", Permission.APPROVE
+    ),
+    Call("GET", "/decisions", "/decisions", Permission.READ),
+    Call("GET", "/decisions/{run_id}/{step}", "/decisions/none/1", Permission.READ),
+    Call(
+        "GET", "/decisions/{run_id}/{step}/lineage", "/decisions/none/1/lineage", Permission.AUDIT
+    ),
+    Call("POST", "/decisions/{run_id}/{step}/replay", "/decisions/none/1/replay", Permission.AUDIT),
+    Call("GET", "/provenance/verify", "/provenance/verify", Permission.AUDIT),
+    Call("GET", "/audit", "/audit", Permission.AUDIT),
+)
+PUBLIC = {("GET", "/health"), ("GET", "/ready")}
+DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+@pytest.fixture(scope="module")
+def world(
+    driver: Driver, neo4j_target: Neo4jTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiWorld]:
+    with api_world(driver, neo4j_target, tmp_path_factory.mktemp("roles"), ingest=False) as w:
+        yield w
+
+
+def test_the_matrix_names_every_route(world: ApiWorld) -> None:
+    served = {
+        (method, route.path)
+        for route in world.app.routes
+        if isinstance(route, Route) and route.path not in DOCS
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    named = {(c.method, c.path) for c in MATRIX} | PUBLIC
+    assert served == named
+
+
+@pytest.mark.parametrize("call", MATRIX, ids=lambda c: f"{c.method} {c.path}")
+def test_every_role_against_every_route(world: ApiWorld, call: Call) -> None:
+    for role in Role:
+        response = world.client.request(
+            call.method,
+            call.url,
+            **{**call.kwargs, "headers": {**call.kwargs.get("headers", {}), **world.as_role(role)}},
+        )
+        if call.permission in GRANTS[role]:
+            assert response.status_code not in (401, 403), (role, response.text)
+            assert response.status_code < 500, (role, response.text)
+        else:
+            assert response.status_code == 403, (role, response.text)
+            assert response.json()["error"]["code"] == "forbidden"
+            assert response.headers["X-TwinKG-Error-Code"] == "forbidden"
+
+
+@pytest.mark.parametrize("call", MATRIX, ids=lambda c: f"{c.method} {c.path}")
+def test_no_credentials_no_entry(world: ApiWorld, call: Call) -> None:
+    response = world.client.request(call.method, call.url, **call.kwargs)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "auth_required"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_probes_and_docs_are_public(world: ApiWorld) -> None:
+    for path in ("/health", "/ready", "/docs", "/openapi.json"):
+        assert world.client.get(path).status_code == 200, path
+    ready = world.client.get("/ready").json()
+    assert ready["ready"] is True and ready["neo4j"] == "ok"
+    assert ready["projection"]["pending"] >= 0
+
+
+def test_a_forged_or_revoked_key_is_refused(world: ApiWorld) -> None:
+    good = world.keys[Role.VIEWER]
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    response = world.client.get("/assets", headers={"X-API-Key": forged})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "auth_invalid"
+    response = world.client.get("/assets", headers={"Authorization": "Bearer not.a.jwt"})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "auth_invalid"
