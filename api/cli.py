@@ -256,6 +256,7 @@ def vocab_check() -> None:
 
 from api import (  # noqa: E402 - they import this module
     cli_agents,
+    cli_api,
     cli_contracts,
     cli_lineage,
     cli_reason,
@@ -271,8 +272,14 @@ app.command("replay")(cli_lineage.replay_command)
 app.command("ingest")(cli_telemetry.ingest_command)
 app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
+app.command("serve")(cli_api.serve_command)
+app.add_typer(cli_api.app, name="api")
 
 
 def main() -> None:
     """Entry point of the ``twinkg`` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()
