@@ -257,6 +257,7 @@ def vocab_check() -> None:
 from api import (  # noqa: E402 - they import this module
     cli_agents,
     cli_api,
+    cli_keys,
     cli_contracts,
     cli_lineage,
     cli_reason,
@@ -274,6 +275,8 @@ app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
 app.command("serve")(cli_api.serve_command)
 app.add_typer(cli_api.app, name="api")
+app.add_typer(cli_keys.app, name="keys")
+app.add_typer(cli_keys.audit_app, name="audit")
 
 
 def main() -> None:
