@@ -148,5 +148,5 @@ def write_inferred(store: GraphStore, inferred: Mapping[str, frozenset[str]]) ->
     statements += [(add_label(label), {"uris": uris}) for label, uris in sorted(adds.items())]
     if rows:
         statements.append((SET_INFERRED_TYPES, {"rows": rows}))
-        store.execute(statements)
+        store.execute(statements, touches=[row["uri"] for row in rows])
     return WriteCounts(added, removed)

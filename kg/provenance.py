@@ -275,6 +275,7 @@ def record(
             if not tx.run(SET_STATUS, uri=change.asset, status=change.status):
                 raise StoreError(f"the action's target {change.asset} is not in the graph")
         tx.run(CHAIN_ADVANCE, chain=CHAIN_IRI, length=index, head=digest)
+        tx.touch(_touched(stamped, [c.asset for c in changes]))
         return Receipt(decision, index, digest, previous, created=True)
 
     return store.transaction(work)
@@ -312,6 +313,7 @@ def record_many(
             stamped = _stamped(records, decision, index, previous)
             digest = record_hash(previous, _document(decision, stamped))
             nodes += _node_rows(stamped, decision, digest)
+            tx.touch(_touched(stamped, ()))
             rels += [{"start": r.start, "type": r.type.value, "end": r.end} for r in stamped.rels]
             receipts.append(Receipt(decision, index, digest, previous, created=True))
             previous = digest
@@ -327,6 +329,13 @@ def record_many(
         return receipts
 
     return store.transaction(work)
+
+
+def _touched(records: GraphRecords, assets: Iterable[str]) -> list[str]:
+    """What writing ``records`` changes, for the change log: their nodes, the start of each
+    relationship, the status-changed ``assets``, and the chain head."""
+    uris = [n.uri for n in records.nodes] + [r.start for r in records.rels]
+    return [*uris, *assets, CHAIN_IRI]
 
 
 def _receipt(row: dict[str, Any], *, created: bool) -> Receipt:

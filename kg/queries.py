@@ -48,9 +48,10 @@ EVENT_TIME_INDEX = NamedQuery(
     "CREATE INDEX event_occurred_at IF NOT EXISTS FOR (e:Event) ON (e.occurredAt)",
 )
 
+# The graph's nodes are :Resource; the change log (kg/outbox.py) is not counted.
 COUNTS = NamedQuery(
     "stats.counts",
-    "CALL () { MATCH (n) RETURN count(n) AS nodes } "
+    "CALL () { MATCH (n:Resource) RETURN count(n) AS nodes } "
     "CALL () { MATCH ()-[r]->() RETURN count(r) AS relationships } "
     "RETURN nodes, relationships",
 )
@@ -67,6 +68,21 @@ EXPORT_RELATIONSHIPS = NamedQuery(
     "MATCH (a:Resource)-[r]->(b:Resource) WHERE a.uri STARTS WITH $prefix "
     "RETURN a.uri AS start, type(r) AS type, b.uri AS end ORDER BY start, type, end",
 )
+
+EXPORT_NODES_OF = NamedQuery(
+    "export.nodes_of",
+    "UNWIND $uris AS u MATCH (n:Resource {uri: u}) "
+    "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props",
+)
+"""The nodes ``$uris`` that exist, as :data:`EXPORT_NODES` gives them (the projection's
+catch-up reads the current state of what a change touched)."""
+
+EXPORT_RELATIONSHIPS_OF = NamedQuery(
+    "export.relationships_of",
+    "UNWIND $uris AS u MATCH (a:Resource {uri: u})-[r]->(b:Resource) "
+    "RETURN a.uri AS start, type(r) AS type, b.uri AS end",
+)
+"""The relationships leaving the nodes ``$uris``."""
 
 
 EXISTING_URIS = NamedQuery(

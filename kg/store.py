@@ -12,7 +12,7 @@ import functools
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,7 +30,7 @@ from neo4j.exceptions import (
 )
 from rdflib import Graph
 
-from kg import cypher_guard, queries
+from kg import cypher_guard, outbox, queries
 from kg.mapping import node_triples, relationship_triple
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from ontology.errors import (
@@ -49,7 +49,7 @@ _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 @dataclass(frozen=True, slots=True)
 class GraphCounts:
-    """How many nodes and relationships the database holds."""
+    """How many nodes and relationships the graph holds (the change log's nodes aside)."""
 
     nodes: int
     relationships: int
@@ -164,9 +164,12 @@ def _row(record: neo4j.Record) -> dict[str, Any]:
 class GraphStore:
     """Reads and writes the TwinKG graph through one injected driver."""
 
-    def __init__(self, driver: Driver, *, database: str | None = None) -> None:
+    def __init__(
+        self, driver: Driver, *, database: str | None = None, outbox_full_at: int = outbox.FULL_AT
+    ) -> None:
         self._driver = driver
         self._database = database
+        self._full_at = outbox_full_at
 
     @contextmanager
     def _session(self, *, read: bool = False) -> Iterator[Session]:
@@ -191,10 +194,12 @@ class GraphStore:
             session.run("RETURN 1").consume()
 
     def ensure_schema(self) -> None:
-        """Create the ``uri`` uniqueness constraint and the indexes on decisions' chain position and
-        events' time; idempotent."""
+        """Create the ``uri`` uniqueness constraint, the change log's constraints, and the indexes
+        on decisions' chain position and events' time; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
+            session.run(outbox.CHANGE_SEQ_CONSTRAINT.cypher).consume()
+            session.run(outbox.CHANGE_LOG_CONSTRAINT.cypher).consume()
             session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
             session.run(queries.EVENT_TIME_INDEX.cypher).consume()
 
@@ -211,17 +216,26 @@ class GraphStore:
             return [_row(record) for record in result]
 
     def execute(
-        self, statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]]
+        self,
+        statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]],
+        *,
+        touches: Iterable[str],
     ) -> list[list[dict[str, Any]]]:
         """Run named write statements in ONE transaction, in order; all apply or none do.
 
-        Returns each statement's rows (plain values).
+        ``touches`` names the nodes the statements create, change or delete, and the start nodes
+        of the relationships they add or remove: they go into the change log entry committed
+        with the statements (:mod:`kg.outbox`; none when empty). Returns each statement's rows
+        (plain values).
         """
+        touched = outbox.Touched()
+        touched.add(touches)
         results: list[list[dict[str, Any]]] = []
         with self._session() as session, session.begin_transaction() as tx:
             for query, params in statements:
                 rows = tx.run(query.cypher, dict(params))
                 results.append([_row(r) for r in rows])
+            outbox.append(tx, touched, full_at=self._full_at)
             tx.commit()
         return results
 
@@ -240,13 +254,18 @@ class GraphStore:
         unless one of their ends is new. On any failure the transaction rolls back whole.
         ``progress`` is called with the number of records written by each statement;
         ``before_commit`` last, before the commit: if it raises, nothing is committed (the
-        ingest uses it to commit only once the telemetry log is staged).
+        ingest uses it to commit only once the telemetry log is staged). The change log entry
+        (:mod:`kg.outbox`) names every node written and every relationship's start.
         """
+        touched = outbox.Touched()
         with self._session() as session, session.begin_transaction() as tx:
-            summary = _write_records(tx, records, batch_size=batch_size, progress=progress)
+            summary = _write_records(
+                tx, records, touched=touched, batch_size=batch_size, progress=progress
+            )
             if before_commit is not None:
                 before_commit()
             committing = time.perf_counter()
+            outbox.append(tx, touched, full_at=self._full_at)
             tx.commit()
         return dataclasses.replace(summary, commit_seconds=time.perf_counter() - committing)
 
@@ -256,25 +275,32 @@ class GraphStore:
         If ``work`` raises, nothing it wrote is committed. ``work`` runs named statements and
         record batches through the :class:`StoreTx` it is given; the provenance recorder uses
         this to read the chain head, write an action with its provenance, and move the head, all
-        or nothing.
+        or nothing. What ``work`` touched (:meth:`StoreTx.touch`, :meth:`StoreTx.write`) goes into
+        the change log entry committed with it.
         """
         with self._session() as session, session.begin_transaction() as tx:
-            result = work(StoreTx(tx))
+            store_tx = StoreTx(tx)
+            result = work(store_tx)
+            outbox.append(tx, store_tx.touched, full_at=self._full_at)
             tx.commit()
         return result
 
-    def export(self, *, prefix: str = "") -> Graph:
-        """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges."""
+    def export(self, *, prefix: str = "", uris: Sequence[str] | None = None) -> Graph:
+        """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges
+        (outgoing); only the nodes ``uris`` (those that exist) and their edges when given."""
         graph = Graph()
+        nodes, rels = queries.EXPORT_NODES, queries.EXPORT_RELATIONSHIPS
+        if uris is not None:
+            nodes, rels = queries.EXPORT_NODES_OF, queries.EXPORT_RELATIONSHIPS_OF
         with self._session(read=True) as session:
-            for record in session.run(queries.EXPORT_NODES.cypher, prefix=prefix):
+            for record in session.run(nodes.cypher, prefix=prefix, uris=uris):
                 props = {
                     k: v
                     for k, v in record["props"].items()
                     if k not in (PropKey.URI.value, PropKey.RDF_TYPE.value)
                 }
                 graph += node_triples(record["uri"], record["types"], props)
-            for record in session.run(queries.EXPORT_RELATIONSHIPS.cypher, prefix=prefix):
+            for record in session.run(rels.cypher, prefix=prefix, uris=uris):
                 graph.add(relationship_triple(record["start"], record["type"], record["end"]))
         return graph
 
@@ -328,6 +354,13 @@ class StoreTx:
 
     def __init__(self, tx: neo4j.Transaction) -> None:
         self._tx = tx
+        self.touched = outbox.Touched()
+        """What this transaction touched so far (its change log entry)."""
+
+    def touch(self, uris: Iterable[str]) -> None:
+        """Note nodes that statements run here created, changed or deleted, and the start nodes
+        of relationships they added or removed (:meth:`write` notes its own)."""
+        self.touched.add(uris)
 
     def run(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
         """Run one named statement in this transaction; its rows as dicts of plain values."""
@@ -335,24 +368,28 @@ class StoreTx:
 
     def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH) -> WriteSummary:
         """Write ``records`` as :meth:`GraphStore.write` does, inside this transaction."""
-        return _write_records(self._tx, records, batch_size=batch_size)
+        return _write_records(self._tx, records, touched=self.touched, batch_size=batch_size)
 
 
 def _write_records(
     tx: neo4j.Transaction,
     records: GraphRecords,
     *,
+    touched: outbox.Touched,
     batch_size: int,
     progress: Callable[[int], None] | None = None,
 ) -> WriteSummary:
-    """Batched ``UNWIND`` statements for ``records`` in the open transaction ``tx``."""
+    """Batched ``UNWIND`` statements for ``records`` in the open transaction ``tx``; its nodes
+    and its relationships' start nodes go into ``touched``."""
     rels = tuple(dict.fromkeys(records.rels))
+    touched.add(n.uri for n in records.nodes)
+    touched.add(rel.start for rel in rels)
     statements = 0
     started = time.perf_counter()
-    # Every IRI this write touches: its nodes and the ends of its relationships.
-    touched = {n.uri for n in records.nodes}
-    touched.update(end for rel in rels for end in (rel.start, rel.end))
-    found = tx.run(queries.EXISTING_URIS.cypher, uris=list(touched)).single(strict=True)
+    # Every IRI this write names: its nodes and the ends of its relationships.
+    ends = {n.uri for n in records.nodes}
+    ends.update(end for rel in rels for end in (rel.start, rel.end))
+    found = tx.run(queries.EXISTING_URIS.cypher, uris=list(ends)).single(strict=True)
     ids: dict[str, str] = dict(zip(found["uris"], found["ids"], strict=True))
     existing = set(ids)
     for query, rows in _node_batches(records.nodes, existing, batch_size):

@@ -19,6 +19,11 @@ VOCAB_PATH = ONTOLOGY_DIR / "vocab.py"
 RESOURCE_LABEL = "Resource"
 URI_KEY = "uri"
 TYPE_KEY = "rdf_type"
+# The change log (kg/outbox.py): its entries and its counter are never :Resource nodes, so the
+# RDF export and the ontology mapping never see them.
+CHANGE_LABEL = "Change"
+CHANGE_LOG_LABEL = "ChangeLog"
+CHANGE_KEYS = ("seq", "at", "uris", "full")
 
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -105,16 +110,16 @@ def render(graph: Graph, catalog: Catalog) -> str:
     )
     out += _enum(
         "Label",
-        "Neo4j node labels: one per class, plus the label every node has.",
-        [c.label for c in classes] + [RESOURCE_LABEL],
+        "Neo4j node labels: one per class, the label every graph node has, and the change log's.",
+        [c.label for c in classes] + [RESOURCE_LABEL, CHANGE_LABEL, CHANGE_LOG_LABEL],
     )
     out += _enum(
         "RelType", "Neo4j relationship types: one per object property.", [p.name for p in rels]
     )
     out += _enum(
         "PropKey",
-        "Neo4j property keys: one per datatype or annotation property.",
-        [p.name for p in keys] + [URI_KEY, TYPE_KEY],
+        "Neo4j property keys: one per datatype or annotation property, and infrastructure keys.",
+        [p.name for p in keys] + [URI_KEY, TYPE_KEY, *CHANGE_KEYS],
     )
     out.append("CLASS_LABELS: Final[Mapping[str, Label]] = {")
     out += [f"    {c.iri!r}: Label.{member(c.label)}," for c in classes]

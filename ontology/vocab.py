@@ -261,7 +261,7 @@ class QUANTITYKIND(DefinedNamespace):
 
 
 class Label(StrEnum):
-    """Neo4j node labels: one per class, plus the label every node has."""
+    """Neo4j node labels: one per class, the label every graph node has, and the change log's."""
 
     ALARM = 'Alarm'
     ANOMALY = 'Anomaly'
@@ -271,6 +271,8 @@ class Label(StrEnum):
     ASSET = 'Asset'
     AT_RISK_ASSET = 'AtRiskAsset'
     CENTRIFUGAL_PUMP = 'CentrifugalPump'
+    CHANGE = 'Change'
+    CHANGE_LOG = 'ChangeLog'
     COMPRESSOR = 'Compressor'
     CRITICAL_OPEN_ALARM = 'CriticalOpenAlarm'
     DECISION = 'Decision'
@@ -408,7 +410,7 @@ class RelType(StrEnum):
 
 
 class PropKey(StrEnum):
-    """Neo4j property keys: one per datatype or annotation property."""
+    """Neo4j property keys: one per datatype or annotation property, and infrastructure keys."""
 
     ACCEPTED_COUNT = 'acceptedCount'
     ACTION_KIND = 'actionKind'
@@ -417,6 +419,7 @@ class PropKey(StrEnum):
     APPLIES_TO_CRITICALITY = 'appliesToCriticality'
     ARGUMENTS_HASH = 'argumentsHash'
     AS_OF = 'asOf'
+    AT = 'at'
     CANDIDATES = 'candidates'
     CHAIN_INDEX = 'chainIndex'
     CODE_VERSION = 'codeVersion'
@@ -432,6 +435,7 @@ class PropKey(StrEnum):
     EXTERNAL_ID = 'externalId'
     FRESHNESS_SCORE = 'freshnessScore'
     FROM_STATUS = 'fromStatus'
+    FULL = 'full'
     GRAPH_VERSION = 'graphVersion'
     INFERRED_TYPE = 'inferredType'
     ISO14224_CODE = 'iso14224Code'
@@ -493,6 +497,7 @@ class PropKey(StrEnum):
     SAMPLE_COUNT = 'sampleCount'
     SAMPLING_PERIOD = 'samplingPeriod'
     SCORE = 'score'
+    SEQ = 'seq'
     SEQUENCE = 'sequence'
     SEVERITY = 'severity'
     SOSA_HAS_SIMPLE_RESULT = 'sosa_hasSimpleResult'
@@ -506,6 +511,7 @@ class PropKey(StrEnum):
     TRANSCRIPT = 'transcript'
     TRIP_CONDITION = 'tripCondition'
     URI = 'uri'
+    URIS = 'uris'
     VALID_FROM = 'validFrom'
     VALID_UNTIL = 'validUntil'
     VALUE = 'value'
