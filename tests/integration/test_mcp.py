@@ -265,6 +265,7 @@ def test_an_unsafe_setpoint_is_refused_recorded_and_auditable(
     graph = Graph().parse(data=lineage["document"], format="turtle")
     assert len(graph) == lineage["triples"] > 0
     assert (URIRef(step["decision"]), None, None) in graph
+    assert "beyond the envelope on purpose" in lineage["document"]  # the client's rationale
     as_json = _body(
         _call("compliance", served, "lineage", decision=step["decision"], format="json-ld")
     )
