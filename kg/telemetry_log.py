@@ -167,7 +167,7 @@ class TelemetryLog:
             None if end is None else ds.field("time") < _timestamp(end),
         )
         files = self._files("points")
-        if not files:
+        if not files or (sensors is not None and not sensors):  # isin([]) is untyped: Arrow fails
             return POINTS_SCHEMA.empty_table()
         dataset = ds.dataset(files, schema=POINTS_SCHEMA, format="parquet")
         condition = None
