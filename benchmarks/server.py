@@ -11,15 +11,26 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from kg import local_server
 from kg.store import GraphStore, open_driver
 
 
+@dataclass(frozen=True)
+class Throwaway:
+    """A store over the fresh Neo4j, a temporary folder, and how a second process logs in."""
+
+    store: GraphStore
+    home: Path
+    uri: str
+    password: str
+
+
 @contextmanager
-def throwaway_store() -> Iterator[tuple[GraphStore, Path]]:
-    """A store over a fresh Neo4j, and a temporary folder for the benchmark's other files."""
+def throwaway_server() -> Iterator[Throwaway]:
+    """A fresh Neo4j with a store over it (for benchmarks that start a second process)."""
     with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
         home = Path(tmp)
         config = local_server.LocalServerConfig.throwaway(
@@ -28,7 +39,14 @@ def throwaway_store() -> Iterator[tuple[GraphStore, Path]]:
         local_server.start(config, wait_s=300, parent_pid=os.getpid())
         driver = open_driver(config.bolt_uri, "neo4j", config.password)
         try:
-            yield GraphStore(driver), home
+            yield Throwaway(GraphStore(driver), home, config.bolt_uri, config.password)
         finally:
             driver.close()
             local_server.stop(config)
+
+
+@contextmanager
+def throwaway_store() -> Iterator[tuple[GraphStore, Path]]:
+    """A store over a fresh Neo4j, and a temporary folder for the benchmark's other files."""
+    with throwaway_server() as server:
+        yield server.store, server.home
