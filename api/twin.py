@@ -282,7 +282,9 @@ class Twin:
             return agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=on_node)
 
     def propose(self, action: ProposedAction, *, as_of: str | None) -> RunResult:
-        """An external proposal (an operator's, an LLM client's) through the same guard."""
+        """An external proposal (an operator's, an LLM client's) through the same guard;
+        :class:`NotFoundError` when the target is no asset of the graph."""
+        self.criticality(action.target)  # the agents assume their scope exists
         agents = self.agents()
         with self._lock:
             moment = as_of_moment(self.store, as_of)
