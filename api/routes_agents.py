@@ -74,16 +74,31 @@ def job_status(
     return _job_out(jobs.get(job_id))
 
 
-@router.get("/agents/jobs/{job_id}/events", response_class=EventSourceResponse)
+def known_job(jobs: JobsDep, job_id: RunId) -> str:
+    """The job id, or 404 (as a dependency: a stream's body runs after its headers are sent)."""
+    return jobs.get(job_id).job_id
+
+
+# Errors answer JSON before any event is sent (FastAPI would document them as event streams).
+_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    key: {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    }
+    for key in ("4XX", "5XX")
+}
+
+
+@router.get(
+    "/agents/jobs/{job_id}/events", response_class=EventSourceResponse, responses=_JSON_ERRORS
+)
 async def job_events(
-    jobs: JobsDep,
-    job_id: RunId,
     _: Annotated[Principal, Depends(requires(Permission.READ))],
+    jobs: JobsDep,
+    job_id: Annotated[str, Depends(known_job)],
     request: Request,
 ) -> AsyncIterator[ServerSentEvent]:
     """The job's steps as server-sent events, from the first: ``node`` (a node of a run
     finished), ``run`` (a run ended, with its decisions), ``end`` (the job ended)."""
-    jobs.get(job_id)  # 404 before the stream starts
     last = int(request.headers.get("last-event-id", "0") or 0)
     while True:
         events, finished = jobs.events_after(job_id, last)
