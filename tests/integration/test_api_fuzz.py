@@ -44,7 +44,7 @@ from api.security import Role
 from kg import outbox
 from ontology.vocab import Label
 from tests.conftest import Neo4jTarget
-from tests.integration.api_world import DATA, ApiWorld, api_world
+from tests.integration.api_world import AS_OF, DATA, PUMP, ApiWorld, api_world
 
 pytestmark = pytest.mark.neo4j
 
@@ -156,8 +156,10 @@ class Fuzzer:
         examples: int,
         modes: tuple[GenerationMode, ...] = tuple(GenerationMode),
         expect: Callable[[int], bool] | None = None,
+        fixed: dict[str, Any] | None = None,
     ) -> None:
-        """Run ``examples`` generated requests per mode against one operation."""
+        """Run ``examples`` generated requests per mode against one operation; ``fixed`` parts
+        (``query``, ``body``, ``path_parameters``) are sent as given, the rest generated."""
         operation = self.operation(method, path)
         for mode in modes:
 
@@ -170,15 +172,15 @@ class Fuzzer:
                 suppress_health_check=list(HealthCheck),
                 print_blob=False,
             )
-            @given(case=operation.as_strategy(generation_mode=mode))
+            @given(case=operation.as_strategy(generation_mode=mode, **(fixed or {})))
             def run(case: Any) -> None:
                 self.exchange(case, headers, expect)
 
             try:
                 run()
             except Unsatisfiable:
-                if mode is GenerationMode.POSITIVE:
-                    raise  # only an operation with nothing to break has no negative cases
+                if mode is GenerationMode.POSITIVE and not fixed:
+                    raise  # only a request with nothing left to break has no negative cases
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +261,48 @@ def test_the_error_shape_is_documented(fuzzer: Fuzzer) -> None:
         for method, operation in item.items():
             codes = set(operation["responses"])
             assert any(re.fullmatch(r"4XX|default", c) for c in codes), (method, path, codes)
+
+
+def test_requests_anchored_on_real_data(fuzzer: Fuzzer, caplog: pytest.LogCaptureFixture) -> None:
+    """Real IRIs, queries and a waiting decision fixed, the rest generated, so requests get
+    past the lookups: into the agents, the approval checks, lineage and replay."""
+    caplog.set_level(logging.ERROR, logger="twinkg")
+    admin = fuzzer.world.as_role(Role.ADMIN)
+    fuzzer.failures.clear()
+    proposal = {"kind": "controlled_stop", "target": PUMP, "confidence": 0.95, "as_of": AS_OF}
+
+    def waiting() -> dict[str, Any]:
+        made = fuzzer.world.client.post("/actions", json=proposal, headers=admin)
+        assert made.status_code == 200, made.text
+        step = made.json()["steps"][-1]
+        assert step["outcome"] == "awaiting_approval", step
+        run_id, number = step["decision"].rsplit("/", 2)[-2:]
+        return {"path_parameters": {"run_id": run_id, "step": int(number)}}
+
+    decision, other = waiting(), waiting()
+    select = "SELECT ?s ?p ?o WHERE { ?s ?p ?o } LIMIT 5"
+    cypher = {"query": "MATCH (a {uri: $uri}) RETURN a.tag AS tag", "params": {"uri": PUMP}}
+    anchored: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/assets/context", {"query": {"iri": PUMP}}),
+        ("POST", "/cypher", {"body": cypher}),
+        ("GET", "/sparql", {"query": {"query": select}}),
+        ("POST", "/actions", {"body": {**proposal, "kind": "setpoint_change"}}),
+        ("GET", "/decisions/{run_id}/{step}", decision),
+        ("GET", "/decisions/{run_id}/{step}/lineage", decision),
+        ("POST", "/decisions/{run_id}/{step}/replay", decision),
+        ("POST", "/decisions/{run_id}/{step}/reject", decision),
+        ("POST", "/decisions/{run_id}/{step}/approve", other),
+    ]
+    for method, path, fixed in anchored:
+        fuzzer.fuzz(method, path, headers=admin, examples=4, fixed=fixed)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not logged, logged
+    assert not fuzzer.failures, "\n\n".join(fuzzer.failures[:20])
+    reached = {label: codes for label, codes in fuzzer.statuses.items() if 200 in codes}
+    for label in (
+        "GET /assets/context",
+        "POST /cypher",
+        "GET /sparql",
+        "GET /decisions/{run_id}/{step}",
+    ):
+        assert label in reached, (label, fuzzer.statuses.get(label))
