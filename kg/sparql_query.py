@@ -1,0 +1,258 @@
+"""SPARQL 1.1 queries on the projection: which are allowed, in which format, and how they run.
+
+Specs: SPARQL 1.1 Query (https://www.w3.org/TR/sparql11-query/), its result formats (JSON, XML,
+CSV/TSV) and the Protocol's content negotiation (https://www.w3.org/TR/sparql11-protocol/).
+
+A request is judged by *parsing* it with rdflib's SPARQL grammar, which applies the ``\\uXXXX``
+escapes before parsing and drops comments, as the spec says: an update (``INSERT``, ``LOAD``,
+``CLEAR``, …) is refused, and so is any query whose parse tree holds a ``SERVICE`` pattern
+(Oxigraph would fetch it over HTTP). Oxigraph then runs the survivor; evaluation is lazy, so the
+row cap and the deadline are checked between solutions (decision 0021 says what that cannot stop).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyoxigraph as ox
+from pyparsing import ParseBaseException
+from rdflib.plugins.sparql import parser as sparql_parser
+from rdflib.plugins.sparql.parserutils import CompValue
+
+from ontology.errors import (
+    NotAcceptableError,
+    QueryTimeoutError,
+    SparqlInvalidError,
+    SparqlRefusedError,
+)
+
+
+class QueryForm(enum.Enum):
+    """The four SPARQL query forms."""
+
+    SELECT = "SelectQuery"
+    ASK = "AskQuery"
+    CONSTRUCT = "ConstructQuery"
+    DESCRIBE = "DescribeQuery"
+
+
+Format = ox.QueryResultsFormat | ox.RdfFormat
+_RESULTS: tuple[Format, ...] = (  # server preference order: the first is the default
+    ox.QueryResultsFormat.JSON,
+    ox.QueryResultsFormat.XML,
+    ox.QueryResultsFormat.CSV,
+    ox.QueryResultsFormat.TSV,
+)
+_GRAPHS: tuple[Format, ...] = (
+    ox.RdfFormat.TURTLE,
+    ox.RdfFormat.N_TRIPLES,
+    ox.RdfFormat.RDF_XML,
+    ox.RdfFormat.JSON_LD,
+)
+_ALIASES = {"application/json": "application/sparql-results+json", "text/xml": "application/xml"}
+
+
+def check(text: str) -> QueryForm:
+    """The form of ``text`` if TwinKG runs it: :class:`SparqlRefusedError` for an update, LOAD or
+    SERVICE, :class:`SparqlInvalidError` (one-line reason) when it does not parse."""
+    try:
+        tree = sparql_parser.parseQuery(text)
+    except ParseBaseException as exc:
+        if _is_update(text):
+            raise SparqlRefusedError(
+                "SPARQL updates (INSERT, DELETE, LOAD, CLEAR, CREATE, DROP, COPY, MOVE, ADD) "
+                "are refused: this endpoint only answers queries"
+            ) from None
+        raise SparqlInvalidError(f"invalid SPARQL: {_one_line(exc)}") from None
+    if any(node.name == "ServiceGraphPattern" for node in _nodes(tree)):
+        raise SparqlRefusedError("SERVICE is refused: queries cannot reach other endpoints")
+    body = tree[1]
+    return QueryForm(body.name)
+
+
+def _is_update(text: str) -> bool:
+    """Whether ``text`` is an update with at least one operation (an empty one is no query)."""
+    try:
+        tree = sparql_parser.parseUpdate(text)
+    except ParseBaseException:
+        return False
+    return "request" in tree
+
+
+def _nodes(value: Any) -> Iterator[CompValue]:
+    """Every grammar node of a parse tree (CompValues nest in lists, dicts and ParseResults)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, CompValue):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)) or hasattr(item, "asList"):
+            stack.extend(list(item))
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def negotiate(form: QueryForm, accept: str | None) -> Format:
+    """The result format for ``form`` that best matches an HTTP ``Accept`` header (quality
+    values and wildcards honoured, ties to the server's order); the default for none or
+    ``*/*``; :class:`NotAcceptableError` when nothing offered is acceptable."""
+    offers: tuple[Format, ...]
+    if form is QueryForm.ASK:
+        offers = _RESULTS[:2]  # CSV and TSV define no boolean result
+    elif form is QueryForm.SELECT:
+        offers = _RESULTS
+    else:
+        offers = _GRAPHS
+    if not accept or not accept.strip():
+        return offers[0]
+    ranges = _media_ranges(accept)
+    best: tuple[float, int] | None = None
+    chosen: Format | None = None
+    for order, offer in enumerate(offers):
+        quality = _quality(_base(offer.media_type), ranges)
+        if quality > 0 and (best is None or (quality, -order) > best):
+            best, chosen = (quality, -order), offer
+    if chosen is None:
+        names = ", ".join(_base(o.media_type) for o in offers)
+        raise NotAcceptableError(f"no acceptable format for a {form.name} result; offered: {names}")
+    return chosen
+
+
+def _base(media_type: str) -> str:
+    return media_type.split(";", maxsplit=1)[0].strip().lower()
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float, int]]:
+    """(media range, q, specificity) for each entry of an Accept header."""
+    ranges = []
+    for part in accept.split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        media = _ALIASES.get(pieces[0].lower(), pieces[0].lower())
+        if not media or "/" not in media:
+            continue
+        quality = 1.0
+        for param in pieces[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = min(1.0, max(0.0, float(value)))
+                except ValueError:
+                    quality = 0.0
+        kind, _, sub = media.partition("/")
+        specificity = 0 if kind == "*" else 1 if sub == "*" else 2
+        ranges.append((media, quality, specificity))
+    return ranges
+
+
+def _quality(media: str, ranges: list[tuple[str, float, int]]) -> float:
+    """The q of the most specific range that covers ``media`` (RFC 9110, 12.5.1)."""
+    kind = media.split("/", maxsplit=1)[0]
+    found = [
+        (specificity, quality)
+        for rng, quality, specificity in ranges
+        if rng in (media, f"{kind}/*", "*/*")
+        or (rng == "application/xml" and media == "application/sparql-results+xml")
+    ]
+    return max(found)[1] if found else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """A query's serialised answer: the body, its media type, how many rows (solutions or
+    triples; 1 for ASK) it holds, and whether the row cap cut it."""
+
+    body: bytes
+    media_type: str
+    rows: int
+    truncated: bool
+
+
+def evaluate(
+    results: ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples,
+    fmt: Format,
+    *,
+    row_cap: int,
+    deadline: float,
+    cancelled: threading.Event,
+) -> Evaluated:
+    """Drain ``results`` up to ``row_cap`` rows and serialise them as ``fmt``; past ``deadline``
+    (``time.monotonic()``) or once ``cancelled`` is set, stop between rows with
+    :class:`QueryTimeoutError`."""
+    if isinstance(results, ox.QueryBoolean):
+        assert isinstance(fmt, ox.QueryResultsFormat)
+        return Evaluated(_bytes(results.serialize(format=fmt)), fmt.media_type, 1, False)
+    rows: list[Any] = []
+    truncated = False
+    for row in results:
+        if cancelled.is_set() or time.monotonic() > deadline:
+            raise QueryTimeoutError("the SPARQL query ran past its time limit and was stopped")
+        if len(rows) == row_cap:
+            truncated = True
+            break
+        rows.append(row)
+    if isinstance(results, ox.QuerySolutions):
+        assert isinstance(fmt, ox.QueryResultsFormat)
+        body = _solutions_json([v.value for v in results.variables], rows)
+        if fmt != ox.QueryResultsFormat.JSON:
+            parsed = ox.parse_query_results(body, ox.QueryResultsFormat.JSON)
+            body = _bytes(parsed.serialize(format=fmt))
+    else:
+        assert isinstance(fmt, ox.RdfFormat)
+        body = _bytes(ox.serialize(rows, format=fmt))
+    return Evaluated(body, fmt.media_type, len(rows), truncated)
+
+
+def _bytes(value: bytes | None) -> bytes:
+    return value or b""
+
+
+def _solutions_json(variables: list[str], rows: list[ox.QuerySolution]) -> bytes:
+    """SPARQL 1.1 Query Results JSON (https://www.w3.org/TR/sparql11-results-json/)."""
+    bindings = []
+    for solution in rows:
+        binding = {}
+        for name in variables:
+            term = solution[name]
+            if term is not None:
+                binding[name] = _term_json(term)
+        bindings.append(binding)
+    document = {"head": {"vars": variables}, "results": {"bindings": bindings}}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
+def _term_json(term: Any) -> dict[str, Any]:
+    if isinstance(term, ox.NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, ox.BlankNode):
+        return {"type": "bnode", "value": term.value}
+    if isinstance(term, ox.Literal):
+        out: dict[str, Any] = {"type": "literal", "value": term.value}
+        if term.language:
+            out["xml:lang"] = term.language
+        elif term.datatype.value != _STRING:
+            out["datatype"] = term.datatype.value
+        return out
+    assert isinstance(term, ox.Triple)  # RDF-star
+    return {
+        "type": "triple",
+        "value": {
+            "subject": _term_json(term.subject),
+            "predicate": _term_json(term.predicate),
+            "object": _term_json(term.object),
+        },
+    }

@@ -1,0 +1,254 @@
+"""The change log and the SPARQL projection against the real Neo4j (decision 0021)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from neo4j import Driver
+from rdflib import Graph
+
+from graph_seed import seeding
+from graph_seed.registry import Plant, plant_records
+from kg import outbox, provenance
+from kg.projection import Projection
+from kg.queries import NamedQuery
+from kg.records import GraphRecords, NodeRecord, RelRecord
+from kg.store import GraphStore
+from ontology.catalog import load_ontology
+from ontology.errors import QueryTimeoutError, StoreError
+from ontology.namespaces import DECISION_BASE, PREFIXES, plant_namespace
+from ontology.vocab import TK, PropKey, RelType
+from tests.conftest import forget_decisions
+
+pytestmark = pytest.mark.neo4j
+
+PLANT = plant_namespace("skab-testbed")
+PUMP = PLANT + "pump"
+EXTRA = PLANT + "test-projection-extra"
+DELETE = NamedQuery(
+    "test.delete_nodes", "UNWIND $uris AS u MATCH (n:Resource {uri: u}) DETACH DELETE n"
+)
+PREFIX = f"PREFIX tk: <{TK}> PREFIX prov: <{PREFIXES['prov']}> PREFIX rdfs: <{PREFIXES['rdfs']}> "
+
+
+@pytest.fixture
+def seeded(empty_store: GraphStore) -> GraphStore:
+    seeding.load(empty_store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    return empty_store
+
+
+@pytest.fixture
+def projection(seeded: GraphStore) -> Iterator[Projection]:
+    built = Projection(seeded)
+    built.rebuild()
+    yield built
+    built.close()
+
+
+def _changes(driver: Driver) -> list[dict[str, object]]:
+    records, _, _ = driver.execute_query(
+        "MATCH (c:Change) RETURN c.seq AS seq, c.uris AS uris, c.full AS full ORDER BY seq"
+    )
+    return [r.data() for r in records]
+
+
+def _select(projection: Projection, query: str) -> list[dict[str, str]]:
+    answer = projection.query(PREFIX + query, row_cap=100_000)
+    bindings = json.loads(answer.body)["results"]["bindings"]
+    return [{k: v["value"] for k, v in b.items()} for b in bindings]
+
+
+def _ask(projection: Projection, query: str) -> bool:
+    return bool(json.loads(projection.query(PREFIX + query).body)["boolean"])
+
+
+def _tag(projection: Projection) -> list[str]:
+    return [r["t"] for r in _select(projection, f"SELECT ?t WHERE {{ <{PUMP}> tk:tag ?t }}")]
+
+
+def _retag(store: GraphStore, tag: str) -> None:
+    node = NodeRecord(PUMP, (str(TK.CentrifugalPump),), {PropKey.TAG: tag})
+    store.write(GraphRecords((node,), ()))
+
+
+def test_a_seed_writes_one_entry_with_its_data_and_a_failed_write_neither(
+    seeded: GraphStore, driver: Driver
+) -> None:
+    changes = _changes(driver)
+    assert len(changes) == 1 and changes[0]["seq"] == 1 and changes[0]["full"] is False
+    assert PUMP in changes[0]["uris"]  # type: ignore[operator]
+    orphan = NodeRecord(PLANT + "orphan", (str(TK.Pump),), {})
+    broken = GraphRecords((orphan,), (RelRecord(RelType.PART_OF, orphan.uri, "urn:missing"),))
+    with pytest.raises(StoreError, match="do not exist"):
+        seeded.write(broken)
+    assert _changes(driver) == changes
+    assert driver.execute_query("MATCH (n {uri: $u}) RETURN n", u=orphan.uri).records == []
+
+
+def test_a_transaction_that_touches_nothing_writes_no_entry(
+    seeded: GraphStore, driver: Driver
+) -> None:
+    seeded.execute([(DELETE, {"uris": ["urn:nothing"]})], touches=())
+    assert len(_changes(driver)) == 1
+
+
+def test_rebuild_holds_the_export_and_the_ontology(
+    projection: Projection, seeded: GraphStore
+) -> None:
+    expected = Graph()
+    expected += seeded.export()
+    expected += load_ontology()
+    count = _select(projection, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")[0]["n"]
+    assert int(count) == len(expected) == len(projection)
+    pump = seeded.export(uris=[PUMP])
+    rows = _select(projection, f"SELECT ?p ?o WHERE {{ <{PUMP}> ?p ?o }}")
+    assert len(rows) >= len(pump) > 3
+    assert _tag(projection) == ["P-1"]
+
+
+def test_the_ontology_hierarchy_is_queryable(projection: Projection) -> None:
+    assert _ask(projection, "ASK { tk:CentrifugalPump rdfs:subClassOf+ tk:Equipment }")
+    assert not _ask(projection, "ASK { tk:Equipment rdfs:subClassOf+ tk:CentrifugalPump }")
+    found = _select(
+        projection,
+        f"SELECT ?c WHERE {{ <{PUMP}> a ?t . ?t rdfs:subClassOf* ?c }}",
+    )
+    assert str(TK.RotatingEquipment) in {r["c"] for r in found}
+
+
+def test_a_change_shows_after_catch_up_and_lag_says_what_is_pending(
+    projection: Projection, seeded: GraphStore
+) -> None:
+    assert projection.lag().pending == 0 and projection.lag().seconds == 0.0
+    _retag(seeded, "P-9")
+    time.sleep(0.2)
+    lag = projection.lag()
+    assert (lag.pending, lag.head_seq - lag.applied_seq) == (1, 1)
+    assert lag.seconds >= 0.2
+    assert _tag(projection) == ["P-1"]  # not yet applied
+    answer = projection.query(PREFIX + "ASK { ?s ?p ?o }")
+    assert answer.lag.pending == 1
+    report = projection.catch_up()
+    assert (report.entries, report.subjects, report.rebuilt) == (1, 1, False)
+    assert _tag(projection) == ["P-9"]
+    after = projection.lag()
+    assert (after.pending, after.seconds, after.applied_seq) == (0, 0.0, lag.head_seq)
+
+
+def _ground(projection: Projection) -> set[str]:
+    """Every triple without blank nodes (which differ between loads), as TSV lines."""
+    answer = projection.query(
+        "SELECT ?s ?p ?o WHERE { ?s ?p ?o FILTER(!isBlank(?s) && !isBlank(?o)) }",
+        accept="text/tab-separated-values",
+        row_cap=1_000_000,
+    )
+    assert not answer.truncated
+    return set(answer.body.decode().splitlines()[1:])
+
+
+def test_applying_again_changes_nothing_and_equals_a_rebuild(
+    projection: Projection, seeded: GraphStore
+) -> None:
+    start = projection.applied_seq
+    assert start is not None
+    _retag(seeded, "P-7")
+    extra = NodeRecord(EXTRA, (str(TK.Pump),), {PropKey.TAG: "X-1"})
+    seeded.write(GraphRecords((extra,), (RelRecord(RelType.PART_OF, EXTRA, PUMP),)))
+    projection.catch_up()
+    once = _ground(projection)
+    projection.rewind(start)
+    assert projection.catch_up().entries == 2
+    assert _ground(projection) == once
+    fresh = Projection(seeded)
+    fresh.rebuild()
+    assert _ground(fresh) == once
+    assert f"<{EXTRA}>\t<{TK.partOf}>\t<{PUMP}>" in once
+
+
+def test_a_deleted_node_loses_its_triples(projection: Projection, seeded: GraphStore) -> None:
+    extra = NodeRecord(EXTRA, (str(TK.Pump),), {PropKey.TAG: "X-1"})
+    seeded.write(GraphRecords((extra,), (RelRecord(RelType.PART_OF, EXTRA, PUMP),)))
+    projection.catch_up()
+    assert _ask(projection, f"ASK {{ <{EXTRA}> ?p ?o }}")
+    seeded.execute([(DELETE, {"uris": [EXTRA]})], touches=[EXTRA])
+    assert projection.catch_up().entries == 1
+    assert not _ask(projection, f"ASK {{ <{EXTRA}> ?p ?o }}")
+    assert _tag(projection) == ["P-1"]
+
+
+def test_a_gap_in_the_log_rebuilds(projection: Projection, seeded: GraphStore) -> None:
+    _retag(seeded, "P-2")
+    extra = NodeRecord(EXTRA, (str(TK.Pump),), {PropKey.TAG: "X-2"})
+    seeded.write(GraphRecords((extra,), ()))
+    ahead = Projection(seeded)
+    ahead.rebuild()
+    assert ahead.prune(0) == 2  # the seed's entry and the retag; the newest stays
+    report = projection.catch_up()
+    assert report.rebuilt and report.applied_seq == ahead.applied_seq
+    assert _tag(projection) == ["P-2"]
+    assert _ask(projection, f'ASK {{ <{EXTRA}> tk:tag "X-2" }}')
+
+
+def test_a_full_entry_rebuilds(projection: Projection, driver: Driver) -> None:
+    small = GraphStore(driver, outbox_full_at=2)
+    nodes = tuple(NodeRecord(f"{EXTRA}/{i}", (str(TK.Pump),), {}) for i in range(3))
+    small.write(GraphRecords(nodes, ()))
+    assert _changes(driver)[-1]["full"] is True
+    assert projection.catch_up().rebuilt
+    assert _ask(projection, f"ASK {{ <{EXTRA}/2> a tk:Pump }}")
+
+
+@pytest.fixture
+def no_chain(driver: Driver) -> Iterator[None]:
+    yield
+    forget_decisions(driver)
+
+
+def test_provenance_records_are_queryable(
+    projection: Projection, seeded: GraphStore, no_chain: None
+) -> None:
+    decision = f"{DECISION_BASE}projection-test/1"
+    at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    nodes = (
+        NodeRecord(decision, (str(TK.Decision),), {PropKey.PROV_STARTED_AT_TIME: at}),
+        NodeRecord(decision + "/action", (str(TK.ProposedAction),), {}),
+    )
+    rels = (RelRecord(RelType.PROV_WAS_GENERATED_BY, decision + "/action", decision),)
+    provenance.record(seeded, GraphRecords(nodes, rels), decision=decision)
+    report = projection.catch_up()
+    assert report.entries == 1 and report.subjects >= 3  # the record, and the chain head
+    assert _ask(projection, f"ASK {{ <{decision}/action> prov:wasGeneratedBy <{decision}> }}")
+    # asserted types only (no entailment): the hierarchy comes from the ontology's triples
+    assert _ask(
+        projection,
+        f"ASK {{ <{decision}> a/rdfs:subClassOf* prov:Activity ; tk:chainIndex 1 }}",
+    )
+    assert _ask(projection, f"ASK {{ <{provenance.CHAIN_IRI}> tk:chainIndex 1 }}")
+
+
+def test_row_cap_and_timeout(projection: Projection) -> None:
+    capped = projection.query("SELECT * WHERE { ?s ?p ?o }", row_cap=5)
+    assert (capped.rows, capped.truncated) == (5, True)
+    assert len(json.loads(capped.body)["results"]["bindings"]) == 5
+    heavy = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }"
+    started = time.monotonic()
+    with pytest.raises(QueryTimeoutError):
+        projection.query(heavy, timeout_s=0.3)
+    assert time.monotonic() - started < 2.0
+
+
+def test_changes_after_reads_in_order(projection: Projection, seeded: GraphStore) -> None:
+    for tag in ("A", "B", "C"):
+        _retag(seeded, tag)
+    cursor = projection.applied_seq
+    assert cursor is not None
+    seqs = [c.seq for c in outbox.changes_after(seeded, cursor, limit=2)]
+    assert seqs == [cursor + 1, cursor + 2]
+    # state-based: applying the first two entries already shows the node as it is now
+    assert projection.catch_up(limit=2).entries == 2 and _tag(projection) == ["C"]
+    assert projection.lag().pending == 1
+    assert projection.catch_up().entries == 1 and projection.lag().pending == 0

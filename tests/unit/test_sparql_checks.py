@@ -1,0 +1,247 @@
+"""Which SPARQL requests run, and in which format their answers come back (no server)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+
+import pyoxigraph as ox
+import pytest
+
+from kg.sparql_query import QueryForm, check, evaluate, negotiate
+from ontology.errors import (
+    NotAcceptableError,
+    QueryTimeoutError,
+    SparqlInvalidError,
+    SparqlRefusedError,
+)
+
+EX = "http://example.com/"
+JSON, XML = "application/sparql-results+json", "application/sparql-results+xml"
+
+UPDATES = [
+    "INSERT DATA { <http://a> <http://b> <http://c> }",
+    "DELETE DATA { <http://a> <http://b> <http://c> }",
+    "DELETE WHERE { ?s ?p ?o }",
+    "DELETE { ?s ?p ?o } INSERT { ?s ?p 1 } WHERE { ?s ?p ?o }",
+    "LOAD <http://example.com/data.ttl>",
+    "LOAD SILENT <http://example.com/data.ttl> INTO GRAPH <http://g>",
+    "CLEAR ALL",
+    "CREATE GRAPH <http://g>",
+    "DROP DEFAULT",
+    "COPY DEFAULT TO <http://g>",
+    "MOVE <http://g> TO DEFAULT",
+    "ADD <http://g> TO <http://h>",
+    "# a comment first\nPREFIX ex: <http://e/>\ninsert data { ex:a ex:b ex:c }",
+    "INS\\u0045RT DATA { <http://a> <http://b> <http://c> }",
+]
+
+
+@pytest.mark.parametrize("text", UPDATES)
+def test_updates_and_load_are_refused(text: str) -> None:
+    with pytest.raises(SparqlRefusedError, match="updates"):
+        check(text)
+
+
+SERVICES = [
+    "SELECT * WHERE { SERVICE <http://127.0.0.1:1/sparql> { ?s ?p ?o } }",
+    "select * where { service silent <http://x/> { ?s ?p ?o } }",
+    "SELECT * WHERE { SERV\\u0049CE <http://x/> { ?s ?p ?o } }",
+    "SELECT * WHERE { \\u0053\\u0045RVICE <http://x/> { ?s ?p ?o } }",
+    "SELECT * WHERE { ?a ?b ?c OPTIONAL { SERVICE ?endpoint { ?s ?p ?o } } }",
+    "SELECT * WHERE { { SELECT ?s WHERE { SERVICE <http://x/> { ?s ?p ?o } } } }",
+    "ASK { FILTER EXISTS { SERVICE <http://x/> { ?s ?p ?o } } }",
+    "CONSTRUCT { ?s ?p ?o } WHERE { SERVICE <http://x/> { ?s ?p ?o } }",
+    "SELECT * WHERE { # a comment\n SERVICE <http://x/> # and another\n { ?s ?p ?o } }",
+    "SELECT * WHERE { ?s ?p ?o MINUS { SERVICE <http://x/> { ?s ?p ?o } } }",
+]
+
+
+@pytest.mark.parametrize("text", SERVICES)
+def test_service_is_refused_however_written(text: str) -> None:
+    with pytest.raises(SparqlRefusedError, match="SERVICE"):
+        check(text)
+
+
+ALLOWED = [
+    ("SELECT * WHERE { ?s ?p ?o # SERVICE <http://x/> { ?s ?p ?o }\n }", QueryForm.SELECT),
+    ('SELECT * WHERE { ?s ?p "SERVICE <http://x/> { }" }', QueryForm.SELECT),
+    (
+        "PREFIX service: <http://e/> SELECT ?service WHERE { ?service service:p ?o }",
+        QueryForm.SELECT,
+    ),
+    ("SELECT * WHERE { ?s <http://x/LOAD> ?o }", QueryForm.SELECT),
+    ("ASK { ?s ?p ?o }", QueryForm.ASK),
+    ("CONSTRUCT WHERE { ?s ?p ?o }", QueryForm.CONSTRUCT),
+    ("DESCRIBE <http://x/>", QueryForm.DESCRIBE),
+    ("SELECT * FROM <http://g> WHERE { ?s ?p ?o }", QueryForm.SELECT),
+]
+
+
+@pytest.mark.parametrize(("text", "form"), ALLOWED)
+def test_queries_that_only_mention_keywords_run(text: str, form: QueryForm) -> None:
+    assert check(text) is form
+
+
+@pytest.mark.parametrize(
+    "text", ["SELECT * WHERE { ?s ?p }", "SELEC * WHERE { ?s ?p ?o }", "", "ASK { ?s ?p ?o ."]
+)
+def test_syntax_errors_have_a_one_line_reason(text: str) -> None:
+    with pytest.raises(SparqlInvalidError) as info:
+        check(text)
+    assert str(info.value).startswith("invalid SPARQL: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("form", "accept", "media_type"),
+    [
+        (QueryForm.SELECT, None, "application/sparql-results+json"),
+        (QueryForm.SELECT, "*/*", "application/sparql-results+json"),
+        (QueryForm.SELECT, "application/sparql-results+xml", "application/sparql-results+xml"),
+        (QueryForm.SELECT, "application/xml", "application/sparql-results+xml"),
+        (QueryForm.SELECT, "application/json", "application/sparql-results+json"),
+        (QueryForm.SELECT, "text/csv", "text/csv"),
+        (QueryForm.SELECT, "text/tab-separated-values", "text/tab-separated-values"),
+        (QueryForm.SELECT, f"text/csv;q=0.5, {XML}", XML),
+        (QueryForm.SELECT, f"{JSON};q=0, */*;q=0.1", XML),
+        (QueryForm.ASK, f"{XML}, */*;q=0.1", XML),
+        (QueryForm.CONSTRUCT, None, "text/turtle"),
+        (QueryForm.CONSTRUCT, "application/n-triples", "application/n-triples"),
+        (QueryForm.DESCRIBE, "application/rdf+xml", "application/rdf+xml"),
+        (QueryForm.CONSTRUCT, "application/ld+json", "application/ld+json"),
+        (QueryForm.CONSTRUCT, "text/*;q=0.2, application/n-triples;q=0.1", "text/turtle"),
+    ],
+)  # fmt: skip
+def test_content_negotiation(form: QueryForm, accept: str | None, media_type: str) -> None:
+    assert negotiate(form, accept).media_type.split(";")[0] == media_type
+
+
+@pytest.mark.parametrize(
+    ("form", "accept"),
+    [
+        (QueryForm.SELECT, "text/turtle"),
+        (QueryForm.CONSTRUCT, "application/sparql-results+json"),
+        (QueryForm.ASK, "text/csv"),
+        (QueryForm.SELECT, "image/png, text/html;q=0.9"),
+        (QueryForm.SELECT, "application/sparql-results+json;q=0"),
+    ],
+)
+def test_unacceptable_formats_are_refused(form: QueryForm, accept: str) -> None:
+    with pytest.raises(NotAcceptableError):
+        negotiate(form, accept)
+
+
+@pytest.fixture(scope="module")
+def store() -> ox.Store:
+    data = ox.Store()
+    p, label = ox.NamedNode(EX + "p"), ox.NamedNode(EX + "label")
+    for i in range(20):
+        subject = ox.NamedNode(f"{EX}s{i}")
+        data.add(ox.Quad(subject, p, ox.Literal(str(i), datatype=ox.NamedNode(EX + "dt"))))
+        data.add(ox.Quad(subject, label, ox.Literal(f"name, {i}", language="en")))
+    data.add(ox.Quad(ox.BlankNode("b0"), p, ox.Literal("plain")))
+    return data
+
+
+def _run(
+    store: ox.Store, text: str, accept: str | None, *, row_cap: int = 1000
+) -> tuple[bytes, str, int, bool]:
+    fmt = negotiate(check(text), accept)
+    done = evaluate(
+        store.query(text),
+        fmt,
+        row_cap=row_cap,
+        deadline=time.monotonic() + 10,
+        cancelled=threading.Event(),
+    )
+    return done.body, done.media_type, done.rows, done.truncated  # fmt: skip
+
+
+SELECT = f"SELECT ?s ?o ?l WHERE {{ ?s <{EX}p> ?o OPTIONAL {{ ?s <{EX}label> ?l }} }} ORDER BY ?o"
+
+
+def test_select_as_json_xml_csv_and_tsv(store: ox.Store) -> None:
+    body, media, rows, truncated = _run(store, SELECT, None)
+    document = json.loads(body)
+    assert media == "application/sparql-results+json" and (rows, truncated) == (21, False)
+    assert document["head"]["vars"] == ["s", "o", "l"]
+    first = next(b for b in document["results"]["bindings"] if b["s"]["value"] == EX + "s3")
+    assert first["o"] == {"type": "literal", "value": "3", "datatype": EX + "dt"}
+    assert first["l"] == {"type": "literal", "value": "name, 3", "xml:lang": "en"}
+    blank = next(b for b in document["results"]["bindings"] if b["s"]["type"] == "bnode")
+    assert blank["o"] == {"type": "literal", "value": "plain"} and "l" not in blank
+    xml, media, _, _ = _run(store, SELECT, "application/sparql-results+xml")
+    assert media == "application/sparql-results+xml"
+    parsed = ox.parse_query_results(xml, ox.QueryResultsFormat.XML)
+    assert isinstance(parsed, ox.QuerySolutions) and len(list(parsed)) == 21
+    text, media, _, _ = _run(store, SELECT, "text/csv")
+    table = list(csv.reader(io.StringIO(text.decode())))
+    assert media.startswith("text/csv") and table[0] == ["s", "o", "l"] and len(table) == 22
+    assert [EX + "s3", "3", "name, 3"] in table
+    tsv, media, _, _ = _run(store, SELECT, "text/tab-separated-values")
+    lines = tsv.decode().splitlines()
+    assert media.startswith("text/tab-separated-values") and lines[0] == "?s\t?o\t?l"
+    assert f'<{EX}s3>\t"3"^^<{EX}dt>\t"name, 3"@en' in lines
+
+
+def test_ask_as_json_and_xml(store: ox.Store) -> None:
+    body, _, rows, _ = _run(store, "ASK { ?s ?p ?o }", None)
+    assert json.loads(body)["boolean"] is True and rows == 1
+    xml, media, _, _ = _run(
+        store, f"ASK {{ <{EX}nothing> ?p ?o }}", "application/sparql-results+xml"
+    )
+    assert media == "application/sparql-results+xml" and b"<boolean>false</boolean>" in xml
+
+
+@pytest.mark.parametrize(
+    ("accept", "fmt"),
+    [
+        (None, ox.RdfFormat.TURTLE),
+        ("application/n-triples", ox.RdfFormat.N_TRIPLES),
+        ("application/rdf+xml", ox.RdfFormat.RDF_XML),
+        ("application/ld+json", ox.RdfFormat.JSON_LD),
+    ],
+)
+def test_construct_in_each_graph_format(
+    store: ox.Store, accept: str | None, fmt: ox.RdfFormat
+) -> None:
+    query = f"CONSTRUCT {{ ?s <{EX}p> ?o }} WHERE {{ ?s <{EX}p> ?o }}"
+    body, media, rows, _ = _run(store, query, accept)
+    assert media == fmt.media_type and rows == 21
+    assert len(list(ox.parse(body, fmt))) == 21
+
+
+def test_the_row_cap_truncates(store: ox.Store) -> None:
+    body, _, rows, truncated = _run(store, SELECT, None, row_cap=4)
+    assert (rows, truncated) == (4, True) and len(json.loads(body)["results"]["bindings"]) == 4
+    triples, _, rows, truncated = _run(
+        store, "CONSTRUCT WHERE { ?s ?p ?o }", "application/n-triples", row_cap=3
+    )
+    assert (rows, truncated) == (3, True) and len(triples.decode().splitlines()) == 3
+    _, _, rows, truncated = _run(store, SELECT, None, row_cap=21)
+    assert (rows, truncated) == (21, False)
+
+
+def test_a_passed_deadline_or_a_cancel_stops_between_rows(store: ox.Store) -> None:
+    fmt = ox.QueryResultsFormat.JSON
+    with pytest.raises(QueryTimeoutError):
+        evaluate(
+            store.query(SELECT),
+            fmt,
+            row_cap=10,
+            deadline=time.monotonic() - 1,
+            cancelled=threading.Event(),
+        )
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(QueryTimeoutError):
+        evaluate(
+            store.query(SELECT),
+            fmt,
+            row_cap=10,
+            deadline=time.monotonic() + 10,
+            cancelled=cancelled,
+        )
