@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.http_errors import error_response
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     pass
 
 
@@ -47,7 +47,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLargeError
             return message
 
         async def tracked(message: Message) -> None:
@@ -58,7 +58,7 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counted, tracked)
-        except _TooLarge:
+        except _TooLargeError:
             if started:  # the route already answered; nothing more can be said
                 raise
             await self._refuse(scope, receive, send, self._message(), 413)

@@ -257,8 +257,8 @@ def vocab_check() -> None:
 from api import (  # noqa: E402 - they import this module
     cli_agents,
     cli_api,
-    cli_keys,
     cli_contracts,
+    cli_keys,
     cli_lineage,
     cli_reason,
     cli_telemetry,

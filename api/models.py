@@ -47,6 +47,12 @@ class CypherRequest(_Request):
 
     query: str = Field(min_length=1, max_length=100_000)
     params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="A shorter server-side timeout than the server's own (never a longer one).",
+    )
 
 
 class CypherResult(BaseModel):
@@ -166,7 +172,7 @@ class AnomalyOut(BaseModel):
     end: str
     points: int
     peak: float
-    alarm: bool
+    alarm: str | None
 
 
 class IngestOut(BaseModel):
@@ -201,3 +207,24 @@ class ReplayOut(BaseModel):
     outcome: str
     steps: int
     differences: list[dict[str, Any]]
+
+
+class AuditEntryOut(BaseModel):
+    """One line of the audit log: the request, its caller, its outcome, and its chain hashes."""
+
+    index: int
+    time: str
+    request_id: str
+    subject: str
+    name: str
+    roles: list[str]
+    person: str | None
+    auth: str | None
+    client: str | None
+    method: str
+    path: str
+    query: str
+    status: int
+    error_code: str | None
+    prev: str
+    hash: str

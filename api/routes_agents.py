@@ -167,7 +167,7 @@ def approve(
         person=_person(principal),
         role=req.role,
         ttl_s=req.expires_in_s,
-        edits=dict(req.edits),
+        edits={str(k): v for k, v in req.edits.items()},
         comment=req.comment,
         may_approve=lambda level: may_approve(principal, level),
     )

@@ -228,7 +228,7 @@ def cypher(
 ) -> CypherResult:
     """Run Cypher that may only read: checked by Neo4j's planner, run in a read transaction
     with a server-side timeout, at most the row cap of rows."""
-    result = twin.cypher(body.query, body.params)
+    result = twin.cypher(body.query, body.params, timeout_s=body.timeout_s)
     return CypherResult(
         columns=list(result.columns),
         rows=[list(r) for r in result.rows],

@@ -11,10 +11,11 @@ from fastapi.responses import Response
 from rdflib import URIRef
 
 from api.auth import requires
-from api.models import ReplayOut, VerifyOut
+from api.models import AuditEntryOut, ReplayOut, VerifyOut
 from api.routes_agents import RunId, Step
 from api.routes_core import TwinDep
 from api.security import Permission, Principal
+from kg.audit_log import AuditLog
 from kg.provenance import decision_ref
 from ontology.errors import NotAcceptableError
 
@@ -43,7 +44,7 @@ def _negotiate(accept: str | None, offered: tuple[str, ...]) -> str:
         if neg_q >= 0:
             continue
         for media in offered:
-            top, _, sub = media.partition("/")
+            top, _, _sub = media.partition("/")
             if kind in (media, "*/*", f"{top}/*"):
                 return media
     raise NotAcceptableError(f"this resource is offered as {', '.join(offered)}")
@@ -168,17 +169,7 @@ def audit(
     request: Request,
     _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[AuditEntryOut]:
     """The newest entries of the audit log of state-changing requests, newest last."""
-    log = request.app.state.audit_log
-    return [
-        entry if isinstance(entry, dict) else _as_dict(entry) for entry in log.entries(limit=limit)
-    ]
-
-
-def _as_dict(entry: Any) -> dict[str, Any]:
-    if hasattr(entry, "model_dump"):
-        return dict(entry.model_dump(mode="json"))
-    import dataclasses  # noqa: PLC0415
-
-    return dataclasses.asdict(entry)
+    log: AuditLog = request.app.state.audit_log
+    return [AuditEntryOut.model_validate(entry.document()) for entry in log.entries(limit=limit)]

@@ -36,7 +36,7 @@ class ApiProcess:
 def base_url(settings: Settings) -> str:
     """The API's base URL for clients on this machine."""
     scheme = "https" if settings.tls_cert_file else "http"
-    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # noqa: S104
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
     return f"{scheme}://{host}:{settings.api_port}"
 
 
@@ -93,7 +93,7 @@ def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
     folder = _folder(settings)
     log = folder / "server.log"
     with log.open("ab") as sink:
-        process = subprocess.Popen(  # noqa: S603 - our own entry point, no shell
+        process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve"],
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -208,12 +208,16 @@ class Twin:
 
     # -- queries and data in --------------------------------------------------------------
 
-    def cypher(self, query: str, params: dict[str, Any] | None = None) -> QueryResult:
-        """Untrusted Cypher: read-only by construction, time-limited, row-capped."""
+    def cypher(
+        self, query: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> QueryResult:
+        """Untrusted Cypher: read-only by construction, time-limited, row-capped. A caller may
+        ask for a shorter timeout than the server's, never a longer one."""
+        limit = self.settings.query_timeout_s
         return self.store.read_only(
             query,
             params or {},
-            timeout_s=self.settings.query_timeout_s,
+            timeout_s=limit if timeout_s is None else min(timeout_s, limit),
             row_cap=self.settings.query_row_cap,
         )
 

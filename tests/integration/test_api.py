@@ -85,11 +85,16 @@ def test_the_cypher_escape_corpus_over_http(world: ApiWorld) -> None:
     for case in corpus["rejected"]:
         response = world.client.post(
             "/cypher",
-            json={"query": case["query"], "params": case.get("params", {})},
+            json={
+                "query": case["query"],
+                "params": case.get("params", {}),
+                "timeout_s": case.get("timeout_s"),
+            },
             headers=engineer,
         )
         assert 400 <= response.status_code < 500, (case["name"], response.text)
-        assert _error(response) == case["code"], case["name"]
+        # The HTTP request schema refuses some cases (an empty query) before the guard sees them.
+        assert _error(response) == case.get("http_code", case["code"]), case["name"]
     assert world.counts() == before
     for case in corpus["allowed"]:
         response = world.client.post(
@@ -106,7 +111,9 @@ def test_sparql_protocol_formats_and_lag(world: ApiWorld) -> None:
     _caught_up(world)
     query = (
         "PREFIX tk: <https://w3id.org/twinkg/ontology#> "
-        "SELECT ?tag WHERE { ?p a tk:Pump ; tk:tag ?tag } ORDER BY ?tag"
+        "PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#> "
+        # the projection holds asserted types and the ontology: subclasses by a property path
+        "SELECT ?tag WHERE { ?p a/rdfs:subClassOf* tk:Pump ; tk:tag ?tag } ORDER BY ?tag"
     )
     get = world.client.get("/sparql", params={"query": query}, headers=engineer)
     assert get.status_code == 200, get.text
@@ -153,7 +160,8 @@ def test_the_sparql_escape_corpus_over_http(world: ApiWorld) -> None:
             headers={**engineer, "Content-Type": "application/sparql-query"},
         )
         assert 400 <= response.status_code < 500, (case["name"], response.text)
-        assert _error(response) == case["code"], case["name"]
+        # The HTTP request schema refuses some cases (an empty query) before the guard sees them.
+        assert _error(response) == case.get("http_code", case["code"]), case["name"]
     for body in (b"update=INSERT+DATA+%7B%3Ca%3E+%3Cb%3E+%3Cc%3E%7D", b"query=ASK{}&update=x"):
         response = world.client.post(
             "/sparql",
