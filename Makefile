@@ -12,27 +12,32 @@ PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 demo: setup neo4j
 	$(BIN)/twinkg db start
 	$(BIN)/twinkg seed --plant skab-testbed
+	@echo "== the HTTP API (docs at /docs) and the MCP server (/mcp) start in the background"
+	$(BIN)/twinkg api start
+	$(BIN)/python -m api.demo keys
 	@if [ -f $(SKAB)/other/13.csv ] && [ -f $(SKAB)/valve1/0.csv ]; then \
-		echo "== SKAB cavitation run: ingest, then the agents decide"; \
+		echo "== SKAB cavitation run: ingest, then the agents decide (an HTTP job, its steps streamed)"; \
 		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv && \
-		$(BIN)/twinkg agents run --as-of data && \
+		$(BIN)/python -m api.demo agents && \
 		echo "== SKAB valve closure run: ingest, then the agents decide" && \
 		$(BIN)/twinkg ingest --skab $(SKAB)/valve1/0.csv && \
-		$(BIN)/twinkg agents run --as-of data && \
-		echo "== the shift supervisor approves the controlled stop the agents asked for" && \
-		stop=$$($(BIN)/twinkg agents pending --json | $(BIN)/python -c 'import json, sys; \
-			print(next(r["decision"] for r in json.load(sys.stdin) if r["action"]["kind"] == "controlled_stop"))') && \
-		$(BIN)/twinkg agents approve "$$stop" --as $(PEOPLE)person-ivanova --comment "demo" && \
-		echo "== lineage of the decision that applied the stop" && \
-		$(BIN)/twinkg lineage "$${stop%/1}/2" && \
-		$(BIN)/twinkg replay "$${stop%/1}/2" && \
-		$(BIN)/twinkg verify; \
+		$(BIN)/python -m api.demo agents && \
+		echo "== the shift supervisor approves the controlled stop over HTTP (POST /decisions/…/approve)" && \
+		approved=$$($(BIN)/python -m api.demo approve) && echo "$$approved" && \
+		applied=$$(echo "$$approved" | sed -n 's/^  decision: //p') && \
+		echo "== lineage, replay and chain verification of the decision that applied the stop" && \
+		$(BIN)/twinkg lineage "$$applied" && \
+		$(BIN)/twinkg replay "$$applied" && \
+		$(BIN)/twinkg verify && \
+		echo "== compliance asks the SPARQL endpoint (the RDF projection) about every decision" && \
+		$(BIN)/python -m api.demo sparql; \
 	else echo "SKAB data not found under $(SKAB): skipping the replays and the agents"; fi
 	$(BIN)/twinkg show
 	@echo
-	@echo "Neo4j keeps running: try  $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'"
-	@echo "                          $(BIN)/twinkg agents list"
-	@echo "Stop it with            $(BIN)/twinkg db stop"
+	@echo "Neo4j and the API keep running:"
+	@$(BIN)/python -m api.demo where
+	@echo "CLI        $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'   ·   $(BIN)/twinkg agents list"
+	@echo "stop       $(BIN)/twinkg api stop && $(BIN)/twinkg db stop"
 
 test: setup neo4j
 	$(BIN)/pytest

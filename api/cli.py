@@ -261,6 +261,7 @@ from api import (  # noqa: E402 - they import this module
     cli_keys,
     cli_lineage,
     cli_reason,
+    cli_sparql,
     cli_telemetry,
 )
 
@@ -274,6 +275,7 @@ app.command("ingest")(cli_telemetry.ingest_command)
 app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
 app.command("serve")(cli_api.serve_command)
+app.command("sparql")(cli_sparql.sparql_command)
 app.add_typer(cli_api.app, name="api")
 app.add_typer(cli_keys.app, name="keys")
 app.add_typer(cli_keys.audit_app, name="audit")

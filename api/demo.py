@@ -21,6 +21,7 @@ from api.cli_common import load_settings
 from api.security import KeyStore, Role
 from api.server import base_url
 from api.settings import api_keys_path
+from ontology.errors import TwinKGError
 
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 KEYS = {
@@ -43,10 +44,11 @@ def _keys_file() -> Path:
 def make_keys() -> dict[str, str]:
     """One key per demo role, made once and reused."""
     path = _keys_file()
+    store = KeyStore(api_keys_path(load_settings()))
     if path.exists():
         keys: dict[str, str] = json.loads(path.read_text())
-        return keys
-    store = KeyStore(api_keys_path(load_settings()))
+        if set(keys) == set(KEYS) and all(_still_valid(store, key) for key in keys.values()):
+            return keys
     keys = {}
     for name, (roles, person) in KEYS.items():
         _, key = store.create(name=f"demo {name}", roles=list(roles), person=person)
@@ -54,6 +56,14 @@ def make_keys() -> dict[str, str]:
     path.write_text(json.dumps(keys, indent=2))
     path.chmod(0o600)
     return keys
+
+
+def _still_valid(store: KeyStore, key: str) -> bool:
+    try:
+        store.verify(key)
+    except TwinKGError:
+        return False
+    return True
 
 
 def _client(role: str) -> httpx.Client:
@@ -97,7 +107,18 @@ def approve_stop() -> None:
         waiting = _check(http.get("/approvals"))
         stops = [r for r in waiting if r["action"]["kind"] == "controlled_stop"]
         if not stops:
-            print("  no controlled stop is waiting")
+            # A second `make demo` finds the stop approved by the first: show that decision.
+            done = [
+                d
+                for d in _check(http.get("/decisions", params={"limit": 100}))
+                if d["kind"] == "controlled_stop" and d["outcome"] == "applied"
+            ]
+            if not done:
+                print("  no controlled stop is waiting or applied")
+                sys.exit(1)
+            run_id, step = done[0]["uri"].rsplit("/", 2)[-2:]
+            print("  no controlled stop is waiting: an earlier demo run approved it")
+            print(f"  decision: {run_id}/{step}")
             return
         run_id, step = stops[0]["decision"].rsplit("/", 2)[-2:]
         print(f"  GET /approvals → {len(waiting)} waiting; approving {run_id}/{step}")
@@ -135,7 +156,7 @@ def where_to_look() -> None:
     print(f"MCP        {url}/mcp  (streamable HTTP; send a key as X-API-Key)")
     print(f"SPARQL     {url}/sparql")
     print(f"demo keys  {_keys_file()}  (one per role; keys are shown once, kept hashed)")
-    print(f'try        curl -H "X-API-Key: $(jq -r .engineer {_keys_file()})" {url}/assets')
+    print(f'try        curl -H "X-API-Key: <the engineer key in that file>" {url}/assets')
 
 
 def main(argv: list[str]) -> None:

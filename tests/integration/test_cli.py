@@ -245,3 +245,52 @@ def test_invalid_cypher_names_the_position_in_the_users_query(seeded: Neo4jTarge
     assert done.returncode == 4
     assert done.stderr.startswith("error[query_rejected]: invalid Cypher: Invalid input 'MATC'")
     assert "(line 1, column 1 (offset: 0))" in done.stderr
+
+
+SPARQL_PREFIXES = (
+    "PREFIX tk: <https://w3id.org/twinkg/ontology#> "
+    "PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#> "
+)
+
+
+def test_sparql_prints_a_table_over_the_projection(seeded: Neo4jTarget) -> None:
+    done = run(
+        "sparql",
+        SPARQL_PREFIXES + "SELECT ?tag WHERE { ?p a/rdfs:subClassOf* tk:Pump ; tk:tag ?tag }",
+        env=seeded.env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "P-1" in done.stdout and "1 row(s)" in done.stdout
+
+
+def test_sparql_standard_formats(seeded: Neo4jTarget) -> None:
+    ask = run("sparql", SPARQL_PREFIXES + "ASK { ?p tk:tag 'P-1' }", env=seeded.env())
+    assert ask.returncode == 0, ask.stderr
+    assert ask.stdout.strip() == "true"
+    csv = run(
+        "sparql",
+        SPARQL_PREFIXES + "SELECT ?tag WHERE { ?p a tk:CentrifugalPump ; tk:tag ?tag }",
+        "--format",
+        "csv",
+        env=seeded.env(),
+    )
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.split() == ["tag", "P-1"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("INSERT DATA { <urn:x> <urn:y> <urn:z> }", "sparql_refused"),
+        ("SELECT * WHERE { SERVICE <http://example.org/sparql> { ?s ?p ?o } }", "sparql_refused"),
+        ("SELECT * WHERE { ?s ?p ", "sparql_invalid"),
+    ],
+)
+def test_sparql_refusals_are_one_line_errors(
+    seeded: Neo4jTarget, driver: Driver, query: str, code: str
+) -> None:
+    before = _counts(driver)
+    done = run("sparql", query, env=seeded.env())
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith(f"error[{code}]") and done.stderr.count("\n") == 1
+    assert _counts(driver) == before
