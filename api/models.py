@@ -5,9 +5,9 @@ Requests forbid unknown fields, so a typo is an error rather than an ignored opt
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agents.state import ActionKind
 
@@ -83,13 +83,89 @@ class StepOut(BaseModel):
     record_hash: str
 
 
+class ActionOut(BaseModel):
+    """A proposed action, as the guard judged it."""
+
+    kind: str
+    target: str
+    confidence: float
+    proposed_at: str | None = None
+    quantity_kind: str | None = None
+    current_setpoint: float | None = None
+    proposed_setpoint: float | None = None
+    ramp_s: float | None = None
+    failure_mode: str | None = None
+    demanded_by: str | None = None
+    rationale: str = ""
+
+
+class ApprovalRequestOut(BaseModel):
+    """What waits for a person: the action, its hash and graph version (an approval binds both),
+    the roles that may approve it, and why it waits."""
+
+    decision: str
+    run_id: str
+    action: ActionOut
+    action_hash: str
+    graph_version: str
+    roles: list[str]
+    reasons: list[str]
+
+
 class RunOut(BaseModel):
     """How one agent run ended this time."""
 
     run_id: str
     status: str
     steps: list[StepOut]
-    approval_request: dict[str, Any] | None = None
+    approval_request: ApprovalRequestOut | None = None
+
+
+class AssetOut(BaseModel):
+    """One asset of the plant."""
+
+    uri: str
+    tag: str | None
+    label: str | None
+    types: list[str]
+    criticality: str | None
+    status: str | None
+
+
+class DecisionRowOut(BaseModel):
+    """A decision in the list of the latest ones, with the action it proposed (if any)."""
+
+    uri: str
+    chain_index: int
+    outcome: str
+    reason: str | None
+    planner: str | None
+    kind: str | None
+    target: str | None
+
+
+def _as_text(value: Any) -> Any:
+    """Neo4j's temporal values as their ISO 8601 text."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+Moment = Annotated[str | None, BeforeValidator(_as_text)]
+
+
+class DecisionOut(BaseModel):
+    """One decision's headline, and the later decisions of its run that followed it."""
+
+    uri: str
+    run_id: str
+    step: int
+    outcome: str
+    reason: str | None
+    as_of: Moment
+    planner: str | None
+    started: Moment
+    ended: Moment
+    chain_index: int | None
+    followed_by: list[str]
 
 
 class RunEventOut(BaseModel):

@@ -13,6 +13,7 @@ from api.auth import requires
 from api.jobs import Job, Jobs, run_summary
 from api.models import (
     ApprovalRequest,
+    ApprovalRequestOut,
     JobOut,
     ProposalRequest,
     RejectionRequest,
@@ -137,9 +138,9 @@ def propose(
 @router.get("/approvals")
 def pending(
     twin: TwinDep, _: Annotated[Principal, Depends(requires(Permission.READ))]
-) -> list[dict[str, Any]]:
+) -> list[ApprovalRequestOut]:
     """The approval requests waiting for a person, oldest first."""
-    return twin.pending()
+    return [ApprovalRequestOut.model_validate(request) for request in twin.pending()]
 
 
 def _person(principal: Principal) -> str:

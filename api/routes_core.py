@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import requires
 from api.models import (
     AnomalyOut,
+    AssetOut,
     CypherRequest,
     CypherResult,
     Health,
@@ -89,9 +90,11 @@ def assets(
     kind: Annotated[str | None, Query(max_length=100, description="a class, e.g. Pump")] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[AssetOut]:
     """Assets in IRI order, a page at a time."""
-    return twin.assets(kind=kind, offset=offset, limit=limit)
+    return [
+        AssetOut.model_validate(row) for row in twin.assets(kind=kind, offset=offset, limit=limit)
+    ]
 
 
 @router.get("/assets/context", tags=["assets"])

@@ -4,14 +4,14 @@ the audit log: what a compliance team works with."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from rdflib import URIRef
 
 from api.auth import requires
-from api.models import AuditEntryOut, ReplayOut, VerifyOut
+from api.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
 from api.routes_agents import RunId, Step
 from api.routes_core import TwinDep
 from api.security import Permission, Principal
@@ -55,9 +55,9 @@ def decisions(
     twin: TwinDep,
     _: Annotated[Principal, Depends(requires(Permission.READ))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-) -> list[dict[str, Any]]:
+) -> list[DecisionRowOut]:
     """The latest decisions, newest first, with the action each proposed."""
-    return twin.decisions(limit=limit)
+    return [DecisionRowOut.model_validate(row) for row in twin.decisions(limit=limit)]
 
 
 @router.get("/decisions/{run_id}/{step}")
@@ -66,9 +66,9 @@ def decision(
     run_id: RunId,
     step: Step,
     _: Annotated[Principal, Depends(requires(Permission.READ))],
-) -> dict[str, Any]:
+) -> DecisionOut:
     """One decision's headline: outcome, reason, times, chain position, what followed it."""
-    return twin.decision(f"{run_id}/{step}")
+    return DecisionOut.model_validate(twin.decision(f"{run_id}/{step}"))
 
 
 @router.get(
