@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SKAB := ../shared/data/skab/data
 PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions clean
+.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
@@ -73,6 +73,10 @@ bench-ingest: setup neo4j
 bench-decisions: setup neo4j
 	$(BIN)/python benchmarks/decisions.py
 
+bench-api: setup neo4j
+	$(BIN)/python -m benchmarks.api
+
 clean:
+	-$(BIN)/twinkg api stop
 	-$(BIN)/twinkg db stop
 	rm -rf $(VENV) kg/neo4j-server/target

@@ -257,6 +257,7 @@ def vocab_check() -> None:
 from api import (  # noqa: E402 - they import this module
     cli_agents,
     cli_api,
+    cli_assets,
     cli_contracts,
     cli_keys,
     cli_lineage,
@@ -276,6 +277,8 @@ app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
 app.command("serve")(cli_api.serve_command)
 app.command("sparql")(cli_sparql.sparql_command)
+app.command("assets")(cli_assets.assets_command)
+app.command("context")(cli_assets.context_command)
 app.add_typer(cli_api.app, name="api")
 app.add_typer(cli_keys.app, name="keys")
 app.add_typer(cli_keys.audit_app, name="audit")

@@ -153,7 +153,7 @@ def where_to_look() -> None:
     """The URLs and the keys file."""
     url = base_url(load_settings())
     print(f"API        {url}  (OpenAPI docs: {url}/docs)")
-    print(f"MCP        {url}/mcp  (streamable HTTP; send a key as X-API-Key)")
+    print(f"MCP        {url}/mcp/  (streamable HTTP; send a key as X-API-Key)")
     print(f"SPARQL     {url}/sparql")
     print(f"demo keys  {_keys_file()}  (one per role; keys are shown once, kept hashed)")
     print(f'try        curl -H "X-API-Key: <the engineer key in that file>" {url}/assets')

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from agents.planning import Planner
     from agents.replay import ReplayReport
     from agents.runner import Agents, RunResult
+    from kg.projection import Projection
 
 SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
 EDITABLE = ("proposed_setpoint", "ramp_s")
@@ -153,7 +154,7 @@ class Twin:
     settings: Settings
     store: GraphStore
     checkpointer: BaseCheckpointSaver[Any] | None = None
-    projection: Any = None  # kg.projection.Projection when SPARQL is served
+    projection: Projection | None = None  # when SPARQL is served
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _agents: Agents | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)

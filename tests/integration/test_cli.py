@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -294,3 +295,23 @@ def test_sparql_refusals_are_one_line_errors(
     assert done.returncode == 4, done.stderr
     assert done.stderr.startswith(f"error[{code}]") and done.stderr.count("\n") == 1
     assert _counts(driver) == before
+
+
+def test_assets_and_context_at_the_terminal(seeded: Neo4jTarget) -> None:
+    pumps = run("assets", "--kind", "Pump", "--json", env=seeded.env())
+    assert pumps.returncode == 0, pumps.stderr
+    (pump,) = json.loads(pumps.stdout)
+    assert pump["tag"] == "P-1" and pump["criticality"] == "A"
+    context = run("context", pump["uri"], env=seeded.env())
+    assert context.returncode == 0, context.stderr
+    assert "P-1 (CentrifugalPump), criticality A" in context.stdout
+    assert "failure mode Cavitation" in context.stdout and "sensor FT-8" in context.stdout
+
+
+def test_context_of_an_unknown_asset_and_an_unknown_class(seeded: Neo4jTarget) -> None:
+    missing = run("context", "https://example.org/no-such-asset", env=seeded.env())
+    assert missing.returncode == 8
+    assert missing.stderr.startswith("error[not_found]") and missing.stderr.count("\n") == 1
+    wrong = run("assets", "--kind", "Unicorn", env=seeded.env())
+    assert wrong.returncode == 5
+    assert wrong.stderr.startswith("error[invalid_input]")
