@@ -98,9 +98,12 @@ def _error_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
 class AuditMiddleware:
     """Echoes (or makes) an ``X-Request-ID`` on every response; audits every non-read request.
 
-    The entry is written before the response starts, so a caller never sees a success that was
-    not audited; an error response is held back until its body names the error code. When the
-    log cannot be written, the caller gets a 500 ``audit_unavailable`` instead.
+    A request that may change state is refused with 503 ``audit_unavailable`` before it runs
+    when the log cannot be appended to, so nothing changes that the log cannot record. The entry
+    is written before the response starts, so a caller never sees a success that was not
+    audited; an error response is held back until its body names the error code. When the log
+    fails between the check and the entry (the disk filled meanwhile), the caller gets a 500
+    ``audit_unavailable`` instead of the answer, and the server log has the event.
     """
 
     def __init__(self, app: ASGIApp, *, audit_log: AuditLog) -> None:
@@ -116,6 +119,19 @@ class AuditMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         audited = scope["method"] not in READ_ONLY_METHODS
+        if audited:
+            try:
+                self.audit_log.check_writable()
+            except TwinKGError as exc:
+                log.error("request %s refused: %s", request_id, exc)
+                for message in _audit_unavailable(
+                    {"headers": [_id_header(request_id)]},
+                    status=503,
+                    message="the audit log cannot be written, so nothing was done; "
+                    "see the server log",
+                ):
+                    await send(message)
+                return
         held: list[Message] = []
         started = False
         replaced = False  # the response became a 500: what the app still sends is dropped
@@ -194,15 +210,14 @@ def _id_header(request_id: str) -> tuple[bytes, bytes]:
     return REQUEST_ID_HEADER.lower().encode(), request_id.encode()
 
 
-def _audit_unavailable(start: Message) -> list[Message]:
+def _audit_unavailable(
+    start: Message,
+    *,
+    status: int = 500,
+    message: str = "the request was processed but could not be audited; see the server log",
+) -> list[Message]:
     body = json.dumps(
-        {
-            "error": {
-                "code": "audit_unavailable",
-                "message": "the request was processed but could not be audited; see the server log",
-                "details": None,
-            }
-        }
+        {"error": {"code": "audit_unavailable", "message": message, "details": None}}
     ).encode()
     request_id = [h for h in start.get("headers", []) if h[0] == b"x-request-id"]
     headers = [
@@ -212,6 +227,6 @@ def _audit_unavailable(start: Message) -> list[Message]:
         *request_id,
     ]
     return [
-        {"type": "http.response.start", "status": 500, "headers": headers},
+        {"type": "http.response.start", "status": status, "headers": headers},
         {"type": "http.response.body", "body": body, "more_body": False},
     ]

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from api import cli_keys
 from api.auth import AuditMiddleware, error_headers, requires
 from api.security import Authenticator, KeyStore, Permission, Principal, Role
-from kg.audit_log import AuditEvent, AuditLog, entry_hash
+from kg.audit_log import AuditEntry, AuditEvent, AuditLog, entry_hash
 from ontology.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -156,6 +156,10 @@ def _status(exc: TwinKGError) -> int:
     return 403 if isinstance(exc, PermissionDeniedError) else 500
 
 
+CALLS: list[str] = []
+"""Who reached the test app's state-changing route."""
+
+
 def make_app(keys: KeyStore, log: AuditLog) -> FastAPI:
     app = FastAPI()
     app.state.authenticator = Authenticator(keys, None)
@@ -177,6 +181,7 @@ def make_app(keys: KeyStore, log: AuditLog) -> FastAPI:
 
     @app.post("/actions")
     def propose(who: Annotated[Principal, Depends(requires(Permission.PROPOSE))]) -> dict[str, str]:
+        CALLS.append(who.subject)
         return {"proposed_by": who.subject}
 
     return app
@@ -238,16 +243,34 @@ def test_roles_decide_and_writes_are_audited_with_the_caller(
     assert log.verify().ok
 
 
-def test_a_write_that_cannot_be_audited_is_not_reported_as_a_success(
+def test_a_write_that_cannot_be_audited_is_refused_before_it_runs(
     http: tuple[TestClient, KeyStore, AuditLog],
 ) -> None:
     client, keys, log = http
     _, key = keys.create(name="agent", roles=[Role.AGENT])
     log.path.write_text("not json\n")  # the last entry is unreadable: appends refuse
+    CALLS.clear()
+    response = client.post("/actions", headers={"X-API-Key": key})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "audit_unavailable"
+    assert response.headers["X-Request-ID"]
+    assert CALLS == []  # the route never ran
+    assert client.get("/assets", headers={"X-API-Key": key}).status_code == 200  # reads go on
+
+
+def test_a_log_that_fails_after_the_check_is_not_reported_as_a_success(
+    http: tuple[TestClient, KeyStore, AuditLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, keys, log = http
+    _, key = keys.create(name="agent", roles=[Role.AGENT])
+
+    def disk_full(event: AuditEvent) -> AuditEntry:
+        raise StoreError("cannot append to the audit log: No space left on device")
+
+    monkeypatch.setattr(log, "append", disk_full)
     response = client.post("/actions", headers={"X-API-Key": key})
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "audit_unavailable"
-    assert response.headers["X-Request-ID"]
 
 
 def test_a_crashing_write_is_audited_as_a_500(tmp_path: Path) -> None:
