@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,7 +30,8 @@ from kg.store import GraphStore
 from ontology.errors import TwinKGError
 
 _log = logging.getLogger("twinkg.api")
-VERSION = "1.0.0"
+VERSION = version("twinkg")
+"""The installed package's version, shown in the OpenAPI document."""
 
 
 class _Follower:

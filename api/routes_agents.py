@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.auth import requires
@@ -22,7 +22,7 @@ from api.models import (
 )
 from api.routes_core import TwinDep
 from api.security import Permission, Principal, may_approve
-from ontology.errors import PermissionDeniedError
+from ontology.errors import InvalidInputError, PermissionDeniedError
 
 router = APIRouter(tags=["agents"])
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -80,6 +80,25 @@ def known_job(jobs: JobsDep, job_id: RunId) -> str:
     return jobs.get(job_id).job_id
 
 
+def last_event_id(
+    last_event: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=20,
+            description="resume after this event (what an EventSource sends on reconnecting)",
+        ),
+    ] = None,
+) -> int:
+    """The event to resume after (0: from the first); 400 when it is not an event number."""
+    text = (last_event or "").strip()
+    if not text:
+        return 0
+    if not text.isascii() or not text.isdigit():
+        raise InvalidInputError(f"Last-Event-ID must be an event number, not {text!r}")
+    return int(text)
+
+
 # Errors answer JSON before any event is sent (FastAPI would document them as event streams).
 _JSON_ERRORS: dict[int | str, dict[str, Any]] = {
     key: {
@@ -96,11 +115,12 @@ async def job_events(
     _: Annotated[Principal, Depends(requires(Permission.READ))],
     jobs: JobsDep,
     job_id: Annotated[str, Depends(known_job)],
+    last: Annotated[int, Depends(last_event_id)],
     request: Request,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The job's steps as server-sent events, from the first: ``node`` (a node of a run
-    finished), ``run`` (a run ended, with its decisions), ``end`` (the job ended)."""
-    last = int(request.headers.get("last-event-id", "0") or 0)
+    """The job's steps as server-sent events, from the first (or after ``Last-Event-ID``):
+    ``node`` (a node of a run finished), ``run`` (a run ended, with its decisions), ``end``
+    (the job ended)."""
     while True:
         events, finished = jobs.events_after(job_id, last)
         for event in events:

@@ -363,6 +363,15 @@ def test_agent_jobs_stream_their_steps(world: ApiWorld) -> None:
     assert "node" in kinds
     status = world.client.get(f"/agents/jobs/{job.json()['job_id']}", headers=agent).json()
     assert status["state"] == "done"
+    # A client that reconnects with Last-Event-ID gets only what came after that event.
+    url = job.json()["events_url"]
+    resumed = world.client.get(url, headers={**agent, "Last-Event-ID": str(len(events) - 1)})
+    assert resumed.status_code == 200
+    assert [line for line in resumed.text.splitlines() if line.startswith("event:")] == [
+        "event: end"
+    ]
+    bad = world.client.get(url, headers={**agent, "Last-Event-ID": "x1"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_input"
 
 
 def test_verify_and_the_projection_sees_decisions(world: ApiWorld) -> None:
