@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from agents.state import ActionKind
+from agents.state import ActionKind, ProposedAction
 
 _IRI = r"^https?://\S+$"
 
@@ -83,29 +83,13 @@ class StepOut(BaseModel):
     record_hash: str
 
 
-class ActionOut(BaseModel):
-    """A proposed action, as the guard judged it."""
-
-    kind: str
-    target: str
-    confidence: float
-    proposed_at: str | None = None
-    quantity_kind: str | None = None
-    current_setpoint: float | None = None
-    proposed_setpoint: float | None = None
-    ramp_s: float | None = None
-    failure_mode: str | None = None
-    demanded_by: str | None = None
-    rationale: str = ""
-
-
 class ApprovalRequestOut(BaseModel):
     """What waits for a person: the action, its hash and graph version (an approval binds both),
     the roles that may approve it, and why it waits."""
 
     decision: str
     run_id: str
-    action: ActionOut
+    action: ProposedAction
     action_hash: str
     graph_version: str
     roles: list[str]

@@ -79,11 +79,29 @@ def forget_decisions(driver: Driver) -> None:
         ).consume()
 
 
-@pytest.fixture
-def empty_store(driver: Driver) -> GraphStore:
-    """A store over an empty database (constraints are kept)."""
+def wipe(driver: Driver) -> None:
+    """Delete every node and relationship (the suite's Neo4j is shared; constraints are kept)."""
     with driver.session() as session:
         session.run(
             "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
         ).consume()
+
+
+def seed_skab(driver: Driver, store: GraphStore | None = None) -> GraphStore:
+    """Wipe the database, then seed the ontology and the SKAB testbed through ``store`` (a plain
+    store over ``driver`` by default)."""
+    from graph_seed import seeding  # noqa: PLC0415 - only the tests that seed load it
+    from graph_seed.registry import Plant, plant_records  # noqa: PLC0415
+
+    wipe(driver)
+    store = store or GraphStore(driver)
+    store.ensure_schema()
+    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    return store
+
+
+@pytest.fixture
+def empty_store(driver: Driver) -> GraphStore:
+    """A store over an empty database (constraints are kept)."""
+    wipe(driver)
     return GraphStore(driver)

@@ -19,10 +19,8 @@ from neo4j import Driver
 from api.app import create_app
 from api.security import KeyStore, Role
 from api.settings import Settings
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
 from kg.store import GraphStore
-from tests.conftest import REPO, Neo4jTarget
+from tests.conftest import REPO, Neo4jTarget, seed_skab
 from tests.integration.test_cli import run
 
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
@@ -63,13 +61,7 @@ class ApiWorld:
 
 def seed_and_ingest(driver: Driver, target: Neo4jTarget, home: Path, *, ingest: bool) -> GraphStore:
     """Wipe the database, seed the SKAB testbed and (optionally) ingest the cavitation run."""
-    with driver.session() as session:
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
-    store = GraphStore(driver)
-    store.ensure_schema()
-    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    store = seed_skab(driver)
     if ingest:
         env = {**target.env(), "TWINKG_HOME": str(home)}
         done = run("ingest", "--skab", str(DATA), "--no-classify", env=env)

@@ -21,8 +21,6 @@ from agents.llm_planner import LlmPlanner
 from agents.replay import replay
 from agents.runner import Agents
 from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
 from kg import agent_queries as q
 from kg import chain_verify, provenance
 from kg.lineage import lineage
@@ -40,7 +38,7 @@ from ontology.errors import (
 )
 from ontology.vocab import PropKey, RelType
 from reasoner.prov_check import check_prov
-from tests.conftest import REPO, Neo4jTarget, forget_decisions
+from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
 from tests.unit.test_llm_planner import ScriptedChatModel, ai
 
@@ -69,13 +67,7 @@ def world(
 ) -> Iterator[World]:
     if not DATA.exists():
         pytest.skip(f"SKAB data not found at {DATA}: the agent scenario replays it")
-    with driver.session() as session:
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
-    store = GraphStore(driver)
-    store.ensure_schema()
-    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    store = seed_skab(driver)
     home = tmp_path_factory.mktemp("agents")
     log = TelemetryLog(home / "telemetry")
     env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}

@@ -20,7 +20,7 @@ from rdflib import RDF, Graph, URIRef
 from rdflib.namespace import PROV
 
 from ontology.vocab import TK
-from tests.conftest import REPO, Neo4jTarget
+from tests.conftest import REPO, Neo4jTarget, wipe
 from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.neo4j
@@ -103,10 +103,7 @@ def scenario(
 ) -> Scenario:
     if not DATA.exists():
         pytest.skip(f"SKAB data not found at {DATA}: the agent commands decide on its replay")
-    with driver.session() as session:  # the suite's Neo4j is shared: start from nothing
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
+    wipe(driver)  # the suite's Neo4j is shared: start from nothing
     home = tmp_path_factory.mktemp("agents-cli")
     env = {k: v for k, v in neo4j_target.env().items() if not k.startswith("TWINKG_LLM_")}
     env |= {"TWINKG_HOME": str(home)}

@@ -38,10 +38,8 @@ from api.mcp_server import create_mcp_app
 from api.security import Authenticator, KeyStore, Role
 from api.settings import Settings
 from api.twin import Twin
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
 from kg.store import GraphStore
-from tests.conftest import forget_decisions
+from tests.conftest import forget_decisions, seed_skab
 
 pytestmark = pytest.mark.neo4j
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
@@ -70,13 +68,7 @@ def _projection(store: GraphStore) -> Any:
 
 @pytest.fixture(scope="module")
 def served(driver: Driver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with driver.session() as session:
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
-    store = GraphStore(driver)
-    store.ensure_schema()
-    seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    store = seed_skab(driver)
     home = tmp_path_factory.mktemp("mcp")
     key_store = KeyStore(home / "api-keys.json")
     keys = {

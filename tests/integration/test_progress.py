@@ -17,8 +17,6 @@ from agents.checkpoint import open_checkpointer
 from agents.replay import replay
 from agents.runner import Agents
 from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
 from kg import telemetry_state
 from kg.store import GraphStore, WriteSummary
 from kg.telemetry_log import TelemetryLog
@@ -26,7 +24,7 @@ from reasoner.csv_source import SKAB, column_sensors, read_wide_csv
 from reasoner.ingest import IngestOptions, IngestReport, ingest
 from reasoner.points import from_json_points
 from reasoner.progress import IngestPhase, Progress, ReplayPhase
-from tests.conftest import REPO, Neo4jTarget, forget_decisions
+from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.neo4j
@@ -89,13 +87,8 @@ def _check_counts(reports: list[Report]) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def store(driver: Driver) -> _CountingStore:
     """The SKAB testbed seeded in an empty database."""
-    with driver.session() as session:
-        session.run(
-            "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
-        ).consume()
     counting = _CountingStore(driver)
-    counting.ensure_schema()
-    seeding.load(counting, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+    seed_skab(driver, counting)
     return counting
 
 
