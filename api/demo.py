@@ -125,9 +125,12 @@ def approve_stop() -> None:
         result = _check(
             http.post(f"/decisions/{run_id}/{step}/approve", json={"comment": "demo approval"})
         )
+        answered = stops[0]["decision"]
         for item in result["steps"]:
-            print(f"  ✓ {item['decision']}: {item['outcome']}")
-        print(f"  decision: {run_id}/{int(step) + 1}")
+            if item["decision"] != answered:  # the waiting step itself is unchanged
+                print(f"  ✓ {item['decision']}: {item['outcome']}")
+        last_run, last_step = result["steps"][-1]["decision"].rsplit("/", 2)[-2:]
+        print(f"  decision: {last_run}/{last_step}")
 
 
 def sparql() -> None:

@@ -14,6 +14,10 @@ from agents.state import ActionKind, ProposedAction
 _IRI = r"^https?://\S+$"
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""A number that is neither infinite nor NaN."""
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -193,9 +197,15 @@ class ApprovalRequest(_Request):
     role: str | None = Field(
         default=None, description="the role you answer in (IRI or name); default: one you hold"
     )
-    edits: dict[Literal["proposed_setpoint", "ramp_s"], float] = Field(default_factory=dict)
+    edits: dict[Literal["proposed_setpoint", "ramp_s"], Finite] = Field(default_factory=dict)
     expires_in_s: float | None = Field(default=None, gt=0, le=86_400)
     comment: str = Field(default="", max_length=4000)
+
+
+class EditRequest(ApprovalRequest):
+    """An approval of the action as edited: at least one argument changed."""
+
+    edits: dict[Literal["proposed_setpoint", "ramp_s"], Finite] = Field(min_length=1)
 
 
 class RejectionRequest(_Request):

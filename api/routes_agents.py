@@ -14,6 +14,7 @@ from api.jobs import Job, Jobs, run_summary
 from api.models import (
     ApprovalRequest,
     ApprovalRequestOut,
+    EditRequest,
     JobOut,
     ProposalRequest,
     RejectionRequest,
@@ -22,6 +23,7 @@ from api.models import (
 )
 from api.routes_core import TwinDep
 from api.security import Permission, Principal, may_approve
+from api.twin import Twin
 from ontology.errors import InvalidInputError, PermissionDeniedError
 
 router = APIRouter(tags=["agents"])
@@ -181,9 +183,25 @@ def approve(
 ) -> RunOut:
     """Approve (with ``edits``: edit and approve) the waiting action. The approval is bound to
     the action's arguments and the graph version, expires, and the guard judges again."""
-    req = body or ApprovalRequest()
+    return _approve(twin, f"{run_id}/{step}", principal, body or ApprovalRequest())
+
+
+@router.post("/decisions/{run_id}/{step}/edit")
+def edit(
+    twin: TwinDep,
+    run_id: RunId,
+    step: Step,
+    principal: Annotated[Principal, Depends(requires(Permission.APPROVE))],
+    body: EditRequest,
+) -> RunOut:
+    """Edit the waiting action's arguments (``proposed_setpoint``, ``ramp_s``) and approve the
+    edited action: recorded as an edit, and the guard judges the action as edited."""
+    return _approve(twin, f"{run_id}/{step}", principal, body)
+
+
+def _approve(twin: Twin, decision: str, principal: Principal, req: ApprovalRequest) -> RunOut:
     result = twin.answer(
-        f"{run_id}/{step}",
+        decision,
         outcome="approved",
         person=_person(principal),
         role=req.role,

@@ -386,3 +386,46 @@ def test_verify_and_the_projection_sees_decisions(world: ApiWorld) -> None:
         "/sparql", params={"query": query}, headers=world.as_role(Role.COMPLIANCE)
     ).json()
     assert int(answer["results"]["bindings"][0]["n"]["value"]) == verify["records"]
+
+
+def test_an_edit_is_judged_again_and_applied_as_edited(world: ApiWorld, driver: Driver) -> None:
+    proposal = {
+        "kind": "setpoint_change",
+        "target": PUMP,
+        "confidence": 0.3,  # under the trust threshold: a person must decide
+        "quantity_kind": FLOW,
+        "current_setpoint": 80.0,
+        "proposed_setpoint": 75.0,
+        "ramp_s": 60.0,
+        "as_of": AS_OF,
+    }
+    made = world.client.post("/actions", json=proposal, headers=world.as_role(Role.AGENT))
+    step = made.json()["steps"][-1]
+    assert step["outcome"] == "awaiting_approval", step
+    run_id, number = step["decision"].rsplit("/", 2)[-2:]
+    url = f"/decisions/{run_id}/{number}/edit"
+    supervisor = world.as_role(Role.SUPERVISOR)
+    before = world.counts()
+    for edits in ({}, {"proposed_setpoint": "NaN"}, {"confidence": 1.0}):
+        refused = world.client.post(url, json={"edits": edits}, headers=supervisor)
+        assert refused.status_code == 422 and _error(refused) == "invalid_request", edits
+    nan = world.client.post(
+        url,
+        content=b'{"edits": {"proposed_setpoint": NaN}}',
+        headers={**supervisor, "Content-Type": "application/json"},
+    )
+    assert 400 <= nan.status_code < 500
+    assert world.counts() == before
+    edited = world.client.post(
+        url,
+        json={"edits": {"proposed_setpoint": 77.5}, "comment": "smaller step"},
+        headers=supervisor,
+    )
+    assert edited.status_code == 200, edited.text
+    applied = edited.json()["steps"][-1]
+    assert applied["outcome"] == "applied", applied
+    records, _, _ = driver.execute_query(
+        "MATCH (e {uri: $effect}) RETURN e.value AS value, e.previousValue AS previous",
+        effect=applied["decision"] + "/effect",
+    )
+    assert (records[0]["value"], records[0]["previous"]) == (77.5, 80.0)

@@ -74,6 +74,13 @@ MATRIX = (
     Call(
         "POST", "/decisions/{run_id}/{step}/reject", "/decisions/none/1/reject", Permission.APPROVE
     ),
+    Call(
+        "POST",
+        "/decisions/{run_id}/{step}/edit",
+        "/decisions/none/1/edit",
+        Permission.APPROVE,
+        {"json": {"edits": {"ramp_s": 120.0}}},
+    ),
     Call("GET", "/decisions", "/decisions", Permission.READ),
     Call("GET", "/decisions/{run_id}/{step}", "/decisions/none/1", Permission.READ),
     Call(
