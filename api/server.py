@@ -21,7 +21,7 @@ import uvicorn
 
 from api.settings import Settings
 from api.tls import uvicorn_ssl_options
-from ontology.errors import ServerError
+from ontology.errors import PortInUseError, ServerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,25 @@ def base_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.api_port}"
 
 
+def check_port_free(settings: Settings) -> None:
+    """:class:`PortInUseError` when another process listens on the API's address and port."""
+    family = socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((settings.api_host, settings.api_port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"port {settings.api_port} on {settings.api_host} is already in use "
+                f"({exc.strerror}); set TWINKG_API_PORT"
+            ) from None
+
+
 def serve(settings: Settings) -> None:
     """Serve the API in the foreground until interrupted."""
     from api.app import create_app  # noqa: PLC0415 - FastAPI and the agents load only here
+
+    check_port_free(settings)
 
     config = uvicorn.Config(
         create_app(settings),
@@ -90,6 +106,7 @@ def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
     already = running(settings)
     if already is not None:
         return already
+    check_port_free(settings)  # else another server's /health could pass for this one's
     folder = _folder(settings)
     log = folder / "server.log"
     with log.open("ab") as sink:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from api import server
 from api.settings import Settings, connection, local_server_config
 from kg import local_server
 from ontology.errors import PortInUseError, ServerError
@@ -70,6 +71,18 @@ def test_taken_port_is_refused_before_java_starts(tmp_path: Path) -> None:
         config = local_server.LocalServerConfig(home=tmp_path, port=port, password="x" * 12)
         with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use"):
             local_server.start(config)
+
+
+def test_a_taken_api_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = Settings(home=tmp_path, api_port=port)
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use"):
+            server.start(settings)
+        assert server.running(settings) is None  # no process, no pid file
+    server.check_port_free(settings)  # free again once the squatter is gone
 
 
 def test_missing_maven_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
