@@ -52,6 +52,8 @@ class _Follower:
                 self._projection.catch_up()
             except TwinKGError as exc:  # Neo4j away for a moment: the lag shows it; retry
                 _log.warning("projection catch-up failed: %s", exc)
+            except Exception:  # a bug must not end the thread: the lag would grow unseen
+                _log.exception("projection catch-up failed unexpectedly; retrying")
 
     def stop(self) -> None:
         self._stop.set()

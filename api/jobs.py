@@ -11,6 +11,7 @@ job ids are gone.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from agents.runner import RunResult
 
 KEEP = 200
+_log = logging.getLogger("twinkg.api")
 
 
 class JobState(enum.StrEnum):
@@ -157,9 +159,11 @@ class Jobs:
             error = {"code": exc.code, "message": " ".join(str(exc).split())}
             self._finish(job, JobState.FAILED, error)
             return
-        except Exception as exc:  # a job must end visibly, whatever happened
-            self._finish(job, JobState.FAILED, {"code": "internal_error", "message": repr(exc)})
-            raise
+        except Exception:  # a job must end visibly, whatever happened
+            _log.exception("agent job %s failed", job.job_id)  # the pool would swallow it
+            message = "an unexpected error; it has been logged"
+            self._finish(job, JobState.FAILED, {"code": "internal_error", "message": message})
+            return
         for result in results:
             summary = run_summary(result)
             with self._lock:
