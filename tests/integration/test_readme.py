@@ -25,7 +25,8 @@ def quickstart_commands() -> list[str]:
     """The ``twinkg`` lines of the README's Quickstart block (server management left out)."""
     block = re.search(r"## Quickstart.*?```bash\n(.*?)```", README, re.DOTALL)
     assert block, "the README's Quickstart has no bash block"
-    lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
+    # A comment starts at a "#" after whitespace and before a space ("# …"); IRIs keep theirs.
+    lines = [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.group(1).splitlines()]
     return [line for line in lines if line.startswith("twinkg ") and " db " not in line]
 
 
