@@ -21,6 +21,7 @@ from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.state import ActionKind
+from api.models import AssetContextOut
 from api.security import Permission, Principal
 from api.twin import Twin
 from kg.provenance import decision_ref
@@ -61,21 +62,6 @@ class SparqlOutput(_Out):
     truncated: bool = Field(description="true when the row cap cut the result")
     lag_pending: int = Field(description="graph changes not yet in the projection")
     lag_seconds: float = Field(description="age of the oldest change not yet projected")
-
-
-class AssetContextOutput(_Out):
-    """What is known about one asset."""
-
-    asset: str
-    tag: str | None
-    types: list[str]
-    criticality: str | None
-    status: str | None
-    failure_modes: list[dict[str, Any]]
-    sensors: list[dict[str, Any]]
-    neighbours: list[dict[str, Any]]
-    policies: dict[str, Any]
-    events: list[dict[str, Any]]
 
 
 class LineageOutput(_Out):
@@ -233,7 +219,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         ctx: Context,
         asset: Annotated[Iri, Field(description="the asset's IRI")],
         events: Annotated[int, Field(ge=0, le=200, description="newest events to include")] = 20,
-    ) -> Annotated[CallToolResult, AssetContextOutput]:
+    ) -> Annotated[CallToolResult, AssetContextOut]:
         """Everything needed to reason about one asset, in one call.
 
         Returns its tag, classes, criticality (A most critical) and status; the failure
@@ -244,8 +230,8 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         Unknown IRI: code `not_found`.
         """
 
-        def work() -> AssetContextOutput:
-            return AssetContextOutput.model_validate(twin().asset_context(asset, events=events))
+        def work() -> AssetContextOut:
+            return AssetContextOut.model_validate(twin().asset_context(asset, events=events))
 
         return _guarded(ctx, Permission.READ, work)
 

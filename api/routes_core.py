@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import requires
 from api.models import (
     AnomalyOut,
+    AssetContextOut,
     AssetOut,
     CypherRequest,
     CypherResult,
@@ -103,10 +104,10 @@ def asset_context(
     _: Annotated[Principal, Depends(requires(Permission.READ))],
     iri: Annotated[str, Query(pattern=r"^https?://\S+$", max_length=2000)],
     events: Annotated[int, Query(ge=0, le=500)] = 20,
-) -> dict[str, Any]:
+) -> AssetContextOut:
     """One asset with its failure modes, sensors (latest trust), neighbours, policies and
     newest events."""
-    return twin.asset_context(iri, events=events)
+    return AssetContextOut.model_validate(twin.asset_context(iri, events=events))
 
 
 def _ingest_out(report: IngestReport) -> IngestOut:

@@ -181,7 +181,9 @@ class Twin:
             raise NotFoundError(f"no asset {asset!r} in the graph")
         now = self.clock().isoformat()
         head = profile[0]
-        policies = self.store.read(aq.POLICIES, asset=asset)[0]
+        policies = dict(self.store.read(aq.POLICIES, asset=asset)[0])
+        for key in ("envelopes", "partners"):  # an OPTIONAL MATCH collects {uri: null} for none
+            policies[key] = [item for item in policies[key] if item.get("uri") is not None]
         return {
             "asset": head["asset"],
             "tag": head["tag"],
