@@ -9,9 +9,13 @@ changes nothing; a node deleted in Neo4j loses its triples. A ``full`` entry or 
 pruned before this projection applied them) rebuilds the store whole (decision 0021).
 
 Threads: one writer (the API's poller) calls :meth:`~Projection.catch_up`; request threads call
-:meth:`~Projection.query`. Oxigraph gives every query a snapshot taken when it starts; a lock
-makes each batch's delete-and-insert atomic to queries (they start only between batches), and a
-rebuild fills a new store and swaps it in.
+:meth:`~Projection.query`. Oxigraph gives every query a snapshot taken when it starts, and each
+batch's delete-and-insert is one SPARQL Update, which Oxigraph applies as one transaction, so a
+query sees a batch whole or not at all and never waits for the writer (nor the writer for a
+query). A rebuild fills a new store and swaps it in. Queries run on daemon threads, at most
+``query_workers`` at once: Oxigraph cannot interrupt a query inside one evaluation step (a sort,
+an aggregate), so one past its deadline is abandoned to finish on its own, holding its slot,
+and never keeps the process from exiting.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +31,16 @@ import pyoxigraph as ox
 from rdflib import BNode, Literal, URIRef
 
 from kg import outbox
-from kg.sparql_query import check, evaluate, negotiate
+from kg.sparql_query import Evaluated, check, evaluate, negotiate
 from kg.store import GraphStore
 from ontology.catalog import ontology_files
-from ontology.errors import ProjectionError, QueryTimeoutError, SparqlInvalidError, StoreError
+from ontology.errors import (
+    ProjectionError,
+    QueryTimeoutError,
+    SparqlBusyError,
+    SparqlInvalidError,
+    StoreError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +102,9 @@ class Projection:
         self._generation = 0
         self._oxi = self._fresh()
         self._cursor: int | None = None
-        self._swap = threading.Lock()  # queries start only between two writes
         self._writer = threading.Lock()  # one catch-up or rebuild at a time
-        self._pool = ThreadPoolExecutor(max_workers=query_workers, thread_name_prefix="sparql")
+        self._workers = query_workers
+        self._slots = threading.BoundedSemaphore(query_workers)
         self._ontology = ox.Store()
         for file in ontology_files():
             self._ontology.load(path=file, format=ox.RdfFormat.TURTLE)
@@ -133,8 +141,7 @@ class Projection:
             fresh.bulk_load(data, ox.RdfFormat.N_TRIPLES)
         except (SyntaxError, OSError) as exc:
             raise ProjectionError(f"cannot load the export into Oxigraph: {exc}") from exc
-        with self._swap:
-            self._oxi, self._cursor = fresh, head
+        self._oxi, self._cursor = fresh, head  # one reference swap: queries see old or new
         if self._path is not None:  # queries still reading the old one keep their open files
             for folder in self._path.glob("generation-*"):
                 if folder.name != f"generation-{self._generation}":
@@ -192,16 +199,20 @@ class Projection:
         fresh = [_quad(t) for t in self._graph.export(uris=subjects)]
         for uri in subjects:
             fresh.extend(self._ontology.quads_for_pattern(ox.NamedNode(uri), None, None))
-        with self._swap:
-            store = self._oxi
-            stale = [
-                quad
-                for uri in subjects
-                for quad in store.quads_for_pattern(ox.NamedNode(uri), None, None)
-            ]
-            for quad in stale:
-                store.remove(quad)
-            store.extend(fresh)
+        # One update, one Oxigraph transaction. Triples whose object is a blank node come only
+        # from the ontology's Turtle (Neo4j holds none), which does not change while the process
+        # runs: they stay as the rebuild loaded them, keeping their blank nodes' identity.
+        values = " ".join(str(ox.NamedNode(uri)) for uri in subjects)
+        inserts = " .\n".join(
+            str(ox.Triple(q.subject, q.predicate, q.object))
+            for q in fresh
+            if not isinstance(q.object, ox.BlankNode)
+        )
+        self._oxi.update(
+            f"DELETE {{ ?s ?p ?o }} WHERE {{ VALUES ?s {{ {values} }} ?s ?p ?o "
+            "FILTER(!isBlank(?o)) } ;\n"
+            f"INSERT DATA {{ {inserts} }}"
+        )
 
     def lag(self) -> ProjectionLag:
         """The lag now (asks Neo4j; :class:`StoreError` when it cannot be reached)."""
@@ -242,31 +253,43 @@ class Projection:
         if self._cursor is None:
             raise ProjectionError("the projection is not built yet")
         deadline = time.monotonic() + timeout_s
-        cancelled = threading.Event()
+        if not self._slots.acquire(timeout=timeout_s):
+            raise SparqlBusyError(
+                f"all {self._workers} SPARQL workers are busy (queries that overran their limit "
+                "finish on their own); try again later"
+            )
+        store = self._oxi
+        cancelled, finished = threading.Event(), threading.Event()
+        outcome: list[Evaluated | Exception] = []
 
-        def work() -> SparqlAnswer | None:
-            if cancelled.is_set():
-                return None
-            with self._swap:
+        def work() -> None:
+            try:
                 try:
-                    results = self._oxi.query(text)
+                    results = store.query(text)
                 except SyntaxError as exc:  # rdflib's grammar took what Oxigraph's does not
                     reason = str(exc).splitlines()[0] if str(exc) else "syntax error"
                     raise SparqlInvalidError(f"invalid SPARQL: {reason}") from None
-            done = evaluate(results, fmt, row_cap=row_cap, deadline=deadline, cancelled=cancelled)
-            return SparqlAnswer(done.body, done.media_type, done.rows, done.truncated, self._lag())
+                outcome.append(
+                    evaluate(results, fmt, row_cap=row_cap, deadline=deadline, cancelled=cancelled)
+                )
+            except Exception as exc:  # handed to the caller, which raises it
+                # without its traceback: its frames hold the results, which pyoxigraph allows
+                # to be dropped only on this thread
+                outcome.append(exc.with_traceback(None))
+            finally:
+                self._slots.release()
+                finished.set()
 
-        future: Future[SparqlAnswer | None] = self._pool.submit(work)
-        try:
-            answer = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            cancelled.set()
-            future.cancel()
+        threading.Thread(target=work, name="twinkg-sparql", daemon=True).start()
+        if not finished.wait(timeout=max(0.0, deadline - time.monotonic())):
+            cancelled.set()  # stops between rows; inside a step it runs on, abandoned
             raise QueryTimeoutError(
                 f"the SPARQL query ran past its limit of {timeout_s:g} s and was stopped"
-            ) from None
-        assert answer is not None
-        return answer
+            )
+        (done,) = outcome
+        if isinstance(done, Exception):
+            raise done
+        return SparqlAnswer(done.body, done.media_type, done.rows, done.truncated, self._lag())
 
     def _lag(self) -> ProjectionLag:
         try:
@@ -275,8 +298,8 @@ class Projection:
             return self._last_lag
 
     def close(self) -> None:
-        """Stop the query workers (running ones finish their current step first)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: abandoned queries run out on daemon threads (kept for the
+        callers that close what they open)."""
 
 
 def _term(value: object) -> ox.NamedNode | ox.BlankNode | ox.Literal:

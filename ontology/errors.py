@@ -209,6 +209,12 @@ class ProjectionError(StoreError):
     code = "projection_unavailable"
 
 
+class SparqlBusyError(ProjectionError):
+    """Every SPARQL worker is taken (by queries that overran their limit and run out)."""
+
+    code = "sparql_busy"
+
+
 class PayloadTooLargeError(InvalidInputError):
     """A request body larger than the configured limit."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from kg.queries import NamedQuery
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore
 from ontology.catalog import load_ontology
-from ontology.errors import QueryTimeoutError, StoreError
+from ontology.errors import QueryTimeoutError, SparqlBusyError, StoreError
 from ontology.namespaces import DECISION_BASE, PREFIXES, plant_namespace
 from ontology.vocab import TK, PropKey, RelType
 from tests.conftest import forget_decisions
@@ -234,11 +235,50 @@ def test_row_cap_and_timeout(projection: Projection) -> None:
     capped = projection.query("SELECT * WHERE { ?s ?p ?o }", row_cap=5)
     assert (capped.rows, capped.truncated) == (5, True)
     assert len(json.loads(capped.body)["results"]["bindings"]) == 5
-    heavy = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }"
     started = time.monotonic()
     with pytest.raises(QueryTimeoutError):
-        projection.query(heavy, timeout_s=0.3)
+        projection.query(HEAVY, timeout_s=0.3)
     assert time.monotonic() - started < 2.0
+    _wait_for_the_workers(projection)
+
+
+# A cross product of every triple with every other: seconds of work in one aggregate step,
+# which Oxigraph cannot interrupt (bounded, so an abandoned one ends within the test).
+HEAVY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?p ?b . ?c ?q ?d }"
+
+
+def _wait_for_the_workers(projection: Projection) -> None:
+    """Until an abandoned query has run out and a worker answers again."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            projection.query("ASK {}", timeout_s=1.0)
+            return
+        except SparqlBusyError:
+            assert time.monotonic() < deadline, "the abandoned query never finished"
+            time.sleep(0.2)
+
+
+def test_an_overrunning_query_blocks_neither_the_writer_nor_exit(
+    seeded: GraphStore,
+) -> None:
+    projection = Projection(seeded, query_workers=1)
+    projection.rebuild()
+    with pytest.raises(QueryTimeoutError):
+        projection.query(HEAVY, timeout_s=0.2)
+    # It runs on, abandoned, on a daemon thread (so the interpreter can still exit) ...
+    running = [t for t in threading.enumerate() if t.name == "twinkg-sparql"]
+    assert running and all(t.daemon for t in running)
+    # ... holding the only worker: the next query is told so instead of waiting for ever ...
+    with pytest.raises(SparqlBusyError):
+        projection.query("ASK {}", timeout_s=0.3)
+    # ... while the writer goes on: a change is applied at once, not after the query.
+    _retag(seeded, "P-1-RUNNING")
+    started = time.monotonic()
+    assert projection.catch_up().entries == 1
+    assert time.monotonic() - started < 5.0
+    _wait_for_the_workers(projection)
+    assert _tag(projection) == ["P-1-RUNNING"]
 
 
 def test_changes_after_reads_in_order(projection: Projection, seeded: GraphStore) -> None:
