@@ -73,6 +73,7 @@ def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         hypotheses=state.hypotheses,
         symptoms=state.symptoms,
         mitigations={r["mode"]: list(r["mitigations"]) for r in profile if r.get("mode")},
+        # rows recorded before the query skipped them hold {uri: null} for "none" (replays)
         envelopes=[Envelope.model_validate(e) for e in policies["envelopes"] if e.get("uri")],
         partners=[Partner.model_validate(p) for p in policies["partners"] if p.get("uri")],
         trust_threshold=policies["threshold"],

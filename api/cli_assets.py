@@ -55,7 +55,7 @@ def context_command(
     the newest events (what GET /assets/context answers)."""
     settings = load_settings()
     with open_store(settings) as store:
-        context = Twin(settings, store).asset_context(asset, events=events)
+        context = Twin(settings, store).asset_context(asset, events=events).model_dump(mode="json")
     if as_json:
         out.print_json(json.dumps(context, default=str))
         return

@@ -75,16 +75,13 @@ def sparql_command(
     settings = load_settings()
     with open_store(settings) as store:
         projection = Projection(store)
-        try:
-            projection.rebuild()
-            answer = projection.query(
-                query,
-                accept=_ACCEPT[fmt],
-                timeout_s=settings.sparql_timeout_s,
-                row_cap=settings.sparql_row_cap,
-            )
-        finally:
-            projection.close()
+        projection.rebuild()
+        answer = projection.query(
+            query,
+            accept=_ACCEPT[fmt],
+            timeout_s=settings.sparql_timeout_s,
+            row_cap=settings.sparql_row_cap,
+        )
     if fmt is SparqlFormat.TABLE and answer.media_type.startswith("application/sparql-results"):
         _print_table(json.loads(answer.body), truncated=answer.truncated)
         return

@@ -231,7 +231,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         """
 
         def work() -> AssetContextOut:
-            return AssetContextOut.model_validate(twin().asset_context(asset, events=events))
+            return twin().asset_context(asset, events=events)
 
         return _guarded(ctx, Permission.READ, work)
 

@@ -107,7 +107,7 @@ def asset_context(
 ) -> AssetContextOut:
     """One asset with its failure modes, sensors (latest trust), neighbours, policies and
     newest events."""
-    return AssetContextOut.model_validate(twin.asset_context(iri, events=events))
+    return twin.asset_context(iri, events=events)
 
 
 def _ingest_out(report: IngestReport) -> IngestOut:

@@ -21,6 +21,7 @@ import uvicorn
 
 from api.settings import Settings
 from api.tls import uvicorn_ssl_options
+from kg.local_server import port_free
 from ontology.errors import PortInUseError, ServerError
 
 
@@ -42,16 +43,11 @@ def base_url(settings: Settings) -> str:
 
 def check_port_free(settings: Settings) -> None:
     """:class:`PortInUseError` when another process listens on the API's address and port."""
-    family = socket.AF_INET6 if ":" in settings.api_host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((settings.api_host, settings.api_port))
-        except OSError as exc:
-            raise PortInUseError(
-                f"port {settings.api_port} on {settings.api_host} is already in use "
-                f"({exc.strerror}); set TWINKG_API_PORT"
-            ) from None
+    if not port_free(settings.api_host, settings.api_port):
+        raise PortInUseError(
+            f"port {settings.api_port} on {settings.api_host} is already in use; "
+            "set TWINKG_API_PORT to another port"
+        )
 
 
 def serve(settings: Settings) -> None:

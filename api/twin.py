@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from rdflib import Graph
 
 from agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from api.models import AssetContextOut
 from api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
 from kg import agent_queries as aq
 from kg import api_queries, chain_verify
@@ -172,7 +173,7 @@ class Twin:
             raise InvalidInputError(f"{kind!r} is not a class of the ontology")
         return self.store.read(api_queries.ASSETS, label=kind, offset=offset, limit=limit)
 
-    def asset_context(self, asset: str, *, events: int = 20) -> dict[str, Any]:
+    def asset_context(self, asset: str, *, events: int = 20) -> AssetContextOut:
         """What an engineer or an agent needs about one asset: profile and failure modes,
         sensors with their latest trust, neighbours with their findings, policies and the
         newest events."""
@@ -181,25 +182,25 @@ class Twin:
             raise NotFoundError(f"no asset {asset!r} in the graph")
         now = self.clock().isoformat()
         head = profile[0]
-        policies = dict(self.store.read(aq.POLICIES, asset=asset)[0])
-        for key in ("envelopes", "partners"):  # an OPTIONAL MATCH collects {uri: null} for none
-            policies[key] = [item for item in policies[key] if item.get("uri") is not None]
-        return {
-            "asset": head["asset"],
-            "tag": head["tag"],
-            "types": head["types"],
-            "criticality": head["criticality"],
-            "status": head["status"],
-            "failure_modes": [
-                {k: row[k] for k in ("mode", "code", "mitigations", "kinds")}
-                for row in profile
-                if row["mode"] is not None
-            ],
-            "sensors": self.store.read(aq.ASSET_SENSORS, asset=asset, as_of=now),
-            "neighbours": self.store.read(aq.NEIGHBOURS, asset=asset, as_of=now),
-            "policies": policies,
-            "events": self.store.read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
-        }
+        policies = self.store.read(aq.POLICIES, asset=asset)[0]
+        return AssetContextOut.model_validate(
+            {
+                "asset": head["asset"],
+                "tag": head["tag"],
+                "types": head["types"],
+                "criticality": head["criticality"],
+                "status": head["status"],
+                "failure_modes": [
+                    {k: row[k] for k in ("mode", "code", "mitigations", "kinds")}
+                    for row in profile
+                    if row["mode"] is not None
+                ],
+                "sensors": self.store.read(aq.ASSET_SENSORS, asset=asset, as_of=now),
+                "neighbours": self.store.read(aq.NEIGHBOURS, asset=asset, as_of=now),
+                "policies": policies,
+                "events": self.store.read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
+            }
+        )
 
     def criticality(self, asset: str) -> str | None:
         """The asset's criticality class (A/B/C), or ``None`` when it has none."""

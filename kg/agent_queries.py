@@ -146,16 +146,17 @@ POLICIES = NamedQuery(
     "agents.plan.policies",
     f"MATCH (a:{_R} {{uri: $asset}}) "
     f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_HAS_ENVELOPE}]->(e:{_ENVELOPE})-[:{_FOR_QK}]->(q) "
-    "RETURN collect({uri: e.uri, quantity_kind: q.uri, minimum: e.minValue, "
-    "maximum: e.maxValue, max_rate: e.maxRateOfChange}) AS envelopes } "
+    "RETURN collect(CASE WHEN e IS NOT NULL THEN {uri: e.uri, quantity_kind: q.uri, "
+    "minimum: e.minValue, maximum: e.maxValue, max_rate: e.maxRateOfChange} END) AS envelopes } "
     f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_STANDBY_FOR}|{_HAS_STANDBY}]-(p:{_ASSET}) "
-    "RETURN collect(DISTINCT {uri: p.uri, tag: p.tag, status: p.operationalStatus, "
-    "duty_role: p.dutyRole}) AS partners } "
+    "RETURN collect(DISTINCT CASE WHEN p IS NOT NULL THEN {uri: p.uri, tag: p.tag, "
+    "status: p.operationalStatus, duty_role: p.dutyRole} END) AS partners } "
     f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_PART_OF}*0..]->(s)<-[:{_APPLIES_TO}]-(t:{_THRESHOLD}) "
     "RETURN max(t.threshold) AS threshold } "
     "RETURN envelopes, partners, threshold",
 )
-"""The target's envelopes, its duty/standby partner and the strictest trust threshold."""
+"""The target's envelopes, its duty/standby partner and the strictest trust threshold (empty
+lists when it has none: ``collect`` skips the nulls an unmatched OPTIONAL MATCH gives)."""
 
 PERSON = NamedQuery(
     "agents.approval.person",

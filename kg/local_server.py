@@ -156,8 +156,11 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def port_free(address: str, port: int) -> bool:
+    """Whether a server could bind ``address:port`` now (as servers bind: SO_REUSEADDR, so a
+    port with only connections in TIME_WAIT counts as free)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
@@ -212,7 +215,7 @@ def start(
     current = status(config)
     if current.running:
         return current
-    if not _port_free(config.address, config.port):
+    if not port_free(config.address, config.port):
         raise PortInUseError(
             f"port {config.port} on {config.address} is already in use; "
             "set TWINKG_NEO4J_BOLT_PORT to another port"

@@ -297,10 +297,6 @@ class Projection:
         except StoreError:
             return self._last_lag
 
-    def close(self) -> None:
-        """Nothing to release: abandoned queries run out on daemon threads (kept for the
-        callers that close what they open)."""
-
 
 def _term(value: object) -> ox.NamedNode | ox.BlankNode | ox.Literal:
     if isinstance(value, URIRef):

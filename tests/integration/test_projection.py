@@ -43,11 +43,10 @@ def seeded(empty_store: GraphStore) -> GraphStore:
 
 
 @pytest.fixture
-def projection(seeded: GraphStore) -> Iterator[Projection]:
+def projection(seeded: GraphStore) -> Projection:
     built = Projection(seeded)
     built.rebuild()
-    yield built
-    built.close()
+    return built
 
 
 def _changes(driver: Driver) -> list[dict[str, object]]:
