@@ -53,6 +53,7 @@ from api.twin import Twin
 from benchmarks.server import Throwaway, throwaway_server
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
+from kg.local_server import free_port
 from kg.projection import Projection
 from kg.records import GraphRecords
 from ontology.namespaces import TK as TK_NS
@@ -158,14 +159,6 @@ def api_process(server: Throwaway, home: Path, port: int) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def caught_up(client: httpx.Client, timeout_s: float = 120) -> float:
@@ -348,7 +341,7 @@ def main() -> None:
         projection = Projection(server.store)
         projection.rebuild()
         twin = Twin(settings, server.store, projection=projection)
-        port = _free_port()
+        port = free_port()
         _note(f"seeded; starting twinkg serve on port {port}")
         with api_process(server, api_home, port) as url:
             limits = httpx.Limits(
