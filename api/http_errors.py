@@ -37,6 +37,8 @@ _STATUS: tuple[tuple[type[e.TwinKGError], int], ...] = (
     (e.UnsupportedMediaTypeError, 415),
     (e.ContractViolationError, 422),
     (e.QueryTimeoutError, 422),
+    (e.SparqlMemoryLimitError, 422),
+    (e.SparqlUserLimitError, 429),
     (e.QueryRejectedError, 400),
     (e.InvalidInputError, 400),
     (e.StoreError, 503),

@@ -210,7 +210,7 @@ class ProjectionError(StoreError):
 
 
 class SparqlBusyError(ProjectionError):
-    """Every SPARQL worker is taken (by queries that overran their limit and run out)."""
+    """Every SPARQL worker is taken and the queue is full, or the wait for one ran out."""
 
     code = "sparql_busy"
 
@@ -264,3 +264,28 @@ class AuditLogTamperedError(TwinKGError):
 
     code = "audit_tampered"
     exit_code = 16
+
+
+class SparqlWorkerFailedError(ProjectionError):
+    """A SPARQL query crashed the worker process that ran it (a panic in the query engine);
+    the worker was replaced, nothing else was affected."""
+
+    code = "sparql_worker_failed"
+
+
+class SparqlMemoryLimitError(QueryRejectedError):
+    """A SPARQL query needed more memory than a worker process may use and was stopped."""
+
+    code = "sparql_memory_limit"
+
+
+class SparqlUserLimitError(SparqlBusyError):
+    """The caller already has as many SPARQL queries running or waiting as one caller may."""
+
+    code = "sparql_user_limit"
+
+
+class ProjectionBuildingError(ProjectionError):
+    """SPARQL cannot answer yet: no projection was ever published here, the first build runs."""
+
+    code = "projection_building"
