@@ -289,3 +289,9 @@ class ProjectionBuildingError(ProjectionError):
     """SPARQL cannot answer yet: no projection was ever published here, the first build runs."""
 
     code = "projection_building"
+
+
+class JsonTooDeepError(InvalidInputError):
+    """A JSON body nested deeper than the configured limit; refused before it is parsed."""
+
+    code = "json_too_deep"
