@@ -104,6 +104,27 @@ class Settings(BaseSettings):
     projection_poll_s: float = Field(
         default=0.5, gt=0, description="how often the SPARQL projection reads the change log"
     )
+    projection_path: Path | None = Field(
+        default=None, description="the SPARQL projection's folder (default TWINKG_HOME/projection)"
+    )
+    sparql_workers: int = Field(
+        default=4, ge=1, le=64, description="SPARQL worker processes (queries running at once)"
+    )
+    sparql_user_concurrency: int = Field(
+        default=2, ge=1, description="SPARQL queries one caller may have running or waiting"
+    )
+    sparql_queue: int = Field(
+        default=8, ge=0, description="SPARQL requests that may wait for a worker"
+    )
+    sparql_queue_wait_s: float = Field(
+        default=10.0, ge=0, description="longest wait for a SPARQL worker before sparql_busy"
+    )
+    sparql_worker_memory_mb: int = Field(
+        default=2048, ge=0, description="address-space limit of each SPARQL worker (0: none)"
+    )
+    sparql_result_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="largest SPARQL answer, in bytes"
+    )
 
 
 @dataclass(frozen=True, slots=True)
