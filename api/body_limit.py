@@ -1,8 +1,9 @@
 """Refuse request bodies over a size limit before any route reads them (HTTP 413).
 
-A pure ASGI middleware: a declared ``Content-Length`` over the limit is refused at once; a body
-sent without one (chunked) is counted as it streams and refused as soon as it passes the limit,
-so a route never sees a partial body and nothing is written.
+A pure ASGI middleware: a declared ``Content-Length`` over the limit is refused at once (one
+that is not plain digits answers 400); a body sent without one (chunked) is counted as it streams
+and refused as soon as it passes the limit, so a route never sees a partial body and nothing is
+written.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
+            # digits only (int() would take "+5", " 5", "5_0" and thousands of digits)
+            if not declared.isdigit():
                 await self._refuse(scope, receive, send, "Content-Length is not a number", 400)
                 return
-            if length > self.max_bytes:
+            digits = declared.lstrip(b"0") or b"0"
+            if len(digits) > len(str(self.max_bytes)) or int(digits) > self.max_bytes:
                 await self._refuse(scope, receive, send, self._message(), 413)
                 return
         seen = 0

@@ -3,7 +3,9 @@
 ``ingest`` reads one batch (a SKAB file, another wide CSV, or a JSON batch), checks every point
 against the declared telemetry contract, and applies the batch all or nothing (see
 reasoner/ingest.py); afterwards the reasoner reclassifies the assets. Exit 0 also when points
-were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them. On a
+were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them. Input
+that is not a batch at all (not UTF-8 JSON, JSON nested too deep, a CSV that is not a table)
+exits non-zero with one line ``error[<code>]: <reason>`` and changes nothing. On a
 terminal, progress bars on stderr follow each phase (parse, contract check, derive, graph write,
 log staging) and vanish before the summary is printed.
 """
@@ -57,16 +59,25 @@ def _parsing(report: Progress) -> Callable[[int, int], None]:
 
 
 def _json_batch(
-    path: Path, *, contract: str | None, report: Progress
+    path: Path, *, contract: str | None, report: Progress, max_depth: int
 ) -> tuple[PointBatch, str, str]:
     """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
     if str(path) == "-":
-        raw = typer.get_text_stream("stdin").read().encode()
+        raw = typer.get_binary_stream("stdin").read()
     elif not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
     else:
-        raw = path.read_bytes()
-    batch = parse_json_batch(raw, contract=contract, source=str(path), progress=_parsing(report))
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    batch = parse_json_batch(
+        raw,
+        contract=contract,
+        source=str(path),
+        progress=_parsing(report),
+        max_depth=max_depth,
+    )
     return batch.points, batch.contract, batch.content_hash
 
 
@@ -160,7 +171,12 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     with open_store(settings) as store:
         with phase_bars(progress) as bars:
             if kind is Source.JSON:
-                batch, declared, digest = _json_batch(path, contract=contract, report=bars)
+                batch, declared, digest = _json_batch(
+                    path,
+                    contract=contract,
+                    report=bars,
+                    max_depth=settings.ingest_json_max_depth,
+                )
             else:
                 layout = CsvLayout(
                     time_column=time_column,

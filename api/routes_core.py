@@ -164,8 +164,12 @@ async def ingest(
 ) -> IngestOut:
     """Check a batch of points against its telemetry contract and apply it, all or nothing.
 
-    Points that break the contract go to the quarantine with their reason (the answer counts
-    them); a malformed batch changes nothing. The same content twice is applied once.
+    Each point is judged on its own: one that breaks the contract, or that cannot be kept as
+    given (a value of the wrong JSON type, a time int64 nanoseconds cannot hold), goes to the
+    quarantine with its reason (the answer counts them). Only a body that is not a batch (not
+    UTF-8 JSON, nested deeper than the limit, not ``{"points": [...]}``) is refused, with a 4xx
+    and a stable code, and changes nothing. Parsing runs in a worker thread, never on the event
+    loop. The same content twice is applied once.
     """
     if media_type(request) != "application/json":
         raise UnsupportedMediaTypeError("telemetry is posted as application/json")

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     ingest_max_points: int = Field(
         default=5_000_000, ge=1, description="largest batch one ingest accepts"
     )
+    ingest_json_max_depth: int = Field(
+        default=32,
+        ge=4,
+        le=500,
+        description="deepest JSON nesting a telemetry batch may have (a batch of points needs 3)",
+    )
     checkpoint_url: str | None = Field(
         default=None,
         description="where agent runs are checkpointed: a postgresql:// URL "

@@ -9,7 +9,6 @@ lock: the checkpointer and the provenance chain take one decision at a time anyw
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,7 +35,9 @@ from ontology.errors import (
 )
 from ontology.vocab import TK, Label
 from reasoner.ingest import IngestOptions, IngestReport, ingest
+from reasoner.json_body import RepeatedNames, read_json
 from reasoner.points import PointBatch, from_json_points
+from reasoner.timestamps import shown
 
 if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation needs them
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -59,37 +60,55 @@ class JsonBatch:
     content_hash: str
 
 
+JSON_MAX_DEPTH = 32  # the default of TWINKG_INGEST_JSON_MAX_DEPTH
+
+
 def parse_json_batch(
     raw: bytes,
     *,
     contract: str | None = None,
     source: str = "body",
     progress: Callable[[int, int], None] | None = None,
+    max_depth: int = JSON_MAX_DEPTH,
 ) -> JsonBatch:
     """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
 
-    :class:`InvalidInputError` with a one-line reason when it is not that shape, or when it
-    declares another contract than ``contract`` (what the caller says the data was written for).
+    Only the envelope can refuse the batch, with a one-line reason: not UTF-8 JSON
+    (:class:`InvalidInputError`), nested deeper than ``max_depth`` (:class:`JsonTooDeepError`,
+    checked before parsing), not that shape, a name given twice, a contract other than
+    ``contract`` (what the caller says the data was written for), points with fields the
+    contract does not know. Each point is judged on its own (``reasoner.points``).
     """
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{source} is not JSON: {exc}") from None
+    document = read_json(raw, max_depth=max_depth, source=source)
     if not isinstance(document, dict) or not isinstance(document.get("points"), list):
         raise InvalidInputError(f'{source}: expected {{"contract": …, "points": [ … ]}}')
+    if isinstance(document, RepeatedNames):
+        names = ", ".join(shown(name) for name in document.repeated[:5])
+        raise InvalidInputError(f"{source}: the batch gives {names} more than once")
     unknown = sorted(set(document) - {"contract", "producer", "points"})
     if unknown:
-        raise InvalidInputError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        raise InvalidInputError(
+            f"{source}: unknown field(s) {', '.join(shown(name) for name in unknown[:5])}"
+        )
     declared = document.get("contract", "telemetry")
-    if not isinstance(declared, str):
-        raise InvalidInputError(f"{source}: contract must be a string such as telemetry@1.0.0")
+    if not isinstance(declared, str) or len(declared) > 100:
+        raise InvalidInputError(f"{source}: contract must be a name such as telemetry@1.0.0")
     if contract is not None and contract != declared:
         raise InvalidInputError(f"{source} declares {declared!r} but {contract!r} was given")
     producer = document.get("producer")
-    if producer is not None and not isinstance(producer, str):
+    if producer is not None and not (isinstance(producer, str) and _unicode(producer)):
         raise InvalidInputError(f"{source}: producer must be a string")
     batch = from_json_points(document["points"], producer=producer, progress=progress)
     return JsonBatch(batch, declared, hashlib.sha256(raw).hexdigest())
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode (JSON escapes can make lone surrogates, which are not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
@@ -237,8 +256,14 @@ class Twin:
         )
 
     def ingest_json(self, raw: bytes, *, contract: str | None, source: str) -> IngestReport:
-        """Check a JSON batch against its contract and apply it, all or nothing."""
-        batch = parse_json_batch(raw, contract=contract, source=source)
+        """Check a JSON batch against its contract, point by point, and apply it all or nothing
+        (see :func:`parse_json_batch` for what refuses the whole batch)."""
+        batch = parse_json_batch(
+            raw,
+            contract=contract,
+            source=source,
+            max_depth=self.settings.ingest_json_max_depth,
+        )
         if len(batch.points) > self.settings.ingest_max_points:
             raise InvalidInputError(
                 f"{len(batch.points)} points exceed TWINKG_INGEST_MAX_POINTS="

@@ -120,19 +120,32 @@ class CompiledConstraint:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """Per record and constraint: ``failures[i, j]`` is True when record i breaks constraint j."""
+    """Per record and constraint: ``failures[i, j]`` is True when record i breaks constraint j.
+
+    ``defects`` are the parser's reasons per record (null when none; see ``reasoner.points``):
+    what the contract cannot see but TwinKG cannot keep as given. They reject a record too,
+    without touching ``failures``, which stay keyed exactly as pySHACL keys its results."""
 
     constraints: tuple[CompiledConstraint, ...]
     failures: BoolMatrix
+    defects: pa.StringArray | None = None
+
+    @property
+    def defective(self) -> Bools:
+        """Records the parser found a defect in."""
+        if self.defects is None:
+            return np.zeros(len(self.failures), np.bool_)
+        return np.asarray(self.defects.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
 
     @property
     def rejected(self) -> Bools:
-        """Records that break a constraint of severity Violation."""
+        """Records that break a constraint of severity Violation, or have a defect."""
         blocking = [c.severity is Severity.VIOLATION for c in self.constraints]
-        return np.asarray(self.failures[:, blocking].any(axis=1))
+        return np.asarray(self.failures[:, blocking].any(axis=1) | self.defective)
 
     def reasons(self) -> list[str]:
-        """A one-line reason per rejected record (the messages of what it broke)."""
+        """A one-line reason per rejected record: the messages of what it broke, then its
+        defect."""
         rejected = self.rejected
         if not rejected.any():
             return []
@@ -141,7 +154,14 @@ class CheckResult:
             " | ".join(c.message for c, hit in zip(self.constraints, row, strict=True) if hit)
             for row in patterns
         ]
-        return [texts[i] for i in np.asarray(inverse).ravel()]
+        broke = [texts[i] for i in np.asarray(inverse).ravel()]
+        if self.defects is None or not self.defective[rejected].any():
+            return broke
+        found = self.defects.filter(pa.array(rejected)).to_pylist()
+        return [
+            " | ".join(part for part in (text, defect) if part)
+            for text, defect in zip(broke, found, strict=True)
+        ]
 
 
 def sensor_index(batch: PointBatch, sensors: SensorTable) -> Ints:
@@ -164,7 +184,7 @@ class CompiledContract:
         failures = np.zeros((len(batch), len(self.constraints)), dtype=np.bool_)
         for j, constraint in enumerate(self.constraints):
             failures[:, j] = constraint.check(ctx)
-        return CheckResult(self.constraints, failures)
+        return CheckResult(self.constraints, failures, batch.defects)
 
 
 # ---- Core constraint components ----

@@ -5,14 +5,21 @@ local times without a zone. Columns map to sensors by the sensors' ``tk:external
 that names no sensor is an error for the whole file (a schema problem, not a bad reading), while
 a cell that is not a number or a time that does not parse stays in the batch, flagged, for the
 contract to quarantine with its reason.
+
+A file that is not a table refuses the whole file with one line (:class:`InvalidInputError`):
+not UTF-8 (a UTF-8 byte-order mark is allowed), empty, no data rows, a column named twice, a
+row with more or fewer fields than the header. Times are never rewritten: a cell the time
+format reads only by changing it (30 February, 24:00:00, a leap second) is not a time, and a
+time int64 nanoseconds cannot hold is quarantined with that reason (``reasoner.timestamps``).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +30,15 @@ import pyarrow.csv as pacsv
 
 from ontology.errors import InvalidInputError
 from reasoner.points import FIELDS, PointBatch
+from reasoner.timestamps import (
+    FIRST_SECOND,
+    FIRST_TEXT,
+    LAST_SECOND,
+    LAST_TEXT,
+    NS_AFTER,
+    NS_BEFORE,
+    shown,
+)
 
 SKAB_LABEL_COLUMNS = ("anomaly", "changepoint")
 
@@ -52,22 +68,73 @@ class CsvPoints:
     rows: int
 
 
-def _read(path: Path, layout: CsvLayout) -> pa.Table:
+_SHOWN = 120  # characters of a bad row or reason quoted in an error
+
+
+def _bytes(path: Path) -> bytes:
+    """The file's bytes, checked to be UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 20
+    for start in range(0, len(data), step):
+        try:
+            decoder.decode(data[start : start + step], final=start + step >= len(data))
+        except UnicodeDecodeError as exc:
+            at = start + exc.start
+            line = data.count(b"\n", 0, at) + 1
+            raise InvalidInputError(
+                f"{path} is not UTF-8 text: byte {at} (line {line}) cannot be decoded"
+            ) from None
+    return data
+
+
+def _read(path: Path, data: bytes, layout: CsvLayout) -> pa.Table:
+    if len(layout.delimiter) != 1 or layout.delimiter in '\r\n"':
+        raise InvalidInputError(f"the delimiter must be one character, not {layout.delimiter!r}")
+    ragged: list[str] = []
+
+    def refuse_ragged(row: pacsv.InvalidRow) -> str:
+        text = row.text if len(row.text) <= _SHOWN else row.text[:_SHOWN] + "…"
+        ragged.append(
+            f"a row has {row.actual_columns} fields, the header {row.expected_columns}: {text!r}"
+        )
+        return "error"
+
     try:
         return pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter),
+            pa.BufferReader(data),
+            parse_options=pacsv.ParseOptions(
+                delimiter=layout.delimiter, invalid_row_handler=refuse_ragged
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={layout.time_column: pa.string()},
                 null_values=[""],
                 strings_can_be_null=True,
             ),
         )
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such file") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise InvalidInputError(f"{path} is not a readable CSV file: {reason}") from exc
+        lines = str(exc).strip().splitlines()
+        reason = ragged[0] if ragged else (lines[0] if lines else type(exc).__name__)
+        if "Empty CSV file" in reason:
+            reason = "the file is empty"
+        cut = reason if len(reason) <= 2 * _SHOWN else reason[: 2 * _SHOWN] + "…"
+        raise InvalidInputError(f"{path} is not a readable CSV file: {cut}") from None
+
+
+def _check_columns(path: Path, table: pa.Table, layout: CsvLayout) -> None:
+    names = table.column_names
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise InvalidInputError(f"{path}: column {twice[0]!r} appears more than once")
+    if layout.time_column not in names:
+        raise InvalidInputError(f"{path}: no {layout.time_column!r} column")
+    if table.num_rows == 0:
+        raise InvalidInputError(f"{path}: no data rows")
 
 
 # What float() accepts, as a vectorised test (RE2): decimal and exponent forms, nan and inf.
@@ -107,10 +174,9 @@ def read_wide_csv(
         zone = ZoneInfo(layout.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInputError(f"unknown time zone {layout.timezone!r}") from None
-    data = path.read_bytes() if path.exists() else b""
-    table = _read(path, layout)
-    if layout.time_column not in table.column_names:
-        raise InvalidInputError(f"{path}: no {layout.time_column!r} column")
+    data = _bytes(path)
+    table = _read(path, data, layout)
+    _check_columns(path, table, layout)
     columns = [c for c in table.column_names if c not in (layout.time_column, *layout.ignore)]
     unknown = [c for c in columns if c not in sensor_columns]
     if unknown:
@@ -123,13 +189,14 @@ def read_wide_csv(
     rows, k = table.num_rows, len(columns)
     report = progress or _no_progress
     report(0, k + 1)
-    raw_time = table[layout.time_column]
-    stamps = pc.strptime(raw_time, format=layout.time_format, unit="s", error_is_null=True)
-    local = stamps.cast(pa.int64()).fill_null(0).to_numpy().astype(np.int64)
-    time_ok = np.asarray(stamps.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    offsets = _offsets(local, zone)
-    utc_ns = (local - offsets) * 10**9
-    lexical = _lexical(raw_time, stamps, utc_ns, time_ok)
+    raw_time = table[layout.time_column].combine_chunks()
+    local, time_ok = _local_seconds(raw_time, layout.time_format)
+    utc_s = local - _offsets(local, zone)
+    inside = (utc_s >= FIRST_SECOND) & (utc_s <= LAST_SECOND)
+    utc_ns = np.where(inside, utc_s, 0) * 10**9
+    utc_ns = np.where(inside, utc_ns, np.where(utc_s < 0, NS_BEFORE, NS_AFTER))
+    lexical = _lexical(raw_time, utc_s, time_ok)
+    row_notes = _time_notes(raw_time, lexical, time_ok, inside, layout.time_format)
     report(1, k + 1)
     value_cols = []
     for i, c in enumerate(columns, start=2):
@@ -164,6 +231,7 @@ def read_wide_csv(
         counts=counts,
         ok=ok,
         time_tz=np.repeat(time_ok, k),
+        defects=_defects(row_notes, value_cols, [table[c] for c in columns]),
     )
     digest = hashlib.sha256(data + repr((layout, sorted(sensor_columns.items()))).encode())
     return CsvPoints(batch, digest.hexdigest(), tuple(columns), tuple(sensors), rows)
@@ -171,6 +239,35 @@ def read_wide_csv(
 
 def _no_progress(done: int, total: int) -> None:
     """Reports nothing."""
+
+
+def _local_seconds(raw: pa.Array, time_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(seconds since 1970 as written, read exactly)`` per time cell. Arrow's strptime rolls
+    impossible dates over (30 February becomes 1 March); a cell whose reading does not print
+    back as itself is checked by Python's strptime, which refuses them."""
+    try:
+        stamps = pc.strptime(raw, format=time_format, unit="s", error_is_null=True)
+        printed = pc.strftime(stamps, format=time_format)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"time format {time_format!r} cannot be used: {reason}") from None
+    local = stamps.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    ok = np.asarray(stamps.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    same = np.asarray(pc.equal(printed, raw).fill_null(False).to_numpy(zero_copy_only=False))
+    cells = raw.to_pylist()
+    for i in np.flatnonzero(ok & ~same):
+        ok[i] = _python_seconds(str(cells[i]), time_format) == local[i]
+    return local, ok
+
+
+def _python_seconds(cell: str, time_format: str) -> int | None:
+    try:
+        moment = datetime.strptime(cell, time_format)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - datetime(1970, 1, 1)) // timedelta(seconds=1)
 
 
 def _offsets(local_s: np.ndarray, zone: ZoneInfo) -> np.ndarray:
@@ -182,21 +279,56 @@ def _offsets(local_s: np.ndarray, zone: ZoneInfo) -> np.ndarray:
 
 
 def _offset(local_s: int, zone: ZoneInfo) -> int:
-    naive = datetime(1970, 1, 1) + timedelta(seconds=local_s)
+    try:
+        naive = datetime(1970, 1, 1) + timedelta(seconds=local_s)
+    except OverflowError:  # beyond Python's years 1..9999: outside the range anyway
+        return 0
     delta = naive.replace(tzinfo=zone).utcoffset()
     return int(delta.total_seconds()) if delta else 0
 
 
-def _lexical(
-    raw: pa.ChunkedArray, stamps: pa.ChunkedArray, utc_ns: np.ndarray, ok: np.ndarray
-) -> pa.Array:
+def _lexical(raw: pa.Array, utc_s: np.ndarray, ok: np.ndarray) -> pa.Array:
     """xsd:dateTime lexical forms (UTC, ``Z``) for parsed times, the raw cell otherwise."""
-    # whole seconds: Arrow's %S prints the fraction for finer units
-    utc = pa.array(utc_ns // 10**9, pa.timestamp("s", tz="UTC"))
+    utc = pa.array(np.where(ok, utc_s, 0), pa.timestamp("s", tz="UTC"))
     formatted = pc.binary_join_element_wise(
         pc.strftime(utc, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), ""
     )
-    return pc.if_else(pa.array(ok), formatted, raw.combine_chunks().cast(pa.string()))
+    return pc.if_else(pa.array(ok), formatted, raw.cast(pa.string()))
+
+
+def _time_notes(
+    raw: pa.Array, lexical: pa.Array, ok: np.ndarray, inside: np.ndarray, time_format: str
+) -> list[str | None]:
+    """Per row: why its time is quarantined beyond what the contract says, or ``None``."""
+    notes: list[str | None] = [None] * len(ok)
+    given = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    cells, forms = raw.to_pylist(), lexical.to_pylist()
+    for i in np.flatnonzero(given & ~ok):
+        notes[i] = f"time {shown(str(cells[i]))} is not a time in the format {time_format!r}"
+    for i in np.flatnonzero(ok & ~inside):
+        side = "before " + FIRST_TEXT if forms[i] < "1970" else "after " + LAST_TEXT
+        notes[i] = f"time {shown(str(forms[i]))}: it is {side}, outside what int64 nanoseconds hold"
+    return notes
+
+
+def _defects(
+    row_notes: list[str | None],
+    value_cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    cells: list[pa.ChunkedArray],
+) -> pa.StringArray:
+    """Per point (row-major): its row's time note and, for a cell that is not a number, the cell."""
+    k = len(value_cols)
+    notes: list[str | None] = [note for note in row_notes for _ in range(k)]
+    for j, ((_, given, ok), column) in enumerate(zip(value_cols, cells, strict=True)):
+        bad = np.flatnonzero(given & ~ok)
+        if not len(bad):
+            continue
+        texts = column.take(pa.array(bad)).cast(pa.string()).to_pylist()
+        for row, text in zip(bad, texts, strict=True):
+            note = f"value {shown(str(text))} is not a number"
+            at = int(row) * k + j
+            notes[at] = f"{notes[at]}; {note}" if notes[at] else note
+    return pa.array(notes, pa.string())
 
 
 def column_sensors(rows: Sequence[tuple[str | None, str]]) -> dict[str, str]:

@@ -114,7 +114,7 @@ def test_an_edited_sparql_query_is_not_compiled(shapes: Graph) -> None:
 
 
 def test_json_points_refuse_unknown_fields() -> None:
-    with pytest.raises(InvalidInputError, match="unknown fields: colour"):
+    with pytest.raises(InvalidInputError, match="unknown fields: 'colour'"):
         from_json_points([{"sensor": "x", "colour": "red"}])
     batch = from_json_points([{"sensor": "x", "value": 1}], producer="edge-1")
     assert batch.producer.to_pylist() == ["edge-1"]

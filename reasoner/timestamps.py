@@ -1,0 +1,155 @@
+"""Telemetry times as exact instants: int64 nanoseconds since 1970-01-01T00:00:00Z, never rewritten.
+
+XML Schema 1.1 Part 2, §3.3.8 dateTime: https://www.w3.org/TR/xmlschema11-2/#dateTime
+
+A time string gets two verdicts. *Well-typed* is what the contract's oracle says: rdflib reads
+an ``xsd:dateTime`` literal with Python's ``datetime.fromisoformat``, so ``sh:datatype`` in the
+compiled checks follows that function and the two engines agree. *Kept exactly* is what TwinKG
+can store: a strict XSD lexical form whose instant int64 nanoseconds hold without rounding. A
+time well-typed to rdflib that fails the second verdict (years 1600 or 2300, a space for the
+``T``, more digits than nanoseconds, an offset past ±14:00) gets a *defect*: the reason it is
+quarantined. Out-of-range instants are pinned to a sentinel below or above every representable
+one, so comparisons with representable times (monotonicity, the future) keep their order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+NS_BEFORE = -(2**63)  # sentinel: earlier than every representable instant
+NS_AFTER = 2**63 - 1  # sentinel: later than every representable instant
+FIRST_NS = NS_BEFORE + 1
+LAST_NS = NS_AFTER - 1
+FIRST_TEXT = "1677-09-21T00:12:43.145224193Z"
+LAST_TEXT = "2262-04-11T23:47:16.854775806Z"
+# Whole seconds whose nanoseconds stay inside [FIRST_NS, LAST_NS] (the CSV reader's unit).
+FIRST_SECOND = -9_223_372_036
+LAST_SECOND = 9_223_372_036
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# The contract's tel:time pattern, with Python's ``re.search`` (what rdflib's SPARQL REGEX uses).
+_ZONE = re.compile(r"(Z|[+-][0-9]{2}:[0-9]{2})$")
+_XSD = re.compile(
+    r"(?P<sign>-?)(?P<year>[0-9]{4,})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
+    r"T(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<frac>[0-9]+))?"
+    r"(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_SHOWN = 40  # characters of a bad time quoted in a reason
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one time string is: ``ns`` is the instant (a sentinel when outside the range, 0 when
+    not a time); ``defect`` says why TwinKG cannot keep it as written, ``None`` when it can."""
+
+    well_typed: bool
+    zoned: bool
+    ns: int
+    defect: str | None
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a reason, cut to a readable length."""
+    cut = text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+    return ascii(cut) if not cut.isprintable() else repr(cut)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (year 0 = 1 BCE, as XSD 1.1)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
+
+
+def _leap(year_digits: str) -> bool:
+    year = int(year_digits[-4:])  # year mod 400 depends on the last four digits only
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _field_problem(m: re.Match[str]) -> str | None:
+    """Why an XSD-shaped form names no instant (the calendar and clock ranges of §3.3.8)."""
+    year, month, day = m["year"], int(m["month"]), int(m["day"])
+    hour, minute, second = int(m["hour"]), int(m["minute"]), int(m["second"])
+    last = 29 if month == 2 and _leap(year) else _DAYS[month - 1] if 1 <= month <= 12 else 31
+    zone = m["zone"] or "Z"
+    hh, mm = (0, 0) if zone == "Z" else (int(zone[1:3]), int(zone[4:6]))
+    end_of_day = hour == 24 and (minute, second) == (0, 0) and not (m["frac"] or "").strip("0")
+    checks = (
+        (len(year) > 4 and year[0] == "0", "a year of more than four digits cannot start with 0"),
+        (not 1 <= month <= 12, f"month {month:02d} does not exist"),
+        (not 1 <= day <= last, f"day {day:02d} does not exist in month {month:02d}"),
+        (minute > 59 or second > 59, "minutes and seconds run from 00 to 59 (no leap seconds)"),
+        (
+            end_of_day,
+            "24:00:00 (the end of a day) is not kept as written; send 00:00:00 of the next day",
+        ),
+        (hour > 23, f"hour {hour:02d} does not exist"),
+        (
+            mm > 59 or hh > 14 or (hh == 14 and mm > 0),
+            f"time zone offset {zone} is outside -14:00..+14:00",
+        ),
+    )
+    return next((why for bad, why in checks if bad), None)
+
+
+def _strict_ns(m: re.Match[str]) -> tuple[int, str | None]:
+    """The instant of a valid XSD form, or a sentinel and the reason it is outside the range."""
+    frac = m["frac"] or ""
+    if frac[9:].strip("0"):
+        return 0, "it is finer than a nanosecond"
+    year_digits = m["year"]
+    if len(year_digits) > 9:  # far outside; no need to compute it
+        before = m["sign"] == "-"
+    else:
+        year = int(year_digits) * (-1 if m["sign"] else 1)
+        zone = m["zone"] or "Z"
+        offset = 0 if zone == "Z" else (int(zone[1:3]) * 60 + int(zone[4:6])) * 60
+        days = _days_from_civil(year, int(m["month"]), int(m["day"]))
+        clock = int(m["hour"]) * 3600 + int(m["minute"]) * 60 + int(m["second"])
+        seconds = days * 86_400 + clock - (offset if zone[0] == "+" else -offset)
+        ns = seconds * 10**9 + int(frac[:9].ljust(9, "0"))
+        if FIRST_NS <= ns <= LAST_NS:
+            return ns, None
+        before = ns < FIRST_NS
+    if before:
+        return NS_BEFORE, f"it is before {FIRST_TEXT}, the first instant int64 nanoseconds hold"
+    return NS_AFTER, f"it is after {LAST_TEXT}, the last instant int64 nanoseconds hold"
+
+
+def _python_ns(moment: datetime) -> int:
+    """The exact instant of a datetime rdflib read (naive ones taken as UTC), or a sentinel."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    ns = (aware - _EPOCH) // _MICROSECOND * 1000
+    return NS_BEFORE if ns < FIRST_NS else NS_AFTER if ns > LAST_NS else ns
+
+
+def read_datetime(text: str) -> Reading:
+    """Both verdicts on one time string (see the module docstring)."""
+    try:
+        moment: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    zoned = moment is not None and _ZONE.search(text) is not None
+    m = _XSD.fullmatch(text)
+    if m is None:
+        if moment is None:
+            return Reading(False, False, 0, None)  # not a time at all: sh:datatype says so
+        why = "it is not in the xsd:dateTime form YYYY-MM-DDThh:mm:ss[.s…][Z|±hh:mm]"
+        return Reading(True, zoned, _python_ns(moment), f"time {shown(text)}: {why}")
+    problem = _field_problem(m)
+    if problem is None:
+        ns, problem = _strict_ns(m)
+        if problem is None:
+            return Reading(moment is not None, zoned, ns, None)
+    # Compared as rdflib reads it (so other points' verdicts agree); quarantined for `problem`.
+    ns = _python_ns(moment) if moment is not None else 0
+    return Reading(moment is not None, zoned, ns, f"time {shown(text)}: {problem}")
