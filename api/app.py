@@ -1,7 +1,8 @@
 """The HTTP API's composition root: FastAPI app, lifespan, middleware, routers, MCP mount.
 
 The lifespan opens the one Neo4j driver (or takes the store it is given), the checkpointer,
-the SPARQL projection (rebuilt once, then fed from the change log by a background thread), the
+the SPARQL projection (persisted under ``TWINKG_HOME/projection``; a background thread reopens or
+builds it, then feeds it from the change log, so start-up never waits for it), the
 authenticator and the audit log, and closes them in reverse order. Routes reach them through
 ``app.state``. OpenAPI docs are at ``/docs``.
 """
@@ -21,11 +22,13 @@ from api import http_errors, routes_agents, routes_core, routes_decisions, route
 from api.auth import AuditMiddleware
 from api.body_limit import BodyLimitMiddleware
 from api.jobs import Jobs
+from api.routes_sparql import build_projection
 from api.security import build_authenticator
 from api.settings import Settings, audit_log_path
 from api.twin import Twin, open_checkpointer
 from kg.audit_log import AuditLog
 from kg.projection import Projection
+from kg.sparql_parser import warm as warm_sparql_parser
 from kg.store import GraphStore
 from ontology.errors import TwinKGError
 
@@ -35,7 +38,8 @@ VERSION = version("twinkg")
 
 
 class _Follower:
-    """Keeps the projection caught up with the change log, in a daemon thread."""
+    """Opens (or builds) the projection, then keeps it caught up with the change log, in a
+    daemon thread; the first round starts at once."""
 
     def __init__(self, projection: Projection, every_s: float) -> None:
         self._projection = projection
@@ -47,13 +51,15 @@ class _Follower:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._every_s):
+        while True:
             try:
                 self._projection.catch_up()
             except TwinKGError as exc:  # Neo4j away for a moment: the lag shows it; retry
                 _log.warning("projection catch-up failed: %s", exc)
             except Exception:  # a bug must not end the thread: the lag would grow unseen
                 _log.exception("projection catch-up failed unexpectedly; retrying")
+            if self._stop.wait(self._every_s):
+                return
 
     def stop(self) -> None:
         self._stop.set()
@@ -70,8 +76,9 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
             store = stack.enter_context(open_store(settings))
         store.ensure_schema()
         saver = stack.enter_context(open_checkpointer(settings))
-        projection = Projection(store)
-        projection.rebuild()
+        warm_sparql_parser()  # before the first request: its grammar is shared by threads
+        projection = build_projection(settings, store)
+        stack.callback(projection.close)
         follower = _Follower(projection, settings.projection_poll_s)
         follower.start()
         stack.callback(follower.stop)

@@ -1,8 +1,12 @@
-"""``twinkg sparql``: a SPARQL 1.1 query at the terminal, over a fresh RDF projection.
+"""``twinkg sparql``: a SPARQL 1.1 query at the terminal, over the persisted RDF projection.
 
-The API server keeps its projection up to date from the change log; the CLI builds one in memory
-from the graph for the query (the same code, the same refusals of updates, ``LOAD`` and
-``SERVICE``, the same formats), so it always answers on the graph as it is now.
+The same projection as the API's (``TWINKG_HOME/projection``, decision 0026), the same code, the
+same refusals of updates, ``LOAD`` and ``SERVICE``, the same formats, and the same isolation:
+the query runs in a worker process with the time, memory and size limits of the settings.
+When no other process writes the projection, the command opens it, catches it up with the
+change log (building it the first time) and answers on the graph as it is now. When the API
+writes it, the command reads the API's newest published snapshot and says on stderr how far
+it lags.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from kg.projection import Projection
+from api.cli_common import errors_as_exit_codes, load_settings, note, open_store, out
+from api.routes_sparql import build_projection
+from kg.sparql_query import check, negotiate
 
 
 class SparqlFormat(StrEnum):
@@ -30,6 +35,8 @@ class SparqlFormat(StrEnum):
     TURTLE = "turtle"
     NT = "nt"
 
+
+_BATCH = 10_000  # change log entries per catch-up; a full batch means more may wait
 
 _ACCEPT = {
     SparqlFormat.TABLE: "application/sparql-results+json, text/turtle;q=0.9",
@@ -59,8 +66,8 @@ def _print_table(document: dict[str, Any], *, truncated: bool) -> None:
     for row in rows:
         table.add_row(*(_term(row.get(name)) for name in names))
     out.print(table)
-    note = " (truncated at the row cap)" if truncated else ""
-    out.print(f"{len(rows)} row(s){note}")
+    cut = " (truncated at the row cap)" if truncated else ""
+    out.print(f"{len(rows)} row(s){cut}")
 
 
 @errors_as_exit_codes
@@ -73,14 +80,25 @@ def sparql_command(
     """Run a SPARQL query over the RDF projection of the graph (ontology, plant, provenance);
     updates, LOAD and SERVICE are refused."""
     settings = load_settings()
+    negotiate(check(query), _ACCEPT[fmt])  # refusals first, before any work on the projection
     with open_store(settings) as store:
-        projection = Projection(store)
-        projection.rebuild()
-        answer = projection.query(
-            query,
-            accept=_ACCEPT[fmt],
-            timeout_s=settings.sparql_timeout_s,
-            row_cap=settings.sparql_row_cap,
+        projection = build_projection(settings, store, workers=1)
+        try:
+            if projection.open():  # no other process writes it: bring it up to date
+                while projection.catch_up(limit=_BATCH).entries == _BATCH:
+                    pass
+            answer = projection.query(
+                query,
+                accept=_ACCEPT[fmt],
+                timeout_s=settings.sparql_timeout_s,
+                row_cap=settings.sparql_row_cap,
+            )
+        finally:
+            projection.close()
+    if answer.lag.pending:
+        note(
+            f"the projection is {answer.lag.pending} change(s) behind the graph "
+            f"({answer.lag.seconds:.1f} s): the API applies them"
         )
     if fmt is SparqlFormat.TABLE and answer.media_type.startswith("application/sparql-results"):
         _print_table(json.loads(answer.body), truncated=answer.truncated)

@@ -199,11 +199,13 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         The projection holds the ontology, the plant and every decision's PROV-O record
         (prefixes: tk: <https://w3id.org/twinkg/ontology#>, prov:). Updates, SERVICE and
         LOAD are refused (code `sparql_refused`); results are row-capped (`truncated`) and
-        the projection may lag the graph by `lag_pending` changes.
+        the projection may lag the graph by `lag_pending` changes. Each query has a time and a
+        memory limit (`query_timeout`, `sparql_memory_limit`: narrow the query); `sparql_busy`
+        and `sparql_user_limit` mean: try again shortly.
         """
 
         def work() -> SparqlOutput:
-            result = twin().sparql(query, accept=accept)
+            result = twin().sparql(query, accept=accept, caller=principal_of(ctx).subject)
             return SparqlOutput(
                 media_type=result.media_type,
                 body=result.body.decode("utf-8", errors="replace"),

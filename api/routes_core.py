@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from rdflib import Graph
 from starlette.concurrency import run_in_threadpool
 
@@ -67,21 +68,63 @@ def health() -> Health:
     return Health(status="ok")
 
 
+class SparqlReadiness(BaseModel):
+    """The SPARQL workers: ``building`` until a first projection is published, queries
+    running (``busy``) of ``capacity``, requests waiting, and ``saturated`` when every worker
+    is taken (new queries wait, then get ``sparql_busy``)."""
+
+    building: bool
+    busy: int
+    capacity: int
+    queued: int
+    saturated: bool
+
+
+class ReadinessOut(Readiness):
+    """Readiness with the SPARQL workers' state (``None`` when this app serves no SPARQL)."""
+
+    sparql: SparqlReadiness | None = None
+
+
+def _sparql_readiness(twin: Twin) -> SparqlReadiness | None:
+    if twin.projection is None:
+        return None
+    status = twin.projection.status()
+    pool = status.pool
+    return SparqlReadiness(
+        building=status.building,
+        busy=pool.busy,
+        capacity=pool.capacity,
+        queued=pool.queued,
+        saturated=pool.saturated,
+    )
+
+
 @router.get(
     "/ready",
     tags=["system"],
-    responses={503: {"model": Readiness, "description": "Neo4j unreachable"}},
+    responses={503: {"model": ReadinessOut, "description": "Neo4j unreachable"}},
 )
 def ready(request: Request) -> Any:
-    """Readiness: Neo4j reachable, and how far the SPARQL projection lags (no credentials)."""
+    """Readiness: Neo4j reachable, how far the SPARQL projection lags, and how busy its
+    workers are (no credentials). SPARQL saturated or still building shows in ``sparql`` and
+    ``detail`` but keeps the API ready: every other route answers."""
     twin = twin_of(request)
+    sparql = _sparql_readiness(twin)
     try:
         twin.store.ping()
         status = projection_status(request)
     except TwinKGError as exc:
-        body = Readiness(ready=False, neo4j="unreachable", projection=None, detail=exc.code)
+        body = ReadinessOut(
+            ready=False, neo4j="unreachable", projection=None, detail=exc.code, sparql=sparql
+        )
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return Readiness(ready=True, neo4j="ok", projection=status)
+    detail = None
+    if sparql is not None and sparql.building:
+        detail = "projection_building"
+    elif sparql is not None and sparql.saturated:
+        detail = "sparql_saturated"
+    return ReadinessOut(ready=True, neo4j="ok", projection=status, detail=detail, sparql=sparql)
 
 
 @router.get("/assets", tags=["assets"])

@@ -1,13 +1,17 @@
 """The SPARQL 1.1 Protocol endpoint (https://www.w3.org/TR/sparql11-protocol/), queries only.
 
 ``GET /sparql?query=…``, ``POST`` with ``application/sparql-query`` or a form with ``query=``;
-the result format follows the ``Accept`` header. Updates (``update=`` or
-``application/sparql-update``), ``SERVICE`` and ``LOAD`` are refused. Every answer says how far
-the projection lags behind the graph, in ``X-TwinKG-Projection-*`` headers.
+the result format follows the ``Accept`` header; ``OPTIONS`` lists the methods. Updates
+(``update=`` in the URL or the form, alone or beside ``query=``, or
+``application/sparql-update``), ``SERVICE`` and ``LOAD`` are refused. Queries run in the
+projection's worker processes (decision 0026), at most so many per caller (the key's or token's
+subject). Every answer says how far the projection lags behind the graph, in
+``X-TwinKG-Projection-*`` headers.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -18,6 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import requires
 from api.routes_core import media_type, twin_of
 from api.security import Permission, Principal
+from api.settings import Settings
+from kg.projection import Projection
+from kg.sparql_pool import PoolLimits
+from kg.store import GraphStore
 from ontology.errors import InvalidInputError, SparqlRefusedError, UnsupportedMediaTypeError
 
 router = APIRouter(tags=["query"])
@@ -35,14 +43,46 @@ _DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _answer(request: Request, query: str, graphs: list[str]) -> Response:
+_ALLOW = "GET, POST, OPTIONS"
+_UPDATE_REFUSED = "SPARQL updates are refused: the projection is read-only"
+
+
+def projection_folder(settings: Settings) -> Path:
+    """Where the SPARQL projection persists (``TWINKG_PROJECTION_PATH``, else under home)."""
+    return settings.projection_path or settings.home.resolve() / "projection"
+
+
+def build_projection(
+    settings: Settings, store: GraphStore, *, workers: int | None = None
+) -> Projection:
+    """The persistent projection of ``store`` with the settings' SPARQL limits (``workers``
+    instead of ``TWINKG_SPARQL_WORKERS`` when given); nothing opens before its first use."""
+    limits = PoolLimits(
+        workers=workers or settings.sparql_workers,
+        per_user=settings.sparql_user_concurrency,
+        queue=settings.sparql_queue,
+        queue_wait_s=settings.sparql_queue_wait_s,
+        memory_bytes=settings.sparql_worker_memory_mb * 1024 * 1024,
+        byte_cap=settings.sparql_result_max_bytes,
+    )
+    return Projection(store, path=projection_folder(settings), limits=limits)
+
+
+def _no_update(request: Request) -> None:
+    """Refuse ``update=`` in the URL before the query parameters are validated (so it is
+    ``sparql_refused`` whether or not a ``query=`` comes with it)."""
+    if "update" in request.query_params:
+        raise SparqlRefusedError(_UPDATE_REFUSED)
+
+
+async def _answer(request: Request, query: str, graphs: list[str], caller: str) -> Response:
     if graphs:
         raise InvalidInputError(
             "default-graph-uri and named-graph-uri are not supported: the projection is one graph"
         )
     twin = twin_of(request)
     accept = request.headers.get("accept")
-    answer = await run_in_threadpool(twin.sparql, query, accept=accept)
+    answer = await run_in_threadpool(twin.sparql, query, accept=accept, caller=caller)
     lag = answer.lag
     headers = {
         "X-TwinKG-Projection-Lag-Seconds": f"{lag.seconds:.3f}",
@@ -57,13 +97,15 @@ async def _answer(request: Request, query: str, graphs: list[str]) -> Response:
 @router.get("/sparql", responses=_DOC, response_class=Response)
 async def sparql_get(
     request: Request,
-    _: Annotated[Principal, Depends(requires(Permission.QUERY))],
+    principal: Annotated[Principal, Depends(requires(Permission.QUERY))],
+    _: Annotated[None, Depends(_no_update)],
     query: Annotated[str, Query(min_length=1, max_length=100_000)],
     default_graph_uri: Annotated[list[str] | None, Query(alias="default-graph-uri")] = None,
     named_graph_uri: Annotated[list[str] | None, Query(alias="named-graph-uri")] = None,
 ) -> Response:
     """A SPARQL query in the URL (the protocol's query via GET)."""
-    return await _answer(request, query, (default_graph_uri or []) + (named_graph_uri or []))
+    graphs = (default_graph_uri or []) + (named_graph_uri or [])
+    return await _answer(request, query, graphs, principal.subject)
 
 
 @router.post(
@@ -88,7 +130,8 @@ async def sparql_get(
 )
 async def sparql_post(
     request: Request,
-    _: Annotated[Principal, Depends(requires(Permission.QUERY))],
+    principal: Annotated[Principal, Depends(requires(Permission.QUERY))],
+    _: Annotated[None, Depends(_no_update)],
 ) -> Response:
     """A SPARQL query in the body (the protocol's query via POST, direct or URL-encoded)."""
     kind = media_type(request)
@@ -98,20 +141,26 @@ async def sparql_post(
     except UnicodeDecodeError:
         raise InvalidInputError("the body is not UTF-8") from None
     if kind == "application/sparql-update":
-        raise SparqlRefusedError("SPARQL updates are refused: the projection is read-only")
+        raise SparqlRefusedError(_UPDATE_REFUSED)
     if kind == "application/sparql-query":
         graphs = request.query_params.getlist("default-graph-uri")
         graphs += request.query_params.getlist("named-graph-uri")
-        return await _answer(request, text, graphs)
+        return await _answer(request, text, graphs, principal.subject)
     if kind == "application/x-www-form-urlencoded":
         form = parse_qs(text, keep_blank_values=True)
         if "update" in form:
-            raise SparqlRefusedError("SPARQL updates are refused: the projection is read-only")
+            raise SparqlRefusedError(_UPDATE_REFUSED)
         queries = form.get("query", [])
         if len(queries) != 1 or not queries[0].strip():
             raise InvalidInputError("the form must carry exactly one non-empty query")
         graphs = form.get("default-graph-uri", []) + form.get("named-graph-uri", [])
-        return await _answer(request, queries[0], graphs)
+        return await _answer(request, queries[0], graphs, principal.subject)
     raise UnsupportedMediaTypeError(
         "post application/sparql-query or application/x-www-form-urlencoded"
     )
+
+
+@router.options("/sparql", include_in_schema=False)
+def sparql_options() -> Response:
+    """The methods the endpoint answers (no credentials needed, nothing else said)."""
+    return Response(status_code=204, headers={"Allow": _ALLOW})

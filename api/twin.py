@@ -244,8 +244,9 @@ class Twin:
             row_cap=self.settings.query_row_cap,
         )
 
-    def sparql(self, query: str, *, accept: str | None = None) -> Any:
-        """A SPARQL 1.1 query on the RDF projection (refusing updates, SERVICE and LOAD)."""
+    def sparql(self, query: str, *, accept: str | None = None, caller: str = "anonymous") -> Any:
+        """A SPARQL 1.1 query on the RDF projection (refusing updates, SERVICE and LOAD), run in
+        a worker process; ``caller`` (a subject) counts against the per-caller limit."""
         if self.projection is None:
             raise ConfigError("this twin serves no SPARQL projection")
         return self.projection.query(
@@ -253,6 +254,7 @@ class Twin:
             accept=accept,
             timeout_s=self.settings.sparql_timeout_s,
             row_cap=self.settings.sparql_row_cap,
+            caller=caller,
         )
 
     def ingest_json(self, raw: bytes, *, contract: str | None, source: str) -> IngestReport:

@@ -1,28 +1,34 @@
 """The RDF projection: the graph, its ontology and its provenance in Oxigraph, for SPARQL.
 
-An embedded ``pyoxigraph.Store`` (https://pyoxigraph.readthedocs.io) holds, in its default graph,
-the ontology's Turtle files (modules and pinned imports, OWL axioms included) and the export of
-Neo4j. It follows Neo4j through the change log (:mod:`kg.outbox`): :meth:`Projection.catch_up`
-reads the entries past its cursor, re-reads the *current* state of the IRIs they name, and
-replaces those subjects' triples. That is state-based, so applying an entry again, or late,
-changes nothing; a node deleted in Neo4j loses its triples. A ``full`` entry or a gap (entries
-pruned before this projection applied them) rebuilds the store whole (decision 0021).
+A persistent ``pyoxigraph.Store`` (RocksDB, https://pyoxigraph.readthedocs.io) holds, in its
+default graph, the ontology's Turtle files (modules and pinned imports, OWL axioms included) and
+the export of Neo4j. It follows Neo4j through the change log (:mod:`kg.outbox`):
+:meth:`Projection.catch_up` reads the entries past its cursor, re-reads the *current* state of
+the IRIs they name, and replaces those subjects' triples. That is state-based, so applying an
+entry again, or late, changes nothing; a node deleted in Neo4j loses its triples. A ``full``
+entry or a gap (entries pruned before this projection applied them) rebuilds the store whole
+into a fresh folder, swapped in when done (decision 0021).
 
-Threads: one writer (the API's poller) calls :meth:`~Projection.catch_up`; request threads call
-:meth:`~Projection.query`. Oxigraph gives every query a snapshot taken when it starts, and each
-batch's delete-and-insert is one SPARQL Update, which Oxigraph applies as one transaction, so a
-query sees a batch whole or not at all and never waits for the writer (nor the writer for a
-query). A rebuild fills a new store and swaps it in. Queries run on daemon threads, at most
-``query_workers`` at once: Oxigraph cannot interrupt a query inside one evaluation step (a sort,
-an aggregate), so one past its deadline is abandoned to finish on its own, holding its slot,
-and never keeps the process from exiting.
+It survives restarts (decision 0026): the cursor lives inside the store, written in the same
+update as the data (:mod:`kg.sparql_store`), so a new process reopens the store and only catches
+up. It rebuilds when the store was made by other code or another ontology (its fingerprint
+differs), or for another change log (a reset or another database).
+
+One process writes it (:class:`~kg.sparql_store.WriterLock`); after each batch it publishes a
+snapshot (:mod:`kg.sparql_snapshots`), and queries run on the newest snapshot in worker
+processes (:mod:`kg.sparql_pool`), never in this one: a query that panics, runs out of memory or
+runs past its deadline costs its worker, not the writer or the server. A process that cannot
+take the writer role (the CLI beside a running API) still answers from the snapshots, with
+their lag.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import tempfile
 import threading
-import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,17 +36,26 @@ from pathlib import Path
 import pyoxigraph as ox
 from rdflib import BNode, Literal, URIRef
 
-from kg import outbox
-from kg.sparql_query import Evaluated, check, evaluate, negotiate
-from kg.store import GraphStore
-from ontology.catalog import ontology_files
-from ontology.errors import (
-    ProjectionError,
-    QueryTimeoutError,
-    SparqlBusyError,
-    SparqlInvalidError,
-    StoreError,
+from kg import mapping, outbox, sparql_snapshots
+from kg.sparql_pool import PoolLimits, PoolStatus, SparqlPool
+from kg.sparql_query import check, negotiate
+from kg.sparql_store import (
+    StoreState,
+    WriterLock,
+    make_current,
+    new_primary,
+    open_primary,
+    read_state,
+    state_quads,
+    state_update,
 )
+from kg.store import GraphStore
+from ontology import vocab
+from ontology.catalog import ontology_files
+from ontology.errors import ProjectionBuildingError, ProjectionError, StoreError
+
+FORMAT = 1
+"""The projection's layout version: part of the fingerprint, so a change rebuilds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,24 +74,46 @@ class ProjectionLag:
 @dataclass(frozen=True, slots=True)
 class CatchUpReport:
     """What one :meth:`Projection.catch_up` did: entries applied, subjects rewritten, whether it
-    rebuilt the store, and the cursor after it."""
+    rebuilt the store, the cursor after it, and whether this process is the writer (when not,
+    it did nothing: another process writes the projection)."""
 
     entries: int
     subjects: int
     rebuilt: bool
     applied_seq: int
+    writer: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class SparqlAnswer:
     """A query's answer: the serialised ``body`` in ``media_type``, how many rows (solutions or
-    triples; 1 for ASK), whether the row cap cut it, and the projection's lag when it ran."""
+    triples; 1 for ASK), whether a cap (rows or bytes) cut it, and the lag of the snapshot it
+    ran on."""
 
     body: bytes
     media_type: str
     rows: int
     truncated: bool
     lag: ProjectionLag
+
+
+@dataclass(frozen=True, slots=True)
+class SparqlStatus:
+    """Whether SPARQL can answer (``building`` until a first snapshot exists) and how busy its
+    workers are."""
+
+    building: bool
+    pool: PoolStatus
+
+
+def fingerprint() -> str:
+    """What the projection's content depends on besides the graph: the layout version, the
+    ontology's Turtle files and the mapping code. A store with another fingerprint rebuilds."""
+    digest = hashlib.sha256(f"twinkg-projection/{FORMAT}".encode())
+    files = [*sorted(ontology_files()), Path(mapping.__file__), Path(vocab.__file__)]
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 class Projection:
@@ -88,74 +125,140 @@ class Projection:
         *,
         path: Path | None = None,
         batch: int = 2000,
-        query_workers: int = 4,
+        limits: PoolLimits | None = None,
     ) -> None:
-        """A projection of ``store``, empty until :meth:`rebuild` or the first :meth:`catch_up`.
-
-        In memory unless ``path`` names a folder (each rebuild fills a fresh subfolder there).
-        ``batch`` bounds the IRIs re-read from Neo4j per statement; ``query_workers`` bounds the
-        queries evaluating at once (those past their deadline included: see :meth:`query`).
-        """
+        """A projection of ``store`` in the folder ``path`` (a temporary one, deleted on
+        :meth:`close`, when ``None``). Nothing is opened before :meth:`open`, :meth:`rebuild`
+        or the first :meth:`catch_up`. ``batch`` bounds the IRIs re-read from Neo4j per
+        statement; ``limits`` bound the SPARQL workers."""
+        temporary = None if path is not None else Path(tempfile.mkdtemp(prefix="twinkg-sparql-"))
+        root = path or temporary
+        assert root is not None
         self._graph = store
-        self._path = path
+        self._root = root
+        self._snapshots = self._root / "snapshots"
         self._batch = batch
-        self._generation = 0
-        self._oxi = self._fresh()
+        self._lock = WriterLock(self._root)
+        self._oxi: ox.Store | None = None
         self._cursor: int | None = None
-        self._writer = threading.Lock()  # one catch-up or rebuild at a time
-        self._workers = query_workers
-        self._slots = threading.BoundedSemaphore(query_workers)
+        self._verified = False
+        self._closing = False
+        self._writer = threading.Lock()  # one open, catch-up or rebuild at a time
+        self._fingerprint = fingerprint()
         self._ontology = ox.Store()
         for file in ontology_files():
             self._ontology.load(path=file, format=ox.RdfFormat.TURTLE)
+        self.pool = SparqlPool(self._snapshots, limits)
+        self.rebuilds = 0
+        """How many times this object rebuilt the store (a reopened one that caught up: 0)."""
         self._last_lag = ProjectionLag(0, 0, 0, 0.0, datetime.now(UTC))
+        self._finalizer = weakref.finalize(self, _release, self.pool, self._lock, temporary)
 
     @property
     def applied_seq(self) -> int | None:
-        """The last change log entry applied; ``None`` before the first build."""
+        """The last change log entry the store applied; ``None`` before it is open or built."""
         return self._cursor
 
-    def __len__(self) -> int:
-        return len(self._oxi)
+    @property
+    def writer(self) -> bool:
+        """Whether this object writes the projection (else another process does)."""
+        return self._lock.held
 
-    def _fresh(self) -> ox.Store:
-        if self._path is None:
-            return ox.Store()
-        self._generation += 1
-        return ox.Store(self._path / f"generation-{self._generation}")
+    def __len__(self) -> int:
+        """Triples in the store (its state aside); 0 when this object has none open."""
+        if self._oxi is None:
+            return 0
+        return len(self._oxi) - state_quads(self._oxi)
+
+    # -- the writer -----------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Take the writer role if no other process holds it and reopen the store when it is
+        still good (same fingerprint, same change log); whether this object is the writer."""
+        with self._writer:
+            return self._open()
+
+    def _open(self) -> bool:
+        if self._verified:
+            return True
+        if not self._lock.acquire():
+            return False
+        if self._oxi is None:
+            self._oxi = open_primary(self._root)
+        state = None if self._oxi is None else read_state(self._oxi)
+        usable = state is not None and state.fingerprint == self._fingerprint
+        if state is not None and usable and not self._same_log(state):
+            usable = False  # another database, or a reset log: what was served is wrong
+            sparql_snapshots.sweep(self._snapshots, keep=None)
+        self._cursor = state.applied if state is not None and usable else None
+        self._verified = True
+        if self._cursor is not None:
+            self._publish()
+        return True
+
+    def _same_log(self, state: StoreState) -> bool:
+        """Whether the change log is the one the store followed: its head has not gone back,
+        and the entry at the cursor, if still kept, was committed when the store says."""
+        if state.applied == 0:
+            return True
+        if outbox.state(self._graph, state.applied).head < state.applied:
+            return False
+        kept = outbox.changes_after(self._graph, state.applied - 1, limit=1)
+        if kept and kept[0].seq == state.applied:
+            return kept[0].at.isoformat() == state.applied_at
+        return True  # pruned: a gap shows in catch_up, which rebuilds
 
     def rebuild(self) -> int:
-        """Load the ontology and a full export of Neo4j into a new store and swap it in; the
-        number of triples. Entries committed meanwhile are applied by the next catch-up."""
+        """Load the ontology and a full export of Neo4j into a new store, swap it in and publish
+        it; the number of triples. Entries committed meanwhile are applied by the next
+        catch-up. :class:`ProjectionError` when another process writes the projection."""
         with self._writer:
+            if not self._open():
+                raise ProjectionError("another process writes this projection")
             return self._rebuild()
 
     def _rebuild(self) -> int:
         head = outbox.state(self._graph, 0).head  # before the export: nothing is missed
-        fresh = self._fresh()
-        for quad in self._ontology:
-            fresh.add(quad)
-        exported = self._graph.export()
-        data = exported.serialize(format="nt", encoding="utf-8")
+        name, fresh = new_primary(self._root)
+        fresh.extend(self._ontology)
+        data = self._graph.export().serialize(format="nt", encoding="utf-8")
         try:
             fresh.bulk_load(data, ox.RdfFormat.N_TRIPLES)
         except (SyntaxError, OSError) as exc:
             raise ProjectionError(f"cannot load the export into Oxigraph: {exc}") from exc
-        self._oxi, self._cursor = fresh, head  # one reference swap: queries see old or new
-        if self._path is not None:  # queries still reading the old one keep their open files
-            for folder in self._path.glob("generation-*"):
-                if folder.name != f"generation-{self._generation}":
-                    shutil.rmtree(folder, ignore_errors=True)
-        return len(fresh)
+        fresh.update(state_update(StoreState(head, self._committed_at(head), self._fingerprint)))
+        fresh.flush()
+        if self._closing:
+            raise ProjectionError("the projection closed during a rebuild")
+        self._oxi, self._cursor = fresh, head  # the old store closes with its last reference
+        make_current(self._root, name)
+        self.rebuilds += 1
+        self._publish()
+        return len(self)
+
+    def _committed_at(self, seq: int) -> str:
+        if seq == 0:
+            return ""
+        kept = outbox.changes_after(self._graph, seq - 1, limit=1)
+        return kept[0].at.isoformat() if kept and kept[0].seq == seq else ""
+
+    def _publish(self) -> None:
+        assert self._oxi is not None and self._cursor is not None
+        sparql_snapshots.publish(self._oxi, self._snapshots, applied=self._cursor)
 
     def catch_up(self, *, limit: int = 10_000) -> CatchUpReport:
-        """Apply the change log entries past the cursor (at most ``limit``), in ``seq`` order.
+        """Apply the change log entries past the cursor (at most ``limit``), in ``seq`` order,
+        and publish the result for the queries.
 
-        Rebuilds first when there is no cursor yet, when an entry says ``full``, or when entries
-        past the cursor are gone (pruned). Entries commit in ``seq`` order, so a missing ``seq``
-        within a batch belongs to a transaction still committing: the batch stops before it.
+        Opens the store first (taking the writer role; when another process holds it, does
+        nothing and says so). Rebuilds when there is no usable store yet, when an entry says
+        ``full``, or when entries past the cursor are gone (pruned). Entries commit in ``seq``
+        order, so a missing ``seq`` within a batch belongs to a transaction still committing:
+        the batch stops before it.
         """
         with self._writer:
+            if not self._open():
+                return CatchUpReport(0, 0, False, self._served() or 0, writer=False)
             if self._cursor is None:
                 self._rebuild()
                 return CatchUpReport(0, 0, True, self._require_cursor())
@@ -175,12 +278,24 @@ class Projection:
             if any(c.full for c in contiguous):
                 self._rebuild()
                 return CatchUpReport(len(contiguous), 0, True, self._require_cursor())
-            subjects = sorted({uri for c in contiguous for uri in c.uris})
-            for i in range(0, len(subjects), self._batch):
-                self._apply(subjects[i : i + self._batch])
-            if contiguous:
-                self._cursor = contiguous[-1].seq
-            return CatchUpReport(len(contiguous), len(subjects), False, self._require_cursor())
+            subjects = self._apply_entries(contiguous)
+            return CatchUpReport(len(contiguous), subjects, False, self._require_cursor())
+
+    def _apply_entries(self, entries: list[outbox.Change]) -> int:
+        """Apply ``entries`` (contiguous, none ``full``) in batches, the last one moving the
+        stored cursor, and publish; how many subjects were rewritten."""
+        if not entries:
+            return 0
+        subjects = sorted({uri for c in entries for uri in c.uris})
+        last = entries[-1]
+        state = StoreState(last.seq, last.at.isoformat(), self._fingerprint)
+        size = self._batch
+        parts = [subjects[i : i + size] for i in range(0, len(subjects), size)] or [[]]
+        for i, part in enumerate(parts):
+            self._apply(part, state if i == len(parts) - 1 else None)
+        self._cursor = last.seq
+        self._publish()
+        return len(subjects)
 
     def rewind(self, seq: int) -> None:
         """Set the cursor back to ``seq``: the next catch-up applies the entries after it again
@@ -193,35 +308,34 @@ class Projection:
         assert self._cursor is not None
         return self._cursor
 
-    def _apply(self, subjects: list[str]) -> None:
+    def _apply(self, subjects: list[str], state: StoreState | None) -> None:
         """Replace the triples of ``subjects`` by their current state in Neo4j (and, for
-        ontology terms, their triples in the ontology's Turtle)."""
-        fresh = [_quad(t) for t in self._graph.export(uris=subjects)]
-        for uri in subjects:
-            fresh.extend(self._ontology.quads_for_pattern(ox.NamedNode(uri), None, None))
-        # One update, one Oxigraph transaction. Triples whose object is a blank node come only
-        # from the ontology's Turtle (Neo4j holds none), which does not change while the process
-        # runs: they stay as the rebuild loaded them, keeping their blank nodes' identity.
-        values = " ".join(str(ox.NamedNode(uri)) for uri in subjects)
-        inserts = " .\n".join(
-            str(ox.Triple(q.subject, q.predicate, q.object))
-            for q in fresh
-            if not isinstance(q.object, ox.BlankNode)
-        )
-        self._oxi.update(
-            f"DELETE {{ ?s ?p ?o }} WHERE {{ VALUES ?s {{ {values} }} ?s ?p ?o "
-            "FILTER(!isBlank(?o)) } ;\n"
-            f"INSERT DATA {{ {inserts} }}"
-        )
-
-    def lag(self) -> ProjectionLag:
-        """The lag now (asks Neo4j; :class:`StoreError` when it cannot be reached)."""
-        applied = self._cursor or 0
-        found = outbox.state(self._graph, applied)
-        pending = max(0, found.head - applied) if self._cursor is not None else found.head
-        waited = found.waited_s if pending else 0.0
-        self._last_lag = ProjectionLag(applied, found.head, pending, waited, datetime.now(UTC))
-        return self._last_lag
+        ontology terms, their triples in the ontology's Turtle), and the stored state by
+        ``state`` when given: one update, one Oxigraph transaction."""
+        assert self._oxi is not None
+        operations = []
+        if subjects:
+            fresh = [_quad(t) for t in self._graph.export(uris=subjects)]
+            for uri in subjects:
+                fresh.extend(self._ontology.quads_for_pattern(ox.NamedNode(uri), None, None))
+            # Triples whose object is a blank node come only from the ontology's Turtle (Neo4j
+            # holds none), which does not change while the process runs: they stay as the
+            # rebuild loaded them, keeping their blank nodes' identity.
+            values = " ".join(str(ox.NamedNode(uri)) for uri in subjects)
+            inserts = " .\n".join(
+                str(ox.Triple(q.subject, q.predicate, q.object))
+                for q in fresh
+                if not isinstance(q.object, ox.BlankNode)
+            )
+            operations.append(
+                f"DELETE {{ ?s ?p ?o }} WHERE {{ VALUES ?s {{ {values} }} ?s ?p ?o "
+                "FILTER(!isBlank(?o)) }"
+            )
+            operations.append(f"INSERT DATA {{ {inserts} }}")
+        if state is not None:
+            operations.append(state_update(state))
+        if operations:
+            self._oxi.update(" ;\n".join(operations))
 
     def prune(self, keep_s: float) -> int:
         """Delete change log entries this projection applied that are older than ``keep_s``
@@ -231,6 +345,29 @@ class Projection:
             return 0
         return outbox.prune(self._graph, applied=self._cursor, keep_s=keep_s)
 
+    # -- what SPARQL serves ---------------------------------------------------------------
+
+    def _served(self) -> int | None:
+        """The change log ``seq`` of the newest published snapshot; ``None`` when none is."""
+        newest = sparql_snapshots.newest(self._snapshots)
+        return None if newest is None else sparql_snapshots.applied(self._snapshots, newest)
+
+    def lag(self) -> ProjectionLag:
+        """How far what SPARQL answers from (the newest snapshot) is behind Neo4j (asks Neo4j;
+        :class:`StoreError` when it cannot be reached)."""
+        return self._lag_at(self._served())
+
+    def _lag_at(self, applied: int | None) -> ProjectionLag:
+        found = outbox.state(self._graph, applied or 0)
+        pending = max(0, found.head - (applied or 0))
+        waited = found.waited_s if pending else 0.0
+        self._last_lag = ProjectionLag(applied or 0, found.head, pending, waited, datetime.now(UTC))
+        return self._last_lag
+
+    def status(self) -> SparqlStatus:
+        """Whether SPARQL can answer yet, and how busy its workers are."""
+        return SparqlStatus(sparql_snapshots.newest(self._snapshots) is None, self.pool.status())
+
     def query(
         self,
         text: str,
@@ -238,64 +375,51 @@ class Projection:
         accept: str | None = None,
         timeout_s: float = 30.0,
         row_cap: int = 10_000,
+        caller: str = "anonymous",
     ) -> SparqlAnswer:
-        """Answer a SPARQL 1.1 query, serialised in the format ``accept`` asks for.
+        """Answer a SPARQL 1.1 query on the newest snapshot, serialised in the format
+        ``accept`` asks for, in a worker process.
 
         Refused: updates, LOAD and SERVICE (:class:`SparqlRefusedError`); a query that does not
         parse raises :class:`SparqlInvalidError`; an ``accept`` nothing matches,
-        :class:`NotAcceptableError`. At most ``row_cap`` rows come back (``truncated`` says
-        so). Past ``timeout_s`` it raises :class:`QueryTimeoutError`: rows stop being read, but
-        Oxigraph cannot interrupt the step it is in (a sort, an aggregate), which finishes on
-        its worker thread before the thread is free again.
+        :class:`NotAcceptableError`. At most ``row_cap`` rows and the pool's byte cap come back
+        (``truncated`` says so). Past ``timeout_s`` its worker is killed and it raises
+        :class:`QueryTimeoutError`; a worker that crashes raises
+        :class:`SparqlWorkerFailedError`, one out of memory :class:`SparqlMemoryLimitError`;
+        the pool's limits, :class:`SparqlBusyError` and :class:`SparqlUserLimitError` (per
+        ``caller``). Before anything is published, :class:`ProjectionBuildingError`.
         """
-        form = check(text)
-        fmt = negotiate(form, accept)
-        if self._cursor is None:
-            raise ProjectionError("the projection is not built yet")
-        deadline = time.monotonic() + timeout_s
-        if not self._slots.acquire(timeout=timeout_s):
-            raise SparqlBusyError(
-                f"all {self._workers} SPARQL workers are busy (queries that overran their limit "
-                "finish on their own); try again later"
+        fmt = negotiate(check(text), accept)
+        if sparql_snapshots.newest(self._snapshots) is None:
+            raise ProjectionBuildingError(
+                "the SPARQL projection is being built for the first time; try again shortly "
+                "(/ready says when it serves)"
             )
-        store = self._oxi
-        cancelled, finished = threading.Event(), threading.Event()
-        outcome: list[Evaluated | Exception] = []
-
-        def work() -> None:
-            try:
-                try:
-                    results = store.query(text)
-                except SyntaxError as exc:  # rdflib's grammar took what Oxigraph's does not
-                    reason = str(exc).splitlines()[0] if str(exc) else "syntax error"
-                    raise SparqlInvalidError(f"invalid SPARQL: {reason}") from None
-                outcome.append(
-                    evaluate(results, fmt, row_cap=row_cap, deadline=deadline, cancelled=cancelled)
-                )
-            except Exception as exc:  # handed to the caller, which raises it
-                # without its traceback: its frames hold the results, which pyoxigraph allows
-                # to be dropped only on this thread
-                outcome.append(exc.with_traceback(None))
-            finally:
-                self._slots.release()
-                finished.set()
-
-        threading.Thread(target=work, name="twinkg-sparql", daemon=True).start()
-        if not finished.wait(timeout=max(0.0, deadline - time.monotonic())):
-            cancelled.set()  # stops between rows; inside a step it runs on, abandoned
-            raise QueryTimeoutError(
-                f"the SPARQL query ran past its limit of {timeout_s:g} s and was stopped"
-            )
-        (done,) = outcome
-        if isinstance(done, Exception):
-            raise done
-        return SparqlAnswer(done.body, done.media_type, done.rows, done.truncated, self._lag())
-
-    def _lag(self) -> ProjectionLag:
+        done = self.pool.run(
+            text, media_type=fmt.media_type, row_cap=row_cap, timeout_s=timeout_s, caller=caller
+        )
         try:
-            return self.lag()
+            lag = self._lag_at(done.applied)
         except StoreError:
-            return self._last_lag
+            lag = self._last_lag
+        return SparqlAnswer(done.body, done.media_type, done.rows, done.truncated, lag)
+
+    def close(self, *, wait_s: float = 30.0) -> None:
+        """Stop the workers, close the store (after the writer's current batch, waiting at most
+        ``wait_s``), give the writer role up, and delete a temporary folder."""
+        self._closing = True
+        self.pool.close()
+        if self._writer.acquire(timeout=wait_s):
+            self._oxi = None  # the last reference: RocksDB closes and unlocks its folder
+            self._writer.release()
+        self._finalizer()
+
+
+def _release(pool: SparqlPool, lock: WriterLock, temporary: Path | None) -> None:
+    pool.close()
+    lock.release()
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _term(value: object) -> ox.NamedNode | ox.BlankNode | ox.Literal:

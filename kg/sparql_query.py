@@ -1,36 +1,29 @@
-"""SPARQL 1.1 queries on the projection: which are allowed, in which format, and how they run.
+"""SPARQL 1.1 queries on the projection: which are allowed, and in which format they answer.
 
 Specs: SPARQL 1.1 Query (https://www.w3.org/TR/sparql11-query/), its result formats (JSON, XML,
 CSV/TSV) and the Protocol's content negotiation (https://www.w3.org/TR/sparql11-protocol/).
 
-A request is judged by *parsing* it with rdflib's SPARQL grammar, which applies the ``\\uXXXX``
-escapes before parsing and drops comments, as the spec says: an update (``INSERT``, ``LOAD``,
-``CLEAR``, …) is refused, and so is any query whose parse tree holds a ``SERVICE`` pattern
-(Oxigraph would fetch it over HTTP). Oxigraph then runs the survivor; evaluation is lazy, so the
-row cap and the deadline are checked between solutions (decision 0021 says what that cannot stop).
+A request is judged by *parsing* it with rdflib's SPARQL grammar (through
+:mod:`kg.sparql_parser`, one parse at a time), which applies the ``\\uXXXX`` escapes before
+parsing and drops comments, as the spec says: an update (``INSERT``, ``LOAD``, ``CLEAR``, …) is
+refused, and so is any query whose parse tree holds a ``SERVICE`` pattern (Oxigraph would fetch
+it over HTTP). Oxigraph then runs the survivor in a worker process (:mod:`kg.sparql_pool`), which
+serialises the answer (:mod:`kg.sparql_results`).
 """
 
 from __future__ import annotations
 
 import enum
-import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pyoxigraph as ox
 from pyparsing import ParseBaseException
-from rdflib.plugins.sparql import parser as sparql_parser
 from rdflib.plugins.sparql.parserutils import CompValue
 
-from ontology.errors import (
-    NotAcceptableError,
-    QueryTimeoutError,
-    SparqlInvalidError,
-    SparqlRefusedError,
-)
+from kg.sparql_parser import parse_query, parse_update
+from kg.sparql_results import Format
+from ontology.errors import NotAcceptableError, SparqlInvalidError, SparqlRefusedError
 
 
 class QueryForm(enum.Enum):
@@ -42,7 +35,6 @@ class QueryForm(enum.Enum):
     DESCRIBE = "DescribeQuery"
 
 
-Format = ox.QueryResultsFormat | ox.RdfFormat
 _RESULTS: tuple[Format, ...] = (  # server preference order: the first is the default
     ox.QueryResultsFormat.JSON,
     ox.QueryResultsFormat.XML,
@@ -62,7 +54,11 @@ def check(text: str) -> QueryForm:
     """The form of ``text`` if TwinKG runs it: :class:`SparqlRefusedError` for an update, LOAD or
     SERVICE, :class:`SparqlInvalidError` (one-line reason) when it does not parse."""
     try:
-        tree = sparql_parser.parseQuery(text)
+        tree = parse_query(text)
+    except RecursionError:  # pyparsing recurses per nesting level (about 100 deep is enough)
+        raise SparqlInvalidError(
+            "the query nests too deeply (or is too long) for the SPARQL checker; simplify it"
+        ) from None
     except ParseBaseException as exc:
         if _is_update(text):
             raise SparqlRefusedError(
@@ -79,8 +75,8 @@ def check(text: str) -> QueryForm:
 def _is_update(text: str) -> bool:
     """Whether ``text`` is an update with at least one operation (an empty one is no query)."""
     try:
-        tree = sparql_parser.parseUpdate(text)
-    except ParseBaseException:
+        tree = parse_update(text)
+    except (ParseBaseException, RecursionError):
         return False
     return "request" in tree
 
@@ -166,93 +162,3 @@ def _quality(media: str, ranges: list[tuple[str, float, int]]) -> float:
         or (rng == "application/xml" and media == "application/sparql-results+xml")
     ]
     return max(found)[1] if found else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluated:
-    """A query's serialised answer: the body, its media type, how many rows (solutions or
-    triples; 1 for ASK) it holds, and whether the row cap cut it."""
-
-    body: bytes
-    media_type: str
-    rows: int
-    truncated: bool
-
-
-def evaluate(
-    results: ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples,
-    fmt: Format,
-    *,
-    row_cap: int,
-    deadline: float,
-    cancelled: threading.Event,
-) -> Evaluated:
-    """Drain ``results`` up to ``row_cap`` rows and serialise them as ``fmt``; past ``deadline``
-    (``time.monotonic()``) or once ``cancelled`` is set, stop between rows with
-    :class:`QueryTimeoutError`."""
-    if isinstance(results, ox.QueryBoolean):
-        assert isinstance(fmt, ox.QueryResultsFormat)
-        return Evaluated(_bytes(results.serialize(format=fmt)), fmt.media_type, 1, False)
-    rows: list[Any] = []
-    truncated = False
-    for row in results:
-        if cancelled.is_set() or time.monotonic() > deadline:
-            raise QueryTimeoutError("the SPARQL query ran past its time limit and was stopped")
-        if len(rows) == row_cap:
-            truncated = True
-            break
-        rows.append(row)
-    if isinstance(results, ox.QuerySolutions):
-        assert isinstance(fmt, ox.QueryResultsFormat)
-        body = _solutions_json([v.value for v in results.variables], rows)
-        if fmt != ox.QueryResultsFormat.JSON:
-            parsed = ox.parse_query_results(body, ox.QueryResultsFormat.JSON)
-            body = _bytes(parsed.serialize(format=fmt))
-    else:
-        assert isinstance(fmt, ox.RdfFormat)
-        body = _bytes(ox.serialize(rows, format=fmt))
-    return Evaluated(body, fmt.media_type, len(rows), truncated)
-
-
-def _bytes(value: bytes | None) -> bytes:
-    return value or b""
-
-
-def _solutions_json(variables: list[str], rows: list[ox.QuerySolution]) -> bytes:
-    """SPARQL 1.1 Query Results JSON (https://www.w3.org/TR/sparql11-results-json/)."""
-    bindings = []
-    for solution in rows:
-        binding = {}
-        for name in variables:
-            term = solution[name]
-            if term is not None:
-                binding[name] = _term_json(term)
-        bindings.append(binding)
-    document = {"head": {"vars": variables}, "results": {"bindings": bindings}}
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-_STRING = "http://www.w3.org/2001/XMLSchema#string"
-
-
-def _term_json(term: Any) -> dict[str, Any]:
-    if isinstance(term, ox.NamedNode):
-        return {"type": "uri", "value": term.value}
-    if isinstance(term, ox.BlankNode):
-        return {"type": "bnode", "value": term.value}
-    if isinstance(term, ox.Literal):
-        out: dict[str, Any] = {"type": "literal", "value": term.value}
-        if term.language:
-            out["xml:lang"] = term.language
-        elif term.datatype.value != _STRING:
-            out["datatype"] = term.datatype.value
-        return out
-    assert isinstance(term, ox.Triple)  # RDF-star
-    return {
-        "type": "triple",
-        "value": {
-            "subject": _term_json(term.subject),
-            "predicate": _term_json(term.predicate),
-            "object": _term_json(term.object),
-        },
-    }

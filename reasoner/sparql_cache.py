@@ -5,6 +5,8 @@ parses it again each time (pyparsing; about 40 ms a query, most of a guard's tim
 query is reusable with other bindings (that is what ``rdflib.plugins.sparql.prepareQuery`` is
 for), so this processor keeps the last translations by text, base and prefixes. It is registered
 as rdflib's ``sparql`` processor (rdflib's documented plugin mechanism) when :func:`install` runs.
+Parsing goes through :mod:`kg.sparql_parser`'s lock: rdflib's grammar is not safe for two threads
+parsing at once for the first time, and the SPARQL endpoint's check uses the same grammar.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from typing import Any
 
 from rdflib import plugin
 from rdflib.plugins.sparql.algebra import translateQuery
-from rdflib.plugins.sparql.parser import parseQuery
 from rdflib.plugins.sparql.processor import SPARQLProcessor
 from rdflib.plugins.sparql.sparql import Query
 from rdflib.query import Processor
+
+from kg.sparql_parser import parse_query
 
 CACHE_SIZE = 512
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _translated(text: str, base: str | None, prefixes: tuple[tuple[str, str], ...]) -> Query:
-    return translateQuery(parseQuery(text), base, dict(prefixes) or None)
+    return translateQuery(parse_query(text), base, dict(prefixes) or None)
 
 
 class CachingSPARQLProcessor(SPARQLProcessor):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
+import subprocess
+import sys
 import time
 
 import pyoxigraph as ox
 import pytest
 
-from kg.sparql_query import QueryForm, check, evaluate, negotiate
+from kg.sparql_query import QueryForm, check, negotiate
+from kg.sparql_results import evaluate
 from ontology.errors import (
     NotAcceptableError,
     QueryTimeoutError,
@@ -147,15 +149,11 @@ def store() -> ox.Store:
 
 
 def _run(
-    store: ox.Store, text: str, accept: str | None, *, row_cap: int = 1000
+    store: ox.Store, text: str, accept: str | None, *, row_cap: int = 1000, byte_cap: int = 1 << 20
 ) -> tuple[bytes, str, int, bool]:
     fmt = negotiate(check(text), accept)
     done = evaluate(
-        store.query(text),
-        fmt,
-        row_cap=row_cap,
-        deadline=time.monotonic() + 10,
-        cancelled=threading.Event(),
+        store.query(text), fmt, row_cap=row_cap, byte_cap=byte_cap, deadline=time.monotonic() + 10
     )
     return done.body, done.media_type, done.rows, done.truncated  # fmt: skip
 
@@ -225,23 +223,74 @@ def test_the_row_cap_truncates(store: ox.Store) -> None:
     assert (rows, truncated) == (21, False)
 
 
-def test_a_passed_deadline_or_a_cancel_stops_between_rows(store: ox.Store) -> None:
-    fmt = ox.QueryResultsFormat.JSON
+@pytest.mark.parametrize(
+    "accept", [None, "application/sparql-results+xml", "text/csv", "text/tab-separated-values"]
+)
+def test_the_byte_cap_truncates_in_every_format(store: ox.Store, accept: str | None) -> None:
+    whole, _, rows, _ = _run(store, SELECT, accept)
+    assert rows == 21
+    cap = len(whole) // 2
+    body, _, rows, truncated = _run(store, SELECT, accept, byte_cap=cap)
+    assert truncated and 0 < rows < 21 and len(body) <= cap
+    if accept is None:
+        assert len(json.loads(body)["results"]["bindings"]) == rows
+
+
+def test_the_byte_cap_truncates_graphs(store: ox.Store) -> None:
+    query = "CONSTRUCT WHERE { ?s ?p ?o }"
+    whole, _, rows, _ = _run(store, query, "text/turtle")
+    body, _, capped, truncated = _run(store, query, "text/turtle", byte_cap=len(whole) // 3)
+    assert truncated and 0 < capped < rows and len(body) <= len(whole) // 3
+    assert len(list(ox.parse(body, ox.RdfFormat.TURTLE))) == capped
+
+
+def test_a_passed_deadline_stops_between_rows(store: ox.Store) -> None:
     with pytest.raises(QueryTimeoutError):
         evaluate(
             store.query(SELECT),
-            fmt,
+            ox.QueryResultsFormat.JSON,
             row_cap=10,
+            byte_cap=1 << 20,
             deadline=time.monotonic() - 1,
-            cancelled=threading.Event(),
         )
-    cancelled = threading.Event()
-    cancelled.set()
-    with pytest.raises(QueryTimeoutError):
-        evaluate(
-            store.query(SELECT),
-            fmt,
-            row_cap=10,
-            deadline=time.monotonic() + 10,
-            cancelled=cancelled,
-        )
+
+
+# A fresh interpreter: rdflib's grammar has never parsed anything when the threads start.
+_FIRST_USE = """
+import sys, threading
+from kg.sparql_query import check
+queries = [
+    "SELECT ?s WHERE { ?s ?p ?o } ORDER BY ?s LIMIT 3",
+    "ASK { ?a <http://x/p> 1 }",
+    "CONSTRUCT WHERE { ?s ?p ?o }",
+    "PREFIX t: <http://e/> SELECT (COUNT(*) AS ?n) WHERE { ?s a t:P ; t:v ?v FILTER(?v > 3) }",
+] * 4
+start, failures = threading.Barrier(len(queries)), []
+def run(text):
+    start.wait()
+    try:
+        check(text)
+    except Exception as exc:
+        failures.append(repr(exc))
+threads = [threading.Thread(target=run, args=(q,)) for q in queries]
+for t in threads: t.start()
+for t in threads: t.join()
+check(queries[0])  # and the grammar still works afterwards
+print(len(failures), failures[:3])
+sys.exit(1 if failures else 0)
+"""
+
+
+def test_concurrent_first_checks_in_a_fresh_process_all_succeed() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_USE], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("0 ")
+
+
+@pytest.mark.parametrize("depth", [200, 5000])
+def test_a_query_too_deep_for_the_checker_is_invalid_not_a_crash(depth: int) -> None:
+    text = "SELECT * WHERE { FILTER(" + "(" * depth + "1" + ")" * depth + ") }"
+    with pytest.raises(SparqlInvalidError, match="too deeply"):
+        check(text)
