@@ -69,6 +69,7 @@ class CsvPoints:
 
 
 _SHOWN = 120  # characters of a bad row or reason quoted in an error
+_BLOCK = 16 * 2**20  # bytes Arrow parses at a time: the longest row a file may have
 
 
 def _bytes(path: Path) -> bytes:
@@ -108,6 +109,7 @@ def _read(path: Path, data: bytes, layout: CsvLayout) -> pa.Table:
     try:
         return pacsv.read_csv(
             pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(block_size=_BLOCK),
             parse_options=pacsv.ParseOptions(
                 delimiter=layout.delimiter, invalid_row_handler=refuse_ragged
             ),
@@ -122,6 +124,8 @@ def _read(path: Path, data: bytes, layout: CsvLayout) -> pa.Table:
         reason = ragged[0] if ragged else (lines[0] if lines else type(exc).__name__)
         if "Empty CSV file" in reason:
             reason = "the file is empty"
+        elif "straddl" in reason:
+            reason = f"a row is longer than {_BLOCK // 2**20} MiB"
         cut = reason if len(reason) <= 2 * _SHOWN else reason[: 2 * _SHOWN] + "…"
         raise InvalidInputError(f"{path} is not a readable CSV file: {cut}") from None
 
