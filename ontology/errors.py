@@ -295,3 +295,23 @@ class JsonTooDeepError(InvalidInputError):
     """A JSON body nested deeper than the configured limit; refused before it is parsed."""
 
     code = "json_too_deep"
+
+
+class QueryUnboundedError(QueryRejectedError):
+    """Untrusted Cypher whose cost within one row the guard cannot bound (a long ``range``,
+    nested iterations, a growing ``reduce``, a value combined with itself clause after clause)."""
+
+    code = "query_unbounded"
+
+
+class AmbiguousCredentialsError(CredentialsInvalidError):
+    """A request that carries more than one credential (an API key and an ``Authorization``
+    header, even a malformed one): which one counts would be a guess, so neither does."""
+
+    code = "auth_ambiguous"
+
+
+class UnknownQuantityKindError(InvalidInputError):
+    """A proposal names a quantity kind that is not in the graph."""
+
+    code = "quantity_kind_unknown"
