@@ -83,6 +83,9 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
         follower.start()
         stack.callback(follower.stop)
         twin = Twin(settings, store, checkpointer=saver, projection=projection)
+        recovered = twin.recover_ingests()  # before any request: batches a crash cut short
+        if recovered.changed:
+            _log.warning("telemetry ingest recovery at start: %s", recovered)
         jobs = Jobs(twin)
         stack.callback(jobs.close)
         app.state.settings = settings

@@ -14,11 +14,13 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from api.settings import Connection, Settings, connection, local_server_config
+from api.settings import Connection, Settings, connection, local_server_config, telemetry_dir
 from kg import local_server
 from kg.store import GraphStore, open_driver
+from kg.telemetry_log import TelemetryLog
 from ontology.errors import ConfigError, TwinKGError
 from reasoner.inference import reclassify
+from reasoner.ingest_recovery import recover
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -66,9 +68,33 @@ def open_store(settings: Settings) -> Iterator[GraphStore]:
     try:
         store = GraphStore(driver, database=conn.database)
         store.ping()
+        recover_ingests(settings, store)
         yield store
     finally:
         driver.close()
+
+
+def recover_ingests(settings: Settings, store: GraphStore) -> None:
+    """Complete or roll back telemetry ingests a crash cut short (decision 0028); a note
+    when there were any. Costs one folder listing when there were none."""
+    log = TelemetryLog(telemetry_dir(settings))
+    if log.journal.has_entries():
+        done = recover(store, log)
+        if done.completed or done.rolled_back:
+            note(
+                f"recovered telemetry batches a crash cut short: {len(done.completed)} "
+                f"completed, {len(done.rolled_back)} rolled back"
+            )
+
+
+def telemetry_log(settings: Settings) -> TelemetryLog:
+    """The telemetry log for reading, with any ingest a crash cut short resolved first
+    (Neo4j, which decides, is opened only then)."""
+    log = TelemetryLog(telemetry_dir(settings))
+    if log.journal.has_entries():
+        with open_store(settings):  # recovers on opening
+            pass
+    return log
 
 
 def classify_and_report(store: GraphStore) -> None:

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     ingest_max_points: int = Field(
         default=5_000_000, ge=1, description="largest batch one ingest accepts"
     )
+    ingest_max_graph_records: int = Field(
+        default=300_000,
+        ge=1,
+        description="most Neo4j nodes and relationships one batch may write (one transaction; "
+        "about 100,000 window aggregates fit the default 2g of TWINKG_NEO4J_TX_MEMORY)",
+    )
     ingest_json_max_depth: int = Field(
         default=32,
         ge=4,

@@ -31,10 +31,12 @@ from ontology.errors import (
     ConfigError,
     InvalidInputError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
 )
 from ontology.vocab import TK, Label
 from reasoner.ingest import IngestOptions, IngestReport, ingest
+from reasoner.ingest_recovery import RecoveryReport, recover
 from reasoner.json_body import RepeatedNames, read_json
 from reasoner.points import PointBatch, from_json_points
 from reasoner.timestamps import shown
@@ -118,6 +120,8 @@ def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
         window_s=settings.ingest_window_s,
         alarm_score=settings.ingest_alarm_score,
         detector_dir=detector_dir(settings),
+        max_points=settings.ingest_max_points,
+        max_graph_records=settings.ingest_max_graph_records,
         **kwargs,
     )
 
@@ -181,8 +185,16 @@ class Twin:
 
     @property
     def log(self) -> TelemetryLog:
-        """The telemetry log (append-only Parquet under ``TWINKG_HOME/telemetry``)."""
-        return TelemetryLog(telemetry_dir(self.settings))
+        """The telemetry log (append-only Parquet under ``TWINKG_HOME/telemetry``), with any
+        ingest a crash cut short resolved first (unless another ingest is running)."""
+        log = TelemetryLog(telemetry_dir(self.settings))
+        if log.journal.has_entries():
+            recover(self.store, log)
+        return log
+
+    def recover_ingests(self) -> RecoveryReport:
+        """Complete or roll back the ingests a crash cut short (at start; decision 0028)."""
+        return recover(self.store, TelemetryLog(telemetry_dir(self.settings)))
 
     # -- assets ---------------------------------------------------------------------------
 
@@ -267,7 +279,7 @@ class Twin:
             max_depth=self.settings.ingest_json_max_depth,
         )
         if len(batch.points) > self.settings.ingest_max_points:
-            raise InvalidInputError(
+            raise PayloadTooLargeError(
                 f"{len(batch.points)} points exceed TWINKG_INGEST_MAX_POINTS="
                 f"{self.settings.ingest_max_points}"
             )

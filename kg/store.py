@@ -269,6 +269,21 @@ class GraphStore:
             tx.commit()
         return dataclasses.replace(summary, commit_seconds=time.perf_counter() - committing)
 
+    def probe(
+        self, query: queries.NamedQuery, *, timeout_s: float = 120.0, **params: Any
+    ) -> list[dict[str, Any]]:
+        """Run one named write statement in a transaction that is always rolled back, and
+        return its rows: what it read under the write locks its clauses took. A ``MERGE`` on a
+        unique key waits while another open transaction has created that key, and then sees
+        that transaction's outcome (the ingest's recovery asks Neo4j this way whether a batch
+        committed). Past ``timeout_s`` it fails with :class:`StoreError`; nothing is written."""
+        with self._session() as session:
+            tx = session.begin_transaction(timeout=timeout_s)
+            try:
+                return [_row(r) for r in tx.run(query.cypher, params)]
+            finally:
+                tx.close()  # rolls back
+
     def transaction(self, work: Callable[[StoreTx], _T]) -> _T:
         """Run ``work`` in ONE write transaction and commit when it returns.
 
@@ -389,8 +404,12 @@ def _write_records(
     # Every IRI this write names: its nodes and the ends of its relationships.
     ends = {n.uri for n in records.nodes}
     ends.update(end for rel in rels for end in (rel.start, rel.end))
-    found = tx.run(queries.EXISTING_URIS.cypher, uris=list(ends)).single(strict=True)
-    ids: dict[str, str] = dict(zip(found["uris"], found["ids"], strict=True))
+    names = sorted(ends)
+    ids: dict[str, str] = {}
+    for i in range(0, len(names), batch_size):  # bounded statements, whatever the batch size
+        found = tx.run(queries.EXISTING_URIS.cypher, uris=names[i : i + batch_size])
+        record = found.single(strict=True)
+        ids.update(zip(record["uris"], record["ids"], strict=True))
     existing = set(ids)
     for query, rows in _node_batches(records.nodes, existing, batch_size):
         written = tx.run(query.cypher, rows=rows).single(strict=True)

@@ -2,17 +2,27 @@
 
 Raw points never go into Neo4j. Each ingest batch writes one Parquet file per day it covers under
 ``points/date=YYYY-MM-DD/`` and its rejected points under ``quarantine/date=YYYY-MM-DD/`` (the day
-it was received), each with the violation that rejected it. Files are written under a temporary
-name and renamed into place, and a batch becomes visible only when its manifest
-(``batches/<id>.json``) is written, which the ingest does after Neo4j committed the same batch;
-readers ignore files without a manifest, so a crash leaves nothing half-applied. Reading a window
-back is deterministic: rows come sorted by sensor, time, batch and position.
+it was received), each with the violation that rejected it. A batch becomes visible only when its
+manifest (``batches/<id>.json``) exists; readers see nothing else.
+
+Writing a batch is one unit with Neo4j's commit of it (decision 0028): :meth:`~TelemetryLog.stage`
+writes the files under temporary names and flushes them; :meth:`~TelemetryLog.intend` records a
+pending entry in the journal (:mod:`kg.ingest_journal`); Neo4j commits (the decision);
+:meth:`~TelemetryLog.complete` gives the files their names, writes the manifest and drops the
+entry, each step durable. After a crash, recovery completes an entry whose batch Neo4j holds
+and rolls back the others (:meth:`~TelemetryLog.roll_back`, :meth:`~TelemetryLog.sweep`).
+
+Reading never fails on what the log holds (:mod:`kg.log_files`): what cannot be read is left out
+and listed in :attr:`TelemetryLog.issues`. A window reads back deterministically: rows come
+sorted by sensor, time, batch and position.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from kg import durable, log_files
+from kg.crash_points import CrashPoint, reach
+from kg.ingest_journal import IngestJournal, PendingBatch
+from kg.log_files import IssueCode, LogIssue
 from ontology.errors import InvalidInputError, StoreError
 
 POINTS_SCHEMA = pa.schema(
@@ -57,6 +71,10 @@ _SORT = [
     ("batch", "ascending"),
     ("seq", "ascending"),
 ]
+# the instants a nanosecond timestamp can hold (Arrow refuses bounds outside them)
+_EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+_LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+_KINDS = ("points", "quarantine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +91,11 @@ class BatchManifest:
 
 @dataclass(slots=True)
 class StagedBatch:
-    """Files written under temporary names, waiting for :meth:`TelemetryLog.commit`."""
+    """Files written under temporary names (their final name plus ``.tmp``), waiting for
+    :meth:`TelemetryLog.complete`; ``finals`` are relative to the log's root."""
 
     manifest: BatchManifest
-    temporary: list[tuple[Path, Path]] = field(default_factory=list)
+    finals: list[str] = field(default_factory=list)
 
 
 class TelemetryLog:
@@ -84,29 +103,42 @@ class TelemetryLog:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.journal = IngestJournal(root)
+        self.issues: list[LogIssue] = []
+        """What the last read left out, and why (empty when it read everything)."""
 
     @property
     def _batches(self) -> Path:
         return self.root / "batches"
 
+    # -- writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, *, wait: bool = True) -> Iterator[bool]:
+        """The writer lock (one ingest or recovery at a time, across processes); yields
+        ``False`` without it when ``wait`` is false and another writer holds it."""
+        try:
+            with self.journal.writer_lock(wait=wait) as held:
+                yield held
+        except OSError as exc:
+            raise StoreError(f"cannot write the telemetry log under {self.root}: {exc}") from exc
+
     def committed(self, batch_id: str) -> bool:
         """Whether batch ``batch_id`` was applied already."""
         return (self._batches / f"{batch_id}.json").exists()
 
-    def manifests(self) -> list[BatchManifest]:
-        """Every committed batch, oldest file name first."""
-        if not self._batches.exists():
-            return []
-        found = []
-        for path in sorted(self._batches.glob("*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            found.append(BatchManifest(**{**data, "files": tuple(data["files"])}))
-        return found
-
     def stage(
-        self, *, manifest: BatchManifest, points: pa.Table, quarantine: pa.Table
+        self,
+        *,
+        manifest: BatchManifest,
+        points: pa.Table,
+        quarantine: pa.Table,
+        extra: Sequence[tuple[Path, Callable[[Path], None]]] = (),
     ) -> StagedBatch:
-        """Write the batch's files under temporary names; nothing is visible yet."""
+        """Write the batch's files under temporary names and flush them; nothing is visible.
+
+        ``extra`` are further files that become visible with the batch (the detectors fitted
+        on it), each as its final path and what writes it to a given path."""
         staged = StagedBatch(manifest)
         files: list[str] = []
         try:
@@ -116,42 +148,150 @@ class TelemetryLog:
             ):
                 for day, part in _by_day(table, column):
                     final = self.root / kind / f"date={day}" / f"{manifest.batch_id}.parquet"
-                    temp = final.with_name(final.name + ".tmp")
-                    temp.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(part, temp, compression="zstd")
-                    staged.temporary.append((temp, final))
+                    durable.make_folders(final.parent)
+                    with _temporary(final).open("wb") as handle:
+                        pq.write_table(part, handle, compression="zstd")
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    staged.finals.append(self._relative(final))
                     files.append(str(final.relative_to(self.root)))
+            for final, write in extra:
+                durable.make_folders(final.parent)
+                write(_temporary(final))
+                durable.sync_file(_temporary(final))
+                staged.finals.append(self._relative(final))
+            for folder in {self.journal.path_of(f).parent for f in staged.finals}:
+                durable.sync_folder(folder)
         except OSError as exc:
             self.abort(staged)
             raise StoreError(f"cannot write the telemetry log under {self.root}: {exc}") from exc
         staged.manifest = replace(manifest, files=tuple(files))
         return staged
 
+    def intend(self, staged: StagedBatch, *, content_hash: str) -> PendingBatch:
+        """Record the staged batch as pending, durably (before Neo4j commits it)."""
+        entry = PendingBatch(
+            staged.manifest.batch_id,
+            content_hash,
+            tuple(staged.finals),
+            _asdict(staged.manifest),
+        )
+        try:
+            self.journal.write(entry)
+        except OSError as exc:
+            raise StoreError(f"cannot write the telemetry log under {self.root}: {exc}") from exc
+        return entry
+
     def commit(self, staged: StagedBatch) -> BatchManifest:
-        """Rename the files into place, then write the manifest that makes them visible."""
-        for temp, final in staged.temporary:
-            temp.replace(final)
-        self._batches.mkdir(parents=True, exist_ok=True)
-        path = self._batches / f"{staged.manifest.batch_id}.json"
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text(json.dumps(_asdict(staged.manifest), indent=1), encoding="utf-8")
-        temp.replace(path)
+        """Make a staged batch visible (its pending entry, if any, is dropped)."""
+        self.complete(self.pending_of(staged))
         return staged.manifest
 
-    @staticmethod
-    def abort(staged: StagedBatch) -> None:
-        """Remove what :meth:`stage` wrote."""
-        for temp, _ in staged.temporary:
-            temp.unlink(missing_ok=True)
-        staged.temporary.clear()
+    def pending_of(self, staged: StagedBatch) -> PendingBatch:
+        """The pending entry that describes ``staged`` (written or not)."""
+        return PendingBatch(
+            staged.manifest.batch_id, "", tuple(staged.finals), _asdict(staged.manifest)
+        )
 
-    def _files(self, kind: str) -> list[str]:
-        return [
-            str(self.root / f)
-            for m in self.manifests()
-            for f in m.files
-            if f.startswith(kind + "/")
-        ]
+    def complete(self, entry: PendingBatch) -> None:
+        """Give the staged files their names, write the manifest, drop the entry; each step
+        durable, each idempotent (recovery repeats what a crash cut short)."""
+        for relative in entry.finals:
+            final = self.journal.path_of(relative)
+            temp = _temporary(final)
+            if temp.exists():
+                temp.replace(final)
+        for folder in {self.journal.path_of(f).parent for f in entry.finals}:
+            durable.sync_folder(folder)
+        reach(CrashPoint.RENAMED)
+        data = json.dumps(entry.manifest, indent=1).encode()
+        durable.write_atomically(self._batches / f"{entry.batch_id}.json", data)
+        reach(CrashPoint.MANIFESTED)
+        self.journal.remove(entry.batch_id)
+        reach(CrashPoint.CLEARED)
+
+    def roll_back(self, entry: PendingBatch) -> None:
+        """Delete what a batch that Neo4j never committed staged, then its entry."""
+        for relative in entry.finals:
+            durable.remove(_temporary(self.journal.path_of(relative)))
+        self.journal.remove(entry.batch_id)
+
+    def abort(self, staged: StagedBatch) -> None:
+        """Remove what :meth:`stage` wrote (and its entry, if one was written)."""
+        self.roll_back(self.pending_of(staged))
+        staged.finals.clear()
+
+    def pending(self) -> list[PendingBatch]:
+        """Batches staged but not known to be complete (a crash left them); unreadable
+        entries are listed in :attr:`issues`."""
+        self.issues = []
+        entries, bad = self.journal.entries()
+        for entry in bad:
+            log_files.report(
+                self.issues, LogIssue(IssueCode.PENDING_UNREADABLE, str(entry.path), entry.reason)
+            )
+        return entries
+
+    def sweep(self, keep: Sequence[PendingBatch] = ()) -> int:
+        """Delete temporary files that no pending entry names (a crash while staging left
+        them); how many. Only under the writer lock: a running ingest's files look the same."""
+        named = {_temporary(self.journal.path_of(f)) for e in keep for f in e.finals}
+        removed = 0
+        for kind in ("points", "quarantine", "batches", "journal"):
+            folder = self.root / kind
+            if not folder.is_dir():
+                continue
+            for temp in folder.rglob("*.tmp"):
+                if temp not in named and temp.is_file():
+                    durable.remove(temp)
+                    removed += 1
+        return removed
+
+    def _relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def manifests(self) -> list[BatchManifest]:
+        """Every committed batch, oldest file name first (unreadable manifests are left out
+        and listed in :attr:`issues`)."""
+        self.issues = []
+        return self._manifests()
+
+    def _manifests(self) -> list[BatchManifest]:
+        if not self._batches.is_dir():
+            return []
+        found = []
+        for path in sorted(self._batches.glob("*.json")):
+            try:
+                data = log_files.manifest_document(path)
+            except (OSError, ValueError) as exc:
+                issue = LogIssue(IssueCode.MANIFEST_UNREADABLE, str(path), str(exc))
+                log_files.report(self.issues, issue)
+                continue
+            found.append(
+                BatchManifest(
+                    data["batch_id"],
+                    data["contract"],
+                    data["received_at"],
+                    data["accepted"],
+                    data["rejected"],
+                    tuple(data["files"]),
+                )
+            )
+        return found
+
+    def _files(self, kind: str, schema: pa.Schema) -> list[str]:
+        paths = []
+        for manifest in self._manifests():
+            for relative in manifest.files:
+                path = log_files.inside(self.root, relative, kind)
+                if path is not None:
+                    paths.append(path)
+                elif all(log_files.inside(self.root, relative, k) is None for k in _KINDS):
+                    issue = LogIssue(IssueCode.FILE_FOREIGN, relative, "not a file of the log")
+                    log_files.report(self.issues, issue)
+        return log_files.readable(paths, schema, self.issues)
 
     def window(
         self,
@@ -161,29 +301,32 @@ class TelemetryLog:
         end: datetime | None = None,
     ) -> pa.Table:
         """Accepted points with ``start <= time < end`` (of ``sensors``), in a stable order."""
+        self.issues = []
+        low, high = _bound(start), _bound(end)
+        if (sensors is not None and not sensors) or low == "after" or high == "before":
+            return POINTS_SCHEMA.empty_table()  # isin([]) is untyped: Arrow fails
         clauses = (
             None if sensors is None else ds.field("sensor").isin(list(sensors)),
-            None if start is None else ds.field("time") >= _timestamp(start),
-            None if end is None else ds.field("time") < _timestamp(end),
+            None if not isinstance(low, pa.TimestampScalar) else ds.field("time") >= low,
+            None if not isinstance(high, pa.TimestampScalar) else ds.field("time") < high,
         )
-        files = self._files("points")
-        if not files or (sensors is not None and not sensors):  # isin([]) is untyped: Arrow fails
-            return POINTS_SCHEMA.empty_table()
-        dataset = ds.dataset(files, schema=POINTS_SCHEMA, format="parquet")
         condition = None
         for clause in clauses:
             if clause is not None:
                 condition = clause if condition is None else condition & clause
-        return dataset.to_table(filter=condition).sort_by(_SORT)
+        files = self._files("points", POINTS_SCHEMA)
+        table = log_files.read_files(files, POINTS_SCHEMA, self.issues, condition=condition)
+        table = log_files.exact_times(table, "time", self.issues, str(self.root / "points"))
+        return table.sort_by(_SORT)
 
     def quarantined(
         self, *, batch: str | None = None, sensor: str | None = None, limit: int | None = None
     ) -> pa.Table:
         """Quarantined points with their reasons, newest batch last, in a stable order."""
-        files = self._files("quarantine")
-        if not files:
-            return QUARANTINE_SCHEMA.empty_table()
-        table = ds.dataset(files, schema=QUARANTINE_SCHEMA, format="parquet").to_table()
+        self.issues = []
+        files = self._files("quarantine", QUARANTINE_SCHEMA)
+        table = log_files.read_files(files, QUARANTINE_SCHEMA, self.issues)
+        table = log_files.exact_times(table, "received_at", self.issues, "quarantine")
         if batch is not None:
             table = table.filter(pc.equal(table["batch"], batch))
         if sensor is not None:
@@ -192,6 +335,10 @@ class TelemetryLog:
             [("received_at", "ascending"), ("batch", "ascending"), ("seq", "ascending")]
         )
         return table if limit is None else table.slice(0, limit)
+
+
+def _temporary(final: Path) -> Path:
+    return final.with_name(final.name + ".tmp")
 
 
 def _asdict(manifest: BatchManifest) -> dict[str, object]:
@@ -205,9 +352,17 @@ def _asdict(manifest: BatchManifest) -> dict[str, object]:
     }
 
 
-def _timestamp(moment: datetime) -> pa.TimestampScalar:
+def _bound(moment: datetime | None) -> pa.TimestampScalar | str | None:
+    """A window bound as Arrow compares it; "before"/"after" when it lies outside what a
+    nanosecond timestamp can hold (no stored time is that early or late)."""
+    if moment is None:
+        return None
     if moment.tzinfo is None:
         raise InvalidInputError(f"{moment.isoformat()} has no time zone")
+    if moment < _EARLIEST:
+        return "before"
+    if moment >= _LATEST:
+        return "after"
     return pa.scalar(moment, type=pa.timestamp("ns", tz="UTC"))
 
 

@@ -1,7 +1,8 @@
 """What the telemetry ingest reads from Neo4j: sensors, detector subjects, envelopes, batches.
 
 Named Cypher only (the writes go through :meth:`kg.store.GraphStore.write`, in one transaction
-with the batch node). Rows come back as frozen dataclasses.
+with the batch node). Rows come back as frozen dataclasses. :func:`batch_decision` is how
+recovery learns whether Neo4j committed a batch (decision 0028).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ ENVELOPES = NamedQuery(
 BATCH_BY_HASH = NamedQuery(
     "telemetry.batch_by_hash",
     "MATCH (b:IngestBatch {contentHash: $hash}) RETURN b.uri AS uri LIMIT 1",
+)
+
+# Run in a transaction that is rolled back (GraphStore.probe): the MERGE on the unique uri waits
+# while another transaction that created the batch node is still open, then sees its outcome.
+BATCH_DECISION = NamedQuery(
+    "telemetry.batch_decision",
+    "MERGE (b:Resource {uri: $uri}) RETURN b.contentHash AS hash",
 )
 
 
@@ -128,3 +136,11 @@ def batch_applied(store: GraphStore, content_hash: str) -> str | None:
     """The IRI of the batch with this content hash, if it was applied."""
     rows = store.read(BATCH_BY_HASH, hash=content_hash)
     return str(rows[0]["uri"]) if rows else None
+
+
+def batch_decision(store: GraphStore, batch_iri: str, content_hash: str) -> bool:
+    """Whether Neo4j committed the batch ``batch_iri`` with this content hash. Unlike a read,
+    this waits for a transaction still writing that batch (its writer may be dead, its commit
+    still under way on the server) to end, so the answer is final."""
+    rows = store.probe(BATCH_DECISION, uri=batch_iri)
+    return bool(rows) and rows[0]["hash"] == content_hash

@@ -3,9 +3,16 @@
 One call takes one batch (a CSV file or a JSON batch) through the telemetry contract's compiled
 checks. Rejected points go to the quarantine with their reasons, accepted ones to the telemetry
 log; Neo4j gets the batch, each sensor's latest state, window aggregates, anomalies (from each
-piece of equipment's detector) with the alarms they raise, and trust scores — in one transaction,
-after which the log makes the batch visible. A failure anywhere before that leaves nothing. The
-same batch content is applied once.
+piece of equipment's detector) with the alarms they raise, and trust scores, in one transaction.
+The same batch content is applied once.
+
+The two stores commit as one unit (decision 0028): the log's files are staged and flushed and a
+pending entry is written to its journal before Neo4j commits; Neo4j's commit (the batch node with
+its content hash) decides; then the log makes the batch visible. A crash at any step leaves an
+entry that recovery (``reasoner.ingest_recovery``, run first by every ingest) completes or rolls
+back. One ingest runs at a time per log (its writer lock). A batch larger than
+``max_points``, or whose graph records would not fit one transaction (``max_graph_records``), is
+refused before anything is written. ``kg.crash_points`` names the steps for the crash tests.
 
 Progress goes to an optional callback, phase by phase (``reasoner.progress.IngestPhase``).
 """
@@ -16,7 +23,7 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kg import telemetry_state
+from kg.crash_points import CrashPoint, reach
+from kg.ingest_journal import PendingBatch
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from kg.store import GraphStore, WriteSummary
 from kg.telemetry_log import (
@@ -35,6 +44,7 @@ from kg.telemetry_log import (
     StagedBatch,
     TelemetryLog,
 )
+from ontology.errors import PayloadTooLargeError, StoreError, TwinKGError
 from ontology.namespaces import INGEST_BASE
 from ontology.vocab import TK, PropKey, RelType
 from reasoner import trust
@@ -47,12 +57,19 @@ from reasoner.aggregates import (
     window_aggregates,
 )
 from reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
-from reasoner.events import AnomalyReport, batch_events
+from reasoner.events import AnomalyReport, Events, batch_events
+from reasoner.ingest_recovery import batch_iri, resolve
 from reasoner.points import PointBatch
 from reasoner.progress import IngestPhase, Progress, Tally, no_progress
 from shapes.registry import accept
 
 DERIVE_STEPS = 4  # windows and latest state, events, trust, records
+MAX_POINTS = 5_000_000
+"""Most points one batch may hold (the default of ``TWINKG_INGEST_MAX_POINTS``)."""
+MAX_GRAPH_RECORDS = 300_000
+"""Most nodes and relationships one batch may write (the default of
+``TWINKG_INGEST_MAX_GRAPH_RECORDS``): about 100,000 window aggregates, measured to need about
+0.9 GiB of Neo4j's transaction memory at its peak (2 GiB by default; decision 0028)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +86,8 @@ class IngestOptions:
     alarm_score: float = 0.8  # a sustained anomaly peaking here (4× threshold) raises an alarm
     alarm_min_points: int = 30
     source: str = ""
+    max_points: int = MAX_POINTS
+    max_graph_records: int = MAX_GRAPH_RECORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +185,109 @@ def ingest(
 
     ``progress`` hears ``(phase, done, total)`` for each :class:`IngestPhase` after the parse, in
     order; the graph write's last report is the number of records written. A duplicate batch
-    reports nothing.
+    reports nothing. :class:`PayloadTooLargeError` before anything is written when the batch
+    holds more points, or would write more graph records, than ``options`` allow.
     """
     report = progress or no_progress
     clock = time.perf_counter()
-    seconds: dict[str, float] = {}
     contract, compiled = _compiled(options.contract)
+    if len(batch) > options.max_points:
+        raise PayloadTooLargeError(
+            f"{len(batch):,} points exceed the {options.max_points:,} one batch may hold "
+            "(TWINKG_INGEST_MAX_POINTS): send them in smaller batches"
+        )
     batch_id = content_hash[:32]
-    batch_iri = f"{INGEST_BASE}batch/{batch_id}"
-    if log.committed(batch_id) or telemetry_state.batch_applied(store, content_hash):
-        return IngestReport(batch_id, batch_iri, contract, len(batch), 0, 0, duplicate=True)
+    with log.writer():  # one ingest at a time per log: the contract reads the sensors' state
+        resolve(store, log)  # a batch a crash cut short first
+        if log.committed(batch_id) or telemetry_state.batch_applied(store, content_hash):
+            return IngestReport(
+                batch_id, batch_iri(batch_id), contract, len(batch), 0, 0, duplicate=True
+            )
+        derived = _derive(store, batch, compiled, options, batch_id=batch_id, report=report)
+        derived.seconds["contract"] = derived.contract_s
+        derived.seconds["derive"] = time.perf_counter() - clock - derived.contract_s
+        derived.nodes.append(_batch_node(derived, contract=contract, content_hash=content_hash))
+        records = GraphRecords(tuple(derived.nodes), tuple(dict.fromkeys(derived.rels)))
+        _check_records(records, derived, options)
+        received = derived.received.isoformat()
+        manifest = BatchManifest(
+            batch_id, contract, received, derived.accepted.num_rows, derived.rejected, ()
+        )
+        mark = time.perf_counter()
+        written = _apply(
+            store,
+            log,
+            records,
+            staging=_Staging(manifest, derived.accepted, derived.quarantine, derived.detectors),
+            content_hash=content_hash,
+            report=report,
+            seconds=derived.seconds,
+        )
+    seconds = derived.seconds
+    seconds["graph"] = time.perf_counter() - mark
+    seconds["graph_nodes"] = written.node_seconds
+    seconds["graph_relationships"] = written.relationship_seconds
+    seconds["graph_commit"] = written.commit_seconds
+    seconds["total"] = time.perf_counter() - clock
+    return IngestReport(
+        batch_id,
+        batch_iri(batch_id),
+        contract,
+        len(batch),
+        derived.accepted.num_rows,
+        derived.rejected,
+        reasons=derived.reasons,
+        aggregates=derived.aggregates,
+        anomalies=derived.events.anomalies,
+        alarms=derived.events.alarms,
+        trust=derived.trust,
+        notes=derived.events.notes,
+        seconds=seconds,
+    )
+
+
+@dataclass(slots=True)
+class _Derived:
+    """What the contract and the derivations made of a batch, before anything is written."""
+
+    received: datetime
+    latest: datetime
+    points: int
+    accepted: pa.Table
+    quarantine: pa.Table
+    reasons: dict[str, int]
+    aggregates: int
+    events: Events
+    trust: tuple[trust.TrustScore, ...]
+    nodes: list[NodeRecord]
+    rels: list[RelRecord]
+    source: str
+    contract_s: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        """Points quarantined."""
+        return int(self.quarantine.num_rows)
+
+    @property
+    def detectors(self) -> tuple[tuple[Path, Callable[[Path], None]], ...]:
+        """The detectors fitted on this batch, each as its file and how to write it."""
+        return tuple((path, detector.save) for path, detector in self.events.fitted)
+
+
+def _derive(
+    store: GraphStore,
+    batch: PointBatch,
+    compiled: CompiledContract,
+    options: IngestOptions,
+    *,
+    batch_id: str,
+    report: Progress,
+) -> _Derived:
+    """Contract check, window aggregates, latest state, events and trust: the records."""
+    clock = time.perf_counter()
+    iri = batch_iri(batch_id)
     report(IngestPhase.CONTRACT, 0, len(batch))
     rows = telemetry_state.sensors(store)
     received = options.received_at or datetime.now(UTC)
@@ -185,12 +297,12 @@ def ingest(
     )
     accepted, quarantine, reasons = _tables(batch, result, batch_id=batch_id, received=received)
     report(IngestPhase.CONTRACT, len(batch), len(batch))
-    seconds["contract"] = time.perf_counter() - clock
+    contract_s = time.perf_counter() - clock
     derive = Tally(report, IngestPhase.DERIVE, DERIVE_STEPS)
     derive.start()
     columns = SensorColumns.of(accepted)
     aggregates = window_aggregates(columns, window_s=options.window_s)
-    nodes, rels = aggregate_records(aggregates, batch_iri=batch_iri, batch_key=batch_id[:16])
+    nodes, rels = aggregate_records(aggregates, batch_iri=iri, batch_key=batch_id[:16])
     nodes += latest_state(columns)
     newest = int(columns.time_ns.max()) if len(columns.time_ns) else None
     # Replays judge freshness at the newest point; live batches at reception (or at the
@@ -199,7 +311,7 @@ def ingest(
     if options.replay and newest is not None:
         as_of = moment(newest)
     derive.advance()
-    events = batch_events(store, columns, aggregates, options, batch_iri=batch_iri)
+    events = batch_events(store, columns, aggregates, options, batch_iri=iri)
     nodes += events.nodes
     rels += events.rels
     derive.advance()
@@ -218,59 +330,63 @@ def ingest(
         node = _trust_node(score, batch_id)
         nodes.append(node)
         rels.append(RelRecord(RelType.SCORE_OF, node.uri, score.subject))
-        rels.append(RelRecord(RelType.IN_BATCH, node.uri, batch_iri))
-    nodes.append(
-        NodeRecord(
-            batch_iri,
-            (str(TK.IngestBatch),),
-            {
-                PropKey.RECEIVED_AT: received,
-                PropKey.LATEST_ACCEPTABLE_TIME: latest,
-                PropKey.CONTRACT_VERSION: contract,
-                PropKey.CONTENT_HASH: content_hash,
-                PropKey.ACCEPTED_COUNT: accepted.num_rows,
-                PropKey.REJECTED_COUNT: quarantine.num_rows,
-                PropKey.SAMPLE_COUNT: len(batch),
-                PropKey.RDFS_LABEL: options.source or f"batch {batch_id[:12]}",
-            },
-        )
-    )
+        rels.append(RelRecord(RelType.IN_BATCH, node.uri, iri))
     derive.advance()
-    seconds["derive"] = time.perf_counter() - clock - seconds["contract"]
-    manifest = BatchManifest(
-        batch_id, contract, received.isoformat(), accepted.num_rows, quarantine.num_rows, ()
-    )
-    mark = time.perf_counter()
-    staged, written, seconds["log"] = _apply(
-        store,
-        log,
-        GraphRecords(tuple(nodes), tuple(rels)),
-        manifest=manifest,
-        tables=(accepted, quarantine),
-        report=report,
-    )
-    seconds["graph"] = time.perf_counter() - mark
-    seconds["graph_nodes"] = written.node_seconds
-    seconds["graph_relationships"] = written.relationship_seconds
-    seconds["graph_commit"] = written.commit_seconds
-    log.commit(staged)
-    events.save_detectors()
-    seconds["total"] = time.perf_counter() - clock
-    return IngestReport(
-        batch_id,
-        batch_iri,
-        contract,
+    return _Derived(
+        received,
+        latest,
         len(batch),
-        accepted.num_rows,
-        quarantine.num_rows,
-        reasons=reasons,
-        aggregates=len(aggregates),
-        anomalies=events.anomalies,
-        alarms=events.alarms,
-        trust=scores_out,
-        notes=events.notes,
-        seconds=seconds,
+        accepted,
+        quarantine,
+        reasons,
+        len(aggregates),
+        events,
+        scores_out,
+        nodes,
+        rels,
+        options.source or f"batch {batch_id[:12]}",
+        contract_s,
     )
+
+
+def _batch_node(derived: _Derived, *, contract: str, content_hash: str) -> NodeRecord:
+    """The batch's own node: its content hash makes it the commit record (decision 0028)."""
+    return NodeRecord(
+        batch_iri(content_hash[:32]),
+        (str(TK.IngestBatch),),
+        {
+            PropKey.RECEIVED_AT: derived.received,
+            PropKey.LATEST_ACCEPTABLE_TIME: derived.latest,
+            PropKey.CONTRACT_VERSION: contract,
+            PropKey.CONTENT_HASH: content_hash,
+            PropKey.ACCEPTED_COUNT: derived.accepted.num_rows,
+            PropKey.REJECTED_COUNT: derived.rejected,
+            PropKey.SAMPLE_COUNT: derived.points,
+            PropKey.RDFS_LABEL: derived.source,
+        },
+    )
+
+
+def _check_records(records: GraphRecords, derived: _Derived, options: IngestOptions) -> None:
+    """Refuse a batch whose graph records would not fit one Neo4j transaction's memory."""
+    count = len(records.nodes) + len(records.rels)
+    if count > options.max_graph_records:
+        raise PayloadTooLargeError(
+            f"the batch would write {count:,} nodes and relationships to Neo4j "
+            f"({derived.aggregates:,} window aggregates), more than the "
+            f"{options.max_graph_records:,} one batch may write all or nothing "
+            "(TWINKG_INGEST_MAX_GRAPH_RECORDS): send it in smaller batches"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Staging:
+    """What the telemetry log stages for a batch."""
+
+    manifest: BatchManifest
+    points: pa.Table
+    quarantine: pa.Table
+    extra: tuple[tuple[Path, Callable[[Path], None]], ...]
 
 
 def _apply(
@@ -278,40 +394,81 @@ def _apply(
     log: TelemetryLog,
     records: GraphRecords,
     *,
-    manifest: BatchManifest,
-    tables: tuple[pa.Table, pa.Table],
+    staging: _Staging,
+    content_hash: str,
     report: Progress,
-) -> tuple[StagedBatch, WriteSummary, float]:
-    """Write ``records`` while the log stages the (accepted, quarantined) ``tables``: the
-    staged batch, what Neo4j wrote, and the staging time."""
-    graph = Tally(report, IngestPhase.GRAPH, len(records.nodes) + len(set(records.rels)))
+    seconds: dict[str, float],
+) -> WriteSummary:
+    """Stage the log's files while Neo4j writes ``records``; just before the commit, record
+    the batch as pending (durably); after it, complete the log side (decision 0028)."""
+    graph = Tally(report, IngestPhase.GRAPH, len(records.nodes) + len(records.rels))
     graph.start()
-    rows = Tally(report, IngestPhase.LOG, sum(t.num_rows for t in tables))
-    # Stage the log files (pyarrow, off the GIL) while Neo4j writes; the transaction commits
-    # only once staging succeeded, and the files become visible only after the commit.
+    rows = Tally(report, IngestPhase.LOG, staging.points.num_rows + staging.quarantine.num_rows)
+    pending: list[PendingBatch] = []
+    # Stage the log files (pyarrow, off the GIL) while Neo4j writes.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        staging = pool.submit(
-            _timed, log.stage, manifest=manifest, points=tables[0], quarantine=tables[1]
+        started = time.perf_counter()
+        work = pool.submit(
+            log.stage,
+            manifest=staging.manifest,
+            points=staging.points,
+            quarantine=staging.quarantine,
+            extra=staging.extra,
         )
 
-        def staged() -> None:
+        def decide() -> None:  # the last step inside the transaction, before its commit
             rows.start()
-            staging.result()
+            staged = work.result()
+            seconds["log"] = time.perf_counter() - started
+            reach(CrashPoint.STAGED)
+            pending.append(log.intend(staged, content_hash=content_hash))
+            reach(CrashPoint.JOURNALED)
             rows.advance(rows.total)
+            reach(CrashPoint.IN_TRANSACTION)
 
         try:
-            written = store.write(records, progress=graph.advance, before_commit=staged)
+            written = store.write(records, progress=graph.advance, before_commit=decide)
         except BaseException:
-            if staging.exception() is None:  # waits for it; then remove what it wrote
-                log.abort(staging.result()[0])
+            _after_failure(store, log, work, pending)
             raise
-    batch, seconds = staging.result()
-    return batch, written, seconds
+    reach(CrashPoint.COMMITTED)
+    _complete(log, pending[0])
+    return written
 
 
-def _timed(stage: Callable[..., StagedBatch], **kwargs: object) -> tuple[StagedBatch, float]:
-    started = time.perf_counter()
-    return stage(**kwargs), time.perf_counter() - started
+def _after_failure(
+    store: GraphStore, log: TelemetryLog, work: Future[StagedBatch], pending: list[PendingBatch]
+) -> None:
+    """The write failed: remove what was staged, unless the batch may have committed (the
+    failure came during the commit), which only recovery can tell."""
+    if work.exception() is not None:  # waits for staging; it cleaned up after itself
+        return
+    if not pending:
+        log.abort(work.result())
+        return
+    entry = pending[0]
+    try:
+        committed = telemetry_state.batch_decision(
+            store, batch_iri(entry.batch_id), entry.content_hash
+        )
+    except TwinKGError:
+        return  # Neo4j cannot say: the entry stays for recovery
+    if committed:  # the commit went through although the driver reported a failure
+        _complete(log, entry)
+    else:
+        log.roll_back(entry)
+
+
+def _complete(log: TelemetryLog, entry: PendingBatch) -> None:
+    """Make a committed batch visible in the log; if that fails, the entry stays and
+    recovery finishes it (the batch is committed: nothing is lost)."""
+    try:
+        log.complete(entry)
+    except OSError as exc:
+        raise StoreError(
+            f"batch {entry.batch_id[:12]} is committed in Neo4j but the telemetry log under "
+            f"{log.root} could not show it yet ({exc}); the next start or ingest completes it"
+        ) from exc
 
 
 def _first(columns: SensorColumns) -> int | None:

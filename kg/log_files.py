@@ -1,0 +1,169 @@
+"""What of the telemetry log can be read: manifests, files and rows, judged before Arrow sees them.
+
+The log's readers must never crash on what the log holds (decision 0028): a manifest that is not
+JSON or not a manifest, a file it names that is missing, truncated, not Parquet or of another
+schema, or a row whose time the log cannot hold exactly (legacy rows written before the contract
+refused such times) is left out, and each is reported as a :class:`LogIssue` with a stable code.
+Files are immutable once named in a manifest, so a file's verdict is cached by path, size and
+modification time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+_log = logging.getLogger("twinkg.telemetry_log")
+
+
+class IssueCode(StrEnum):
+    """Why something in the log was left out of a read."""
+
+    MANIFEST_UNREADABLE = "manifest_unreadable"
+    FILE_MISSING = "file_missing"
+    FILE_UNREADABLE = "file_unreadable"
+    FILE_FOREIGN = "file_foreign"
+    TIME_UNREPRESENTABLE = "time_unrepresentable"
+    PENDING_UNREADABLE = "pending_unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class LogIssue:
+    """Something a read of the log left out, and why."""
+
+    code: IssueCode
+    path: str
+    reason: str
+
+
+def report(issues: list[LogIssue], issue: LogIssue) -> None:
+    """Add ``issue`` to ``issues`` and log it (once per read)."""
+    issues.append(issue)
+    _log.warning("telemetry log: %s %s: %s", issue.code.value, issue.path, issue.reason)
+
+
+def manifest_document(path: Path) -> dict[str, Any]:
+    """A manifest's JSON; ``ValueError`` unless it has a manifest's fields and types."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for name, kind in (
+        ("batch_id", str),
+        ("contract", str),
+        ("received_at", str),
+        ("accepted", int),
+        ("rejected", int),
+        ("files", list),
+    ):
+        if not isinstance(data.get(name), kind):
+            raise ValueError(f"{name} is missing or not a {kind.__name__}")
+    if not all(isinstance(f, str) for f in data["files"]):
+        raise ValueError("files must be relative paths")
+    return data
+
+
+def inside(root: Path, relative: str, kind: str) -> Path | None:
+    """``root/relative`` when it names a file of ``kind`` inside the log, else ``None``."""
+    path = Path(relative)
+    if path.is_absolute() or ".." in path.parts or not path.parts or path.parts[0] != kind:
+        return None
+    return root / path
+
+
+def readable(files: list[Path], schema: pa.Schema, issues: list[LogIssue]) -> list[str]:
+    """The files that exist and are Parquet with ``schema``'s columns; the others reported."""
+    good: list[str] = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            report(issues, LogIssue(IssueCode.FILE_MISSING, str(path), "named by a manifest"))
+            continue
+        verdict = _verdict(str(path), stat.st_size, stat.st_mtime_ns, schema)
+        if verdict is None:
+            good.append(str(path))
+        else:
+            report(issues, LogIssue(verdict[0], str(path), verdict[1]))
+    return good
+
+
+@functools.lru_cache(maxsize=65_536)
+def _verdict(
+    path: str, size: int, mtime_ns: int, schema: pa.Schema
+) -> tuple[IssueCode, str] | None:
+    """``None`` when the file's footer reads and its columns match ``schema``."""
+    del size, mtime_ns  # part of the cache key only: a replaced file is judged again
+    try:
+        found = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        return IssueCode.FILE_UNREADABLE, _one_line(exc)
+    for field in schema:
+        index = found.get_field_index(field.name)
+        if index < 0 or found.field(index).type != field.type:
+            return IssueCode.FILE_FOREIGN, f"no column {field.name} of type {field.type}"
+    return None
+
+
+def read_files(
+    files: list[str],
+    schema: pa.Schema,
+    issues: list[LogIssue],
+    *,
+    condition: ds.Expression | None = None,
+) -> pa.Table:
+    """The rows of ``files`` that meet ``condition`` (only ``schema``'s columns). Files that
+    passed :func:`readable` are read as one dataset; when one of them is damaged past its
+    footer, each is read alone and the damaged ones are left out and reported."""
+    if not files:
+        return schema.empty_table()
+    try:
+        return ds.dataset(files, schema=schema, format="parquet").to_table(filter=condition)
+    except (OSError, pa.ArrowException):
+        pass
+    tables: list[pa.Table] = []
+    for path in files:
+        try:
+            part = ds.dataset(path, schema=schema, format="parquet").to_table(filter=condition)
+        except (OSError, pa.ArrowException) as exc:
+            report(issues, LogIssue(IssueCode.FILE_UNREADABLE, path, _one_line(exc)))
+            continue
+        tables.append(part)
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def exact_times(table: pa.Table, column: str, issues: list[LogIssue], where: str) -> pa.Table:
+    """``table`` without rows whose ``column`` is null or not a whole microsecond (the log's
+    precision: a time the contract never accepted, such as a date before 1678 that wrapped
+    around in nanoseconds)."""
+    if table.num_rows == 0:
+        return table
+    ns = table[column].cast(pa.int64()).fill_null(1).to_numpy()
+    exact = ns % 1000 == 0
+    bad = int((~exact).sum())
+    if bad == 0:
+        return table
+    report(
+        issues,
+        LogIssue(
+            IssueCode.TIME_UNREPRESENTABLE,
+            where,
+            f"{bad} row(s) with a time the log cannot hold exactly (stored before the contract "
+            "refused such times) left out",
+        ),
+    )
+    return table.filter(pa.array(np.asarray(exact)))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
