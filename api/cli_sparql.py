@@ -6,7 +6,7 @@ the query runs in a worker process with the time, memory and size limits of the 
 When no other process writes the projection, the command opens it, catches it up with the
 change log (building it the first time) and answers on the graph as it is now. When the API
 writes it, the command reads the API's newest published snapshot and says on stderr how far
-it lags.
+it lags (and when that API follows another database, it builds a temporary projection).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from api.cli_common import errors_as_exit_codes, load_settings, note, open_store, out
-from api.routes_sparql import build_projection
+from api.routes_sparql import build_projection, projection_folder
+from kg.projection import Projection
 from kg.sparql_query import check, negotiate
 
 
@@ -84,6 +85,10 @@ def sparql_command(
     with open_store(settings) as store:
         projection = build_projection(settings, store, workers=1)
         try:
+            if not projection.open() and not projection.follows_this_graph():
+                note(f"{projection_folder(settings)} follows another database: built a new one")
+                projection.close()
+                projection = Projection(store, limits=projection.pool.limits)
             if projection.open():  # no other process writes it: bring it up to date
                 while projection.catch_up(limit=_BATCH).entries == _BATCH:
                     pass

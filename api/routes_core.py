@@ -70,14 +70,16 @@ def health() -> Health:
 
 class SparqlReadiness(BaseModel):
     """The SPARQL workers: ``building`` until a first projection is published, queries
-    running (``busy``) of ``capacity``, requests waiting, and ``saturated`` when every worker
-    is taken (new queries wait, then get ``sparql_busy``)."""
+    running (``busy``) of ``capacity``, requests waiting, ``saturated`` when every worker is
+    taken (new queries wait, then get ``sparql_busy``), and the projection's rebuilds since the
+    process started (0 when it reopened the persisted one)."""
 
     building: bool
     busy: int
     capacity: int
     queued: int
     saturated: bool
+    rebuilds: int
 
 
 class ReadinessOut(Readiness):
@@ -97,6 +99,7 @@ def _sparql_readiness(twin: Twin) -> SparqlReadiness | None:
         capacity=pool.capacity,
         queued=pool.queued,
         saturated=pool.saturated,
+        rebuilds=status.rebuilds,
     )
 
 

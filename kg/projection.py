@@ -28,6 +28,7 @@ import hashlib
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,11 +100,13 @@ class SparqlAnswer:
 
 @dataclass(frozen=True, slots=True)
 class SparqlStatus:
-    """Whether SPARQL can answer (``building`` until a first snapshot exists) and how busy its
-    workers are."""
+    """Whether SPARQL can answer (``building`` until a first snapshot exists), how busy its
+    workers are, and how many times this process rebuilt the store (0 after a restart that
+    reopened it)."""
 
     building: bool
     pool: PoolStatus
+    rebuilds: int
 
 
 def fingerprint() -> str:
@@ -144,6 +147,7 @@ class Projection:
         self._verified = False
         self._closing = False
         self._writer = threading.Lock()  # one open, catch-up or rebuild at a time
+        self._published = threading.Event()
         self._fingerprint = fingerprint()
         self._ontology = ox.Store()
         for file in ontology_files():
@@ -192,8 +196,8 @@ class Projection:
             sparql_snapshots.sweep(self._snapshots, keep=None)
         self._cursor = state.applied if state is not None and usable else None
         self._verified = True
-        if self._cursor is not None:
-            self._publish()
+        if state is not None and self._cursor is not None:
+            self._publish(state.applied_at)
         return True
 
     def _same_log(self, state: StoreState) -> bool:
@@ -226,14 +230,15 @@ class Projection:
             fresh.bulk_load(data, ox.RdfFormat.N_TRIPLES)
         except (SyntaxError, OSError) as exc:
             raise ProjectionError(f"cannot load the export into Oxigraph: {exc}") from exc
-        fresh.update(state_update(StoreState(head, self._committed_at(head), self._fingerprint)))
+        committed_at = self._committed_at(head)
+        fresh.update(state_update(StoreState(head, committed_at, self._fingerprint)))
         fresh.flush()
         if self._closing:
             raise ProjectionError("the projection closed during a rebuild")
         self._oxi, self._cursor = fresh, head  # the old store closes with its last reference
         make_current(self._root, name)
         self.rebuilds += 1
-        self._publish()
+        self._publish(committed_at)
         return len(self)
 
     def _committed_at(self, seq: int) -> str:
@@ -242,9 +247,12 @@ class Projection:
         kept = outbox.changes_after(self._graph, seq - 1, limit=1)
         return kept[0].at.isoformat() if kept and kept[0].seq == seq else ""
 
-    def _publish(self) -> None:
+    def _publish(self, applied_at: str) -> None:
         assert self._oxi is not None and self._cursor is not None
-        sparql_snapshots.publish(self._oxi, self._snapshots, applied=self._cursor)
+        sparql_snapshots.publish(
+            self._oxi, self._snapshots, applied=self._cursor, applied_at=applied_at
+        )
+        self._published.set()
 
     def catch_up(self, *, limit: int = 10_000) -> CatchUpReport:
         """Apply the change log entries past the cursor (at most ``limit``), in ``seq`` order,
@@ -294,7 +302,7 @@ class Projection:
         for i, part in enumerate(parts):
             self._apply(part, state if i == len(parts) - 1 else None)
         self._cursor = last.seq
-        self._publish()
+        self._publish(state.applied_at)
         return len(subjects)
 
     def rewind(self, seq: int) -> None:
@@ -349,8 +357,21 @@ class Projection:
 
     def _served(self) -> int | None:
         """The change log ``seq`` of the newest published snapshot; ``None`` when none is."""
+        stamp = self._stamp()
+        return None if stamp is None else stamp[0]
+
+    def _stamp(self) -> tuple[int, str] | None:
         newest = sparql_snapshots.newest(self._snapshots)
-        return None if newest is None else sparql_snapshots.applied(self._snapshots, newest)
+        return None if newest is None else sparql_snapshots.stamp(self._snapshots, newest)
+
+    def follows_this_graph(self) -> bool:
+        """Whether the newest published snapshot was made from this graph's change log (one
+        written by a process on another database, sharing the folder, was not); ``True`` when
+        none is published."""
+        stamp = self._stamp()
+        if stamp is None:
+            return True
+        return self._same_log(StoreState(stamp[0], stamp[1], self._fingerprint))
 
     def lag(self) -> ProjectionLag:
         """How far what SPARQL answers from (the newest snapshot) is behind Neo4j (asks Neo4j;
@@ -366,7 +387,8 @@ class Projection:
 
     def status(self) -> SparqlStatus:
         """Whether SPARQL can answer yet, and how busy its workers are."""
-        return SparqlStatus(sparql_snapshots.newest(self._snapshots) is None, self.pool.status())
+        building = sparql_snapshots.newest(self._snapshots) is None
+        return SparqlStatus(building, self.pool.status(), self.rebuilds)
 
     def query(
         self,
@@ -387,14 +409,11 @@ class Projection:
         :class:`QueryTimeoutError`; a worker that crashes raises
         :class:`SparqlWorkerFailedError`, one out of memory :class:`SparqlMemoryLimitError`;
         the pool's limits, :class:`SparqlBusyError` and :class:`SparqlUserLimitError` (per
-        ``caller``). Before anything is published, :class:`ProjectionBuildingError`.
+        ``caller``). Before anything is published it waits for the first build as long as
+        for a worker, then raises :class:`ProjectionBuildingError`.
         """
         fmt = negotiate(check(text), accept)
-        if sparql_snapshots.newest(self._snapshots) is None:
-            raise ProjectionBuildingError(
-                "the SPARQL projection is being built for the first time; try again shortly "
-                "(/ready says when it serves)"
-            )
+        self._await_first(min(timeout_s, self.pool.limits.queue_wait_s))
         done = self.pool.run(
             text, media_type=fmt.media_type, row_cap=row_cap, timeout_s=timeout_s, caller=caller
         )
@@ -403,6 +422,19 @@ class Projection:
         except StoreError:
             lag = self._last_lag
         return SparqlAnswer(done.body, done.media_type, done.rows, done.truncated, lag)
+
+    def _await_first(self, wait_s: float) -> None:
+        """Return once a snapshot is published, waiting at most ``wait_s`` for the first one
+        (a process that just started builds it): else :class:`ProjectionBuildingError`."""
+        until = time.monotonic() + wait_s
+        while sparql_snapshots.newest(self._snapshots) is None:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise ProjectionBuildingError(
+                    "the SPARQL projection is being built for the first time; try again "
+                    "shortly (/ready says when it serves)"
+                )
+            self._published.wait(min(left, 0.1))  # set by this process's writer; else poll
 
     def close(self, *, wait_s: float = 30.0) -> None:
         """Stop the workers, close the store (after the writer's current batch, waiting at most

@@ -9,7 +9,7 @@ a read-only open of a store someone writes is undefined behaviour).
 
 Layout of the folder: ``snap-<n>/`` (complete snapshots; ``n`` grows with each publication, the
 greatest is the newest) and ``snap-<n>.lock``, which holds the change log ``seq`` the snapshot
-had applied. A snapshot is made under ``.tmp-<n>`` and renamed
+had applied and that entry's commit time. A snapshot is made under ``.tmp-<n>`` and renamed
 into place, so a reader never sees half of one. A reader holds a shared ``flock`` on the lock
 file while it has the snapshot open; the writer deletes an older snapshot only when it gets
 the lock exclusively, and renames it away before letting go, so a reader that gets the lock
@@ -67,10 +67,10 @@ def newest(root: Path) -> int | None:
     return found[-1] if found else None
 
 
-def publish(store: ox.Store, root: Path, *, applied: int) -> int:
-    """Checkpoint ``store`` (which has applied the change log up to ``applied``) as the next
-    snapshot and delete the older ones nobody reads; its number. Only the projection's writer
-    calls this."""
+def publish(store: ox.Store, root: Path, *, applied: int, applied_at: str = "") -> int:
+    """Checkpoint ``store`` (which has applied the change log up to ``applied``, an entry
+    committed at ``applied_at``) as the next snapshot and delete the older ones nobody reads;
+    its number. Only the projection's writer calls this."""
     root.mkdir(parents=True, exist_ok=True)
     number = (newest(root) or 0) + 1
     staging = root / f".tmp-{number}"
@@ -80,17 +80,18 @@ def publish(store: ox.Store, root: Path, *, applied: int) -> int:
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ProjectionError(f"cannot publish a projection snapshot: {exc}") from exc
-    _lock_file(root, number).write_text(str(applied), encoding="utf-8")
+    _lock_file(root, number).write_text(f"{applied} {applied_at}".strip(), encoding="utf-8")
     staging.rename(root / f"{_PREFIX}{number}")
     sweep(root, keep=number)
     return number
 
 
-def applied(root: Path, number: int) -> int | None:
-    """The change log ``seq`` snapshot ``number`` had applied (its lock file says, so nobody
-    need open it); ``None`` when it is gone."""
+def stamp(root: Path, number: int) -> tuple[int, str] | None:
+    """The change log ``seq`` snapshot ``number`` had applied and that entry's commit time
+    (its lock file says, so nobody need open it); ``None`` when it is gone."""
     try:
-        return int(_lock_file(root, number).read_text(encoding="utf-8").strip() or 0)
+        seq, _, at = _lock_file(root, number).read_text(encoding="utf-8").strip().partition(" ")
+        return int(seq or 0), at
     except (FileNotFoundError, ValueError):
         return None
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from neo4j import Driver
 from rdflib import Graph, URIRef
@@ -147,3 +148,30 @@ def test_the_client_needs_a_key_with_the_query_role(endpoint: Endpoint) -> None:
     with pytest.raises((SPARQLWrapperException, OSError)) as refused:
         viewer.query()
     assert "403" in str(refused.value) or "forbidden" in str(refused.value)
+
+
+def test_an_update_in_the_url_is_refused_alone_or_beside_a_query(endpoint: Endpoint) -> None:
+    headers = {"X-API-Key": endpoint.engineer}
+    for params in (
+        {"update": "INSERT DATA { <urn:a> <urn:b> <urn:c> }"},
+        {"query": "ASK {}", "update": "CLEAR ALL"},
+    ):
+        response = httpx.get(endpoint.url, params=params, headers=headers, timeout=60)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "sparql_refused"
+    posted = httpx.post(
+        endpoint.url,
+        params={"update": "CLEAR ALL"},
+        content=b"ASK {}",
+        headers={**headers, "Content-Type": "application/sparql-query"},
+        timeout=60,
+    )
+    assert posted.status_code == 400 and posted.json()["error"]["code"] == "sparql_refused"
+    anonymous = httpx.get(endpoint.url, params={"update": "CLEAR ALL"}, timeout=60)
+    assert anonymous.status_code == 401  # credentials are checked first
+
+
+def test_options_lists_the_methods(endpoint: Endpoint) -> None:
+    response = httpx.options(endpoint.url, timeout=60)
+    assert response.status_code == 204
+    assert [m.strip() for m in response.headers["allow"].split(",")] == ["GET", "POST", "OPTIONS"]

@@ -36,12 +36,10 @@ from ontology.errors import (
 
 JSON = "application/sparql-results+json"
 COUNT = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"
-# pyoxigraph 0.5.13 aborts the process on this sort (mixed literals break its total order):
-# the reporter's query on the seeded plant, and the same failure on twenty inline values.
-PANIC_ON_THE_PLANT = (
-    "SELECT ?c ?f WHERE { ?a ?b ?c . ?d ?e ?f FILTER(isNumeric(?c) && isLiteral(?f)) } "
-    "ORDER BY ?c ?f"
-)
+# pyoxigraph 0.5.13 aborts the process on this sort: mixed literals (NaN among them) break the
+# total order its sort requires. Inline values make it certain; the reporter's query over a
+# store aborts too, but whether depends on the order the rows reach the sort (blank node ids
+# are random per load), so the integration test runs both.
 _MIXED = " ".join(
     f'{i} "NaN"^^<http://www.w3.org/2001/XMLSchema#double> "{i}" "x"@en {i}.5' for i in range(20)
 )
@@ -136,15 +134,12 @@ def test_an_answer_comes_from_the_newest_snapshot_with_its_seq(
     assert _count(pool) == len(plant_store) - 3  # the state graph is not the default graph
 
 
-@pytest.mark.parametrize("query", [PANIC_ON_VALUES, PANIC_ON_THE_PLANT])
-def test_a_query_that_panics_costs_only_its_worker(
-    make_pool: Callable[..., SparqlPool], query: str
-) -> None:
+def test_a_query_that_panics_costs_only_its_worker(make_pool: Callable[..., SparqlPool]) -> None:
     pool = make_pool(workers=1)
     expected = _count(pool)
     (first,) = pool.pids()
     with pytest.raises(SparqlWorkerFailedError, match="total order"):
-        pool.run(query, media_type=JSON, row_cap=10, timeout_s=300)
+        pool.run(PANIC_ON_VALUES, media_type=JSON, row_cap=10, timeout_s=300)
     assert not _alive(first)
     assert _count(pool) == expected  # the next query is answered, by another worker
     assert first not in pool.pids()
@@ -253,7 +248,7 @@ def test_a_worker_moves_to_a_newer_snapshot_and_a_pinned_one_is_kept(
         reader.release()
         assert sparql_snapshots.sweep(snapshots, keep=newer) == 1
         assert sparql_snapshots.numbers(snapshots) == [newer]
-        assert sparql_snapshots.applied(snapshots, newer) == 8
+        assert sparql_snapshots.stamp(snapshots, newer) == (8, "")
     finally:
         plant_store.remove(extra)
         plant_store.update(state_update(StoreState(7, "", "test")))
