@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ontology.errors import InvalidInputError
 from reasoner.json_body import JsonText, RepeatedNames, json_kind
-from reasoner.timestamps import read_datetime, shown
+from reasoner.timestamps import Reading, read_datetime, shown
 
 Bools = npt.NDArray[np.bool_]
 Counts = npt.NDArray[np.int8]
@@ -129,7 +129,10 @@ def _json_record(i: int, point: Any, producer: str | None) -> tuple[dict[str, An
     if isinstance(point, RepeatedNames):
         notes.append(f"the point gives {', '.join(point.repeated)} more than once")
     for key, value in point.items():
-        if value is not None:
+        kind = type(value)
+        if kind is str if key != "value" else kind in (int, float):
+            record[key] = value  # the common case, nothing to judge
+        elif value is not None:
             record[key] = _json_value(key, value, notes)
     return record, "; ".join(notes) or None
 
@@ -186,19 +189,15 @@ def _lexical(key: str, value: Any, notes: list[str]) -> str:
     return value
 
 
-def _first(  # noqa: PLR0917 - private, one call site
-    key: str,
-    first: Any,
-    i: int,
-    strings: dict[str, list[str | None]],
-    ok: dict[str, Bools],
-    notes: list[str],
-) -> None:
-    """Record the first value of ``key`` for point ``i``: its lexical form and datatype flag."""
-    if key in strings:
-        strings[key][i] = _lexical(key, first, notes)
-    if key in _TYPED:
-        ok[key][i] = _TYPED[key](first)
+def _time(record: Mapping[str, Any], notes: list[str]) -> Reading | None:
+    """The reading of a record's (first) time string, its defect noted; ``None`` if none."""
+    vals = _values(record, "time")
+    if not vals or not isinstance(vals[0], str):
+        return None
+    reading = read_datetime(vals[0])
+    if reading.defect is not None:
+        notes.append(reading.defect)
+    return reading
 
 
 def _double(given: Any, notes: list[str]) -> tuple[bool, float]:
@@ -237,21 +236,24 @@ def from_records(
         if progress is not None and i and i % PROGRESS_EVERY == 0:
             progress(i, n)
         found: list[str] = []
-        for key in FIELDS:
-            vals = _values(record, key)
-            if vals:
-                counts[key][i] = min(len(vals), 2)
-                _first(key, vals[0], i, strings, ok, found)
+        for key, raw in record.items():
+            vals = raw if isinstance(raw, list) else () if raw is None else (raw,)
+            if not vals or key not in counts:
+                continue
+            counts[key][i] = 1 if len(vals) == 1 else 2
+            first = vals[0]
+            if key in strings:
+                plain = type(first) is str and first.isascii()
+                strings[key][i] = first if plain else _lexical(key, first, found)
+            if key in _TYPED:
+                ok[key][i] = _TYPED[key](first)
         if ok["value"][i]:
             ok["value"][i], value[i] = _double(record["value"], found)
         if ok["sequence"][i]:
             sequence[i] = int(_values(record, "sequence")[0])
-        vals = _values(record, "time")
-        if vals and isinstance(vals[0], str):
-            reading = read_datetime(vals[0])
+        reading = _time(record, found)
+        if reading is not None:
             ok["time"][i], time_tz[i], time_ns[i] = reading.well_typed, reading.zoned, reading.ns
-            if reading.defect is not None:
-                found.append(reading.defect)
         if found:
             earlier = notes[i]
             notes[i] = "; ".join([earlier, *found] if earlier else found)

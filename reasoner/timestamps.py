@@ -14,6 +14,7 @@ one, so comparisons with representable times (monotonicity, the future) keep the
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,30 +76,28 @@ def _leap(year_digits: str) -> bool:
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-def _field_problem(m: re.Match[str]) -> str | None:
+def _field_problem(m: re.Match[str]) -> str | None:  # noqa: PLR0911 - one return per rule
     """Why an XSD-shaped form names no instant (the calendar and clock ranges of §3.3.8)."""
     year, month, day = m["year"], int(m["month"]), int(m["day"])
     hour, minute, second = int(m["hour"]), int(m["minute"]), int(m["second"])
-    last = 29 if month == 2 and _leap(year) else _DAYS[month - 1] if 1 <= month <= 12 else 31
-    zone = m["zone"] or "Z"
-    hh, mm = (0, 0) if zone == "Z" else (int(zone[1:3]), int(zone[4:6]))
-    end_of_day = hour == 24 and (minute, second) == (0, 0) and not (m["frac"] or "").strip("0")
-    checks = (
-        (len(year) > 4 and year[0] == "0", "a year of more than four digits cannot start with 0"),
-        (not 1 <= month <= 12, f"month {month:02d} does not exist"),
-        (not 1 <= day <= last, f"day {day:02d} does not exist in month {month:02d}"),
-        (minute > 59 or second > 59, "minutes and seconds run from 00 to 59 (no leap seconds)"),
-        (
-            end_of_day,
-            "24:00:00 (the end of a day) is not kept as written; send 00:00:00 of the next day",
-        ),
-        (hour > 23, f"hour {hour:02d} does not exist"),
-        (
-            mm > 59 or hh > 14 or (hh == 14 and mm > 0),
-            f"time zone offset {zone} is outside -14:00..+14:00",
-        ),
-    )
-    return next((why for bad, why in checks if bad), None)
+    if len(year) > 4 and year[0] == "0":
+        return "a year of more than four digits cannot start with 0"
+    if not 1 <= month <= 12:
+        return f"month {month:02d} does not exist"
+    if not 1 <= day <= (29 if month == 2 and _leap(year) else _DAYS[month - 1]):
+        return f"day {day:02d} does not exist in month {month:02d}"
+    if minute > 59 or second > 59:
+        return "minutes and seconds run from 00 to 59 (no leap seconds)"
+    if hour == 24 and (minute, second) == (0, 0) and not (m["frac"] or "").strip("0"):
+        return "24:00:00 (the end of a day) is not kept as written; send 00:00:00 of the next day"
+    if hour > 23:
+        return f"hour {hour:02d} does not exist"
+    zone = m["zone"]
+    if zone and zone != "Z":
+        hh, mm = int(zone[1:3]), int(zone[4:6])
+        if mm > 59 or hh > 14 or (hh == 14 and mm > 0):
+            return f"time zone offset {zone} is outside -14:00..+14:00"
+    return None
 
 
 def _strict_ns(m: re.Match[str]) -> tuple[int, str | None]:
@@ -134,6 +133,16 @@ def _python_ns(moment: datetime) -> int:
 
 def read_datetime(text: str) -> Reading:
     """Both verdicts on one time string (see the module docstring)."""
+    # a batch repeats its timestamps across sensors; only short strings are worth keeping
+    return _read_cached(text) if len(text) <= 64 else _read(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _read_cached(text: str) -> Reading:
+    return _read(text)
+
+
+def _read(text: str) -> Reading:
     try:
         moment: datetime | None = datetime.fromisoformat(text)
     except ValueError:
