@@ -5,16 +5,19 @@ which refuses every write on its own (decision 0022):
 
 1. :func:`check_text`, the *lexical* layer: a small tokenizer that knows string literals,
    backtick identifiers and comments refuses control characters, several statements, write and
-   administration keywords, ``USE``, ``CALL { } IN TRANSACTIONS``, procedures off the allowlist
-   and anything named ``apoc``. Words are compared after ``\\uXXXX`` escapes are decoded (Cypher
-   decodes them in identifiers and keywords) and after NFKC folding, so fullwidth letters and
-   the like are refused too; the query that runs is never rewritten.
+   administration commands (``START``/``STOP DATABASE``, ``SHOW`` of anything but indexes,
+   constraints, procedures and functions, server commands), ``USE``,
+   ``CALL { } IN TRANSACTIONS``, procedures off the allowlist and anything named ``apoc``.
+   Words are compared after ``\\uXXXX`` escapes are decoded (Cypher decodes them in identifiers
+   and keywords) and after NFKC folding, so fullwidth letters and the like are refused too; the
+   query that runs is never rewritten. Last, :mod:`kg.cypher_cost` bounds what one row may
+   compute (decision 0029), which Neo4j cannot interrupt.
 2. :func:`check_plan`, the *plan* layer: Neo4j's own ``EXPLAIN`` must say the query is of type
    read (``r``), and the plan may hold no write, file, transaction-batching or administration
    operator, and no procedure call off the allowlist.
 
-The store then runs the query in a read transaction (``READ_ACCESS``) with a server-side
-timeout, which Neo4j enforces whatever the checks above missed. :func:`check_params` keeps the
+The store then runs the query in an explicit read transaction (``READ_ACCESS``), terminated at
+its deadline and cut at a row and a byte cap (:mod:`kg.cypher_run`). :func:`check_params` keeps the
 parameters JSON-like. Every refusal is a :class:`QueryRejectedError` with a one-line reason.
 """
 
@@ -53,8 +56,23 @@ READ_ONLY_PROCEDURES = frozenset(
 _REFUSED_KEYWORDS = frozenset(
     {
         "create", "merge", "set", "delete", "detach", "remove", "foreach", "insert", "drop",
-        "alter", "rename", "grant", "deny", "revoke", "terminate", "load",
+        "alter", "rename", "grant", "deny", "revoke", "terminate", "load", "enable",
+        "deallocate", "reallocate", "dryrun",
     }
+)  # fmt: skip
+# START/STOP are administration only before DATABASE; SHOW only of the schema's descriptions.
+_DATABASE_VERBS = frozenset({"start", "stop"})
+_SHOW_NOUNS = frozenset(
+    {
+        "index", "indexes", "constraint", "constraints", "procedure", "procedures", "function",
+        "functions", "user", "users", "role", "roles", "privilege", "privileges", "database",
+        "databases", "alias", "aliases", "server", "servers", "transaction", "transactions",
+        "setting", "settings", "default", "home", "current", "supported",
+    }
+)  # fmt: skip
+_SHOW_ALLOWED_NOUNS = frozenset(
+    {"index", "indexes", "constraint", "constraints", "procedure", "procedures", "function",
+     "functions"}
 )  # fmt: skip
 # SHOW commands that only describe the schema; the others show settings, users, transactions.
 _SHOW_ALLOWED = frozenset({"ShowIndexes", "ShowConstraints", "ShowProcedures", "ShowFunctions"})
@@ -161,11 +179,17 @@ def _ident_end(query: str, start: int) -> int:
         i = end + 2  # `` is an escaped backtick
 
 
-def check_text(query: str, *, max_chars: int = MAX_QUERY_CHARS) -> None:
-    """The lexical layer: refuse ``query`` unless it is one plausible read statement.
+def check_text(
+    query: str, *, params: Mapping[str, Any] | None = None, max_chars: int = MAX_QUERY_CHARS
+) -> None:
+    """The lexical layer: refuse ``query`` unless it is one plausible read statement whose
+    rows :mod:`kg.cypher_cost` can bound (with ``params``, the values of its parameters).
 
-    Raises :class:`QueryRejectedError` with a one-line reason.
+    Raises :class:`QueryRejectedError` (:class:`QueryUnboundedError` for the cost) with a
+    one-line reason.
     """
+    from kg.cypher_cost import check_cost  # noqa: PLC0415 - it builds on this module's tokens
+
     if len(query) > max_chars:
         raise QueryRejectedError(
             f"refused: the query has {len(query)} characters; at most {max_chars} are allowed"
@@ -183,6 +207,7 @@ def check_text(query: str, *, max_chars: int = MAX_QUERY_CHARS) -> None:
         if token.kind is TokenKind.STRING:
             continue
         _check_token(code, i)
+    check_cost(code, params)
 
 
 def _check_characters(query: str) -> None:
@@ -218,11 +243,13 @@ def _check_token(code: list[Token], i: int) -> None:
         )
     if not _keyword_position(before, code[i + 1 :]):
         return
-    if word in _REFUSED_KEYWORDS:
+    if word in _REFUSED_KEYWORDS or (word in _DATABASE_VERBS and after == "database"):
         raise QueryRejectedError(
             f"refused: {token.text.upper()} (offset {token.start}) writes, administers or "
             "reads files; only read queries are allowed"
         )
+    if word == "show":
+        _check_show(code, i)
     if word == "use":
         raise QueryRejectedError("refused: USE (another database) is not allowed")
     if word == "in" and before == "}" and "transactions" in (t.word for t in code[i + 1 : i + 4]):
@@ -234,6 +261,17 @@ def _check_token(code: list[Token], i: int) -> None:
 
 
 _ALLOWED_FOLDED = frozenset(p.casefold() for p in READ_ONLY_PROCEDURES)
+
+
+def _check_show(code: list[Token], i: int) -> None:
+    """``SHOW …``: only of indexes, constraints, procedures and functions (the first noun after
+    SHOW decides: ``SHOW CURRENT USER`` shows a user, ``SHOW PROCEDURES EXECUTABLE BY …`` not)."""
+    noun = next((t.word for t in code[i + 1 :] if t.word in _SHOW_NOUNS), "")
+    if noun not in _SHOW_ALLOWED_NOUNS:
+        raise QueryRejectedError(
+            f"refused: SHOW {noun.upper() or '…'} (offset {code[i].start}) shows server state; "
+            "only SHOW INDEXES, CONSTRAINTS, PROCEDURES and FUNCTIONS are allowed"
+        )
 
 
 def _keyword_position(before: str, rest: list[Token]) -> bool:

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 import neo4j
-from neo4j import Driver, ManagedTransaction, Session
+from neo4j import Driver, Session
 from neo4j.exceptions import (
     AuthError,
     ClientError,
@@ -30,7 +30,7 @@ from neo4j.exceptions import (
 )
 from rdflib import Graph
 
-from kg import cypher_guard, outbox, queries
+from kg import cypher_guard, cypher_run, outbox, queries
 from kg.mapping import node_triples, relationship_triple
 from kg.records import GraphRecords, NodeRecord, RelRecord
 from ontology.errors import (
@@ -43,6 +43,8 @@ from ontology.errors import (
 from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
+DEFAULT_BYTE_CAP = 8 * 1024 * 1024
+"""Largest answer of untrusted Cypher, in bytes of JSON (``TWINKG_QUERY_MAX_BYTES``)."""
 _T = TypeVar("_T")
 _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
@@ -172,10 +174,13 @@ class GraphStore:
         self._full_at = outbox_full_at
 
     @contextmanager
-    def _session(self, *, read: bool = False) -> Iterator[Session]:
+    def _session(self, *, read: bool = False, fetch_size: int | None = None) -> Iterator[Session]:
         mode = neo4j.READ_ACCESS if read else neo4j.WRITE_ACCESS
+        config: dict[str, Any] = {} if fetch_size is None else {"fetch_size": fetch_size}
         try:
-            with self._driver.session(database=self._database, default_access_mode=mode) as s:
+            with self._driver.session(
+                database=self._database, default_access_mode=mode, **config
+            ) as s:
                 yield s
         except AuthError as exc:
             raise StoreError(f"Neo4j refused the credentials: {exc.message}") from exc
@@ -326,21 +331,24 @@ class GraphStore:
         *,
         timeout_s: float = 30.0,
         row_cap: int = 1000,
+        byte_cap: int = DEFAULT_BYTE_CAP,
         max_chars: int = cypher_guard.MAX_QUERY_CHARS,
     ) -> QueryResult:
-        """Run untrusted Cypher that may only read (decision 0022).
+        """Run untrusted Cypher that may only read (decisions 0022 and 0029).
 
-        The text must pass :func:`kg.cypher_guard.check_text` and the parameters
-        :func:`~kg.cypher_guard.check_params`; Neo4j then plans the query (``EXPLAIN``, in a read
-        session) and :func:`~kg.cypher_guard.check_plan` judges the plan. The survivor runs in a
-        read transaction with a server-side timeout of ``timeout_s`` (past it:
-        :class:`QueryTimeoutError`), and at most ``row_cap`` rows come back (``truncated`` when
-        there were more). Every refusal is a :class:`QueryRejectedError` with a one-line reason.
+        The text must pass :func:`kg.cypher_guard.check_text` (with the row-cost rule of
+        :mod:`kg.cypher_cost`) and the parameters :func:`~kg.cypher_guard.check_params`; Neo4j
+        then plans the query (``EXPLAIN``, in a read session) and
+        :func:`~kg.cypher_guard.check_plan` judges the plan. The survivor runs in one explicit
+        read transaction (:mod:`kg.cypher_run`: never retried, terminated at ``timeout_s`` and
+        :class:`QueryTimeoutError` once Neo4j has let go of it); at most ``row_cap`` rows and
+        ``byte_cap`` bytes of JSON come back (``truncated`` when a cap cut). Every refusal is a
+        :class:`QueryRejectedError` with a one-line reason.
         """
-        if timeout_s <= 0 or row_cap < 0:
-            raise InvalidInputError("timeout_s must be positive and row_cap not negative")
-        cypher_guard.check_text(cypher, max_chars=max_chars)
+        if timeout_s <= 0 or row_cap < 0 or byte_cap < 0:
+            raise InvalidInputError("timeout_s must be positive, row_cap and byte_cap not negative")
         values = cypher_guard.check_params(params)
+        cypher_guard.check_text(cypher, params=values, max_chars=max_chars)
         with self._session(read=True) as session:
             try:
                 explain = neo4j.Query(_EXPLAIN + cypher, timeout=timeout_s)
@@ -348,20 +356,17 @@ class GraphStore:
             except ClientError as exc:
                 raise _rejection(exc, "invalid Cypher", timeout_s, shifted=True) from exc
             cypher_guard.check_plan(summary.query_type, summary.plan)
-
-            def work(tx: ManagedTransaction) -> QueryResult:
-                result = tx.run(cypher, values)
-                rows: list[tuple[Any, ...]] = []
-                for record in result:
-                    if len(rows) == row_cap:
-                        return QueryResult(tuple(result.keys()), tuple(rows), True)
-                    rows.append(tuple(_plain(v) for v in record.values()))
-                return QueryResult(tuple(result.keys()), tuple(rows), False)
-
-            try:
-                return session.execute_read(neo4j.unit_of_work(timeout=timeout_s)(work))
-            except ClientError as exc:
-                raise _rejection(exc, "query failed", timeout_s) from exc
+        answer = cypher_run.run(
+            self._session(read=True, fetch_size=cypher_run.FETCH_SIZE),
+            self._session,
+            cypher,
+            values,
+            timeout_s=timeout_s,
+            row_cap=row_cap,
+            byte_cap=byte_cap,
+            plain=_plain,
+        )
+        return QueryResult(answer.columns, answer.rows, answer.truncated)
 
 
 class StoreTx:

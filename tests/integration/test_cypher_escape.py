@@ -1,10 +1,14 @@
-"""The escape corpus against the real Neo4j: every write or escape attempt is refused with its code
-and leaves the graph, its schema and its users exactly as they were; every allowed query runs."""
+"""The escape corpus against the real Neo4j: every write, escape or unbounded attempt is refused
+with its code and leaves the graph, its schema and its users exactly as they were; every allowed
+query runs. A query past its deadline is terminated and gone from the server; answers are cut at
+a row and a byte cap."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +22,7 @@ from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg import cypher_guard
 from kg.store import GraphStore
-from ontology.errors import QueryRejectedError, QueryTimeoutError
+from ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError
 
 pytestmark = pytest.mark.neo4j
 
@@ -82,7 +86,11 @@ def test_the_corpus_is_big_enough_and_names_are_unique() -> None:
     names = [case["name"] for case in REJECTED + ALLOWED]
     assert len(REJECTED) >= 40 and len(ALLOWED) >= 10
     assert len(names) == len(set(names))
-    assert {case["code"] for case in REJECTED} == {"query_rejected", "query_timeout"}
+    assert {case["code"] for case in REJECTED} == {
+        "query_rejected",
+        "query_timeout",
+        "query_unbounded",
+    }
 
 
 @pytest.mark.parametrize("case", REJECTED, ids=[c["name"] for c in REJECTED])
@@ -91,7 +99,9 @@ def test_attempt_is_refused_and_the_graph_is_unchanged(
 ) -> None:
     before = fingerprint(driver)
     assert before["nodes"] > 300 and before["relationships"] > 400  # the plant is there
-    expected = QueryTimeoutError if case["code"] == "query_timeout" else QueryRejectedError
+    expected = {"query_timeout": QueryTimeoutError, "query_unbounded": QueryUnboundedError}.get(
+        case["code"], QueryRejectedError
+    )
     with pytest.raises(expected) as refused:
         store.read_only(case["query"], case.get("params"), timeout_s=case.get("timeout_s", 10.0))
     assert refused.value.code == case["code"]
@@ -106,7 +116,7 @@ def test_each_layer_refuses_what_the_corpus_says_on_its_own(
 ) -> None:
     refused_by: list[str] = []
     try:
-        cypher_guard.check_text(case["query"])
+        cypher_guard.check_text(case["query"], params=case.get("params"))
     except QueryRejectedError:
         refused_by.append("text")
     try:  # the plan layer alone: Neo4j's EXPLAIN in a read session, then check_plan
@@ -163,3 +173,59 @@ def test_the_row_cap_keeps_the_first_rows_and_says_it_cut(store: GraphStore) -> 
     cut = store.read_only("UNWIND range(1, 5) AS x RETURN x", row_cap=4)
     assert (full.rows, full.truncated) == (((1,), (2,), (3,), (4,), (5,)), False)
     assert (cut.rows, cut.truncated) == (((1,), (2,), (3,), (4,)), True)
+
+
+def untrusted_transactions(driver: Driver) -> list[dict[str, Any]]:
+    """The untrusted queries Neo4j lists right now (tagged by kg.cypher_run)."""
+    records, _, _ = driver.execute_query(
+        "SHOW TRANSACTIONS YIELD transactionId, metaData, currentQuery "
+        "WHERE metaData.twinkg_untrusted IS NOT NULL RETURN transactionId, currentQuery"
+    )
+    return [r.data() for r in records]
+
+
+def test_a_query_past_its_deadline_is_terminated_and_gone_from_the_server(
+    store: GraphStore, driver: Driver
+) -> None:
+    endless = "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN count(*) AS n"
+    with pytest.raises(QueryTimeoutError, match="Neo4j has ended it") as stopped:
+        store.read_only(endless, timeout_s=0.5)
+    assert stopped.value.code == "query_timeout"
+    deadline = time.monotonic() + 30  # bounded: read_only already waited for this state
+    while untrusted_transactions(driver) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert untrusted_transactions(driver) == []
+
+
+def test_rows_arriving_past_the_deadline_are_stopped_too(store: GraphStore, driver: Driver) -> None:
+    streaming = "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN x, y"
+    with pytest.raises(QueryTimeoutError):
+        store.read_only(streaming, timeout_s=0.5, row_cap=10**9, byte_cap=10**12)
+    assert untrusted_transactions(driver) == []
+
+
+def test_the_byte_cap_cuts_many_rows(store: GraphStore) -> None:
+    result = store.read_only("UNWIND range(1, 5000) AS x RETURN x", byte_cap=1000)
+    assert result.truncated and 0 < len(result.rows) < 5000
+    assert len(json.dumps([list(r) for r in result.rows], separators=(",", ":"))) <= 1000
+    assert result.rows[0] == (1,)
+
+
+def test_a_big_single_row_is_cut_at_the_byte_cap_without_growing_the_process(
+    store: GraphStore,
+) -> None:
+    tracemalloc.start()
+    try:
+        result = store.read_only("RETURN range(1, 100000) AS xs", byte_cap=64 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (result.rows, result.truncated) == ((), True)
+    assert peak < 64 * 1024 * 1024  # the largest row the row-cost rule lets through, pulled once
+    with pytest.raises(QueryUnboundedError, match="at most 100000"):
+        store.read_only("RETURN range(1, 10000000) AS xs")
+
+
+def test_an_answer_within_the_caps_is_whole(store: GraphStore) -> None:
+    result = store.read_only("RETURN range(1, 100000) AS xs")
+    assert not result.truncated and len(result.rows[0][0]) == 100_000
