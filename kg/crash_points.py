@@ -22,8 +22,8 @@ ENV = "TWINKG_TEST_CRASH_AT"
 class CrashPoint(StrEnum):
     """The steps of an ingest, in order (reasoner/ingest.py, decision 0028)."""
 
+    JOURNALED = "journaled"  # the pending entry (the intent, naming the files) is durable
     STAGED = "staged"  # the log's files are written under temporary names and flushed
-    JOURNALED = "journaled"  # the pending entry (the intent) is durable
     IN_TRANSACTION = "in_transaction"  # Neo4j holds the whole batch, not yet committed
     COMMITTED = "committed"  # Neo4j committed the batch (the decision)
     RENAMED = "renamed"  # the log's files have their final names

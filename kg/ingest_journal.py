@@ -55,8 +55,11 @@ class IngestJournal:
         self.root = root
         self.folder = root / "journal"
 
-    def write(self, entry: PendingBatch) -> None:
-        """Record ``entry`` durably (call before the Neo4j commit)."""
+    def write_entry(
+        self, batch_id: str, content_hash: str, finals: list[str], manifest: dict[str, Any]
+    ) -> PendingBatch:
+        """Record a batch as pending, durably (before any of its files is written)."""
+        entry = PendingBatch(batch_id, content_hash, tuple(finals), manifest)
         document = {
             "batch_id": entry.batch_id,
             "content_hash": entry.content_hash,
@@ -65,6 +68,7 @@ class IngestJournal:
         }
         data = json.dumps(document, indent=1).encode()
         durable.write_atomically(self.folder / f"{entry.batch_id}.json", data)
+        return entry
 
     def remove(self, batch_id: str) -> None:
         """Forget the entry of ``batch_id`` durably (the batch is complete or rolled back)."""

@@ -6,8 +6,8 @@ it was received), each with the violation that rejected it. A batch becomes visi
 manifest (``batches/<id>.json``) exists; readers see nothing else.
 
 Writing a batch is one unit with Neo4j's commit of it (decision 0028): :meth:`~TelemetryLog.stage`
-writes the files under temporary names and flushes them; :meth:`~TelemetryLog.intend` records a
-pending entry in the journal (:mod:`kg.ingest_journal`); Neo4j commits (the decision);
+first records the batch as pending in the journal (:mod:`kg.ingest_journal`), naming its files,
+then writes them under temporary names and flushes them; Neo4j commits (the decision);
 :meth:`~TelemetryLog.complete` gives the files their names, writes the manifest and drops the
 entry, each step durable. After a crash, recovery completes an entry whose batch Neo4j holds
 and rolls back the others (:meth:`~TelemetryLog.roll_back`, :meth:`~TelemetryLog.sweep`).
@@ -92,10 +92,12 @@ class BatchManifest:
 @dataclass(slots=True)
 class StagedBatch:
     """Files written under temporary names (their final name plus ``.tmp``), waiting for
-    :meth:`TelemetryLog.complete`; ``finals`` are relative to the log's root."""
+    :meth:`TelemetryLog.complete`; ``finals`` are relative to the log's root; ``entry`` is the
+    batch's pending entry in the journal, when one was written."""
 
     manifest: BatchManifest
     finals: list[str] = field(default_factory=list)
+    entry: PendingBatch | None = None
 
 
 class TelemetryLog:
@@ -134,61 +136,59 @@ class TelemetryLog:
         points: pa.Table,
         quarantine: pa.Table,
         extra: Sequence[tuple[Path, Callable[[Path], None]]] = (),
+        content_hash: str | None = None,
     ) -> StagedBatch:
         """Write the batch's files under temporary names and flush them; nothing is visible.
 
-        ``extra`` are further files that become visible with the batch (the detectors fitted
-        on it), each as its final path and what writes it to a given path."""
-        staged = StagedBatch(manifest)
-        files: list[str] = []
+        With ``content_hash`` the batch is first recorded as pending in the journal, durably,
+        naming every file it is about to write, so that a crash from here on leaves nothing
+        that recovery cannot find. ``extra`` are further files that become visible with the
+        batch (the detectors fitted on it), each as its final path and what writes it."""
+        parts: list[tuple[Path, pa.Table]] = []
+        for kind, table, column in (
+            ("points", points, "time"),
+            ("quarantine", quarantine, "received_at"),
+        ):
+            for day, part in _by_day(table, column):
+                name = f"{manifest.batch_id}.parquet"
+                parts.append((self.root / kind / f"date={day}" / name, part))
+        files = tuple(str(path.relative_to(self.root)) for path, _ in parts)
+        staged = StagedBatch(replace(manifest, files=files))
+        staged.finals = [self._relative(p) for p, _ in parts]
+        staged.finals += [self._relative(p) for p, _ in extra]
         try:
-            for kind, table, column in (
-                ("points", points, "time"),
-                ("quarantine", quarantine, "received_at"),
-            ):
-                for day, part in _by_day(table, column):
-                    final = self.root / kind / f"date={day}" / f"{manifest.batch_id}.parquet"
-                    durable.make_folders(final.parent)
-                    with _temporary(final).open("wb") as handle:
-                        pq.write_table(part, handle, compression="zstd")
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    staged.finals.append(self._relative(final))
-                    files.append(str(final.relative_to(self.root)))
+            if content_hash is not None:
+                staged.entry = self.journal.write_entry(
+                    staged.manifest.batch_id, content_hash, staged.finals, _asdict(staged.manifest)
+                )
+                reach(CrashPoint.JOURNALED)
+            for final, part in parts:
+                durable.make_folders(final.parent)
+                with _temporary(final).open("wb") as handle:
+                    pq.write_table(part, handle, compression="zstd")
+                    handle.flush()
+                    os.fsync(handle.fileno())
             for final, write in extra:
                 durable.make_folders(final.parent)
                 write(_temporary(final))
                 durable.sync_file(_temporary(final))
-                staged.finals.append(self._relative(final))
             for folder in {self.journal.path_of(f).parent for f in staged.finals}:
                 durable.sync_folder(folder)
         except OSError as exc:
             self.abort(staged)
             raise StoreError(f"cannot write the telemetry log under {self.root}: {exc}") from exc
-        staged.manifest = replace(manifest, files=tuple(files))
         return staged
-
-    def intend(self, staged: StagedBatch, *, content_hash: str) -> PendingBatch:
-        """Record the staged batch as pending, durably (before Neo4j commits it)."""
-        entry = PendingBatch(
-            staged.manifest.batch_id,
-            content_hash,
-            tuple(staged.finals),
-            _asdict(staged.manifest),
-        )
-        try:
-            self.journal.write(entry)
-        except OSError as exc:
-            raise StoreError(f"cannot write the telemetry log under {self.root}: {exc}") from exc
-        return entry
 
     def commit(self, staged: StagedBatch) -> BatchManifest:
         """Make a staged batch visible (its pending entry, if any, is dropped)."""
-        self.complete(self.pending_of(staged))
+        self.complete(self._pending_of(staged))
         return staged.manifest
 
-    def pending_of(self, staged: StagedBatch) -> PendingBatch:
+    @staticmethod
+    def _pending_of(staged: StagedBatch) -> PendingBatch:
         """The pending entry that describes ``staged`` (written or not)."""
+        if staged.entry is not None:
+            return staged.entry
         return PendingBatch(
             staged.manifest.batch_id, "", tuple(staged.finals), _asdict(staged.manifest)
         )
@@ -218,7 +218,7 @@ class TelemetryLog:
 
     def abort(self, staged: StagedBatch) -> None:
         """Remove what :meth:`stage` wrote (and its entry, if one was written)."""
-        self.roll_back(self.pending_of(staged))
+        self.roll_back(self._pending_of(staged))
         staged.finals.clear()
 
     def pending(self) -> list[PendingBatch]:

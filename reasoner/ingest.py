@@ -399,12 +399,11 @@ def _apply(
     report: Progress,
     seconds: dict[str, float],
 ) -> WriteSummary:
-    """Stage the log's files while Neo4j writes ``records``; just before the commit, record
-    the batch as pending (durably); after it, complete the log side (decision 0028)."""
+    """Record the batch as pending and stage the log's files (durably) while Neo4j writes
+    ``records``; commit once both are done; then complete the log side (decision 0028)."""
     graph = Tally(report, IngestPhase.GRAPH, len(records.nodes) + len(records.rels))
     graph.start()
     rows = Tally(report, IngestPhase.LOG, staging.points.num_rows + staging.quarantine.num_rows)
-    pending: list[PendingBatch] = []
     # Stage the log files (pyarrow, off the GIL) while Neo4j writes.
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = time.perf_counter()
@@ -414,39 +413,36 @@ def _apply(
             points=staging.points,
             quarantine=staging.quarantine,
             extra=staging.extra,
+            content_hash=content_hash,
         )
 
         def decide() -> None:  # the last step inside the transaction, before its commit
             rows.start()
-            staged = work.result()
+            work.result()
             seconds["log"] = time.perf_counter() - started
-            reach(CrashPoint.STAGED)
-            pending.append(log.intend(staged, content_hash=content_hash))
-            reach(CrashPoint.JOURNALED)
             rows.advance(rows.total)
+            reach(CrashPoint.STAGED)
             reach(CrashPoint.IN_TRANSACTION)
 
         try:
             written = store.write(records, progress=graph.advance, before_commit=decide)
         except BaseException:
-            _after_failure(store, log, work, pending)
+            _after_failure(store, log, work)
             raise
     reach(CrashPoint.COMMITTED)
-    _complete(log, pending[0])
+    entry = work.result().entry
+    assert entry is not None  # staged with a content hash
+    _complete(log, entry)
     return written
 
 
-def _after_failure(
-    store: GraphStore, log: TelemetryLog, work: Future[StagedBatch], pending: list[PendingBatch]
-) -> None:
+def _after_failure(store: GraphStore, log: TelemetryLog, work: Future[StagedBatch]) -> None:
     """The write failed: remove what was staged, unless the batch may have committed (the
-    failure came during the commit), which only recovery can tell."""
+    failure came during the commit), which only Neo4j can tell."""
     if work.exception() is not None:  # waits for staging; it cleaned up after itself
         return
-    if not pending:
-        log.abort(work.result())
-        return
-    entry = pending[0]
+    entry = work.result().entry
+    assert entry is not None
     try:
         committed = telemetry_state.batch_decision(
             store, batch_iri(entry.batch_id), entry.content_hash
