@@ -111,7 +111,8 @@ def _print_report(report: IngestReport, tags: dict[str, str]) -> None:
         f"{report.alarms} alarms"
     )
     for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:5]:
-        out.print(f"  quarantined {count}: {reason}")
+        # reasons quote what producers sent: never read as markup
+        out.print(f"  quarantined {count}: {reason}", markup=False)
     for a in report.anomalies:
         alarm = " → critical alarm" if a.alarm else ""
         out.print(

@@ -84,7 +84,16 @@ def served(
         yield Served(url, keys[Role.PRODUCER], TelemetryLog(telemetry_dir(settings)))
 
 
-VALUES = ('"120.5"', "null", "true", "{}", "[2.5]", "1" + "0" * 400, "NaN", "Infinity")
+VALUES = (
+    '"120.5"',
+    "null",
+    "true",
+    "{}",
+    "[2.5]",
+    "1" + "0" * 400,
+    "NaN",
+    "Infinity",
+)
 
 
 def _accepted(response: httpx.Response, points: int, accepted: int) -> dict[str, Any]:
@@ -246,6 +255,10 @@ def test_the_cli_quarantines_bad_points_and_keeps_the_rest(
     done = run("ingest", "--json", str(path), "--no-classify", env=cli_env)
     assert done.returncode == 0, done.stderr
     assert f"{len(VALUES) + 1} points, 1 accepted, {len(VALUES)} quarantined" in done.stdout
+    path.write_bytes(_batch(_point('"[/bold] [red]"')))  # a reason the CLI prints as it is
+    done = run("ingest", "--json", str(path), "--no-classify", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "JSON string '[/bold] [red]'" in done.stdout
     csv = tmp_path / "times.csv"
     csv.write_text(
         "datetime;Pressure\n0001-01-01 00:00:00;0.5\n1600-06-01 12:00:00;0.5\n"
