@@ -33,7 +33,7 @@ from api.cli_common import (
     out,
 )
 from api.cli_progress import ProgressOption, phase_bars
-from api.settings import telemetry_dir
+from api.settings import Settings, telemetry_dir
 from api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
 from kg import telemetry_state
 from kg.store import GraphStore
@@ -59,7 +59,7 @@ def _parsing(report: Progress) -> Callable[[int, int], None]:
 
 
 def _json_batch(
-    path: Path, *, contract: str | None, report: Progress, max_depth: int
+    path: Path, *, contract: str | None, report: Progress, settings: Settings
 ) -> tuple[PointBatch, str, str]:
     """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
     if str(path) == "-":
@@ -76,7 +76,8 @@ def _json_batch(
         contract=contract,
         source=str(path),
         progress=_parsing(report),
-        max_depth=max_depth,
+        max_depth=settings.ingest_json_max_depth,
+        max_points=settings.ingest_max_points,
     )
     return batch.points, batch.contract, batch.content_hash
 
@@ -176,7 +177,7 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
                     path,
                     contract=contract,
                     report=bars,
-                    max_depth=settings.ingest_json_max_depth,
+                    settings=settings,
                 )
             else:
                 layout = CsvLayout(

@@ -72,14 +72,17 @@ def parse_json_batch(
     source: str = "body",
     progress: Callable[[int, int], None] | None = None,
     max_depth: int = JSON_MAX_DEPTH,
+    max_points: int | None = None,
 ) -> JsonBatch:
     """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
 
     Only the envelope can refuse the batch, with a one-line reason: not UTF-8 JSON
     (:class:`InvalidInputError`), nested deeper than ``max_depth`` (:class:`JsonTooDeepError`,
     checked before parsing), not that shape, a name given twice, a contract other than
-    ``contract`` (what the caller says the data was written for), points with fields the
-    contract does not know. Each point is judged on its own (``reasoner.points``).
+    ``contract`` (what the caller says the data was written for), more than ``max_points``
+    points (counted before any is converted), a producer over 1000 characters (it is copied to
+    every point), points with fields the contract does not know. Each point is judged on its own
+    (``reasoner.points``).
     """
     document = read_json(raw, max_depth=max_depth, source=source)
     if not isinstance(document, dict) or not isinstance(document.get("points"), list):
@@ -100,6 +103,12 @@ def parse_json_batch(
     producer = document.get("producer")
     if producer is not None and not (isinstance(producer, str) and _unicode(producer)):
         raise InvalidInputError(f"{source}: producer must be a string")
+    if producer is not None and len(producer) > 1000:
+        raise InvalidInputError(f"{source}: producer is longer than 1000 characters")
+    if max_points is not None and len(document["points"]) > max_points:
+        raise InvalidInputError(
+            f"{len(document['points'])} points exceed TWINKG_INGEST_MAX_POINTS={max_points}"
+        )
     batch = from_json_points(document["points"], producer=producer, progress=progress)
     return JsonBatch(batch, declared, hashlib.sha256(raw).hexdigest())
 
@@ -277,6 +286,7 @@ class Twin:
             contract=contract,
             source=source,
             max_depth=self.settings.ingest_json_max_depth,
+            max_points=self.settings.ingest_max_points,
         )
         if len(batch.points) > self.settings.ingest_max_points:
             raise PayloadTooLargeError(

@@ -158,8 +158,9 @@ class CheckResult:
         if self.defects is None or not self.defective[rejected].any():
             return broke
         found = self.defects.filter(pa.array(rejected)).to_pylist()
+        joined: dict[tuple[str, str | None], str] = {}  # one string per distinct reason
         return [
-            " | ".join(part for part in (text, defect) if part)
+            joined.setdefault((text, defect), " | ".join(p for p in (text, defect) if p))
             for text, defect in zip(broke, found, strict=True)
         ]
 

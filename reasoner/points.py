@@ -162,10 +162,11 @@ def json_records(
     each point's defect so far."""
     records: list[dict[str, Any]] = []
     defects: list[str | None] = []
+    seen: dict[str, str] = {}  # one string per distinct defect
     for i, point in enumerate(points):
         record, defect = _json_record(i, point, producer)
         records.append(record)
-        defects.append(defect)
+        defects.append(None if defect is None else seen.setdefault(defect, defect))
     return records, defects
 
 

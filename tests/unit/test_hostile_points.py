@@ -518,6 +518,14 @@ def test_only_an_envelope_that_is_not_a_batch_is_refused(raw: bytes, code: str) 
         assert isinstance(caught.value, JsonTooDeepError)
 
 
+def test_what_would_be_copied_to_every_point_is_bounded_first() -> None:
+    with pytest.raises(InvalidInputError, match="3 points exceed TWINKG_INGEST_MAX_POINTS=2"):
+        parse_json_batch(b'{"points": [1, 2, 3]}', max_points=2)
+    long = json.dumps({"points": [{}], "producer": "p" * 1001}).encode()
+    with pytest.raises(InvalidInputError, match="producer is longer than 1000 characters"):
+        parse_json_batch(long)
+
+
 def test_a_bom_is_ignored_and_a_legitimate_batch_is_not_too_deep() -> None:
     body = {"points": [{"sensor": URIS[0], "value": [[1]], "unit": UNITS[0], "time": "x"}]}
     parsed = parse_json_batch(b"\xef\xbb\xbf" + json.dumps(body).encode())
