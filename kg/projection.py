@@ -24,7 +24,6 @@ their lag.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -35,9 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyoxigraph as ox
-from rdflib import BNode, Literal, URIRef
 
-from kg import mapping, outbox, sparql_snapshots
+from kg import outbox, sparql_snapshots
+from kg.sparql_build import fingerprint, ontology_store, to_quad
 from kg.sparql_pool import PoolLimits, PoolStatus, SparqlPool
 from kg.sparql_query import check, negotiate
 from kg.sparql_store import (
@@ -51,12 +50,7 @@ from kg.sparql_store import (
     state_update,
 )
 from kg.store import GraphStore
-from ontology import vocab
-from ontology.catalog import ontology_files
 from ontology.errors import ProjectionBuildingError, ProjectionError, StoreError
-
-FORMAT = 1
-"""The projection's layout version: part of the fingerprint, so a change rebuilds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +103,6 @@ class SparqlStatus:
     rebuilds: int
 
 
-def fingerprint() -> str:
-    """What the projection's content depends on besides the graph: the layout version, the
-    ontology's Turtle files and the mapping code. A store with another fingerprint rebuilds."""
-    digest = hashlib.sha256(f"twinkg-projection/{FORMAT}".encode())
-    files = [*sorted(ontology_files()), Path(mapping.__file__), Path(vocab.__file__)]
-    for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 class Projection:
     """The SPARQL view of the graph, kept up to date from the change log."""
 
@@ -149,9 +133,7 @@ class Projection:
         self._writer = threading.Lock()  # one open, catch-up or rebuild at a time
         self._published = threading.Event()
         self._fingerprint = fingerprint()
-        self._ontology = ox.Store()
-        for file in ontology_files():
-            self._ontology.load(path=file, format=ox.RdfFormat.TURTLE)
+        self._ontology = ontology_store()
         self.pool = SparqlPool(self._snapshots, limits)
         self.rebuilds = 0
         """How many times this object rebuilt the store (a reopened one that caught up: 0)."""
@@ -323,7 +305,7 @@ class Projection:
         assert self._oxi is not None
         operations = []
         if subjects:
-            fresh = [_quad(t) for t in self._graph.export(uris=subjects)]
+            fresh = [to_quad(t) for t in self._graph.export(uris=subjects)]
             for uri in subjects:
                 fresh.extend(self._ontology.quads_for_pattern(ox.NamedNode(uri), None, None))
             # Triples whose object is a blank node come only from the ontology's Turtle (Neo4j
@@ -452,22 +434,3 @@ def _release(pool: SparqlPool, lock: WriterLock, temporary: Path | None) -> None
     lock.release()
     if temporary is not None:
         shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _term(value: object) -> ox.NamedNode | ox.BlankNode | ox.Literal:
-    if isinstance(value, URIRef):
-        return ox.NamedNode(str(value))
-    if isinstance(value, BNode):
-        return ox.BlankNode(str(value))
-    assert isinstance(value, Literal)
-    if value.language:
-        return ox.Literal(str(value), language=value.language)
-    if value.datatype is None:
-        return ox.Literal(str(value))
-    return ox.Literal(str(value), datatype=ox.NamedNode(str(value.datatype)))
-
-
-def _quad(triple: tuple[object, object, object]) -> ox.Quad:
-    s, p, o = (_term(x) for x in triple)
-    assert isinstance(p, ox.NamedNode) and not isinstance(s, ox.Literal)
-    return ox.Quad(s, p, o)

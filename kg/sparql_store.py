@@ -122,16 +122,19 @@ class WriterLock:
 
 def open_primary(root: Path) -> ox.Store | None:
     """The current primary, opened read-write; ``None`` when there is none (or it cannot be
-    opened: the caller rebuilds). Call only while holding the :class:`WriterLock`."""
+    opened: the caller rebuilds). Other stores' folders (a rebuild a crash interrupted) are
+    deleted. Call only while holding the :class:`WriterLock`."""
     try:
         name = (root / "CURRENT").read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        return None
-    folder = root / name
-    if not name.startswith("store-") or not folder.is_dir():
+        name = ""
+    for folder in root.glob("store-*"):
+        if folder.name != name:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not name.startswith("store-") or not (root / name).is_dir():
         return None
     try:
-        return ox.Store(str(folder))
+        return ox.Store(str(root / name))
     except OSError:
         return None
 
