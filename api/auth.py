@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.security import Authenticator, Permission, Principal
+from api.security import Authenticator, Permission, Principal, single_header
 from kg.audit_log import AuditEvent, AuditLog
 from ontology.errors import (
     AuthenticationError,
@@ -53,7 +53,10 @@ def requires(permission: Permission) -> Callable[..., Principal]:
         api_key: Annotated[str | None, Depends(api_key_header)],
     ) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.authenticate(request.headers.get("authorization"), api_key)
+        principal = authenticator.authenticate(  # the raw headers: an empty one counts too
+            single_header(request.headers.getlist("authorization"), "Authorization"),
+            single_header(request.headers.getlist("x-api-key"), "X-API-Key"),
+        )
         request.state.principal = principal
         principal.require(permission)
         return principal

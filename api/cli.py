@@ -183,7 +183,7 @@ def _print_result(result: QueryResult, *, as_json: bool) -> None:
     for row in result.rows:
         table.add_row(*(Text(v if isinstance(v, str) else json.dumps(v, default=str)) for v in row))
     out.print(table)
-    note = " (truncated at the row cap)" if result.truncated else ""
+    note = " (truncated at the row or byte cap)" if result.truncated else ""
     out.print(f"{len(result.rows)} row(s){note}")
 
 
@@ -201,7 +201,11 @@ def cypher(
     params = _parse_params(param or [])
     with open_store(settings) as store:
         result = store.read_only(
-            query, params, timeout_s=settings.query_timeout_s, row_cap=settings.query_row_cap
+            query,
+            params,
+            timeout_s=settings.query_timeout_s,
+            row_cap=settings.query_row_cap,
+            byte_cap=settings.query_max_bytes,
         )
     _print_result(result, as_json=as_json)
 

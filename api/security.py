@@ -40,6 +40,7 @@ from api.roles import (
 )
 from api.settings import Settings, api_keys_path
 from ontology.errors import (
+    AmbiguousCredentialsError,
     AuthenticationError,
     ConfigError,
     CredentialsInvalidError,
@@ -63,6 +64,7 @@ __all__ = [
     "build_authenticator",
     "may_approve",
     "parse_roles",
+    "single_header",
 ]
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -322,6 +324,20 @@ class JwtVerifier:
         return _token_principal(claims)
 
 
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    """RFC 7519 §2 and §4.1: times are JSON numbers (PyJWT would read ``"exp": "99999999999"``
+    as a number), and the subject is a non-empty string."""
+    for name in _NUMERIC_DATES:
+        if name in claims and type(claims[name]) not in (int, float):
+            raise CredentialsInvalidError(f"bearer token: {name!r} must be a number (NumericDate)")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip():
+        raise CredentialsInvalidError("bearer token: 'sub' must be a non-empty string")
+
+
 def _public_key(pem: bytes) -> tuple[Any, tuple[str, ...]]:
     """The verification key and the one algorithm its type allows (never an HMAC one)."""
     try:
@@ -336,6 +352,7 @@ def _public_key(pem: bytes) -> tuple[Any, tuple[str, ...]]:
 
 
 def _token_principal(claims: dict[str, Any]) -> Principal:
+    _check_claim_types(claims)
     names = claims.get("roles")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise CredentialsInvalidError("bearer token needs a 'roles' claim: a list of role names")
@@ -362,12 +379,21 @@ class Authenticator:
         self.jwt = jwt
 
     def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
-        """The caller from ``Authorization: Bearer …`` or ``X-API-Key``; exactly one of them."""
-        if authorization and api_key:
-            raise CredentialsInvalidError("send one credential: Authorization or X-API-Key")
-        if api_key:
+        """The caller from ``Authorization: Bearer …`` or ``X-API-Key``; exactly one of them.
+
+        ``None`` means the header is absent; a header that is present counts, even empty or
+        malformed: both present is :class:`AmbiguousCredentialsError` (``auth_ambiguous``),
+        whichever of them is valid.
+        """
+        if authorization is not None and api_key is not None:
+            raise AmbiguousCredentialsError(
+                "send one credential: an Authorization header or an X-API-Key, not both"
+            )
+        if api_key is not None:
+            if not api_key.strip():
+                raise CredentialsInvalidError("the X-API-Key header is empty")
             return self.keys.verify(api_key.strip())
-        if not authorization:
+        if authorization is None:
             raise AuthenticationError(
                 "authentication required: an X-API-Key or an Authorization: Bearer header"
             )
@@ -380,6 +406,14 @@ class Authenticator:
         if self.jwt is None:
             raise CredentialsInvalidError("bearer tokens are not configured here; use an API key")
         return self.jwt.verify(credential)
+
+
+def single_header(values: list[str], name: str) -> str | None:
+    """The one value of the credential header ``name`` (``None`` when absent); a header sent
+    more than once is :class:`AmbiguousCredentialsError`."""
+    if len(values) > 1:
+        raise AmbiguousCredentialsError(f"the {name} header was sent {len(values)} times")
+    return values[0] if values else None
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

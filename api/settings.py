@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     java: str = "java"
     query_timeout_s: float = Field(default=30.0, gt=0)
     query_row_cap: int = Field(default=1000, ge=1)
+    query_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="largest answer of read-only Cypher, in bytes of JSON rows (cut: truncated)",
+    )
     seed_batch_size: int = Field(default=5000, ge=1, le=100_000)
     ingest_clock_skew_s: float = Field(
         default=300.0, ge=0, description="how far in the future a reading's timestamp may be"

@@ -263,6 +263,7 @@ class Twin:
             params or {},
             timeout_s=limit if timeout_s is None else min(timeout_s, limit),
             row_cap=self.settings.query_row_cap,
+            byte_cap=self.settings.query_max_bytes,
         )
 
     def sparql(self, query: str, *, accept: str | None = None, caller: str = "anonymous") -> Any:

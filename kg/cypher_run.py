@@ -223,11 +223,11 @@ def _stopped(watchdog: Watchdog, timeout_s: float) -> QueryTimeoutError:
     watchdog.fire()
     if watchdog.wait_gone():
         return QueryTimeoutError(
-            f"query stopped at its time limit of {timeout_s:g} s; Neo4j has ended it"
+            f"query stopped at its timeout of {timeout_s:g} s; Neo4j has ended it"
         )
     _log.error("untrusted query %s still runs in Neo4j after termination", watchdog.tag)
     return QueryTimeoutError(
-        f"query stopped at its time limit of {timeout_s:g} s; Neo4j was told to end it but "
+        f"query stopped at its timeout of {timeout_s:g} s; Neo4j was told to end it but "
         f"still listed it after {CONFIRM_S:g} s"
     )
 

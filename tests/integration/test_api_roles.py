@@ -146,6 +146,28 @@ def test_probes_and_docs_are_public(world: ApiWorld) -> None:
     assert ready["projection"]["pending"] >= 0
 
 
+@pytest.mark.parametrize("authorization", ["garbage", "", "Bearer", "Bearer not.a.jwt"])
+def test_a_valid_key_with_another_credential_is_refused_as_ambiguous(
+    world: ApiWorld, authorization: str
+) -> None:
+    key = world.keys[Role.ADMIN]
+    response = world.client.get(
+        "/assets", headers={"X-API-Key": key, "Authorization": authorization}
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "auth_ambiguous"
+    assert response.headers["X-TwinKG-Error-Code"] == "auth_ambiguous"
+    assert "invalid_token" in response.headers["WWW-Authenticate"]
+
+
+def test_a_credential_header_sent_twice_is_refused(world: ApiWorld) -> None:
+    key = world.keys[Role.ADMIN]
+    response = world.client.get("/assets", headers=[("X-API-Key", key), ("X-API-Key", key)])
+    assert response.status_code == 401 and response.json()["error"]["code"] == "auth_ambiguous"
+    empty = world.client.get("/assets", headers={"X-API-Key": ""})
+    assert empty.status_code == 401 and empty.json()["error"]["code"] == "auth_invalid"
+
+
 def test_a_forged_or_revoked_key_is_refused(world: ApiWorld) -> None:
     good = world.keys[Role.VIEWER]
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")

@@ -28,8 +28,10 @@ from api.security import (
     Principal,
     Role,
     may_approve,
+    single_header,
 )
 from ontology.errors import (
+    AmbiguousCredentialsError,
     AuthenticationError,
     ConfigError,
     CredentialsInvalidError,
@@ -215,6 +217,9 @@ def test_a_valid_hs256_token_names_its_caller() -> None:
         ({"sub": None}, SECRET, CredentialsInvalidError, "'sub'"),
         ({"roles": ["root"]}, SECRET, CredentialsInvalidError, "unknown role"),
         ({"roles": "admin"}, SECRET, CredentialsInvalidError, "'roles'"),
+        ({"sub": ""}, SECRET, CredentialsInvalidError, "'sub' must be a non-empty string"),
+        ({"sub": "  "}, SECRET, CredentialsInvalidError, "'sub' must be a non-empty string"),
+        ({"sub": 7}, SECRET, CredentialsInvalidError, "InvalidSubject"),
     ],
 )
 def test_bad_tokens_are_refused_with_a_reason(
@@ -229,6 +234,14 @@ def test_bad_tokens_are_refused_with_a_reason(
     with pytest.raises(error, match=reason) as caught:
         target.verify(jwt.encode(token_claims, key, "HS256"))
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_times_given_as_numeric_strings_are_refused(claim: str) -> None:
+    verifier = JwtVerifier(secret=SECRET, audience=AUDIENCE)
+    moment = str(int(time.time()) + (300 if claim == "exp" else -300))
+    with pytest.raises(CredentialsInvalidError, match=f"'{claim}' must be a number"):
+        verifier.verify(jwt.encode(claims(**{claim: moment}), SECRET, "HS256"))
 
 
 def test_a_token_within_the_leeway_still_counts() -> None:
@@ -310,6 +323,30 @@ def test_the_authenticator_reads_either_header(tmp_path: Path) -> None:
         auth.authenticate(f"Bearer {token}", key)
     with pytest.raises(CredentialsInvalidError, match="not configured"):
         Authenticator(keys, None).authenticate(f"Bearer {token}", None)
+
+
+@pytest.mark.parametrize("authorization", ["garbage", "", "Bearer", "Basic dXNlcjpwdw=="])
+def test_a_valid_key_with_any_authorization_header_is_ambiguous(
+    tmp_path: Path, authorization: str
+) -> None:
+    keys = KeyStore(tmp_path / "keys.json")
+    _, key = keys.create(name="eng", roles=[Role.ENGINEER])
+    auth = Authenticator(keys, JwtVerifier(secret=SECRET, audience=AUDIENCE))
+    with pytest.raises(AmbiguousCredentialsError) as refused:
+        auth.authenticate(authorization, key)
+    assert refused.value.code == "auth_ambiguous"
+    assert isinstance(refused.value, AuthenticationError)  # a 401
+    with pytest.raises(CredentialsInvalidError, match="X-API-Key header is empty"):
+        auth.authenticate(None, "")
+    with pytest.raises(CredentialsInvalidError, match="must be 'Bearer <token>'"):
+        auth.authenticate("", None)
+
+
+def test_a_credential_header_sent_twice_is_ambiguous() -> None:
+    assert single_header([], "X-API-Key") is None
+    assert single_header([""], "X-API-Key") == ""
+    with pytest.raises(AmbiguousCredentialsError, match="sent 2 times"):
+        single_header(["tk_a", "tk_b"], "X-API-Key")
 
 
 # --- the CLI ----------------------------------------------------------------------------------
