@@ -150,7 +150,8 @@ def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     as given-but-not-ok (value NaN) so the contract reports them; empty cells are not given."""
     given = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
     if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-        values = column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        # integers past 2**53 round to the nearest double, as a JSON number does
+        values = pc.cast(column, pa.float64(), safe=False).fill_null(np.nan).to_numpy()
         return np.asarray(values, np.float64), given, given.copy()
     text = column.cast(pa.string())
     numeric = pc.match_substring_regex(text, pattern=_NUMBER).fill_null(False)
@@ -200,7 +201,7 @@ def read_wide_csv(
     utc_ns = np.where(inside, utc_s, 0) * 10**9
     utc_ns = np.where(inside, utc_ns, np.where(utc_s < 0, NS_BEFORE, NS_AFTER))
     lexical = _lexical(raw_time, utc_s, time_ok)
-    row_notes = _time_notes(raw_time, lexical, time_ok, inside, layout.time_format)
+    row_notes = _time_notes(raw_time, lexical, utc_s, time_ok, inside, layout.time_format)
     report(1, k + 1)
     value_cols = []
     for i, c in enumerate(columns, start=2):
@@ -300,8 +301,13 @@ def _lexical(raw: pa.Array, utc_s: np.ndarray, ok: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(ok), formatted, raw.cast(pa.string()))
 
 
-def _time_notes(
-    raw: pa.Array, lexical: pa.Array, ok: np.ndarray, inside: np.ndarray, time_format: str
+def _time_notes(  # noqa: PLR0917 - private, one call site
+    raw: pa.Array,
+    lexical: pa.Array,
+    utc_s: np.ndarray,
+    ok: np.ndarray,
+    inside: np.ndarray,
+    time_format: str,
 ) -> list[str | None]:
     """Per row: why its time is quarantined beyond what the contract says, or ``None``."""
     notes: list[str | None] = [None] * len(ok)
@@ -310,7 +316,7 @@ def _time_notes(
     for i in np.flatnonzero(given & ~ok):
         notes[i] = f"time {shown(str(cells[i]))} is not a time in the format {time_format!r}"
     for i in np.flatnonzero(ok & ~inside):
-        side = "before " + FIRST_TEXT if forms[i] < "1970" else "after " + LAST_TEXT
+        side = "before " + FIRST_TEXT if utc_s[i] < 0 else "after " + LAST_TEXT
         notes[i] = f"time {shown(str(forms[i]))}: it is {side}, outside what int64 nanoseconds hold"
     return notes
 

@@ -122,6 +122,12 @@ def test_a_folder_a_bad_delimiter_and_a_bad_format_are_one_line_errors(tmp_path:
     assert "not a time in the format '%Q'" in str(batch.defects[0])
 
 
+def test_integers_no_double_holds_exactly_are_rounded_like_json_numbers(tmp_path: Path) -> None:
+    path = _write(tmp_path, "datetime;Pressure\n2020-01-01 00:00:00;9007199254740993\n")
+    batch = read_wide_csv(path, sensor_columns=COLUMNS, units=UNITS).batch
+    assert batch.value.tolist() == [9007199254740992.0] and batch.ok["value"].tolist() == [True]
+
+
 def test_a_huge_cell_is_a_bad_value_not_a_crash(tmp_path: Path) -> None:
     huge = "x" * 3_000_000
     path = _write(tmp_path, f"datetime;Pressure\n2020-01-01 00:00:00;{huge}\n")
@@ -193,3 +199,34 @@ def test_no_time_is_wrapped_around(
         else:
             assert batch.time_ns[i] == (NS_BEFORE if seconds < 0 else NS_AFTER)
             assert "outside what int64 nanoseconds hold" in str(batch.defects[i])
+
+
+_cells = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["1e400", "-0", "nan", "inf", "9" * 30, "true", "2020-01-01", "12:00:00", '"a;b"']
+    ),
+    st.integers().map(str),
+    st.floats().map(str),
+)
+
+
+@settings(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    rows=st.lists(st.lists(_cells, min_size=3, max_size=3), min_size=1, max_size=8),
+    raw=st.binary(max_size=60),
+)
+def test_any_file_reads_or_is_refused_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]], raw: bytes
+) -> None:
+    folder = tmp_path_factory.mktemp("any")
+    text = "datetime;Pressure;Current\n" + "".join(";".join(row) + "\n" for row in rows)
+    for data in (text.encode("utf-8", "surrogatepass"), raw, b"datetime;Pressure\n" + raw):
+        path = folder / "f.csv"
+        path.write_bytes(data)
+        try:
+            batch = read_wide_csv(path, sensor_columns=COLUMNS, units=UNITS).batch
+        except InvalidInputError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert len(batch.defects) == len(batch)
