@@ -4,12 +4,13 @@ Each query runs in a worker process (:mod:`kg.sparql_worker`) so that nothing a 
 take the caller's process down. The pool:
 
 - **admits** at most ``workers`` queries at once. A caller (an API key's or a token's subject)
-  may have at most ``per_user`` queries running or waiting, never all the workers (when there
-  are two or more), so one user cannot shut the others out; past that it is told so at once
-  (``sparql_user_limit``). Up to ``queue`` more requests wait for a worker, at most
-  ``queue_wait_s`` and never past their deadline; a freed worker goes to the waiting caller with
-  the fewest queries running (fair share), ties to the oldest request. A full queue or a wait
-  that runs out is ``sparql_busy``: requests never pile up on the server's threads.
+  may have at most ``per_user`` queries running, never all the workers (when there are two or
+  more), so one user cannot shut the others out; its further requests wait for its own to end,
+  and past ``per_user`` waiting as well it is told so at once (``sparql_user_limit``). Up to
+  ``queue`` requests in all wait, at most ``queue_wait_s`` and never past their deadline; a
+  freed worker goes to the waiting caller with the fewest queries running (fair share), ties to
+  the oldest request. A full queue or a wait that runs out is ``sparql_busy``: requests never
+  pile up on the server's threads.
 - **kills** a worker whose query reaches its deadline (``SIGKILL``: Oxigraph cannot be
   interrupted inside a sort or an aggregate, a process can), so the slot is free again at once
   and nothing runs on after the deadline (``query_timeout``).
@@ -329,12 +330,13 @@ class SparqlPool:
             if self._closed:
                 raise ProjectionError("the SPARQL workers are shut down")
             waiting = sum(1 for _, c in self._waiting if c == caller)
-            if self._running[caller] + waiting >= self._per_user:
+            if self._running[caller] + waiting >= 2 * self._per_user:
                 raise SparqlUserLimitError(
-                    f"you already have {self._per_user} SPARQL queries running or waiting "
-                    "(the most one caller may); wait for one to finish"
+                    f"you already have {self._running[caller]} SPARQL queries running and "
+                    f"{waiting} waiting (one caller may run {self._per_user} and queue as many); "
+                    "wait for one to finish"
                 )
-            if self._busy < self._capacity and not self._waiting:
+            if self._free_for(caller) and self._next() is None:
                 self._enter(caller)
                 return
             if len(self._waiting) >= self._limits.queue:
@@ -346,12 +348,13 @@ class SparqlPool:
             self._waiting.append(ticket)
             until = min(deadline, time.monotonic() + self._limits.queue_wait_s)
             try:
-                while not (self._busy < self._capacity and self._next() == ticket):
+                while not (self._free_for(caller) and self._next() == ticket):
                     left = until - time.monotonic()
                     if left <= 0 or self._closed:
                         raise SparqlBusyError(
-                            f"all {self._capacity} SPARQL workers stayed busy while this "
-                            "request waited; try again shortly"
+                            "no SPARQL worker became free for this request while it waited "
+                            f"(all {self._capacity} busy, or {self._per_user} running for this "
+                            "caller); try again shortly"
                         )
                     self._cond.wait(left)
             finally:
@@ -359,9 +362,15 @@ class SparqlPool:
                 self._cond.notify_all()
             self._enter(caller)
 
-    def _next(self) -> tuple[int, str]:
-        """The waiting request served first: its caller runs the fewest, then the oldest."""
-        return min(self._waiting, key=lambda t: (self._running[t[1]], t[0]))
+    def _free_for(self, caller: str) -> bool:
+        """Whether a worker is free and ``caller`` may take one (under its share)."""
+        return self._busy < self._capacity and self._running[caller] < self._per_user
+
+    def _next(self) -> tuple[int, str] | None:
+        """The waiting request served first, among those whose caller is under its share:
+        its caller runs the fewest queries, then the oldest request."""
+        eligible = [t for t in self._waiting if self._running[t[1]] < self._per_user]
+        return min(eligible, key=lambda t: (self._running[t[1]], t[0])) if eligible else None
 
     def _enter(self, caller: str) -> None:
         self._busy += 1

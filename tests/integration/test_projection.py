@@ -32,6 +32,7 @@ from ontology.errors import (
     ProjectionBuildingError,
     ProjectionError,
     QueryTimeoutError,
+    SparqlBusyError,
     SparqlUserLimitError,
     SparqlWorkerFailedError,
     StoreError,
@@ -306,14 +307,18 @@ def _until(condition: Callable[[], bool], what: str) -> None:
 def test_a_runaway_query_blocks_neither_the_writer_nor_other_callers(
     seeded: GraphStore,
 ) -> None:
-    projection = Projection(seeded, limits=PoolLimits(workers=2, per_user=2))
+    limits = PoolLimits(workers=2, per_user=2, queue_wait_s=600)
+    projection = Projection(seeded, limits=limits)
     projection.rebuild()
     try:
         runaway = _Background(projection, RUNAWAY, caller="alice")
         _until(lambda: len(projection.pool.running()) == 1, "the runaway query runs")
-        # alice may not take the other worker too; bob may, and is answered
-        with pytest.raises(SparqlUserLimitError):
+        # alice may not take the other worker too: her next query waits for her own ...
+        waits = _Background(projection, "ASK {}", caller="alice")
+        _until(lambda: projection.pool.status().queued == 1, "alice's second query waits")
+        with pytest.raises(SparqlUserLimitError):  # ... and one more is refused at once
             projection.query("ASK {}", caller="alice")
+        # bob gets the free worker, though alice asked first
         assert projection.query("ASK { ?s ?p ?o }", caller="bob").rows == 1
         # the writer applies a change and publishes it while the runaway query runs
         _retag(seeded, "P-1-RUNNING")
@@ -323,6 +328,7 @@ def test_a_runaway_query_blocks_neither_the_writer_nor_other_callers(
     finally:
         projection.close()  # kills the runaway query's worker: nothing outlives the projection
     assert isinstance(runaway.join(), SparqlWorkerFailedError)
+    assert isinstance(waits.join(), SparqlBusyError)
 
 
 def _select_as(projection: Projection, caller: str) -> list[dict[str, str]]:

@@ -156,7 +156,7 @@ def server(
         "TWINKG_SPARQL_WORKERS": "4",
         "TWINKG_SPARQL_USER_CONCURRENCY": "16",
         "TWINKG_SPARQL_QUEUE": "16",
-        "TWINKG_SPARQL_QUEUE_WAIT_S": "240",
+        "TWINKG_SPARQL_QUEUE_WAIT_S": "600",
     }
     running = Server(env, f"http://127.0.0.1:{port}", keys, store, home / "server.log")
     running.start()
@@ -210,27 +210,28 @@ def test_runaway_queries_cost_their_workers_only_and_one_user_cannot_take_them_a
     server: Server,
 ) -> None:
     hung: list[httpx.Response] = []
-    threads = [
-        threading.Thread(target=lambda: hung.append(server.sparql(RUNAWAY, who="alice")))
-        for _ in range(3)
-    ]
-    for thread in threads:
+    waited: list[httpx.Response] = []
+
+    def background(into: list[httpx.Response], query: str, who: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: into.append(server.sparql(query, who=who)))
         thread.start()
+        return thread
+
+    # four workers, at most three running per caller: alice's fourth to sixth queries wait
+    threads = [background(hung, RUNAWAY, "alice") for _ in range(3)]
     _until(lambda: server.ready()["sparql"]["busy"] == 3, "alice's three queries run")
-    # four workers, at most three per caller: alice is told at once, bob is answered
-    refused = server.sparql("ASK {}", who="alice")
+    threads += [background(waited, TAG, "alice") for _ in range(3)]
+    _until(lambda: server.ready()["sparql"]["queued"] == 3, "alice's next three wait")
+    refused = server.sparql("ASK {}", who="alice")  # and her seventh is refused at once
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "sparql_user_limit"
-    assert server.sparql(TAG, who="bob").status_code == 200
+    assert server.sparql(TAG, who="bob").status_code == 200  # the free worker is bob's
     # the writer keeps applying changes meanwhile
     _retag(server.store, "P-1-BUSY")
     _until(lambda: server.ready()["projection"]["pending"] == 0, "the change is applied")
     assert b"P-1-BUSY" in server.sparql(TAG, who="bob").content
     # carol takes the last worker: SPARQL is saturated, the API stays ready, and says so
-    threads.append(
-        threading.Thread(target=lambda: hung.append(server.sparql(RUNAWAY, who="carol")))
-    )
-    threads[-1].start()
+    threads.append(background(hung, RUNAWAY, "carol"))
     _until(lambda: server.ready()["sparql"]["saturated"], "every worker is taken")
     ready = server.ready()
     assert ready["ready"] is True and ready["detail"] == "sparql_saturated"
@@ -238,10 +239,11 @@ def test_runaway_queries_cost_their_workers_only_and_one_user_cannot_take_them_a
     for pid in server.workers():  # the kernel's OOM killer, as far as the server can tell
         os.kill(pid, signal.SIGKILL)
     for thread in threads:
-        thread.join(timeout=600)
+        thread.join(timeout=700)
     assert [r.json()["error"]["code"] for r in hung] == ["sparql_worker_failed"] * 4
+    assert [r.status_code for r in waited] == [200] * 3  # alice's waiting queries ran then
+    assert all(b"P-1-BUSY" in r.content for r in waited)
     _until(lambda: server.ready()["sparql"]["busy"] == 0, "the workers are free again")
-    assert server.sparql(TAG, who="alice").status_code == 200
 
 
 def test_a_restart_serves_at_once_and_reopens_the_projection_without_a_rebuild(

@@ -182,15 +182,18 @@ def test_a_query_oxigraph_cannot_parse_leaves_the_worker_in_service(
 
 
 def test_one_caller_cannot_take_every_worker(make_pool: Callable[..., SparqlPool]) -> None:
-    pool = make_pool(workers=2, per_user=5)  # per caller: at most workers - 1
+    pool = make_pool(workers=2, per_user=5, queue_wait_s=600)  # per caller: workers - 1 running
     runaway = _Background(pool, RUNAWAY, caller="alice", timeout_s=600)
     _until(lambda: len(pool.running()) == 1, "alice's query runs")
-    with pytest.raises(SparqlUserLimitError):
+    waits = _Background(pool, COUNT, caller="alice", timeout_s=600)  # for her own to end
+    _until(lambda: pool.status().queued == 1, "alice's second query waits")
+    with pytest.raises(SparqlUserLimitError):  # one running and one waiting: her share
         pool.run(COUNT, media_type=JSON, row_cap=10, timeout_s=60, caller="alice")
-    assert _count(pool, caller="bob") > 0  # the other worker is bob's to use
-    assert pool.running() and set(pool.running().values()) == {"alice"}
+    assert _count(pool, caller="bob") > 0  # the free worker is bob's, though alice asked first
+    assert pool.status().queued == 1 and set(pool.running().values()) == {"alice"}
     pool.close()
     assert isinstance(runaway.join(), SparqlWorkerFailedError)
+    assert isinstance(waits.join(), SparqlBusyError)
 
 
 def test_when_every_worker_is_taken_a_request_is_told_so(
