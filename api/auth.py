@@ -3,7 +3,8 @@
 ``requires(permission)`` is the dependency every route declares; it authenticates the caller
 through ``app.state.authenticator`` (an :class:`~api.security.Authenticator`) and checks the
 permission. :class:`AuditMiddleware` (pure ASGI, so it sees every response, errors included)
-appends one entry to the audit log for each request that may change state.
+appends two entries to the audit log for each request that may change state: its intent before
+it runs, its outcome after (decision 0029).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security import Authenticator, Permission, Principal, single_header
-from kg.audit_log import AuditEvent, AuditLog
+from kg.audit_log import AuditEvent, AuditLog, AuditPhase
 from ontology.errors import (
     AuthenticationError,
     CredentialsInvalidError,
@@ -101,12 +103,15 @@ def _error_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
 class AuditMiddleware:
     """Echoes (or makes) an ``X-Request-ID`` on every response; audits every non-read request.
 
-    A request that may change state is refused with 503 ``audit_unavailable`` before it runs
-    when the log cannot be appended to, so nothing changes that the log cannot record. The entry
-    is written before the response starts, so a caller never sees a success that was not
-    audited; an error response is held back until its body names the error code. When the log
-    fails between the check and the entry (the disk filled meanwhile), the caller gets a 500
-    ``audit_unavailable`` instead of the answer, and the server log has the event.
+    Write-ahead: before a request that may change state runs, its *intent* entry (the caller
+    its credentials name, if they verify; method, path, request id) is appended and fsynced;
+    when that fails the request is refused with 503 ``audit_unavailable`` and never runs, so
+    nothing commits that the log does not announce, even if the process is killed mid-request.
+    The *outcome* entry (status, error code, the intent's index) is written before the response
+    starts, so a caller never sees a success that was not audited; an error response is held
+    back until its body names the error code. When the log fails between the two (the disk
+    filled meanwhile), the caller gets a 500 ``audit_unavailable`` instead of the answer, and
+    the server log has the event.
     """
 
     def __init__(self, app: ASGIApp, *, audit_log: AuditLog) -> None:
@@ -124,7 +129,7 @@ class AuditMiddleware:
         audited = scope["method"] not in READ_ONLY_METHODS
         if audited:
             try:
-                self.audit_log.check_writable()
+                state["audit_intent"] = self._intent(scope)
             except TwinKGError as exc:
                 log.error("request %s refused: %s", request_id, exc)
                 for message in _audit_unavailable(
@@ -182,24 +187,29 @@ class AuditMiddleware:
         held.clear()
         return audited
 
+    def _intent(self, scope: Scope) -> int:
+        """Append the request's intent entry (fsynced); its index."""
+        event = _event(
+            scope,
+            _presented(scope),
+            status=0,
+            error_code=None,
+            phase=AuditPhase.INTENT,
+            intent=None,
+        )
+        return self.audit_log.append(event).index
+
     def _record(self, scope: Scope, status: int, error_code: str | None) -> bool:
         state: dict[str, Any] = scope.get("state", {})
         principal: Principal | None = state.get("principal")
-        client = scope.get("client")
-        event = AuditEvent(
-            time=datetime.now(UTC).isoformat(),
-            request_id=str(state.get("request_id", "")),
-            subject=principal.subject if principal else "anonymous",
-            name=principal.name if principal else "anonymous",
-            roles=tuple(sorted(role.value for role in principal.roles)) if principal else (),
-            person=principal.person if principal else None,
-            auth=principal.method if principal else None,
-            client=str(client[0]) if client else None,
-            method=str(scope["method"]),
-            path=str(scope["path"]),
-            query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        intent = state.get("audit_intent")
+        event = _event(
+            scope,
+            principal,
             status=status,
             error_code=error_code,
+            phase=AuditPhase.OUTCOME,
+            intent=intent,
         )
         try:
             self.audit_log.append(event)
@@ -207,6 +217,56 @@ class AuditMiddleware:
             log.exception("audit entry not written: %s", event)
             return False
         return True
+
+
+def _presented(scope: Scope) -> Principal | None:
+    """Who the request's credentials name, if they verify (the route checks them again, with
+    its permission); ``None`` otherwise."""
+    app = scope.get("app")
+    authenticator: Authenticator | None = getattr(
+        getattr(app, "state", None), "authenticator", None
+    )
+    if authenticator is None:
+        return None
+    headers = Headers(scope=scope)
+    try:
+        return authenticator.authenticate(
+            single_header(headers.getlist("authorization"), "Authorization"),
+            single_header(headers.getlist("x-api-key"), "X-API-Key"),
+        )
+    except TwinKGError:
+        return None
+
+
+def _event(
+    scope: Scope,
+    principal: Principal | None,
+    *,
+    status: int,
+    error_code: str | None,
+    phase: AuditPhase,
+    intent: int | None,
+) -> AuditEvent:
+    """One entry's event: the request in ``scope``, the caller, and the phase's fields."""
+    state: dict[str, Any] = scope.get("state", {})
+    client = scope.get("client")
+    return AuditEvent(
+        time=datetime.now(UTC).isoformat(),
+        request_id=str(state.get("request_id", "")),
+        subject=principal.subject if principal else "anonymous",
+        name=principal.name if principal else "anonymous",
+        roles=tuple(sorted(role.value for role in principal.roles)) if principal else (),
+        person=principal.person if principal else None,
+        auth=principal.method if principal else None,
+        client=str(client[0]) if client else None,
+        method=str(scope["method"]),
+        path=str(scope["path"]),
+        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        status=status,
+        error_code=error_code,
+        phase=phase,
+        intent=intent,
+    )
 
 
 def _id_header(request_id: str) -> tuple[bytes, bytes]:

@@ -100,17 +100,21 @@ def audit_show(
         for entry in entries:
             out.print(json.dumps(entry.document()), markup=False, soft_wrap=True)
         return
-    table = Table("#", "time", "caller", "roles", "request", "status", "error")
+    table = Table("#", "time", "phase", "caller", "roles", "request", "status", "error")
     for entry in entries:
         e = entry.event
         request = f"{e.method} {e.path}" + (f"?{e.query}" if e.query else "")
+        phase = "" if e.phase is None else str(e.phase)
+        if e.intent is not None:
+            phase += f" of #{e.intent}"
         table.add_row(
             str(entry.index),
             e.time,
+            phase,
             e.name if e.name == e.subject else f"{e.name} ({e.subject})",
             ", ".join(e.roles),
             request,
-            str(e.status),
+            str(e.status) if e.status else "",
             e.error_code or "",
         )
     out.print(table)
@@ -118,13 +122,31 @@ def audit_show(
 
 @audit_app.command("verify")
 @errors_as_exit_codes
-def audit_verify() -> None:
-    """Recompute the audit log's hash chain; exit 16 at the first altered, moved or lost entry."""
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(help="a head hash printed by an earlier verify and kept elsewhere"),
+    ] = None,
+    expect_count: Annotated[
+        int | None,
+        typer.Option(min=0, help="an entry count printed by an earlier verify"),
+    ] = None,
+) -> None:
+    """Recompute the audit log's hash chain; exit 16 at the first altered, moved or lost entry,
+    or when what was kept elsewhere (a head, a count) is no longer in the log (a cut tail).
+
+    Requests whose intent has no outcome (killed, or still running) are listed.
+    """
     path = audit_log_path(load_settings())
-    report = AuditLog(path).verify()
+    report = AuditLog(path).verify(expect_head=expect_head, expect_count=expect_count)
     if not report.ok:
+        where = f" line {report.first_bad_line}" if report.first_bad_line else ""
         raise AuditLogTamperedError(
-            f"{path} line {report.first_bad_line}: {report.reason} "
-            f"({report.count} entries before it check out)"
+            f"{path}{where}: {report.reason} ({report.count} entries check out)"
         )
-    out.print(f"audit log ok: {report.count} entries; head {report.head or '(empty)'}")
+    for request_id in report.open_intents:
+        out.print(f"intent without an outcome: request {request_id}", markup=False)
+    out.print(
+        f"audit log ok: {report.count} entries; head {report.head or '(empty)'}; "
+        f"{len(report.open_intents)} intent(s) without an outcome"
+    )

@@ -294,8 +294,12 @@ class AuditEntryOut(BaseModel):
     method: str
     path: str
     query: str
-    status: int
+    status: int = Field(description="0 on an intent (no response yet)")
     error_code: str | None
+    phase: str | None = Field(
+        default=None, description="intent (before the request ran) or outcome; none on old entries"
+    )
+    intent: int | None = Field(default=None, description="on an outcome: its intent's index")
     prev: str
     hash: str
 

@@ -4,6 +4,14 @@ Append-only JSON Lines, hash-chained like the provenance records (decision 0016)
 carries ``prev`` (entry *n-1*'s ``hash``, empty for the first) and ``hash`` = SHA-256 over
 ``prev`` and the canonical JSON of the entry without its ``hash``. Appends are serialised by a
 lock within the process and ``flock`` across processes, and each is fsynced before it returns.
+
+Write-ahead (decision 0029): a state-changing request gets two entries. The *intent*
+(``phase: "intent"``, ``status: 0``: who presented which credentials, for which route, under
+which request id) is fsynced before the request runs, so no change can commit that the log does
+not announce; the *outcome* (``phase: "outcome"``, the status and error code, and ``intent``: the
+index of its intent entry) follows when the response is known. An intent without an outcome is
+a request that was killed or is still running: :meth:`AuditLog.verify` lists them. Entries
+written before write-ahead have neither field.
 """
 
 from __future__ import annotations
@@ -17,12 +25,20 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ontology.errors import InvalidInputError, StoreError
 
 _TAIL_CHUNK = 4096
+
+
+class AuditPhase(StrEnum):
+    """Which of a request's two entries: announced before it runs, or its outcome after."""
+
+    INTENT = "intent"
+    OUTCOME = "outcome"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +56,10 @@ class AuditEvent:
     method: str
     path: str
     query: str
-    status: int
+    status: int  # 0 on an intent: no response yet
     error_code: str | None
+    phase: AuditPhase | None = None  # None on entries written before write-ahead
+    intent: int | None = None  # on an outcome: the index of its intent entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +83,26 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class AuditVerifyReport:
-    """The outcome of recomputing the chain: ``ok`` or the first line that does not fit."""
+    """The outcome of recomputing the chain: ``ok`` or the first line that does not fit (or the
+    expectation kept elsewhere that the log no longer meets)."""
 
     ok: bool
     count: int  # entries that checked out before the first bad one (all of them when ok)
     first_bad_line: int | None  # 1-based
     reason: str | None
     head: str  # the last good hash: keep a copy elsewhere to detect a cut-off tail
+    open_intents: tuple[str, ...] = ()  # request ids announced without an outcome
+
+
+_OPTIONAL = ("phase", "intent")  # absent from entries written before write-ahead
 
 
 def _event_json(event: AuditEvent) -> dict[str, Any]:
     document = asdict(event)
     document["roles"] = list(event.roles)
+    for name in _OPTIONAL:
+        if document[name] is None:
+            del document[name]
     return document
 
 
@@ -99,12 +125,17 @@ def _parse(line: bytes) -> AuditEntry:
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     expected = {"index", "prev", "hash", *_EVENT_FIELDS}
-    if set(document) != expected:
-        raise ValueError(f"fields differ: {sorted(set(document) ^ expected)}")
-    values = {name: document[name] for name in _EVENT_FIELDS}
+    required = expected - set(_OPTIONAL)
+    if not required <= set(document) <= expected:
+        raise ValueError(f"fields differ: {sorted((set(document) ^ required) - set(_OPTIONAL))}")
+    values: dict[str, Any] = {name: document.get(name) for name in _EVENT_FIELDS}
     values["roles"] = tuple(values["roles"])
     if not isinstance(document["index"], int) or not isinstance(values["status"], int):
         raise ValueError("index and status must be integers")
+    if values["phase"] is not None:
+        values["phase"] = AuditPhase(values["phase"])
+    if values["intent"] is not None and not isinstance(values["intent"], int):
+        raise ValueError("intent must be an integer")
     return AuditEntry(document["index"], AuditEvent(**values), document["prev"], document["hash"])
 
 
@@ -174,15 +205,40 @@ class AuditLog:
                 kept.append(entry)
         return list(kept)
 
-    def verify(self) -> AuditVerifyReport:
-        """Recompute the chain from the first line; report the first that does not fit."""
+    def verify(
+        self, *, expect_head: str | None = None, expect_count: int | None = None
+    ) -> AuditVerifyReport:
+        """Recompute the chain from the first line; report the first that does not fit.
+
+        The log only grows, so what was kept elsewhere must still be in it: ``expect_head``
+        (a head printed by an earlier verify) must be the hash of one of its entries, and the log
+        must hold at least ``expect_count`` entries; otherwise its tail was cut off. Intents
+        without an outcome are listed (``open_intents``), not refused.
+        """
         prev, count = "", 0
+        seen_head = expect_head is None
+        open_intents: dict[int, str] = {}
         for number, line in self._lines():
             reason = _misfit(line, index=count, prev=prev)
             if reason is not None:
                 return AuditVerifyReport(False, count, number, reason, prev)
-            prev, count = _parse(line).hash, count + 1
-        return AuditVerifyReport(True, count, None, None, prev)
+            entry = _parse(line)
+            if entry.event.phase is AuditPhase.INTENT:
+                open_intents[entry.index] = entry.event.request_id
+            elif entry.event.intent is not None:
+                open_intents.pop(entry.event.intent, None)
+            seen_head = seen_head or entry.hash == expect_head
+            prev, count = entry.hash, count + 1
+        pending = tuple(open_intents.values())
+        if not seen_head:
+            reason = f"no entry has the head {expect_head} kept elsewhere: the tail was cut off"
+            return AuditVerifyReport(False, count, None, reason, prev, pending)
+        if expect_count is not None and count < expect_count:
+            reason = (
+                f"{count} entries where at least {expect_count} were kept: the tail was cut off"
+            )
+            return AuditVerifyReport(False, count, None, reason, prev, pending)
+        return AuditVerifyReport(True, count, None, None, prev, pending)
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         try:

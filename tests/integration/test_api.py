@@ -106,6 +106,23 @@ def test_the_cypher_escape_corpus_over_http(world: ApiWorld) -> None:
     assert world.counts() == before
 
 
+def test_the_audit_log_announces_a_write_before_it_runs_and_pairs_its_outcome(
+    world: ApiWorld,
+) -> None:
+    engineer = {**world.as_role(Role.ENGINEER), "X-Request-ID": "audit-pairing-1"}
+    response = world.client.post("/cypher", json={"query": "RETURN 1 AS one"}, headers=engineer)
+    assert response.status_code == 200
+    entries = world.client.get("/audit", headers=world.as_role(Role.COMPLIANCE)).json()
+    intent, outcome = [e for e in entries if e["request_id"] == "audit-pairing-1"]
+    assert (intent["phase"], intent["status"], intent["path"]) == ("intent", 0, "/cypher")
+    assert intent["subject"] == outcome["subject"] != "anonymous"
+    assert (outcome["phase"], outcome["status"], outcome["intent"]) == (
+        "outcome",
+        200,
+        intent["index"],
+    )
+
+
 def test_sparql_protocol_formats_and_lag(world: ApiWorld) -> None:
     engineer = world.as_role(Role.ENGINEER)
     _caught_up(world)

@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from api import cli_keys
 from api.auth import AuditMiddleware, error_headers, requires
 from api.security import Authenticator, KeyStore, Permission, Principal, Role
-from kg.audit_log import AuditEntry, AuditEvent, AuditLog, entry_hash
+from kg.audit_log import AuditEntry, AuditEvent, AuditLog, AuditPhase, entry_hash
 from ontology.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -132,6 +133,43 @@ def test_a_torn_last_line_stops_appends_and_shows_in_verify(tmp_path: Path) -> N
     assert log.verify().first_bad_line == 3
 
 
+def test_a_cut_tail_is_found_against_what_was_kept_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = filled(path, 5)
+    kept = log.verify()
+    assert log.verify(expect_head=kept.head, expect_count=kept.count).ok
+    log.append(event("/later"))  # the log grows: an older head is still in it
+    assert log.verify(expect_head=kept.head, expect_count=kept.count).ok
+    _rewrite(path, path.read_text().splitlines()[:3])  # a consistent, shorter chain
+    assert log.verify().ok
+    cut = log.verify(expect_head=kept.head)
+    assert not cut.ok and cut.first_bad_line is None and "tail was cut off" in (cut.reason or "")
+    short = log.verify(expect_count=5)
+    assert not short.ok and "3 entries where at least 5" in (short.reason or "")
+
+
+def intent_and_outcome(log: AuditLog, request_id: str, *, finished: bool) -> None:
+    intent = log.append(replace(event(), request_id=request_id, status=0, phase=AuditPhase.INTENT))
+    if finished:
+        log.append(
+            replace(event(), request_id=request_id, phase=AuditPhase.OUTCOME, intent=intent.index)
+        )
+
+
+def test_intents_pair_with_outcomes_and_open_ones_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = filled(path, 2)  # entries from before write-ahead: no phase, still verified
+    intent_and_outcome(log, "done-1", finished=True)
+    intent_and_outcome(log, "killed-2", finished=False)
+    intent_and_outcome(log, "done-3", finished=True)
+    report = log.verify()
+    assert report.ok and report.count == 7 and report.open_intents == ("killed-2",)
+    legacy, intent = json.loads(path.read_text().splitlines()[0]), log.entries()[2]
+    assert "phase" not in legacy and "intent" not in legacy
+    assert (intent.event.phase, intent.event.status) == (AuditPhase.INTENT, 0)
+    assert log.entries()[3].event.intent == intent.index
+
+
 def test_audit_cli_shows_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "audit.jsonl"
     monkeypatch.setenv("TWINKG_AUDIT_LOG", str(path))
@@ -145,6 +183,29 @@ def test_audit_cli_shows_and_verifies(tmp_path: Path, monkeypatch: pytest.Monkey
     _rewrite(path, [lines[0], lines[2]])
     broken = runner.invoke(cli_keys.audit_app, ["verify"])
     assert broken.exit_code == 16 and "audit_tampered" in broken.output
+
+
+def test_audit_cli_verifies_against_a_kept_head_and_count_and_lists_open_intents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("TWINKG_AUDIT_LOG", str(path))
+    log = filled(path, 3)
+    intent_and_outcome(log, "killed-9", finished=False)
+    head, count = log.verify().head, 4
+    runner = CliRunner()
+    ok = runner.invoke(
+        cli_keys.audit_app, ["verify", "--expect-head", head, "--expect-count", str(count)]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "intent without an outcome: request killed-9" in ok.output
+    assert "4 entries" in ok.output and "1 intent(s) without an outcome" in ok.output
+    shown = runner.invoke(cli_keys.audit_app, ["show"])
+    assert shown.exit_code == 0 and "intent" in shown.output
+    _rewrite(path, path.read_text().splitlines()[:2])
+    for option in (["--expect-head", head], ["--expect-count", str(count)]):
+        cut = runner.invoke(cli_keys.audit_app, ["verify", *option])
+        assert cut.exit_code == 16 and "tail was cut off" in cut.output, cut.output
 
 
 # --- the HTTP layer ---------------------------------------------------------------------------
@@ -204,12 +265,18 @@ def test_no_credentials_is_401_with_a_challenge(
     assert response.json()["error"]["code"] == "auth_required"
     bad = client.post("/actions", headers={"X-API-Key": "tk_aaaaaaaaaaaa_nope"})
     assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
-    (entry,) = log.entries()  # the refused POST is audited, as anonymous; the GET is not
+    intent, entry = log.entries()  # the refused POST is audited, as anonymous; the GET is not
+    assert (intent.event.phase, intent.event.subject, intent.event.status) == (
+        AuditPhase.INTENT,
+        "anonymous",
+        0,
+    )
     assert (entry.event.subject, entry.event.status, entry.event.error_code) == (
         "anonymous",
         401,
         "auth_invalid",
     )
+    assert (entry.event.phase, entry.event.intent) == (AuditPhase.OUTCOME, intent.index)
 
 
 def test_roles_decide_and_writes_are_audited_with_the_caller(
@@ -227,7 +294,10 @@ def test_roles_decide_and_writes_are_audited_with_the_caller(
     assert done.status_code == 200 and done.json() == {"proposed_by": agent.id}
     assert done.headers["X-Request-ID"] == "req-42"
     assert client.get("/assets", headers={"X-API-Key": agent_key}).headers["X-Request-ID"]
-    first, second = log.entries()
+    first_intent, first, second_intent, second = log.entries()
+    assert first_intent.event.subject == viewer.id  # the intent names who the key says it is
+    assert (second_intent.event.request_id, second_intent.event.subject) == ("req-42", agent.id)
+    assert second.event.intent == second_intent.index
     assert (first.event.subject, first.event.status, first.event.error_code) == (
         viewer.id,
         403,
@@ -264,7 +334,11 @@ def test_a_log_that_fails_after_the_check_is_not_reported_as_a_success(
     client, keys, log = http
     _, key = keys.create(name="agent", roles=[Role.AGENT])
 
+    append = log.append
+
     def disk_full(event: AuditEvent) -> AuditEntry:
+        if event.phase is AuditPhase.INTENT:
+            return append(event)  # the disk fills after the intent was written
         raise StoreError("cannot append to the audit log: No space left on device")
 
     monkeypatch.setattr(log, "append", disk_full)
@@ -278,12 +352,36 @@ def test_a_crashing_write_is_audited_as_a_500(tmp_path: Path) -> None:
     _, key = keys.create(name="viewer", roles=[Role.VIEWER])
     with TestClient(make_app(keys, log), raise_server_exceptions=False) as client:
         assert client.post("/crash", headers={"X-API-Key": key}).status_code == 500
-    (entry,) = log.entries()
+    _, entry = log.entries()
     assert (entry.event.name, entry.event.status, entry.event.error_code) == (
         "viewer",
         500,
         "internal_error",
     )
+
+
+def test_the_intent_is_on_disk_before_the_route_runs(tmp_path: Path) -> None:
+    keys, log = KeyStore(tmp_path / "keys.json"), AuditLog(tmp_path / "audit.jsonl")
+    agent, key = keys.create(name="agent", roles=[Role.AGENT])
+    app = make_app(keys, log)
+    seen: list[list[AuditEntry]] = []
+
+    @app.post("/apply")
+    def apply(_: Annotated[Principal, Depends(requires(Permission.PROPOSE))]) -> None:
+        seen.append(AuditLog(log.path).entries())  # what a crash right now would leave
+
+    with TestClient(app) as client:
+        headers = {"X-API-Key": key, "X-Request-ID": "req-7"}
+        assert client.post("/apply", headers=headers).status_code == 200
+    ((intent,),) = seen
+    assert (intent.event.phase, intent.event.request_id, intent.event.subject) == (
+        AuditPhase.INTENT,
+        "req-7",
+        agent.id,
+    )
+    assert (intent.event.method, intent.event.path) == ("POST", "/apply")
+    report = log.verify()
+    assert report.ok and report.count == 2 and report.open_intents == ()
 
 
 def test_both_security_schemes_show_in_the_openapi_document(
