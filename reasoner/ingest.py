@@ -6,13 +6,13 @@ log; Neo4j gets the batch, each sensor's latest state, window aggregates, anomal
 piece of equipment's detector) with the alarms they raise, and trust scores, in one transaction.
 The same batch content is applied once.
 
-The two stores commit as one unit (decision 0028): the log's files are staged and flushed and a
-pending entry is written to its journal before Neo4j commits; Neo4j's commit (the batch node with
-its content hash) decides; then the log makes the batch visible. A crash at any step leaves an
-entry that recovery (``reasoner.ingest_recovery``, run first by every ingest) completes or rolls
-back. One ingest runs at a time per log (its writer lock). A batch larger than
-``max_points``, or whose graph records would not fit one transaction (``max_graph_records``), is
-refused before anything is written. ``kg.crash_points`` names the steps for the crash tests.
+The two stores commit as one unit (``reasoner.ingest_commit``, decision 0028): the log's journal
+records the batch as pending and its files are staged and flushed before Neo4j commits; Neo4j's
+commit (the batch node with its content hash) decides; then the log makes the batch visible. A
+crash at any step leaves an entry that recovery (``reasoner.ingest_recovery``, run first by every
+ingest) completes or rolls back. One ingest runs at a time per log (its writer lock). A batch
+larger than ``max_points``, or whose graph records would not fit one transaction
+(``max_graph_records``), is refused before anything is written.
 
 Progress goes to an optional callback, phase by phase (``reasoner.progress.IngestPhase``).
 """
@@ -23,41 +23,36 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kg import telemetry_state
-from kg.crash_points import CrashPoint, reach
-from kg.ingest_journal import PendingBatch
 from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore, WriteSummary
+from kg.store import GraphStore
 from kg.telemetry_log import (
     POINTS_SCHEMA,
     QUARANTINE_SCHEMA,
     BatchManifest,
-    StagedBatch,
     TelemetryLog,
 )
-from ontology.errors import PayloadTooLargeError, StoreError, TwinKGError
-from ontology.namespaces import INGEST_BASE
+from ontology.errors import PayloadTooLargeError
 from ontology.vocab import TK, PropKey, RelType
 from reasoner import trust
 from reasoner.aggregates import (
     SensorColumns,
     aggregate_records,
-    key,
     latest_state,
     moment,
     window_aggregates,
 )
+from reasoner.batch_trust import batch_trust, first_time, trust_node
 from reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
 from reasoner.events import AnomalyReport, Events, batch_events
+from reasoner.ingest_commit import Staging, commit_batch
 from reasoner.ingest_recovery import batch_iri, resolve
 from reasoner.points import PointBatch
 from reasoner.progress import IngestPhase, Progress, Tally, no_progress
@@ -214,11 +209,11 @@ def ingest(
             batch_id, contract, received, derived.accepted.num_rows, derived.rejected, ()
         )
         mark = time.perf_counter()
-        written = _apply(
+        written = commit_batch(
             store,
             log,
             records,
-            staging=_Staging(manifest, derived.accepted, derived.quarantine, derived.detectors),
+            staging=Staging(manifest, derived.accepted, derived.quarantine, derived.detectors),
             content_hash=content_hash,
             report=report,
             seconds=derived.seconds,
@@ -315,7 +310,7 @@ def _derive(
     nodes += events.nodes
     rels += events.rels
     derive.advance()
-    scores_out = _trust(
+    scores_out = batch_trust(
         rows,
         columns,
         batch,
@@ -323,11 +318,11 @@ def _derive(
         events.subjects,
         events.window_scores,
         as_of=as_of,
-        window_ns=(_first(columns), newest),
+        window_ns=(first_time(columns), newest),
     )
     derive.advance()
     for score in scores_out:
-        node = _trust_node(score, batch_id)
+        node = trust_node(score, batch_id)
         nodes.append(node)
         rels.append(RelRecord(RelType.SCORE_OF, node.uri, score.subject))
         rels.append(RelRecord(RelType.IN_BATCH, node.uri, iri))
@@ -377,182 +372,3 @@ def _check_records(records: GraphRecords, derived: _Derived, options: IngestOpti
             f"{options.max_graph_records:,} one batch may write all or nothing "
             "(TWINKG_INGEST_MAX_GRAPH_RECORDS): send it in smaller batches"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Staging:
-    """What the telemetry log stages for a batch."""
-
-    manifest: BatchManifest
-    points: pa.Table
-    quarantine: pa.Table
-    extra: tuple[tuple[Path, Callable[[Path], None]], ...]
-
-
-def _apply(
-    store: GraphStore,
-    log: TelemetryLog,
-    records: GraphRecords,
-    *,
-    staging: _Staging,
-    content_hash: str,
-    report: Progress,
-    seconds: dict[str, float],
-) -> WriteSummary:
-    """Record the batch as pending and stage the log's files (durably) while Neo4j writes
-    ``records``; commit once both are done; then complete the log side (decision 0028)."""
-    graph = Tally(report, IngestPhase.GRAPH, len(records.nodes) + len(records.rels))
-    graph.start()
-    rows = Tally(report, IngestPhase.LOG, staging.points.num_rows + staging.quarantine.num_rows)
-    # Stage the log files (pyarrow, off the GIL) while Neo4j writes.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        started = time.perf_counter()
-        work = pool.submit(
-            log.stage,
-            manifest=staging.manifest,
-            points=staging.points,
-            quarantine=staging.quarantine,
-            extra=staging.extra,
-            content_hash=content_hash,
-        )
-
-        def decide() -> None:  # the last step inside the transaction, before its commit
-            rows.start()
-            work.result()
-            seconds["log"] = time.perf_counter() - started
-            rows.advance(rows.total)
-            reach(CrashPoint.STAGED)
-            reach(CrashPoint.IN_TRANSACTION)
-
-        try:
-            written = store.write(records, progress=graph.advance, before_commit=decide)
-        except BaseException:
-            _after_failure(store, log, work)
-            raise
-    reach(CrashPoint.COMMITTED)
-    entry = work.result().entry
-    assert entry is not None  # staged with a content hash
-    _complete(log, entry)
-    return written
-
-
-def _after_failure(store: GraphStore, log: TelemetryLog, work: Future[StagedBatch]) -> None:
-    """The write failed: remove what was staged, unless the batch may have committed (the
-    failure came during the commit), which only Neo4j can tell."""
-    if work.exception() is not None:  # waits for staging; it cleaned up after itself
-        return
-    entry = work.result().entry
-    assert entry is not None
-    try:
-        committed = telemetry_state.batch_decision(
-            store, batch_iri(entry.batch_id), entry.content_hash
-        )
-    except TwinKGError:
-        return  # Neo4j cannot say: the entry stays for recovery
-    if committed:  # the commit went through although the driver reported a failure
-        _complete(log, entry)
-    else:
-        log.roll_back(entry)
-
-
-def _complete(log: TelemetryLog, entry: PendingBatch) -> None:
-    """Make a committed batch visible in the log; if that fails, the entry stays and
-    recovery finishes it (the batch is committed: nothing is lost)."""
-    try:
-        log.complete(entry)
-    except OSError as exc:
-        raise StoreError(
-            f"batch {entry.batch_id[:12]} is committed in Neo4j but the telemetry log under "
-            f"{log.root} could not show it yet ({exc}); the next start or ingest completes it"
-        ) from exc
-
-
-def _first(columns: SensorColumns) -> int | None:
-    return int(columns.time_ns.min()) if len(columns.time_ns) else None
-
-
-def _trust(  # noqa: PLR0917 - private, called once
-    rows: Sequence[telemetry_state.SensorRow],
-    columns: SensorColumns,
-    batch: PointBatch,
-    result: CheckResult,
-    subjects: Sequence[telemetry_state.DetectorSubject],
-    window_scores: dict[str, float],
-    *,
-    as_of: datetime,
-    window_ns: tuple[int | None, int | None],
-) -> tuple[trust.TrustScore, ...]:
-    """Trust of every sensor the batch spoke of, and of every scored piece of equipment."""
-    known = {r.uri: r for r in rows}
-    named = pc.unique(batch.sensor.drop_null()).to_pylist()
-    uris = sorted(str(u) for u in named if u in known)
-    if not uris:
-        return ()
-    start_ns, end_ns = window_ns
-    window = (
-        trust.Window(moment(start_ns), moment(end_ns))
-        if start_ns is not None and end_ns is not None
-        else trust.Window(as_of, as_of)
-    )
-    # points per named sensor, accepted and rejected, counted on dictionary codes
-    position = pc.index_in(batch.sensor, value_set=pa.array(uris, pa.string()))
-    code = np.asarray(position.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    named = code >= 0
-    rejected_mask = result.rejected
-    accepted = np.bincount(code[named & ~rejected_mask], minlength=len(uris)).astype(float)
-    rejected = np.bincount(code[named & rejected_mask], minlength=len(uris)).astype(float)
-    newest = np.full(len(uris), np.datetime64("NaT"), dtype="datetime64[ns]")
-    index = {s: i for i, s in enumerate(columns.sensors)}
-    # columns are sorted by sensor then time: each sensor's newest point ends its run
-    ends = np.flatnonzero(np.append(columns.code[1:] != columns.code[:-1], True))
-    ends = ends if len(columns.code) else ends[:0]
-    last_ns = {columns.sensors[int(columns.code[e])]: int(columns.time_ns[e]) for e in ends}
-    for i, uri in enumerate(uris):
-        if uri in index and uri in last_ns:
-            newest[i] = np.datetime64(last_ns[uri], "ns")
-    sensor_anomaly = np.array(
-        [
-            max(
-                (window_scores.get(s.asset, 0.0) for s in subjects if uri in s.sensors), default=0.0
-            )
-            for uri in uris
-        ]
-    )
-    periods = np.array([known[u].sampling_period_s or 1.0 for u in uris])
-    scores = trust.sensor_scores(
-        uris,
-        accepted=accepted,
-        rejected=rejected,
-        newest=newest,
-        period_s=periods,
-        anomaly=sensor_anomaly,
-        window=window,
-        as_of=as_of,
-    )
-    by_uri = {s.subject: s for s in scores}
-    assets = [
-        trust.asset_score(
-            s.asset,
-            [by_uri[u] for u in s.sensors if u in by_uri],
-            anomaly=window_scores[s.asset],
-        )
-        for s in subjects
-        if s.asset in window_scores and any(u in by_uri for u in s.sensors)
-    ]
-    return (*scores, *assets)
-
-
-def _trust_node(score: trust.TrustScore, batch_id: str) -> NodeRecord:
-    return NodeRecord(
-        f"{INGEST_BASE}trust/{batch_id[:16]}/{key(score.subject)}",
-        (str(TK.TrustScore),),
-        {
-            PropKey.QUALITY_SCORE: score.quality,
-            PropKey.FRESHNESS_SCORE: score.freshness,
-            PropKey.ANOMALY_SCORE: score.anomaly,
-            PropKey.CONFIDENCE: score.confidence,
-            PropKey.WINDOW_START: score.window.start,
-            PropKey.WINDOW_END: score.window.end,
-            PropKey.AS_OF: score.as_of,
-        },
-    )

@@ -52,7 +52,7 @@ def _body(store: GraphStore, path: Path) -> str:
             moment = (start + timedelta(seconds=second)).isoformat()
             points.append({"sensor": row.uri, "unit": row.unit, "time": moment, "value": value})
     points.append({**points[0], "value": float("nan")})
-    points.append({**points[1], "sensor": points[1]["sensor"] + "-unknown"})
+    points.append({**points[1], "sensor": f"{points[1]['sensor']}-unknown"})
     raw = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
     path.write_bytes(raw)
     return hashlib.sha256(raw).hexdigest()
@@ -127,17 +127,17 @@ def test_recovery_waits_for_a_transaction_still_writing_the_batch(
                 uri=iri,
                 hash=digest,
             ).consume()
-            asking = threading.Thread(
-                target=lambda: answers.append(
-                    telemetry_state.batch_decision(empty_store, iri, digest)
-                )
-            )
+            asking = threading.Thread(target=_ask, args=(empty_store, iri, digest, answers))
             asking.start()
             _wait_until_blocked(driver)
             assert answers == []  # still waiting for the writer's outcome
             tx.commit() if outcome == "commit" else tx.rollback()
         asking.join(timeout=120)
         assert answers == [outcome == "commit"]
+
+
+def _ask(store: GraphStore, iri: str, digest: str, answers: list[bool]) -> None:
+    answers.append(telemetry_state.batch_decision(store, iri, digest))
 
 
 def _wait_until_blocked(driver: Driver) -> None:
