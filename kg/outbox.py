@@ -9,8 +9,12 @@ triple whose subject is its start) and, as its last statement before the commit,
 incremented by that statement: the increment write-locks the counter until the commit, so entries
 commit in ``seq`` order and a reader of ``seq > cursor`` never skips one that commits later. Past
 :data:`FULL_AT` IRIs the entry says ``full: true`` instead of listing them (a reader rebuilds
-whole). A transaction that touched nothing appends nothing. Neither label is ``:Resource``, so the
-RDF export and the ontology mapping never see the log.
+whole). A transaction that touched nothing, or changed nothing, appends nothing: every statement's
+result summary is noted (:meth:`Touched.note`), and only when one of them reports an update
+(``summary.counters.contains_updates``) is there an entry, so seeding the same plant twice adds
+none (the seed's merges set only properties that differ, since Neo4j counts a ``SET`` of an
+unchanged value as an update). Neither label is ``:Resource``, so the RDF export and the ontology
+mapping never see the log.
 """
 
 from __future__ import annotations
@@ -89,16 +93,29 @@ PRUNE = NamedQuery(
 
 
 class Touched:
-    """The IRIs one write transaction touched (collected until its commit)."""
+    """The IRIs one write transaction touched, and whether its statements changed anything
+    (collected until its commit)."""
 
-    __slots__ = ("_uris",)
+    __slots__ = ("_noted", "_updated", "_uris")
 
     def __init__(self) -> None:
         self._uris: set[str] = set()
+        self._noted = False
+        self._updated = False
 
     def add(self, uris: Iterable[str]) -> None:
         """Note ``uris`` as touched."""
         self._uris.update(uris)
+
+    def note(self, summary: neo4j.ResultSummary) -> None:
+        """Note what one statement of the transaction did (its result's summary)."""
+        self._noted = True
+        self._updated = self._updated or summary.counters.contains_updates
+
+    @property
+    def changed(self) -> bool:
+        """Whether a noted statement changed the graph (True when none was noted: unknown)."""
+        return self._updated or not self._noted
 
     def __len__(self) -> int:
         return len(self._uris)
@@ -110,8 +127,8 @@ class Touched:
 def append(tx: neo4j.Transaction, touched: Touched, *, full_at: int = FULL_AT) -> int | None:
     """Append the entry for ``touched`` in the open transaction ``tx``: call it last, just before
     the commit (the counter stays locked until then). Its ``seq``; ``None`` when nothing was
-    touched (no entry)."""
-    if not touched:
+    touched or the transaction changed nothing (no entry)."""
+    if not touched or not touched.changed:
         return None
     full = len(touched) > full_at
     uris = [] if full else sorted(touched)

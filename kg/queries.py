@@ -122,8 +122,9 @@ class Temporal:
         )
 
 
-def _set_temporal(temporal: Sequence[Temporal]) -> LiteralString:
-    clauses: list[LiteralString] = []
+def _temporal_values(temporal: Sequence[Temporal]) -> list[tuple[LiteralString, LiteralString]]:
+    """Each temporal property's key and the Cypher that rebuilds it from ``row.t``."""
+    values: list[tuple[LiteralString, LiteralString]] = []
     for t in temporal:
         name = token(t.key)
         function = {
@@ -136,8 +137,29 @@ def _set_temporal(temporal: Sequence[Temporal]) -> LiteralString:
             if t.is_list
             else function + "(row.t." + name + ")"
         )
-        clauses.append("n." + name + " = " + value)
+        values.append((name, value))
+    return values
+
+
+def _set_temporal(temporal: Sequence[Temporal]) -> LiteralString:
+    clauses: list[LiteralString] = [
+        "n." + name + " = " + value for name, value in _temporal_values(temporal)
+    ]
     return (" SET " + ", ".join(clauses)) if clauses else ""
+
+
+def _differs(temporal: Sequence[Temporal]) -> LiteralString:
+    """Whether a merged node's properties differ from ``row``'s (value or type): Neo4j counts a
+    SET of an unchanged value as an update, and the change log appends only on updates."""
+    tests: list[LiteralString] = [
+        "any(k IN keys(row.props) WHERE NOT coalesce("
+        "n[k] = row.props[k] AND valueType(n[k]) = valueType(row.props[k]), false))"
+    ]
+    tests += [
+        "NOT coalesce(n." + name + " = " + value + ", false)"
+        for name, value in _temporal_values(temporal)
+    ]
+    return " OR ".join(tests)
 
 
 def create_nodes(labels: Sequence[Label], temporal: Sequence[Temporal] = ()) -> NamedQuery:
@@ -153,15 +175,19 @@ def create_nodes(labels: Sequence[Label], temporal: Sequence[Temporal] = ()) -> 
 
 
 def merge_nodes(labels: Sequence[Label], temporal: Sequence[Temporal] = ()) -> NamedQuery:
-    """MERGE a batch of nodes by ``uri`` and give them ``labels`` and their properties."""
+    """MERGE a batch of nodes by ``uri`` and give them ``labels`` and their properties; a node
+    whose properties already hold these values is left alone (no update is counted)."""
     extra = _labels(labels)
-    set_labels: LiteralString = f", n{extra}" if extra else ""
+    set_labels: LiteralString = f" SET n{extra}" if extra else ""
     return NamedQuery(
         "seed.merge_nodes",
-        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri}) SET n += row.props"
+        "UNWIND $rows AS row MERGE (n:Resource {uri: row.uri})"
         + set_labels
+        + " WITH n, row CALL (n, row) { WITH n, row WHERE "
+        + _differs(temporal)
+        + " SET n += row.props"
         + _set_temporal(temporal)
-        + " RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
+        + " } RETURN collect(row.uri) AS uris, collect(elementId(n)) AS ids",
     )
 
 

@@ -240,6 +240,7 @@ class GraphStore:
             for query, params in statements:
                 rows = tx.run(query.cypher, dict(params))
                 results.append([_row(r) for r in rows])
+                touched.note(rows.consume())
             outbox.append(tx, touched, full_at=self._full_at)
             tx.commit()
         return results
@@ -384,7 +385,10 @@ class StoreTx:
 
     def run(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
         """Run one named statement in this transaction; its rows as dicts of plain values."""
-        return [_row(r) for r in self._tx.run(query.cypher, params)]
+        result = self._tx.run(query.cypher, params)
+        rows = [_row(r) for r in result]
+        self.touched.note(result.consume())
+        return rows
 
     def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH) -> WriteSummary:
         """Write ``records`` as :meth:`GraphStore.write` does, inside this transaction."""
@@ -417,14 +421,18 @@ def _write_records(
         ids.update(zip(record["uris"], record["ids"], strict=True))
     existing = set(ids)
     for query, rows in _node_batches(records.nodes, existing, batch_size):
-        written = tx.run(query.cypher, rows=rows).single(strict=True)
+        result = tx.run(query.cypher, rows=rows)
+        written = result.single(strict=True)
+        touched.note(result.consume())
         ids.update(zip(written["uris"], written["ids"], strict=True))
         statements += 1
         if progress:
             progress(len(rows))
     nodes_done = time.perf_counter()
     for query, rows in _rel_batches(rels, existing, ids, batch_size):
-        count = tx.run(query.cypher, rows=rows).single(strict=True)["written"]
+        result = tx.run(query.cypher, rows=rows)
+        count = result.single(strict=True)["written"]
+        touched.note(result.consume())
         if count != len(rows):
             raise StoreError(
                 f"{len(rows) - count} relationships of a batch point at "

@@ -80,6 +80,27 @@ def test_seeding_twice_changes_nothing(empty_store: GraphStore) -> None:
     assert isomorphic(empty_store.export(), exported)
 
 
+def test_a_reseed_that_changes_nothing_appends_no_change_entry(
+    empty_store: GraphStore, driver: Driver
+) -> None:
+    def changes() -> int:
+        records, _, _ = driver.execute_query("MATCH (c:Change) RETURN count(c) AS n")
+        return int(records[0]["n"])
+
+    driver.execute_query("MATCH (n) WHERE n:Change OR n:ChangeLog DETACH DELETE n")
+    _seed(empty_store, Plant.SKAB_TESTBED)
+    assert changes() == 1
+    _seed(empty_store, Plant.SKAB_TESTBED)
+    assert changes() == 1  # the same plant again: nothing changed, nothing appended
+    driver.execute_query(
+        "MATCH (p:CentrifugalPump) SET p.tag = 'changed-by-hand'"
+    )  # out of band: the seed now restores the tag, which is a change
+    _seed(empty_store, Plant.SKAB_TESTBED)
+    assert changes() == 2
+    records, _, _ = driver.execute_query("MATCH (p:CentrifugalPump) RETURN p.tag AS tag")
+    assert records[0]["tag"] == "P-1"
+
+
 def test_export_is_isomorphic_to_what_was_loaded(empty_store: GraphStore) -> None:
     _seed(empty_store, Plant.SKAB_TESTBED)
     loaded = parse_turtle([PLANTS_DIR / "skab-testbed.ttl"])
