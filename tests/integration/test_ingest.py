@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,9 @@ from neo4j import Driver
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg.store import GraphStore, WriteSummary
-from kg.telemetry_log import TelemetryLog
+from kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManifest, TelemetryLog
 from ontology.catalog import load_ontology
-from ontology.errors import StoreError
+from ontology.errors import PayloadTooLargeError, StoreError
 from reasoner.ingest import IngestOptions, ingest
 from reasoner.points import from_json_points
 from reasoner.validation import validate
@@ -304,3 +305,59 @@ def test_a_log_that_cannot_be_written_keeps_neo4j_unchanged(
             content_hash="c" * 64,
         )
     assert _counts(driver) == before
+
+
+def test_a_batch_past_the_limits_is_refused_before_anything_is_written(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path
+) -> None:
+    log, store = TelemetryLog(tmp_path / "telemetry"), GraphStore(driver)
+    # one reading a minute: every point is a window aggregate of its own
+    batch = from_json_points([_point(60 * i, 120.0) for i in range(50)])
+    before = _counts(driver)
+    with pytest.raises(PayloadTooLargeError, match="TWINKG_INGEST_MAX_GRAPH_RECORDS") as refused:
+        ingest(
+            store, log, batch, content_hash="1" * 64, options=IngestOptions(max_graph_records=100)
+        )
+    assert refused.value.code == "payload_too_large"
+    assert "50 window aggregates" in str(refused.value)
+    with pytest.raises(PayloadTooLargeError, match="TWINKG_INGEST_MAX_POINTS"):
+        ingest(store, log, batch, content_hash="1" * 64, options=IngestOptions(max_points=49))
+    assert _counts(driver) == before
+    assert log.manifests() == [] and log.pending() == []
+    assert [p for p in (tmp_path / "telemetry").rglob("*.*") if p.name != ".lock"] == []
+    report = ingest(store, log, batch, content_hash="1" * 64, options=IngestOptions())
+    assert (report.accepted, report.aggregates) == (50, 50)
+
+
+def test_the_log_reads_back_whatever_it_holds(tmp_path: Path) -> None:
+    """A log written before the contract refused out-of-range times (a reading of 0001-01-01
+    stored as 1754-08-30T22:43:41.128654848) still replays: that row is left out, with a note."""
+    home = tmp_path / "home"
+    log = TelemetryLog(home / "telemetry")
+    moments = [
+        int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 10**9,
+        -6_626_971_578_871_345_152,
+    ]
+    points = pa.table(
+        {
+            "sensor": [SENSOR, SENSOR],
+            "time": pa.array(moments, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "value": [1.0, 2.0],
+            "quality": [None, None],
+            "producer": ["edge", "edge"],
+            "batch": ["legacy", "legacy"],
+            "seq": [0, 1],
+        },
+        schema=POINTS_SCHEMA,
+    )
+    manifest = BatchManifest("legacy", "telemetry@1.0.0", "2026-01-02T00:00:00+00:00", 2, 0, ())
+    log.commit(
+        log.stage(manifest=manifest, points=points, quarantine=QUARANTINE_SCHEMA.empty_table())
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINKG_")}
+    for args in (("telemetry",), ("telemetry", "--json"), ("quarantine",)):
+        done = run(*args, env={**env, "TWINKG_HOME": str(home)})
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    shown = run("telemetry", "--json", env={**env, "TWINKG_HOME": str(home)})
+    assert [json.loads(line)["value"] for line in shown.stdout.splitlines()] == [1.0]
