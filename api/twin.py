@@ -33,6 +33,7 @@ from ontology.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    UnknownQuantityKindError,
 )
 from ontology.vocab import TK, Label
 from reasoner.ingest import IngestOptions, IngestReport, ingest
@@ -341,8 +342,12 @@ class Twin:
 
     def propose(self, action: ProposedAction, *, as_of: str | None) -> RunResult:
         """An external proposal (an operator's, an LLM client's) through the same guard;
-        :class:`NotFoundError` when the target is no asset of the graph."""
+        :class:`NotFoundError` when the target is no asset of the graph,
+        :class:`UnknownQuantityKindError` when its quantity kind is none of the graph's."""
         self.criticality(action.target)  # the agents assume their scope exists
+        kind = action.quantity_kind
+        if kind is not None and not self.store.read(api_queries.QUANTITY_KIND, uri=kind):
+            raise UnknownQuantityKindError(f"no quantity kind {kind!r} in the graph")
         agents = self.agents()
         with self._lock:
             moment = as_of_moment(self.store, as_of)

@@ -1,4 +1,5 @@
-"""The named Cypher queries behind the API's asset views (the agents' own live in agent_queries).
+"""The named Cypher queries behind the API's asset views and input checks (the agents' own live in
+agent_queries).
 
 Filters travel as parameters: an asset kind is compared with ``labels(a)``, so a label named in a
 request is never spliced into Cypher.
@@ -31,3 +32,9 @@ ASSET_EVENTS = NamedQuery(
     "e.anomalyScore AS score",
 )
 """The newest events (anomalies, alarms, state changes) that concern an asset."""
+
+QUANTITY_KIND = NamedQuery(
+    "api.quantity_kind",
+    f"MATCH (q:{_R}:{token(Label.QUDT_QUANTITY_KIND)} {{uri: $uri}}) RETURN q.uri AS uri",
+)
+"""The quantity kind with IRI ``$uri`` (no row when the graph has none)."""

@@ -285,6 +285,27 @@ def test_contract_validation_of_posted_turtle(world: ApiWorld) -> None:
     assert unknown.status_code == 400 and _error(unknown) == "contract_unknown"
 
 
+def test_a_proposal_with_an_unknown_quantity_kind_is_an_input_error(world: ApiWorld) -> None:
+    before = world.counts()
+    response = world.client.post(
+        "/actions",
+        json={
+            "kind": "setpoint_change",
+            "target": PUMP,
+            "confidence": 0.95,
+            "quantity_kind": "http://qudt.org/vocab/quantitykind/NoSuchKind",
+            "current_setpoint": 80.0,
+            "proposed_setpoint": 81.0,
+            "ramp_s": 60.0,
+            "as_of": AS_OF,
+        },
+        headers=world.as_role(Role.AGENT),
+    )
+    assert response.status_code == 400, response.text
+    assert _error(response) == "quantity_kind_unknown"
+    assert world.counts() == before  # refused before any decision was recorded
+
+
 def test_an_unsafe_proposal_is_refused_and_recorded(world: ApiWorld) -> None:
     response = world.client.post(
         "/actions",
