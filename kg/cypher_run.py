@@ -13,8 +13,10 @@ Neo4j restart would run the query again; an explicit transaction fails instead.
   JSON the API sends, and pulling stops at ``row_cap`` rows or ``byte_cap`` bytes, whichever
   comes first (``truncated``); the rest is discarded, not computed. A single row can hold no
   more than :mod:`kg.cypher_cost` lets one row compute.
-* **Memory** of what one row computes is bounded by :mod:`kg.cypher_cost`; Neo4j's transaction
-  memory limit (``db.memory.transaction.max``) bounds sorts and aggregations.
+* **Memory** of what one row computes is bounded by :mod:`kg.cypher_cost` (Neo4j does not
+  account for expression values); sorts and aggregations count against Neo4j's transaction
+  memory pool (``TWINKG_NEO4J_TX_MEMORY``), and a query stopped by it is
+  :class:`QueryUnboundedError`, not an outage.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from neo4j import Session
 from neo4j.exceptions import ClientError, DriverError, Neo4jError
 
 from kg.queries import NamedQuery
-from ontology.errors import QueryRejectedError, QueryTimeoutError, StoreError
+from ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError, StoreError
 
 FETCH_SIZE = 20
 """Records per pull: what arrives beyond the caps is at most this many rows."""
@@ -60,6 +62,7 @@ TERMINATE = NamedQuery(
 
 _log = logging.getLogger("twinkg.cypher")
 _STOPPED = ("TransactionTimedOut", "Transaction.Terminated")
+_MEMORY = ("MemoryPoolOutOfMemoryError", "TransactionMemoryLimit", "MemoryLimitExceeded")
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
@@ -166,6 +169,11 @@ def run(
         except Neo4jError as exc:
             if watchdog.fired.is_set() or any(s in (exc.code or "") for s in _STOPPED):
                 raise _stopped(watchdog, timeout_s) from exc
+            if any(s in (exc.code or "") for s in _MEMORY):
+                raise QueryUnboundedError(
+                    "query stopped: it needs more memory than Neo4j grants transactions "
+                    f"({_first_line(exc.message)})"
+                ) from exc
             if isinstance(exc, ClientError):
                 raise QueryRejectedError(f"query failed: {_first_line(exc.message)}") from exc
             raise
