@@ -23,10 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from neo4j import Driver
 
+from api.app import create_app
+from api.routes_sparql import projection_folder
 from api.security import KeyStore, Role
 from api.settings import Settings
+from kg.projection import Projection
 from kg.records import GraphRecords, NodeRecord
 from kg.store import GraphStore
 from ontology.vocab import TK, PropKey
@@ -246,6 +250,22 @@ def test_runaway_queries_cost_their_workers_only_and_one_user_cannot_take_them_a
     _until(lambda: server.ready()["sparql"]["busy"] == 0, "the workers are free again")
 
 
+def test_the_cli_answers_from_the_running_apis_projection(server: Server) -> None:
+    _retag(server.store, "P-1-CLI")
+    _until(lambda: server.ready()["projection"]["pending"] == 0, "the API applied the change")
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "sparql", TAG, "--format", "csv"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["t", "P-1-CLI"]
+    assert server.ready()["sparql"]["rebuilds"] == 1  # the API still writes it, unrebuilt
+
+
 def test_a_restart_serves_at_once_and_reopens_the_projection_without_a_rebuild(
     server: Server,
 ) -> None:
@@ -258,3 +278,30 @@ def test_a_restart_serves_at_once_and_reopens_the_projection_without_a_rebuild(
     _until(lambda: server.ready()["projection"]["pending"] == 0, "the restart caught up")
     assert b"P-1-WHILE-DOWN" in server.sparql(TAG).content
     assert server.ready()["sparql"]["rebuilds"] == 0
+
+
+def test_the_api_starts_without_waiting_for_the_projection(driver: Driver, tmp_path: Path) -> None:
+    store = seed_skab(driver)
+    settings = Settings(home=tmp_path, projection_poll_s=0.1, sparql_queue_wait_s=0.5)
+    keys = make_keys(settings)
+    engineer = {"X-API-Key": keys[Role.ENGINEER]}
+    # another process holds the writer role and has published nothing: no build can start
+    blocker = Projection(store, path=projection_folder(settings))
+    assert blocker.open()
+    app = create_app(settings, store=store)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get("/assets", headers=engineer).status_code == 200
+            ready = client.get("/ready").json()
+            assert ready["ready"] is True and ready["detail"] == "projection_building"
+            assert ready["sparql"]["building"] is True
+            waiting = client.get("/sparql", params={"query": TAG}, headers=engineer)
+            assert waiting.status_code == 503
+            assert waiting.json()["error"]["code"] == "projection_building"
+            blocker.close()  # the API's follower takes the role over and builds
+            _until(lambda: not client.get("/ready").json()["sparql"]["building"], "built")
+            answer = client.get("/sparql", params={"query": TAG}, headers=engineer)
+            assert answer.status_code == 200 and b"P-1" in answer.content
+            assert client.get("/ready").json()["sparql"]["rebuilds"] == 1
+    finally:
+        blocker.close()
