@@ -138,11 +138,12 @@ class _Worker:
         self.started = False
 
     def _drain(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            if line:
-                self._tail.append(line)
-                _log.warning("SPARQL worker %d: %s", self.pid, line)
+        with stream:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    self._tail.append(line)
+                    _log.warning("SPARQL worker %d: %s", self.pid, line)
 
     def exchange(self, header: dict[str, Any], body: bytes, deadline: float, *, limit: int) -> Any:
         """Send a request (or nothing, to await the greeting) and read the reply before
@@ -177,9 +178,10 @@ class _Worker:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # stuck in the kernel: the reaper collects it
             threading.Thread(target=self.process.wait, daemon=True).start()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
+        for stream in (self._stdin, self.process.stdout):
+            with contextlib.suppress(OSError, ValueError):  # a frame left unsent: the pipe broke
+                if stream is not None:
+                    stream.close()
 
     def failure(self) -> TwinKGError:
         """What the death of this worker during a query tells its caller."""
