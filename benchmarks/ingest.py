@@ -14,14 +14,32 @@ first large transactions.
 Prints points/s end to end and per phase, and the ratio against the target.
 Target (issue #3): ≥ 200,000 points/s into the telemetry log with contracts on.
 
+``--large`` measures instead what the documented limits hold at the *default* memory settings
+(a Neo4j with TWINKG_NEO4J_HEAP, _PAGECACHE and _TX_MEMORY at their defaults, 2g/1g/2g), with the
+peak of Neo4j's transaction memory (its own estimate, sampled) and of this process's memory:
+a batch of TWINKG_INGEST_MAX_POINTS (5,000,000: 625,000 rows × 8 sensors, one reading a second,
+about 83,000 window aggregates), the sparsest batch the record limit lets through (one reading a
+minute: each point is an aggregate of its own), and one three times as large, which is refused
+before anything is written (decision 0028). Figures are printed, not asserted.
+
     python benchmarks/ingest.py [--rows 125000]
+    python benchmarks/ingest.py --large [--rows 625000]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import os
+import resource
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +49,13 @@ import pyarrow.csv as pacsv
 from benchmarks.server import throwaway_store
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
-from kg import telemetry_state
-from kg.store import GraphStore
+from kg import local_server, telemetry_state
+from kg.store import GraphStore, open_driver
 from kg.telemetry_log import TelemetryLog
+from ontology.errors import PayloadTooLargeError
 from reasoner.csv_source import column_sensors, read_wide_csv
-from reasoner.ingest import IngestOptions, IngestReport, ingest
+from reasoner.ingest import MAX_GRAPH_RECORDS, IngestOptions, IngestReport, ingest
+from reasoner.points import PointBatch, from_json_points
 
 SKAB_FREE = (
     Path(__file__).resolve().parents[1].parent
@@ -93,14 +113,122 @@ def run(
     return report, read_s, time.perf_counter() - started
 
 
+@contextmanager
+def default_memory_store() -> Iterator[tuple[GraphStore, Path]]:
+    """A fresh Neo4j with TwinKG's default memory settings (those of the local server, which
+    the TWINKG_NEO4J_* settings default to), seeded with the SKAB testbed."""
+    defaults = {f.name: str(f.default) for f in dataclasses.fields(local_server.LocalServerConfig)}
+    with tempfile.TemporaryDirectory(prefix="twinkg-bench-") as tmp:
+        home = Path(tmp)
+        config = local_server.LocalServerConfig.throwaway(
+            home / "neo4j",
+            heap=defaults["heap"],
+            pagecache=defaults["pagecache"],
+            tx_memory=defaults["tx_memory"],
+        )
+        local_server.start(config, wait_s=300, parent_pid=os.getpid())
+        driver = open_driver(config.bolt_uri, "neo4j", config.password)
+        try:
+            store = GraphStore(driver)
+            store.ensure_schema()
+            seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+            yield store, home
+        finally:
+            driver.close()
+            local_server.stop(config)
+
+
+@contextmanager
+def peak_transaction_memory(store: GraphStore) -> Iterator[list[int]]:
+    """Sample Neo4j's transaction memory until the block ends; its peak in ``[0]``."""
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], telemetry_state.transaction_memory(store))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+def sparse_batch(store: GraphStore, points: int, *, start: datetime) -> PointBatch:
+    """``points`` readings of the SKAB testbed's sensors, one a minute per sensor."""
+    rows = [r for r in telemetry_state.sensors(store) if r.unit is not None]
+    per = -(-points // len(rows))
+    return from_json_points(
+        [
+            {
+                "sensor": row.uri,
+                "unit": row.unit,
+                "time": (start + timedelta(minutes=i)).isoformat(),
+                "value": _inside(row.physical_min, row.physical_max),
+            }
+            for i in range(per)
+            for row in rows
+        ][:points]
+    )
+
+
+def _inside(low: float | None, high: float | None) -> float:
+    """A value within a sensor's physical range."""
+    if low is not None and high is not None:
+        return (low + high) / 2
+    return (low if low is not None else high if high is not None else 0.0) + 0.0
+
+
+def large(rows: int) -> None:
+    """The documented limits at the default memory settings (see the module docstring)."""
+    with default_memory_store() as (store, home):
+        log = TelemetryLog(home / "telemetry")
+        path = home / "large.csv"
+        write_csv(path, rows, start_s=1_600_000_000)
+        with peak_transaction_memory(store) as peak:
+            report, read_s, ingest_s = run(store, log, path, home)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(
+            f"dense: {report.points:,} points (TWINKG_INGEST_MAX_POINTS 5,000,000), "
+            f"{report.accepted:,} accepted, {report.aggregates:,} window aggregates: "
+            f"{read_s + ingest_s:.1f} s, peak Neo4j transaction memory "
+            f"{peak[0] / 2**30:.2f} GiB of 2 GiB, peak process memory {rss:.2f} GiB"
+        )
+        limit = MAX_GRAPH_RECORDS // 3 - 100  # 3 records an aggregate; sensor state, trust
+        start = datetime.now(UTC) - timedelta(days=400)
+        for name, points in (("sparse at the limit", limit), ("sparse, 3x the limit", 3 * limit)):
+            batch = sparse_batch(store, points, start=start)
+            started = time.perf_counter()
+            try:
+                with peak_transaction_memory(store) as peak:
+                    digest = hashlib.sha256(f"sparse {points}".encode()).hexdigest()
+                    done = ingest(store, log, batch, content_hash=digest)
+                outcome = f"{done.aggregates:,} window aggregates committed"
+            except PayloadTooLargeError as exc:
+                outcome = f"refused before any write ({exc.code})"
+            print(
+                f"{name}: {points:,} points, {outcome} in {time.perf_counter() - started:.1f} s, "
+                f"peak Neo4j transaction memory {peak[0] / 2**30:.2f} GiB"
+            )
+            start += timedelta(days=200)
+
+
 def main() -> None:
     """Build the files, ingest them, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=125_000)
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--large", action="store_true", help="the documented limits instead")
     args = parser.parse_args()
     if not SKAB_FREE.exists():
         print(f"SKAB data not found at {SKAB_FREE}: nothing to measure")
         sys.exit(2)
+    if args.large:
+        large(args.rows or 625_000)
+        return
+    args.rows = args.rows or 125_000
     with throwaway_store() as (store, home):
         seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
         log = TelemetryLog(home / "telemetry")

@@ -56,6 +56,16 @@ BATCH_DECISION = NamedQuery(
 )
 
 
+TRANSACTION_MEMORY = NamedQuery(
+    "telemetry.transaction_memory",
+    "SHOW TRANSACTIONS YIELD currentQuery, estimatedUsedHeapMemory AS bytes "
+    "WHERE NOT currentQuery STARTS WITH 'SHOW TRANSACTIONS' "
+    "RETURN coalesce(sum(bytes), 0) AS bytes",
+)
+"""What Neo4j's open transactions hold now, by its own estimate (what its transaction memory
+limit counts); the ingest benchmark samples it."""
+
+
 @dataclass(frozen=True, slots=True)
 class SensorRow:
     """A sensor as the contract and the trust scores see it."""
@@ -136,6 +146,12 @@ def batch_applied(store: GraphStore, content_hash: str) -> str | None:
     """The IRI of the batch with this content hash, if it was applied."""
     rows = store.read(BATCH_BY_HASH, hash=content_hash)
     return str(rows[0]["uri"]) if rows else None
+
+
+def transaction_memory(store: GraphStore) -> int:
+    """Bytes Neo4j's open transactions hold now (other than this question's)."""
+    rows = store.read(TRANSACTION_MEMORY)
+    return int(rows[0]["bytes"]) if rows else 0
 
 
 def batch_decision(store: GraphStore, batch_iri: str, content_hash: str) -> bool:

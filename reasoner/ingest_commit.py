@@ -82,9 +82,11 @@ def commit_batch(
 
         try:
             written = store.write(records, progress=graph.advance, before_commit=decide)
-        except BaseException:
-            _after_failure(store, log, work)
-            raise
+        except BaseException as exc:
+            if not _settle(store, log, work) or not isinstance(exc, Exception):
+                raise
+            # the commit went through although the driver reported a failure
+            return WriteSummary(len(records.nodes), len(records.rels), 0, 0.0, 0.0, 0.0)
     reach(CrashPoint.COMMITTED)
     entry = work.result().entry
     assert entry is not None  # staged with a content hash
@@ -92,11 +94,11 @@ def commit_batch(
     return written
 
 
-def _after_failure(store: GraphStore, log: TelemetryLog, work: Future[StagedBatch]) -> None:
-    """The write failed: remove what was staged, unless the batch may have committed (the
-    failure came during the commit), which only Neo4j can tell."""
+def _settle(store: GraphStore, log: TelemetryLog, work: Future[StagedBatch]) -> bool:
+    """The write failed: whether the batch committed anyway (a failure reported during the
+    commit), which only Neo4j can tell; its log side is then completed, else rolled back."""
     if work.exception() is not None:  # waits for staging; it cleaned up after itself
-        return
+        return False
     entry = work.result().entry
     assert entry is not None
     try:
@@ -104,11 +106,12 @@ def _after_failure(store: GraphStore, log: TelemetryLog, work: Future[StagedBatc
             store, batch_iri(entry.batch_id), entry.content_hash
         )
     except TwinKGError:
-        return  # Neo4j cannot say: the entry stays for recovery
-    if committed:  # the commit went through although the driver reported a failure
+        return False  # Neo4j cannot say: the entry stays for recovery
+    if committed:
         _complete(log, entry)
     else:
         log.roll_back(entry)
+    return committed
 
 
 def _complete(log: TelemetryLog, entry: PendingBatch) -> None:
