@@ -146,18 +146,6 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
 
-    def check_writable(self) -> None:
-        """Raise :class:`StoreError` unless an entry could be appended now (the file opens for
-        appending and its last entry is readable): checked before a state-changing request
-        runs, so that a change is never made that the log then cannot record."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock, self.path.open("a+b") as handle:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-                self._chain_end(_last_line(handle))
-        except OSError as exc:
-            raise StoreError(f"cannot append to the audit log {self.path}: {exc}") from None
-
     def _chain_end(self, last: bytes | None) -> tuple[int, str]:
         """The index and hash the next entry chains to."""
         if last is None:
