@@ -3,7 +3,8 @@ or in neither (decision 0028).
 
 Each case runs a real ``twinkg ingest`` against the suite's Neo4j in a subprocess that kills
 itself (SIGKILL) at one named step (``kg.crash_points``), then starts a fresh CLI process, which
-recovers on opening the store, and checks both stores; then it sends the same batch again.
+recovers on opening the store, and checks both stores; then it sends the same batch again. The
+API recovers at start the same way.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from neo4j import Driver
 
+from api.app import create_app
+from api.security import Role
+from api.settings import Settings
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg import telemetry_state
@@ -26,6 +31,7 @@ from kg.store import GraphStore
 from kg.telemetry_log import TelemetryLog
 from reasoner.ingest_recovery import batch_iri, recover
 from tests.conftest import Neo4jTarget
+from tests.integration.api_world import make_keys
 from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.neo4j
@@ -157,3 +163,30 @@ def test_recovery_leaves_a_running_ingest_alone(home: Path, driver: Driver) -> N
     with log.writer():
         report = recover(GraphStore(driver), log)
     assert report.busy and not report.changed
+
+
+def test_the_api_completes_a_batch_cut_short_before_it_serves(
+    home: Path, neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+) -> None:
+    """The reported case: the process dies right after Neo4j committed. The API's start
+    completes the log side; the same body re-sent is a duplicate, with its points in the log."""
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}
+    body = tmp_path / "batch.json"
+    digest = _body(GraphStore(driver), body)
+    crashed = run("ingest", "--json", str(body), env={**env, ENV: CrashPoint.COMMITTED.value})
+    assert crashed.returncode == -signal.SIGKILL
+    assert _state(driver, home, digest) == (True, False)  # the reported state, before recovery
+
+    settings = Settings(home=home)
+    keys = make_keys(settings)
+    with TestClient(create_app(settings, store=GraphStore(driver))) as client:
+        assert _state(driver, home, digest) == (True, True)
+        assert _leftovers(home) == []
+        again = client.post(
+            "/telemetry",
+            content=body.read_bytes(),
+            headers={"Content-Type": "application/json", "X-API-Key": keys[Role.PRODUCER]},
+        )
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True
+    assert TelemetryLog(home / "telemetry").window().num_rows == 200 * 8
