@@ -296,6 +296,9 @@ def _procedure_name(rest: list[Token]) -> tuple[str, str]:
     return ".".join(folded), ".".join(shown) or "(no name)"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain copy of ``params`` if every value is JSON-like (str, int, float, bool, None, and
     lists and str-keyed maps of those); otherwise :class:`QueryRejectedError`."""
@@ -313,6 +316,10 @@ def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 def _check_value(value: Any, where: str, depth: int) -> None:
     if depth > MAX_PARAM_DEPTH:
         raise QueryRejectedError(f"refused: parameter {where} nests deeper than {MAX_PARAM_DEPTH}")
+    if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+        raise QueryRejectedError(
+            f"refused: parameter {where} is an integer outside Neo4j's 64-bit range"
+        )
     if value is None or type(value) in (str, int, float, bool):
         return
     if type(value) is list:

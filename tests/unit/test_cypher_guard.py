@@ -136,7 +136,16 @@ def test_size_limit_is_a_keyword() -> None:
 
 
 def test_json_like_parameters_pass_and_are_copied() -> None:
-    params = {"s": "x", "i": 1, "f": 1.5, "b": True, "n": None, "l": [1, [2]], "m": {"k": [{}]}}
+    params = {
+        "s": "x",
+        "i": 2**63 - 1,
+        "j": -(2**63),
+        "f": 1.5,
+        "b": True,
+        "n": None,
+        "l": [1, [2]],
+        "m": {"k": [{}]},
+    }
     copied = check_params(params)
     assert copied == params and copied is not params
     assert check_params(None) == {}
@@ -150,6 +159,9 @@ def test_json_like_parameters_pass_and_are_copied() -> None:
         ({"x": {2: "a"}}, "key that is no string"),
         ({"": 1}, "parameter name"),
         ({"x": object()}, "only JSON-like values"),
+        ({"x": 2**63}, "outside Neo4j's 64-bit range"),
+        ({"x": [1, -(2**63) - 1]}, r"\$x\[1\] is an integer outside"),
+        ({"x": {"y": 10**400}}, r"\$x\.y is an integer outside"),
     ],
 )
 def test_other_parameters_are_refused(params: dict[Any, Any], reason: str) -> None:
