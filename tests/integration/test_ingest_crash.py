@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from neo4j import Driver
+from pydantic import SecretStr
 
 from api.app import create_app
+from api.cli_common import telemetry_log
 from api.security import Role
 from api.settings import Settings
 from graph_seed import seeding
@@ -190,3 +192,21 @@ def test_the_api_completes_a_batch_cut_short_before_it_serves(
     assert again.status_code == 200, again.text
     assert again.json()["duplicate"] is True
     assert TelemetryLog(home / "telemetry").window().num_rows == 200 * 8
+
+
+def test_a_cli_read_of_the_log_recovers_first(
+    home: Path, neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+) -> None:
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}
+    body = tmp_path / "batch.json"
+    digest = _body(GraphStore(driver), body)
+    crashed = run("ingest", "--json", str(body), env={**env, ENV: CrashPoint.RENAMED.value})
+    assert crashed.returncode == -signal.SIGKILL
+    settings = Settings(
+        home=home,
+        neo4j_uri=neo4j_target.uri,
+        neo4j_user=neo4j_target.user,
+        neo4j_password=SecretStr(neo4j_target.password),
+    )
+    assert telemetry_log(settings).window().num_rows == 200 * 8
+    assert _state(driver, home, digest) == (True, True)
