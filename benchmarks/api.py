@@ -56,6 +56,7 @@ from graph_seed.registry import Plant, plant_records
 from kg.local_server import free_port
 from kg.projection import Projection
 from kg.records import GraphRecords
+from kg.sparql_pool import PoolLimits
 from ontology.namespaces import TK as TK_NS
 from ontology.vocab import TK, Label, PropKey, RelType
 
@@ -132,6 +133,7 @@ def api_process(server: Throwaway, home: Path, port: int) -> Iterator[str]:
         "TWINKG_NEO4J_PASSWORD": server.password,
         "TWINKG_HOME": str(home),
         "TWINKG_API_PORT": str(port),
+        "TWINKG_SPARQL_USER_CONCURRENCY": os.environ.get("TWINKG_SPARQL_USER_CONCURRENCY", "4"),
     }
     twinkg = Path(sys.executable).with_name("twinkg")
     log = (home / "serve.log").open("wb")
@@ -338,7 +340,10 @@ def main() -> None:
         _, engineer = keys.create(name="bench engineer", roles=[Role.ENGINEER])
         _, producer = keys.create(name="bench producer", roles=[Role.PRODUCER])
         settings = Settings(home=server.home / "direct")
-        projection = Projection(server.store)
+        # Both sides let one caller run as many SPARQL queries as there are client threads
+        # (the default share per caller is 2), so the comparison is of the same work.
+        pool_limits = PoolLimits(workers=args.concurrency, per_user=args.concurrency)
+        projection = Projection(server.store, limits=pool_limits)
         projection.rebuild()
         twin = Twin(settings, server.store, projection=projection)
         port = free_port()
@@ -366,6 +371,7 @@ def main() -> None:
                 rate=args.rate,
                 per_batch=args.batch,
             )
+        projection.close()
         poll_s = Settings(home=api_home).projection_poll_s
     _report(args, results, lag, poll_s)
 
