@@ -1,9 +1,9 @@
 """What of the telemetry log can be read: manifests, files and rows, judged before Arrow sees them.
 
 The log's readers must never crash on what the log holds (decision 0028): a manifest that is not
-JSON or not a manifest, a file it names that is missing, truncated, not Parquet or of another
-schema, or a row whose time the log cannot hold exactly (legacy rows written before the contract
-refused such times) is left out, and each is reported as a :class:`LogIssue` with a stable code.
+JSON or not a manifest, or a file it names that is outside the log, missing, truncated, not
+Parquet or of another schema, is left out, and each is reported as a :class:`LogIssue` with a
+stable code. Rows are never dropped: times are int64 nanoseconds, read back exactly.
 Files are immutable once named in a manifest, so a file's verdict is cached by path, size and
 modification time.
 """
@@ -18,7 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -33,7 +32,6 @@ class IssueCode(StrEnum):
     FILE_MISSING = "file_missing"
     FILE_UNREADABLE = "file_unreadable"
     FILE_FOREIGN = "file_foreign"
-    TIME_UNREPRESENTABLE = "time_unrepresentable"
     PENDING_UNREADABLE = "pending_unreadable"
 
 
@@ -139,29 +137,6 @@ def read_files(
             continue
         tables.append(part)
     return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def exact_times(table: pa.Table, column: str, issues: list[LogIssue], where: str) -> pa.Table:
-    """``table`` without rows whose ``column`` is null or not a whole microsecond (the log's
-    precision: a time the contract never accepted, such as a date before 1678 that wrapped
-    around in nanoseconds)."""
-    if table.num_rows == 0:
-        return table
-    ns = table[column].cast(pa.int64()).fill_null(1).to_numpy()
-    exact = ns % 1000 == 0
-    bad = int((~exact).sum())
-    if bad == 0:
-        return table
-    report(
-        issues,
-        LogIssue(
-            IssueCode.TIME_UNREPRESENTABLE,
-            where,
-            f"{bad} row(s) with a time the log cannot hold exactly (stored before the contract "
-            "refused such times) left out",
-        ),
-    )
-    return table.filter(pa.array(np.asarray(exact)))
 
 
 def _one_line(exc: BaseException) -> str:

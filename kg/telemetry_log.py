@@ -316,7 +316,6 @@ class TelemetryLog:
                 condition = clause if condition is None else condition & clause
         files = self._files("points", POINTS_SCHEMA)
         table = log_files.read_files(files, POINTS_SCHEMA, self.issues, condition=condition)
-        table = log_files.exact_times(table, "time", self.issues, str(self.root / "points"))
         return table.sort_by(_SORT)
 
     def quarantined(
@@ -326,7 +325,6 @@ class TelemetryLog:
         self.issues = []
         files = self._files("quarantine", QUARANTINE_SCHEMA)
         table = log_files.read_files(files, QUARANTINE_SCHEMA, self.issues)
-        table = log_files.exact_times(table, "received_at", self.issues, "quarantine")
         if batch is not None:
             table = table.filter(pc.equal(table["batch"], batch))
         if sensor is not None:
