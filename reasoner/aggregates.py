@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -51,9 +51,20 @@ def key(iri: str) -> str:
     return hashlib.sha256(iri.encode()).hexdigest()[:12]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def moment(ns: int) -> datetime:
-    """UTC datetime of nanoseconds since the epoch (microsecond precision)."""
-    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+    """UTC datetime of nanoseconds since the epoch (microsecond precision, truncated exactly:
+    no float on the way, which is 1 µs off for about 2 % of instants)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def nanos(at: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, exactly (the inverse of
+    :func:`moment`)."""
+    return (at - _EPOCH) // _MICROSECOND * 1000
 
 
 @dataclass(frozen=True, slots=True)

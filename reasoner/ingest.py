@@ -47,6 +47,7 @@ from reasoner.aggregates import (
     aggregate_records,
     latest_state,
     moment,
+    nanos,
     window_aggregates,
 )
 from reasoner.batch_trust import batch_trust, first_time, trust_node
@@ -121,9 +122,7 @@ def sensor_table(rows: Sequence[telemetry_state.SensorRow]) -> SensorTable:
         physical_min=np.array([np.nan if r.physical_min is None else r.physical_min for r in rows]),
         physical_max=np.array([np.nan if r.physical_max is None else r.physical_max for r in rows]),
         units=pa.array([r.unit for r in rows], pa.string()),
-        last_ns=np.array(
-            [0 if t is None else int(t.timestamp() * 1e6) * 1000 for t in last], dtype=np.int64
-        ),
+        last_ns=np.array([0 if t is None else nanos(t) for t in last], dtype=np.int64),
         has_last=np.array([t is not None for t in last], dtype=np.bool_),
     )
 
@@ -287,9 +286,7 @@ def _derive(
     rows = telemetry_state.sensors(store)
     received = options.received_at or datetime.now(UTC)
     latest = received + timedelta(seconds=options.clock_skew_s)
-    result = compiled.check(
-        batch, sensor_table(rows), latest_acceptable_ns=int(latest.timestamp() * 1e6) * 1000
-    )
+    result = compiled.check(batch, sensor_table(rows), latest_acceptable_ns=nanos(latest))
     accepted, quarantine, reasons = _tables(batch, result, batch_id=batch_id, received=received)
     report(IngestPhase.CONTRACT, len(batch), len(batch))
     contract_s = time.perf_counter() - clock
