@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -220,7 +220,7 @@ def _show(
     if count:
         out.print(str(table.num_rows))
         return
-    rows = table.slice(0, limit).to_pylist()
+    rows = _exact_times(table.slice(0, limit)).to_pylist()
     if as_json:
         for row in rows:
             out.print(json.dumps(row, default=str), markup=False)
@@ -232,6 +232,29 @@ def _show(
         view.add_row(*(Text(str(row[c])) for c in columns))
     out.print(view)
     out.print(f"{min(limit, table.num_rows)} of {table.num_rows} {noun}")
+
+
+def _exact_times(table: pa.Table) -> pa.Table:
+    """``table`` with every timestamp column as ISO 8601 text to the nanosecond: Python's
+    datetime holds microseconds, and Arrow refuses to convert a time with nanoseconds to one."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            as_ns = table.column(i).cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+            text = pa.array([_iso_ns(ns) for ns in as_ns.to_pylist()], pa.string())
+            table = table.set_column(i, field.name, text)
+    return table
+
+
+def _iso_ns(ns: int | None) -> str | None:
+    """``2020-02-08T18:57:29.123456789Z`` for nanoseconds since the epoch (UTC)."""
+    if ns is None:
+        return None
+    seconds, fraction = divmod(ns, 10**9)
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:"
+        f"{at.second:02d}.{fraction:09d}Z"
+    )
 
 
 @errors_as_exit_codes
