@@ -119,8 +119,8 @@ def test_reads_leave_out_what_they_cannot_read_and_say_why(tmp_path: Path) -> No
 
 def test_times_come_back_exactly_and_any_bound_is_an_answer(tmp_path: Path) -> None:
     """Times are int64 nanoseconds and read back as stored, a reading with nanoseconds and a row
-    a former version stored with a wrapped-around time (0001-01-01 became
-    1754-08-30T22:43:41.128654848) alike: the log drops no row. Window bounds beyond what a
+    a former version stored with a wrapped-around time (a year-0001 reading kept as
+    1759-12-31T22:33:41.128654848) alike: the log drops no row. Window bounds beyond what a
     nanosecond timestamp holds are open bounds, not an error."""
     log = TelemetryLog(tmp_path)
     stamps = [int(DAY.timestamp()) * 10**9 + 1, -6_626_971_578_871_345_152]
@@ -134,7 +134,7 @@ def test_times_come_back_exactly_and_any_bound_is_an_answer(tmp_path: Path) -> N
     assert log.window(start=early).num_rows == 2
     assert log.window(end=late).num_rows == 2
     assert log.window(start=late).num_rows == 0 and log.window(end=early).num_rows == 0
-    assert log.window(start=DAY).num_rows == 1  # the nanosecond after DAY, not the 1754 one
+    assert log.window(start=DAY).num_rows == 1  # the nanosecond after DAY, not the 1759 one
 
 
 def test_a_pending_batch_is_invisible_until_completed_and_can_be_rolled_back(
