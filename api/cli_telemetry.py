@@ -31,6 +31,7 @@ from api.cli_common import (
     note,
     open_store,
     out,
+    telemetry_log,
 )
 from api.cli_progress import ProgressOption, phase_bars
 from api.settings import Settings, telemetry_dir
@@ -266,7 +267,7 @@ def quarantine_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """List (or count) quarantined points with the reason each was rejected."""
-    log = TelemetryLog(telemetry_dir(load_settings()))
+    log = telemetry_log(load_settings())
     if batch is not None:
         matches = [m.batch_id for m in log.manifests() if m.batch_id.startswith(batch)]
         if len(matches) != 1:
@@ -299,7 +300,7 @@ def telemetry_command(  # noqa: PLR0917 - one parameter per command-line option
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """Replay a window of accepted points from the telemetry log, in a stable order."""
-    log = TelemetryLog(telemetry_dir(load_settings()))
+    log = telemetry_log(load_settings())
     table = log.window(
         sensors=sensor or None, start=_moment(start, "start"), end=_moment(end, "end")
     )
