@@ -41,11 +41,11 @@ import pyarrow.compute as pc
 
 from api.security import KeyStore, Role
 from api.settings import Settings, api_keys_path, telemetry_dir
+from benchmarks.api import CYPHER, SPARQL
 from graph_seed import seeding
 from graph_seed.registry import Plant, plant_records
 from kg.telemetry_log import TelemetryLog
-from ontology.namespaces import TK as TK_NS
-from ontology.vocab import TK, Label, RelType
+from ontology.vocab import TK, RelType
 
 OPERATIONS = ("context", "cypher", "sparql", "telemetry")
 
@@ -94,16 +94,6 @@ class Target:
     producer_key: str
     pump: str
     sensors: tuple[tuple[str, str], ...]  # (sensor IRI, unit IRI)
-
-
-SPARQL = (
-    f"PREFIX tk: <{TK_NS}> "
-    "SELECT ?sensor ?tag WHERE { ?sensor a tk:Sensor ; tk:tag ?tag } ORDER BY ?tag"
-)
-CYPHER = (
-    f"MATCH (s:{Label.SENSOR.value})-[:{RelType.MONITORS.value}]->(a {{uri: $asset}}) "
-    "RETURN s.uri AS sensor, s.tag AS tag ORDER BY sensor"
-)
 
 
 def target_of(url: str, home: Path) -> Target:
