@@ -24,6 +24,7 @@ test_service_load.py``) and asserts 0 5xx and every accepted point in the log.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -245,9 +246,11 @@ def main() -> None:
         plant = plant_records(Plant.SKAB_TESTBED)
         seeding.load(server.store, "skab", seeding.with_ontology(plant))
         home = server.home / "api"
+        home.mkdir(parents=True)
+        keys = target_of("", home)  # the keys exist before the server reads them
         port = free_port()
         with api_process(server, home, port) as url:
-            target = target_of(url, home)
+            target = dataclasses.replace(keys, url=url)
             _note(f"server answers on {url}; {args.clients} clients released together")
             loaded = mixed_load(target, seconds=args.seconds, clients=args.clients)
             _note("unloaded anchor: the same operations, one client at a time")
