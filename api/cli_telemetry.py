@@ -189,11 +189,6 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
                 )
                 batch, digest = _csv_batch(store, path, layout, producer, bars)
                 declared = contract or "telemetry"
-            if len(batch) > settings.ingest_max_points:
-                raise InvalidInputError(
-                    f"{len(batch)} points exceed "
-                    f"TWINKG_INGEST_MAX_POINTS={settings.ingest_max_points}"
-                )
             options = ingest_options(
                 settings,
                 contract=declared,

@@ -107,7 +107,7 @@ def parse_json_batch(
     if producer is not None and len(producer) > 1000:
         raise InvalidInputError(f"{source}: producer is longer than 1000 characters")
     if max_points is not None and len(document["points"]) > max_points:
-        raise InvalidInputError(
+        raise PayloadTooLargeError(
             f"{len(document['points'])} points exceed TWINKG_INGEST_MAX_POINTS={max_points}"
         )
     batch = from_json_points(document["points"], producer=producer, progress=progress)
@@ -290,11 +290,6 @@ class Twin:
             max_depth=self.settings.ingest_json_max_depth,
             max_points=self.settings.ingest_max_points,
         )
-        if len(batch.points) > self.settings.ingest_max_points:
-            raise PayloadTooLargeError(
-                f"{len(batch.points)} points exceed TWINKG_INGEST_MAX_POINTS="
-                f"{self.settings.ingest_max_points}"
-            )
         options = ingest_options(
             self.settings, contract=batch.contract, replay=False, source=source
         )
