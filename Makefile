@@ -14,28 +14,28 @@ demo: setup neo4j
 	$(BIN)/twinkg seed --plant skab-testbed
 	@echo "== the HTTP API (docs at /docs) and the MCP server (/mcp) start in the background"
 	$(BIN)/twinkg api start
-	$(BIN)/python -m api.demo keys
+	$(BIN)/python -m twinkg.api.demo keys
 	@if [ -f $(SKAB)/other/13.csv ] && [ -f $(SKAB)/valve1/0.csv ]; then \
 		echo "== SKAB cavitation run: ingest, then the agents decide (an HTTP job, its steps streamed)"; \
 		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv && \
-		$(BIN)/python -m api.demo agents && \
+		$(BIN)/python -m twinkg.api.demo agents && \
 		echo "== SKAB valve closure run: ingest, then the agents decide" && \
 		$(BIN)/twinkg ingest --skab $(SKAB)/valve1/0.csv && \
-		$(BIN)/python -m api.demo agents && \
+		$(BIN)/python -m twinkg.api.demo agents && \
 		echo "== the shift supervisor approves the controlled stop over HTTP (POST /decisions/…/approve)" && \
-		approved=$$($(BIN)/python -m api.demo approve) && echo "$$approved" && \
+		approved=$$($(BIN)/python -m twinkg.api.demo approve) && echo "$$approved" && \
 		applied=$$(echo "$$approved" | sed -n 's/^  decision: //p') && \
 		echo "== lineage, replay and chain verification of the decision that applied the stop" && \
 		$(BIN)/twinkg lineage "$$applied" && \
 		$(BIN)/twinkg replay "$$applied" && \
 		$(BIN)/twinkg verify && \
 		echo "== compliance asks the SPARQL endpoint (the RDF projection) about every decision" && \
-		$(BIN)/python -m api.demo sparql; \
+		$(BIN)/python -m twinkg.api.demo sparql; \
 	else echo "SKAB data not found under $(SKAB): skipping the replays and the agents"; fi
 	$(BIN)/twinkg show
 	@echo
 	@echo "Neo4j and the API keep running:"
-	@$(BIN)/python -m api.demo where
+	@$(BIN)/python -m twinkg.api.demo where
 	@echo "CLI        $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'   ·   $(BIN)/twinkg agents list"
 	@echo "stop       $(BIN)/twinkg api stop && $(BIN)/twinkg db stop"
 
@@ -59,7 +59,7 @@ lint: setup
 	$(BIN)/mypy
 
 vocab: setup
-	$(BIN)/python -m ontology.codegen
+	$(BIN)/python -m twinkg.ontology.codegen
 
 bench-seed: setup neo4j
 	$(BIN)/python benchmarks/seed_load.py

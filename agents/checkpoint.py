@@ -8,9 +8,13 @@ checkpoint still has nodes to run, telling the ones waiting for an answer from t
 were cut off.
 
 The stored state is read back with a serializer that rebuilds only the models and enums of
-:mod:`agents.state` (plus LangGraph's own safe types): anything else in a checkpoint comes
-back as plain data, so a tampered checkpoint cannot make the agent import and call arbitrary
-code (https://github.com/langchain-ai/langgraph, ``JsonPlusSerializer``).
+:mod:`twinkg.agents.state` (plus LangGraph's own safe types): anything else in a checkpoint
+comes back as plain data, so a tampered checkpoint cannot make the agent import and call
+arbitrary code (https://github.com/langchain-ai/langgraph, ``JsonPlusSerializer``).
+Checkpoints written before the ``twinkg.*`` namespace (0.1, where the module was
+``agents.state``) name their types by the old path; the serializer reads them under the new
+one (:class:`CheckpointSerializer`), so a run that was waiting for an approval across the
+upgrade still resumes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +36,11 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.constants import START, TASKS
 from langgraph.types import Durability
+from ormsgpack import OPT_NON_STR_KEYS, Ext, packb, unpackb
 from pydantic import BaseModel
 
-from agents import state
-from ontology.errors import ConfigError, StoreError
+from twinkg.agents import state
+from twinkg.ontology.errors import ConfigError, StoreError
 
 DURABILITY: Final[Durability] = "sync"
 """How agent graphs must be invoked (``graph.invoke(..., durability=DURABILITY)``).
@@ -56,7 +62,7 @@ _CONTROL: Final = frozenset({INTERRUPT, RESUME, "__error__", "__error_source_nod
 
 
 def allowed_types() -> frozenset[tuple[str, str]]:
-    """The (module, name) of every public pydantic model and enum of :mod:`agents.state`."""
+    """The (module, name) of every public pydantic model and enum of :mod:`twinkg.agents.state`."""
     return frozenset(
         (cls.__module__, cls.__name__)
         for name, cls in vars(state).items()
@@ -67,9 +73,65 @@ def allowed_types() -> frozenset[tuple[str, str]]:
     )
 
 
+NAMESPACE: Final = "twinkg."
+"""The prefix 0.2 put before every module path; 0.1 checkpoints name ``agents.state``."""
+
+# The extension codes of LangGraph's msgpack format whose payload is a list that starts with a
+# module path: constructors (0, 1, 2), a class method (3) and pydantic models (4, 5). Code 7
+# wraps a nested value; 6 (a numpy array) names no module. Stored in every checkpoint, so they
+# cannot change without a migration; a test pins them to langgraph's.
+NAMED_TYPE_CODES: Final = frozenset({0, 1, 2, 3, 4, 5})
+WRAPPED_VALUE_CODE: Final = 7
+
+
+def legacy_modules() -> frozenset[str]:
+    """The old (0.1) paths of the modules whose types a checkpoint may rebuild."""
+    return frozenset(module.removeprefix(NAMESPACE) for module, _ in allowed_types())
+
+
+class CheckpointSerializer(JsonPlusSerializer):
+    """LangGraph's serializer restricted to :func:`allowed_types`, reading 0.1 checkpoints too.
+
+    A stored value whose type names a module by its path before the ``twinkg.*`` namespace
+    (``agents.state``) is read as if it named the new path (``twinkg.agents.state``), so the
+    same allowlist admits it and the same class is rebuilt; nothing else about the value
+    changes. New checkpoints are written under the new path only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(allowed_msgpack_modules=sorted(allowed_types()))
+        self._legacy = legacy_modules()
+        names = "|".join(re.escape(m) for m in sorted(self._legacy, key=len, reverse=True))
+        # A cheap test first: a payload that spells no old path is passed on untouched.
+        self._mentions_legacy = re.compile(rf"(?<![\w.])(?:{names})(?![\w.])".encode())
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        """Decode a stored value, renaming 0.1 module paths in its msgpack types first."""
+        kind, payload = data
+        if kind == "msgpack" and self._mentions_legacy.search(payload):
+            payload = self._renamed(payload)
+        return super().loads_typed((kind, payload))
+
+    def _renamed(self, payload: bytes) -> bytes:
+        legacy = self._legacy
+
+        def rename(code: int, inner: bytes) -> Ext:
+            if code not in NAMED_TYPE_CODES and code != WRAPPED_VALUE_CODE:
+                return Ext(code, inner)  # names no module and holds no typed value
+            value = unpackb(inner, ext_hook=rename, option=OPT_NON_STR_KEYS)
+            if code in NAMED_TYPE_CODES and isinstance(value, list) and value:
+                module = value[0]
+                if isinstance(module, str) and module in legacy:
+                    value[0] = NAMESPACE + module
+            return Ext(code, packb(value, option=OPT_NON_STR_KEYS))
+
+        outer = unpackb(payload, ext_hook=rename, option=OPT_NON_STR_KEYS)
+        return packb(outer, option=OPT_NON_STR_KEYS)
+
+
 def serializer() -> JsonPlusSerializer:
     """The checkpoint serializer: rebuilds only :func:`allowed_types`, never pickles."""
-    return JsonPlusSerializer(allowed_msgpack_modules=sorted(allowed_types()))
+    return CheckpointSerializer()
 
 
 def open_checkpointer(target: str) -> contextlib.AbstractContextManager[BaseCheckpointSaver[str]]:

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from agents.planning import Planner
-from agents.state import AgentState, Evidence, Step, WindowEvidence, canonical_json
-from kg.queries import NamedQuery
-from kg.store import GraphStore
-from kg.telemetry_log import POINTS_SCHEMA, TelemetryLog
-from ontology.errors import ReplayInputsMissingError
+from twinkg.agents.planning import Planner
+from twinkg.agents.state import AgentState, Evidence, Step, WindowEvidence, canonical_json
+from twinkg.kg.queries import NamedQuery
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import POINTS_SCHEMA, TelemetryLog
+from twinkg.ontology.errors import ReplayInputsMissingError
 
 
 @dataclass(frozen=True, slots=True)

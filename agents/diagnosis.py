@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agents.context import Gather, RunContext
-from agents.state import AgentState, Finding, Hypothesis, Symptom, parse_time
-from kg import agent_queries as q
+from twinkg.agents.context import Gather, RunContext
+from twinkg.agents.state import AgentState, Finding, Hypothesis, Symptom, parse_time
+from twinkg.kg import agent_queries as q
 
 _SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
 _KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}

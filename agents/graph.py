@@ -16,9 +16,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from agents import diagnosis, guard, record
-from agents.context import RunContext
-from agents.state import AgentState, Outcome
+from twinkg.agents import diagnosis, guard, record
+from twinkg.agents.context import RunContext
+from twinkg.agents.state import AgentState, Outcome
 
 Node = Callable[[AgentState, RunContext], dict[str, Any]]
 

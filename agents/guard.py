@@ -18,10 +18,10 @@ from rdflib import RDF, XSD, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
 from rdflib.namespace import PROV
 
-from agents.context import Gather, RunContext
-from agents.diagnosis import urgency
-from agents.planning import Envelope, Partner, PlanningCase
-from agents.state import (
+from twinkg.agents.context import Gather, RunContext
+from twinkg.agents.diagnosis import urgency
+from twinkg.agents.planning import Envelope, Partner, PlanningCase
+from twinkg.agents.state import (
     AgentState,
     ApprovalInput,
     GuardResult,
@@ -30,15 +30,20 @@ from agents.state import (
     ProposedAction,
     parse_time,
 )
-from kg import agent_queries as q
-from kg.context import CONTEXT_NODES, CONTEXT_RELATIONSHIPS, context_from_rows, context_params
-from kg.context import graph_version as version_of
-from kg.provenance import canonical_ntriples
-from kg.queries import NamedQuery
-from ontology.errors import InvalidInputError
-from ontology.namespaces import DECISION_BASE
-from ontology.vocab import TK
-from reasoner.safety import SafetyAssessment, Verdict, assess
+from twinkg.kg import agent_queries as q
+from twinkg.kg.context import (
+    CONTEXT_NODES,
+    CONTEXT_RELATIONSHIPS,
+    context_from_rows,
+    context_params,
+)
+from twinkg.kg.context import graph_version as version_of
+from twinkg.kg.provenance import canonical_ntriples
+from twinkg.kg.queries import NamedQuery
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.ontology.namespaces import DECISION_BASE
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.safety import SafetyAssessment, Verdict, assess
 
 DEFAULT_APPROVER_ROLES = (str(TK.OperatorRole), str(TK.SupervisorRole))
 

@@ -28,7 +28,7 @@ from langchain_core.messages import (
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from agents.llm_transcript import (
+from twinkg.agents.llm_transcript import (
     RecordedChatModel,
     Transcript,
     ai_entry,
@@ -36,11 +36,11 @@ from agents.llm_transcript import (
     tool_entry,
     tool_message,
 )
-from agents.planning import Plan, PlanningCase
-from agents.state import ActionKind, Candidate, ProposedAction, canonical_json
-from kg.store import QueryResult
-from ontology.errors import ConfigError, TwinKGError
-from ontology.vocab import Label, RelType
+from twinkg.agents.planning import Plan, PlanningCase
+from twinkg.agents.state import ActionKind, Candidate, ProposedAction, canonical_json
+from twinkg.kg.store import QueryResult
+from twinkg.ontology.errors import ConfigError, TwinKGError
+from twinkg.ontology.vocab import Label, RelType
 
 PROMPT_VERSION = "plan-1"
 

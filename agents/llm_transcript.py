@@ -19,8 +19,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
-from agents.state import canonical_json
-from ontology.errors import ReplayInputsMissingError
+from twinkg.agents.state import canonical_json
+from twinkg.ontology.errors import ReplayInputsMissingError
 
 
 def ai_entry(reply: AIMessage) -> dict[str, Any]:

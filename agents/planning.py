@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.state import ActionKind, Candidate, Finding, Hypothesis, ProposedAction, Symptom
+from twinkg.agents.state import ActionKind, Candidate, Finding, Hypothesis, ProposedAction, Symptom
 
 
 class Envelope(BaseModel):

@@ -15,16 +15,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.context import AgentInfo, RunContext
-from agents.guard import decision_iri
-from agents.state import ActionKind, AgentState, Effect, Outcome, Step, canonical_json, parse_time
-from kg import provenance
-from kg.context import CONTEXT_NODES
-from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
-from kg.store import GraphStore
-from ontology.namespaces import ONTOLOGY_IRI, SHAPES_BASE
-from ontology.vocab import ONTOLOGY_VERSION, TK, PropKey, RelType
-from reasoner.safety import safety_shapes_version
+from twinkg.agents.context import AgentInfo, RunContext
+from twinkg.agents.guard import decision_iri
+from twinkg.agents.state import (
+    ActionKind,
+    AgentState,
+    Effect,
+    Outcome,
+    Step,
+    canonical_json,
+    parse_time,
+)
+from twinkg.kg import provenance
+from twinkg.kg.context import CONTEXT_NODES
+from twinkg.kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.namespaces import ONTOLOGY_IRI, SHAPES_BASE
+from twinkg.ontology.vocab import ONTOLOGY_VERSION, TK, PropKey, RelType
+from twinkg.reasoner.safety import safety_shapes_version
 
 _POLICY_CLASSES = {
     str(c)

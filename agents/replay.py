@@ -23,14 +23,14 @@ from rdflib import RDF, Graph, Literal, URIRef
 from rdflib.namespace import PROV
 from rdflib.term import Node
 
-from agents.checkpoint import serializer
-from agents.context import AgentInfo, RecordedFacts, RunContext
-from agents.graph import compile_graph
-from agents.guard import decision_iri
-from agents.llm_planner import LlmPlanner
-from agents.planning import Plan, Planner, PlanningCase, RulePlanner
-from agents.record import decision_records
-from agents.state import (
+from twinkg.agents.checkpoint import serializer
+from twinkg.agents.context import AgentInfo, RecordedFacts, RunContext
+from twinkg.agents.graph import compile_graph
+from twinkg.agents.guard import decision_iri
+from twinkg.agents.llm_planner import LlmPlanner
+from twinkg.agents.planning import Plan, Planner, PlanningCase, RulePlanner
+from twinkg.agents.record import decision_records
+from twinkg.agents.state import (
     ActionKind,
     AgentState,
     ApprovalInput,
@@ -41,16 +41,16 @@ from agents.state import (
     WindowEvidence,
     parse_time,
 )
-from kg import agent_queries as q
-from kg.chain_verify import stored_record
-from kg.mapping import records_to_rdf
-from kg.provenance import decision_ref, owns
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import DecisionNotFoundError, ReplayInputsMissingError
-from ontology.namespaces import DECISION_BASE
-from ontology.vocab import TK
-from reasoner.progress import Progress, ReplayPhase, Tally, no_progress
+from twinkg.kg import agent_queries as q
+from twinkg.kg.chain_verify import stored_record
+from twinkg.kg.mapping import records_to_rdf
+from twinkg.kg.provenance import decision_ref, owns
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import DecisionNotFoundError, ReplayInputsMissingError
+from twinkg.ontology.namespaces import DECISION_BASE
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.progress import Progress, ReplayPhase, Tally, no_progress
 
 # Wall-clock times and chain bookkeeping differ between a run and its replay by design.
 _IGNORED = {

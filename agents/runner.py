@@ -20,18 +20,18 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
-from agents.checkpoint import DURABILITY, unfinished_threads
-from agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
-from agents.graph import compile_graph
-from agents.planning import Planner, RulePlanner
-from agents.record import GraphRecorder
-from agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step, parse_time
-from kg import agent_queries as q
-from kg.context import action_context, graph_version
-from kg.provenance import decision_ref
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import (
+from twinkg.agents.checkpoint import DURABILITY, unfinished_threads
+from twinkg.agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
+from twinkg.agents.graph import compile_graph
+from twinkg.agents.planning import Planner, RulePlanner
+from twinkg.agents.record import GraphRecorder
+from twinkg.agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step, parse_time
+from twinkg.kg import agent_queries as q
+from twinkg.kg.context import action_context, graph_version
+from twinkg.kg.provenance import decision_ref
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import (
     ApprovalExpiredError,
     ApprovalMismatchError,
     ApprovalStaleError,
@@ -39,7 +39,7 @@ from ontology.errors import (
     DecisionNotFoundError,
     NotAwaitingApprovalError,
 )
-from ontology.namespaces import AGENT_BASE
+from twinkg.ontology.namespaces import AGENT_BASE
 
 
 def default_agent() -> AgentInfo:

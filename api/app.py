@@ -18,19 +18,19 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import http_errors, routes_agents, routes_core, routes_decisions, routes_sparql
-from api.auth import AuditMiddleware
-from api.body_limit import BodyLimitMiddleware
-from api.jobs import Jobs
-from api.routes_sparql import build_projection
-from api.security import build_authenticator
-from api.settings import Settings, audit_log_path
-from api.twin import Twin, open_checkpointer
-from kg.audit_log import AuditLog
-from kg.projection import Projection
-from kg.sparql_parser import warm as warm_sparql_parser
-from kg.store import GraphStore
-from ontology.errors import TwinKGError
+from twinkg.api import http_errors, routes_agents, routes_core, routes_decisions, routes_sparql
+from twinkg.api.auth import AuditMiddleware
+from twinkg.api.body_limit import BodyLimitMiddleware
+from twinkg.api.jobs import Jobs
+from twinkg.api.routes_sparql import build_projection
+from twinkg.api.security import build_authenticator
+from twinkg.api.settings import Settings, audit_log_path
+from twinkg.api.twin import Twin, open_checkpointer
+from twinkg.kg.audit_log import AuditLog
+from twinkg.kg.projection import Projection
+from twinkg.kg.sparql_parser import warm as warm_sparql_parser
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import TwinKGError
 
 _log = logging.getLogger("twinkg.api")
 VERSION = version("twinkg")
@@ -71,7 +71,7 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
     """Open what the routes use and put it on ``app.state``; close it all on exit."""
     with ExitStack() as stack:
         if store is None:
-            from api.cli_common import open_store  # noqa: PLC0415 - starts the local server
+            from twinkg.api.cli_common import open_store  # noqa: PLC0415 - starts the local server
 
             store = stack.enter_context(open_store(settings))
         store.ensure_schema()
@@ -97,7 +97,7 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
 
 def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAPI:
     """The API for ``settings``; ``store`` (tests, benchmarks) instead of opening a driver."""
-    from api.mcp_server import create_mcp_app  # noqa: PLC0415
+    from twinkg.api.mcp_server import create_mcp_app  # noqa: PLC0415
 
     holder: dict[str, Any] = {}
     mcp = create_mcp_app(

@@ -22,9 +22,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.security import Authenticator, Permission, Principal, single_header
-from kg.audit_log import AuditEvent, AuditLog, AuditPhase
-from ontology.errors import (
+from twinkg.api.security import Authenticator, Permission, Principal, single_header
+from twinkg.kg.audit_log import AuditEvent, AuditLog, AuditPhase
+from twinkg.ontology.errors import (
     AuthenticationError,
     CredentialsInvalidError,
     TokenExpiredError,

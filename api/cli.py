@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import (
+from twinkg.api.cli_common import (
     classify_and_report,
     err,
     errors_as_exit_codes,
@@ -27,15 +27,15 @@ from api.cli_common import (
     open_store,
     out,
 )
-from api.settings import connection, local_server_config
-from graph_seed import seeding
-from graph_seed.registry import parse_plant, turtle_plant
-from graph_seed.registry import plant_records as registry_records
-from kg import local_server
-from kg.queries import DEMO_QUERIES
-from kg.store import QueryResult
-from ontology import codegen
-from ontology.errors import ConfigError, InvalidInputError
+from twinkg.api.settings import connection, local_server_config
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import parse_plant, turtle_plant
+from twinkg.graph_seed.registry import plant_records as registry_records
+from twinkg.kg import local_server
+from twinkg.kg.queries import DEMO_QUERIES
+from twinkg.kg.store import QueryResult
+from twinkg.ontology import codegen
+from twinkg.ontology.errors import ConfigError, InvalidInputError
 
 app = typer.Typer(
     help="TwinKG: a knowledge graph for agentic digital twins.",
@@ -258,7 +258,7 @@ def vocab_check() -> None:
     out.print("ontology/vocab.py matches the ontology")
 
 
-from api import (  # noqa: E402 - they import this module
+from twinkg.api import (  # noqa: E402 - they import this module
     cli_agents,
     cli_api,
     cli_assets,

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agents.state import ActionKind
-from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from api.settings import Settings
-from api.twin import Twin, agents_twin
-from kg.agent_queries import RECENT_DECISIONS
-from ontology.errors import InvalidInputError
+from twinkg.agents.state import ActionKind
+from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.settings import Settings
+from twinkg.api.twin import Twin, agents_twin
+from twinkg.kg.agent_queries import RECENT_DECISIONS
+from twinkg.ontology.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the agents pull in LangGraph: imported where a command needs them
-    from agents.runner import RunResult
+    from twinkg.agents.runner import RunResult
 
 app = typer.Typer(help="Run the agents: observe, diagnose, plan, guard, act, record.")
 

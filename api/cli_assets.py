@@ -9,8 +9,8 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from api.twin import Twin
+from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.twin import Twin
 
 
 def _local(iri: object) -> str:

@@ -14,13 +14,13 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from api.settings import Connection, Settings, connection, local_server_config, telemetry_dir
-from kg import local_server
-from kg.store import GraphStore, open_driver
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import ConfigError, TwinKGError
-from reasoner.inference import reclassify
-from reasoner.ingest_recovery import recover
+from twinkg.api.settings import Connection, Settings, connection, local_server_config, telemetry_dir
+from twinkg.kg import local_server
+from twinkg.kg.store import GraphStore, open_driver
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import ConfigError, TwinKGError
+from twinkg.reasoner.inference import reclassify
+from twinkg.reasoner.ingest_recovery import recover
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)

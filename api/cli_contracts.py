@@ -14,17 +14,17 @@ from typing import Annotated, Final
 import typer
 from rdflib import Graph
 
-from ontology.catalog import load_ontology, parse_turtle
-from ontology.errors import (
+from twinkg.ontology.catalog import load_ontology, parse_turtle
+from twinkg.ontology.errors import (
     ContractViolationError,
     InvalidInputError,
     ShapesError,
     TwinKGError,
 )
-from reasoner.validation import Severity
-from reasoner.validation import validate as validate_graph
-from shapes.diff import diff as diff_shapes
-from shapes.registry import ContractRef, default_registry, read_shapes
+from twinkg.reasoner.validation import Severity
+from twinkg.reasoner.validation import validate as validate_graph
+from twinkg.shapes.diff import diff as diff_shapes
+from twinkg.shapes.registry import ContractRef, default_registry, read_shapes
 
 BREAKING_EXIT: Final = 7
 """Exit status of ``diff`` when any change is breaking."""

@@ -13,11 +13,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli_common import err, errors_as_exit_codes, load_settings, out
-from api.security import KeyRecord, KeyStore, Role
-from api.settings import api_keys_path, audit_log_path
-from kg.audit_log import AuditLog
-from ontology.errors import AuditLogTamperedError
+from twinkg.api.cli_common import err, errors_as_exit_codes, load_settings, out
+from twinkg.api.security import KeyRecord, KeyStore, Role
+from twinkg.api.settings import api_keys_path, audit_log_path
+from twinkg.kg.audit_log import AuditLog
+from twinkg.ontology.errors import AuditLogTamperedError
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log of state-changing requests.", no_args_is_help=True)

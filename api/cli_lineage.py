@@ -12,14 +12,14 @@ from rdflib import RDF, RDFS, Graph, Literal, URIRef
 from rdflib.namespace import PROV
 from rdflib.term import Node
 
-from api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from api.cli_progress import ProgressOption, phase_bars
-from api.settings import telemetry_dir
-from kg import chain_verify, provenance
-from kg.lineage import lineage
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
-from ontology.vocab import TK
+from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.cli_progress import ProgressOption, phase_bars
+from twinkg.api.settings import telemetry_dir
+from twinkg.kg import chain_verify, provenance
+from twinkg.kg.lineage import lineage
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
+from twinkg.ontology.vocab import TK
 
 
 class LineageFormat(StrEnum):
@@ -193,7 +193,7 @@ def lineage_command(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The chain from the action back to raw data, shapes, policies and people."""
-    from reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
+    from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
 
     settings = load_settings()
     with open_store(settings) as store:
@@ -222,7 +222,7 @@ def replay_command(
     On a terminal, progress bars on stderr follow loading the records, each replayed step and
     the comparison, and vanish before the verdict is printed.
     """
-    from agents.replay import replay  # noqa: PLC0415 - LangGraph, only here
+    from twinkg.agents.replay import replay  # noqa: PLC0415 - LangGraph, only here
 
     settings = load_settings()
     with open_store(settings) as store, phase_bars(progress) as bars:

@@ -22,9 +22,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from api.cli_common import err
-from reasoner.progress import Progress as ProgressReport
-from reasoner.progress import no_progress
+from twinkg.api.cli_common import err
+from twinkg.reasoner.progress import Progress as ProgressReport
+from twinkg.reasoner.progress import no_progress
 
 ProgressOption = Annotated[
     bool | None,

@@ -12,8 +12,8 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import err, errors_as_exit_codes, load_settings, open_store, out
-from reasoner.inference import ReclassifySummary, reclassify
+from twinkg.api.cli_common import err, errors_as_exit_codes, load_settings, open_store, out
+from twinkg.reasoner.inference import ReclassifySummary, reclassify
 
 INCONSISTENT_CODE = "ontology_inconsistent"
 INCONSISTENT_EXIT = 5

@@ -24,7 +24,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.cli_common import (
+from twinkg.api.cli_common import (
     classify_and_report,
     errors_as_exit_codes,
     load_settings,
@@ -33,17 +33,17 @@ from api.cli_common import (
     out,
     telemetry_log,
 )
-from api.cli_progress import ProgressOption, phase_bars
-from api.settings import Settings, telemetry_dir
-from api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
-from kg import telemetry_state
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import InvalidInputError
-from reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
-from reasoner.ingest import IngestReport, ingest
-from reasoner.points import PointBatch
-from reasoner.progress import IngestPhase, Progress
+from twinkg.api.cli_progress import ProgressOption, phase_bars
+from twinkg.api.settings import Settings, telemetry_dir
+from twinkg.api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
+from twinkg.kg import telemetry_state
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
+from twinkg.reasoner.ingest import IngestReport, ingest
+from twinkg.reasoner.points import PointBatch
+from twinkg.reasoner.progress import IngestPhase, Progress
 
 
 class Source(StrEnum):

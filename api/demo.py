@@ -1,10 +1,10 @@
 """The demo's HTTP part: what a plant's people and agents do through the API, step by step.
 
-``python -m api.demo keys`` makes one API key per demo role (kept in ``TWINKG_HOME/demo-keys.json``,
-mode 0600, only on this machine); ``agents`` starts an agent job over HTTP and prints its live
-stream of steps; ``approve`` approves the waiting controlled stop as the shift supervisor;
-``sparql`` asks the projection a question and shows its lag. Each step is an HTTP call any
-client could make; the README shows the same calls with curl.
+``python -m twinkg.api.demo keys`` makes one API key per demo role (kept in
+``TWINKG_HOME/demo-keys.json``, mode 0600, only on this machine); ``agents`` starts an agent
+job over HTTP and prints its live stream of steps; ``approve`` approves the waiting controlled
+stop as the shift supervisor; ``sparql`` asks the projection a question and shows its lag.
+Each step is an HTTP call any client could make; the README shows the same calls with curl.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from api.cli_common import load_settings
-from api.security import KeyStore, Role
-from api.server import base_url
-from api.settings import api_keys_path
-from ontology.errors import TwinKGError
+from twinkg.api.cli_common import load_settings
+from twinkg.api.security import KeyStore, Role
+from twinkg.api.server import base_url
+from twinkg.api.settings import api_keys_path
+from twinkg.ontology.errors import TwinKGError
 
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 KEYS = {
@@ -163,7 +163,7 @@ def where_to_look() -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m api.demo keys|agents|approve|sparql|where``."""
+    """``python -m twinkg.api.demo keys|agents|approve|sparql|where``."""
     steps = {
         "keys": lambda: print(f"  {len(make_keys())} demo keys in {_keys_file()}"),
         "agents": run_agents,
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> None:
         "where": where_to_look,
     }
     if len(argv) != 1 or argv[0] not in steps:
-        print(f"usage: python -m api.demo {'|'.join(steps)}", file=sys.stderr)
+        print(f"usage: python -m twinkg.api.demo {'|'.join(steps)}", file=sys.stderr)
         sys.exit(2)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     steps[argv[0]]()

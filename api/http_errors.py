@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.auth import error_headers
-from ontology import errors as e
+from twinkg.api.auth import error_headers
+from twinkg.ontology import errors as e
 
 ERROR_HEADER = "X-TwinKG-Error-Code"
 _log = logging.getLogger("twinkg.api")

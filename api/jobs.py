@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from api.twin import Twin
-from ontology.errors import NotFoundError, TwinKGError
+from twinkg.api.twin import Twin
+from twinkg.ontology.errors import NotFoundError, TwinKGError
 
 if TYPE_CHECKING:
-    from agents.runner import RunResult
+    from twinkg.agents.runner import RunResult
 
 KEEP = 200
 _log = logging.getLogger("twinkg.api")

@@ -20,12 +20,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.state import ActionKind
-from api.models import AssetContextOut
-from api.security import Permission, Principal
-from api.twin import Twin
-from kg.provenance import decision_ref
-from ontology.errors import AuthenticationError, TwinKGError
+from twinkg.agents.state import ActionKind
+from twinkg.api.models import AssetContextOut
+from twinkg.api.security import Permission, Principal
+from twinkg.api.twin import Twin
+from twinkg.kg.provenance import decision_ref
+from twinkg.ontology.errors import AuthenticationError, TwinKGError
 
 _log = logging.getLogger("twinkg.mcp")
 
@@ -255,7 +255,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         approval and the approver, and the effects. `prov_valid` says whether the record
         conforms to the PROV-O shapes. Unknown decision: code `decision_not_found`.
         """
-        from reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
+        from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
 
         def work() -> LineageOutput:
             graph = twin().lineage(decision)

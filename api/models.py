@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from agents.state import ActionKind, ProposedAction
+from twinkg.agents.state import ActionKind, ProposedAction
 
 _IRI = r"^https?://\S+$"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from ontology.errors import InvalidInputError, PermissionDeniedError
+from twinkg.ontology.errors import InvalidInputError, PermissionDeniedError
 
 
 class Role(StrEnum):

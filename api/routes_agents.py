@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.auth import requires
-from api.jobs import Job, Jobs, run_summary
-from api.models import (
+from twinkg.api.auth import requires
+from twinkg.api.jobs import Job, Jobs, run_summary
+from twinkg.api.models import (
     ApprovalRequest,
     ApprovalRequestOut,
     EditRequest,
@@ -21,10 +21,10 @@ from api.models import (
     RunOut,
     RunRequest,
 )
-from api.routes_core import TwinDep
-from api.security import Permission, Principal, may_approve
-from api.twin import Twin
-from ontology.errors import InvalidInputError, PermissionDeniedError
+from twinkg.api.routes_core import TwinDep
+from twinkg.api.security import Permission, Principal, may_approve
+from twinkg.api.twin import Twin
+from twinkg.ontology.errors import InvalidInputError, PermissionDeniedError
 
 router = APIRouter(tags=["agents"])
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

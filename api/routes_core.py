@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from rdflib import Graph
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import requires
-from api.models import (
+from twinkg.api.auth import requires
+from twinkg.api.models import (
     AnomalyOut,
     AssetContextOut,
     AssetOut,
@@ -25,13 +25,13 @@ from api.models import (
     ValidationOut,
     ValidationResultOut,
 )
-from api.security import Permission, Principal
-from api.twin import Twin
-from ontology.catalog import load_ontology
-from ontology.errors import TurtleSyntaxError, TwinKGError, UnsupportedMediaTypeError
-from reasoner.ingest import IngestReport
-from reasoner.validation import validate as validate_graph
-from shapes.registry import default_registry
+from twinkg.api.security import Permission, Principal
+from twinkg.api.twin import Twin
+from twinkg.ontology.catalog import load_ontology
+from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError, UnsupportedMediaTypeError
+from twinkg.reasoner.ingest import IngestReport
+from twinkg.reasoner.validation import validate as validate_graph
+from twinkg.shapes.registry import default_registry
 
 router = APIRouter()
 _RDF_INPUT = {"text/turtle": "turtle", "application/n-triples": "nt"}

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from rdflib import URIRef
 
-from api.auth import requires
-from api.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
-from api.routes_agents import RunId, Step
-from api.routes_core import TwinDep
-from api.security import Permission, Principal
-from kg.audit_log import AuditLog
-from kg.provenance import decision_ref
-from ontology.errors import NotAcceptableError
+from twinkg.api.auth import requires
+from twinkg.api.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
+from twinkg.api.routes_agents import RunId, Step
+from twinkg.api.routes_core import TwinDep
+from twinkg.api.security import Permission, Principal
+from twinkg.kg.audit_log import AuditLog
+from twinkg.kg.provenance import decision_ref
+from twinkg.ontology.errors import NotAcceptableError
 
 router = APIRouter(tags=["decisions"])
 
@@ -94,7 +94,7 @@ def lineage(
 ) -> Response:
     """The chain from the action back to raw data, shapes, policies and people, as PROV-O:
     Turtle, JSON-LD, or JSON (the headline, whether it is valid PROV-O, and the JSON-LD)."""
-    from reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
+    from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
 
     media = _negotiate(request.headers.get("accept"), _LINEAGE_TYPES)
     ref = f"{run_id}/{step}"

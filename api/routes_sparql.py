@@ -19,14 +19,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import requires
-from api.routes_core import media_type, twin_of
-from api.security import Permission, Principal
-from api.settings import Settings
-from kg.projection import Projection
-from kg.sparql_pool import PoolLimits
-from kg.store import GraphStore
-from ontology.errors import InvalidInputError, SparqlRefusedError, UnsupportedMediaTypeError
+from twinkg.api.auth import requires
+from twinkg.api.routes_core import media_type, twin_of
+from twinkg.api.security import Permission, Principal
+from twinkg.api.settings import Settings
+from twinkg.kg.projection import Projection
+from twinkg.kg.sparql_pool import PoolLimits
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import InvalidInputError, SparqlRefusedError, UnsupportedMediaTypeError
 
 router = APIRouter(tags=["query"])
 

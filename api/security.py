@@ -28,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from api.roles import (
+from twinkg.api.roles import (
     APPROVABLE_CRITICALITY,
     GRANTS,
     AuthMethod,
@@ -38,8 +38,8 @@ from api.roles import (
     may_approve,
     parse_roles,
 )
-from api.settings import Settings, api_keys_path
-from ontology.errors import (
+from twinkg.api.settings import Settings, api_keys_path
+from twinkg.ontology.errors import (
     AmbiguousCredentialsError,
     AuthenticationError,
     ConfigError,

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from api.settings import Settings
-from api.tls import uvicorn_ssl_options
-from kg.local_server import port_free
-from ontology.errors import PortInUseError, ServerError
+from twinkg.api.settings import Settings
+from twinkg.api.tls import uvicorn_ssl_options
+from twinkg.kg.local_server import port_free
+from twinkg.ontology.errors import PortInUseError, ServerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def check_port_free(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     """Serve the API in the foreground until interrupted."""
-    from api.app import create_app  # noqa: PLC0415 - FastAPI and the agents load only here
+    from twinkg.api.app import create_app  # noqa: PLC0415 - FastAPI and the agents load only here
 
     check_port_free(settings)
 
@@ -107,7 +107,7 @@ def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
     log = folder / "server.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"],
+            [sys.executable, "-m", "twinkg.api.cli", "serve"],
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kg.local_server import LocalServerConfig, write_secret
+from twinkg.kg.local_server import LocalServerConfig, write_secret
 
 _SIZE = r"^[0-9]+[kKmMgG]?$"
 

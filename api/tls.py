@@ -11,8 +11,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from api.settings import Settings
-from ontology.errors import ConfigError
+from twinkg.api.settings import Settings
+from twinkg.ontology.errors import ConfigError
 
 
 def _readable(path: Path, setting: str) -> str:

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from rdflib import Graph
 
-from agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
-from api.models import AssetContextOut
-from api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
-from kg import agent_queries as aq
-from kg import api_queries, chain_verify
-from kg.lineage import lineage
-from kg.provenance import decision_ref
-from kg.store import GraphStore, QueryResult
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import (
+from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from twinkg.api.models import AssetContextOut
+from twinkg.api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
+from twinkg.kg import agent_queries as aq
+from twinkg.kg import api_queries, chain_verify
+from twinkg.kg.lineage import lineage
+from twinkg.kg.provenance import decision_ref
+from twinkg.kg.store import GraphStore, QueryResult
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import (
     ConfigError,
     InvalidInputError,
     NotFoundError,
@@ -35,20 +35,20 @@ from ontology.errors import (
     PermissionDeniedError,
     UnknownQuantityKindError,
 )
-from ontology.vocab import TK, Label
-from reasoner.ingest import IngestOptions, IngestReport, ingest
-from reasoner.ingest_recovery import RecoveryReport, recover
-from reasoner.json_body import RepeatedNames, read_json
-from reasoner.points import PointBatch, from_json_points
-from reasoner.timestamps import shown
+from twinkg.ontology.vocab import TK, Label
+from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
+from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
+from twinkg.reasoner.json_body import RepeatedNames, read_json
+from twinkg.reasoner.points import PointBatch, from_json_points
+from twinkg.reasoner.timestamps import shown
 
 if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation needs them
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from agents.planning import Planner
-    from agents.replay import ReplayReport
-    from agents.runner import Agents, RunResult
-    from kg.projection import Projection
+    from twinkg.agents.planning import Planner
+    from twinkg.agents.replay import ReplayReport
+    from twinkg.agents.runner import Agents, RunResult
+    from twinkg.kg.projection import Projection
 
 SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
 EDITABLE = ("proposed_setpoint", "ramp_s")
@@ -138,8 +138,8 @@ def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
 
 def planner_for(settings: Settings, store: GraphStore) -> Planner:
     """The rule planner, or the configured chat model behind read-only, row-capped Cypher."""
-    from agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
-    from agents.planning import RulePlanner  # noqa: PLC0415
+    from twinkg.agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
+    from twinkg.agents.planning import RulePlanner  # noqa: PLC0415
 
     if not settings.llm_model and not settings.llm_base_url:
         return RulePlanner()
@@ -301,8 +301,8 @@ class Twin:
 
     def agents(self) -> Agents:
         """The agents (built on first use: LangGraph loads only when needed)."""
-        from agents.context import AgentSettings  # noqa: PLC0415
-        from agents.runner import Agents  # noqa: PLC0415
+        from twinkg.agents.context import AgentSettings  # noqa: PLC0415
+        from twinkg.agents.runner import Agents  # noqa: PLC0415
 
         if self.checkpointer is None:
             raise ConfigError("this twin was opened without a checkpointer: agents cannot run")
@@ -445,7 +445,7 @@ class Twin:
 
     def decision(self, decision: str) -> dict[str, Any]:
         """One decision's headline; :class:`NotFoundError` when there is none."""
-        from ontology.errors import DecisionNotFoundError  # noqa: PLC0415
+        from twinkg.ontology.errors import DecisionNotFoundError  # noqa: PLC0415
 
         iri = decision_ref(decision)
         rows = self.store.read(aq.DECISION_SUMMARY, decision=iri)
@@ -463,7 +463,7 @@ class Twin:
 
     def replay(self, decision: str) -> ReplayReport:
         """Re-run a decision from its recorded inputs and compare."""
-        from agents.replay import replay  # noqa: PLC0415
+        from twinkg.agents.replay import replay  # noqa: PLC0415
 
         return replay(self.store, self.log, decision)
 
@@ -475,7 +475,7 @@ class Twin:
 @contextmanager
 def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver[Any]]:
     """The checkpointer the settings name (SQLite by default)."""
-    from agents.checkpoint import open_checkpointer as _open  # noqa: PLC0415
+    from twinkg.agents.checkpoint import open_checkpointer as _open  # noqa: PLC0415
 
     with _open(checkpoint_target(settings)) as saver:
         yield saver

@@ -47,18 +47,18 @@ from typing import Any
 import httpx
 import numpy as np
 
-from api.security import KeyStore, Role
-from api.settings import Settings, api_keys_path
-from api.twin import Twin
 from benchmarks.server import Throwaway, throwaway_server
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg.local_server import free_port
-from kg.projection import Projection
-from kg.records import GraphRecords
-from kg.sparql_pool import PoolLimits
-from ontology.namespaces import TK as TK_NS
-from ontology.vocab import TK, Label, PropKey, RelType
+from twinkg.api.security import KeyStore, Role
+from twinkg.api.settings import Settings, api_keys_path
+from twinkg.api.twin import Twin
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg.local_server import free_port
+from twinkg.kg.projection import Projection
+from twinkg.kg.records import GraphRecords
+from twinkg.kg.sparql_pool import PoolLimits
+from twinkg.ontology.namespaces import TK as TK_NS
+from twinkg.ontology.vocab import TK, Label, PropKey, RelType
 
 SPARQL = (
     f"PREFIX tk: <{TK_NS}> "

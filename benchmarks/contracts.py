@@ -27,13 +27,13 @@ from pathlib import Path
 
 from rdflib import Graph, URIRef
 
-import shapes
-from graph_seed.telemetry import Telemetry, generate
-from ontology.namespaces import INGEST_BASE
-from reasoner.compiled import CompiledContract, compile_contract
-from reasoner.points import from_records
-from reasoner.telemetry_rdf import points_graph
-from reasoner.validation import validate
+from twinkg import shapes
+from twinkg.graph_seed.telemetry import Telemetry, generate
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.reasoner.compiled import CompiledContract, compile_contract
+from twinkg.reasoner.points import from_records
+from twinkg.reasoner.telemetry_rdf import points_graph
+from twinkg.reasoner.validation import validate
 
 CONTRACT = Path(shapes.__file__).parent / "contracts" / "telemetry" / "1.0.0.ttl"
 Verdicts = list[frozenset[tuple[str, str, str | None]]]

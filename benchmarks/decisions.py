@@ -37,19 +37,19 @@ from typing import Any
 import numpy as np
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.checkpoint import open_checkpointer, serializer
-from agents.guard import decision_iri
-from agents.record import decision_records
-from agents.runner import Agents, RunResult
-from agents.state import AgentState
 from benchmarks.server import throwaway_store
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg import chain_verify, lineage, provenance
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore
-from ontology.namespaces import INGEST_BASE
-from ontology.vocab import TK, PropKey, RelType
+from twinkg.agents.checkpoint import open_checkpointer, serializer
+from twinkg.agents.guard import decision_iri
+from twinkg.agents.record import decision_records
+from twinkg.agents.runner import Agents, RunResult
+from twinkg.agents.state import AgentState
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import chain_verify, lineage, provenance
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.ontology.vocab import TK, PropKey, RelType
 
 DECISION_P99_MS = 100.0
 LINEAGE_P99_MS = 50.0

@@ -40,13 +40,13 @@ import httpx
 import numpy as np
 import pyarrow.compute as pc
 
-from api.security import KeyStore, Role
-from api.settings import Settings, api_keys_path, telemetry_dir
 from benchmarks.api import CYPHER, SPARQL
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg.telemetry_log import TelemetryLog
-from ontology.vocab import TK, RelType
+from twinkg.api.security import KeyStore, Role
+from twinkg.api.settings import Settings, api_keys_path, telemetry_dir
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.vocab import TK, RelType
 
 OPERATIONS = ("context", "cypher", "sparql", "telemetry")
 
@@ -239,7 +239,7 @@ def main() -> None:
     """Seed, serve in a second process, load it from the first request, print the figures."""
     from benchmarks.api import _note, api_process  # noqa: PLC0415
     from benchmarks.server import throwaway_server  # noqa: PLC0415
-    from kg.local_server import free_port  # noqa: PLC0415
+    from twinkg.kg.local_server import free_port  # noqa: PLC0415
 
     args = _args()
     with throwaway_server() as server:

@@ -24,11 +24,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from benchmarks.server import throwaway_store
-from graph_seed.generator import generate
-from graph_seed.seeding import ontology_records
-from kg.records import GraphRecords, RelRecord
-from kg.store import GraphStore, WriteSummary, labels_for
-from ontology.vocab import Label
+from twinkg.graph_seed.generator import generate
+from twinkg.graph_seed.seeding import ontology_records
+from twinkg.kg.records import GraphRecords, RelRecord
+from twinkg.kg.store import GraphStore, WriteSummary, labels_for
+from twinkg.ontology.vocab import Label
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kg import local_server
-from kg.store import GraphStore, open_driver
+from twinkg.kg import local_server
+from twinkg.kg.store import GraphStore, open_driver
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from itertools import count, pairwise
 
 from rdflib import URIRef
 
-from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
-from ontology.namespaces import plant_namespace
-from ontology.vocab import QUANTITYKIND, TK, UNIT, PropKey, RelType
+from twinkg.kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import QUANTITYKIND, TK, UNIT, PropKey, RelType
 
 _LINES_PER_AREA = (2, 5)
 _AREAS_PER_SITE = (2, 4)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from graph_seed.generator import generate
-from kg.mapping import rdf_to_records
-from kg.records import GraphRecords
-from ontology.catalog import parse_turtle
-from ontology.errors import InvalidInputError, UnknownPlantError
+from twinkg.graph_seed.generator import generate
+from twinkg.kg.mapping import rdf_to_records
+from twinkg.kg.records import GraphRecords
+from twinkg.ontology.catalog import parse_turtle
+from twinkg.ontology.errors import InvalidInputError, UnknownPlantError
 
 PLANTS_DIR = Path(__file__).resolve().parent / "plants"
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from kg.mapping import rdf_to_records, records_to_rdf
-from kg.records import GraphRecords
-from kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
-from ontology.catalog import build_catalog, load_ontology, projection
-from ontology.errors import ContractViolationError
-from reasoner.validation import Severity, ValidationOutcome, validate
-from shapes.registry import ingest_shapes
+from twinkg.kg.mapping import rdf_to_records, records_to_rdf
+from twinkg.kg.records import GraphRecords
+from twinkg.kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
+from twinkg.ontology.catalog import build_catalog, load_ontology, projection
+from twinkg.ontology.errors import ContractViolationError
+from twinkg.reasoner.validation import Severity, ValidationOutcome, validate
+from twinkg.shapes.registry import ingest_shapes
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ontology.namespaces import INGEST_BASE
-from ontology.vocab import UNIT
-from reasoner.compiled import SensorTable
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.ontology.vocab import UNIT
+from twinkg.reasoner.compiled import SensorTable
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 _UNITS = (UNIT.G, UNIT.A, UNIT.BAR, UNIT.DEG_C, UNIT.V, UNIT["L-PER-MIN"])

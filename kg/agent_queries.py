@@ -7,8 +7,8 @@ are rebuilt with ``datetime()`` in Cypher; rows come back with Neo4j's ISO text.
 
 from __future__ import annotations
 
-from kg.queries import NamedQuery, token
-from ontology.vocab import Label, PropKey, RelType
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.ontology.vocab import Label, PropKey, RelType
 
 _R, _ASSET, _SENSOR = token(Label.RESOURCE), token(Label.ASSET), token(Label.SENSOR)
 _ANOMALY, _ALARM, _DECISION = token(Label.ANOMALY), token(Label.ALARM), token(Label.DECISION)

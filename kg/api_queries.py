@@ -7,8 +7,8 @@ request is never spliced into Cypher.
 
 from __future__ import annotations
 
-from kg.queries import NamedQuery, token
-from ontology.vocab import Label, PropKey, RelType
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.ontology.vocab import Label, PropKey, RelType
 
 _R, _ASSET = token(Label.RESOURCE), token(Label.ASSET)
 _EVENT, _CONCERNS = token(Label.EVENT), token(RelType.CONCERNS)

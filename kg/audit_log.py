@@ -29,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ontology.errors import InvalidInputError, StoreError
+from twinkg.ontology.errors import InvalidInputError, StoreError
 
 _TAIL_CHUNK = 4096
 

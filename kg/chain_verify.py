@@ -15,11 +15,11 @@ from typing import Any
 
 from rdflib import Graph
 
-from kg.mapping import node_triples, relationship_triple
-from kg.provenance import CHAIN_IRI, owns, record_document, record_hash
-from kg.queries import NamedQuery, token
-from kg.store import GraphStore
-from ontology.vocab import Label, PropKey
+from twinkg.kg.mapping import node_triples, relationship_triple
+from twinkg.kg.provenance import CHAIN_IRI, owns, record_document, record_hash
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.vocab import Label, PropKey
 
 _RESOURCE, _DECISION = token(Label.RESOURCE), token(Label.DECISION)
 _INDEX, _HASH, _PREV = (

@@ -17,11 +17,11 @@ from typing import Any
 
 from rdflib import Graph
 
-from kg.mapping import canonical_times, node_triples, relationship_triple
-from kg.queries import NamedQuery, token
-from kg.store import GraphStore
-from ontology.errors import InvalidInputError
-from ontology.vocab import Label, PropKey, RelType
+from twinkg.kg.mapping import canonical_times, node_triples, relationship_triple
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.ontology.vocab import Label, PropKey, RelType
 
 _RESOURCE, _ASSET = token(Label.RESOURCE), token(Label.ASSET)
 _PART_OF, _HAS_ENVELOPE = token(RelType.PART_OF), token(RelType.HAS_ENVELOPE)

@@ -46,8 +46,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kg.cypher_guard import Token, TokenKind
-from kg.cypher_syntax import (
+from twinkg.kg.cypher_guard import Token, TokenKind
+from twinkg.kg.cypher_syntax import (
     STRUCTURAL,
     Group,
     Item,
@@ -63,8 +63,8 @@ from kg.cypher_syntax import (
     unquote,
     word,
 )
-from kg.regex_backtracking import backtracking
-from ontology.errors import QueryUnboundedError
+from twinkg.kg.regex_backtracking import backtracking
+from twinkg.ontology.errors import QueryUnboundedError
 
 MAX_RANGE_ITEMS = 100_000
 """Most items one ``range()`` may yield."""

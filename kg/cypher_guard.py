@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ontology.errors import QueryRejectedError
+from twinkg.ontology.errors import QueryRejectedError
 
 MAX_QUERY_CHARS = 100_000
 MAX_PARAM_DEPTH = 32
@@ -188,7 +188,7 @@ def check_text(
     Raises :class:`QueryRejectedError` (:class:`QueryUnboundedError` for the cost) with a
     one-line reason.
     """
-    from kg.cypher_cost import check_cost  # noqa: PLC0415 - it builds on this module's tokens
+    from twinkg.kg.cypher_cost import check_cost  # noqa: PLC0415 - it builds on this module's tokens
 
     if len(query) > max_chars:
         raise QueryRejectedError(

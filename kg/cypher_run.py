@@ -35,8 +35,13 @@ import neo4j
 from neo4j import Session
 from neo4j.exceptions import ClientError, DriverError, Neo4jError
 
-from kg.queries import NamedQuery
-from ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError, StoreError
+from twinkg.kg.queries import NamedQuery
+from twinkg.ontology.errors import (
+    QueryRejectedError,
+    QueryTimeoutError,
+    QueryUnboundedError,
+    StoreError,
+)
 
 FETCH_SIZE = 20
 """Records per pull: what arrives beyond the caps is at most this many rows."""

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kg.cypher_guard import Token, TokenKind
-from ontology.errors import QueryUnboundedError
+from twinkg.kg.cypher_guard import Token, TokenKind
+from twinkg.ontology.errors import QueryUnboundedError
 
 MAX_NESTING = 64
 """Deepest bracket nesting analysed (and accepted)."""

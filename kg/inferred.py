@@ -15,11 +15,11 @@ from typing import Any, LiteralString
 
 from rdflib import Graph
 
-from kg.mapping import node_triples, relationship_triple
-from kg.queries import NamedQuery, token
-from kg.store import GraphStore, labels_for
-from ontology.errors import MappingError
-from ontology.vocab import CLASS_LABELS, Label, PropKey, RelType
+from twinkg.kg.mapping import node_triples, relationship_triple
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.kg.store import GraphStore, labels_for
+from twinkg.ontology.errors import MappingError
+from twinkg.ontology.vocab import CLASS_LABELS, Label, PropKey, RelType
 
 _ASSET_OR_EVENT = "(n:" + token(Label.ASSET) + " OR n:" + token(Label.EVENT) + ")"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kg import durable
+from twinkg.kg import durable
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from rdflib import Graph
 
-from kg.mapping import canonical_times, node_triples, relationship_triple
-from kg.provenance import decision_ref
-from kg.queries import NamedQuery, token
-from kg.store import GraphStore
-from ontology.errors import DecisionNotFoundError
-from ontology.namespaces import PREFIXES
-from ontology.vocab import Label, PropKey, RelType
+from twinkg.kg.mapping import canonical_times, node_triples, relationship_triple
+from twinkg.kg.provenance import decision_ref
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import DecisionNotFoundError
+from twinkg.ontology.namespaces import PREFIXES
+from twinkg.ontology.vocab import Label, PropKey, RelType
 
 _R, _DECISION = token(Label.RESOURCE), token(Label.DECISION)
 _INFORMED = token(RelType.PROV_WAS_INFORMED_BY)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ontology.errors import PortInUseError, ServerError
+from twinkg.ontology.errors import PortInUseError, ServerError
 
 SERVER_DIR = Path(__file__).resolve().parent / "neo4j-server"
 READY_MARK = "TWINKG-NEO4J-READY"

@@ -23,9 +23,9 @@ from typing import Any
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import RDF, XSD
 
-from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord, Scalar
-from ontology.errors import MappingError
-from ontology.vocab import CLASS_LABELS, PROPERTIES, RELATIONSHIPS, PropKey, RelType
+from twinkg.kg.records import GraphRecords, NodeRecord, PropValue, RelRecord, Scalar
+from twinkg.ontology.errors import MappingError
+from twinkg.ontology.vocab import CLASS_LABELS, PROPERTIES, RELATIONSHIPS, PropKey, RelType
 
 _NATIVE = {
     str(XSD.string),

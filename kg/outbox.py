@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import neo4j
 
-from kg.queries import NamedQuery, token
-from ontology.vocab import Label, PropKey
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.ontology.vocab import Label, PropKey
 
 if TYPE_CHECKING:
-    from kg.store import GraphStore
+    from twinkg.kg.store import GraphStore
 
 FULL_AT = 5000
 """Above this many IRIs an entry says ``full`` instead of listing them."""

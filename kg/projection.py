@@ -35,11 +35,11 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from kg import outbox, sparql_snapshots
-from kg.sparql_build import fingerprint, ontology_store, to_quad
-from kg.sparql_pool import PoolLimits, PoolStatus, SparqlPool
-from kg.sparql_query import check, negotiate
-from kg.sparql_store import (
+from twinkg.kg import outbox, sparql_snapshots
+from twinkg.kg.sparql_build import fingerprint, ontology_store, to_quad
+from twinkg.kg.sparql_pool import PoolLimits, PoolStatus, SparqlPool
+from twinkg.kg.sparql_query import check, negotiate
+from twinkg.kg.sparql_store import (
     StoreState,
     WriterLock,
     make_current,
@@ -49,8 +49,8 @@ from kg.sparql_store import (
     state_quads,
     state_update,
 )
-from kg.store import GraphStore
-from ontology.errors import ProjectionBuildingError, ProjectionError, StoreError
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import ProjectionBuildingError, ProjectionError, StoreError
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,13 +27,13 @@ from typing import Any
 
 from rdflib import XSD, Graph
 
-from kg.mapping import canonical_times
-from kg.queries import NamedQuery, token
-from kg.records import GraphRecords, NodeRecord
-from kg.store import GraphStore, StoreTx, labels_for
-from ontology.errors import DecisionNotFoundError, StoreError
-from ontology.namespaces import DECISION_BASE
-from ontology.vocab import PROPERTIES, TK, Label, PropKey
+from twinkg.kg.mapping import canonical_times
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.kg.records import GraphRecords, NodeRecord
+from twinkg.kg.store import GraphStore, StoreTx, labels_for
+from twinkg.ontology.errors import DecisionNotFoundError, StoreError
+from twinkg.ontology.namespaces import DECISION_BASE
+from twinkg.ontology.vocab import PROPERTIES, TK, Label, PropKey
 
 CHAIN_IRI = DECISION_BASE + "chain"
 """The IRI of the chain head."""

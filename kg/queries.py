@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import LiteralString
 
-from ontology.vocab import TK, Label, PropKey, RelType
+from twinkg.ontology.vocab import TK, Label, PropKey, RelType
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from ontology.vocab import PropKey, RelType
+from twinkg.ontology.vocab import PropKey, RelType
 
 Scalar = str | int | float | bool | datetime | date
 PropValue = Scalar | list[str] | list[int] | list[float] | list[bool] | list[datetime] | list[date]

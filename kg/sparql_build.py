@@ -15,9 +15,9 @@ from pathlib import Path
 import pyoxigraph as ox
 from rdflib import BNode, Literal, URIRef
 
-from kg import mapping
-from ontology import vocab
-from ontology.catalog import ontology_files
+from twinkg.kg import mapping
+from twinkg.ontology import vocab
+from twinkg.ontology.catalog import ontology_files
 
 FORMAT = 1
 """The projection's layout version: bump it when what a store holds changes shape."""

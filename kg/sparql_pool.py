@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from kg.sparql_worker import ProtocolError, receive, send
-from ontology import errors
-from ontology.errors import (
+from twinkg.kg.sparql_worker import ProtocolError, receive, send
+from twinkg.ontology import errors
+from twinkg.ontology.errors import (
     ProjectionError,
     QueryTimeoutError,
     SparqlBusyError,
@@ -117,7 +117,7 @@ class _Worker:
 
     def __init__(self, snapshots: Path, memory: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kg.sparql_worker", str(snapshots), str(memory)],
+            [sys.executable, "-m", "twinkg.kg.sparql_worker", str(snapshots), str(memory)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -21,9 +21,9 @@ import pyoxigraph as ox
 from pyparsing import ParseBaseException
 from rdflib.plugins.sparql.parserutils import CompValue
 
-from kg.sparql_parser import parse_query, parse_update
-from kg.sparql_results import Format
-from ontology.errors import NotAcceptableError, SparqlInvalidError, SparqlRefusedError
+from twinkg.kg.sparql_parser import parse_query, parse_update
+from twinkg.kg.sparql_results import Format
+from twinkg.ontology.errors import NotAcceptableError, SparqlInvalidError, SparqlRefusedError
 
 
 class QueryForm(enum.Enum):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from ontology.errors import QueryTimeoutError
+from twinkg.ontology.errors import QueryTimeoutError
 
 Format = ox.QueryResultsFormat | ox.RdfFormat
 """A result format (solutions and booleans) or an RDF syntax (graphs)."""

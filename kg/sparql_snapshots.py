@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from ontology.errors import ProjectionError
+from twinkg.ontology.errors import ProjectionError
 
 _PREFIX = "snap-"
 

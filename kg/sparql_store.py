@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from ontology.errors import ProjectionError
+from twinkg.ontology.errors import ProjectionError
 
 STATE = ox.NamedNode("urn:twinkg:projection")
 """The private graph (and subject) of the projection's state: a URN, not a term of the

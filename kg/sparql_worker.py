@@ -1,6 +1,6 @@
 """A SPARQL worker process: runs queries on the newest published snapshot, one at a time.
 
-Started by :mod:`kg.sparql_pool` as ``python -m kg.sparql_worker <snapshots folder> <memory
+Started by :mod:`kg.sparql_pool` as ``python -m twinkg.kg.sparql_worker <snapshots folder> <memory
 limit in bytes>``. Everything a query can do to a process stays in this one: a panic in
 Oxigraph (pyoxigraph 0.5.13 aborts the process when an ``ORDER BY`` over mixed literals breaks
 the sort's total order), an allocation past the memory limit (``RLIMIT_AS``: Rust aborts, Python
@@ -31,10 +31,10 @@ from typing import Any, BinaryIO
 
 import pyoxigraph as ox
 
-from kg import sparql_snapshots
-from kg.sparql_results import Format, evaluate
-from kg.sparql_store import read_state
-from ontology.errors import ProjectionError, TwinKGError
+from twinkg.kg import sparql_snapshots
+from twinkg.kg.sparql_results import Format, evaluate
+from twinkg.kg.sparql_store import read_state
+from twinkg.ontology.errors import ProjectionError, TwinKGError
 
 MAX_HEADER = 1 << 20
 """The largest header either side accepts (a header is a few hundred bytes)."""
@@ -172,7 +172,7 @@ def serve(root: Path, *, memory: int, parent: int) -> None:
 
 
 def main() -> None:
-    """``python -m kg.sparql_worker <snapshots folder> <memory limit in bytes>``."""
+    """``python -m twinkg.kg.sparql_worker <snapshots folder> <memory limit in bytes>``."""
     serve(Path(sys.argv[1]), memory=int(sys.argv[2]), parent=os.getppid())
 
 

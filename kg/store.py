@@ -30,17 +30,17 @@ from neo4j.exceptions import (
 )
 from rdflib import Graph
 
-from kg import cypher_guard, cypher_run, outbox, queries
-from kg.mapping import node_triples, relationship_triple
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from ontology.errors import (
+from twinkg.kg import cypher_guard, cypher_run, outbox, queries
+from twinkg.kg.mapping import node_triples, relationship_triple
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.ontology.errors import (
     ConfigError,
     InvalidInputError,
     QueryRejectedError,
     QueryTimeoutError,
     StoreError,
 )
-from ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
+from twinkg.ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
 DEFAULT_BYTE_CAP = 8 * 1024 * 1024

@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from kg import durable, log_files
-from kg.crash_points import CrashPoint, reach
-from kg.ingest_journal import IngestJournal, PendingBatch
-from kg.log_files import IssueCode, LogIssue
-from ontology.errors import InvalidInputError, StoreError
+from twinkg.kg import durable, log_files
+from twinkg.kg.crash_points import CrashPoint, reach
+from twinkg.kg.ingest_journal import IngestJournal, PendingBatch
+from twinkg.kg.log_files import IssueCode, LogIssue
+from twinkg.ontology.errors import InvalidInputError, StoreError
 
 POINTS_SCHEMA = pa.schema(
     [

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from kg.queries import NamedQuery
-from kg.store import GraphStore
+from twinkg.kg.queries import NamedQuery
+from twinkg.kg.store import GraphStore
 
 SENSORS = NamedQuery(
     "telemetry.sensors",

@@ -18,9 +18,9 @@ from pathlib import Path
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
-from ontology.errors import OntologyError, TurtleSyntaxError
-from ontology.namespaces import ONTOLOGY_IRI, TK
-from ontology.naming import label_for, prop_key_for, rel_type_for
+from twinkg.ontology.errors import OntologyError, TurtleSyntaxError
+from twinkg.ontology.namespaces import ONTOLOGY_IRI, TK
+from twinkg.ontology.naming import label_for, prop_key_for, rel_type_for
 
 ONTOLOGY_DIR = Path(__file__).resolve().parent
 

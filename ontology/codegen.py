@@ -11,9 +11,9 @@ from pathlib import Path
 
 from rdflib import Graph, URIRef
 
-from ontology.catalog import ONTOLOGY_DIR, Catalog, TermKind, build_catalog, load_ontology
-from ontology.errors import OntologyError
-from ontology.namespaces import PREFIXES, TK
+from twinkg.ontology.catalog import ONTOLOGY_DIR, Catalog, TermKind, build_catalog, load_ontology
+from twinkg.ontology.errors import OntologyError
+from twinkg.ontology.namespaces import PREFIXES, TK
 
 VOCAB_PATH = ONTOLOGY_DIR / "vocab.py"
 RESOURCE_LABEL = "Resource"
@@ -163,7 +163,7 @@ def drifted(path: Path = VOCAB_PATH) -> bool:
 
 
 def main() -> None:
-    """``python -m ontology.codegen [--check]``: works even while vocab.py is missing or stale."""
+    """``python -m twinkg.ontology.codegen [--check]``: works while vocab.py is missing or stale."""
     import sys  # noqa: PLC0415 - only the command line needs it
 
     if "--check" in sys.argv[1:]:

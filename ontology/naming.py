@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 
-from ontology.errors import OntologyError
-from ontology.namespaces import PREFIXES, TK
+from twinkg.ontology.errors import OntologyError
+from twinkg.ontology.namespaces import PREFIXES, TK
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

@@ -17,9 +17,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kg.records import NodeRecord, RelRecord
-from ontology.namespaces import INGEST_BASE
-from ontology.vocab import TK, PropKey, RelType
+from twinkg.kg.records import NodeRecord, RelRecord
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.ontology.vocab import TK, PropKey, RelType
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ontology.errors import InvalidInputError
+from twinkg.ontology.errors import InvalidInputError
 
 FORMAT_VERSION = 1
 """Version of the ``.npz`` layout written by :meth:`Detector.save`."""

@@ -11,14 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kg import telemetry_state
-from kg.records import NodeRecord
-from ontology.namespaces import INGEST_BASE
-from ontology.vocab import TK, PropKey
-from reasoner import trust
-from reasoner.aggregates import SensorColumns, key, moment
-from reasoner.compiled import CheckResult
-from reasoner.points import PointBatch
+from twinkg.kg import telemetry_state
+from twinkg.kg.records import NodeRecord
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.ontology.vocab import TK, PropKey
+from twinkg.reasoner import trust
+from twinkg.reasoner.aggregates import SensorColumns, key, moment
+from twinkg.reasoner.compiled import CheckResult
+from twinkg.reasoner.points import PointBatch
 
 
 def first_time(columns: SensorColumns) -> int | None:

@@ -27,10 +27,10 @@ from rdflib import RDF, RDFS, SH, XSD, Graph, Literal, URIRef
 from rdflib.collection import Collection
 from rdflib.term import Node
 
-from ontology.errors import ShapesError
-from ontology.vocab import TK
-from reasoner.points import Bools, Floats, Ints, PointBatch
-from reasoner.validation import Severity
+from twinkg.ontology.errors import ShapesError
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.points import Bools, Floats, Ints, PointBatch
+from twinkg.reasoner.validation import Severity
 
 # Which column of a PointBatch holds each property path, and the datatype that column carries.
 PATH_FIELDS: Mapping[URIRef, str] = {

@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ontology.errors import InvalidInputError
-from reasoner.points import FIELDS, PointBatch
-from reasoner.timestamps import (
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.points import FIELDS, PointBatch
+from twinkg.reasoner.timestamps import (
     FIRST_SECOND,
     FIRST_TEXT,
     LAST_SECOND,

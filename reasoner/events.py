@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kg import telemetry_state
-from kg.records import NodeRecord, RelRecord
-from kg.store import GraphStore
-from ontology.errors import InvalidInputError
-from ontology.namespaces import INGEST_BASE
-from ontology.vocab import TK, PropKey, RelType
-from reasoner import anomaly, trust
-from reasoner.aggregates import Aggregate, SensorColumns, key, moment, wide
+from twinkg.kg import telemetry_state
+from twinkg.kg.records import NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.ontology.vocab import TK, PropKey, RelType
+from twinkg.reasoner import anomaly, trust
+from twinkg.reasoner.aggregates import Aggregate, SensorColumns, key, moment, wide
 
 if TYPE_CHECKING:
-    from reasoner.ingest import IngestOptions
+    from twinkg.reasoner.ingest import IngestOptions
 
 
 @dataclass(frozen=True, slots=True)

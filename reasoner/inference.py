@@ -28,12 +28,12 @@ from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 from rdflib.term import Node
 
-from kg.inferred import WriteCounts, read_facts, write_inferred
-from kg.store import GraphStore
-from ontology.catalog import load_ontology
-from ontology.errors import ServerError
-from ontology.namespaces import ONTOLOGY_IRI
-from ontology.vocab import PROPERTIES, RELATIONSHIPS, TK, PropKey, RelType
+from twinkg.kg.inferred import WriteCounts, read_facts, write_inferred
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.catalog import load_ontology
+from twinkg.ontology.errors import ServerError
+from twinkg.ontology.namespaces import ONTOLOGY_IRI
+from twinkg.ontology.vocab import PROPERTIES, RELATIONSHIPS, TK, PropKey, RelType
 
 # owlready2 keeps per-process state (default world, namespace stack) and is not thread-safe.
 _OWLREADY_LOCK = threading.Lock()

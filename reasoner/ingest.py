@@ -30,19 +30,19 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from kg import telemetry_state
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore
-from kg.telemetry_log import (
+from twinkg.kg import telemetry_state
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import (
     POINTS_SCHEMA,
     QUARANTINE_SCHEMA,
     BatchManifest,
     TelemetryLog,
 )
-from ontology.errors import PayloadTooLargeError
-from ontology.vocab import TK, PropKey, RelType
-from reasoner import trust
-from reasoner.aggregates import (
+from twinkg.ontology.errors import PayloadTooLargeError
+from twinkg.ontology.vocab import TK, PropKey, RelType
+from twinkg.reasoner import trust
+from twinkg.reasoner.aggregates import (
     SensorColumns,
     aggregate_records,
     latest_state,
@@ -50,14 +50,14 @@ from reasoner.aggregates import (
     nanos,
     window_aggregates,
 )
-from reasoner.batch_trust import batch_trust, first_time, trust_node
-from reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
-from reasoner.events import AnomalyReport, Events, batch_events
-from reasoner.ingest_commit import Staging, commit_batch
-from reasoner.ingest_recovery import batch_iri, resolve
-from reasoner.points import PointBatch
-from reasoner.progress import IngestPhase, Progress, Tally, no_progress
-from shapes.registry import accept
+from twinkg.reasoner.batch_trust import batch_trust, first_time, trust_node
+from twinkg.reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
+from twinkg.reasoner.events import AnomalyReport, Events, batch_events
+from twinkg.reasoner.ingest_commit import Staging, commit_batch
+from twinkg.reasoner.ingest_recovery import batch_iri, resolve
+from twinkg.reasoner.points import PointBatch
+from twinkg.reasoner.progress import IngestPhase, Progress, Tally, no_progress
+from twinkg.shapes.registry import accept
 
 DERIVE_STEPS = 4  # windows and latest state, events, trust, records
 MAX_POINTS = 5_000_000

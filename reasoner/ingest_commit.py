@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kg import telemetry_state
-from kg.crash_points import CrashPoint, reach
-from kg.ingest_journal import PendingBatch
-from kg.records import GraphRecords
-from kg.store import GraphStore, WriteSummary
-from kg.telemetry_log import BatchManifest, StagedBatch, TelemetryLog
-from ontology.errors import StoreError, TwinKGError
-from reasoner.ingest_recovery import batch_iri
-from reasoner.progress import IngestPhase, Progress, Tally
+from twinkg.kg import telemetry_state
+from twinkg.kg.crash_points import CrashPoint, reach
+from twinkg.kg.ingest_journal import PendingBatch
+from twinkg.kg.records import GraphRecords
+from twinkg.kg.store import GraphStore, WriteSummary
+from twinkg.kg.telemetry_log import BatchManifest, StagedBatch, TelemetryLog
+from twinkg.ontology.errors import StoreError, TwinKGError
+from twinkg.reasoner.ingest_recovery import batch_iri
+from twinkg.reasoner.progress import IngestPhase, Progress, Tally
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kg import telemetry_state
-from kg.log_files import LogIssue
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
-from ontology.namespaces import INGEST_BASE
+from twinkg.kg import telemetry_state
+from twinkg.kg.log_files import LogIssue
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.namespaces import INGEST_BASE
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ontology.errors import InvalidInputError, JsonTooDeepError
+from twinkg.ontology.errors import InvalidInputError, JsonTooDeepError
 
 TEXT_LIMIT = 200  # characters of an array, object or huge number kept as JsonText
 _CHUNK = 1 << 20  # brackets summed per step of the depth scan

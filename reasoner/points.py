@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ontology.errors import InvalidInputError
-from reasoner.json_body import JsonText, RepeatedNames, json_kind
-from reasoner.timestamps import Reading, read_datetime, shown
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.json_body import JsonText, RepeatedNames, json_kind
+from twinkg.reasoner.timestamps import Reading, read_datetime, shown
 
 Bools = npt.NDArray[np.bool_]
 Counts = npt.NDArray[np.int8]

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from rdflib import RDFS, Graph, URIRef
 
-import shapes
-from ontology.catalog import load_ontology
-from reasoner.safety import load_shapes
-from reasoner.validation import ValidationOutcome, validate
+from twinkg import shapes
+from twinkg.ontology.catalog import load_ontology
+from twinkg.reasoner.safety import load_shapes
+from twinkg.reasoner.validation import ValidationOutcome, validate
 
 __all__ = ["PROV_SHAPES_DIR", "check_prov", "prov_shapes"]
 

@@ -16,11 +16,17 @@ from pathlib import Path
 
 from rdflib import OWL, RDF, RDFS, Graph, URIRef
 
-import shapes
-from ontology.catalog import load_ontology, parse_turtle
-from ontology.errors import InvalidInputError, ShapesError
-from ontology.vocab import TK
-from reasoner.validation import Severity, ValidationOutcome, Violation, check_shapes, validate
+from twinkg import shapes
+from twinkg.ontology.catalog import load_ontology, parse_turtle
+from twinkg.ontology.errors import InvalidInputError, ShapesError
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.validation import (
+    Severity,
+    ValidationOutcome,
+    Violation,
+    check_shapes,
+    validate,
+)
 
 SAFETY_SHAPES_DIR = Path(shapes.__file__).resolve().parent / "safety"
 

@@ -21,7 +21,7 @@ from rdflib.plugins.sparql.processor import SPARQLProcessor
 from rdflib.plugins.sparql.sparql import Query
 from rdflib.query import Processor
 
-from kg.sparql_parser import parse_query
+from twinkg.kg.sparql_parser import parse_query
 
 CACHE_SIZE = 512
 

@@ -16,9 +16,9 @@ from typing import Any
 from rdflib import RDF, XSD, Graph, Literal, URIRef
 from rdflib.term import Node
 
-from ontology.vocab import TK
-from reasoner.compiled import SensorTable
-from reasoner.points import FIELDS
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.compiled import SensorTable
+from twinkg.reasoner.points import FIELDS
 
 _PREDICATES = {
     "sensor": TK.observedBy,

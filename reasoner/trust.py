@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ontology.errors import InvalidInputError
+from twinkg.ontology.errors import InvalidInputError
 
 Floats = NDArray[np.float64]
 _Item = TypeVar("_Item", bound=np.generic)

@@ -16,9 +16,9 @@ from pyshacl.errors import ReportableRuntimeError
 from rdflib import RDF, SH, Graph
 from rdflib.term import Node
 
-from ontology.errors import ShapesError
-from reasoner import sparql_cache
-from shapes.meta import check_shapes
+from twinkg.ontology.errors import ShapesError
+from twinkg.reasoner import sparql_cache
+from twinkg.shapes.meta import check_shapes
 
 __all__ = ["Severity", "ValidationOutcome", "Violation", "check_shapes", "validate"]
 

@@ -13,7 +13,7 @@ import pyshacl
 from pyshacl.errors import ReportableRuntimeError
 from rdflib import RDF, SH, Graph
 
-from ontology.errors import ShapesError
+from twinkg.ontology.errors import ShapesError
 
 
 @functools.cache

@@ -19,15 +19,15 @@ from pathlib import Path
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF
 
-from ontology.catalog import parse_turtle
-from ontology.errors import (
+from twinkg.ontology.catalog import parse_turtle
+from twinkg.ontology.errors import (
     ContractIncompatibleError,
     InvalidInputError,
     ShapesError,
     UnknownContractError,
 )
-from shapes.diff import diff
-from shapes.meta import check_shapes
+from twinkg.shapes.diff import diff
+from twinkg.shapes.meta import check_shapes
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 INGEST_CONTRACTS = ("asset", "sensor", "event")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from neo4j import Driver, GraphDatabase
 
-from kg import local_server
-from kg.store import GraphStore
+from twinkg.kg import local_server
+from twinkg.kg.store import GraphStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,8 @@ def wipe(driver: Driver) -> None:
 def seed_skab(driver: Driver, store: GraphStore | None = None) -> GraphStore:
     """Wipe the database, then seed the ontology and the SKAB testbed through ``store`` (a plain
     store over ``driver`` by default)."""
-    from graph_seed import seeding  # noqa: PLC0415 - only the tests that seed load it
-    from graph_seed.registry import Plant, plant_records  # noqa: PLC0415
+    from twinkg.graph_seed import seeding  # noqa: PLC0415 - only the tests that seed load it
+    from twinkg.graph_seed.registry import Plant, plant_records  # noqa: PLC0415
 
     wipe(driver)
     store = store or GraphStore(driver)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rdflib import RDF, SH, Graph, Literal
 
-from reasoner.validation import ValidationOutcome, Violation
+from twinkg.reasoner.validation import ValidationOutcome, Violation
 
 Result = tuple[str, str, str]  # focus node, severity, source shape
 

@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from neo4j import Driver
 
-from api.app import create_app
-from api.security import KeyStore, Role
-from api.settings import Settings
-from kg.store import GraphStore
 from tests.conftest import REPO, Neo4jTarget, seed_skab
 from tests.integration.test_cli import run
+from twinkg.api.app import create_app
+from twinkg.api.security import KeyStore, Role
+from twinkg.api.settings import Settings
+from twinkg.kg.store import GraphStore
 
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"

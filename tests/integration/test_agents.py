@@ -16,18 +16,21 @@ from typing import Any
 import pytest
 from neo4j import Driver
 
-from agents.checkpoint import open_checkpointer
-from agents.llm_planner import LlmPlanner
-from agents.replay import replay
-from agents.runner import Agents
-from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
-from kg import agent_queries as q
-from kg import chain_verify, provenance
-from kg.lineage import lineage
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore, open_driver
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import (
+from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
+from tests.integration.test_cli import run
+from tests.unit.test_llm_planner import ScriptedChatModel, ai
+from twinkg.agents.checkpoint import open_checkpointer
+from twinkg.agents.llm_planner import LlmPlanner
+from twinkg.agents.replay import replay
+from twinkg.agents.runner import Agents
+from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
+from twinkg.kg import agent_queries as q
+from twinkg.kg import chain_verify, provenance
+from twinkg.kg.lineage import lineage
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore, open_driver
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import (
     ApprovalExpiredError,
     ApprovalMismatchError,
     ApprovalStaleError,
@@ -36,11 +39,8 @@ from ontology.errors import (
     ReplayInputsMissingError,
     StoreError,
 )
-from ontology.vocab import PropKey, RelType
-from reasoner.prov_check import check_prov
-from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
-from tests.integration.test_cli import run
-from tests.unit.test_llm_planner import ScriptedChatModel, ai
+from twinkg.ontology.vocab import PropKey, RelType
+from twinkg.reasoner.prov_check import check_prov
 
 pytestmark = pytest.mark.neo4j
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
@@ -369,13 +369,13 @@ _CRASHING_RUN = """
 import os, sys
 from datetime import datetime
 from pathlib import Path
-from agents import record as record_module
-from agents.checkpoint import open_checkpointer
-from agents.runner import Agents
-from agents.state import ActionKind, ProposedAction
-from kg import provenance
-from kg.store import GraphStore, open_driver
-from kg.telemetry_log import TelemetryLog
+from twinkg.agents import record as record_module
+from twinkg.agents.checkpoint import open_checkpointer
+from twinkg.agents.runner import Agents
+from twinkg.agents.state import ActionKind, ProposedAction
+from twinkg.kg import provenance
+from twinkg.kg.store import GraphStore, open_driver
+from twinkg.kg.telemetry_log import TelemetryLog
 
 uri, user, password, home, point, as_of, pump, flow = sys.argv[1:]
 real = provenance.record
@@ -391,7 +391,7 @@ if point == "after-commit":
     provenance.record = record_then_die
 else:
     record_module.act = die
-    import agents.graph as graph_module
+    import twinkg.agents.graph as graph_module
     graph_module.NODES["act"] = die
 driver = open_driver(uri, user, password)
 with open_checkpointer(home + "/crash.sqlite") as saver:

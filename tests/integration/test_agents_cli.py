@@ -19,9 +19,9 @@ from neo4j import Driver
 from rdflib import RDF, Graph, URIRef
 from rdflib.namespace import PROV
 
-from ontology.vocab import TK
 from tests.conftest import REPO, Neo4jTarget, wipe
 from tests.integration.test_cli import run
+from twinkg.ontology.vocab import TK
 
 pytestmark = pytest.mark.neo4j
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"

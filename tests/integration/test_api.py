@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from neo4j import Driver
 
-from api.security import Role
 from tests.conftest import REPO, Neo4jTarget
 from tests.integration.api_world import AS_OF, DATA, FLOW, PUMP, ApiWorld, api_world
+from twinkg.api.security import Role
 
 pytestmark = pytest.mark.neo4j
 CORPUS = REPO / "tests" / "escape_corpus"

@@ -39,12 +39,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.jobs import Jobs
-from api.security import Role
-from kg import outbox
-from ontology.vocab import Label
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import AS_OF, DATA, PUMP, ApiWorld, api_world
+from twinkg.api.jobs import Jobs
+from twinkg.api.security import Role
+from twinkg.kg import outbox
+from twinkg.ontology.vocab import Label
 
 pytestmark = pytest.mark.neo4j
 

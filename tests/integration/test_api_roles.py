@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from neo4j import Driver
 
-from api.security import GRANTS, Permission, Role
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import PUMP, ApiWorld, api_world
+from twinkg.api.security import GRANTS, Permission, Role
 
 pytestmark = pytest.mark.neo4j
 NOBODY = "https://example.org/no-such-asset"

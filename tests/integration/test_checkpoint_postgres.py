@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from agents.checkpoint import open_checkpointer, unfinished_threads
 from tests.unit.test_checkpoint import (
     ACTION,
     Foreign,
@@ -30,6 +29,7 @@ from tests.unit.test_checkpoint import (
     start,
     tiny_graph,
 )
+from twinkg.agents.checkpoint import open_checkpointer, unfinished_threads
 
 pytest.importorskip(
     "langgraph.checkpoint.postgres", reason="the postgres extra is not installed (twinkg[postgres])"

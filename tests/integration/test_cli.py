@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from neo4j import Driver
 
-from kg.local_server import free_port
 from tests.conftest import REPO, Neo4jTarget
+from twinkg.kg.local_server import free_port
 
 pytestmark = pytest.mark.neo4j
 TWINKG = str(Path(sys.executable).parent / "twinkg")  # the one installed with this interpreter

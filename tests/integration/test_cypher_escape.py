@@ -18,11 +18,11 @@ import neo4j
 import pytest
 from neo4j import Driver
 
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg import cypher_guard
-from kg.store import GraphStore
-from ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import cypher_guard
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError
 
 pytestmark = pytest.mark.neo4j
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import neo4j
 import pytest
 
-from kg import local_server
-from kg.store import GraphStore
-from ontology.errors import StoreError, TwinKGError
+from twinkg.kg import local_server
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import StoreError, TwinKGError
 
 pytestmark = pytest.mark.neo4j
 ENDLESS = "UNWIND range(1, 100000) AS x UNWIND range(1, 100000) AS y RETURN count(*) AS n"

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from neo4j import Driver
 
-from api.security import Role
-from kg import outbox
-from ontology.vocab import Label
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import PUMP, ApiWorld, api_world
+from twinkg.api.security import Role
+from twinkg.kg import outbox
+from twinkg.ontology.vocab import Label
 
 pytestmark = pytest.mark.neo4j
 

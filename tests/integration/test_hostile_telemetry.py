@@ -27,16 +27,16 @@ import httpx
 import pytest
 from neo4j import Driver
 
-from api.app import create_app
-from api.security import Role
-from api.settings import Settings, telemetry_dir
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import PLANT, make_keys, seed_and_ingest, serving
 from tests.integration.test_cli import run
+from twinkg.api.app import create_app
+from twinkg.api.security import Role
+from twinkg.api.settings import Settings, telemetry_dir
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
 
 pytestmark = pytest.mark.neo4j
 

@@ -10,17 +10,17 @@ from rdflib import Literal, URIRef
 from rdflib.namespace import XSD
 from typer.testing import CliRunner
 
-from api.cli_reason import app
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg.inferred import write_inferred
-from kg.mapping import rdf_to_records
-from kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
-from kg.store import GraphStore
-from ontology.namespaces import plant_namespace
-from ontology.vocab import TK, PropKey, RelType
-from reasoner.inference import reclassify
 from tests.conftest import Neo4jTarget
+from twinkg.api.cli_reason import app
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg.inferred import write_inferred
+from twinkg.kg.mapping import rdf_to_records
+from twinkg.kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import TK, PropKey, RelType
+from twinkg.reasoner.inference import reclassify
 
 pytestmark = pytest.mark.neo4j
 

@@ -13,18 +13,18 @@ import pyarrow as pa
 import pytest
 from neo4j import Driver
 
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg.store import GraphStore, WriteSummary
-from kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManifest, TelemetryLog
-from ontology.catalog import load_ontology
-from ontology.errors import PayloadTooLargeError, StoreError
-from reasoner.ingest import IngestOptions, ingest
-from reasoner.points import from_json_points
-from reasoner.validation import validate
-from shapes.registry import ingest_shapes
 from tests.conftest import REPO, Neo4jTarget
 from tests.integration.test_cli import TWINKG, run
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg.store import GraphStore, WriteSummary
+from twinkg.kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManifest, TelemetryLog
+from twinkg.ontology.catalog import load_ontology
+from twinkg.ontology.errors import PayloadTooLargeError, StoreError
+from twinkg.reasoner.ingest import IngestOptions, ingest
+from twinkg.reasoner.points import from_json_points
+from twinkg.reasoner.validation import validate
+from twinkg.shapes.registry import ingest_shapes
 
 pytestmark = pytest.mark.neo4j
 SKAB = REPO.parent / "shared" / "data" / "skab" / "data"

@@ -21,20 +21,20 @@ from fastapi.testclient import TestClient
 from neo4j import Driver
 from pydantic import SecretStr
 
-from api.app import create_app
-from api.cli_common import telemetry_log
-from api.security import Role
-from api.settings import Settings
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg import telemetry_state
-from kg.crash_points import ENV, CrashPoint
-from kg.store import GraphStore
-from kg.telemetry_log import TelemetryLog
-from reasoner.ingest_recovery import batch_iri, recover
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import make_keys
 from tests.integration.test_cli import run
+from twinkg.api.app import create_app
+from twinkg.api.cli_common import telemetry_log
+from twinkg.api.security import Role
+from twinkg.api.settings import Settings
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import telemetry_state
+from twinkg.kg.crash_points import ENV, CrashPoint
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.reasoner.ingest_recovery import batch_iri, recover
 
 pytestmark = pytest.mark.neo4j
 FIT_ROWS = 100

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg import local_server
-from kg.store import GraphStore, open_driver
-from kg.telemetry_log import TelemetryLog
-from ontology.errors import PayloadTooLargeError, StoreError
-from reasoner.ingest import MAX_GRAPH_RECORDS, IngestOptions, ingest
-from reasoner.points import PointBatch, from_json_points
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import local_server
+from twinkg.kg.store import GraphStore, open_driver
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import PayloadTooLargeError, StoreError
+from twinkg.reasoner.ingest import MAX_GRAPH_RECORDS, IngestOptions, ingest
+from twinkg.reasoner.points import PointBatch, from_json_points
 
 pytestmark = pytest.mark.neo4j
 SENSOR = "https://w3id.org/twinkg/plant/skab-testbed/sensor-flow"

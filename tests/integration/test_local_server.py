@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kg import local_server
+from twinkg.kg import local_server
 
 pytestmark = pytest.mark.neo4j
 

@@ -32,14 +32,14 @@ from rdflib import Graph, URIRef
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from agents.checkpoint import open_checkpointer
-from agents.state import ActionKind
-from api.mcp_server import create_mcp_app
-from api.security import Authenticator, KeyStore, Role
-from api.settings import Settings
-from api.twin import Twin
-from kg.store import GraphStore
 from tests.conftest import forget_decisions, seed_skab
+from twinkg.agents.checkpoint import open_checkpointer
+from twinkg.agents.state import ActionKind
+from twinkg.api.mcp_server import create_mcp_app
+from twinkg.api.security import Authenticator, KeyStore, Role
+from twinkg.api.settings import Settings
+from twinkg.api.twin import Twin
+from twinkg.kg.store import GraphStore
 
 pytestmark = pytest.mark.neo4j
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
@@ -58,7 +58,7 @@ class Served:
 
 def _projection(store: GraphStore) -> Any:
     try:  # written alongside this module: the SPARQL test runs once it is there
-        module = importlib.import_module("kg.projection")
+        module = importlib.import_module("twinkg.kg.projection")
     except ImportError:
         return None
     projection = module.Projection(store)

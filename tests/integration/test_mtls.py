@@ -27,12 +27,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.auth import error_headers, requires
-from api.security import Authenticator, KeyStore, Permission, Principal, Role
-from api.settings import Settings
-from api.tls import uvicorn_ssl_options
-from kg.local_server import free_port
-from ontology.errors import AuthenticationError, ConfigError
+from twinkg.api.auth import error_headers, requires
+from twinkg.api.security import Authenticator, KeyStore, Permission, Principal, Role
+from twinkg.api.settings import Settings
+from twinkg.api.tls import uvicorn_ssl_options
+from twinkg.kg.local_server import free_port
+from twinkg.ontology.errors import AuthenticationError, ConfigError
 
 
 @dataclass(frozen=True)

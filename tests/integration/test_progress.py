@@ -13,19 +13,19 @@ from typing import Any
 import pytest
 from neo4j import Driver
 
-from agents.checkpoint import open_checkpointer
-from agents.replay import replay
-from agents.runner import Agents
-from agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
-from kg import telemetry_state
-from kg.store import GraphStore, WriteSummary
-from kg.telemetry_log import TelemetryLog
-from reasoner.csv_source import SKAB, column_sensors, read_wide_csv
-from reasoner.ingest import IngestOptions, IngestReport, ingest
-from reasoner.points import from_json_points
-from reasoner.progress import IngestPhase, Progress, ReplayPhase
 from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
+from twinkg.agents.checkpoint import open_checkpointer
+from twinkg.agents.replay import replay
+from twinkg.agents.runner import Agents
+from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
+from twinkg.kg import telemetry_state
+from twinkg.kg.store import GraphStore, WriteSummary
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.reasoner.csv_source import SKAB, column_sensors, read_wide_csv
+from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
+from twinkg.reasoner.points import from_json_points
+from twinkg.reasoner.progress import IngestPhase, Progress, ReplayPhase
 
 pytestmark = pytest.mark.neo4j
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"

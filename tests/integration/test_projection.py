@@ -18,17 +18,18 @@ import pytest
 from neo4j import Driver
 from rdflib import Graph
 
-from graph_seed import seeding
-from graph_seed.registry import Plant, plant_records
-from kg import outbox, provenance
-from kg import projection as projection_module
-from kg.projection import Projection
-from kg.queries import NamedQuery
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.sparql_pool import PoolLimits
-from kg.store import GraphStore
-from ontology.catalog import load_ontology
-from ontology.errors import (
+from tests.conftest import forget_decisions, wipe
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import outbox, provenance
+from twinkg.kg import projection as projection_module
+from twinkg.kg.projection import Projection
+from twinkg.kg.queries import NamedQuery
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.sparql_pool import PoolLimits
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.catalog import load_ontology
+from twinkg.ontology.errors import (
     ProjectionBuildingError,
     ProjectionError,
     QueryTimeoutError,
@@ -38,9 +39,8 @@ from ontology.errors import (
     StoreError,
     TwinKGError,
 )
-from ontology.namespaces import DECISION_BASE, PREFIXES, plant_namespace
-from ontology.vocab import TK, PropKey, RelType
-from tests.conftest import forget_decisions, wipe
+from twinkg.ontology.namespaces import DECISION_BASE, PREFIXES, plant_namespace
+from twinkg.ontology.vocab import TK, PropKey, RelType
 
 pytestmark = pytest.mark.neo4j
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from neo4j import Driver
 
-from kg import chain_verify, provenance
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore
-from ontology.errors import StoreError
-from ontology.namespaces import DECISION_BASE
-from ontology.vocab import TK, PropKey, RelType
 from tests.conftest import forget_decisions
+from twinkg.kg import chain_verify, provenance
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import StoreError
+from twinkg.ontology.namespaces import DECISION_BASE
+from twinkg.ontology.vocab import TK, PropKey, RelType
 
 pytestmark = pytest.mark.neo4j
 

@@ -8,16 +8,16 @@ import pytest
 from rdflib import RDF, BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import PROV
 
-from graph_seed.registry import Plant, plant_records
-from graph_seed.seeding import load, with_ontology
-from kg.context import action_context
-from kg.mapping import rdf_to_records
-from kg.store import GraphStore
-from ontology.errors import InvalidInputError
-from ontology.namespaces import plant_namespace
-from ontology.vocab import QUANTITYKIND, TK
-from reasoner.safety import SafetyAssessment, Verdict, assess, safety_shapes
-from reasoner.validation import Violation
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.graph_seed.seeding import load, with_ontology
+from twinkg.kg.context import action_context
+from twinkg.kg.mapping import rdf_to_records
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import QUANTITYKIND, TK
+from twinkg.reasoner.safety import SafetyAssessment, Verdict, assess, safety_shapes
+from twinkg.reasoner.validation import Violation
 
 pytestmark = pytest.mark.neo4j
 

@@ -7,14 +7,14 @@ from neo4j import Driver
 from rdflib import Graph
 from rdflib.compare import isomorphic
 
-from graph_seed import seeding
-from graph_seed.registry import PLANTS_DIR, Plant, plant_records
-from kg.records import GraphRecords, NodeRecord, RelRecord
-from kg.store import GraphStore
-from ontology.catalog import parse_turtle
-from ontology.errors import StoreError
-from ontology.namespaces import plant_namespace
-from ontology.vocab import TK, RelType
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import PLANTS_DIR, Plant, plant_records
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.catalog import parse_turtle
+from twinkg.ontology.errors import StoreError
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import TK, RelType
 
 pytestmark = pytest.mark.neo4j
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from neo4j import Driver
 
-from graph_seed.registry import PLANTS_DIR
-from kg.store import GraphStore
 from tests.conftest import Neo4jTarget
 from tests.integration.test_cli import run
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.kg.store import GraphStore
 
 pytestmark = pytest.mark.neo4j
 

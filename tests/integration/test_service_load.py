@@ -30,8 +30,8 @@ from benchmarks.load import (
     target_of,
 )
 from benchmarks.server import Throwaway
-from kg.local_server import free_port
 from tests.conftest import Neo4jTarget, seed_skab
+from twinkg.kg.local_server import free_port
 
 pytestmark = pytest.mark.neo4j
 

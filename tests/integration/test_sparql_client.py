@@ -17,11 +17,11 @@ from rdflib import Graph, URIRef
 from SPARQLWrapper import CSV, JSON, POST, TURTLE, XML, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import QueryBadFormed, SPARQLWrapperException
 
-from api.app import create_app
-from api.security import Role
-from api.settings import Settings
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import PUMP, make_keys, seed_and_ingest, serving
+from twinkg.api.app import create_app
+from twinkg.api.security import Role
+from twinkg.api.settings import Settings
 
 pytestmark = pytest.mark.neo4j
 

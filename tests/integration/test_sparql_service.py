@@ -26,16 +26,16 @@ import pytest
 from fastapi.testclient import TestClient
 from neo4j import Driver
 
-from api.app import create_app
-from api.routes_sparql import projection_folder
-from api.security import KeyStore, Role
-from api.settings import Settings
-from kg.projection import Projection
-from kg.records import GraphRecords, NodeRecord
-from kg.store import GraphStore
-from ontology.vocab import TK, PropKey
 from tests.conftest import Neo4jTarget, seed_skab
 from tests.integration.api_world import PUMP, free_port, make_keys
+from twinkg.api.app import create_app
+from twinkg.api.routes_sparql import projection_folder
+from twinkg.api.security import KeyStore, Role
+from twinkg.api.settings import Settings
+from twinkg.kg.projection import Projection
+from twinkg.kg.records import GraphRecords, NodeRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.vocab import TK, PropKey
 
 pytestmark = pytest.mark.neo4j
 
@@ -73,7 +73,7 @@ class Server:
         """Start it and wait until it answers ``/health``."""
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve"],
+                [sys.executable, "-m", "twinkg.api.cli", "serve"],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -118,7 +118,7 @@ class Server:
             except OSError:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == self.process.pid and b"kg.sparql_worker" in cmdline:
+            if parent == self.process.pid and b"twinkg.kg.sparql_worker" in cmdline:
                 found.append(int(entry.name))
         return found
 
@@ -254,7 +254,7 @@ def test_the_cli_answers_from_the_running_apis_projection(server: Server) -> Non
     _retag(server.store, "P-1-CLI")
     _until(lambda: server.ready()["projection"]["pending"] == 0, "the API applied the change")
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "sparql", TAG, "--format", "csv"],
+        [sys.executable, "-m", "twinkg.api.cli", "sparql", TAG, "--format", "csv"],
         env=server.env,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ import neo4j.time
 import pytest
 from neo4j import Driver
 
-from kg.records import GraphRecords, NodeRecord
-from kg.store import GraphStore
-from ontology.vocab import TK, PropKey
+from twinkg.kg.records import GraphRecords, NodeRecord
+from twinkg.kg.store import GraphStore
+from twinkg.ontology.vocab import TK, PropKey
 
 pytestmark = pytest.mark.neo4j
 URI = "https://w3id.org/twinkg/ingest/test/temporal"

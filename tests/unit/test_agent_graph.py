@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.graph import build, compile_graph
+from twinkg.agents.graph import build, compile_graph
 
 
 def test_the_graph_has_the_agents_and_the_routes_of_the_design() -> None:

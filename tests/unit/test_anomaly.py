@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from ontology.errors import InvalidInputError
-from reasoner.anomaly import FORMAT_VERSION, Detector, episodes, fit, load
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.anomaly import FORMAT_VERSION, Detector, episodes, fit, load
 
 SKAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "skab" / "data"
 CHANNELS = ("a", "b", "c")

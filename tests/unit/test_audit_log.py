@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api import cli_keys
-from api.auth import AuditMiddleware, error_headers, requires
-from api.security import Authenticator, KeyStore, Permission, Principal, Role
-from kg.audit_log import AuditEntry, AuditEvent, AuditLog, AuditPhase, entry_hash
-from ontology.errors import (
+from twinkg.api import cli_keys
+from twinkg.api.auth import AuditMiddleware, error_headers, requires
+from twinkg.api.security import Authenticator, KeyStore, Permission, Principal, Role
+from twinkg.kg.audit_log import AuditEntry, AuditEvent, AuditLog, AuditPhase, entry_hash
+from twinkg.ontology.errors import (
     AuthenticationError,
     PermissionDeniedError,
     StoreError,

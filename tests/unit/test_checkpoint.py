@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -23,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import ormsgpack
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.constants import TASKS
 from langgraph.graph import END, START, StateGraph
@@ -34,8 +37,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel
 
-from agents import checkpoint as cp
-from agents.checkpoint import (
+from twinkg.agents import checkpoint as cp
+from twinkg.agents.checkpoint import (
     DURABILITY,
     Halt,
     ThreadStatus,
@@ -44,8 +47,8 @@ from agents.checkpoint import (
     serializer,
     unfinished_threads,
 )
-from agents.planning import Envelope
-from agents.state import (
+from twinkg.agents.planning import Envelope
+from twinkg.agents.state import (
     ActionKind,
     AgentState,
     ApprovalInput,
@@ -55,7 +58,7 @@ from agents.state import (
     ProposedAction,
     Step,
 )
-from ontology.errors import ConfigError
+from twinkg.ontology.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 PUMP = "https://example.org/plant#P-101"
@@ -337,7 +340,7 @@ def crash_and_resume(target: str, probe: Probe, thread: str) -> None:
 
 _CHILD = """
 import sys
-from agents.checkpoint import open_checkpointer
+from twinkg.agents.checkpoint import open_checkpointer
 from tests.unit.test_checkpoint import Probe, start, tiny_graph
 
 target, thread, counts = sys.argv[1:4]
@@ -443,9 +446,9 @@ def test_the_allowlist_is_exactly_the_models_and_enums_of_agents_state() -> None
     allowed = allowed_types()
     reachable = collect_allowlist_from_schemas(schemas=[AgentState])  # what strict mode derives
     assert reachable <= allowed
-    assert {module for module, _ in allowed} == {"agents.state"}
-    assert {("agents.state", "ActionKind"), ("agents.state", "Outcome")} <= allowed
-    assert ("agents.state", "_Data") not in allowed
+    assert {module for module, _ in allowed} == {"twinkg.agents.state"}
+    assert {("twinkg.agents.state", "ActionKind"), ("twinkg.agents.state", "Outcome")} <= allowed
+    assert ("twinkg.agents.state", "_Data") not in allowed
 
 
 class Foreign(BaseModel):
@@ -495,6 +498,88 @@ def test_the_checkpoint_format_names_are_langgraphs() -> None:
     assert cp.NULL_TASK_ID == _constants.NULL_TASK_ID
     assert _CHANNEL_BRANCH_TO.format("plan") == cp.BRANCH_TO + "plan"
     assert {_constants.ERROR, _constants.ERROR_SOURCE_NODE} < cp._CONTROL
+
+
+# ---- checkpoints written before the twinkg.* namespace ----
+
+LEGACY = Path(__file__).resolve().parents[1] / "checkpoints" / "0.1-waiting-for-approval.sqlite"
+
+
+def test_the_legacy_store_names_the_old_module_path() -> None:
+    stored = LEGACY.read_bytes()
+    assert b"\xacagents.state" in stored  # msgpack: a 12-byte string, the 0.1 path
+    assert b"twinkg.agents.state" not in stored
+
+
+def test_a_run_checkpointed_before_the_namespace_resumes(tmp_path: Path, probe: Probe) -> None:
+    db = tmp_path / "checkpoints.sqlite"
+    shutil.copyfile(LEGACY, db)
+    with open_checkpointer(str(db)) as saver:
+        (waiting,) = unfinished_threads(saver)
+        assert (waiting.thread_id, waiting.halt, waiting.next_nodes) == (
+            "legacy-run",
+            Halt.WAITING,
+            ("approve",),
+        )
+        stored = saver.get_tuple(config("legacy-run"))
+        assert stored is not None
+        values = stored.checkpoint["channel_values"]
+        (finding,) = values["findings"]
+        assert isinstance(finding, Finding) and finding.asset == PUMP
+        assert values["action"] == ACTION and values["action"].kind is ActionKind.SETPOINT_CHANGE
+
+        done = go_on(tiny_graph(saver), "legacy-run", probe, APPROVAL)
+        assert done["outcome"] is Outcome.APPLIED and done["approval"] == APPROVAL
+        assert isinstance(done["action"], ProposedAction)
+        assert unfinished_threads(saver) == []
+    assert runs(probe) == Counter({"approve": 1})  # nothing before the question ran again
+
+
+def test_without_the_alias_the_legacy_values_are_not_rebuilt(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoints.sqlite"
+    shutil.copyfile(LEGACY, db)
+    plain = JsonPlusSerializer(allowed_msgpack_modules=sorted(allowed_types()))
+    with sqlite3.connect(db) as conn:
+        saver = SqliteSaver(conn, serde=plain)
+        stored = saver.get_tuple(config("legacy-run"))
+    assert stored is not None
+    (finding,) = stored.checkpoint["channel_values"]["findings"]
+    assert not isinstance(finding, Finding)  # what the alias is for
+
+
+def test_the_alias_renames_only_type_paths_and_only_old_ones() -> None:
+    serde = serializer()
+    text = "agents.state is a phrase in a note, not a type"
+    note = Finding(uri=PUMP + "-alarm", kind="alarm", asset=PUMP, score=0.5, severity=text)
+    kind, payload = serde.dumps_typed({"note": note, "text": text})
+
+    def to_old_path(code: int, inner: bytes) -> ormsgpack.Ext:  # what 0.1 wrote
+        value = ormsgpack.unpackb(inner, ext_hook=to_old_path)
+        if isinstance(value, list) and value and value[0] == "twinkg.agents.state":
+            value[0] = "agents.state"
+        return ormsgpack.Ext(code, ormsgpack.packb(value))
+
+    legacy = ormsgpack.packb(ormsgpack.unpackb(payload, ext_hook=to_old_path))
+    assert b"\xacagents.state" in legacy and b"twinkg" not in legacy
+    back = serde.loads_typed((kind, legacy))
+    assert back == {"note": note, "text": text}
+    assert serde.loads_typed((kind, payload)) == back
+
+
+def test_the_alias_codes_are_langgraphs() -> None:
+    from langgraph.checkpoint.serde import jsonplus  # noqa: PLC0415
+
+    named = {
+        jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG,
+        jsonplus.EXT_CONSTRUCTOR_POS_ARGS,
+        jsonplus.EXT_CONSTRUCTOR_KW_ARGS,
+        jsonplus.EXT_METHOD_SINGLE_ARG,
+        jsonplus.EXT_PYDANTIC_V1,
+        jsonplus.EXT_PYDANTIC_V2,
+    }
+    assert named == cp.NAMED_TYPE_CODES
+    assert jsonplus.EXT_DELTA_SNAPSHOT == cp.WRAPPED_VALUE_CODE
+    assert cp.legacy_modules() == {"agents.state"}
 
 
 # ---- targets ----
@@ -550,7 +635,7 @@ def test_an_unreachable_postgres_is_a_store_error_without_the_password() -> None
     pytest.importorskip(
         "langgraph.checkpoint.postgres", reason="the postgres extra is not installed"
     )
-    from ontology.errors import StoreError  # noqa: PLC0415
+    from twinkg.ontology.errors import StoreError  # noqa: PLC0415
 
     url = "postgres://twinkg:s3cret-pw@127.0.0.1:1/twinkg?connect_timeout=5"
     with pytest.raises(StoreError) as raised, open_checkpointer(url):

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from rdflib import SH, Graph, Literal, URIRef
 
-import shapes as shapes_package
-from graph_seed.telemetry import START, Flaw, Telemetry, break_record, generate
-from ontology.errors import InvalidInputError, ShapesError
-from ontology.namespaces import INGEST_BASE
-from reasoner.compiled import CompiledContract, compile_contract
-from reasoner.points import from_json_points, from_records
-from reasoner.telemetry_rdf import points_graph
-from reasoner.validation import validate
+import twinkg.shapes as shapes_package
+from twinkg.graph_seed.telemetry import START, Flaw, Telemetry, break_record, generate
+from twinkg.ontology.errors import InvalidInputError, ShapesError
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.reasoner.compiled import CompiledContract, compile_contract
+from twinkg.reasoner.points import from_json_points, from_records
+from twinkg.reasoner.telemetry_rdf import points_graph
+from twinkg.reasoner.validation import validate
 
 Key = tuple[str, str, str | None]
 CONTRACT = Path(shapes_package.__file__).parent / "contracts" / "telemetry" / "1.0.0.ttl"

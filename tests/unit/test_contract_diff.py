@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli_contracts import BREAKING_EXIT, app
-from graph_seed.registry import PLANTS_DIR
-from ontology.catalog import parse_turtle
-from reasoner.validation import check_shapes
-from shapes import registry
-from shapes.diff import Aspect, diff
+from twinkg.api.cli_contracts import BREAKING_EXIT, app
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.ontology.catalog import parse_turtle
+from twinkg.reasoner.validation import check_shapes
+from twinkg.shapes import registry
+from twinkg.shapes.diff import Aspect, diff
 
 CASES = Path(__file__).resolve().parents[1] / "contract_diff_cases"
 CASE_DIRS = sorted(d for d in CASES.iterdir() if d.is_dir())

@@ -12,21 +12,21 @@ from rdflib import SH, BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import RDF, RDFS
 from rdflib.term import Node
 
-from graph_seed.generator import generate
-from graph_seed.registry import PLANTS_DIR
-from kg.mapping import records_to_rdf
-from ontology.catalog import load_ontology, parse_turtle
-from ontology.errors import (
+from twinkg.graph_seed.generator import generate
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.kg.mapping import records_to_rdf
+from twinkg.ontology.catalog import load_ontology, parse_turtle
+from twinkg.ontology.errors import (
     ContractIncompatibleError,
     InvalidInputError,
     ShapesError,
     UnknownContractError,
 )
-from ontology.namespaces import plant_namespace
-from ontology.vocab import TK
-from reasoner.validation import Violation, check_shapes, validate
-from shapes import registry
-from shapes.registry import ContractRef, ContractRegistry, Version
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.validation import Violation, check_shapes, validate
+from twinkg.shapes import registry
+from twinkg.shapes.registry import ContractRef, ContractRegistry, Version
 
 SKAB = Namespace(plant_namespace("skab-testbed"))
 # (XSD itself stays out of the module namespace: pytest probes its globals and XSD warns)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ontology.errors import InvalidInputError
-from reasoner.csv_source import CsvLayout, read_wide_csv
-from reasoner.timestamps import FIRST_SECOND, LAST_SECOND, NS_AFTER, NS_BEFORE
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.csv_source import CsvLayout, read_wide_csv
+from twinkg.reasoner.timestamps import FIRST_SECOND, LAST_SECOND, NS_AFTER, NS_BEFORE
 
 COLUMNS = {"Pressure": "urn:s:p", "Current": "urn:s:c"}
 UNITS = {"urn:s:p": "urn:u:bar", "urn:s:c": "urn:u:a"}

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kg import cypher_cost
-from kg.cypher_guard import check_text
-from ontology.errors import QueryRejectedError, QueryUnboundedError
+from twinkg.kg import cypher_cost
+from twinkg.kg.cypher_guard import check_text
+from twinkg.ontology.errors import QueryRejectedError, QueryUnboundedError
 
 PARAMS: dict[str, Any] = {"n": 10_000_000, "small": 10, "xs": [1, 2, 3], "re": "pump.*"}
 

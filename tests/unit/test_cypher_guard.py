@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from kg import cypher_guard
-from kg.cypher_guard import TokenKind, check_params, check_plan, check_text, tokenize
-from ontology.errors import QueryRejectedError
+from twinkg.kg import cypher_guard
+from twinkg.kg.cypher_guard import TokenKind, check_params, check_plan, check_text, tokenize
+from twinkg.ontology.errors import QueryRejectedError
 
 CORPUS = json.loads(
     (Path(__file__).parents[1] / "escape_corpus" / "cypher.json").read_text(encoding="utf-8")

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from graph_seed.generator import generate
-from kg.mapping import rdf_to_records, records_to_rdf
-from kg.records import NodeRecord
-from kg.store import labels_for
-from ontology.vocab import Label, PropKey, RelType
+from twinkg.graph_seed.generator import generate
+from twinkg.kg.mapping import rdf_to_records, records_to_rdf
+from twinkg.kg.records import NodeRecord
+from twinkg.kg.store import labels_for
+from twinkg.ontology.vocab import Label, PropKey, RelType
 
 
 def _assets(nodes: tuple[NodeRecord, ...]) -> int:

@@ -31,17 +31,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rdflib import XSD, Graph, Literal, URIRef
 
-import shapes as shapes_package
-from api.twin import parse_json_batch
-from graph_seed.telemetry import sensor_table
-from ontology.errors import InvalidInputError, JsonTooDeepError
-from ontology.namespaces import INGEST_BASE
-from reasoner.compiled import CompiledContract, compile_contract
-from reasoner.json_body import JsonText, nesting_depth, read_json
-from reasoner.points import from_records, json_records
-from reasoner.telemetry_rdf import points_graph
-from reasoner.timestamps import FIRST_NS, LAST_NS, NS_AFTER, NS_BEFORE, read_datetime
-from reasoner.validation import validate
+import twinkg.shapes as shapes_package
+from twinkg.api.twin import parse_json_batch
+from twinkg.graph_seed.telemetry import sensor_table
+from twinkg.ontology.errors import InvalidInputError, JsonTooDeepError
+from twinkg.ontology.namespaces import INGEST_BASE
+from twinkg.reasoner.compiled import CompiledContract, compile_contract
+from twinkg.reasoner.json_body import JsonText, nesting_depth, read_json
+from twinkg.reasoner.points import from_records, json_records
+from twinkg.reasoner.telemetry_rdf import points_graph
+from twinkg.reasoner.timestamps import FIRST_NS, LAST_NS, NS_AFTER, NS_BEFORE, read_datetime
+from twinkg.reasoner.validation import validate
 
 CONTRACT = Path(shapes_package.__file__).parent / "contracts" / "telemetry" / "1.0.0.ttl"
 SENSORS = sensor_table(3)  # ranges [0, 100], [0, 200], [0, 300]; last reading 2025-12-31T23:59:59Z

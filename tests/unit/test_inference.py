@@ -9,13 +9,13 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF, XSD
 
-from graph_seed.generator import generate
-from graph_seed.registry import PLANTS_DIR
-from kg.mapping import records_to_rdf
-from ontology.catalog import load_ontology, parse_turtle
-from ontology.namespaces import plant_namespace
-from ontology.vocab import TK, PropKey, RelType
-from reasoner.inference import (
+from twinkg.graph_seed.generator import generate
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.kg.mapping import records_to_rdf
+from twinkg.ontology.catalog import load_ontology, parse_turtle
+from twinkg.ontology.namespaces import plant_namespace
+from twinkg.ontology.vocab import TK, PropKey, RelType
+from twinkg.reasoner.inference import (
     ReasonerError,
     classify,
     closure,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reasoner.aggregates import moment, nanos
+from twinkg.reasoner.aggregates import moment, nanos
 
 _MICROSECONDS = st.integers(min_value=-(2**63) // 1000 + 1, max_value=(2**63 - 1) // 1000)
 

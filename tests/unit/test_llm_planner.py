@@ -23,12 +23,12 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
-from agents.llm_planner import PROMPT_VERSION, LlmPlanner, chat_model_from_settings
-from agents.llm_transcript import RecordedChatModel
-from agents.planning import Envelope, PlanningCase
-from agents.state import ActionKind, Finding, Hypothesis, Symptom
-from kg.store import QueryResult
-from ontology.errors import ConfigError, QueryRejectedError, ReplayInputsMissingError
+from twinkg.agents.llm_planner import PROMPT_VERSION, LlmPlanner, chat_model_from_settings
+from twinkg.agents.llm_transcript import RecordedChatModel
+from twinkg.agents.planning import Envelope, PlanningCase
+from twinkg.agents.state import ActionKind, Finding, Hypothesis, Symptom
+from twinkg.kg.store import QueryResult
+from twinkg.ontology.errors import ConfigError, QueryRejectedError, ReplayInputsMissingError
 
 EX = "https://example.org/plant#"
 ASSET = EX + "P-101"

@@ -10,11 +10,11 @@ from rdflib.compare import isomorphic
 from rdflib.namespace import RDF, RDFS, XSD
 from rdflib.term import Node
 
-from graph_seed.registry import PLANTS_DIR
-from kg.mapping import rdf_to_records, records_to_rdf
-from ontology.catalog import build_catalog, load_ontology, parse_turtle, projection
-from ontology.errors import MappingError, TurtleSyntaxError
-from ontology.vocab import TK, PropKey
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.kg.mapping import rdf_to_records, records_to_rdf
+from twinkg.ontology.catalog import build_catalog, load_ontology, parse_turtle, projection
+from twinkg.ontology.errors import MappingError, TurtleSyntaxError
+from twinkg.ontology.vocab import TK, PropKey
 
 SKAB = PLANTS_DIR / "skab-testbed.ttl"
 PUMP = URIRef("https://w3id.org/twinkg/plant/test/pump")

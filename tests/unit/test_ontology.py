@@ -9,8 +9,8 @@ import pytest
 from rdflib import Graph, URIRef
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 
-from ontology.catalog import build_catalog, load_ontology, ontology_files, parse_turtle
-from ontology.namespaces import TK
+from twinkg.ontology.catalog import build_catalog, load_ontology, ontology_files, parse_turtle
+from twinkg.ontology.namespaces import TK
 
 SUPPORTED_RANGES = {
     XSD.string,

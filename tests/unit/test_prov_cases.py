@@ -14,10 +14,10 @@ import pytest
 from rdflib import OWL, RDF, SH, Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 
-from ontology.catalog import load_ontology
-from reasoner.prov_check import PROV_SHAPES_DIR, check_prov, prov_shapes
-from reasoner.validation import ValidationOutcome, validate
 from tests.shape_cases import Result, actual_results, expected_report, result_key
+from twinkg.ontology.catalog import load_ontology
+from twinkg.reasoner.prov_check import PROV_SHAPES_DIR, check_prov, prov_shapes
+from twinkg.reasoner.validation import ValidationOutcome, validate
 
 CASES_DIR = PROV_SHAPES_DIR / "cases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())

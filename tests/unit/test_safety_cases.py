@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 from rdflib import OWL, RDF, SH, Graph, Literal, URIRef
 
-from ontology.catalog import load_ontology
-from ontology.errors import ShapesError
-from ontology.vocab import TK
-from reasoner.safety import (
+from tests.shape_cases import Result, actual_results, expected_report, result_key
+from twinkg.ontology.catalog import load_ontology
+from twinkg.ontology.errors import ShapesError
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.safety import (
     SAFETY_SHAPES_DIR,
     assess,
     load_shapes,
     safety_shapes,
     safety_shapes_version,
 )
-from reasoner.validation import ValidationOutcome, validate
-from tests.shape_cases import Result, actual_results, expected_report, result_key
+from twinkg.reasoner.validation import ValidationOutcome, validate
 
 CASES_DIR = SAFETY_SHAPES_DIR / "cases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
@@ -160,8 +160,8 @@ def test_the_guard_judges_as_full_rdfs_inference_would(case: Path, ontology: Gra
 _ORDER_SCRIPT = """
 import sys
 from rdflib import RDF, Graph, Literal
-from ontology.vocab import TK
-from reasoner.safety import assess
+from twinkg.ontology.vocab import TK
+from twinkg.reasoner.safety import assess
 data = Graph().parse(sys.argv[1])
 for action in list(data.subjects(RDF.type, TK.ProposedAction)):
     data.set((action, TK.confidence, Literal(0.3)))  # a trust warning beside the approval one

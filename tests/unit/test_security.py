@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
-from api import cli_keys
-from api.security import (
+from twinkg.api import cli_keys
+from twinkg.api.security import (
     GRANTS,
     Authenticator,
     JwtVerifier,
@@ -30,7 +30,7 @@ from api.security import (
     may_approve,
     single_header,
 )
-from ontology.errors import (
+from twinkg.ontology.errors import (
     AmbiguousCredentialsError,
     AuthenticationError,
     ConfigError,

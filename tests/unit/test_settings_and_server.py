@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from api import server
-from api.settings import Settings, connection, local_server_config
-from kg import local_server
-from ontology.errors import PortInUseError, ServerError
+from twinkg.api import server
+from twinkg.api.settings import Settings, connection, local_server_config
+from twinkg.kg import local_server
+from twinkg.ontology.errors import PortInUseError, ServerError
 
 
 def test_without_uri_the_local_server_is_used_with_a_generated_private_password(
@@ -86,7 +86,7 @@ def test_a_taken_api_port_is_refused_before_anything_starts(tmp_path: Path) -> N
 
 
 def test_missing_maven_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kg.local_server.shutil.which", lambda _: None)
+    monkeypatch.setattr("twinkg.kg.local_server.shutil.which", lambda _: None)
     with pytest.raises(ServerError, match="Maven"):
         local_server.build(tmp_path)
 

@@ -9,9 +9,9 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import RDF
 
-from graph_seed.registry import PLANTS_DIR
-from ontology.catalog import parse_turtle
-from ontology.vocab import TK
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.ontology.catalog import parse_turtle
+from twinkg.ontology.vocab import TK
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab" / "data"
 LABELS = ("datetime", "anomaly", "changepoint")

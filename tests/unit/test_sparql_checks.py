@@ -12,9 +12,9 @@ import time
 import pyoxigraph as ox
 import pytest
 
-from kg.sparql_query import QueryForm, check, negotiate
-from kg.sparql_results import evaluate
-from ontology.errors import (
+from twinkg.kg.sparql_query import QueryForm, check, negotiate
+from twinkg.kg.sparql_results import evaluate
+from twinkg.ontology.errors import (
     NotAcceptableError,
     QueryTimeoutError,
     SparqlInvalidError,
@@ -258,7 +258,7 @@ def test_a_passed_deadline_stops_between_rows(store: ox.Store) -> None:
 # A fresh interpreter: rdflib's grammar has never parsed anything when the threads start.
 _FIRST_USE = """
 import sys, threading
-from kg.sparql_query import check
+from twinkg.kg.sparql_query import check
 queries = [
     "SELECT ?s WHERE { ?s ?p ?o } ORDER BY ?s LIMIT 3",
     "ASK { ?a <http://x/p> 1 }",

@@ -18,12 +18,12 @@ from pathlib import Path
 import pyoxigraph as ox
 import pytest
 
-from graph_seed.registry import PLANTS_DIR
-from kg import sparql_snapshots
-from kg.sparql_pool import PoolLimits, SparqlPool
-from kg.sparql_store import StoreState, read_state, state_update
-from ontology.catalog import ontology_files
-from ontology.errors import (
+from twinkg.graph_seed.registry import PLANTS_DIR
+from twinkg.kg import sparql_snapshots
+from twinkg.kg.sparql_pool import PoolLimits, SparqlPool
+from twinkg.kg.sparql_store import StoreState, read_state, state_update
+from twinkg.ontology.catalog import ontology_files
+from twinkg.ontology.errors import (
     ProjectionError,
     QueryTimeoutError,
     SparqlBusyError,

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManifest, TelemetryLog
-from ontology.errors import InvalidInputError
+from twinkg.kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManifest, TelemetryLog
+from twinkg.ontology.errors import InvalidInputError
 
 DAY = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from ontology.errors import InvalidInputError
-from reasoner.trust import (
+from twinkg.ontology.errors import InvalidInputError
+from twinkg.reasoner.trust import (
     TrustReason,
     TrustWeights,
     Window,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ontology import codegen
-from ontology.errors import OntologyError
-from ontology.naming import label_for, prop_key_for, rel_type_for
-from ontology.vocab import LABEL_ANCESTORS, TK, UNIT, Label, RelType
+from twinkg.ontology import codegen
+from twinkg.ontology.errors import OntologyError
+from twinkg.ontology.naming import label_for, prop_key_for, rel_type_for
+from twinkg.ontology.vocab import LABEL_ANCESTORS, TK, UNIT, Label, RelType
 
 
 def test_generated_vocabulary_has_not_drifted_from_the_ontology() -> None:
