@@ -18,11 +18,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from twinkg.api import http_errors, routes_agents, routes_core, routes_decisions, routes_sparql
-from twinkg.api.auth import AuditMiddleware
-from twinkg.api.body_limit import BodyLimitMiddleware
-from twinkg.api.jobs import Jobs
-from twinkg.api.routes_sparql import build_projection
+from twinkg.api.http import agents as routes_agents
+from twinkg.api.http import core as routes_core
+from twinkg.api.http import decisions as routes_decisions
+from twinkg.api.http import errors as http_errors
+from twinkg.api.http import sparql as routes_sparql
+from twinkg.api.http.auth import AuditMiddleware
+from twinkg.api.http.body_limit import BodyLimitMiddleware
+from twinkg.api.http.jobs import Jobs
+from twinkg.api.http.sparql import build_projection
 from twinkg.api.security import build_authenticator
 from twinkg.api.settings import Settings, audit_log_path
 from twinkg.api.twin import Twin, open_checkpointer
@@ -71,7 +75,7 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
     """Open what the routes use and put it on ``app.state``; close it all on exit."""
     with ExitStack() as stack:
         if store is None:
-            from twinkg.api.cli_common import open_store  # noqa: PLC0415 - starts the local server
+            from twinkg.api.cli.common import open_store  # noqa: PLC0415 - starts the local server
 
             store = stack.enter_context(open_store(settings))
         store.ensure_schema()
@@ -97,7 +101,7 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
 
 def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAPI:
     """The API for ``settings``; ``store`` (tests, benchmarks) instead of opening a driver."""
-    from twinkg.api.mcp_server import create_mcp_app  # noqa: PLC0415
+    from twinkg.api.mcp.server import create_mcp_app  # noqa: PLC0415
 
     holder: dict[str, Any] = {}
     mcp = create_mcp_app(

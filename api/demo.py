@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from twinkg.api.cli_common import load_settings
+from twinkg.api.cli.common import load_settings
+from twinkg.api.http.server import base_url
 from twinkg.api.security import KeyStore, Role
-from twinkg.api.server import base_url
 from twinkg.api.settings import api_keys_path
 from twinkg.ontology.errors import TwinKGError
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rdflib import Graph
 
 from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
-from twinkg.api.models import AssetContextOut
+from twinkg.api.http.models import AssetContextOut
 from twinkg.api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
 from twinkg.kg import agent_queries as aq
 from twinkg.kg import api_queries, chain_verify

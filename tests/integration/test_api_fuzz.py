@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import AS_OF, DATA, PUMP, ApiWorld, api_world
-from twinkg.api.jobs import Jobs
+from twinkg.api.http.jobs import Jobs
 from twinkg.api.security import Role
 from twinkg.kg import outbox
 from twinkg.ontology.vocab import Label

@@ -11,7 +11,7 @@ from rdflib.namespace import XSD
 from typer.testing import CliRunner
 
 from tests.conftest import Neo4jTarget
-from twinkg.api.cli_reason import app
+from twinkg.api.cli.reason import app
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg.inferred import write_inferred

@@ -25,7 +25,7 @@ from tests.conftest import Neo4jTarget
 from tests.integration.api_world import make_keys
 from tests.integration.test_cli import run
 from twinkg.api.app import create_app
-from twinkg.api.cli_common import telemetry_log
+from twinkg.api.cli.common import telemetry_log
 from twinkg.api.security import Role
 from twinkg.api.settings import Settings
 from twinkg.graph_seed import seeding

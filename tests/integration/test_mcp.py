@@ -35,7 +35,7 @@ from starlette.routing import Mount
 from tests.conftest import forget_decisions, seed_skab
 from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.state import ActionKind
-from twinkg.api.mcp_server import create_mcp_app
+from twinkg.api.mcp.server import create_mcp_app
 from twinkg.api.security import Authenticator, KeyStore, Role
 from twinkg.api.settings import Settings
 from twinkg.api.twin import Twin

@@ -35,7 +35,7 @@ def _run(*args: str | Path, cwd: Path) -> str:
 WHEEL_PROBE = """
 import importlib.util, json, sys, agents, twinkg
 from twinkg.agents import state
-from twinkg.api import cli
+from twinkg.api.cli import main as cli
 from twinkg.ontology.catalog import load_ontology
 from twinkg.shapes.registry import ContractRegistry
 print(json.dumps({

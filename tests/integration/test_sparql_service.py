@@ -29,7 +29,7 @@ from neo4j import Driver
 from tests.conftest import Neo4jTarget, seed_skab
 from tests.integration.api_world import PUMP, free_port, make_keys
 from twinkg.api.app import create_app
-from twinkg.api.routes_sparql import projection_folder
+from twinkg.api.http.sparql import projection_folder
 from twinkg.api.security import KeyStore, Role
 from twinkg.api.settings import Settings
 from twinkg.kg.projection import Projection
@@ -73,7 +73,7 @@ class Server:
         """Start it and wait until it answers ``/health``."""
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "twinkg.api.cli", "serve"],
+                [sys.executable, "-m", "twinkg.api.cli.main", "serve"],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -254,7 +254,7 @@ def test_the_cli_answers_from_the_running_apis_projection(server: Server) -> Non
     _retag(server.store, "P-1-CLI")
     _until(lambda: server.ready()["projection"]["pending"] == 0, "the API applied the change")
     done = subprocess.run(
-        [sys.executable, "-m", "twinkg.api.cli", "sparql", TAG, "--format", "csv"],
+        [sys.executable, "-m", "twinkg.api.cli.main", "sparql", TAG, "--format", "csv"],
         env=server.env,
         capture_output=True,
         text=True,

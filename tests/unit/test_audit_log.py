@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from twinkg.api import cli_keys
-from twinkg.api.auth import AuditMiddleware, error_headers, requires
+from twinkg.api.cli import keys as cli_keys
+from twinkg.api.http.auth import AuditMiddleware, error_headers, requires
 from twinkg.api.security import Authenticator, KeyStore, Permission, Principal, Role
 from twinkg.kg.audit_log import AuditEntry, AuditEvent, AuditLog, AuditPhase, entry_hash
 from twinkg.ontology.errors import (

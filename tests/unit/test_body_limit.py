@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from twinkg.api.body_limit import BodyLimitMiddleware
+from twinkg.api.http.body_limit import BodyLimitMiddleware
 
 
 async def _ok(scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twinkg.api.cli_contracts import BREAKING_EXIT, app
+from twinkg.api.cli.contracts import BREAKING_EXIT, app
 from twinkg.graph_seed.registry import PLANTS_DIR
 from twinkg.ontology.catalog import parse_turtle
 from twinkg.reasoner.validation import check_shapes

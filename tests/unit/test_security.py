@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
-from twinkg.api import cli_keys
+from twinkg.api.cli import keys as cli_keys
 from twinkg.api.security import (
     GRANTS,
     Authenticator,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twinkg.api.http_errors import error_response
+from twinkg.api.http.errors import error_response
 
 
 class _TooLargeError(Exception):

@@ -39,9 +39,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from twinkg.api.auth import www_authenticate
-from twinkg.api.http_errors import error_response, status_for
-from twinkg.api.mcp_tools import INSTRUCTIONS, PRINCIPAL, register_tools
+from twinkg.api.http.auth import www_authenticate
+from twinkg.api.http.errors import error_response, status_for
+from twinkg.api.mcp.tools import INSTRUCTIONS, PRINCIPAL, register_tools
 from twinkg.api.security import Authenticator
 from twinkg.api.twin import Twin
 from twinkg.ontology.errors import AuthenticationError, TwinKGError

@@ -9,7 +9,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
 from twinkg.api.twin import Twin
 
 

@@ -24,7 +24,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from twinkg.api.cli_common import (
+from twinkg.api.cli.common import (
     classify_and_report,
     errors_as_exit_codes,
     load_settings,
@@ -33,7 +33,7 @@ from twinkg.api.cli_common import (
     out,
     telemetry_log,
 )
-from twinkg.api.cli_progress import ProgressOption, phase_bars
+from twinkg.api.cli.progress import ProgressOption, phase_bars
 from twinkg.api.settings import Settings, telemetry_dir
 from twinkg.api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
 from twinkg.kg import telemetry_state

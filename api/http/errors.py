@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from twinkg.api.auth import error_headers
+from twinkg.api.http.auth import error_headers
 from twinkg.ontology import errors as e
 
 ERROR_HEADER = "X-TwinKG-Error-Code"

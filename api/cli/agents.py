@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twinkg.agents.state import ActionKind
-from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
 from twinkg.api.settings import Settings
 from twinkg.api.twin import Twin, agents_twin
 from twinkg.kg.agent_queries import RECENT_DECISIONS

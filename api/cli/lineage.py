@@ -12,8 +12,8 @@ from rdflib import RDF, RDFS, Graph, Literal, URIRef
 from rdflib.namespace import PROV
 from rdflib.term import Node
 
-from twinkg.api.cli_common import errors_as_exit_codes, load_settings, open_store, out
-from twinkg.api.cli_progress import ProgressOption, phase_bars
+from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.cli.progress import ProgressOption, phase_bars
 from twinkg.api.settings import telemetry_dir
 from twinkg.kg import chain_verify, provenance
 from twinkg.kg.lineage import lineage

@@ -12,7 +12,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from twinkg.api.cli_common import err, errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.cli.common import err, errors_as_exit_codes, load_settings, open_store, out
 from twinkg.reasoner.inference import ReclassifySummary, reclassify
 
 INCONSISTENT_CODE = "ontology_inconsistent"

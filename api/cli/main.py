@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from twinkg.api.cli_common import (
+from twinkg.api.cli.common import (
     classify_and_report,
     err,
     errors_as_exit_codes,
@@ -258,16 +258,32 @@ def vocab_check() -> None:
     out.print("ontology/vocab.py matches the ontology")
 
 
-from twinkg.api import (  # noqa: E402 - they import this module
-    cli_agents,
-    cli_api,
-    cli_assets,
-    cli_contracts,
-    cli_keys,
-    cli_lineage,
-    cli_reason,
-    cli_sparql,
-    cli_telemetry,
+from twinkg.api.cli import (  # noqa: E402 - they import this module
+    agents as cli_agents,
+)
+from twinkg.api.cli import (  # noqa: E402
+    assets as cli_assets,
+)
+from twinkg.api.cli import (  # noqa: E402
+    contracts as cli_contracts,
+)
+from twinkg.api.cli import (  # noqa: E402
+    keys as cli_keys,
+)
+from twinkg.api.cli import (  # noqa: E402
+    lineage as cli_lineage,
+)
+from twinkg.api.cli import (  # noqa: E402
+    reason as cli_reason,
+)
+from twinkg.api.cli import (  # noqa: E402
+    service as cli_api,
+)
+from twinkg.api.cli import (  # noqa: E402
+    sparql as cli_sparql,
+)
+from twinkg.api.cli import (  # noqa: E402
+    telemetry as cli_telemetry,
 )
 
 app.add_typer(cli_contracts.app, name="contracts")

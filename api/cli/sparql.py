@@ -19,8 +19,8 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from twinkg.api.cli_common import errors_as_exit_codes, load_settings, note, open_store, out
-from twinkg.api.routes_sparql import build_projection, projection_folder
+from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
+from twinkg.api.http.sparql import build_projection, projection_folder
 from twinkg.kg.projection import Projection
 from twinkg.kg.sparql_query import check, negotiate
 

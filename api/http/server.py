@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from twinkg.api.http.tls import uvicorn_ssl_options
 from twinkg.api.settings import Settings
-from twinkg.api.tls import uvicorn_ssl_options
 from twinkg.kg.local_server import port_free
 from twinkg.ontology.errors import PortInUseError, ServerError
 
@@ -107,7 +107,7 @@ def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
     log = folder / "server.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "twinkg.api.cli", "serve"],
+            [sys.executable, "-m", "twinkg.api.cli.main", "serve"],
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

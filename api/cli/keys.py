@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twinkg.api.cli_common import err, errors_as_exit_codes, load_settings, out
+from twinkg.api.cli.common import err, errors_as_exit_codes, load_settings, out
 from twinkg.api.security import KeyRecord, KeyStore, Role
 from twinkg.api.settings import api_keys_path, audit_log_path
 from twinkg.kg.audit_log import AuditLog

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from rdflib import Graph
 from starlette.concurrency import run_in_threadpool
 
-from twinkg.api.auth import requires
-from twinkg.api.models import (
+from twinkg.api.http.auth import requires
+from twinkg.api.http.models import (
     AnomalyOut,
     AssetContextOut,
     AssetOut,

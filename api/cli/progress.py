@@ -22,7 +22,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from twinkg.api.cli_common import err
+from twinkg.api.cli.common import err
 from twinkg.reasoner.progress import Progress as ProgressReport
 from twinkg.reasoner.progress import no_progress
 

@@ -19,8 +19,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from twinkg.api.auth import requires
-from twinkg.api.routes_core import media_type, twin_of
+from twinkg.api.http.auth import requires
+from twinkg.api.http.core import media_type, twin_of
 from twinkg.api.security import Permission, Principal
 from twinkg.api.settings import Settings
 from twinkg.kg.projection import Projection

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from rdflib import URIRef
 
-from twinkg.api.auth import requires
-from twinkg.api.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
-from twinkg.api.routes_agents import RunId, Step
-from twinkg.api.routes_core import TwinDep
+from twinkg.api.http.agents import RunId, Step
+from twinkg.api.http.auth import requires
+from twinkg.api.http.core import TwinDep
+from twinkg.api.http.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
 from twinkg.api.security import Permission, Principal
 from twinkg.kg.audit_log import AuditLog
 from twinkg.kg.provenance import decision_ref

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from twinkg.api.auth import requires
-from twinkg.api.jobs import Job, Jobs, run_summary
-from twinkg.api.models import (
+from twinkg.api.http.auth import requires
+from twinkg.api.http.core import TwinDep
+from twinkg.api.http.jobs import Job, Jobs, run_summary
+from twinkg.api.http.models import (
     ApprovalRequest,
     ApprovalRequestOut,
     EditRequest,
@@ -21,7 +22,6 @@ from twinkg.api.models import (
     RunOut,
     RunRequest,
 )
-from twinkg.api.routes_core import TwinDep
 from twinkg.api.security import Permission, Principal, may_approve
 from twinkg.api.twin import Twin
 from twinkg.ontology.errors import InvalidInputError, PermissionDeniedError

@@ -1,0 +1,1 @@
+"""The HTTP interface: routes, their shared dependencies, error mapping, the server."""
