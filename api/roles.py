@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from twinkg.ontology.errors import InvalidInputError, PermissionDeniedError
+from twinkg.api.errors import PermissionDeniedError
+from twinkg.ontology.errors import InvalidInputError
 
 
 class Role(StrEnum):

@@ -28,6 +28,12 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from twinkg.api.errors import (
+    AmbiguousCredentialsError,
+    AuthenticationError,
+    CredentialsInvalidError,
+    TokenExpiredError,
+)
 from twinkg.api.roles import (
     APPROVABLE_CRITICALITY,
     GRANTS,
@@ -39,15 +45,7 @@ from twinkg.api.roles import (
     parse_roles,
 )
 from twinkg.api.settings import Settings, api_keys_path
-from twinkg.ontology.errors import (
-    AmbiguousCredentialsError,
-    AuthenticationError,
-    ConfigError,
-    CredentialsInvalidError,
-    InvalidInputError,
-    NotFoundError,
-    TokenExpiredError,
-)
+from twinkg.ontology.errors import ConfigError, InvalidInputError, NotFoundError
 
 __all__ = [
     "APPROVABLE_CRITICALITY",

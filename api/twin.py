@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rdflib import Graph
 
 from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from twinkg.api.errors import PermissionDeniedError
 from twinkg.api.http.models import AssetContextOut
 from twinkg.api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
 from twinkg.kg import agent_queries as aq
@@ -32,7 +33,6 @@ from twinkg.ontology.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     UnknownQuantityKindError,
 )
 from twinkg.ontology.vocab import TK, Label

@@ -3,7 +3,8 @@
 Broken inputs and broken infrastructure raise a subclass of :class:`TwinKGError`; each carries a
 stable ``code`` that the CLI maps to an exit status and the API to a JSON error. Non-conformance
 of data to a contract is *not* an exception: validation returns a typed outcome instead.
-It lives in the lowest layer so that every package can raise it.
+It lives in the lowest layer so that every package can raise it. Errors only the interfaces
+raise (credentials, permissions, media types) subclass it in ``api/errors.py``.
 """
 
 from __future__ import annotations
@@ -221,42 +222,10 @@ class PayloadTooLargeError(InvalidInputError):
     code = "payload_too_large"
 
 
-class UnsupportedMediaTypeError(InvalidInputError):
-    """A request body in a content type the endpoint does not take."""
-
-    code = "unsupported_media_type"
-
-
 class NotAcceptableError(InvalidInputError):
     """No representation the endpoint offers matches the request's ``Accept`` header."""
 
     code = "not_acceptable"
-
-
-class AuthenticationError(TwinKGError):
-    """No credentials, or credentials that do not identify anyone (HTTP 401)."""
-
-    code = "auth_required"
-    exit_code = 14
-
-
-class CredentialsInvalidError(AuthenticationError):
-    """An unknown or revoked API key, or a token with a bad signature, issuer or audience."""
-
-    code = "auth_invalid"
-
-
-class TokenExpiredError(AuthenticationError):
-    """A bearer token (or API key) past its expiry."""
-
-    code = "token_expired"
-
-
-class PermissionDeniedError(TwinKGError):
-    """The caller is known but their role does not allow this operation (HTTP 403)."""
-
-    code = "forbidden"
-    exit_code = 15
 
 
 class AuditLogTamperedError(TwinKGError):
@@ -302,13 +271,6 @@ class QueryUnboundedError(QueryRejectedError):
     nested iterations, a growing ``reduce``, a value combined with itself clause after clause)."""
 
     code = "query_unbounded"
-
-
-class AmbiguousCredentialsError(CredentialsInvalidError):
-    """A request that carries more than one credential (an API key and an ``Authorization``
-    header, even a malformed one): which one counts would be a guess, so neither does."""
-
-    code = "auth_ambiguous"
 
 
 class UnknownQuantityKindError(InvalidInputError):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from twinkg.api.errors import PermissionDeniedError
 from twinkg.api.http.auth import requires
 from twinkg.api.http.core import TwinDep
 from twinkg.api.http.jobs import Job, Jobs, run_summary
@@ -24,7 +25,7 @@ from twinkg.api.http.models import (
 )
 from twinkg.api.security import Permission, Principal, may_approve
 from twinkg.api.twin import Twin
-from twinkg.ontology.errors import InvalidInputError, PermissionDeniedError
+from twinkg.ontology.errors import InvalidInputError
 
 router = APIRouter(tags=["agents"])
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

@@ -22,17 +22,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twinkg.api.errors import ERROR_HEADER
 from twinkg.api.security import Authenticator, Permission, Principal, single_header
 from twinkg.kg.audit_log import AuditEvent, AuditLog, AuditPhase
-from twinkg.ontology.errors import (
-    AuthenticationError,
-    CredentialsInvalidError,
-    TokenExpiredError,
-    TwinKGError,
-)
+from twinkg.ontology.errors import TwinKGError
 
 REQUEST_ID_HEADER = "X-Request-ID"
-ERROR_CODE_HEADER = "X-TwinKG-Error-Code"
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ERROR_BODY_CAP = 64 * 1024  # error bodies larger than this are passed on without their code
@@ -67,21 +62,6 @@ def requires(permission: Permission) -> Callable[..., Principal]:
     return dependency
 
 
-def www_authenticate(exc: AuthenticationError) -> str:
-    """The ``WWW-Authenticate`` header a 401 for ``exc`` carries (RFC 6750 §3)."""
-    if isinstance(exc, TokenExpiredError | CredentialsInvalidError):
-        return 'Bearer realm="twinkg", error="invalid_token"'
-    return 'Bearer realm="twinkg"'
-
-
-def error_headers(exc: TwinKGError) -> dict[str, str]:
-    """Headers an error response for ``exc`` carries: its code, and for a 401 the challenge."""
-    headers = {ERROR_CODE_HEADER: exc.code}
-    if isinstance(exc, AuthenticationError):
-        headers["WWW-Authenticate"] = www_authenticate(exc)
-    return headers
-
-
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -91,7 +71,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _error_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
     for key, value in headers:
-        if key.lower() == ERROR_CODE_HEADER.lower().encode():
+        if key.lower() == ERROR_HEADER.lower().encode():
             return value.decode("latin-1")
     try:
         code = json.loads(body)["error"]["code"]
@@ -286,7 +266,7 @@ def _audit_unavailable(
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (ERROR_CODE_HEADER.lower().encode(), b"audit_unavailable"),
+        (ERROR_HEADER.lower().encode(), b"audit_unavailable"),
         *request_id,
     ]
     return [

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from rdflib import Graph
 from starlette.concurrency import run_in_threadpool
 
+from twinkg.api.errors import UnsupportedMediaTypeError
 from twinkg.api.http.auth import requires
 from twinkg.api.http.models import (
     AnomalyOut,
@@ -28,7 +29,7 @@ from twinkg.api.http.models import (
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
 from twinkg.ontology.catalog import load_ontology
-from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError, UnsupportedMediaTypeError
+from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
 from twinkg.reasoner.ingest import IngestReport
 from twinkg.reasoner.validation import validate as validate_graph
 from twinkg.shapes.registry import default_registry

@@ -2,8 +2,9 @@
 
 Every error answers ``{"error": {"code": str, "message": str, "details": ...}}`` and carries the
 code in the ``X-TwinKG-Error-Code`` header too (the audit log records it without reading
-bodies). The HTTP status follows from the exception's class in :mod:`ontology.errors`; request
-bodies and parameters that fail their pydantic models answer 422 ``invalid_request``.
+bodies). The HTTP status follows from the exception's class (the rule is
+:func:`api.errors.status_for`, which the MCP endpoint shares); request bodies and parameters
+that fail their pydantic models answer 422 ``invalid_request``.
 """
 
 from __future__ import annotations
@@ -17,34 +18,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from twinkg.api.http.auth import error_headers
-from twinkg.ontology import errors as e
+from twinkg.api.errors import ERROR_HEADER, error_document, error_headers, status_for
+from twinkg.ontology.errors import TwinKGError
 
-ERROR_HEADER = "X-TwinKG-Error-Code"
+__all__ = ["ERROR_HEADER", "ERROR_RESPONSES", "error_response", "install", "status_for"]
 _log = logging.getLogger("twinkg.api")
-
-# Most specific first: the first class an error is an instance of decides its status.
-_STATUS: tuple[tuple[type[e.TwinKGError], int], ...] = (
-    (e.AuthenticationError, 401),
-    (e.PermissionDeniedError, 403),
-    (e.ApproverRoleError, 403),
-    (e.NotFoundError, 404),
-    (e.NotAcceptableError, 406),
-    (e.ApprovalError, 409),
-    (e.ReplayInputsMissingError, 409),
-    (e.UnsafeActionError, 409),
-    (e.PayloadTooLargeError, 413),
-    (e.UnsupportedMediaTypeError, 415),
-    (e.ContractViolationError, 422),
-    (e.QueryTimeoutError, 422),
-    (e.SparqlMemoryLimitError, 422),
-    (e.SparqlUserLimitError, 429),
-    (e.QueryRejectedError, 400),
-    (e.InvalidInputError, 400),
-    (e.StoreError, 503),
-    (e.ServerError, 503),
-    (e.ConfigError, 503),
-)
 
 
 class ErrorBody(BaseModel):
@@ -68,21 +46,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """The error answers every route documents (FastAPI's own 422 shape is never sent)."""
 
 
-def status_for(exc: e.TwinKGError) -> int:
-    """The HTTP status of a TwinKG error."""
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error response (also used by middleware outside FastAPI's handlers)."""
-    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
     return JSONResponse(
-        body.model_dump(mode="json"),
+        error_document(code, message, details),
         status_code=status,
         headers={ERROR_HEADER: code, **(headers or {})},
     )
@@ -93,7 +62,7 @@ def _one_line(text: str) -> str:
 
 
 async def _twinkg_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, e.TwinKGError)
+    assert isinstance(exc, TwinKGError)
     status = status_for(exc)
     return error_response(status, exc.code, _one_line(str(exc)), headers=error_headers(exc))
 
@@ -127,7 +96,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
-    app.add_exception_handler(e.TwinKGError, _twinkg_error)
+    app.add_exception_handler(TwinKGError, _twinkg_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

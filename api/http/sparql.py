@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from twinkg.api.errors import UnsupportedMediaTypeError
 from twinkg.api.http.auth import requires
 from twinkg.api.http.core import media_type, twin_of
 from twinkg.api.security import Permission, Principal
@@ -26,7 +27,7 @@ from twinkg.api.settings import Settings
 from twinkg.kg.projection import Projection
 from twinkg.kg.sparql_pool import PoolLimits
 from twinkg.kg.store import GraphStore
-from twinkg.ontology.errors import InvalidInputError, SparqlRefusedError, UnsupportedMediaTypeError
+from twinkg.ontology.errors import InvalidInputError, SparqlRefusedError
 
 router = APIRouter(tags=["query"])
 

@@ -11,7 +11,9 @@ guard and approval flow as every other proposal). Every HTTP request is authenti
 ``Authorization`` / ``X-API-Key`` headers before the SDK sees it (401 with the API's JSON error
 shape otherwise); the principal is left on ``scope["state"]["principal"]``, where the tools and
 the audit middleware find it. A refused or failed call is an MCP tool error (``isError``) whose
-text is ``{"error": {"code": …, "message": …}}`` with the stable code of :mod:`ontology.errors`.
+text is ``{"error": {"code": …, "message": …}}`` with the stable code of :mod:`ontology.errors`
+(or :mod:`api.errors`). It shares the error shape and statuses with the HTTP routes through
+:mod:`api.errors`, never by importing them.
 
 Wiring it into the FastAPI app (the session manager must run in the app's lifespan, because
 Starlette does not run a mounted app's lifespan)::
@@ -37,14 +39,14 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from twinkg.api.http.auth import www_authenticate
-from twinkg.api.http.errors import error_response, status_for
+from twinkg.api.errors import error_document, error_headers, status_for
 from twinkg.api.mcp.tools import INSTRUCTIONS, PRINCIPAL, register_tools
 from twinkg.api.security import Authenticator
 from twinkg.api.twin import Twin
-from twinkg.ontology.errors import AuthenticationError, TwinKGError
+from twinkg.ontology.errors import TwinKGError
 
 
 class McpEndpoint:
@@ -78,13 +80,12 @@ class McpEndpoint:
                 headers.get("x-api-key"),
             )
         except TwinKGError as exc:
-            extra = (
-                {"WWW-Authenticate": www_authenticate(exc)}
-                if isinstance(exc, AuthenticationError)
-                else None
-            )
             message = " ".join(str(exc).split())
-            response = error_response(status_for(exc), exc.code, message, headers=extra)
+            response = JSONResponse(
+                error_document(exc.code, message),
+                status_code=status_for(exc),
+                headers=error_headers(exc),
+            )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL] = principal

@@ -21,11 +21,12 @@ from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from twinkg.agents.state import ActionKind
+from twinkg.api.errors import AuthenticationError
 from twinkg.api.http.models import AssetContextOut
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
 from twinkg.kg.provenance import decision_ref
-from twinkg.ontology.errors import AuthenticationError, TwinKGError
+from twinkg.ontology.errors import TwinKGError
 
 _log = logging.getLogger("twinkg.mcp")
 

@@ -27,12 +27,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from twinkg.api.http.auth import error_headers, requires
+from twinkg.api.errors import AuthenticationError, error_headers
+from twinkg.api.http.auth import requires
 from twinkg.api.http.tls import uvicorn_ssl_options
 from twinkg.api.security import Authenticator, KeyStore, Permission, Principal, Role
 from twinkg.api.settings import Settings
 from twinkg.kg.local_server import free_port
-from twinkg.ontology.errors import AuthenticationError, ConfigError
+from twinkg.ontology.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from twinkg.api.cli import keys as cli_keys
-from twinkg.api.http.auth import AuditMiddleware, error_headers, requires
+from twinkg.api.errors import AuthenticationError, PermissionDeniedError, error_headers
+from twinkg.api.http.auth import AuditMiddleware, requires
 from twinkg.api.security import Authenticator, KeyStore, Permission, Principal, Role
 from twinkg.kg.audit_log import AuditEntry, AuditEvent, AuditLog, AuditPhase, entry_hash
-from twinkg.ontology.errors import (
-    AuthenticationError,
-    PermissionDeniedError,
-    StoreError,
-    TwinKGError,
-)
+from twinkg.ontology.errors import StoreError, TwinKGError
 
 
 def event(path: str = "/x", status: int = 200, subject: str = "k1") -> AuditEvent:

@@ -19,6 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
 from twinkg.api.cli import keys as cli_keys
+from twinkg.api.errors import (
+    AmbiguousCredentialsError,
+    AuthenticationError,
+    CredentialsInvalidError,
+    PermissionDeniedError,
+    TokenExpiredError,
+)
 from twinkg.api.security import (
     GRANTS,
     Authenticator,
@@ -30,16 +37,7 @@ from twinkg.api.security import (
     may_approve,
     single_header,
 )
-from twinkg.ontology.errors import (
-    AmbiguousCredentialsError,
-    AuthenticationError,
-    ConfigError,
-    CredentialsInvalidError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    TokenExpiredError,
-)
+from twinkg.ontology.errors import ConfigError, InvalidInputError, NotFoundError
 
 P = Permission
 EXPECTED_GRANTS = {
