@@ -3,6 +3,8 @@
 LangGraph hands this to every node as ``runtime.context``; none of it is in the checkpointed
 state. The same nodes run live (facts from Neo4j and the telemetry log, a recorder that writes)
 and in replay (facts read back from a decision's record, a recorder that only compares).
+Nodes gather their facts through :class:`Gather`, which numbers them as evidence in the state;
+:func:`gathered_rows` reads a query's rows back from that evidence.
 """
 
 from __future__ import annotations
@@ -194,6 +196,12 @@ class RunContext:
     agent: AgentInfo
     clock: Callable[[], datetime]
     settings: AgentSettings = AgentSettings()
+
+
+def gathered_rows(state: AgentState, query: NamedQuery) -> list[dict[str, Any]]:
+    """The rows ``query`` returned when the run last gathered it (none: not gathered yet)."""
+    found = [e for e in state.evidence if e.query == query.name]
+    return found[-1].rows if found else []
 
 
 class Gather:

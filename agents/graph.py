@@ -16,19 +16,19 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from twinkg.agents import diagnosis, guard, record
+from twinkg.agents import act, approval, diagnose, guard, monitor, plan, record
 from twinkg.agents.context import RunContext
 from twinkg.agents.state import AgentState, Outcome
 
 Node = Callable[[AgentState, RunContext], dict[str, Any]]
 
 NODES: dict[str, Node] = {
-    "monitor": diagnosis.monitor,
-    "diagnose": diagnosis.diagnose,
-    "plan": guard.plan,
+    "monitor": monitor.monitor,
+    "diagnose": diagnose.diagnose,
+    "plan": plan.plan,
     "guard": guard.guard,
-    "approval": guard.approval,
-    "act": record.act,
+    "approval": approval.approval,
+    "act": act.act,
     "record": record.record,
 }
 

@@ -1,4 +1,4 @@
-"""Plan, guard and approve: the planner proposes, the safety shapes decide, a person may approve.
+"""Guard: the safety shapes decide whether the proposed action may act, and on what terms.
 
 The guard validates the proposed action, added to a copy of its context subgraph read from the
 graph (never to the graph itself), against the safety shapes (``reasoner.safety.assess``):
@@ -6,21 +6,19 @@ graph (never to the graph itself), against the safety shapes (``reasoner.safety.
 below the trust threshold never acts alone, whatever the shapes say. When the run resumes with an
 approval, the guard runs again on the graph as it is then, and the approval must be bound to
 what it approves: the same arguments, the same graph version, an approver holding a role the
-requirement names, an expiry still ahead.
+requirement names, an expiry still ahead (:func:`approval_problem`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from langgraph.types import interrupt
 from rdflib import RDF, XSD, Graph, Literal, URIRef
 from rdflib.compare import to_canonical_graph
 from rdflib.namespace import PROV
 
-from twinkg.agents.context import Gather, RunContext
-from twinkg.agents.diagnosis import urgency
-from twinkg.agents.planning import Envelope, Partner, PlanningCase
+from twinkg.agents.context import Gather, RunContext, gathered_rows
+from twinkg.agents.record import decision_iri
 from twinkg.agents.state import (
     AgentState,
     ApprovalInput,
@@ -39,72 +37,11 @@ from twinkg.kg.context import (
 )
 from twinkg.kg.context import graph_version as version_of
 from twinkg.kg.provenance import canonical_ntriples
-from twinkg.kg.queries import NamedQuery
 from twinkg.ontology.errors import InvalidInputError
-from twinkg.ontology.namespaces import DECISION_BASE
 from twinkg.ontology.vocab import TK
 from twinkg.reasoner.safety import SafetyAssessment, Verdict, assess
 
 DEFAULT_APPROVER_ROLES = (str(TK.OperatorRole), str(TK.SupervisorRole))
-
-
-def decision_iri(state: AgentState) -> str:
-    """The IRI of the decision the run's current step records."""
-    return f"{DECISION_BASE}{state.run_id}/{state.step}"
-
-
-def _rows_of(state: AgentState, query: NamedQuery) -> list[dict[str, Any]]:
-    found = [e for e in state.evidence if e.query == query.name]
-    return found[-1].rows if found else []
-
-
-def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
-    """Plan: a case from the diagnosis and the graph's policies, handed to the planner."""
-    assert state.asset is not None
-    gather = Gather(ctx, state)
-    policies = gather.rows(q.POLICIES, asset=state.asset)[0]
-    profile = _rows_of(state, q.ASSET_PROFILE)
-    head = profile[0] if profile else {}
-    trust = [s.trust for s in state.symptoms]
-    data_trust = sum(trust) / len(trust) if trust else 0.0
-    top = state.hypotheses[0].score if state.hypotheses else 1.0
-    case = PlanningCase(
-        asset=state.asset,
-        tag=head.get("tag"),
-        criticality=head.get("criticality"),
-        status=head.get("status"),
-        as_of=state.as_of,
-        findings=state.findings,
-        hypotheses=state.hypotheses,
-        symptoms=state.symptoms,
-        mitigations={r["mode"]: list(r["mitigations"]) for r in profile if r.get("mode")},
-        # rows recorded before the query skipped them hold {uri: null} for "none" (replays)
-        envelopes=[Envelope.model_validate(e) for e in policies["envelopes"] if e.get("uri")],
-        partners=[Partner.model_validate(p) for p in policies["partners"] if p.get("uri")],
-        trust_threshold=policies["threshold"],
-        confidence=round(data_trust * top, 6),
-        urgency=max([urgency(f) for f in state.findings] + [top if state.hypotheses else 0.0]),
-    )
-    update = gather.update(state)
-    if state.action is not None:  # an external proposal: the data's trust caps its claim
-        action = state.action.model_copy(
-            update={
-                "confidence": round(min(state.action.confidence, data_trust), 6),
-                "proposed_at": state.as_of,
-            }
-        )
-        update.update(planner="external", action=action, candidates=[])
-        return update
-    result = ctx.planner.plan(case)
-    update.update(
-        planner=result.planner,
-        candidates=result.candidates,
-        action=result.action,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        transcript=result.transcript,
-    )
-    return update
 
 
 def action_graph(
@@ -199,7 +136,8 @@ def guard(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     context = context_from_rows(nodes, rels)
     version = version_of(context)
     approval = state.approval
-    roles = _rows_of(state, q.PERSON)[0]["roles"] if approval and _rows_of(state, q.PERSON) else []
+    person = gathered_rows(state, q.PERSON)
+    roles = person[0]["roles"] if approval and person else []
     iri = decision_iri(state) + "/action"
     assessment = assess(action_graph(action, iri, approval, roles), context)
     verdict = GuardVerdict(
@@ -287,41 +225,3 @@ def approval_problem(  # noqa: PLR0911 - one check per binding
     if approval.role not in first.approval_roles:
         return f"approver_role: {approval.role} may not approve this action"
     return None
-
-
-def approval_request(state: AgentState) -> dict[str, Any]:
-    """What a person is asked to approve, with what the approval must be bound to."""
-    assert state.action is not None and state.guard is not None
-    return {
-        "decision": f"{DECISION_BASE}{state.run_id}/{state.step - 1}",
-        "run_id": state.run_id,
-        "action": state.action.model_dump(mode="json"),
-        "action_hash": state.action.arguments_hash(),
-        "graph_version": state.guard.graph_version,
-        "roles": state.guard.approval_roles,
-        "reasons": [r.message for r in state.guard.results if r.severity == "Warning"],
-    }
-
-
-def approval(state: AgentState, ctx: RunContext) -> dict[str, Any]:
-    """Approval: wait for a person (a LangGraph interrupt); then re-guard what they answered."""
-    answer = ApprovalInput.model_validate(interrupt(approval_request(state)))
-    gather = Gather(ctx, state)
-    gather.rows(q.PERSON, person=answer.approver)
-    update = gather.update(state)
-    # The next decision starts when the person answers.
-    update.update(approval=answer, outcome=None, reason="", started_at=ctx.clock().isoformat())
-    if answer.outcome == "edited" and state.action is not None:
-        edited = state.action.model_copy(update=_edits(answer.edits))
-        update.update(action=edited, original_action=state.action)
-    return update
-
-
-_EDITABLE = {"proposed_setpoint", "ramp_s"}
-
-
-def _edits(edits: dict[str, float]) -> dict[str, float]:
-    unknown = set(edits) - _EDITABLE
-    if unknown:
-        raise InvalidInputError(f"only {sorted(_EDITABLE)} can be edited, not {sorted(unknown)}")
-    return dict(edits)

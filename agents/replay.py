@@ -26,10 +26,9 @@ from rdflib.term import Node
 from twinkg.agents.checkpoint import serializer
 from twinkg.agents.context import AgentInfo, RecordedFacts, RunContext
 from twinkg.agents.graph import compile_graph
-from twinkg.agents.guard import decision_iri
 from twinkg.agents.llm_planner import LlmPlanner
 from twinkg.agents.planning import Plan, Planner, PlanningCase, RulePlanner
-from twinkg.agents.record import decision_records
+from twinkg.agents.record import decision_iri, decision_records
 from twinkg.agents.state import (
     ActionKind,
     AgentState,

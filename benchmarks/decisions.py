@@ -39,8 +39,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from benchmarks.server import throwaway_store
 from twinkg.agents.checkpoint import open_checkpointer, serializer
-from twinkg.agents.guard import decision_iri
-from twinkg.agents.record import decision_records
+from twinkg.agents.record import decision_iri, decision_records
 from twinkg.agents.runner import Agents, RunResult
 from twinkg.agents.state import AgentState
 from twinkg.graph_seed import seeding

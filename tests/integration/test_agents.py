@@ -369,7 +369,7 @@ _CRASHING_RUN = """
 import os, sys
 from datetime import datetime
 from pathlib import Path
-from twinkg.agents import record as record_module
+from twinkg.agents import act as act_module
 from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.runner import Agents
 from twinkg.agents.state import ActionKind, ProposedAction
@@ -390,7 +390,7 @@ def die(*args, **kwargs):
 if point == "after-commit":
     provenance.record = record_then_die
 else:
-    record_module.act = die
+    act_module.act = die
     import twinkg.agents.graph as graph_module
     graph_module.NODES["act"] = die
 driver = open_driver(uri, user, password)

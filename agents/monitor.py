@@ -1,0 +1,65 @@
+"""Observe: the monitor picks the case the run decides on.
+
+The monitor asks the graph for anomalies, open alarms and stale sensors nobody has decided on,
+and takes the most urgent asset (:func:`urgency`: an alarm's severity, else the finding's kind;
+the earliest finding breaks ties). An external proposal makes its target the case.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from twinkg.agents.context import Gather, RunContext
+from twinkg.agents.state import AgentState, Finding
+from twinkg.kg import agent_queries as q
+
+_SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
+_KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}
+
+
+def urgency(finding: Finding) -> float:
+    """How urgent a finding is, in [0, 1]: an alarm's severity, else its kind."""
+    if finding.severity in _SEVERITY:
+        return _SEVERITY[finding.severity]
+    return _KIND_URGENCY.get(finding.kind, 0.3)
+
+
+def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
+    """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
+    gather = Gather(ctx, state)
+    limit = ctx.settings.finding_limit
+    found = gather.rows(
+        q.OPEN_FINDINGS,
+        scope=state.scope,
+        as_of=state.as_of,
+        lookback_s=ctx.settings.lookback_s,
+        limit=limit,
+    )
+    stale = gather.rows(
+        q.STALE_SENSORS,
+        scope=state.scope,
+        as_of=state.as_of,
+        stale_s=ctx.settings.stale_after_s,
+        limit=limit,
+    )
+    findings = [Finding.model_validate(row) for row in [*found, *stale]]
+    by_asset: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        by_asset[finding.asset].append(finding)
+    update = gather.update(state)
+    if state.action is not None and state.scope:  # an external proposal: its target is the case
+        update.update(findings=by_asset.get(state.action.target, []), asset=state.action.target)
+        return update
+    if not by_asset:
+        update.update(findings=[], asset=None)
+        return update
+
+    def key(asset: str) -> tuple[float, str, str]:
+        items = by_asset[asset]
+        first = min((f.occurred_at or "") for f in items)
+        return (-max(urgency(f) for f in items), first, asset)
+
+    chosen = min(by_asset, key=key)
+    update.update(findings=by_asset[chosen], asset=chosen)
+    return update
