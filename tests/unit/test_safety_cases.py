@@ -3,7 +3,9 @@
 Each case folder holds an action with its context (input.ttl) and the SHACL validation report
 it must produce (expected.ttl: sh:conforms and one sh:result per expected result). The results
 are compared as the SET of (focus node, severity, source shape), exactly; an ontologist adds a
-case by adding a folder, without Python.
+case by adding a folder, without Python. A case is named ``<rule>-…``, the rule being the shapes
+file it exercises: its ``owl:Ontology`` IRI ends in the rule, and so does the file's name
+(``well-formed.ttl`` declares ``…/shapes/safety/well-formed``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ from twinkg.reasoner.validation import ValidationOutcome, validate
 
 CASES_DIR = SAFETY_SHAPES_DIR / "cases"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
-RULES = ("wellformed", "trust", "envelope", "loto", "standby", "critical")
+SHAPE_FILES = sorted(SAFETY_SHAPES_DIR.glob("*.ttl"))
+SHAPES_IRI = "https://w3id.org/twinkg/shapes/safety/"
+
+
+def _declared_rule(path: Path) -> str:
+    """The rule a shapes file declares: the last segment of its ``owl:Ontology`` IRI."""
+    (ontology,) = Graph().parse(path).subjects(RDF.type, OWL.Ontology)
+    return str(ontology).rpartition("/")[2]
+
+
+RULES = tuple(_declared_rule(p) for p in SHAPE_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +87,22 @@ def test_every_case_folder_is_complete() -> None:
     assert not incomplete, f"case folders without input.ttl or expected.ttl: {incomplete}"
 
 
+def test_each_shapes_file_declares_the_rule_it_is_named_for() -> None:
+    for path in SHAPE_FILES:
+        (ontology,) = Graph().parse(path).subjects(RDF.type, OWL.Ontology)
+        assert str(ontology) == SHAPES_IRI + path.stem, f"{path.name} declares {ontology}"
+    assert len(set(RULES)) == len(RULES) >= 6
+
+
+def test_every_case_is_named_for_one_rule() -> None:
+    """A case's name starts with the rule it exercises: a misnamed case fails here."""
+    for case in CASES:
+        rules = [rule for rule in RULES if case.name.startswith(rule + "-")]
+        assert len(rules) == 1, f"case {case.name}: name it <rule>-…, a rule of {RULES}"
+
+
 def test_each_rule_has_a_breaking_a_passing_and_a_third_case() -> None:
+    """Every shapes file has cases: a new rule without them fails here."""
     for rule in RULES:
         names = [p.name for p in CASES if p.name.startswith(rule + "-")]
         assert len(names) >= 3, f"rule {rule} has only {names}"
@@ -99,9 +126,8 @@ def test_shapes_are_named_versioned_and_pass_meta_shacl() -> None:
     for kind in (SH.NodeShape, SH.PropertyShape):
         for shape in shapes.subjects(RDF.type, kind):
             assert isinstance(shape, URIRef) and str(shape).startswith(str(namespace)), shape
-    files = sorted(SAFETY_SHAPES_DIR.glob("*.ttl"))
-    assert len(files) >= 6
-    for path in files:
+    assert len(SHAPE_FILES) >= 6
+    for path in SHAPE_FILES:
         graph = Graph().parse(path)
         (ontology,) = graph.subjects(RDF.type, OWL.Ontology)
         assert graph.value(ontology, OWL.versionInfo) == Literal("1.0.0"), path.name
@@ -176,7 +202,7 @@ print(repr([v.message for v in assess(action_graph, context).approvals_needed]))
 def test_results_come_in_one_order_in_every_process() -> None:
     """Replays compare reasons made of result messages: their order must not depend on the
     process (set and hash order change with PYTHONHASHSEED)."""
-    case = SAFETY_SHAPES_DIR / "cases" / "critical-stop-pump-needs-approval" / "input.ttl"
+    case = SAFETY_SHAPES_DIR / "cases" / "criticality-stop-pump-needs-approval" / "input.ttl"
     orders = set()
     for seed in ("1", "2", "3", "4"):
         done = subprocess.run(
