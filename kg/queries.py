@@ -1,8 +1,16 @@
-"""Every Cypher statement TwinKG runs, by name.
+"""Named Cypher: what every query is made of, and the statements the graph store runs itself.
+
+:class:`NamedQuery` (a statement with a stable name, used in logs, errors and provenance) and
+:func:`token` are what every module's queries are built from; most queries live beside the code
+that runs them (``kg.agent_queries``, ``kg.api_queries``, ``kg.context``, ``kg.provenance``,
+``kg.lineage``, ...). Here are the statements of ``kg.store.GraphStore``: the schema (the uri
+constraint and the indexes), the counts, the export reads, the seeding writes (batched
+``CREATE`` and ``MERGE`` of nodes and relationships, temporal values rebuilt in Cypher from ISO
+text); and the example questions ``twinkg show`` asks (:data:`DEMO_QUERIES`).
 
 Values always travel as ``$parameters``. Labels and relationship types cannot be parameters in
-an index-backed ``MERGE``, so the few statements that need them are built here from members of
-the generated enums only, never from request or model text.
+an index-backed ``MERGE``, so the statements that need them splice members of the generated
+enums through :func:`token` only, never request or model text.
 """
 
 from __future__ import annotations
