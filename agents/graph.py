@@ -1,9 +1,11 @@
-"""The agent graph: observe → diagnose → plan → guard → (approval) → act → record.
+"""The agent graph: monitor → diagnose → plan → guard → act → record, and approval.
 
 An explicit LangGraph ``StateGraph`` over :class:`agents.state.AgentState` with the
-:class:`agents.context.RunContext` as its run context. Routing is data: the guard's outcome
+:class:`agents.context.RunContext` as its run context. Each node is the function of its name in
+the module of its name (``agents.monitor.monitor``, ``agents.diagnose.diagnose``, …), listed in
+:data:`NODES`. Routing is data: nothing found ends the run after the monitor; the guard's outcome
 decides whether the run acts, records a refusal, or records a request and waits for a person
-(an interrupt); a resumed run is guarded again before it may act.
+(``approval``, an interrupt); a resumed run is guarded again before it may act.
 """
 
 from __future__ import annotations
