@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Fetch Neo4j 5.26 LTS with Maven (retried: Maven Central can answer 429) and build the launcher.
 neo4j: setup
-	$(BIN)/python -c "from kg.local_server import build; print(build(log=print))" >/dev/null
+	$(BIN)/python -c "from twinkg.kg.local_server import build; print(build(log=print))" >/dev/null
 
 lint: setup
 	$(BIN)/ruff check .
