@@ -10,6 +10,7 @@ authenticator and the audit log, and closes them in reverse order. Routes reach 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -26,10 +27,10 @@ from twinkg.api.http import sparql as routes_sparql
 from twinkg.api.http.auth import AuditMiddleware
 from twinkg.api.http.body_limit import BodyLimitMiddleware
 from twinkg.api.http.jobs import Jobs
-from twinkg.api.http.sparql import build_projection
+from twinkg.api.resources import build_projection, open_checkpointer, open_store
 from twinkg.api.security import build_authenticator
 from twinkg.api.settings import Settings, audit_log_path
-from twinkg.api.twin import Twin, open_checkpointer
+from twinkg.api.twin import Twin
 from twinkg.kg.audit_log import AuditLog
 from twinkg.kg.projection import Projection
 from twinkg.kg.sparql_parser import warm as warm_sparql_parser
@@ -39,6 +40,11 @@ from twinkg.ontology.errors import TwinKGError
 _log = logging.getLogger("twinkg.api")
 VERSION = version("twinkg")
 """The installed package's version, shown in the OpenAPI document."""
+
+
+def _note(message: str) -> None:
+    """A line on stderr about opening the store (the local server starting, ingests recovered)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class _Follower:
@@ -74,10 +80,8 @@ class _Follower:
 def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) -> Iterator[None]:
     """Open what the routes use and put it on ``app.state``; close it all on exit."""
     with ExitStack() as stack:
-        if store is None:
-            from twinkg.api.cli.common import open_store  # noqa: PLC0415 - starts the local server
-
-            store = stack.enter_context(open_store(settings))
+        if store is None:  # starts the local server when it is the target
+            store = stack.enter_context(open_store(settings, note=_note))
         store.ensure_schema()
         saver = stack.enter_context(open_checkpointer(settings))
         warm_sparql_parser()  # before the first request: its grammar is shared by threads

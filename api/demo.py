@@ -17,10 +17,9 @@ from typing import Any
 
 import httpx
 
-from twinkg.api.cli.common import load_settings
-from twinkg.api.http.server import base_url
 from twinkg.api.security import KeyStore, Role
-from twinkg.api.settings import api_keys_path
+from twinkg.api.server import base_url
+from twinkg.api.settings import api_keys_path, load_settings
 from twinkg.ontology.errors import TwinKGError
 
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"

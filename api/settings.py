@@ -11,10 +11,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twinkg.kg.local_server import LocalServerConfig, write_secret
+from twinkg.ontology.errors import ConfigError
 
 _SIZE = r"^[0-9]+[kKmMgG]?$"
 
@@ -144,6 +145,16 @@ class Settings(BaseSettings):
     )
 
 
+def load_settings() -> Settings:
+    """The settings from the environment; :class:`ConfigError` naming the first bad one."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{field}: {first['msg']}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     """How to reach Neo4j; ``local`` when it is TwinKG's own server."""
@@ -173,6 +184,11 @@ def api_keys_path(settings: Settings) -> Path:
 def audit_log_path(settings: Settings) -> Path:
     """Where the audit log of state-changing requests is appended."""
     return settings.audit_log or settings.home.resolve() / "audit" / "audit.jsonl"
+
+
+def projection_folder(settings: Settings) -> Path:
+    """Where the SPARQL projection persists (``TWINKG_PROJECTION_PATH``, else under home)."""
+    return settings.projection_path or settings.home.resolve() / "projection"
 
 
 def checkpoint_target(settings: Settings) -> str:

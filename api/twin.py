@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from rdflib import Graph
-
-from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction, parse_time
+from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction
+from twinkg.api.agent_inputs import as_of_moment, planner_for, role_iri
 from twinkg.api.errors import PermissionDeniedError
-from twinkg.api.http.models import AssetContextOut
-from twinkg.api.settings import Settings, checkpoint_target, detector_dir, telemetry_dir
+from twinkg.api.offline import OfflineTwin
+from twinkg.api.resources import open_checkpointer
+from twinkg.api.results import (
+    AssetContext,
+    AssetEvent,
+    FailureMode,
+    Lineage,
+    Neighbour,
+    Policies,
+    SensorTrust,
+)
+from twinkg.api.settings import Settings, detector_dir, telemetry_dir
 from twinkg.kg import agent_queries as aq
 from twinkg.kg import api_queries, chain_verify
 from twinkg.kg.lineage import lineage
@@ -35,17 +44,17 @@ from twinkg.ontology.errors import (
     PayloadTooLargeError,
     UnknownQuantityKindError,
 )
-from twinkg.ontology.vocab import TK, Label
+from twinkg.ontology.vocab import Label
 from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
 from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
 from twinkg.reasoner.json_body import RepeatedNames, read_json
 from twinkg.reasoner.points import PointBatch, from_json_points
+from twinkg.reasoner.progress import Progress
 from twinkg.reasoner.timestamps import shown
 
 if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation needs them
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from twinkg.agents.planning import Planner
     from twinkg.agents.replay import ReplayReport
     from twinkg.agents.runner import Agents, RunResult
     from twinkg.kg.projection import Projection
@@ -136,56 +145,10 @@ def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
     )
 
 
-def planner_for(settings: Settings, store: GraphStore) -> Planner:
-    """The rule planner, or the configured chat model behind read-only, row-capped Cypher."""
-    from twinkg.agents.llm_planner import LlmPlanner, chat_model_from_settings  # noqa: PLC0415
-    from twinkg.agents.planning import RulePlanner  # noqa: PLC0415
-
-    if not settings.llm_model and not settings.llm_base_url:
-        return RulePlanner()
-    if not (settings.llm_model and settings.llm_base_url):
-        raise ConfigError("TWINKG_LLM_BASE_URL and TWINKG_LLM_MODEL go together")
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    model = chat_model_from_settings(settings.llm_base_url, settings.llm_model, key)
-
-    def cypher(query: str, params: dict[str, Any]) -> QueryResult:
-        return store.read_only(query, params, timeout_s=settings.query_timeout_s, row_cap=50)
-
-    return LlmPlanner(model, cypher=cypher, model_name=settings.llm_model)
-
-
-def as_of_moment(store: GraphStore, value: str | None) -> datetime | None:
-    """``None``/"now" → now; "data" → just after the newest reading; else an ISO time."""
-    if value is None or value == "now":
-        return None
-    if value == "data":
-        rows = store.read(aq.LATEST_OBSERVATION)
-        if not rows or rows[0]["latest"] is None:
-            raise InvalidInputError("as of 'data': the graph holds no telemetry yet")
-        return parse_time(str(rows[0]["latest"])) + timedelta(seconds=1)
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"as of must be 'now', 'data' or an ISO 8601 time with a zone, not {value!r}"
-        ) from None
-
-
-def role_iri(value: str) -> str:
-    """A role's IRI from an IRI or a local name of the ontology (``Supervisor``)."""
-    if value.startswith(("http://", "https://")):
-        return value
-    try:
-        return str(TK[value])
-    except (AttributeError, KeyError):
-        raise InvalidInputError(f"{value!r} is not a role of the ontology") from None
-
-
 @dataclass
-class Twin:
+class Twin(OfflineTwin):
     """One process's handle on the twin: the store, the telemetry log and, lazily, the agents."""
 
-    settings: Settings
     store: GraphStore
     checkpointer: BaseCheckpointSaver[Any] | None = None
     projection: Projection | None = None  # when SPARQL is served
@@ -214,7 +177,7 @@ class Twin:
             raise InvalidInputError(f"{kind!r} is not a class of the ontology")
         return self.store.read(api_queries.ASSETS, label=kind, offset=offset, limit=limit)
 
-    def asset_context(self, asset: str, *, events: int = 20) -> AssetContextOut:
+    def asset_context(self, asset: str, *, events: int = 20) -> AssetContext:
         """What an engineer or an agent needs about one asset: profile and failure modes,
         sensors with their latest trust, neighbours with their findings, policies and the
         newest events."""
@@ -223,24 +186,25 @@ class Twin:
             raise NotFoundError(f"no asset {asset!r} in the graph")
         now = self.clock().isoformat()
         head = profile[0]
-        policies = self.store.read(aq.POLICIES, asset=asset)[0]
-        return AssetContextOut.model_validate(
-            {
-                "asset": head["asset"],
-                "tag": head["tag"],
-                "types": head["types"],
-                "criticality": head["criticality"],
-                "status": head["status"],
-                "failure_modes": [
-                    {k: row[k] for k in ("mode", "code", "mitigations", "kinds")}
-                    for row in profile
-                    if row["mode"] is not None
-                ],
-                "sensors": self.store.read(aq.ASSET_SENSORS, asset=asset, as_of=now),
-                "neighbours": self.store.read(aq.NEIGHBOURS, asset=asset, as_of=now),
-                "policies": policies,
-                "events": self.store.read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
-            }
+        read = self.store.read
+        return AssetContext(
+            asset=head["asset"],
+            tag=head["tag"],
+            types=tuple(head["types"]),
+            criticality=head["criticality"],
+            status=head["status"],
+            failure_modes=tuple(FailureMode.from_row(r) for r in profile if r["mode"] is not None),
+            sensors=tuple(
+                SensorTrust.from_row(r) for r in read(aq.ASSET_SENSORS, asset=asset, as_of=now)
+            ),
+            neighbours=tuple(
+                Neighbour.from_row(r) for r in read(aq.NEIGHBOURS, asset=asset, as_of=now)
+            ),
+            policies=Policies.from_row(read(aq.POLICIES, asset=asset)[0]),
+            events=tuple(
+                AssetEvent.from_row(r)
+                for r in read(api_queries.ASSET_EVENTS, asset=asset, limit=events)
+            ),
         )
 
     def criticality(self, asset: str) -> str | None:
@@ -457,28 +421,30 @@ class Twin:
         """The decisions one run recorded, in order."""
         return self.store.read(aq.RUN_DECISIONS, run_id=run_id)
 
-    def lineage(self, decision: str) -> Graph:
-        """The decision's PROV-O record and everything it points at, as RDF."""
-        return lineage(self.store, decision)
+    def lineage(self, decision: str, *, check: bool = True) -> Lineage:
+        """The decision's PROV-O record and everything it points at, as RDF; with ``check``,
+        whether it conforms to the PROV-O shapes (pySHACL: skip it when only the RDF is
+        wanted). :class:`DecisionNotFoundError` when there is no such decision."""
+        graph = lineage(self.store, decision)
+        iri = decision_ref(decision)
+        if not check:
+            return Lineage(iri, graph)
+        from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
 
-    def replay(self, decision: str) -> ReplayReport:
-        """Re-run a decision from its recorded inputs and compare."""
+        outcome = check_prov(graph)
+        return Lineage(iri, graph, outcome.conforms, tuple(v.message for v in outcome.violations))
+
+    def replay(self, decision: str, *, progress: Progress | None = None) -> ReplayReport:
+        """Re-run a decision from its recorded inputs and compare, field by field; nothing is
+        written. ``progress`` follows loading the records, each step and the comparison."""
         from twinkg.agents.replay import replay  # noqa: PLC0415
 
-        return replay(self.store, self.log, decision)
+        return replay(self.store, self.log, decision, progress=progress)
 
     def verify(self, *, expect_head: str | None = None) -> chain_verify.VerifyReport:
-        """Recompute every decision record's hash."""
+        """Recompute every decision record's hash; the report lists each record altered,
+        deleted or unchained, and a head that is not ``expect_head``."""
         return chain_verify.verify(self.store, expect_head=expect_head)
-
-
-@contextmanager
-def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver[Any]]:
-    """The checkpointer the settings name (SQLite by default)."""
-    from twinkg.agents.checkpoint import open_checkpointer as _open  # noqa: PLC0415
-
-    with _open(checkpoint_target(settings)) as saver:
-        yield saver
 
 
 @contextmanager

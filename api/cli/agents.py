@@ -13,7 +13,6 @@ from twinkg.agents.state import ActionKind
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
 from twinkg.api.settings import Settings
 from twinkg.api.twin import Twin, agents_twin
-from twinkg.kg.agent_queries import RECENT_DECISIONS
 from twinkg.ontology.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the agents pull in LangGraph: imported where a command needs them
@@ -111,7 +110,7 @@ def list_command(
     """The latest decisions: outcome, action and target."""
     settings = load_settings()
     with open_store(settings) as store:
-        rows = store.read(RECENT_DECISIONS, limit=limit)
+        rows = Twin(settings, store).decisions(limit=limit)
     if as_json:
         out.print_json(json.dumps(rows))
         return

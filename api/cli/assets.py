@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -55,7 +56,7 @@ def context_command(
     the newest events (what GET /assets/context answers)."""
     settings = load_settings()
     with open_store(settings) as store:
-        context = Twin(settings, store).asset_context(asset, events=events).model_dump(mode="json")
+        context = asdict(Twin(settings, store).asset_context(asset, events=events))
     if as_json:
         out.print_json(json.dumps(context, default=str))
         return

@@ -5,23 +5,31 @@ Errors are one line on stderr, ``error[<code>]: <reason>``, and exit with the er
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from twinkg.api.settings import Connection, Settings, connection, local_server_config, telemetry_dir
-from twinkg.kg import local_server
-from twinkg.kg.store import GraphStore, open_driver
+from twinkg.api import resources
+from twinkg.api.settings import Settings, load_settings, telemetry_dir
+from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
-from twinkg.ontology.errors import ConfigError, TwinKGError
+from twinkg.ontology.errors import TwinKGError
 from twinkg.reasoner.inference import reclassify
-from twinkg.reasoner.ingest_recovery import recover
 
+__all__ = [
+    "classify_and_report",
+    "err",
+    "errors_as_exit_codes",
+    "load_settings",
+    "note",
+    "open_store",
+    "out",
+    "telemetry_log",
+]
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
@@ -43,48 +51,14 @@ def errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigError(f"{field}: {first['msg']}") from None
-
-
 def note(message: str) -> None:
     err.print(f"[dim]{message}[/dim]")
 
 
-@contextmanager
-def open_store(settings: Settings) -> Iterator[GraphStore]:
-    """The graph store for this command; starts the local server when it is the target."""
-    conn: Connection = connection(settings)
-    if conn.local:
-        local_server.start(
-            local_server_config(settings), wait_s=settings.neo4j_start_timeout_s, log=note
-        )
-    driver = open_driver(conn.uri, conn.user, conn.password.get_secret_value())
-    try:
-        store = GraphStore(driver, database=conn.database)
-        store.ping()
-        recover_ingests(settings, store)
-        yield store
-    finally:
-        driver.close()
-
-
-def recover_ingests(settings: Settings, store: GraphStore) -> None:
-    """Complete or roll back telemetry ingests a crash cut short (decision 0028); a note
-    when there were any. Costs one folder listing when there were none."""
-    log = TelemetryLog(telemetry_dir(settings))
-    if log.journal.has_entries():
-        done = recover(store, log)
-        if done.completed or done.rolled_back:
-            note(
-                f"recovered telemetry batches a crash cut short: {len(done.completed)} "
-                f"completed, {len(done.rolled_back)} rolled back"
-            )
+def open_store(settings: Settings) -> AbstractContextManager[GraphStore]:
+    """The graph store for this command; starts the local server when it is the target and
+    resolves ingests a crash cut short, with a note on stderr about each."""
+    return resources.open_store(settings, note=note)
 
 
 def telemetry_log(settings: Settings) -> TelemetryLog:

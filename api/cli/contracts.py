@@ -14,7 +14,8 @@ from typing import Annotated, Final
 import typer
 from rdflib import Graph
 
-from twinkg.ontology.catalog import load_ontology, parse_turtle
+from twinkg.api.offline import OfflineTwin
+from twinkg.ontology.catalog import parse_turtle
 from twinkg.ontology.errors import (
     ContractViolationError,
     InvalidInputError,
@@ -22,7 +23,6 @@ from twinkg.ontology.errors import (
     TwinKGError,
 )
 from twinkg.reasoner.validation import Severity
-from twinkg.reasoner.validation import validate as validate_graph
 from twinkg.shapes.diff import diff as diff_shapes
 from twinkg.shapes.registry import ContractRef, default_registry, read_shapes
 
@@ -124,11 +124,9 @@ def validate(
     try:
         if not data.is_file():
             raise InvalidInputError(f"{data}: no such file")
-        shapes = default_registry().accept(contract).graph
-        graph = parse_turtle([data])
+        outcome = OfflineTwin.validate(contract, lambda: parse_turtle([data]))
     except TwinKGError as exc:
         raise _fail(exc) from None
-    outcome = validate_graph(graph, shapes, ontology=load_ontology())
     for v in outcome.violations:
         where = f"{v.focus_node} {v.path or ''}".strip()
         typer.echo(f"{v.severity.name.lower():<9} {where}: {v.message}")

@@ -14,9 +14,9 @@ import typer
 from rich.table import Table
 
 from twinkg.api.cli.common import err, errors_as_exit_codes, load_settings, out
+from twinkg.api.offline import OfflineTwin
 from twinkg.api.security import KeyRecord, KeyStore, Role
-from twinkg.api.settings import api_keys_path, audit_log_path
-from twinkg.kg.audit_log import AuditLog
+from twinkg.api.settings import api_keys_path
 from twinkg.ontology.errors import AuditLogTamperedError
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -95,7 +95,7 @@ def audit_show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table")] = False,
 ) -> None:
     """The latest entries of the audit log, newest last."""
-    entries = AuditLog(audit_log_path(load_settings())).entries(limit=limit)
+    entries = OfflineTwin(load_settings()).audit_entries(limit=limit)
     if as_json:
         for entry in entries:
             out.print(json.dumps(entry.document()), markup=False, soft_wrap=True)
@@ -137,12 +137,12 @@ def audit_verify(
 
     Requests whose intent has no outcome (killed, or still running) are listed.
     """
-    path = audit_log_path(load_settings())
-    report = AuditLog(path).verify(expect_head=expect_head, expect_count=expect_count)
+    twin = OfflineTwin(load_settings())
+    report = twin.verify_audit(expect_head=expect_head, expect_count=expect_count)
     if not report.ok:
         where = f" line {report.first_bad_line}" if report.first_bad_line else ""
         raise AuditLogTamperedError(
-            f"{path}{where}: {report.reason} ({report.count} entries check out)"
+            f"{twin.audit_log.path}{where}: {report.reason} ({report.count} entries check out)"
         )
     for request_id in report.open_intents:
         out.print(f"intent without an outcome: request {request_id}", markup=False)

@@ -14,10 +14,7 @@ from rdflib.term import Node
 
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
 from twinkg.api.cli.progress import ProgressOption, phase_bars
-from twinkg.api.settings import telemetry_dir
-from twinkg.kg import chain_verify, provenance
-from twinkg.kg.lineage import lineage
-from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.api.twin import Twin
 from twinkg.ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
 from twinkg.ontology.vocab import TK
 
@@ -37,7 +34,7 @@ def verify_command(
     """Recompute every decision record's hash; exit 12 if any was altered or deleted."""
     settings = load_settings()
     with open_store(settings) as store:
-        report = chain_verify.verify(store, expect_head=expect_head)
+        report = Twin(settings, store).verify(expect_head=expect_head)
     for p in report.problems:
         where = p.decision or f"#{p.chain_index}"
         out.print(f"{p.kind}: {where} ({p.detail})", markup=False)
@@ -193,23 +190,22 @@ def lineage_command(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
 ) -> None:
     """The chain from the action back to raw data, shapes, policies and people."""
-    from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
-
     settings = load_settings()
     with open_store(settings) as store:
-        graph = lineage(store, decision)
-    outcome = check_prov(graph)
+        record = Twin(settings, store).lineage(decision)
     if fmt is LineageFormat.TEXT:
-        _Text(graph).print(URIRef(provenance.decision_ref(decision)))
-        out.print(f"PROV-O: {'valid' if outcome.conforms else 'INVALID'} ({len(graph)} triples)")
+        _Text(record.graph).print(URIRef(record.decision))
+        valid = "valid" if record.prov_valid else "INVALID"
+        out.print(f"PROV-O: {valid} ({record.triples} triples)")
     else:
-        text = graph.serialize(format="turtle" if fmt is LineageFormat.TURTLE else "json-ld")
+        kind = "turtle" if fmt is LineageFormat.TURTLE else "json-ld"
+        text = record.graph.serialize(format=kind)
         if output is not None:
             output.write_text(text)
         else:
             out.print(text, markup=False, end="")
-    if not outcome.conforms:
-        raise InvalidInputError("the lineage is not valid PROV-O: " + outcome.violations[0].message)
+    if not record.prov_valid:
+        raise InvalidInputError("the lineage is not valid PROV-O: " + record.violations[0])
 
 
 @errors_as_exit_codes
@@ -222,11 +218,9 @@ def replay_command(
     On a terminal, progress bars on stderr follow loading the records, each replayed step and
     the comparison, and vanish before the verdict is printed.
     """
-    from twinkg.agents.replay import replay  # noqa: PLC0415 - LangGraph, only here
-
     settings = load_settings()
     with open_store(settings) as store, phase_bars(progress) as bars:
-        report = replay(store, TelemetryLog(telemetry_dir(settings)), decision, progress=bars)
+        report = Twin(settings, store).replay(decision, progress=bars)
     if report.same:
         out.print(f"same decision: {report.decision} ({report.outcome}, {report.steps} step(s))")
         return

@@ -28,6 +28,7 @@ from twinkg.api.cli.common import (
     out,
 )
 from twinkg.api.settings import connection, local_server_config
+from twinkg.api.twin import Twin
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import parse_plant, turtle_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
@@ -200,13 +201,7 @@ def cypher(
     settings = load_settings()
     params = _parse_params(param or [])
     with open_store(settings) as store:
-        result = store.read_only(
-            query,
-            params,
-            timeout_s=settings.query_timeout_s,
-            row_cap=settings.query_row_cap,
-            byte_cap=settings.query_max_bytes,
-        )
+        result = Twin(settings, store).cypher(query, params)
     _print_result(result, as_json=as_json)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from twinkg.api import server
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, out
-from twinkg.api.http import server
 
 app = typer.Typer(help="The HTTP API (with MCP at /mcp) as a background server.")
 

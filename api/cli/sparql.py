@@ -20,7 +20,8 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
-from twinkg.api.http.sparql import build_projection, projection_folder
+from twinkg.api.resources import build_projection
+from twinkg.api.settings import projection_folder
 from twinkg.kg.projection import Projection
 from twinkg.kg.sparql_query import check, negotiate
 

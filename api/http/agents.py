@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from twinkg.api.errors import PermissionDeniedError
 from twinkg.api.http.auth import requires
-from twinkg.api.http.core import TwinDep
-from twinkg.api.http.jobs import Job, Jobs, run_summary
+from twinkg.api.http.deps import JobsDep, RunId, Step, TwinDep
+from twinkg.api.http.jobs import Job, run_summary
 from twinkg.api.http.models import (
     ApprovalRequest,
     ApprovalRequestOut,
@@ -28,18 +28,7 @@ from twinkg.api.twin import Twin
 from twinkg.ontology.errors import InvalidInputError
 
 router = APIRouter(tags=["agents"])
-RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Step = Annotated[int, Path(ge=1, le=1000)]
 _POLL_S = 0.2
-
-
-def jobs_of(request: Request) -> Jobs:
-    """The app's agent jobs."""
-    jobs: Jobs = request.app.state.jobs
-    return jobs
-
-
-JobsDep = Annotated[Jobs, Depends(jobs_of)]
 
 
 def _job_out(job: Job) -> JobOut:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from twinkg.api.errors import UnsupportedMediaTypeError
 from twinkg.api.http.auth import requires
+from twinkg.api.http.deps import TwinDep, media_type, twin_of
 from twinkg.api.http.models import (
     AnomalyOut,
     AssetContextOut,
@@ -28,28 +29,11 @@ from twinkg.api.http.models import (
 )
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
-from twinkg.ontology.catalog import load_ontology
 from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
 from twinkg.reasoner.ingest import IngestReport
-from twinkg.reasoner.validation import validate as validate_graph
-from twinkg.shapes.registry import default_registry
 
 router = APIRouter()
 _RDF_INPUT = {"text/turtle": "turtle", "application/n-triples": "nt"}
-
-
-def twin_of(request: Request) -> Twin:
-    """The twin the app's lifespan opened."""
-    twin: Twin = request.app.state.twin
-    return twin
-
-
-TwinDep = Annotated[Twin, Depends(twin_of)]
-
-
-def media_type(request: Request) -> str:
-    """The request's content type without parameters, lower-case."""
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def projection_status(request: Request) -> ProjectionStatus | None:
@@ -154,7 +138,9 @@ def asset_context(
 ) -> AssetContextOut:
     """One asset with its failure modes, sensors (latest trust), neighbours, policies and
     newest events."""
-    return twin.asset_context(iri, events=events)
+    return AssetContextOut.model_validate(
+        twin.asset_context(iri, events=events), from_attributes=True
+    )
 
 
 def _ingest_out(report: IngestReport) -> IngestOut:
@@ -250,14 +236,17 @@ async def validate(
         raise UnsupportedMediaTypeError(f"post {' or '.join(_RDF_INPUT)}")
     raw = await request.body()
     ref = f"{name}@{version}" if version else name
-    shapes = default_registry().accept(ref).graph
-    graph = Graph()
-    try:
-        graph.parse(data=raw.decode("utf-8"), format=fmt)
-    except Exception as exc:  # rdflib raises many unrelated types for bad syntax
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TurtleSyntaxError(f"the body is not valid {fmt}: {reason}") from exc
-    outcome = await run_in_threadpool(validate_graph, graph, shapes, ontology=load_ontology())
+
+    def parse() -> Graph:
+        graph = Graph()
+        try:
+            graph.parse(data=raw.decode("utf-8"), format=fmt)
+        except Exception as exc:  # rdflib raises many unrelated types for bad syntax
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TurtleSyntaxError(f"the body is not valid {fmt}: {reason}") from exc
+        return graph
+
+    outcome = await run_in_threadpool(twin_of(request).validate, ref, parse)
     return ValidationOut(
         contract=ref,
         conforms=outcome.conforms,

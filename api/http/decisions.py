@@ -8,15 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from rdflib import URIRef
 
-from twinkg.api.http.agents import RunId, Step
 from twinkg.api.http.auth import requires
-from twinkg.api.http.core import TwinDep
+from twinkg.api.http.deps import RunId, Step, TwinDep
 from twinkg.api.http.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
 from twinkg.api.security import Permission, Principal
-from twinkg.kg.audit_log import AuditLog
-from twinkg.kg.provenance import decision_ref
 from twinkg.ontology.errors import NotAcceptableError
 
 router = APIRouter(tags=["decisions"])
@@ -94,24 +90,21 @@ def lineage(
 ) -> Response:
     """The chain from the action back to raw data, shapes, policies and people, as PROV-O:
     Turtle, JSON-LD, or JSON (the headline, whether it is valid PROV-O, and the JSON-LD)."""
-    from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
-
     media = _negotiate(request.headers.get("accept"), _LINEAGE_TYPES)
     ref = f"{run_id}/{step}"
     headline = twin.decision(ref)
-    graph = twin.lineage(ref)
+    record = twin.lineage(ref, check=media == "application/json")  # only JSON says prov_valid
     if media == "text/turtle":
-        return Response(graph.serialize(format="turtle"), media_type=media)
-    jsonld = graph.serialize(format="json-ld")
+        return Response(record.graph.serialize(format="turtle"), media_type=media)
+    jsonld = record.graph.serialize(format="json-ld")
     if media == "application/ld+json":
         return Response(jsonld, media_type=media)
-    outcome = check_prov(graph)
     body = {
-        "decision": str(URIRef(decision_ref(ref))),
+        "decision": record.decision,
         "summary": headline,
-        "prov_valid": outcome.conforms,
-        "prov_violations": [v.message for v in outcome.violations],
-        "triples": len(graph),
+        "prov_valid": record.prov_valid,
+        "prov_violations": list(record.violations),
+        "triples": record.triples,
         "graph": json.loads(jsonld),
     }
     return Response(json.dumps(body), media_type="application/json")
@@ -166,10 +159,9 @@ def verify(
 
 @router.get("/audit")
 def audit(
-    request: Request,
+    twin: TwinDep,
     _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[AuditEntryOut]:
     """The newest entries of the audit log of state-changing requests, newest last."""
-    log: AuditLog = request.app.state.audit_log
-    return [AuditEntryOut.model_validate(entry.document()) for entry in log.entries(limit=limit)]
+    return [AuditEntryOut.model_validate(e.document()) for e in twin.audit_entries(limit=limit)]

@@ -11,7 +11,6 @@ subject). Every answer says how far the projection lags behind the graph, in
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -21,12 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from twinkg.api.errors import UnsupportedMediaTypeError
 from twinkg.api.http.auth import requires
-from twinkg.api.http.core import media_type, twin_of
+from twinkg.api.http.deps import media_type, twin_of
 from twinkg.api.security import Permission, Principal
-from twinkg.api.settings import Settings
-from twinkg.kg.projection import Projection
-from twinkg.kg.sparql_pool import PoolLimits
-from twinkg.kg.store import GraphStore
 from twinkg.ontology.errors import InvalidInputError, SparqlRefusedError
 
 router = APIRouter(tags=["query"])
@@ -46,27 +41,6 @@ _DOC: dict[int | str, dict[str, Any]] = {
 
 _ALLOW = "GET, POST, OPTIONS"
 _UPDATE_REFUSED = "SPARQL updates are refused: the projection is read-only"
-
-
-def projection_folder(settings: Settings) -> Path:
-    """Where the SPARQL projection persists (``TWINKG_PROJECTION_PATH``, else under home)."""
-    return settings.projection_path or settings.home.resolve() / "projection"
-
-
-def build_projection(
-    settings: Settings, store: GraphStore, *, workers: int | None = None
-) -> Projection:
-    """The persistent projection of ``store`` with the settings' SPARQL limits (``workers``
-    instead of ``TWINKG_SPARQL_WORKERS`` when given); nothing opens before its first use."""
-    limits = PoolLimits(
-        workers=workers or settings.sparql_workers,
-        per_user=settings.sparql_user_concurrency,
-        queue=settings.sparql_queue,
-        queue_wait_s=settings.sparql_queue_wait_s,
-        memory_bytes=settings.sparql_worker_memory_mb * 1024 * 1024,
-        byte_cap=settings.sparql_result_max_bytes,
-    )
-    return Projection(store, path=projection_folder(settings), limits=limits)
 
 
 def _no_update(request: Request) -> None:

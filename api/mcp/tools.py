@@ -5,9 +5,11 @@ Each tool is a thin translation to one :class:`~api.twin.Twin` operation behind 
 ``lineage`` (AUDIT) and ``propose_action`` (PROPOSE, through the same guard and approval flow as
 every other proposal). A result is JSON, as text for the model and as structured content
 matching the tool's output schema. A refused or failed call is a tool error (``isError``) with
-``{"error": {"code": …, "message": …}}``, the code one of :mod:`ontology.errors`' stable codes
-(``internal_error`` for a bug, logged). The caller is the principal the endpoint
-(``api/mcp_server.py``) authenticated and left in the request's ``scope["state"]``.
+``{"error": {"code": …, "message": …}}``, the code one of the stable codes of
+:mod:`ontology.errors` and :mod:`api.errors` (``internal_error`` for a bug, logged). Each tool
+maps the twin's domain result to its own output model (``api/mcp/models.py``). The caller is
+the principal the endpoint (``api/mcp/server.py``) authenticated and left in the request's
+``scope["state"]``.
 """
 
 import inspect
@@ -18,14 +20,20 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from twinkg.agents.state import ActionKind
 from twinkg.api.errors import AuthenticationError
-from twinkg.api.http.models import AssetContextOut
+from twinkg.api.mcp.models import (
+    AssetContextOutput,
+    CypherOutput,
+    LineageOutput,
+    ProposalOutput,
+    SparqlOutput,
+    StepOutput,
+)
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
-from twinkg.kg.provenance import decision_ref
 from twinkg.ontology.errors import TwinKGError
 
 _log = logging.getLogger("twinkg.mcp")
@@ -40,57 +48,6 @@ INSTRUCTIONS = (
     "changes with propose_action, which never acts by itself: the safety guard decides and a "
     "person may have to approve. Every result is JSON; errors carry a stable code."
 )
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class CypherOutput(_Out):
-    """Rows of a read-only Cypher query."""
-
-    columns: list[str]
-    rows: list[list[Any]]
-    truncated: bool = Field(description="true when the row cap cut the result")
-    row_cap: int
-
-
-class SparqlOutput(_Out):
-    """A SPARQL result as the projection serialised it."""
-
-    media_type: str
-    body: str
-    truncated: bool = Field(description="true when the row cap cut the result")
-    lag_pending: int = Field(description="graph changes not yet in the projection")
-    lag_seconds: float = Field(description="age of the oldest change not yet projected")
-
-
-class LineageOutput(_Out):
-    """A decision's PROV-O record and everything it points at."""
-
-    decision: str
-    format: str
-    triples: int
-    prov_valid: bool
-    violations: list[str]
-    document: str
-
-
-class StepOutput(_Out):
-    """One decision recorded for the proposal."""
-
-    decision: str
-    outcome: str
-    reason: str
-
-
-class ProposalOutput(_Out):
-    """How the proposal ended: its decisions and, when a person must decide, the request."""
-
-    run_id: str
-    status: str
-    steps: list[StepOutput]
-    approval_request: dict[str, Any] | None
 
 
 # -- results and errors ----------------------------------------------------------------------
@@ -222,7 +179,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         ctx: Context,
         asset: Annotated[Iri, Field(description="the asset's IRI")],
         events: Annotated[int, Field(ge=0, le=200, description="newest events to include")] = 20,
-    ) -> Annotated[CallToolResult, AssetContextOut]:
+    ) -> Annotated[CallToolResult, AssetContextOutput]:
         """Everything needed to reason about one asset, in one call.
 
         Returns its tag, classes, criticality (A most critical) and status; the failure
@@ -233,8 +190,9 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         Unknown IRI: code `not_found`.
         """
 
-        def work() -> AssetContextOut:
-            return twin().asset_context(asset, events=events)
+        def work() -> AssetContextOutput:
+            context = twin().asset_context(asset, events=events)
+            return AssetContextOutput.model_validate(context, from_attributes=True)
 
         return _guarded(ctx, Permission.READ, work)
 
@@ -256,18 +214,16 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         approval and the approver, and the effects. `prov_valid` says whether the record
         conforms to the PROV-O shapes. Unknown decision: code `decision_not_found`.
         """
-        from twinkg.reasoner.prov_check import check_prov  # noqa: PLC0415 - pySHACL, only here
 
         def work() -> LineageOutput:
-            graph = twin().lineage(decision)
-            outcome = check_prov(graph)
+            record = twin().lineage(decision)
             return LineageOutput(
-                decision=decision_ref(decision),
+                decision=record.decision,
                 format=format,
-                triples=len(graph),
-                prov_valid=outcome.conforms,
-                violations=[v.message for v in outcome.violations],
-                document=graph.serialize(format=format),
+                triples=record.triples,
+                prov_valid=bool(record.prov_valid),
+                violations=list(record.violations),
+                document=record.graph.serialize(format=format),
             )
 
         return _guarded(ctx, Permission.AUDIT, work)

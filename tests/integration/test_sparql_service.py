@@ -29,9 +29,8 @@ from neo4j import Driver
 from tests.conftest import Neo4jTarget, seed_skab
 from tests.integration.api_world import PUMP, free_port, make_keys
 from twinkg.api.app import create_app
-from twinkg.api.http.sparql import projection_folder
 from twinkg.api.security import KeyStore, Role
-from twinkg.api.settings import Settings
+from twinkg.api.settings import Settings, projection_folder
 from twinkg.kg.projection import Projection
 from twinkg.kg.records import GraphRecords, NodeRecord
 from twinkg.kg.store import GraphStore

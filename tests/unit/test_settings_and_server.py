@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from twinkg.api.http import server
+from twinkg.api import server
 from twinkg.api.settings import Settings, connection, local_server_config
 from twinkg.kg import local_server
 from twinkg.ontology.errors import PortInUseError, ServerError

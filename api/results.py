@@ -1,0 +1,199 @@
+"""What :class:`~api.twin.Twin` answers: domain results, typed, free of any interface.
+
+Each way in maps them to its own shapes: the HTTP API to its pydantic bodies
+(``api/http/models.py``), the MCP server to its tool outputs (``api/mcp/models.py``), the CLI to
+text or JSON. A result is built from the graph's rows here, once, so every interface sees the
+same values (numbers as floats where the graph may hold either, times as ISO 8601 text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rdflib import Graph
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _text(value: Any) -> str | None:
+    """Text as is; Neo4j's temporal values as their ISO 8601 text."""
+    return None if value is None else str(value)
+
+
+def _texts(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values or ())
+
+
+@dataclass(frozen=True, slots=True)
+class FailureMode:
+    """A failure mode the asset is susceptible to, its mitigations and where it shows."""
+
+    mode: str
+    code: str | None
+    mitigations: tuple[str, ...]
+    kinds: tuple[str, ...]  # the quantity kinds the mode manifests in
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FailureMode:
+        """From a row of ``ASSET_PROFILE``."""
+        return cls(row["mode"], row["code"], _texts(row["mitigations"]), _texts(row["kinds"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SensorTrust:
+    """A sensor on the asset and its latest trust score (none before any telemetry)."""
+
+    sensor: str
+    tag: str | None
+    quantity_kind: str | None
+    period: float | None
+    trust: str | None
+    confidence: float | None
+    quality: float | None
+    freshness: float | None
+    anomaly: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SensorTrust:
+        """From a row of ``ASSET_SENSORS``."""
+        return cls(
+            row["sensor"],
+            row["tag"],
+            row["quantity_kind"],
+            _float(row["period"]),
+            row["trust"],
+            *(_float(row[k]) for k in ("confidence", "quality", "freshness", "anomaly")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """Equipment up- or downstream of the asset, or driving it, and its open findings."""
+
+    uri: str
+    tag: str | None
+    relation: Literal["upstream", "downstream", "driver"]
+    hops: int
+    status: str | None
+    findings: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Neighbour:
+        """From a row of ``NEIGHBOURS``."""
+        return cls(
+            row["uri"],
+            row["tag"],
+            row["relation"],
+            int(row["hops"]),
+            row["status"],
+            int(row["findings"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An operating envelope of the asset."""
+
+    uri: str
+    quantity_kind: str | None
+    minimum: float | None
+    maximum: float | None
+    max_rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """The asset's duty/standby partner."""
+
+    uri: str
+    tag: str | None
+    status: str | None
+    duty_role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The policies that apply to the asset."""
+
+    envelopes: tuple[Envelope, ...]
+    partners: tuple[Partner, ...]
+    threshold: float | None  # the trust threshold for autonomous action
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Policies:
+        """From the row of ``POLICIES``."""
+        return cls(
+            tuple(
+                Envelope(
+                    e["uri"],
+                    e["quantity_kind"],
+                    *(_float(e[k]) for k in ("minimum", "maximum", "max_rate")),
+                )
+                for e in row["envelopes"]
+            ),
+            tuple(
+                Partner(p["uri"], p["tag"], p["status"], p["duty_role"]) for p in row["partners"]
+            ),
+            _float(row["threshold"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEvent:
+    """An event concerning the asset, newest first."""
+
+    uri: str
+    types: tuple[str, ...]
+    occurred_at: str | None
+    ended_at: str | None
+    severity: str | None
+    status: str | None
+    score: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AssetEvent:
+        """From a row of ``ASSET_EVENTS``."""
+        return cls(
+            row["uri"],
+            _texts(row["types"]),
+            _text(row["occurred_at"]),
+            _text(row["ended_at"]),
+            row["severity"],
+            row["status"],
+            _float(row["score"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetContext:
+    """What an engineer or an agent needs about one asset."""
+
+    asset: str
+    tag: str | None
+    types: tuple[str, ...]
+    criticality: str | None
+    status: str | None
+    failure_modes: tuple[FailureMode, ...]
+    sensors: tuple[SensorTrust, ...]
+    neighbours: tuple[Neighbour, ...]
+    policies: Policies
+    events: tuple[AssetEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """A decision's PROV-O record and everything it points at, as RDF, and whether it conforms
+    to the PROV-O shapes (``prov_valid`` is ``None`` when that was not checked)."""
+
+    decision: str  # the decision's IRI
+    graph: Graph
+    prov_valid: bool | None = None
+    violations: tuple[str, ...] = ()
+
+    @property
+    def triples(self) -> int:
+        """How many triples the record holds."""
+        return len(self.graph)
