@@ -1,6 +1,7 @@
 """Who is calling: API keys, bearer tokens, and the authenticator that tries both.
 
-Pure (no FastAPI): ``api/auth.py`` plugs it into the HTTP app, ``api/cli_keys.py`` into the CLI.
+Pure (no FastAPI): ``api/http/auth.py`` plugs it into the HTTP app, ``api/cli/keys.py`` into
+the CLI, ``api/mcp/server.py`` into the MCP endpoint.
 Every request carries either an API key (``tk_<id>_<secret>``, in ``X-API-Key`` or as
 ``Authorization: Bearer tk_…``) or an OAuth2 bearer JWT (RFC 6750, RFC 7519; algorithms pinned
 per RFC 8725 §3.1). Only SHA-256 hashes of API keys are stored; the key is shown once. The roles

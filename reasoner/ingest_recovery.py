@@ -9,9 +9,9 @@ waiting for a transaction still writing it to end): committed → the log side i
 entry names (a crash while staging) are deleted too.
 
 It works only under the log's writer lock, so it never touches the batch of an ingest that is
-still running. It runs at API start (``api/app.py``), at CLI start (``api/cli_common.py``),
-inside every ingest (which holds the lock), and before the twin reads its log
-(``api/twin.py``) when an entry waits.
+still running. It runs whenever a process opens the store (``api/resources.py``: the API at
+start, every CLI command), inside every ingest (which holds the lock), and before the twin reads
+its log (``api/twin.py``) when an entry waits.
 """
 
 from __future__ import annotations
