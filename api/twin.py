@@ -8,7 +8,6 @@ lock: the checkpointer and the provenance chain take one decision at a time anyw
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,8 +30,9 @@ from twinkg.api.results import (
     SensorTrust,
 )
 from twinkg.api.settings import Settings, detector_dir, telemetry_dir
+from twinkg.connect.source import Source, SourceContext
 from twinkg.kg import agent_queries as aq
-from twinkg.kg import api_queries, chain_verify
+from twinkg.kg import api_queries, chain_verify, telemetry_state
 from twinkg.kg.lineage import lineage
 from twinkg.kg.provenance import decision_ref
 from twinkg.kg.store import GraphStore, QueryResult
@@ -41,16 +41,13 @@ from twinkg.ontology.errors import (
     ConfigError,
     InvalidInputError,
     NotFoundError,
-    PayloadTooLargeError,
+    TwinKGError,
     UnknownQuantityKindError,
 )
 from twinkg.ontology.vocab import Label
 from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
 from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
-from twinkg.reasoner.json_body import RepeatedNames, read_json
-from twinkg.reasoner.points import PointBatch, from_json_points
 from twinkg.reasoner.progress import Progress
-from twinkg.reasoner.timestamps import shown
 
 if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation needs them
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -58,78 +55,22 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.agents.replay import ReplayReport
     from twinkg.agents.runner import Agents, RunResult
     from twinkg.kg.projection import Projection
+    from twinkg.reasoner.inference import ReclassifySummary
 
-SKAB_FIT_ROWS = 400  # SKAB's protocol: the first 400 s of a run are normal operation
 EDITABLE = ("proposed_setpoint", "ramp_s")
 
 
 @dataclass(frozen=True, slots=True)
-class JsonBatch:
-    """A telemetry batch posted as JSON: its points, declared contract and content hash."""
+class IngestResult:
+    """One batch of a source ingested, and the reclassification that followed it.
 
-    points: PointBatch
-    contract: str
-    content_hash: str
+    ``classification`` is ``None`` when none ran (a duplicate batch changes nothing; the caller
+    may ask for none) or when it failed, and then ``classification_error`` says why: the batch
+    stands either way (``twinkg reason classify`` runs it again)."""
 
-
-JSON_MAX_DEPTH = 32  # the default of TWINKG_INGEST_JSON_MAX_DEPTH
-
-
-def parse_json_batch(
-    raw: bytes,
-    *,
-    contract: str | None = None,
-    source: str = "body",
-    progress: Callable[[int, int], None] | None = None,
-    max_depth: int = JSON_MAX_DEPTH,
-    max_points: int | None = None,
-) -> JsonBatch:
-    """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
-
-    Only the envelope can refuse the batch, with a one-line reason: not UTF-8 JSON
-    (:class:`InvalidInputError`), nested deeper than ``max_depth`` (:class:`JsonTooDeepError`,
-    checked before parsing), not that shape, a name given twice, a contract other than
-    ``contract`` (what the caller says the data was written for), more than ``max_points``
-    points (counted before any is converted), a producer over 1000 characters (it is copied to
-    every point), points with fields the contract does not know. Each point is judged on its own
-    (``reasoner.points``).
-    """
-    document = read_json(raw, max_depth=max_depth, source=source)
-    if not isinstance(document, dict) or not isinstance(document.get("points"), list):
-        raise InvalidInputError(f'{source}: expected {{"contract": …, "points": [ … ]}}')
-    if isinstance(document, RepeatedNames):
-        names = ", ".join(shown(name) for name in document.repeated[:5])
-        raise InvalidInputError(f"{source}: the batch gives {names} more than once")
-    unknown = sorted(set(document) - {"contract", "producer", "points"})
-    if unknown:
-        raise InvalidInputError(
-            f"{source}: unknown field(s) {', '.join(shown(name) for name in unknown[:5])}"
-        )
-    declared = document.get("contract", "telemetry")
-    if not isinstance(declared, str) or len(declared) > 100:
-        raise InvalidInputError(f"{source}: contract must be a name such as telemetry@1.0.0")
-    if contract is not None and contract != declared:
-        raise InvalidInputError(f"{source} declares {declared!r} but {contract!r} was given")
-    producer = document.get("producer")
-    if producer is not None and not (isinstance(producer, str) and _unicode(producer)):
-        raise InvalidInputError(f"{source}: producer must be a string")
-    if producer is not None and len(producer) > 1000:
-        raise InvalidInputError(f"{source}: producer is longer than 1000 characters")
-    if max_points is not None and len(document["points"]) > max_points:
-        raise PayloadTooLargeError(
-            f"{len(document['points'])} points exceed TWINKG_INGEST_MAX_POINTS={max_points}"
-        )
-    batch = from_json_points(document["points"], producer=producer, progress=progress)
-    return JsonBatch(batch, declared, hashlib.sha256(raw).hexdigest())
-
-
-def _unicode(text: str) -> bool:
-    """Whether ``text`` is Unicode (JSON escapes can make lone surrogates, which are not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    report: IngestReport
+    classification: ReclassifySummary | None = None
+    classification_error: str | None = None
 
 
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
@@ -155,6 +96,7 @@ class Twin(OfflineTwin):
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _agents: Agents | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _classify_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def log(self) -> TelemetryLog:
@@ -244,22 +186,63 @@ class Twin(OfflineTwin):
             caller=caller,
         )
 
-    def ingest_json(self, raw: bytes, *, contract: str | None, source: str) -> IngestReport:
-        """Check a JSON batch against its contract, point by point, and apply it all or nothing
-        (see :func:`parse_json_batch` for what refuses the whole batch)."""
-        batch = parse_json_batch(
-            raw,
-            contract=contract,
-            source=source,
-            max_depth=self.settings.ingest_json_max_depth,
+    def ingest(
+        self,
+        source: Source,
+        *,
+        replay: bool | None = None,
+        fit_rows: int | None = None,
+        classify: bool = True,
+        progress: Progress | None = None,
+    ) -> Iterator[IngestResult]:
+        """Ingest every batch of ``source``, each checked against its declared contract point
+        by point and applied all or nothing (``reasoner.ingest``), and reclassify the assets
+        after each batch that changed something (unless ``classify`` is false).
+
+        The one way telemetry comes in, whatever its source: the limits (points per batch,
+        JSON depth, graph records) come from the settings here. Lazy: each batch is read,
+        ingested and reclassified as the caller takes the next result, so a push source is
+        ingested for as long as it runs. ``replay`` and ``fit_rows`` override the source's
+        defaults (:class:`connect.source.Batch`); ``progress`` hears every phase, parse first.
+        """
+        context = SourceContext(
+            sensors=lambda: telemetry_state.sensors(self.store),
             max_points=self.settings.ingest_max_points,
+            json_max_depth=self.settings.ingest_json_max_depth,
+            progress=progress,
         )
-        options = ingest_options(
-            self.settings, contract=batch.contract, replay=False, source=source
-        )
-        return ingest(
-            self.store, self.log, batch.points, content_hash=batch.content_hash, options=options
-        )
+        log = self.log
+        for batch in source.batches(context):
+            options = ingest_options(
+                self.settings,
+                contract=batch.contract,
+                replay=batch.replay if replay is None else replay,
+                fit_rows=batch.fit_rows if fit_rows is None else fit_rows,
+                source=batch.name,
+            )
+            report = ingest(
+                self.store,
+                log,
+                batch.points,
+                content_hash=batch.content_hash,
+                options=options,
+                progress=progress,
+            )
+            if not classify or report.duplicate:
+                yield IngestResult(report)
+            else:
+                yield self._reclassified(report)
+
+    def _reclassified(self, report: IngestReport) -> IngestResult:
+        """``report`` with the reclassification run after it (one at a time: each reads the
+        facts every batch before it committed). Its failure does not undo the batch."""
+        from twinkg.reasoner.inference import reclassify  # noqa: PLC0415 - loads owlready2
+
+        with self._classify_lock:
+            try:
+                return IngestResult(report, reclassify(self.store))
+            except TwinKGError as exc:
+                return IngestResult(report, classification_error=str(exc))
 
     # -- agents ---------------------------------------------------------------------------
 

@@ -47,15 +47,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from benchmarks.server import throwaway_store
+from twinkg.connect.csv import column_sensors, read_wide_csv
+from twinkg.connect.json import from_json_points
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import local_server, telemetry_state
 from twinkg.kg.store import GraphStore, open_driver
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import PayloadTooLargeError
-from twinkg.reasoner.csv_source import column_sensors, read_wide_csv
 from twinkg.reasoner.ingest import MAX_GRAPH_RECORDS, IngestOptions, IngestReport, ingest
-from twinkg.reasoner.points import PointBatch, from_json_points
+from twinkg.reasoner.points import PointBatch
 
 SKAB_FREE = (
     Path(__file__).resolve().parents[1].parent

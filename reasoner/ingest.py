@@ -86,6 +86,16 @@ class IngestOptions:
     max_graph_records: int = MAX_GRAPH_RECORDS
 
 
+def check_batch_size(points: int, max_points: int) -> None:
+    """:class:`PayloadTooLargeError` when a batch of ``points`` points is more than one batch may
+    hold. :func:`ingest` checks every batch; a source may check its count before converting."""
+    if points > max_points:
+        raise PayloadTooLargeError(
+            f"{points:,} points exceed the {max_points:,} one batch may hold "
+            "(TWINKG_INGEST_MAX_POINTS): send them in smaller batches"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class IngestReport:
     """What one ingest did; ``duplicate`` when the same content had been applied before."""
@@ -185,11 +195,7 @@ def ingest(
     report = progress or no_progress
     clock = time.perf_counter()
     contract, compiled = _compiled(options.contract)
-    if len(batch) > options.max_points:
-        raise PayloadTooLargeError(
-            f"{len(batch):,} points exceed the {options.max_points:,} one batch may hold "
-            "(TWINKG_INGEST_MAX_POINTS): send them in smaller batches"
-        )
+    check_batch_size(len(batch), options.max_points)
     batch_id = content_hash[:32]
     with log.writer():  # one ingest at a time per log: the contract reads the sensors' state
         resolve(store, log)  # a batch a crash cut short first

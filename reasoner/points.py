@@ -2,8 +2,8 @@
 
 A :class:`PointBatch` keeps, for every property the telemetry contract constrains, how many values
 each point gave and the first of them, plus whether that value had the contract's datatype. It is
-built from the API's JSON points (:func:`from_json_points`) or from a CSV export
-(``reasoner.csv_source``), and checked by ``reasoner.compiled`` without touching RDF.
+built by the telemetry sources (``connect``: JSON points, CSV exports) or from point records
+(:func:`from_records`), and checked by ``reasoner.compiled`` without touching RDF.
 Malformed values are kept (flagged) so that the contract, not the parser, decides and reports.
 
 Each point is judged on its own: what the parser finds wrong with a point that the contract
@@ -15,7 +15,6 @@ quarantines it next to the contract's; the rest of the batch goes on. Times are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from twinkg.ontology.errors import InvalidInputError
-from twinkg.reasoner.json_body import JsonText, RepeatedNames, json_kind
-from twinkg.reasoner.timestamps import Reading, read_datetime, shown
+from twinkg.reasoner.timestamps import Reading, read_datetime
 
 Bools = npt.NDArray[np.bool_]
 Counts = npt.NDArray[np.int8]
@@ -35,16 +32,6 @@ Ints = npt.NDArray[np.int64]
 
 # The properties of a point (JSON keys), in the order of ontology terms the contract uses.
 FIELDS = ("sensor", "value", "unit", "time", "sequence", "quality", "producer", "batch")
-JSON_FIELDS = frozenset(("sensor", "value", "unit", "time", "quality", "producer"))
-# What each JSON field must be, in the words of a reason.
-_EXPECTED = {
-    "sensor": "an IRI string",
-    "unit": "an IRI string",
-    "time": "a string",
-    "quality": "a string",
-    "producer": "a string",
-    "value": "a number",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +64,7 @@ def _values(point: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def _is_double(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, (bool, JsonText))
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_integer(value: Any) -> bool:
@@ -97,77 +84,6 @@ _TYPED: dict[str, Callable[[Any], bool]] = {
     "quality": _is_string,
     "producer": _is_string,
 }
-
-
-def _json_value(key: str, value: Any, notes: list[str]) -> Any:
-    """One JSON field as the contract sees it: an array or object becomes one :class:`JsonText`
-    (never several values, never a number), and a value of the wrong JSON type gets a note."""
-    if isinstance(value, (list, dict)):
-        kind = "array" if isinstance(value, list) else "object"
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=repr)
-        value = JsonText(text, kind)
-    fits = _is_double(value) if key == "value" else isinstance(value, str)
-    if isinstance(value, JsonText) and value.kind == "number":
-        notes.append(f"{key} is {json_kind(value)}")
-    elif not fits or isinstance(value, JsonText):
-        notes.append(f"{key} is {json_kind(value)}, not {_EXPECTED[key]}")
-    return value
-
-
-def _json_record(i: int, point: Any, producer: str | None) -> tuple[dict[str, Any], str | None]:
-    """The record of JSON point ``i`` and its defect (``None`` when the parser finds none)."""
-    record: dict[str, Any] = {"sequence": i, "batch": True}
-    if producer is not None:
-        record["producer"] = producer
-    if not isinstance(point, Mapping):
-        return record, f"the point is {json_kind(point)}, not a JSON object"
-    unknown = set(point) - JSON_FIELDS
-    if unknown:  # another schema, not a bad reading: the producer must change, not the point
-        names = ", ".join(shown(str(name)) for name in sorted(unknown, key=str)[:5])
-        raise InvalidInputError(f"point {i} has unknown fields: {names}")
-    notes: list[str] = []
-    if isinstance(point, RepeatedNames):
-        notes.append(f"the point gives {', '.join(point.repeated)} more than once")
-    for key, value in point.items():
-        kind = type(value)
-        if kind is str if key != "value" else kind in (int, float):
-            record[key] = value  # the common case, nothing to judge
-        elif value is not None:
-            record[key] = _json_value(key, value, notes)
-    return record, "; ".join(notes) or None
-
-
-def from_json_points(
-    points: Sequence[Any],
-    *,
-    producer: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> PointBatch:
-    """Columns of the API's JSON points (``sensor``, ``value``, ``unit``, ``time``, optional
-    ``quality`` and ``producer``). ``sequence`` is the position in the list and every point
-    belongs to the batch. Each field is one JSON value: an array is one value that is not a
-    number (a one-element list never passes as a scalar); ``null`` is a field not given.
-    A point that is not an object, repeats a name or holds a value of the wrong JSON type is
-    quarantined with that reason; a point with fields the contract does not know refuses the
-    batch (:class:`InvalidInputError`). ``progress`` hears ``(done, total)`` in points converted
-    (see :func:`from_records`)."""
-    records, defects = json_records(points, producer=producer)
-    return from_records(records, defects=defects, progress=progress)
-
-
-def json_records(
-    points: Sequence[Any], *, producer: str | None = None
-) -> tuple[list[dict[str, Any]], list[str | None]]:
-    """The records :func:`from_json_points` checks (what pySHACL is given in the tests) and
-    each point's defect so far."""
-    records: list[dict[str, Any]] = []
-    defects: list[str | None] = []
-    seen: dict[str, str] = {}  # one string per distinct defect
-    for i, point in enumerate(points):
-        record, defect = _json_record(i, point, producer)
-        records.append(record)
-        defects.append(None if defect is None else seen.setdefault(defect, defect))
-    return records, defects
 
 
 PROGRESS_EVERY = 10_000  # points between progress reports

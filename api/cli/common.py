@@ -18,7 +18,7 @@ from twinkg.api.settings import Settings, load_settings, telemetry_dir
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import TwinKGError
-from twinkg.reasoner.inference import reclassify
+from twinkg.reasoner.inference import ReclassifySummary, reclassify
 
 __all__ = [
     "classify_and_report",
@@ -76,7 +76,18 @@ def classify_and_report(store: GraphStore) -> None:
     try:
         summary = reclassify(store)
     except TwinKGError as exc:
-        err.print(f"classification skipped: {exc} (run `twinkg reason classify`)", markup=False)
+        report_classification(None, str(exc))
+        return
+    report_classification(summary, None)
+
+
+def report_classification(summary: ReclassifySummary | None, error: str | None) -> None:
+    """Say in one line what a reclassification inferred, or why it was skipped (``error``: it
+    failed; ``summary`` inconsistent: it wrote nothing). Nothing when neither is given."""
+    if error is not None:
+        err.print(f"classification skipped: {error} (run `twinkg reason classify`)", markup=False)
+        return
+    if summary is None:
         return
     if not summary.consistent:
         err.print(

@@ -1,8 +1,9 @@
 """``twinkg ingest``, ``quarantine`` and ``telemetry``: telemetry in (through its contract) and out.
 
-``ingest`` reads one batch (a SKAB file, another wide CSV, or a JSON batch), checks every point
-against the declared telemetry contract, and applies the batch all or nothing (see
-reasoner/ingest.py); afterwards the reasoner reclassifies the assets. Exit 0 also when points
+``ingest`` reads a telemetry source (a SKAB file, another wide CSV, a JSON batch, or any kind
+``connect.registry`` knows) and hands it to ``Twin.ingest``: every point is checked against the
+declared telemetry contract, each batch applied all or nothing (see reasoner/ingest.py), and the
+reasoner reclassifies the assets afterwards. Exit 0 also when points
 were quarantined: the summary says how many and why; ``twinkg quarantine`` lists them. Input
 that is not a batch at all (not UTF-8 JSON, JSON nested too deep, a CSV that is not a table)
 exits non-zero with one line ``error[<code>]: <reason>`` and changes nothing. On a
@@ -13,9 +14,7 @@ log staging) and vanish before the summary is printed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,81 +24,38 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from twinkg.api.cli.common import (
-    classify_and_report,
     errors_as_exit_codes,
     load_settings,
     note,
     open_store,
     out,
+    report_classification,
     telemetry_log,
 )
 from twinkg.api.cli.progress import ProgressOption, phase_bars
-from twinkg.api.settings import Settings, telemetry_dir
-from twinkg.api.twin import SKAB_FIT_ROWS, ingest_options, parse_json_batch
+from twinkg.api.twin import Twin
+from twinkg.connect.registry import kinds, open_source
+from twinkg.connect.source import SourceRequest
 from twinkg.kg import telemetry_state
 from twinkg.kg.store import GraphStore
-from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import InvalidInputError
-from twinkg.reasoner.csv_source import CsvLayout, column_sensors, read_wide_csv
-from twinkg.reasoner.ingest import IngestReport, ingest
-from twinkg.reasoner.points import PointBatch
-from twinkg.reasoner.progress import IngestPhase, Progress
+from twinkg.reasoner.ingest import IngestReport
 
 
-class Source(StrEnum):
-    """The kinds of input ``twinkg ingest`` reads."""
-
-    SKAB = "skab"
-    CSV = "csv"
-    JSON = "json"
-
-
-def _parsing(report: Progress) -> Callable[[int, int], None]:
-    """The readers' ``(done, total)`` reports as the ingest's parse phase."""
-    return lambda done, total: report(IngestPhase.PARSE, done, total)
-
-
-def _json_batch(
-    path: Path, *, contract: str | None, report: Progress, settings: Settings
-) -> tuple[PointBatch, str, str]:
-    """Points, declared contract and content hash of a JSON batch file (``-``: stdin)."""
-    if str(path) == "-":
-        raw = typer.get_binary_stream("stdin").read()
-    elif not path.is_file():
-        raise InvalidInputError(f"{path}: no such file")
-    else:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InvalidInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
-    batch = parse_json_batch(
-        raw,
-        contract=contract,
-        source=str(path),
-        progress=_parsing(report),
-        max_depth=settings.ingest_json_max_depth,
-        max_points=settings.ingest_max_points,
-    )
-    return batch.points, batch.contract, batch.content_hash
-
-
-def _csv_batch(
-    store: GraphStore, path: Path, layout: CsvLayout, producer: str | None, report: Progress
-) -> tuple[PointBatch, str]:
-    rows = telemetry_state.sensors(store)
-    columns = column_sensors([(r.external_id, r.uri) for r in rows])
-    if not columns:
-        raise InvalidInputError("the graph has no sensors with a tk:externalId; seed a plant first")
-    units = {r.uri: r.unit for r in rows}
-    points = read_wide_csv(
-        path,
-        sensor_columns=columns,
-        units=units,
-        layout=layout,
-        producer=producer,
-        progress=_parsing(report),
-    )
-    return points.batch, points.content_hash
+def _chosen(given: list[tuple[str, str | None]], source: str | None) -> tuple[str, str]:
+    """``(kind, target)`` of the one source given: a ``--skab``/``--csv``/``--json`` file, or
+    ``--source KIND:TARGET`` for any registered kind."""
+    chosen = [(kind, target) for kind, target in given if target is not None]
+    if source is not None:
+        kind, colon, target = source.partition(":")
+        if not colon or not target:
+            raise InvalidInputError(f"--source takes KIND:TARGET, e.g. csv:run.csv, not {source!r}")
+        chosen.append((kind, target))
+    if len(chosen) != 1:
+        raise InvalidInputError(
+            "give exactly one of --skab FILE, --csv FILE, --json FILE or --source KIND:TARGET"
+        )
+    return chosen[0]
 
 
 def _print_report(report: IngestReport, tags: dict[str, str]) -> None:
@@ -135,6 +91,9 @@ def _tags(store: GraphStore) -> dict[str, str]:
     return {s.asset: s.tag or s.asset for s in telemetry_state.detector_subjects(store)}
 
 
+_KINDS = ", ".join(k.name for k in kinds())
+
+
 @errors_as_exit_codes
 def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     skab: Annotated[
@@ -145,6 +104,9 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     ] = None,
     json_batch: Annotated[
         Path | None, typer.Option("--json", help='a JSON batch {"contract", "points"}; - = stdin')
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help=f"KIND:TARGET, a source of any kind ({_KINDS})")
     ] = None,
     contract: Annotated[
         str | None, typer.Option(help="the contract the data was written for, e.g. telemetry@1.0.0")
@@ -164,49 +126,27 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     progress: ProgressOption = None,
 ) -> None:
     """Check a batch of telemetry against its contract and apply it, all or nothing."""
-    given = [(Source.SKAB, skab), (Source.CSV, csv), (Source.JSON, json_batch)]
-    chosen = [(kind, path) for kind, path in given if path is not None]
-    if len(chosen) != 1:
-        raise InvalidInputError("give exactly one of --skab FILE, --csv FILE or --json FILE")
-    kind, path = chosen[0]
-    assert path is not None
+    given = [
+        ("skab", None if skab is None else str(skab)),
+        ("csv", None if csv is None else str(csv)),
+        ("json", None if json_batch is None else str(json_batch)),
+    ]
+    kind, target = _chosen(given, source)
+    options = {"tz": tz, "delimiter": delimiter, "time_column": time_column}
+    request = SourceRequest(target, contract, producer, {**options, "time_format": time_format})
+    reader = open_source(kind, request)
     settings = load_settings()
     with open_store(settings) as store:
         with phase_bars(progress) as bars:
-            if kind is Source.JSON:
-                batch, declared, digest = _json_batch(
-                    path,
-                    contract=contract,
-                    report=bars,
-                    settings=settings,
+            results = list(
+                Twin(settings, store).ingest(
+                    reader, replay=replay, fit_rows=fit_rows, classify=classify, progress=bars
                 )
-            else:
-                layout = CsvLayout(
-                    time_column=time_column,
-                    delimiter=delimiter,
-                    time_format=time_format,
-                    timezone=tz,
-                )
-                batch, digest = _csv_batch(store, path, layout, producer, bars)
-                declared = contract or "telemetry"
-            options = ingest_options(
-                settings,
-                contract=declared,
-                replay=kind is Source.SKAB if replay is None else replay,
-                fit_rows=SKAB_FIT_ROWS if kind is Source.SKAB and fit_rows is None else fit_rows,
-                source=path.name,
             )
-            report = ingest(
-                store,
-                TelemetryLog(telemetry_dir(settings)),
-                batch,
-                content_hash=digest,
-                options=options,
-                progress=bars,
-            )
-        _print_report(report, _tags(store))
-        if classify and not report.duplicate:
-            classify_and_report(store)
+        tags = _tags(store)
+        for result in results:
+            _print_report(result.report, tags)
+            report_classification(result.classification, result.classification_error)
 
 
 def _show(

@@ -18,6 +18,7 @@ from twinkg.api.http.models import (
     AnomalyOut,
     AssetContextOut,
     AssetOut,
+    ClassificationOut,
     CypherRequest,
     CypherResult,
     Health,
@@ -28,9 +29,9 @@ from twinkg.api.http.models import (
     ValidationResultOut,
 )
 from twinkg.api.security import Permission, Principal
-from twinkg.api.twin import Twin
+from twinkg.api.twin import IngestResult, Twin
+from twinkg.connect.json import JsonSource
 from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
-from twinkg.reasoner.ingest import IngestReport
 
 router = APIRouter()
 _RDF_INPUT = {"text/turtle": "turtle", "application/n-triples": "nt"}
@@ -143,7 +144,8 @@ def asset_context(
     )
 
 
-def _ingest_out(report: IngestReport) -> IngestOut:
+def _ingest_out(result: IngestResult) -> IngestOut:
+    report, summary = result.report, result.classification
     return IngestOut(
         batch_id=report.batch_id,
         contract=report.contract,
@@ -165,6 +167,16 @@ def _ingest_out(report: IngestReport) -> IngestOut:
             for a in report.anomalies
         ],
         alarms=report.alarms,
+        classification=None
+        if summary is None
+        else ClassificationOut(
+            consistent=summary.consistent,
+            explanation=summary.explanation,
+            inferred=len(summary.inferred),
+            added=summary.added,
+            removed=summary.removed,
+        ),
+        classification_error=result.classification_error,
     )
 
 
@@ -202,16 +214,16 @@ async def ingest(
     quarantine with its reason (the answer counts them). Only a body that is not a batch (not
     UTF-8 JSON, nested deeper than the limit, not ``{"points": [...]}``) is refused, with a 4xx
     and a stable code, and changes nothing. Parsing runs in a worker thread, never on the event
-    loop. The same content twice is applied once.
+    loop. The same content twice is applied once. After a batch that changed something the
+    assets are reclassified, as after every ingest (``classification`` in the answer).
     """
     if media_type(request) != "application/json":
         raise UnsupportedMediaTypeError("telemetry is posted as application/json")
     raw = await request.body()
     twin = twin_of(request)
-    report = await run_in_threadpool(
-        twin.ingest_json, raw, contract=contract, source=f"api:{principal.subject}"
-    )
-    return _ingest_out(report)
+    source = JsonSource(f"api:{principal.subject}", body=raw, contract=contract)
+    (result,) = await run_in_threadpool(lambda: list(twin.ingest(source)))
+    return _ingest_out(result)
 
 
 @router.post(

@@ -245,8 +245,21 @@ class AnomalyOut(BaseModel):
     alarm: str | None
 
 
+class ClassificationOut(BaseModel):
+    """What the reclassification after an ingest did: whether the facts are consistent (and
+    why not), how many individuals hold inferred classes, and the labels added and removed."""
+
+    consistent: bool
+    explanation: str | None
+    inferred: int
+    added: int
+    removed: int
+
+
 class IngestOut(BaseModel):
-    """What an ingest did: accepted, quarantined (with reasons), derived."""
+    """What an ingest did: accepted, quarantined (with reasons), derived, and the
+    reclassification that followed (``null`` for a duplicate batch, or when it failed:
+    ``classification_error`` then says why; the batch stands)."""
 
     batch_id: str
     contract: str
@@ -258,6 +271,8 @@ class IngestOut(BaseModel):
     aggregates: int
     anomalies: list[AnomalyOut]
     alarms: int
+    classification: ClassificationOut | None = None
+    classification_error: str | None = None
 
 
 class VerifyOut(BaseModel):

@@ -15,6 +15,7 @@ from neo4j import Driver
 
 from tests.conftest import REPO, Neo4jTarget
 from tests.integration.test_cli import TWINKG, run
+from twinkg.connect.json import from_json_points
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg.store import GraphStore, WriteSummary
@@ -22,7 +23,6 @@ from twinkg.kg.telemetry_log import POINTS_SCHEMA, QUARANTINE_SCHEMA, BatchManif
 from twinkg.ontology.catalog import load_ontology
 from twinkg.ontology.errors import PayloadTooLargeError, StoreError
 from twinkg.reasoner.ingest import IngestOptions, ingest
-from twinkg.reasoner.points import from_json_points
 from twinkg.reasoner.validation import validate
 from twinkg.shapes.registry import ingest_shapes
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from twinkg.connect.json import from_json_points
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import local_server
@@ -25,7 +26,7 @@ from twinkg.kg.store import GraphStore, open_driver
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import PayloadTooLargeError, StoreError
 from twinkg.reasoner.ingest import MAX_GRAPH_RECORDS, IngestOptions, ingest
-from twinkg.reasoner.points import PointBatch, from_json_points
+from twinkg.reasoner.points import PointBatch
 
 pytestmark = pytest.mark.neo4j
 SENSOR = "https://w3id.org/twinkg/plant/skab-testbed/sensor-flow"

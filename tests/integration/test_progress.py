@@ -19,12 +19,13 @@ from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.replay import replay
 from twinkg.agents.runner import Agents
 from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
+from twinkg.connect.csv import column_sensors, read_wide_csv
+from twinkg.connect.json import from_json_points
+from twinkg.connect.skab import SKAB
 from twinkg.kg import telemetry_state
 from twinkg.kg.store import GraphStore, WriteSummary
 from twinkg.kg.telemetry_log import TelemetryLog
-from twinkg.reasoner.csv_source import SKAB, column_sensors, read_wide_csv
 from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
-from twinkg.reasoner.points import from_json_points
 from twinkg.reasoner.progress import IngestPhase, Progress, ReplayPhase
 
 pytestmark = pytest.mark.neo4j

@@ -11,11 +11,12 @@ import pytest
 from rdflib import SH, Graph, Literal, URIRef
 
 import twinkg.shapes as shapes_package
+from twinkg.connect.json import from_json_points
 from twinkg.graph_seed.telemetry import START, Flaw, Telemetry, break_record, generate
 from twinkg.ontology.errors import InvalidInputError, ShapesError
 from twinkg.ontology.namespaces import INGEST_BASE
 from twinkg.reasoner.compiled import CompiledContract, compile_contract
-from twinkg.reasoner.points import from_json_points, from_records
+from twinkg.reasoner.points import from_records
 from twinkg.reasoner.telemetry_rdf import points_graph
 from twinkg.reasoner.validation import validate
 

@@ -32,13 +32,13 @@ from hypothesis import strategies as st
 from rdflib import XSD, Graph, Literal, URIRef
 
 import twinkg.shapes as shapes_package
-from twinkg.api.twin import parse_json_batch
+from twinkg.connect.json import json_records, parse_json_batch
+from twinkg.connect.json_body import JsonText, nesting_depth, read_json
 from twinkg.graph_seed.telemetry import sensor_table
-from twinkg.ontology.errors import InvalidInputError, JsonTooDeepError
+from twinkg.ontology.errors import InvalidInputError, JsonTooDeepError, PayloadTooLargeError
 from twinkg.ontology.namespaces import INGEST_BASE
 from twinkg.reasoner.compiled import CompiledContract, compile_contract
-from twinkg.reasoner.json_body import JsonText, nesting_depth, read_json
-from twinkg.reasoner.points import from_records, json_records
+from twinkg.reasoner.points import from_records
 from twinkg.reasoner.telemetry_rdf import points_graph
 from twinkg.reasoner.timestamps import FIRST_NS, LAST_NS, NS_AFTER, NS_BEFORE, read_datetime
 from twinkg.reasoner.validation import validate
@@ -519,7 +519,8 @@ def test_only_an_envelope_that_is_not_a_batch_is_refused(raw: bytes, code: str) 
 
 
 def test_what_would_be_copied_to_every_point_is_bounded_first() -> None:
-    with pytest.raises(InvalidInputError, match="3 points exceed TWINKG_INGEST_MAX_POINTS=2"):
+    # the ingest's own rule (``check_batch_size``), applied before any point is converted
+    with pytest.raises(PayloadTooLargeError, match=r"3 points exceed the 2 .*MAX_POINTS"):
         parse_json_batch(b'{"points": [1, 2, 3]}', max_points=2)
     long = json.dumps({"points": [{}], "producer": "p" * 1001}).encode()
     with pytest.raises(InvalidInputError, match="producer is longer than 1000 characters"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from twinkg.reasoner.csv_source import CsvLayout, read_wide_csv
-from twinkg.reasoner.points import PROGRESS_EVERY, from_json_points
+from twinkg.connect.csv import CsvLayout, read_wide_csv
+from twinkg.connect.json import from_json_points
+from twinkg.reasoner.points import PROGRESS_EVERY
 from twinkg.reasoner.progress import Tally
 
 SENSOR = "https://example.org/test-progress/sensor-"

@@ -1,23 +1,27 @@
-"""Wide CSV exports (one time column, one column per sensor) as telemetry points.
+"""Wide CSV exports (one time column, one column per sensor) as a telemetry source.
 
-SKAB's files are the model: ``datetime;Accelerometer1RMS;…;anomaly;changepoint``, ';'-separated,
-local times without a zone. Columns map to sensors by the sensors' ``tk:externalId``; a column
-that names no sensor is an error for the whole file (a schema problem, not a bad reading), while
-a cell that is not a number or a time that does not parse stays in the batch, flagged, for the
-contract to quarantine with its reason.
+SKAB's files are the model (``connect.skab``):
+``datetime;Accelerometer1RMS;…;anomaly;changepoint``, ';'-separated, local times without a zone.
+Columns map to sensors by the sensors' ``tk:externalId``; a column that names no sensor is an
+error for the whole file (a schema problem, not a bad reading), while a cell that is not a
+number or a time that does not parse stays in the batch, flagged, for the contract to
+quarantine with its reason.
 
 A file that is not a table refuses the whole file with one line (:class:`InvalidInputError`):
 not UTF-8 (a UTF-8 byte-order mark is allowed), empty, no data rows, a column named twice, a
 row with more or fewer fields than the header. Times are never rewritten: a cell the time
 format reads only by changing it (30 February, 24:00:00, a leap second) is not a time, and a
 time int64 nanoseconds cannot hold is quarantined with that reason (``reasoner.timestamps``).
+
+:class:`CsvSource` is a file as a source of one batch (kind ``csv``); ``connect.skab`` is the
+same reading with SKAB's replay defaults.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from twinkg.connect.source import Batch, SourceContext, SourceRequest
 from twinkg.ontology.errors import InvalidInputError
 from twinkg.reasoner.points import FIELDS, PointBatch
 from twinkg.reasoner.timestamps import (
@@ -40,21 +45,18 @@ from twinkg.reasoner.timestamps import (
     shown,
 )
 
-SKAB_LABEL_COLUMNS = ("anomaly", "changepoint")
+LABEL_COLUMNS = ("anomaly", "changepoint")  # SKAB's labels: not readings, ignored by default
 
 
 @dataclass(frozen=True, slots=True)
 class CsvLayout:
-    """How to read a wide CSV file."""
+    """How to read a wide CSV file (the defaults are SKAB's layout)."""
 
     time_column: str = "datetime"
     delimiter: str = ";"
     time_format: str = "%Y-%m-%d %H:%M:%S"
     timezone: str = "UTC"
-    ignore: tuple[str, ...] = SKAB_LABEL_COLUMNS
-
-
-SKAB = CsvLayout()
+    ignore: tuple[str, ...] = LABEL_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ def read_wide_csv(
     *,
     sensor_columns: Mapping[str, str],
     units: Mapping[str, str | None],
-    layout: CsvLayout = SKAB,
+    layout: CsvLayout = CsvLayout(),
     producer: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CsvPoints:
@@ -344,3 +346,63 @@ def _defects(
 def column_sensors(rows: Sequence[tuple[str | None, str]]) -> dict[str, str]:
     """``externalId → sensor IRI`` from ``(external_id, uri)`` pairs (those without one skipped)."""
     return {external: uri for external, uri in rows if external}
+
+
+@dataclass(frozen=True, slots=True)
+class CsvSource:
+    """A wide CSV file as a source of one batch: each column is the sensor whose
+    ``tk:externalId`` it names (from :attr:`SourceContext.sensors`), in that sensor's unit."""
+
+    path: Path
+    layout: CsvLayout = CsvLayout()
+    contract: str | None = None
+    producer: str | None = None
+    replay: bool = False
+    fit_rows: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The file's path."""
+        return str(self.path)
+
+    def batches(self, context: SourceContext) -> Iterator[Batch]:
+        """The file's one batch (:class:`InvalidInputError` when the graph has no sensors to map
+        columns to, or the file is not a table; see :func:`read_wide_csv`)."""
+        rows = context.sensors()
+        columns = column_sensors([(r.external_id, r.uri) for r in rows])
+        if not columns:
+            raise InvalidInputError(
+                "the graph has no sensors with a tk:externalId; seed a plant first"
+            )
+        points = read_wide_csv(
+            self.path,
+            sensor_columns=columns,
+            units={r.uri: r.unit for r in rows},
+            layout=self.layout,
+            producer=self.producer,
+            progress=context.parsing(),
+        )
+        yield Batch(
+            points.batch,
+            points.content_hash,
+            self.producer,
+            self.contract or "telemetry",
+            self.path.name,
+            replay=self.replay,
+            fit_rows=self.fit_rows,
+        )
+
+
+def csv_source(request: SourceRequest) -> CsvSource:
+    """A CSV source from a request; options ``tz``, ``delimiter``, ``time_column`` and
+    ``time_format`` (the defaults are SKAB's layout)."""
+    default = CsvLayout()
+    layout = CsvLayout(
+        time_column=request.option("time_column", default.time_column),
+        delimiter=request.option("delimiter", default.delimiter),
+        time_format=request.option("time_format", default.time_format),
+        timezone=request.option("tz", default.timezone),
+    )
+    return CsvSource(
+        Path(request.target), layout, contract=request.contract, producer=request.producer
+    )

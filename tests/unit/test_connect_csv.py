@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from twinkg.connect.csv import CsvLayout, read_wide_csv
 from twinkg.ontology.errors import InvalidInputError
-from twinkg.reasoner.csv_source import CsvLayout, read_wide_csv
 from twinkg.reasoner.timestamps import FIRST_SECOND, LAST_SECOND, NS_AFTER, NS_BEFORE
 
 COLUMNS = {"Pressure": "urn:s:p", "Current": "urn:s:c"}
