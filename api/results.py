@@ -9,9 +9,15 @@ same values (numbers as floats where the graph may hold either, times as ISO 860
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rdflib import Graph
+
+from twinkg.agents.state import ProposedAction
+
+if TYPE_CHECKING:
+    from twinkg.reasoner.inference import ReclassifySummary
+    from twinkg.reasoner.ingest import IngestReport
 
 
 def _float(value: Any) -> float | None:
@@ -182,6 +188,158 @@ class AssetContext:
     policies: Policies
     events: tuple[AssetEvent, ...]
 
+    @classmethod
+    def from_rows(
+        cls,
+        profile: list[dict[str, Any]],
+        *,
+        sensors: list[dict[str, Any]],
+        neighbours: list[dict[str, Any]],
+        policies: dict[str, Any],
+        events: list[dict[str, Any]],
+    ) -> AssetContext:
+        """From the rows of ``ASSET_PROFILE`` (at least one), ``ASSET_SENSORS``,
+        ``NEIGHBOURS``, ``ASSET_EVENTS`` and the row of ``POLICIES``."""
+        head = profile[0]
+        return cls(
+            asset=head["asset"],
+            tag=head["tag"],
+            types=tuple(head["types"]),
+            criticality=head["criticality"],
+            status=head["status"],
+            failure_modes=tuple(FailureMode.from_row(r) for r in profile if r["mode"] is not None),
+            sensors=tuple(SensorTrust.from_row(r) for r in sensors),
+            neighbours=tuple(Neighbour.from_row(r) for r in neighbours),
+            policies=Policies.from_row(policies),
+            events=tuple(AssetEvent.from_row(r) for r in events),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSummary:
+    """One asset of the plant, as a list of assets shows it."""
+
+    uri: str
+    tag: str | None
+    label: str | None
+    types: tuple[str, ...]
+    criticality: str | None
+    status: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AssetSummary:
+        """From a row of ``ASSETS``."""
+        return cls(
+            row["uri"],
+            row["tag"],
+            row["label"],
+            _texts(row["types"]),
+            row["criticality"],
+            row["status"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentDecision:
+    """A decision in the list of the latest ones, with the action it proposed (if any)."""
+
+    uri: str
+    chain_index: int
+    outcome: str
+    reason: str | None
+    planner: str | None
+    kind: str | None  # the proposed action's kind
+    target: str | None  # the tag of the asset it targets
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RecentDecision:
+        """From a row of ``RECENT_DECISIONS``."""
+        return cls(
+            row["uri"],
+            row["chain_index"],
+            row["outcome"],
+            row["reason"],
+            row["planner"],
+            row["kind"],
+            row["target"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSummary:
+    """One decision's headline, and the later decisions of its run that followed it."""
+
+    uri: str
+    run_id: str
+    step: int
+    outcome: str
+    reason: str | None
+    as_of: str | None
+    planner: str | None
+    started: str | None
+    ended: str | None
+    chain_index: int | None
+    followed_by: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DecisionSummary:
+        """From the row of ``DECISION_SUMMARY``."""
+        return cls(
+            row["uri"],
+            row["run_id"],
+            row["step"],
+            row["outcome"],
+            row["reason"],
+            _text(row["as_of"]),
+            row["planner"],
+            _text(row["started"]),
+            _text(row["ended"]),
+            row["chain_index"],
+            _texts(row["followed_by"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunDecision:
+    """A decision one run recorded, in the run's order."""
+
+    uri: str
+    step: int
+    outcome: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunDecision:
+        """From a row of ``RUN_DECISIONS``."""
+        return cls(row["uri"], row["step"], row["outcome"])
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """An approval request waiting for a person: the action, its arguments' hash and the graph
+    version it was judged on (an approval binds both), the roles that may approve it, and the
+    guard's reasons for asking."""
+
+    decision: str
+    run_id: str
+    action: ProposedAction
+    action_hash: str
+    graph_version: str
+    roles: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def from_request(cls, request: dict[str, Any]) -> PendingApproval:
+        """From the request a waiting run made (``agents.approval.approval_request``)."""
+        return cls(
+            request["decision"],
+            request["run_id"],
+            ProposedAction.model_validate(request["action"]),
+            request["action_hash"],
+            request["graph_version"],
+            _texts(request["roles"]),
+            _texts(request["reasons"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
@@ -197,3 +355,16 @@ class Lineage:
     def triples(self) -> int:
         """How many triples the record holds."""
         return len(self.graph)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """One batch of a source ingested, and the reclassification that followed it.
+
+    ``classification`` is ``None`` when none ran (a duplicate batch changes nothing; the caller
+    may ask for none) or when it failed, and then ``classification_error`` says why: the batch
+    stands either way (``twinkg reason classify`` runs it again)."""
+
+    report: IngestReport
+    classification: ReclassifySummary | None = None
+    classification_error: str | None = None

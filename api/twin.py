@@ -22,12 +22,13 @@ from twinkg.api.offline import OfflineTwin
 from twinkg.api.resources import open_checkpointer
 from twinkg.api.results import (
     AssetContext,
-    AssetEvent,
-    FailureMode,
+    AssetSummary,
+    DecisionSummary,
+    IngestResult,
     Lineage,
-    Neighbour,
-    Policies,
-    SensorTrust,
+    PendingApproval,
+    RecentDecision,
+    RunDecision,
 )
 from twinkg.api.settings import Settings, detector_dir, telemetry_dir
 from twinkg.connect.source import Source, SourceContext
@@ -55,22 +56,8 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.agents.replay import ReplayReport
     from twinkg.agents.runner import Agents, RunResult
     from twinkg.kg.projection import Projection
-    from twinkg.reasoner.inference import ReclassifySummary
 
 EDITABLE = ("proposed_setpoint", "ramp_s")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """One batch of a source ingested, and the reclassification that followed it.
-
-    ``classification`` is ``None`` when none ran (a duplicate batch changes nothing; the caller
-    may ask for none) or when it failed, and then ``classification_error`` says why: the batch
-    stands either way (``twinkg reason classify`` runs it again)."""
-
-    report: IngestReport
-    classification: ReclassifySummary | None = None
-    classification_error: str | None = None
 
 
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
@@ -113,11 +100,12 @@ class Twin(OfflineTwin):
 
     # -- assets ---------------------------------------------------------------------------
 
-    def assets(self, *, kind: str | None, offset: int, limit: int) -> list[dict[str, Any]]:
+    def assets(self, *, kind: str | None, offset: int, limit: int) -> list[AssetSummary]:
         """Assets in IRI order; ``kind`` a Neo4j label of the ontology (``Pump``)."""
         if kind is not None and kind not in Label.__members__.values():
             raise InvalidInputError(f"{kind!r} is not a class of the ontology")
-        return self.store.read(api_queries.ASSETS, label=kind, offset=offset, limit=limit)
+        rows = self.store.read(api_queries.ASSETS, label=kind, offset=offset, limit=limit)
+        return [AssetSummary.from_row(row) for row in rows]
 
     def asset_context(self, asset: str, *, events: int = 20) -> AssetContext:
         """What an engineer or an agent needs about one asset: profile and failure modes,
@@ -127,26 +115,13 @@ class Twin(OfflineTwin):
         if not profile:
             raise NotFoundError(f"no asset {asset!r} in the graph")
         now = self.clock().isoformat()
-        head = profile[0]
         read = self.store.read
-        return AssetContext(
-            asset=head["asset"],
-            tag=head["tag"],
-            types=tuple(head["types"]),
-            criticality=head["criticality"],
-            status=head["status"],
-            failure_modes=tuple(FailureMode.from_row(r) for r in profile if r["mode"] is not None),
-            sensors=tuple(
-                SensorTrust.from_row(r) for r in read(aq.ASSET_SENSORS, asset=asset, as_of=now)
-            ),
-            neighbours=tuple(
-                Neighbour.from_row(r) for r in read(aq.NEIGHBOURS, asset=asset, as_of=now)
-            ),
-            policies=Policies.from_row(read(aq.POLICIES, asset=asset)[0]),
-            events=tuple(
-                AssetEvent.from_row(r)
-                for r in read(api_queries.ASSET_EVENTS, asset=asset, limit=events)
-            ),
+        return AssetContext.from_rows(
+            profile,
+            sensors=read(aq.ASSET_SENSORS, asset=asset, as_of=now),
+            neighbours=read(aq.NEIGHBOURS, asset=asset, as_of=now),
+            policies=read(aq.POLICIES, asset=asset)[0],
+            events=read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
         )
 
     def criticality(self, asset: str) -> str | None:
@@ -322,11 +297,11 @@ class Twin(OfflineTwin):
             rationale=rationale,
         )
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[PendingApproval]:
         """The approval requests waiting for a person, oldest first."""
         agents = self.agents()
         with self._lock:
-            return agents.pending()
+            return [PendingApproval.from_request(request) for request in agents.pending()]
 
     def answer(
         self,
@@ -386,11 +361,13 @@ class Twin(OfflineTwin):
 
     # -- decisions and compliance ---------------------------------------------------------
 
-    def decisions(self, *, limit: int) -> list[dict[str, Any]]:
+    def decisions(self, *, limit: int) -> list[RecentDecision]:
         """The latest decisions, newest first."""
-        return self.store.read(aq.RECENT_DECISIONS, limit=limit)
+        return [
+            RecentDecision.from_row(r) for r in self.store.read(aq.RECENT_DECISIONS, limit=limit)
+        ]
 
-    def decision(self, decision: str) -> dict[str, Any]:
+    def decision(self, decision: str) -> DecisionSummary:
         """One decision's headline; :class:`NotFoundError` when there is none."""
         from twinkg.ontology.errors import DecisionNotFoundError  # noqa: PLC0415
 
@@ -398,11 +375,11 @@ class Twin(OfflineTwin):
         rows = self.store.read(aq.DECISION_SUMMARY, decision=iri)
         if not rows:
             raise DecisionNotFoundError(f"no decision {iri!r} in the graph")
-        return rows[0]
+        return DecisionSummary.from_row(rows[0])
 
-    def run_decisions(self, run_id: str) -> list[dict[str, Any]]:
+    def run_decisions(self, run_id: str) -> list[RunDecision]:
         """The decisions one run recorded, in order."""
-        return self.store.read(aq.RUN_DECISIONS, run_id=run_id)
+        return [RunDecision.from_row(r) for r in self.store.read(aq.RUN_DECISIONS, run_id=run_id)]
 
     def lineage(self, decision: str, *, check: bool = True) -> Lineage:
         """The decision's PROV-O record and everything it points at, as RDF; with ``check``,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from twinkg.agents.state import ActionKind
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
+from twinkg.api.results import PendingApproval
 from twinkg.api.settings import Settings
 from twinkg.api.twin import Twin, agents_twin
 from twinkg.ontology.errors import InvalidInputError
@@ -112,11 +114,11 @@ def list_command(
     with open_store(settings) as store:
         rows = Twin(settings, store).decisions(limit=limit)
     if as_json:
-        out.print_json(json.dumps(rows))
+        out.print_json(json.dumps([asdict(row) for row in rows]))
         return
     for row in rows:
-        action = f"{row['kind']} on {row['target']}" if row["kind"] else "no new action"
-        out.print(f"#{row['chain_index']}  {row['uri']}  {row['outcome']}: {action}", markup=False)
+        action = f"{row.kind} on {row.target}" if row.kind else "no new action"
+        out.print(f"#{row.chain_index}  {row.uri}  {row.outcome}: {action}", markup=False)
     if not rows:
         out.print("no decision recorded yet")
 
@@ -128,18 +130,31 @@ def pending_command(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     with _twin(load_settings()) as twin:
         requests = twin.pending()
     if as_json:
-        out.print_json(json.dumps(requests))
+        out.print_json(json.dumps([_request_json(r) for r in requests]))
         return
     for r in requests:
-        a = r["action"]
+        a = r.action
         out.print(
-            f"{r['decision']}  {a['kind']} on {_short(a['target'])}  roles: "
-            f"{', '.join(_short(x) for x in r['roles'])}"
+            f"{r.decision}  {a.kind.value} on {_short(a.target)}  roles: "
+            f"{', '.join(_short(x) for x in r.roles)}"
         )
-        for reason in r["reasons"]:
+        for reason in r.reasons:
             out.print(f"  {reason}", markup=False)
     if not requests:
         out.print("no approval is waiting")
+
+
+def _request_json(request: PendingApproval) -> dict[str, Any]:
+    """A waiting approval request as ``pending --json`` prints it (the action as JSON)."""
+    return {
+        "decision": request.decision,
+        "run_id": request.run_id,
+        "action": request.action.model_dump(mode="json"),
+        "action_hash": request.action_hash,
+        "graph_version": request.graph_version,
+        "roles": list(request.roles),
+        "reasons": list(request.reasons),
+    }
 
 
 def _answer(  # noqa: PLR0917 - private, called twice

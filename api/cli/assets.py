@@ -31,16 +31,16 @@ def assets_command(
     with open_store(settings) as store:
         rows = Twin(settings, store).assets(kind=kind, offset=offset, limit=limit)
     if as_json:
-        out.print_json(json.dumps(rows, default=str))
+        out.print_json(json.dumps([asdict(row) for row in rows], default=str))
         return
     table = Table(*(Column(header=h) for h in ("tag", "class", "criticality", "status", "IRI")))
     for row in rows:
         table.add_row(
-            Text(str(row["tag"] or "")),
-            Text(", ".join(_local(t) for t in row["types"])),
-            Text(str(row["criticality"] or "")),
-            Text(str(row["status"] or "")),
-            Text(str(row["uri"])),
+            Text(str(row.tag or "")),
+            Text(", ".join(_local(t) for t in row.types)),
+            Text(str(row.criticality or "")),
+            Text(str(row.status or "")),
+            Text(str(row.uri)),
         )
     out.print(table)
     out.print(f"{len(rows)} asset(s)")

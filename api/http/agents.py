@@ -152,7 +152,10 @@ def pending(
     twin: TwinDep, _: Annotated[Principal, Depends(requires(Permission.READ))]
 ) -> list[ApprovalRequestOut]:
     """The approval requests waiting for a person, oldest first."""
-    return [ApprovalRequestOut.model_validate(request) for request in twin.pending()]
+    return [
+        ApprovalRequestOut.model_validate(request, from_attributes=True)
+        for request in twin.pending()
+    ]
 
 
 def _person(principal: Principal) -> str:

@@ -28,8 +28,9 @@ from twinkg.api.http.models import (
     ValidationOut,
     ValidationResultOut,
 )
+from twinkg.api.results import IngestResult
 from twinkg.api.security import Permission, Principal
-from twinkg.api.twin import IngestResult, Twin
+from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource
 from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
 
@@ -126,7 +127,8 @@ def assets(
 ) -> list[AssetOut]:
     """Assets in IRI order, a page at a time."""
     return [
-        AssetOut.model_validate(row) for row in twin.assets(kind=kind, offset=offset, limit=limit)
+        AssetOut.model_validate(asset, from_attributes=True)
+        for asset in twin.assets(kind=kind, offset=offset, limit=limit)
     ]
 
 

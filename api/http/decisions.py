@@ -4,6 +4,7 @@ the audit log: what a compliance team works with."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -53,7 +54,10 @@ def decisions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[DecisionRowOut]:
     """The latest decisions, newest first, with the action each proposed."""
-    return [DecisionRowOut.model_validate(row) for row in twin.decisions(limit=limit)]
+    return [
+        DecisionRowOut.model_validate(row, from_attributes=True)
+        for row in twin.decisions(limit=limit)
+    ]
 
 
 @router.get("/decisions/{run_id}/{step}")
@@ -64,7 +68,7 @@ def decision(
     _: Annotated[Principal, Depends(requires(Permission.READ))],
 ) -> DecisionOut:
     """One decision's headline: outcome, reason, times, chain position, what followed it."""
-    return DecisionOut.model_validate(twin.decision(f"{run_id}/{step}"))
+    return DecisionOut.model_validate(twin.decision(f"{run_id}/{step}"), from_attributes=True)
 
 
 @router.get(
@@ -101,7 +105,7 @@ def lineage(
         return Response(jsonld, media_type=media)
     body = {
         "decision": record.decision,
-        "summary": headline,
+        "summary": asdict(headline),
         "prov_valid": record.prov_valid,
         "prov_violations": list(record.violations),
         "triples": record.triples,
