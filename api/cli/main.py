@@ -211,16 +211,11 @@ def show() -> None:
     """Show the twin: a few example questions, their Cypher, and the answers."""
     settings = load_settings()
     with open_store(settings) as store:
+        twin = Twin(settings, store)
         for demo in DEMO_QUERIES:
             out.rule(demo.question)
             out.print(demo.query.cypher, markup=False, style="cyan")
-            result = store.read_only(
-                demo.query.cypher,
-                demo.params,
-                timeout_s=settings.query_timeout_s,
-                row_cap=settings.query_row_cap,
-            )
-            _print_result(result, as_json=False)
+            _print_result(twin.cypher(demo.query.cypher, demo.params), as_json=False)
 
 
 @app.command()
