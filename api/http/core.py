@@ -16,7 +16,6 @@ from twinkg.api.http.auth import requires
 from twinkg.api.http.deps import TwinDep, media_type, twin_of
 from twinkg.api.http.models import (
     AnomalyOut,
-    AssetContextOut,
     AssetOut,
     ClassificationOut,
     CypherRequest,
@@ -29,6 +28,7 @@ from twinkg.api.http.models import (
     ValidationResultOut,
 )
 from twinkg.api.results import IngestResult
+from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource

@@ -25,13 +25,13 @@ from pydantic import BaseModel, Field
 from twinkg.agents.state import ActionKind
 from twinkg.api.errors import AuthenticationError
 from twinkg.api.mcp.models import (
-    AssetContextOutput,
     CypherOutput,
     LineageOutput,
     ProposalOutput,
     SparqlOutput,
     StepOutput,
 )
+from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
 from twinkg.ontology.errors import TwinKGError
@@ -179,7 +179,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         ctx: Context,
         asset: Annotated[Iri, Field(description="the asset's IRI")],
         events: Annotated[int, Field(ge=0, le=200, description="newest events to include")] = 20,
-    ) -> Annotated[CallToolResult, AssetContextOutput]:
+    ) -> Annotated[CallToolResult, AssetContextOut]:
         """Everything needed to reason about one asset, in one call.
 
         Returns its tag, classes, criticality (A most critical) and status; the failure
@@ -190,9 +190,9 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
         Unknown IRI: code `not_found`.
         """
 
-        def work() -> AssetContextOutput:
+        def work() -> AssetContextOut:
             context = twin().asset_context(asset, events=events)
-            return AssetContextOutput.model_validate(context, from_attributes=True)
+            return AssetContextOut.model_validate(context, from_attributes=True)
 
         return _guarded(ctx, Permission.READ, work)
 

@@ -14,7 +14,16 @@ API = REPO / "api"
 INTERFACES = ("cli", "http", "mcp")
 ROUTERS = ("core", "agents", "decisions", "sparql")
 # The top of api/ that the interfaces share; none of it may import an interface.
-SHARED = ("twin", "offline", "results", "resources", "agent_inputs", "settings", "errors")
+SHARED = (
+    "twin",
+    "offline",
+    "results",
+    "schemas",
+    "resources",
+    "agent_inputs",
+    "settings",
+    "errors",
+)
 
 
 def _imports(path: Path) -> set[str]:
