@@ -1,9 +1,13 @@
-"""The ``twinkg`` command line.
+"""The ``twinkg`` command line: the root commands (database, seed, Cypher, export, vocabulary)
+and the composition of the command groups, one module each in this folder.
 
-Exit codes: 0 success; 1 unexpected error; 2 bad usage or configuration; 3 Neo4j unreachable or
-failing; 4 query rejected; 5 invalid input (malformed Turtle, unknown plant, …); 6 the local
-server could not be built, started or stopped (port in use included). Errors are one line on
-stderr: ``error[<code>]: <reason>``.
+The twin's operations (ingest, validation, queries, agents, verification, lineage, replay, the
+audit log) go through :class:`~twinkg.api.twin.Twin`, or :class:`~twinkg.api.offline.OfflineTwin`
+when they need no graph, as over HTTP and MCP; administration of the store itself (``db``,
+``seed``, ``export``, ``reason classify``) works on it directly. Errors are one line on stderr,
+``error[<code>]: <reason>``; the exit code is the error class's ``exit_code`` (the table in the
+README's CLI section): 0 success, 1 an unexpected error, 2 bad usage or configuration, and one
+code per kind of failure above that.
 """
 
 from __future__ import annotations
