@@ -91,6 +91,7 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
         follower.start()
         stack.callback(follower.stop)
         twin = Twin(settings, store, checkpointer=saver, projection=projection)
+        stack.callback(twin.close)  # the reclassification ingests asked for, before the store
         recovered = twin.recover_ingests()  # before any request: batches a crash cut short
         if recovered.changed:
             _log.warning("telemetry ingest recovery at start: %s", recovered)

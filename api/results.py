@@ -359,12 +359,15 @@ class Lineage:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """One batch of a source ingested, and the reclassification that followed it.
+    """One batch of a source ingested, and the reclassification it asked for.
 
-    ``classification`` is ``None`` when none ran (a duplicate batch changes nothing; the caller
-    may ask for none) or when it failed, and then ``classification_error`` says why: the batch
-    stands either way (``twinkg reason classify`` runs it again)."""
+    ``reclassification`` is the generation the batch asked for (``None`` when it asked for
+    none: a duplicate batch changes nothing, or the caller asked for none). When the caller
+    waited, ``classification`` is what the run covering it found, or ``classification_error``
+    says why that run failed: the batch stands either way (``twinkg reason classify`` runs it
+    again)."""
 
     report: IngestReport
     classification: ReclassifySummary | None = None
     classification_error: str | None = None
+    reclassification: int | None = None

@@ -19,6 +19,12 @@ from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction
 from twinkg.api.agent_inputs import as_of_moment, planner_for, role_iri
 from twinkg.api.errors import PermissionDeniedError
 from twinkg.api.offline import OfflineTwin
+from twinkg.api.reclassification import (
+    Reclassifier,
+    Reclassify,
+    ReclassifyOutcome,
+    ReclassifyStatus,
+)
 from twinkg.api.resources import open_checkpointer
 from twinkg.api.results import (
     AssetContext,
@@ -42,11 +48,10 @@ from twinkg.ontology.errors import (
     ConfigError,
     InvalidInputError,
     NotFoundError,
-    TwinKGError,
     UnknownQuantityKindError,
 )
 from twinkg.ontology.vocab import Label
-from twinkg.reasoner.ingest import IngestOptions, IngestReport, ingest
+from twinkg.reasoner.ingest import IngestOptions, ingest
 from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
 from twinkg.reasoner.progress import Progress
 
@@ -56,6 +61,7 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.agents.replay import ReplayReport
     from twinkg.agents.runner import Agents, RunResult
     from twinkg.kg.projection import Projection
+    from twinkg.reasoner.inference import ReclassifySummary
 
 EDITABLE = ("proposed_setpoint", "ramp_s")
 
@@ -83,7 +89,10 @@ class Twin(OfflineTwin):
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _agents: Agents | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
-    _classify_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _reclassifier: Reclassifier = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reclassifier = Reclassifier(self._reclassify_now)
 
     @property
     def log(self) -> TelemetryLog:
@@ -167,18 +176,21 @@ class Twin(OfflineTwin):
         *,
         replay: bool | None = None,
         fit_rows: int | None = None,
-        classify: bool = True,
+        reclassify: Reclassify = Reclassify.WAIT,
         progress: Progress | None = None,
     ) -> Iterator[IngestResult]:
         """Ingest every batch of ``source``, each checked against its declared contract point
-        by point and applied all or nothing (``reasoner.ingest``), and reclassify the assets
-        after each batch that changed something (unless ``classify`` is false).
+        by point and applied all or nothing (``reasoner.ingest``), and have the assets
+        reclassified after each batch that changed something.
 
         The one way telemetry comes in, whatever its source: the limits (points per batch,
         JSON depth, graph records) come from the settings here. Lazy: each batch is read,
         ingested and reclassified as the caller takes the next result, so a push source is
         ingested for as long as it runs. ``replay`` and ``fit_rows`` override the source's
         defaults (:class:`connect.source.Batch`); ``progress`` hears every phase, parse first.
+        Reclassification is coalesced (``api/reclassification.py``): ``WAIT`` returns what the
+        run covering the batch found, ``BACKGROUND`` only the generation it will reach
+        (:meth:`reclassification`), ``OFF`` asks for none.
         """
         context = SourceContext(
             sensors=lambda: telemetry_state.sensors(self.store),
@@ -203,21 +215,33 @@ class Twin(OfflineTwin):
                 options=options,
                 progress=progress,
             )
-            if not classify or report.duplicate:
+            if reclassify is Reclassify.OFF or report.duplicate:
                 yield IngestResult(report)
-            else:
-                yield self._reclassified(report)
+                continue
+            generation = self._reclassifier.request()
+            if reclassify is Reclassify.BACKGROUND:
+                yield IngestResult(report, reclassification=generation)
+                continue
+            outcome = self._reclassifier.wait(generation)
+            yield IngestResult(report, outcome.summary, outcome.error, generation)
 
-    def _reclassified(self, report: IngestReport) -> IngestResult:
-        """``report`` with the reclassification run after it (one at a time: each reads the
-        facts every batch before it committed). Its failure does not undo the batch."""
+    def reclassification(self) -> ReclassifyStatus:
+        """How far reclassification after ingest has come (generations asked for and done)."""
+        return self._reclassifier.status()
+
+    def settle_reclassification(self) -> ReclassifyOutcome:
+        """Wait until the inferred labels cover every batch ingested so far (a state to wait
+        on before reading them, as tests and a graceful shutdown do)."""
+        return self._reclassifier.settle()
+
+    def _reclassify_now(self) -> ReclassifySummary:
         from twinkg.reasoner.inference import reclassify  # noqa: PLC0415 - loads owlready2
 
-        with self._classify_lock:
-            try:
-                return IngestResult(report, reclassify(self.store))
-            except TwinKGError as exc:
-                return IngestResult(report, classification_error=str(exc))
+        return reclassify(self.store)
+
+    def close(self) -> None:
+        """Finish the reclassification the ingests so far asked for; take no more."""
+        self._reclassifier.close()
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -412,4 +436,6 @@ def agents_twin(settings: Settings, store: GraphStore) -> Iterator[Twin]:
     """A twin over ``store`` with the configured checkpointer open (for agent work)."""
     with ExitStack() as stack:
         saver = stack.enter_context(open_checkpointer(settings))
-        yield Twin(settings, store, checkpointer=saver)
+        twin = Twin(settings, store, checkpointer=saver)
+        stack.callback(twin.close)
+        yield twin

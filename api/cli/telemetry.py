@@ -33,6 +33,7 @@ from twinkg.api.cli.common import (
     telemetry_log,
 )
 from twinkg.api.cli.progress import ProgressOption, phase_bars
+from twinkg.api.reclassification import Reclassify
 from twinkg.api.twin import Twin
 from twinkg.connect.registry import kinds, open_source
 from twinkg.connect.source import SourceRequest
@@ -137,12 +138,17 @@ def ingest_command(  # noqa: PLR0917 - one parameter per command-line option
     reader = open_source(kind, request)
     settings = load_settings()
     with open_store(settings) as store:
-        with phase_bars(progress) as bars:
-            results = list(
-                Twin(settings, store).ingest(
-                    reader, replay=replay, fit_rows=fit_rows, classify=classify, progress=bars
+        twin = Twin(settings, store)
+        then = Reclassify.WAIT if classify else Reclassify.OFF
+        try:
+            with phase_bars(progress) as bars:
+                results = list(
+                    twin.ingest(
+                        reader, replay=replay, fit_rows=fit_rows, reclassify=then, progress=bars
+                    )
                 )
-            )
+        finally:
+            twin.close()
         tags = _tags(store)
         for result in results:
             _print_report(result.report, tags)

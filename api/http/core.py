@@ -17,7 +17,6 @@ from twinkg.api.http.deps import TwinDep, media_type, twin_of
 from twinkg.api.http.models import (
     AnomalyOut,
     AssetOut,
-    ClassificationOut,
     CypherRequest,
     CypherResult,
     Health,
@@ -27,6 +26,7 @@ from twinkg.api.http.models import (
     ValidationOut,
     ValidationResultOut,
 )
+from twinkg.api.reclassification import Reclassify
 from twinkg.api.results import IngestResult
 from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import Permission, Principal
@@ -69,10 +69,24 @@ class SparqlReadiness(BaseModel):
     rebuilds: int
 
 
+class ReasonerReadiness(BaseModel):
+    """Reclassification after ingest: the generations asked for (one per batch that changed
+    something) and the newest one the inferred labels include, whether a run is going on, and
+    the last run's duration or error (ingest goes on when it fails)."""
+
+    requested: int
+    completed: int
+    running: bool
+    last_seconds: float | None
+    last_error: str | None
+
+
 class ReadinessOut(Readiness):
-    """Readiness with the SPARQL workers' state (``None`` when this app serves no SPARQL)."""
+    """Readiness with the SPARQL workers' state (``None`` when this app serves no SPARQL) and
+    the reasoner's."""
 
     sparql: SparqlReadiness | None = None
+    reasoner: ReasonerReadiness | None = None
 
 
 def _sparql_readiness(twin: Twin) -> SparqlReadiness | None:
@@ -90,6 +104,17 @@ def _sparql_readiness(twin: Twin) -> SparqlReadiness | None:
     )
 
 
+def _reasoner_readiness(twin: Twin) -> ReasonerReadiness:
+    status = twin.reclassification()
+    return ReasonerReadiness(
+        requested=status.requested,
+        completed=status.completed,
+        running=status.running,
+        last_seconds=status.last_seconds,
+        last_error=status.last_error,
+    )
+
+
 @router.get(
     "/ready",
     tags=["system"],
@@ -101,12 +126,18 @@ def ready(request: Request) -> Any:
     ``detail`` but keeps the API ready: every other route answers."""
     twin = twin_of(request)
     sparql = _sparql_readiness(twin)
+    reasoner = _reasoner_readiness(twin)
     try:
         twin.store.ping()
         status = projection_status(request)
     except TwinKGError as exc:
         body = ReadinessOut(
-            ready=False, neo4j="unreachable", projection=None, detail=exc.code, sparql=sparql
+            ready=False,
+            neo4j="unreachable",
+            projection=None,
+            detail=exc.code,
+            sparql=sparql,
+            reasoner=reasoner,
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
     detail = None
@@ -114,7 +145,14 @@ def ready(request: Request) -> Any:
         detail = "projection_building"
     elif sparql is not None and sparql.saturated:
         detail = "sparql_saturated"
-    return ReadinessOut(ready=True, neo4j="ok", projection=status, detail=detail, sparql=sparql)
+    return ReadinessOut(
+        ready=True,
+        neo4j="ok",
+        projection=status,
+        detail=detail,
+        sparql=sparql,
+        reasoner=reasoner,
+    )
 
 
 @router.get("/assets", tags=["assets"])
@@ -147,7 +185,7 @@ def asset_context(
 
 
 def _ingest_out(result: IngestResult) -> IngestOut:
-    report, summary = result.report, result.classification
+    report = result.report
     return IngestOut(
         batch_id=report.batch_id,
         contract=report.contract,
@@ -169,16 +207,7 @@ def _ingest_out(result: IngestResult) -> IngestOut:
             for a in report.anomalies
         ],
         alarms=report.alarms,
-        classification=None
-        if summary is None
-        else ClassificationOut(
-            consistent=summary.consistent,
-            explanation=summary.explanation,
-            inferred=len(summary.inferred),
-            added=summary.added,
-            removed=summary.removed,
-        ),
-        classification_error=result.classification_error,
+        reclassification=result.reclassification,
     )
 
 
@@ -217,14 +246,19 @@ async def ingest(
     UTF-8 JSON, nested deeper than the limit, not ``{"points": [...]}``) is refused, with a 4xx
     and a stable code, and changes nothing. Parsing runs in a worker thread, never on the event
     loop. The same content twice is applied once. After a batch that changed something the
-    assets are reclassified, as after every ingest (``classification`` in the answer).
+    assets are reclassified, as after every ingest, on the twin's reasoner thread (coalesced:
+    a burst of batches costs one or two runs): ``reclassification`` in the answer is the
+    generation the batch asked for; ``GET /ready`` shows ``reasoner.completed`` reaching it
+    when the inferred labels include it.
     """
     if media_type(request) != "application/json":
         raise UnsupportedMediaTypeError("telemetry is posted as application/json")
     raw = await request.body()
     twin = twin_of(request)
     source = JsonSource(f"api:{principal.subject}", body=raw, contract=contract)
-    (result,) = await run_in_threadpool(lambda: list(twin.ingest(source)))
+    (result,) = await run_in_threadpool(
+        lambda: list(twin.ingest(source, reclassify=Reclassify.BACKGROUND))
+    )
     return _ingest_out(result)
 
 

@@ -238,21 +238,9 @@ class AnomalyOut(BaseModel):
     alarm: str | None
 
 
-class ClassificationOut(BaseModel):
-    """What the reclassification after an ingest did: whether the facts are consistent (and
-    why not), how many individuals hold inferred classes, and the labels added and removed."""
-
-    consistent: bool
-    explanation: str | None
-    inferred: int
-    added: int
-    removed: int
-
-
 class IngestOut(BaseModel):
     """What an ingest did: accepted, quarantined (with reasons), derived, and the
-    reclassification that followed (``null`` for a duplicate batch, or when it failed:
-    ``classification_error`` then says why; the batch stands)."""
+    reclassification it asked for."""
 
     batch_id: str
     contract: str
@@ -264,8 +252,11 @@ class IngestOut(BaseModel):
     aggregates: int
     anomalies: list[AnomalyOut]
     alarms: int
-    classification: ClassificationOut | None = None
-    classification_error: str | None = None
+    reclassification: int | None = Field(
+        default=None,
+        description="the reasoner generation this batch asked for (null for a duplicate); the "
+        "inferred labels include it once GET /ready shows reasoner.completed at or past it",
+    )
 
 
 class VerifyOut(BaseModel):

@@ -50,7 +50,9 @@ class ApiWorld:
         return {"X-API-Key": self.keys[role]}
 
     def counts(self) -> tuple[int, int, int]:
-        """Nodes, relationships and the sum of property counts: a fingerprint of the graph."""
+        """Nodes, relationships and the sum of property counts: a fingerprint of the graph,
+        taken once the reclassification every accepted batch asked for has written."""
+        self.app.state.twin.settle_reclassification()
         records, _, _ = self.driver.execute_query(
             "MATCH (n) OPTIONAL MATCH (n)-[r]->() "
             "RETURN count(DISTINCT n) AS n, count(r) AS r, sum(size(keys(n))) AS p"

@@ -139,6 +139,7 @@ class Fuzzer:
         if 200 <= status < 300:
             if not self.jobs.wait_idle(120):
                 self.failures.append(f"{label}: agent jobs still busy after 120 s")
+            self.world.app.state.twin.settle_reclassification()  # before the next snapshot
             return
         after = self.state()
         if 400 <= status < 500 and after != before:

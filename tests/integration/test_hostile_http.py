@@ -172,6 +172,7 @@ def _send(world: ApiWorld, method: str, path: str, body: bytes, content_type: st
         assert State(world).snapshot() == before, (method, path, content_type, shown, error)
     jobs = world.app.state.jobs
     assert jobs.wait_idle(120), "agent jobs still busy after 120 s"
+    world.app.state.twin.settle_reclassification()  # an accepted batch's labels, written
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

@@ -9,8 +9,10 @@ appearing after an ingest, on a freshly seeded graph, shows that the ingest recl
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from neo4j import Driver
@@ -39,8 +41,8 @@ def _labels(driver: Driver, uri: str) -> set[str]:
     return set(records[0]["labels"])
 
 
-def _body() -> bytes:
-    start = datetime.now(UTC) - timedelta(minutes=30)
+def _body(*, minutes: int = 30) -> bytes:
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
     points = [
         {
             "sensor": SENSOR,
@@ -51,6 +53,17 @@ def _body() -> bytes:
         for i in range(5)
     ]
     return json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
+
+
+def _reasoner_reaches(client: Any, generation: int) -> dict[str, Any]:
+    """``GET /ready``'s reasoner once its completed generation reaches ``generation`` (a state
+    to wait for; the deadline only stops a broken worker from hanging the suite)."""
+    deadline = time.monotonic() + 300
+    while True:
+        reasoner: dict[str, Any] = client.get("/ready").json()["reasoner"]
+        if reasoner["completed"] >= generation or time.monotonic() > deadline:
+            return reasoner
+        time.sleep(0.05)
 
 
 def test_an_http_ingest_reclassifies(
@@ -64,12 +77,44 @@ def test_an_http_ingest_reclassifies(
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["accepted"] == 5 and not answer["duplicate"]
-        assert answer["classification"]["consistent"] is True
-        assert answer["classification"]["added"] >= 1
-        assert answer["classification_error"] is None
+        generation = answer["reclassification"]
+        assert isinstance(generation, int) and generation >= 1
+        reasoner = _reasoner_reaches(world.client, generation)
+        assert reasoner["completed"] >= generation, reasoner
+        assert reasoner["last_error"] is None and reasoner["requested"] >= generation
         assert INFERRED in _labels(driver, PUMP)
         again = world.client.post("/telemetry", content=body, headers=headers).json()
-        assert again["duplicate"] is True and again["classification"] is None
+        assert again["duplicate"] is True and again["reclassification"] is None
+        assert world.client.get("/ready").json()["reasoner"]["requested"] == generation
+
+
+def test_a_burst_of_http_ingests_ends_reclassified_up_to_its_last_batch(
+    driver: Driver, neo4j_target: Neo4jTarget, tmp_path: Path
+) -> None:
+    with api_world(driver, neo4j_target, tmp_path, ingest=False) as world:
+        headers = {**world.as_role(Role.ADMIN), "Content-Type": "application/json"}
+        twin = world.client.app.state.twin  # type: ignore[attr-defined]
+        runs = 0
+        real = twin._reclassifier._run
+
+        def counted() -> Any:
+            nonlocal runs
+            runs += 1
+            return real()
+
+        twin._reclassifier._run = counted
+        generations = []
+        for minutes in range(6):  # six different batches, posted back to back
+            response = world.client.post(
+                "/telemetry", content=_body(minutes=30 + minutes), headers=headers
+            )
+            assert response.status_code == 200, response.text
+            generations.append(response.json()["reclassification"])
+        assert generations == sorted(generations) and len(set(generations)) == 6
+        reasoner = _reasoner_reaches(world.client, generations[-1])
+        assert reasoner["completed"] == generations[-1] and not reasoner["running"]
+        assert 1 <= runs <= 6  # never more runs than asks; fewer when asks came during a run
+        assert INFERRED in _labels(driver, PUMP)
 
 
 def test_a_cli_ingest_reclassifies(
@@ -96,7 +141,9 @@ def test_a_registered_kind_of_source_goes_the_same_way(driver: Driver, tmp_path:
     registry.register("toy", toy_source, "a toy queue (tests)")
     try:
         source = registry.open_source("toy", SourceRequest("q", options={"messages": messages}))
-        results = list(Twin(Settings(home=tmp_path / "home"), store).ingest(source))
+        twin = Twin(Settings(home=tmp_path / "home"), store)
+        results = list(twin.ingest(source))  # waits for each batch's reclassification
+        twin.close()
     finally:
         registry.unregister("toy")
     assert [r.report.points for r in results] == [1, 1]
