@@ -9,7 +9,8 @@ guard, which checks the approval against what it approves (``agents.guard.approv
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from langgraph.types import interrupt
 
@@ -43,16 +44,21 @@ def approval(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     # The next decision starts when the person answers.
     update.update(approval=answer, outcome=None, reason="", started_at=ctx.clock().isoformat())
     if answer.outcome == "edited" and state.action is not None:
-        edited = state.action.model_copy(update=_edits(answer.edits))
+        edited = state.action.model_copy(update=check_edits(answer.edits))
         update.update(action=edited, original_action=state.action)
     return update
 
 
-_EDITABLE = {"proposed_setpoint", "ramp_s"}
+EDITABLE: Final = ("proposed_setpoint", "ramp_s")
+"""The arguments of an action a person may change when approving it."""
 
 
-def _edits(edits: dict[str, float]) -> dict[str, float]:
-    unknown = set(edits) - _EDITABLE
+def check_edits(edits: Mapping[str, float]) -> dict[str, float]:
+    """``edits`` when each names an :data:`EDITABLE` argument, else :class:`InvalidInputError`
+    naming the others (every way in checks edits here, before the run resumes)."""
+    unknown = sorted(set(edits) - set(EDITABLE))
     if unknown:
-        raise InvalidInputError(f"only {sorted(_EDITABLE)} can be edited, not {sorted(unknown)}")
+        raise InvalidInputError(
+            f"only {' and '.join(EDITABLE)} can be edited, not {', '.join(unknown)}"
+        )
     return dict(edits)

@@ -63,7 +63,6 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.kg.projection import Projection
     from twinkg.reasoner.inference import ReclassifySummary
 
-EDITABLE = ("proposed_setpoint", "ramp_s")
 
 
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
@@ -346,11 +345,9 @@ class Twin(OfflineTwin):
         role must be one the request allows) and the guard judges the action again.
         ``may_approve`` is the caller's own limit by the target's criticality (the API's roles).
         """
-        unknown = sorted(set(edits or {}) - set(EDITABLE))
-        if unknown:
-            raise InvalidInputError(
-                f"only {' and '.join(EDITABLE)} can be edited, not {', '.join(unknown)}"
-            )
+        from twinkg.agents.approval import check_edits  # noqa: PLC0415 - loads LangGraph
+
+        check_edits(edits or {})
         agents = self.agents()
         with self._lock:
             request = agents.request_for(decision)

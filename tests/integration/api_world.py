@@ -29,6 +29,16 @@ PUMP, MOTOR = PLANT + "pump", PLANT + "motor"
 IVANOVA, PETROV = PLANT + "person-ivanova", PLANT + "person-petrov"
 FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
 AS_OF = "2020-02-08T19:06:30+00:00"
+UNSAFE_PROPOSAL = {  # a flow setpoint far above the pump's envelope: the guard refuses it
+    "kind": "setpoint_change",
+    "target": PUMP,
+    "confidence": 0.95,
+    "quantity_kind": FLOW,
+    "current_setpoint": 80.0,
+    "proposed_setpoint": 500.0,
+    "ramp_s": 60.0,
+    "as_of": AS_OF,
+}
 # The person each role's key approves as (operators and supervisors need one).
 PEOPLE = {Role.OPERATOR: PETROV, Role.SUPERVISOR: IVANOVA, Role.ADMIN: IVANOVA}
 

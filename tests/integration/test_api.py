@@ -13,7 +13,15 @@ import pytest
 from neo4j import Driver
 
 from tests.conftest import REPO, Neo4jTarget
-from tests.integration.api_world import AS_OF, DATA, FLOW, PUMP, ApiWorld, api_world
+from tests.integration.api_world import (
+    AS_OF,
+    DATA,
+    FLOW,
+    PUMP,
+    UNSAFE_PROPOSAL,
+    ApiWorld,
+    api_world,
+)
 from twinkg.api.security import Role
 
 pytestmark = pytest.mark.neo4j
@@ -309,16 +317,7 @@ def test_a_proposal_with_an_unknown_quantity_kind_is_an_input_error(world: ApiWo
 def test_an_unsafe_proposal_is_refused_and_recorded(world: ApiWorld) -> None:
     response = world.client.post(
         "/actions",
-        json={
-            "kind": "setpoint_change",
-            "target": PUMP,
-            "confidence": 0.95,
-            "quantity_kind": FLOW,
-            "current_setpoint": 80.0,
-            "proposed_setpoint": 500.0,
-            "ramp_s": 60.0,
-            "as_of": AS_OF,
-        },
+        json=UNSAFE_PROPOSAL,
         headers=world.as_role(Role.AGENT),
     )
     assert response.status_code == 200, response.text

@@ -14,7 +14,13 @@ from rdflib import Graph
 from rdflib.compare import isomorphic
 
 from tests.conftest import Neo4jTarget
-from tests.integration.api_world import AS_OF, DATA, FLOW, PUMP, ApiWorld, api_world
+from tests.integration.api_world import (
+    DATA,
+    PUMP,
+    UNSAFE_PROPOSAL,
+    ApiWorld,
+    api_world,
+)
 from tests.integration.test_cli import run
 from twinkg.api.security import Role
 
@@ -36,16 +42,7 @@ def decision(world: ApiWorld) -> str:
     """A decision recorded over HTTP: a setpoint far above the envelope, refused."""
     response = world.client.post(
         "/actions",
-        json={
-            "kind": "setpoint_change",
-            "target": PUMP,
-            "confidence": 0.95,
-            "quantity_kind": FLOW,
-            "current_setpoint": 80.0,
-            "proposed_setpoint": 500.0,
-            "ramp_s": 60.0,
-            "as_of": AS_OF,
-        },
+        json=UNSAFE_PROPOSAL,
         headers=world.as_role(Role.AGENT),
     )
     assert response.status_code == 200, response.text
