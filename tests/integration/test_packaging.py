@@ -13,6 +13,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -91,7 +92,10 @@ def test_the_wheel_and_openai_agents_live_in_one_environment(wheel: Path, tmp_pa
     assert seen["openai_agents"] is True
     assert seen["agents_file"].startswith(site) and "twinkg" not in seen["agents_file"]
     assert seen["twinkg_file"].startswith(site)
-    assert seen["version"] == "0.1.0"
+    assert (
+        seen["version"]
+        == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    )
     assert seen["state"] == "twinkg.agents.state"
     assert not any(seen["bare"].values()), seen["bare"]
     assert seen["triples"] > 100 and seen["contracts"] >= 1
