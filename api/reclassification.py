@@ -62,7 +62,7 @@ class Reclassifier:
 
     def __init__(self, run: Callable[[], ReclassifySummary]) -> None:
         self._run = run
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.RLock())
         self._requested = 0  # the newest generation asked for
         self._started = 0  # the newest generation a run has started for
         self._last = ReclassifyOutcome(0, None, None)  # the newest finished run
@@ -93,10 +93,8 @@ class Reclassifier:
 
     def settle(self) -> ReclassifyOutcome:
         """Block until every generation asked for so far is covered; the newest outcome."""
-        with self._changed:
-            generation = self._requested
-            self._changed.wait_for(lambda: self._last.generation >= generation)
-            return self._last
+        with self._changed:  # re-entrant: the ask count and the wait see one state
+            return self.wait(self._requested)
 
     def status(self) -> ReclassifyStatus:
         """A snapshot of where reclassification stands."""

@@ -105,14 +105,7 @@ def _sparql_readiness(twin: Twin) -> SparqlReadiness | None:
 
 
 def _reasoner_readiness(twin: Twin) -> ReasonerReadiness:
-    status = twin.reclassification()
-    return ReasonerReadiness(
-        requested=status.requested,
-        completed=status.completed,
-        running=status.running,
-        last_seconds=status.last_seconds,
-        last_error=status.last_error,
-    )
+    return ReasonerReadiness.model_validate(twin.reclassification(), from_attributes=True)
 
 
 @router.get(
