@@ -64,7 +64,6 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.reasoner.inference import ReclassifySummary
 
 
-
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
     """The ingest's options from the settings, plus per-batch ones (contract, replay, source)."""
     return IngestOptions(
