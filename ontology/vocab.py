@@ -13,7 +13,7 @@ from typing import Final
 from rdflib import URIRef
 from rdflib.namespace import DefinedNamespace, Namespace
 
-ONTOLOGY_VERSION: Final = '0.3.0'
+ONTOLOGY_VERSION: Final = '0.4.0'
 
 
 class TK(DefinedNamespace):
@@ -34,6 +34,13 @@ class TK(DefinedNamespace):
     AtRiskAsset: URIRef
     Breakdown: URIRef
     Cavitation: URIRef
+    CavitationAccelerationOscillation: URIRef
+    CavitationAccelerationRise: URIRef
+    CavitationCurrentOscillation: URIRef
+    CavitationFlowFall: URIRef
+    CavitationFlowOscillation: URIRef
+    CavitationPressureFall: URIRef
+    CavitationPressureOscillation: URIRef
     CentrifugalPump: URIRef
     ComplianceRole: URIRef
     Compressor: URIRef
@@ -43,21 +50,32 @@ class TK(DefinedNamespace):
     EngineerRole: URIRef
     Equipment: URIRef
     ErraticOutput: URIRef
+    ErraticOutputFlowOscillation: URIRef
+    ErraticOutputPressureOscillation: URIRef
     Event: URIRef
+    ExternalLeakageFlowFall: URIRef
+    ExternalLeakagePressureFall: URIRef
     ExternalLeakageProcessMedium: URIRef
     FailToStart: URIRef
+    FailToStartCurrentChange: URIRef
     FailToStop: URIRef
+    FailToStopCurrentChange: URIRef
     Failure: URIRef
     FailureMode: URIRef
     Fan: URIRef
     HeatExchanger: URIRef
     HighOutput: URIRef
+    HighOutputFlowRise: URIRef
     Hypothesis: URIRef
     IngestBatch: URIRef
     Interlock: URIRef
     InternalLeakage: URIRef
+    InternalLeakageFlowFall: URIRef
+    InternalLeakagePressureFall: URIRef
+    InternalLeakageTemperatureRise: URIRef
     LockoutTagoutPermit: URIRef
     LowOutput: URIRef
+    LowOutputFlowFall: URIRef
     MaintenanceWorkOrder: URIRef
     ModelTranscript: URIRef
     Motor: URIRef
@@ -67,10 +85,13 @@ class TK(DefinedNamespace):
     OperatingEnvelope: URIRef
     OperatorRole: URIRef
     Overheating: URIRef
+    OverheatingTemperatureRise: URIRef
     ParameterDeviation: URIRef
     Person: URIRef
     Pipe: URIRef
     Plugged: URIRef
+    PluggedFlowFall: URIRef
+    PluggedPressureRise: URIRef
     Policy: URIRef
     ProcessLoop: URIRef
     ProductionLine: URIRef
@@ -87,10 +108,13 @@ class TK(DefinedNamespace):
     SinglePointOfFailure: URIRef
     Site: URIRef
     SpuriousStop: URIRef
+    SpuriousStopCurrentFall: URIRef
+    SpuriousStopFlowFall: URIRef
     StateChange: URIRef
     StaticEquipment: URIRef
     StructuralDeficiency: URIRef
     SupervisorRole: URIRef
+    SymptomPattern: URIRef
     Tank: URIRef
     TelemetryPoint: URIRef
     TelemetryWindow: URIRef
@@ -101,6 +125,8 @@ class TK(DefinedNamespace):
     ValidationReport: URIRef
     Valve: URIRef
     Vibration: URIRef
+    VibrationAccelerationOscillation: URIRef
+    VibrationAccelerationRise: URIRef
     WindowAggregate: URIRef
     acceptedCount: URIRef
     actionKind: URIRef
@@ -124,6 +150,7 @@ class TK(DefinedNamespace):
     criticality: URIRef
     currentSetpoint: URIRef
     demandedBy: URIRef
+    direction: URIRef
     drives: URIRef
     dutyRole: URIRef
     endedAt: URIRef
@@ -140,9 +167,11 @@ class TK(DefinedNamespace):
     hasQuantityKind: URIRef
     hasRole: URIRef
     hasStandby: URIRef
+    hasSymptom: URIRef
     hasUnit: URIRef
     hypothesizedMode: URIRef
     inBatch: URIRef
+    inQuantityKind: URIRef
     inferredType: URIRef
     iso14224Code: URIRef
     issuedTo: URIRef
@@ -313,6 +342,7 @@ class Label(StrEnum):
     SITE = 'Site'
     STATE_CHANGE = 'StateChange'
     STATIC_EQUIPMENT = 'StaticEquipment'
+    SYMPTOM_PATTERN = 'SymptomPattern'
     TANK = 'Tank'
     TELEMETRY_POINT = 'TelemetryPoint'
     TELEMETRY_WINDOW = 'TelemetryWindow'
@@ -367,9 +397,11 @@ class RelType(StrEnum):
     HAS_QUANTITY_KIND = 'HAS_QUANTITY_KIND'
     HAS_ROLE = 'HAS_ROLE'
     HAS_STANDBY = 'HAS_STANDBY'
+    HAS_SYMPTOM = 'HAS_SYMPTOM'
     HAS_UNIT = 'HAS_UNIT'
     HYPOTHESIZED_MODE = 'HYPOTHESIZED_MODE'
     IN_BATCH = 'IN_BATCH'
+    IN_QUANTITY_KIND = 'IN_QUANTITY_KIND'
     ISSUED_TO = 'ISSUED_TO'
     MANIFESTS_AS = 'MANIFESTS_AS'
     MANIFESTS_IN = 'MANIFESTS_IN'
@@ -429,6 +461,7 @@ class PropKey(StrEnum):
     CONTRACT_VERSION = 'contractVersion'
     CRITICALITY = 'criticality'
     CURRENT_SETPOINT = 'currentSetpoint'
+    DIRECTION = 'direction'
     DUTY_ROLE = 'dutyRole'
     ENDED_AT = 'endedAt'
     EXPIRES_AT = 'expiresAt'
@@ -593,6 +626,7 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#Site': Label.SITE,
     'https://w3id.org/twinkg/ontology#StateChange': Label.STATE_CHANGE,
     'https://w3id.org/twinkg/ontology#StaticEquipment': Label.STATIC_EQUIPMENT,
+    'https://w3id.org/twinkg/ontology#SymptomPattern': Label.SYMPTOM_PATTERN,
     'https://w3id.org/twinkg/ontology#Tank': Label.TANK,
     'https://w3id.org/twinkg/ontology#TelemetryPoint': Label.TELEMETRY_POINT,
     'https://w3id.org/twinkg/ontology#TelemetryWindow': Label.TELEMETRY_WINDOW,
@@ -678,6 +712,7 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.SITE: (Label.ASSET, ),
     Label.STATE_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.STATIC_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
+    Label.SYMPTOM_PATTERN: (),
     Label.TANK: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.TELEMETRY_POINT: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
     Label.TELEMETRY_WINDOW: (Label.PROV_ENTITY, ),
@@ -730,9 +765,11 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#hasQuantityKind': RelType.HAS_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#hasRole': RelType.HAS_ROLE,
     'https://w3id.org/twinkg/ontology#hasStandby': RelType.HAS_STANDBY,
+    'https://w3id.org/twinkg/ontology#hasSymptom': RelType.HAS_SYMPTOM,
     'https://w3id.org/twinkg/ontology#hasUnit': RelType.HAS_UNIT,
     'https://w3id.org/twinkg/ontology#hypothesizedMode': RelType.HYPOTHESIZED_MODE,
     'https://w3id.org/twinkg/ontology#inBatch': RelType.IN_BATCH,
+    'https://w3id.org/twinkg/ontology#inQuantityKind': RelType.IN_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#issuedTo': RelType.ISSUED_TO,
     'https://w3id.org/twinkg/ontology#manifestsAs': RelType.MANIFESTS_AS,
     'https://w3id.org/twinkg/ontology#manifestsIn': RelType.MANIFESTS_IN,
@@ -779,6 +816,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#contractVersion': (PropKey.CONTRACT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#criticality': (PropKey.CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#currentSetpoint': (PropKey.CURRENT_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#direction': (PropKey.DIRECTION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#dutyRole': (PropKey.DUTY_ROLE, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#endedAt': (PropKey.ENDED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#expiresAt': (PropKey.EXPIRES_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
