@@ -231,6 +231,7 @@ def read_wide_csv(
         value=np.stack([v for v, _, _ in value_cols], axis=1).ravel(),
         unit=pa.array([units.get(s) for s in sensors], pa.string()).take(column_of),
         time_ns=np.repeat(utc_ns, k),
+        time_us=np.repeat(np.clip(utc_s, -(2**62) // 10**6, 2**62 // 10**6) * 10**6, k),
         time_lexical=lexical.take(pa.array(np.repeat(np.arange(rows), k))),
         sequence=np.arange(n, dtype=np.int64),
         quality=pa.nulls(n, pa.string()),

@@ -72,6 +72,10 @@ def _json_record(i: int, point: Any, producer: str | None) -> tuple[dict[str, An
             record[key] = value  # the common case, nothing to judge
         elif value is not None:
             record[key] = _json_value(key, value, notes)
+    if isinstance(point, RepeatedNames):  # every value given is one value, never the last
+        for name in point.repeated:
+            given = json.dumps(point.occurrences[name], ensure_ascii=True, default=str)
+            record[name] = JsonText(given, "array")
     return record, "; ".join(notes) or None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from twinkg.ontology.errors import InvalidInputError, JsonTooDeepError
+from twinkg.reasoner.points import Text
 
 TEXT_LIMIT = 200  # characters of an array, object or huge number kept as JsonText
 _CHUNK = 1 << 20  # brackets summed per step of the depth scan
@@ -32,7 +33,7 @@ _QUOTE = ord('"')
 _ARRAY, _OBJECT = ord("["), ord("{")
 
 
-class JsonText(str):
+class JsonText(Text):
     """A JSON array, object or out-of-range number, kept as (at most :data:`TEXT_LIMIT`
     characters of) its JSON text: one value that is neither a number nor a string the producer
     wrote. The contract sees it as a plain literal, so it never passes as a number or a time."""
@@ -53,6 +54,7 @@ class RepeatedNames(dict[str, Any]):
     """A JSON object in which some member names appear more than once (the last value kept)."""
 
     repeated: tuple[str, ...]
+    occurrences: dict[str, list[Any]]  # every value of each repeated name, in order
 
 
 def nesting_depth(raw: bytes) -> int:
@@ -108,6 +110,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         (repeated if name in seen else seen).add(name)
     result = RepeatedNames(made)
     result.repeated = tuple(sorted(repeated))
+    result.occurrences = {name: [v for n, v in pairs if n == name] for name in repeated}
     return result
 
 

@@ -2,15 +2,20 @@
 
 The same point records that :func:`reasoner.points.from_records` turns into columns become here a
 data graph: one ``tk:TelemetryPoint`` per record, its batch (with the latest acceptable time) and
-the sensors of the table (type, physical range, unit, newest accepted reading). Values are written
-the most literal way (a number as ``xsd:double``, a string as a plain literal, a time string as an
-``xsd:dateTime`` literal even when ill-typed) so pySHACL, not this module, judges them.
+the sensors of the table (type, physical range, unit, newest accepted reading). Each field is
+first read by :func:`reasoner.points.contract_value`, the one place that decides what RDF would
+otherwise lose or rewrite (decision 0037): a list is one ``rdf:JSON`` literal (an RDF graph would
+collapse ``[5.0, 5.0]`` into one triple), so is a value of the wrong JSON type or a non-finite
+number; only a time TwinKG keeps exactly is an ``xsd:dateTime`` (rdflib would read and rewrite
+``2026-03-01 12:30:00Z`` or ``+0530``), any other time is the plain string as written; literals
+keep their lexical form (``normalize=False``). pySHACL, not this module, judges them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rdflib import RDF, XSD, Graph, Literal, URIRef
@@ -18,7 +23,10 @@ from rdflib.term import Node
 
 from twinkg.ontology.vocab import TK
 from twinkg.reasoner.compiled import SensorTable
-from twinkg.reasoner.points import FIELDS
+from twinkg.reasoner.points import Text, contract_record
+from twinkg.reasoner.timestamps import read_datetime
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _PREDICATES = {
     "sensor": TK.observedBy,
@@ -33,22 +41,31 @@ _PREDICATES = {
 
 
 def _term(key: str, value: Any, batch: URIRef) -> Node:
+    """The RDF term of a field as :func:`reasoner.points.contract_value` read it."""
     if key == "batch":
         return batch
-    if key in ("sensor", "unit") and isinstance(value, str):
+    if isinstance(value, Text):  # never a value of the field's datatype, never an IRI
+        return Literal(str(value), datatype=RDF.JSON, normalize=False)
+    if key in ("sensor", "unit"):
         return URIRef(value)
-    if key == "value" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Literal(float(value), datatype=XSD.double)
-    if key == "time" and isinstance(value, str):
-        return Literal(value, datatype=XSD.dateTime)
-    if key == "sequence" and isinstance(value, int) and not isinstance(value, bool):
-        return Literal(value, datatype=XSD.integer)
-    return Literal(value)
+    if key == "time":  # only a time TwinKG keeps is an xsd:dateTime; the text as written
+        kept = read_datetime(value).kept
+        return Literal(value, datatype=XSD.dateTime if kept else None, normalize=False)
+    return Literal(value, datatype=_DATATYPES.get(key))
+
+
+_DATATYPES = {"value": XSD.double, "sequence": XSD.integer}
 
 
 def _moment(ns: int) -> Literal:
-    stamp = datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    """An instant of int64 nanoseconds as rdflib reads times: to the microsecond (floored)."""
+    stamp = _EPOCH + timedelta(microseconds=ns // 1000)
     return Literal(stamp.isoformat(), datatype=XSD.dateTime)
+
+
+def _bound(value: float, missing: float) -> Literal:
+    """A physical bound; one the sensor does not have is infinite (decision 0037)."""
+    return Literal(missing if math.isnan(value) else value, datatype=XSD.double)
 
 
 def sensors_graph(sensors: SensorTable) -> Graph:
@@ -57,8 +74,8 @@ def sensors_graph(sensors: SensorTable) -> Graph:
     for i, uri in enumerate(sensors.uris.to_pylist()):
         node = URIRef(str(uri))
         graph.add((node, RDF.type, TK.Sensor))
-        graph.add((node, TK.physicalMin, Literal(float(sensors.physical_min[i]))))
-        graph.add((node, TK.physicalMax, Literal(float(sensors.physical_max[i]))))
+        graph.add((node, TK.physicalMin, _bound(float(sensors.physical_min[i]), -math.inf)))
+        graph.add((node, TK.physicalMax, _bound(float(sensors.physical_max[i]), math.inf)))
         graph.add((node, TK.hasUnit, URIRef(str(sensors.units[i]))))
         if sensors.has_last[i]:
             graph.add((node, TK.lastObservedAt, _moment(int(sensors.last_ns[i]))))
@@ -81,8 +98,7 @@ def points_graph(
         point = URIRef(f"{batch}/point/{i}")
         iris.append(point)
         graph.add((point, RDF.type, TK.TelemetryPoint))
-        for key in FIELDS:
-            raw = record.get(key)
-            for value in raw if isinstance(raw, list) else ([] if raw is None else [raw]):
-                graph.add((point, _PREDICATES[key], _term(key, value, batch)))
+        fields, _ = contract_record(record)
+        for key, value in fields.items():
+            graph.add((point, _PREDICATES[key], _term(key, value, batch)))
     return graph, iris

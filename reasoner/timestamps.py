@@ -50,6 +50,14 @@ class Reading:
     zoned: bool
     ns: int
     defect: str | None
+    us: int = 0  # rdflib's reading in microseconds since 1970 (0 when it reads no instant)
+
+    @property
+    def kept(self) -> bool:
+        """A strict, exactly representable time: the contract's ``xsd:dateTime`` (decision
+        0037); anything else is given to both paths as a plain string, which
+        ``sh:datatype`` refuses."""
+        return self.well_typed and self.defect is None
 
 
 def shown(text: str) -> str:
@@ -124,10 +132,18 @@ def _strict_ns(m: re.Match[str]) -> tuple[int, str | None]:
     return NS_AFTER, f"it is after {LAST_TEXT}, the last instant int64 nanoseconds hold"
 
 
+def _python_us(moment: datetime | None) -> int:
+    """The instant of a datetime rdflib read (naive ones taken as UTC) in microseconds since
+    1970: exact for every year Python reads (1 to 9999), which int64 microseconds hold."""
+    if moment is None:
+        return 0
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
 def _python_ns(moment: datetime) -> int:
     """The exact instant of a datetime rdflib read (naive ones taken as UTC), or a sentinel."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    ns = (aware - _EPOCH) // _MICROSECOND * 1000
+    ns = _python_us(moment) * 1000
     return NS_BEFORE if ns < FIRST_NS else NS_AFTER if ns > LAST_NS else ns
 
 
@@ -147,18 +163,20 @@ def _read(text: str) -> Reading:
         moment: datetime | None = datetime.fromisoformat(text)
     except ValueError:
         moment = None
-    zoned = moment is not None and _ZONE.search(text) is not None
+    # rdflib compares only aware instants (naive against aware is an error, hence no match)
+    zoned = moment is not None and moment.tzinfo is not None and _ZONE.search(text) is not None
+    us = _python_us(moment)
     m = _XSD.fullmatch(text)
     if m is None:
         if moment is None:
             return Reading(False, False, 0, None)  # not a time at all: sh:datatype says so
         why = "it is not in the xsd:dateTime form YYYY-MM-DDThh:mm:ss[.s…][Z|±hh:mm]"
-        return Reading(True, zoned, _python_ns(moment), f"time {shown(text)}: {why}")
+        return Reading(True, zoned, _python_ns(moment), f"time {shown(text)}: {why}", us)
     problem = _field_problem(m)
     if problem is None:
         ns, problem = _strict_ns(m)
         if problem is None:
-            return Reading(moment is not None, zoned, ns, None)
+            return Reading(moment is not None, zoned, ns, None, us)
     # Compared as rdflib reads it (so other points' verdicts agree); quarantined for `problem`.
     ns = _python_ns(moment) if moment is not None else 0
-    return Reading(moment is not None, zoned, ns, f"time {shown(text)}: {problem}")
+    return Reading(moment is not None, zoned, ns, f"time {shown(text)}: {problem}", us)
