@@ -87,6 +87,8 @@ class Symptom(_Data):
     spread: float  # std during / baseline std (a change in variability, e.g. cavitation's)
     trust: float  # the sensor's data trust (quality · freshness) in [0, 1]
     trust_score: str | None = None  # IRI of the tk:TrustScore it came from
+    asset: str | None = None  # the asset the sensor monitors, when it is a neighbour's
+    relation: str = "own"  # "own", or how that asset relates: upstream, downstream, driver, system
 
 
 class Hypothesis(_Data):
@@ -96,7 +98,27 @@ class Hypothesis(_Data):
     code: str | None
     score: float  # in [0, 1]
     explained: list[str]  # quantity kinds it explains that moved
-    rank: int
+    rank: int  # position in the ranking, from 1 (tied hypotheses hold consecutive positions)
+    contradicted: list[str] = Field(default_factory=list)  # kinds that moved the other way
+    coverage: float = 0.0  # share of all the movement seen that its signature explains
+    tied_with: list[str] = Field(default_factory=list)  # modes it ties with on all the evidence
+
+
+class EvidenceTrust(_Data):
+    """The trust of one piece of evidence a hypothesis rests on: a sensor or a finding's subject."""
+
+    subject: str  # IRI of the sensor or asset the trust score is about
+    trust_score: str | None  # IRI of its tk:TrustScore; None: it has none (no evidence of trust)
+    confidence: float  # the score's full confidence (quality, freshness, anomaly); 0 without one
+
+
+class ConfidenceBound(_Data):
+    """The highest confidence the evidence allows: its lowest trust, and which evidence set it."""
+
+    value: float  # in [0, 1]
+    subject: str | None  # the bounding sensor or asset (None: there was no evidence at all)
+    trust_score: str | None  # its tk:TrustScore (None: it has none, or there was no evidence)
+    evidence: list[EvidenceTrust] = Field(default_factory=list)  # all that was considered
 
 
 class ProposedAction(_Data):
@@ -212,6 +234,7 @@ class AgentState(BaseModel):
     model: str | None = None
     prompt_version: str | None = None
     transcript: list[dict[str, Any]] = Field(default_factory=list)  # recorded model outputs
+    bound: ConfidenceBound | None = None  # what the evidence's trust allows the action
     action: ProposedAction | None = None
     original_action: ProposedAction | None = None  # before an approver's edit
     guard: GuardVerdict | None = None

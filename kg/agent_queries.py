@@ -46,6 +46,11 @@ _STANDBY_FOR, _HAS_STANDBY, _HAS_ROLE = (
     token(RelType.HAS_ROLE),
 )
 _INFORMED_BY, _WINDOW_OF = token(RelType.PROV_WAS_INFORMED_BY), token(RelType.WINDOW_OF)
+_HAS_SYMPTOM, _IN_QK, _DIRECTION = (
+    token(RelType.HAS_SYMPTOM),
+    token(RelType.IN_QUANTITY_KIND),
+    token(PropKey.DIRECTION),
+)
 _STATUS, _OCCURRED, _AS_OF = (
     token(PropKey.STATUS),
     token(PropKey.OCCURRED_AT),
@@ -92,12 +97,19 @@ ASSET_PROFILE = NamedQuery(
     f"OPTIONAL MATCH (a)-[:{_SUSCEPTIBLE}]->(m:{_MODE}) "
     f"OPTIONAL MATCH (m)-[:{_MAN_AS}*0..1]->(sym:{_MODE})-[:{_MAN_IN}]->(q) "
     "WITH a, m, collect(DISTINCT q.uri) AS kinds "
+    f"CALL (m) {{ OPTIONAL MATCH (m)-[:{_MAN_AS}*0..1]->(:{_MODE})-[:{_HAS_SYMPTOM}]->(p)"
+    f"-[:{_IN_QK}]->(k) WITH DISTINCT k.uri AS kind, p.{_DIRECTION} AS direction "
+    "ORDER BY kind, direction "
+    "RETURN collect(CASE WHEN kind IS NOT NULL THEN {kind: kind, direction: direction} END) "
+    "AS signature } "
     "RETURN a.uri AS asset, a.tag AS tag, a.criticality AS criticality, "
     "a.operationalStatus AS status, coalesce(a.rdf_type, []) AS types, "
     "m.uri AS mode, m.iso14224Code AS code, coalesce(m.mitigatedBy, []) AS mitigations, "
-    "kinds ORDER BY mode",
+    "kinds, signature ORDER BY mode",
 )
-"""The asset and, per failure mode it is susceptible to, the quantity kinds it shows in."""
+"""The asset and, per failure mode it is susceptible to, the quantity kinds it shows in and its
+signature: the (quantity kind, direction) of each symptom pattern (its own and those of the modes
+it manifests as)."""
 
 ASSET_SENSORS = NamedQuery(
     "agents.diagnose.sensors",
@@ -112,6 +124,37 @@ ASSET_SENSORS = NamedQuery(
     "ORDER BY sensor",
 )
 """The sensors on the asset, each with its latest trust score as of the run."""
+
+NEIGHBOUR_SENSORS = NamedQuery(
+    "agents.diagnose.neighbour_sensors",
+    f"MATCH (a:{_R} {{uri: $asset}}) "
+    f"CALL (a) {{ OPTIONAL MATCH (n:{_ASSET})-[:{_FEEDS}]->(a) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'upstream'}) AS up } "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_FEEDS}]->(n:{_ASSET}) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'downstream'}) AS down } "
+    f"CALL (a) {{ OPTIONAL MATCH (n:{_ASSET})-[:{_DRIVES}]->(a) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'driver'}) AS drivers } "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_PART_OF}]->(n:{_ASSET}) "
+    "RETURN collect(DISTINCT {uri: n.uri, relation: 'system'}) AS systems } "
+    "UNWIND up + down + drivers + systems AS item WITH a, item WHERE item.uri IS NOT NULL "
+    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(n:{_R} {{uri: item.uri}}) "
+    f"WHERE NOT (s)-[:{_MONITORS}]->(a) "
+    f"MATCH (s)-[:{_QK}]->(q) "
+    f"WHERE EXISTS {{ (a)-[:{_SUSCEPTIBLE}]->(:{_MODE})-[:{_MAN_AS}*0..1]->(:{_MODE})"
+    f"-[:{_MAN_IN}]->(q) }} "
+    f"CALL (s) {{ OPTIONAL MATCH (t:{_TRUST})-[:{_SCORE_OF}]->(s) "
+    f"WHERE t.{_AS_OF} <= datetime($as_of) "
+    f"RETURN t ORDER BY t.{_AS_OF} DESC, t.uri LIMIT 1 }} "
+    "WITH s, q, t, n, min(item.relation) AS relation "
+    "RETURN s.uri AS sensor, s.tag AS tag, q.uri AS quantity_kind, "
+    "s.samplingPeriod AS period, t.uri AS trust, t.confidence AS confidence, "
+    "t.qualityScore AS quality, t.freshnessScore AS freshness, t.anomalyScore AS anomaly, "
+    "n.uri AS asset, relation ORDER BY sensor",
+)
+"""Sensors on the asset's neighbours (one hop up- or downstream, its drivers, the systems it is
+part of) that measure a quantity kind one of its failure modes manifests in: evidence for or
+against those modes, with the latest trust score as of the run: one row per sensor and neighbour
+it monitors (a neighbour related in two ways gets the first relation in alphabetical order)."""
 
 NEIGHBOURS = NamedQuery(
     "agents.diagnose.neighbours",
