@@ -1,19 +1,36 @@
-"""Multivariate anomaly detection on telemetry: rolling features and Hotelling's T².
+"""Anomaly detection on telemetry: per-channel drift-tolerant residuals with an alarm logic.
 
-Each row's features are the mean and the standard deviation of every channel over the last
-``window`` rows, that row included (causal: a score never looks ahead; the first rows of a run use
-the shorter window they have). A :class:`Detector` is fitted on a stretch of normal operation:
-the mean vector of those features and the inverse of their regularised covariance. A row's T² is
-its Mahalanobis² distance from normal; the threshold is ``factor`` × a high quantile of T² on the
-training rows, and the score ``T² / (T² + threshold)`` lies in [0, 1), 0.5 at the threshold (the
-meaning ``tk:anomalyScore`` gives it). :func:`episodes` turns scores into the runs that become
-``tk:Anomaly`` events.
+A :class:`Detector` watches the channels of one piece of equipment. For every channel it keeps
 
-Window sums are accumulated one window position at a time (``window`` vectorised passes over the
-rows) rather than taken as differences of cumulative sums: a window's features then depend on its
-own rows only, always added in the same order, so a run scored batch by batch (:class:`Scorer`)
-gives bit-identical scores to the run scored at once, and the variance is a two-pass sum of
-squared deviations (no cancellation, whatever the level of a channel or the length of a run).
+* a *smoothed value*: an exponentially weighted moving average (EWMA) of the readings, weight
+  ``smoothing`` on the newest row, which averages the noise of a channel out;
+* a *baseline*: a much slower EWMA of the smoothed value (rate ``adaptation``) that follows the
+  slow drift of normal operation (temperatures warming up over a run) — and stops following a
+  channel while that channel is in alarm, so an abnormal level is not learnt as normal, unless
+  the channel stays above its threshold for more than ``relearn_after`` rows in a row (a slow
+  drift that crossed it, or a new steady state): its alarm then ends as the baseline catches up,
+  the episode it raised stays recorded;
+* its *ratio*: ``|smoothed − baseline| / (scale · limit)``, 1.0 at the channel's threshold.
+
+``scale`` is a robust spread of the residual ``smoothed − baseline`` on the training rows (1.4826 ×
+its median absolute deviation: the noise of a channel once smoothed, autocorrelation included,
+and not inflated by a start-up transient inside the training rows; the RMS where the deviation
+is 0) and ``limit`` is ``margin`` such spreads. A few hundred autocorrelated training rows give
+no trustworthy high quantile, so the threshold is a wide fixed multiple of a robust spread.
+A row's score is ``r / (1 + r)`` with ``r`` the largest squared ratio over its
+channels: in [0, 1), 0.5 at the threshold (the meaning ``tk:anomalyScore`` and the trust
+component ``anomaly`` give it). The ratios are the per-channel contributions: which sensors
+drove a score.
+
+The alarm logic is hysteresis per channel: a channel enters alarm after ``raise_after``
+consecutive rows above its threshold and leaves it after ``clear_after`` consecutive rows below;
+the equipment is *active* while any channel is in alarm. Runs of active rows are the episodes
+(:func:`alarm_episodes`) that become ``tk:Anomaly`` events, with the channels in alarm as their
+drivers.
+
+Everything is a recursion over rows in a fixed order kept in a :class:`Scorer`: a run scored
+batch by batch gives bit-identical scores and states to the run scored at once. Decision record:
+docs/decisions/0034-drift-tolerant-detectors.md.
 """
 
 from __future__ import annotations
@@ -27,11 +44,43 @@ from numpy.typing import NDArray
 
 from twinkg.ontology.errors import InvalidInputError
 
-FORMAT_VERSION = 1
-"""Version of the ``.npz`` layout written by :meth:`Detector.save`."""
+FORMAT_VERSION = 2
+"""Version of the ``.npz`` layout written by :meth:`Detector.save` (1: Hotelling T² of rolling
+features, no longer read)."""
 
 Floats = NDArray[np.float64]
-_CHUNK_ROWS = 4096  # rows per chunk of the feature computation
+Bools = NDArray[np.bool_]
+MAD_SIGMA = 1.4826  # median absolute deviation → standard deviation of a normal distribution
+_TINY = 1e-12  # scale of a channel constant in training: any later movement is far out
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The detector's settings: the same for every piece of equipment and every run."""
+
+    smoothing: float = 0.1  # EWMA weight of the newest row in the smoothed value
+    adaptation: float = 0.05  # rate at which the baseline follows the smoothed value
+    margin: float = 8.0  # threshold = margin × the robust spread of the training residual
+    raise_after: int = 5  # consecutive rows above the threshold that raise a channel's alarm
+    clear_after: int = 10  # consecutive rows below it that clear the alarm
+    relearn_after: int = 600  # rows continuously above after which the baseline follows again
+    skip: int = 30  # leading training rows that only settle the averages
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.smoothing <= 1.0 and 0.0 < self.adaptation <= 1.0):
+            raise InvalidInputError(
+                f"need 0 < smoothing ≤ 1 and 0 < adaptation ≤ 1, "
+                f"got {self.smoothing} and {self.adaptation}"
+            )
+        if not (np.isfinite(self.margin) and self.margin >= 1.0):
+            raise InvalidInputError(f"margin must be at least 1, got {self.margin}")
+        if min(self.raise_after, self.clear_after, self.relearn_after) < 1 or self.skip < 0:
+            raise InvalidInputError(
+                "raise_after, clear_after and relearn_after must be ≥ 1, skip ≥ 0"
+            )
+
+
+DEFAULTS = Settings()
 
 
 def _as_matrix(values: NDArray[np.floating] | NDArray[np.integer], k: int | None) -> Floats:
@@ -46,124 +95,156 @@ def _as_matrix(values: NDArray[np.floating] | NDArray[np.integer], k: int | None
     return matrix
 
 
-def _features(history: Floats, values: Floats, window: int, prior: Floats | None = None) -> Floats:
-    """Rolling mean and standard deviation of ``values``, ``history`` being the rows before them.
-
-    ``history`` holds at most ``window - 1`` rows; when it holds fewer, the run started less than a
-    window ago and the first windows are partial. A partial window of ``m`` rows is completed by
-    ``window - m`` pseudo-rows of normal operation when a ``prior`` (normal means, then normal
-    standard deviations) is given: the window starts at "normal" and real rows displace it, so
-    the start of a run is not flagged just because ``m`` is small. Returns an ``n × 2k`` array:
-    means, then standard deviations (population).
-    """
-    n, k = values.shape
-    pad = window - 1 - history.shape[0]
-    rows = np.concatenate([np.zeros((pad, k)), history, values])
-    valid = np.concatenate([np.zeros(pad), np.ones(history.shape[0] + n)])[:, None]
-    count = np.minimum(history.shape[0] + 1 + np.arange(n), window)[:, None].astype(np.float64)
-    out = np.empty((n, 2 * k))
-    for begin in range(0, n, _CHUNK_ROWS):  # chunks that stay in the CPU cache
-        stop = min(begin + _CHUNK_ROWS, n)
-        span = slice(begin, stop + window - 1)
-        out[begin:stop] = _window_stats(rows[span], valid[span], count[begin:stop], prior)
-    return out
-
-
-def _window_stats(rows: Floats, valid: Floats, count: Floats, prior: Floats | None) -> Floats:
-    """Features of the ``m`` windows ending at rows ``window-1 … window+m-2`` of ``rows``."""
-    m, k = count.shape[0], rows.shape[1]
-    window = rows.shape[0] - m + 1
-    # one vectorised pass per position in the window, in a fixed order: each output row sums the
-    # same values in the same order however the run was split into batches or chunks
-    total = np.zeros((m, k))
-    for j in range(window):
-        total += rows[j : j + m]  # padding rows are 0.0, so they add nothing
-    missing = window - count  # 0 for a full window: the prior terms then add exactly 0.0
-    mean = total / count if prior is None else (total + missing * prior[:k]) / window
-    spread = np.zeros((m, k))
-    term = np.empty((m, k))
-    for j in range(window):
-        np.subtract(rows[j : j + m], mean, out=term)
-        term *= term
-        term *= valid[j : j + m]
-        spread += term
-    if prior is None:
-        return np.concatenate([mean, np.sqrt(spread / count)], axis=1)
-    spread += missing * (prior[k:] ** 2 + (prior[:k] - mean) ** 2)
-    return np.concatenate([mean, np.sqrt(spread / window)], axis=1)
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class Detector:
-    """A fitted detector: which channels, what is normal for them, and where the threshold lies."""
+    """A fitted detector: which channels, their normal level and noise, and their thresholds."""
 
     channels: tuple[str, ...]
-    window: int
-    mean: Floats = field(repr=False)
-    precision: Floats = field(repr=False)
-    threshold: float
+    settings: Settings
+    centre: Floats = field(repr=False)  # training median: where smoothed value and baseline start
+    scale: Floats = field(repr=False)  # RMS of the training residual
+    limit: Floats = field(repr=False)  # threshold of the scaled residual (``margin``)
     fitted_on: str
 
     def __post_init__(self) -> None:
         k = len(self.channels)
         if k == 0 or len(set(self.channels)) != k:
             raise InvalidInputError("channels must be non-empty and distinct")
-        if self.window < 1:
-            raise InvalidInputError(f"window must be at least 1, got {self.window}")
-        if self.mean.shape != (2 * k,) or self.precision.shape != (2 * k, 2 * k):
-            raise InvalidInputError(f"mean and precision do not match {k} channels")
-        if not (np.isfinite(self.threshold) and self.threshold > 0):
-            raise InvalidInputError(f"threshold must be positive, got {self.threshold}")
-        for array in (self.mean, self.precision):
+        for name in ("centre", "scale", "limit"):
+            array = getattr(self, name)
+            if array.shape != (k,) or not np.isfinite(array).all():
+                raise InvalidInputError(f"{name} does not match {k} channels")
             array.flags.writeable = False
+        if (self.scale <= 0).any() or (self.limit <= 0).any():
+            raise InvalidInputError("scale and limit must be positive")
 
-    def t_squared(self, features: Floats) -> Floats:
-        """Hotelling's T² (Mahalanobis² from the training mean) of each row of features."""
-        centred = features - self.mean
-        t2: Floats = np.einsum("ij,jk,ik->i", centred, self.precision, centred)
-        return t2
+    @property
+    def threshold(self) -> float:
+        """The score at which a row is above its threshold (0.5, by construction)."""
+        return 0.5
 
     def scorer(self) -> Scorer:
         """A fresh stateful scorer for one run, fed batch by batch."""
         return Scorer(self)
 
+    def run(self, values: Floats) -> Scored:
+        """Scores, contributions and alarm states of the rows of one whole run."""
+        return self.scorer().update(values)
+
     def score(self, values: Floats) -> Floats:
         """Scores in [0, 1) of the rows of one whole run (``n × k``, columns as ``channels``)."""
-        return self.scorer().update(values)
+        return self.run(values).scores
 
     def save(self, path: Path) -> None:
         """Write the detector to ``path`` as an uncompressed ``.npz`` (no pickles)."""
+        s = self.settings
         with path.open("wb") as handle:
             np.savez(
                 handle,
                 format_version=np.int64(FORMAT_VERSION),
                 channels=np.array(self.channels, dtype=np.str_),
-                window=np.int64(self.window),
-                mean=self.mean,
-                precision=self.precision,
-                threshold=np.float64(self.threshold),
+                settings=np.array(
+                    [
+                        s.smoothing,
+                        s.adaptation,
+                        s.margin,
+                        s.raise_after,
+                        s.clear_after,
+                        s.relearn_after,
+                        s.skip,
+                    ],
+                    dtype=np.float64,
+                ),
+                centre=self.centre,
+                scale=self.scale,
+                limit=self.limit,
                 fitted_on=np.str_(self.fitted_on),
             )
 
 
-class Scorer:
-    """Scores one run arriving in batches; the scores equal those of the run scored at once."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Scored:
+    """What a detector made of some rows: scores, per-channel ratios, alarm states."""
 
-    __slots__ = ("_detector", "_tail")
+    scores: Floats  # n, in [0, 1), 0.5 at the threshold
+    ratios: Floats  # n × k, each channel's |residual| / threshold (1.0 at it)
+    alarmed: Bools  # n × k, each channel's alarm state after the row
+    active: Bools  # n, any channel in alarm
+
+    def __getitem__(self, rows: slice) -> Scored:
+        return Scored(self.scores[rows], self.ratios[rows], self.alarmed[rows], self.active[rows])
+
+
+class Scorer:
+    """Scores one run arriving in batches; scores and states equal those of the run at once."""
+
+    __slots__ = (
+        "_a",
+        "_above",
+        "_b",
+        "_base",
+        "_below",
+        "_clear",
+        "_inv",
+        "_k",
+        "_on",
+        "_raise",
+        "_relearn",
+        "_smooth",
+    )
 
     def __init__(self, detector: Detector) -> None:
-        self._detector = detector
-        self._tail: Floats = np.empty((0, len(detector.channels)))
+        s = detector.settings
+        self._k = len(detector.channels)
+        self._a, self._b = s.smoothing, s.adaptation
+        self._raise, self._clear, self._relearn = s.raise_after, s.clear_after, s.relearn_after
+        self._inv = [
+            1.0 / float(sc * lim) for sc, lim in zip(detector.scale, detector.limit, strict=True)
+        ]
+        self._smooth = [float(c) for c in detector.centre]
+        self._base = list(self._smooth)
+        self._on = [False] * self._k
+        self._above = [0] * self._k
+        self._below = [0] * self._k
 
-    def update(self, values: Floats) -> Floats:
-        """Scores of the next rows of the run; keeps the last ``window - 1`` rows for the next."""
-        detector = self._detector
-        matrix = _as_matrix(values, len(detector.channels))
-        features = _features(self._tail, matrix, detector.window, detector.mean)
-        keep = detector.window - 1
-        self._tail = np.concatenate([self._tail, matrix])[-keep:] if keep else self._tail
-        t2 = detector.t_squared(features)
-        return t2 / (t2 + detector.threshold)
+    def update(self, values: Floats) -> Scored:
+        """Scores and states of the next rows of the run (the state carries to the next call)."""
+        matrix = _as_matrix(values, self._k)
+        n, k = matrix.shape
+        ratios = np.empty((n, k))
+        alarmed = np.empty((n, k), dtype=bool)
+        a, b, keep, follow = self._a, self._b, 1.0 - self._a, 1.0 - self._b
+        relearn = self._relearn
+        smooth, base, inv, on = self._smooth, self._base, self._inv, self._on
+        above, below = self._above, self._below
+        rows = matrix.tolist()
+        out_r = ratios.tolist() if n else []
+        out_a = alarmed.tolist() if n else []
+        for i in range(n):
+            row, r_out, a_out = rows[i], out_r[i], out_a[i]
+            for j in range(k):
+                s = a * row[j] + keep * smooth[j]
+                smooth[j] = s
+                ratio = abs(s - base[j]) * inv[j]
+                r_out[j] = ratio
+                if ratio > 1.0:
+                    above[j] += 1
+                    below[j] = 0
+                    if above[j] >= self._raise:
+                        on[j] = True
+                else:
+                    below[j] += 1
+                    above[j] = 0
+                    if below[j] >= self._clear:
+                        on[j] = False
+                if not on[j] or above[j] > relearn:
+                    base[j] = b * s + follow * base[j]
+                a_out[j] = on[j]
+        ratios = np.array(out_r, dtype=np.float64).reshape(n, k)
+        alarmed = np.array(out_a, dtype=bool).reshape(n, k)
+        peak = (ratios * ratios).max(axis=1)
+        active: Bools = np.any(alarmed, axis=1)
+        return Scored(peak / (1.0 + peak), ratios, alarmed, active)
 
 
 def fit(
@@ -171,49 +252,54 @@ def fit(
     *,
     channels: tuple[str, ...],
     fitted_on: str,
-    window: int = 30,
-    skip: int = 30,
-    quantile: float = 0.99,
-    factor: float = 1.5,
+    settings: Settings = DEFAULTS,
 ) -> Detector:
     """Fit a detector on rows of normal operation (``n × k``, columns as ``channels``).
 
-    The first ``skip`` rows (at least ``window - 1``) only fill the rolling window and are left out
-    of the statistics, so every training row has a full window.
-    The covariance is regularised as ``C + 0.01·diag(C) + 1e-9·I``, so a constant channel does not
-    make it singular (any later movement of that channel then scores as highly anomalous).
+    The smoothed value and the baseline start at the training median and run over the training
+    rows as they will in scoring; after the first ``settings.skip`` rows, a robust spread of their
+    difference (1.4826 × median absolute deviation; the RMS where that is 0) is each channel's
+    scale, and its threshold lies ``margin`` scales away. A channel constant in training gets a
+    tiny scale, so any later movement of it is far above its threshold.
     """
     matrix = _as_matrix(values, len(channels))
     k = len(channels)
-    if window < 1 or skip < window - 1:
-        raise InvalidInputError(
-            f"need window ≥ 1 and skip ≥ window - 1 (full windows only), got {window} and {skip}"
-        )
-    if not (0.0 < quantile < 1.0 and factor > 0.0):
-        raise InvalidInputError(f"need 0 < quantile < 1 and factor > 0, got {quantile}, {factor}")
-    needed = skip + max(window, 4 * k)
+    needed = settings.skip + 30
     if matrix.shape[0] < needed:
         raise InvalidInputError(
             f"{matrix.shape[0]} rows are too few to fit {k} channels "
-            f"(need ≥ {needed}: skip {skip} + max(window {window}, 4 × channels))"
+            f"(need ≥ {needed}: skip {settings.skip} + 30)"
         )
-    features = _features(np.empty((0, k)), matrix, window)[skip:]
-    mean = features.mean(axis=0)
-    covariance = np.cov(features, rowvar=False)
-    covariance += np.diag(0.01 * np.diag(covariance) + 1e-9)
-    precision = np.linalg.inv(covariance)
-    precision = (precision + precision.T) / 2  # exact symmetry, whatever inv's rounding
-    centred = features - mean
-    t2 = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    threshold = factor * float(np.quantile(t2, quantile))
+    if k == 0 or len(set(channels)) != k:
+        raise InvalidInputError("channels must be non-empty and distinct")
+    centre = np.median(matrix, axis=0)
+    residual = _training_residuals(matrix, centre, settings)[settings.skip :]
+    spread = np.median(np.abs(residual - np.median(residual, axis=0)), axis=0) * MAD_SIGMA
+    rms = np.sqrt((residual**2).mean(axis=0))
+    scale = np.where(spread > 0, spread, rms)
+    scale = np.where(scale > _TINY * np.maximum(1.0, np.abs(centre)), scale, _TINY)
+    limit = np.full(k, settings.margin)
     return Detector(
         channels=tuple(channels),
-        window=window,
-        mean=mean,
-        precision=precision,
-        threshold=threshold,
+        settings=settings,
+        centre=centre,
+        scale=scale,
+        limit=limit,
         fitted_on=fitted_on,
     )
+
+
+def _training_residuals(matrix: Floats, centre: Floats, settings: Settings) -> Floats:
+    """``smoothed − baseline`` on training rows, the baseline following every row."""
+    a, b = settings.smoothing, settings.adaptation
+    smooth = centre.copy()
+    base = centre.copy()
+    out = np.empty_like(matrix)
+    for i, row in enumerate(matrix):
+        smooth = a * row + (1.0 - a) * smooth
+        out[i] = smooth - base
+        base = b * smooth + (1.0 - b) * base
+    return out
 
 
 def load(path: Path) -> Detector:
@@ -223,14 +309,26 @@ def load(path: Path) -> Detector:
             version = int(data["format_version"])
             if version != FORMAT_VERSION:
                 raise InvalidInputError(
-                    f"{path}: detector format {version}, this version reads {FORMAT_VERSION}"
+                    f"{path}: detector format {version}, this version reads {FORMAT_VERSION}: "
+                    "refit it (ingest a run with fit rows)"
                 )
+            smoothing, adaptation, margin, raise_after, clear_after, relearn, skip = (
+                float(v) for v in data["settings"]
+            )
             return Detector(
                 channels=tuple(str(c) for c in data["channels"]),
-                window=int(data["window"]),
-                mean=np.array(data["mean"], dtype=np.float64),
-                precision=np.array(data["precision"], dtype=np.float64),
-                threshold=float(data["threshold"]),
+                settings=Settings(
+                    smoothing,
+                    adaptation,
+                    margin,
+                    int(raise_after),
+                    int(clear_after),
+                    int(relearn),
+                    int(skip),
+                ),
+                centre=np.array(data["centre"], dtype=np.float64),
+                scale=np.array(data["scale"], dtype=np.float64),
+                limit=np.array(data["limit"], dtype=np.float64),
                 fitted_on=str(data["fitted_on"]),
             )
     except (OSError, KeyError, ValueError) as error:
@@ -239,15 +337,16 @@ def load(path: Path) -> Detector:
 
 @dataclass(frozen=True, slots=True)
 class Episode:
-    """A run of rows scored above the threshold: the makings of one ``tk:Anomaly``."""
+    """A run of rows in alarm (or above the threshold): the makings of one ``tk:Anomaly``."""
 
-    start: datetime  # UTC, time of the first row above the threshold
-    end: datetime  # UTC, time of the last row above the threshold
+    start: datetime  # UTC, time of the first row
+    end: datetime  # UTC, time of the last row
     first_row: int
     last_row: int
     peak_score: float
-    mean_score: float  # over all rows from first to last, merged gaps included
-    points: int  # rows from first to last, merged gaps included
+    mean_score: float  # over all rows from first to last
+    points: int  # rows from first to last
+    drivers: tuple[int, ...] = ()  # channels in alarm during it, the strongest first
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -255,6 +354,43 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _utc(moment: np.datetime64) -> datetime:
     return _EPOCH + timedelta(microseconds=int(moment.astype("datetime64[us]").astype(np.int64)))
+
+
+def _check_times(times: NDArray[np.datetime64], n: int) -> None:
+    if not np.issubdtype(times.dtype, np.datetime64):
+        raise InvalidInputError(f"times must be datetime64, got {times.dtype}")
+    if times.shape != (n,):
+        raise InvalidInputError(f"times {times.shape} and scores ({n},) differ in shape")
+    if np.isnat(times).any():
+        raise InvalidInputError("times contain NaT")
+
+
+def alarm_episodes(times: NDArray[np.datetime64], scored: Scored) -> tuple[Episode, ...]:
+    """Each run of active rows (the alarm logic's hysteresis already debounced them), with the
+    channels in alarm during it as drivers, ordered by their peak ratio. Naive times are UTC."""
+    _check_times(times, len(scored.scores))
+    flags = np.concatenate([[False], scored.active, [False]])
+    edges = np.flatnonzero(np.diff(flags.astype(np.int8)))
+    found = []
+    for begin, stop in zip(edges[0::2], edges[1::2] - 1, strict=True):
+        span = slice(int(begin), int(stop) + 1)
+        inside: Bools = np.any(scored.alarmed[span], axis=0)
+        peaks = scored.ratios[span].max(axis=0)
+        drivers = tuple(int(j) for j in np.argsort(-peaks, kind="stable") if inside[j])
+        scores = scored.scores[span]
+        found.append(
+            Episode(
+                start=_utc(times[begin]),
+                end=_utc(times[stop]),
+                first_row=int(begin),
+                last_row=int(stop),
+                peak_score=float(scores.max()),
+                mean_score=float(scores.mean()),
+                points=int(stop - begin + 1),
+                drivers=drivers,
+            )
+        )
+    return tuple(found)
 
 
 def episodes(
@@ -267,14 +403,12 @@ def episodes(
 ) -> tuple[Episode, ...]:
     """Contiguous runs of ``scores > threshold``, gaps of ≤ ``merge_gap_points`` rows merged,
     runs shorter than ``min_points`` rows (after merging) dropped. Naive times are read as UTC.
+    (Scores alone, without the alarm logic: :func:`alarm_episodes` is what the ingest uses.)
     """
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise InvalidInputError(f"times must be datetime64, got {times.dtype}")
     scores = np.asarray(scores, dtype=np.float64)
-    if times.shape != scores.shape or scores.ndim != 1:
+    if scores.ndim != 1:
         raise InvalidInputError(f"times {times.shape} and scores {scores.shape} differ in shape")
-    if np.isnat(times).any():
-        raise InvalidInputError("times contain NaT")
+    _check_times(times, scores.shape[0])
     if min_points < 1 or merge_gap_points < 0:
         raise InvalidInputError("min_points must be ≥ 1 and merge_gap_points ≥ 0")
     above = np.concatenate([[False], scores > threshold, [False]])

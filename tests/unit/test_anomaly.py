@@ -12,7 +12,15 @@ import pytest
 from numpy.typing import NDArray
 
 from twinkg.ontology.errors import InvalidInputError
-from twinkg.reasoner.anomaly import FORMAT_VERSION, Detector, episodes, fit, load
+from twinkg.reasoner.anomaly import (
+    FORMAT_VERSION,
+    Detector,
+    Settings,
+    alarm_episodes,
+    episodes,
+    fit,
+    load,
+)
 
 SKAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "skab" / "data"
 CHANNELS = ("a", "b", "c")
@@ -42,23 +50,38 @@ def test_stationary_noise_is_not_flagged(detector: Detector) -> None:
     assert episodes(seconds(3000), scores) == ()
 
 
-@pytest.mark.parametrize(("kind", "channel"), [("mean", 0), ("variance", 1)])
-def test_a_shift_in_mean_or_variance_is_detected(
-    detector: Detector, kind: str, channel: int
-) -> None:
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_a_level_shift_is_detected_and_drives_the_episode(detector: Detector, channel: int) -> None:
     values = noise(2000, 3)
     sd = [1.0, 2.0, 0.5][channel]
-    if kind == "mean":
-        values[1000:1300, channel] += 1.5 * sd
-    else:
-        values[1000:1300, channel] = 10 + (values[1000:1300, channel] - 10) * 3
-    scores = detector.score(values)
-    assert (scores[1015:1300] > 0.5).mean() > 0.9
-    assert (scores[100:1000] > 0.5).mean() < 0.01
-    (found,) = episodes(seconds(2000), scores)
-    assert 1000 <= found.first_row <= 1015
-    assert 1300 <= found.last_row <= 1330  # the window lags by at most its length
+    values[1000:1300, channel] += 6 * sd
+    run = detector.run(values)
+    assert (run.scores[1030:1300] > 0.5).mean() > 0.9
+    assert not run.active[100:1000].any()
+    (found,) = alarm_episodes(seconds(2000), run)
+    assert 1000 <= found.first_row <= 1030
+    assert 1300 <= found.last_row <= 1360  # the smoothing lags, then clear_after rows below
+    assert found.drivers == (channel,)
     assert found.peak_score > 0.7
+
+
+def test_a_slow_drift_is_followed_not_flagged(detector: Detector) -> None:
+    values = noise(3000, 11)
+    values[:, 0] += np.linspace(0.0, 3.0, 3000)  # 3 standard deviations over the run
+    assert not detector.run(values).active.any()
+
+
+def test_a_channel_in_alarm_is_relearnt_after_relearn_after_rows() -> None:
+    settings = Settings(relearn_after=100)
+    fitted = fit(noise(1000, 12), channels=CHANNELS, fitted_on="t", settings=settings)
+    values = noise(3000, 13)
+    values[1000:, 0] += 10  # a new steady state, never going back
+    run = fitted.run(values)
+    assert run.active[1050:1100].all()
+    assert not run.active[2000:].any()
+    found = alarm_episodes(seconds(3000), run)
+    assert found[0].first_row >= 1000
+    assert found[0].drivers == (0,)
 
 
 def test_scores_are_causal(detector: Detector) -> None:
@@ -68,17 +91,25 @@ def test_scores_are_causal(detector: Detector) -> None:
     assert np.array_equal(detector.score(values)[:300], detector.score(changed)[:300])
 
 
-def test_first_rows_complete_the_partial_window_with_normal_rows() -> None:
-    normal = np.array([0.0, 1.0])  # normal mean 0, normal standard deviation 1
+def test_the_recursion_by_hand() -> None:
+    settings = Settings(smoothing=0.5, adaptation=0.5, raise_after=2, clear_after=1, skip=0)
     unit = Detector(
-        channels=("x",), window=3, mean=normal, precision=np.eye(2), threshold=1.0, fitted_on="t"
+        channels=("x",),
+        settings=settings,
+        centre=np.array([0.0]),
+        scale=np.array([1.0]),
+        limit=np.array([1.0]),
+        fitted_on="t",
     )
-    # row 0: [3] + 2 normal pseudo-rows: mean 1, spread (3-1)² + 2·(1 + 1²) = 8
-    # row 1: [3, 6] + 1 pseudo-row: mean 3, spread 0 + 9 + (1 + 3²) = 19
-    # row 2: [3, 6, 0], a full window: mean 3, spread 0 + 9 + 9 = 18
-    features = np.array([[1, np.sqrt(8 / 3)], [3, np.sqrt(19 / 3)], [3, np.sqrt(6)]])
-    t2 = ((features - normal) ** 2).sum(axis=1)
-    assert np.allclose(unit.score(np.array([[3.0], [6.0], [0.0]])), t2 / (t2 + 1), atol=1e-12)
+    # row 0: smoothed 2, baseline 0: ratio 2, above once (not yet in alarm): baseline → 1
+    # row 1: smoothed 3, ratio 2: above twice, in alarm: the baseline stays 1
+    # row 2: smoothed 1.5, ratio 0.5: below once, the alarm clears: baseline → 1.25
+    # row 3: smoothed 0.75, ratio 0.5
+    run = unit.run(np.array([[4.0], [4.0], [0.0], [0.0]]))
+    assert run.ratios[:, 0].tolist() == [2.0, 2.0, 0.5, 0.5]
+    assert run.active.tolist() == [False, True, False, False]
+    r2 = np.array([4.0, 4.0, 0.25, 0.25])
+    assert np.allclose(run.scores, r2 / (1 + r2), atol=1e-15)
 
 
 def test_the_start_of_a_normal_run_is_not_flagged(detector: Detector) -> None:
@@ -92,7 +123,7 @@ def test_streaming_in_uneven_batches_equals_one_batch(detector: Detector) -> Non
     whole = detector.score(values)
     scorer = detector.scorer()
     cuts = [0, 1, 2, 17, 17, 400, 640, 1000]  # 7 batches, one empty, some shorter than a window
-    parts = [scorer.update(values[a:b]) for a, b in itertools.pairwise(cuts)]
+    parts = [scorer.update(values[a:b]).scores for a, b in itertools.pairwise(cuts)]
     assert [len(p) for p in parts] == [1, 1, 15, 0, 383, 240, 360]
     assert np.array_equal(np.concatenate(parts), whole)
 
@@ -114,8 +145,8 @@ def test_wrong_shapes_and_too_few_rows_are_refused(detector: Detector) -> None:
         detector.score(np.zeros(10))
     with pytest.raises(InvalidInputError, match="too few"):
         fit(noise(59, 7), channels=CHANNELS, fitted_on="t")
-    with pytest.raises(InvalidInputError, match="full windows only"):
-        fit(noise(500, 7), channels=CHANNELS, fitted_on="t", window=30, skip=10)
+    with pytest.raises(InvalidInputError, match="margin"):
+        Settings(margin=0.5)
     with pytest.raises(InvalidInputError, match="distinct"):
         fit(noise(500, 7), channels=("a", "a", "b"), fitted_on="t")
 
@@ -124,7 +155,7 @@ def test_a_constant_channel_is_regularised_and_its_movement_flagged() -> None:
     values = noise(1000, 8)
     values[:, 1] = 4.0
     fitted = fit(values, channels=CHANNELS, fitted_on="constant b")
-    assert np.isfinite(fitted.precision).all()
+    assert np.isfinite(fitted.scale).all()
     later = noise(600, 9)
     later[:, 1] = 4.0
     assert (fitted.score(later)[30:] > 0.5).mean() < 0.01
@@ -136,12 +167,12 @@ def test_save_and_load_round_trip(detector: Detector, tmp_path: Path) -> None:
     path = tmp_path / "detector.npz"
     detector.save(path)
     again = load(path)
-    assert (again.channels, again.window, again.threshold, again.fitted_on) == (
+    assert (again.channels, again.settings, again.fitted_on) == (
         detector.channels,
-        detector.window,
-        detector.threshold,
+        detector.settings,
         detector.fitted_on,
     )
+    assert np.array_equal(again.scale, detector.scale)
     values = noise(300, 10)
     assert np.array_equal(again.score(values), detector.score(values))
 
@@ -150,8 +181,13 @@ def test_load_refuses_other_versions_and_other_files(tmp_path: Path) -> None:
     path = tmp_path / "future.npz"
     with path.open("wb") as handle:
         np.savez(handle, format_version=np.int64(FORMAT_VERSION + 1))
-    with pytest.raises(InvalidInputError, match="format 2"):
+    with pytest.raises(InvalidInputError, match=f"format {FORMAT_VERSION + 1}"):
         load(path)
+    old = tmp_path / "hotelling.npz"
+    with old.open("wb") as handle:  # the layout of format 1: Hotelling T² of rolling features
+        np.savez(handle, format_version=np.int64(1), window=np.int64(30))
+    with pytest.raises(InvalidInputError, match=r"detector format 1, this version reads .*refit"):
+        load(old)
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip")
     with pytest.raises(InvalidInputError, match="not a saved detector"):
@@ -233,10 +269,10 @@ def test_skab_cavitation_run_13(skab: dict[str, Run]) -> None:
     run = skab["other/13.csv"]
     assert run.labels is not None
     assert np.flatnonzero(run.labels)[[0, -1]].tolist() == [495, 759]
-    scores = own_start(run, "other/13.csv").score(run.values)
-    found = episodes(run.times, scores)
-    assert any(e.first_row <= 759 and e.last_row >= 495 for e in found)
-    precision, recall = precision_recall(scores > 0.5, run.labels)
+    seen = own_start(run, "other/13.csv").run(run.values)
+    found = alarm_episodes(run.times[400:], seen[400:])
+    assert any(400 + e.first_row <= 759 and 400 + e.last_row >= 495 for e in found)
+    precision, recall = precision_recall(seen.active[400:], run.labels[400:])
     print(f"\nother/13.csv: P {precision:.3f} R {recall:.3f}, {len(found)} episodes")
     assert precision >= 0.45
     assert recall >= 0.7
@@ -247,8 +283,8 @@ def test_skab_all_labelled_runs(skab: dict[str, Run]) -> None:
     for name, run in skab.items():
         if run.labels is None:
             continue
-        scores = own_start(run, name).score(run.values)
-        precision, recall = precision_recall(scores > 0.5, run.labels)
+        active = own_start(run, name).run(run.values).active
+        precision, recall = precision_recall(active[400:], run.labels[400:])
         f1 = 2 * precision * recall / max(precision + recall, 1e-12)
         rows.append((name, precision, recall, f1))
     print(f"\n{'file':14s}     P     R    F1")
@@ -263,9 +299,14 @@ def test_skab_all_labelled_runs(skab: dict[str, Run]) -> None:
 def test_skab_anomaly_free_fitted_on_itself(skab: dict[str, Run]) -> None:
     run = skab["anomaly-free/anomaly-free.csv"]
     fitted = fit(run.values, channels=run.channels, fitted_on="SKAB anomaly-free.csv")
-    flagged = (fitted.score(run.values) > 0.5).mean()
-    print(f"\nanomaly-free.csv on itself: {100 * flagged:.2f} % flagged")
-    assert flagged < 0.02
+    seen = fitted.run(run.values)
+    flagged = seen.active.mean()
+    found = alarm_episodes(run.times, seen)
+    print(f"\nanomaly-free.csv on itself: {100 * flagged:.2f} % flagged, {len(found)} episodes")
+    # known weakness (docs/decisions/0034): the fluid warms by 2.5 °C over the 2.6 h run, past a
+    # threshold set on its first 400 rows; the baseline relearns it after relearn_after rows
+    assert flagged < 0.25
+    assert len(found) <= 12
 
 
 def test_skab_streaming_equals_one_batch(skab: dict[str, Run]) -> None:
@@ -273,5 +314,7 @@ def test_skab_streaming_equals_one_batch(skab: dict[str, Run]) -> None:
     fitted = own_start(run, "other/13.csv")
     scorer = fitted.scorer()
     cuts = [0, 5, 29, 31, 200, 499, 760, len(run.values)]
-    streamed = np.concatenate([scorer.update(run.values[a:b]) for a, b in itertools.pairwise(cuts)])
+    streamed = np.concatenate(
+        [scorer.update(run.values[a:b]).scores for a, b in itertools.pairwise(cuts)]
+    )
     assert np.array_equal(streamed, fitted.score(run.values))
