@@ -151,6 +151,7 @@ class TK(DefinedNamespace):
     currentSetpoint: URIRef
     demandedBy: URIRef
     direction: URIRef
+    drivenBy: URIRef
     drives: URIRef
     dutyRole: URIRef
     endedAt: URIRef
@@ -388,6 +389,7 @@ class RelType(StrEnum):
     APPROVES = 'APPROVES'
     CONCERNS = 'CONCERNS'
     DEMANDED_BY = 'DEMANDED_BY'
+    DRIVEN_BY = 'DRIVEN_BY'
     DRIVES = 'DRIVES'
     FAILURE_MODE = 'FAILURE_MODE'
     FEEDS = 'FEEDS'
@@ -756,6 +758,7 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#approves': RelType.APPROVES,
     'https://w3id.org/twinkg/ontology#concerns': RelType.CONCERNS,
     'https://w3id.org/twinkg/ontology#demandedBy': RelType.DEMANDED_BY,
+    'https://w3id.org/twinkg/ontology#drivenBy': RelType.DRIVEN_BY,
     'https://w3id.org/twinkg/ontology#drives': RelType.DRIVES,
     'https://w3id.org/twinkg/ontology#failureMode': RelType.FAILURE_MODE,
     'https://w3id.org/twinkg/ontology#feeds': RelType.FEEDS,
