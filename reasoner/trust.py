@@ -159,8 +159,12 @@ def ages(newest: NDArray[np.datetime64], as_of: datetime) -> Floats:
     """Seconds from each sensor's newest point to ``as_of``; ``inf`` where there is none (NaT)."""
     if not np.issubdtype(newest.dtype, np.datetime64):
         raise InvalidInputError(f"newest must be datetime64, got {newest.dtype}")
-    nanos = _datetime64(as_of).astype(np.int64) - newest.astype("datetime64[ns]").astype(np.int64)
-    age = np.where(np.isnat(newest), np.inf, nanos / 1e9)
+    # whole seconds and nanoseconds apart: an int64 difference of two instants ns apart would
+    # wrap for a point of 1677 seen in 2026 (a newest point at the edge of the range)
+    now = _datetime64(as_of).astype(np.int64)
+    ns = newest.astype("datetime64[ns]").astype(np.int64)
+    seconds = (now // 10**9 - ns // 10**9).astype(np.float64)
+    age = np.where(np.isnat(newest), np.inf, seconds + (now % 10**9 - ns % 10**9) / 1e9)
     if (age < 0).any():
         raise InvalidInputError(f"a newest point lies after as_of {as_of.isoformat()}")
     return np.asarray(age, dtype=np.float64)
