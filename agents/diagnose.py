@@ -240,8 +240,11 @@ def diagnose(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     gather = Gather(ctx, state)
     as_of = parse_time(state.as_of)
     modes = gather.rows(q.ASSET_PROFILE, asset=state.asset)
-    sensors = gather.rows(q.ASSET_SENSORS, asset=state.asset, as_of=state.as_of)
-    sensors += gather.rows(q.NEIGHBOUR_SENSORS, asset=state.asset, as_of=state.as_of)
+    # a new list: += would extend the recorded rows of ASSET_SENSORS in place (a replay differs)
+    sensors = [
+        *gather.rows(q.ASSET_SENSORS, asset=state.asset, as_of=state.as_of),
+        *gather.rows(q.NEIGHBOUR_SENSORS, asset=state.asset, as_of=state.as_of),
+    ]
     gather.rows(q.NEIGHBOURS, asset=state.asset, as_of=state.as_of)
     history = gather.rows(q.HISTORY, asset=state.asset, as_of=state.as_of)
     start, end = _span(state.findings, as_of)
