@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from neo4j import Driver
+from rdflib import Literal
 
 from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
@@ -39,7 +40,7 @@ from twinkg.ontology.errors import (
     ReplayInputsMissingError,
     StoreError,
 )
-from twinkg.ontology.vocab import PropKey, RelType
+from twinkg.ontology.vocab import TK, PropKey, RelType
 from twinkg.reasoner.prov_check import check_prov
 
 pytestmark = pytest.mark.neo4j
@@ -125,9 +126,17 @@ def test_rule_planner_decides_on_the_cavitation_run(world: World) -> None:
     assert results, "the ingest raised anomalies and alarms: the agents must decide"
     pump = next(r for r in results if r.state.asset == PUMP)
     assert pump.state.hypotheses and pump.state.hypotheses[0].score > 0
+    # other/13 (two-phase flow at the inlet) moves no sensor past 1.5 σ in the findings' window;
+    # read with sign and size (decision 0036) nothing explains it strongly, so the agent proposes
+    # an action but never applies it alone: a person must approve.
+    assert pump.state.hypotheses[0].score < 0.5
     assert pump.state.action is not None
-    assert pump.state.action.kind is ActionKind.SETPOINT_CHANGE
-    assert pump.state.action.proposed_setpoint < pump.state.action.current_setpoint  # type: ignore[operator]
+    assert pump.state.outcome is Outcome.AWAITING_APPROVAL
+    # The neighbours' sensors (the motor's, the loop's water temperature) were evidence, in the
+    # decision's lineage like the pump's own.
+    assert {"own", "driver", "system"} <= {s.relation for s in pump.state.symptoms}
+    graph = lineage(world.store, pump.steps[0].decision)
+    assert Literal(q.NEIGHBOUR_SENSORS.name) in set(graph.objects(None, TK.queryName))
     for result in results:
         for step in result.steps:
             _check_lineage_and_replay(world, step.decision)
