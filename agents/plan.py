@@ -5,6 +5,11 @@ hypotheses and symptoms, its operating envelopes and duty/standby partners, the 
 a confidence (the data's mean trust times the top hypothesis' score) and an urgency. The run
 context's planner (rules or a model, ``agents.planning``) proposes the action; an external
 proposal is kept instead, its confidence capped by the data's trust.
+
+Every confidence is then capped by the trust bound (decision 0035): the lowest full trust
+confidence (quality, freshness and anomaly) of the sensors and findings the top hypothesis rests
+on, read from their ``tk:TrustScore`` nodes (``kg.evidence_trust``) and kept in the state for the
+record. Low trust thus sends the action to a person through the guard's trust threshold.
 """
 
 from __future__ import annotations
@@ -13,9 +18,19 @@ from typing import Any
 
 from twinkg.agents.context import Gather, RunContext, gathered_rows
 from twinkg.agents.monitor import urgency
-from twinkg.agents.planning import Envelope, Partner, PlanningCase
+from twinkg.agents.planning import (
+    Envelope,
+    Partner,
+    PlanningCase,
+    bound_action,
+    bounded,
+    confidence_bound,
+    evidence_trust,
+    rests_on,
+)
 from twinkg.agents.state import AgentState
 from twinkg.kg import agent_queries as q
+from twinkg.kg.evidence_trust import EVIDENCE_TRUST
 
 
 def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
@@ -28,6 +43,14 @@ def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     trust = [s.trust for s in state.symptoms]
     data_trust = sum(trust) / len(trust) if trust else 0.0
     top = state.hypotheses[0].score if state.hypotheses else 1.0
+    used, subjects = rests_on(state.hypotheses, state.symptoms, state.findings)
+    rows = gather.rows(
+        EVIDENCE_TRUST,
+        scores=sorted({s.trust_score for s in used if s.trust_score}),
+        subjects=subjects,
+        as_of=state.as_of,
+    )
+    bound = confidence_bound(evidence_trust(used, subjects, rows))
     case = PlanningCase(
         asset=state.asset,
         tag=head.get("tag"),
@@ -42,24 +65,30 @@ def plan(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         envelopes=[Envelope.model_validate(e) for e in policies["envelopes"] if e.get("uri")],
         partners=[Partner.model_validate(p) for p in policies["partners"] if p.get("uri")],
         trust_threshold=policies["threshold"],
-        confidence=round(data_trust * top, 6),
+        confidence=bounded(round(data_trust * top, 6), bound),
         urgency=max([urgency(f) for f in state.findings] + [top if state.hypotheses else 0.0]),
     )
     update = gather.update(state)
+    update.update(bound=bound)
     if state.action is not None:  # an external proposal: the data's trust caps its claim
         action = state.action.model_copy(
             update={
-                "confidence": round(min(state.action.confidence, data_trust), 6),
+                # min of the claim, the rounded data trust and the bound: a replay, which
+                # proposes the recorded confidence again, reaches the very same number
+                "confidence": bounded(min(state.action.confidence, round(data_trust, 6)), bound),
                 "proposed_at": state.as_of,
             }
         )
         update.update(planner="external", action=action, candidates=[])
         return update
     result = ctx.planner.plan(case)
+    candidates = [
+        c.model_copy(update={"action": bound_action(c.action, bound)}) for c in result.candidates
+    ]
     update.update(
         planner=result.planner,
-        candidates=result.candidates,
-        action=result.action,
+        candidates=candidates,
+        action=bound_action(result.action, bound),
         model=result.model,
         prompt_version=result.prompt_version,
         transcript=result.transcript,

@@ -11,16 +11,31 @@ The rule planner scores each feasible candidate by a utility that trades the sho
 ``u · risk_reduction + (1 − u) · throughput``, with ``u`` the case's urgency. Actions the failure
 mode lists as mitigations (``tk:mitigatedBy`` in the graph) reduce its risk fully; others only
 partly.
+
+Whatever the planner, an action's confidence never exceeds the trust of the evidence its top
+hypothesis rests on (decision 0035): :func:`rests_on` names that evidence, :func:`evidence_trust`
+attaches each piece's ``tk:TrustScore`` confidence (quality, freshness and anomaly),
+:func:`confidence_bound` takes the lowest, and :func:`bound_action` caps the action with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twinkg.agents.state import ActionKind, Candidate, Finding, Hypothesis, ProposedAction, Symptom
+from twinkg.agents.state import (
+    ActionKind,
+    Candidate,
+    ConfidenceBound,
+    EvidenceTrust,
+    Finding,
+    Hypothesis,
+    ProposedAction,
+    Symptom,
+)
 
 
 class Envelope(BaseModel):
@@ -63,7 +78,7 @@ class PlanningCase(BaseModel):
     envelopes: list[Envelope] = Field(default_factory=list)
     partners: list[Partner] = Field(default_factory=list)
     trust_threshold: float | None = None
-    confidence: float  # how far to believe the diagnosis: data trust × hypothesis score
+    confidence: float  # data trust × hypothesis score, capped by the evidence's trust bound
     urgency: float  # in [0, 1], from the findings' severity and the top hypothesis
 
 
@@ -204,3 +219,86 @@ def _baseline(symptoms: Sequence[Symptom], quantity_kind: str) -> float | None:
 
 def _short(iri: str) -> str:
     return iri.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+
+
+def rests_on(
+    hypotheses: Sequence[Hypothesis], symptoms: Sequence[Symptom], findings: Sequence[Finding]
+) -> tuple[list[Symptom], list[str]]:
+    """The symptoms and the finding subjects the top hypothesis rests on.
+
+    The symptoms are those of the quantity kinds the top hypothesis explains, whichever asset the
+    sensor belongs to (a neighbour's sensor that measures what the failure mode manifests in
+    counts); when it explains none, or there is no hypothesis, every symptom measured. The
+    findings are all the case's: an alarm or anomaly rests on the asset it concerns, a stale
+    sensor on itself.
+    """
+    explained = set(hypotheses[0].explained) if hypotheses else set()
+    used = [s for s in symptoms if s.quantity_kind in explained]
+    if not used:
+        used = list(symptoms)
+    subjects = sorted({f.uri if f.kind == "stale_sensor" else f.asset for f in findings})
+    return used, subjects
+
+
+def _confidence(row: Mapping[str, Any] | None) -> float:
+    value = None if row is None else row.get("confidence")
+    if value is None or not math.isfinite(float(value)):
+        return 0.0  # no trust score (or none that says how far): no evidence is not trust
+    return min(1.0, max(0.0, float(value)))
+
+
+def evidence_trust(
+    symptoms: Sequence[Symptom], subjects: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[EvidenceTrust]:
+    """Each piece of evidence with its trust confidence, from the rows of
+    ``kg.evidence_trust.EVIDENCE_TRUST`` (``trust``, ``subject``, ``confidence``).
+
+    A symptom's sensor keeps the very score the diagnosis read (its ``trust_score``); a finding's
+    subject takes its weakest score among the rows. Evidence with no score has confidence 0.
+    """
+    by_score = {str(r["trust"]): r for r in rows if r.get("trust")}
+    out: dict[tuple[str, str | None], EvidenceTrust] = {}
+    for s in symptoms:
+        row = by_score.get(s.trust_score) if s.trust_score else None
+        score = None if row is None else str(row["trust"])
+        out[(s.sensor, score)] = EvidenceTrust(
+            subject=s.sensor, trust_score=score, confidence=_confidence(row)
+        )
+    for subject in subjects:
+        mine = [r for r in rows if r.get("subject") == subject and r.get("trust")]
+        row = min(mine, key=lambda r: (_confidence(r), str(r["trust"])), default=None)
+        score = None if row is None else str(row["trust"])
+        out[(subject, score)] = EvidenceTrust(
+            subject=subject, trust_score=score, confidence=_confidence(row)
+        )
+    return sorted(out.values(), key=lambda e: (e.subject, e.trust_score or ""))
+
+
+def confidence_bound(evidence: Sequence[EvidenceTrust]) -> ConfidenceBound:
+    """The lowest trust confidence among ``evidence``, and the evidence that set it.
+
+    Ties go to the subject IRI first in order, so the same evidence always names the same
+    subject. No evidence at all bounds the confidence to 0: an action that rests on nothing may
+    not be taken alone.
+    """
+    if not evidence:
+        return ConfidenceBound(value=0.0, subject=None, trust_score=None, evidence=[])
+    low = min(evidence, key=lambda e: (e.confidence, e.subject, e.trust_score or ""))
+    return ConfidenceBound(
+        value=low.confidence,
+        subject=low.subject,
+        trust_score=low.trust_score,
+        evidence=list(evidence),
+    )
+
+
+def bounded(confidence: float, bound: ConfidenceBound) -> float:
+    """``confidence`` capped by the bound (never above it, never above itself; NaN: the bound)."""
+    return confidence if confidence <= bound.value else bound.value
+
+
+def bound_action(action: ProposedAction | None, bound: ConfidenceBound) -> ProposedAction | None:
+    """The action with its confidence capped by the bound (whatever planner proposed it)."""
+    if action is None or action.confidence <= bound.value:
+        return action
+    return action.model_copy(update={"confidence": bounded(action.confidence, bound)})

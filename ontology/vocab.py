@@ -139,11 +139,14 @@ class TK(DefinedNamespace):
     approves: URIRef
     argumentsHash: URIRef
     asOf: URIRef
+    boundedBy: URIRef
+    boundingSubject: URIRef
     candidates: URIRef
     chainIndex: URIRef
     codeVersion: URIRef
     concerns: URIRef
     confidence: URIRef
+    confidenceBound: URIRef
     conforms: URIRef
     contentHash: URIRef
     contractVersion: URIRef
@@ -387,6 +390,8 @@ class RelType(StrEnum):
     APPLIES_TO = 'APPLIES_TO'
     APPROVER_ROLE = 'APPROVER_ROLE'
     APPROVES = 'APPROVES'
+    BOUNDED_BY = 'BOUNDED_BY'
+    BOUNDING_SUBJECT = 'BOUNDING_SUBJECT'
     CONCERNS = 'CONCERNS'
     DEMANDED_BY = 'DEMANDED_BY'
     DRIVEN_BY = 'DRIVEN_BY'
@@ -458,6 +463,7 @@ class PropKey(StrEnum):
     CHAIN_INDEX = 'chainIndex'
     CODE_VERSION = 'codeVersion'
     CONFIDENCE = 'confidence'
+    CONFIDENCE_BOUND = 'confidenceBound'
     CONFORMS = 'conforms'
     CONTENT_HASH = 'contentHash'
     CONTRACT_VERSION = 'contractVersion'
@@ -756,6 +762,8 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#appliesTo': RelType.APPLIES_TO,
     'https://w3id.org/twinkg/ontology#approverRole': RelType.APPROVER_ROLE,
     'https://w3id.org/twinkg/ontology#approves': RelType.APPROVES,
+    'https://w3id.org/twinkg/ontology#boundedBy': RelType.BOUNDED_BY,
+    'https://w3id.org/twinkg/ontology#boundingSubject': RelType.BOUNDING_SUBJECT,
     'https://w3id.org/twinkg/ontology#concerns': RelType.CONCERNS,
     'https://w3id.org/twinkg/ontology#demandedBy': RelType.DEMANDED_BY,
     'https://w3id.org/twinkg/ontology#drivenBy': RelType.DRIVEN_BY,
@@ -814,6 +822,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#chainIndex': (PropKey.CHAIN_INDEX, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#codeVersion': (PropKey.CODE_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#confidence': (PropKey.CONFIDENCE, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#confidenceBound': (PropKey.CONFIDENCE_BOUND, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#conforms': (PropKey.CONFORMS, 'http://www.w3.org/2001/XMLSchema#boolean'),
     'https://w3id.org/twinkg/ontology#contentHash': (PropKey.CONTENT_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#contractVersion': (PropKey.CONTRACT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),

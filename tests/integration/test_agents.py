@@ -182,7 +182,7 @@ def test_a_violation_refuses_and_records(
 def test_an_allowed_setpoint_change_is_applied_with_its_effect(
     world: World, driver: Driver
 ) -> None:
-    decision = _propose(
+    waiting = _propose(
         world,
         ActionKind.SETPOINT_CHANGE,
         quantity_kind=FLOW,
@@ -190,6 +190,11 @@ def test_an_allowed_setpoint_change_is_applied_with_its_effect(
         proposed_setpoint=72.0,
         ramp_s=60.0,
     )
+    # The cavitation run's sensors are anomalous, so their trust caps the confidence below the
+    # autonomy threshold (decision 0035): the safe change waits for a person, then applies.
+    assert _outcome(world, waiting) == Outcome.AWAITING_APPROVAL.value
+    _check_lineage_and_replay(world, waiting)
+    decision = world.agents.answer(waiting, _answer(world, waiting)).steps[-1].decision
     assert _outcome(world, decision) == Outcome.APPLIED.value
     records, _, _ = driver.execute_query(
         "MATCH (e:SetpointChange {uri: $uri})-[:CONCERNS]->(p {uri: $pump}) RETURN e.value AS v",
@@ -331,7 +336,7 @@ def test_a_replay_that_decides_differently_shows_each_field(world: World, driver
         assert not report.same
         fields = {d.field: (d.recorded, d.replayed) for d in report.differences}
         outcome = next(v for f, v in fields.items() if f.startswith("decision ") and "outcome" in f)
-        assert outcome == ("applied", "refused")
+        assert outcome == ("awaiting_approval", "refused")  # low trust: it waited for a person
     finally:
         driver.execute_query(
             "MATCH (e {uri: $u}) SET e.resultRows = $r", u=rows[0]["uri"], r=original
@@ -381,12 +386,13 @@ from pathlib import Path
 from twinkg.agents import act as act_module
 from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.runner import Agents
-from twinkg.agents.state import ActionKind, ProposedAction
+from datetime import UTC, timedelta
+from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction
 from twinkg.kg import provenance
 from twinkg.kg.store import GraphStore, open_driver
 from twinkg.kg.telemetry_log import TelemetryLog
 
-uri, user, password, home, point, as_of, pump, flow = sys.argv[1:]
+uri, user, password, home, point, as_of, pump, flow, person, role = sys.argv[1:]
 real = provenance.record
 
 def record_then_die(*args, **kwargs):
@@ -396,11 +402,9 @@ def record_then_die(*args, **kwargs):
 def die(*args, **kwargs):
     os._exit(137)  # killed while acting, before anything was written
 
-if point == "after-commit":
-    provenance.record = record_then_die
-else:
+import twinkg.agents.graph as graph_module
+if point == "while-acting":  # the graph is compiled with its nodes: patch before it is built
     act_module.act = die
-    import twinkg.agents.graph as graph_module
     graph_module.NODES["act"] = die
 driver = open_driver(uri, user, password)
 with open_checkpointer(home + "/crash.sqlite") as saver:
@@ -410,7 +414,18 @@ with open_checkpointer(home + "/crash.sqlite") as saver:
         proposed_at=as_of, quantity_kind=flow, current_setpoint=80.0, proposed_setpoint=76.0,
         ramp_s=60.0)
     moment = datetime.fromisoformat(as_of)
-    agents.run(scope=pump, as_of=moment, action=action, run_id="crash-" + point)
+    # the evidence's trust is low: the run waits for a person (its first record) ...
+    waiting = agents.run(scope=pump, as_of=moment, action=action, run_id="crash-" + point)
+    decision = waiting.steps[-1].decision
+    request = agents.request_for(decision)
+    now = datetime.now(UTC)
+    answer = ApprovalInput(outcome="approved", approver=person, role=role,
+        action_hash=request["action_hash"], graph_version=request["graph_version"],
+        expires_at=(now + timedelta(minutes=30)).isoformat(), given_at=now.isoformat())
+    # ... and is killed while acting on the approval (never reached before it)
+    if point == "after-commit":
+        provenance.record = record_then_die
+    agents.answer(decision, answer)
 sys.exit(0)
 """
 
@@ -433,6 +448,8 @@ def test_a_killed_run_resumes_without_applying_twice(
             AS_OF.isoformat(),
             PUMP,
             FLOW,
+            IVANOVA,
+            SUPERVISOR,
         ],
         cwd=REPO,
         capture_output=True,
@@ -442,7 +459,8 @@ def test_a_killed_run_resumes_without_applying_twice(
     )
     assert killed.returncode == 137, killed.stderr
     written = chain_verify.verify(world.store).records - before
-    assert written == (1 if point == "after-commit" else 0)
+    # the approval request, and the applied decision when it was killed after its commit
+    assert written == (2 if point == "after-commit" else 1)
 
     with open_checkpointer(str(world.home / "crash.sqlite")) as saver:
         agents = Agents(store=world.store, log=world.log, checkpointer=saver)
@@ -452,12 +470,12 @@ def test_a_killed_run_resumes_without_applying_twice(
         assert agents.resume_crashed() == []  # nothing left to finish
 
     report = chain_verify.verify(world.store)
-    assert report.ok and report.records == before + 1
+    assert report.ok and report.records == before + 2  # the request and the applied decision
     records, _, _ = driver.execute_query(
         "MATCH (d:Decision) WHERE d.runId = $run RETURN count(d) AS decisions",
         run=f"crash-{point}",
     )
-    assert records[0]["decisions"] == 1
+    assert records[0]["decisions"] == 2
     effects, _, _ = driver.execute_query(
         "MATCH (e:SetpointChange) WHERE e.uri STARTS WITH $prefix RETURN count(e) AS n",
         prefix=provenance.decision_ref(f"crash-{point}/"),
@@ -557,8 +575,11 @@ def test_duty_standby_pairs_are_never_left_without_a_running_pump(
     assert _outcome(world, stop) == Outcome.REFUSED.value
     assert "standby" in world.store.read(q.DECISION_SUMMARY, decision=stop)[0]["reason"]
     _check_lineage_and_replay(world, stop)
-    # Switching to the stopped standby is what it is for: applied, both statuses change.
-    switch = _propose(world, ActionKind.SWITCH_TO_STANDBY)
+    # Switching to the stopped standby is what it is for: once a person approves it (the
+    # evidence's trust is below the autonomy threshold), applied, both statuses change.
+    waiting = _propose(world, ActionKind.SWITCH_TO_STANDBY)
+    assert _outcome(world, waiting) == Outcome.AWAITING_APPROVAL.value
+    switch = world.agents.answer(waiting, _answer(world, waiting)).steps[-1].decision
     assert _outcome(world, switch) == Outcome.APPLIED.value
     records, _, _ = driver.execute_query(
         "MATCH (p) WHERE p.uri IN [$duty, $standby] RETURN p.tag AS tag, "
@@ -576,10 +597,16 @@ def test_verify_finds_altered_and_deleted_records(  # last: it breaks the chain 
 ) -> None:
     assert chain_verify.verify(world.store).ok
     decision = _propose(world, ActionKind.WORK_ORDER, target=MOTOR, confidence=0.5)
+    found, _, _ = driver.execute_query(
+        "MATCH (a {uri: $a}) RETURN a.confidence AS c", a=decision + "/action"
+    )
+    recorded = found[0]["c"]
     driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.99", a=decision + "/action")
     report = chain_verify.verify(world.store)
     assert [(p.kind, p.decision) for p in report.problems] == [("altered", decision)]
-    driver.execute_query("MATCH (a {uri: $a}) SET a.confidence = 0.5", a=decision + "/action")
+    driver.execute_query(
+        "MATCH (a {uri: $a}) SET a.confidence = $c", a=decision + "/action", c=recorded
+    )
     assert chain_verify.verify(world.store).ok
     head = chain_verify.verify(world.store).head_hash
     driver.execute_query("MATCH (d {uri: $d}) DETACH DELETE d", d=decision)
