@@ -207,6 +207,14 @@ class Scorer:
         self._above = [0] * self._k
         self._below = [0] * self._k
 
+    def rearm(self) -> None:
+        """Declare the rows so far normal: no channel in alarm, every baseline at its smoothed
+        value (after the rows a detector was fitted on, which are normal by definition)."""
+        self._base = list(self._smooth)
+        self._on = [False] * self._k
+        self._above = [0] * self._k
+        self._below = [0] * self._k
+
     def update(self, values: Floats) -> Scored:
         """Scores and states of the next rows of the run (the state carries to the next call)."""
         matrix = _as_matrix(values, self._k)

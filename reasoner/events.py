@@ -84,8 +84,13 @@ def watch(
     skip: int = 0,
 ) -> Watch:
     """Score a subject's whole run (``matrix`` rows at ``times_ns``) and keep the rows after the
-    first ``skip`` (those a detector was fitted on): the episodes are its alarm logic's runs."""
-    scored = detector.run(matrix)[skip:]
+    first ``skip`` (those a detector was fitted on, normal by definition: the alarm logic is
+    re-armed after them): the episodes are its alarm logic's runs."""
+    scorer = detector.scorer()
+    if skip:
+        scorer.update(matrix[:skip])
+        scorer.rearm()  # the fit rows are normal by definition, whatever the alarm logic saw
+    scored = scorer.update(matrix[skip:])
     stamps = np.asarray(times_ns[skip:]).astype("datetime64[ns]")
     return Watch(scored, anomaly.alarm_episodes(stamps, scored))
 
