@@ -40,7 +40,10 @@ def test_the_shipped_defaults_on_the_skab_protocol(results: list[skab.FileResult
     assert sum(r.early for r in results) <= 6  # was 28 of 34 (issue 13)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 target not reached yet: pooled FAR above 13.5 % (docs/decisions/0034)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target not reached yet: pooled FAR above 13.5 % (docs/decisions/0034)",
+)
 def test_the_issue_13_target(results: list[skab.FileResult]) -> None:
     pooled = skab.pooled(results)
     assert pooled.f1 >= 0.80
