@@ -27,7 +27,7 @@ from typing import Any
 
 from rdflib import XSD, Graph
 
-from twinkg.kg.mapping import canonical_times
+from twinkg.kg.mapping import canonical_times, canonical_values
 from twinkg.kg.queries import NamedQuery, token
 from twinkg.kg.records import GraphRecords, NodeRecord
 from twinkg.kg.store import GraphStore, StoreTx, labels_for
@@ -255,6 +255,7 @@ def record(
     for rel in records.rels:
         if not owns(decision, rel.start):
             raise StoreError(f"a record may only add relationships from its own nodes: {rel}")
+    records = canonical_values(records)  # hashed as an export and a reseed give it back
 
     def work(tx: StoreTx) -> Receipt:
         head = tx.run(
@@ -295,6 +296,7 @@ def record_many(
         for rel in records.rels:
             if not owns(decision, rel.start):
                 raise StoreError(f"a record may only add relationships from its own nodes: {rel}")
+    items = [(canonical_values(records), decision) for records, decision in items]
 
     def work(tx: StoreTx) -> list[Receipt]:
         head = tx.run(CHAIN_LOCK, chain=CHAIN_IRI, chain_class=str(TK.ProvenanceChain), uri="")[0]

@@ -92,6 +92,20 @@ EXPORT_RELATIONSHIPS_OF = NamedQuery(
 )
 """The relationships leaving the nodes ``$uris``."""
 
+# The ontology exactly as loaded (decision 0038): one node outside the :Resource graph (so it is
+# neither counted nor exported as twin data), holding canonical N-Triples and their SHA-256.
+PUT_ONTOLOGY_SOURCE = NamedQuery(
+    "seed.ontology_source",
+    "MERGE (o:OntologySource {iri: $iri}) WITH o WHERE coalesce(o.sha256 <> $sha256, true) "
+    "SET o.ntriples = $ntriples, o.sha256 = $sha256, o.version = $version",
+)
+
+ONTOLOGY_SOURCE = NamedQuery(
+    "export.ontology_source",
+    "MATCH (o:OntologySource) RETURN o.iri AS iri, o.ntriples AS ntriples, o.sha256 AS sha256 "
+    "ORDER BY iri",
+)
+
 
 EXISTING_URIS = NamedQuery(
     "seed.existing_uris",

@@ -13,8 +13,27 @@ from datetime import date, datetime
 
 from twinkg.ontology.vocab import PropKey, RelType
 
-Scalar = str | int | float | bool | datetime | date
-PropValue = Scalar | list[str] | list[int] | list[float] | list[bool] | list[datetime] | list[date]
+
+@dataclass(frozen=True, slots=True, order=True)
+class LangString:
+    """A text with its language tag (``""`` for a plain string beside tagged ones); stored as
+    the text under the property's key and the tag under ``<key>__lang`` (decision 0038)."""
+
+    text: str
+    lang: str
+
+
+Scalar = str | int | float | bool | datetime | date | LangString
+PropValue = (
+    Scalar
+    | list[str]
+    | list[int]
+    | list[float]
+    | list[bool]
+    | list[datetime]
+    | list[date]
+    | list[LangString]
+)
 
 
 @dataclass(frozen=True, slots=True)

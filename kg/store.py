@@ -28,11 +28,17 @@ from neo4j.exceptions import (
     Neo4jError,
     ServiceUnavailable,
 )
-from rdflib import Graph
+from rdflib import Dataset, Graph, URIRef
 
 from twinkg.kg import cypher_guard, cypher_run, outbox, queries
-from twinkg.kg.mapping import node_triples, relationship_triple
-from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.kg.mapping import (
+    LANG_SUFFIX,
+    ONTOLOGY_GRAPH,
+    TWIN_GRAPH,
+    node_triples,
+    relationship_triple,
+)
+from twinkg.kg.records import GraphRecords, LangString, NodeRecord, RelRecord
 from twinkg.ontology.errors import (
     ConfigError,
     InvalidInputError,
@@ -40,6 +46,7 @@ from twinkg.ontology.errors import (
     QueryTimeoutError,
     StoreError,
 )
+from twinkg.ontology.namespaces import PREFIXES
 from twinkg.ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
@@ -155,6 +162,15 @@ def _iso(value: Any) -> str:
     return value.isoformat()
 
 
+def _lang_split(value: Any) -> tuple[Any, Any] | None:
+    """A language-tagged value as (texts, tags) in the same shape; ``None`` for other values."""
+    if isinstance(value, LangString):
+        return value.text, value.lang
+    if isinstance(value, list) and value and isinstance(value[0], LangString):
+        return [v.text for v in value], [v.lang for v in value]
+    return None
+
+
 # new or existing, labels, temporal properties: the rows of one group share one statement
 _NodeGroup = tuple[bool, tuple[Label, ...], tuple[queries.Temporal, ...]]
 
@@ -252,6 +268,7 @@ class GraphStore:
         batch_size: int = DEFAULT_BATCH,
         progress: Callable[[int], None] | None = None,
         before_commit: Callable[[], object] | None = None,
+        statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]] = (),
     ) -> WriteSummary:
         """Write ``records`` in ONE transaction of batched ``UNWIND`` statements.
 
@@ -260,14 +277,18 @@ class GraphStore:
         unless one of their ends is new. On any failure the transaction rolls back whole.
         ``progress`` is called with the number of records written by each statement;
         ``before_commit`` last, before the commit: if it raises, nothing is committed (the
-        ingest uses it to commit only once the telemetry log is staged). The change log entry
-        (:mod:`kg.outbox`) names every node written and every relationship's start.
+        ingest uses it to commit only once the telemetry log is staged). ``statements`` run
+        after the records, in the same transaction (the seed stores the ontology source so).
+        The change log entry (:mod:`kg.outbox`) names every node written and every
+        relationship's start.
         """
         touched = outbox.Touched()
         with self._session() as session, session.begin_transaction() as tx:
             summary = _write_records(
                 tx, records, touched=touched, batch_size=batch_size, progress=progress
             )
+            for query, params in statements:
+                tx.run(query.cypher, dict(params)).consume()
             if before_commit is not None:
                 before_commit()
             committing = time.perf_counter()
@@ -324,6 +345,23 @@ class GraphStore:
             for record in session.run(rels.cypher, prefix=prefix, uris=uris):
                 graph.add(relationship_triple(record["start"], record["type"], record["end"]))
         return graph
+
+    def export_dataset(self) -> Dataset:
+        """Everything needed to rebuild the twin, as two named graphs (decision 0038):
+        :data:`~kg.mapping.ONTOLOGY_GRAPH`, the ontology exactly as the seed stored it (language
+        tags, blank-node axioms, imports, annotations), and :data:`~kg.mapping.TWIN_GRAPH`, every
+        node of the graph (:meth:`export`: the ontology's projection, the plant, events,
+        telemetry-derived nodes, decisions and their provenance)."""
+        dataset = Dataset()
+        for prefix, namespace in PREFIXES.items():
+            dataset.bind(prefix, namespace)
+        ontology = dataset.graph(URIRef(ONTOLOGY_GRAPH))
+        for row in self.read(queries.ONTOLOGY_SOURCE):
+            ontology.parse(data=row["ntriples"], format="nt")
+        twin = dataset.graph(URIRef(TWIN_GRAPH))
+        for triple in self.export():
+            twin.add(triple)
+        return dataset
 
     def read_only(
         self,
@@ -461,7 +499,10 @@ def _node_batches(
         temporal: list[queries.Temporal] = []
         for k, v in node.props.items():
             kind = None if type(v) in _PLAIN else _temporal_kind(v)
-            if kind is None:
+            tagged = _lang_split(v)
+            if tagged is not None:  # texts under the key, tags beside them (decision 0038)
+                props[k.value], props[k.value + LANG_SUFFIX] = tagged
+            elif kind is None:
                 props[k.value] = v
             else:
                 texts[k.value] = [_iso(x) for x in v] if isinstance(v, list) else _iso(v)

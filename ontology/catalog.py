@@ -199,7 +199,8 @@ def projection(graph: Graph, catalog: Catalog) -> Graph:
 
     Kept: triples whose subject is a named term or individual, whose predicate is in the catalog
     (or rdf:type with a cataloged class), and whose object is an IRI or a literal. Language tags
-    are dropped (labels are stored as plain strings); blank-node axioms are left out.
+    are kept (decision 0038); blank-node axioms are left out (the whole ontology, axioms
+    included, is stored beside the projection exactly as loaded).
     """
     out = Graph()
     for s, p, o in graph:
@@ -220,9 +221,9 @@ def projection(graph: Graph, catalog: Catalog) -> Graph:
 
 
 def _as_declared(literal: Literal, datatype: str | None) -> Literal:
-    # Strings are stored plain (RDF 1.1: a simple literal is an xsd:string).
+    # Strings are stored plain (RDF 1.1: a simple literal is an xsd:string), with their tag.
     if datatype in (None, str(XSD.string)):
-        return Literal(str(literal))
+        return Literal(str(literal), lang=literal.language)
     if literal.datatype is None:
         return Literal(str(literal), datatype=URIRef(datatype))
     return literal

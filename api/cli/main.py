@@ -34,7 +34,7 @@ from twinkg.api.cli.common import (
 from twinkg.api.settings import connection, local_server_config
 from twinkg.api.twin import Twin
 from twinkg.graph_seed import seeding
-from twinkg.graph_seed.registry import parse_plant, turtle_plant
+from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
 from twinkg.kg import local_server
 from twinkg.kg.queries import DEMO_QUERIES
@@ -100,7 +100,10 @@ def db_status() -> None:
 @errors_as_exit_codes
 def seed(
     plant: Annotated[str | None, typer.Option(help="skab-testbed or generated")] = None,
-    file: Annotated[Path | None, typer.Option(help="your own plant, in Turtle")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="your own plant in Turtle, or a `twinkg export` (.trig or .nq)"),
+    ] = None,
     assets: Annotated[int, typer.Option(help="generated plant: number of assets")] = 1000,
     seed: Annotated[int, typer.Option(help="generated plant: random seed")] = 0,
     classify: Annotated[bool, typer.Option(help="run the reasoner afterwards")] = True,
@@ -112,7 +115,7 @@ def seed(
     if file is not None:
         if not file.is_file():
             raise InvalidInputError(f"{file}: no such file")
-        name, plant_records = str(file), turtle_plant(file)
+        name, plant_records = str(file), seeding.plant_file(file)
     else:
         chosen = parse_plant(str(plant))
         name = chosen.value
@@ -158,11 +161,17 @@ def seed(
 
 
 class RdfFormat(StrEnum):
-    """RDF syntaxes ``twinkg export`` writes."""
+    """RDF syntaxes ``twinkg export`` writes: TriG and N-Quads hold the whole twin (the
+    ontology and the twin graph, decision 0038); the others the twin graph alone."""
 
+    TRIG = "trig"
+    NQUADS = "nquads"
     TURTLE = "turtle"
     JSON_LD = "json-ld"
     NT = "nt"
+
+
+_DATASET_FORMATS = (RdfFormat.TRIG, RdfFormat.NQUADS)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -226,10 +235,22 @@ def show() -> None:
 @errors_as_exit_codes
 def export(
     prefix: Annotated[str, typer.Option(help="only nodes whose IRI starts with this")] = "",
-    fmt: Annotated[RdfFormat, typer.Option("--format", help="RDF syntax")] = RdfFormat.TURTLE,
+    fmt: Annotated[
+        RdfFormat | None,
+        typer.Option("--format", help="RDF syntax [default: trig; turtle with --prefix]"),
+    ] = None,
 ) -> None:
-    """Export the graph (or part of it) as RDF on stdout."""
+    """Export the twin as RDF on stdout: by default (TriG, or N-Quads) everything `twinkg seed
+    --file` needs to rebuild it, the ontology as loaded included; in Turtle, N-Triples or
+    JSON-LD the twin graph alone (or the nodes under --prefix)."""
+    if fmt is None:
+        fmt = RdfFormat.TURTLE if prefix else RdfFormat.TRIG
+    if prefix and fmt in _DATASET_FORMATS:
+        raise InvalidInputError("--prefix exports part of the twin graph: use --format turtle")
     with open_store(load_settings()) as store:
+        if fmt in _DATASET_FORMATS:
+            typer.echo(store.export_dataset().serialize(format=fmt.value))
+            return
         graph = store.export(prefix=prefix)
     typer.echo(graph.serialize(format=fmt.value))
 

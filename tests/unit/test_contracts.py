@@ -319,7 +319,13 @@ def test_unknown_contract_and_version_name_the_known_ones() -> None:
 def test_accept_an_older_compatible_version() -> None:
     assert registry.accept("sensor@1.0.0") is registry.contract("sensor")
     assert registry.accept(ContractRef("sensor")) is registry.contract("sensor")
-    assert registry.accept("event@1.0.0").version == Version(1, 0, 0)
+    assert registry.accept("event@2.0.0") is registry.contract("event")
+
+
+def test_event_2_refuses_data_declared_against_event_1() -> None:
+    # 2.0.0 gives each kind of event its own status vocabulary (decision 0038): breaking.
+    with pytest.raises(ContractIncompatibleError, match="major versions differ"):
+        registry.accept("event@1.0.0")
 
 
 def test_accept_refuses_an_unpublished_version() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rdflib import BNode, Graph, Literal, URIRef
+from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic
 from rdflib.namespace import RDF, RDFS, XSD
 from rdflib.term import Node
@@ -51,11 +51,11 @@ def _one(s: Node, p: Node, o: Node) -> Graph:
 @pytest.mark.parametrize(
     ("graph", "message"),
     [
-        (_one(BNode(), RDF.type, TK.Pump), "blank node"),
+        (_one(Literal("x"), RDF.type, TK.Pump), "not an IRI"),
         (_one(PUMP, URIRef("http://example.org/colour"), Literal("red")), "not a property"),
         (_one(PUMP, RDF.type, URIRef("http://example.org/Widget")), "not a class"),
         (_one(PUMP, TK.ratedFlow, Literal("12", datatype=XSD.integer)), "declares"),
-        (_one(PUMP, RDFS.label, Literal("Pumpe", lang="de")), "language-tagged"),
+        (_one(PUMP, TK.ratedFlow, Literal("12", lang="de")), "language-tagged"),
         (_one(PUMP, TK.partOf, Literal("line 1")), "literal value"),
         (_one(PUMP, TK.ratedFlow, Literal("fast", datatype=XSD.double)), "not a valid"),
     ],
