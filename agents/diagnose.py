@@ -157,14 +157,20 @@ def _strongest(sig: dict[str, set[str]], found: Sequence[Symptom], threshold: fl
 
 
 def _coverage(sig: dict[str, set[str]], found: Sequence[Symptom], threshold: float) -> float:
-    """Share of the significant movement seen (trust-weighted) that the signature explains."""
-    total = explained = 0.0
+    """Share of the significant movement seen (trust-weighted) that the signature explains.
+
+    Movement is counted per quantity kind and direction (the largest over its sensors), so
+    redundant sensors of one kind do not count twice.
+    """
+    moved: dict[tuple[str, str], float] = {}
     for s in found:
         for direction, weight in _movement(s, threshold):
-            total += weight
-            wanted = sig.get(s.quantity_kind, set())
-            if direction in wanted or "any" in wanted:
-                explained += weight
+            key = (s.quantity_kind, direction)
+            moved[key] = max(moved.get(key, 0.0), weight)
+    total = sum(moved.values())
+    explained = sum(
+        w for (kind, d), w in moved.items() if d in sig.get(kind, ()) or "any" in sig.get(kind, ())
+    )
     return explained / total if total else 0.0
 
 
