@@ -191,7 +191,7 @@ def test_cli_list_marks_the_current_versions() -> None:
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert {"asset", "sensor", "event"} <= lines.keys()
-    assert lines["sensor"].split(None, 1)[1] == "1.0.0, 1.1.0 (current)"
+    assert lines["sensor"].split(None, 1)[1] == "1.0.0, 1.1.0, 2.0.0 (current)"
 
 
 def test_cli_check_passes_on_the_published_contracts() -> None:
@@ -203,9 +203,9 @@ def test_cli_check_passes_on_the_published_contracts() -> None:
 
 def test_cli_validate_gates_data_on_a_contract(tmp_path: Path) -> None:
     plant = PLANTS_DIR / "skab-testbed.ttl"
-    ok = runner.invoke(app, ["validate", str(plant), "--contract", "sensor@1.0.0"])
+    ok = runner.invoke(app, ["validate", str(plant), "--contract", "sensor@2.0.0"])
     assert ok.exit_code == 0, ok.output
-    assert "conforms to sensor@1.0.0" in ok.output
+    assert "conforms to sensor@2.0.0" in ok.output
     bad = tmp_path / "bad.ttl"
     bad.write_text(plant.read_text(encoding="utf-8").replace('"A"', '"Z"'), encoding="utf-8")
     refused = runner.invoke(app, ["validate", str(bad)])

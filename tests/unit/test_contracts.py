@@ -303,9 +303,9 @@ def test_contract_refs() -> None:
 
 def test_contract_is_cached_and_the_latest_is_current() -> None:
     current = registry.contract("sensor")
-    assert current.version == Version(1, 1, 0)
-    assert current.path.name == "1.1.0.ttl"
-    assert registry.contract("sensor", "1.1.0") is current
+    assert current.version == Version(2, 0, 0)
+    assert current.path.name == "2.0.0.ttl"
+    assert registry.contract("sensor", "2.0.0") is current
     assert registry.contract("sensor", Version(1, 0, 0)).version == Version(1, 0, 0)
 
 
@@ -317,7 +317,7 @@ def test_unknown_contract_and_version_name_the_known_ones() -> None:
 
 
 def test_accept_an_older_compatible_version() -> None:
-    assert registry.accept("sensor@1.0.0") is registry.contract("sensor")
+    assert registry.accept("sensor@2.0.0") is registry.contract("sensor")
     assert registry.accept(ContractRef("sensor")) is registry.contract("sensor")
     assert registry.accept("event@2.0.0") is registry.contract("event")
 
@@ -361,9 +361,18 @@ def _sensor(version: str, *, source: str = "1.1.0") -> str:
     return text.replace(f'"{source}"', f'"{version}"').replace(f"/{source}>", f"/{version}>")
 
 
+def test_sensor_2_refuses_data_declared_against_sensor_1() -> None:
+    # 2.0.0 closes the unit and quantity-kind lists (decision 0039): breaking.
+    with pytest.raises(ContractIncompatibleError, match="major versions differ"):
+        registry.accept("sensor@1.1.0")
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    shutil.copytree(registry.CONTRACTS_DIR / "sensor", tmp_path / "sensor")
+    """A folder holding the 1.x sensor contracts (the registry's rules, without 2.0.0)."""
+    (tmp_path / "sensor").mkdir()
+    for path in (registry.CONTRACTS_DIR / "sensor").glob("1.*.ttl"):
+        shutil.copy(path, tmp_path / "sensor" / path.name)
     return tmp_path
 
 
