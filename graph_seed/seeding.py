@@ -17,10 +17,8 @@ from twinkg.kg.queries import PUT_ONTOLOGY_SOURCE
 from twinkg.kg.records import GraphRecords
 from twinkg.kg.store import DEFAULT_BATCH, GraphCounts, GraphStore
 from twinkg.ontology.catalog import build_catalog, load_ontology, parse_turtle, projection
-from twinkg.ontology.errors import ContractViolationError, InvalidInputError, TurtleSyntaxError
+from twinkg.ontology.errors import InvalidInputError, TurtleSyntaxError
 from twinkg.ontology.namespaces import ONTOLOGY_IRI
-from twinkg.reasoner.validation import Severity, ValidationOutcome, validate
-from twinkg.shapes.registry import ingest_shapes
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,23 +128,6 @@ def _projection_as_exported() -> Graph:
 def with_ontology(plant: GraphRecords) -> GraphRecords:
     """The records a seed writes: the ontology's, then the plant's."""
     return ontology_records().merged_with(plant)
-
-
-def check_plant(plant: GraphRecords) -> ValidationOutcome:
-    """The plant's records against the current asset, sensor and event contracts."""
-    return validate(records_to_rdf(plant), ingest_shapes(), ontology=load_ontology())
-
-
-def require_conformance(name: str, outcome: ValidationOutcome) -> None:
-    """Raise :class:`ContractViolationError` when ``outcome`` holds a blocking result."""
-    blocking = outcome.of_severity(Severity.VIOLATION)
-    if blocking:
-        first = blocking[0]
-        where = f"{first.focus_node} {first.path or ''}".strip()
-        raise ContractViolationError(
-            f"{name} breaks its data contracts in {len(blocking)} place(s); "
-            f"first: {where}: {first.message}"
-        )
 
 
 def load(

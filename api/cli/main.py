@@ -33,7 +33,7 @@ from twinkg.api.cli.common import (
 )
 from twinkg.api.settings import connection, local_server_config
 from twinkg.api.twin import Twin
-from twinkg.graph_seed import seeding
+from twinkg.graph_seed import plant_check, seeding
 from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
 from twinkg.kg import local_server
@@ -121,8 +121,10 @@ def seed(
         name = chosen.value
         plant_records = registry_records(chosen, assets=assets, seed=seed)
     small = file is not None or assets <= GATE_MAX_ASSETS or plant != "generated"
-    if small:
-        seeding.require_conformance(name, seeding.check_plant(plant_records))
+    if small:  # judged with the stored graph it touches (decision 0039); nothing written yet
+        with open_store(settings) as store:
+            check = plant_check.check_plant(plant_records, store=store)
+        plant_check.require_conformance(name, check)
     else:
         note(
             f"{assets} generated assets: too many to check with pySHACL or classify with "
