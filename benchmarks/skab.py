@@ -61,9 +61,9 @@ LEADERBOARD = (  # ../shared/data/skab/SOURCE.md: F1, FAR %, MAR %
 )
 
 GRID: dict[str, tuple[float, ...]] = {  # the settings a held-out group's figure may choose from
-    "smoothing": (0.1, 0.2),
-    "adaptation": (0.01, 0.05),
-    "margin": (5.0, 8.0, 10.0),
+    "smoothing": (0.1, 2.0 / 11.0),
+    "adaptation": (0.002, 0.005, 0.01),
+    "margin": (4.0, 5.0, 6.0),
     "clear_after": (10, 30),
 }
 
@@ -78,6 +78,10 @@ SELECT ?e ?tag (GROUP_CONCAT(STR(?s); separator=" ") AS ?sensors) WHERE {
   FILTER (?x = ?e || EXISTS { ?x tk:drives ?e } || EXISTS { ?e tk:partOf ?x })
   OPTIONAL { ?e tk:tag ?tag }
 } GROUP BY ?e ?tag ORDER BY ?e
+"""
+_ACCURACY = """
+PREFIX tk: <https://w3id.org/twinkg/ontology#>
+SELECT ?s ?accuracy WHERE { ?s a tk:Sensor ; tk:accuracy ?accuracy }
 """
 
 
@@ -142,10 +146,16 @@ class Run:
 def subjects() -> tuple[DetectorSubject, ...]:
     """The skab-testbed's detector subjects and the sensors' column names (``tk:externalId``)."""
     graph = parse_turtle([*ontology_files(ONTOLOGY_DIR), PLANTS_DIR / "skab-testbed.ttl"])
+    accuracy = {str(r[0]): float(r[1]) for r in graph.query(_ACCURACY)}  # type: ignore[index,arg-type]
     found = []
     for row in graph.query(_SUBJECTS):
-        asset, tag, sensors = row  # type: ignore[misc]
-        found.append(DetectorSubject(str(asset), str(tag), tuple(sorted(str(sensors).split()))))
+        asset, tag, names = row  # type: ignore[misc]
+        sensors = tuple(sorted(str(names).split()))
+        found.append(
+            DetectorSubject(
+                str(asset), str(tag), sensors, tuple(accuracy.get(s, 0.0) for s in sensors)
+            )
+        )
     return tuple(found)
 
 
@@ -203,7 +213,11 @@ def evaluate_run(
         if len(times) != len(run.labels):
             raise ValueError(f"{run.name}: {len(times)} aligned rows, {len(run.labels)} labels")
         detector = anomaly.fit(
-            matrix[:fit_rows], channels=subject.sensors, fitted_on=run.name, settings=settings
+            matrix[:fit_rows],
+            channels=subject.sensors,
+            fitted_on=run.name,
+            settings=settings,
+            accuracy=np.array(subject.accuracy),
         )
         seen = watch(detector, times, matrix, skip=fit_rows)
         flagged |= seen.scored.active
@@ -298,8 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = anomaly.DEFAULTS
     print(f"SKAB outlier protocol: {len(runs)} files, fit on the first {SKAB_FIT_ROWS} rows each")
     print(
-        f"shipped defaults: smoothing {s.smoothing}, adaptation {s.adaptation}, margin "
-        f"{s.margin}, raise after {s.raise_after}, clear after {s.clear_after}, skip {s.skip}"
+        f"shipped defaults: smoothing {s.smoothing:.3g}, adaptation {s.adaptation}, margin "
+        f"{s.margin}, raise after {s.raise_after}, clear after {s.clear_after}, skip {s.skip}, "
+        f"relative floor {s.relative_floor}, trim {s.trim}; accuracy from the seed (tk:accuracy)"
     )
     print("a row is flagged when any equipment's alarm logic is active at it")
     print("subjects: " + ", ".join(f"{x.tag} ({len(x.sensors)} sensors)" for x in subjects()))
@@ -340,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for held, best, c in leave_one_group_out(runs):
         total += c
         chosen = (
-            f"smoothing {best.smoothing}, adaptation {best.adaptation}, margin {best.margin}, "
+            f"smoothing {best.smoothing:.3g}, adaptation {best.adaptation}, margin {best.margin}, "
             f"clear after {best.clear_after}"
         )
         print(_row(f"  held out {held}", c) + f"   chosen: {chosen}")

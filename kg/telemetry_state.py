@@ -31,7 +31,8 @@ DETECTOR_SUBJECTS = NamedQuery(
     "MATCH (s:Sensor)-[:MONITORS]->(x) "
     "WHERE x = e OR (x)-[:DRIVES]->(e) OR (e)-[:PART_OF]->(x) "
     "WITH e, s ORDER BY s.uri "
-    "RETURN e.uri AS asset, e.tag AS tag, collect(s.uri) AS sensors ORDER BY asset",
+    "RETURN e.uri AS asset, e.tag AS tag, collect(s.uri) AS sensors, "
+    "collect(coalesce(s.accuracy, 0.0)) AS accuracy ORDER BY asset",
 )
 
 ENVELOPES = NamedQuery(
@@ -87,6 +88,7 @@ class DetectorSubject:
     asset: str
     tag: str | None
     sensors: tuple[str, ...]
+    accuracy: tuple[float, ...] = ()  # each sensor's tk:accuracy (0.0 where not stated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,9 @@ def sensors(store: GraphStore) -> list[SensorRow]:
 def detector_subjects(store: GraphStore) -> list[DetectorSubject]:
     """Every monitored piece of equipment and its detector's channels."""
     return [
-        DetectorSubject(r["asset"], r["tag"], tuple(r["sensors"]))
+        DetectorSubject(
+            r["asset"], r["tag"], tuple(r["sensors"]), tuple(float(a) for a in r["accuracy"])
+        )
         for r in store.read(DETECTOR_SUBJECTS)
     ]
 

@@ -469,6 +469,7 @@ class PropKey(StrEnum):
     """Neo4j property keys: one per datatype or annotation property, and infrastructure keys."""
 
     ACCEPTED_COUNT = 'acceptedCount'
+    ACCURACY = 'accuracy'
     ACTION_KIND = 'actionKind'
     ANOMALY_SCORE = 'anomalyScore'
     APPLIES_TO_ACTION_KIND = 'appliesToActionKind'
@@ -829,6 +830,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'http://www.w3.org/ns/sosa/hasSimpleResult': (PropKey.SOSA_HAS_SIMPLE_RESULT, 'http://www.w3.org/2001/XMLSchema#string'),
     'http://www.w3.org/ns/sosa/resultTime': (PropKey.SOSA_RESULT_TIME, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#acceptedCount': (PropKey.ACCEPTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#accuracy': (PropKey.ACCURACY, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#actionKind': (PropKey.ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#anomalyScore': (PropKey.ANOMALY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#appliesToActionKind': (PropKey.APPLIES_TO_ACTION_KIND, 'http://www.w3.org/2001/XMLSchema#string'),

@@ -3,24 +3,23 @@
 A :class:`Detector` watches the channels of one piece of equipment. For every channel it keeps
 
 * a *smoothed value*: an exponentially weighted moving average (EWMA) of the readings, weight
-  ``smoothing`` on the newest row, which averages the noise of a channel out;
-* a *baseline*: a much slower EWMA of the smoothed value (rate ``adaptation``) that follows the
-  slow drift of normal operation (temperatures warming up over a run) — and stops following a
-  channel while that channel is in alarm, so an abnormal level is not learnt as normal, unless
-  the channel stays above its threshold for more than ``relearn_after`` rows in a row (a slow
-  drift that crossed it, or a new steady state): its alarm then ends as the baseline catches up,
-  the episode it raised stays recorded;
-* its *ratio*: ``|smoothed − baseline| / (scale · limit)``, 1.0 at the channel's threshold.
+  ``smoothing`` on the newest row (a span of 10 rows), which averages the noise out;
+* a *baseline*: the channel's normal level, learnt on the training rows, that follows slow drift
+  (rate ``adaptation``) only while the channel is quiet — not in alarm and below its threshold —
+  so an abnormal level is never learnt as normal; unless the channel stays above its threshold
+  for more than ``relearn_after`` rows in a row (a new steady state): the baseline then follows
+  until the alarm clears, and the episode it raised stays recorded;
+* its *ratio*: ``|smoothed − baseline| / (scale · margin)``, 1.0 at the channel's threshold.
 
-``scale`` is a robust spread of the residual ``smoothed − baseline`` on the training rows (1.4826 ×
-its median absolute deviation: the noise of a channel once smoothed, autocorrelation included,
-and not inflated by a start-up transient inside the training rows; the RMS where the deviation
-is 0) and ``limit`` is ``margin`` such spreads. A few hundred autocorrelated training rows give
-no trustworthy high quantile, so the threshold is a wide fixed multiple of a robust spread.
-A row's score is ``r / (1 + r)`` with ``r`` the largest squared ratio over its
-channels: in [0, 1), 0.5 at the threshold (the meaning ``tk:anomalyScore`` and the trust
-component ``anomaly`` give it). The ratios are the per-channel contributions: which sensors
-drove a score.
+``scale`` is the standard deviation of the smoothed value on the training rows (a start-up
+transient inside them trimmed away), floored twice: at ``relative_floor`` of the channel's
+normal level, and at the instrument's stated accuracy (``tk:accuracy``). A few hundred
+autocorrelated rows underestimate how far a healthy channel wanders over an hour, and a
+movement smaller than the instrument can resolve is no evidence.
+
+A row's score is ``r / (1 + r)`` with ``r`` the largest squared ratio over its channels: in
+[0, 1), 0.5 at the threshold (the meaning ``tk:anomalyScore`` and the trust component
+``anomaly`` give it). The ratios are the per-channel contributions: which sensors drove a score.
 
 The alarm logic is hysteresis per channel: a channel enters alarm after ``raise_after``
 consecutive rows above its threshold and leaves it after ``clear_after`` consecutive rows below;
@@ -30,7 +29,7 @@ drivers.
 
 Everything is a recursion over rows in a fixed order kept in a :class:`Scorer`: a run scored
 batch by batch gives bit-identical scores and states to the run scored at once. Decision record:
-docs/decisions/0034-drift-tolerant-detectors.md.
+docs/decisions/0034-drift-tolerant-detectors.md; ``make bench-skab`` measures it on SKAB.
 """
 
 from __future__ import annotations
@@ -58,13 +57,15 @@ _TINY = 1e-12  # scale of a channel constant in training: any later movement is 
 class Settings:
     """The detector's settings: the same for every piece of equipment and every run."""
 
-    smoothing: float = 0.1  # EWMA weight of the newest row in the smoothed value
-    adaptation: float = 0.05  # rate at which the baseline follows the smoothed value
-    margin: float = 8.0  # threshold = margin × the robust spread of the training residual
+    smoothing: float = 2.0 / 11.0  # EWMA weight of the newest row (a span of 10 rows)
+    adaptation: float = 0.005  # rate at which a quiet channel's baseline follows slow drift
+    margin: float = 5.0  # threshold = margin × the channel's scale
     raise_after: int = 5  # consecutive rows above the threshold that raise a channel's alarm
-    clear_after: int = 10  # consecutive rows below it that clear the alarm
-    relearn_after: int = 600  # rows continuously above after which the baseline follows again
-    skip: int = 30  # leading training rows that only settle the averages
+    clear_after: int = 30  # consecutive rows below it that clear the alarm
+    relearn_after: int = 1800  # rows continuously in alarm after which the baseline follows again
+    skip: int = 50  # leading training rows that only settle the smoothed value
+    relative_floor: float = 0.004  # smallest scale, as a share of the channel's normal level
+    trim: float = 10.0  # training rows further than this many robust spreads are left out
 
     def __post_init__(self) -> None:
         if not (0.0 < self.smoothing <= 1.0 and 0.0 < self.adaptation <= 1.0):
@@ -74,6 +75,10 @@ class Settings:
             )
         if not (np.isfinite(self.margin) and self.margin >= 1.0):
             raise InvalidInputError(f"margin must be at least 1, got {self.margin}")
+        if not (np.isfinite(self.relative_floor) and self.relative_floor >= 0.0):
+            raise InvalidInputError(f"relative_floor must be ≥ 0, got {self.relative_floor}")
+        if not (np.isfinite(self.trim) and self.trim >= 1.0):
+            raise InvalidInputError(f"trim must be at least 1, got {self.trim}")
         if min(self.raise_after, self.clear_after, self.relearn_after) < 1 or self.skip < 0:
             raise InvalidInputError(
                 "raise_after, clear_after and relearn_after must be ≥ 1, skip ≥ 0"
@@ -101,8 +106,8 @@ class Detector:
 
     channels: tuple[str, ...]
     settings: Settings
-    centre: Floats = field(repr=False)  # training median: where smoothed value and baseline start
-    scale: Floats = field(repr=False)  # RMS of the training residual
+    centre: Floats = field(repr=False)  # normal level: where smoothed value and baseline start
+    scale: Floats = field(repr=False)  # noise of the smoothed value, floored (see :func:`fit`)
     limit: Floats = field(repr=False)  # threshold of the scaled residual (``margin``)
     fitted_on: str
 
@@ -152,6 +157,8 @@ class Detector:
                         s.clear_after,
                         s.relearn_after,
                         s.skip,
+                        s.relative_floor,
+                        s.trim,
                     ],
                     dtype=np.float64,
                 ),
@@ -187,6 +194,7 @@ class Scorer:
         "_clear",
         "_inv",
         "_k",
+        "_learning",
         "_on",
         "_raise",
         "_relearn",
@@ -204,14 +212,15 @@ class Scorer:
         self._smooth = [float(c) for c in detector.centre]
         self._base = list(self._smooth)
         self._on = [False] * self._k
+        self._learning = [False] * self._k
         self._above = [0] * self._k
         self._below = [0] * self._k
 
     def rearm(self) -> None:
-        """Declare the rows so far normal: no channel in alarm, every baseline at its smoothed
-        value (after the rows a detector was fitted on, which are normal by definition)."""
-        self._base = list(self._smooth)
+        """Declare the rows so far normal: no channel in alarm (after the rows a detector was
+        fitted on, which are normal by definition); the baselines stay where they are."""
         self._on = [False] * self._k
+        self._learning = [False] * self._k
         self._above = [0] * self._k
         self._below = [0] * self._k
 
@@ -223,7 +232,13 @@ class Scorer:
         alarmed = np.empty((n, k), dtype=bool)
         a, b, keep, follow = self._a, self._b, 1.0 - self._a, 1.0 - self._b
         relearn = self._relearn
-        smooth, base, inv, on = self._smooth, self._base, self._inv, self._on
+        smooth, base, inv, on, learning = (
+            self._smooth,
+            self._base,
+            self._inv,
+            self._on,
+            self._learning,
+        )
         above, below = self._above, self._below
         rows = matrix.tolist()
         out_r = ratios.tolist() if n else []
@@ -245,7 +260,10 @@ class Scorer:
                     above[j] = 0
                     if below[j] >= self._clear:
                         on[j] = False
-                if not on[j] or above[j] > relearn:
+                        learning[j] = False
+                if above[j] > relearn:
+                    learning[j] = True  # a new steady state: follow it until the alarm clears
+                if (not on[j] and ratio <= 1.0) or learning[j]:
                     base[j] = b * s + follow * base[j]
                 a_out[j] = on[j]
         ratios = np.array(out_r, dtype=np.float64).reshape(n, k)
@@ -261,14 +279,21 @@ def fit(
     channels: tuple[str, ...],
     fitted_on: str,
     settings: Settings = DEFAULTS,
+    accuracy: Floats | None = None,
 ) -> Detector:
     """Fit a detector on rows of normal operation (``n × k``, columns as ``channels``).
 
-    The smoothed value and the baseline start at the training median and run over the training
-    rows as they will in scoring; after the first ``settings.skip`` rows, a robust spread of their
-    difference (1.4826 × median absolute deviation; the RMS where that is 0) is each channel's
-    scale, and its threshold lies ``margin`` scales away. A channel constant in training gets a
-    tiny scale, so any later movement of it is far above its threshold.
+    The smoothed value runs over the training rows as it will in scoring; after the first
+    ``settings.skip`` rows its mean is each channel's normal level (where the baseline starts)
+    and its standard deviation the channel's noise, both over the rows within ``trim`` robust
+    spreads (1.4826 × median absolute deviation, floored like the scale) of the median, so a
+    start-up transient inside the training rows neither shifts the level nor inflates the
+    noise. A few hundred autocorrelated rows
+    underestimate how far a healthy channel wanders, so the scale is floored: at
+    ``relative_floor`` of the normal level, and at the instrument's stated ``accuracy`` (one
+    value per channel, in the channel's unit, 0 where unknown): a movement smaller than what
+    the instrument can resolve is not evidence. The threshold lies ``margin`` scales away. A
+    channel constant at 0 in training gets a tiny scale, so any later movement is far out.
     """
     matrix = _as_matrix(values, len(channels))
     k = len(channels)
@@ -280,12 +305,18 @@ def fit(
         )
     if k == 0 or len(set(channels)) != k:
         raise InvalidInputError("channels must be non-empty and distinct")
-    centre = np.median(matrix, axis=0)
-    residual = _training_residuals(matrix, centre, settings)[settings.skip :]
-    spread = np.median(np.abs(residual - np.median(residual, axis=0)), axis=0) * MAD_SIGMA
-    rms = np.sqrt((residual**2).mean(axis=0))
-    scale = np.where(spread > 0, spread, rms)
-    scale = np.where(scale > _TINY * np.maximum(1.0, np.abs(centre)), scale, _TINY)
+    floors = np.zeros(k) if accuracy is None else np.asarray(accuracy, dtype=np.float64)
+    if floors.shape != (k,) or not np.isfinite(floors).all() or (floors < 0).any():
+        raise InvalidInputError(f"accuracy must hold {k} finite values ≥ 0")
+    smoothed = _smoothed(matrix, settings)[settings.skip :]
+    median = np.median(smoothed, axis=0)
+    spread = MAD_SIGMA * np.median(np.abs(smoothed - median), axis=0)
+    floor = np.maximum(settings.relative_floor * np.abs(median), floors)
+    kept = np.abs(smoothed - median) <= settings.trim * np.maximum(spread, floor)
+    centre = np.array([smoothed[kept[:, j], j].mean() for j in range(k)])
+    noise = np.array([smoothed[kept[:, j], j].std() for j in range(k)])
+    scale = np.maximum(np.maximum(noise, settings.relative_floor * np.abs(centre)), floors)
+    scale = np.where(scale > 0, scale, _TINY)
     limit = np.full(k, settings.margin)
     return Detector(
         channels=tuple(channels),
@@ -297,16 +328,14 @@ def fit(
     )
 
 
-def _training_residuals(matrix: Floats, centre: Floats, settings: Settings) -> Floats:
-    """``smoothed − baseline`` on training rows, the baseline following every row."""
-    a, b = settings.smoothing, settings.adaptation
-    smooth = centre.copy()
-    base = centre.copy()
+def _smoothed(matrix: Floats, settings: Settings) -> Floats:
+    """The EWMA of each channel over the rows, starting at the first row."""
+    a = settings.smoothing
+    smooth = matrix[0].copy()
     out = np.empty_like(matrix)
     for i, row in enumerate(matrix):
         smooth = a * row + (1.0 - a) * smooth
-        out[i] = smooth - base
-        base = b * smooth + (1.0 - b) * base
+        out[i] = smooth
     return out
 
 
@@ -320,7 +349,7 @@ def load(path: Path) -> Detector:
                     f"{path}: detector format {version}, this version reads {FORMAT_VERSION}: "
                     "refit it (ingest a run with fit rows)"
                 )
-            smoothing, adaptation, margin, raise_after, clear_after, relearn, skip = (
+            smoothing, adaptation, margin, raise_after, clear_after, relearn, skip, floor, trim = (
                 float(v) for v in data["settings"]
             )
             return Detector(
@@ -333,6 +362,8 @@ def load(path: Path) -> Detector:
                     int(clear_after),
                     int(relearn),
                     int(skip),
+                    floor,
+                    trim,
                 ),
                 centre=np.array(data["centre"], dtype=np.float64),
                 scale=np.array(data["scale"], dtype=np.float64),

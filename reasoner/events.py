@@ -175,6 +175,7 @@ def _detect(
                 matrix[: options.fit_rows],
                 channels=subject.sensors,
                 fitted_on=f"first {options.fit_rows} rows of {options.source or 'a batch'}",
+                accuracy=np.array(subject.accuracy) if subject.accuracy else None,
             )
             if path is not None:
                 fitted.append((path, detector))

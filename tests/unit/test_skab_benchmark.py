@@ -31,20 +31,13 @@ def results() -> list[skab.FileResult]:
     return skab.evaluate(skab.labelled_runs())
 
 
-def test_the_shipped_defaults_on_the_skab_protocol(results: list[skab.FileResult]) -> None:
+def test_the_shipped_defaults_meet_the_issue_13_target(results: list[skab.FileResult]) -> None:
+    """F1 ≥ 0.80 with FAR ≤ 13.5 % pooled over the 34 files (ahead of the best published row,
+    Conv-AE 0.78 / 13.55 %, on both), with few early alarms (28 of 34 before issue 13)."""
     pooled = skab.pooled(results)
     print(f"\nSKAB pooled: F1 {pooled.f1:.3f} FAR {pooled.far:.3f} MAR {pooled.mar:.3f}")
     assert len(results) == 34
     assert pooled.f1 >= 0.80
-    assert pooled.far <= 0.20
-    assert sum(r.early for r in results) <= 6  # was 28 of 34 (issue 13)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target not reached yet: pooled FAR above 13.5 % (docs/decisions/0034)",
-)
-def test_the_issue_13_target(results: list[skab.FileResult]) -> None:
-    pooled = skab.pooled(results)
-    assert pooled.f1 >= 0.80
     assert pooled.far <= 0.135
+    assert sum(r.early for r in results) <= 3
+    assert sum(r.delay_s is None for r in results) <= 4  # files whose anomaly is never flagged
