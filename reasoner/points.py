@@ -41,8 +41,9 @@ FIELDS = ("sensor", "value", "unit", "time", "sequence", "quality", "producer", 
 
 @dataclass(frozen=True, slots=True)
 class PointBatch:
-    """``n`` points as columns. ``*_count`` is how many values the point gave for the field;
-    ``*_ok`` whether the (first) value has the field's datatype. Times are UTC nanoseconds."""
+    """``n`` points as columns. ``counts[field]`` is 1 when the point gave the field, else 0 (a
+    list is one value, :func:`contract_value`); ``ok[field]`` whether the value has the field's
+    datatype (``ok["sensor"]``: an IRI string). Times are UTC nanoseconds."""
 
     sensor: pa.StringArray
     value: Floats
