@@ -173,8 +173,9 @@ def _collapse(values: Mapping[PropKey, list[Scalar]]) -> dict[PropKey, PropValue
 def canonical_values(records: GraphRecords) -> GraphRecords:
     """``records`` with every property value as it comes back from RDF: a one-element list as
     its value, lists sorted and without repeats, numbers of the declared type, empty lists
-    gone. What is hashed before a write (the provenance chain) must be what an export and a
-    reseed give back, or a reseeded chain would not verify (decision 0038)."""
+    gone; and each relationship once (RDF holds a triple once). What is hashed before a write
+    (the provenance chain) must be what an export and a reseed give back, or a reseeded chain
+    would not verify (decision 0038)."""
     nodes = []
     for node in records.nodes:
         values: dict[PropKey, list[Scalar]] = {}
@@ -185,7 +186,7 @@ def canonical_values(records: GraphRecords) -> GraphRecords:
             if back:
                 values[key] = list(dict.fromkeys(back))
         nodes.append(NodeRecord(node.uri, node.types, _collapse(values)))
-    return GraphRecords(tuple(nodes), records.rels)
+    return GraphRecords(tuple(nodes), tuple(dict.fromkeys(records.rels)))
 
 
 def node_triples(

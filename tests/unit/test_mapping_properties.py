@@ -16,8 +16,8 @@ from rdflib.namespace import RDF, XSD
 from rdflib.term import Node
 
 from twinkg.kg.mapping import GENID, canonical_values, rdf_to_records, records_to_rdf
-from twinkg.kg.records import GraphRecords, NodeRecord
-from twinkg.ontology.vocab import CLASS_LABELS, PROPERTIES, RELATIONSHIPS, PropKey
+from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
+from twinkg.ontology.vocab import CLASS_LABELS, PROPERTIES, RELATIONSHIPS, PropKey, RelType
 
 PLANT = "https://w3id.org/twinkg/plant/generated-h/"
 CLASSES = sorted(CLASS_LABELS)
@@ -146,3 +146,11 @@ def test_canonical_values_take_the_form_an_export_gives_back() -> None:
     assert isinstance(back.props[PropKey.RATED_FLOW], float)
     again = rdf_to_records(records_to_rdf(GraphRecords((back,), ())))
     assert again.nodes == (back,)
+
+
+def test_canonical_values_keep_each_relationship_once() -> None:
+    # Neo4j can hold a relationship twice; RDF cannot, so the hashed form must not either.
+    node = NodeRecord(PLANT + "d")
+    rel = RelRecord(RelType.PART_OF, PLANT + "d", PLANT + "e")
+    records = GraphRecords((node, NodeRecord(PLANT + "e")), (rel, rel))
+    assert canonical_values(records).rels == (rel,)
