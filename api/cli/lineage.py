@@ -15,6 +15,7 @@ from rdflib.term import Node
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, open_store, out
 from twinkg.api.cli.progress import ProgressOption, phase_bars
 from twinkg.api.twin import Twin
+from twinkg.kg import rdf_text
 from twinkg.ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
 from twinkg.ontology.vocab import TK
 
@@ -199,7 +200,7 @@ def lineage_command(
         out.print(f"PROV-O: {valid} ({record.triples} triples)")
     else:
         kind = "turtle" if fmt is LineageFormat.TURTLE else "json-ld"
-        text = record.graph.serialize(format=kind)
+        text = rdf_text.serialize(record.graph, kind)
         if output is not None:
             output.write_text(text)
         else:

@@ -36,7 +36,7 @@ from twinkg.api.twin import Twin
 from twinkg.graph_seed import plant_check, seeding
 from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
-from twinkg.kg import local_server
+from twinkg.kg import local_server, rdf_text
 from twinkg.kg.queries import DEMO_QUERIES
 from twinkg.kg.store import QueryResult
 from twinkg.ontology import codegen
@@ -251,10 +251,10 @@ def export(
         raise InvalidInputError("--prefix exports part of the twin graph: use --format turtle")
     with open_store(load_settings()) as store:
         if fmt in _DATASET_FORMATS:
-            typer.echo(store.export_dataset().serialize(format=fmt.value))
+            typer.echo(rdf_text.serialize(store.export_dataset(), fmt.value))
             return
         graph = store.export(prefix=prefix)
-    typer.echo(graph.serialize(format=fmt.value))
+    typer.echo(rdf_text.serialize(graph, fmt.value))
 
 
 @vocab_app.command("generate")

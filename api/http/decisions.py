@@ -14,6 +14,7 @@ from twinkg.api.http.auth import requires
 from twinkg.api.http.deps import RunId, Step, TwinDep
 from twinkg.api.http.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
 from twinkg.api.security import Permission, Principal
+from twinkg.kg import rdf_text
 from twinkg.ontology.errors import NotAcceptableError
 
 router = APIRouter(tags=["decisions"])
@@ -99,7 +100,7 @@ def lineage(
     headline = twin.decision(ref)
     record = twin.lineage(ref, check=media == "application/json")  # only JSON says prov_valid
     if media == "text/turtle":
-        return Response(record.graph.serialize(format="turtle"), media_type=media)
+        return Response(rdf_text.serialize(record.graph, "turtle"), media_type=media)
     jsonld = record.graph.serialize(format="json-ld")
     if media == "application/ld+json":
         return Response(jsonld, media_type=media)

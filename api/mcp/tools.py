@@ -34,6 +34,7 @@ from twinkg.api.mcp.models import (
 from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import Permission, Principal
 from twinkg.api.twin import Twin
+from twinkg.kg import rdf_text
 from twinkg.ontology.errors import TwinKGError
 
 _log = logging.getLogger("twinkg.mcp")
@@ -223,7 +224,7 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
                 triples=record.triples,
                 prov_valid=bool(record.prov_valid),
                 violations=list(record.violations),
-                document=record.graph.serialize(format=format),
+                document=rdf_text.serialize(record.graph, format),
             )
 
         return _guarded(ctx, Permission.AUDIT, work)

@@ -172,12 +172,6 @@ def test_export_seed_export_is_isomorphic(demo: Demo, driver: Driver) -> None:
     assert names == {ONTOLOGY_GRAPH, TWIN_GRAPH}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (decision 0038): after the reseed, the records holding a setpoint change, "
-    "a proposed action or hypotheses no longer match their hash, though the exported graphs are "
-    "isomorphic; the hashed property-graph form keeps a distinction RDF does not",
-)
 def test_the_reseeded_chain_verifies(demo: Demo, driver: Driver) -> None:
     wipe(driver)
     _ok(demo.twinkg("seed", "--file", str(demo.export), "--no-classify"))
