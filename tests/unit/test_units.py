@@ -137,3 +137,25 @@ def test_a_kind_outside_the_set_is_refused(range_axioms: Graph) -> None:
         (str(TK.hasUnit), "SPARQLConstraintComponent"),
     }
     assert any("allowed: none" in v.message for v in outcome.violations)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "conforms"),
+    [
+        ((Literal(1.5, datatype=XSD.double),), True),
+        ((Literal(0.0, datatype=XSD.double),), True),
+        ((Literal(-0.5, datatype=XSD.double),), False),  # an error is never negative
+        ((Literal("1.5"),), False),  # a string, not a double
+        ((Literal(1.5, datatype=XSD.double), Literal(2.0, datatype=XSD.double)), False),
+    ],
+)
+def test_a_stated_accuracy_is_one_double_of_at_least_zero(
+    accuracy: tuple[Literal, ...], conforms: bool, range_axioms: Graph
+) -> None:
+    graph = _sensor(QUANTITYKIND.Temperature, UNIT.DEG_C)
+    for value in accuracy:
+        graph.add((EX["pt-1"], TK.accuracy, value))
+    outcome = validate(graph, registry.contract("sensor").graph, ontology=range_axioms)
+    assert outcome.conforms == conforms
+    if not conforms:
+        assert {v.path for v in outcome.violations} == {str(TK.accuracy)}
