@@ -1,8 +1,8 @@
 """The closed unit lists: which QUDT units TwinKG accepts for each quantity kind.
 
 The pinned QUDT import (``ontology/imports/qudt.ttl``) is the source: a quantity kind's
-``qudt:applicableUnit`` values are its closed list, and every unit names its kind with
-``qudt:hasQuantityKind`` (a test keeps the two directions equal). The sensor contract (2.0.0 and
+``qudt:applicableUnit`` values are its closed list, and every unit of the import is in exactly
+one list (a test checks it). The sensor contract (2.0.0 and
 later) carries the same pairs, so a sensor whose unit is not in its kind's list is refused; a unit
 outside the import is in no list. See
 docs/decisions/0039-closed-unit-lists-and-plant-files-checked-with-the-graph.md.
@@ -23,7 +23,6 @@ from twinkg.ontology.namespaces import PREFIXES
 QUDT_IMPORT = ONTOLOGY_DIR / "imports" / "qudt.ttl"
 _QUDT = PREFIXES["qudt"]
 _APPLICABLE_UNIT = URIRef(_QUDT + "applicableUnit")
-_HAS_QUANTITY_KIND = URIRef(_QUDT + "hasQuantityKind")
 _QUANTITY_KIND = URIRef(_QUDT + "QuantityKind")
 _UNIT = URIRef(_QUDT + "Unit")
 
@@ -49,18 +48,9 @@ def closed_unit_lists() -> Mapping[URIRef, tuple[URIRef, ...]]:
 
 
 @cache
-def declared_kinds() -> Mapping[URIRef, tuple[URIRef, ...]]:
-    """Each unit of the import → the quantity kinds it declares (``qudt:hasQuantityKind``)."""
-    graph = _qudt()
-    units = sorted(u for u in graph.subjects(RDF.type, _UNIT) if isinstance(u, URIRef))
-    return MappingProxyType(
-        {
-            unit: tuple(
-                sorted(k for k in graph.objects(unit, _HAS_QUANTITY_KIND) if isinstance(k, URIRef))
-            )
-            for unit in units
-        }
-    )
+def import_units() -> tuple[URIRef, ...]:
+    """Every unit the import declares (``a qudt:Unit``), sorted by IRI."""
+    return tuple(sorted(u for u in _qudt().subjects(RDF.type, _UNIT) if isinstance(u, URIRef)))
 
 
 def allowed_units(kind: URIRef | str) -> tuple[URIRef, ...]:
