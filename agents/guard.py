@@ -3,7 +3,9 @@
 The guard validates the proposed action, added to a copy of its context subgraph read from the
 graph (never to the graph itself), against the safety shapes (``reasoner.safety.assess``):
 ``sh:Violation`` refuses, ``sh:Warning`` asks a person, ``sh:Info`` is recorded. A confidence
-below the trust threshold never acts alone, whatever the shapes say. When the run resumes with an
+below the trust threshold never acts alone, whatever the shapes say, and where no
+``tk:TrustThreshold`` applies to the target nothing acts alone at all: autonomy is something a
+plant grants by policy, never a default. When the run resumes with an
 approval, the guard runs again on the graph as it is then, and the approval must be bound to
 what it approves: the same arguments, the same graph version, an approver holding a role the
 requirement names, an expiry still ahead (:func:`approval_problem`).
@@ -172,13 +174,14 @@ def _judge(  # noqa: PLR0911, PLR0917 - one outcome per rule, private
         return Outcome.REFUSED, "; ".join(v.message or "" for v in assessment.blocking)
     approval = state.approval
     threshold = _threshold(context, action.target)
-    low_trust = threshold is not None and not action.confidence >= threshold
     if approval is None:
         if assessment.verdict is Verdict.NEEDS_APPROVAL:
             return Outcome.AWAITING_APPROVAL, "; ".join(
                 v.message or "" for v in assessment.approvals_needed
             )
-        if low_trust:  # belt and braces: the shapes say so too
+        if threshold is None:  # no policy grants autonomy here: a person decides
+            return Outcome.AWAITING_APPROVAL, "no trust threshold applies: a person decides"
+        if not action.confidence >= threshold:  # belt and braces: the shapes say so too
             return Outcome.AWAITING_APPROVAL, f"confidence {action.confidence} below {threshold}"
         return Outcome.APPLIED, "allowed by the safety shapes"
     if approval.outcome == "rejected":
