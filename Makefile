@@ -15,12 +15,12 @@ demo: setup neo4j
 	@echo "== the HTTP API (docs at /docs) and the MCP server (/mcp) start in the background"
 	$(BIN)/twinkg api start
 	$(BIN)/python -m twinkg.api.demo keys
-	@if [ -f $(SKAB)/other/13.csv ] && [ -f $(SKAB)/valve1/0.csv ]; then \
+	@if [ -f $(SKAB)/other/13.csv ] && [ -f $(SKAB)/other/14.csv ]; then \
 		echo "== SKAB cavitation run: ingest, then the agents decide (an HTTP job, its steps streamed)"; \
 		$(BIN)/twinkg ingest --skab $(SKAB)/other/13.csv && \
 		$(BIN)/python -m twinkg.api.demo agents && \
-		echo "== SKAB valve closure run: ingest, then the agents decide" && \
-		$(BIN)/twinkg ingest --skab $(SKAB)/valve1/0.csv && \
+		echo "== SKAB hot-water run: ingest, then the agents decide" && \
+		$(BIN)/twinkg ingest --skab $(SKAB)/other/14.csv && \
 		$(BIN)/python -m twinkg.api.demo agents && \
 		echo "== the shift supervisor approves the controlled stop over HTTP (POST /decisions/…/approve)" && \
 		approved=$$($(BIN)/python -m twinkg.api.demo approve) && echo "$$approved" && \

@@ -1,7 +1,7 @@
 """The whole twin survives export → seed into an empty database → export (decision 0038).
 
 The graph is the one ``make demo`` leaves behind, made with the same commands: the SKAB testbed
-seeded and classified, the cavitation and the valve-closure runs ingested, the agents run after
+seeded and classified, the cavitation and the hot-water runs ingested, the agents run after
 each, and the controlled stop approved by the shift supervisor. Everything the system wrote must
 pass the project's own contracts, and the reseeded twin must export the same dataset (ontology
 as loaded included) and its hash chain must verify.
@@ -35,7 +35,7 @@ from twinkg.shapes.registry import ingest_shapes
 
 pytestmark = pytest.mark.neo4j
 SKAB = REPO.parent / "shared" / "data" / "skab" / "data"
-RUNS = (SKAB / "other" / "13.csv", SKAB / "valve1" / "0.csv")
+RUNS = (SKAB / "other" / "13.csv", SKAB / "other" / "14.csv")  # as `make demo` replays them
 STATUS = re.compile(r'((?:\w+:status|<https://w3id\.org/twinkg/ontology#status>)\s+)"applied"')
 PUMP = "https://w3id.org/twinkg/plant/skab-testbed/pump"
 FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
