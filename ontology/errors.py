@@ -277,3 +277,24 @@ class UnknownQuantityKindError(InvalidInputError):
     """A proposal names a quantity kind that is not in the graph."""
 
     code = "quantity_kind_unknown"
+
+
+class ScenarioError(InvalidInputError):
+    """A scenario file that does not parse or breaks the scenario schema (names the line)."""
+
+    code = "scenario_invalid"
+
+
+class ModelFileError(InvalidInputError):
+    """A simulator model file (an EPANET ``.inp``, an FMU) that is malformed or unsupported;
+    the message names the line or the part at fault."""
+
+    code = "model_file_invalid"
+
+
+class SimulatorError(TwinKGError):
+    """A simulator raised, hung past its step timeout, or returned values that cannot be used;
+    the run ends as failed with this reason and its partial results marked so."""
+
+    code = "simulator_failed"
+    exit_code = 17

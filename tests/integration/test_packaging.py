@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("ontology", "shapes", "kg", "reasoner", "agents", "graph_seed", "connect", "api")
+PACKAGES = ("ontology", "shapes", "kg", "reasoner", "agents", "graph_seed", "connect", "sim", "api")
 LOCK = REPO / "requirements.lock"
 
 
