@@ -13,7 +13,7 @@ from typing import Final
 from rdflib import URIRef
 from rdflib.namespace import DefinedNamespace, Namespace
 
-ONTOLOGY_VERSION: Final = '0.4.0'
+ONTOLOGY_VERSION: Final = '0.5.0'
 
 
 class TK(DefinedNamespace):
@@ -44,8 +44,10 @@ class TK(DefinedNamespace):
     CentrifugalPump: URIRef
     ComplianceRole: URIRef
     Compressor: URIRef
+    Condenser: URIRef
     CriticalOpenAlarm: URIRef
     Decision: URIRef
+    DemandZone: URIRef
     Downtime: URIRef
     EngineerRole: URIRef
     Equipment: URIRef
@@ -73,6 +75,8 @@ class TK(DefinedNamespace):
     InternalLeakageFlowFall: URIRef
     InternalLeakagePressureFall: URIRef
     InternalLeakageTemperatureRise: URIRef
+    Junction: URIRef
+    KPIResult: URIRef
     LockoutTagoutPermit: URIRef
     LowOutput: URIRef
     LowOutputFlowFall: URIRef
@@ -98,13 +102,19 @@ class TK(DefinedNamespace):
     ProposedAction: URIRef
     ProvenanceChain: URIRef
     Pump: URIRef
+    PumpingStation: URIRef
     QueryEvidence: URIRef
+    Reactor: URIRef
+    Reservoir: URIRef
     Role: URIRef
     RotatingEquipment: URIRef
     SafetyPolicy: URIRef
+    Scenario: URIRef
     Sensor: URIRef
+    Separator: URIRef
     SetpointChange: URIRef
     ShapeSet: URIRef
+    SimulationRun: URIRef
     SinglePointOfFailure: URIRef
     Site: URIRef
     SpuriousStop: URIRef
@@ -112,6 +122,7 @@ class TK(DefinedNamespace):
     SpuriousStopFlowFall: URIRef
     StateChange: URIRef
     StaticEquipment: URIRef
+    Stripper: URIRef
     StructuralDeficiency: URIRef
     SupervisorRole: URIRef
     SymptomPattern: URIRef
@@ -154,10 +165,12 @@ class TK(DefinedNamespace):
     criticality: URIRef
     currentSetpoint: URIRef
     demandedBy: URIRef
+    diameter: URIRef
     direction: URIRef
     drivenBy: URIRef
     drives: URIRef
     dutyRole: URIRef
+    elevation: URIRef
     endedAt: URIRef
     expiresAt: URIRef
     externalId: URIRef
@@ -174,15 +187,21 @@ class TK(DefinedNamespace):
     hasStandby: URIRef
     hasSymptom: URIRef
     hasUnit: URIRef
+    horizon: URIRef
     hypothesizedMode: URIRef
     inBatch: URIRef
     inQuantityKind: URIRef
     inferredType: URIRef
     iso14224Code: URIRef
     issuedTo: URIRef
+    kpiName: URIRef
+    kpiOf: URIRef
+    kpiUnit: URIRef
+    kpiValue: URIRef
     lastObservedAt: URIRef
     lastValue: URIRef
     latestAcceptableTime: URIRef
+    length: URIRef
     manifestsAs: URIRef
     manifestsIn: URIRef
     manufacturer: URIRef
@@ -197,20 +216,24 @@ class TK(DefinedNamespace):
     monitors: URIRef
     observedBy: URIRef
     occurredAt: URIRef
+    ontologyVersion: URIRef
     operationalStatus: URIRef
     ordinal: URIRef
     outcome: URIRef
     partOf: URIRef
+    partial: URIRef
     permitStatus: URIRef
     physicalMax: URIRef
     physicalMin: URIRef
     plannerKind: URIRef
+    policy: URIRef
     previousHash: URIRef
     previousValue: URIRef
     producer: URIRef
     promptVersion: URIRef
     proposedAt: URIRef
     proposedSetpoint: URIRef
+    pumpCurve: URIRef
     quality: URIRef
     qualityScore: URIRef
     queryName: URIRef
@@ -219,6 +242,7 @@ class TK(DefinedNamespace):
     randomSeed: URIRef
     rank: URIRef
     ratedFlow: URIRef
+    ratedHead: URIRef
     ratedPower: URIRef
     ratedSpeed: URIRef
     rationale: URIRef
@@ -229,18 +253,28 @@ class TK(DefinedNamespace):
     reportText: URIRef
     requiredRole: URIRef
     resultRows: URIRef
+    roughness: URIRef
     runId: URIRef
+    runStatus: URIRef
     sampleCount: URIRef
     samplingPeriod: URIRef
+    scenario: URIRef
+    scenarioName: URIRef
     score: URIRef
     scoreOf: URIRef
     sequence: URIRef
     setpointQuantityKind: URIRef
     severity: URIRef
+    shapesVersion: URIRef
+    shutoffHead: URIRef
+    simulationSeed: URIRef
+    simulatorName: URIRef
+    simulatorVersion: URIRef
     standardDeviation: URIRef
     standbyFor: URIRef
     status: URIRef
     step: URIRef
+    stepSize: URIRef
     susceptibleTo: URIRef
     tag: URIRef
     targets: URIRef
@@ -249,6 +283,7 @@ class TK(DefinedNamespace):
     transcript: URIRef
     tripCondition: URIRef
     trips: URIRef
+    twinkgVersion: URIRef
     validFrom: URIRef
     validUntil: URIRef
     value: URIRef
@@ -324,8 +359,10 @@ class Label(StrEnum):
     CHANGE = 'Change'
     CHANGE_LOG = 'ChangeLog'
     COMPRESSOR = 'Compressor'
+    CONDENSER = 'Condenser'
     CRITICAL_OPEN_ALARM = 'CriticalOpenAlarm'
     DECISION = 'Decision'
+    DEMAND_ZONE = 'DemandZone'
     DOWNTIME = 'Downtime'
     EQUIPMENT = 'Equipment'
     EVENT = 'Event'
@@ -336,6 +373,8 @@ class Label(StrEnum):
     HYPOTHESIS = 'Hypothesis'
     INGEST_BATCH = 'IngestBatch'
     INTERLOCK = 'Interlock'
+    JUNCTION = 'Junction'
+    KPI_RESULT = 'KPIResult'
     LOCKOUT_TAGOUT_PERMIT = 'LockoutTagoutPermit'
     MAINTENANCE_WORK_ORDER = 'MaintenanceWorkOrder'
     MODEL_TRANSCRIPT = 'ModelTranscript'
@@ -351,18 +390,25 @@ class Label(StrEnum):
     PROPOSED_ACTION = 'ProposedAction'
     PROVENANCE_CHAIN = 'ProvenanceChain'
     PUMP = 'Pump'
+    PUMPING_STATION = 'PumpingStation'
     QUERY_EVIDENCE = 'QueryEvidence'
+    REACTOR = 'Reactor'
+    RESERVOIR = 'Reservoir'
     RESOURCE = 'Resource'
     ROLE = 'Role'
     ROTATING_EQUIPMENT = 'RotatingEquipment'
     SAFETY_POLICY = 'SafetyPolicy'
+    SCENARIO = 'Scenario'
     SENSOR = 'Sensor'
+    SEPARATOR = 'Separator'
     SETPOINT_CHANGE = 'SetpointChange'
     SHAPE_SET = 'ShapeSet'
+    SIMULATION_RUN = 'SimulationRun'
     SINGLE_POINT_OF_FAILURE = 'SinglePointOfFailure'
     SITE = 'Site'
     STATE_CHANGE = 'StateChange'
     STATIC_EQUIPMENT = 'StaticEquipment'
+    STRIPPER = 'Stripper'
     SYMPTOM_PATTERN = 'SymptomPattern'
     TANK = 'Tank'
     TELEMETRY_POINT = 'TelemetryPoint'
@@ -427,6 +473,7 @@ class RelType(StrEnum):
     IN_BATCH = 'IN_BATCH'
     IN_QUANTITY_KIND = 'IN_QUANTITY_KIND'
     ISSUED_TO = 'ISSUED_TO'
+    KPI_OF = 'KPI_OF'
     MANIFESTS_AS = 'MANIFESTS_AS'
     MANIFESTS_IN = 'MANIFESTS_IN'
     MONITORS = 'MONITORS'
@@ -451,6 +498,7 @@ class RelType(StrEnum):
     RDFS_SUB_CLASS_OF = 'RDFS_SUB_CLASS_OF'
     RDFS_SUB_PROPERTY_OF = 'RDFS_SUB_PROPERTY_OF'
     REQUIRED_ROLE = 'REQUIRED_ROLE'
+    SCENARIO = 'SCENARIO'
     SCORE_OF = 'SCORE_OF'
     SETPOINT_QUANTITY_KIND = 'SETPOINT_QUANTITY_KIND'
     SOSA_HAS_FEATURE_OF_INTEREST = 'SOSA_HAS_FEATURE_OF_INTEREST'
@@ -487,8 +535,10 @@ class PropKey(StrEnum):
     CONTRACT_VERSION = 'contractVersion'
     CRITICALITY = 'criticality'
     CURRENT_SETPOINT = 'currentSetpoint'
+    DIAMETER = 'diameter'
     DIRECTION = 'direction'
     DUTY_ROLE = 'dutyRole'
+    ELEVATION = 'elevation'
     ENDED_AT = 'endedAt'
     EXPIRES_AT = 'expiresAt'
     EXTERNAL_ID = 'externalId'
@@ -496,11 +546,16 @@ class PropKey(StrEnum):
     FROM_STATUS = 'fromStatus'
     FULL = 'full'
     GRAPH_VERSION = 'graphVersion'
+    HORIZON = 'horizon'
     INFERRED_TYPE = 'inferredType'
     ISO14224_CODE = 'iso14224Code'
+    KPI_NAME = 'kpiName'
+    KPI_UNIT = 'kpiUnit'
+    KPI_VALUE = 'kpiValue'
     LAST_OBSERVED_AT = 'lastObservedAt'
     LAST_VALUE = 'lastValue'
     LATEST_ACCEPTABLE_TIME = 'latestAcceptableTime'
+    LENGTH = 'length'
     MANUFACTURER = 'manufacturer'
     MAX_RATE_OF_CHANGE = 'maxRateOfChange'
     MAX_VALUE = 'maxValue'
@@ -511,14 +566,17 @@ class PropKey(StrEnum):
     MODEL = 'model'
     MODEL_NAME = 'modelName'
     OCCURRED_AT = 'occurredAt'
+    ONTOLOGY_VERSION = 'ontologyVersion'
     OPERATIONAL_STATUS = 'operationalStatus'
     ORDINAL = 'ordinal'
     OUTCOME = 'outcome'
     OWL_VERSION_INFO = 'owl_versionInfo'
+    PARTIAL = 'partial'
     PERMIT_STATUS = 'permitStatus'
     PHYSICAL_MAX = 'physicalMax'
     PHYSICAL_MIN = 'physicalMin'
     PLANNER_KIND = 'plannerKind'
+    POLICY = 'policy'
     PREVIOUS_HASH = 'previousHash'
     PREVIOUS_VALUE = 'previousValue'
     PRODUCER = 'producer'
@@ -529,6 +587,7 @@ class PropKey(StrEnum):
     PROV_GENERATED_AT_TIME = 'prov_generatedAtTime'
     PROV_INVALIDATED_AT_TIME = 'prov_invalidatedAtTime'
     PROV_STARTED_AT_TIME = 'prov_startedAtTime'
+    PUMP_CURVE = 'pumpCurve'
     QUALITY = 'quality'
     QUALITY_SCORE = 'qualityScore'
     QUDT_CONVERSION_MULTIPLIER = 'qudt_conversionMultiplier'
@@ -540,6 +599,7 @@ class PropKey(StrEnum):
     RANDOM_SEED = 'randomSeed'
     RANK = 'rank'
     RATED_FLOW = 'ratedFlow'
+    RATED_HEAD = 'ratedHead'
     RATED_POWER = 'ratedPower'
     RATED_SPEED = 'ratedSpeed'
     RATIONALE = 'rationale'
@@ -552,23 +612,33 @@ class PropKey(StrEnum):
     REJECTED_COUNT = 'rejectedCount'
     REPORT_TEXT = 'reportText'
     RESULT_ROWS = 'resultRows'
+    ROUGHNESS = 'roughness'
     RUN_ID = 'runId'
+    RUN_STATUS = 'runStatus'
     SAMPLE_COUNT = 'sampleCount'
     SAMPLING_PERIOD = 'samplingPeriod'
+    SCENARIO_NAME = 'scenarioName'
     SCORE = 'score'
     SEQ = 'seq'
     SEQUENCE = 'sequence'
     SEVERITY = 'severity'
+    SHAPES_VERSION = 'shapesVersion'
+    SHUTOFF_HEAD = 'shutoffHead'
+    SIMULATION_SEED = 'simulationSeed'
+    SIMULATOR_NAME = 'simulatorName'
+    SIMULATOR_VERSION = 'simulatorVersion'
     SOSA_HAS_SIMPLE_RESULT = 'sosa_hasSimpleResult'
     SOSA_RESULT_TIME = 'sosa_resultTime'
     STANDARD_DEVIATION = 'standardDeviation'
     STATUS = 'status'
     STEP = 'step'
+    STEP_SIZE = 'stepSize'
     TAG = 'tag'
     THRESHOLD = 'threshold'
     TO_STATUS = 'toStatus'
     TRANSCRIPT = 'transcript'
     TRIP_CONDITION = 'tripCondition'
+    TWINKG_VERSION = 'twinkgVersion'
     URI = 'uri'
     URIS = 'uris'
     VALID_FROM = 'validFrom'
@@ -614,8 +684,10 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#AtRiskAsset': Label.AT_RISK_ASSET,
     'https://w3id.org/twinkg/ontology#CentrifugalPump': Label.CENTRIFUGAL_PUMP,
     'https://w3id.org/twinkg/ontology#Compressor': Label.COMPRESSOR,
+    'https://w3id.org/twinkg/ontology#Condenser': Label.CONDENSER,
     'https://w3id.org/twinkg/ontology#CriticalOpenAlarm': Label.CRITICAL_OPEN_ALARM,
     'https://w3id.org/twinkg/ontology#Decision': Label.DECISION,
+    'https://w3id.org/twinkg/ontology#DemandZone': Label.DEMAND_ZONE,
     'https://w3id.org/twinkg/ontology#Downtime': Label.DOWNTIME,
     'https://w3id.org/twinkg/ontology#Equipment': Label.EQUIPMENT,
     'https://w3id.org/twinkg/ontology#Event': Label.EVENT,
@@ -626,6 +698,8 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#Hypothesis': Label.HYPOTHESIS,
     'https://w3id.org/twinkg/ontology#IngestBatch': Label.INGEST_BATCH,
     'https://w3id.org/twinkg/ontology#Interlock': Label.INTERLOCK,
+    'https://w3id.org/twinkg/ontology#Junction': Label.JUNCTION,
+    'https://w3id.org/twinkg/ontology#KPIResult': Label.KPI_RESULT,
     'https://w3id.org/twinkg/ontology#LockoutTagoutPermit': Label.LOCKOUT_TAGOUT_PERMIT,
     'https://w3id.org/twinkg/ontology#MaintenanceWorkOrder': Label.MAINTENANCE_WORK_ORDER,
     'https://w3id.org/twinkg/ontology#ModelTranscript': Label.MODEL_TRANSCRIPT,
@@ -641,17 +715,24 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#ProposedAction': Label.PROPOSED_ACTION,
     'https://w3id.org/twinkg/ontology#ProvenanceChain': Label.PROVENANCE_CHAIN,
     'https://w3id.org/twinkg/ontology#Pump': Label.PUMP,
+    'https://w3id.org/twinkg/ontology#PumpingStation': Label.PUMPING_STATION,
     'https://w3id.org/twinkg/ontology#QueryEvidence': Label.QUERY_EVIDENCE,
+    'https://w3id.org/twinkg/ontology#Reactor': Label.REACTOR,
+    'https://w3id.org/twinkg/ontology#Reservoir': Label.RESERVOIR,
     'https://w3id.org/twinkg/ontology#Role': Label.ROLE,
     'https://w3id.org/twinkg/ontology#RotatingEquipment': Label.ROTATING_EQUIPMENT,
     'https://w3id.org/twinkg/ontology#SafetyPolicy': Label.SAFETY_POLICY,
+    'https://w3id.org/twinkg/ontology#Scenario': Label.SCENARIO,
     'https://w3id.org/twinkg/ontology#Sensor': Label.SENSOR,
+    'https://w3id.org/twinkg/ontology#Separator': Label.SEPARATOR,
     'https://w3id.org/twinkg/ontology#SetpointChange': Label.SETPOINT_CHANGE,
     'https://w3id.org/twinkg/ontology#ShapeSet': Label.SHAPE_SET,
+    'https://w3id.org/twinkg/ontology#SimulationRun': Label.SIMULATION_RUN,
     'https://w3id.org/twinkg/ontology#SinglePointOfFailure': Label.SINGLE_POINT_OF_FAILURE,
     'https://w3id.org/twinkg/ontology#Site': Label.SITE,
     'https://w3id.org/twinkg/ontology#StateChange': Label.STATE_CHANGE,
     'https://w3id.org/twinkg/ontology#StaticEquipment': Label.STATIC_EQUIPMENT,
+    'https://w3id.org/twinkg/ontology#Stripper': Label.STRIPPER,
     'https://w3id.org/twinkg/ontology#SymptomPattern': Label.SYMPTOM_PATTERN,
     'https://w3id.org/twinkg/ontology#Tank': Label.TANK,
     'https://w3id.org/twinkg/ontology#TelemetryPoint': Label.TELEMETRY_POINT,
@@ -700,8 +781,10 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.AT_RISK_ASSET: (),
     Label.CENTRIFUGAL_PUMP: (Label.ASSET, Label.EQUIPMENT, Label.PUMP, Label.ROTATING_EQUIPMENT, ),
     Label.COMPRESSOR: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
+    Label.CONDENSER: (Label.ASSET, Label.EQUIPMENT, Label.HEAT_EXCHANGER, Label.STATIC_EQUIPMENT, ),
     Label.CRITICAL_OPEN_ALARM: (),
     Label.DECISION: (Label.PROV_ACTIVITY, ),
+    Label.DEMAND_ZONE: (Label.AREA, Label.ASSET, ),
     Label.DOWNTIME: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.EQUIPMENT: (Label.ASSET, ),
     Label.EVENT: (Label.PROV_ENTITY, ),
@@ -712,6 +795,8 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.HYPOTHESIS: (Label.PROV_ENTITY, ),
     Label.INGEST_BATCH: (Label.PROV_ENTITY, ),
     Label.INTERLOCK: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
+    Label.JUNCTION: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.KPI_RESULT: (Label.PROV_ENTITY, ),
     Label.LOCKOUT_TAGOUT_PERMIT: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.MAINTENANCE_WORK_ORDER: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.MODEL_TRANSCRIPT: (Label.PROV_ENTITY, ),
@@ -727,17 +812,24 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.PROPOSED_ACTION: (Label.PROV_ENTITY, Label.PROV_PLAN, ),
     Label.PROVENANCE_CHAIN: (),
     Label.PUMP: (Label.ASSET, Label.EQUIPMENT, Label.ROTATING_EQUIPMENT, ),
+    Label.PUMPING_STATION: (Label.AREA, Label.ASSET, ),
     Label.QUERY_EVIDENCE: (Label.PROV_ENTITY, ),
+    Label.REACTOR: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
+    Label.RESERVOIR: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.ROLE: (Label.PROV_ROLE, ),
     Label.ROTATING_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
     Label.SAFETY_POLICY: (Label.POLICY, Label.PROV_ENTITY, ),
+    Label.SCENARIO: (Label.PROV_ENTITY, ),
     Label.SENSOR: (Label.ASSET, Label.SOSA_SENSOR, ),
+    Label.SEPARATOR: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.SETPOINT_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.SHAPE_SET: (Label.PROV_ENTITY, ),
+    Label.SIMULATION_RUN: (Label.PROV_ACTIVITY, ),
     Label.SINGLE_POINT_OF_FAILURE: (),
     Label.SITE: (Label.ASSET, ),
     Label.STATE_CHANGE: (Label.EVENT, Label.PROV_ENTITY, ),
     Label.STATIC_EQUIPMENT: (Label.ASSET, Label.EQUIPMENT, ),
+    Label.STRIPPER: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.SYMPTOM_PATTERN: (),
     Label.TANK: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.TELEMETRY_POINT: (Label.EVENT, Label.OBSERVATION, Label.PROV_ENTITY, Label.SOSA_OBSERVATION, ),
@@ -800,12 +892,14 @@ RELATIONSHIPS: Final[Mapping[str, RelType]] = {
     'https://w3id.org/twinkg/ontology#inBatch': RelType.IN_BATCH,
     'https://w3id.org/twinkg/ontology#inQuantityKind': RelType.IN_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#issuedTo': RelType.ISSUED_TO,
+    'https://w3id.org/twinkg/ontology#kpiOf': RelType.KPI_OF,
     'https://w3id.org/twinkg/ontology#manifestsAs': RelType.MANIFESTS_AS,
     'https://w3id.org/twinkg/ontology#manifestsIn': RelType.MANIFESTS_IN,
     'https://w3id.org/twinkg/ontology#monitors': RelType.MONITORS,
     'https://w3id.org/twinkg/ontology#observedBy': RelType.OBSERVED_BY,
     'https://w3id.org/twinkg/ontology#partOf': RelType.PART_OF,
     'https://w3id.org/twinkg/ontology#requiredRole': RelType.REQUIRED_ROLE,
+    'https://w3id.org/twinkg/ontology#scenario': RelType.SCENARIO,
     'https://w3id.org/twinkg/ontology#scoreOf': RelType.SCORE_OF,
     'https://w3id.org/twinkg/ontology#setpointQuantityKind': RelType.SETPOINT_QUANTITY_KIND,
     'https://w3id.org/twinkg/ontology#standbyFor': RelType.STANDBY_FOR,
@@ -847,19 +941,26 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#contractVersion': (PropKey.CONTRACT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#criticality': (PropKey.CRITICALITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#currentSetpoint': (PropKey.CURRENT_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#diameter': (PropKey.DIAMETER, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#direction': (PropKey.DIRECTION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#dutyRole': (PropKey.DUTY_ROLE, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#elevation': (PropKey.ELEVATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#endedAt': (PropKey.ENDED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#expiresAt': (PropKey.EXPIRES_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#externalId': (PropKey.EXTERNAL_ID, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#freshnessScore': (PropKey.FRESHNESS_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#fromStatus': (PropKey.FROM_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#graphVersion': (PropKey.GRAPH_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#horizon': (PropKey.HORIZON, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#inferredType': (PropKey.INFERRED_TYPE, 'http://www.w3.org/2001/XMLSchema#anyURI'),
     'https://w3id.org/twinkg/ontology#iso14224Code': (PropKey.ISO14224_CODE, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#kpiName': (PropKey.KPI_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#kpiUnit': (PropKey.KPI_UNIT, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#kpiValue': (PropKey.KPI_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#lastObservedAt': (PropKey.LAST_OBSERVED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#lastValue': (PropKey.LAST_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#latestAcceptableTime': (PropKey.LATEST_ACCEPTABLE_TIME, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#length': (PropKey.LENGTH, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#manufacturer': (PropKey.MANUFACTURER, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#maxRateOfChange': (PropKey.MAX_RATE_OF_CHANGE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#maxValue': (PropKey.MAX_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
@@ -870,19 +971,23 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#model': (PropKey.MODEL, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#modelName': (PropKey.MODEL_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#occurredAt': (PropKey.OCCURRED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
+    'https://w3id.org/twinkg/ontology#ontologyVersion': (PropKey.ONTOLOGY_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#operationalStatus': (PropKey.OPERATIONAL_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#ordinal': (PropKey.ORDINAL, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#outcome': (PropKey.OUTCOME, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#partial': (PropKey.PARTIAL, 'http://www.w3.org/2001/XMLSchema#boolean'),
     'https://w3id.org/twinkg/ontology#permitStatus': (PropKey.PERMIT_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#physicalMax': (PropKey.PHYSICAL_MAX, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#physicalMin': (PropKey.PHYSICAL_MIN, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#plannerKind': (PropKey.PLANNER_KIND, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#policy': (PropKey.POLICY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#previousHash': (PropKey.PREVIOUS_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#previousValue': (PropKey.PREVIOUS_VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#producer': (PropKey.PRODUCER, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#promptVersion': (PropKey.PROMPT_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#proposedAt': (PropKey.PROPOSED_AT, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#proposedSetpoint': (PropKey.PROPOSED_SETPOINT, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#pumpCurve': (PropKey.PUMP_CURVE, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#quality': (PropKey.QUALITY, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#qualityScore': (PropKey.QUALITY_SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#queryName': (PropKey.QUERY_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
@@ -891,6 +996,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#randomSeed': (PropKey.RANDOM_SEED, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#rank': (PropKey.RANK, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#ratedFlow': (PropKey.RATED_FLOW, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#ratedHead': (PropKey.RATED_HEAD, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedPower': (PropKey.RATED_POWER, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#ratedSpeed': (PropKey.RATED_SPEED, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#rationale': (PropKey.RATIONALE, 'http://www.w3.org/2001/XMLSchema#string'),
@@ -900,20 +1006,30 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#rejectedCount': (PropKey.REJECTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#reportText': (PropKey.REPORT_TEXT, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#resultRows': (PropKey.RESULT_ROWS, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#roughness': (PropKey.ROUGHNESS, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#runId': (PropKey.RUN_ID, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#runStatus': (PropKey.RUN_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#sampleCount': (PropKey.SAMPLE_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#samplingPeriod': (PropKey.SAMPLING_PERIOD, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#scenarioName': (PropKey.SCENARIO_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#score': (PropKey.SCORE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#sequence': (PropKey.SEQUENCE, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#severity': (PropKey.SEVERITY, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#shapesVersion': (PropKey.SHAPES_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#shutoffHead': (PropKey.SHUTOFF_HEAD, 'http://www.w3.org/2001/XMLSchema#double'),
+    'https://w3id.org/twinkg/ontology#simulationSeed': (PropKey.SIMULATION_SEED, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#simulatorName': (PropKey.SIMULATOR_NAME, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#simulatorVersion': (PropKey.SIMULATOR_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#standardDeviation': (PropKey.STANDARD_DEVIATION, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#status': (PropKey.STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#step': (PropKey.STEP, 'http://www.w3.org/2001/XMLSchema#integer'),
+    'https://w3id.org/twinkg/ontology#stepSize': (PropKey.STEP_SIZE, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#tag': (PropKey.TAG, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#threshold': (PropKey.THRESHOLD, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#toStatus': (PropKey.TO_STATUS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#transcript': (PropKey.TRANSCRIPT, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#tripCondition': (PropKey.TRIP_CONDITION, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#twinkgVersion': (PropKey.TWINKG_VERSION, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#validFrom': (PropKey.VALID_FROM, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#validUntil': (PropKey.VALID_UNTIL, 'http://www.w3.org/2001/XMLSchema#dateTime'),
     'https://w3id.org/twinkg/ontology#value': (PropKey.VALUE, 'http://www.w3.org/2001/XMLSchema#double'),
