@@ -1,0 +1,888 @@
+"""The closed loop: a simulated plant, a policy acting on it, and (for the twin's policies) the
+twin in between.
+
+Per communication step of the master: faults due now are injected, repair jobs move on, the
+commanded inputs go to the simulators, the master steps. Every ``telemetry_s`` the sensor-fault
+injector's outputs for every :class:`twinkg.sim.binding.SensorBinding` become telemetry points (the
+JSON telemetry contract's fields; a dropout's NaN becomes no point), buffered. Every ``decide_s``
+the policy looks: a baseline (``sim.policies``) reads the measured values and commands the plant
+directly; the twin's policies ingest the buffer through the :class:`TwinPort` (the warm-up once,
+with the detectors fitted on it), run the agents as of simulated time, and apply what the guard
+allowed through the binding's actuators. Approval requests are answered by the scenario's
+simulated approver at simulated time plus its delay. KPIs are measured, never assumed: an applied
+action is checked again (:meth:`TwinPort.recheck` and the simulator's own input range) and counted
+in ``unsafe_applied_actions`` if it breaks either.
+
+A simulator that raises or hangs ends the run ``failed`` with the reason, the KPIs so far kept and
+``partial=True``. Nothing in the loop reads the wall clock but to report ``wall_s``: the same
+scenario and seed give the same KPIs and the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twinkg.ontology.errors import ConfigError, SimulatorError
+from twinkg.sim.binding import Actuator, PlantBinding
+from twinkg.sim.policies import (
+    CONTROLLED_STOP,
+    SETPOINT_CHANGE,
+    SWITCH_TO_STANDBY,
+    TWIN_POLICIES,
+    WORK_ORDER,
+    AssetState,
+    Command,
+    PlantView,
+    Policy,
+    baseline,
+    check_policy,
+)
+from twinkg.sim.results import Progress, SimResult
+
+if TYPE_CHECKING:
+    from rdflib import Graph
+
+    from twinkg.agents.planning import Planner
+    from twinkg.sim.master import CoSimulation
+
+SIM_BASE = "https://w3id.org/twinkg/sim/"
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""Simulated second 0 (every run starts at the same instant, so runs compare)."""
+
+
+def run_prefix(run_id: str) -> str:
+    """The IRI prefix of a run's own copy of the plant graph (and of the run itself)."""
+    return f"{SIM_BASE}{run_id}/"
+
+
+def sim_time(t: float) -> datetime:
+    """The instant of simulated second ``t``."""
+    return EPOCH + timedelta(seconds=t)
+
+
+# ----------------------------------------------------------------------------- ports
+
+
+@dataclass(frozen=True, slots=True)
+class PortDecision:
+    """One decision the agents recorded, as the loop needs it."""
+
+    decision: str  # the decision IRI
+    outcome: str  # "applied" | "refused" | "awaiting_approval" | "rejected"
+    kind: str | None  # the action kind (None: the run proposed nothing)
+    target: str | None
+    at: str  # ISO time (simulated)
+    proposed_setpoint: float | None = None
+    quantity_kind: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SimRunStart:
+    """What :meth:`RunRecorder.start_run` records about a run before it starts."""
+
+    run: str  # the tk:SimulationRun IRI
+    run_id: str
+    scenario: str
+    scenario_version: str
+    scenario_hash: str
+    policy: str
+    seed: int
+    simulator: str
+    simulator_version: str
+    twinkg_version: str
+    horizon_s: float
+    step_s: float
+    started_at: str  # ISO, wall clock
+
+
+class RunRecorder(Protocol):
+    """Records a run in the graph (implemented over ``kg.sim_runs``)."""
+
+    def start_run(self, start: SimRunStart) -> None:
+        """The run, its scenario and versions, status "running"."""
+        ...
+
+    def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
+        """Each decision ``prov:wasInformedBy`` the run."""
+        ...
+
+    def finish_run(
+        self,
+        run: str,
+        status: str,
+        reason: str | None,
+        partial: bool,
+        kpis: Mapping[str, tuple[float, str]],
+    ) -> None:
+        """The end status and the KPIs (name → (value, unit))."""
+        ...
+
+
+class TwinPort(Protocol):
+    """The twin as the loop reaches it (implemented by ``api.sim_port.TwinSimPort``)."""
+
+    def seed(self, run_id: str, graph: Graph) -> None:
+        """Write the run's own copy of the plant graph."""
+        ...
+
+    def planner(self, policy: str) -> Planner:
+        """The inner planner of a twin policy (``ConfigError`` when it is not configured)."""
+        ...
+
+    def ingest(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        *,
+        received_at: datetime,
+        fit_rows: int | None,
+        source: str,
+    ) -> int:
+        """Ingest telemetry points as received at simulated ``received_at``; the alarms raised."""
+        ...
+
+    def decide(
+        self, *, run_id: str, scope: str, as_of: datetime, planner: Planner, max_runs: int
+    ) -> list[PortDecision]:
+        """Run the agents on ``scope`` as of simulated ``as_of``; every decision they recorded."""
+        ...
+
+    def answer(
+        self, decision: str, *, approve: bool, at: datetime, comment: str
+    ) -> list[PortDecision]:
+        """Answer an approval request as the simulated approver at ``at``; the decisions the
+        resumed run recorded."""
+        ...
+
+    def recheck(self, decision: PortDecision) -> int:
+        """The safety shapes' violations of an applied action, judged again after it applied."""
+        ...
+
+
+# ----------------------------------------------------------------------------- plant and config
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault the schedule injects: from ``start_s`` (until ``end_s``, when it ends)."""
+
+    kind: str
+    target: str
+    start_s: float
+    magnitude: float = 1.0
+    end_s: float | None = None
+
+
+FaultInputs = Callable[[FaultEvent, bool], Mapping[str, Mapping[str, float]]]
+"""The inputs (component → name → value) that start (True) or end (False) a fault."""
+
+
+@dataclass
+class RunPlant:
+    """A run's simulators and what the loop must know about them (built by ``sim.plants``)."""
+
+    master: CoSimulation
+    binding: PlantBinding
+    simulator: str
+    simulator_version: str
+    plant: str = "plant"  # the plant component's name
+    degradation: str | None = None  # the degradation component (pump ids in ``pumps``)
+    sensors: str | None = None  # the sensor-fault injector (feedthrough)
+    parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    graph: Graph | None = None  # the run's plant graph (twin policies)
+    alarm_limits: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    initial_inputs: Mapping[str, float] = field(default_factory=dict)
+    fault_inputs: FaultInputs | None = None
+    lookahead: Any = None  # sim.lookahead.PlantCandidates for the look-ahead planner
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    """The scenario's numbers the loop runs by (all times in simulated seconds)."""
+
+    scenario: str
+    scenario_version: str
+    scenario_hash: str
+    horizon_s: float
+    step_s: float
+    telemetry_s: float
+    decide_s: float
+    warmup_s: float
+    crews: int = 1
+    repair_s: float = 8 * 3600.0
+    cost_per_repair: float = 0.0
+    cost_per_crew_hour: float = 0.0
+    preventive_interval_s: float = 168 * 3600.0
+    approver: str = "approve"  # approve | reject | approve_after | absent
+    approver_delay_s: float = 900.0
+    faults: tuple[FaultEvent, ...] = ()
+    max_agent_runs: int = 3  # agent runs per decision point
+
+
+APPROVER_COMMENT = "simulated approver of scenario {name}@{version} ({behaviour}); not a person"
+
+
+# ----------------------------------------------------------------------------- KPIs
+
+
+@dataclass
+class Ledger:
+    """What the loop counts while it runs; :meth:`kpis` turns it into KPI values."""
+
+    steps: int = 0
+    simulated_s: float = 0.0
+    up_s: float = 0.0
+    unplanned_down_s: float = 0.0
+    trips: int = 0
+    throughput_sum: float = 0.0
+    throughput_n: int = 0
+    served_m3: float = 0.0
+    required_m3: float = 0.0
+    energy_kwh: float = 0.0
+    cost_sum: float = 0.0
+    cost_n: int = 0
+    maintenance_actions: int = 0
+    maintenance_cost: float = 0.0
+    excursion_s: float = 0.0
+    refused_actions: int = 0
+    unsafe_applied_actions: int = 0
+    decisions: int = 0
+    applied_actions: int = 0
+
+    def kpis(self, water: bool) -> dict[str, tuple[float, str]]:
+        """Every KPI (name → (value, unit))."""
+        horizon = self.simulated_s or 1.0
+        if water:
+            throughput = self.served_m3 / self.required_m3 if self.required_m3 else 1.0
+            energy = self.energy_kwh / self.served_m3 if self.served_m3 else 0.0
+            units = ("fraction", "kWh/m3")
+        else:
+            throughput = self.throughput_sum / self.throughput_n if self.throughput_n else 0.0
+            energy = self.cost_sum / self.cost_n if self.cost_n else 0.0
+            units = ("m3/h", "$/h")
+        return {
+            "availability": (self.up_s / horizon, "fraction"),
+            "unplanned_downtime_h": (self.unplanned_down_s / 3600.0, "h"),
+            "trips": (float(self.trips), "count"),
+            "throughput": (throughput, units[0]),
+            "energy_per_unit": (energy, units[1]),
+            "maintenance_actions": (float(self.maintenance_actions), "count"),
+            "maintenance_cost": (self.maintenance_cost, "$"),
+            "envelope_excursion_h": (self.excursion_s / 3600.0, "h"),
+            "refused_actions": (float(self.refused_actions), "count"),
+            "unsafe_applied_actions": (float(self.unsafe_applied_actions), "count"),
+            "decisions": (float(self.decisions), "count"),
+        }
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A decision as the loop saw it (run-relative: the run's IRI prefix cut off)."""
+
+    decision: str
+    kind: str | None
+    target: str | None
+    outcome: str
+    at_s: float
+    setpoint: float | None
+
+
+@dataclass
+class _Job:
+    asset: str
+    element: str
+    queued_s: float
+    start_s: float | None = None
+    corrective: bool = False
+
+
+class LoopState:
+    """The mutable state of one run (commands, repairs, approvals, counts)."""
+
+    def __init__(self, plant: RunPlant, config: LoopConfig) -> None:
+        self.plant = plant
+        self.config = config
+        self.ledger = Ledger()
+        self.commanded: dict[str, float] = dict(plant.initial_inputs)  # input → value
+        self.jobs: list[_Job] = []
+        self.failed: set[str] = set()  # assets whose degradation says failed
+        self.pending: list[tuple[float, str]] = []  # (due simulated s, decision IRI)
+        self.decisions: list[DecisionRecord] = []
+        self.records: list[str] = []
+        self.owner = _input_owners(plant)
+        self.ranges = _input_ranges(plant)
+        self.plant_down = False
+        self.sent: dict[str, float] = {}
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def send(self, inputs: Mapping[str, float], *, changed_only: bool = False) -> None:
+        """Queue inputs for whichever component declares each (with ``changed_only``, those
+        whose value differs from what was last sent, so a fault's input is not overwritten)."""
+        by_component: dict[str, dict[str, float]] = {}
+        for name, value in inputs.items():
+            if changed_only and self.sent.get(name) == value:
+                continue
+            self.sent[name] = value
+            component = self.owner.get(name)
+            if component is None:
+                continue  # an input no simulator of this plant has: nothing moves
+            by_component.setdefault(component, {})[name] = value
+        for component, values in by_component.items():
+            self.plant.master.set_inputs(component, values)
+
+    def effective_inputs(self) -> dict[str, float]:
+        """The commanded inputs with repairs and failures forcing assets out."""
+        out = dict(self.commanded)
+        for actuator in self.plant.binding.actuators:
+            if actuator.run_input is None:
+                continue
+            if actuator.asset in self.failed or self._in_repair(actuator.asset):
+                out[actuator.run_input] = 0.0
+        return out
+
+    def _in_repair(self, asset: str) -> bool:
+        return any(j.asset == asset and j.start_s is not None for j in self.jobs)
+
+    def asset_states(self) -> dict[str, AssetState]:
+        """Each actuated asset's state for a baseline's view."""
+        out = {}
+        for a in self.plant.binding.actuators:
+            run = self.commanded.get(a.run_input, 1.0) if a.run_input else 1.0
+            out[a.asset] = AssetState(
+                asset=a.asset,
+                failed=a.asset in self.failed,
+                in_repair=self._in_repair(a.asset),
+                queued=any(j.asset == a.asset and j.start_s is None for j in self.jobs),
+                commanded_run=run >= 0.5,
+            )
+        return out
+
+    # -- actions -----------------------------------------------------------------------
+
+    def apply(self, command: Command, t: float) -> bool:
+        """Move the simulator inputs the command's actuator names; False when nothing moved."""
+        binding = self.plant.binding
+        actuator = binding.actuator(command.asset)
+        if actuator is None:
+            return False
+        if command.kind == CONTROLLED_STOP and actuator.run_input:
+            self.commanded[actuator.run_input] = 0.0
+            return True
+        if command.kind == SWITCH_TO_STANDBY:
+            partner = _partner(binding, actuator)
+            if partner is None or partner.run_input is None or actuator.run_input is None:
+                return False
+            self.commanded[partner.run_input] = 1.0
+            self.commanded[actuator.run_input] = 0.0
+            return True
+        if command.kind == SETPOINT_CHANGE and actuator.setpoint_input:
+            value = command.value
+            if value is None and command.factor is not None:
+                current = self.commanded.get(actuator.setpoint_input)
+                if current is None:
+                    return False
+                value = current * command.factor
+            if value is None:
+                return False
+            self.commanded[actuator.setpoint_input] = float(value)
+            return True
+        if command.kind == WORK_ORDER and actuator.repairable is not None:
+            if any(j.asset == actuator.asset for j in self.jobs):
+                return False  # one job per asset at a time
+            self.jobs.append(_Job(actuator.asset, actuator.repairable, t))
+            return True
+        return False
+
+    def outside_range(self, command: Command) -> bool:
+        """Whether an applied setpoint lies outside the simulator input's declared range."""
+        if command.kind != SETPOINT_CHANGE or command.value is None:
+            return False
+        actuator = self.plant.binding.actuator(command.asset)
+        if actuator is None or actuator.setpoint_input is None:
+            return False
+        lo, hi = self.ranges.get(actuator.setpoint_input, (None, None))
+        return (lo is not None and command.value < lo) or (hi is not None and command.value > hi)
+
+    # -- repairs -----------------------------------------------------------------------
+
+    def corrective(self, t: float) -> None:
+        """A failed asset gets a repair job (the plant's own corrective maintenance)."""
+        for asset in sorted(self.failed):
+            if not any(j.asset == asset for j in self.jobs):
+                actuator = self.plant.binding.actuator(asset)
+                if actuator is not None and actuator.repairable is not None:
+                    self.jobs.append(_Job(asset, actuator.repairable, t, corrective=True))
+
+    def advance_jobs(self, t: float) -> dict[str, float]:
+        """Start queued jobs as crews free up; finish those done. The repair inputs to send."""
+        repair: dict[str, float] = {}
+        config = self.config
+        for job in list(self.jobs):
+            if job.start_s is not None and t >= job.start_s + config.repair_s:
+                self.jobs.remove(job)
+                repair[f"pump:{job.element}:repair"] = 1.0
+                self.failed.discard(job.asset)
+                self.ledger.maintenance_actions += 1
+                self.ledger.maintenance_cost += (
+                    config.cost_per_repair + config.cost_per_crew_hour * config.repair_s / 3600.0
+                )
+        busy = sum(1 for j in self.jobs if j.start_s is not None)
+        for job in self.jobs:
+            if job.start_s is None and busy < config.crews:
+                job.start_s = t
+                busy += 1
+        return repair
+
+
+def _input_owners(plant: RunPlant) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for name, component in plant.master.components.items():
+        if name == plant.sensors:
+            continue
+        for v in component.info().variables:
+            if v.causality == "input":
+                owners.setdefault(v.name, name)
+    return owners
+
+
+def _input_ranges(plant: RunPlant) -> dict[str, tuple[float | None, float | None]]:
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for component in plant.master.components.values():
+        for v in component.info().variables:
+            if v.causality == "input":
+                out.setdefault(v.name, (v.minimum, v.maximum))
+    return out
+
+
+def _partner(binding: PlantBinding, actuator: Actuator) -> Actuator | None:
+    for other in binding.actuators:
+        if other.standby_for == actuator.asset:
+            return other
+    if actuator.standby_for:
+        return binding.actuator(actuator.standby_for)
+    return None
+
+
+def _merged(plant: RunPlant) -> dict[str, float]:
+    outputs = plant.master.outputs
+    merged: dict[str, float] = {}
+    for name in outputs:
+        if name != plant.sensors:
+            merged.update(outputs[name])
+    return merged
+
+
+def _measured(plant: RunPlant, merged: Mapping[str, float]) -> dict[str, float]:
+    if plant.sensors is None or plant.sensors not in plant.master.outputs:
+        return dict(merged)
+    return {**merged, **plant.master.outputs[plant.sensors]}
+
+
+def telemetry_points(
+    binding: PlantBinding, measured: Mapping[str, float], t: float
+) -> list[dict[str, Any]]:
+    """The JSON telemetry points of every bound sensor at simulated second ``t`` (a NaN, a
+    dropout, gives no point; a missing output neither)."""
+    moment = sim_time(t).isoformat()
+    points = []
+    for s in binding.sensors:
+        raw = measured.get(s.output)
+        if raw is None or not math.isfinite(raw):
+            continue
+        points.append(
+            {
+                "sensor": s.sensor,
+                "value": raw * s.scale + s.offset,
+                "unit": s.unit,
+                "time": moment,
+                "quality": "good",
+            }
+        )
+    return points
+
+
+def _account(state: LoopState, merged: Mapping[str, float], dt: float) -> None:
+    """One step's KPIs."""
+    ledger, plant = state.ledger, state.plant
+    ledger.steps += 1
+    ledger.simulated_s += dt
+    running = merged.get("plant:running", 1.0) >= 0.5
+    if not running and not state.plant_down:
+        ledger.trips += 1
+    state.plant_down = not running
+    repairable = [a for a in plant.binding.actuators if a.repairable is not None]
+    unplanned = bool(state.failed) or not running
+    if repairable and running:
+        # the plant is up while not every repairable asset is failed
+        up = len(state.failed) < len(repairable)
+    else:
+        up = running
+    if (up and not unplanned) or up:
+        ledger.up_s += dt
+    if unplanned:
+        ledger.unplanned_down_s += dt
+    water = "plant:demand_required" in merged
+    if water:
+        ledger.required_m3 += merged.get("plant:demand_required", 0.0) * dt
+        served = merged.get("plant:demand_served", 0.0) * dt
+        ledger.served_m3 += served
+        ledger.energy_kwh += merged.get("plant:power", 0.0) * dt / 3600.0
+    else:
+        key = plant.binding.kpi_outputs.get("throughput", "plant:throughput")
+        if key in merged:
+            ledger.throughput_sum += 0.0 if not running else merged[key]
+            ledger.throughput_n += 1
+        cost = plant.binding.kpi_outputs.get("energy_per_unit", "plant:cost_per_h")
+        if cost in merged:
+            ledger.cost_sum += merged[cost]
+            ledger.cost_n += 1
+    for output, (lo, hi) in plant.alarm_limits.items():
+        value = merged.get(output)
+        if value is None or not math.isfinite(value):
+            continue
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            ledger.excursion_s += dt
+            break
+
+
+def _failures(state: LoopState, merged: Mapping[str, float]) -> None:
+    for a in state.plant.binding.actuators:
+        if a.repairable is None:
+            continue
+        if merged.get(f"pump:{a.repairable}:failed", 0.0) >= 0.5:
+            state.failed.add(a.asset)
+
+
+def _command(decision: PortDecision) -> Command | None:
+    if decision.kind is None or decision.target is None:
+        return None
+    return Command(decision.kind, decision.target, value=decision.proposed_setpoint)
+
+
+class _TwinDriver:
+    """The twin's side of a run: ingest at decision points, agents, approvals."""
+
+    def __init__(self, state: LoopState, port: TwinPort, planner: Planner, run_id: str) -> None:
+        self.state, self.port, self.planner, self.run_id = state, port, planner, run_id
+        self.buffer: list[dict[str, Any]] = []
+        self.rows = 0
+        self.fitted = False
+        self.prefix = run_prefix(run_id)
+
+    def decide(self, t: float) -> None:
+        config = self.state.config
+        if not self.fitted:
+            self.port.ingest(
+                self.buffer, received_at=sim_time(t), fit_rows=self.rows, source="warm-up"
+            )
+            self.fitted = True
+        elif self.buffer:
+            self.port.ingest(self.buffer, received_at=sim_time(t), fit_rows=None, source="sim")
+        self.buffer = []
+        scope = self.state.plant.binding.site
+        found = self.port.decide(
+            run_id=self.run_id,
+            scope=scope,
+            as_of=sim_time(t),
+            planner=self.planner,
+            max_runs=config.max_agent_runs,
+        )
+        self.handle(found, t)
+
+    def handle(self, found: Sequence[PortDecision], t: float) -> None:
+        state, config = self.state, self.state.config
+        for d in found:
+            state.records.append(d.decision)
+            state.ledger.decisions += 1
+            state.decisions.append(
+                DecisionRecord(
+                    d.decision.removeprefix(self.prefix),
+                    d.kind,
+                    None if d.target is None else d.target.removeprefix(self.prefix),
+                    d.outcome,
+                    t,
+                    d.proposed_setpoint,
+                )
+            )
+            if d.outcome == "refused":
+                state.ledger.refused_actions += 1
+            elif d.outcome == "awaiting_approval":
+                if config.approver in ("approve", "reject") or config.approver == "approve_after":
+                    state.pending.append((t + config.approver_delay_s, d.decision))
+            elif d.outcome == "applied":
+                command = _command(d)
+                if command is None:
+                    continue
+                state.apply(command, t)
+                state.ledger.applied_actions += 1
+                unsafe = self.port.recheck(d) > 0 or state.outside_range(command)
+                if unsafe:
+                    state.ledger.unsafe_applied_actions += 1
+
+    def answers(self, t: float) -> None:
+        state, config = self.state, self.state.config
+        due = sorted(p for p in state.pending if p[0] <= t)
+        for item in due:
+            state.pending.remove(item)
+            comment = APPROVER_COMMENT.format(
+                name=config.scenario, version=config.scenario_version, behaviour=config.approver
+            )
+            found = self.port.answer(
+                item[1], approve=config.approver != "reject", at=sim_time(t), comment=comment
+            )
+            self.handle(found, t)
+
+
+def _twinkg_version() -> str:
+    try:
+        return metadata.version("twinkg")
+    except metadata.PackageNotFoundError:
+        return "0+source"
+
+
+def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to bottom
+    plant: RunPlant,
+    config: LoopConfig,
+    *,
+    policy: str,
+    seed: int,
+    port: TwinPort | None,
+    recorder: RunRecorder | None,
+    progress: Progress | None = None,
+    run_id: str,
+) -> tuple[SimResult, tuple[DecisionRecord, ...]]:
+    """Run ``plant`` under ``policy`` (see the module docstring); the result and the decisions."""
+    clock = time.perf_counter()
+    check_policy(policy)
+    run_iri = f"{run_prefix(run_id)}run"
+    state = LoopState(plant, config)
+    twin: _TwinDriver | None = None
+    base: Policy | None = None
+    if policy in TWIN_POLICIES:
+        if port is None:
+            raise ConfigError(f"the {policy} policy needs the twin (a graph store)")
+        inner = port.planner(policy)
+        planner = _with_lookahead(inner, plant, config)
+        if plant.graph is None:
+            raise ConfigError(f"the plant of {config.scenario} has no graph for the twin")
+        port.seed(run_id, plant.graph)
+        twin = _TwinDriver(state, port, planner, run_id)
+    else:
+        base = baseline(
+            policy,
+            binding=plant.binding,
+            interval_s=config.preventive_interval_s,
+            start_s=config.warmup_s,
+        )
+    if recorder is not None:
+        recorder.start_run(
+            SimRunStart(
+                run=run_iri,
+                run_id=run_id,
+                scenario=config.scenario,
+                scenario_version=config.scenario_version,
+                scenario_hash=config.scenario_hash,
+                policy=policy,
+                seed=seed,
+                simulator=plant.simulator,
+                simulator_version=plant.simulator_version,
+                twinkg_version=_twinkg_version(),
+                horizon_s=config.horizon_s,
+                step_s=config.step_s,
+                started_at=datetime.now(UTC).isoformat(),
+            )
+        )
+    status, reason = "completed", None
+    steps = round(config.horizon_s / config.step_s)
+    tel_every = max(1, round(config.telemetry_s / config.step_s))
+    dec_every = max(1, round(config.decide_s / config.step_s))
+    faults = sorted(config.faults, key=lambda f: (f.start_s, f.kind, f.target))
+    ended: set[int] = set()
+    started: set[int] = set()
+    master = plant.master
+    try:
+        master.instantiate(plant.parameters, seed)
+        state.send(state.effective_inputs())
+        for k in range(steps):
+            t = k * config.step_s
+            for i, fault in enumerate(faults):
+                if plant.fault_inputs is None:
+                    break
+                if i not in started and fault.start_s <= t:
+                    started.add(i)
+                    _send_by_component(master, plant.fault_inputs(fault, True))
+                if i in started and i not in ended and fault.end_s is not None and fault.end_s <= t:
+                    ended.add(i)
+                    _send_by_component(master, plant.fault_inputs(fault, False))
+            repair = state.advance_jobs(t)
+            inputs = state.effective_inputs()
+            for name in list(repair):
+                inputs[name] = 1.0
+            state.send(inputs, changed_only=True)
+            master.step()
+            if repair:
+                state.send(dict.fromkeys(repair, 0.0))
+            t_end = (k + 1) * config.step_s
+            merged = _merged(plant)
+            _failures(state, merged)
+            state.corrective(t_end)
+            _account(state, merged, config.step_s)
+            measured = _measured(plant, merged) if (twin or base) else merged
+            if twin is not None and (k + 1) % tel_every == 0:
+                twin.buffer.extend(telemetry_points(plant.binding, measured, t_end))
+                if t_end <= config.warmup_s:
+                    twin.rows += 1
+            if t_end >= config.warmup_s and (k + 1) % dec_every == 0:
+                if twin is not None:
+                    twin.decide(t_end)
+                elif base is not None:
+                    view = PlantView(
+                        t=t_end,
+                        measured=measured,
+                        binding=plant.binding,
+                        assets=state.asset_states(),
+                        alarm_limits=plant.alarm_limits,
+                    )
+                    for command in base.decide(view):
+                        state.apply(command, t_end)
+            if twin is not None and state.pending:
+                twin.answers(t_end)
+            if progress is not None:
+                progress((k + 1) / steps)
+    except SimulatorError as exc:
+        status, reason = "failed", str(exc)
+    finally:
+        try:
+            master.terminate()
+        except SimulatorError as exc:
+            if status == "completed":
+                status, reason = "failed", str(exc)
+    kpis = state.ledger.kpis(water=_is_water(plant))
+    partial = status == "failed"
+    if recorder is not None:
+        if state.records:
+            recorder.link_decisions(run_iri, list(state.records))
+        recorder.finish_run(run_iri, status, reason, partial, kpis)
+    result = SimResult(
+        run=run_iri,
+        scenario=config.scenario,
+        scenario_version=config.scenario_version,
+        scenario_hash=config.scenario_hash,
+        policy=policy,
+        seed=seed,
+        status=status,
+        reason=reason,
+        partial=partial,
+        kpis=_kpi_result(kpis),
+        decisions=tuple(state.records),
+        simulator=plant.simulator,
+        simulator_version=plant.simulator_version,
+        simulated_s=state.ledger.simulated_s,
+        wall_s=time.perf_counter() - clock,
+    )
+    return result, tuple(state.decisions)
+
+
+def _is_water(plant: RunPlant) -> bool:
+    return plant.binding.plant.startswith("epanet")
+
+
+def _send_by_component(master: CoSimulation, inputs: Mapping[str, Mapping[str, float]]) -> None:
+    for component, values in inputs.items():
+        if values:
+            master.set_inputs(component, values)
+
+
+def _kpi_result(kpis: Mapping[str, tuple[float, str]]) -> Any:
+    """The KPIs as ``sim.kpi.KpiResult`` when that module offers a way from values."""
+    try:
+        from twinkg.sim import kpi  # noqa: PLC0415 - written beside this module
+    except ImportError:
+        return None
+    make = getattr(kpi, "KpiResult", None)
+    from_values = getattr(make, "from_values", None)
+    if callable(from_values):
+        return from_values(kpis)
+    return None
+
+
+def _with_lookahead(inner: Planner, plant: RunPlant, config: LoopConfig) -> Planner:
+    if plant.lookahead is None:
+        return inner
+    from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
+
+    return LookaheadPlanner(inner=inner, plant=plant, config=config)
+
+
+def new_run_id(scenario: str, policy: str, seed: int) -> str:
+    """A fresh run id (unique per call; the content of a run does not depend on it)."""
+    import uuid  # noqa: PLC0415
+
+    return f"{scenario}-{policy}-s{seed}-{uuid.uuid4().hex[:8]}"
+
+
+def run_scenario(
+    scenario: Any,
+    *,
+    policy: str,
+    seed: int,
+    port: TwinPort | None,
+    recorder: RunRecorder | None,
+    progress: Progress | None = None,
+    run: str | None = None,
+) -> SimResult:
+    """Run ``scenario`` (a ``sim.scenario.Scenario``) under ``policy`` with ``seed``.
+
+    ``run`` is the run id (a fresh one when None); the run's IRI is
+    ``https://w3id.org/twinkg/sim/<run id>/run``. The twin's policies need ``port``; a run is
+    recorded when ``recorder`` is given.
+    """
+    from twinkg.sim.plants import build, loop_config  # noqa: PLC0415
+
+    check_policy(policy)
+    run_id = run or new_run_id(scenario.name, policy, seed)
+    plant = build(scenario, seed=seed, base=run_prefix(run_id), twin=policy in TWIN_POLICIES)
+    config = loop_config(scenario, seed=seed)
+    result, _ = run_plant(
+        plant,
+        config,
+        policy=policy,
+        seed=seed,
+        port=port,
+        recorder=recorder,
+        progress=progress,
+        run_id=run_id,
+    )
+    return result
+
+
+__all__ = [
+    "EPOCH",
+    "SIM_BASE",
+    "DecisionRecord",
+    "FaultEvent",
+    "Ledger",
+    "LoopConfig",
+    "PortDecision",
+    "RunPlant",
+    "RunRecorder",
+    "SimRunStart",
+    "TwinPort",
+    "new_run_id",
+    "replace",
+    "run_plant",
+    "run_prefix",
+    "run_scenario",
+    "sim_time",
+    "telemetry_points",
+]

@@ -1,0 +1,446 @@
+"""The closed loop on toy simulators (no Neo4j): baselines, the actuator mapping, the twin's port
+contract with a scripted port, determinism, and a simulator that raises or hangs."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from twinkg.ontology.errors import ConfigError, InvalidInputError
+from twinkg.sim.adapter import ModelInfo, Variable
+from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
+from twinkg.sim.loop import (
+    FaultEvent,
+    LoopConfig,
+    PortDecision,
+    RunPlant,
+    SimRunStart,
+    run_plant,
+    sim_time,
+    telemetry_points,
+)
+from twinkg.sim.master import Connection, CoSimulation
+from twinkg.sim.policies import Command
+
+SITE = "https://example.org/toy/site"
+P1, P2, TANK = (f"https://example.org/toy/{n}" for n in ("p1", "p2", "tank"))
+UNIT = "http://qudt.org/vocab/unit/M"
+
+
+class ToyPlant:
+    """Two pumps fill a tank that a demand drains; ``plant:demand_served`` is what it gives."""
+
+    def __init__(self, *, raise_at: float | None = None, hang_at: float | None = None) -> None:
+        self.raise_at, self.hang_at = raise_at, hang_at
+        self.inputs = {"pump:1:status": 1.0, "pump:2:status": 0.0, "plant:flow_sp": 0.02}
+        self.inputs.update({"pump:1:head_factor": 1.0, "pump:2:head_factor": 1.0})
+        self.level = 2.0
+
+    def info(self) -> ModelInfo:
+        names = ("pump:1:status", "pump:2:status", "pump:1:head_factor", "pump:2:head_factor")
+        variables = [Variable(n, "input") for n in names]
+        variables.append(Variable("plant:flow_sp", "input", "m3/s", minimum=0.0, maximum=0.05))
+        outs = ("tank:t:level", "pump:1:flow", "pump:2:flow", "plant:demand_required")
+        variables += [Variable(n, "output") for n in (*outs, "plant:demand_served", "plant:power")]
+        return ModelInfo("toy-plant", "1.0", tuple(variables))
+
+    def instantiate(self, parameters: Mapping[str, Any], seed: int) -> None:
+        del parameters, seed
+
+    def set_inputs(self, inputs: Mapping[str, float]) -> None:
+        self.inputs.update(inputs)
+
+    def _flow(self, i: int) -> float:
+        on = self.inputs[f"pump:{i}:status"] >= 0.5
+        return self.inputs["plant:flow_sp"] * self.inputs[f"pump:{i}:head_factor"] if on else 0.0
+
+    def do_step(self, t: float, dt: float) -> None:
+        if self.raise_at is not None and t >= self.raise_at:
+            raise RuntimeError("toy solver diverged")
+        if self.hang_at is not None and t >= self.hang_at:
+            time.sleep(5)
+        inflow = self._flow(1) + self._flow(2)
+        self.level = max(0.0, min(5.0, self.level + (inflow - 0.015) * dt / 100.0))
+
+    def get_outputs(self) -> dict[str, float]:
+        served = 0.015 if self.level > 0 else 0.0
+        return {
+            "tank:t:level": self.level,
+            "pump:1:flow": self._flow(1),
+            "pump:2:flow": self._flow(2),
+            "plant:demand_required": 0.015,
+            "plant:demand_served": served,
+            "plant:power": 10.0 * (self._flow(1) + self._flow(2)) / 0.02,
+        }
+
+    def terminate(self) -> None:
+        pass
+
+    def snapshot(self) -> object:
+        return (dict(self.inputs), self.level)
+
+    def restore(self, snapshot: object) -> None:
+        inputs, level = copy.deepcopy(snapshot)  # type: ignore[misc]
+        self.inputs, self.level = inputs, level
+
+
+class ToyWear:
+    """Pump 1 wears while it runs and fails at wear 1; ``repair`` restores it."""
+
+    def __init__(self, rate_per_h: float) -> None:
+        self.rate = rate_per_h
+        self.wear = {"1": 0.0, "2": 0.0}
+        self.running = {"1": 1.0, "2": 0.0}
+        self.repair = {"1": 0.0, "2": 0.0}
+
+    def info(self) -> ModelInfo:
+        v = []
+        for p in ("1", "2"):
+            v += [Variable(f"pump:{p}:{q}", "input") for q in ("running", "repair")]
+            v += [Variable(f"pump:{p}:{q}", "output") for q in ("wear", "failed", "head_factor")]
+            v.append(Variable(f"pump:{p}:vibration", "output", "mm/s"))
+        return ModelInfo("toy-wear", "1.0", tuple(v))
+
+    def instantiate(self, parameters: Mapping[str, Any], seed: int) -> None:
+        del parameters, seed
+
+    def set_inputs(self, inputs: Mapping[str, float]) -> None:
+        for name, value in inputs.items():
+            _, p, q = name.split(":")
+            getattr(self, q)[p] = value
+
+    def do_step(self, t: float, dt: float) -> None:
+        del t
+        for p in self.wear:
+            if self.repair[p] >= 0.5:
+                self.wear[p] = 0.0
+            elif self.running[p] > 0 and p == "1":
+                self.wear[p] = min(1.0, self.wear[p] + self.rate * dt / 3600.0)
+
+    def get_outputs(self) -> dict[str, float]:
+        out = {}
+        for p, w in self.wear.items():
+            out[f"pump:{p}:wear"] = w
+            out[f"pump:{p}:failed"] = 1.0 if w >= 1.0 else 0.0
+            out[f"pump:{p}:head_factor"] = 1.0 - 0.3 * w
+            out[f"pump:{p}:vibration"] = 2.0 + 8.0 * w
+        return out
+
+    def terminate(self) -> None:
+        pass
+
+    def snapshot(self) -> object:
+        return copy.deepcopy((self.wear, self.running, self.repair))
+
+    def restore(self, snapshot: object) -> None:
+        self.wear, self.running, self.repair = copy.deepcopy(snapshot)  # type: ignore[misc]
+
+
+def binding() -> PlantBinding:
+    flow = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
+    sensors = (
+        SensorBinding(f"{TANK}/level", "tank:t:level", UNIT, "qk:Length", TANK),
+        SensorBinding(f"{P1}/vib", "pump:1:vibration", "u:MM-PER-SEC", "qk:Velocity", P1),
+        SensorBinding(f"{P1}/flow", "pump:1:flow", "u:M3-PER-SEC", flow, P1),
+    )
+    actuators = (
+        Actuator(
+            P1,
+            "Pump",
+            "1",
+            run_input="pump:1:status",
+            repairable="1",
+            setpoint_input="plant:flow_sp",
+            setpoint_quantity_kind=flow,
+        ),
+        Actuator(P2, "Pump", "2", run_input="pump:2:status", repairable="2", standby_for=P1),
+    )
+    return PlantBinding("epanet:toy", SITE, sensors, actuators)
+
+
+def toy_plant(
+    *, rate: float = 0.05, plant: ToyPlant | None = None, timeout: float | None = None
+) -> RunPlant:
+    wiring = [
+        Connection("wear", f"pump:{p}:head_factor", "plant", f"pump:{p}:head_factor")
+        for p in ("1", "2")
+    ]
+    master = CoSimulation(
+        {"plant": plant or ToyPlant(), "wear": ToyWear(rate)},
+        wiring,
+        dt=900.0,
+        step_timeout_s=timeout,
+    )
+    return RunPlant(
+        master=master,
+        binding=binding(),
+        simulator="toy-plant",
+        simulator_version="1.0",
+        degradation="wear",
+        alarm_limits={"pump:1:vibration": (None, 7.0)},
+        initial_inputs={"pump:1:status": 1.0, "pump:2:status": 0.0, "plant:flow_sp": 0.02},
+    )
+
+
+def config(**kw: Any) -> LoopConfig:
+    base: dict[str, Any] = dict(
+        scenario="toy",
+        scenario_version="1.0.0",
+        scenario_hash="abc",
+        horizon_s=40 * 3600.0,
+        step_s=900.0,
+        telemetry_s=900.0,
+        decide_s=3600.0,
+        warmup_s=4 * 3600.0,
+        crews=1,
+        repair_s=4 * 3600.0,
+        cost_per_repair=1000.0,
+        cost_per_crew_hour=50.0,
+        preventive_interval_s=10 * 3600.0,
+    )
+    base.update(kw)
+    return LoopConfig(**base)
+
+
+def kpi(result: Any, name: str) -> float:
+    return dict(result[2])[name][0]
+
+
+class MemoryRecorder:
+    def __init__(self) -> None:
+        self.started: list[SimRunStart] = []
+        self.linked: list[str] = []
+        self.finished: list[tuple[str, str | None, bool, dict[str, tuple[float, str]]]] = []
+
+    def start_run(self, start: SimRunStart) -> None:
+        self.started.append(start)
+
+    def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
+        self.linked.extend(decisions)
+
+    def finish_run(
+        self,
+        run: str,
+        status: str,
+        reason: str | None,
+        partial: bool,
+        kpis: Mapping[str, tuple[float, str]],
+    ) -> None:
+        self.finished.append((status, reason, partial, dict(kpis)))
+
+
+def run(
+    policy: str,
+    *,
+    plant: RunPlant | None = None,
+    cfg: LoopConfig | None = None,
+    port: Any = None,
+    recorder: Any = None,
+) -> tuple[Any, Any, Any]:
+    rec = recorder or MemoryRecorder()
+    result, decisions = run_plant(
+        plant or toy_plant(),
+        cfg or config(),
+        policy=policy,
+        seed=7,
+        port=port,
+        recorder=rec,
+        run_id="toy-run",
+    )
+    return result, decisions, rec.finished[-1][3]
+
+
+def test_run_to_failure_fails_then_repairs_correctively() -> None:
+    result, _, kpis = run("run-to-failure")
+    assert result.status == "completed" and not result.partial
+    # wear 0.05/h → pump 1 fails after 20 h; repaired in 4 h by the plant's own response
+    assert kpis["unplanned_downtime_h"][0] == pytest.approx(4.0, abs=0.5)
+    assert kpis["maintenance_actions"][0] == 1
+    assert kpis["maintenance_cost"][0] == pytest.approx(1000.0 + 50.0 * 4)
+
+
+def test_preventive_repairs_before_failure() -> None:
+    result, _, kpis = run("preventive")
+    assert result.status == "completed"
+    assert kpis["unplanned_downtime_h"][0] == 0.0
+    assert kpis["maintenance_actions"][0] >= 3  # two pumps, every 10 h, staggered
+
+
+def test_reactive_stops_and_repairs_on_the_alarm() -> None:
+    _, _, kpis = run("reactive")
+    # vibration crosses 7 mm/s at wear 0.625 (12.5 h): stop and repair before failure
+    assert kpis["unplanned_downtime_h"][0] == 0.0
+    assert kpis["maintenance_actions"][0] >= 1
+
+
+def test_the_same_seed_gives_the_same_kpis() -> None:
+    assert run("reactive")[2] == run("reactive")[2]
+
+
+def test_a_raising_simulator_fails_the_run_with_partial_kpis() -> None:
+    recorder = MemoryRecorder()
+    result, _, kpis = run(
+        "run-to-failure", plant=toy_plant(plant=ToyPlant(raise_at=10 * 3600.0)), recorder=recorder
+    )
+    assert result.status == "failed" and result.partial
+    assert result.reason is not None and "toy solver diverged" in result.reason
+    assert result.simulated_s == pytest.approx(10 * 3600.0)
+    assert recorder.finished[-1][:3] == ("failed", result.reason, True)
+    assert kpis["availability"][0] == pytest.approx(1.0)
+
+
+def test_a_hanging_simulator_fails_the_run() -> None:
+    plant = toy_plant(plant=ToyPlant(hang_at=2 * 3600.0), timeout=0.5)
+    result, _, _ = run("run-to-failure", plant=plant)
+    assert result.status == "failed" and result.partial
+    assert result.reason is not None and "did not return" in result.reason
+
+
+def test_telemetry_points_follow_the_contract_and_drop_nan() -> None:
+    points = telemetry_points(binding(), {"tank:t:level": 2.5, "pump:1:vibration": math.nan}, 60.0)
+    assert points == [
+        {
+            "sensor": f"{TANK}/level",
+            "value": 2.5,
+            "unit": UNIT,
+            "time": "2026-01-01T00:01:00+00:00",
+            "quality": "good",
+        }
+    ]
+
+
+def test_twin_policy_without_a_port_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        run("twinkg")
+    with pytest.raises(InvalidInputError):
+        run("best-guess")
+
+
+class ScriptedPort:
+    """A twin port that answers with scripted decisions (the loop's side of the contract)."""
+
+    def __init__(self, script: list[PortDecision], on_answer: list[PortDecision]) -> None:
+        self.script, self.on_answer = script, on_answer
+        self.ingested: list[tuple[int, int | None, datetime]] = []
+        self.answers: list[tuple[str, bool, datetime, str]] = []
+        self.seeded: list[str] = []
+
+    def seed(self, run_id: str, graph: Any) -> None:
+        self.seeded.append(run_id)
+
+    def planner(self, policy: str) -> Any:
+        return object()
+
+    def ingest(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        *,
+        received_at: datetime,
+        fit_rows: int | None,
+        source: str,
+    ) -> int:
+        self.ingested.append((len(points), fit_rows, received_at))
+        return 0
+
+    def decide(
+        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+    ) -> list[PortDecision]:
+        assert scope == SITE
+        due = [d for d in self.script if d.at == as_of.isoformat()]
+        return due
+
+    def answer(
+        self, decision: str, *, approve: bool, at: datetime, comment: str
+    ) -> list[PortDecision]:
+        self.answers.append((decision, approve, at, comment))
+        return list(self.on_answer)
+
+    def recheck(self, decision: PortDecision) -> int:
+        return 0
+
+
+def test_a_twin_policy_needs_the_plant_graph() -> None:
+    port = ScriptedPort([], [])
+    with pytest.raises(ConfigError, match="no graph"):
+        run("twinkg", plant=toy_plant(rate=0.0), port=port)
+    assert port.seeded == []
+
+
+def test_twin_loop_with_a_scripted_port() -> None:
+    at = sim_time(6 * 3600.0).isoformat()
+    script = [
+        PortDecision("d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.03),
+        PortDecision("d/2", "refused", "setpoint_change", P1, at, proposed_setpoint=9.0),
+        PortDecision("d/3", "awaiting_approval", "switch_to_standby", P1, at),
+    ]
+    later = sim_time(6.25 * 3600.0).isoformat()
+    port = ScriptedPort(script, [PortDecision("d/4", "applied", "switch_to_standby", P1, later)])
+    plant = toy_plant(rate=0.0)
+    from rdflib import Graph
+
+    plant.graph = Graph()
+    cfg = config(horizon_s=8 * 3600.0, approver="approve", approver_delay_s=900.0)
+    result, decisions, kpis = run("twinkg", plant=plant, cfg=cfg, port=port)
+    assert result.status == "completed"
+    # the warm-up ingested once with the detectors fitted on its 16 rows, then hourly
+    assert port.ingested[0][1] == 16 and port.ingested[0][2] == sim_time(4 * 3600.0)
+    assert all(fit is None for _, fit, _ in port.ingested[1:])
+    assert kpis["refused_actions"][0] == 1 and kpis["unsafe_applied_actions"][0] == 0
+    assert kpis["decisions"][0] == 4
+    (decision, approve, when, comment) = port.answers[0]
+    assert decision == "d/3" and approve and when == sim_time(6.25 * 3600.0)
+    assert "simulated approver of scenario toy@1.0.0" in comment
+    # the applied setpoint and the approved switch reached the simulator
+    inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
+    assert inputs["plant:flow_sp"] == 0.03
+    assert inputs["pump:1:status"] == 0.0 and inputs["pump:2:status"] == 1.0
+    assert [d.outcome for d in decisions] == ["applied", "refused", "awaiting_approval", "applied"]
+
+
+def test_an_applied_setpoint_outside_the_input_range_counts_as_unsafe() -> None:
+    at = sim_time(5 * 3600.0).isoformat()
+    port = ScriptedPort(
+        [PortDecision("d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.5)], []
+    )
+    plant = toy_plant(rate=0.0)
+    from rdflib import Graph
+
+    plant.graph = Graph()
+    _, _, kpis = run("twinkg", plant=plant, cfg=config(horizon_s=6 * 3600.0), port=port)
+    assert kpis["unsafe_applied_actions"][0] == 1
+
+
+def test_actuator_mapping_of_a_stop_and_a_work_order() -> None:
+    from twinkg.sim.loop import LoopState
+
+    state = LoopState(toy_plant(), config())
+    assert state.apply(Command("controlled_stop", P1), 0.0)
+    assert state.commanded["pump:1:status"] == 0.0
+    assert state.apply(Command("work_order", P2), 0.0)
+    assert not state.apply(Command("work_order", P2), 0.0)  # one job per asset
+    assert not state.apply(Command("gather_data", P1), 0.0)
+    state.advance_jobs(0.0)
+    assert state.effective_inputs()["pump:2:status"] == 0.0  # out of service while repaired
+    repair = state.advance_jobs(4 * 3600.0)
+    assert repair == {"pump:2:repair": 1.0}
+
+
+def test_faults_reach_the_simulators() -> None:
+    plant = toy_plant(rate=0.0)
+
+    def inputs(fault: FaultEvent, active: bool) -> dict[str, dict[str, float]]:
+        return {"plant": {"plant:flow_sp": 0.0 if active else 0.02}}
+
+    plant.fault_inputs = inputs
+    cfg = config(
+        horizon_s=12 * 3600.0,
+        faults=(FaultEvent("power_outage", "s", 2 * 3600.0, end_s=10 * 3600.0),),
+    )
+    _, _, kpis = run("run-to-failure", plant=plant, cfg=cfg)
+    assert kpis["throughput"][0] < 1.0  # the tank ran dry while the pumps gave nothing
