@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,6 +44,7 @@ from twinkg.sim.policies import (
     check_policy,
 )
 from twinkg.sim.results import Progress, SimResult
+from twinkg.sim.scenario import FaultEvent
 
 if TYPE_CHECKING:
     from rdflib import Graph
@@ -168,19 +169,9 @@ class TwinPort(Protocol):
 # ----------------------------------------------------------------------------- plant and config
 
 
-@dataclass(frozen=True, slots=True)
-class FaultEvent:
-    """A fault the schedule injects: from ``start_s`` (until ``end_s``, when it ends)."""
-
-    kind: str
-    target: str
-    start_s: float
-    magnitude: float = 1.0
-    end_s: float | None = None
-
-
-FaultInputs = Callable[[FaultEvent, bool], Mapping[str, Mapping[str, float]]]
-"""The inputs (component → name → value) that start (True) or end (False) a fault."""
+FaultHook = Callable[["CoSimulation", FaultEvent, bool], Mapping[str, Mapping[str, float]]]
+"""What starting (True) or ending (False) a fault does: it may act on the master's components
+(a degradation model's ``inject``) and returns the inputs (component → name → value) to send."""
 
 
 @dataclass
@@ -198,8 +189,10 @@ class RunPlant:
     graph: Graph | None = None  # the run's plant graph (twin policies)
     alarm_limits: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     initial_inputs: Mapping[str, float] = field(default_factory=dict)
-    fault_inputs: FaultInputs | None = None
-    lookahead: Any = None  # sim.lookahead.PlantCandidates for the look-ahead planner
+    fault_hook: FaultHook | None = None
+    timed_inputs: Callable[[float], Mapping[str, float]] | None = None  # demand patterns
+    restart_input: str | None = None  # asked (1.0) after a trip: the plant's own restart
+    lookahead: bool = False  # whether the twin's planner may fork this plant to look ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +214,7 @@ class LoopConfig:
     preventive_interval_s: float = 168 * 3600.0
     approver: str = "approve"  # approve | reject | approve_after | absent
     approver_delay_s: float = 900.0
+    approver_after_s: float | None = None  # approve_after: requests before this are rejected
     faults: tuple[FaultEvent, ...] = ()
     max_agent_runs: int = 3  # agent runs per decision point
 
@@ -315,7 +309,8 @@ class LoopState:
         self.commanded: dict[str, float] = dict(plant.initial_inputs)  # input → value
         self.jobs: list[_Job] = []
         self.failed: set[str] = set()  # assets whose degradation says failed
-        self.pending: list[tuple[float, str]] = []  # (due simulated s, decision IRI)
+        # (due simulated s, decision IRI, asked at simulated s)
+        self.pending: list[tuple[float, str, float]] = []
         self.decisions: list[DecisionRecord] = []
         self.records: list[str] = []
         self.owner = _input_owners(plant)
@@ -369,7 +364,7 @@ class LoopState:
 
     # -- actions -----------------------------------------------------------------------
 
-    def apply(self, command: Command, t: float) -> bool:
+    def apply(self, command: Command, t: float) -> bool:  # noqa: PLR0911 - one per kind
         """Move the simulator inputs the command's actuator names; False when nothing moved."""
         binding = self.plant.binding
         actuator = binding.actuator(command.asset)
@@ -520,16 +515,16 @@ def _account(state: LoopState, merged: Mapping[str, float], dt: float) -> None:
     if not running and not state.plant_down:
         ledger.trips += 1
     state.plant_down = not running
-    repairable = [a for a in plant.binding.actuators if a.repairable is not None]
-    unplanned = bool(state.failed) or not running
-    if repairable and running:
-        # the plant is up while not every repairable asset is failed
-        up = len(state.failed) < len(repairable)
-    else:
-        up = running
-    if (up and not unplanned) or up:
+    if running:
         ledger.up_s += dt
-    if unplanned:
+    # unplanned: an asset failed, or the plant down with no planned job or stop to explain it
+    planned = any(j.start_s is not None and not j.corrective for j in state.jobs)
+    stopped = any(
+        a.run_input is not None and state.commanded.get(a.run_input, 1.0) < 0.5
+        for a in plant.binding.actuators
+        if a.standby_for is None
+    )
+    if state.failed or (not running and not planned and not stopped):
         ledger.unplanned_down_s += dt
     water = "plant:demand_required" in merged
     if water:
@@ -616,9 +611,8 @@ class _TwinDriver:
             )
             if d.outcome == "refused":
                 state.ledger.refused_actions += 1
-            elif d.outcome == "awaiting_approval":
-                if config.approver in ("approve", "reject") or config.approver == "approve_after":
-                    state.pending.append((t + config.approver_delay_s, d.decision))
+            elif d.outcome == "awaiting_approval" and config.approver != "absent":
+                state.pending.append((t + config.approver_delay_s, d.decision, t))
             elif d.outcome == "applied":
                 command = _command(d)
                 if command is None:
@@ -638,9 +632,18 @@ class _TwinDriver:
                 name=config.scenario, version=config.scenario_version, behaviour=config.approver
             )
             found = self.port.answer(
-                item[1], approve=config.approver != "reject", at=sim_time(t), comment=comment
+                item[1], approve=_approves(config, item[2]), at=sim_time(t), comment=comment
             )
             self.handle(found, t)
+
+
+def _approves(config: LoopConfig, asked_s: float) -> bool:
+    """The scenario's approver's answer to a request made at simulated second ``asked_s``."""
+    if config.approver == "reject":
+        return False
+    if config.approver == "approve_after":
+        return config.approver_after_s is None or asked_s >= config.approver_after_s
+    return True
 
 
 def _twinkg_version() -> str:
@@ -706,26 +709,30 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
     steps = round(config.horizon_s / config.step_s)
     tel_every = max(1, round(config.telemetry_s / config.step_s))
     dec_every = max(1, round(config.decide_s / config.step_s))
-    faults = sorted(config.faults, key=lambda f: (f.start_s, f.kind, f.target))
+    faults = list(config.faults)  # sorted by onset (sim.scenario.fault_schedule)
     ended: set[int] = set()
     started: set[int] = set()
     master = plant.master
     try:
         master.instantiate(plant.parameters, seed)
+        state.owner = _input_owners(plant)  # a component may declare its variables only now
+        state.ranges = _input_ranges(plant)
         state.send(state.effective_inputs())
         for k in range(steps):
             t = k * config.step_s
             for i, fault in enumerate(faults):
-                if plant.fault_inputs is None:
+                if plant.fault_hook is None:
                     break
-                if i not in started and fault.start_s <= t:
+                if i not in started and fault.time_s <= t:
                     started.add(i)
-                    _send_by_component(master, plant.fault_inputs(fault, True))
+                    _send_by_component(master, plant.fault_hook(master, fault, True))
                 if i in started and i not in ended and fault.end_s is not None and fault.end_s <= t:
                     ended.add(i)
-                    _send_by_component(master, plant.fault_inputs(fault, False))
+                    _send_by_component(master, plant.fault_hook(master, fault, False))
             repair = state.advance_jobs(t)
             inputs = state.effective_inputs()
+            if plant.timed_inputs is not None:
+                inputs.update(plant.timed_inputs(t))
             for name in list(repair):
                 inputs[name] = 1.0
             state.send(inputs, changed_only=True)
@@ -736,7 +743,10 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
             merged = _merged(plant)
             _failures(state, merged)
             state.corrective(t_end)
+            was_down = state.plant_down
             _account(state, merged, config.step_s)
+            if state.plant_down and not was_down and plant.restart_input is not None:
+                state.send({plant.restart_input: 1.0})  # the plant's own restart after a trip
             measured = _measured(plant, merged) if (twin or base) else merged
             if twin is not None and (k + 1) % tel_every == 0:
                 twin.buffer.extend(telemetry_points(plant.binding, measured, t_end))
@@ -817,7 +827,7 @@ def _kpi_result(kpis: Mapping[str, tuple[float, str]]) -> Any:
 
 
 def _with_lookahead(inner: Planner, plant: RunPlant, config: LoopConfig) -> Planner:
-    if plant.lookahead is None:
+    if not plant.lookahead:
         return inner
     from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
 
@@ -871,6 +881,7 @@ __all__ = [
     "SIM_BASE",
     "DecisionRecord",
     "FaultEvent",
+    "FaultHook",
     "Ledger",
     "LoopConfig",
     "PortDecision",
@@ -879,7 +890,6 @@ __all__ = [
     "SimRunStart",
     "TwinPort",
     "new_run_id",
-    "replace",
     "run_plant",
     "run_prefix",
     "run_scenario",

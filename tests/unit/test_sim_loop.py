@@ -16,7 +16,6 @@ from twinkg.ontology.errors import ConfigError, InvalidInputError
 from twinkg.sim.adapter import ModelInfo, Variable
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
 from twinkg.sim.loop import (
-    FaultEvent,
     LoopConfig,
     PortDecision,
     RunPlant,
@@ -27,6 +26,7 @@ from twinkg.sim.loop import (
 )
 from twinkg.sim.master import Connection, CoSimulation
 from twinkg.sim.policies import Command
+from twinkg.sim.scenario import FaultEvent
 
 SITE = "https://example.org/toy/site"
 P1, P2, TANK = (f"https://example.org/toy/{n}" for n in ("p1", "p2", "tank"))
@@ -434,13 +434,13 @@ def test_actuator_mapping_of_a_stop_and_a_work_order() -> None:
 def test_faults_reach_the_simulators() -> None:
     plant = toy_plant(rate=0.0)
 
-    def inputs(fault: FaultEvent, active: bool) -> dict[str, dict[str, float]]:
+    def hook(master: Any, fault: FaultEvent, active: bool) -> dict[str, dict[str, float]]:
         return {"plant": {"plant:flow_sp": 0.0 if active else 0.02}}
 
-    plant.fault_inputs = inputs
+    plant.fault_hook = hook
     cfg = config(
         horizon_s=12 * 3600.0,
-        faults=(FaultEvent("power_outage", "s", 2 * 3600.0, end_s=10 * 3600.0),),
+        faults=(FaultEvent(2 * 3600.0, "power_outage", "s", 1.0, 10 * 3600.0),),
     )
     _, _, kpis = run("run-to-failure", plant=plant, cfg=cfg)
     assert kpis["throughput"][0] < 1.0  # the tank ran dry while the pumps gave nothing
