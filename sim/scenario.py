@@ -67,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -156,8 +157,10 @@ _SEMVER = re.compile(
 )
 _EPS = 1e-9
 
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# TOML is typed: a string is never read as a number (strict), an integer is a float.
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Text = Annotated[str, Field(strict=True)]
 Loc = tuple[str | int, ...]
 
 
@@ -167,6 +170,8 @@ class _Frozen(BaseModel):
 
 def _is_multiple(value: float, step: float) -> bool:
     ratio = value / step
+    if not math.isfinite(ratio):
+        return False
     return abs(ratio - round(ratio)) <= _EPS * max(1.0, abs(ratio))
 
 
@@ -176,7 +181,7 @@ class PlantSpec(_Frozen):
     path)."""
 
     kind: Literal["tep", "epanet", "fmu"]
-    model: str = Field(min_length=1)
+    model: Text = Field(min_length=1)
 
     @model_validator(mode="after")
     def _model_fits_kind(self) -> Self:
@@ -254,10 +259,10 @@ class FaultSpec(_Frozen):
     magnitude (meaning per kind: the module docstring) and an optional duration."""
 
     kind: FaultKind
-    target: str = Field(min_length=1)
+    target: Text = Field(min_length=1)
     at_h: NonNegative | None = None
     rate_per_h: Positive | None = Field(default=None, validate_default=True)
-    magnitude: float = Field(default=1.0, allow_inf_nan=False)
+    magnitude: float = Field(default=1.0, allow_inf_nan=False, strict=True)
     duration_h: Positive | None = None
 
     @field_validator("rate_per_h")
@@ -306,7 +311,7 @@ class FaultSpec(_Frozen):
 class MaintenanceSpec(_Frozen):
     """Maintenance resources: crews, repair and preventive jobs' hours and costs, the period."""
 
-    crews: int = Field(default=1, ge=0, le=1000)
+    crews: int = Field(default=1, ge=0, le=1000, strict=True)
     repair_h: Positive = 8.0
     cost_per_repair: NonNegative = 4000.0
     cost_per_crew_hour: NonNegative = 90.0
@@ -347,7 +352,7 @@ class ApproverSpec(_Frozen):
 class RunSpec(_Frozen):
     """The seeds every policy runs with (positive, unique)."""
 
-    seeds: tuple[Annotated[int, Field(gt=0, lt=2**63)], ...] = Field(min_length=1)
+    seeds: tuple[Annotated[int, Field(gt=0, lt=2**63, strict=True)], ...] = Field(min_length=1)
 
     @field_validator("seeds")
     @classmethod
@@ -362,9 +367,9 @@ class Scenario(_Frozen):
     """A validated scenario. ``faults`` is the file's ``[[fault]]`` array."""
 
     schema_: Literal["twinkg-scenario/1"] = Field(alias="schema")
-    name: str
-    version: str
-    description: str = ""
+    name: Text
+    version: Text
+    description: Text = ""
     plant: PlantSpec
     time: TimeSpec
     demand: DemandSpec = DemandSpec()
