@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import fmpy  # type: ignore[import-untyped]
 from fmpy.fmi2 import FMU2Slave  # type: ignore[import-untyped]
@@ -58,6 +59,17 @@ class FmuSnapshot:
         self.token = token
 
 
+def _fmi_version(path: Path) -> str:
+    """The ``fmiVersion`` attribute of the archive's model description (before fmpy reads it)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("modelDescription.xml") as xml:
+            for _, element in ElementTree.iterparse(xml, events=("start",)):
+                return str(element.get("fmiVersion", "(no fmiVersion)"))
+    except (ElementTree.ParseError, zipfile.BadZipFile, OSError) as exc:
+        raise ModelFileError(f"{path}: modelDescription.xml is not well-formed XML: {exc}") from exc
+    raise ModelFileError(f"{path}: modelDescription.xml is empty")
+
+
 def _float(text: object) -> float | None:
     try:
         return None if text is None else float(str(text))
@@ -81,6 +93,11 @@ class FmuSimulator:
             raise ModelFileError(f"{self._path}: unreadable zip archive: {exc}") from exc
         if "modelDescription.xml" not in names:
             raise ModelFileError(f"{self._path}: no modelDescription.xml in the archive")
+        version = _fmi_version(self._path)
+        if version != "2.0":
+            raise ModelFileError(
+                f"{self._path}: FMI {version} is not supported (FMI 2.0 co-simulation only)"
+            )
         try:
             md = fmpy.read_model_description(str(self._path), validate=True)
         except Exception as exc:
