@@ -28,9 +28,9 @@ from twinkg.sim.adapter import ModelInfo, Variable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    import wntr
-    from wntr.epanet.exceptions import EpanetException
-    from wntr.epanet.toolkit import ENepanet
+    import wntr  # type: ignore[import-untyped]
+    from wntr.epanet.exceptions import EpanetException  # type: ignore[import-untyped]
+    from wntr.epanet.toolkit import ENepanet  # type: ignore[import-untyped]
 
 LIBRARY_DIR = Path(wntr.__file__).resolve().parent / "library" / "networks"
 
@@ -88,11 +88,11 @@ def _lines(path: Path) -> list[str]:
 def _line_of(lines: list[str], text: str, section: str | None) -> int | None:
     """The 1-based number of the first line whose words are ``text``'s, in ``section`` when the
     section is known (EPANET reports the offending line's text, not its number)."""
-    wanted = text.split(";")[0].split()
+    wanted = text.split(";", maxsplit=1)[0].split()
     current: str | None = None
     fallback: int | None = None
     for number, line in enumerate(lines, start=1):
-        words = line.split(";")[0].split()
+        words = line.split(";", maxsplit=1)[0].split()
         if words and words[0].startswith("["):
             current = words[0].strip("[]").upper()
         if words == wanted:
@@ -105,7 +105,7 @@ def _line_of(lines: list[str], text: str, section: str | None) -> int | None:
 def _defining_line(lines: list[str], element: str) -> int | None:
     """The line that defines node or link ``element`` (first word of a section row)."""
     for number, line in enumerate(lines, start=1):
-        words = line.split(";")[0].split()
+        words = line.split(";", maxsplit=1)[0].split()
         if words and words[0] == element:
             return number
     return None
@@ -157,7 +157,7 @@ def _wntr_line(exc: BaseException) -> int | None:
 def _unsupported(path: Path, lines: list[str]) -> None:
     section: str | None = None
     for number, line in enumerate(lines, start=1):
-        words = line.split(";")[0].split()
+        words = line.split(";", maxsplit=1)[0].split()
         if not words:
             continue
         if words[0].startswith("["):
