@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from rdflib import Graph
 
     from twinkg.agents.planning import Planner
+    from twinkg.agents.state import ProposedAction
+    from twinkg.sim.lookahead import Outcome
     from twinkg.sim.master import CoSimulation
 
 SIM_BASE = "https://w3id.org/twinkg/sim/"
@@ -374,7 +376,7 @@ class LoopState:
             self.commanded[actuator.run_input] = 0.0
             return True
         if command.kind == SWITCH_TO_STANDBY:
-            partner = _partner(binding, actuator)
+            partner = partner_of(binding, actuator)
             if partner is None or partner.run_input is None or actuator.run_input is None:
                 return False
             self.commanded[partner.run_input] = 1.0
@@ -459,7 +461,8 @@ def _input_ranges(plant: RunPlant) -> dict[str, tuple[float | None, float | None
     return out
 
 
-def _partner(binding: PlantBinding, actuator: Actuator) -> Actuator | None:
+def partner_of(binding: PlantBinding, actuator: Actuator) -> Actuator | None:
+    """The duty/standby partner of ``actuator`` in ``binding``, if it has one."""
     for other in binding.actuators:
         if other.standby_for == actuator.asset:
             return other
@@ -675,7 +678,7 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         if port is None:
             raise ConfigError(f"the {policy} policy needs the twin (a graph store)")
         inner = port.planner(policy)
-        planner = _with_lookahead(inner, plant, config)
+        planner = _with_lookahead(inner, state)
         if plant.graph is None:
             raise ConfigError(f"the plant of {config.scenario} has no graph for the twin")
         port.seed(run_id, plant.graph)
@@ -826,12 +829,76 @@ def _kpi_result(kpis: Mapping[str, tuple[float, str]]) -> Any:
     return None
 
 
-def _with_lookahead(inner: Planner, plant: RunPlant, config: LoopConfig) -> Planner:
-    if not plant.lookahead:
+def _with_lookahead(inner: Planner, state: LoopState) -> Planner:
+    if not state.plant.lookahead:
         return inner
     from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
 
-    return LookaheadPlanner(inner=inner, plant=plant, config=config)
+    return LookaheadPlanner(inner, state)
+
+
+def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> Outcome:
+    """Apply ``action`` to a fork of the run and simulate ``horizon_s`` ahead; what happened.
+
+    The fork is the master's snapshot and a copy of the loop's own state (commands, jobs,
+    failures, the KPI ledger); both are put back whatever happens. The future faults of the
+    schedule are not known to the fork (the planner cannot know them).
+    """
+    from twinkg.sim.lookahead import Outcome  # noqa: PLC0415
+
+    plant, config = state.plant, state.config
+    master = plant.master
+    snapshot = master.snapshot()
+    saved = (
+        dict(state.commanded),
+        [_Job(j.asset, j.element, j.queued_s, j.start_s, j.corrective) for j in state.jobs],
+        set(state.failed),
+        dict(state.sent),
+        state.plant_down,
+        state.ledger,
+    )
+    state.ledger = Ledger()
+    expected = 0.0
+    try:
+        state.apply(Command(action.kind.value, action.target, value=action.proposed_setpoint), 0)
+        dt = config.step_s
+        for _ in range(max(1, round(horizon_s / dt))):
+            t = master.time
+            repair = state.advance_jobs(t)
+            inputs = state.effective_inputs()
+            if plant.timed_inputs is not None:
+                inputs.update(plant.timed_inputs(t))
+            inputs.update(dict.fromkeys(repair, 1.0))
+            state.send(inputs, changed_only=True)
+            master.step()
+            if repair:
+                state.send(dict.fromkeys(repair, 0.0))
+            merged = _merged(plant)
+            _failures(state, merged)
+            state.corrective(master.time)
+            _account(state, merged, dt)
+            for a in plant.binding.actuators:
+                if a.repairable is not None and a.asset not in state.failed:
+                    running = merged.get(f"pump:{a.repairable}:running", 0.0) >= 0.5
+                    hazard = merged.get(f"pump:{a.repairable}:hazard", 0.0)
+                    expected += hazard * dt / 3600.0 if running else 0.0
+        ledger = state.ledger
+        kpis = ledger.kpis(water=_is_water(plant))
+        operating = ledger.cost_sum * dt / 3600.0 + 0.1 * ledger.energy_kwh
+        ordered = sum(1 for j in state.jobs if not j.corrective)  # committed, not yet done
+        job_cost = config.cost_per_repair + config.cost_per_crew_hour * config.repair_s / 3600.0
+        return Outcome(
+            trips=ledger.trips,
+            unplanned_h=ledger.unplanned_down_s / 3600.0,
+            expected_failures=expected,
+            throughput=kpis["throughput"][0],
+            cost=ledger.maintenance_cost + ordered * job_cost + operating,
+        )
+    finally:
+        master.restore(snapshot)
+        (state.commanded, state.jobs, state.failed, state.sent, state.plant_down, state.ledger) = (
+            saved
+        )
 
 
 def new_run_id(scenario: str, policy: str, seed: int) -> str:

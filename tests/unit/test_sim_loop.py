@@ -11,12 +11,16 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from rdflib import Graph
 
+from twinkg.agents.planning import PlanningCase, RulePlanner
+from twinkg.agents.state import Hypothesis
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 from twinkg.sim.adapter import ModelInfo, Variable
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
 from twinkg.sim.loop import (
     LoopConfig,
+    LoopState,
     PortDecision,
     RunPlant,
     SimRunStart,
@@ -46,7 +50,14 @@ class ToyPlant:
         names = ("pump:1:status", "pump:2:status", "pump:1:head_factor", "pump:2:head_factor")
         variables = [Variable(n, "input") for n in names]
         variables.append(Variable("plant:flow_sp", "input", "m3/s", minimum=0.0, maximum=0.05))
-        outs = ("tank:t:level", "pump:1:flow", "pump:2:flow", "plant:demand_required")
+        outs = (
+            "tank:t:level",
+            "pump:1:flow",
+            "pump:2:flow",
+            "plant:demand_required",
+            "pump:1:running",
+            "pump:2:running",
+        )
         variables += [Variable(n, "output") for n in (*outs, "plant:demand_served", "plant:power")]
         return ModelInfo("toy-plant", "1.0", tuple(variables))
 
@@ -77,6 +88,8 @@ class ToyPlant:
             "plant:demand_required": 0.015,
             "plant:demand_served": served,
             "plant:power": 10.0 * (self._flow(1) + self._flow(2)) / 0.02,
+            "pump:1:running": float(self.inputs["pump:1:status"] >= 0.5),
+            "pump:2:running": float(self.inputs["pump:2:status"] >= 0.5),
         }
 
     def terminate(self) -> None:
@@ -120,7 +133,7 @@ class ToyWear:
         for p in self.wear:
             if self.repair[p] >= 0.5:
                 self.wear[p] = 0.0
-            elif self.running[p] > 0 and p == "1":
+            elif self.running[p] >= 0.5 and p == "1":
                 self.wear[p] = min(1.0, self.wear[p] + self.rate * dt / 3600.0)
 
     def get_outputs(self) -> dict[str, float]:
@@ -170,7 +183,7 @@ def toy_plant(
     wiring = [
         Connection("wear", f"pump:{p}:head_factor", "plant", f"pump:{p}:head_factor")
         for p in ("1", "2")
-    ]
+    ] + [Connection("plant", f"pump:{p}:running", "wear", f"pump:{p}:running") for p in "12"]
     master = CoSimulation(
         {"plant": plant or ToyPlant(), "wear": ToyWear(rate)},
         wiring,
@@ -189,21 +202,21 @@ def toy_plant(
 
 
 def config(**kw: Any) -> LoopConfig:
-    base: dict[str, Any] = dict(
-        scenario="toy",
-        scenario_version="1.0.0",
-        scenario_hash="abc",
-        horizon_s=40 * 3600.0,
-        step_s=900.0,
-        telemetry_s=900.0,
-        decide_s=3600.0,
-        warmup_s=4 * 3600.0,
-        crews=1,
-        repair_s=4 * 3600.0,
-        cost_per_repair=1000.0,
-        cost_per_crew_hour=50.0,
-        preventive_interval_s=10 * 3600.0,
-    )
+    base: dict[str, Any] = {
+        "scenario": "toy",
+        "scenario_version": "1.0.0",
+        "scenario_hash": "abc",
+        "horizon_s": 40 * 3600.0,
+        "step_s": 900.0,
+        "telemetry_s": 900.0,
+        "decide_s": 3600.0,
+        "warmup_s": 4 * 3600.0,
+        "crews": 1,
+        "repair_s": 4 * 3600.0,
+        "cost_per_repair": 1000.0,
+        "cost_per_crew_hour": 50.0,
+        "preventive_interval_s": 10 * 3600.0,
+    }
     base.update(kw)
     return LoopConfig(**base)
 
@@ -382,8 +395,6 @@ def test_twin_loop_with_a_scripted_port() -> None:
     later = sim_time(6.25 * 3600.0).isoformat()
     port = ScriptedPort(script, [PortDecision("d/4", "applied", "switch_to_standby", P1, later)])
     plant = toy_plant(rate=0.0)
-    from rdflib import Graph
-
     plant.graph = Graph()
     cfg = config(horizon_s=8 * 3600.0, approver="approve", approver_delay_s=900.0)
     result, decisions, kpis = run("twinkg", plant=plant, cfg=cfg, port=port)
@@ -409,16 +420,12 @@ def test_an_applied_setpoint_outside_the_input_range_counts_as_unsafe() -> None:
         [PortDecision("d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.5)], []
     )
     plant = toy_plant(rate=0.0)
-    from rdflib import Graph
-
     plant.graph = Graph()
     _, _, kpis = run("twinkg", plant=plant, cfg=config(horizon_s=6 * 3600.0), port=port)
     assert kpis["unsafe_applied_actions"][0] == 1
 
 
 def test_actuator_mapping_of_a_stop_and_a_work_order() -> None:
-    from twinkg.sim.loop import LoopState
-
     state = LoopState(toy_plant(), config())
     assert state.apply(Command("controlled_stop", P1), 0.0)
     assert state.commanded["pump:1:status"] == 0.0
@@ -444,3 +451,81 @@ def test_faults_reach_the_simulators() -> None:
     )
     _, _, kpis = run("run-to-failure", plant=plant, cfg=cfg)
     assert kpis["throughput"][0] < 1.0  # the tank ran dry while the pumps gave nothing
+
+
+class PlanningPort(ScriptedPort):
+    """A port whose 'agents' hand one case on pump 1 to the loop's planner and apply its choice."""
+
+    def __init__(self, at_s: float) -> None:
+        super().__init__([], [])
+        self.at_s = at_s
+        self.plans: list[Any] = []
+
+    def planner(self, policy: str) -> Any:
+        return RulePlanner()
+
+    def decide(
+        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+    ) -> list[PortDecision]:
+        if as_of != sim_time(self.at_s):
+            return []
+        case = PlanningCase(
+            asset=P1,
+            status="running",
+            as_of=as_of.isoformat(),
+            findings=[],
+            hypotheses=[
+                Hypothesis(
+                    mode="https://example.org/toy/Wear", code=None, score=0.9, explained=[], rank=1
+                )
+            ],
+            symptoms=[],
+            confidence=0.9,
+            urgency=0.8,
+        )
+        plan = planner.plan(case)
+        self.plans.append(plan)
+        action = plan.action
+        return [
+            PortDecision(
+                f"d/{len(self.plans)}",
+                "applied",
+                action.kind.value,
+                action.target,
+                as_of.isoformat(),
+                proposed_setpoint=action.proposed_setpoint,
+            )
+        ]
+
+
+def lookahead_run() -> tuple[Any, Any, Any, PlanningPort]:
+    port = PlanningPort(at_s=18 * 3600.0)
+    plant = toy_plant(rate=0.05)
+    plant.graph, plant.lookahead = Graph(), True
+    result, decisions, kpis = run(
+        "twinkg", plant=plant, cfg=config(horizon_s=26 * 3600.0), port=port
+    )
+    return result, decisions, kpis, port
+
+
+def test_the_lookahead_forks_the_plant_and_avoids_the_failure() -> None:
+    result, decisions, kpis, port = lookahead_run()
+    assert result.status == "completed"
+    plan = port.plans[0]
+    record = plan.transcript[-1]["lookahead"]
+    kinds = [c["kind"] for c in record["candidates"]]
+    assert {"gather_data", "switch_to_standby", "work_order", "controlled_stop"} <= set(kinds)
+    nothing = next(c for c in record["candidates"] if c["kind"] == "gather_data")
+    assert nothing["predicted"]["unplanned_h"] > 0  # pump 1 fails at 20 h if nobody acts
+    chosen = record["candidates"][0]
+    assert chosen["predicted"]["unplanned_h"] == 0 and chosen["kind"] == plan.action.kind.value
+    assert plan.action.kind.value in ("switch_to_standby", "work_order", "controlled_stop")
+    # the fork was put back: the real run went on from 18 h with the chosen action only
+    assert kpis["unplanned_downtime_h"][0] == 0.0
+    assert [d.kind for d in decisions] == [plan.action.kind.value]
+
+
+def test_the_lookahead_is_deterministic() -> None:
+    first, second = lookahead_run(), lookahead_run()
+    assert first[3].plans[0].transcript == second[3].plans[0].transcript
+    assert first[2] == second[2] and first[1] == second[1]

@@ -1,0 +1,223 @@
+"""Look-ahead planning: fork the simulated plant, try each candidate action, keep the best.
+
+:class:`LookaheadPlanner` implements ``agents.planning.Planner``. It asks its inner planner (the
+rule planner, or the LLM planner) for its candidates, adds the plant's own candidates for the case
+from the plant binding (a setpoint cut by 5, 10 or 20 %, a controlled stop, a switch to the
+standby, a work order, and doing nothing but gather data), and for each one forks the
+co-simulation (``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``,
+default 4 simulated hours), scores the outcome and restores the fork. Short-horizon replanning
+under the long-horizon objective: the score orders, lexicographically by weight, a trip avoided
+≫ unplanned downtime (including the failures the degradation model's hazard expects, each
+costing a repair's hours) ≫ throughput lost ≫ maintenance cost. It proposes the best (ties: the
+inner planner's order, then the gentler kind) and records every candidate's predicted KPIs in
+the plan's transcript, so the look-ahead lands in the decision's provenance as evidence.
+
+Deterministic: the fork starts from the same state with the same random streams, and the
+candidates are tried in a fixed order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twinkg.agents.planning import Plan, Planner, PlanningCase
+from twinkg.agents.state import ActionKind, Candidate, ProposedAction
+from twinkg.ontology.errors import SimulatorError
+
+if TYPE_CHECKING:
+    from twinkg.sim.loop import LoopState
+
+CUTS = (0.05, 0.10, 0.20)
+DEFAULT_HORIZON_S = 4 * 3600.0
+W_TRIP, W_DOWN, W_LOSS, W_COST = 1e6, 1e3, 1e1, 1e-3
+_GENTLE = (
+    ActionKind.GATHER_DATA,
+    ActionKind.SETPOINT_CHANGE,
+    ActionKind.SWITCH_TO_STANDBY,
+    ActionKind.WORK_ORDER,
+    ActionKind.CONTROLLED_STOP,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a candidate led to over the look-ahead horizon."""
+
+    trips: int
+    unplanned_h: float
+    expected_failures: float
+    throughput: float
+    cost: float
+
+    def score(self, repair_h: float, reference: float) -> float:
+        """Higher is better; ``reference`` is doing nothing's throughput (for the loss)."""
+        down = self.unplanned_h + self.expected_failures * repair_h
+        loss = 0.0 if reference <= 0 else max(0.0, (reference - self.throughput) / reference)
+        return -(W_TRIP * self.trips + W_DOWN * down + W_LOSS * loss + W_COST * self.cost)
+
+    def as_dict(self) -> dict[str, float]:
+        """The predicted KPIs, for the transcript."""
+        return {
+            "trips": float(self.trips),
+            "unplanned_h": round(self.unplanned_h, 6),
+            "expected_failures": round(self.expected_failures, 6),
+            "throughput": round(self.throughput, 6),
+            "cost": round(self.cost, 3),
+        }
+
+
+class LookaheadPlanner:
+    """The inner planner's candidates and the plant's, each tried on a fork of the plant."""
+
+    def __init__(self, inner: Planner, state: LoopState, horizon_s: float = DEFAULT_HORIZON_S):
+        self.inner = inner
+        self.state = state
+        self.horizon_s = horizon_s
+        self.kind = inner.kind
+
+    def plan(self, case: PlanningCase) -> Plan:
+        """Fork, try, score, restore; propose the best candidate."""
+        first = self.inner.plan(case)
+        actions = [c.action for c in first.candidates]
+        if first.action is not None and first.action not in actions:
+            actions.insert(0, first.action)
+        for action in self._plant_candidates(case):
+            if not any(_same(action, a) for a in actions):
+                actions.append(action)
+        if not actions:
+            return first
+        try:
+            outcomes = [self._try(a) for a in actions]
+        except SimulatorError as exc:  # a plant that cannot fork: the inner plan, said so
+            note = {"lookahead": {"skipped": str(exc)}}
+            return first.model_copy(update={"transcript": [*first.transcript, note]})
+        nothing = next(
+            (o for a, o in zip(actions, outcomes, strict=True) if a.kind is ActionKind.GATHER_DATA),
+            outcomes[0],
+        )
+        repair_h = self.state.config.repair_s / 3600.0
+        scored = [
+            (o.score(repair_h, nothing.throughput), i, a, o)
+            for i, (a, o) in enumerate(zip(actions, outcomes, strict=True))
+        ]
+        scored.sort(key=lambda s: (-s[0], _GENTLE.index(s[2].kind), s[1]))
+        best = scored[0]
+        candidates = [
+            Candidate(
+                action=a,
+                utility=round(score, 6),
+                risk_reduction=round(_risk(nothing, o, repair_h), 6),
+                throughput=round(
+                    o.throughput / nothing.throughput if nothing.throughput else 1.0, 6
+                ),
+            )
+            for score, _, a, o in scored
+        ]
+        record = {
+            "lookahead": {
+                "horizon_s": self.horizon_s,
+                "from_s": self.state.plant.master.time,
+                "weights": {"trip": W_TRIP, "downtime_h": W_DOWN, "loss": W_LOSS, "cost": W_COST},
+                "candidates": [
+                    {
+                        "kind": a.kind.value,
+                        "target": a.target,
+                        "proposed_setpoint": a.proposed_setpoint,
+                        "predicted": o.as_dict(),
+                        "utility": round(score, 6),
+                    }
+                    for score, _, a, o in scored
+                ],
+                "chosen": best[1],
+            }
+        }
+        action = best[2].model_copy(
+            update={
+                "rationale": f"{best[2].rationale} [look-ahead {self.horizon_s / 3600:g} h: "
+                f"{_describe(best[3])}]".strip()
+            }
+        )
+        return Plan(
+            planner=first.planner,
+            candidates=candidates,
+            action=action,
+            model=first.model,
+            prompt_version=first.prompt_version,
+            transcript=[*first.transcript, record],
+        )
+
+    # -- candidates ------------------------------------------------------------------------
+
+    def _plant_candidates(self, case: PlanningCase) -> list[ProposedAction]:
+        binding = self.state.plant.binding
+        top = case.hypotheses[0].mode if case.hypotheses else None
+
+        def make(kind: ActionKind, target: str, why: str, **kw: Any) -> ProposedAction:
+            return ProposedAction(
+                kind=kind,
+                target=target,
+                confidence=case.confidence,
+                proposed_at=case.as_of,
+                failure_mode=top,
+                rationale=why,
+                **kw,
+            )
+
+        out = [make(ActionKind.GATHER_DATA, case.asset, "watch more data first")]
+        own = binding.actuator(case.asset)
+        knobs = [own] if own is not None and own.setpoint_input else []
+        if own is None:  # equipment with no actuator of its own: the plant's setpoints
+            knobs = [a for a in binding.actuators if a.setpoint_input]
+        for knob in knobs:
+            assert knob.setpoint_input is not None
+            current = self.state.commanded.get(knob.setpoint_input)
+            if current is None or not math.isfinite(current) or current == 0:
+                continue
+            for cut in CUTS:
+                value = round(current * (1 - cut), 6)
+                out.append(
+                    make(
+                        ActionKind.SETPOINT_CHANGE,
+                        knob.asset,
+                        f"cut {knob.setpoint_input} by {cut:.0%}",
+                        quantity_kind=knob.setpoint_quantity_kind,
+                        current_setpoint=round(current, 6),
+                        proposed_setpoint=value,
+                        ramp_s=60.0,
+                    )
+                )
+        if own is not None and own.run_input is not None:
+            out.append(make(ActionKind.CONTROLLED_STOP, own.asset, "stop it"))
+            from twinkg.sim.loop import partner_of  # noqa: PLC0415 - a cycle otherwise
+
+            partner = partner_of(binding, own)
+            if partner is not None and partner.run_input is not None:
+                out.append(make(ActionKind.SWITCH_TO_STANDBY, own.asset, "start the standby"))
+        if own is not None and own.repairable is not None:
+            out.append(make(ActionKind.WORK_ORDER, own.asset, "repair it"))
+        return out
+
+    # -- the fork --------------------------------------------------------------------------
+
+    def _try(self, action: ProposedAction) -> Outcome:
+        from twinkg.sim.loop import try_on_fork  # noqa: PLC0415 - a cycle otherwise
+
+        return try_on_fork(self.state, action, self.horizon_s)
+
+
+def _same(a: ProposedAction, b: ProposedAction) -> bool:
+    return (a.kind, a.target, a.proposed_setpoint) == (b.kind, b.target, b.proposed_setpoint)
+
+
+def _risk(nothing: Outcome, o: Outcome, repair_h: float) -> float:
+    base = nothing.unplanned_h + nothing.expected_failures * repair_h + 10 * nothing.trips
+    now = o.unplanned_h + o.expected_failures * repair_h + 10 * o.trips
+    return 0.0 if base <= 0 else max(0.0, min(1.0, (base - now) / base))
+
+
+def _describe(o: Outcome) -> str:
+    parts: Mapping[str, float] = o.as_dict()
+    return ", ".join(f"{k} {v:g}" for k, v in parts.items())
