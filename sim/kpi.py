@@ -31,7 +31,8 @@ required):
   interlock shuts it down; nothing is inferred from outputs).
 - ``throughput``: TEP and FMU: the time-weighted mean of ``plant:throughput`` (m³/h, 0 while
   tripped); water: served volume / required volume = Σ ``plant:demand_served``·dt /
-  Σ ``plant:demand_required``·dt (a fraction; 1 when nothing was required).
+  Σ ``plant:demand_required``·dt (a fraction; 1 when nothing was required, NaN when the
+  plant has no such outputs).
 - ``energy_per_unit``: water: Σ ``plant:power``·dt (kWh) / served volume (m³) → kWh/m³ (NaN
   when nothing was served); TEP and FMU: the time-weighted mean of ``plant:cost_per_h`` ($/h).
 - ``maintenance_actions``, ``maintenance_cost``: the count and summed ``cost`` of
@@ -248,6 +249,7 @@ class _Bin:
     cost_seen_s: float = 0.0
     served_m3: float = 0.0
     required_m3: float = 0.0
+    required_seen_s: float = 0.0
     energy_kwh: float = 0.0
 
     def add(self, other: _Bin) -> None:
@@ -338,7 +340,7 @@ class KpiAccumulator:
             return
         state = self._state(outputs, downtime)
         self._account(self._bins, lo, hi, state)
-        for element in downtime:
+        for element in downtime.keys() - {"plant"}:
             self._asset_down[element] = self._asset_down.get(element, 0.0) + (hi - lo)
         for name, (low, high) in self._envelopes.items():
             value = outputs.get(name)
@@ -455,7 +457,7 @@ class KpiAccumulator:
     def _throughput(self, b: _Bin) -> float:
         if self._kind == "epanet":
             if b.required_m3 <= 0:
-                return 1.0 if b.observed_s > 0 else math.nan
+                return 1.0 if b.required_seen_s > 0 else math.nan
             return b.served_m3 / b.required_m3
         return b.rate_s / b.rate_seen_s if b.rate_seen_s > 0 else math.nan
 
@@ -505,6 +507,7 @@ def _contribution(state: _StepState, seconds: float) -> _Bin:
         b.served_m3 = state.served * seconds
     if not math.isnan(state.required):
         b.required_m3 = state.required * seconds
+        b.required_seen_s = seconds
     if not math.isnan(state.power):
         b.energy_kwh = state.power * seconds / 3600.0
     return b
