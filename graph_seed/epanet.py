@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
@@ -37,7 +38,6 @@ from twinkg.ontology.units import allowed_units
 from twinkg.ontology.vocab import QUANTITYKIND, TK, UNIT
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
 from twinkg.sim.water import (
-    LIBRARY_DIR,
     controlled_links,
     initially_open,
     parallel_pumps,
@@ -65,6 +65,17 @@ PUMP_FAILURE_MODES = (
 
 _QK = str(QUANTITYKIND._NS)
 _UNIT = str(UNIT._NS)
+
+
+@dataclass(frozen=True, slots=True)
+class _SensorSpec:
+    key: str  # which measure (flow, head, pressure, power, level, vibration, temperature)
+    code: str  # the tag's instrument code (FT, PDT, …)
+    element: str
+    output: str  # the simulator output it reads
+    label: str
+    high: float  # physical range, in the output's unit
+    low: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,381 @@ def plant_name(inp: str | Path) -> str:
     return path.stem
 
 
+class _Builder:
+    """Collects the graph, the sensor bindings and the actuators of one network."""
+
+    def __init__(self, wn: Any, name: str, ns: str) -> None:
+        self.wn, self.name, self.ns = wn, name, ns
+        self.g = Graph()
+        self.tags = _Tags(name)
+        self.measures = _measures()
+        self.sensors: list[SensorBinding] = []
+        self.actuators: list[Actuator] = []
+        self.zone_of: dict[str, URIRef] = {}
+        self.site = URIRef(f"{ns}site")
+
+    def iri(self, kind: str, element: str) -> URIRef:
+        return URIRef(f"{self.ns}{kind}-{quote(element, safe='')}")
+
+    def home(self, *nodes: str) -> URIRef:
+        """The demand zone of the first of ``nodes`` that is a junction, else the site."""
+        return next((self.zone_of[n] for n in nodes if n in self.zone_of), self.site)
+
+    def asset(
+        self, node: URIRef, cls: URIRef, *, label: str, tag: str, crit: str, parent: URIRef | None
+    ) -> None:
+        g = self.g
+        g.add((node, RDF.type, cls))
+        g.add((node, RDFS.label, _s(label)))
+        g.add((node, TK.tag, _s(tag)))
+        g.add((node, TK.criticality, _s(crit)))
+        if parent is not None:
+            g.add((node, TK.partOf, parent))
+
+    def envelope(self, owner: URIRef, key: str, *, low: float, high: float, label: str) -> None:
+        m, g = self.measures[key], self.g
+        env = URIRef(f"{owner}-envelope-{key}")
+        g.add((env, RDF.type, TK.OperatingEnvelope))
+        g.add((env, RDFS.label, _s(label)))
+        g.add((env, TK.forQuantityKind, m.kind))
+        g.add((env, TK.hasUnit, m.unit))
+        g.add((env, TK.minValue, _d(low * m.scale)))
+        g.add((env, TK.maxValue, _d(high * m.scale)))
+        g.add((env, TK.appliesTo, owner))
+        g.add((owner, TK.hasEnvelope, env))
+
+    def sensor(self, equipment: URIRef, spec: _SensorSpec, parent: URIRef) -> None:
+        m, g = self.measures[spec.key], self.g
+        suffix = spec.output.rsplit(":", 1)[-1].replace("_", "-")
+        node = URIRef(f"{equipment}-sensor-{suffix}")
+        tag = self.tags(spec.code, spec.element)
+        self.asset(node, TK.Sensor, label=spec.label, tag=tag, crit="C", parent=parent)
+        g.add((node, TK.externalId, _s(spec.output)))
+        g.add((node, TK.hasQuantityKind, m.kind))
+        g.add((node, TK.hasUnit, m.unit))
+        g.add((node, TK.physicalMin, _d(spec.low * m.scale)))
+        g.add((node, TK.physicalMax, _d(spec.high * m.scale)))
+        g.add((node, TK.samplingPeriod, _d(SAMPLING_S)))
+        g.add((node, TK.monitors, equipment))
+        self.sensors.append(
+            SensorBinding(str(node), spec.output, str(m.unit), str(m.kind), str(equipment), m.scale)
+        )
+
+    # ---- the network's parts ----
+
+    def add_site(self, source: str) -> None:
+        wn, g = self.wn, self.g
+        label = f"EPANET network {self.name}"
+        self.asset(self.site, TK.Site, label=label, tag=self.tags.prefix, crit="A", parent=None)
+        g.add((self.site, TK.externalId, _s(self.name)))
+        title = " ".join(" ".join(wn.title).split()) if wn.title else ""
+        comment = f"Read with wntr from {source}" + (f": {title}" if title else "")
+        g.add((self.site, RDFS.comment, _s(comment)))
+
+    def add_zones(self) -> None:
+        """Junctions grouped by the demand pattern they follow, one zone each, with a service
+        pressure sensor at the zone's highest junction that has a demand."""
+        wn = self.wn
+        default = wn.options.hydraulic.pattern or "1"
+        members: dict[str, list[str]] = {}
+        for j in sorted(wn.junction_name_list):
+            demands = wn.get_node(j).demand_timeseries_list
+            pattern = next((d.pattern_name for d in demands if d.pattern_name), None)
+            if pattern is None:
+                pattern = default if default in wn.pattern_name_list else "none"
+            members.setdefault(str(pattern), []).append(j)
+        for pattern, junctions in sorted(members.items()):
+            zone = self.iri("zone", pattern)
+            self.asset(
+                zone,
+                TK.DemandZone,
+                label=f"Demand zone (pattern {pattern}, {len(junctions)} junctions)",
+                tag=self.tags("DZ", pattern),
+                crit="B",
+                parent=self.site,
+            )
+            self.g.add((zone, TK.externalId, _s(pattern)))
+            for j in junctions:
+                self.zone_of[j] = zone
+            with_demand = [
+                j
+                for j in junctions
+                if any(d.base_value > 0 for d in wn.get_node(j).demand_timeseries_list)
+            ] or junctions
+            critical = max(with_demand, key=lambda j: (wn.get_node(j).elevation, j))
+            spec = _SensorSpec(
+                "pressure",
+                "PT",
+                critical,
+                f"node:{critical}:pressure",
+                f"Service pressure at junction {critical}",
+                high=2 * MAX_SERVICE_PRESSURE_M,
+                low=-MAX_SERVICE_PRESSURE_M,
+            )
+            self.sensor(zone, spec, zone)
+            self.envelope(
+                zone,
+                "pressure",
+                low=SERVICE_PRESSURE_M,
+                high=MAX_SERVICE_PRESSURE_M,
+                label=f"Service pressure of zone {pattern}",
+            )
+
+    def add_tanks_and_reservoirs(self) -> None:
+        wn, g = self.wn, self.g
+        for t in sorted(wn.tank_name_list):
+            tank = wn.get_node(t)
+            node = self.iri("tank", t)
+            parent = self.home(t)
+            self.asset(
+                node, TK.Tank, label=f"Tank {t}", tag=self.tags("T", t), crit="B", parent=parent
+            )
+            g.add((node, TK.externalId, _s(t)))
+            g.add((node, TK.operationalStatus, _s("running")))
+            g.add((node, TK.elevation, _d(tank.elevation)))
+            g.add((node, TK.diameter, _d(tank.diameter)))
+            if tank.max_level > tank.min_level:
+                self.envelope(
+                    node, "level", low=tank.min_level, high=tank.max_level, label=f"Tank {t} level"
+                )
+            high = tank.max_level * 1.1 + 1.0
+            spec = _SensorSpec("level", "LT", t, f"tank:{t}:level", f"Tank {t} level", high=high)
+            self.sensor(node, spec, parent)
+        for r in sorted(wn.reservoir_name_list):
+            node = self.iri("reservoir", r)
+            self.asset(
+                node,
+                TK.Reservoir,
+                label=f"Reservoir {r}",
+                tag=self.tags("R", r),
+                crit="B",
+                parent=self.site,
+            )
+            g.add((node, TK.externalId, _s(r)))
+            g.add((node, TK.elevation, _d(wn.get_node(r).base_head)))
+
+    def add_stations(self) -> None:
+        wn = self.wn
+        controlled = controlled_links(wn)
+        standby_of: dict[str, str] = {}
+        for group in parallel_pumps(wn):
+            duty = [p for p in group if initially_open(wn, p) or p in controlled] or [group[0]]
+            for p in group:
+                if p not in duty:
+                    standby_of[p] = duty[0]
+        for s, pumps in pump_stations(wn).items():
+            station = self.iri("station", s)
+            self.asset(
+                station,
+                TK.PumpingStation,
+                label=f"Pumping station {s} ({len(pumps)} pump{'s' if len(pumps) > 1 else ''})",
+                tag=self.tags("PS", s),
+                crit="A",
+                parent=self.site,
+            )
+            self.g.add((station, TK.externalId, _s(s)))
+            for p in pumps:
+                running = initially_open(wn, p) or p in controlled
+                self.add_pump(p, station, running=running, standby_for=standby_of.get(p))
+
+    def add_pump(self, p: str, station: URIRef, *, running: bool, standby_for: str | None) -> None:
+        wn, g = self.wn, self.g
+        pump = wn.get_link(p)
+        node = self.iri("pump", p)
+        self.asset(
+            node,
+            TK.CentrifugalPump,
+            label=f"Pump {p}",
+            tag=self.tags("P", p),
+            crit="A",
+            parent=station,
+        )
+        g.add((node, TK.externalId, _s(p)))
+        g.add((node, TK.dutyRole, _s("standby" if standby_for else "duty")))
+        status = "running" if running and not standby_for else "stopped"
+        g.add((node, TK.operationalStatus, _s(status)))
+        if standby_for:
+            g.add((node, TK.standbyFor, self.iri("pump", standby_for)))
+        for mode in PUMP_FAILURE_MODES:
+            g.add((node, TK.susceptibleTo, mode))
+        max_flow, shutoff = self.add_curve(node, pump)
+        for link_name in sorted(wn.get_links_for_node(pump.end_node_name)):
+            link = wn.get_link(link_name)
+            if link_name != p and link.start_node_name == pump.end_node_name:
+                g.add((node, TK.feeds, self.iri(_link_kind(wn, link_name), link_name)))
+        flow_high = max_flow if max_flow > 0 else 1.0
+        head_high = shutoff * 1.5 if shutoff > 0 else 200.0
+        specs = (
+            _SensorSpec("flow", "FT", p, f"pump:{p}:flow", f"Pump {p} flow", high=2 * flow_high),
+            _SensorSpec(
+                "head",
+                "PDT",
+                p,
+                f"pump:{p}:head",
+                f"Pump {p} differential pressure",
+                high=head_high,
+                low=-head_high,
+            ),
+            _SensorSpec("power", "JT", p, f"pump:{p}:power", f"Pump {p} power", high=10_000.0),
+            _SensorSpec(
+                "vibration", "VT", p, f"pump:{p}:vibration", f"Pump {p} vibration", high=50.0
+            ),
+            _SensorSpec(
+                "temperature",
+                "TT",
+                p,
+                f"pump:{p}:bearing_temperature",
+                f"Pump {p} bearing temperature",
+                high=150.0,
+                low=-20.0,
+            ),
+        )
+        for spec in specs:
+            self.sensor(node, spec, station)
+        self.envelope(node, "flow", low=0.0, high=flow_high, label=f"Pump {p} flow")
+        self.envelope(
+            node, "vibration", low=0.0, high=VIBRATION_LIMIT_MM_S, label=f"Pump {p} vibration"
+        )
+        self.envelope(
+            node,
+            "temperature",
+            low=0.0,
+            high=BEARING_LIMIT_C,
+            label=f"Pump {p} bearing temperature",
+        )
+        self.actuators.append(
+            Actuator(
+                asset=str(node),
+                kind="Pump",
+                element=p,
+                run_input=f"pump:{p}:status",
+                setpoint_input=f"pump:{p}:speed",
+                setpoint_quantity_kind=str(QUANTITYKIND.Dimensionless),
+                setpoint_unit=str(UNIT.UNITLESS),
+                standby_for=str(self.iri("pump", standby_for)) if standby_for else None,
+                repairable=p,
+            )
+        )
+
+    def add_curve(self, node: URIRef, pump: Any) -> tuple[float, float]:
+        """The pump's curve and design point; returns (maximum flow m³/s, shutoff head m)."""
+        g = self.g
+        efficiency = float(self.wn.options.energy.global_efficiency or 75.0) / 100.0
+        if pump.pump_type != "HEAD":  # a constant-power pump (EPANET POWER): no curve to state
+            g.add((node, TK.ratedPower, _d(float(pump.power) / 1000.0)))
+            return 0.0, 0.0
+        points = [(float(q), float(h)) for q, h in pump.get_pump_curve().points]
+        with warnings.catch_warnings():  # scipy's curve fit warns on exact 3-point fits
+            warnings.simplefilter("ignore")
+            a, b, c = (float(x) for x in pump.get_head_curve_coefficients())
+        q, h = _design_point(points)
+        max_flow = (a / b) ** (1.0 / c) if b > 0 and c > 0 else max(x for x, _ in points)
+        g.add((node, TK.pumpCurve, _s(json.dumps([[x, y] for x, y in points]))))
+        g.add((node, TK.ratedHead, _d(h)))
+        g.add((node, TK.shutoffHead, _d(a)))
+        if q > 0:
+            g.add((node, TK.ratedFlow, _d(q * 60000.0)))  # the asset contract's L/min
+            g.add((node, TK.ratedPower, _d(RHO_G_KPA_PER_M * q * h / efficiency)))  # kW
+        return max_flow, a
+
+    def add_links(self) -> None:
+        wn, g = self.wn, self.g
+        for name in sorted(wn.pipe_name_list):
+            pipe = wn.get_link(name)
+            node = self.iri("pipe", name)
+            parent = self.home(pipe.end_node_name, pipe.start_node_name)
+            self.asset(
+                node,
+                TK.Pipe,
+                label=f"Pipe {name}",
+                tag=self.tags("L", name),
+                crit="C",
+                parent=parent,
+            )
+            g.add((node, TK.externalId, _s(name)))
+            g.add((node, TK.length, _d(pipe.length)))
+            g.add((node, TK.diameter, _d(pipe.diameter)))
+            g.add((node, TK.roughness, _d(pipe.roughness)))
+            status = "running" if initially_open(wn, name) else "stopped"
+            g.add((node, TK.operationalStatus, _s(status)))
+            g.add((node, TK.susceptibleTo, TK.ExternalLeakageProcessMedium))
+            self.actuators.append(
+                Actuator(str(node), "Pipe", name, run_input=f"pipe:{name}:status", repairable=name)
+            )
+        for v in sorted(wn.valve_name_list):
+            valve = wn.get_link(v)
+            node = self.iri("valve", v)
+            parent = self.home(valve.end_node_name, valve.start_node_name)
+            label = f"{valve.valve_type} valve {v}"
+            self.asset(node, TK.Valve, label=label, tag=self.tags("XV", v), crit="B", parent=parent)
+            g.add((node, TK.externalId, _s(v)))
+            g.add((node, TK.diameter, _d(valve.diameter)))
+            g.add((node, TK.operationalStatus, _s("running")))
+            kind, unit = _VALVE_SETPOINTS.get(str(valve.valve_type), (None, None))
+            self.actuators.append(
+                Actuator(
+                    str(node),
+                    "Valve",
+                    v,
+                    setpoint_input=f"valve:{v}:setting",
+                    setpoint_quantity_kind=kind,
+                    setpoint_unit=unit,
+                )
+            )
+
+    def add_plant_sensors_and_policies(self) -> None:
+        site, g = self.site, self.g
+        served = _SensorSpec("flow", "FT", "SERVED", "plant:demand_served", "Demand served", 100.0)
+        power = _SensorSpec("power", "JT", "TOTAL", "plant:power", "Pumping power", 100_000.0)
+        self.sensor(site, served, site)
+        self.sensor(site, power, site)
+        trust = URIRef(f"{self.ns}policy-trust")
+        g.add((trust, RDF.type, TK.TrustThreshold))
+        g.add((trust, RDFS.label, _s("Autonomy trust threshold")))
+        g.add((trust, RDFS.comment, _s(_TRUST_COMMENT)))
+        g.add((trust, TK.threshold, _d(0.8)))
+        g.add((trust, TK.appliesTo, site))
+        approval = URIRef(f"{self.ns}policy-approval-critical-stop")
+        g.add((approval, RDF.type, TK.ApprovalRequirement))
+        g.add((approval, RDFS.label, _s("Supervisor approval to stop criticality-A pumps")))
+        g.add((approval, TK.appliesToCriticality, _s("A")))
+        g.add((approval, TK.appliesToActionKind, _s("controlled_stop")))
+        g.add((approval, TK.requiredRole, TK.SupervisorRole))
+        g.add((approval, TK.appliesTo, site))
+        person = URIRef(f"{self.ns}person-shift-supervisor")
+        g.add((person, RDF.type, TK.Person))
+        g.add((person, RDFS.label, _s("Shift supervisor (simulated: the scenario's approver)")))
+        g.add((person, TK.hasRole, TK.SupervisorRole))
+        g.add((person, TK.hasRole, TK.OperatorRole))
+
+    def binding(self) -> PlantBinding:
+        return PlantBinding(
+            plant=f"epanet:{self.name}",
+            site=str(self.site),
+            sensors=tuple(self.sensors),
+            actuators=tuple(self.actuators),
+            kpi_outputs={
+                "throughput": "plant:demand_served",
+                "demand_required": "plant:demand_required",
+                "power": "plant:power",
+                "running": "plant:running",
+            },
+        )
+
+
+_TRUST_COMMENT = "Agents act without a human only when their confidence is at least 0.8."
+_VALVE_SETPOINTS: dict[str, tuple[str | None, str | None]] = {
+    "FCV": (str(QUANTITYKIND.VolumeFlowRate), _UNIT + "L-PER-SEC"),
+    "TCV": (str(QUANTITYKIND.Dimensionless), str(UNIT.UNITLESS)),
+}
+
+
+def _link_kind(wn: Any, link: str) -> str:
+    if link in wn.pump_name_list:
+        return "pump"
+    return "valve" if link in wn.valve_name_list else "pipe"
+
+
 def epanet_plant(inp: str | Path, base: str | None = None) -> tuple[Graph, PlantBinding]:
     """The plant graph of network ``inp`` (a wntr library name or an ``.inp`` path) under IRI
     namespace ``base`` (default ``https://w3id.org/twinkg/plant/epanet-<name>/``), and its binding.
@@ -150,391 +536,14 @@ def epanet_plant(inp: str | Path, base: str | None = None) -> tuple[Graph, Plant
     ns = base or plant_namespace(f"epanet-{slug}")
     if not ns.endswith(("/", "#")):
         ns += "/"
-    g = Graph()
-    tags = _Tags(name)
-    measures = _measures()
-    sensors: list[SensorBinding] = []
-    actuators: list[Actuator] = []
-
-    def iri(kind: str, element: str) -> URIRef:
-        return URIRef(f"{ns}{kind}-{quote(element, safe='')}")
-
-    def asset(
-        node: URIRef, cls: URIRef, label: str, tag: str, crit: str, parent: URIRef | None
-    ) -> None:
-        g.add((node, RDF.type, cls))
-        g.add((node, RDFS.label, _s(label)))
-        g.add((node, TK.tag, _s(tag)))
-        g.add((node, TK.criticality, _s(crit)))
-        if parent is not None:
-            g.add((node, TK.partOf, parent))
-
-    def envelope(owner: URIRef, key: str, m: _Measure, low: float, high: float, label: str) -> None:
-        env = URIRef(f"{owner}-envelope-{key}")
-        g.add((env, RDF.type, TK.OperatingEnvelope))
-        g.add((env, RDFS.label, _s(label)))
-        g.add((env, TK.forQuantityKind, m.kind))
-        g.add((env, TK.hasUnit, m.unit))
-        g.add((env, TK.minValue, _d(low * m.scale)))
-        g.add((env, TK.maxValue, _d(high * m.scale)))
-        g.add((env, TK.appliesTo, owner))
-        g.add((owner, TK.hasEnvelope, env))
-
-    def sensor(
-        equipment: URIRef,
-        parent: URIRef,
-        key: str,
-        code: str,
-        element: str,
-        output: str,
-        label: str,
-        high: float,
-        low: float = 0.0,
-    ) -> None:
-        m = measures[key]
-        node = URIRef(f"{equipment}-sensor-{output.rsplit(':', 1)[-1].replace('_', '-')}")
-        asset(node, TK.Sensor, label, tags(code, element), "C", parent)
-        g.add((node, TK.externalId, _s(output)))
-        g.add((node, TK.hasQuantityKind, m.kind))
-        g.add((node, TK.hasUnit, m.unit))
-        g.add((node, TK.physicalMin, _d(low * m.scale)))
-        g.add((node, TK.physicalMax, _d(high * m.scale)))
-        g.add((node, TK.samplingPeriod, _d(SAMPLING_S)))
-        g.add((node, TK.monitors, equipment))
-        sensors.append(
-            SensorBinding(str(node), output, str(m.unit), str(m.kind), str(equipment), m.scale)
-        )
-
-    # ---- site ----
-    site = URIRef(f"{ns}site")
-    asset(site, TK.Site, f"EPANET network {name}", tags.prefix, "A", None)
-    g.add((site, TK.externalId, _s(name)))
-    if wn.name or wn.title:
-        title = " ".join(" ".join(wn.title).split()) if wn.title else str(wn.name)
-        g.add((site, RDFS.comment, _s(f"Read with wntr from {Path(str(inp)).name}: {title}")))
-
-    # ---- demand zones (junctions grouped by the pattern they follow) ----
-    default_pattern = wn.options.hydraulic.pattern or "1"
-    zone_of: dict[str, URIRef] = {}
-    members: dict[str, list[str]] = {}
-    for j in sorted(wn.junction_name_list):
-        demands = wn.get_node(j).demand_timeseries_list
-        pattern = next((d.pattern_name for d in demands if d.pattern_name), None)
-        if pattern is None:
-            pattern = default_pattern if default_pattern in wn.pattern_name_list else "none"
-        key = str(pattern)
-        members.setdefault(key, []).append(j)
-    for pattern, junctions in sorted(members.items()):
-        zone = iri("zone", pattern)
-        asset(
-            zone,
-            TK.DemandZone,
-            f"Demand zone (pattern {pattern}, {len(junctions)} junctions)",
-            tags("DZ", pattern),
-            "B",
-            site,
-        )
-        g.add((zone, TK.externalId, _s(pattern)))
-        for j in junctions:
-            zone_of[j] = zone
-        # the zone's critical node: its highest junction with a demand (lowest pressure)
-        with_demand = [
-            j
-            for j in junctions
-            if any(d.base_value > 0 for d in wn.get_node(j).demand_timeseries_list)
-        ] or junctions
-        critical = max(with_demand, key=lambda j: (wn.get_node(j).elevation, j))
-        sensor(
-            zone,
-            zone,
-            "pressure",
-            "PT",
-            critical,
-            f"node:{critical}:pressure",
-            f"Service pressure at junction {critical}",
-            high=2 * MAX_SERVICE_PRESSURE_M,
-            low=-MAX_SERVICE_PRESSURE_M,
-        )
-        envelope(
-            zone,
-            "pressure",
-            measures["pressure"],
-            SERVICE_PRESSURE_M,
-            MAX_SERVICE_PRESSURE_M,
-            f"Service pressure of zone {pattern}",
-        )
-
-    def home(node_name: str) -> URIRef:
-        return zone_of.get(node_name, site)
-
-    # ---- tanks and reservoirs ----
-    for t in sorted(wn.tank_name_list):
-        tank = wn.get_node(t)
-        node = iri("tank", t)
-        asset(node, TK.Tank, f"Tank {t}", tags("T", t), "B", home(t))
-        g.add((node, TK.externalId, _s(t)))
-        g.add((node, TK.operationalStatus, _s("running")))
-        g.add((node, TK.elevation, _d(tank.elevation)))
-        g.add((node, TK.diameter, _d(tank.diameter)))
-        if tank.max_level > tank.min_level:
-            envelope(
-                node, "level", measures["level"], tank.min_level, tank.max_level, f"Tank {t} level"
-            )
-        sensor(
-            node,
-            home(t),
-            "level",
-            "LT",
-            t,
-            f"tank:{t}:level",
-            f"Tank {t} level",
-            high=tank.max_level * 1.1 + 1.0,
-        )
-    for r in sorted(wn.reservoir_name_list):
-        res = wn.get_node(r)
-        node = iri("reservoir", r)
-        asset(node, TK.Reservoir, f"Reservoir {r}", tags("R", r), "B", site)
-        g.add((node, TK.externalId, _s(r)))
-        g.add((node, TK.elevation, _d(res.base_head)))
-
-    # ---- pumping stations and pumps ----
-    stations = pump_stations(wn)
-    controlled = controlled_links(wn)
-    standby_of: dict[str, str] = {}
-    for group in parallel_pumps(wn):
-        duty = [p for p in group if initially_open(wn, p) or p in controlled] or [group[0]]
-        for p in group:
-            if p not in duty:
-                standby_of[p] = duty[0]
-    efficiency = float(wn.options.energy.global_efficiency or 75.0) / 100.0
-    for s, pumps in stations.items():
-        station = iri("station", s)
-        asset(
-            station,
-            TK.PumpingStation,
-            f"Pumping station {s} ({len(pumps)} pump{'s' if len(pumps) > 1 else ''})",
-            tags("PS", s),
-            "A",
-            site,
-        )
-        g.add((station, TK.externalId, _s(s)))
-        for p in pumps:
-            pump = wn.get_link(p)
-            node = iri("pump", p)
-            asset(node, TK.CentrifugalPump, f"Pump {p}", tags("P", p), "A", station)
-            g.add((node, TK.externalId, _s(p)))
-            running = initially_open(wn, p) or p in controlled
-            standby = p in standby_of
-            g.add((node, TK.dutyRole, _s("standby" if standby else "duty")))
-            status = "running" if running and not standby else "stopped"
-            g.add((node, TK.operationalStatus, _s(status)))
-            if standby:
-                g.add((node, TK.standbyFor, iri("pump", standby_of[p])))
-            for mode in PUMP_FAILURE_MODES:
-                g.add((node, TK.susceptibleTo, mode))
-            max_flow = 0.0
-            if pump.pump_type == "HEAD":
-                points = [(float(q), float(h)) for q, h in pump.get_pump_curve().points]
-                with warnings.catch_warnings():  # scipy's curve fit warns on exact 3-point fits
-                    warnings.simplefilter("ignore")
-                    a, b, c = pump.get_head_curve_coefficients()
-                q, h = _design_point(points)
-                max_flow = (
-                    float((a / b) ** (1.0 / c)) if b > 0 and c > 0 else max(x for x, _ in points)
-                )
-                g.add((node, TK.pumpCurve, _s(json.dumps([[x, y] for x, y in points]))))
-                g.add((node, TK.ratedHead, _d(h)))
-                g.add((node, TK.shutoffHead, _d(a)))
-                if q > 0:
-                    g.add((node, TK.ratedFlow, _d(q * 60000.0)))  # the contract's L/min
-                    g.add((node, TK.ratedPower, _d(1000 * 9.80665 * q * h / efficiency / 1000)))
-                shutoff = a
-            else:  # a constant-power pump (EPANET POWER): no curve to state
-                g.add((node, TK.ratedPower, _d(float(pump.power) / 1000.0)))
-                shutoff = 0.0
-            # the pump feeds the links leaving its discharge node
-            for link_name in sorted(wn.get_links_for_node(pump.end_node_name)):
-                link = wn.get_link(link_name)
-                if link_name != p and link.start_node_name == pump.end_node_name:
-                    kind = (
-                        "pump"
-                        if link_name in wn.pump_name_list
-                        else ("valve" if link_name in wn.valve_name_list else "pipe")
-                    )
-                    g.add((node, TK.feeds, iri(kind, link_name)))
-            flow_high = max_flow if max_flow > 0 else 1.0
-            sensor(
-                node,
-                station,
-                "flow",
-                "FT",
-                p,
-                f"pump:{p}:flow",
-                f"Pump {p} flow",
-                high=2 * flow_high,
-            )
-            envelope(node, "flow", measures["flow"], 0.0, flow_high, f"Pump {p} flow")
-            head_high = shutoff * 1.5 if shutoff > 0 else 200.0
-            sensor(
-                node,
-                station,
-                "head",
-                "PDT",
-                p,
-                f"pump:{p}:head",
-                f"Pump {p} differential pressure",
-                high=head_high,
-                low=-head_high,
-            )
-            sensor(
-                node, station, "power", "JT", p, f"pump:{p}:power", f"Pump {p} power", high=10_000.0
-            )
-            sensor(
-                node,
-                station,
-                "vibration",
-                "VT",
-                p,
-                f"pump:{p}:vibration",
-                f"Pump {p} vibration (mm/s RMS from the degradation model)",
-                high=50.0,
-            )
-            envelope(
-                node,
-                "vibration",
-                measures["vibration"],
-                0.0,
-                VIBRATION_LIMIT_MM_S,
-                f"Pump {p} vibration",
-            )
-            sensor(
-                node,
-                station,
-                "temperature",
-                "TT",
-                p,
-                f"pump:{p}:bearing_temperature",
-                f"Pump {p} bearing temperature",
-                high=150.0,
-                low=-20.0,
-            )
-            envelope(
-                node,
-                "temperature",
-                measures["temperature"],
-                0.0,
-                BEARING_LIMIT_C,
-                f"Pump {p} bearing temperature",
-            )
-            actuators.append(
-                Actuator(
-                    asset=str(node),
-                    kind="Pump",
-                    element=p,
-                    run_input=f"pump:{p}:status",
-                    setpoint_input=f"pump:{p}:speed",
-                    setpoint_quantity_kind=str(QUANTITYKIND.Dimensionless),
-                    setpoint_unit=str(UNIT.UNITLESS),
-                    standby_for=str(iri("pump", standby_of[p])) if standby else None,
-                    repairable=p,
-                )
-            )
-
-    # ---- pipes and valves ----
-    for name_ in sorted(wn.pipe_name_list):
-        pipe = wn.get_link(name_)
-        node = iri("pipe", name_)
-        home_node = pipe.end_node_name if pipe.end_node_name in zone_of else pipe.start_node_name
-        asset(node, TK.Pipe, f"Pipe {name_}", tags("L", name_), "C", home(home_node))
-        g.add((node, TK.externalId, _s(name_)))
-        g.add((node, TK.length, _d(pipe.length)))
-        g.add((node, TK.diameter, _d(pipe.diameter)))
-        g.add((node, TK.roughness, _d(pipe.roughness)))
-        g.add(
-            (node, TK.operationalStatus, _s("running" if initially_open(wn, name_) else "stopped"))
-        )
-        g.add((node, TK.susceptibleTo, TK.ExternalLeakageProcessMedium))
-        actuators.append(
-            Actuator(str(node), "Pipe", name_, run_input=f"pipe:{name_}:status", repairable=name_)
-        )
-    for v in sorted(wn.valve_name_list):
-        valve = wn.get_link(v)
-        node = iri("valve", v)
-        home_node = valve.end_node_name if valve.end_node_name in zone_of else valve.start_node_name
-        asset(node, TK.Valve, f"{valve.valve_type} valve {v}", tags("XV", v), "B", home(home_node))
-        g.add((node, TK.externalId, _s(v)))
-        g.add((node, TK.diameter, _d(valve.diameter)))
-        g.add((node, TK.operationalStatus, _s("running")))
-        kind_unit: tuple[str | None, str | None] = (None, None)
-        if valve.valve_type == "FCV":
-            kind_unit = (str(QUANTITYKIND.VolumeFlowRate), _UNIT + "L-PER-SEC")
-        elif valve.valve_type == "TCV":
-            kind_unit = (str(QUANTITYKIND.Dimensionless), str(UNIT.UNITLESS))
-        actuators.append(
-            Actuator(
-                str(node),
-                "Valve",
-                v,
-                setpoint_input=f"valve:{v}:setting",
-                setpoint_quantity_kind=kind_unit[0],
-                setpoint_unit=kind_unit[1],
-            )
-        )
-
-    # ---- plant-wide sensors ----
-    sensor(site, site, "flow", "FT", "SERVED", "plant:demand_served", "Demand served", high=100.0)
-    sensor(
-        site,
-        site,
-        "power",
-        "JT",
-        "TOTAL",
-        "plant:power",
-        "Pumping power, all stations",
-        high=100_000.0,
-    )
-
-    # ---- policies and people ----
-    trust = URIRef(f"{ns}policy-trust")
-    g.add((trust, RDF.type, TK.TrustThreshold))
-    g.add((trust, RDFS.label, _s("Autonomy trust threshold")))
-    g.add(
-        (
-            trust,
-            RDFS.comment,
-            _s("Agents act without a human only when their confidence is at least 0.8."),
-        )
-    )
-    g.add((trust, TK.threshold, _d(0.8)))
-    g.add((trust, TK.appliesTo, site))
-    approval = URIRef(f"{ns}policy-approval-critical-stop")
-    g.add((approval, RDF.type, TK.ApprovalRequirement))
-    g.add((approval, RDFS.label, _s("Supervisor approval to stop criticality-A pumps")))
-    g.add((approval, TK.appliesToCriticality, _s("A")))
-    g.add((approval, TK.appliesToActionKind, _s("controlled_stop")))
-    g.add((approval, TK.requiredRole, TK.SupervisorRole))
-    g.add((approval, TK.appliesTo, site))
-    person = URIRef(f"{ns}person-shift-supervisor")
-    g.add((person, RDF.type, TK.Person))
-    g.add(
-        (person, RDFS.label, _s("Shift supervisor (simulated, answers as the scenario's approver)"))
-    )
-    g.add((person, TK.hasRole, TK.SupervisorRole))
-    g.add((person, TK.hasRole, TK.OperatorRole))
-
-    binding = PlantBinding(
-        plant=f"epanet:{name}",
-        site=str(site),
-        sensors=tuple(sensors),
-        actuators=tuple(actuators),
-        kpi_outputs={
-            "throughput": "plant:demand_served",
-            "demand_required": "plant:demand_required",
-            "power": "plant:power",
-            "running": "plant:running",
-        },
-    )
-    return g, binding
+    builder = _Builder(wn, name, ns)
+    builder.add_site(resolve_inp(inp).name)
+    builder.add_zones()
+    builder.add_tanks_and_reservoirs()
+    builder.add_stations()
+    builder.add_links()
+    builder.add_plant_sensors_and_policies()
+    return builder.g, builder.binding()
 
 
 def epanet_records(inp: str | Path, base: str | None = None) -> GraphRecords:
@@ -543,4 +552,4 @@ def epanet_records(inp: str | Path, base: str | None = None) -> GraphRecords:
     return rdf_to_records(graph)
 
 
-__all__ = ["LIBRARY_DIR", "epanet_plant", "epanet_records", "plant_name"]
+__all__ = ["epanet_plant", "epanet_records", "plant_name"]

@@ -34,6 +34,7 @@ from twinkg.api.cli.common import (
 from twinkg.api.settings import connection, local_server_config
 from twinkg.api.twin import Twin
 from twinkg.graph_seed import plant_check, seeding
+from twinkg.graph_seed.epanet import epanet_records
 from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
 from twinkg.kg import local_server, rdf_text
@@ -99,10 +100,18 @@ def db_status() -> None:
 @app.command()
 @errors_as_exit_codes
 def seed(
-    plant: Annotated[str | None, typer.Option(help="skab-testbed or generated")] = None,
+    *,
+    plant: Annotated[str | None, typer.Option(help="skab-testbed, tep or generated")] = None,
     file: Annotated[
         Path | None,
         typer.Option(help="your own plant in Turtle, or a `twinkg export` (.trig or .nq)"),
+    ] = None,
+    inp: Annotated[
+        Path | None,
+        typer.Option(help="an EPANET network (.inp file), mapped from wntr's own model"),
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="--inp: the IRI namespace of its instances")
     ] = None,
     assets: Annotated[int, typer.Option(help="generated plant: number of assets")] = 1000,
     seed: Annotated[int, typer.Option(help="generated plant: random seed")] = 0,
@@ -110,9 +119,11 @@ def seed(
 ) -> None:
     """Load the ontology and a plant (idempotent, all or nothing), then classify its assets."""
     settings = load_settings()
-    if (plant is None) == (file is None):
-        raise InvalidInputError("give either --plant NAME or --file PLANT.ttl")
-    if file is not None:
+    if [plant, file, inp].count(None) != 2:
+        raise InvalidInputError("give one of --plant NAME, --file PLANT.ttl or --inp NETWORK.inp")
+    if inp is not None:  # malformed or unsupported: ModelFileError (FILE:LINE), nothing written
+        name, plant_records = str(inp), epanet_records(inp, base)  # a path or a wntr network name
+    elif file is not None:
         if not file.is_file():
             raise InvalidInputError(f"{file}: no such file")
         name, plant_records = str(file), seeding.plant_file(file)
@@ -120,7 +131,7 @@ def seed(
         chosen = parse_plant(str(plant))
         name = chosen.value
         plant_records = registry_records(chosen, assets=assets, seed=seed)
-    small = file is not None or assets <= GATE_MAX_ASSETS or plant != "generated"
+    small = file is not None or inp is not None or assets <= GATE_MAX_ASSETS or plant != "generated"
     if small:  # judged with the stored graph it touches (decision 0039); nothing written yet
         with open_store(settings) as store:
             check = plant_check.check_plant(plant_records, store=store)
