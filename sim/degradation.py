@@ -12,7 +12,7 @@ The model, per pump, with ``dt`` in hours:
 - **Wear** grows only while the pump runs, at ``wear_rate_per_h`` times ``1 + 2 * off²`` where
   ``off`` is the relative distance of the flow from the best-efficiency flow (``bep_flow``; no
   term without one), times 3 beyond 1.2 × BEP (run-out: cavitation), plus the injected extra
-  rates of ``pump_wear`` and half the bearing damage rate. It is capped at 1.
+  rate of ``pump_wear`` and half the bearing damage's growth rate. It is capped at 1.
 - ``head_factor = 1 - 0.3 wear``; ``efficiency_factor = 1 - 0.4 wear - 0.1 bearing``.
 - **Vibration** (running only) is ``nominal (1 + 3 wear²) + 8 bearing`` mm/s plus Gaussian noise
   (2 % of nominal); the **bearing temperature** relaxes (time constant 1 h) towards
@@ -26,9 +26,12 @@ The model, per pump, with ``dt`` in hours:
 
 Faults are injected as data with :meth:`PumpDegradation.inject`:
 
-- ``pump_wear``: extra wear of ``magnitude * 0.01`` per running hour (1.0: worn out in 100 h);
-- ``bearing_failure``: bearing damage grows by ``magnitude * 0.02`` per running hour (1.0: the
-  bearing fails after 50 h), raising vibration and temperature first;
+- ``pump_wear``: an accelerated wear mechanism (erosion, abrasion): extra wear of
+  ``magnitude * 0.01`` per running hour (the nominal rate of a wear fault; 1.0: worn out in
+  100 running hours, 3.0: three times faster);
+- ``bearing_failure``: the bearing is damaged by ``magnitude`` (0..1; 1 = failed at once); a
+  damaged bearing deteriorates while the pump runs (the damage grows 1 % per running hour,
+  relative), raising vibration, temperature and hazard in proportion;
 - ``seal_leak``: the seal leaks ``magnitude`` m³/h.
 
 A repair restores the pump to new and clears its faults. All random draws come from per-pump
@@ -50,7 +53,7 @@ from twinkg.sim.adapter import ModelInfo, Variable
 VERSION = "1.0.0"
 FAULT_KINDS = ("pump_wear", "bearing_failure", "seal_leak")
 PUMP_WEAR_PER_MAGNITUDE = 0.01  # extra wear per running hour for magnitude 1
-BEARING_DAMAGE_PER_MAGNITUDE = 0.02  # bearing damage per running hour for magnitude 1
+BEARING_GROWTH_PER_H = 0.01  # relative growth of bearing damage per running hour
 TEMPERATURE_TAU_H = 1.0
 
 _OUTPUTS: tuple[tuple[str, str | None, str, float | None, float | None], ...] = (
@@ -94,7 +97,6 @@ class _State:
     cumulative_hazard: np.ndarray
     threshold: np.ndarray
     extra_wear: np.ndarray  # injected pump_wear rate, 1/h
-    bearing_rate: np.ndarray  # injected bearing damage rate, 1/h
     running: np.ndarray
     flow: np.ndarray
     repair: np.ndarray
@@ -199,7 +201,6 @@ class PumpDegradation:
             cumulative_hazard=zeros.copy(),
             threshold=np.array([rng.exponential() for rng in self._lives]),
             extra_wear=zeros.copy(),
-            bearing_rate=zeros.copy(),
             running=zeros.copy(),
             flow=zeros.copy(),
             repair=zeros.copy(),
@@ -235,9 +236,10 @@ class PumpDegradation:
                     rate *= 1.0 + 2.0 * off * off
                     if q > 1.2 * p.bep_flow:
                         rate *= 3.0
-                rate += s.extra_wear[i] + 0.5 * s.bearing_rate[i]
+                growth = BEARING_GROWTH_PER_H * s.bearing[i]
+                rate += s.extra_wear[i] + 0.5 * growth
                 s.wear[i] = min(1.0, s.wear[i] + rate * hours)
-                s.bearing[i] = min(1.0, s.bearing[i] + s.bearing_rate[i] * hours)
+                s.bearing[i] = min(1.0, s.bearing[i] * math.exp(BEARING_GROWTH_PER_H * hours))
                 s.cumulative_hazard[i] += self._hazard(s, i) * hours
                 if (
                     s.cumulative_hazard[i] >= s.threshold[i]
@@ -297,7 +299,9 @@ class PumpDegradation:
         if kind == "pump_wear":
             s.extra_wear[i] += magnitude * PUMP_WEAR_PER_MAGNITUDE
         elif kind == "bearing_failure":
-            s.bearing_rate[i] += magnitude * BEARING_DAMAGE_PER_MAGNITUDE
+            s.bearing[i] = min(1.0, s.bearing[i] + magnitude)
+            if s.bearing[i] >= 1.0:
+                s.failed[i] = 1.0
         else:
             s.seal_leak[i] += magnitude
 
@@ -343,7 +347,6 @@ class PumpDegradation:
         s.failed[i] = 0.0
         s.cumulative_hazard[i] = 0.0
         s.extra_wear[i] = 0.0
-        s.bearing_rate[i] = 0.0
         s.threshold[i] = self._lives[i].exponential()
 
 

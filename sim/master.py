@@ -14,12 +14,16 @@ Each component gets its own seed, derived from the run seed and the component's 
 the others' random streams unchanged.
 
 A component that raises, runs past the wall-clock step timeout, or returns NaN or infinity for an
-output that cannot be NaN ends the run: :class:`twinkg.ontology.errors.SimulatorError` names the
-component, the simulated time and the reason, :attr:`CoSimulation.failure` keeps them as data, and
-the master refuses every later step. The timeout is enforced by running the components in one
-worker thread and giving up waiting for it. **A thread cannot be killed**: a native simulator that
-hangs keeps its (daemon) thread until it returns or the process exits, so the master that lost it
-is unusable for good, and :meth:`CoSimulation.terminate` does not call into the hung component.
+output that cannot be NaN (only a component offering :class:`NullableOutputs` may return NaN,
+for the outputs it names; infinity never) ends the run:
+:class:`twinkg.ontology.errors.SimulatorError` names the component, the simulated time (the
+step's start for a call that raised or hung, the output's time for a bad value) and the reason,
+:attr:`CoSimulation.failure` keeps them as data, and the master refuses every later step.
+
+The timeout is enforced by running the components in one worker thread and giving up waiting
+for it. **A thread cannot be killed**: a native simulator that hangs keeps its (daemon) thread
+until it returns or the process exits, so the master that lost it is unusable for good, and
+:meth:`CoSimulation.terminate` does not call into the hung component.
 """
 
 from __future__ import annotations
@@ -305,8 +309,8 @@ class CoSimulation:
             return fresh
 
         values = self._guarded(run, "step", at=t)
+        self._check_values(values, (self._steps + 1) * self._dt)
         self._steps += 1
-        self._check_values(values)
         self._outputs = Outputs(self.time, values)
         return self._outputs
 
@@ -419,7 +423,7 @@ class CoSimulation:
             values[name] = self._components[name].get_outputs()
         return values
 
-    def _check_values(self, values: Mapping[str, Mapping[str, float]]) -> None:
+    def _check_values(self, values: Mapping[str, Mapping[str, float]], at: float) -> None:
         for name in self._order:
             outputs = values[name]
             bad = [k for k, v in outputs.items() if not math.isfinite(v)]
@@ -435,9 +439,7 @@ class CoSimulation:
                 v = outputs[k]
                 if math.isnan(v) and k in nullable:
                     continue
-                raise self._fail(
-                    name, self.time, f"output {k!r} is {v} (it cannot be NaN or infinite)"
-                )
+                raise self._fail(name, at, f"output {k!r} is {v} (it cannot be NaN or infinite)")
 
     def _check_wiring(self) -> None:
         position = {name: i for i, name in enumerate(self._order)}

@@ -76,18 +76,23 @@ def test_wear_grows_only_while_running_and_faster_away_from_best_efficiency() ->
 
 def test_bearing_fault_raises_vibration_and_temperature_then_fails() -> None:
     healthy, faulty = _model(seed=3), _model(seed=3)
-    faulty.inject("bearing_failure", "P1", 1.0)
+    faulty.inject("bearing_failure", "P1", 0.6)
     for model in (healthy, faulty):
         _run(model, 20)
     h, f = healthy.get_outputs(), faulty.get_outputs()
-    assert f["pump:P1:vibration"] > h["pump:P1:vibration"] + 2.0
-    assert f["pump:P1:bearing_temperature"] > h["pump:P1:bearing_temperature"] + 5.0
-    assert f["pump:P1:hazard"] > h["pump:P1:hazard"]
+    assert f["pump:P1:vibration"] > h["pump:P1:vibration"] + 4.0
+    assert f["pump:P1:bearing_temperature"] > h["pump:P1:bearing_temperature"] + 20.0
+    assert f["pump:P1:hazard"] > 50 * h["pump:P1:hazard"]
+    assert f["pump:P1:efficiency_factor"] < h["pump:P1:efficiency_factor"]
     assert f["pump:P1:failed"] == 0.0
     faulty.set_inputs({"pump:P1:running": 1.0})
     for k in range(20, 60):
         faulty.do_step(k * HOUR, HOUR)
-    assert faulty.get_outputs()["pump:P1:failed"] == 1.0  # damage 1 after 50 running hours
+    # the damage grows 1 %/h while running: 0.6 reaches 1 after ln(1/0.6)/0.01 = 51 h
+    assert faulty.get_outputs()["pump:P1:failed"] == 1.0
+    broken = _model()
+    broken.inject("bearing_failure", "P1", 1.0)
+    assert broken.get_outputs()["pump:P1:failed"] == 1.0  # magnitude 1: failed at onset
 
 
 def test_failure_latches_until_repair_which_restores_the_pump_to_new() -> None:

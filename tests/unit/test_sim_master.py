@@ -285,6 +285,7 @@ def test_a_non_finite_output_fails_the_run(mode: str) -> None:
     master.step()
     with pytest.raises(SimulatorError, match=r"'meter' failed at t=10 s: output 'v' is"):
         master.step()
+    assert master.time == 5.0 and master.outputs.time == 5.0  # the bad step is not taken
     with pytest.raises(SimulatorError):
         master.step()
 
