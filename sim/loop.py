@@ -30,6 +30,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twinkg.ontology.errors import ConfigError, SimulatorError
 from twinkg.sim.binding import Actuator, PlantBinding
+from twinkg.sim.kpi import (
+    ActionApplied,
+    ActionRefused,
+    Decision,
+    Failure,
+    KpiAccumulator,
+    KpiResult,
+    MaintenanceDone,
+    Trip,
+)
 from twinkg.sim.policies import (
     CONTROLLED_STOP,
     SETPOINT_CHANGE,
@@ -194,6 +204,7 @@ class RunPlant:
     fault_hook: FaultHook | None = None
     timed_inputs: Callable[[float], Mapping[str, float]] | None = None  # demand patterns
     restart_input: str | None = None  # asked (1.0) after a trip: the plant's own restart
+    stop_input: str | None = None  # the plant-wide run input (0: a controlled stop, planned)
     lookahead: bool = False  # whether the twin's planner may fork this plant to look ahead
 
 
@@ -214,6 +225,8 @@ class LoopConfig:
     cost_per_repair: float = 0.0
     cost_per_crew_hour: float = 0.0
     preventive_interval_s: float = 168 * 3600.0
+    preventive_s: float = 2 * 3600.0  # a preventive job's crew time
+    cost_per_preventive: float = 500.0
     approver: str = "approve"  # approve | reject | approve_after | absent
     approver_delay_s: float = 900.0
     approver_after_s: float | None = None  # approve_after: requests before this are rejected
@@ -222,59 +235,6 @@ class LoopConfig:
 
 
 APPROVER_COMMENT = "simulated approver of scenario {name}@{version} ({behaviour}); not a person"
-
-
-# ----------------------------------------------------------------------------- KPIs
-
-
-@dataclass
-class Ledger:
-    """What the loop counts while it runs; :meth:`kpis` turns it into KPI values."""
-
-    steps: int = 0
-    simulated_s: float = 0.0
-    up_s: float = 0.0
-    unplanned_down_s: float = 0.0
-    trips: int = 0
-    throughput_sum: float = 0.0
-    throughput_n: int = 0
-    served_m3: float = 0.0
-    required_m3: float = 0.0
-    energy_kwh: float = 0.0
-    cost_sum: float = 0.0
-    cost_n: int = 0
-    maintenance_actions: int = 0
-    maintenance_cost: float = 0.0
-    excursion_s: float = 0.0
-    refused_actions: int = 0
-    unsafe_applied_actions: int = 0
-    decisions: int = 0
-    applied_actions: int = 0
-
-    def kpis(self, water: bool) -> dict[str, tuple[float, str]]:
-        """Every KPI (name → (value, unit))."""
-        horizon = self.simulated_s or 1.0
-        if water:
-            throughput = self.served_m3 / self.required_m3 if self.required_m3 else 1.0
-            energy = self.energy_kwh / self.served_m3 if self.served_m3 else 0.0
-            units = ("fraction", "kWh/m3")
-        else:
-            throughput = self.throughput_sum / self.throughput_n if self.throughput_n else 0.0
-            energy = self.cost_sum / self.cost_n if self.cost_n else 0.0
-            units = ("m3/h", "$/h")
-        return {
-            "availability": (self.up_s / horizon, "fraction"),
-            "unplanned_downtime_h": (self.unplanned_down_s / 3600.0, "h"),
-            "trips": (float(self.trips), "count"),
-            "throughput": (throughput, units[0]),
-            "energy_per_unit": (energy, units[1]),
-            "maintenance_actions": (float(self.maintenance_actions), "count"),
-            "maintenance_cost": (self.maintenance_cost, "$"),
-            "envelope_excursion_h": (self.excursion_s / 3600.0, "h"),
-            "refused_actions": (float(self.refused_actions), "count"),
-            "unsafe_applied_actions": (float(self.unsafe_applied_actions), "count"),
-            "decisions": (float(self.decisions), "count"),
-        }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -296,9 +256,11 @@ class DecisionRecord:
 class _Job:
     asset: str
     element: str
+    kind: str
     queued_s: float
     start_s: float | None = None
-    corrective: bool = False
+    corrective: bool = False  # the asset had failed: unplanned
+    preventive: bool = False  # a preventive job (shorter, its own cost)
 
 
 class LoopState:
@@ -307,7 +269,9 @@ class LoopState:
     def __init__(self, plant: RunPlant, config: LoopConfig) -> None:
         self.plant = plant
         self.config = config
-        self.ledger = Ledger()
+        self.kpi = new_accumulator(plant, config)
+        self.simulated_s = 0.0
+        self.applied = 0
         self.commanded: dict[str, float] = dict(plant.initial_inputs)  # input → value
         self.jobs: list[_Job] = []
         self.failed: set[str] = set()  # assets whose degradation says failed
@@ -345,6 +309,24 @@ class LoopState:
                 continue
             if actuator.asset in self.failed or self._in_repair(actuator.asset):
                 out[actuator.run_input] = 0.0
+        return out
+
+    def downtime(self, running: bool) -> dict[str, str]:
+        """The assets out of service now, "planned" or "unplanned" (``"plant"``: all of it)."""
+        out: dict[str, str] = {}
+        for a in self.plant.binding.actuators:
+            job = next((j for j in self.jobs if j.asset == a.asset and j.start_s is not None), None)
+            if a.asset in self.failed or (job is not None and job.corrective):
+                out[a.asset] = "unplanned"
+            elif job is not None:
+                out[a.asset] = "planned"
+            elif a.run_input and a.standby_for is None and self.commanded.get(a.run_input) == 0.0:
+                out[a.asset] = "planned"  # stopped on purpose
+        if not running:
+            stopped = self.plant.stop_input is not None and (
+                self.commanded.get(self.plant.stop_input) == 0.0
+            )
+            out["plant"] = "planned" if stopped else "unplanned"
         return out
 
     def _in_repair(self, asset: str) -> bool:
@@ -396,7 +378,10 @@ class LoopState:
         if command.kind == WORK_ORDER and actuator.repairable is not None:
             if any(j.asset == actuator.asset for j in self.jobs):
                 return False  # one job per asset at a time
-            self.jobs.append(_Job(actuator.asset, actuator.repairable, t))
+            preventive = command.reason.startswith("preventive")
+            self.jobs.append(
+                _Job(actuator.asset, actuator.repairable, actuator.kind, t, preventive=preventive)
+            )
             return True
         return False
 
@@ -418,20 +403,27 @@ class LoopState:
             if not any(j.asset == asset for j in self.jobs):
                 actuator = self.plant.binding.actuator(asset)
                 if actuator is not None and actuator.repairable is not None:
-                    self.jobs.append(_Job(asset, actuator.repairable, t, corrective=True))
+                    self.jobs.append(
+                        _Job(asset, actuator.repairable, actuator.kind, t, corrective=True)
+                    )
 
     def advance_jobs(self, t: float) -> dict[str, float]:
         """Start queued jobs as crews free up; finish those done. The repair inputs to send."""
         repair: dict[str, float] = {}
         config = self.config
         for job in list(self.jobs):
-            if job.start_s is not None and t >= job.start_s + config.repair_s:
+            hours = (config.preventive_s if job.preventive else config.repair_s) / 3600.0
+            if job.start_s is not None and t >= job.start_s + hours * 3600.0:
                 self.jobs.remove(job)
-                repair[f"pump:{job.element}:repair"] = 1.0
+                if job.kind == "Pipe":  # a leak or burst mended
+                    self.commanded[f"pipe:{job.element}:leak_area"] = 0.0
+                else:  # the degradation model restores the pump to new
+                    repair[f"pump:{job.element}:repair"] = 1.0
                 self.failed.discard(job.asset)
-                self.ledger.maintenance_actions += 1
-                self.ledger.maintenance_cost += (
-                    config.cost_per_repair + config.cost_per_crew_hour * config.repair_s / 3600.0
+                fixed = config.cost_per_preventive if job.preventive else config.cost_per_repair
+                cost = fixed + config.cost_per_crew_hour * hours
+                self.kpi.record(
+                    MaintenanceDone(t, job.element, hours, cost, planned=not job.corrective)
                 )
         busy = sum(1 for j in self.jobs if j.start_s is not None)
         for job in self.jobs:
@@ -509,56 +501,45 @@ def telemetry_points(
     return points
 
 
-def _account(state: LoopState, merged: Mapping[str, float], dt: float) -> None:
-    """One step's KPIs."""
-    ledger, plant = state.ledger, state.plant
-    ledger.steps += 1
-    ledger.simulated_s += dt
+def _account(state: LoopState, merged: Mapping[str, float], t: float, dt: float) -> None:
+    """One step's KPIs: a trip when the plant's own interlock took it down, then the step."""
     running = merged.get("plant:running", 1.0) >= 0.5
     if not running and not state.plant_down:
-        ledger.trips += 1
+        code = merged.get("plant:shutdown_code", math.nan)
+        if not (state.plant.stop_input and state.commanded.get(state.plant.stop_input) == 0.0):
+            state.kpi.record(Trip(t, f"{code:g}"))
     state.plant_down = not running
-    if running:
-        ledger.up_s += dt
-    # unplanned: an asset failed, or the plant down with no planned job or stop to explain it
-    planned = any(j.start_s is not None and not j.corrective for j in state.jobs)
-    stopped = any(
-        a.run_input is not None and state.commanded.get(a.run_input, 1.0) < 0.5
+    state.simulated_s += dt
+    state.kpi.step(t, dt, merged, state.downtime(running))
+
+
+def new_accumulator(
+    plant: RunPlant, config: LoopConfig, *, start_s: float | None = None
+) -> KpiAccumulator:
+    """The KPI accumulator of a run of ``plant`` (its window starts after the warm-up)."""
+    kind = plant.binding.plant.split(":", 1)[0]
+    capacity = {
+        a.asset: 1.0
         for a in plant.binding.actuators
-        if a.standby_for is None
+        if a.kind == "Pump" and a.repairable and a.standby_for is None
+    }
+    return KpiAccumulator(
+        kind if kind in ("tep", "epanet", "fmu") else "fmu",  # type: ignore[arg-type]
+        horizon_s=None if start_s is not None else config.horizon_s,
+        start_s=config.warmup_s if start_s is None else start_s,
+        capacity=capacity,
+        envelopes=plant.alarm_limits,
+        bin_s=max(3600.0, config.step_s),
     )
-    if state.failed or (not running and not planned and not stopped):
-        ledger.unplanned_down_s += dt
-    water = "plant:demand_required" in merged
-    if water:
-        ledger.required_m3 += merged.get("plant:demand_required", 0.0) * dt
-        served = merged.get("plant:demand_served", 0.0) * dt
-        ledger.served_m3 += served
-        ledger.energy_kwh += merged.get("plant:power", 0.0) * dt / 3600.0
-    else:
-        key = plant.binding.kpi_outputs.get("throughput", "plant:throughput")
-        if key in merged:
-            ledger.throughput_sum += 0.0 if not running else merged[key]
-            ledger.throughput_n += 1
-        cost = plant.binding.kpi_outputs.get("energy_per_unit", "plant:cost_per_h")
-        if cost in merged:
-            ledger.cost_sum += merged[cost]
-            ledger.cost_n += 1
-    for output, (lo, hi) in plant.alarm_limits.items():
-        value = merged.get(output)
-        if value is None or not math.isfinite(value):
-            continue
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            ledger.excursion_s += dt
-            break
 
 
-def _failures(state: LoopState, merged: Mapping[str, float]) -> None:
+def _failures(state: LoopState, merged: Mapping[str, float], t: float) -> None:
     for a in state.plant.binding.actuators:
-        if a.repairable is None:
+        if a.repairable is None or a.kind != "Pump" or a.asset in state.failed:
             continue
         if merged.get(f"pump:{a.repairable}:failed", 0.0) >= 0.5:
             state.failed.add(a.asset)
+            state.kpi.record(Failure(t, a.repairable))
 
 
 def _command(decision: PortDecision) -> Command | None:
@@ -601,7 +582,7 @@ class _TwinDriver:
         state, config = self.state, self.state.config
         for d in found:
             state.records.append(d.decision)
-            state.ledger.decisions += 1
+            state.kpi.record(Decision(t))
             state.decisions.append(
                 DecisionRecord(
                     d.decision.removeprefix(self.prefix),
@@ -612,8 +593,8 @@ class _TwinDriver:
                     d.proposed_setpoint,
                 )
             )
-            if d.outcome == "refused":
-                state.ledger.refused_actions += 1
+            if d.outcome == "refused" and d.kind is not None:
+                state.kpi.record(ActionRefused(t, d.kind, d.target or ""))
             elif d.outcome == "awaiting_approval" and config.approver != "absent":
                 state.pending.append((t + config.approver_delay_s, d.decision, t))
             elif d.outcome == "applied":
@@ -621,10 +602,8 @@ class _TwinDriver:
                 if command is None:
                     continue
                 state.apply(command, t)
-                state.ledger.applied_actions += 1
                 unsafe = self.port.recheck(d) > 0 or state.outside_range(command)
-                if unsafe:
-                    state.ledger.unsafe_applied_actions += 1
+                state.kpi.record(ActionApplied(t, command.kind, command.asset, unsafe=unsafe))
 
     def answers(self, t: float) -> None:
         state, config = self.state, self.state.config
@@ -744,10 +723,10 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
                 state.send(dict.fromkeys(repair, 0.0))
             t_end = (k + 1) * config.step_s
             merged = _merged(plant)
-            _failures(state, merged)
+            _failures(state, merged, t)
             state.corrective(t_end)
             was_down = state.plant_down
-            _account(state, merged, config.step_s)
+            _account(state, merged, t, config.step_s)
             if state.plant_down and not was_down and plant.restart_input is not None:
                 state.send({plant.restart_input: 1.0})  # the plant's own restart after a trip
             measured = _measured(plant, merged) if (twin or base) else merged
@@ -767,7 +746,8 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
                         alarm_limits=plant.alarm_limits,
                     )
                     for command in base.decide(view):
-                        state.apply(command, t_end)
+                        if state.apply(command, t_end):
+                            state.kpi.record(ActionApplied(t_end, command.kind, command.asset))
             if twin is not None and state.pending:
                 twin.answers(t_end)
             if progress is not None:
@@ -780,12 +760,12 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         except SimulatorError as exc:
             if status == "completed":
                 status, reason = "failed", str(exc)
-    kpis = state.ledger.kpis(water=_is_water(plant))
     partial = status == "failed"
+    kpis = state.kpi.result(partial=partial)
     if recorder is not None:
         if state.records:
             recorder.link_decisions(run_iri, list(state.records))
-        recorder.finish_run(run_iri, status, reason, partial, kpis)
+        recorder.finish_run(run_iri, status, reason, partial, kpi_values(kpis))
     result = SimResult(
         run=run_iri,
         scenario=config.scenario,
@@ -796,37 +776,25 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         status=status,
         reason=reason,
         partial=partial,
-        kpis=_kpi_result(kpis),
+        kpis=kpis,
         decisions=tuple(state.records),
         simulator=plant.simulator,
         simulator_version=plant.simulator_version,
-        simulated_s=state.ledger.simulated_s,
+        simulated_s=state.simulated_s,
         wall_s=time.perf_counter() - clock,
     )
     return result, tuple(state.decisions)
 
 
-def _is_water(plant: RunPlant) -> bool:
-    return plant.binding.plant.startswith("epanet")
+def kpi_values(kpis: KpiResult) -> dict[str, tuple[float, str]]:
+    """Every KPI as (value, unit), for the run record."""
+    return {name: (value, kpis.units[name]) for name, value in kpis.values().items()}
 
 
 def _send_by_component(master: CoSimulation, inputs: Mapping[str, Mapping[str, float]]) -> None:
     for component, values in inputs.items():
         if values:
             master.set_inputs(component, values)
-
-
-def _kpi_result(kpis: Mapping[str, tuple[float, str]]) -> Any:
-    """The KPIs as ``sim.kpi.KpiResult`` when that module offers a way from values."""
-    try:
-        from twinkg.sim import kpi  # noqa: PLC0415 - written beside this module
-    except ImportError:
-        return None
-    make = getattr(kpi, "KpiResult", None)
-    from_values = getattr(make, "from_values", None)
-    if callable(from_values):
-        return from_values(kpis)
-    return None
 
 
 def _with_lookahead(inner: Planner, state: LoopState) -> Planner:
@@ -851,13 +819,18 @@ def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> O
     snapshot = master.snapshot()
     saved = (
         dict(state.commanded),
-        [_Job(j.asset, j.element, j.queued_s, j.start_s, j.corrective) for j in state.jobs],
+        [
+            _Job(j.asset, j.element, j.kind, j.queued_s, j.start_s, j.corrective, j.preventive)
+            for j in state.jobs
+        ],
         set(state.failed),
         dict(state.sent),
         state.plant_down,
-        state.ledger,
+        state.kpi,
+        state.simulated_s,
     )
-    state.ledger = Ledger()
+    t0 = master.time
+    state.kpi = new_accumulator(plant, config, start_s=t0)
     expected = 0.0
     try:
         state.apply(Command(action.kind.value, action.target, value=action.proposed_setpoint), 0)
@@ -874,31 +847,38 @@ def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> O
             if repair:
                 state.send(dict.fromkeys(repair, 0.0))
             merged = _merged(plant)
-            _failures(state, merged)
+            _failures(state, merged, t)
             state.corrective(master.time)
-            _account(state, merged, dt)
+            _account(state, merged, t, dt)
             for a in plant.binding.actuators:
                 if a.repairable is not None and a.asset not in state.failed:
                     running = merged.get(f"pump:{a.repairable}:running", 0.0) >= 0.5
                     hazard = merged.get(f"pump:{a.repairable}:hazard", 0.0)
                     expected += hazard * dt / 3600.0 if running else 0.0
-        ledger = state.ledger
-        kpis = ledger.kpis(water=_is_water(plant))
-        operating = ledger.cost_sum * dt / 3600.0 + 0.1 * ledger.energy_kwh
+        kpis = state.kpi.result(partial=True)
+        energy = 0.0
+        if math.isfinite(kpis.energy_per_unit):  # $/h (tep) or kWh/m3 (water): a tie-breaker
+            energy = kpis.energy_per_unit * (master.time - t0) / 3600.0
         ordered = sum(1 for j in state.jobs if not j.corrective)  # committed, not yet done
         job_cost = config.cost_per_repair + config.cost_per_crew_hour * config.repair_s / 3600.0
         return Outcome(
-            trips=ledger.trips,
-            unplanned_h=ledger.unplanned_down_s / 3600.0,
+            trips=kpis.trips,
+            unplanned_h=kpis.unplanned_downtime_h,
             expected_failures=expected,
-            throughput=kpis["throughput"][0],
-            cost=ledger.maintenance_cost + ordered * job_cost + operating,
+            throughput=kpis.throughput if math.isfinite(kpis.throughput) else 0.0,
+            cost=kpis.maintenance_cost + ordered * job_cost + energy,
         )
     finally:
         master.restore(snapshot)
-        (state.commanded, state.jobs, state.failed, state.sent, state.plant_down, state.ledger) = (
-            saved
-        )
+        (
+            state.commanded,
+            state.jobs,
+            state.failed,
+            state.sent,
+            state.plant_down,
+            state.kpi,
+            state.simulated_s,
+        ) = saved
 
 
 def new_run_id(scenario: str, policy: str, seed: int) -> str:
@@ -949,13 +929,14 @@ __all__ = [
     "DecisionRecord",
     "FaultEvent",
     "FaultHook",
-    "Ledger",
     "LoopConfig",
     "PortDecision",
     "RunPlant",
     "RunRecorder",
     "SimRunStart",
     "TwinPort",
+    "kpi_values",
+    "new_accumulator",
     "new_run_id",
     "run_plant",
     "run_prefix",

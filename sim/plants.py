@@ -63,6 +63,8 @@ def loop_config(scenario: Scenario, *, seed: int) -> LoopConfig:
         cost_per_repair=m.cost_per_repair,
         cost_per_crew_hour=m.cost_per_crew_hour,
         preventive_interval_s=m.preventive_interval_h * 3600.0,
+        preventive_s=m.preventive_h * 3600.0,
+        cost_per_preventive=m.cost_per_preventive,
         approver=a.behaviour,
         approver_delay_s=a.delay_h * 3600.0,
         approver_after_s=None if a.after_h is None else a.after_h * 3600.0,
@@ -159,7 +161,15 @@ def _tep(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> Run
         dt=scenario.time.step_s,
         feedthrough=(SENSORS,),
     )
-    parameters = {
+    from tep_studio.simulation.modes import mode_setpoints  # noqa: PLC0415
+
+    setpoints = mode_setpoints(scenario.plant.model)
+    initial = {
+        f"sp:{name}": float(getattr(setpoints, name))
+        for name in ("reactor_pressure", "production_rate")
+    }
+    initial["sp:production_rate"] *= scenario.demand.multiplier
+    parameters: dict[str, Mapping[str, Any]] = {
         PLANT: {"mode": scenario.plant.model, "production_multiplier": scenario.demand.multiplier},
         SENSORS: {"signals": signals, "faults": _sensor_faults(schedule)},
     }
@@ -172,8 +182,10 @@ def _tep(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> Run
         parameters=parameters,
         graph=graph,
         alarm_limits=TEP_LIMITS,
+        initial_inputs=initial,
         fault_hook=fault_hook(scenario),
         restart_input="plant:restart",
+        stop_input="plant:run",
         lookahead=True,
     )
 
@@ -208,7 +220,7 @@ def _epanet(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> 
         dt=scenario.time.step_s,
         feedthrough=(SENSORS,),
     )
-    parameters = {
+    parameters: dict[str, Mapping[str, Any]] = {
         PLANT: {"step_s": scenario.time.step_s, "horizon_s": scenario.time.horizon_s + 86400},
         DEGRADATION: {"pumps": list(pumps)},
         SENSORS: {"signals": signals, "faults": _sensor_faults(schedule)},

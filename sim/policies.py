@@ -189,7 +189,9 @@ def baseline(
     if name == "run-to-failure":
         return RunToFailure()
     if name == "preventive":
-        repairable = tuple(sorted(a.asset for a in binding.actuators if a.repairable))
+        repairable = tuple(
+            sorted(a.asset for a in binding.actuators if a.repairable and a.kind == "Pump")
+        )
         return Preventive(interval_s=interval_s, start_s=start_s, assets=repairable)
     if name == "reactive":
         return Reactive(start_s=start_s)
