@@ -135,6 +135,7 @@ class FmuSimulator:
         self._outputs = [v for v in self._vars.values() if v.causality == "output"]
         self._fmu: Any = None
         self._dir: str | None = None
+        self._remove_dir: Callable[[], object] = lambda: None
         self._states: dict[int, Any] = {}
         self._next_token = 0
 
@@ -161,6 +162,8 @@ class FmuSimulator:
         if seed_var is not None and seed_var.causality == "parameter" and "seed" not in values:
             values["seed"] = float(seed)
         self._dir = tempfile.mkdtemp(prefix="twinkg-fmu-")
+        # the extracted files go at terminate, or when this object is garbage-collected
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         try:
             fmpy.extract(str(self._path), self._dir)
             fmu = FMU2Slave(
@@ -235,7 +238,7 @@ class FmuSimulator:
                 except Exception as exc:
                     error = error or exc
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._remove_dir()
             self._dir = None
         if error is not None:
             raise SimulatorError(f"FMU {self._identifier}: terminate failed: {error}") from error

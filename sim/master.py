@@ -32,6 +32,7 @@ import hashlib
 import math
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -141,14 +142,17 @@ class _Worker:
     """One daemon thread that runs the components' calls, so the master can stop waiting."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="twinkg-cosim", daemon=True)
-        self._thread.start()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="twinkg-cosim", daemon=True)
+        self.thread.start()
 
     def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
+        while (job := self._jobs.get()) is not None:
             job()
+
+    def stop(self) -> None:
+        """Let the thread end once the call it runs (if any) returns."""
+        self._jobs.put(None)
 
     def call(self, fn: Callable[[], T], timeout_s: float) -> T:
         """``fn()`` on the worker thread, its exception re-raised here; timeout: ``_HungError``."""
@@ -212,6 +216,7 @@ class CoSimulation:
         self._dt = float(dt)
         self._timeout = step_timeout_s
         self._worker: _Worker | None = None
+        self._stop_worker: Callable[[], object] = lambda: None
         self._steps = 0
         self._instantiated = False
         self._terminated = False
@@ -319,6 +324,7 @@ class CoSimulation:
         if self._terminated:
             return
         self._terminated = True
+        self._stop_worker()
         errors: list[str] = []
         for name in self._order:
             if name == self._hung:
@@ -403,6 +409,8 @@ class CoSimulation:
                 return fn()
             if self._worker is None:
                 self._worker = _Worker()
+                # the thread ends at terminate, or when the master is garbage-collected
+                self._stop_worker = weakref.finalize(self, self._worker.stop)
             return self._worker.call(fn, self._timeout)
         except _HungError:
             self._hung = self._current

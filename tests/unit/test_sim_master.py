@@ -300,6 +300,16 @@ def test_nan_is_accepted_from_a_nullable_output_but_not_infinity() -> None:
         master.step()
 
 
+def test_the_worker_thread_ends_with_terminate() -> None:
+    master = _noisy_master(1)
+    master.step()
+    worker = master._worker
+    assert worker is not None and worker.thread.is_alive()
+    master.terminate()
+    worker.thread.join(timeout=30.0)  # waits for the state; returns at once when it has ended
+    assert not worker.thread.is_alive()
+
+
 def test_terminate_is_idempotent_and_collects_errors() -> None:
     first, second = Faulty("none"), Integrator()
     first.terminate_raises = True
