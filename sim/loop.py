@@ -504,8 +504,8 @@ def telemetry_points(
 def _account(state: LoopState, merged: Mapping[str, float], t: float, dt: float) -> None:
     """One step's KPIs: a trip when the plant's own interlock took it down, then the step."""
     running = merged.get("plant:running", 1.0) >= 0.5
-    if not running and not state.plant_down:
-        code = merged.get("plant:shutdown_code", math.nan)
+    if not running and not state.plant_down and "plant:shutdown_code" in merged:
+        code = merged["plant:shutdown_code"]  # the plant's own interlock (a TEP shutdown)
         if not (state.plant.stop_input and state.commanded.get(state.plant.stop_input) == 0.0):
             state.kpi.record(Trip(t, f"{code:g}"))
     state.plant_down = not running

@@ -109,7 +109,7 @@ class Preventive:
         out: list[Command] = []
         n = len(self.assets)
         for i, asset in enumerate(self.assets):
-            offset = self.start_s + self.interval_s * (i + 1) / n
+            offset = self.start_s + self.interval_s * (i + 0.5) / n
             if view.t < offset:
                 continue
             period = int((view.t - offset) // self.interval_s) + 1
