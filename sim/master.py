@@ -285,7 +285,11 @@ class CoSimulation:
         """Queue inputs for ``component``; they are applied at the next step, over connections."""
         if component not in self._components:
             raise InvalidInputError(f"no component named {component!r}")
-        self._pending.setdefault(component, {}).update({k: float(v) for k, v in inputs.items()})
+        try:
+            values = {str(k): float(v) for k, v in inputs.items()}
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"inputs for {component!r} must be numbers: {exc}") from exc
+        self._pending.setdefault(component, {}).update(values)
 
     def step(self) -> Outputs:
         """Advance every component by ``dt``; the outputs at the new time."""

@@ -187,6 +187,8 @@ def test_external_inputs_apply_at_the_next_step_and_override_connections() -> No
     assert second["echo"]["x"] == 111.0  # the connection's u = 1 again
     with pytest.raises(InvalidInputError, match="nope"):
         master.set_inputs("nope", {"u": 1.0})
+    with pytest.raises(InvalidInputError, match="must be numbers"):
+        master.set_inputs("echo", {"u": "fast"})  # type: ignore[dict-item]
 
 
 def test_wiring_names_are_checked() -> None:
