@@ -18,6 +18,7 @@ class Plant(StrEnum):
     """Names accepted by ``twinkg seed --plant``."""
 
     SKAB_TESTBED = "skab-testbed"
+    TEP = "tep"
     GENERATED = "generated"
 
 
@@ -41,4 +42,9 @@ def plant_records(plant: Plant, *, assets: int = 1000, seed: int = 0) -> GraphRe
         if assets < 1:
             raise InvalidInputError(f"--assets must be at least 1, got {assets}")
         return generate(assets=assets, seed=seed)
+    if plant is Plant.TEP:
+        # Imported here: building it loads tep-studio (and SciPy), which other plants never need.
+        from twinkg.graph_seed.tep import tep_plant  # noqa: PLC0415
+
+        return rdf_to_records(tep_plant()[0])
     return turtle_plant(PLANTS_DIR / f"{plant.value}.ttl")
