@@ -834,11 +834,11 @@ def _inp_sections(path: Path) -> Iterator[tuple[str, list[str]]]:
 def _inp_elements(path: Path) -> _Elements:
     """Element ids of an EPANET ``.inp`` file, read from its sections (no hydraulics)."""
     ids: dict[str, set[str]] = {}
-    suction: set[str] = set()
+    pumps: dict[str, tuple[str, str]] = {}
     for section, fields in _inp_sections(path):
         ids.setdefault(section, set()).add(fields[0])
-        if section == "PUMPS" and len(fields) > 1:
-            suction.add(fields[1])
+        if section == "PUMPS" and len(fields) > 2:
+            pumps[fields[0]] = (fields[1], fields[2])
     nodes = ids.get("JUNCTIONS", set()) | ids.get("RESERVOIRS", set()) | ids.get("TANKS", set())
     return _Elements(
         pumps=frozenset(ids.get("PUMPS", set())),
@@ -846,5 +846,26 @@ def _inp_elements(path: Path) -> _Elements:
         valves=frozenset(ids.get("VALVES", set())),
         nodes=frozenset(nodes),
         tanks=frozenset(ids.get("TANKS", set())),
-        stations=frozenset(suction),
+        stations=frozenset(_station_ids(pumps)),
     )
+
+
+def _station_ids(pumps: Mapping[str, tuple[str, str]]) -> set[str]:
+    """Station ids as ``twinkg.sim.water.pump_stations`` names them: pumps sharing a suction or
+    a discharge node (transitively) form one station, named by its lowest suction node id."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for name in sorted(pumps):
+        start, end = pumps[name]
+        a, b = find(f"s:{start}"), find(f"d:{end}")
+        parent[a] = b
+        parent[find(f"p:{name}")] = find(b)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(pumps):
+        groups.setdefault(find(f"p:{name}"), []).append(pumps[name][0])
+    return {min(suctions) for suctions in groups.values()}

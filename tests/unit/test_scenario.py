@@ -472,6 +472,26 @@ def test_models_built_in_python_keep_the_cross_field_rules() -> None:
         FaultSpec(kind="pump_wear", target="9", at_h=1.0, rate_per_h=0.1)
 
 
+@pytest.mark.parametrize("network", ["Net1", "Net3", "Net6"])
+def test_element_ids_agree_with_wntr_and_the_water_simulator(network: str) -> None:
+    from wntr.network import (  # type: ignore[import-untyped]  # noqa: PLC0415
+        WaterNetworkModel,
+    )
+
+    from twinkg.sim.scenario import _inp_elements  # noqa: PLC0415
+    from twinkg.sim.water import pump_stations  # noqa: PLC0415
+
+    path = epanet_library()[network]
+    wn = WaterNetworkModel(str(path))
+    elements = _inp_elements(path)
+    assert elements.pumps == set(wn.pump_name_list)
+    assert elements.pipes == set(wn.pipe_name_list)
+    assert elements.valves == set(wn.valve_name_list)
+    assert elements.tanks == set(wn.tank_name_list)
+    assert elements.nodes == set(wn.node_name_list)
+    assert elements.stations == set(pump_stations(wn))
+
+
 def test_tep_targets_are_checked() -> None:
     text = (SCENARIOS / "tep-a-feed-loss.toml").read_text(encoding="utf-8")
     errors = _errors(text.replace('"idv:6"', '"idv:29"'))
