@@ -28,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
+from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, SimulatorError
+from twinkg.ontology.vocab import ONTOLOGY_VERSION
 from twinkg.sim.binding import Actuator, PlantBinding
 from twinkg.sim.kpi import (
     ActionApplied,
@@ -94,25 +96,6 @@ class PortDecision:
     proposed_setpoint: float | None = None
     quantity_kind: str | None = None
     reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SimRunStart:
-    """What :meth:`RunRecorder.start_run` records about a run before it starts."""
-
-    run: str  # the tk:SimulationRun IRI
-    run_id: str
-    scenario: str
-    scenario_version: str
-    scenario_hash: str
-    policy: str
-    seed: int
-    simulator: str
-    simulator_version: str
-    twinkg_version: str
-    horizon_s: float
-    step_s: float
-    started_at: str  # ISO, wall clock
 
 
 class RunRecorder(Protocol):
@@ -203,6 +186,8 @@ class RunPlant:
     initial_inputs: Mapping[str, float] = field(default_factory=dict)
     fault_hook: FaultHook | None = None
     timed_inputs: Callable[[float], Mapping[str, float]] | None = None  # demand patterns
+    # the current values of inputs the loop may scale (setpoints), read after instantiate
+    read_inputs: Callable[[CoSimulation], Mapping[str, float]] | None = None
     restart_input: str | None = None  # asked (1.0) after a trip: the plant's own restart
     stop_input: str | None = None  # the plant-wide run input (0: a controlled stop, planned)
     lookahead: bool = False  # whether the twin's planner may fork this plant to look ahead
@@ -232,6 +217,7 @@ class LoopConfig:
     approver_after_s: float | None = None  # approve_after: requests before this are rejected
     faults: tuple[FaultEvent, ...] = ()
     max_agent_runs: int = 3  # agent runs per decision point
+    scenario_file: str = "<scenario>"  # where the scenario came from
 
 
 APPROVER_COMMENT = "simulated approver of scenario {name}@{version} ({behaviour}); not a person"
@@ -628,6 +614,12 @@ def _approves(config: LoopConfig, asked_s: float) -> bool:
     return True
 
 
+def _shapes_version() -> str:
+    from twinkg.reasoner.safety import safety_shapes_version  # noqa: PLC0415 - loads the shapes
+
+    return safety_shapes_version()
+
+
 def _twinkg_version() -> str:
     try:
         return metadata.version("twinkg")
@@ -673,15 +665,17 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         recorder.start_run(
             SimRunStart(
                 run=run_iri,
-                run_id=run_id,
                 scenario=config.scenario,
                 scenario_version=config.scenario_version,
                 scenario_hash=config.scenario_hash,
+                scenario_file=config.scenario_file,
                 policy=policy,
                 seed=seed,
                 simulator=plant.simulator,
                 simulator_version=plant.simulator_version,
                 twinkg_version=_twinkg_version(),
+                ontology_version=ONTOLOGY_VERSION,
+                shapes_version=_shapes_version(),
                 horizon_s=config.horizon_s,
                 step_s=config.step_s,
                 started_at=datetime.now(UTC).isoformat(),
@@ -699,6 +693,9 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         master.instantiate(plant.parameters, seed)
         state.owner = _input_owners(plant)  # a component may declare its variables only now
         state.ranges = _input_ranges(plant)
+        if plant.read_inputs is not None:
+            for name, value in plant.read_inputs(master).items():
+                state.commanded.setdefault(name, value)
         state.send(state.effective_inputs())
         for k in range(steps):
             t = k * config.step_s

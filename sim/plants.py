@@ -69,6 +69,7 @@ def loop_config(scenario: Scenario, *, seed: int) -> LoopConfig:
         approver_delay_s=a.delay_h * 3600.0,
         approver_after_s=None if a.after_h is None else a.after_h * 3600.0,
         faults=fault_schedule(scenario, seed),
+        scenario_file=scenario.source,
     )
 
 
@@ -161,14 +162,17 @@ def _tep(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> Run
         dt=scenario.time.step_s,
         feedthrough=(SENSORS,),
     )
-    from tep_studio.simulation.modes import mode_setpoints  # noqa: PLC0415
 
-    setpoints = mode_setpoints(scenario.plant.model)
-    initial = {
-        f"sp:{name}": float(getattr(setpoints, name))
-        for name in ("reactor_pressure", "production_rate")
-    }
-    initial["sp:production_rate"] *= scenario.demand.multiplier
+    def setpoints(master: CoSimulation) -> dict[str, float]:
+        controller = getattr(master.components[PLANT], "setpoints", None)
+        return {
+            f"sp:{a.setpoint_input.removeprefix('sp:')}": float(
+                getattr(controller, a.setpoint_input.removeprefix("sp:"))
+            )
+            for a in binding.actuators
+            if a.setpoint_input and hasattr(controller, a.setpoint_input.removeprefix("sp:"))
+        }
+
     parameters: dict[str, Mapping[str, Any]] = {
         PLANT: {"mode": scenario.plant.model, "production_multiplier": scenario.demand.multiplier},
         SENSORS: {"signals": signals, "faults": _sensor_faults(schedule)},
@@ -182,7 +186,7 @@ def _tep(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> Run
         parameters=parameters,
         graph=graph,
         alarm_limits=TEP_LIMITS,
-        initial_inputs=initial,
+        read_inputs=setpoints,
         fault_hook=fault_hook(scenario),
         restart_input="plant:restart",
         stop_input="plant:run",

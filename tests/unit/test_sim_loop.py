@@ -15,6 +15,7 @@ from rdflib import Graph
 
 from twinkg.agents.planning import PlanningCase, RulePlanner
 from twinkg.agents.state import Hypothesis
+from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 from twinkg.sim.adapter import ModelInfo, Variable
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
@@ -23,7 +24,6 @@ from twinkg.sim.loop import (
     LoopState,
     PortDecision,
     RunPlant,
-    SimRunStart,
     run_plant,
     sim_time,
     telemetry_points,
@@ -99,8 +99,9 @@ class ToyPlant:
         return (dict(self.inputs), self.level)
 
     def restore(self, snapshot: object) -> None:
-        inputs, level = copy.deepcopy(snapshot)  # type: ignore[misc]
-        self.inputs, self.level = inputs, level
+        assert isinstance(snapshot, tuple)
+        inputs, level = copy.deepcopy(snapshot)
+        self.inputs, self.level = dict(inputs), float(level)
 
 
 class ToyWear:
@@ -219,10 +220,6 @@ def config(**kw: Any) -> LoopConfig:
     }
     base.update(kw)
     return LoopConfig(**base)
-
-
-def kpi(result: Any, name: str) -> float:
-    return dict(result[2])[name][0]
 
 
 class MemoryRecorder:
