@@ -94,9 +94,7 @@ _SETPOINT_UNITS = {
     "ya": "mol %",
     "yac": "mol %",
 }
-_PARAMETERS = frozenset(
-    {"mode", "model", "restart_h", "stop_restart_h", "production_multiplier", "fixed_step"}
-)
+_PARAMETERS = frozenset({"mode", "model", "restart_h", "stop_restart_h", "production_multiplier"})
 _SEED_BASE = 1431655765  # the original TEP's noise seed; a run's seed is added to it
 
 
@@ -224,8 +222,7 @@ class TepSimulator:
         setpoints = dataclasses.replace(
             setpoints, production_rate=setpoints.production_rate * multiplier
         )
-        fixed_step = float(parameters.get("fixed_step", CONTROL_INTERVAL_H))
-        self._plant = TennesseeEastmanProcess(fixed_step=fixed_step)
+        self._plant = TennesseeEastmanProcess()
         self._controller = RickerMultiLoopController(setpoints=setpoints)
         self._seed = int(seed)
         self._idv = np.zeros(DISTURBANCES)
