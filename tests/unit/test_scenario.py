@@ -516,6 +516,23 @@ TOML_VALUES = st.one_of(
 VALUE_LINES = [i for i, line in enumerate(BASE.splitlines()) if " = " in line]
 
 
+def _paths_of_base() -> dict[int, str]:
+    """The dotted path of each key line of BASE, worked out by hand from its headers."""
+    paths: dict[int, str] = {}
+    prefix, faults = "", 0
+    for i, line in enumerate(BASE.splitlines()):
+        if line == "[[fault]]":
+            prefix, faults = f"fault[{faults}].", faults + 1
+        elif line.startswith("["):
+            prefix = line.strip("[]") + "."
+        elif " = " in line:
+            paths[i] = prefix + line.split(" = ", 1)[0]
+    return paths
+
+
+BASE_PATHS = _paths_of_base()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(index=st.sampled_from(VALUE_LINES), value=TOML_VALUES)
 def test_mutated_values_fail_on_a_line_inside_the_file(index: int, value: str) -> None:
@@ -529,9 +546,15 @@ def test_mutated_values_fail_on_a_line_inside_the_file(index: int, value: str) -
         rows = str(exc).splitlines()
         assert rows
         for row in rows:
-            match = re.match(r"f\.toml:(\d+)(?::\d+)?: \S", row)
-            assert match, row
+            match = re.match(r"f\.toml:(\d+)(?::\d+)?: (\S+?)(?:\[\d+\])?: ", row)
+            if match is None:  # a TOML syntax error: FILE:LINE:COL: reason
+                match = re.match(r"f\.toml:(\d+):\d+: \S", row)
+                assert match, row
+                assert int(match.group(1)) == index + 1
+                continue
             assert 1 <= int(match.group(1)) <= BASE_LINES
+            if match.group(2) == BASE_PATHS[index]:  # an error about the mutated key itself
+                assert int(match.group(1)) == index + 1, row
 
 
 # --------------------------------------------------------------------------------------------
