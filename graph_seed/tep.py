@@ -188,7 +188,9 @@ _FLOW, _TEMP, _PRESS, _POWER, _MASS = (
 )
 # Symptoms as measured with tep-studio 0.2.0 and Ricker's controller (decision 0041): the last
 # hour of 4 h with the disturbance against the same seed without it. Flows under ratio control
-# hide a feed's trouble in its valve, so a feed's symptom is often downstream.
+# hide a feed's trouble in its valve, so a feed's symptom is often downstream. tk:manifestsAs
+# names an ISO 14224 mode only where that mode's own symptoms (which the diagnosis adds to the
+# signature) are among the measured ones.
 DISTURBANCES: tuple[Disturbance, ...] = (
     Disturbance(
         6,
@@ -220,7 +222,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("stream:4", "stream:1", "stream:9"),
         ((_FLOW, "oscillation"),),
         ("setpoint_change",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         10,
@@ -228,7 +230,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("stream:4", "stripper", "valve:stripper_steam_valve"),
         ((_TEMP, "oscillation"), (_MASS, "oscillation")),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         11,
@@ -236,7 +238,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("reactor",),
         ((_TEMP, "oscillation"), (_PRESS, "oscillation")),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         12,
@@ -244,7 +246,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("condenser", "separator"),
         ((_TEMP, "oscillation"), (_PRESS, "oscillation")),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         13,
@@ -260,7 +262,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("valve:reactor_cooling_water_valve", "reactor"),
         ((_TEMP, "oscillation"),),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         16,
@@ -292,7 +294,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("stream:2", "reactor"),
         ((_MASS, "oscillation"), (_PRESS, "oscillation")),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         25,
@@ -300,7 +302,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("stream:3", "stripper"),
         ((_MASS, "oscillation"), (_TEMP, "oscillation")),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
     Disturbance(
         27,
@@ -308,7 +310,7 @@ DISTURBANCES: tuple[Disturbance, ...] = (
         ("reactor", "valve:reactor_cooling_water_valve"),
         ((_TEMP, "oscillation"),),
         ("work_order",),
-        TK.ErraticOutput,
+        None,  # ISO "erratic output" would add flow and pressure hunting it does not show
     ),
 )
 """The failure modes of the TEP graph: each a disturbance of tep-studio (``idv:<n>``)."""
