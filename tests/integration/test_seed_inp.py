@@ -149,7 +149,7 @@ def test_cli_seeds_a_network_and_refuses_a_malformed_one(
 ) -> None:
     wipe(driver)
     env = neo4j_target.env()
-    done = _twinkg("seed", "--inp", "Net1", "--no-classify", env=env)
+    done = _twinkg("seed", "--inp", "Net1", env=env)
     assert done.returncode == 0, done.stderr
     assert "seeded Net1" in done.stdout
     before = _totals(driver)
