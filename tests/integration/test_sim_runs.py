@@ -59,9 +59,9 @@ def _start(run: str = RUN, seed: int = 3, content_hash: str = HASH) -> sim_runs.
 
 
 @pytest.fixture(scope="module")
-def world(driver: Driver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[GraphStore, list[str]]
-]:
+def world(
+    driver: Driver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GraphStore, list[str]]]:
     """The SKAB plant seeded and two real decisions of the agents (a refused setpoint change
     and a work order), made through the guard and recorded with their provenance."""
     store = seed_skab(driver)
@@ -100,14 +100,15 @@ def test_a_run_is_recorded_read_back_and_finished_once(
     assert running is not None
     assert running.summary.status == "running" and running.summary.seed == 3
     assert running.summary.scenario_hash == HASH and running.kpis == {}
-    kpis = {"availability": (0.93, "1"), "unplanned_downtime_h": (1.5, "h"),
-            "energy_per_unit": (float("nan"), "kW.h/m3")}
+    kpis = {
+        "availability": (0.93, "1"),
+        "unplanned_downtime_h": (1.5, "h"),
+        "energy_per_unit": (float("nan"), "kW.h/m3"),
+    }
     sim_runs.link_decisions(store, RUN, decisions)
     sim_runs.link_decisions(store, RUN, decisions)  # idempotent
     for _ in range(2):  # finishing twice does not duplicate a KPI
-        sim_runs.finish_run(
-            store, RUN, status="completed", reason=None, partial=False, kpis=kpis
-        )
+        sim_runs.finish_run(store, RUN, status="completed", reason=None, partial=False, kpis=kpis)
     record = sim_runs.get_run(store, RUN)
     assert record is not None
     assert record.summary.status == "completed" and record.summary.partial is False
@@ -118,7 +119,8 @@ def test_a_run_is_recorded_read_back_and_finished_once(
     counts, _, _ = driver.execute_query(
         "MATCH (k:KPIResult)-[o:KPI_OF]->(r:SimulationRun:prov_Activity {uri: $run}) "
         "OPTIONAL MATCH (d:Decision)-[i:PROV_WAS_INFORMED_BY]->(r) "
-        "RETURN count(DISTINCT k) AS kpis, count(DISTINCT o) AS links, count(DISTINCT i) AS informed",
+        "RETURN count(DISTINCT k) AS kpis, count(DISTINCT o) AS links, "
+        "count(DISTINCT i) AS informed",
         run=RUN,
     )
     assert counts[0].data() == {"kpis": 2, "links": 2, "informed": 2}
@@ -143,7 +145,11 @@ def test_projection_leads_from_a_kpi_to_run_scenario_and_decisions(
     sim_runs.start_run(store, _start(run=run, seed=7, content_hash="cd" * 32))
     sim_runs.link_decisions(store, run, decisions[:1])
     sim_runs.finish_run(
-        store, run, status="failed", reason="simulator hung", partial=True,
+        store,
+        run,
+        status="failed",
+        reason="simulator hung",
+        partial=True,
         kpis={"availability": (0.5, "1")},
     )
     projection = Projection(store)
@@ -162,11 +168,23 @@ def test_projection_leads_from_a_kpi_to_run_scenario_and_decisions(
         projection.close()
     found = [{k: v["value"] for k, v in row.items()} for row in rows]
     assert found == [
-        {"run": run, "hash": "cd" * 32, "d": decisions[0], "status": "failed",
-         "partial": "true", "value": "0.5E0"}
+        {
+            "run": run,
+            "hash": "cd" * 32,
+            "d": decisions[0],
+            "status": "failed",
+            "partial": "true",
+            "value": "0.5E0",
+        }
     ] or found == [
-        {"run": run, "hash": "cd" * 32, "d": decisions[0], "status": "failed",
-         "partial": "true", "value": "0.5"}
+        {
+            "run": run,
+            "hash": "cd" * 32,
+            "d": decisions[0],
+            "status": "failed",
+            "partial": "true",
+            "value": "0.5",
+        }
     ]
 
 
