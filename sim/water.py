@@ -368,8 +368,14 @@ class WaterNetworkSimulator:
                 Variable(f"pipe:{name}:flow", "output", "m3/s"),
             ]
         for name in sorted(wn.valve_name_list):
+            kind = str(wn.get_link(name).valve_type)
             v += [
-                Variable(f"valve:{name}:setting", "input", None, "EPANET valve setting (SI)"),
+                Variable(
+                    f"valve:{name}:setting",
+                    "input",
+                    _VALVE_UNITS.get(kind),
+                    f"{kind} setting as EPANET takes it in SI units",
+                ),
                 Variable(f"valve:{name}:stuck", "input", "1", "1 ignores setting changes", 0, 1),
                 Variable(f"valve:{name}:flow", "output", "m3/s"),
             ]
@@ -389,7 +395,7 @@ class WaterNetworkSimulator:
 
     def info(self) -> ModelInfo:
         """wntr 1.5 / EPANET 2.2 and the network's variables."""
-        return ModelInfo(f"wntr:{self.name}", wntr.__version__, self._variables)
+        return ModelInfo(f"wntr:{self.name}", f"{wntr.__version__}+epanet2.2", self._variables)
 
     # -- life cycle --
 
@@ -701,3 +707,4 @@ class WaterNetworkSimulator:
 
 
 _PUMP_INPUTS = frozenset({"status", "speed", "head_factor", "efficiency_factor"})
+_VALVE_UNITS = {"PRV": "m", "PSV": "m", "PBV": "m", "FCV": "L/s", "TCV": "1"}
