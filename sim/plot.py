@@ -32,13 +32,6 @@ PANELS: tuple[tuple[str, str], ...] = (
 )
 """The timeline KPIs drawn, in panel order, with their axis titles."""
 
-_RC = {
-    "svg.hashsalt": "twinkg",
-    "svg.id": "twinkg-kpi",
-    "svg.fonttype": "path",
-    "path.simplify": False,
-}
-
 
 def _mean_band(
     rows: Sequence[Sequence[float]],
@@ -79,7 +72,14 @@ def plot_timelines(
         raise InvalidInputError(f"a plot's file stem is a plain name, not {stem!r}")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(
+        {
+            "svg.hashsalt": "twinkg",
+            "svg.id": "twinkg-kpi",
+            "svg.fonttype": "path",
+            "path.simplify": False,
+        }
+    ):
         figure = Figure(figsize=(11.0, 7.5), dpi=100, layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.subplots(2, 2, sharex=True).flatten()
