@@ -97,6 +97,19 @@ def test_snapshot_and_restore_give_the_same_future() -> None:
     assert run(sim, 0.25) == first
 
 
+def test_a_restored_fork_forgets_what_happened_after_the_snapshot() -> None:
+    sim = plant()
+    run(sim, 0.1)
+    snap = sim.snapshot()
+    before = sim.setpoints
+    sim.set_inputs({"sp:production_rate": before.production_rate * 0.8, "idv:6": 1.0})
+    changed = run(sim, 0.25)
+    sim.restore(snap)
+    assert sim.setpoints == before
+    again = run(sim, 0.25)
+    assert again["xmeas:feed_A_flow"] > 0.15 > changed["xmeas:feed_A_flow"]
+
+
 def test_same_seed_same_outputs_other_seed_other_noise() -> None:
     a, b, c = plant(seed=3), plant(seed=3), plant(seed=4)
     oa, ob, oc = run(a, 0.3), run(b, 0.3), run(c, 0.3)
