@@ -18,7 +18,7 @@ import math
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -442,9 +442,13 @@ class WaterNetworkSimulator:
         except EpanetException as exc:
             raise SimulatorError(f"EPANET cannot open {self.path}: {exc}") from exc
         self._en = en
-        self._index(en)
-        en.ENopenH()
-        en.ENinitH(0)
+        try:
+            self._index(en)
+            en.ENopenH()
+            en.ENinitH(0)
+        except EpanetException as exc:
+            self.terminate()
+            raise SimulatorError(f"EPANET cannot start {self.path}: {exc}") from exc
         self._time = 0
         self._solved = False
         self._calls = []
@@ -511,6 +515,16 @@ class WaterNetworkSimulator:
         self._junctions = [(j, node(j)) for j in sorted(wn.junction_name_list)]
         self._tanks = [(t, node(t)) for t in sorted(wn.tank_name_list)]
         self._emitters = {i: en.ENgetnodevalue(i, _N_EMITTER) for _, i in self._junctions}
+        self._emitter_now = {i: c for i, c in self._emitters.items() if c > 0}
+        self._keys = {
+            p.name: tuple(f"pump:{p.name}:{q}" for q in ("flow", "head", "power", "running"))
+            for p in self._pumps
+        }
+        self._link_flows = [(f"pipe:{p.name}:flow", p.index) for p in self._pipes] + [
+            (f"valve:{v.name}:flow", v.index) for v in self._valves
+        ]
+        self._tank_levels = [(f"tank:{t}:level", i) for t, i in self._tanks]
+        self._pressures = [(f"node:{j}:pressure", i) for j, i in self._junctions]
         for pump in self._pumps:
             if pump.status == 0.0:  # a standby: held off until the loop starts it
                 pump.forced_off = True
@@ -611,7 +625,9 @@ class WaterNetworkSimulator:
             leaks = sum(
                 leak_coefficient(p.leak_area) for p in self._pipes if p.leak_node == pipe.leak_node
             )
-            en.ENsetnodevalue(pipe.leak_node, _N_EMITTER, self._emitters[pipe.leak_node] + leaks)
+            coefficient = self._emitters[pipe.leak_node] + leaks
+            en.ENsetnodevalue(pipe.leak_node, _N_EMITTER, coefficient)
+            self._emitter_now[pipe.leak_node] = coefficient
 
     # -- stepping --
 
@@ -648,7 +664,7 @@ class WaterNetworkSimulator:
             en.ENrunH()
             self._solved = True
         out: dict[str, float] = {}
-        link, nodev = en.ENgetlinkvalue, en.ENgetnodevalue
+        link, nodev = _fast_getters(en)
         total_power = 0.0
         for pump in self._pumps:
             flow = link(pump.index, _L_FLOW) / 1000.0
@@ -657,21 +673,21 @@ class WaterNetworkSimulator:
             power = link(pump.index, _L_ENERGY) / max(pump.efficiency_factor, 0.01)
             power = power if running else 0.0
             total_power += power
-            out[f"pump:{pump.name}:flow"] = flow if running else 0.0
-            out[f"pump:{pump.name}:head"] = head
-            out[f"pump:{pump.name}:power"] = power
-            out[f"pump:{pump.name}:running"] = 1.0 if running else 0.0
-        for pipe in self._pipes:
-            out[f"pipe:{pipe.name}:flow"] = link(pipe.index, _L_FLOW) / 1000.0
-        for valve in self._valves:
-            out[f"valve:{valve.name}:flow"] = link(valve.index, _L_FLOW) / 1000.0
-        for name, i in self._tanks:
-            out[f"tank:{name}:level"] = nodev(i, _N_HEAD) - nodev(i, _N_ELEVATION)
+            keys = self._keys[pump.name]
+            out[keys[0]] = flow if running else 0.0
+            out[keys[1]] = head
+            out[keys[2]] = power
+            out[keys[3]] = 1.0 if running else 0.0
+        for key, i in self._link_flows:
+            out[key] = link(i, _L_FLOW) / 1000.0
+        for key, i in self._tank_levels:
+            out[key] = nodev(i, _N_HEAD) - nodev(i, _N_ELEVATION)
         delivered = deficit = leakage = 0.0
-        for name, i in self._junctions:
+        for key, i in self._pressures:
             pressure = nodev(i, _N_PRESSURE)
-            out[f"node:{name}:pressure"] = pressure
-            emitted = nodev(i, _N_EMITTER) * math.sqrt(pressure) if pressure > 0 else 0.0
+            out[key] = pressure
+            coefficient = self._emitter_now.get(i, 0.0)
+            emitted = coefficient * math.sqrt(pressure) if coefficient and pressure > 0 else 0.0
             delivered += nodev(i, _N_DEMAND) - emitted
             deficit += nodev(i, _N_DEFICIT)
             leakage += emitted
@@ -704,6 +720,26 @@ class WaterNetworkSimulator:
                 self.set_inputs(dict(args))
             else:
                 self.do_step(*args)
+
+
+def _fast_getters(
+    en: ENepanet,
+) -> tuple[Callable[[int, int], float], Callable[[int, int], float]]:
+    """Link and node value readers that call EPANET directly (the wrapper's per-call error
+    handling costs more than the call; indices and codes here are always valid)."""
+    project, value = en._project, ctypes.c_double()
+    ref = ctypes.byref(value)
+    get_link, get_node = en.ENlib.EN_getlinkvalue, en.ENlib.EN_getnodevalue
+
+    def link(index: int, code: int) -> float:
+        get_link(project, index, code, ref)
+        return float(value.value)
+
+    def node(index: int, code: int) -> float:
+        get_node(project, index, code, ref)
+        return float(value.value)
+
+    return link, node
 
 
 _PUMP_INPUTS = frozenset({"status", "speed", "head_factor", "efficiency_factor"})
