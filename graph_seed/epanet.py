@@ -53,6 +53,7 @@ PUMP_SPEED_RPM = 1480.0  # assumed 4-pole motor: EPANET states no speed
 VIBRATION_LIMIT_MM_S = 7.1  # ISO 10816-3 zone C/D boundary (group 2, rigid mounting)
 BEARING_LIMIT_C = 90.0
 SAMPLING_S = 900.0
+LEVEL_TOLERANCE_M = 0.001  # the .inp's levels are written rounded; a tank at its floor is not out
 PUMP_FAILURE_MODES = (
     TK.LowOutput,  # wear: flow and head fall
     TK.InternalLeakage,  # wear rings: recirculation
@@ -284,7 +285,11 @@ class _Builder:
             g.add((node, TK.diameter, _d(tank.diameter)))
             if tank.max_level > tank.min_level:
                 self.envelope(
-                    node, "level", low=tank.min_level, high=tank.max_level, label=f"Tank {t} level"
+                    node,
+                    "level",
+                    low=tank.min_level - LEVEL_TOLERANCE_M,
+                    high=tank.max_level + LEVEL_TOLERANCE_M,
+                    label=f"Tank {t} level",
                 )
             high = tank.max_level * 1.1 + 1.0
             spec = _SensorSpec("level", "LT", t, f"tank:{t}:level", f"Tank {t} level", high=high)
