@@ -23,6 +23,7 @@ from twinkg.api.http import agents as routes_agents
 from twinkg.api.http import core as routes_core
 from twinkg.api.http import decisions as routes_decisions
 from twinkg.api.http import errors as http_errors
+from twinkg.api.http import sim as routes_sim
 from twinkg.api.http import sparql as routes_sparql
 from twinkg.api.http.auth import AuditMiddleware
 from twinkg.api.http.body_limit import BodyLimitMiddleware
@@ -30,6 +31,7 @@ from twinkg.api.http.jobs import Jobs
 from twinkg.api.resources import build_projection, open_checkpointer, open_store
 from twinkg.api.security import build_authenticator
 from twinkg.api.settings import Settings, audit_log_path
+from twinkg.api.sim_service import SimJobs, SimService
 from twinkg.api.twin import Twin
 from twinkg.kg.audit_log import AuditLog
 from twinkg.kg.projection import Projection
@@ -97,6 +99,9 @@ def open_services(app: FastAPI, settings: Settings, store: GraphStore | None) ->
             _log.warning("telemetry ingest recovery at start: %s", recovered)
         jobs = Jobs(twin)
         stack.callback(jobs.close)
+        sim_jobs = SimJobs(SimService(settings, store, checkpointer=saver))
+        stack.callback(sim_jobs.close)
+        app.state.sim_jobs = sim_jobs
         app.state.settings = settings
         app.state.twin = twin
         app.state.jobs = jobs
@@ -112,6 +117,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     mcp = create_mcp_app(
         twin=lambda: holder["app"].state.twin,
         authenticator=lambda: holder["app"].state.authenticator,
+        sim_jobs=lambda: holder["app"].state.sim_jobs,
     )
 
     @asynccontextmanager
@@ -136,6 +142,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         routes_sparql.router,
         routes_agents.router,
         routes_decisions.router,
+        routes_sim.router,
     ):
         app.include_router(router, responses=http_errors.ERROR_RESPONSES)
     app.mount("/mcp", mcp.app)

@@ -308,6 +308,9 @@ from twinkg.api.cli import (  # noqa: E402
     service as cli_api,
 )
 from twinkg.api.cli import (  # noqa: E402
+    sim as cli_sim,
+)
+from twinkg.api.cli import (  # noqa: E402
     sparql as cli_sparql,
 )
 from twinkg.api.cli import (  # noqa: E402
@@ -317,6 +320,7 @@ from twinkg.api.cli import (  # noqa: E402
 app.add_typer(cli_contracts.app, name="contracts")
 app.add_typer(cli_reason.app, name="reason")
 app.add_typer(cli_agents.app, name="agents")
+app.add_typer(cli_sim.app, name="sim")
 app.command("verify")(cli_lineage.verify_command)
 app.command("lineage")(cli_lineage.lineage_command)
 app.command("replay")(cli_lineage.replay_command)

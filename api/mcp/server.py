@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from twinkg.api.errors import error_document, error_headers, status_for
 from twinkg.api.mcp.tools import INSTRUCTIONS, PRINCIPAL, register_tools
 from twinkg.api.security import Authenticator
+from twinkg.api.sim_service import SimJobs
 from twinkg.api.twin import Twin
 from twinkg.ontology.errors import TwinKGError
 
@@ -97,16 +98,18 @@ def create_mcp_app(
     twin: Callable[[], Twin],
     authenticator: Callable[[], Authenticator],
     allowed_hosts: Sequence[str] | None = None,
+    sim_jobs: Callable[[], SimJobs] | None = None,
 ) -> McpEndpoint:
     """The MCP endpoint over the twin ``twin()`` returns, for callers ``authenticator()`` admits.
 
     Both are called per request, so the endpoint can be built before the lifespan opens them.
     ``allowed_hosts`` (``"host:port"`` patterns, ``*`` for any port) turns on the SDK's
     Host/Origin checks against DNS rebinding; off by default, since every request must carry
-    credentials in a header, which a rebound browser page cannot supply.
+    credentials in a header, which a rebound browser page cannot supply. ``sim_jobs`` adds
+    the what-if simulation tools over those jobs.
     """
     server: MCPServer = MCPServer("twinkg", title="TwinKG", instructions=INSTRUCTIONS)
-    register_tools(server, twin)
+    register_tools(server, twin, sim_jobs)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=allowed_hosts is not None,
         allowed_hosts=list(allowed_hosts or []),

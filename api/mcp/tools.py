@@ -33,6 +33,7 @@ from twinkg.api.mcp.models import (
 )
 from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import Permission, Principal
+from twinkg.api.sim_service import MAX_JOB_SEEDS, SimJob, SimJobs, parse_seeds
 from twinkg.api.twin import Twin
 from twinkg.kg import rdf_text
 from twinkg.ontology.errors import TwinKGError
@@ -108,8 +109,42 @@ def _tool(
     return decorator
 
 
-def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
-    """Add the five tools to ``server``; ``twin()`` is called per call (opened after startup)."""
+class WhatIfJobOutput(BaseModel):
+    """A what-if simulation job: where it is and each finished seed's run (KPIs, run IRI)."""
+
+    job_id: str
+    state: str = Field(description="queued, running, done or failed")
+    scenario: str
+    policy: str
+    seeds: list[int]
+    progress: float = Field(description="0..1 over all seeds")
+    results: list[dict[str, Any]]
+    error: dict[str, Any] | None
+
+
+def _job_output(job: SimJob) -> WhatIfJobOutput:
+    return WhatIfJobOutput(
+        job_id=job.job_id,
+        state=job.state,
+        scenario=job.scenario,
+        policy=job.policy,
+        seeds=list(job.seeds),
+        progress=job.progress,
+        results=list(job.results),
+        error=job.error,
+    )
+
+
+def register_tools(
+    server: MCPServer,
+    twin: Callable[[], Twin],
+    sim_jobs: Callable[[], SimJobs] | None = None,
+) -> None:
+    """Add the five tools to ``server``; ``twin()`` is called per call (opened after startup).
+    With ``sim_jobs``, also the what-if tools ``start_what_if_run`` (RUN_AGENTS) and
+    ``what_if_run`` (READ)."""
+    if sim_jobs is not None:
+        _register_what_if(server, sim_jobs)
 
     @_tool(server, title="Read-only Cypher", annotations=_READ)
     def cypher(
@@ -305,3 +340,82 @@ def register_tools(server: MCPServer, twin: Callable[[], Twin]) -> None:
             )
 
         return _guarded(ctx, Permission.PROPOSE, work)
+
+
+def _register_what_if(server: MCPServer, sim_jobs: Callable[[], SimJobs]) -> None:
+    """The what-if simulation tools: start a background run, read it back."""
+
+    @_tool(
+        server,
+        title="Start a what-if simulation",
+        annotations=ToolAnnotations(
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    def start_what_if_run(
+        ctx: Context,
+        *,
+        policy: Annotated[
+            Literal["run-to-failure", "preventive", "reactive", "twinkg", "twinkg-llm"],
+            Field(description="the operating policy to simulate"),
+        ],
+        scenario: Annotated[
+            str | None,
+            Field(max_length=64, description="a shipped scenario's name, e.g. net1-pump-wear"),
+        ] = None,
+        scenario_toml: Annotated[
+            str | None, Field(max_length=65_536, description="or the scenario itself, as TOML")
+        ] = None,
+        seeds: Annotated[
+            str | None,
+            Field(
+                max_length=64,
+                description=f"'1-5', '1,3,7' or '4' (at most {MAX_JOB_SEEDS}); "
+                "default: the scenario's own",
+            ),
+        ] = None,
+        horizon_h: Annotated[
+            float | None, Field(gt=0, le=24 * 366, description="simulate only this many hours")
+        ] = None,
+    ) -> Annotated[CallToolResult, WhatIfJobOutput]:
+        """Start a what-if run on a simulated plant, in the background; returns its job id.
+
+        The scenario (plant, faults, maintenance, approver) runs under the policy once per
+        seed; the twin's policies (`twinkg`) let the agents decide on the simulated plant
+        through the same safety guard as on the real one. Every run is recorded in the graph
+        as a tk:SimulationRun with its KPIs (availability, unplanned downtime, throughput …)
+        and the decisions it informed. Read the job with what_if_run. Bad scenario: code
+        `scenario_invalid` (with the line); unknown shipped name: `not_found`.
+        """
+
+        def work() -> WhatIfJobOutput:
+            jobs = sim_jobs()
+            loaded = SimJobs.scenario_from(scenario, scenario_toml)
+            picked = tuple(loaded.run.seeds) if seeds is None else parse_seeds(seeds)
+            job = jobs.start(
+                loaded,
+                policy=policy,
+                seeds=picked,
+                by=principal_of(ctx).subject,
+                horizon_h=horizon_h,
+            )
+            return _job_output(job)
+
+        return _guarded(ctx, Permission.RUN_AGENTS, work)
+
+    @_tool(server, title="What-if simulation status", annotations=_READ)
+    def what_if_run(
+        ctx: Context,
+        job_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the job's id")],
+    ) -> Annotated[CallToolResult, WhatIfJobOutput]:
+        """A what-if job: its state (queued, running, done, failed), progress, and each
+        finished seed's KPIs and run IRI (query it with sparql: ?kpi tk:kpiOf ?run).
+        Unknown job: code `not_found` (jobs are kept in the server's memory)."""
+
+        def work() -> WhatIfJobOutput:
+            return _job_output(sim_jobs().get(job_id))
+
+        return _guarded(ctx, Permission.READ, work)
