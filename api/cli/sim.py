@@ -108,7 +108,7 @@ def _print_comparison(comparison: Comparison) -> None:
         title=f"{comparison.scenario}@{comparison.scenario_version} "
         f"(seeds {', '.join(map(str, comparison.seeds))}): mean [95 % interval]"
     )
-    table.add_column("KPI")
+    table.add_column("KPI", no_wrap=True)
     table.add_column("unit")
     for policy in comparison.policies:
         table.add_column(policy, justify="right")
@@ -120,7 +120,8 @@ def _print_comparison(comparison: Comparison) -> None:
             row = by_key[(name, policy)]
             cells.append(f"{_number(row.mean)} [{_number(row.low)}, {_number(row.high)}]")
         table.add_row(name, unit, *cells)
-    out.print(table)
+    # wide enough for every cell on one line, also when stdout is not a terminal (80 columns)
+    out.print(table, width=max(out.width, 40 + 28 * len(comparison.policies)))
     failed = [r for r in comparison.results if r.status != "completed"]
     for result in failed:
         out.print(
@@ -169,7 +170,7 @@ def compare_command(  # noqa: PLR0917 - one parameter per option
 def runs_command(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 50,
 ) -> None:
-    """The recorded simulation runs, newest first."""
+    """The recorded simulation runs, newest first, one line each."""
     settings = load_settings()
     with (
         open_store(settings) as store,
@@ -179,20 +180,14 @@ def runs_command(
     if not runs:
         out.print("no simulation runs recorded")
         return
-    table = Table()
-    for column in ("run", "scenario", "policy", "seed", "status", "started"):
-        table.add_column(column)
     for run in runs:
         status = (run.status or "?") + (" (partial)" if run.partial else "")
-        table.add_row(
-            run.run,
-            f"{run.scenario}@{run.scenario_version}",
-            run.policy or "",
-            "" if run.seed is None else str(run.seed),
-            status,
-            run.started_at or "",
+        seed = "" if run.seed is None else str(run.seed)
+        out.print(
+            f"{run.run}  {run.scenario}@{run.scenario_version}  {run.policy}  seed {seed}  "
+            f"{status}  {run.started_at or ''}",
+            markup=False,
         )
-    out.print(table)
 
 
 @app.command("show")
