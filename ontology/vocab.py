@@ -299,10 +299,11 @@ class UNIT(DefinedNamespace):
 
     _fail = True
     _NS = Namespace('http://qudt.org/vocab/unit/')
-    _extras = ['L-PER-MIN', 'L-PER-SEC', 'M-PER-SEC2', 'M3-PER-HR', 'M3-PER-SEC', 'RAD-PER-SEC', 'REV-PER-MIN']
+    _extras = ['KiloGM-PER-HR', 'KiloGM-PER-SEC', 'L-PER-MIN', 'L-PER-SEC', 'M-PER-SEC', 'M-PER-SEC2', 'M3-PER-HR', 'M3-PER-SEC', 'MilliM-PER-SEC', 'RAD-PER-SEC', 'REV-PER-MIN']
 
     A: URIRef
     BAR: URIRef
+    CentiM: URIRef
     DEG_C: URIRef
     DEG_F: URIRef
     G: URIRef
@@ -311,11 +312,13 @@ class UNIT(DefinedNamespace):
     KiloPA: URIRef
     KiloV: URIRef
     KiloW: URIRef
+    M: URIRef
     MIN: URIRef
     MegaPA: URIRef
     MegaW: URIRef
     MilliA: URIRef
     MilliBAR: URIRef
+    MilliM: URIRef
     MilliSEC: URIRef
     MilliV: URIRef
     PA: URIRef
@@ -337,10 +340,13 @@ class QUANTITYKIND(DefinedNamespace):
     AngularVelocity: URIRef
     Dimensionless: URIRef
     ElectricCurrent: URIRef
+    Length: URIRef
+    MassFlowRate: URIRef
     Power: URIRef
     Pressure: URIRef
     Temperature: URIRef
     Time: URIRef
+    Velocity: URIRef
     Voltage: URIRef
     VolumeFlowRate: URIRef
 

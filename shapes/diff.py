@@ -350,6 +350,37 @@ _ON = _Rule(_flag, lambda o, n: n and not o, ("newly switched on", "switched off
 _ANY_NEW = _Rule(
     _keys, lambda o, n: bool(n - o), ("new or changed: not provably looser", "removed")
 )
+
+# A closed table inside a SPARQL constraint: "|key=a, b|key2=c|" (decision 0039's unit lists).
+_TABLE = re.compile(r'\\?"(\|(?:[^"|=\\]+=[^"|\\]*\|)+)\\?"')  # quotes escaped in the key
+
+
+def _table(text: str) -> dict[str, frozenset[str]]:
+    match = _TABLE.search(text)
+    assert match is not None
+    rows = (row.split("=", 1) for row in match.group(1).strip("|").split("|"))
+    return {k: frozenset(v.split(", ")) if v else frozenset() for k, v in rows}
+
+
+def _widens_table(old: str, new: str) -> bool:
+    """Whether ``new`` is ``old`` with only entries added to its one closed table: the same query
+    with more (kind, unit) pairs allowed, which fails a subset of what the old one failed."""
+    if len(_TABLE.findall(old)) != 1 or len(_TABLE.findall(new)) != 1:
+        return False
+    if _TABLE.sub('""', old) != _TABLE.sub('""', new):
+        return False
+    before, after = _table(old), _table(new)
+    return all(k in after and v <= after[k] for k, v in before.items())
+
+
+def _sparql_narrows(old: frozenset[str], new: frozenset[str]) -> bool:
+    """A new or changed SPARQL constraint narrows, unless it only widens an old one's table."""
+    return any(not any(_widens_table(o, n) for o in old - new) for n in new - old)
+
+
+_SPARQL = _Rule(
+    _keys, _sparql_narrows, ("new or changed: not provably looser", "removed or widened")
+)
 _RULES: Mapping[str, _Rule] = {
     **dict.fromkeys((Aspect.MIN_COUNT, Aspect.MIN_LENGTH), _MIN),
     **dict.fromkeys((Aspect.MAX_COUNT, Aspect.MAX_LENGTH), _MAX),
@@ -360,6 +391,7 @@ _RULES: Mapping[str, _Rule] = {
     **dict.fromkeys((Aspect.CLOSED, Aspect.UNIQUE_LANG), _ON),
     Aspect.DEACTIVATED: _Rule(_flag, lambda o, n: o and not n, ("reactivated", "deactivated")),
     Aspect.SEVERITY: _Rule(_severity, lambda o, n: n > o, ("severity raised", "severity lowered")),
+    "sh:sparql": _SPARQL,
     **dict.fromkeys(
         (Aspect.MESSAGE, Aspect.ANNOTATION), _Rule(_keys, lambda o, n: False, ("", "wording only"))
     ),

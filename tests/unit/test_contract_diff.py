@@ -191,7 +191,7 @@ def test_cli_list_marks_the_current_versions() -> None:
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert {"asset", "sensor", "event"} <= lines.keys()
-    assert lines["sensor"].split(None, 1)[1] == "1.0.0, 1.1.0, 2.0.0 (current)"
+    assert lines["sensor"].split(None, 1)[1] == "1.0.0, 1.1.0, 2.0.0, 2.1.0 (current)"
 
 
 def test_cli_check_passes_on_the_published_contracts() -> None:

@@ -303,9 +303,9 @@ def test_contract_refs() -> None:
 
 def test_contract_is_cached_and_the_latest_is_current() -> None:
     current = registry.contract("sensor")
-    assert current.version == Version(2, 0, 0)
-    assert current.path.name == "2.0.0.ttl"
-    assert registry.contract("sensor", "2.0.0") is current
+    assert current.version == Version(2, 1, 0)
+    assert current.path.name == "2.1.0.ttl"
+    assert registry.contract("sensor", "2.1.0") is current
     assert registry.contract("sensor", Version(1, 0, 0)).version == Version(1, 0, 0)
 
 
