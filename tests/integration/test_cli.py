@@ -95,7 +95,7 @@ def test_unknown_plant_is_a_one_line_error(seeded: Neo4jTarget) -> None:
     done = run("seed", "--plant", "atlantis", env=seeded.env())
     assert done.returncode == 5
     assert done.stderr.strip() == (
-        "error[unknown_plant]: unknown plant 'atlantis'; known plants: skab-testbed, generated"
+        "error[unknown_plant]: unknown plant 'atlantis'; known plants: skab-testbed, tep, generated"
     )
 
 
