@@ -36,7 +36,7 @@ LIBRARY_DIR = Path(wntr.__file__).resolve().parent / "library" / "networks"
 
 # EPANET 2.2 toolkit codes (epanet2_enums.h)
 _N_ELEVATION, _N_EMITTER, _N_DEMAND, _N_HEAD, _N_PRESSURE, _N_DEFICIT = 0, 3, 9, 10, 11, 27
-_L_FLOW, _L_STATUS, _L_SETTING, _L_ENERGY = 8, 11, 12, 13
+_L_INITSETTING, _L_FLOW, _L_STATUS, _L_SETTING, _L_ENERGY = 5, 8, 11, 12, 13
 _T_DURATION, _T_HYDSTEP, _T_REPORTSTEP, _T_REPORTSTART = 0, 1, 5, 6
 _O_DEMANDMULT = 4
 _LPS = 5  # litres per second: the SI flow unit the network is run in
@@ -393,6 +393,29 @@ class WaterNetworkSimulator:
         ]
         return tuple(v)
 
+    def initial_inputs(self) -> dict[str, float]:
+        """Every input's value at the start, as the network runs with no input set: a pump closed
+        in the .inp that no control acts on (a standby) starts at status 0, every other at 1;
+        valve settings are the file's (in the units of :meth:`info`; once instantiated, exactly
+        as EPANET runs them, which the written file rounds). Setting these changes nothing."""
+        wn, out = self.wn, {"plant:demand_multiplier": 1.0}
+        for p in sorted(wn.pump_name_list):
+            standby = not initially_open(wn, p) and p not in self._controlled
+            out[f"pump:{p}:status"] = 0.0 if standby else 1.0
+            out |= {f"pump:{p}:{q}": 1.0 for q in ("speed", "head_factor", "efficiency_factor")}
+        out |= {f"station:{s}:power": 1.0 for s in self._stations}
+        for name in sorted(wn.pipe_name_list):
+            closed = not initially_open(wn, name) and name not in self._controlled
+            out[f"pipe:{name}:status"] = 0.0 if closed else 1.0
+            out[f"pipe:{name}:leak_area"] = 0.0
+        running = {v.name: v.setting for v in self._valves} if self._en is not None else {}
+        for name in sorted(wn.valve_name_list):
+            valve = wn.get_link(name)
+            scale = 1000.0 if valve.valve_type == "FCV" else 1.0  # m³/s → L/s
+            out[f"valve:{name}:setting"] = running.get(name, float(valve.initial_setting) * scale)
+            out[f"valve:{name}:stuck"] = 0.0
+        return out
+
     def info(self) -> ModelInfo:
         """wntr 1.5 / EPANET 2.2 and the network's variables."""
         return ModelInfo(f"wntr:{self.name}", f"{wntr.__version__}+epanet2.2", self._variables)
@@ -504,7 +527,7 @@ class WaterNetworkSimulator:
                 )
             )
         self._valves = [
-            _Valve(v, en.ENgetlinkindex(v), en.ENgetlinkvalue(en.ENgetlinkindex(v), _L_SETTING))
+            _Valve(v, en.ENgetlinkindex(v), en.ENgetlinkvalue(en.ENgetlinkindex(v), _L_INITSETTING))
             for v in sorted(wn.valve_name_list)
         ]
         self._pump_by = {p.name: p for p in self._pumps}
@@ -591,7 +614,7 @@ class WaterNetworkSimulator:
             valve = self._valve_by[element]
             if quantity == "stuck":
                 valve.stuck = value
-            elif valve.stuck < 0.5:
+            elif valve.stuck < 0.5 and value != valve.setting:  # the same setting: nothing moves
                 valve.setting = value
                 en.ENsetlinkvalue(valve.index, _L_SETTING, value)
             return

@@ -171,6 +171,37 @@ def test_a_closed_pipe_carries_no_flow() -> None:
     assert out["pipe:11:flow"] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("model", ["Net1", "Net3", "Net6"])
+def test_the_initial_inputs_change_nothing(model: str) -> None:
+    fresh, told = _fresh(model), _fresh(model)
+    initial = told.initial_inputs()
+    declared = {v.name for v in told.info().variables if v.causality == "input"}
+    assert set(initial) == declared
+    told.set_inputs(initial)
+    assert _run(told, 2) == _run(fresh, 2)
+
+
+def test_a_valve_setting_moves_and_a_stuck_valve_ignores_it() -> None:
+    """An active PRV of ky10 (one that passes flow) holds its downstream junction at its
+    setting (m): lowered by 5 m, the junction follows; stuck, it does not."""
+    probe = _fresh("ky10")
+    out, wn = probe.get_outputs(), probe.wn
+    valve = next(
+        v
+        for v in sorted(wn.valve_name_list)
+        if wn.get_link(v).valve_type == "PRV" and out[f"valve:{v}:flow"] > 1e-3
+    )
+    downstream = f"node:{wn.get_link(valve).end_node_name}:pressure"
+    setting = probe.initial_inputs()[f"valve:{valve}:setting"]
+    assert out[downstream] == pytest.approx(setting, abs=1e-3)
+    moved, stuck = _fresh("ky10"), _fresh("ky10")
+    stuck.set_inputs({f"valve:{valve}:stuck": 1.0})
+    for sim in (moved, stuck):
+        sim.set_inputs({f"valve:{valve}:setting": setting - 5.0})
+    assert moved.get_outputs()[downstream] == pytest.approx(setting - 5.0, abs=1e-3)
+    assert stuck.get_outputs()[downstream] == pytest.approx(setting, abs=1e-6)
+
+
 def test_same_inputs_give_identical_outputs() -> None:
     def scripted() -> list[dict[str, float]]:
         sim = _fresh("Net3", step_s=900.0)
