@@ -29,7 +29,10 @@ from twinkg.sim.adapter import ModelInfo, Variable
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import wntr  # type: ignore[import-untyped]
-    from wntr.epanet.exceptions import EpanetException  # type: ignore[import-untyped]
+    from wntr.epanet.exceptions import (  # type: ignore[import-untyped]
+        EN_ERROR_CODES,
+        EpanetException,
+    )
     from wntr.epanet.toolkit import ENepanet  # type: ignore[import-untyped]
 
 LIBRARY_DIR = Path(wntr.__file__).resolve().parent / "library" / "networks"
@@ -327,6 +330,8 @@ class WaterNetworkSimulator:
         self._calls: list[tuple[str, Any]] = []
         self._parameters: dict[str, Any] = {}
         self._seed = 0
+        self.warnings: dict[int, int] = {}
+        """EPANET warning code → how many hydraulic solutions raised it since instantiate."""
 
     # -- declaration --
 
@@ -475,6 +480,7 @@ class WaterNetworkSimulator:
         self._time = 0
         self._solved = False
         self._calls = []
+        self.warnings = {}
 
     @staticmethod
     def _getoption(en: ENepanet, code: int) -> float:
@@ -663,20 +669,36 @@ class WaterNetworkSimulator:
         if dt <= 0 or abs(dt / self._step - round(dt / self._step)) > 1e-9:
             raise SimulatorError(f"dt={dt} s is not a positive multiple of step_s={self._step} s")
         target = self._time + round(dt)
-        try:
-            if not self._solved:
-                en.ENrunH()
-            while self._time < target:
-                tstep = en.ENnextH()
-                if tstep <= 0:
-                    raise SimulatorError(f"past the horizon at {self._time} s")
-                self._time = en.ENrunH()
-        except EpanetException as exc:
-            raise SimulatorError(f"EPANET failed at {self._time} s: {exc}") from exc
+        if not self._solved:
+            self._run_h(en)
+        while self._time < target:
+            if self._next_h(en) <= 0:
+                raise SimulatorError(f"past the horizon at {self._time} s")
+            self._run_h(en)
         if self._time != target:
             raise SimulatorError(f"EPANET stepped to {self._time} s, not {target} s")
         self._solved = True
         self._calls.append(("step", (float(t), float(dt))))
+
+    def _run_h(self, en: ENepanet) -> None:
+        """EPANET's ``runH`` at the current time; warnings (codes 1-6: unbalanced, negative
+        pressures …) are kept in :attr:`warnings`, not logged; errors raise."""
+        clock = ctypes.c_long()
+        code = en.ENlib.EN_runH(en._project, ctypes.byref(clock))
+        self._check(code)
+        self._time = int(clock.value)
+
+    def _next_h(self, en: ENepanet) -> int:
+        step = ctypes.c_long()
+        self._check(en.ENlib.EN_nextH(en._project, ctypes.byref(step)))
+        return int(step.value)
+
+    def _check(self, code: int) -> None:
+        if code >= 100:
+            reason = EN_ERROR_CODES.get(code, "unknown error").replace("%s", "")
+            raise SimulatorError(f"EPANET error {code} at {self._time} s: {reason.strip()}")
+        if code:
+            self.warnings[code] = self.warnings.get(code, 0) + 1
 
     # -- outputs --
 
@@ -684,7 +706,7 @@ class WaterNetworkSimulator:
         """Every output at the current time (solved at the end of the last step)."""
         en = self._open()
         if not self._solved:
-            en.ENrunH()
+            self._run_h(en)
             self._solved = True
         out: dict[str, float] = {}
         link, nodev = _fast_getters(en)

@@ -239,6 +239,18 @@ def test_restore_continues_bit_for_bit() -> None:
         sim.restore("not a snapshot")
 
 
+def test_epanet_warnings_are_counted_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Demand-driven Net1 with its pump stopped and 20 times the demand: negative pressures
+    (EPANET warning 6), counted on the simulator, nothing on the log."""
+    sim = _fresh(demand_model="DDA")
+    sim.set_inputs({"pump:9:status": 0.0, "plant:demand_multiplier": 20.0})
+    with caplog.at_level("WARNING"):
+        _run(sim, 6)
+    assert sim.warnings.get(6, 0) > 0
+    assert not [r for r in caplog.records if r.name.startswith("wntr")]
+    assert _fresh().warnings == {}
+
+
 def test_bad_calls_raise_simulator_errors() -> None:
     sim = _fresh()
     with pytest.raises(SimulatorError, match="unknown input"):
