@@ -1,22 +1,35 @@
 """What-if simulation through its interfaces, end to end on the real Neo4j: the ``twinkg sim``
-commands (run, compare, runs, show) and the HTTP routes (``/sim/runs``) on a tiny Net1 scenario
-(two simulated hours after a day's warm-up), their documented errors for bad input, and the
-roles (a viewer cannot start a run)."""
+commands (run, compare, runs, show), the HTTP routes (``/sim/runs``) and the MCP tools
+(``start_what_if_run``, ``what_if_run``) on a tiny Net1 scenario (two simulated hours after a
+day's warm-up), their documented errors for bad input, and the roles (a viewer cannot start a
+run)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from neo4j import Driver
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import ApiWorld, api_world
 from tests.integration.test_cli import run
-from twinkg.api.security import Role
+from tests.integration.test_mcp import Served, _body, _call, _error_code
+from twinkg.api.mcp.server import create_mcp_app
+from twinkg.api.security import Authenticator, KeyStore, Role
+from twinkg.api.settings import Settings
+from twinkg.api.sim_service import SimJobs, SimService
+from twinkg.api.twin import Twin
+from twinkg.kg.store import GraphStore
 from twinkg.sim.kpi import KPI_NAMES
 
 pytestmark = pytest.mark.neo4j
@@ -287,3 +300,75 @@ def test_http_bad_input_has_a_stable_code(
     assert error["code"] == code and needle in error["message"], error
     unknown = world.client.get("/sim/runs/nojob", headers=world.as_role(Role.VIEWER))
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+
+
+# -- MCP ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mcp_served(driver: Driver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The MCP endpoint with the what-if tools, over real HTTP (as test_mcp serves it)."""
+    store = GraphStore(driver)
+    home = tmp_path_factory.mktemp("sim-mcp")
+    key_store = KeyStore(home / "api-keys.json")
+    keys = {
+        role.value: key_store.create(name=f"sim-{role.value}", roles={role})[1]
+        for role in (Role.AGENT, Role.VIEWER)
+    }
+    authenticator = Authenticator(key_store, None)
+    settings = Settings(home=home)
+    twin = Twin(settings, store)
+    jobs = SimJobs(SimService(settings, store))
+    endpoint = create_mcp_app(
+        twin=lambda: twin, authenticator=lambda: authenticator, sim_jobs=lambda: jobs
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with endpoint.lifespan():
+            yield
+
+    app = Starlette(routes=[Mount("/mcp", app=endpoint.app)], lifespan=lifespan)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp", keys, twin)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        jobs.close()
+
+
+def test_mcp_starts_a_what_if_run_and_reads_it_back(mcp_served: Served) -> None:
+    arguments = {"scenario_toml": TINY, "policy": "reactive", "seeds": "2"}
+    denied = _call("viewer", mcp_served, "start_what_if_run", **arguments)
+    assert _error_code(denied) == "forbidden"
+    bad = _call("agent", mcp_served, "start_what_if_run", **{**arguments, "seeds": "5-1"})
+    assert _error_code(bad) == "invalid_input"
+    broken = _call(
+        "agent", mcp_served, "start_what_if_run", scenario_toml=BROKEN, policy="reactive"
+    )
+    assert _error_code(broken) == "scenario_invalid"
+    started = _body(_call("agent", mcp_served, "start_what_if_run", **arguments))
+    assert started["seeds"] == [2] and started["state"] in ("queued", "running", "done")
+    deadline = time.monotonic() + 240  # a bound on a hang, not a speed check
+    while True:
+        job = _body(_call("viewer", mcp_served, "what_if_run", job_id=started["job_id"]))
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert job["state"] == "done", job
+    (result,) = job["results"]
+    assert result["seed"] == 2 and result["status"] == "completed"
+    assert result["run"].startswith("https://w3id.org/twinkg/sim/net1-tiny-reactive-s2-")
+    assert set(result["kpis"]) == set(KPI_NAMES)
+    unknown = _call("viewer", mcp_served, "what_if_run", job_id="nojob")
+    assert _error_code(unknown) == "not_found"
