@@ -76,7 +76,7 @@ SCENARIO_DIR = Path(twinkg.sim.__file__).resolve().parent.parent / "scenarios"
 """The scenarios shipped with TwinKG (``scenarios/*.toml``)."""
 
 _log = logging.getLogger("twinkg.api")
-_SEEDS = re.compile(r"\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?")
+_SEEDS = re.compile(r"\s*(\d{1,10})\s*(?:-\s*(\d{1,10})\s*)?")
 _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 ProgressFn = Callable[[int, float], None]

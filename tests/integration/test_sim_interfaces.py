@@ -162,7 +162,7 @@ def test_cli_compare_prints_the_table_and_plots(
         "1,2",
         "--out",
         str(tmp_path / "plots"),
-        "--no-progress",
+        "--progress",
         env=cli_env,
     )
     assert done.returncode == 0, done.stderr
