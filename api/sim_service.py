@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+import twinkg
 import twinkg.sim
 from twinkg.api.settings import Settings, telemetry_dir
 from twinkg.kg import sim_runs
@@ -72,7 +73,18 @@ MAX_JOB_SEEDS = 10
 """The most seeds one background job (HTTP, MCP) may ask for."""
 KEEP = 100
 """Background jobs kept in memory."""
-SCENARIO_DIR = Path(twinkg.sim.__file__).resolve().parent.parent / "scenarios"
+
+
+def _scenario_dir() -> Path:
+    """The shipped scenarios: ``twinkg/scenarios`` in an installed package, else the source
+    tree's ``scenarios/`` beside the ``sim`` package."""
+    installed = Path(twinkg.__file__).parent / "scenarios"
+    if installed.is_dir():
+        return installed
+    return Path(twinkg.sim.__file__).resolve().parent.parent / "scenarios"
+
+
+SCENARIO_DIR = _scenario_dir()
 """The scenarios shipped with TwinKG (``scenarios/*.toml``)."""
 
 _log = logging.getLogger("twinkg.api")

@@ -253,6 +253,17 @@ def test_http_runs_a_job_in_the_background(world: ApiWorld) -> None:
     assert {r["run"] for r in done["results"]} <= {r["run"] for r in listing.json()["runs"]}
 
 
+def test_http_runs_a_shipped_scenario_shortened(world: ApiWorld) -> None:
+    body = {"scenario": "net1-pump-wear", "policy": "run-to-failure", "seeds": [4], "horizon_h": 25}
+    started = world.client.post("/sim/runs", json=body, headers=world.as_role(Role.SUPERVISOR))
+    assert started.status_code == 202, started.text
+    done = _wait(world, started.json()["job_id"])
+    assert done["state"] == "done", done
+    (result,) = done["results"]
+    assert result["scenario"] == "net1-pump-wear" and result["seed"] == 4
+    assert result["simulated_s"] == 25 * 3600.0
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "needle"),
     [
