@@ -23,13 +23,13 @@ from rdflib import RDF, Graph
 
 from twinkg.api.settings import Settings
 from twinkg.api.twin import ingest_options
+from twinkg.connect.json import from_json_points
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import ConfigError
 from twinkg.ontology.vocab import TK
 from twinkg.reasoner.ingest import ingest
-from twinkg.reasoner.points import from_records
 from twinkg.sim.loop import PortDecision
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from twinkg.agents.planning import Planner
     from twinkg.agents.runner import Agents, RunResult
     from twinkg.agents.state import ProposedAction
+
+
+PRODUCER = "twinkg-sim"
+"""The producer the loop's telemetry points name."""
 
 
 @dataclass
@@ -119,7 +123,11 @@ class TwinSimPort:
             source=source,
         )
         report = ingest(
-            self.store, self.log, from_records(list(points)), content_hash=digest, options=options
+            self.store,
+            self.log,
+            from_json_points(list(points), producer=PRODUCER),
+            content_hash=digest,
+            options=options,
         )
         return report.alarms
 
@@ -219,6 +227,7 @@ class TwinSimPort:
                     at=at.isoformat(),
                     proposed_setpoint=None if action is None else action.proposed_setpoint,
                     quantity_kind=None if action is None else action.quantity_kind,
+                    ramp_s=None if action is None else action.ramp_s,
                     reason=step.reason,
                 )
             )

@@ -176,8 +176,14 @@ class LookaheadPlanner:
             current = self.state.commanded.get(knob.setpoint_input)
             if current is None or not math.isfinite(current) or current == 0:
                 continue
+            envelope = next(
+                (e for e in case.envelopes if e.quantity_kind == knob.setpoint_quantity_kind), None
+            )
+            rate = None if envelope is None else envelope.max_rate
             for cut in CUTS:
                 value = round(current * (1 - cut), 6)
+                # ramp at half the envelope's rate of change (as the rule planner does)
+                ramp = max(60.0, 2 * abs(current - value) / rate if rate else 60.0)
                 out.append(
                     make(
                         ActionKind.SETPOINT_CHANGE,
@@ -186,7 +192,7 @@ class LookaheadPlanner:
                         quantity_kind=knob.setpoint_quantity_kind,
                         current_setpoint=round(current, 6),
                         proposed_setpoint=value,
-                        ramp_s=60.0,
+                        ramp_s=round(ramp, 3),
                     )
                 )
         if own is not None and own.run_input is not None:

@@ -29,7 +29,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twinkg.kg.sim_runs import SimRunStart
-from twinkg.ontology.errors import ConfigError, SimulatorError
+from twinkg.ontology.errors import ConfigError, SimulatorError, TwinKGError
 from twinkg.ontology.vocab import ONTOLOGY_VERSION
 from twinkg.sim.binding import Actuator, PlantBinding
 from twinkg.sim.kpi import (
@@ -96,6 +96,7 @@ class PortDecision:
     proposed_setpoint: float | None = None
     quantity_kind: str | None = None
     reason: str = ""
+    ramp_s: float | None = None
 
 
 class RunRecorder(Protocol):
@@ -205,6 +206,7 @@ class LoopConfig:
     telemetry_s: float
     decide_s: float
     warmup_s: float
+    lookahead_s: float = 4 * 3600.0  # how far the look-ahead planner simulates each candidate
     crews: int = 1
     repair_s: float = 8 * 3600.0
     cost_per_repair: float = 0.0
@@ -269,6 +271,8 @@ class LoopState:
         self.ranges = _input_ranges(plant)
         self.plant_down = False
         self.sent: dict[str, float] = {}
+        # setpoint ramps: input → (from, to, start simulated s, duration s)
+        self.ramps: dict[str, tuple[float, float, float, float]] = {}
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -286,6 +290,14 @@ class LoopState:
             by_component.setdefault(component, {})[name] = value
         for component, values in by_component.items():
             self.plant.master.set_inputs(component, values)
+
+    def ramp(self, t: float) -> None:
+        """Move each ramping setpoint to where its ramp is at simulated second ``t``."""
+        for name, (start, end, t0, duration) in list(self.ramps.items()):
+            share = min(1.0, max(0.0, (t - t0) / duration))
+            self.commanded[name] = start + (end - start) * share
+            if share >= 1.0:
+                del self.ramps[name]
 
     def effective_inputs(self) -> dict[str, float]:
         """The commanded inputs with repairs and failures forcing assets out."""
@@ -359,7 +371,13 @@ class LoopState:
                 value = current * command.factor
             if value is None:
                 return False
-            self.commanded[actuator.setpoint_input] = float(value)
+            name = actuator.setpoint_input
+            start = self.commanded.get(name)
+            if command.ramp_s > 0 and start is not None:
+                self.ramps[name] = (float(start), float(value), t, command.ramp_s)
+            else:
+                self.ramps.pop(name, None)
+                self.commanded[name] = float(value)
             return True
         if command.kind == WORK_ORDER and actuator.repairable is not None:
             if any(j.asset == actuator.asset for j in self.jobs):
@@ -531,7 +549,12 @@ def _failures(state: LoopState, merged: Mapping[str, float], t: float) -> None:
 def _command(decision: PortDecision) -> Command | None:
     if decision.kind is None or decision.target is None:
         return None
-    return Command(decision.kind, decision.target, value=decision.proposed_setpoint)
+    return Command(
+        decision.kind,
+        decision.target,
+        value=decision.proposed_setpoint,
+        ramp_s=decision.ramp_s or 0.0,
+    )
 
 
 class _TwinDriver:
@@ -571,7 +594,7 @@ class _TwinDriver:
             state.kpi.record(Decision(t))
             state.decisions.append(
                 DecisionRecord(
-                    d.decision.removeprefix(self.prefix),
+                    d.decision.replace(self.run_id, "{run}"),
                     d.kind,
                     None if d.target is None else d.target.removeprefix(self.prefix),
                     d.outcome,
@@ -709,6 +732,7 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
                     ended.add(i)
                     _send_by_component(master, plant.fault_hook(master, fault, False))
             repair = state.advance_jobs(t)
+            state.ramp(t + config.step_s)
             inputs = state.effective_inputs()
             if plant.timed_inputs is not None:
                 inputs.update(plant.timed_inputs(t))
@@ -751,6 +775,8 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
                 progress((k + 1) / steps)
     except SimulatorError as exc:
         status, reason = "failed", str(exc)
+    except TwinKGError as exc:  # the twin refused something the run needs: said, not hidden
+        status, reason = "failed", f"{exc.code}: {exc}"
     finally:
         try:
             master.terminate()
@@ -799,7 +825,7 @@ def _with_lookahead(inner: Planner, state: LoopState) -> Planner:
         return inner
     from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
 
-    return LookaheadPlanner(inner, state)
+    return LookaheadPlanner(inner, state, horizon_s=state.config.lookahead_s)
 
 
 def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> Outcome:
@@ -825,16 +851,24 @@ def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> O
         state.plant_down,
         state.kpi,
         state.simulated_s,
+        dict(state.ramps),
     )
     t0 = master.time
     state.kpi = new_accumulator(plant, config, start_s=t0)
     expected = 0.0
     try:
-        state.apply(Command(action.kind.value, action.target, value=action.proposed_setpoint), 0)
+        command = Command(
+            action.kind.value,
+            action.target,
+            value=action.proposed_setpoint,
+            ramp_s=action.ramp_s or 0.0,
+        )
+        state.apply(command, master.time)
         dt = config.step_s
         for _ in range(max(1, round(horizon_s / dt))):
             t = master.time
             repair = state.advance_jobs(t)
+            state.ramp(t + config.step_s)
             inputs = state.effective_inputs()
             if plant.timed_inputs is not None:
                 inputs.update(plant.timed_inputs(t))
@@ -875,6 +909,7 @@ def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> O
             state.plant_down,
             state.kpi,
             state.simulated_s,
+            state.ramps,
         ) = saved
 
 

@@ -41,7 +41,8 @@ class Command:
     """An action on a graph asset, in the agents' vocabulary (``agents.state.ActionKind``).
 
     ``value`` is a setpoint change's new value in the actuator's unit; ``factor`` instead scales
-    the current setpoint (a baseline that cuts a rate by a share).
+    the current setpoint (a baseline that cuts a rate by a share); ``ramp_s`` is how long the
+    setpoint takes to get there, linearly (0: at once).
     """
 
     kind: str
@@ -49,6 +50,7 @@ class Command:
     value: float | None = None
     factor: float | None = None
     reason: str = ""
+    ramp_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
