@@ -77,6 +77,10 @@ class LookaheadPlanner:
         self.state = state
         self.horizon_s = horizon_s
         self.kind = inner.kind
+        # outcomes of the forks from the current instant: every case decided at one decision
+        # point forks the same state, so a candidate shared by two cases is simulated once
+        self._cache: dict[tuple[Any, ...], Outcome] = {}
+        self._cache_at = -1.0
 
     def plan(self, case: PlanningCase) -> Plan:
         """Fork, try, score, restore; propose the best candidate."""
@@ -211,7 +215,13 @@ class LookaheadPlanner:
     def _try(self, action: ProposedAction) -> Outcome:
         from twinkg.sim.loop import try_on_fork  # noqa: PLC0415 - a cycle otherwise
 
-        return try_on_fork(self.state, action, self.horizon_s)
+        now = self.state.plant.master.time
+        if now != self._cache_at:
+            self._cache, self._cache_at = {}, now
+        key = (action.kind, action.target, action.proposed_setpoint, action.ramp_s)
+        if key not in self._cache:
+            self._cache[key] = try_on_fork(self.state, action, self.horizon_s)
+        return self._cache[key]
 
 
 def _same(a: ProposedAction, b: ProposedAction) -> bool:

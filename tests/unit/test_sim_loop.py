@@ -526,3 +526,13 @@ def test_the_lookahead_is_deterministic() -> None:
     first, second = lookahead_run(), lookahead_run()
     assert first[3].plans[0].transcript == second[3].plans[0].transcript
     assert first[2] == second[2] and first[1] == second[1]
+
+
+def test_a_setpoint_change_ramps_linearly_over_its_ramp() -> None:
+    state = LoopState(toy_plant(), config())
+    assert state.apply(Command("setpoint_change", P1, value=0.03, ramp_s=3600.0), 0.0)
+    assert state.commanded["plant:flow_sp"] == 0.02  # nothing moves at once
+    state.ramp(1800.0)
+    assert state.commanded["plant:flow_sp"] == pytest.approx(0.025)
+    state.ramp(7200.0)
+    assert state.commanded["plant:flow_sp"] == 0.03 and not state.ramps
