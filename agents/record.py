@@ -117,6 +117,8 @@ def decision_records(  # noqa: PLR0912 - one PROV statement per line
     )
     b.node(agent.iri, TK.TwinAgent, rdfs_label=agent.name, codeVersion=agent.code_version)
     b.rel(RelType.PROV_WAS_ASSOCIATED_WITH, d, agent.iri)
+    if state.informed_by:  # a decision made inside a simulation run says so in its own record
+        b.rel(RelType.PROV_WAS_INFORMED_BY, d, state.informed_by)
     shapes = b.node(
         f"{SHAPES_BASE}safety/{safety_shapes_version()}",
         TK.ShapeSet,

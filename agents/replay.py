@@ -254,6 +254,8 @@ def replay(
         seed=int(_value(first, d1, TK.randomSeed)),
         started_at=_value(first, d1, PROV.startedAtTime).isoformat(),
         action=external,
+        # a first decision is informed by nothing but the simulation run it was made in, if any
+        informed_by=next((str(o) for o in first.objects(d1, PROV.wasInformedBy)), None),
     )
     replayed = Tally(report, ReplayPhase.REPLAY, len(run))
     replayed.start()

@@ -140,11 +140,14 @@ class Agents:
         run_id: str | None = None,
         action: ProposedAction | None = None,
         on_node: NodeListener | None = None,
+        informed_by: str | None = None,
     ) -> RunResult:
         """One run: observe the most urgent case in ``scope`` and decide on it.
 
         ``action`` is an external proposal (an operator's or another agent's) for ``scope``:
         it skips the planner but not the guard, and its confidence is capped by TwinKG's own.
+        ``informed_by`` is the simulation run (``tk:SimulationRun``) the run decides in: each of
+        its decisions records ``prov:wasInformedBy`` it, inside its own hash-chained record.
         """
         run_id = run_id or uuid.uuid4().hex[:20]
         moment = (as_of or self.clock()).astimezone(UTC)
@@ -155,6 +158,7 @@ class Agents:
             seed=seed if seed is not None else _seed(run_id),
             started_at=self.clock().isoformat(),
             action=action,
+            informed_by=informed_by,
         )
         self._invoke(state, run_id, on_node)
         return self._result(run_id)

@@ -222,6 +222,7 @@ class AgentState(BaseModel):
     as_of: str  # ISO 8601: the time the run judges data against (the data's time in replays)
     seed: int = 0
     started_at: str = ""
+    informed_by: str | None = None  # the tk:SimulationRun the run decides in (prov:wasInformedBy)
     step: int = 1
     findings: list[Finding] = Field(default_factory=list)
     asset: str | None = None
