@@ -810,7 +810,7 @@ def _elements(plant: PlantSpec, model_file: Path | None) -> _Elements:
 
 @cache
 def _tep_measurements() -> frozenset[str]:
-    from tep_studio import (  # type: ignore[import-untyped]  # noqa: PLC0415 - heavy, tep only
+    from tep_studio import (  # noqa: PLC0415 - heavy, tep only
         list_measurements,
     )
 
