@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SKAB := ../shared/data/skab/data
 PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis clean
+.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
@@ -75,6 +75,9 @@ bench-decisions: setup neo4j
 
 bench-api: setup neo4j
 	$(BIN)/python -m benchmarks.api
+
+bench-sim: setup neo4j
+	$(BIN)/python -m benchmarks.sim
 
 bench-skab: setup
 	$(BIN)/python -m benchmarks.skab
