@@ -237,6 +237,8 @@ class _Recorder:
         )
 
     def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
+        """Check that each decision was recorded in the run (it says so in its own record:
+        nothing is added to a hash-chained decision afterwards; ``kg.sim_runs``)."""
         sim_runs.link_decisions(self.store, run, decisions)
 
     def finish_run(

@@ -5,10 +5,17 @@ the writer gives it both labels, from the ontology's class hierarchy). :func:`st
 it with what makes it repeatable (scenario name, version, content hash and file, seed, policy,
 simulator and its version, the TwinKG, ontology and shapes versions, horizon and step) and links
 it to its ``tk:Scenario`` (a ``prov:Entity`` whose IRI is made from the scenario's content hash,
-so every run of the same content shares one node). :func:`link_decisions` makes each decision
-the agents recorded during the run ``prov:wasInformedBy`` it; :func:`finish_run` sets the end
-status and writes one ``tk:KPIResult`` per KPI (``tk:kpiOf`` and ``prov:wasGeneratedBy`` the
-run; IRI ``<run>/kpi/<name>``, so finishing twice rewrites the same nodes).
+so every run of the same content shares one node). :func:`finish_run` sets the end status and
+writes one ``tk:KPIResult`` per KPI (``tk:kpiOf`` and ``prov:wasGeneratedBy`` the run; IRI
+``<run>/kpi/<name>``, so finishing twice rewrites the same nodes).
+
+A decision made in a run says so itself: the agents decide with ``informed_by=<run>``
+(``Agents.run``), and the decision recorder writes ``prov:wasInformedBy <run>`` inside the
+decision's own record, in the same transaction, covered by its chain hash (``kg.provenance``).
+Nothing here adds an edge to a recorded decision: that would change a hash-chained record after
+the fact, and ``twinkg verify`` would rightly report the decision altered. :func:`link_decisions`
+only checks that each decision the loop saw was recorded in the run, and refuses (writing
+nothing) one that was not.
 
 Every write goes through :meth:`GraphStore.transaction` and its record writer, so the nodes get
 their class and superclass labels and ``rdf_type``, and the change log entry the SPARQL
@@ -107,6 +114,16 @@ LIST_RUNS = NamedQuery(
     "ORDER BY started_at DESC, run LIMIT $limit",
 )
 """The newest runs first."""
+
+RUN_DECISIONS = NamedQuery(
+    "sim.run_decisions",
+    "UNWIND $decisions AS decision "
+    f"OPTIONAL MATCH (d:{_R}:{_DECISION} {{uri: decision}}) "
+    f"OPTIONAL MATCH (d)-[i:{_INFORMED}]->(:{_R}:{_RUN} {{uri: $run}}) "
+    "RETURN decision, count(DISTINCT d) > 0 AS recorded, count(i) > 0 AS informed",
+)
+"""For each decision IRI: whether it is recorded, and whether its record says it was made in
+(``prov:wasInformedBy``) the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,15 +260,34 @@ def _known(store: GraphStore, run: str) -> None:
         raise NotFoundError(f"no simulation run {run!r} in the graph")
 
 
-def link_decisions(store: GraphStore, run: str, decisions: Sequence[str]) -> None:
-    """Make each decision ``prov:wasInformedBy`` the run (idempotent; every decision and the
-    run must exist: otherwise nothing is written and :class:`StoreError` says so)."""
+def link_decisions(store: GraphStore, run: str, decisions: Sequence[str]) -> tuple[str, ...]:
+    """Check that each of ``decisions`` was recorded in ``run``; the decisions, once each.
+
+    Writes nothing: a decision made in a run records ``prov:wasInformedBy`` the run itself, in
+    its own hash-chained record (the agents decide with ``informed_by=run``). A decision's record
+    cannot be changed after the fact, so one recorded without the link is refused with
+    :class:`InvalidInputError`; a run or decision that does not exist with
+    :class:`NotFoundError`. (The name is the loop's ``RunRecorder.link_decisions``.)
+    """
     _known(store, run)
     unique = tuple(dict.fromkeys(decisions))
     if not unique:
-        return
-    rels = tuple(RelRecord(RelType.PROV_WAS_INFORMED_BY, d, run) for d in unique)
-    _write(store, GraphRecords((), rels))
+        return ()
+    rows = {
+        str(row["decision"]): row
+        for row in store.read(RUN_DECISIONS, run=run, decisions=list(unique))
+    }
+    for decision in unique:
+        row = rows.get(decision)
+        if row is None or not row["recorded"]:
+            raise NotFoundError(f"no decision {decision!r} in the graph")
+        if not row["informed"]:
+            raise InvalidInputError(
+                f"decision {decision} was not recorded in simulation run {run}: its record "
+                "cannot be changed after the fact (hash chain); decide with informed_by=run "
+                "to record it in the run"
+            )
+    return unique
 
 
 def finish_run(
@@ -362,7 +398,7 @@ class GraphRunStore:
         start_run(self.store, start)
 
     def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
-        """See :func:`link_decisions`."""
+        """See :func:`link_decisions` (a check: writes nothing)."""
         link_decisions(self.store, run, decisions)
 
     def finish_run(
