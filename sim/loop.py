@@ -571,7 +571,7 @@ class _TwinDriver:
         config = self.state.config
         if not self.fitted:
             self.port.ingest(
-                self.buffer, received_at=sim_time(t), fit_rows=self.rows, source="warm-up"
+                self.buffer, received_at=sim_time(t), fit_rows=self.rows or None, source="warm-up"
             )
             self.fitted = True
         elif self.buffer:

@@ -536,3 +536,34 @@ def test_a_setpoint_change_ramps_linearly_over_its_ramp() -> None:
     assert state.commanded["plant:flow_sp"] == pytest.approx(0.025)
     state.ramp(7200.0)
     assert state.commanded["plant:flow_sp"] == 0.03 and not state.ramps
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "after_h", "answers"),
+    [("reject", None, [False, False]), ("approve_after", 5.5, [False, True]), ("absent", None, [])],
+)
+def test_the_scenario_approver_behaviours(
+    behaviour: str, after_h: float | None, answers: list[bool]
+) -> None:
+    script = [
+        PortDecision(
+            "d/1", "awaiting_approval", "controlled_stop", P1, sim_time(5 * 3600).isoformat()
+        ),
+        PortDecision(
+            "d/2", "awaiting_approval", "controlled_stop", P1, sim_time(6 * 3600).isoformat()
+        ),
+    ]
+    port = ScriptedPort(script, [])
+    plant = toy_plant(rate=0.0)
+    plant.graph = Graph()
+    cfg = config(
+        horizon_s=8 * 3600.0,
+        approver=behaviour,
+        approver_delay_s=1800.0,
+        approver_after_s=None if after_h is None else after_h * 3600.0,
+    )
+    run("twinkg", plant=plant, cfg=cfg, port=port)
+    assert [a[1] for a in port.answers] == answers
+    assert [a[2] for a in port.answers] == [sim_time(5.5 * 3600), sim_time(6.5 * 3600)][
+        : len(answers)
+    ]
