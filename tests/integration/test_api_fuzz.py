@@ -67,6 +67,7 @@ GUARDED = (
     ("POST", "/telemetry"),
     ("POST", "/actions"),
     ("POST", "/agents/jobs"),
+    ("POST", "/sim/runs"),
     ("POST", "/decisions/{run_id}/{step}/approve"),
     ("GET", "/audit"),
 )

@@ -63,6 +63,15 @@ MATRIX = (
     ),
     Call("GET", "/agents/jobs/{job_id}", "/agents/jobs/nojob", Permission.READ),
     Call("GET", "/agents/jobs/{job_id}/events", "/agents/jobs/nojob/events", Permission.READ),
+    Call(
+        "POST",
+        "/sim/runs",
+        "/sim/runs",
+        Permission.RUN_AGENTS,
+        {"json": {"scenario": "no-such", "policy": "reactive"}},
+    ),
+    Call("GET", "/sim/runs", "/sim/runs", Permission.READ),
+    Call("GET", "/sim/runs/{job_id}", "/sim/runs/nojob", Permission.READ),
     Call("POST", "/actions", "/actions", Permission.PROPOSE, {"json": {"kind": "nonsense"}}),
     Call("GET", "/approvals", "/approvals", Permission.READ),
     Call(
