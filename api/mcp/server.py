@@ -4,10 +4,13 @@ Model Context Protocol, https://modelcontextprotocol.io/specification (tools; th
 HTTP transport), served with the official SDK in stateless mode with JSON responses: every POST
 stands alone, so it runs inside the API's uvicorn process without session affinity.
 
-Five tools, each a thin translation to one :class:`~api.twin.Twin` operation and each behind one
-permission (least privilege, ``api/roles.py``): ``cypher`` and ``sparql`` (QUERY),
-``asset_context`` (READ), ``lineage`` (AUDIT) and ``propose_action`` (PROPOSE, through the same
-guard and approval flow as every other proposal). Every HTTP request is authenticated from its
+Seven tools as the app serves it, each behind one permission (least privilege,
+``api/roles.py``). Five are each a thin translation to one :class:`~api.twin.Twin` operation:
+``cypher`` and ``sparql`` (QUERY), ``asset_context`` (READ), ``lineage`` (AUDIT) and
+``propose_action`` (PROPOSE, through the same guard and approval flow as every other proposal).
+Given the simulation jobs (``sim_jobs``, as the app does), two more over
+:class:`~api.sim_service.SimJobs`: ``start_what_if_run`` (RUN_AGENTS) and ``what_if_run``
+(READ). Every HTTP request is authenticated from its
 ``Authorization`` / ``X-API-Key`` headers before the SDK sees it (401 with the API's JSON error
 shape otherwise); the principal is left on ``scope["state"]["principal"]``, where the tools and
 the audit middleware find it. A refused or failed call is an MCP tool error (``isError``) whose

@@ -1,13 +1,15 @@
-"""The twin's five MCP tools: typed inputs, typed results, one permission each.
+"""The twin's MCP tools: typed inputs, typed results, one permission each.
 
-Each tool is a thin translation to one :class:`~api.twin.Twin` operation behind one permission
-(least privilege, ``api/roles.py``): ``cypher`` and ``sparql`` (QUERY), ``asset_context`` (READ),
-``lineage`` (AUDIT) and ``propose_action`` (PROPOSE, through the same guard and approval flow as
-every other proposal). A result is JSON, as text for the model and as structured content
-matching the tool's output schema. A refused or failed call is a tool error (``isError``) with
-``{"error": {"code": …, "message": …}}``, the code one of the stable codes of
-:mod:`ontology.errors` and :mod:`api.errors` (``internal_error`` for a bug, logged). Each tool
-maps the twin's domain result to its own output model (``api/mcp/models.py``). The caller is
+Five tools are each a thin translation to one :class:`~api.twin.Twin` operation behind one
+permission (least privilege, ``api/roles.py``): ``cypher`` and ``sparql`` (QUERY),
+``asset_context`` (READ), ``lineage`` (AUDIT) and ``propose_action`` (PROPOSE, through the same
+guard and approval flow as every other proposal). Given the simulation jobs, two what-if tools over
+:class:`~api.sim_service.SimJobs` join them (seven in all, as the app serves them):
+``start_what_if_run`` (RUN_AGENTS) and ``what_if_run`` (READ). A result is JSON, as text for the
+model and as structured content matching the tool's output schema. A refused or failed call is a
+tool error (``isError``) with ``{"error": {"code": …, "message": …}}``, the code one of the stable
+codes of :mod:`ontology.errors` and :mod:`api.errors` (``internal_error`` for a bug, logged). Each
+tool maps the twin's domain result to its own output model (``api/mcp/models.py``). The caller is
 the principal the endpoint (``api/mcp/server.py``) authenticated and left in the request's
 ``scope["state"]``.
 """
@@ -140,9 +142,9 @@ def register_tools(
     twin: Callable[[], Twin],
     sim_jobs: Callable[[], SimJobs] | None = None,
 ) -> None:
-    """Add the five tools to ``server``; ``twin()`` is called per call (opened after startup).
-    With ``sim_jobs``, also the what-if tools ``start_what_if_run`` (RUN_AGENTS) and
-    ``what_if_run`` (READ)."""
+    """Add the five twin tools to ``server``; ``twin()`` is called per call (opened after
+    startup). With ``sim_jobs``, also the two what-if tools ``start_what_if_run`` (RUN_AGENTS)
+    and ``what_if_run`` (READ), seven in all."""
     if sim_jobs is not None:
         _register_what_if(server, sim_jobs)
 
