@@ -719,6 +719,10 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         if plant.read_inputs is not None:
             for name, value in plant.read_inputs(master).items():
                 state.commanded.setdefault(name, value)
+        for actuator in plant.binding.actuators:  # run inputs start as the plant's layout says
+            if actuator.run_input is not None:
+                default = 0.0 if actuator.standby_for else 1.0
+                state.commanded.setdefault(actuator.run_input, default)
         state.send(state.effective_inputs())
         for k in range(steps):
             t = k * config.step_s

@@ -567,3 +567,12 @@ def test_the_scenario_approver_behaviours(
     assert [a[2] for a in port.answers] == [sim_time(5.5 * 3600), sim_time(6.5 * 3600)][
         : len(answers)
     ]
+
+
+def test_a_repaired_pump_runs_again_without_commanded_inputs() -> None:
+    plant = toy_plant()
+    plant.initial_inputs = {}  # nothing commanded: the pump must still come back after repair
+    _, _, kpis = run("run-to-failure", plant=plant)
+    assert kpis["unplanned_downtime_h"][0] == pytest.approx(4.0, abs=0.5)
+    inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
+    assert inputs["pump:1:status"] == 1.0 and inputs["pump:2:status"] == 0.0
