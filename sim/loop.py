@@ -419,6 +419,9 @@ class LoopState:
             hours = (config.preventive_s if job.preventive else config.repair_s) / 3600.0
             if job.start_s is not None and t >= job.start_s + hours * 3600.0:
                 self.jobs.remove(job)
+                done = self.plant.binding.actuator(job.asset)
+                if done is not None and done.run_input is not None:  # back in service
+                    self.commanded[done.run_input] = 0.0 if done.standby_for else 1.0
                 if job.kind == "Pipe":  # a leak or burst mended
                     self.commanded[f"pipe:{job.element}:leak_area"] = 0.0
                 else:  # the degradation model restores the pump to new

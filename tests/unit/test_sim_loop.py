@@ -283,7 +283,10 @@ def test_preventive_repairs_before_failure() -> None:
 
 
 def test_reactive_stops_and_repairs_on_the_alarm() -> None:
-    _, _, kpis = run("reactive")
+    plant = toy_plant()
+    _, _, kpis = run("reactive", plant=plant)
+    inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
+    assert inputs["pump:1:status"] == 1.0  # back in service after the repair
     # vibration crosses 7 mm/s at wear 0.625 (12.5 h): stop and repair before failure
     assert kpis["unplanned_downtime_h"][0] == 0.0
     assert kpis["maintenance_actions"][0] >= 1
