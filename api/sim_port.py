@@ -30,7 +30,7 @@ from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import ConfigError
 from twinkg.ontology.vocab import TK
 from twinkg.reasoner.ingest import ingest
-from twinkg.sim.loop import PortDecision
+from twinkg.sim.loop import PortDecision, run_prefix
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -140,7 +140,13 @@ class TwinSimPort:
         found: list[PortDecision] = []
         for _ in range(max_runs):
             self._runs += 1
-            result = agents.run(scope=scope, as_of=as_of, run_id=f"{run_id}-a{self._runs}")
+            result = agents.run(
+                scope=scope,
+                as_of=as_of,
+                run_id=f"{run_id}-a{self._runs}",
+                seed=self._runs,
+                informed_by=f"{run_prefix(run_id)}run",  # the decision's own record says so
+            )
             if result.status == "nothing_to_do":
                 break
             found += self._decisions(result, as_of, seen=set())
