@@ -27,7 +27,7 @@ from twinkg.connect.json import from_json_points
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
-from twinkg.ontology.errors import ConfigError
+from twinkg.ontology.errors import ApprovalError, ConfigError
 from twinkg.ontology.vocab import TK
 from twinkg.reasoner.ingest import ingest
 from twinkg.sim.loop import PortDecision, run_prefix
@@ -69,6 +69,7 @@ class TwinSimPort:
     baseline_s: float = 4 * 3600.0
     stale_after_s: float = 2 * 3600.0
     clock: SimClock = field(default_factory=SimClock)
+    stale_approvals: int = field(default=0, init=False)  # answers the agents could not bind
     _agents: dict[int, Agents] = field(default_factory=dict, init=False, repr=False)
     _actions: dict[str, ProposedAction] = field(default_factory=dict, init=False, repr=False)
     _approvers: list[str] = field(default_factory=list, init=False, repr=False)
@@ -177,7 +178,13 @@ class TwinSimPort:
             given_at=at.isoformat(),
             comment=comment,
         )
-        result = agents.answer(decision, answer)
+        try:
+            result = agents.answer(decision, answer)
+        except ApprovalError:
+            # the graph around the action changed since it was judged (or the request lapsed):
+            # the approval cannot bind to it; the agents propose again on the next findings
+            self.stale_approvals += 1
+            return []
         return self._decisions(result, at, seen={decision})
 
     def recheck(self, decision: PortDecision) -> int:

@@ -44,6 +44,7 @@ from twinkg.sim.kpi import (
 )
 from twinkg.sim.policies import (
     CONTROLLED_STOP,
+    GATHER_DATA,
     SETPOINT_CHANGE,
     SWITCH_TO_STANDBY,
     TWIN_POLICIES,
@@ -605,7 +606,7 @@ class _TwinDriver:
                     d.proposed_setpoint,
                 )
             )
-            if d.outcome == "refused" and d.kind is not None:
+            if d.outcome in ("refused", "rejected") and d.kind is not None:
                 state.kpi.record(ActionRefused(t, d.kind, d.target or ""))
             elif d.outcome == "awaiting_approval" and config.approver != "absent":
                 state.pending.append((t + config.approver_delay_s, d.decision, t))
@@ -613,6 +614,8 @@ class _TwinDriver:
                 command = _command(d)
                 if command is None:
                     continue
+                if command.kind == GATHER_DATA:
+                    continue  # nothing reaches the plant: nothing to re-judge
                 state.apply(command, t)
                 unsafe = self.port.recheck(d) > 0 or state.outside_range(command)
                 state.kpi.record(ActionApplied(t, command.kind, command.asset, unsafe=unsafe))
