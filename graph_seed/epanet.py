@@ -9,22 +9,25 @@ its curve and design point, parallel pumps (same suction and discharge) as duty/
 with its QUDT unit; envelopes from the network's own limits; the plant's policies. It returns the
 :class:`PlantBinding` the loop uses, built from the same element ids. Decision 0042 says why.
 
-Units: sensors report in the units TwinKG's closed lists allow (decision 0039): flows in L/s,
-pump differential head and service pressure in kPa (ρg·head), tank level in m when the ontology
-lists a length kind, otherwise as the hydrostatic pressure at the tank floor in kPa; vibration in
-mm/s when a velocity kind is listed, otherwise as the acceleration of the running-speed component
-in m/s² (a = 2πf·v at 1480 rev/min).
+Units: sensors report in the units TwinKG's closed lists allow (decision 0039, sensor contract
+2.1.0): flows in L/s; pump differential head and service pressure in kPa (ρg·head: a pressure
+transmitter measures a pressure, and the ontology's leakage and cavitation signatures are written
+on quantitykind:Pressure); tank level in m (quantitykind:Length, EPANET's own output); pump
+vibration as the degradation model gives it, RMS velocity in mm/s (quantitykind:Velocity, ISO
+10816). The ontology's vibration and cavitation signatures see vibration as acceleration, so the
+plant states its own modes for them (:data:`VELOCITY_MODES`): each manifests as the ISO 14224 mode
+and adds the velocity patterns, so a vibration rise on a pump's transmitter ranks them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +36,7 @@ from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
 
 from twinkg.kg.mapping import rdf_to_records
 from twinkg.kg.records import GraphRecords
+from twinkg.ontology.catalog import ONTOLOGY_DIR, parse_turtle
 from twinkg.ontology.namespaces import plant_namespace
 from twinkg.ontology.units import allowed_units
 from twinkg.ontology.vocab import QUANTITYKIND, TK, UNIT
@@ -49,7 +53,6 @@ from twinkg.sim.water import (
 RHO_G_KPA_PER_M = 9.80665  # kPa per metre of water head
 SERVICE_PRESSURE_M = 14.0  # the simulator's default PDA required pressure (sim.water)
 MAX_SERVICE_PRESSURE_M = 100.0
-PUMP_SPEED_RPM = 1480.0  # assumed 4-pole motor: EPANET states no speed
 VIBRATION_LIMIT_MM_S = 7.1  # ISO 10816-3 zone C/D boundary (group 2, rigid mounting)
 BEARING_LIMIT_C = 90.0
 SAMPLING_S = 900.0
@@ -63,6 +66,11 @@ PUMP_FAILURE_MODES = (
     TK.Cavitation,  # run-out beyond the best-efficiency point
     TK.Breakdown,
 )
+VELOCITY_MODES = {  # the ISO 14224 modes whose ontology signature sees vibration as acceleration
+    TK.Vibration: "vibration",
+    TK.Cavitation: "cavitation",
+}
+VELOCITY_DIRECTIONS = ("rise", "oscillation")  # as the ontology's acceleration patterns
 
 _QK = str(QUANTITYKIND._NS)
 _UNIT = str(UNIT._NS)
@@ -95,18 +103,21 @@ def _measure(options: Iterable[tuple[str, str, float]]) -> _Measure:
 
 
 def _measures() -> dict[str, _Measure]:
-    vib_scale = 2 * math.pi * PUMP_SPEED_RPM / 60.0 / 1000.0  # mm/s → m/s² at 1× speed
     return {
         "flow": _measure([("VolumeFlowRate", "L-PER-SEC", 1000.0)]),
         "head": _measure([("Pressure", "KiloPA", RHO_G_KPA_PER_M)]),
         "pressure": _measure([("Pressure", "KiloPA", RHO_G_KPA_PER_M)]),
         "power": _measure([("Power", "KiloW", 1.0)]),
-        "level": _measure([("Length", "M", 1.0), ("Pressure", "KiloPA", RHO_G_KPA_PER_M)]),
-        "vibration": _measure(
-            [("Velocity", "MilliM-PER-SEC", 1.0), ("Acceleration", "M-PER-SEC2", vib_scale)]
-        ),
+        "level": _measure([("Length", "M", 1.0)]),  # EPANET's tank level, m
+        "vibration": _measure([("Velocity", "MilliM-PER-SEC", 1.0)]),  # RMS velocity, mm/s
         "temperature": _measure([("Temperature", "DEG_C", 1.0)]),
     }
+
+
+@cache
+def _iso_modes() -> Graph:
+    """The ontology's failure-mode module (labels, codes, mitigations of the ISO 14224 modes)."""
+    return parse_turtle([ONTOLOGY_DIR / "modules" / "events.ttl"])
 
 
 def _sanitize(text: str) -> str:
@@ -161,6 +172,7 @@ class _Builder:
         self.sensors: list[SensorBinding] = []
         self.actuators: list[Actuator] = []
         self.zone_of: dict[str, URIRef] = {}
+        self.modes: dict[URIRef, URIRef] = {}
         self.site = URIRef(f"{ns}site")
 
     def iri(self, kind: str, element: str) -> URIRef:
@@ -209,6 +221,42 @@ class _Builder:
         self.sensors.append(
             SensorBinding(str(node), spec.output, str(m.unit), str(m.kind), str(equipment), m.scale)
         )
+
+    def mode(self, iso: URIRef) -> URIRef:
+        """The failure mode the plant's pumps are susceptible to for ISO 14224 mode ``iso``: the
+        ontology's own, or, for a mode in :data:`VELOCITY_MODES`, the plant's mode that manifests
+        as it with symptom patterns on vibration velocity (rise, oscillation), the kind the pumps'
+        transmitters measure, and the ISO mode's mitigations (the planner reads a mode's own)."""
+        if iso not in VELOCITY_MODES:
+            return iso
+        if iso in self.modes:
+            return self.modes[iso]
+        g, ontology, key = self.g, _iso_modes(), VELOCITY_MODES[iso]
+        node = URIRef(f"{self.ns}failure-mode-{key}")
+        label = str(ontology.value(iso, RDFS.label) or key.capitalize())
+        code = ontology.value(iso, TK.iso14224Code)
+        g.add((node, RDF.type, TK.FailureMode))
+        g.add((node, RDFS.label, _s(f"{label}, seen in vibration velocity (ISO 10816)")))
+        comment = (
+            f"ISO 14224 {code or key}, as this network's pumps show it: their vibration "
+            "transmitters measure RMS velocity in mm/s, not acceleration."
+        )
+        g.add((node, RDFS.comment, _s(comment)))
+        g.add((node, TK.manifestsAs, iso))
+        velocity = self.measures["vibration"].kind
+        for direction in VELOCITY_DIRECTIONS:
+            pattern = URIRef(f"{self.ns}symptom-{key}-velocity-{direction}")
+            verb = "rises" if direction == "rise" else "more variable"
+            g.add((pattern, RDF.type, TK.SymptomPattern))
+            g.add((pattern, RDFS.label, _s(f"{key}: vibration velocity {verb}")))
+            g.add((pattern, TK.inQuantityKind, velocity))
+            g.add((pattern, TK.direction, _s(direction)))
+            g.add((node, TK.hasSymptom, pattern))
+        g.add((node, TK.manifestsIn, velocity))
+        for action in sorted(str(a) for a in ontology.objects(iso, TK.mitigatedBy)):
+            g.add((node, TK.mitigatedBy, _s(action)))
+        self.modes[iso] = node
+        return node
 
     # ---- the network's parts ----
 
@@ -350,7 +398,7 @@ class _Builder:
         if standby_for:
             g.add((node, TK.standbyFor, self.iri("pump", standby_for)))
         for mode in PUMP_FAILURE_MODES:
-            g.add((node, TK.susceptibleTo, mode))
+            g.add((node, TK.susceptibleTo, self.mode(mode)))
         max_flow, shutoff = self.add_curve(node, pump)
         for link_name in sorted(wn.get_links_for_node(pump.end_node_name)):
             link = wn.get_link(link_name)
@@ -557,4 +605,4 @@ def epanet_records(inp: str | Path, base: str | None = None) -> GraphRecords:
     return rdf_to_records(graph)
 
 
-__all__ = ["epanet_plant", "epanet_records", "plant_name"]
+__all__ = ["VELOCITY_MODES", "epanet_plant", "epanet_records", "plant_name"]

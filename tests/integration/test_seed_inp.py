@@ -1,8 +1,10 @@
 """EPANET networks seeded into the real Neo4j from wntr's own model (``twinkg seed --inp``).
 
 The graph's counts equal wntr's model, parallel pumps become duty/standby pairs that meet the
-asset contract, the binding names only variables the simulator has, and a malformed ``.inp`` is
-refused with one line naming its line, the graph unchanged.
+asset contract, the binding names only variables the simulator has, sensors and envelopes state
+the same units (tank levels in m, vibration in mm/s, pressures in kPa), a vibration rise on a
+pump's velocity transmitter ranks its vibration mode first in the diagnosis, and a malformed
+``.inp`` is refused with one line naming its line, the graph unchanged.
 """
 
 from __future__ import annotations
@@ -14,15 +16,25 @@ from pathlib import Path
 
 import pytest
 from neo4j import Driver
-from rdflib import URIRef
+from rdflib import RDF, URIRef
 
 from tests.conftest import REPO, Neo4jTarget, wipe
+from twinkg.agents.diagnose import rank
+from twinkg.agents.state import Symptom
 from twinkg.graph_seed import plant_check, seeding
-from twinkg.graph_seed.epanet import epanet_plant, epanet_records
+from twinkg.graph_seed.epanet import (
+    LEVEL_TOLERANCE_M,
+    RHO_G_KPA_PER_M,
+    VELOCITY_MODES,
+    VIBRATION_LIMIT_MM_S,
+    epanet_plant,
+    epanet_records,
+)
+from twinkg.kg import agent_queries
 from twinkg.kg.mapping import rdf_to_records
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.namespaces import plant_namespace
-from twinkg.ontology.vocab import TK
+from twinkg.ontology.vocab import QUANTITYKIND, TK, UNIT, RelType
 from twinkg.sim.water import LIBRARY_DIR, WaterNetworkSimulator, pump_stations, read_network
 
 with warnings.catch_warnings():
@@ -101,6 +113,91 @@ def test_the_binding_names_only_variables_the_simulator_has() -> None:
     sensor_ids = [str(graph.value(URIRef(s), TK.externalId)) for s in sensors]
     assert len(set(sensor_ids)) == len(sensor_ids)  # a sensor's column is unambiguous
     assert len(external) >= len(sensors) + read_network("Net3").num_pumps
+
+
+def test_sensors_and_envelopes_state_one_unit_per_quantity() -> None:
+    graph, binding = epanet_plant("Net3")
+    wn = read_network("Net3")
+    by_output = {s.output: s for s in binding.sensors}
+    for t in wn.tank_name_list:
+        level = by_output[f"tank:{t}:level"]  # EPANET's level in m, read as it is
+        assert (level.quantity_kind, level.unit) == (str(QUANTITYKIND.Length), str(UNIT.M))
+        assert (level.scale, level.offset) == (1.0, 0.0)
+        tank = wn.get_node(t)
+        envelope = graph.value(URIRef(level.equipment), TK.hasEnvelope)
+        assert graph.value(envelope, TK.forQuantityKind) == QUANTITYKIND.Length
+        assert graph.value(envelope, TK.hasUnit) == UNIT.M
+        low, high = (float(str(graph.value(envelope, p))) for p in (TK.minValue, TK.maxValue))
+        assert low == pytest.approx(tank.min_level - LEVEL_TOLERANCE_M)
+        assert high == pytest.approx(tank.max_level + LEVEL_TOLERANCE_M)
+    for p in wn.pump_name_list:
+        vibration = by_output[f"pump:{p}:vibration"]  # the degradation model's mm/s RMS
+        assert vibration.quantity_kind == str(QUANTITYKIND.Velocity)
+        assert vibration.unit == str(UNIT["MilliM-PER-SEC"])
+        assert (vibration.scale, vibration.offset) == (1.0, 0.0)
+        head = by_output[f"pump:{p}:head"]
+        assert (head.unit, head.scale) == (str(UNIT.KiloPA), RHO_G_KPA_PER_M)
+    # every envelope states the unit of the sensors on its owner that measure its quantity kind
+    checked = 0
+    for envelope in graph.subjects(RDF.type, TK.OperatingEnvelope):
+        owner, kind = graph.value(envelope, TK.appliesTo), graph.value(envelope, TK.forQuantityKind)
+        units = {
+            s.unit
+            for s in binding.sensors
+            if s.equipment == str(owner) and s.quantity_kind == str(kind)
+        }
+        assert units == {str(graph.value(envelope, TK.hasUnit))}, envelope
+        checked += 1
+    assert checked >= wn.num_tanks + 3 * wn.num_pumps
+    vib = next(
+        e for e in graph.subjects(RDF.type, TK.OperatingEnvelope) if str(e).endswith("vibration")
+    )
+    assert float(str(graph.value(vib, TK.maxValue))) == VIBRATION_LIMIT_MM_S
+
+
+def test_a_vibration_rise_ranks_the_pumps_vibration_mode(driver: Driver) -> None:
+    wipe(driver)
+    store = GraphStore(driver)
+    records = epanet_records("Net1")
+    plant_check.require_conformance("Net1", plant_check.check_plant(records, store=store))
+    seeding.load(store, "Net1", seeding.with_ontology(records))
+    ns = plant_namespace("epanet-net1")
+    pump = ns + "pump-9"
+    modes = store.read(agent_queries.ASSET_PROFILE, asset=pump)
+    sensors = store.read(agent_queries.ASSET_SENSORS, asset=pump, as_of="2026-01-01T00:00:00Z")
+    kinds = {row["sensor"]: row["quantity_kind"] for row in sensors}
+    assert str(QUANTITYKIND.Velocity) in kinds.values()
+
+    def moved(sensor: str, kind: str) -> Symptom:  # the vibration rises 10 σ, nothing else moves
+        shift = 10.0 if kind == str(QUANTITYKIND.Velocity) else 0.0
+        return Symptom(
+            sensor=sensor,
+            quantity_kind=kind,
+            baseline_mean=1.0,
+            baseline_std=0.1,
+            mean=1.0 + shift * 0.1,
+            shift=shift,
+            spread=1.0,
+            trust=1.0,
+        )
+
+    found = [moved(sensor, kind) for sensor, kind in kinds.items()]
+    hypotheses = rank(modes, found, [], threshold=2.0)
+    vibration, cavitation = (ns + f"failure-mode-{VELOCITY_MODES[m]}" for m in VELOCITY_MODES)
+    assert hypotheses[0].mode == vibration and not hypotheses[0].tied_with
+    assert hypotheses[0].explained == [str(QUANTITYKIND.Velocity)]
+    assert hypotheses[0].score == pytest.approx(1.0)
+    ranked = {h.mode: h for h in hypotheses}
+    assert str(QUANTITYKIND.Velocity) in ranked[cavitation].explained
+    assert ranked[cavitation].score < hypotheses[0].score  # flow and pressure did not move
+    # the plant's modes are the ISO modes as seen in velocity: they carry their mitigations
+    rows, _, _ = driver.execute_query(
+        f"MATCH (m {{uri: $m}})-[:{RelType.MANIFESTS_AS}]->(iso) RETURN iso.uri AS iso, "
+        "m.mitigatedBy AS mine, iso.mitigatedBy AS theirs",
+        m=vibration,
+    )
+    assert rows[0]["iso"] == str(TK.Vibration)
+    assert sorted(rows[0]["mine"]) == sorted(rows[0]["theirs"])
 
 
 def _with_parallel_pump(tmp_path: Path) -> Path:
