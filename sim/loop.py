@@ -390,6 +390,19 @@ class LoopState:
             return True
         return False
 
+    def carries(self, command: Command, quantity_kind: str | None) -> bool:
+        """Whether the plant can carry ``command`` out as judged: a setpoint change only where
+        the target's actuator takes a setpoint of the very quantity kind the guard judged."""
+        if command.kind != SETPOINT_CHANGE:
+            return True
+        actuator = self.plant.binding.actuator(command.asset)
+        return (
+            actuator is not None
+            and actuator.setpoint_input is not None
+            and quantity_kind is not None
+            and actuator.setpoint_quantity_kind == quantity_kind
+        )
+
     def outside_range(self, command: Command) -> bool:
         """Whether an applied setpoint lies outside the simulator input's declared range."""
         if command.kind != SETPOINT_CHANGE or command.value is None:
@@ -616,6 +629,12 @@ class _TwinDriver:
                     continue
                 if command.kind == GATHER_DATA:
                     continue  # nothing reaches the plant: nothing to re-judge
+                if not state.carries(command, d.quantity_kind):
+                    # the guard judged a setpoint of another quantity than the actuator takes
+                    # (e.g. a flow in L/s for a pump's relative speed): the plant interface
+                    # refuses it rather than writing a number of the wrong kind
+                    state.kpi.record(ActionRefused(t, command.kind, command.asset))
+                    continue
                 state.apply(command, t)
                 unsafe = self.port.recheck(d) > 0 or state.outside_range(command)
                 state.kpi.record(ActionApplied(t, command.kind, command.asset, unsafe=unsafe))

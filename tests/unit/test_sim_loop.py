@@ -156,8 +156,11 @@ class ToyWear:
         self.wear, self.running, self.repair = copy.deepcopy(snapshot)  # type: ignore[misc]
 
 
+FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
+
+
 def binding() -> PlantBinding:
-    flow = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
+    flow = FLOW
     sensors = (
         SensorBinding(f"{TANK}/level", "tank:t:level", UNIT, "qk:Length", TANK),
         SensorBinding(f"{P1}/vib", "pump:1:vibration", "u:MM-PER-SEC", "qk:Velocity", P1),
@@ -388,7 +391,9 @@ def test_a_twin_policy_needs_the_plant_graph() -> None:
 def test_twin_loop_with_a_scripted_port() -> None:
     at = sim_time(6 * 3600.0).isoformat()
     script = [
-        PortDecision("d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.03),
+        PortDecision(
+            "d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.03, quantity_kind=FLOW
+        ),
         PortDecision("d/2", "refused", "setpoint_change", P1, at, proposed_setpoint=9.0),
         PortDecision("d/3", "awaiting_approval", "switch_to_standby", P1, at),
     ]
@@ -417,12 +422,49 @@ def test_twin_loop_with_a_scripted_port() -> None:
 def test_an_applied_setpoint_outside_the_input_range_counts_as_unsafe() -> None:
     at = sim_time(5 * 3600.0).isoformat()
     port = ScriptedPort(
-        [PortDecision("d/1", "applied", "setpoint_change", P1, at, proposed_setpoint=0.5)], []
+        [
+            PortDecision(
+                "d/1",
+                "applied",
+                "setpoint_change",
+                P1,
+                at,
+                proposed_setpoint=0.5,
+                quantity_kind=FLOW,
+            )
+        ],
+        [],
     )
     plant = toy_plant(rate=0.0)
     plant.graph = Graph()
     _, _, kpis = run("twinkg", plant=plant, cfg=config(horizon_s=6 * 3600.0), port=port)
     assert kpis["unsafe_applied_actions"][0] == 1
+
+
+def test_a_setpoint_of_another_quantity_than_the_actuator_takes_never_reaches_the_plant() -> None:
+    at = sim_time(5 * 3600.0).isoformat()
+    speed = "http://qudt.org/vocab/quantitykind/Dimensionless"
+    port = ScriptedPort(
+        [
+            PortDecision(
+                "d/1",
+                "applied",
+                "setpoint_change",
+                P1,
+                at,
+                proposed_setpoint=0.02,
+                quantity_kind=speed,
+            )
+        ],
+        [],
+    )
+    plant = toy_plant(rate=0.0)
+    plant.graph = Graph()
+    before = dict(plant.master.components["plant"].inputs)  # type: ignore[attr-defined]
+    _, _, kpis = run("twinkg", plant=plant, cfg=config(horizon_s=6 * 3600.0), port=port)
+    inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
+    assert inputs.get("plant:flow_sp") == before.get("plant:flow_sp")
+    assert kpis["refused_actions"][0] == 1 and kpis["unsafe_applied_actions"][0] == 0
 
 
 def test_actuator_mapping_of_a_stop_and_a_work_order() -> None:
