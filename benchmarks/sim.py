@@ -40,6 +40,7 @@ from twinkg.api.sim_service import (
     parse_seeds,
     shipped_scenarios,
 )
+from twinkg.sim.kpi import KPI_NAMES
 from twinkg.sim.results import SimResult
 
 BASELINES = ("run-to-failure", "preventive", "reactive")
@@ -47,19 +48,6 @@ TWIN = "twinkg"
 DOWNTIME_CUT = 0.30  # at least 30 % less unplanned downtime than the best baseline
 THROUGHPUT_LOSS = 0.01  # at most 1 % less throughput
 SPEED = {"tep-a-feed-loss": 1_000.0, "net3-station-faults": 5_000.0}  # × real time, with agents
-SHOWN = (
-    "availability",
-    "unplanned_downtime_h",
-    "trips",
-    "throughput",
-    "energy_per_unit",
-    "maintenance_actions",
-    "maintenance_cost",
-    "envelope_excursion_h",
-    "refused_actions",
-    "unsafe_applied_actions",
-    "decisions",
-)
 
 
 def _cell(row: ComparisonRow | None) -> str:
@@ -84,7 +72,7 @@ def print_table(comparison: Comparison) -> None:
     width = 30
     head = f"{'KPI':<22}" + "".join(f"{p:>{width}}" for p in comparison.policies)
     print(head)
-    for kpi in SHOWN:
+    for kpi in KPI_NAMES:
         unit = next((r.unit for r in comparison.rows if r.kpi == kpi and r.unit), "")
         label = f"{kpi} ({unit})" if unit else kpi
         cells = "".join(f"{_cell(_row(comparison, kpi, p)):>{width}}" for p in comparison.policies)
