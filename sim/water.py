@@ -318,7 +318,7 @@ class WaterNetworkSimulator:
     def __init__(self, model: str | Path) -> None:
         self.path = resolve_inp(model)
         self.wn = read_network(self.path)
-        self.name = str(model) if self.path.parent == LIBRARY_DIR else self.path.stem
+        self.name = self.path.stem  # "Net3", never a server path (it is recorded on every run)
         self._stations = pump_stations(self.wn)
         self._station_of = {p: s for s, ps in self._stations.items() for p in ps}
         self._controlled = controlled_links(self.wn)
