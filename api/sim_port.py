@@ -260,7 +260,8 @@ class GraphRunRecorder:
         sim_runs.start_run(self.store, start)
 
     def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
-        """Each decision ``prov:wasInformedBy`` the run."""
+        """Check that each decision recorded ``prov:wasInformedBy`` the run in its own record
+        (nothing is added to a hash-chained decision afterwards; ``kg.sim_runs``)."""
         from twinkg.kg import sim_runs  # noqa: PLC0415
 
         sim_runs.link_decisions(self.store, run, decisions)
