@@ -24,6 +24,7 @@ from rdflib import RDF, Graph
 from twinkg.api.settings import Settings
 from twinkg.api.twin import ingest_options
 from twinkg.connect.json import from_json_points
+from twinkg.kg import sim_runs
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -249,21 +250,19 @@ class TwinSimPort:
 
 @dataclass
 class GraphRunRecorder:
-    """``sim.loop.RunRecorder`` over ``kg.sim_runs`` on one store."""
+    """``sim.loop.RunRecorder`` over ``kg.sim_runs`` on one store: the run's start record as
+    the loop gives it, the check that its decisions name it, its end status, KPIs and wall-clock
+    end time. The one recorder of simulated runs (``api.sim_service`` and the tests use it)."""
 
     store: GraphStore
 
     def start_run(self, start: SimRunStart) -> None:
         """The run and its scenario, status "running"."""
-        from twinkg.kg import sim_runs  # noqa: PLC0415
-
         sim_runs.start_run(self.store, start)
 
     def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
         """Check that each decision recorded ``prov:wasInformedBy`` the run in its own record
         (nothing is added to a hash-chained decision afterwards; ``kg.sim_runs``)."""
-        from twinkg.kg import sim_runs  # noqa: PLC0415
-
         sim_runs.link_decisions(self.store, run, decisions)
 
     def finish_run(
@@ -274,9 +273,13 @@ class GraphRunRecorder:
         partial: bool,
         kpis: Mapping[str, tuple[float, str]],
     ) -> None:
-        """The end status and the KPIs."""
-        from twinkg.kg import sim_runs  # noqa: PLC0415
-
+        """The end status, the KPIs and the end time (wall clock, as the start's)."""
         sim_runs.finish_run(
-            self.store, run, status=status, reason=reason, partial=partial, kpis=kpis
+            self.store,
+            run,
+            status=status,
+            reason=reason,
+            partial=partial,
+            kpis=kpis,
+            ended_at=datetime.now(UTC),
         )

@@ -2,10 +2,11 @@
 
 :class:`SimService` runs a scenario under a policy for several seeds (``sim.loop.run_scenario``;
 the twin's policies reach the twin through ``api.sim_port.TwinSimPort``), records every run in
-the graph (``kg.sim_runs``, decision 0044), compares policies (KPI means with 95 % intervals
-from ``sim.kpi.summarize``, and the timelines drawn by ``sim.plot``) and reads recorded runs
-back. :class:`SimJobs` runs such work in the background for the HTTP API and MCP, one job at a
-time, kept in memory like the agent jobs (``api/http/jobs.py``).
+the graph (``api.sim_port.GraphRunRecorder`` over ``kg.sim_runs``, decision 0044), compares
+policies (KPI means with 95 % intervals from ``sim.kpi.summarize``, and the timelines drawn by
+``sim.plot``) and reads recorded runs back. :class:`SimJobs` runs such work in the background for
+the HTTP API and MCP, one job at a time, kept in memory like the agent jobs
+(``api/http/jobs.py``).
 
 Scenarios come from a file (the CLI), from the shipped ``scenarios/`` folder by name, or as TOML
 text (HTTP and MCP, which never read a path a caller names). ``horizon_h`` shortens a run (for
@@ -21,7 +22,7 @@ import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import twinkg
 import twinkg.sim
 from twinkg.api.settings import Settings, telemetry_dir
 from twinkg.kg import sim_runs
-from twinkg.kg.sim_runs import SimRunRecord, SimRunStart, SimRunSummary
+from twinkg.kg.sim_runs import SimRunRecord, SimRunSummary
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import (
@@ -45,7 +46,6 @@ from twinkg.ontology.errors import (
     ScenarioError,
     TwinKGError,
 )
-from twinkg.ontology.vocab import ONTOLOGY_VERSION
 from twinkg.sim.kpi import KPI_NAMES, KpiResult, summarize
 from twinkg.sim.policies import POLICIES, TWIN_POLICIES, check_policy
 from twinkg.sim.results import SimResult
@@ -194,72 +194,6 @@ def result_summary(result: SimResult) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- recording
-
-
-def _shapes_version() -> str:
-    from twinkg.reasoner.safety import safety_shapes_version  # noqa: PLC0415
-
-    return safety_shapes_version()
-
-
-@dataclass
-class _Recorder:
-    """``sim.loop.RunRecorder`` over ``kg.sim_runs``: completes the loop's start record with
-    what the loop does not know (the scenario's file, the ontology and shapes versions)."""
-
-    store: GraphStore
-    scenario_file: str
-
-    def start_run(self, start: Any) -> None:
-        if isinstance(start, SimRunStart):
-            sim_runs.start_run(self.store, start)
-            return
-        sim_runs.start_run(
-            self.store,
-            SimRunStart(
-                run=start.run,
-                scenario=start.scenario,
-                scenario_version=start.scenario_version,
-                scenario_hash=start.scenario_hash,
-                scenario_file=self.scenario_file,
-                seed=start.seed,
-                policy=start.policy,
-                simulator=start.simulator,
-                simulator_version=start.simulator_version,
-                twinkg_version=start.twinkg_version,
-                ontology_version=ONTOLOGY_VERSION,
-                shapes_version=_shapes_version(),
-                horizon_s=start.horizon_s,
-                step_s=start.step_s,
-                started_at=start.started_at,
-            ),
-        )
-
-    def link_decisions(self, run: str, decisions: Sequence[str]) -> None:
-        """Check that each decision was recorded in the run (it says so in its own record:
-        nothing is added to a hash-chained decision afterwards; ``kg.sim_runs``)."""
-        sim_runs.link_decisions(self.store, run, decisions)
-
-    def finish_run(
-        self,
-        run: str,
-        status: str,
-        reason: str | None,
-        partial: bool,
-        kpis: Mapping[str, tuple[float, str]],
-    ) -> None:
-        sim_runs.finish_run(
-            self.store,
-            run,
-            status=status,
-            reason=reason,
-            partial=partial,
-            kpis=kpis,
-            ended_at=datetime.now(UTC),
-        )
-
-
 # ----------------------------------------------------------------------------- comparison
 
 
@@ -327,9 +261,10 @@ class SimService:
         check_policy(policy)
         if not seeds:
             raise InvalidInputError("no seeds given")
+        from twinkg.api.sim_port import GraphRunRecorder  # noqa: PLC0415
         from twinkg.sim.loop import run_scenario  # noqa: PLC0415 - loads the simulators
 
-        recorder = _Recorder(self.store, loaded.source)
+        recorder = GraphRunRecorder(self.store)
         results = []
         with self._lock:  # one simulated run at a time per service (agents, checkpointer)
             for seed in seeds:
