@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
+from rdflib import RDFS, Graph, URIRef
 
+from twinkg.graph_seed.plant_builder import Measure, PlantGraphBuilder, double
 from twinkg.kg.mapping import rdf_to_records
 from twinkg.kg.records import GraphRecords
 from twinkg.ontology.catalog import ONTOLOGY_DIR, parse_turtle
@@ -87,22 +88,15 @@ class _SensorSpec:
     low: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Measure:
-    kind: URIRef
-    unit: URIRef
-    scale: float  # sensor value = simulator output × scale
-
-
-def _measure(options: Iterable[tuple[str, str, float]]) -> _Measure:
+def _measure(options: Iterable[tuple[str, str, float]]) -> Measure:
     """The first (kind, unit, scale) the closed unit lists allow."""
     for kind, unit, scale in options:
         if URIRef(_UNIT + unit) in allowed_units(_QK + kind):
-            return _Measure(URIRef(_QK + kind), URIRef(_UNIT + unit), scale)
+            return Measure(URIRef(_QK + kind), URIRef(_UNIT + unit), scale)
     raise LookupError(f"none of {options!r} is in TwinKG's closed unit lists")
 
 
-def _measures() -> dict[str, _Measure]:
+def _measures() -> dict[str, Measure]:
     return {
         "flow": _measure([("VolumeFlowRate", "L-PER-SEC", 1000.0)]),
         "head": _measure([("Pressure", "KiloPA", RHO_G_KPA_PER_M)]),
@@ -140,14 +134,6 @@ class _Tags:
         return tag
 
 
-def _d(value: float) -> Literal:
-    return Literal(float(value), datatype=XSD.double)
-
-
-def _s(value: str) -> Literal:
-    return Literal(value, datatype=XSD.string)
-
-
 def _design_point(points: list[tuple[float, float]]) -> tuple[float, float]:
     if len(points) == 1:
         return points[0]
@@ -161,19 +147,19 @@ def plant_name(inp: str | Path) -> str:
     return path.stem
 
 
-class _Builder:
-    """Collects the graph, the sensor bindings and the actuators of one network."""
+class _Builder(PlantGraphBuilder):
+    """Collects the graph (``xsd:string`` text literals, as it always had), the sensor bindings
+    and the actuators of one network."""
 
     def __init__(self, wn: Any, name: str, ns: str) -> None:
+        super().__init__(ns, typed_text=True)
         self.wn, self.name, self.ns = wn, name, ns
-        self.g = Graph()
         self.tags = _Tags(name)
         self.measures = _measures()
         self.sensors: list[SensorBinding] = []
         self.actuators: list[Actuator] = []
         self.zone_of: dict[str, URIRef] = {}
         self.modes: dict[URIRef, URIRef] = {}
-        self.site = URIRef(f"{ns}site")
 
     def iri(self, kind: str, element: str) -> URIRef:
         return URIRef(f"{self.ns}{kind}-{quote(element, safe='')}")
@@ -182,45 +168,55 @@ class _Builder:
         """The demand zone of the first of ``nodes`` that is a junction, else the site."""
         return next((self.zone_of[n] for n in nodes if n in self.zone_of), self.site)
 
-    def asset(
-        self, node: URIRef, cls: URIRef, *, label: str, tag: str, crit: str, parent: URIRef | None
-    ) -> None:
-        g = self.g
-        g.add((node, RDF.type, cls))
-        g.add((node, RDFS.label, _s(label)))
-        g.add((node, TK.tag, _s(tag)))
-        g.add((node, TK.criticality, _s(crit)))
-        if parent is not None:
-            g.add((node, TK.partOf, parent))
+    def element(
+        self,
+        kind: str,
+        element: str,
+        cls: URIRef,
+        *,
+        code: str,
+        label: str,
+        criticality: str,
+        parent: URIRef,
+    ) -> URIRef:
+        """The asset of the network's ``element`` (a node, link or pattern id): IRI
+        ``<ns><kind>-<element>``, tag from instrument ``code`` and the id, the id as its
+        ``tk:externalId``."""
+        node = self.iri(kind, element)
+        tag = self.tags(code, element)
+        self.add_asset(
+            node,
+            cls,
+            label=label,
+            tag=tag,
+            criticality=criticality,
+            parent=parent,
+            external_id=element,
+        )
+        return node
 
     def envelope(self, owner: URIRef, key: str, *, low: float, high: float, label: str) -> None:
-        m, g = self.measures[key], self.g
+        """``owner``'s envelope of measure ``key``, ``low``..``high`` in the simulator's unit."""
+        m = self.measures[key]
         env = URIRef(f"{owner}-envelope-{key}")
-        g.add((env, RDF.type, TK.OperatingEnvelope))
-        g.add((env, RDFS.label, _s(label)))
-        g.add((env, TK.forQuantityKind, m.kind))
-        g.add((env, TK.hasUnit, m.unit))
-        g.add((env, TK.minValue, _d(low * m.scale)))
-        g.add((env, TK.maxValue, _d(high * m.scale)))
-        g.add((env, TK.appliesTo, owner))
-        g.add((owner, TK.hasEnvelope, env))
+        self.add_envelope(env, owner, m, label=label, low=low * m.scale, high=high * m.scale)
 
     def sensor(self, equipment: URIRef, spec: _SensorSpec, parent: URIRef) -> None:
-        m, g = self.measures[spec.key], self.g
+        m = self.measures[spec.key]
         suffix = spec.output.rsplit(":", 1)[-1].replace("_", "-")
-        node = URIRef(f"{equipment}-sensor-{suffix}")
-        tag = self.tags(spec.code, spec.element)
-        self.asset(node, TK.Sensor, label=spec.label, tag=tag, crit="C", parent=parent)
-        g.add((node, TK.externalId, _s(spec.output)))
-        g.add((node, TK.hasQuantityKind, m.kind))
-        g.add((node, TK.hasUnit, m.unit))
-        g.add((node, TK.physicalMin, _d(spec.low * m.scale)))
-        g.add((node, TK.physicalMax, _d(spec.high * m.scale)))
-        g.add((node, TK.samplingPeriod, _d(SAMPLING_S)))
-        g.add((node, TK.monitors, equipment))
-        self.sensors.append(
-            SensorBinding(str(node), spec.output, str(m.unit), str(m.kind), str(equipment), m.scale)
+        binding = self.add_sensor(
+            URIRef(f"{equipment}-sensor-{suffix}"),
+            equipment,
+            m,
+            output=spec.output,
+            label=spec.label,
+            tag=self.tags(spec.code, spec.element),
+            parent=parent,
+            low=spec.low * m.scale,
+            high=spec.high * m.scale,
+            sampling_s=SAMPLING_S,
         )
+        self.sensors.append(binding)
 
     def mode(self, iso: URIRef) -> URIRef:
         """The failure mode the plant's pumps are susceptible to for ISO 14224 mode ``iso``: the
@@ -231,30 +227,30 @@ class _Builder:
             return iso
         if iso in self.modes:
             return self.modes[iso]
-        g, ontology, key = self.g, _iso_modes(), VELOCITY_MODES[iso]
+        ontology, key = _iso_modes(), VELOCITY_MODES[iso]
         node = URIRef(f"{self.ns}failure-mode-{key}")
         label = str(ontology.value(iso, RDFS.label) or key.capitalize())
         code = ontology.value(iso, TK.iso14224Code)
-        g.add((node, RDF.type, TK.FailureMode))
-        g.add((node, RDFS.label, _s(f"{label}, seen in vibration velocity (ISO 10816)")))
-        comment = (
-            f"ISO 14224 {code or key}, as this network's pumps show it: their vibration "
-            "transmitters measure RMS velocity in mm/s, not acceleration."
+        self.add_failure_mode(
+            node,
+            label=f"{label}, seen in vibration velocity (ISO 10816)",
+            comment=(
+                f"ISO 14224 {code or key}, as this network's pumps show it: their vibration "
+                "transmitters measure RMS velocity in mm/s, not acceleration."
+            ),
+            mitigations=sorted(str(a) for a in ontology.objects(iso, TK.mitigatedBy)),
+            manifests_as=iso,
         )
-        g.add((node, RDFS.comment, _s(comment)))
-        g.add((node, TK.manifestsAs, iso))
         velocity = self.measures["vibration"].kind
         for direction in VELOCITY_DIRECTIONS:
-            pattern = URIRef(f"{self.ns}symptom-{key}-velocity-{direction}")
             verb = "rises" if direction == "rise" else "more variable"
-            g.add((pattern, RDF.type, TK.SymptomPattern))
-            g.add((pattern, RDFS.label, _s(f"{key}: vibration velocity {verb}")))
-            g.add((pattern, TK.inQuantityKind, velocity))
-            g.add((pattern, TK.direction, _s(direction)))
-            g.add((node, TK.hasSymptom, pattern))
-        g.add((node, TK.manifestsIn, velocity))
-        for action in sorted(str(a) for a in ontology.objects(iso, TK.mitigatedBy)):
-            g.add((node, TK.mitigatedBy, _s(action)))
+            self.add_symptom(
+                node,
+                URIRef(f"{self.ns}symptom-{key}-velocity-{direction}"),
+                label=f"{key}: vibration velocity {verb}",
+                kind=velocity,
+                direction=direction,
+            )
         self.modes[iso] = node
         return node
 
@@ -263,11 +259,17 @@ class _Builder:
     def add_site(self, source: str) -> None:
         wn, g = self.wn, self.g
         label = f"EPANET network {self.name}"
-        self.asset(self.site, TK.Site, label=label, tag=self.tags.prefix, crit="A", parent=None)
-        g.add((self.site, TK.externalId, _s(self.name)))
+        self.add_asset(
+            self.site,
+            TK.Site,
+            label=label,
+            tag=self.tags.prefix,
+            criticality="A",
+            external_id=self.name,
+        )
         title = " ".join(" ".join(wn.title).split()) if wn.title else ""
         comment = f"Read with wntr from {source}" + (f": {title}" if title else "")
-        g.add((self.site, RDFS.comment, _s(comment)))
+        g.add((self.site, RDFS.comment, self.text(comment)))
 
     def add_zones(self) -> None:
         """Junctions grouped by the demand pattern they follow, one zone each, with a service
@@ -282,16 +284,15 @@ class _Builder:
                 pattern = default if default in wn.pattern_name_list else "none"
             members.setdefault(str(pattern), []).append(j)
         for pattern, junctions in sorted(members.items()):
-            zone = self.iri("zone", pattern)
-            self.asset(
-                zone,
+            zone = self.element(
+                "zone",
+                pattern,
                 TK.DemandZone,
+                code="DZ",
                 label=f"Demand zone (pattern {pattern}, {len(junctions)} junctions)",
-                tag=self.tags("DZ", pattern),
-                crit="B",
+                criticality="B",
                 parent=self.site,
             )
-            self.g.add((zone, TK.externalId, _s(pattern)))
             for j in junctions:
                 self.zone_of[j] = zone
             with_demand = [
@@ -322,15 +323,13 @@ class _Builder:
         wn, g = self.wn, self.g
         for t in sorted(wn.tank_name_list):
             tank = wn.get_node(t)
-            node = self.iri("tank", t)
             parent = self.home(t)
-            self.asset(
-                node, TK.Tank, label=f"Tank {t}", tag=self.tags("T", t), crit="B", parent=parent
+            node = self.element(
+                "tank", t, TK.Tank, code="T", label=f"Tank {t}", criticality="B", parent=parent
             )
-            g.add((node, TK.externalId, _s(t)))
-            g.add((node, TK.operationalStatus, _s("running")))
-            g.add((node, TK.elevation, _d(tank.elevation)))
-            g.add((node, TK.diameter, _d(tank.diameter)))
+            g.add((node, TK.operationalStatus, self.text("running")))
+            g.add((node, TK.elevation, double(tank.elevation)))
+            g.add((node, TK.diameter, double(tank.diameter)))
             if tank.max_level > tank.min_level:
                 self.envelope(
                     node,
@@ -343,17 +342,16 @@ class _Builder:
             spec = _SensorSpec("level", "LT", t, f"tank:{t}:level", f"Tank {t} level", high=high)
             self.sensor(node, spec, parent)
         for r in sorted(wn.reservoir_name_list):
-            node = self.iri("reservoir", r)
-            self.asset(
-                node,
+            node = self.element(
+                "reservoir",
+                r,
                 TK.Reservoir,
+                code="R",
                 label=f"Reservoir {r}",
-                tag=self.tags("R", r),
-                crit="B",
+                criticality="B",
                 parent=self.site,
             )
-            g.add((node, TK.externalId, _s(r)))
-            g.add((node, TK.elevation, _d(wn.get_node(r).base_head)))
+            g.add((node, TK.elevation, double(wn.get_node(r).base_head)))
 
     def add_stations(self) -> None:
         wn = self.wn
@@ -365,16 +363,15 @@ class _Builder:
                 if p not in duty:
                     standby_of[p] = duty[0]
         for s, pumps in pump_stations(wn).items():
-            station = self.iri("station", s)
-            self.asset(
-                station,
+            station = self.element(
+                "station",
+                s,
                 TK.PumpingStation,
+                code="PS",
                 label=f"Pumping station {s} ({len(pumps)} pump{'s' if len(pumps) > 1 else ''})",
-                tag=self.tags("PS", s),
-                crit="A",
+                criticality="A",
                 parent=self.site,
             )
-            self.g.add((station, TK.externalId, _s(s)))
             for p in pumps:
                 running = initially_open(wn, p) or p in controlled
                 self.add_pump(p, station, running=running, standby_for=standby_of.get(p))
@@ -382,19 +379,18 @@ class _Builder:
     def add_pump(self, p: str, station: URIRef, *, running: bool, standby_for: str | None) -> None:
         wn, g = self.wn, self.g
         pump = wn.get_link(p)
-        node = self.iri("pump", p)
-        self.asset(
-            node,
+        node = self.element(
+            "pump",
+            p,
             TK.CentrifugalPump,
+            code="P",
             label=f"Pump {p}",
-            tag=self.tags("P", p),
-            crit="A",
+            criticality="A",
             parent=station,
         )
-        g.add((node, TK.externalId, _s(p)))
-        g.add((node, TK.dutyRole, _s("standby" if standby_for else "duty")))
+        g.add((node, TK.dutyRole, self.text("standby" if standby_for else "duty")))
         status = "running" if running and not standby_for else "stopped"
-        g.add((node, TK.operationalStatus, _s(status)))
+        g.add((node, TK.operationalStatus, self.text(status)))
         if standby_for:
             g.add((node, TK.standbyFor, self.iri("pump", standby_for)))
         for mode in PUMP_FAILURE_MODES:
@@ -463,7 +459,7 @@ class _Builder:
         g = self.g
         efficiency = float(self.wn.options.energy.global_efficiency or 75.0) / 100.0
         if pump.pump_type != "HEAD":  # a constant-power pump (EPANET POWER): no curve to state
-            g.add((node, TK.ratedPower, _d(float(pump.power) / 1000.0)))
+            g.add((node, TK.ratedPower, double(float(pump.power) / 1000.0)))
             return 0.0, 0.0
         points = [(float(q), float(h)) for q, h in pump.get_pump_curve().points]
         with warnings.catch_warnings():  # scipy's curve fit warns on exact 3-point fits
@@ -471,47 +467,46 @@ class _Builder:
             a, b, c = (float(x) for x in pump.get_head_curve_coefficients())
         q, h = _design_point(points)
         max_flow = (a / b) ** (1.0 / c) if b > 0 and c > 0 else max(x for x, _ in points)
-        g.add((node, TK.pumpCurve, _s(json.dumps([[x, y] for x, y in points]))))
-        g.add((node, TK.ratedHead, _d(h)))
-        g.add((node, TK.shutoffHead, _d(a)))
+        g.add((node, TK.pumpCurve, self.text(json.dumps([[x, y] for x, y in points]))))
+        g.add((node, TK.ratedHead, double(h)))
+        g.add((node, TK.shutoffHead, double(a)))
         if q > 0:
-            g.add((node, TK.ratedFlow, _d(q * 60000.0)))  # the asset contract's L/min
-            g.add((node, TK.ratedPower, _d(RHO_G_KPA_PER_M * q * h / efficiency)))  # kW
+            g.add((node, TK.ratedFlow, double(q * 60000.0)))  # the asset contract's L/min
+            g.add((node, TK.ratedPower, double(RHO_G_KPA_PER_M * q * h / efficiency)))  # kW
         return max_flow, a
 
     def add_links(self) -> None:
         wn, g = self.wn, self.g
         for name in sorted(wn.pipe_name_list):
             pipe = wn.get_link(name)
-            node = self.iri("pipe", name)
             parent = self.home(pipe.end_node_name, pipe.start_node_name)
-            self.asset(
-                node,
+            node = self.element(
+                "pipe",
+                name,
                 TK.Pipe,
+                code="L",
                 label=f"Pipe {name}",
-                tag=self.tags("L", name),
-                crit="C",
+                criticality="C",
                 parent=parent,
             )
-            g.add((node, TK.externalId, _s(name)))
-            g.add((node, TK.length, _d(pipe.length)))
-            g.add((node, TK.diameter, _d(pipe.diameter)))
-            g.add((node, TK.roughness, _d(pipe.roughness)))
+            g.add((node, TK.length, double(pipe.length)))
+            g.add((node, TK.diameter, double(pipe.diameter)))
+            g.add((node, TK.roughness, double(pipe.roughness)))
             status = "running" if initially_open(wn, name) else "stopped"
-            g.add((node, TK.operationalStatus, _s(status)))
+            g.add((node, TK.operationalStatus, self.text(status)))
             g.add((node, TK.susceptibleTo, TK.ExternalLeakageProcessMedium))
             self.actuators.append(
                 Actuator(str(node), "Pipe", name, run_input=f"pipe:{name}:status", repairable=name)
             )
         for v in sorted(wn.valve_name_list):
             valve = wn.get_link(v)
-            node = self.iri("valve", v)
             parent = self.home(valve.end_node_name, valve.start_node_name)
             label = f"{valve.valve_type} valve {v}"
-            self.asset(node, TK.Valve, label=label, tag=self.tags("XV", v), crit="B", parent=parent)
-            g.add((node, TK.externalId, _s(v)))
-            g.add((node, TK.diameter, _d(valve.diameter)))
-            g.add((node, TK.operationalStatus, _s("running")))
+            node = self.element(
+                "valve", v, TK.Valve, code="XV", label=label, criticality="B", parent=parent
+            )
+            g.add((node, TK.diameter, double(valve.diameter)))
+            g.add((node, TK.operationalStatus, self.text("running")))
             kind, unit = _VALVE_SETPOINTS.get(str(valve.valve_type), (None, None))
             self.actuators.append(
                 Actuator(
@@ -525,29 +520,16 @@ class _Builder:
             )
 
     def add_plant_sensors_and_policies(self) -> None:
-        site, g = self.site, self.g
+        site = self.site
         served = _SensorSpec("flow", "FT", "SERVED", "plant:demand_served", "Demand served", 100.0)
         power = _SensorSpec("power", "JT", "TOTAL", "plant:power", "Pumping power", 100_000.0)
         self.sensor(site, served, site)
         self.sensor(site, power, site)
-        trust = URIRef(f"{self.ns}policy-trust")
-        g.add((trust, RDF.type, TK.TrustThreshold))
-        g.add((trust, RDFS.label, _s("Autonomy trust threshold")))
-        g.add((trust, RDFS.comment, _s(_TRUST_COMMENT)))
-        g.add((trust, TK.threshold, _d(0.8)))
-        g.add((trust, TK.appliesTo, site))
-        approval = URIRef(f"{self.ns}policy-approval-critical-stop")
-        g.add((approval, RDF.type, TK.ApprovalRequirement))
-        g.add((approval, RDFS.label, _s("Supervisor approval to stop criticality-A pumps")))
-        g.add((approval, TK.appliesToCriticality, _s("A")))
-        g.add((approval, TK.appliesToActionKind, _s("controlled_stop")))
-        g.add((approval, TK.requiredRole, TK.SupervisorRole))
-        g.add((approval, TK.appliesTo, site))
-        person = URIRef(f"{self.ns}person-shift-supervisor")
-        g.add((person, RDF.type, TK.Person))
-        g.add((person, RDFS.label, _s("Shift supervisor (simulated: the scenario's approver)")))
-        g.add((person, TK.hasRole, TK.SupervisorRole))
-        g.add((person, TK.hasRole, TK.OperatorRole))
+        self.add_policies(
+            trust_comment=_TRUST_COMMENT,
+            approval_label="Supervisor approval to stop criticality-A pumps",
+            supervisor_label="Shift supervisor (simulated: the scenario's approver)",
+        )
 
     def binding(self) -> PlantBinding:
         return PlantBinding(

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from rdflib import RDF, RDFS, XSD, Graph, Literal, Namespace, URIRef
+from rdflib import RDF, RDFS, Graph, Namespace, URIRef
 from tep_studio import TEP_SCHEMA, TennesseeEastmanProcess
 from tep_studio.simulation.modes import mode_setpoints
 
+from twinkg.graph_seed.plant_builder import Measure, PlantGraphBuilder
 from twinkg.ontology.namespaces import PREFIXES
 from twinkg.ontology.vocab import TK
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
@@ -30,27 +31,19 @@ UNIT = Namespace(PREFIXES["unit"])
 QK = Namespace(PREFIXES["quantitykind"])
 
 
-@dataclass(frozen=True, slots=True)
-class UnitMapping:
-    """How a tep-studio unit string is stated in QUDT: kind, unit and the factor on the value."""
-
-    kind: URIRef
-    unit: URIRef
-    scale: float = 1.0
-
-
-UNITS: dict[str, UnitMapping] = {
+UNITS: dict[str, Measure] = {
     # Standard volume (0 °C, 1 atm) read as volume: thousand standard m³/h → m³/h.
-    "kscmh": UnitMapping(QK.VolumeFlowRate, UNIT["M3-PER-HR"], 1000.0),
-    "kg/h": UnitMapping(QK.MassFlowRate, UNIT["KiloGM-PER-HR"]),
-    "kPa gauge": UnitMapping(QK.Pressure, UNIT.KiloPA),
-    "%": UnitMapping(QK.Dimensionless, UNIT.PERCENT),
-    "degC": UnitMapping(QK.Temperature, UNIT.DEG_C),
-    "m3/h": UnitMapping(QK.VolumeFlowRate, UNIT["M3-PER-HR"]),
-    "kW": UnitMapping(QK.Power, UNIT.KiloW),
-    "mol %": UnitMapping(QK.Dimensionless, UNIT.PERCENT),
+    "kscmh": Measure(QK.VolumeFlowRate, UNIT["M3-PER-HR"], 1000.0),
+    "kg/h": Measure(QK.MassFlowRate, UNIT["KiloGM-PER-HR"]),
+    "kPa gauge": Measure(QK.Pressure, UNIT.KiloPA),
+    "%": Measure(QK.Dimensionless, UNIT.PERCENT),
+    "degC": Measure(QK.Temperature, UNIT.DEG_C),
+    "m3/h": Measure(QK.VolumeFlowRate, UNIT["M3-PER-HR"]),
+    "kW": Measure(QK.Power, UNIT.KiloW),
+    "mol %": Measure(QK.Dimensionless, UNIT.PERCENT),
 }
-"""tep-studio's measurement units (``TEP_SCHEMA.measurements[*].unit``) in QUDT."""
+"""tep-studio's measurement units (``TEP_SCHEMA.measurements[*].unit``) in QUDT, with the
+factor from tep-studio's value to the graph's."""
 
 # ---- process facts (Downs & Vogel 1993) -------------------------------------------------
 
@@ -368,7 +361,7 @@ def _monitored(name: str, stream: int | None) -> str:
     return prefix
 
 
-def _range(unit: str, nominal: float, mapping: UnitMapping) -> tuple[float, float]:
+def _range(unit: str, nominal: float, mapping: Measure) -> tuple[float, float]:
     """A sensor's physical range in the graph's unit (see decision 0041)."""
     if unit in {"%"}:
         return -30.0, 140.0  # levels: the shutdown limits lie outside 0..100 %
@@ -381,10 +374,6 @@ def _range(unit: str, nominal: float, mapping: UnitMapping) -> tuple[float, floa
     high = max(1.0, 3.0 * abs(nominal)) * mapping.scale
     high = float(f"{high:.3g}")
     return -0.05 * high, high  # flows and power: transmitter noise reads slightly below 0
-
-
-def _lit(value: float) -> Literal:
-    return Literal(float(value), datatype=XSD.double)
 
 
 _VALVE_AREAS = {
@@ -412,49 +401,56 @@ _UNIT_FEEDS = (
 )
 
 
-class _Builder:
-    """Writes one copy of the plant under a base IRI."""
+class _Builder(PlantGraphBuilder):
+    """Writes one copy of the plant under a base IRI (plain text literals, as it always had)."""
 
     def __init__(self, base: str) -> None:
+        super().__init__(base, typed_text=False)
         self.ns = Namespace(base)
         self.prefix = _tag_prefix(base)
-        self.g = Graph()
         for name, namespace in (("tk", str(TK)), ("unit", str(UNIT)), ("quantitykind", str(QK))):
             self.g.bind(name, namespace)
         self.g.bind("tep", base)
-        self.site = self.ns.site
         self.nodes: dict[str, URIRef] = {}
 
-    def add(self, s: URIRef, p: URIRef, o: URIRef | Literal) -> None:
-        self.g.add((s, p, o))
-
-    def asset(self, node: URIRef, cls: URIRef, tag: str, label: str, criticality: str) -> None:
-        self.add(node, RDF.type, cls)
-        self.add(node, RDFS.label, Literal(label))
-        self.add(node, TK.tag, Literal(f"{self.prefix}-{tag}"))
-        self.add(node, TK.criticality, Literal(criticality))
+    def tag(self, suffix: str) -> str:
+        """The tag ``suffix`` under this copy's tag prefix."""
+        return f"{self.prefix}-{suffix}"
 
     def equipment(
         self, key: str, node: URIRef, area: URIRef, spec: tuple[URIRef, str, str, str]
     ) -> None:
         """``spec``: class, tag, label, criticality."""
-        cls, tag, label, crit = spec
+        cls, suffix, label, crit = spec
         self.nodes[key] = node
-        self.asset(node, cls, tag, label, crit)
-        self.add(node, TK.operationalStatus, Literal("running"))
-        self.add(node, TK.externalId, Literal(EXTERNAL_IDS.get(key, key)))
-        self.add(node, TK.partOf, area)
+        self.add_asset(
+            node,
+            cls,
+            label=label,
+            tag=self.tag(suffix),
+            criticality=crit,
+            parent=area,
+            external_id=EXTERNAL_IDS.get(key, key),
+        )
+        self.add(node, TK.operationalStatus, self.text("running"))
 
     def structure(self) -> None:
         ns = self.ns
-        self.asset(self.site, TK.Site, "SITE", "Tennessee Eastman plant", "A")
-        self.add(self.site, RDFS.comment, Literal("The modified TEP (Bathelt, Ricker & Jelali)."))
-        self.add(self.site, TK.externalId, Literal("plant"))
+        self.add_asset(
+            self.site,
+            TK.Site,
+            label="Tennessee Eastman plant",
+            tag=self.tag("SITE"),
+            criticality="A",
+            external_id="plant",
+        )
+        self.add(self.site, RDFS.comment, self.text("The modified TEP (Bathelt, Ricker & Jelali)."))
         area_of: dict[str, URIRef] = {}
-        for key, (tag, label, members) in AREAS.items():
-            self.asset(ns[f"area-{key}"], TK.Area, tag, label, "A")
-            self.add(ns[f"area-{key}"], TK.partOf, self.site)
-            area_of.update(dict.fromkeys(members, ns[f"area-{key}"]))
+        for key, (suffix, label, members) in AREAS.items():
+            area = ns[f"area-{key}"]
+            tag = self.tag(suffix)
+            self.add_asset(area, TK.Area, label=label, tag=tag, criticality="A", parent=self.site)
+            area_of.update(dict.fromkeys(members, area))
         for key, (cls, tag, label, crit) in EQUIPMENT.items():
             self.equipment(key, ns[key], area_of[key], (cls, tag, label, crit))
         for n, description in sorted(_streams().items()):
@@ -489,52 +485,45 @@ class _Builder:
             period = CONTINUOUS_PERIOD
             if variable.physical_type == "composition" and stream is not None:
                 period = ANALYSER_PERIOD[stream]
-            self.asset(node, TK.Sensor, f"XMEAS-{variable.index + 1}", variable.description, "C")
-            comment = f"tep-studio measurement {variable.name}, in {variable.unit}."
-            self.add(node, RDFS.comment, Literal(comment))
-            self.add(node, TK.externalId, Literal(output))
-            self.add(node, TK.hasQuantityKind, mapping.kind)
-            self.add(node, TK.hasUnit, mapping.unit)
-            self.add(node, TK.physicalMin, _lit(low))
-            self.add(node, TK.physicalMax, _lit(high))
-            self.add(node, TK.samplingPeriod, _lit(period))
-            self.add(node, TK.monitors, monitored)
-            self.add(node, TK.partOf, monitored)
-            bindings.append(
-                SensorBinding(
-                    sensor=str(node),
-                    output=output,
-                    unit=str(mapping.unit),
-                    quantity_kind=str(mapping.kind),
-                    equipment=str(monitored),
-                    scale=mapping.scale,
-                )
+            binding = self.add_sensor(
+                node,
+                monitored,
+                mapping,
+                output=output,
+                label=variable.description,
+                tag=self.tag(f"XMEAS-{variable.index + 1}"),
+                parent=monitored,
+                low=low,
+                high=high,
+                sampling_s=period,
             )
+            comment = f"tep-studio measurement {variable.name}, in {variable.unit}."
+            self.add(node, RDFS.comment, self.text(comment))
+            bindings.append(binding)
         return tuple(bindings)
 
     def envelopes(self) -> None:
         for envelope in _envelopes():
             mapping = UNITS[envelope.unit]
-            node = self.ns[f"envelope-{envelope.key}"]
-            self.add(node, RDF.type, TK.OperatingEnvelope)
-            self.add(node, RDFS.label, Literal(f"{envelope.label} envelope"))
-            self.add(node, TK.forQuantityKind, mapping.kind)
-            self.add(node, TK.hasUnit, mapping.unit)
-            self.add(node, TK.minValue, _lit(envelope.low * mapping.scale))
-            self.add(node, TK.maxValue, _lit(envelope.high * mapping.scale))
-            if envelope.rate_per_s is not None:
-                self.add(node, TK.maxRateOfChange, _lit(envelope.rate_per_s * mapping.scale))
-            self.add(node, TK.appliesTo, self.nodes[envelope.equipment])
-            self.add(self.nodes[envelope.equipment], TK.hasEnvelope, node)
+            rate = envelope.rate_per_s
+            self.add_envelope(
+                self.ns[f"envelope-{envelope.key}"],
+                self.nodes[envelope.equipment],
+                mapping,
+                label=f"{envelope.label} envelope",
+                low=envelope.low * mapping.scale,
+                high=envelope.high * mapping.scale,
+                max_rate=None if rate is None else rate * mapping.scale,
+            )
 
     def interlocks(self) -> None:
         """One per shutdown limit of the kernel; each trips the whole plant."""
         for code, message in SHUTDOWN_MESSAGES.items():
             node = self.ns[f"interlock-{code}"]
             self.add(node, RDF.type, TK.Interlock)
-            self.add(node, RDFS.label, Literal(f"Shutdown on {message}"))
-            self.add(node, TK.tripCondition, Literal(INTERLOCK_LIMITS[code]))
-            self.add(node, TK.externalId, Literal(f"shutdown:{code}"))
+            self.add(node, RDFS.label, self.text(f"Shutdown on {message}"))
+            self.add(node, TK.tripCondition, self.text(INTERLOCK_LIMITS[code]))
+            self.add(node, TK.externalId, self.text(f"shutdown:{code}"))
             for key in ("reactor", "compressor", "stripper"):
                 self.add(node, TK.trips, self.nodes[key])
             self.add(node, TK.appliesTo, self.site)
@@ -542,52 +531,36 @@ class _Builder:
     def failure_modes(self) -> None:
         for d in DISTURBANCES:
             node = self.ns[f"failure-mode-idv{d.idv}"]
-            self.add(node, RDF.type, TK.FailureMode)
-            self.add(node, RDFS.label, Literal(f"{d.label} (IDV {d.idv})"))
-            comment = TEP_SCHEMA.disturbances[d.idv - 1].description
-            self.add(node, RDFS.comment, Literal(comment))
-            self.add(node, TK.externalId, Literal(f"idv:{d.idv}"))
-            if d.iso_mode is not None:
-                self.add(node, TK.manifestsAs, d.iso_mode)
+            self.add_failure_mode(
+                node,
+                label=f"{d.label} (IDV {d.idv})",
+                comment=TEP_SCHEMA.disturbances[d.idv - 1].description,
+                mitigations=d.mitigations,
+                manifests_as=d.iso_mode,
+                external_id=f"idv:{d.idv}",
+            )
             for kind, direction in d.symptoms:
                 local = str(kind).rsplit("/", 1)[-1].lower()
-                pattern = self.ns[f"symptom-idv{d.idv}-{local}-{direction}"]
-                label = f"{d.label}: {_words(kind)} {_verb(direction)}"
-                self.add(pattern, RDF.type, TK.SymptomPattern)
-                self.add(pattern, RDFS.label, Literal(label))
-                self.add(pattern, TK.inQuantityKind, kind)
-                self.add(pattern, TK.direction, Literal(direction))
-                self.add(node, TK.hasSymptom, pattern)
-                self.add(node, TK.manifestsIn, kind)
-            for action in d.mitigations:
-                self.add(node, TK.mitigatedBy, Literal(action))
+                self.add_symptom(
+                    node,
+                    self.ns[f"symptom-idv{d.idv}-{local}-{direction}"],
+                    label=f"{d.label}: {_words(kind)} {_verb(direction)}",
+                    kind=kind,
+                    direction=direction,
+                )
             for key in d.equipment:
                 self.add(self.nodes[key], TK.susceptibleTo, node)
 
     def policies(self) -> None:
-        ns, site = self.ns, self.site
-        trust = ns["policy-trust"]
-        self.add(trust, RDF.type, TK.TrustThreshold)
-        self.add(trust, RDFS.label, Literal("Autonomy trust threshold"))
-        self.add(trust, RDFS.comment, Literal("Agents act alone only at confidence >= 0.8."))
-        self.add(trust, TK.threshold, _lit(0.8))
-        self.add(trust, TK.appliesTo, site)
-        approval = ns["policy-approval-critical-stop"]
-        self.add(approval, RDF.type, TK.ApprovalRequirement)
-        self.add(approval, RDFS.label, Literal("Shift supervisor approves stopping A units"))
-        self.add(approval, TK.appliesToCriticality, Literal("A"))
-        self.add(approval, TK.appliesToActionKind, Literal("controlled_stop"))
-        self.add(approval, TK.requiredRole, TK.SupervisorRole)
-        self.add(approval, TK.appliesTo, site)
-        supervisor = ns["person-shift-supervisor"]
-        self.add(supervisor, RDF.type, TK.Person)
-        self.add(supervisor, RDFS.label, Literal("Simulated shift supervisor"))
-        self.add(supervisor, RDFS.comment, Literal("Answers as the scenario's approver says."))
-        self.add(supervisor, TK.hasRole, TK.SupervisorRole)
-        self.add(supervisor, TK.hasRole, TK.OperatorRole)
-        operator = ns["person-operator"]
+        self.add_policies(
+            trust_comment="Agents act alone only at confidence >= 0.8.",
+            approval_label="Shift supervisor approves stopping A units",
+            supervisor_label="Simulated shift supervisor",
+            supervisor_comment="Answers as the scenario's approver says.",
+        )
+        operator = self.ns["person-operator"]
         self.add(operator, RDF.type, TK.Person)
-        self.add(operator, RDFS.label, Literal("Simulated panel operator"))
+        self.add(operator, RDFS.label, self.text("Simulated panel operator"))
         self.add(operator, TK.hasRole, TK.OperatorRole)
 
     def binding(self, sensors: tuple[SensorBinding, ...]) -> PlantBinding:
