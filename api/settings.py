@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ingest_alarm_score: float = Field(
         default=0.8, gt=0.5, le=1.0, description="anomaly peak that raises a critical alarm"
     )
+    ingest_realarm_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a standing anomaly or envelope alarm older than this is raised anew",
+    )
     ingest_max_points: int = Field(
         default=5_000_000, ge=1, description="largest batch one ingest accepts"
     )

@@ -70,6 +70,7 @@ def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
         clock_skew_s=settings.ingest_clock_skew_s,
         window_s=settings.ingest_window_s,
         alarm_score=settings.ingest_alarm_score,
+        realarm_s=settings.ingest_realarm_s,
         detector_dir=detector_dir(settings),
         max_points=settings.ingest_max_points,
         max_graph_records=settings.ingest_max_graph_records,

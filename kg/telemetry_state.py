@@ -7,8 +7,10 @@ recovery learns whether Neo4j committed a batch (decision 0028).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
@@ -31,17 +33,32 @@ DETECTOR_SUBJECTS = NamedQuery(
     "MATCH (s:Sensor)-[:MONITORS]->(x) "
     "WHERE x = e OR (x)-[:DRIVES]->(e) OR (e)-[:PART_OF]->(x) "
     "WITH e, s ORDER BY s.uri "
-    "RETURN e.uri AS asset, e.tag AS tag, collect(s.uri) AS sensors, "
-    "collect(coalesce(s.accuracy, 0.0)) AS accuracy ORDER BY asset",
+    "WITH e, collect(s.uri) AS sensors, collect(coalesce(s.accuracy, 0.0)) AS accuracy, "
+    "max(s.lastObservedAt) AS last "
+    "CALL (e) { OPTIONAL MATCH (an:Anomaly)-[:CONCERNS]->(e) "
+    "WITH an ORDER BY an.occurredAt DESC, an.uri DESC LIMIT 1 "
+    "OPTIONAL MATCH (al:Alarm)-[:PROV_WAS_DERIVED_FROM]->(an) "
+    "RETURN an.uri AS episode, an.occurredAt AS episode_start, an.endedAt AS episode_end, "
+    "an.anomalyScore AS episode_peak, an.sampleCount AS episode_points, "
+    "al.uri AS episode_alarm LIMIT 1 } "
+    "RETURN e.uri AS asset, e.tag AS tag, sensors, accuracy, last, episode, episode_start, "
+    "episode_end, episode_peak, episode_points, episode_alarm ORDER BY asset",
 )
+# Each subject also carries its newest anomaly and the newest reading of its sensors before this
+# batch: an episode that ran through that reading is still active (decision 0046).
 
 ENVELOPES = NamedQuery(
     "telemetry.envelopes",
     "MATCH (s:Sensor)-[:MONITORS]->(a)-[:HAS_ENVELOPE]->(env)-[:FOR_QUANTITY_KIND]->(qk) "
     "WHERE (s)-[:HAS_QUANTITY_KIND]->(qk) "
     "AND EXISTS { MATCH (s)-[:HAS_UNIT]->(u)<-[:HAS_UNIT]-(env) } "
+    "CALL (env, a) { OPTIONAL MATCH (al:Alarm)-[:PROV_USED]->(env) "
+    "WHERE al.status = 'open' AND (al)-[:CONCERNS]->(a) "
+    "RETURN al ORDER BY al.occurredAt DESC, al.uri DESC LIMIT 1 } "
     "RETURN s.uri AS sensor, a.uri AS asset, env.uri AS envelope, "
-    "env.minValue AS min, env.maxValue AS max ORDER BY sensor, envelope",
+    "env.minValue AS min, env.maxValue AS max, s.lastObservedAt AS last, "
+    "al.uri AS alarm, al.occurredAt AS alarm_start, al.endedAt AS alarm_end "
+    "ORDER BY sensor, envelope",
 )
 
 BATCH_BY_HASH = NamedQuery(
@@ -89,6 +106,26 @@ class DetectorSubject:
     tag: str | None
     sensors: tuple[str, ...]
     accuracy: tuple[float, ...] = ()  # each sensor's tk:accuracy (0.0 where not stated)
+    last_observed: datetime | None = None  # the newest reading of its sensors before the batch
+    episode: OpenEpisode | None = None  # its newest anomaly
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """The newest anomaly of a subject, or the newest open alarm of an envelope: an episode a
+    batch may continue (decision 0046)."""
+
+    uri: str
+    start: datetime
+    end: datetime
+    peak: float = 0.0
+    points: int = 0
+    alarm: str | None = None  # the alarm an anomaly raised
+
+    def active_at(self, last_observed: datetime | None) -> bool:
+        """Whether the episode ran through the newest reading before this batch (no reading
+        since it ended was normal)."""
+        return last_observed is not None and self.end >= last_observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +137,8 @@ class EnvelopeRow:
     envelope: str
     minimum: float | None
     maximum: float | None
+    last_observed: datetime | None = None  # the sensor's newest reading before the batch
+    open_alarm: OpenEpisode | None = None  # the envelope's newest open alarm on the asset
 
 
 def _moment(value: object) -> datetime | None:
@@ -132,16 +171,43 @@ def detector_subjects(store: GraphStore) -> list[DetectorSubject]:
     """Every monitored piece of equipment and its detector's channels."""
     return [
         DetectorSubject(
-            r["asset"], r["tag"], tuple(r["sensors"]), tuple(float(a) for a in r["accuracy"])
+            r["asset"],
+            r["tag"],
+            tuple(r["sensors"]),
+            tuple(float(a) for a in r["accuracy"]),
+            _moment(r["last"]),
+            _episode(r, "episode"),
         )
         for r in store.read(DETECTOR_SUBJECTS)
     ]
 
 
+def _episode(row: Mapping[str, Any], name: str) -> OpenEpisode | None:
+    start, end = _moment(row[f"{name}_start"]), _moment(row[f"{name}_end"])
+    if row[name] is None or start is None:
+        return None
+    return OpenEpisode(
+        str(row[name]),
+        start,
+        end or start,
+        float(row.get(f"{name}_peak") or 0.0),
+        int(row.get(f"{name}_points") or 0),
+        row.get(f"{name}_alarm"),
+    )
+
+
 def envelopes(store: GraphStore) -> list[EnvelopeRow]:
     """Envelopes whose quantity kind and unit match a sensor on the same asset."""
     return [
-        EnvelopeRow(r["sensor"], r["asset"], r["envelope"], r["min"], r["max"])
+        EnvelopeRow(
+            r["sensor"],
+            r["asset"],
+            r["envelope"],
+            r["min"],
+            r["max"],
+            _moment(r["last"]),
+            _episode(r, "alarm"),
+        )
         for r in store.read(ENVELOPES)
     ]
 

@@ -11,7 +11,7 @@ leave an operating envelope raise a "high" alarm that used the envelope.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,7 +103,9 @@ def raises_alarm(ep: anomaly.Episode, *, alarm_score: float, alarm_min_points: i
 @dataclass(frozen=True, slots=True)
 class _Detection:
     window_scores: dict[str, float]
-    found: list[tuple[telemetry_state.DetectorSubject, tuple[anomaly.Episode, ...]]]
+    # each subject's episodes, and how many leading rows of the batch the alarm logic needs
+    # before it can raise (an episode starting within them may continue the one before)
+    found: list[tuple[telemetry_state.DetectorSubject, tuple[anomaly.Episode, ...], int]]
     notes: list[str]
     fitted: list[tuple[Path, anomaly.Detector]]
 
@@ -123,21 +125,25 @@ def batch_events(
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
     anomalies: list[AnomalyReport] = []
-    for subject, episodes in found:
-        for ep in episodes:
+    raised = 0
+    for subject, episodes, head in found:
+        for i, ep in enumerate(episodes):
+            earlier = _continued(subject, ep, head, options) if i == 0 else None
             report, (more_nodes, more_rels) = _anomaly(
-                subject, ep, batch_iri=batch_iri, options=options
+                subject, ep, earlier, batch_iri=batch_iri, options=options
             )
             anomalies.append(report)
+            raised += report.alarm is not None and (earlier is None or earlier.alarm is None)
             nodes += more_nodes
             rels += more_rels
-    envelope_nodes, envelope_rels = _envelope_alarms(store, aggregates, batch_iri=batch_iri)
-    alarms = sum(a.alarm is not None for a in anomalies) + len(envelope_nodes)
+    envelope_nodes, envelope_rels, new_alarms = _envelope_alarms(
+        store, aggregates, batch_iri=batch_iri, realarm_s=options.realarm_s
+    )
     return Events(
         nodes + envelope_nodes,
         rels + envelope_rels,
         tuple(anomalies),
-        alarms,
+        raised + new_alarms,
         subjects,
         scores,
         tuple(notes),
@@ -157,7 +163,7 @@ def _detect(
     """Score each subject's channels; fit first when asked (the fitted detectors are saved by
     the caller once the batch is applied). Also notes subjects that could not be scored."""
     window_scores: dict[str, float] = {}
-    found: list[tuple[telemetry_state.DetectorSubject, tuple[anomaly.Episode, ...]]] = []
+    found: list[tuple[telemetry_state.DetectorSubject, tuple[anomaly.Episode, ...], int]] = []
     notes: list[str] = []
     fitted: list[tuple[Path, anomaly.Detector]] = []
     for subject in subjects:
@@ -190,29 +196,54 @@ def _detect(
         seen = watch(detector, times, matrix, skip=options.fit_rows or 0)
         scores = seen.scored.scores
         window_scores[subject.asset] = trust.window_anomaly(scores) if len(scores) else 0.0
-        found.append((subject, seen.episodes))
+        found.append((subject, seen.episodes, detector.settings.raise_after))
     return _Detection(window_scores, found, notes, fitted)
+
+
+def _continued(
+    subject: telemetry_state.DetectorSubject,
+    ep: anomaly.Episode,
+    head: int,
+    options: IngestOptions,
+) -> telemetry_state.OpenEpisode | None:
+    """The subject's anomaly that ``ep`` (the batch's first episode) continues, or None.
+
+    It continues when the anomaly ran through the subject's newest reading before this batch,
+    ``ep`` starts within the ``head`` rows the alarm logic needs before it can raise at all, and
+    the anomaly began less than ``realarm_s`` before ``ep`` (an older one is announced anew, so
+    a condition that outlasts what was done about it is decided on again)."""
+    earlier = subject.episode
+    if earlier is None or not earlier.active_at(subject.last_observed) or ep.first_row >= head:
+        return None
+    if (ep.start - earlier.start).total_seconds() >= options.realarm_s:
+        return None
+    return earlier
 
 
 def _anomaly(
     subject: telemetry_state.DetectorSubject,
     ep: anomaly.Episode,
+    earlier: telemetry_state.OpenEpisode | None,
     *,
     batch_iri: str,
     options: IngestOptions,
 ) -> tuple[AnomalyReport, tuple[list[NodeRecord], list[RelRecord]]]:
     asset = subject.asset
-    uri = f"{INGEST_BASE}anomaly/{key(asset)}/{int(ep.start.timestamp())}"
+    start, peak, points = ep.start, ep.peak_score, ep.points
+    if earlier is not None:  # the same episode, on: its node grows (decision 0046)
+        start, peak, points = earlier.start, max(peak, earlier.peak), points + earlier.points
+        ep = replace(ep, start=start, peak_score=peak, points=points)
+    uri = f"{INGEST_BASE}anomaly/{key(asset)}/{int(start.timestamp())}"
     nodes = [
         NodeRecord(
             uri,
             (str(TK.Anomaly),),
             {
-                PropKey.OCCURRED_AT: ep.start,
+                PropKey.OCCURRED_AT: start,
                 PropKey.ENDED_AT: ep.end,
-                PropKey.ANOMALY_SCORE: round(ep.peak_score, 6),
-                PropKey.SAMPLE_COUNT: ep.points,
-                PropKey.RDFS_LABEL: f"anomaly over {ep.points} readings (peak {ep.peak_score:.2f})",
+                PropKey.ANOMALY_SCORE: round(peak, 6),
+                PropKey.SAMPLE_COUNT: points,
+                PropKey.RDFS_LABEL: f"anomaly over {points} readings (peak {peak:.2f})",
             },
         )
     ]
@@ -242,25 +273,44 @@ def _anomaly(
 
 
 def _envelope_alarms(
-    store: GraphStore, aggregates: Sequence[Aggregate], *, batch_iri: str
-) -> tuple[list[NodeRecord], list[RelRecord]]:
-    """A "high" alarm for each run of consecutive windows whose mean leaves an envelope."""
+    store: GraphStore, aggregates: Sequence[Aggregate], *, batch_iri: str, realarm_s: float
+) -> tuple[list[NodeRecord], list[RelRecord], int]:
+    """A "high" alarm for each run of windows whose mean leaves an envelope with no window back
+    inside between them; the number of them that are new.
+
+    A run that starts with the sensor's first window of the batch continues the envelope's open
+    alarm when that alarm ran through the sensor's newest reading before the batch and began
+    less than ``realarm_s`` earlier: the standing alarm is extended, not raised again (ISA-18.2;
+    decision 0046)."""
     by_sensor: dict[str, list[Aggregate]] = {}
     for a in aggregates:
         by_sensor.setdefault(a.sensor, []).append(a)
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
+    new = 0
     for env in telemetry_state.envelopes(store):
         lo = -np.inf if env.minimum is None else env.minimum
         hi = np.inf if env.maximum is None else env.maximum
-        for run in _runs(by_sensor.get(env.sensor, []), lo, hi):
+        windows = by_sensor.get(env.sensor, [])
+        for run in _runs(windows, lo, hi):
+            started = moment(run[0].start_ns)
             uri = f"{INGEST_BASE}alarm/{key(env.envelope)}/{run[0].start_ns // 10**9}"
+            standing = env.open_alarm
+            if (
+                standing is not None
+                and run[0] is windows[0]
+                and standing.active_at(env.last_observed)
+                and (started - standing.start).total_seconds() < realarm_s
+            ):
+                uri, started = standing.uri, standing.start
+            else:
+                new += 1
             nodes.append(
                 NodeRecord(
                     uri,
                     (str(TK.Alarm),),
                     {
-                        PropKey.OCCURRED_AT: moment(run[0].start_ns),
+                        PropKey.OCCURRED_AT: started,
                         PropKey.ENDED_AT: moment(run[-1].end_ns),
                         PropKey.SEVERITY: "high",
                         PropKey.STATUS: "open",
@@ -273,17 +323,21 @@ def _envelope_alarms(
                 RelRecord(RelType.PROV_USED, uri, env.envelope),
                 RelRecord(RelType.IN_BATCH, uri, batch_iri),
             ]
-    return nodes, rels
+    return nodes, rels, new
 
 
 def _runs(aggregates: Sequence[Aggregate], lo: float, hi: float) -> list[list[Aggregate]]:
-    """Runs of consecutive windows whose mean lies outside [lo, hi]."""
+    """Runs of windows (in time order) whose mean lies outside [lo, hi], each ended by a window
+    back inside: a gap with no reading does not clear a condition."""
     runs: list[list[Aggregate]] = []
+    inside = True
     for agg in aggregates:
         if lo <= agg.mean <= hi:
+            inside = True
             continue
-        if runs and runs[-1][-1].end_ns == agg.start_ns:
+        if runs and not inside:
             runs[-1].append(agg)
         else:
             runs.append([agg])
+        inside = False
     return runs

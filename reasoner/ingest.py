@@ -81,6 +81,7 @@ class IngestOptions:
     detector_dir: Path | None = None
     alarm_score: float = 0.8  # a sustained anomaly peaking here (4× threshold) raises an alarm
     alarm_min_points: int = 30
+    realarm_s: float = 3600.0  # a standing episode older than this is announced anew
     source: str = ""
     max_points: int = MAX_POINTS
     max_graph_records: int = MAX_GRAPH_RECORDS

@@ -299,6 +299,46 @@ def test_time_must_move_forward_across_batches(
     assert log.window(sensors=[SENSOR])["value"].to_pylist() == [120.0, 121.0, 124.0]
 
 
+def _envelope_alarms(driver: Driver) -> list[tuple[str, str, str, int]]:
+    records, _, _ = driver.execute_query(
+        "MATCH (al:Alarm)-[:PROV_USED]->({uri: $env}) OPTIONAL MATCH (al)-[:IN_BATCH]->(b) "
+        "RETURN al.uri AS uri, toString(al.occurredAt) AS start, toString(al.endedAt) AS end, "
+        "count(b) AS batches ORDER BY start",
+        env="https://w3id.org/twinkg/plant/skab-testbed/envelope-pump-flow",
+    )
+    return [(r["uri"], r["start"], r["end"], r["batches"]) for r in records]
+
+
+@pytest.mark.parametrize("realarm_s", [3600.0, 150.0])
+def test_a_standing_envelope_alarm_is_raised_once_and_cleared_by_a_normal_reading(
+    skab_env: dict[str, str], driver: Driver, tmp_path: Path, realarm_s: float
+) -> None:
+    """ISA-18.2: a condition that stays out of its envelope across batches (and across a gap
+    with no reading) is one alarm, extended; a window back inside clears it; the next excursion
+    is a new alarm; a standing one older than ``realarm_s`` is raised anew."""
+    log, store = TelemetryLog(tmp_path / "telemetry"), GraphStore(driver)
+    options = IngestOptions(received_at=datetime(2026, 1, 1, 1, tzinfo=UTC), realarm_s=realarm_s)
+    high = [  # 150 L/min is above the 140 L/min envelope; 80 is inside
+        [_point(0, 150.0), _point(60, 151.0), _point(180, 152.0)],  # a gap: still one condition
+        [_point(240, 153.0), _point(300, 150.0)],
+        [_point(360, 80.0), _point(420, 150.0)],  # cleared, then out again
+    ]
+    raised = [
+        ingest(store, log, from_json_points(b), content_hash=f"{i}" * 64, options=options).alarms
+        for i, b in enumerate(high)
+    ]
+    alarms = _envelope_alarms(driver)
+    if realarm_s > 300:
+        assert raised == [1, 0, 1]
+        assert [(a[1][11:19], a[2][11:19], a[3]) for a in alarms] == [
+            ("00:00:00", "00:06:00", 2),  # extended over the second batch to its last window
+            ("00:07:00", "00:08:00", 1),
+        ]
+    else:  # the first condition outlasts realarm_s by the second batch: raised again there
+        assert raised == [1, 1, 1]
+        assert [a[1][11:19] for a in alarms] == ["00:00:00", "00:04:00", "00:07:00"]
+
+
 def test_a_log_that_cannot_be_written_keeps_neo4j_unchanged(
     skab_env: dict[str, str], driver: Driver, tmp_path: Path
 ) -> None:
