@@ -67,14 +67,41 @@ def _totals(driver: Driver) -> tuple[int, int]:
     return int(records[0]["n"]), int(records[0]["r"])
 
 
+class Seeded:
+    """The networks seeded through the library, each once per module (check, then load, as
+    ``twinkg seed --inp`` does). Their namespaces are disjoint, so they share the database; a
+    test that wipes it does so through :meth:`wipe`, and the next use seeds again."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.store = GraphStore(driver)
+        self.done: set[str] = set()
+        self.wipe()
+
+    def wipe(self) -> None:
+        """Empty the database; the networks are seeded again when next asked for."""
+        wipe(self.driver)
+        self.done.clear()
+
+    def network(self, network: str) -> GraphStore:
+        """The store with ``network`` seeded (the check must pass first)."""
+        if network not in self.done:
+            records = epanet_records(network)
+            check = plant_check.check_plant(records, store=self.store)
+            plant_check.require_conformance(network, check)
+            seeding.load(self.store, network, seeding.with_ontology(records))
+            self.done.add(network)
+        return self.store
+
+
+@pytest.fixture(scope="module")
+def seeded(driver: Driver) -> Seeded:
+    return Seeded(driver)
+
+
 @pytest.mark.parametrize("network", ["Net1", "Net3"])
-def test_counts_equal_wntrs_model(driver: Driver, network: str) -> None:
-    wipe(driver)
-    store = GraphStore(driver)
-    records = epanet_records(network)
-    check = plant_check.check_plant(records, store=store)
-    plant_check.require_conformance(network, check)
-    seeding.load(store, network, seeding.with_ontology(records))
+def test_counts_equal_wntrs_model(driver: Driver, seeded: Seeded, network: str) -> None:
+    seeded.network(network)
     wn = wntr.network.WaterNetworkModel(str(LIBRARY_DIR / f"{network}.inp"))
     ns = plant_namespace(f"epanet-{network.lower()}")
     assert _count(driver, "CentrifugalPump", ns) == wn.num_pumps
@@ -155,12 +182,8 @@ def test_sensors_and_envelopes_state_one_unit_per_quantity() -> None:
     assert float(str(graph.value(vib, TK.maxValue))) == VIBRATION_LIMIT_MM_S
 
 
-def test_a_vibration_rise_ranks_the_pumps_vibration_mode(driver: Driver) -> None:
-    wipe(driver)
-    store = GraphStore(driver)
-    records = epanet_records("Net1")
-    plant_check.require_conformance("Net1", plant_check.check_plant(records, store=store))
-    seeding.load(store, "Net1", seeding.with_ontology(records))
+def test_a_vibration_rise_ranks_the_pumps_vibration_mode(driver: Driver, seeded: Seeded) -> None:
+    store = seeded.network("Net1")
     ns = plant_namespace("epanet-net1")
     pump = ns + "pump-9"
     modes = store.read(agent_queries.ASSET_PROFILE, asset=pump)
@@ -212,7 +235,9 @@ def _with_parallel_pump(tmp_path: Path) -> Path:
     return path
 
 
-def test_parallel_pumps_become_a_duty_standby_pair(driver: Driver, tmp_path: Path) -> None:
+def test_parallel_pumps_become_a_duty_standby_pair(
+    driver: Driver, seeded: Seeded, tmp_path: Path
+) -> None:
     path = _with_parallel_pump(tmp_path)
     graph, binding = epanet_plant(path)
     duty, standby = (
@@ -233,7 +258,7 @@ def test_parallel_pumps_become_a_duty_standby_pair(driver: Driver, tmp_path: Pat
     out = sim.get_outputs()
     assert out["pump:9B:running"] == 1.0 and out["pump:9:running"] == 0.0
     # and the graph meets the contracts in the real store
-    wipe(driver)
+    seeded.wipe()
     store = GraphStore(driver)
     records = rdf_to_records(graph)
     plant_check.require_conformance(str(path), plant_check.check_plant(records, store=store))
@@ -242,9 +267,9 @@ def test_parallel_pumps_become_a_duty_standby_pair(driver: Driver, tmp_path: Pat
 
 
 def test_cli_seeds_a_network_and_refuses_a_malformed_one(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+    neo4j_target: Neo4jTarget, driver: Driver, seeded: Seeded, tmp_path: Path
 ) -> None:
-    wipe(driver)
+    seeded.wipe()
     env = neo4j_target.env()
     done = _twinkg("seed", "--inp", "Net1", env=env)
     assert done.returncode == 0, done.stderr

@@ -1,6 +1,10 @@
 """The closed loop with the twin on a real Neo4j: the TEP in the loop, the agents deciding as of
 simulated time, the scenario's approver, the guard refusing an unsafe actuation inside the loop,
-and two runs giving the same KPIs and decisions."""
+and two runs giving the same KPIs and decisions.
+
+Each run seeds its own copy of the plant under its own run prefix, so the runs of this module
+share one database, wiped once: the look-ahead run the first test inspects is the first of the
+two runs the determinism test compares (one expensive run fewer)."""
 
 from __future__ import annotations
 
@@ -66,11 +70,21 @@ class World:
     driver: Driver
 
 
-@pytest.fixture
-def world(driver: Driver, tmp_path: Path) -> Iterator[World]:
+Run = tuple[SimResult, tuple[DecisionRecord, ...], list[float]]
+
+
+@pytest.fixture(scope="module")
+def world(driver: Driver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One database for the module's runs (each under its own run prefix)."""
     wipe(driver)
-    yield World(GraphStore(driver), tmp_path, driver)
+    yield World(GraphStore(driver), tmp_path_factory.mktemp("sim-loop"), driver)
     forget_decisions(driver)
+
+
+@pytest.fixture(scope="module")
+def lookahead_run(world: World) -> Run:
+    """The twin's run with look-ahead, as the scenario gives it (read-only for the tests)."""
+    return twin_run(world, "loop-det-1")
 
 
 class ScriptedPlanner:
@@ -103,7 +117,7 @@ def stripper(run_id: str) -> str:
 
 def twin_run(
     world: World, run_id: str, *, planner: Any = None, lookahead: bool = True, horizon: float = 3.0
-) -> tuple[SimResult, tuple[DecisionRecord, ...], list[float]]:
+) -> Run:
     """A twin run; the production-rate setpoints the TEP was given, in order."""
     sc = scenario(horizon)
     settings = Settings(home=world.home / run_id)
@@ -125,7 +139,7 @@ def twin_run(
             port.planner = lambda policy: planner  # type: ignore[method-assign]
         result, decisions = run_plant(
             plant,
-            replace(loop_config(sc, seed=1), lookahead_s=3600.0),
+            replace(loop_config(sc, seed=1), lookahead_s=1800.0),
             policy="twinkg",
             seed=1,
             port=port,
@@ -141,9 +155,9 @@ def rows(world: World, query: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_the_agents_decide_in_the_loop_and_their_decisions_are_informed_by_the_run(
-    world: World,
+    world: World, lookahead_run: Run
 ) -> None:
-    result, decisions, _ = twin_run(world, "loop-a")
+    result, decisions, _ = lookahead_run
     assert result.status == "completed", result.reason
     assert decisions, "the A-feed loss gave the agents nothing to decide"
     assert result.decisions
@@ -167,10 +181,13 @@ def test_the_agents_decide_in_the_loop_and_their_decisions_are_informed_by_the_r
     # approvals asked were answered by the scenario's simulated approver, said so
     asked = [d for d in decisions if d.outcome == "awaiting_approval"]
     assert asked, "no approval was asked (the plant's trust threshold is 0.8)"
-    comments = rows(
+    comments = rows(  # this run's approvals (the module's other runs share the database)
         world,
-        "MATCH (a:Approval) WHERE a.rdfs_comment STARTS WITH 'simulated approver of scenario' "
+        "MATCH (:SimulationRun {uri: $run})<-[:PROV_WAS_INFORMED_BY]-(d)"
+        "-[:PROV_WAS_INFORMED_BY]->(a:Approval) "
+        "WHERE a.rdfs_comment STARTS WITH 'simulated approver of scenario' "
         "RETURN a.rdfs_comment AS c",
+        run=result.run,
     )
     assert comments and "tep-loop-test@1.0.0" in comments[0]["c"]
     answered = {d.decision.rsplit("/", 1)[0] for d in decisions if d.decision.endswith("/2")}
@@ -206,8 +223,8 @@ def test_an_allowed_setpoint_change_reaches_the_simulator(world: World) -> None:
     assert given == sorted(given, reverse=True)
 
 
-def test_two_runs_give_the_same_kpis_and_decisions(world: World) -> None:
-    first, d1, _ = twin_run(world, "loop-det-1")
+def test_two_runs_give_the_same_kpis_and_decisions(world: World, lookahead_run: Run) -> None:
+    first, d1, _ = lookahead_run
     second, d2, _ = twin_run(world, "loop-det-2")
     assert first.kpis is not None and second.kpis is not None
     assert first.kpis.values() == second.kpis.values()
