@@ -7,31 +7,37 @@ recovery learns whether Neo4j committed a batch (decision 0028).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
 
-SENSORS = NamedQuery(
-    "telemetry.sensors",
-    "MATCH (s:Sensor) "
+_ALL_SENSORS: LiteralString = "MATCH (s:Sensor) "
+# the batch's own sensors, through the uri index (a batch names a few of a plant's sensors)
+_BATCH_SENSORS: LiteralString = (
+    "UNWIND $sensors AS id MATCH (s:Resource {uri: id}) WHERE s:Sensor WITH DISTINCT s "
+)
+_SENSOR_ROWS: LiteralString = (
     "OPTIONAL MATCH (s)-[:HAS_UNIT]->(u) "
     "OPTIONAL MATCH (s)-[:MONITORS]->(a) "
     "RETURN s.uri AS uri, s.externalId AS external_id, u.uri AS unit, "
     "s.physicalMin AS min, s.physicalMax AS max, s.lastObservedAt AS last, "
-    "s.samplingPeriod AS period, collect(a.uri) AS monitors ORDER BY uri",
+    "s.samplingPeriod AS period, collect(a.uri) AS monitors ORDER BY uri"
 )
+SENSORS = NamedQuery("telemetry.sensors", _ALL_SENSORS + _SENSOR_ROWS)
+BATCH_SENSORS = NamedQuery("telemetry.batch_sensors", _BATCH_SENSORS + _SENSOR_ROWS)
 
 # The equipment a detector watches, with its channels: the sensors on it, on what drives it, and
-# on what it is directly part of (a pump's detector also reads its motor and its loop).
-DETECTOR_SUBJECTS = NamedQuery(
-    "telemetry.detector_subjects",
-    "MATCH (e:Equipment) WHERE EXISTS { (:Sensor)-[:MONITORS]->(e) } "
-    "MATCH (s:Sensor)-[:MONITORS]->(x) "
-    "WHERE x = e OR (x)-[:DRIVES]->(e) OR (e)-[:PART_OF]->(x) "
+# on what it is directly part of (a pump's detector also reads its motor and its loop). Each
+# subject also carries its newest anomaly and the newest reading of its sensors before this
+# batch: an episode that ran through that reading is still active (decision 0046).
+_SUBJECT_ROWS: LiteralString = (
+    "CALL (e) { MATCH (s:Sensor)-[:MONITORS]->(e) RETURN s "
+    "UNION MATCH (s:Sensor)-[:MONITORS]->()-[:DRIVES]->(e) RETURN s "
+    "UNION MATCH (e)-[:PART_OF]->()<-[:MONITORS]-(s:Sensor) RETURN s } "
     "WITH e, s ORDER BY s.uri "
     "WITH e, collect(s.uri) AS sensors, collect(coalesce(s.accuracy, 0.0)) AS accuracy, "
     "max(s.lastObservedAt) AS last "
@@ -42,14 +48,24 @@ DETECTOR_SUBJECTS = NamedQuery(
     "an.anomalyScore AS episode_peak, an.sampleCount AS episode_points, "
     "al.uri AS episode_alarm LIMIT 1 } "
     "RETURN e.uri AS asset, e.tag AS tag, sensors, accuracy, last, episode, episode_start, "
-    "episode_end, episode_peak, episode_points, episode_alarm ORDER BY asset",
+    "episode_end, episode_peak, episode_points, episode_alarm ORDER BY asset"
 )
-# Each subject also carries its newest anomaly and the newest reading of its sensors before this
-# batch: an episode that ran through that reading is still active (decision 0046).
+DETECTOR_SUBJECTS = NamedQuery(
+    "telemetry.detector_subjects",
+    "MATCH (e:Equipment) WHERE EXISTS { (:Sensor)-[:MONITORS]->(e) } " + _SUBJECT_ROWS,
+)
+# only the subjects a batch's sensors are channels of (the others have nothing to score)
+BATCH_SUBJECTS = NamedQuery(
+    "telemetry.batch_subjects",
+    _BATCH_SENSORS + "CALL (s) { MATCH (s)-[:MONITORS]->(e:Equipment) RETURN e "
+    "UNION MATCH (s)-[:MONITORS]->()-[:DRIVES]->(e:Equipment) RETURN e "
+    "UNION MATCH (s)-[:MONITORS]->()<-[:PART_OF]-(e:Equipment) RETURN e } "
+    "WITH DISTINCT e WHERE EXISTS { (:Sensor)-[:MONITORS]->(e) } " + _SUBJECT_ROWS,
+)
 
-ENVELOPES = NamedQuery(
-    "telemetry.envelopes",
-    "MATCH (s:Sensor)-[:MONITORS]->(a)-[:HAS_ENVELOPE]->(env)-[:FOR_QUANTITY_KIND]->(qk) "
+# Each envelope's newest open alarm on the asset rides along (decision 0046).
+_ENVELOPE_ROWS: LiteralString = (
+    "MATCH (s)-[:MONITORS]->(a)-[:HAS_ENVELOPE]->(env)-[:FOR_QUANTITY_KIND]->(qk) "
     "WHERE (s)-[:HAS_QUANTITY_KIND]->(qk) "
     "AND EXISTS { MATCH (s)-[:HAS_UNIT]->(u)<-[:HAS_UNIT]-(env) } "
     "CALL (env, a) { OPTIONAL MATCH (al:Alarm)-[:PROV_USED]->(env) "
@@ -58,8 +74,10 @@ ENVELOPES = NamedQuery(
     "RETURN s.uri AS sensor, a.uri AS asset, env.uri AS envelope, "
     "env.minValue AS min, env.maxValue AS max, s.lastObservedAt AS last, "
     "al.uri AS alarm, al.occurredAt AS alarm_start, al.endedAt AS alarm_end "
-    "ORDER BY sensor, envelope",
+    "ORDER BY sensor, envelope"
 )
+ENVELOPES = NamedQuery("telemetry.envelopes", _ALL_SENSORS + _ENVELOPE_ROWS)
+BATCH_ENVELOPES = NamedQuery("telemetry.batch_envelopes", _BATCH_SENSORS + _ENVELOPE_ROWS)
 
 BATCH_BY_HASH = NamedQuery(
     "telemetry.batch_by_hash",
@@ -150,8 +168,8 @@ def _moment(value: object) -> datetime | None:
     return value
 
 
-def sensors(store: GraphStore) -> list[SensorRow]:
-    """Every sensor in the graph."""
+def sensors(store: GraphStore, only: Sequence[str] | None = None) -> list[SensorRow]:
+    """Every sensor in the graph, or only those with the IRIs in ``only`` (a batch's)."""
     return [
         SensorRow(
             r["uri"],
@@ -163,12 +181,17 @@ def sensors(store: GraphStore) -> list[SensorRow]:
             r["period"],
             tuple(r["monitors"]),
         )
-        for r in store.read(SENSORS)
+        for r in (
+            store.read(SENSORS) if only is None else store.read(BATCH_SENSORS, sensors=list(only))
+        )
     ]
 
 
-def detector_subjects(store: GraphStore) -> list[DetectorSubject]:
-    """Every monitored piece of equipment and its detector's channels."""
+def detector_subjects(
+    store: GraphStore, only: Sequence[str] | None = None
+) -> list[DetectorSubject]:
+    """Every monitored piece of equipment and its detector's channels; with ``only``, the
+    equipment one of those sensors (a batch's) is a channel of."""
     return [
         DetectorSubject(
             r["asset"],
@@ -178,7 +201,11 @@ def detector_subjects(store: GraphStore) -> list[DetectorSubject]:
             _moment(r["last"]),
             _episode(r, "episode"),
         )
-        for r in store.read(DETECTOR_SUBJECTS)
+        for r in (
+            store.read(DETECTOR_SUBJECTS)
+            if only is None
+            else store.read(BATCH_SUBJECTS, sensors=list(only))
+        )
     ]
 
 
@@ -196,8 +223,9 @@ def _episode(row: Mapping[str, Any], name: str) -> OpenEpisode | None:
     )
 
 
-def envelopes(store: GraphStore) -> list[EnvelopeRow]:
-    """Envelopes whose quantity kind and unit match a sensor on the same asset."""
+def envelopes(store: GraphStore, only: Sequence[str] | None = None) -> list[EnvelopeRow]:
+    """Envelopes whose quantity kind and unit match a sensor on the same asset (with ``only``,
+    a sensor among those IRIs)."""
     return [
         EnvelopeRow(
             r["sensor"],
@@ -208,7 +236,11 @@ def envelopes(store: GraphStore) -> list[EnvelopeRow]:
             _moment(r["last"]),
             _episode(r, "alarm"),
         )
-        for r in store.read(ENVELOPES)
+        for r in (
+            store.read(ENVELOPES)
+            if only is None
+            else store.read(BATCH_ENVELOPES, sensors=list(only))
+        )
     ]
 
 

@@ -119,7 +119,7 @@ def batch_events(
     batch_iri: str,
 ) -> Events:
     """Anomalies from each detector, and the alarms they and the envelopes raise."""
-    subjects = telemetry_state.detector_subjects(store)
+    subjects = telemetry_state.detector_subjects(store, only=columns.sensors)
     detection = _detect(columns, subjects, options)
     scores, found, notes = detection.window_scores, detection.found, detection.notes
     nodes: list[NodeRecord] = []
@@ -288,7 +288,7 @@ def _envelope_alarms(
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
     new = 0
-    for env in telemetry_state.envelopes(store):
+    for env in telemetry_state.envelopes(store, only=sorted(by_sensor)):
         lo = -np.inf if env.minimum is None else env.minimum
         hi = np.inf if env.maximum is None else env.maximum
         windows = by_sensor.get(env.sensor, [])

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from twinkg.kg import telemetry_state
 from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
@@ -277,6 +278,12 @@ class _Derived:
         return tuple((path, detector.save) for path, detector in self.events.fitted)
 
 
+def _named_sensors(batch: PointBatch) -> list[str]:
+    """The distinct sensor IRIs a batch names (only those the contract needs to know)."""
+    named = pc.unique(pc.drop_null(batch.sensor)).to_pylist()
+    return sorted(str(x) for x in named)
+
+
 def _derive(
     store: GraphStore,
     batch: PointBatch,
@@ -290,7 +297,7 @@ def _derive(
     clock = time.perf_counter()
     iri = batch_iri(batch_id)
     report(IngestPhase.CONTRACT, 0, len(batch))
-    rows = telemetry_state.sensors(store)
+    rows = telemetry_state.sensors(store, only=_named_sensors(batch))
     received = options.received_at or datetime.now(UTC)
     latest = received + timedelta(seconds=options.clock_skew_s)
     result = compiled.check(batch, sensor_table(rows), latest_acceptable_ns=nanos(latest))
