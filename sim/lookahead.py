@@ -2,10 +2,10 @@
 
 :class:`LookaheadPlanner` implements ``agents.planning.Planner``. It asks its inner planner (the
 rule planner, or the LLM planner) for its candidates, adds the plant's own candidates for the case
-from the plant binding (a setpoint cut by 5, 10 or 20 %, a controlled stop, a switch to the
+from the plant binding (a setpoint cut by 10 or 20 %, a controlled stop, a switch to the
 standby, a work order, and doing nothing but gather data), and for each one forks the
 co-simulation (``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``,
-default 4 simulated hours), scores the outcome and restores the fork. Short-horizon replanning
+the scenario's ``lookahead_h``, default 2 simulated hours), scores the outcome and restores the fork. Short-horizon replanning
 under the long-horizon objective: the score orders, lexicographically by weight, a trip avoided
 ≫ unplanned downtime (including the failures the degradation model's hazard expects, each
 costing a repair's hours) ≫ throughput lost ≫ maintenance cost. It proposes the best (ties: the
@@ -30,8 +30,9 @@ from twinkg.ontology.errors import SimulatorError
 if TYPE_CHECKING:
     from twinkg.sim.loop import LoopState
 
-CUTS = (0.05, 0.10, 0.20)
-DEFAULT_HORIZON_S = 4 * 3600.0
+CUTS = (0.10, 0.20)
+_NOTHING = ActionKind.GATHER_DATA
+DEFAULT_HORIZON_S = 2 * 3600.0
 W_TRIP, W_DOWN, W_LOSS, W_COST = 1e6, 1e3, 1e1, 1e-3
 _GENTLE = (
     ActionKind.GATHER_DATA,
@@ -93,8 +94,11 @@ class LookaheadPlanner:
                 actions.append(action)
         if not actions:
             return first
+        # doing nothing first: what moves nothing in the plant shares its outcome
+        order = sorted(range(len(actions)), key=lambda i: actions[i].kind is not _NOTHING)
         try:
-            outcomes = [self._try(a) for a in actions]
+            tried = {i: self._try(actions[i]) for i in order}
+            outcomes = [tried[i] for i in range(len(actions))]
         except SimulatorError as exc:  # a plant that cannot fork: the inner plan, said so
             note = {"lookahead": {"skipped": str(exc)}}
             return first.model_copy(update={"transcript": [*first.transcript, note]})
@@ -220,7 +224,10 @@ class LookaheadPlanner:
             self._cache, self._cache_at = {}, now
         key = (action.kind, action.target, action.proposed_setpoint, action.ramp_s)
         if key not in self._cache:
-            self._cache[key] = try_on_fork(self.state, action, self.horizon_s)
+            unmoved = next(
+                (o for k, o in self._cache.items() if k[0] is ActionKind.GATHER_DATA), None
+            )
+            self._cache[key] = try_on_fork(self.state, action, self.horizon_s, unmoved=unmoved)
         return self._cache[key]
 
 

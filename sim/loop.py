@@ -207,7 +207,7 @@ class LoopConfig:
     telemetry_s: float
     decide_s: float
     warmup_s: float
-    lookahead_s: float = 4 * 3600.0  # how far the look-ahead planner simulates each candidate
+    lookahead_s: float = 2 * 3600.0  # how far the look-ahead planner simulates each candidate
     crews: int = 1
     repair_s: float = 8 * 3600.0
     cost_per_repair: float = 0.0
@@ -582,6 +582,7 @@ class _TwinDriver:
         self.buffer: list[dict[str, Any]] = []
         self.rows = 0
         self.fitted = False
+        self.suppressed = 0  # decision points skipped while the plant was down
         self.prefix = run_prefix(run_id)
 
     def decide(self, t: float) -> None:
@@ -594,6 +595,12 @@ class _TwinDriver:
         elif self.buffer:
             self.port.ingest(self.buffer, received_at=sim_time(t), fit_rows=None, source="sim")
         self.buffer = []
+        if self.state.plant_down:
+            # state-based suppression (ISA-18.2): while the plant is shut down its process
+            # alarms are the shutdown's consequences, and no action reaches a stopped process;
+            # the twin keeps ingesting and decides again once the plant runs
+            self.suppressed += 1
+            return
         scope = self.state.plant.binding.site
         found = self.port.decide(
             run_id=self.run_id,
@@ -857,12 +864,20 @@ def _with_lookahead(inner: Planner, state: LoopState) -> Planner:
     return LookaheadPlanner(inner, state, horizon_s=state.config.lookahead_s)
 
 
-def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> Outcome:
+def try_on_fork(
+    state: LoopState,
+    action: ProposedAction,
+    horizon_s: float,
+    *,
+    unmoved: Outcome | None = None,
+) -> Outcome:
     """Apply ``action`` to a fork of the run and simulate ``horizon_s`` ahead; what happened.
 
     The fork is the master's snapshot and a copy of the loop's own state (commands, jobs,
     failures, the KPI ledger); both are put back whatever happens. The future faults of the
-    schedule are not known to the fork (the planner cannot know them).
+    schedule are not known to the fork (the planner cannot know them). An action that moves
+    nothing in the plant (a work order on equipment nothing repairs, say) gives ``unmoved``,
+    doing nothing's outcome, when that is known: the same fork need not run twice.
     """
     from twinkg.sim.lookahead import Outcome  # noqa: PLC0415
 
@@ -892,7 +907,8 @@ def try_on_fork(state: LoopState, action: ProposedAction, horizon_s: float) -> O
             value=action.proposed_setpoint,
             ramp_s=action.ramp_s or 0.0,
         )
-        state.apply(command, master.time)
+        if not state.apply(command, master.time) and unmoved is not None:
+            return unmoved
         dt = config.step_s
         for _ in range(max(1, round(horizon_s / dt))):
             t = master.time

@@ -58,6 +58,7 @@ def loop_config(scenario: Scenario, *, seed: int) -> LoopConfig:
         telemetry_s=t.telemetry_s,
         decide_s=t.decide_s,
         warmup_s=t.warmup_s,
+        lookahead_s=t.lookahead_h * 3600.0,
         crews=m.crews,
         repair_s=m.repair_h * 3600.0,
         cost_per_repair=m.cost_per_repair,

@@ -198,6 +198,7 @@ class TimeSpec(_Frozen):
     telemetry_s: Positive
     decide_s: Positive
     warmup_h: NonNegative = 0.0
+    lookahead_h: Positive = 2.0  # how far the look-ahead planner simulates each candidate
 
     @field_validator("telemetry_s", "decide_s")
     @classmethod
@@ -219,6 +220,8 @@ class TimeSpec(_Frozen):
     def _horizon_in_steps(self) -> Self:
         if not _is_multiple(self.horizon_h * 3600.0, self.step_s):
             raise ValueError(f"horizon_h ({self.horizon_h:g} h) is not a whole number of steps")
+        if self.lookahead_h * 3600.0 < self.step_s:
+            raise ValueError(f"lookahead_h ({self.lookahead_h:g} h) is shorter than one step")
         return self
 
     @property

@@ -14,11 +14,12 @@ import pytest
 from rdflib import Graph
 
 from twinkg.agents.planning import PlanningCase, RulePlanner
-from twinkg.agents.state import Hypothesis
+from twinkg.agents.state import ActionKind, Hypothesis, ProposedAction
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 from twinkg.sim.adapter import ModelInfo, Variable
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
+from twinkg.sim.lookahead import Outcome
 from twinkg.sim.loop import (
     LoopConfig,
     LoopState,
@@ -27,6 +28,7 @@ from twinkg.sim.loop import (
     run_plant,
     sim_time,
     telemetry_points,
+    try_on_fork,
 )
 from twinkg.sim.master import Connection, CoSimulation
 from twinkg.sim.policies import Command
@@ -545,7 +547,7 @@ def lookahead_run() -> tuple[Any, Any, Any, PlanningPort]:
     plant = toy_plant(rate=0.05)
     plant.graph, plant.lookahead = Graph(), True
     result, decisions, kpis = run(
-        "twinkg", plant=plant, cfg=config(horizon_s=26 * 3600.0), port=port
+        "twinkg", plant=plant, cfg=config(horizon_s=26 * 3600.0, lookahead_s=4 * 3600.0), port=port
     )
     return result, decisions, kpis, port
 
@@ -621,3 +623,64 @@ def test_a_repaired_pump_runs_again_without_commanded_inputs() -> None:
     assert kpis["unplanned_downtime_h"][0] == pytest.approx(4.0, abs=0.5)
     inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
     assert inputs["pump:1:status"] == 1.0 and inputs["pump:2:status"] == 0.0
+
+
+class ShutdownPlant(ToyPlant):
+    """The toy plant, shut down (``plant:running`` 0) from 5 h to 7 h."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = 0.0
+
+    def do_step(self, t: float, dt: float) -> None:
+        super().do_step(t, dt)
+        self.t = t + dt
+
+    def get_outputs(self) -> dict[str, float]:
+        down = 5 * 3600.0 < self.t <= 7 * 3600.0
+        return {**super().get_outputs(), "plant:running": 0.0 if down else 1.0}
+
+
+class CountingPort(ScriptedPort):
+    def __init__(self) -> None:
+        super().__init__([], [])
+        self.asked: list[datetime] = []
+
+    def decide(
+        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+    ) -> list[PortDecision]:
+        self.asked.append(as_of)
+        return []
+
+
+def test_the_twin_keeps_ingesting_but_does_not_decide_while_the_plant_is_down() -> None:
+    port = CountingPort()
+    plant = toy_plant(rate=0.0, plant=ShutdownPlant())
+    plant.graph = Graph()
+    result, _, _ = run("twinkg", plant=plant, cfg=config(horizon_s=9 * 3600.0), port=port)
+    assert result.status == "completed"
+    hours = [(t - sim_time(0.0)).total_seconds() / 3600 for t in port.asked]
+    assert hours == [4.0, 5.0, 8.0, 9.0]  # 6 h and 7 h: the plant was down
+    ingested = [(t - sim_time(0.0)).total_seconds() / 3600 for _, _, t in port.ingested]
+    assert ingested == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # its data still reached the twin
+
+
+def test_a_candidate_that_moves_nothing_shares_doing_nothings_fork() -> None:
+    state = LoopState(toy_plant(rate=0.0), config())
+    state.plant.master.instantiate({}, 1)
+    nothing = Outcome(trips=0, unplanned_h=0.0, expected_failures=0.0, throughput=1.0, cost=0.0)
+    stray = ProposedAction(
+        kind=ActionKind.WORK_ORDER,
+        target="https://example.org/toy/no-such-asset",
+        confidence=0.5,
+        proposed_at="2026-01-01T00:00:00+00:00",
+    )
+    assert try_on_fork(state, stray, 3600.0, unmoved=nothing) is nothing
+    switch = ProposedAction(
+        kind=ActionKind.SWITCH_TO_STANDBY,
+        target=P1,
+        confidence=0.5,
+        proposed_at="2026-01-01T00:00:00+00:00",
+    )
+    moved = try_on_fork(state, switch, 3600.0, unmoved=nothing)
+    assert moved is not nothing and state.plant.master.time == 0.0  # simulated, then put back
