@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,9 @@ from rdflib import RDF, Graph, URIRef
 from rdflib.term import Node
 from tep_studio import list_manipulated_variables, list_measurements
 
-from tests.conftest import REPO, Neo4jTarget, wipe
-from twinkg.graph_seed import plant_check
-from twinkg.graph_seed.registry import parse_plant, plant_records
+from tests.conftest import REPO, Neo4jTarget
+from twinkg.graph_seed import plant_check, seeding
+from twinkg.graph_seed.registry import Plant, parse_plant, plant_records
 from twinkg.graph_seed.tep import DEFAULT_BASE, DISTURBANCES, tep_plant
 from twinkg.kg.mapping import rdf_to_records
 from twinkg.kg.store import GraphStore
@@ -96,6 +95,16 @@ def test_two_bases_give_disjoint_copies() -> None:
     assert not set(a.subjects()) & set(b.subjects())
 
 
+@pytest.mark.neo4j
+def test_the_plant_passes_the_check_seed_applies(empty_store: GraphStore) -> None:
+    check = plant_check.check_plant(plant_records(parse_plant("tep")), store=empty_store)
+    assert check.conforms, (check.blocking[:3], check.dangling[:3])
+    seeding.load(empty_store, "tep", seeding.with_ontology(plant_records(Plant.TEP)))
+    second, _ = tep_plant("https://example.org/run/7/")
+    check = plant_check.check_plant(rdf_to_records(second), store=empty_store)
+    assert check.conforms, (check.blocking[:3], check.dangling[:3])
+
+
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TWINKG, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
@@ -117,42 +126,11 @@ def _totals(driver: Driver) -> tuple[int, int]:
     return int(records[0]["n"]), int(records[0]["r"])
 
 
-@dataclass(frozen=True)
-class Seeded:
-    """The TEP plant checked against an empty database, then seeded there by ``twinkg seed``."""
-
-    store: GraphStore
-    empty_check: plant_check.PlantCheck
-    first: subprocess.CompletedProcess[str]
-
-
-@pytest.fixture(scope="module")
-def seeded(neo4j_target: Neo4jTarget, driver: Driver) -> Seeded:
-    """One seed of the TEP plant for the module (the tests after it only read the graph, or
-    seed it again to show nothing changes): the check on the empty database, then the seed as a
-    user runs it (which checks the same and loads the ontology and the plant, then classifies)."""
-    wipe(driver)
-    store = GraphStore(driver)
-    empty_check = plant_check.check_plant(plant_records(parse_plant("tep")), store=store)
-    first = _run("seed", "--plant", "tep", env=neo4j_target.env())
-    return Seeded(store, empty_check, first)
-
-
-@pytest.mark.neo4j
-def test_the_plant_passes_the_check_seed_applies(seeded: Seeded) -> None:
-    check = seeded.empty_check
-    assert check.conforms, (check.blocking[:3], check.dangling[:3])
-    assert seeded.first.returncode == 0, seeded.first.stderr  # the seed applied
-    second, _ = tep_plant("https://example.org/run/7/")
-    check = plant_check.check_plant(rdf_to_records(second), store=seeded.store)
-    assert check.conforms, (check.blocking[:3], check.dangling[:3])
-
-
 @pytest.mark.neo4j
 def test_seed_plant_tep_twice_is_idempotent(
-    neo4j_target: Neo4jTarget, driver: Driver, seeded: Seeded
+    neo4j_target: Neo4jTarget, driver: Driver, empty_store: GraphStore
 ) -> None:
-    first = seeded.first  # as a user runs it, on the empty database
+    first = _run("seed", "--plant", "tep", env=neo4j_target.env())  # as a user runs it
     assert first.returncode == 0, first.stderr
     assert "seeded tep" in first.stdout
     assert "classification skipped" not in first.stderr
