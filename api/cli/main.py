@@ -34,7 +34,6 @@ from twinkg.api.cli.common import (
 from twinkg.api.settings import connection, local_server_config
 from twinkg.api.twin import Twin
 from twinkg.graph_seed import plant_check, seeding
-from twinkg.graph_seed.epanet import epanet_records
 from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
 from twinkg.kg import local_server, rdf_text
@@ -122,6 +121,8 @@ def seed(
     if [plant, file, inp].count(None) != 2:
         raise InvalidInputError("give one of --plant NAME, --file PLANT.ttl or --inp NETWORK.inp")
     if inp is not None:  # malformed or unsupported: ModelFileError (FILE:LINE), nothing written
+        from twinkg.graph_seed.epanet import epanet_records  # noqa: PLC0415 - loads wntr (1 s)
+
         name, plant_records = str(inp), epanet_records(inp, base)  # a path or a wntr network name
     elif file is not None:
         if not file.is_file():

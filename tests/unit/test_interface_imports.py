@@ -59,3 +59,19 @@ def test_the_twin_and_what_it_shares_import_no_interface(name: str) -> None:
     interfaces = tuple(f"twinkg.api.{i}" for i in INTERFACES)
     wrong = {m for m in _imports(API / f"{name}.py") if m.startswith(interfaces)}
     assert not wrong, f"api/{name}.py imports {sorted(wrong)}"
+
+
+def test_the_cli_starts_without_loading_the_simulators() -> None:
+    """Every ``twinkg`` command pays for what the CLI imports at start: the simulators (wntr,
+    tep-studio, fmpy, about a second) load only in the commands that use them."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    probe = (
+        "import sys, twinkg.api.cli.main; "
+        "print(sorted(m for m in ('wntr', 'tep_studio', 'fmpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]"
