@@ -168,6 +168,13 @@ def _moment(value: object) -> datetime | None:
     return value
 
 
+def _read(
+    store: GraphStore, whole: NamedQuery, scoped: NamedQuery, only: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    """``whole``'s rows, or with ``only`` (sensor IRIs) ``scoped``'s for those sensors."""
+    return store.read(whole) if only is None else store.read(scoped, sensors=list(only))
+
+
 def sensors(store: GraphStore, only: Sequence[str] | None = None) -> list[SensorRow]:
     """Every sensor in the graph, or only those with the IRIs in ``only`` (a batch's)."""
     return [
@@ -181,9 +188,7 @@ def sensors(store: GraphStore, only: Sequence[str] | None = None) -> list[Sensor
             r["period"],
             tuple(r["monitors"]),
         )
-        for r in (
-            store.read(SENSORS) if only is None else store.read(BATCH_SENSORS, sensors=list(only))
-        )
+        for r in _read(store, SENSORS, BATCH_SENSORS, only)
     ]
 
 
@@ -201,11 +206,7 @@ def detector_subjects(
             _moment(r["last"]),
             _episode(r, "episode"),
         )
-        for r in (
-            store.read(DETECTOR_SUBJECTS)
-            if only is None
-            else store.read(BATCH_SUBJECTS, sensors=list(only))
-        )
+        for r in _read(store, DETECTOR_SUBJECTS, BATCH_SUBJECTS, only)
     ]
 
 
@@ -236,11 +237,7 @@ def envelopes(store: GraphStore, only: Sequence[str] | None = None) -> list[Enve
             _moment(r["last"]),
             _episode(r, "alarm"),
         )
-        for r in (
-            store.read(ENVELOPES)
-            if only is None
-            else store.read(BATCH_ENVELOPES, sensors=list(only))
-        )
+        for r in _read(store, ENVELOPES, BATCH_ENVELOPES, only)
     ]
 
 
