@@ -2,15 +2,15 @@
 
 :class:`LookaheadPlanner` implements ``agents.planning.Planner``. It asks its inner planner (the
 rule planner, or the LLM planner) for its candidates, adds the plant's own candidates for the case
-from the plant binding (a setpoint cut by 10 or 20 %, a controlled stop, a switch to the
-standby, a work order, and doing nothing but gather data), and for each one forks the
-co-simulation (``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``,
-the scenario's ``lookahead_h``, default 2 simulated hours), scores the outcome and restores the fork. Short-horizon replanning
-under the long-horizon objective: the score orders, lexicographically by weight, a trip avoided
-≫ unplanned downtime (including the failures the degradation model's hazard expects, each
-costing a repair's hours) ≫ throughput lost ≫ maintenance cost. It proposes the best (ties: the
-inner planner's order, then the gentler kind) and records every candidate's predicted KPIs in
-the plan's transcript, so the look-ahead lands in the decision's provenance as evidence.
+from the plant binding (a setpoint cut by 10 or 20 %, a controlled stop, a switch to the standby, a
+work order, and doing nothing but gather data), and for each one forks the co-simulation
+(``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``, the scenario's
+``lookahead_h``, default 2 simulated hours), scores the outcome and restores the fork.
+Short-horizon replanning under the long-horizon objective: the score orders, lexicographically by
+weight, a trip avoided ≫ unplanned downtime (including the failures the degradation model's hazard
+expects, each costing a repair's hours) ≫ throughput lost ≫ maintenance cost. It proposes the best
+(ties: the inner planner's order, then the gentler kind) and records every candidate's predicted
+KPIs in the plan's transcript, so the look-ahead lands in the decision's provenance as evidence.
 
 Deterministic: the fork starts from the same state with the same random streams, and the
 candidates are tried in a fixed order.
