@@ -75,7 +75,9 @@ def print_table(comparison: Comparison) -> None:
     for kpi in KPI_NAMES:
         unit = next((r.unit for r in comparison.rows if r.kpi == kpi and r.unit), "")
         label = f"{kpi} ({unit})" if unit else kpi
-        cells = "".join(f" {_cell(_row(comparison, kpi, p)):>{width - 1}}" for p in comparison.policies)
+        cells = "".join(
+            f" {_cell(_row(comparison, kpi, p)):>{width - 1}}" for p in comparison.policies
+        )
         print(f"{label:<22}{cells}")
 
 
