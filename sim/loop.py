@@ -582,7 +582,6 @@ class _TwinDriver:
         self.buffer: list[dict[str, Any]] = []
         self.rows = 0
         self.fitted = False
-        self.suppressed = 0  # decision points skipped while the plant was down
         self.prefix = run_prefix(run_id)
 
     def decide(self, t: float) -> None:
@@ -599,7 +598,6 @@ class _TwinDriver:
             # state-based suppression (ISA-18.2): while the plant is shut down its process
             # alarms are the shutdown's consequences, and no action reaches a stopped process;
             # the twin keeps ingesting and decides again once the plant runs
-            self.suppressed += 1
             return
         scope = self.state.plant.binding.site
         found = self.port.decide(
