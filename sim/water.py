@@ -42,6 +42,7 @@ _N_ELEVATION, _N_EMITTER, _N_DEMAND, _N_HEAD, _N_PRESSURE, _N_DEFICIT = 0, 3, 9,
 _L_INITSETTING, _L_FLOW, _L_STATUS, _L_SETTING, _L_ENERGY = 5, 8, 11, 12, 13
 _T_DURATION, _T_HYDSTEP, _T_REPORTSTEP, _T_REPORTSTART = 0, 1, 5, 6
 _O_DEMANDMULT = 4
+_W_UNBALANCED = 1  # EPANET warning: the hydraulic solver did not converge
 _LPS = 5  # litres per second: the SI flow unit the network is run in
 _GRAVITY = 9.80665
 _LEAK_DISCHARGE_COEFFICIENT = 0.75  # orifice Cd of a leak (wntr's leak model uses the same)
@@ -673,6 +674,12 @@ class WaterNetworkSimulator:
             self._run_h(en)
         while self._time < target:
             if self._next_h(en) <= 0:
+                if self.warnings.get(_W_UNBALANCED):  # EPANET ends the run (Htime = duration)
+                    raise SimulatorError(
+                        f"EPANET halted at {self._time} s: the hydraulics did not converge in "
+                        f"{self.wn.options.hydraulic.trials} trials (system unbalanced) and the "
+                        "network's UNBALANCED option is STOP"
+                    )
                 raise SimulatorError(f"past the horizon at {self._time} s")
             self._run_h(en)
         if self._time != target:

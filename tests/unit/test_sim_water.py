@@ -358,3 +358,14 @@ def test_non_utf8_and_missing_files(tmp_path: Path) -> None:
     _expect_line(path, 4, "UTF-8")
     with pytest.raises(ModelFileError, match=r"no such \.inp file"):
         WaterNetworkSimulator(tmp_path / "missing.inp")
+
+
+def test_a_network_that_does_not_converge_says_so() -> None:
+    """EPANET halts an unbalanced network whose UNBALANCED option is STOP: the run fails naming
+    that, not a horizon it never reached."""
+    sim = WaterNetworkSimulator("Net3")
+    sim.wn.options.hydraulic.trials = 1  # too few for Net3 to converge
+    sim.wn.options.hydraulic.unbalanced = "STOP"
+    sim.instantiate({"step_s": 900, "horizon_s": 86400}, 1)
+    with pytest.raises(SimulatorError, match=r"did not converge in 1 trials .* is STOP"):
+        sim.do_step(0.0, 900.0)
