@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from twinkg.agents.planning import Plan, Planner, PlanningCase
 from twinkg.agents.state import ActionKind, Candidate, ProposedAction
 from twinkg.ontology.errors import SimulatorError
+from twinkg.sim.policies import Command
 
 if TYPE_CHECKING:
     from twinkg.sim.loop import LoopState
@@ -52,10 +53,11 @@ class Outcome:
     expected_failures: float
     throughput: float
     cost: float
+    failures_after: float = 0.0  # expected past the horizon, over the risk horizon (terminal)
 
     def score(self, repair_h: float, reference: float) -> float:
         """Higher is better; ``reference`` is doing nothing's throughput (for the loss)."""
-        down = self.unplanned_h + self.expected_failures * repair_h
+        down = self.unplanned_h + (self.expected_failures + self.failures_after) * repair_h
         loss = 0.0 if reference <= 0 else max(0.0, (reference - self.throughput) / reference)
         return -(W_TRIP * self.trips + W_DOWN * down + W_LOSS * loss + W_COST * self.cost)
 
@@ -65,6 +67,7 @@ class Outcome:
             "trips": float(self.trips),
             "unplanned_h": round(self.unplanned_h, 6),
             "expected_failures": round(self.expected_failures, 6),
+            "failures_after": round(self.failures_after, 6),
             "throughput": round(self.throughput, 6),
             "cost": round(self.cost, 3),
         }
@@ -92,6 +95,10 @@ class LookaheadPlanner:
         for action in self._plant_candidates(case):
             if not any(_same(action, a) for a in actions):
                 actions.append(action)
+        # what the plant cannot carry out (a setpoint of another quantity than its actuator
+        # takes) is not tried: the plant interface would refuse it, so its fork would mislead
+        dropped = [a for a in actions if not self._carried(a)]
+        actions = [a for a in actions if self._carried(a)]
         if not actions:
             return first
         # doing nothing first: what moves nothing in the plant shares its outcome
@@ -140,6 +147,10 @@ class LookaheadPlanner:
                     for score, _, a, o in scored
                 ],
                 "chosen": best[1],
+                "not_carried": [
+                    {"kind": a.kind.value, "target": a.target, "quantity_kind": a.quantity_kind}
+                    for a in dropped
+                ],
             }
         }
         action = best[2].model_copy(
@@ -214,6 +225,10 @@ class LookaheadPlanner:
             out.append(make(ActionKind.WORK_ORDER, own.asset, "repair it"))
         return out
 
+    def _carried(self, action: ProposedAction) -> bool:
+        command = Command(action.kind.value, action.target, value=action.proposed_setpoint)
+        return self.state.carries(command, action.quantity_kind)
+
     # -- the fork --------------------------------------------------------------------------
 
     def _try(self, action: ProposedAction) -> Outcome:
@@ -236,8 +251,10 @@ def _same(a: ProposedAction, b: ProposedAction) -> bool:
 
 
 def _risk(nothing: Outcome, o: Outcome, repair_h: float) -> float:
-    base = nothing.unplanned_h + nothing.expected_failures * repair_h + 10 * nothing.trips
-    now = o.unplanned_h + o.expected_failures * repair_h + 10 * o.trips
+    def exposure(x: Outcome) -> float:
+        return x.unplanned_h + (x.expected_failures + x.failures_after) * repair_h + 10 * x.trips
+
+    base, now = exposure(nothing), exposure(o)
     return 0.0 if base <= 0 else max(0.0, min(1.0, (base - now) / base))
 
 

@@ -208,6 +208,7 @@ class LoopConfig:
     decide_s: float
     warmup_s: float
     lookahead_s: float = 2 * 3600.0  # how far the look-ahead planner simulates each candidate
+    risk_horizon_s: float = 24 * 3600.0  # how far past it a repairable asset's hazard counts
     crews: int = 1
     repair_s: float = 8 * 3600.0
     cost_per_repair: float = 0.0
@@ -929,6 +930,7 @@ def try_on_fork(
                     running = merged.get(f"pump:{a.repairable}:running", 0.0) >= 0.5
                     hazard = merged.get(f"pump:{a.repairable}:hazard", 0.0)
                     expected += hazard * dt / 3600.0 if running else 0.0
+        after = _failures_after(state, _merged(plant), config.risk_horizon_s)
         kpis = state.kpi.result(partial=True)
         energy = 0.0
         if math.isfinite(kpis.energy_per_unit):  # $/h (tep) or kWh/m3 (water): a tie-breaker
@@ -939,6 +941,7 @@ def try_on_fork(
             trips=kpis.trips,
             unplanned_h=kpis.unplanned_downtime_h,
             expected_failures=expected,
+            failures_after=after,
             throughput=kpis.throughput if math.isfinite(kpis.throughput) else 0.0,
             cost=kpis.maintenance_cost + ordered * job_cost + energy,
         )
@@ -954,6 +957,25 @@ def try_on_fork(
             state.simulated_s,
             state.ramps,
         ) = saved
+
+
+def _failures_after(state: LoopState, merged: Mapping[str, float], risk_s: float) -> float:
+    """The failures expected over ``risk_s`` past the fork's end (the look-ahead's terminal cost).
+
+    Each repairable asset that has not failed and has no job ordered keeps the failure hazard it
+    ends the fork with, for ``risk_s``, whether it runs or stands stopped: stopping a wearing pump
+    defers its risk and does not remove it; only a repair does. The hazard only grows with wear,
+    so the figure is a lower bound.
+    """
+    if risk_s <= 0:
+        return 0.0
+    ordered = {j.asset for j in state.jobs}
+    total = 0.0
+    for a in state.plant.binding.actuators:
+        if a.repairable is None or a.asset in state.failed or a.asset in ordered:
+            continue
+        total += merged.get(f"pump:{a.repairable}:hazard", 0.0) * risk_s / 3600.0
+    return total
 
 
 def new_run_id(scenario: str, policy: str, seed: int) -> str:

@@ -59,6 +59,7 @@ def loop_config(scenario: Scenario, *, seed: int) -> LoopConfig:
         decide_s=t.decide_s,
         warmup_s=t.warmup_s,
         lookahead_s=t.lookahead_h * 3600.0,
+        risk_horizon_s=t.risk_horizon_h * 3600.0,
         crews=m.crews,
         repair_s=m.repair_h * 3600.0,
         cost_per_repair=m.cost_per_repair,
@@ -226,7 +227,11 @@ def _epanet(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> 
         feedthrough=(SENSORS,),
     )
     parameters: dict[str, Mapping[str, Any]] = {
-        PLANT: {"step_s": scenario.time.step_s, "horizon_s": scenario.time.horizon_s + 86400},
+        PLANT: {
+            "step_s": scenario.time.step_s,
+            "horizon_s": scenario.time.horizon_s + 86400,
+            "unbalanced": scenario.plant.unbalanced,
+        },
         DEGRADATION: {"pumps": list(pumps)},
         SENSORS: {"signals": signals, "faults": _sensor_faults(schedule)},
     }

@@ -182,11 +182,16 @@ class PlantSpec(_Frozen):
 
     kind: Literal["tep", "epanet", "fmu"]
     model: Text = Field(min_length=1)
+    # epanet: what EPANET does when a hydraulic solution does not converge ("file": the
+    # network's own UNBALANCED option; "stop": halt, failing the run; "continue": go on)
+    unbalanced: Literal["file", "stop", "continue"] = "file"
 
     @model_validator(mode="after")
     def _model_fits_kind(self) -> Self:
         if self.kind == "tep" and self.model != "mode1":
             raise ValueError(f"tep runs operating mode 'mode1' only, not {self.model!r}")
+        if self.kind != "epanet" and self.unbalanced != "file":
+            raise ValueError(f"unbalanced applies to epanet networks only, not to {self.kind}")
         return self
 
 
@@ -199,6 +204,8 @@ class TimeSpec(_Frozen):
     decide_s: Positive
     warmup_h: NonNegative = 0.0
     lookahead_h: Positive = 2.0  # how far the look-ahead planner simulates each candidate
+    # how far past the look-ahead a wearing asset's failure hazard is counted (its terminal cost)
+    risk_horizon_h: NonNegative = 24.0
 
     @field_validator("telemetry_s", "decide_s")
     @classmethod

@@ -43,6 +43,12 @@ _L_INITSETTING, _L_FLOW, _L_STATUS, _L_SETTING, _L_ENERGY = 5, 8, 11, 12, 13
 _T_DURATION, _T_HYDSTEP, _T_REPORTSTEP, _T_REPORTSTART = 0, 1, 5, 6
 _O_DEMANDMULT = 4
 _W_UNBALANCED = 1  # EPANET warning: the hydraulic solver did not converge
+# the ``unbalanced`` parameter → wntr's (UNBALANCED, its value); "file" keeps the network's own
+_UNBALANCED: dict[str, tuple[str, int | None]] = {
+    "file": ("", None),
+    "stop": ("STOP", None),
+    "continue": ("CONTINUE", 10),
+}
 _LPS = 5  # litres per second: the SI flow unit the network is run in
 _GRAVITY = 9.80665
 _LEAK_DISCHARGE_COEFFICIENT = 0.75  # orifice Cd of a leak (wntr's leak model uses the same)
@@ -313,7 +319,11 @@ class WaterNetworkSimulator:
     file's demand-driven analysis), ``required_pressure_m`` (PDA: full demand at or above it,
     default 14 m), ``minimum_pressure_m`` (PDA: no demand below it, default 0 m),
     ``service_fraction`` (``plant:running`` is 1 while served ≥ this share of required demand,
-    default 0.9).
+    default 0.9), ``unbalanced`` (what EPANET does when a hydraulic solution does not converge:
+    ``"file"``, the network's own ``[OPTIONS] UNBALANCED``, by default; ``"stop"``, halt, which
+    fails the run; ``"continue"``, ten more trials with link status frozen and then go on with the
+    solution it has, each counted in :attr:`warnings`: code 1, or 2 where it converged only with
+    link status frozen).
     """
 
     def __init__(self, model: str | Path) -> None:
@@ -428,6 +438,26 @@ class WaterNetworkSimulator:
 
     # -- life cycle --
 
+    def _write_inp(self, inp: Path) -> Path:
+        """The network in SI units for EPANET, with the run's ``unbalanced`` choice; the network
+        model itself stays as read."""
+        hydraulic = self.wn.options.hydraulic
+        kept = (hydraulic.unbalanced, hydraulic.unbalanced_value)
+        unbalanced = str(self._parameters.get("unbalanced", "file")).lower()
+        if unbalanced not in _UNBALANCED:
+            raise SimulatorError(
+                f"unbalanced must be one of {', '.join(_UNBALANCED)}, not {unbalanced!r}"
+            )
+        if unbalanced != "file":
+            hydraulic.unbalanced, hydraulic.unbalanced_value = _UNBALANCED[unbalanced]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wntr.network.write_inpfile(self.wn, str(inp), units="LPS")
+        finally:
+            hydraulic.unbalanced, hydraulic.unbalanced_value = kept
+        return inp
+
     def instantiate(self, parameters: Mapping[str, Any], seed: int) -> None:
         """Open the network with EPANET (SI units) and initialise the hydraulics at time 0.
 
@@ -442,10 +472,7 @@ class WaterNetworkSimulator:
             raise SimulatorError(f"step_s and horizon_s must be positive, got {step}, {horizon}")
         self._step = step
         self._tmp = tempfile.TemporaryDirectory(prefix="twinkg-water-")
-        inp = Path(self._tmp.name) / "network.inp"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wntr.network.write_inpfile(self.wn, str(inp), units="LPS")
+        inp = self._write_inp(Path(self._tmp.name) / "network.inp")
         en = ENepanet(version=2.2)
         try:
             en.ENopen(str(inp), str(Path(self._tmp.name) / "run.rpt"), "")
@@ -678,7 +705,8 @@ class WaterNetworkSimulator:
                     raise SimulatorError(
                         f"EPANET halted at {self._time} s: the hydraulics did not converge in "
                         f"{self.wn.options.hydraulic.trials} trials (system unbalanced) and the "
-                        "network's UNBALANCED option is STOP"
+                        "network's UNBALANCED option is STOP (a scenario may set [plant] "
+                        'unbalanced = "continue")'
                     )
                 raise SimulatorError(f"past the horizon at {self._time} s")
             self._run_h(en)

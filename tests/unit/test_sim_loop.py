@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rdflib import Graph
 
-from twinkg.agents.planning import PlanningCase, RulePlanner
+from twinkg.agents.planning import Plan, PlanningCase, RulePlanner
 from twinkg.agents.state import ActionKind, Hypothesis, ProposedAction
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, InvalidInputError
@@ -109,8 +109,9 @@ class ToyPlant:
 class ToyWear:
     """Pump 1 wears while it runs and fails at wear 1; ``repair`` restores it."""
 
-    def __init__(self, rate_per_h: float) -> None:
+    def __init__(self, rate_per_h: float, *, hazard: bool = False) -> None:
         self.rate = rate_per_h
+        self.hazard = hazard  # whether it states a failure hazard (1/h) that grows with wear
         self.wear = {"1": 0.0, "2": 0.0}
         self.running = {"1": 1.0, "2": 0.0}
         self.repair = {"1": 0.0, "2": 0.0}
@@ -121,6 +122,8 @@ class ToyWear:
             v += [Variable(f"pump:{p}:{q}", "input") for q in ("running", "repair")]
             v += [Variable(f"pump:{p}:{q}", "output") for q in ("wear", "failed", "head_factor")]
             v.append(Variable(f"pump:{p}:vibration", "output", "mm/s"))
+            if self.hazard:
+                v.append(Variable(f"pump:{p}:hazard", "output", "1/h"))
         return ModelInfo("toy-wear", "1.0", tuple(v))
 
     def instantiate(self, parameters: Mapping[str, Any], seed: int) -> None:
@@ -146,6 +149,8 @@ class ToyWear:
             out[f"pump:{p}:failed"] = 1.0 if w >= 1.0 else 0.0
             out[f"pump:{p}:head_factor"] = 1.0 - 0.3 * w
             out[f"pump:{p}:vibration"] = 2.0 + 8.0 * w
+            if self.hazard:
+                out[f"pump:{p}:hazard"] = 0.001 * math.exp(6.0 * w)
         return out
 
     def terminate(self) -> None:
@@ -184,14 +189,18 @@ def binding() -> PlantBinding:
 
 
 def toy_plant(
-    *, rate: float = 0.05, plant: ToyPlant | None = None, timeout: float | None = None
+    *,
+    rate: float = 0.05,
+    plant: ToyPlant | None = None,
+    timeout: float | None = None,
+    hazard: bool = False,
 ) -> RunPlant:
     wiring = [
         Connection("wear", f"pump:{p}:head_factor", "plant", f"pump:{p}:head_factor")
         for p in ("1", "2")
     ] + [Connection("plant", f"pump:{p}:running", "wear", f"pump:{p}:running") for p in "12"]
     master = CoSimulation(
-        {"plant": plant or ToyPlant(), "wear": ToyWear(rate)},
+        {"plant": plant or ToyPlant(), "wear": ToyWear(rate, hazard=hazard)},
         wiring,
         dt=900.0,
         step_timeout_s=timeout,
@@ -684,3 +693,102 @@ def test_a_candidate_that_moves_nothing_shares_doing_nothings_fork() -> None:
     )
     moved = try_on_fork(state, switch, 3600.0, unmoved=nothing)
     assert moved is not nothing and state.plant.master.time == 0.0  # simulated, then put back
+
+
+def _proposal(kind: ActionKind, **kw: Any) -> ProposedAction:
+    return ProposedAction(
+        kind=kind, target=P1, confidence=0.5, proposed_at="2026-01-01T00:00:00+00:00", **kw
+    )
+
+
+def _forked(risk_h: float, kind: ActionKind) -> Outcome:
+    state = LoopState(toy_plant(rate=0.05, hazard=True), config(risk_horizon_s=risk_h * 3600.0))
+    state.plant.master.instantiate({}, 1)
+    state.plant.master.step()
+    return try_on_fork(state, _proposal(kind), 3600.0)
+
+
+def test_the_lookahead_counts_a_wearing_pumps_risk_past_its_fork() -> None:
+    """The terminal cost: past the fork, pump 1 keeps the hazard it ends with for the risk
+    horizon, running or stopped; only a repair ordered removes it; 0 h counts nothing."""
+    nothing, half = _forked(24.0, ActionKind.GATHER_DATA), _forked(12.0, ActionKind.GATHER_DATA)
+    # each pump's hazard at the fork's end (0.001/h unworn, growing with wear) held for 24 h:
+    # pump 2 stands by unworn, pump 1 has worn
+    unworn = 0.001 * 24
+    assert 2 * unworn < nothing.failures_after < unworn + 0.001 * math.exp(6.0) * 24
+    assert nothing.failures_after == pytest.approx(2 * half.failures_after)
+    stop = _forked(24.0, ActionKind.CONTROLLED_STOP)
+    assert stop.failures_after > 2 * unworn  # a stop defers the risk, it does not remove it
+    assert stop.expected_failures < nothing.expected_failures  # (inside the fork it idles)
+    # a repair ordered on pump 1 leaves only the standby's
+    assert _forked(24.0, ActionKind.WORK_ORDER).failures_after == pytest.approx(unworn)
+    assert _forked(0.0, ActionKind.GATHER_DATA).failures_after == 0.0
+    repair_h = 4.0
+    down = nothing.unplanned_h + (nothing.expected_failures + nothing.failures_after) * repair_h
+    assert nothing.score(repair_h, nothing.throughput) == pytest.approx(
+        -(1e3 * down + 1e-3 * nothing.cost)
+    )
+
+
+def test_the_lookahead_does_not_try_what_the_plant_cannot_carry() -> None:
+    """A flow setpoint for a pump whose actuator takes a relative speed is not forked: it is
+    listed as not carried, and the proposal is another candidate."""
+    from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
+
+    plant = toy_plant(rate=0.05, hazard=True)
+    speed = "http://qudt.org/vocab/quantitykind/Dimensionless"
+    one, two = plant.binding.actuators
+    plant.binding = PlantBinding(
+        plant.binding.plant,
+        plant.binding.site,
+        plant.binding.sensors,
+        (
+            Actuator(
+                P1,
+                "Pump",
+                "1",
+                run_input="pump:1:status",
+                repairable="1",
+                setpoint_input="plant:flow_sp",
+                setpoint_quantity_kind=speed,
+            ),
+            two,
+        ),
+    )
+    assert one.setpoint_quantity_kind == FLOW
+    state = LoopState(plant, config())
+    plant.master.instantiate({}, 1)
+    state.commanded.update(plant.initial_inputs)
+    flow = _proposal(
+        ActionKind.SETPOINT_CHANGE,
+        quantity_kind=FLOW,
+        current_setpoint=20.0,
+        proposed_setpoint=18.0,
+        ramp_s=60.0,
+    )
+
+    class Inner:
+        kind = "rules"
+
+        def plan(self, case: PlanningCase) -> Plan:
+            return Plan(planner="rules", candidates=[], action=flow)
+
+    case = PlanningCase(
+        asset=P1,
+        status="running",
+        as_of="2026-01-01T00:00:00+00:00",
+        findings=[],
+        hypotheses=[],
+        symptoms=[],
+        confidence=0.9,
+        urgency=0.8,
+    )
+    plan = LookaheadPlanner(Inner(), state, horizon_s=3600.0).plan(case)
+    record = plan.transcript[-1]["lookahead"]
+    assert record["not_carried"] == [
+        {"kind": "setpoint_change", "target": P1, "quantity_kind": FLOW}
+    ]
+    tried = {(c["kind"], c["proposed_setpoint"]) for c in record["candidates"]}
+    assert ("setpoint_change", 18.0) not in tried
+    assert ("setpoint_change", round(0.02 * 0.9, 6)) in tried  # its own kind: a cut of the speed
+    assert plan.action is not None and plan.action.quantity_kind != FLOW

@@ -369,3 +369,28 @@ def test_a_network_that_does_not_converge_says_so() -> None:
     sim.instantiate({"step_s": 900, "horizon_s": 86400}, 1)
     with pytest.raises(SimulatorError, match=r"did not converge in 1 trials .* is STOP"):
         sim.do_step(0.0, 900.0)
+
+
+def test_a_scenario_may_let_an_unbalanced_network_go_on() -> None:
+    """``unbalanced = "continue"`` overrides the file's STOP: the same non-converging network
+    runs its day, each unbalanced solution counted; ``"stop"`` halts it whatever the file says;
+    anything else is refused by name. The network model itself is left as read."""
+    sim = WaterNetworkSimulator("Net3")
+    sim.wn.options.hydraulic.trials = 1
+    sim.wn.options.hydraulic.unbalanced = "STOP"
+    sim.instantiate({"step_s": 900, "horizon_s": 86400, "unbalanced": "continue"}, 1)
+    for k in range(8):
+        sim.do_step(k * 900.0, 900.0)
+    # EPANET warning 1 (unbalanced) or 2 (solved only with link status frozen), every solution
+    assert sim.warnings.get(1, 0) + sim.warnings.get(2, 0) >= 8
+    assert sim.get_outputs()["plant:demand_required"] > 0
+    assert sim.wn.options.hydraulic.unbalanced == "STOP"
+    sim.terminate()
+
+    sim.wn.options.hydraulic.unbalanced = "CONTINUE"
+    sim.instantiate({"step_s": 900, "horizon_s": 86400, "unbalanced": "stop"}, 1)
+    with pytest.raises(SimulatorError, match="did not converge"):
+        sim.do_step(0.0, 900.0)
+    sim.terminate()
+    with pytest.raises(SimulatorError, match="unbalanced must be one of file, stop, continue"):
+        sim.instantiate({"step_s": 900, "unbalanced": "maybe"}, 1)
