@@ -136,6 +136,7 @@ class PumpDegradation:
         self._k = 8.0
         self._ambient = 25.0
         self._noise = 0.02
+        self._concealed = False  # see conceal_lives
 
     # ------------------------------------------------------------------ Simulator
 
@@ -242,7 +243,7 @@ class PumpDegradation:
                 s.bearing[i] = min(1.0, s.bearing[i] * math.exp(BEARING_GROWTH_PER_H * hours))
                 s.cumulative_hazard[i] += self._hazard(s, i) * hours
                 if (
-                    s.cumulative_hazard[i] >= s.threshold[i]
+                    (s.cumulative_hazard[i] >= s.threshold[i] and not self._concealed)
                     or s.wear[i] >= 1.0
                     or s.bearing[i] >= 1.0
                 ):
@@ -311,6 +312,12 @@ class PumpDegradation:
         return self._ids
 
     # ------------------------------------------------------------------ Forkable
+
+    def conceal_lives(self, concealed: bool) -> None:
+        """While ``concealed``, a pump fails only when worn out (wear or bearing damage at 1),
+        never at its drawn random life: a look-ahead fork (``sim.loop.try_on_fork``) must not
+        know when each pump will fail, only its hazard, as a real twin would."""
+        self._concealed = concealed
 
     def snapshot(self) -> DegradationSnapshot:
         """A copy of every pump's state and random stream."""

@@ -101,10 +101,11 @@ class LookaheadPlanner:
         actions = [a for a in actions if self._carried(a)]
         if not actions:
             return first
+        horizon = self._horizon(actions)
         # doing nothing first: what moves nothing in the plant shares its outcome
         order = sorted(range(len(actions)), key=lambda i: actions[i].kind is not _NOTHING)
         try:
-            tried = {i: self._try(actions[i]) for i in order}
+            tried = {i: self._try(actions[i], horizon) for i in order}
             outcomes = [tried[i] for i in range(len(actions))]
         except SimulatorError as exc:  # a plant that cannot fork: the inner plan, said so
             note = {"lookahead": {"skipped": str(exc)}}
@@ -133,7 +134,7 @@ class LookaheadPlanner:
         ]
         record = {
             "lookahead": {
-                "horizon_s": self.horizon_s,
+                "horizon_s": horizon,
                 "from_s": self.state.plant.master.time,
                 "weights": {"trip": W_TRIP, "downtime_h": W_DOWN, "loss": W_LOSS, "cost": W_COST},
                 "candidates": [
@@ -155,7 +156,7 @@ class LookaheadPlanner:
         }
         action = best[2].model_copy(
             update={
-                "rationale": f"{best[2].rationale} [look-ahead {self.horizon_s / 3600:g} h: "
+                "rationale": f"{best[2].rationale} [look-ahead {horizon / 3600:g} h: "
                 f"{_describe(best[3])}]".strip()
             }
         )
@@ -231,18 +232,37 @@ class LookaheadPlanner:
 
     # -- the fork --------------------------------------------------------------------------
 
-    def _try(self, action: ProposedAction) -> Outcome:
+    def _horizon(self, actions: list[ProposedAction]) -> float:
+        """How far every candidate is forked: the look-ahead, or a repair's duration when a work
+        order that repairs something is among them, so that what the repair itself costs (a
+        tank drained while its pump is out) is seen; the same for every candidate, so their
+        outcomes compare."""
+        binding = self.state.plant.binding
+        repairs = any(
+            a.kind is ActionKind.WORK_ORDER
+            and (own := binding.actuator(a.target)) is not None
+            and own.repairable is not None
+            for a in actions
+        )
+        return max(self.horizon_s, self.state.config.repair_s) if repairs else self.horizon_s
+
+    def _try(self, action: ProposedAction, horizon_s: float) -> Outcome:
         from twinkg.sim.loop import try_on_fork  # noqa: PLC0415 - a cycle otherwise
 
         now = self.state.plant.master.time
         if now != self._cache_at:
             self._cache, self._cache_at = {}, now
-        key = (action.kind, action.target, action.proposed_setpoint, action.ramp_s)
+        key = (action.kind, action.target, action.proposed_setpoint, action.ramp_s, horizon_s)
         if key not in self._cache:
             unmoved = next(
-                (o for k, o in self._cache.items() if k[0] is ActionKind.GATHER_DATA), None
+                (
+                    o
+                    for k, o in self._cache.items()
+                    if k[0] is ActionKind.GATHER_DATA and k[-1] == horizon_s
+                ),
+                None,
             )
-            self._cache[key] = try_on_fork(self.state, action, self.horizon_s, unmoved=unmoved)
+            self._cache[key] = try_on_fork(self.state, action, horizon_s, unmoved=unmoved)
         return self._cache[key]
 
 

@@ -32,6 +32,7 @@ from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, SimulatorError, TwinKGError
 from twinkg.ontology.vocab import ONTOLOGY_VERSION
 from twinkg.sim.binding import Actuator, PlantBinding
+from twinkg.sim.degradation import PumpDegradation
 from twinkg.sim.kpi import (
     ActionApplied,
     ActionRefused,
@@ -899,6 +900,9 @@ def try_on_fork(
     t0 = master.time
     state.kpi = new_accumulator(plant, config, start_s=t0)
     expected = 0.0
+    wear = master.components.get(plant.degradation) if plant.degradation else None
+    if isinstance(wear, PumpDegradation):
+        wear.conceal_lives(True)  # the fork knows each pump's hazard, not when it will fail
     try:
         command = Command(
             action.kind.value,
@@ -946,6 +950,8 @@ def try_on_fork(
             cost=kpis.maintenance_cost + ordered * job_cost + energy,
         )
     finally:
+        if isinstance(wear, PumpDegradation):
+            wear.conceal_lives(False)
         master.restore(snapshot)
         (
             state.commanded,

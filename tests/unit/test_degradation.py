@@ -135,6 +135,28 @@ def test_failure_times_follow_the_hazard() -> None:
     assert 35.0 < mean < 70.0
 
 
+def test_concealed_lives_fail_only_when_worn_out() -> None:
+    """While concealed (a look-ahead fork), the drawn random life never fails a pump: only wear
+    out does; the hazard is stated as before; revealed again, the life counts once more."""
+    seed = next(s for s in range(1, 50) if (_failure_hour(s) or 999) < 100)
+    hour = _failure_hour(seed)
+    assert hour is not None
+    model = _model(seed, hazard_base_per_h=0.02, hazard_growth=0.0)
+    model.conceal_lives(True)
+    model.set_inputs({"pump:P1:running": 1.0})
+    for k in range(hour + 20):
+        model.do_step(k * HOUR, HOUR)
+    out = model.get_outputs()
+    assert out["pump:P1:failed"] == 0.0 and out["pump:P1:hazard"] == pytest.approx(0.02)
+    model.conceal_lives(False)
+    model.do_step((hour + 20) * HOUR, HOUR)  # its cumulative hazard is long past its life
+    assert model.get_outputs()["pump:P1:failed"] == 1.0
+    worn = _model(seed, pumps={"P1": {"wear_rate_per_h": 0.1}}, hazard_base_per_h=1e-9)
+    worn.conceal_lives(True)
+    _run(worn, 11)
+    assert worn.get_outputs()["pump:P1:failed"] == 1.0  # worn out: physics, not chance
+
+
 def test_snapshot_restore_gives_the_same_future() -> None:
     model = _model(seed=9, hazard_base_per_h=0.05, hazard_growth=2.0)
     _run(model, 3)

@@ -792,3 +792,38 @@ def test_the_lookahead_does_not_try_what_the_plant_cannot_carry() -> None:
     assert ("setpoint_change", 18.0) not in tried
     assert ("setpoint_change", round(0.02 * 0.9, 6)) in tried  # its own kind: a cut of the speed
     assert plan.action is not None and plan.action.quantity_kind != FLOW
+
+
+def test_a_repair_among_the_candidates_forks_every_candidate_as_long_as_the_repair() -> None:
+    """With a work order that repairs something, every candidate is forked for the repair's
+    duration (what the repair itself costs shows); with none, for the look-ahead horizon."""
+    from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
+
+    plant = toy_plant(rate=0.05, hazard=True)
+    state = LoopState(plant, config(repair_s=3 * 3600.0))
+    plant.master.instantiate({}, 1)
+    state.commanded.update(plant.initial_inputs)
+
+    def case(asset: str) -> PlanningCase:
+        return PlanningCase(
+            asset=asset,
+            status="running",
+            as_of="2026-01-01T00:00:00+00:00",
+            findings=[],
+            hypotheses=[
+                Hypothesis(
+                    mode="https://example.org/toy/Wear", code=None, score=0.9, explained=[], rank=1
+                )
+            ],
+            symptoms=[],
+            confidence=0.9,
+            urgency=0.8,
+        )
+
+    planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0)
+    pump = planner.plan(case(P1)).transcript[-1]["lookahead"]
+    assert "work_order" in {c["kind"] for c in pump["candidates"]}
+    assert pump["horizon_s"] == 3 * 3600.0
+    tank = planner.plan(case(TANK)).transcript[-1]["lookahead"]  # nothing there repairs it
+    assert tank["horizon_s"] == 3600.0
+    assert plant.master.time == 0.0
