@@ -1,12 +1,12 @@
 """What-if simulation as a service, shared by the CLI, the HTTP API and the MCP tool.
 
-:class:`SimService` runs a scenario under a policy for several seeds (``sim.loop.run_scenario``;
-the twin's policies reach the twin through ``api.sim_port.TwinSimPort``), records every run in
-the graph (``api.sim_port.GraphRunRecorder`` over ``kg.sim_runs``, decision 0044), compares
-policies (KPI means with 95 % intervals from ``sim.kpi.summarize``, and the timelines drawn by
-``sim.plot``) and reads recorded runs back. :class:`SimJobs` runs such work in the background for
-the HTTP API and MCP, one job at a time, kept in memory like the agent jobs
-(``api/http/jobs.py``).
+:class:`SimService` runs a scenario under a policy for several seeds
+(``api.sim_plants.run_scenario``; the twin's policies reach the twin through
+``api.sim_port.TwinSimPort``), records every run in the graph (``api.sim_port.GraphRunRecorder``
+over ``kg.sim_runs``, decision 0044), compares policies (KPI means with 95 % intervals from
+``sim.kpi.summarize``, and the timelines drawn by ``sim.plot``) and reads recorded runs back.
+:class:`SimJobs` runs such work in the background for the HTTP API and MCP, one job at a time, kept
+in memory like the agent jobs (``api/http/jobs.py``).
 
 Scenarios come from a file (the CLI), from the shipped ``scenarios/`` folder by name, or as TOML
 text (HTTP and MCP, which never read a path a caller names). ``horizon_h`` shortens a run (for
@@ -261,8 +261,8 @@ class SimService:
         check_policy(policy)
         if not seeds:
             raise InvalidInputError("no seeds given")
+        from twinkg.api.sim_plants import run_scenario  # noqa: PLC0415 - loads the simulators
         from twinkg.api.sim_port import GraphRunRecorder  # noqa: PLC0415
-        from twinkg.sim.loop import run_scenario  # noqa: PLC0415 - loads the simulators
 
         recorder = GraphRunRecorder(self.store)
         results = []

@@ -174,7 +174,7 @@ FaultHook = Callable[["CoSimulation", FaultEvent, bool], Mapping[str, Mapping[st
 
 @dataclass
 class RunPlant:
-    """A run's simulators and what the loop must know about them (built by ``sim.plants``)."""
+    """A run's simulators and what the loop must know about them (built by ``api.sim_plants``)."""
 
     master: CoSimulation
     binding: PlantBinding
@@ -991,41 +991,6 @@ def new_run_id(scenario: str, policy: str, seed: int) -> str:
     return f"{scenario}-{policy}-s{seed}-{uuid.uuid4().hex[:8]}"
 
 
-def run_scenario(
-    scenario: Any,
-    *,
-    policy: str,
-    seed: int,
-    port: TwinPort | None,
-    recorder: RunRecorder | None,
-    progress: Progress | None = None,
-    run: str | None = None,
-) -> SimResult:
-    """Run ``scenario`` (a ``sim.scenario.Scenario``) under ``policy`` with ``seed``.
-
-    ``run`` is the run id (a fresh one when None); the run's IRI is
-    ``https://w3id.org/twinkg/sim/<run id>/run``. The twin's policies need ``port``; a run is
-    recorded when ``recorder`` is given.
-    """
-    from twinkg.sim.plants import build, loop_config  # noqa: PLC0415
-
-    check_policy(policy)
-    run_id = run or new_run_id(scenario.name, policy, seed)
-    plant = build(scenario, seed=seed, base=run_prefix(run_id), twin=policy in TWIN_POLICIES)
-    config = loop_config(scenario, seed=seed)
-    result, _ = run_plant(
-        plant,
-        config,
-        policy=policy,
-        seed=seed,
-        port=port,
-        recorder=recorder,
-        progress=progress,
-        run_id=run_id,
-    )
-    return result
-
-
 __all__ = [
     "EPOCH",
     "SIM_BASE",
@@ -1043,7 +1008,6 @@ __all__ = [
     "new_run_id",
     "run_plant",
     "run_prefix",
-    "run_scenario",
     "sim_time",
     "telemetry_points",
 ]

@@ -21,11 +21,11 @@ from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.planning import Plan, PlanningCase
 from twinkg.agents.state import ActionKind, ProposedAction
 from twinkg.api.settings import Settings, telemetry_dir
+from twinkg.api.sim_plants import build, loop_config
 from twinkg.api.sim_port import GraphRunRecorder, TwinSimPort
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.sim.loop import DecisionRecord, run_plant, run_prefix
-from twinkg.sim.plants import build, loop_config
 from twinkg.sim.results import SimResult
 from twinkg.sim.scenario import Scenario, parse_scenario
 

@@ -1,5 +1,6 @@
 """The interfaces stay apart (decision 0031): ``api/cli``, ``api/http`` and ``api/mcp`` import no
-other interface, routers import no other router, and the twin imports no interface at all."""
+other interface, routers import no other router, and the twin imports no interface at all;
+``sim/`` imports neither ``graph_seed`` nor ``api`` (decision 0047)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,14 @@ def test_the_cli_starts_without_loading_the_simulators() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_sim_imports_neither_graph_seed_nor_api() -> None:
+    """``sim/`` sits below the application layer (decision 0047): ``graph_seed`` imports
+    ``sim.binding`` and the simulators, so a ``sim`` module importing ``graph_seed`` (even lazily)
+    would make the two packages a cycle; a scenario's plant is put together in
+    ``api/sim_plants.py``."""
+    banned = ("twinkg.graph_seed", "twinkg.api")
+    for path in sorted((REPO / "sim").glob("*.py")):
+        wrong = {m for m in _imports(path) if m.startswith(banned)}
+        assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}"

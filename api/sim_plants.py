@@ -1,4 +1,8 @@
-"""A run's simulators and plant binding, built from a scenario.
+"""A run's simulators and plant binding, built from a scenario, and a scenario run end to end.
+
+This is where a scenario meets the simulators (``sim``) and the plant graphs built from their
+models (``graph_seed``): the application layer, so that ``sim`` never imports ``graph_seed``
+(decision 0047). :func:`run_scenario` builds and runs one seed under one policy.
 
 :func:`build` dispatches on the scenario's plant kind: ``tep`` (``sim.tep`` with the plant graph of
 ``graph_seed.tep``), ``epanet`` (``sim.water`` coupled to ``sim.degradation`` for its pumps, with
@@ -18,8 +22,19 @@ from typing import Any
 
 from twinkg.ontology.errors import ScenarioError
 from twinkg.sim.binding import PlantBinding
-from twinkg.sim.loop import FaultHook, LoopConfig, RunPlant
+from twinkg.sim.loop import (
+    FaultHook,
+    LoopConfig,
+    RunPlant,
+    RunRecorder,
+    TwinPort,
+    new_run_id,
+    run_plant,
+    run_prefix,
+)
 from twinkg.sim.master import Connection, CoSimulation
+from twinkg.sim.policies import TWIN_POLICIES, check_policy
+from twinkg.sim.results import Progress, SimResult
 from twinkg.sim.scenario import SENSOR_FAULTS, FaultEvent, Scenario, fault_schedule
 
 PLANT, DEGRADATION, SENSORS = "plant", "degradation", "sensors"
@@ -287,3 +302,36 @@ def _fmu(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> Run
         parameters=parameters,
         fault_hook=fault_hook(scenario),
     )
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    policy: str,
+    seed: int,
+    port: TwinPort | None,
+    recorder: RunRecorder | None,
+    progress: Progress | None = None,
+    run: str | None = None,
+) -> SimResult:
+    """Run ``scenario`` (a ``sim.scenario.Scenario``) under ``policy`` with ``seed``.
+
+    ``run`` is the run id (a fresh one when None); the run's IRI is
+    ``https://w3id.org/twinkg/sim/<run id>/run``. The twin's policies need ``port``; a run is
+    recorded when ``recorder`` is given.
+    """
+    check_policy(policy)
+    run_id = run or new_run_id(scenario.name, policy, seed)
+    plant = build(scenario, seed=seed, base=run_prefix(run_id), twin=policy in TWIN_POLICIES)
+    config = loop_config(scenario, seed=seed)
+    result, _ = run_plant(
+        plant,
+        config,
+        policy=policy,
+        seed=seed,
+        port=port,
+        recorder=recorder,
+        progress=progress,
+        run_id=run_id,
+    )
+    return result
