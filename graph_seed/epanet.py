@@ -54,7 +54,7 @@ from twinkg.sim.water import (
 RHO_G_KPA_PER_M = 9.80665  # kPa per metre of water head
 SERVICE_PRESSURE_M = 14.0  # the simulator's default PDA required pressure (sim.water)
 MAX_SERVICE_PRESSURE_M = 100.0
-VIBRATION_LIMIT_MM_S = 7.1  # ISO 10816-3 zone C/D boundary (group 2, rigid mounting)
+VIBRATION_LIMIT_MM_S = 4.5  # ISO 10816-3 zone B/C boundary (group 2 flexible, group 1 rigid)
 BEARING_LIMIT_C = 90.0
 SAMPLING_S = 900.0
 LEVEL_TOLERANCE_M = 0.001  # the .inp's levels are written rounded; a tank at its floor is not out

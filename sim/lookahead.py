@@ -5,12 +5,18 @@ rule planner, or the LLM planner) for its candidates, adds the plant's own candi
 from the plant binding (a setpoint cut by 10 or 20 %, a controlled stop, a switch to the standby, a
 work order, and doing nothing but gather data), and for each one forks the co-simulation
 (``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``, the scenario's
-``lookahead_h``, default 2 simulated hours), scores the outcome and restores the fork.
+``lookahead_h``, default 2 simulated hours; a repair's duration when a work order that repairs
+something is among the candidates), scores the outcome and restores the fork. The fork knows each
+pump's hazard but not when it will fail (``PumpDegradation.conceal_lives``), and it only tries
+what the plant can carry out (a setpoint of its actuator's own quantity kind).
+
 Short-horizon replanning under the long-horizon objective: the score orders, lexicographically by
-weight, a trip avoided ≫ unplanned downtime (including the failures the degradation model's hazard
-expects, each costing a repair's hours) ≫ throughput lost ≫ maintenance cost. It proposes the best
-(ties: the inner planner's order, then the gentler kind) and records every candidate's predicted
-KPIs in the plan's transcript, so the look-ahead lands in the decision's provenance as evidence.
+weight, a trip avoided ≫ unplanned downtime ≫ throughput lost ≫ maintenance cost. Unplanned
+downtime counts what the fork saw, the corrective repair hours still owed at its end, and the
+failures the hazard expects, each at a repair's hours: inside the fork, and past it over the
+scenario's ``risk_horizon_h`` (the terminal cost; decision 0048). It proposes the best (ties: the
+inner planner's order, then the gentler kind) and records every candidate's predicted KPIs in
+the plan's transcript, so the look-ahead lands in the decision's provenance as evidence.
 
 Deterministic: the fork starts from the same state with the same random streams, and the
 candidates are tried in a fixed order.
@@ -54,10 +60,16 @@ class Outcome:
     throughput: float
     cost: float
     failures_after: float = 0.0  # expected past the horizon, over the risk horizon (terminal)
+    repair_owed_h: float = 0.0  # corrective repair hours still owed at the fork's end
+
+    def down_h(self, repair_h: float) -> float:
+        """Unplanned downtime seen, owed and expected (each expected failure a repair's hours)."""
+        failures = self.expected_failures + self.failures_after
+        return self.unplanned_h + self.repair_owed_h + failures * repair_h
 
     def score(self, repair_h: float, reference: float) -> float:
         """Higher is better; ``reference`` is doing nothing's throughput (for the loss)."""
-        down = self.unplanned_h + (self.expected_failures + self.failures_after) * repair_h
+        down = self.down_h(repair_h)
         loss = 0.0 if reference <= 0 else max(0.0, (reference - self.throughput) / reference)
         return -(W_TRIP * self.trips + W_DOWN * down + W_LOSS * loss + W_COST * self.cost)
 
@@ -68,6 +80,7 @@ class Outcome:
             "unplanned_h": round(self.unplanned_h, 6),
             "expected_failures": round(self.expected_failures, 6),
             "failures_after": round(self.failures_after, 6),
+            "repair_owed_h": round(self.repair_owed_h, 6),
             "throughput": round(self.throughput, 6),
             "cost": round(self.cost, 3),
         }
@@ -272,7 +285,7 @@ def _same(a: ProposedAction, b: ProposedAction) -> bool:
 
 def _risk(nothing: Outcome, o: Outcome, repair_h: float) -> float:
     def exposure(x: Outcome) -> float:
-        return x.unplanned_h + (x.expected_failures + x.failures_after) * repair_h + 10 * x.trips
+        return x.down_h(repair_h) + 10 * x.trips
 
     base, now = exposure(nothing), exposure(o)
     return 0.0 if base <= 0 else max(0.0, min(1.0, (base - now) / base))

@@ -935,6 +935,7 @@ def try_on_fork(
                     hazard = merged.get(f"pump:{a.repairable}:hazard", 0.0)
                     expected += hazard * dt / 3600.0 if running else 0.0
         after = _failures_after(state, _merged(plant), config.risk_horizon_s)
+        owed = _repair_owed(state, master.time)
         kpis = state.kpi.result(partial=True)
         energy = 0.0
         if math.isfinite(kpis.energy_per_unit):  # $/h (tep) or kWh/m3 (water): a tie-breaker
@@ -946,6 +947,7 @@ def try_on_fork(
             unplanned_h=kpis.unplanned_downtime_h,
             expected_failures=expected,
             failures_after=after,
+            repair_owed_h=owed,
             throughput=kpis.throughput if math.isfinite(kpis.throughput) else 0.0,
             cost=kpis.maintenance_cost + ordered * job_cost + energy,
         )
@@ -963,6 +965,20 @@ def try_on_fork(
             state.simulated_s,
             state.ramps,
         ) = saved
+
+
+def _repair_owed(state: LoopState, t: float) -> float:
+    """The hours of corrective repair still owed at ``t``: a failed asset's job not yet done
+    (what is left of it once started, all of it while queued). A failure near a fork's end
+    costs its whole repair, not just the part the fork happened to see."""
+    owed = 0.0
+    for job in state.jobs:
+        if not job.corrective:
+            continue
+        left = state.config.repair_s - (0.0 if job.start_s is None else t - job.start_s)
+        owed += max(0.0, left) / 3600.0
+    waiting = state.failed - {j.asset for j in state.jobs}
+    return owed + len(waiting) * state.config.repair_s / 3600.0
 
 
 def _failures_after(state: LoopState, merged: Mapping[str, float], risk_s: float) -> float:

@@ -827,3 +827,17 @@ def test_a_repair_among_the_candidates_forks_every_candidate_as_long_as_the_repa
     tank = planner.plan(case(TANK)).transcript[-1]["lookahead"]  # nothing there repairs it
     assert tank["horizon_s"] == 3600.0
     assert plant.master.time == 0.0
+
+
+def test_a_failure_inside_the_fork_costs_its_whole_repair() -> None:
+    """Pump 1 wears out 2 h into a 3-hour fork: the fork sees about an hour of its 4-hour
+    repair, and the rest is owed; a fork that ends before the failure owes nothing."""
+    state = LoopState(toy_plant(rate=0.5), config(repair_s=4 * 3600.0))
+    state.plant.master.instantiate({}, 1)
+    state.commanded.update(state.plant.initial_inputs)
+    long = try_on_fork(state, _proposal(ActionKind.GATHER_DATA), 3 * 3600.0)
+    assert 2.5 <= long.repair_owed_h <= 3.25  # 4 h less the 0.75-1.5 h already done
+    assert long.down_h(4.0) >= long.unplanned_h + long.repair_owed_h
+    short = try_on_fork(state, _proposal(ActionKind.GATHER_DATA), 3600.0)
+    assert short.repair_owed_h == 0.0
+    assert state.failed == set() and state.jobs == []  # the fork was put back
