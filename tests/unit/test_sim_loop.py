@@ -506,6 +506,24 @@ def test_faults_reach_the_simulators() -> None:
     assert kpis["throughput"][0] < 1.0  # the tank ran dry while the pumps gave nothing
 
 
+def wear_case(asset: str, as_of: str = "2026-01-01T00:00:00+00:00") -> PlanningCase:
+    """A case on ``asset``, running, whose one hypothesis is a toy wear mode."""
+    return PlanningCase(
+        asset=asset,
+        status="running",
+        as_of=as_of,
+        findings=[],
+        hypotheses=[
+            Hypothesis(
+                mode="https://example.org/toy/Wear", code=None, score=0.9, explained=[], rank=1
+            )
+        ],
+        symptoms=[],
+        confidence=0.9,
+        urgency=0.8,
+    )
+
+
 class PlanningPort(ScriptedPort):
     """A port whose 'agents' hand one case on pump 1 to the loop's planner and apply its choice."""
 
@@ -522,21 +540,7 @@ class PlanningPort(ScriptedPort):
     ) -> list[PortDecision]:
         if as_of != sim_time(self.at_s):
             return []
-        case = PlanningCase(
-            asset=P1,
-            status="running",
-            as_of=as_of.isoformat(),
-            findings=[],
-            hypotheses=[
-                Hypothesis(
-                    mode="https://example.org/toy/Wear", code=None, score=0.9, explained=[], rank=1
-                )
-            ],
-            symptoms=[],
-            confidence=0.9,
-            urgency=0.8,
-        )
-        plan = planner.plan(case)
+        plan = planner.plan(wear_case(P1, as_of.isoformat()))
         self.plans.append(plan)
         action = plan.action
         return [
@@ -804,27 +808,11 @@ def test_a_repair_among_the_candidates_forks_every_candidate_as_long_as_the_repa
     plant.master.instantiate({}, 1)
     state.commanded.update(plant.initial_inputs)
 
-    def case(asset: str) -> PlanningCase:
-        return PlanningCase(
-            asset=asset,
-            status="running",
-            as_of="2026-01-01T00:00:00+00:00",
-            findings=[],
-            hypotheses=[
-                Hypothesis(
-                    mode="https://example.org/toy/Wear", code=None, score=0.9, explained=[], rank=1
-                )
-            ],
-            symptoms=[],
-            confidence=0.9,
-            urgency=0.8,
-        )
-
     planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0)
-    pump = planner.plan(case(P1)).transcript[-1]["lookahead"]
+    pump = planner.plan(wear_case(P1)).transcript[-1]["lookahead"]
     assert "work_order" in {c["kind"] for c in pump["candidates"]}
     assert pump["horizon_s"] == 3 * 3600.0
-    tank = planner.plan(case(TANK)).transcript[-1]["lookahead"]  # nothing there repairs it
+    tank = planner.plan(wear_case(TANK)).transcript[-1]["lookahead"]  # nothing there repairs it
     assert tank["horizon_s"] == 3600.0
     assert plant.master.time == 0.0
 
