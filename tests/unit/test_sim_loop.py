@@ -7,6 +7,7 @@ import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -742,22 +743,9 @@ def test_the_lookahead_does_not_try_what_the_plant_cannot_carry() -> None:
     plant = toy_plant(rate=0.05, hazard=True)
     speed = "http://qudt.org/vocab/quantitykind/Dimensionless"
     one, two = plant.binding.actuators
-    plant.binding = PlantBinding(
-        plant.binding.plant,
-        plant.binding.site,
-        plant.binding.sensors,
-        (
-            Actuator(
-                P1,
-                "Pump",
-                "1",
-                run_input="pump:1:status",
-                repairable="1",
-                setpoint_input="plant:flow_sp",
-                setpoint_quantity_kind=speed,
-            ),
-            two,
-        ),
+    # the same pump, its actuator taking a relative speed instead of a flow
+    plant.binding = replace(
+        plant.binding, actuators=(replace(one, setpoint_quantity_kind=speed), two)
     )
     assert one.setpoint_quantity_kind == FLOW
     state = LoopState(plant, config())
