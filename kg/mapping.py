@@ -182,9 +182,14 @@ def canonical_values(records: GraphRecords) -> GraphRecords:
         for key, value in node.props.items():
             _, datatype = _PREDICATE_OF_KEY[key]
             items = value if isinstance(value, list) else [value]
-            back = [_to_value(node.uri, key, _from_value(v, datatype), datatype) for v in items]
-            if back:
-                values[key] = list(dict.fromkeys(back))
+            # repeats are repeats of the RDF term, as a graph holds each triple once: -0.0 and
+            # 0.0 are equal numbers but two literals ("-0.0", "0.0"), and both come back
+            terms: dict[Literal, Scalar] = {}
+            for v in items:
+                term = _from_value(v, datatype)
+                terms.setdefault(term, _to_value(node.uri, key, term, datatype))
+            if terms:
+                values[key] = list(terms.values())
         nodes.append(NodeRecord(node.uri, node.types, _collapse(values)))
     return GraphRecords(tuple(nodes), tuple(dict.fromkeys(records.rels)))
 

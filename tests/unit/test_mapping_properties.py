@@ -154,3 +154,18 @@ def test_canonical_values_keep_each_relationship_once() -> None:
     rel = RelRecord(RelType.PART_OF, PLANT + "d", PLANT + "e")
     records = GraphRecords((node, NodeRecord(PLANT + "e")), (rel, rel))
     assert canonical_values(records).rels == (rel,)
+
+
+def test_equal_numbers_of_two_lexical_forms_are_two_values() -> None:
+    # -0.0 and 0.0 are equal numbers but two RDF literals: the graph holds both, and so must the
+    # canonical form that the provenance chain hashes (a Hypothesis find)
+    graph = Graph()
+    node = URIRef(PLANT + "z")
+    accuracy = next(URIRef(i) for i, (k, _) in PROPERTIES.items() if k is PropKey.ACCURACY)
+    graph.add((node, accuracy, Literal(-0.0, datatype=XSD.double)))
+    graph.add((node, accuracy, Literal(0.0, datatype=XSD.double)))
+    records = rdf_to_records(graph)
+    assert canonical_values(records) == records
+    [back] = canonical_values(records).nodes
+    assert len(back.props[PropKey.ACCURACY]) == 2  # type: ignore[arg-type]
+    assert isomorphic(records_to_rdf(records), graph)
