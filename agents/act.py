@@ -1,8 +1,9 @@
 """Act: what applying the proposed action changes, as data.
 
 :func:`effect_of` turns the run's action into an :class:`agents.state.Effect`: a controlled stop
-takes the target from its status to stopped, a switch to standby puts it in standby and names
-the standby partner that takes over, a setpoint change holds the new and the previous value,
+takes the target from its status to stopped, a restart from stopped to running, a switch to
+standby puts it in standby and names the standby partner that takes over, a setpoint change holds
+the new and the previous value,
 any other kind just its target; gathering data changes nothing. The node only computes the
 effect; ``agents.record`` applies it with the decision's provenance, in one transaction.
 """
@@ -27,6 +28,10 @@ def effect_of(state: AgentState) -> Effect | None:
     if action.kind is ActionKind.CONTROLLED_STOP:
         return Effect(
             kind=action.kind, asset=action.target, from_status=status, to_status="stopped"
+        )
+    if action.kind is ActionKind.RESTART:
+        return Effect(
+            kind=action.kind, asset=action.target, from_status=status, to_status="running"
         )
     if action.kind is ActionKind.SWITCH_TO_STANDBY:
         partner = _partner(state)

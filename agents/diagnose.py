@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twinkg.agents.context import Gather, RunContext
-from twinkg.agents.state import AgentState, Finding, Hypothesis, Symptom, parse_time
+from twinkg.agents.state import AgentState, Finding, Hypothesis, Symptom, Trigger, parse_time
 from twinkg.kg import agent_queries as q
 
 
@@ -259,6 +259,10 @@ def diagnose(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     during = gather.window(watched, start, end)
     found = symptoms(sensors, baseline, during)
     hypotheses = rank(modes, found, history, threshold=ctx.settings.shift_threshold)
+    if state.trigger is Trigger.RESTART_DUE:
+        # a restart undoes a stop that already answered the failure; the data of a stopped
+        # plant (frozen, or zero flows) diagnoses nothing: the symptoms still carry its trust
+        hypotheses = []
     update = gather.update(state)
     update.update(symptoms=found, hypotheses=hypotheses)
     return update

@@ -42,7 +42,7 @@ from twinkg.kg.store import QueryResult
 from twinkg.ontology.errors import ConfigError, TwinKGError
 from twinkg.ontology.vocab import Label, RelType
 
-PROMPT_VERSION = "plan-1"
+PROMPT_VERSION = "plan-2"
 
 CypherRunner = Callable[[str, dict[str, Any]], QueryResult]
 """Read-only Cypher with parameters, e.g. ``lambda q, p: store.read_only(q, p, row_cap=50)``;
@@ -101,9 +101,11 @@ envelopes and ramp limits of the case. You cannot set the action's confidence: T
 from the data trust and the hypothesis score.
 
 Action kinds: setpoint_change (needs quantity_kind, current_setpoint, proposed_setpoint and \
-ramp_s in seconds), switch_to_standby, controlled_stop, work_order, gather_data. target is the \
-case's asset IRI; failure_mode, if given, is the IRI of one of the case's hypotheses. A tool \
-result that starts with "error" means the call was refused; correct it and call again.
+ramp_s in seconds), switch_to_standby, controlled_stop, work_order, restart (only for a case \
+whose finding is "restart_due": the asset a controlled stop took down may start again), \
+gather_data (for a restart_due case: keep it stopped). target is the case's asset IRI; \
+failure_mode, if given, is the IRI of one of the case's hypotheses. A tool result that starts \
+with "error" means the call was refused; correct it and call again.
 {cypher}
 The case (JSON):
 {case}

@@ -2,7 +2,9 @@
 
 The monitor asks the graph for anomalies, open alarms and stale sensors nobody has decided on,
 and takes the most urgent asset (:func:`urgency`: an alarm's severity, else the finding's kind;
-the earliest finding breaks ties). An external proposal makes its target the case.
+the earliest finding breaks ties). An external proposal makes its target the case. A run whose
+trigger is ``restart_due`` looks instead for the assets one of the agents' own controlled stops
+took down whose restart hold-off has passed (``kg.agent_queries.RESTART_DUE``, decision 0049).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from collections import defaultdict
 from typing import Any
 
 from twinkg.agents.context import Gather, RunContext
-from twinkg.agents.state import AgentState, Finding
+from twinkg.agents.state import AgentState, Finding, Trigger
 from twinkg.kg import agent_queries as q
 
 _SEVERITY = {"critical": 0.9, "high": 0.7, "medium": 0.6, "low": 0.4}
-_KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3}
+_KIND_URGENCY = {"alarm": 0.6, "anomaly": 0.5, "stale_sensor": 0.3, "restart_due": 0.3}
 
 
 def urgency(finding: Finding) -> float:
@@ -29,6 +31,9 @@ def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
     """Observe: the unhandled findings of the most urgent asset in scope (none: nothing to do)."""
     gather = Gather(ctx, state)
     limit = ctx.settings.finding_limit
+    if state.trigger is Trigger.RESTART_DUE:
+        due = gather.rows(q.RESTART_DUE, scope=state.scope, as_of=state.as_of, limit=limit)
+        return _choose(gather.update(state), [Finding.model_validate(r) for r in due])
     found = gather.rows(
         q.OPEN_FINDINGS,
         scope=state.scope,
@@ -44,13 +49,19 @@ def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         limit=limit,
     )
     findings = [Finding.model_validate(row) for row in [*found, *stale]]
+    update = gather.update(state)
+    if state.action is not None and state.scope:  # an external proposal: its target is the case
+        target = state.action.target
+        update.update(findings=[f for f in findings if f.asset == target], asset=target)
+        return update
+    return _choose(update, findings)
+
+
+def _choose(update: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
+    """The most urgent asset's findings as the case (none: nothing to do)."""
     by_asset: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
         by_asset[finding.asset].append(finding)
-    update = gather.update(state)
-    if state.action is not None and state.scope:  # an external proposal: its target is the case
-        update.update(findings=by_asset.get(state.action.target, []), asset=state.action.target)
-        return update
     if not by_asset:
         update.update(findings=[], asset=None)
         return update

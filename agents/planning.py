@@ -10,7 +10,8 @@ The rule planner scores each feasible candidate by a utility that trades the sho
 (reduce the risk the top hypothesis poses) against the long one (keep the line's throughput):
 ``u · risk_reduction + (1 − u) · throughput``, with ``u`` the case's urgency. Actions the failure
 mode lists as mitigations (``tk:mitigatedBy`` in the graph) reduce its risk fully; others only
-partly.
+partly. A restart-due case (a stopped asset whose restart hold-off has passed) weighs two
+candidates only: restart it (its throughput back) or keep it stopped and watch (decision 0049).
 
 Whatever the planner, an action's confidence never exceeds the trust of the evidence its top
 hypothesis rests on (decision 0035): :func:`rests_on` names that evidence, :func:`evidence_trust`
@@ -113,8 +114,10 @@ _EFFECT: dict[ActionKind, tuple[float, float]] = {
     ActionKind.SWITCH_TO_STANDBY: (0.9, 0.95),
     ActionKind.SETPOINT_CHANGE: (0.8, 0.85),
     ActionKind.WORK_ORDER: (0.5, 1.0),
+    ActionKind.RESTART: (0.0, 1.0),
     ActionKind.GATHER_DATA: (0.0, 1.0),
 }
+RESTART_DUE = "restart_due"  # the finding kind of a restart case (``agents.state.Trigger``)
 _UNLISTED = 0.3  # share of the risk reduction an action gets when it is no listed mitigation
 _SETPOINT_STEP = 0.10  # reduce a setpoint by this share of its current value
 _RAMP_MARGIN = 2.0  # ramp at half the envelope's maximum rate of change, at least 60 s
@@ -129,6 +132,8 @@ class RulePlanner:
 
     def plan(self, case: PlanningCase) -> Plan:
         """Score every feasible candidate; propose the best (ties: the safer, gentler kind)."""
+        if any(f.kind == RESTART_DUE for f in case.findings):
+            return self._restart(case)
         if not case.hypotheses:
             action = self._action(case, ActionKind.GATHER_DATA, None, "no hypothesis explains it")
             return Plan(planner=self.kind, candidates=[], action=action)
@@ -136,6 +141,8 @@ class RulePlanner:
         listed = case.mitigations.get(top.mode, [])
         candidates: list[Candidate] = []
         for kind in ActionKind:
+            if kind is ActionKind.RESTART:
+                continue  # only for a restart-due case (above)
             feasible = self._feasible(case, kind, top)
             if feasible is None:
                 continue
@@ -153,6 +160,18 @@ class RulePlanner:
             )
         order = list(ActionKind)
         candidates.sort(key=lambda c: (-c.utility, order.index(c.action.kind)))
+        return Plan(planner=self.kind, candidates=candidates, action=candidates[0].action)
+
+    def _restart(self, case: PlanningCase) -> Plan:
+        """Restart a stopped asset (its throughput back) or keep it stopped and watch."""
+        why = f"{case.tag or case.asset} stopped by a controlled stop; its restart hold-off passed"
+        hold = self._action(case, ActionKind.GATHER_DATA, None, f"{why}: keep it stopped, watch")
+        candidates = [Candidate(action=hold, utility=0.0, risk_reduction=0.0, throughput=0.0)]
+        if case.status == "stopped":
+            start = self._action(case, ActionKind.RESTART, None, f"{why}: start it again")
+            candidates.insert(
+                0, Candidate(action=start, utility=1.0, risk_reduction=0.0, throughput=1.0)
+            )
         return Plan(planner=self.kind, candidates=candidates, action=candidates[0].action)
 
     def _feasible(  # noqa: PLR0911 - one case per action kind

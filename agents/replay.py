@@ -37,6 +37,7 @@ from twinkg.agents.state import (
     Outcome,
     ProposedAction,
     Step,
+    Trigger,
     WindowEvidence,
     parse_time,
 )
@@ -238,7 +239,8 @@ def replay(
     external = None
     if planner_kind == "external":
         external = _action(first, URIRef(first_iri + "/action"), None)
-    scope = next((e.params.get("scope") for e in evidence if e.query == q.OPEN_FINDINGS.name), None)
+    monitored = (q.OPEN_FINDINGS.name, q.RESTART_DUE.name)
+    scope = next((e.params.get("scope") for e in evidence if e.query in monitored), None)
     clock = parse_time(str(head["started"]))
     agent = str(_value(first, d1, PROV.wasAssociatedWith))
     capture = _Capture(AgentInfo(agent, "replay", "replay"), clock)
@@ -256,6 +258,10 @@ def replay(
         action=external,
         # a first decision is informed by nothing but the simulation run it was made in, if any
         informed_by=next((str(o) for o in first.objects(d1, PROV.wasInformedBy)), None),
+        # a restart-due run's monitor asked for due restarts, not for findings
+        trigger=Trigger.RESTART_DUE
+        if any(e.query == q.RESTART_DUE.name for e in evidence)
+        else Trigger.FINDINGS,
     )
     replayed = Tally(report, ReplayPhase.REPLAY, len(run))
     replayed.start()

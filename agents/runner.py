@@ -25,7 +25,15 @@ from twinkg.agents.context import AgentInfo, AgentSettings, LiveFacts, RunContex
 from twinkg.agents.graph import compile_graph
 from twinkg.agents.planning import Planner, RulePlanner
 from twinkg.agents.record import GraphRecorder
-from twinkg.agents.state import AgentState, ApprovalInput, Outcome, ProposedAction, Step, parse_time
+from twinkg.agents.state import (
+    AgentState,
+    ApprovalInput,
+    Outcome,
+    ProposedAction,
+    Step,
+    Trigger,
+    parse_time,
+)
 from twinkg.kg import agent_queries as q
 from twinkg.kg.context import action_context, graph_version
 from twinkg.kg.provenance import decision_ref
@@ -141,6 +149,7 @@ class Agents:
         action: ProposedAction | None = None,
         on_node: NodeListener | None = None,
         informed_by: str | None = None,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> RunResult:
         """One run: observe the most urgent case in ``scope`` and decide on it.
 
@@ -148,6 +157,8 @@ class Agents:
         it skips the planner but not the guard, and its confidence is capped by TwinKG's own.
         ``informed_by`` is the simulation run (``tk:SimulationRun``) the run decides in: each of
         its decisions records ``prov:wasInformedBy`` it, inside its own hash-chained record.
+        ``trigger`` picks what the monitor looks for: open findings, or stopped assets whose
+        restart is due (decision 0049).
         """
         run_id = run_id or uuid.uuid4().hex[:20]
         moment = (as_of or self.clock()).astimezone(UTC)
@@ -159,6 +170,7 @@ class Agents:
             started_at=self.clock().isoformat(),
             action=action,
             informed_by=informed_by,
+            trigger=trigger,
         )
         self._invoke(state, run_id, on_node)
         return self._result(run_id)
@@ -181,13 +193,17 @@ class Agents:
         max_runs: int = 50,
         on_node: NodeListener | None = None,
     ) -> list[RunResult]:
-        """Resume crashed runs, then start runs until nothing is left to decide (or max)."""
+        """Resume crashed runs, then start runs until nothing is left to decide (or max): on the
+        open findings first, then on the restarts that are due."""
         results = self.resume_crashed(on_node)
-        for _ in range(max_runs):
-            result = self.run(scope=scope, as_of=as_of, on_node=on_node)
-            if result.status == "nothing_to_do":
-                break
-            results.append(result)
+        started = 0
+        for trigger in Trigger:
+            while started < max_runs:
+                started += 1
+                result = self.run(scope=scope, as_of=as_of, on_node=on_node, trigger=trigger)
+                if result.status == "nothing_to_do":
+                    break
+                results.append(result)
         return results
 
     def pending(self) -> list[dict[str, Any]]:

@@ -27,7 +27,17 @@ class ActionKind(enum.StrEnum):
     CONTROLLED_STOP = "controlled_stop"
     SWITCH_TO_STANDBY = "switch_to_standby"
     WORK_ORDER = "work_order"
+    RESTART = "restart"  # start again what one of the agents' own controlled stops took down
     GATHER_DATA = "gather_data"
+
+
+class Trigger(enum.StrEnum):
+    """What a run looks for (``AgentState.trigger``): the open findings (anomalies, alarms,
+    stale sensors), or the assets a controlled stop took down whose restart hold-off has
+    passed (decision 0049)."""
+
+    FINDINGS = "findings"
+    RESTART_DUE = "restart_due"
 
 
 class Outcome(enum.StrEnum):
@@ -66,8 +76,8 @@ class WindowEvidence(_Data):
 class Finding(_Data):
     """Something the monitor observed that nobody has decided on yet."""
 
-    uri: str  # the anomaly, alarm or (stale) sensor
-    kind: str  # "alarm" | "anomaly" | "stale_sensor"
+    uri: str  # the anomaly, alarm, (stale) sensor, or the state change a stop made (restart)
+    kind: str  # "alarm" | "anomaly" | "stale_sensor" | "restart_due"
     asset: str
     occurred_at: str | None = None
     ended_at: str | None = None
@@ -223,6 +233,7 @@ class AgentState(BaseModel):
     seed: int = 0
     started_at: str = ""
     informed_by: str | None = None  # the tk:SimulationRun the run decides in (prov:wasInformedBy)
+    trigger: Trigger = Trigger.FINDINGS  # what the monitor looks for
     step: int = 1
     findings: list[Finding] = Field(default_factory=list)
     asset: str | None = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rdflib import RDF, Graph
 
+from twinkg.agents.state import Effect, Outcome, Trigger
 from twinkg.api.settings import Settings
 from twinkg.api.twin import ingest_options
 from twinkg.connect.json import from_json_points
@@ -73,6 +74,7 @@ class TwinSimPort:
     stale_approvals: int = field(default=0, init=False)  # answers the agents could not bind
     _agents: dict[int, Agents] = field(default_factory=dict, init=False, repr=False)
     _actions: dict[str, ProposedAction] = field(default_factory=dict, init=False, repr=False)
+    _effects: dict[str, Effect] = field(default_factory=dict, init=False, repr=False)
     _approvers: list[str] = field(default_factory=list, init=False, repr=False)
     _runs: int = field(default=0, init=False, repr=False)
     _planner: Planner | None = field(default=None, init=False, repr=False)
@@ -134,9 +136,17 @@ class TwinSimPort:
         return report.alarms
 
     def decide(
-        self, *, run_id: str, scope: str, as_of: datetime, planner: Planner, max_runs: int
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Planner,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> list[PortDecision]:
-        """Run the agents on ``scope`` as of ``as_of`` until nothing is left (or ``max_runs``)."""
+        """Run the agents on ``scope`` as of ``as_of``, looking for ``trigger``, until nothing is
+        left (or ``max_runs``)."""
         self.clock.now = as_of
         agents = self._agents_for(planner)
         found: list[PortDecision] = []
@@ -148,6 +158,7 @@ class TwinSimPort:
                 run_id=f"{run_id}-a{self._runs}",
                 seed=self._runs,
                 informed_by=f"{run_prefix(run_id)}run",  # the decision's own record says so
+                trigger=trigger,
             )
             if result.status == "nothing_to_do":
                 break
@@ -189,7 +200,12 @@ class TwinSimPort:
         return self._decisions(result, at, seen={decision})
 
     def recheck(self, decision: PortDecision) -> int:
-        """The safety shapes' violations of the applied action, judged again on the graph."""
+        """The safety shapes' violations of the applied action, judged again on the graph as the
+        action found it: the graph now, with the target's status put back to what the action's
+        own effect changed it from (a restart, judged after it ran, would find its target
+        running and break the rule that it starts only what is stopped)."""
+        from rdflib import Literal, URIRef  # noqa: PLC0415
+
         from twinkg.agents.guard import action_graph  # noqa: PLC0415
         from twinkg.kg.context import action_context  # noqa: PLC0415
         from twinkg.reasoner.safety import assess  # noqa: PLC0415
@@ -198,6 +214,12 @@ class TwinSimPort:
         if action is None:
             return 0
         context = action_context(self.store, action.target)
+        effect = self._effects.get(decision.decision)
+        if effect is not None and effect.to_status is not None:
+            target = URIRef(effect.asset)
+            context.remove((target, TK.operationalStatus, None))
+            if effect.from_status is not None:
+                context.add((target, TK.operationalStatus, Literal(effect.from_status)))
         assessment = assess(action_graph(action, decision.decision + "/recheck"), context)
         return len(assessment.blocking)
 
@@ -232,6 +254,8 @@ class TwinSimPort:
                 continue
             if action is not None:
                 self._actions[step.decision] = action
+            if step.outcome is Outcome.APPLIED and result.state.effect is not None:
+                self._effects[step.decision] = result.state.effect
             out.append(
                 PortDecision(
                     decision=step.decision,

@@ -527,7 +527,7 @@ class _Builder(PlantGraphBuilder):
         self.sensor(site, power, site)
         self.add_policies(
             trust_comment=_TRUST_COMMENT,
-            approval_label="Supervisor approval to stop criticality-A pumps",
+            approval_label="Supervisor approval to stop or restart criticality-A pumps",
             supervisor_label="Shift supervisor (simulated: the scenario's approver)",
         )
 

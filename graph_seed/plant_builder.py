@@ -188,8 +188,8 @@ class PlantGraphBuilder:
         supervisor_comment: str | None = None,
     ) -> URIRef:
         """The site's policies: agents act alone only at confidence ≥ 0.8, and a supervisor
-        approves stopping criticality-A equipment; and the simulated shift supervisor (a
-        supervisor and an operator) who answers. Returns the supervisor."""
+        approves stopping and restarting criticality-A equipment; and the simulated shift
+        supervisor (a supervisor and an operator) who answers. Returns the supervisor."""
         trust = URIRef(f"{self.base}policy-trust")
         self.add(trust, RDF.type, TK.TrustThreshold)
         self.add(trust, RDFS.label, self.text("Autonomy trust threshold"))
@@ -201,6 +201,7 @@ class PlantGraphBuilder:
         self.add(approval, RDFS.label, self.text(approval_label))
         self.add(approval, TK.appliesToCriticality, self.text("A"))
         self.add(approval, TK.appliesToActionKind, self.text("controlled_stop"))
+        self.add(approval, TK.appliesToActionKind, self.text("restart"))
         self.add(approval, TK.requiredRole, TK.SupervisorRole)
         self.add(approval, TK.appliesTo, self.site)
         supervisor = URIRef(f"{self.base}person-shift-supervisor")

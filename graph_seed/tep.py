@@ -20,11 +20,11 @@ from rdflib import RDF, RDFS, Graph, Namespace, URIRef
 from tep_studio import TEP_SCHEMA, TennesseeEastmanProcess
 from tep_studio.simulation.modes import mode_setpoints
 
-from twinkg.graph_seed.plant_builder import Measure, PlantGraphBuilder
+from twinkg.graph_seed.plant_builder import Measure, PlantGraphBuilder, double
 from twinkg.ontology.namespaces import PREFIXES
 from twinkg.ontology.vocab import TK
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
-from twinkg.sim.tep import SHUTDOWN_MESSAGES
+from twinkg.sim.tep import DEFAULT_STOP_RESTART_H, SHUTDOWN_MESSAGES
 
 DEFAULT_BASE = "https://w3id.org/twinkg/plant/tep/"
 UNIT = Namespace(PREFIXES["unit"])
@@ -453,6 +453,9 @@ class _Builder(PlantGraphBuilder):
             area_of.update(dict.fromkeys(members, area))
         for key, (cls, tag, label, crit) in EQUIPMENT.items():
             self.equipment(key, ns[key], area_of[key], (cls, tag, label, crit))
+        # the plant starts again no sooner than this after a controlled stop (the simulator's
+        # own restart permissive); the agents may propose the restart once it passed (0049)
+        self.add(self.nodes["reactor"], TK.restartHoldOff, double(DEFAULT_STOP_RESTART_H * 3600.0))
         for n, description in sorted(_streams().items()):
             crit = "B" if n in {6, 7, 8} else "C"
             key = f"stream:{n}"
@@ -554,7 +557,7 @@ class _Builder(PlantGraphBuilder):
     def policies(self) -> None:
         self.add_policies(
             trust_comment="Agents act alone only at confidence >= 0.8.",
-            approval_label="Shift supervisor approves stopping A units",
+            approval_label="Shift supervisor approves stopping and restarting A units",
             supervisor_label="Simulated shift supervisor",
             supervisor_comment="Answers as the scenario's approver says.",
         )

@@ -91,6 +91,32 @@ STALE_SENSORS = NamedQuery(
 """Sensors silent for longer than ``stale_s`` seconds before ``as_of`` that no decision since
 has looked at (used a telemetry window of)."""
 
+_STATE_CHANGE, _GENERATED_BY = token(Label.STATE_CHANGE), token(RelType.PROV_WAS_GENERATED_BY)
+_OP_STATUS, _TO_STATUS, _HOLD_OFF = (
+    token(PropKey.OPERATIONAL_STATUS),
+    token(PropKey.TO_STATUS),
+    token(PropKey.RESTART_HOLD_OFF),
+)
+
+RESTART_DUE = NamedQuery(
+    "agents.monitor.restart_due",
+    f"MATCH (a:{_ASSET}) WHERE a.{_OP_STATUS} = 'stopped' AND a.{_HOLD_OFF} IS NOT NULL "
+    f"AND {_IN_SCOPE} "
+    f"MATCH (c:{_STATE_CHANGE})-[:{_CONCERNS}]->(a) WHERE c.{_TO_STATUS} = 'stopped' "
+    f"AND c.{_OCCURRED} <= datetime($as_of) - duration({{seconds: a.{_HOLD_OFF}}}) "
+    f"AND EXISTS {{ (c)-[:{_GENERATED_BY}]->(:{_DECISION}) }} "
+    f"AND NOT EXISTS {{ (:{_DECISION})-[:{_USED}]->(c) }} "
+    f"AND NOT EXISTS {{ MATCH (later:{_STATE_CHANGE})-[:{_CONCERNS}]->(a) "
+    f"WHERE later.{_OCCURRED} > c.{_OCCURRED} }} "
+    "RETURN c.uri AS uri, 'restart_due' AS kind, a.uri AS asset, c.occurredAt AS occurred_at "
+    "ORDER BY occurred_at, uri LIMIT $limit",
+)
+"""Assets in scope that one of the agents' own controlled stops took down (the decision's
+``tk:StateChange`` to "stopped", the asset's latest), still stopped, whose ``tk:restartHoldOff``
+has passed since, and whose stop no decision has used yet: once a restart is decided on (applied,
+refused or sent to a person), the stop is used, and only a new stop makes a new case. Assets
+without a hold-off are restarted by people only (decision 0049)."""
+
 ASSET_PROFILE = NamedQuery(
     "agents.diagnose.asset",
     f"MATCH (a:{_R}:{_ASSET} {{uri: $asset}}) "

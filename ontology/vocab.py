@@ -13,7 +13,7 @@ from typing import Final
 from rdflib import URIRef
 from rdflib.namespace import DefinedNamespace, Namespace
 
-ONTOLOGY_VERSION: Final = '0.5.0'
+ONTOLOGY_VERSION: Final = '0.6.0'
 
 
 class TK(DefinedNamespace):
@@ -252,6 +252,7 @@ class TK(DefinedNamespace):
     rejectedCount: URIRef
     reportText: URIRef
     requiredRole: URIRef
+    restartHoldOff: URIRef
     resultRows: URIRef
     roughness: URIRef
     runId: URIRef
@@ -617,6 +618,7 @@ class PropKey(StrEnum):
     RECORD_HASH = 'recordHash'
     REJECTED_COUNT = 'rejectedCount'
     REPORT_TEXT = 'reportText'
+    RESTART_HOLD_OFF = 'restartHoldOff'
     RESULT_ROWS = 'resultRows'
     ROUGHNESS = 'roughness'
     RUN_ID = 'runId'
@@ -1011,6 +1013,7 @@ PROPERTIES: Final[Mapping[str, tuple[PropKey, str]]] = {
     'https://w3id.org/twinkg/ontology#recordHash': (PropKey.RECORD_HASH, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#rejectedCount': (PropKey.REJECTED_COUNT, 'http://www.w3.org/2001/XMLSchema#integer'),
     'https://w3id.org/twinkg/ontology#reportText': (PropKey.REPORT_TEXT, 'http://www.w3.org/2001/XMLSchema#string'),
+    'https://w3id.org/twinkg/ontology#restartHoldOff': (PropKey.RESTART_HOLD_OFF, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#resultRows': (PropKey.RESULT_ROWS, 'http://www.w3.org/2001/XMLSchema#string'),
     'https://w3id.org/twinkg/ontology#roughness': (PropKey.ROUGHNESS, 'http://www.w3.org/2001/XMLSchema#double'),
     'https://w3id.org/twinkg/ontology#runId': (PropKey.RUN_ID, 'http://www.w3.org/2001/XMLSchema#string'),

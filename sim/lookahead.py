@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twinkg.agents.planning import Plan, Planner, PlanningCase
+from twinkg.agents.planning import RESTART_DUE, Plan, Planner, PlanningCase
 from twinkg.agents.state import ActionKind, Candidate, ProposedAction
 from twinkg.ontology.errors import SimulatorError
 from twinkg.sim.policies import Command
@@ -43,6 +43,7 @@ DEFAULT_HORIZON_S = 2 * 3600.0
 W_TRIP, W_DOWN, W_LOSS, W_COST = 1e6, 1e3, 1e1, 1e-3
 _GENTLE = (
     ActionKind.GATHER_DATA,
+    ActionKind.RESTART,
     ActionKind.SETPOINT_CHANGE,
     ActionKind.SWITCH_TO_STANDBY,
     ActionKind.WORK_ORDER,
@@ -68,7 +69,8 @@ class Outcome:
         return self.unplanned_h + self.repair_owed_h + failures * repair_h
 
     def score(self, repair_h: float, reference: float) -> float:
-        """Higher is better; ``reference`` is doing nothing's throughput (for the loss)."""
+        """Higher is better; ``reference`` is the throughput a loss is counted against (doing
+        nothing's; the best candidate's where doing nothing makes nothing)."""
         down = self.down_h(repair_h)
         loss = 0.0 if reference <= 0 else max(0.0, (reference - self.throughput) / reference)
         return -(W_TRIP * self.trips + W_DOWN * down + W_LOSS * loss + W_COST * self.cost)
@@ -128,8 +130,13 @@ class LookaheadPlanner:
             outcomes[0],
         )
         repair_h = self.state.config.repair_s / 3600.0
+        # throughput lost is against doing nothing; where doing nothing makes nothing (a
+        # stopped plant), against the best candidate's, so starting it counts as a gain
+        reference = nothing.throughput
+        if reference <= 0:
+            reference = max(o.throughput for o in outcomes)
         scored = [
-            (o.score(repair_h, nothing.throughput), i, a, o)
+            (o.score(repair_h, reference), i, a, o)
             for i, (a, o) in enumerate(zip(actions, outcomes, strict=True))
         ]
         scored.sort(key=lambda s: (-s[0], _GENTLE.index(s[2].kind), s[1]))
@@ -139,9 +146,7 @@ class LookaheadPlanner:
                 action=a,
                 utility=round(score, 6),
                 risk_reduction=round(_risk(nothing, o, repair_h), 6),
-                throughput=round(
-                    o.throughput / nothing.throughput if nothing.throughput else 1.0, 6
-                ),
+                throughput=round(o.throughput / reference if reference > 0 else 1.0, 6),
             )
             for score, _, a, o in scored
         ]
@@ -201,6 +206,11 @@ class LookaheadPlanner:
 
         out = [make(ActionKind.GATHER_DATA, case.asset, "watch more data first")]
         own = binding.actuator(case.asset)
+        if any(f.kind == RESTART_DUE for f in case.findings):
+            # a restart case weighs starting the stopped asset against keeping it stopped
+            if own is not None and own.run_input is not None:
+                out.append(make(ActionKind.RESTART, own.asset, "start it again"))
+            return out
         knobs = [own] if own is not None and own.setpoint_input else []
         if own is None:  # equipment with no actuator of its own: the plant's setpoints
             knobs = [a for a in binding.actuators if a.setpoint_input]

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
+from twinkg.agents.state import Trigger
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, SimulatorError, TwinKGError
 from twinkg.ontology.vocab import ONTOLOGY_VERSION
@@ -46,6 +47,7 @@ from twinkg.sim.kpi import (
 from twinkg.sim.policies import (
     CONTROLLED_STOP,
     GATHER_DATA,
+    RESTART,
     SETPOINT_CHANGE,
     SWITCH_TO_STANDBY,
     TWIN_POLICIES,
@@ -147,9 +149,17 @@ class TwinPort(Protocol):
         ...
 
     def decide(
-        self, *, run_id: str, scope: str, as_of: datetime, planner: Planner, max_runs: int
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Planner,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> list[PortDecision]:
-        """Run the agents on ``scope`` as of simulated ``as_of``; every decision they recorded."""
+        """Run the agents on ``scope`` as of simulated ``as_of`` (looking for ``trigger``);
+        every decision they recorded."""
         ...
 
     def answer(
@@ -330,6 +340,11 @@ class LoopState:
             out["plant"] = "planned" if stopped else "unplanned"
         return out
 
+    def stopped_on_purpose(self) -> bool:
+        """Whether the plant-wide run input holds a controlled stop (not a trip)."""
+        stop = self.plant.stop_input
+        return stop is not None and self.commanded.get(stop) == 0.0
+
     def _in_repair(self, asset: str) -> bool:
         return any(j.asset == asset and j.start_s is not None for j in self.jobs)
 
@@ -349,7 +364,7 @@ class LoopState:
 
     # -- actions -----------------------------------------------------------------------
 
-    def apply(self, command: Command, t: float) -> bool:  # noqa: PLR0911 - one per kind
+    def apply(self, command: Command, t: float) -> bool:  # noqa: PLR0911, PLR0912 - one per kind
         """Move the simulator inputs the command's actuator names; False when nothing moved."""
         binding = self.plant.binding
         actuator = binding.actuator(command.asset)
@@ -357,6 +372,11 @@ class LoopState:
             return False
         if command.kind == CONTROLLED_STOP and actuator.run_input:
             self.commanded[actuator.run_input] = 0.0
+            return True
+        if command.kind == RESTART and actuator.run_input:
+            if self.commanded.get(actuator.run_input, 1.0) >= 0.5:
+                return False  # it runs: nothing to start
+            self.commanded[actuator.run_input] = 1.0  # the plant starts once its hold-off passed
             return True
         if command.kind == SWITCH_TO_STANDBY:
             partner = partner_of(binding, actuator)
@@ -596,11 +616,16 @@ class _TwinDriver:
         elif self.buffer:
             self.port.ingest(self.buffer, received_at=sim_time(t), fit_rows=None, source="sim")
         self.buffer = []
+        trigger = Trigger.FINDINGS
         if self.state.plant_down:
             # state-based suppression (ISA-18.2): while the plant is shut down its process
             # alarms are the shutdown's consequences, and no action reaches a stopped process;
-            # the twin keeps ingesting and decides again once the plant runs
-            return
+            # the twin keeps ingesting and decides again once the plant runs. After a trip the
+            # plant restarts itself; after the twin's own controlled stop the agents look for
+            # nothing but whether its restart is due (decision 0049)
+            if not self.state.stopped_on_purpose():
+                return
+            trigger = Trigger.RESTART_DUE
         scope = self.state.plant.binding.site
         found = self.port.decide(
             run_id=self.run_id,
@@ -608,6 +633,7 @@ class _TwinDriver:
             as_of=sim_time(t),
             planner=self.planner,
             max_runs=config.max_agent_runs,
+            trigger=trigger,
         )
         self.handle(found, t)
 

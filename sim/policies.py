@@ -33,6 +33,7 @@ CONTROLLED_STOP = "controlled_stop"
 SWITCH_TO_STANDBY = "switch_to_standby"
 SETPOINT_CHANGE = "setpoint_change"
 WORK_ORDER = "work_order"
+RESTART = "restart"
 GATHER_DATA = "gather_data"
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from neo4j import Driver
-from rdflib import Literal
+from rdflib import Literal, URIRef
+from rdflib.namespace import PROV
 
 from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
@@ -24,7 +25,7 @@ from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.llm_planner import LlmPlanner
 from twinkg.agents.replay import replay
 from twinkg.agents.runner import Agents
-from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction
+from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction, Trigger
 from twinkg.kg import agent_queries as q
 from twinkg.kg import chain_verify, provenance
 from twinkg.kg.lineage import lineage
@@ -276,6 +277,72 @@ def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: D
     assert records[0]["s"] == "stopped"
     _check_lineage_and_replay(world, result.steps[-1].decision)
     driver.execute_query("MATCH (p {uri: $pump}) SET p.operationalStatus = 'running'", pump=PUMP)
+
+
+def test_the_agents_restart_what_their_own_stop_took_down_once_its_hold_off_passed(
+    world: World, driver: Driver
+) -> None:
+    """Decision 0049: a stop the agents applied becomes a restart case when the asset's
+    ``tk:restartHoldOff`` has passed; the restart is guarded (only a stopped asset), uses the
+    stop it undoes, applies once, and replays; a restart of a running asset is refused."""
+    refused = _propose(world, ActionKind.RESTART)
+    assert _outcome(world, refused) == Outcome.REFUSED.value  # P-1 runs: nothing to restart
+    # the clock runs from now: the stops earlier tests applied are older, so this one is the
+    # pump's latest state change, as a restart case requires
+    base = datetime.now(UTC)
+    moment = [base]
+    agents = Agents(
+        store=world.store,
+        log=world.log,
+        checkpointer=world.agents.checkpointer,
+        clock=lambda: moment[0],
+    )
+    stop = agents.run(
+        scope=PUMP,
+        as_of=base,
+        action=ProposedAction(
+            kind=ActionKind.CONTROLLED_STOP,
+            target=PUMP,
+            confidence=0.95,
+            proposed_at=base.isoformat(),
+        ),
+    )
+    first = stop.steps[-1].decision
+    assert stop.status == "awaiting_approval"
+    stopped = agents.answer(first, _answer(world, first)).steps[-1]
+    assert stopped.outcome is Outcome.APPLIED
+    driver.execute_query("MATCH (p {uri: $pump}) SET p.restartHoldOff = 3600.0", pump=PUMP)
+    try:
+        moment[0] = base + timedelta(minutes=30)  # inside the hold-off: no case
+        early = agents.run(as_of=moment[0], trigger=Trigger.RESTART_DUE)
+        assert early.status == "nothing_to_do"
+        moment[0] = base + timedelta(hours=2)
+        due = agents.run(as_of=moment[0], trigger=Trigger.RESTART_DUE)
+        assert [f.kind for f in due.state.findings] == ["restart_due"]
+        assert due.state.findings[0].uri == f"{stopped.decision}/effect"  # the stop it undoes
+        assert due.state.action is not None and due.state.action.kind is ActionKind.RESTART
+        assert due.state.hypotheses == []  # a stopped pump's data diagnoses nothing
+        last = due.steps[-1]
+        if last.outcome is Outcome.AWAITING_APPROVAL:  # the data's trust is below the threshold
+            later = (moment[0] + timedelta(minutes=30)).isoformat()
+            answer = _answer(world, last.decision, expires_at=later)
+            last = agents.answer(last.decision, answer).steps[-1]
+        assert last.outcome is Outcome.APPLIED
+        records, _, _ = driver.execute_query(
+            "MATCH (p {uri: $pump}) RETURN p.operationalStatus AS s", pump=PUMP
+        )
+        assert records[0]["s"] == "running"
+        graph = lineage(world.store, last.decision)
+        assert (None, PROV.used, URIRef(f"{stopped.decision}/effect")) in graph
+        _check_lineage_and_replay(world, last.decision)
+        # the stop is used: no second restart case, whenever asked
+        moment[0] = base + timedelta(hours=5)
+        assert agents.run(as_of=moment[0], trigger=Trigger.RESTART_DUE).status == "nothing_to_do"
+    finally:
+        driver.execute_query(
+            "MATCH (p {uri: $pump}) REMOVE p.restartHoldOff SET p.operationalStatus = 'running'",
+            pump=PUMP,
+        )
 
 
 def test_an_edited_approval_is_guarded_again(world: World, driver: Driver) -> None:

@@ -15,12 +15,12 @@ import pytest
 from rdflib import Graph
 
 from twinkg.agents.planning import Plan, PlanningCase, RulePlanner
-from twinkg.agents.state import ActionKind, Hypothesis, ProposedAction
+from twinkg.agents.state import ActionKind, Finding, Hypothesis, ProposedAction, Trigger
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 from twinkg.sim.adapter import ModelInfo, Variable
 from twinkg.sim.binding import Actuator, PlantBinding, SensorBinding
-from twinkg.sim.lookahead import Outcome
+from twinkg.sim.lookahead import LookaheadPlanner, Outcome
 from twinkg.sim.loop import (
     LoopConfig,
     LoopState,
@@ -377,7 +377,14 @@ class ScriptedPort:
         return 0
 
     def decide(
-        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Any,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> list[PortDecision]:
         assert scope == SITE
         due = [d for d in self.script if d.at == as_of.isoformat()]
@@ -537,7 +544,14 @@ class PlanningPort(ScriptedPort):
         return RulePlanner()
 
     def decide(
-        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Any,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> list[PortDecision]:
         if as_of != sim_time(self.at_s):
             return []
@@ -661,7 +675,14 @@ class CountingPort(ScriptedPort):
         self.asked: list[datetime] = []
 
     def decide(
-        self, *, run_id: str, scope: str, as_of: datetime, planner: Any, max_runs: int
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Any,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
     ) -> list[PortDecision]:
         self.asked.append(as_of)
         return []
@@ -738,7 +759,6 @@ def test_the_lookahead_counts_a_wearing_pumps_risk_past_its_fork() -> None:
 def test_the_lookahead_does_not_try_what_the_plant_cannot_carry() -> None:
     """A flow setpoint for a pump whose actuator takes a relative speed is not forked: it is
     listed as not carried, and the proposal is another candidate."""
-    from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
 
     plant = toy_plant(rate=0.05, hazard=True)
     speed = "http://qudt.org/vocab/quantitykind/Dimensionless"
@@ -817,3 +837,60 @@ def test_a_failure_inside_the_fork_costs_its_whole_repair() -> None:
     short = try_on_fork(state, _proposal(ActionKind.GATHER_DATA), 3600.0)
     assert short.repair_owed_h == 0.0
     assert state.failed == set() and state.jobs == []  # the fork was put back
+
+
+def _restart_case(status: str) -> PlanningCase:
+    """A restart-due case on pump 1: one of the agents' stops took it down, hold-off passed."""
+    due = Finding(uri="https://example.org/toy/stop/effect", kind="restart_due", asset=P1)
+    return PlanningCase(
+        asset=P1,
+        status=status,
+        as_of="2026-01-01T00:00:00+00:00",
+        findings=[due],
+        hypotheses=[],
+        symptoms=[],
+        confidence=0.9,
+        urgency=0.3,
+    )
+
+
+def test_the_rule_planner_restarts_what_a_stop_took_down_and_nothing_else() -> None:
+    plan = RulePlanner().plan(_restart_case("stopped"))
+    assert plan.action is not None and plan.action.kind is ActionKind.RESTART
+    assert [c.action.kind for c in plan.candidates] == [ActionKind.RESTART, ActionKind.GATHER_DATA]
+    # a restart case whose asset is not stopped (someone started it): keep watching, no restart
+    running = RulePlanner().plan(_restart_case("running"))
+    assert running.action is not None and running.action.kind is ActionKind.GATHER_DATA
+    assert [c.action.kind for c in running.candidates] == [ActionKind.GATHER_DATA]
+    # an ordinary case never offers a restart
+    ordinary = RulePlanner().plan(wear_case(P1))
+    assert ActionKind.RESTART not in {c.action.kind for c in ordinary.candidates}
+
+
+def test_a_restart_moves_only_a_stopped_run_input() -> None:
+    state = LoopState(toy_plant(rate=0.0), config())
+    assert not state.apply(Command("restart", P1), 0.0)  # it runs: nothing to start
+    assert state.apply(Command("controlled_stop", P1), 0.0)
+    assert state.commanded["pump:1:status"] == 0.0
+    assert state.apply(Command("restart", P1), 900.0)
+    assert state.commanded["pump:1:status"] == 1.0
+    assert not state.apply(Command("restart", TANK), 900.0)  # no actuator: nothing moves
+
+
+def test_the_lookahead_restarts_a_stopped_plant_when_keeping_it_stopped_serves_nothing() -> None:
+    """Doing nothing serves nothing (tank empty, its pump stopped): the loss is counted against
+    the best candidate, so the restart wins instead of tying with keeping it stopped."""
+    toy = ToyPlant()
+    toy.level = 0.0
+    state = LoopState(toy_plant(rate=0.0, plant=toy), config())
+    state.plant.master.instantiate({}, 1)
+    assert state.apply(Command("controlled_stop", P1), 0.0)
+    state.send(state.effective_inputs())
+    plan = LookaheadPlanner(RulePlanner(), state).plan(_restart_case("stopped"))
+    assert plan.action is not None and plan.action.kind is ActionKind.RESTART
+    [record] = [t["lookahead"] for t in plan.transcript if "lookahead" in t]
+    kinds = [c["kind"] for c in record["candidates"]]
+    assert sorted(kinds) == ["gather_data", "restart"]  # no cut, stop or repair of a stopped pump
+    by_kind = {c["kind"]: c["predicted"]["throughput"] for c in record["candidates"]}
+    assert by_kind["gather_data"] == 0.0 < by_kind["restart"]
+    assert [c.throughput for c in plan.candidates] == [1.0, 0.0]
