@@ -8,7 +8,9 @@ JSON telemetry contract's fields; a dropout's NaN becomes no point), buffered. E
 the policy looks: a baseline (``sim.policies``) reads the measured values and commands the plant
 directly; the twin's policies ingest the buffer through the :class:`TwinPort` (the warm-up once,
 with the detectors fitted on it), run the agents as of simulated time, and apply what the guard
-allowed through the binding's actuators. Approval requests are answered by the scenario's
+allowed through the binding's actuators. While the plant is down the twin keeps ingesting but
+decides nothing, except, after its own controlled stop, whether a restart is due (decision 0049).
+Approval requests are answered by the scenario's
 simulated approver at simulated time plus its delay. KPIs are measured, never assumed: an applied
 action is checked again (:meth:`TwinPort.recheck` and the simulator's own input range) and counted
 in ``unsafe_applied_actions`` if it breaks either.

@@ -894,3 +894,85 @@ def test_the_lookahead_restarts_a_stopped_plant_when_keeping_it_stopped_serves_n
     by_kind = {c["kind"]: c["predicted"]["throughput"] for c in record["candidates"]}
     assert by_kind["gather_data"] == 0.0 < by_kind["restart"]
     assert [c.throughput for c in plan.candidates] == [1.0, 0.0]
+
+
+UNIT = "https://example.org/toy/unit"  # the whole toy plant as one asset with a run input
+
+
+class StoppablePlant(ToyPlant):
+    """The toy plant with a plant-wide run input (``plant:run``) and ``plant:running``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs["plant:run"] = 1.0
+
+    def info(self) -> ModelInfo:
+        base = super().info()
+        extra = (Variable("plant:run", "input"), Variable("plant:running", "output"))
+        return ModelInfo(base.name, base.version, (*base.variables, *extra))
+
+    def get_outputs(self) -> dict[str, float]:
+        running = self.inputs["plant:run"] >= 0.5
+        out = super().get_outputs()
+        out["plant:running"] = float(running)
+        if not running:
+            out["plant:demand_served"] = 0.0
+        return out
+
+
+class TriggerPort(ScriptedPort):
+    """Stops the unit at 5 h on findings; restarts it when asked for due restarts from 8 h."""
+
+    def __init__(self) -> None:
+        super().__init__([], [])
+        self.asked: list[tuple[float, Trigger]] = []
+
+    def decide(
+        self,
+        *,
+        run_id: str,
+        scope: str,
+        as_of: datetime,
+        planner: Any,
+        max_runs: int,
+        trigger: Trigger = Trigger.FINDINGS,
+    ) -> list[PortDecision]:
+        hours = (as_of - sim_time(0.0)).total_seconds() / 3600
+        self.asked.append((hours, trigger))
+        at = as_of.isoformat()
+        if trigger is Trigger.FINDINGS and hours == 5.0:
+            return [PortDecision("d/stop", "applied", "controlled_stop", UNIT, at)]
+        if trigger is Trigger.RESTART_DUE and hours >= 8.0:
+            return [PortDecision(f"d/restart/{hours:g}", "applied", "restart", UNIT, at)]
+        return []
+
+
+def test_after_its_own_stop_the_twin_asks_only_whether_a_restart_is_due() -> None:
+    plant = toy_plant(rate=0.0, plant=StoppablePlant())
+    unit = Actuator(UNIT, "Plant", "unit", run_input="plant:run")
+    plant.binding = replace(plant.binding, actuators=(*plant.binding.actuators, unit))
+    plant.stop_input = "plant:run"
+    plant.graph = Graph()
+    port = TriggerPort()
+    result, decisions, kpis = run(
+        "twinkg", plant=plant, cfg=config(horizon_s=11 * 3600.0), port=port
+    )
+    assert result.status == "completed"
+    # up: findings; down after the twin's stop: only due restarts; up again: findings
+    assert port.asked == [
+        (4.0, Trigger.FINDINGS),
+        (5.0, Trigger.FINDINGS),
+        (6.0, Trigger.RESTART_DUE),
+        (7.0, Trigger.RESTART_DUE),
+        (8.0, Trigger.RESTART_DUE),
+        (9.0, Trigger.FINDINGS),
+        (10.0, Trigger.FINDINGS),
+        (11.0, Trigger.FINDINGS),
+    ]
+    assert [d.kind for d in decisions] == ["controlled_stop", "restart"]
+    inputs = plant.master.components["plant"].inputs  # type: ignore[attr-defined]
+    assert inputs["plant:run"] == 1.0
+    assert kpis["trips"][0] == 0 and kpis["unplanned_downtime_h"][0] == 0.0
+    assert kpis["unsafe_applied_actions"][0] == 0
+    # down from the step after 5 h until the restart at 8 h: 3 of the 7 measured hours
+    assert kpis["availability"][0] == pytest.approx(4 / 7)
