@@ -22,6 +22,7 @@ from rdflib.namespace import PROV
 from twinkg.agents.context import Gather, RunContext, gathered_rows
 from twinkg.agents.record import decision_iri
 from twinkg.agents.state import (
+    ActionKind,
     AgentState,
     ApprovalInput,
     GuardResult,
@@ -179,6 +180,8 @@ def _judge(  # noqa: PLR0911, PLR0917 - one outcome per rule, private
             return Outcome.AWAITING_APPROVAL, "; ".join(
                 v.message or "" for v in assessment.approvals_needed
             )
+        if action.kind is ActionKind.GATHER_DATA:  # changes nothing: asks no one (decision 0050)
+            return Outcome.APPLIED, "allowed by the safety shapes: gathering data changes nothing"
         if threshold is None:  # no policy grants autonomy here: a person decides
             return Outcome.AWAITING_APPROVAL, "no trust threshold applies: a person decides"
         if not action.confidence >= threshold:  # belt and braces: the shapes say so too

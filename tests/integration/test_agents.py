@@ -279,6 +279,14 @@ def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: D
     driver.execute_query("MATCH (p {uri: $pump}) SET p.operationalStatus = 'running'", pump=PUMP)
 
 
+def test_gathering_data_asks_no_one_whatever_its_confidence(world: World) -> None:
+    """Decision 0050: watching changes nothing, so a low confidence sends it to no person."""
+    decision = _propose(world, ActionKind.GATHER_DATA, confidence=0.1)
+    assert _outcome(world, decision) == Outcome.APPLIED.value
+    low = _propose(world, ActionKind.WORK_ORDER, confidence=0.1)  # an action still waits
+    assert _outcome(world, low) == Outcome.AWAITING_APPROVAL.value
+
+
 def test_the_agents_restart_what_their_own_stop_took_down_once_its_hold_off_passed(
     world: World, driver: Driver
 ) -> None:
