@@ -36,6 +36,7 @@ from twinkg.agents.state import (
     Hypothesis,
     ProposedAction,
     Symptom,
+    Trigger,
 )
 
 
@@ -117,7 +118,6 @@ _EFFECT: dict[ActionKind, tuple[float, float]] = {
     ActionKind.RESTART: (0.0, 1.0),
     ActionKind.GATHER_DATA: (0.0, 1.0),
 }
-RESTART_DUE = "restart_due"  # the finding kind of a restart case (``agents.state.Trigger``)
 _UNLISTED = 0.3  # share of the risk reduction an action gets when it is no listed mitigation
 _SETPOINT_STEP = 0.10  # reduce a setpoint by this share of its current value
 _RAMP_MARGIN = 2.0  # ramp at half the envelope's maximum rate of change, at least 60 s
@@ -132,7 +132,7 @@ class RulePlanner:
 
     def plan(self, case: PlanningCase) -> Plan:
         """Score every feasible candidate; propose the best (ties: the safer, gentler kind)."""
-        if any(f.kind == RESTART_DUE for f in case.findings):
+        if any(f.kind == Trigger.RESTART_DUE for f in case.findings):
             return self._restart(case)
         if not case.hypotheses:
             action = self._action(case, ActionKind.GATHER_DATA, None, "no hypothesis explains it")

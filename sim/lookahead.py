@@ -3,7 +3,8 @@
 :class:`LookaheadPlanner` implements ``agents.planning.Planner``. It asks its inner planner (the
 rule planner, or the LLM planner) for its candidates, adds the plant's own candidates for the case
 from the plant binding (a setpoint cut by 10 or 20 %, a controlled stop, a switch to the standby, a
-work order, and doing nothing but gather data), and for each one forks the co-simulation
+work order, and doing nothing but gather data; for a restart-due case only a restart and keeping
+it stopped, decision 0049), and for each one forks the co-simulation
 (``CoSimulation.snapshot``), applies it, runs a short horizon (``horizon_s``, the scenario's
 ``lookahead_h``, default 2 simulated hours; a repair's duration when a work order that repairs
 something is among the candidates), scores the outcome and restores the fork. The fork knows each
@@ -11,7 +12,8 @@ pump's hazard but not when it will fail (``PumpDegradation.conceal_lives``), and
 what the plant can carry out (a setpoint of its actuator's own quantity kind).
 
 Short-horizon replanning under the long-horizon objective: the score orders, lexicographically by
-weight, a trip avoided ≫ unplanned downtime ≫ throughput lost ≫ maintenance cost. Unplanned
+weight, a trip avoided ≫ unplanned downtime ≫ throughput lost (against doing nothing's, or the
+best candidate's where doing nothing makes nothing) ≫ maintenance cost. Unplanned
 downtime counts what the fork saw, the corrective repair hours still owed at its end, and the
 failures the hazard expects, each at a repair's hours: inside the fork, and past it over the
 scenario's ``risk_horizon_h`` (the terminal cost; decision 0048). It proposes the best (ties: the
@@ -29,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twinkg.agents.planning import RESTART_DUE, Plan, Planner, PlanningCase
-from twinkg.agents.state import ActionKind, Candidate, ProposedAction
+from twinkg.agents.planning import Plan, Planner, PlanningCase
+from twinkg.agents.state import ActionKind, Candidate, ProposedAction, Trigger
 from twinkg.ontology.errors import SimulatorError
 from twinkg.sim.policies import Command
 
@@ -206,7 +208,7 @@ class LookaheadPlanner:
 
         out = [make(ActionKind.GATHER_DATA, case.asset, "watch more data first")]
         own = binding.actuator(case.asset)
-        if any(f.kind == RESTART_DUE for f in case.findings):
+        if any(f.kind == Trigger.RESTART_DUE for f in case.findings):
             # a restart case weighs starting the stopped asset against keeping it stopped
             if own is not None and own.run_input is not None:
                 out.append(make(ActionKind.RESTART, own.asset, "start it again"))
