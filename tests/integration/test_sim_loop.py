@@ -92,14 +92,14 @@ class ScriptedPlanner:
 
     kind = "rules"
 
-    def __init__(self, target: str, value: float) -> None:
-        self.target, self.value = target, value
+    def __init__(self, target: str, value: float, confidence: float = 0.99) -> None:
+        self.target, self.value, self.confidence = target, value, confidence
 
     def plan(self, case: PlanningCase) -> Plan:
         action = ProposedAction(
             kind=ActionKind.SETPOINT_CHANGE,
             target=self.target,
-            confidence=0.99,
+            confidence=self.confidence,
             proposed_at=case.as_of,
             quantity_kind=FLOW,
             current_setpoint=22.89,
@@ -178,20 +178,6 @@ def test_the_agents_decide_in_the_loop_and_their_decisions_are_informed_by_the_r
         run=result.run,
     )
     assert all(str(s["t"]).startswith("2026-01-01") for s in stamps)
-    # approvals asked were answered by the scenario's simulated approver, said so
-    asked = [d for d in decisions if d.outcome == "awaiting_approval"]
-    assert asked, "no approval was asked (the plant's trust threshold is 0.8)"
-    comments = rows(  # this run's approvals (the module's other runs share the database)
-        world,
-        "MATCH (:SimulationRun {uri: $run})<-[:PROV_WAS_INFORMED_BY]-(d)"
-        "-[:PROV_WAS_INFORMED_BY]->(a:Approval) "
-        "WHERE a.rdfs_comment STARTS WITH 'simulated approver of scenario' "
-        "RETURN a.rdfs_comment AS c",
-        run=result.run,
-    )
-    assert comments and "tep-loop-test@1.0.0" in comments[0]["c"]
-    answered = {d.decision.rsplit("/", 1)[0] for d in decisions if d.decision.endswith("/2")}
-    assert answered, "the simulated approver answered nothing"
     kpis = result.kpis
     assert kpis is not None and kpis.unsafe_applied_actions == 0
     assert kpis.decisions == len(decisions)
@@ -213,8 +199,23 @@ def test_the_guard_refuses_an_unsafe_actuation_inside_the_loop(world: World) -> 
 
 def test_an_allowed_setpoint_change_reaches_the_simulator(world: World) -> None:
     run_id = "loop-safe"
-    planner = ScriptedPlanner(stripper(run_id), 21.75)  # 5 % less, inside the envelope
+    # 5 % less, inside the envelope, at a confidence below the plant's trust threshold (0.8)
+    planner = ScriptedPlanner(stripper(run_id), 21.75, confidence=0.5)
     result, decisions, given = twin_run(world, run_id, planner=planner, lookahead=False)
+    # so it waited for a person: the scenario's simulated approver answered, and said so
+    asked = [d for d in decisions if d.outcome == "awaiting_approval"]
+    assert asked, [d.outcome for d in decisions]
+    comments = rows(  # this run's approvals (the module's other runs share the database)
+        world,
+        "MATCH (:SimulationRun {uri: $run})<-[:PROV_WAS_INFORMED_BY]-(d)"
+        "-[:PROV_WAS_INFORMED_BY]->(a:Approval) "
+        "WHERE a.rdfs_comment STARTS WITH 'simulated approver of scenario' "
+        "RETURN a.rdfs_comment AS c",
+        run=result.run,
+    )
+    assert comments and "tep-loop-test@1.0.0" in comments[0]["c"]
+    answered = {d.decision.rsplit("/", 1)[0] for d in decisions if d.decision.endswith("/2")}
+    assert answered, "the simulated approver answered nothing"
     applied = [d for d in decisions if d.outcome == "applied"]
     assert applied and all(d.setpoint == 21.75 for d in applied), decisions
     assert result.kpis is not None and result.kpis.unsafe_applied_actions == 0
