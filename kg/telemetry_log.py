@@ -19,6 +19,7 @@ sorted by sensor, time, batch and position.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -108,6 +109,10 @@ class TelemetryLog:
         self.journal = IngestJournal(root)
         self.issues: list[LogIssue] = []
         """What the last read left out, and why (empty when it read everything)."""
+        # each manifest read so far, by file name, with the (inode, size, modification time) it
+        # was read at: manifests are written once, atomically, so one unchanged since is not
+        # read again (a rewritten one is); what could not be read is kept as its reason
+        self._read: dict[str, tuple[tuple[int, int, int], BatchManifest | str]] = {}
 
     @property
     def _batches(self) -> Path:
@@ -259,38 +264,46 @@ class TelemetryLog:
         return self._manifests()
 
     def _manifests(self) -> list[BatchManifest]:
-        if not self._batches.is_dir():
+        try:
+            with os.scandir(self._batches) as entries:
+                listed = sorted(
+                    (e for e in entries if e.name.endswith(".json") and not e.name.startswith(".")),
+                    key=lambda e: e.name,
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            self._read = {}
             return []
         found = []
-        for path in sorted(self._batches.glob("*.json")):
+        known: dict[str, tuple[tuple[int, int, int], BatchManifest | str]] = {}
+        for entry in listed:
+            name, path = entry.name, entry.path
             try:
-                data = log_files.manifest_document(path)
-            except (OSError, ValueError) as exc:
-                issue = LogIssue(IssueCode.MANIFEST_UNREADABLE, str(path), str(exc))
+                st = entry.stat()
+            except OSError as exc:
+                outcome: BatchManifest | str = str(exc)
+            else:
+                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+                cached = self._read.get(name)
+                outcome = cached[1] if cached is not None and cached[0] == stamp else _read(path)
+                known[name] = (stamp, outcome)
+            if isinstance(outcome, str):
+                issue = LogIssue(IssueCode.MANIFEST_UNREADABLE, path, outcome)
                 log_files.report(self.issues, issue)
-                continue
-            found.append(
-                BatchManifest(
-                    data["batch_id"],
-                    data["contract"],
-                    data["received_at"],
-                    data["accepted"],
-                    data["rejected"],
-                    tuple(data["files"]),
-                )
-            )
+            else:
+                found.append(outcome)
+        self._read = known
         return found
 
-    def _files(self, kind: str, schema: pa.Schema) -> list[str]:
+    def _files(self, kind: str, schema: pa.Schema) -> list[tuple[str, log_files.Zone]]:
         paths = []
         for manifest in self._manifests():
             for relative in manifest.files:
-                path = log_files.inside(self.root, relative, kind)
-                if path is not None:
-                    paths.append(path)
-                elif all(log_files.inside(self.root, relative, k) is None for k in _KINDS):
+                placed = _placed(self.root, relative)
+                if placed is None:
                     issue = LogIssue(IssueCode.FILE_FOREIGN, relative, "not a file of the log")
                     log_files.report(self.issues, issue)
+                elif placed[0] == kind:
+                    paths.append(placed[1])
         return log_files.readable(paths, schema, self.issues)
 
     def window(
@@ -314,7 +327,16 @@ class TelemetryLog:
         for clause in clauses:
             if clause is not None:
                 condition = clause if condition is None else condition & clause
-        files = self._files("points", POINTS_SCHEMA)
+        # files whose footer shows they hold no row of the window are not opened: the same
+        # rows as reading them all, whatever the log's length (decision 0051)
+        wanted = None if sensors is None else sorted({s.encode() for s in sensors})
+        least = low.value if isinstance(low, pa.TimestampScalar) else None
+        beyond = high.value if isinstance(high, pa.TimestampScalar) else None
+        files = [
+            path
+            for path, zone in self._files("points", POINTS_SCHEMA)
+            if zone.may_hold(wanted, least, beyond)
+        ]
         table = log_files.read_files(files, POINTS_SCHEMA, self.issues, condition=condition)
         return table.sort_by(_SORT)
 
@@ -323,7 +345,7 @@ class TelemetryLog:
     ) -> pa.Table:
         """Quarantined points with their reasons, newest batch last, in a stable order."""
         self.issues = []
-        files = self._files("quarantine", QUARANTINE_SCHEMA)
+        files = [path for path, _ in self._files("quarantine", QUARANTINE_SCHEMA)]
         table = log_files.read_files(files, QUARANTINE_SCHEMA, self.issues)
         if batch is not None:
             table = table.filter(pc.equal(table["batch"], batch))
@@ -333,6 +355,32 @@ class TelemetryLog:
             [("received_at", "ascending"), ("batch", "ascending"), ("seq", "ascending")]
         )
         return table if limit is None else table.slice(0, limit)
+
+
+def _read(path: str) -> BatchManifest | str:
+    """The manifest at ``path``, or why it cannot be read."""
+    try:
+        data = log_files.manifest_document(Path(path))
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return BatchManifest(
+        data["batch_id"],
+        data["contract"],
+        data["received_at"],
+        data["accepted"],
+        data["rejected"],
+        tuple(data["files"]),
+    )
+
+
+@functools.lru_cache(maxsize=262_144)
+def _placed(root: Path, relative: str) -> tuple[str, Path] | None:
+    """Which kind of the log's files ``relative`` names, and its path; ``None`` for neither."""
+    for kind in _KINDS:
+        path = log_files.inside(root, relative, kind)
+        if path is not None:
+            return kind, path
+    return None
 
 
 def _temporary(final: Path) -> Path:
