@@ -36,6 +36,7 @@ class AgentSettings:
     finding_limit: int = 500
     baseline_s: float = 600.0  # the window before a finding that symptoms are measured against
     shift_threshold: float = 2.0  # |shift| in standard deviations that counts as a symptom
+    watch_s: float = 0.0  # an asset the agents chose to watch: its new anomalies wait this long
 
 
 @dataclass(frozen=True, slots=True)

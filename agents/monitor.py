@@ -5,6 +5,8 @@ and takes the most urgent asset (:func:`urgency`: an alarm's severity, else the 
 the earliest finding breaks ties). An external proposal makes its target the case. A run whose
 trigger is ``restart_due`` looks instead for the assets one of the agents' own controlled stops
 took down whose restart hold-off has passed (``kg.agent_queries.RESTART_DUE``, decision 0049).
+With a watch (``AgentState.watch_s``), the new anomalies of an asset whose latest decision in the
+watch was to gather data wait until the watch ends (``kg.agent_queries.WATCHED``, decision 0052).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def monitor(state: AgentState, ctx: RunContext) -> dict[str, Any]:
         target = state.action.target
         update.update(findings=[f for f in findings if f.asset == target], asset=target)
         return update
+    if state.watch_s > 0:
+        # an asset the agents last decided to watch: its new anomalies are what it is watched
+        # for, and wait until the watch ends; an alarm or a silent sensor does not (decision 0052)
+        watched = gather.rows(
+            q.WATCHED, scope=state.scope, as_of=state.as_of, watch_s=state.watch_s
+        )
+        held = {str(r["asset"]) for r in watched}
+        findings = [f for f in findings if f.kind != "anomaly" or f.asset not in held]
+        update = gather.update(state)
     return _choose(update, findings)
 
 

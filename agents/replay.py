@@ -262,6 +262,10 @@ def replay(
         trigger=Trigger.RESTART_DUE
         if any(e.query == q.RESTART_DUE.name for e in evidence)
         else Trigger.FINDINGS,
+        # a watching monitor asked which assets were watched, and for how long
+        watch_s=next(
+            (float(e.params["watch_s"]) for e in evidence if e.query == q.WATCHED.name), 0.0
+        ),
     )
     replayed = Tally(report, ReplayPhase.REPLAY, len(run))
     replayed.start()

@@ -150,6 +150,7 @@ class Agents:
         on_node: NodeListener | None = None,
         informed_by: str | None = None,
         trigger: Trigger = Trigger.FINDINGS,
+        watch_s: float | None = None,
     ) -> RunResult:
         """One run: observe the most urgent case in ``scope`` and decide on it.
 
@@ -158,7 +159,8 @@ class Agents:
         ``informed_by`` is the simulation run (``tk:SimulationRun``) the run decides in: each of
         its decisions records ``prov:wasInformedBy`` it, inside its own hash-chained record.
         ``trigger`` picks what the monitor looks for: open findings, or stopped assets whose
-        restart is due (decision 0049).
+        restart is due (decision 0049). ``watch_s`` (default: the settings') is how long the
+        new anomalies of an asset the agents last decided to watch wait (decision 0052).
         """
         run_id = run_id or uuid.uuid4().hex[:20]
         moment = (as_of or self.clock()).astimezone(UTC)
@@ -171,6 +173,7 @@ class Agents:
             action=action,
             informed_by=informed_by,
             trigger=trigger,
+            watch_s=self.settings.watch_s if watch_s is None else watch_s,
         )
         self._invoke(state, run_id, on_node)
         return self._result(run_id)

@@ -234,6 +234,9 @@ class AgentState(BaseModel):
     started_at: str = ""
     informed_by: str | None = None  # the tk:SimulationRun the run decides in (prov:wasInformedBy)
     trigger: Trigger = Trigger.FINDINGS  # what the monitor looks for
+    # seconds a watched asset's new anomalies wait after the decision to watch it (0: none;
+    # decision 0052)
+    watch_s: float = Field(default=0.0, ge=0.0)
     step: int = 1
     findings: list[Finding] = Field(default_factory=list)
     asset: str | None = None

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twinkg.kg.local_server import LocalServerConfig, write_secret
@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     agents_baseline_s: float = Field(
         default=600.0, gt=0, description="window before a finding that symptoms are measured on"
     )
+    agents_watch_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="how long the new anomalies of an asset the agents last decided to watch "
+        "wait before they are decided on (0: never; at most agents_lookback_s)",
+    )
     llm_base_url: str | None = Field(
         default=None, description="an OpenAI-compatible endpoint: the agents then plan with it"
     )
@@ -148,6 +154,16 @@ class Settings(BaseSettings):
     sparql_result_max_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="largest SPARQL answer, in bytes"
     )
+
+    @model_validator(mode="after")
+    def _watch_within_lookback(self) -> Settings:
+        # a watched asset's anomalies wait the watch out; past the look-back they would be lost
+        if self.agents_watch_s > self.agents_lookback_s:
+            raise ValueError(
+                f"agents_watch_s ({self.agents_watch_s:g} s) exceeds agents_lookback_s "
+                f"({self.agents_lookback_s:g} s): anomalies would age out unseen"
+            )
+        return self
 
 
 def load_settings() -> Settings:

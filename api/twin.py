@@ -262,6 +262,7 @@ class Twin(OfflineTwin):
                         stale_after_s=self.settings.agents_stale_after_s,
                         lookback_s=self.settings.agents_lookback_s,
                         baseline_s=self.settings.agents_baseline_s,
+                        watch_s=self.settings.agents_watch_s,
                     ),
                 )
             return self._agents

@@ -159,9 +159,11 @@ class TwinPort(Protocol):
         planner: Planner,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
+        watch_s: float = 0.0,
     ) -> list[PortDecision]:
-        """Run the agents on ``scope`` as of simulated ``as_of`` (looking for ``trigger``);
-        every decision they recorded."""
+        """Run the agents on ``scope`` as of simulated ``as_of`` (looking for ``trigger``; the
+        anomalies of an asset they chose to watch wait ``watch_s``, decision 0052); every
+        decision they recorded."""
         ...
 
     def answer(
@@ -629,6 +631,9 @@ class _TwinDriver:
                 return
             trigger = Trigger.RESTART_DUE
         scope = self.state.plant.binding.site
+        # with the look-ahead, deciding to watch an asset has already simulated its next
+        # ``lookahead_s``: its new anomalies wait that long, an alarm does not (decision 0052)
+        watch_s = config.lookahead_s if self.state.plant.lookahead else 0.0
         found = self.port.decide(
             run_id=self.run_id,
             scope=scope,
@@ -636,6 +641,7 @@ class _TwinDriver:
             planner=self.planner,
             max_runs=config.max_agent_runs,
             trigger=trigger,
+            watch_s=watch_s,
         )
         self.handle(found, t)
 

@@ -23,6 +23,7 @@ from tests.integration.test_cli import run
 from tests.unit.test_llm_planner import ScriptedChatModel, ai
 from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.llm_planner import LlmPlanner
+from twinkg.agents.planning import Plan, PlanningCase
 from twinkg.agents.replay import replay
 from twinkg.agents.runner import Agents
 from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction, Trigger
@@ -53,6 +54,7 @@ SUPERVISOR = "https://w3id.org/twinkg/ontology#SupervisorRole"
 OPERATOR = "https://w3id.org/twinkg/ontology#OperatorRole"
 FLOW = "http://qudt.org/vocab/quantitykind/VolumeFlowRate"
 AS_OF = datetime(2020, 2, 8, 19, 6, 30, tzinfo=UTC)
+WATCH_EVENTS = PLANT + "test-watch-"
 
 
 @dataclass
@@ -78,6 +80,8 @@ def world(
     with open_checkpointer(str(home / "checkpoints.sqlite")) as saver:
         yield World(store, log, Agents(store=store, log=log, checkpointer=saver), home)
     forget_decisions(driver)  # the last test breaks the chain on purpose
+    # and the events the watch test made (kept until now: the decisions' records used them)
+    driver.execute_query("MATCH (e) WHERE e.uri STARTS WITH $p DETACH DELETE e", p=WATCH_EVENTS)
 
 
 def _propose(world: World, kind: ActionKind, target: str = PUMP, **args: Any) -> str:
@@ -114,11 +118,11 @@ def _outcome(world: World, decision: str) -> str:
     return str(summary[0]["outcome"])
 
 
-def _check_lineage_and_replay(world: World, decision: str) -> None:
+def _check_lineage_and_replay(world: World, decision: str, planner: Any = None) -> None:
     graph = lineage(world.store, decision)
     outcome = check_prov(graph)
     assert outcome.conforms, [(str(v.focus_node), str(v.value)) for v in outcome.violations]
-    report = replay(world.store, world.log, decision)
+    report = replay(world.store, world.log, decision, planner=planner)
     assert report.same, report.differences
 
 
@@ -351,6 +355,87 @@ def test_the_agents_restart_what_their_own_stop_took_down_once_its_hold_off_pass
             "MATCH (p {uri: $pump}) REMOVE p.restartHoldOff SET p.operationalStatus = 'running'",
             pump=PUMP,
         )
+
+
+class _Watch:
+    """A planner that always decides to watch (gather data) the case's asset."""
+
+    kind = "rules"
+
+    def plan(self, case: PlanningCase) -> Plan:
+        action = ProposedAction(
+            kind=ActionKind.GATHER_DATA,
+            target=case.asset,
+            confidence=0.9,
+            proposed_at=case.as_of,
+            rationale="watch",
+        )
+        return Plan(planner=self.kind, candidates=[], action=action)
+
+
+def _event(driver: Driver, uri: str, asset: str, at: datetime, *, alarm: bool = False) -> None:
+    kind = "Alarm" if alarm else "Anomaly"
+    driver.execute_query(
+        f"MATCH (a {{uri: $asset}}) CREATE (e:Resource:{kind}:Event:prov_Entity {{uri: $uri, "
+        "rdf_type: [$cls], occurredAt: datetime($at), endedAt: datetime($at), status: 'open', "
+        "severity: $severity, anomalyScore: 0.9})-[:CONCERNS]->(a)",
+        asset=asset,
+        uri=uri,
+        cls=f"https://w3id.org/twinkg/ontology#{kind}",
+        at=at.isoformat(),
+        severity="high" if alarm else None,
+    )
+
+
+def test_a_watched_assets_new_anomalies_wait_until_the_watch_ends(
+    world: World, driver: Driver
+) -> None:
+    """Decision 0052: after the agents decided to watch an asset, its new anomalies are no case
+    until the watch has passed, then one case decides them all; an alarm on it is a case at
+    once; without a watch every anomaly is a case; the watching decision replays."""
+    base = datetime.now(UTC)
+    moment = [base]
+    agents = Agents(
+        store=world.store,
+        log=world.log,
+        checkpointer=world.agents.checkpointer,
+        planner=_Watch(),
+        clock=lambda: moment[0],
+    )
+    events = WATCH_EVENTS
+    # the events stay until the module ends: the decisions used them, in hash-chained records
+    _event(driver, events + "1", MOTOR, base - timedelta(minutes=1))
+    first = agents.run(scope=MOTOR, as_of=base, watch_s=3600.0)
+    # (the motor's SKAB sensors, silent since 2020, may be findings too)
+    assert [f.uri for f in first.state.findings if f.kind == "anomaly"] == [events + "1"]
+    assert first.steps[-1].outcome is Outcome.APPLIED  # watching: gather data
+    _check_lineage_and_replay(world, first.steps[-1].decision, _Watch())
+    # a new anomaly 10 minutes later: inside the watch, no case
+    _event(driver, events + "2", MOTOR, base + timedelta(minutes=10))
+    moment[0] = base + timedelta(minutes=15)
+    held = agents.run(scope=MOTOR, as_of=moment[0], watch_s=3600.0)
+    assert held.status == "nothing_to_do"
+    assert q.WATCHED.name in {e.query for e in held.state.evidence}
+    # and a third: still held
+    _event(driver, events + "3", MOTOR, base + timedelta(minutes=20))
+    moment[0] = base + timedelta(minutes=30)
+    assert agents.run(scope=MOTOR, as_of=moment[0], watch_s=3600.0).status == "nothing_to_do"
+    # the watch passed: one case decides both anomalies it held
+    moment[0] = base + timedelta(minutes=61)
+    after = agents.run(scope=MOTOR, as_of=moment[0], watch_s=3600.0)
+    assert sorted(f.uri for f in after.state.findings) == [events + "2", events + "3"]
+    assert after.state.watch_s == 3600.0
+    _check_lineage_and_replay(world, after.steps[-1].decision, _Watch())  # with its watch
+    # the asset is watched again from the new decision: an alarm is a case at once
+    _event(driver, events + "4", MOTOR, moment[0] + timedelta(minutes=1), alarm=True)
+    _event(driver, events + "5", MOTOR, moment[0] + timedelta(minutes=2))
+    moment[0] += timedelta(minutes=5)
+    alarm = agents.run(scope=MOTOR, as_of=moment[0], watch_s=3600.0)
+    assert [f.uri for f in alarm.state.findings] == [events + "4"]  # the anomaly waits
+    # no watch: the waiting anomaly is a case now
+    loose = agents.run(scope=MOTOR, as_of=moment[0], watch_s=0.0)
+    assert [f.uri for f in loose.state.findings] == [events + "5"]
+    assert q.WATCHED.name not in {e.query for e in loose.state.evidence}
 
 
 def test_an_edited_approval_is_guarded_again(world: World, driver: Driver) -> None:

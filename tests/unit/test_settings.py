@@ -1,0 +1,22 @@
+"""Settings: one bad value is a ConfigError naming it, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from twinkg.api.settings import load_settings
+from twinkg.ontology.errors import ConfigError
+
+
+def test_a_watch_longer_than_the_look_back_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decision 0052: a watched asset's anomalies wait the watch out; a watch past the
+    look-back would let them age out unseen."""
+    monkeypatch.setenv("TWINKG_AGENTS_LOOKBACK_S", "3600")
+    monkeypatch.setenv("TWINKG_AGENTS_WATCH_S", "3601")
+    with pytest.raises(ConfigError, match=r"agents_watch_s \(3601 s\) exceeds agents_lookback_s"):
+        load_settings()
+    monkeypatch.setenv("TWINKG_AGENTS_WATCH_S", "3600")
+    assert load_settings().agents_watch_s == 3600.0
+    monkeypatch.setenv("TWINKG_AGENTS_WATCH_S", "-1")
+    with pytest.raises(ConfigError, match="TWINKG_AGENTS_WATCH_S"):
+        load_settings()
