@@ -631,9 +631,7 @@ class _TwinDriver:
                 return
             trigger = Trigger.RESTART_DUE
         scope = self.state.plant.binding.site
-        # with the look-ahead, deciding to watch an asset has already simulated its next
-        # ``lookahead_s``: its new anomalies wait that long, an alarm does not (decision 0052)
-        watch_s = config.lookahead_s if self.state.plant.lookahead else 0.0
+        watch_s = watch_for(config) if self.state.plant.lookahead else 0.0
         found = self.port.decide(
             run_id=self.run_id,
             scope=scope,
@@ -692,6 +690,17 @@ class _TwinDriver:
                 item[1], approve=_approves(config, item[2]), at=sim_time(t), comment=comment
             )
             self.handle(found, t)
+
+
+def watch_for(config: LoopConfig) -> float:
+    """How long the new anomalies of an asset the twin chose to watch wait (decision 0052).
+
+    Deciding to watch has simulated the next ``lookahead_s`` and found nothing better to do. The
+    next look-ahead on the asset must start early enough that what the last one could not see
+    (a trip just past its horizon) is still seen in time to act on it: a decision point later,
+    with the approver's delay to spare. So the watch is the look-ahead's horizon less one
+    decision interval and the approver's delay (0 when those fill the horizon)."""
+    return max(0.0, config.lookahead_s - config.decide_s - config.approver_delay_s)
 
 
 def _approves(config: LoopConfig, asked_s: float) -> bool:

@@ -23,7 +23,7 @@ from tests.integration.test_cli import run
 from tests.unit.test_llm_planner import ScriptedChatModel, ai
 from twinkg.agents.checkpoint import open_checkpointer
 from twinkg.agents.llm_planner import LlmPlanner
-from twinkg.agents.planning import Plan, PlanningCase
+from twinkg.agents.planning import Plan, PlanningCase, RulePlanner
 from twinkg.agents.replay import replay
 from twinkg.agents.runner import Agents
 from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction, Trigger
@@ -124,6 +124,19 @@ def _check_lineage_and_replay(world: World, decision: str, planner: Any = None) 
     assert outcome.conforms, [(str(v.focus_node), str(v.value)) for v in outcome.violations]
     report = replay(world.store, world.log, decision, planner=planner)
     assert report.same, report.differences
+
+
+def _clocked(world: World, planner: Any = None) -> tuple[Agents, list[datetime]]:
+    """Agents on the world's store whose clock reads the list's one item (now, to start)."""
+    moment = [datetime.now(UTC)]
+    agents = Agents(
+        store=world.store,
+        log=world.log,
+        checkpointer=world.agents.checkpointer,
+        planner=planner or RulePlanner(),
+        clock=lambda: moment[0],
+    )
+    return agents, moment
 
 
 def test_rule_planner_decides_on_the_cavitation_run(world: World) -> None:
@@ -301,14 +314,8 @@ def test_the_agents_restart_what_their_own_stop_took_down_once_its_hold_off_pass
     assert _outcome(world, refused) == Outcome.REFUSED.value  # P-1 runs: nothing to restart
     # the clock runs from now: the stops earlier tests applied are older, so this one is the
     # pump's latest state change, as a restart case requires
-    base = datetime.now(UTC)
-    moment = [base]
-    agents = Agents(
-        store=world.store,
-        log=world.log,
-        checkpointer=world.agents.checkpointer,
-        clock=lambda: moment[0],
-    )
+    agents, moment = _clocked(world)
+    base = moment[0]
     stop = agents.run(
         scope=PUMP,
         as_of=base,
@@ -393,15 +400,8 @@ def test_a_watched_assets_new_anomalies_wait_until_the_watch_ends(
     """Decision 0052: after the agents decided to watch an asset, its new anomalies are no case
     until the watch has passed, then one case decides them all; an alarm on it is a case at
     once; without a watch every anomaly is a case; the watching decision replays."""
-    base = datetime.now(UTC)
-    moment = [base]
-    agents = Agents(
-        store=world.store,
-        log=world.log,
-        checkpointer=world.agents.checkpointer,
-        planner=_Watch(),
-        clock=lambda: moment[0],
-    )
+    agents, moment = _clocked(world, _Watch())
+    base = moment[0]
     events = WATCH_EVENTS
     # the events stay until the module ends: the decisions used them, in hash-chained records
     _event(driver, events + "1", MOTOR, base - timedelta(minutes=1))

@@ -30,6 +30,7 @@ from twinkg.sim.loop import (
     sim_time,
     telemetry_points,
     try_on_fork,
+    watch_for,
 )
 from twinkg.sim.master import Connection, CoSimulation
 from twinkg.sim.policies import Command
@@ -711,13 +712,19 @@ def test_the_twin_keeps_ingesting_but_does_not_decide_while_the_plant_is_down() 
 @pytest.mark.parametrize("lookahead", [True, False])
 def test_with_the_lookahead_a_watch_lasts_its_horizon(lookahead: bool) -> None:
     """Decision 0052: deciding to watch an asset with the look-ahead has simulated its next
-    ``lookahead_s``; that is how long its new anomalies wait. Without the look-ahead, nothing
+    ``lookahead_s``; its new anomalies wait for less than that. Without the look-ahead, nothing
     was simulated and nothing waits."""
     port = CountingPort()
     plant = toy_plant(rate=0.0)
     plant.graph, plant.lookahead = Graph(), lookahead
-    run("twinkg", plant=plant, cfg=config(horizon_s=6 * 3600.0, lookahead_s=5400.0), port=port)
-    assert port.watches == ({5400.0} if lookahead else {0.0})
+    cfg = config(horizon_s=6 * 3600.0, lookahead_s=5400.0)
+    run("twinkg", plant=plant, cfg=cfg, port=port)
+    # the horizon less a decision interval and the approver's delay: the next look-ahead starts
+    # before what the last one saw runs out, with time to have an action approved
+    watch = 5400.0 - cfg.decide_s - cfg.approver_delay_s
+    assert 0 < watch < 5400.0
+    assert port.watches == ({watch} if lookahead else {0.0})
+    assert watch_for(replace(cfg, lookahead_s=cfg.decide_s)) == 0.0
 
 
 def test_a_candidate_that_moves_nothing_shares_doing_nothings_fork() -> None:
