@@ -144,10 +144,9 @@ class TwinSimPort:
         planner: Planner,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
-        """Run the agents on ``scope`` as of ``as_of``, looking for ``trigger`` (a watched asset's
-        anomalies waiting ``watch_s``), until nothing is left (or ``max_runs``)."""
+        """Run the agents on ``scope`` as of ``as_of``, looking for ``trigger``, until nothing is
+        left (or ``max_runs``)."""
         self.clock.now = as_of
         agents = self._agents_for(planner)
         found: list[PortDecision] = []
@@ -160,7 +159,6 @@ class TwinSimPort:
                 seed=self._runs,
                 informed_by=f"{run_prefix(run_id)}run",  # the decision's own record says so
                 trigger=trigger,
-                watch_s=watch_s,
             )
             if result.status == "nothing_to_do":
                 break

@@ -159,11 +159,9 @@ class TwinPort(Protocol):
         planner: Planner,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
-        """Run the agents on ``scope`` as of simulated ``as_of`` (looking for ``trigger``; the
-        anomalies of an asset they chose to watch wait ``watch_s``, decision 0052); every
-        decision they recorded."""
+        """Run the agents on ``scope`` as of simulated ``as_of`` (looking for ``trigger``);
+        every decision they recorded."""
         ...
 
     def answer(
@@ -631,7 +629,6 @@ class _TwinDriver:
                 return
             trigger = Trigger.RESTART_DUE
         scope = self.state.plant.binding.site
-        watch_s = watch_for(config) if self.state.plant.lookahead else 0.0
         found = self.port.decide(
             run_id=self.run_id,
             scope=scope,
@@ -639,7 +636,6 @@ class _TwinDriver:
             planner=self.planner,
             max_runs=config.max_agent_runs,
             trigger=trigger,
-            watch_s=watch_s,
         )
         self.handle(found, t)
 
@@ -690,17 +686,6 @@ class _TwinDriver:
                 item[1], approve=_approves(config, item[2]), at=sim_time(t), comment=comment
             )
             self.handle(found, t)
-
-
-def watch_for(config: LoopConfig) -> float:
-    """How long the new anomalies of an asset the twin chose to watch wait (decision 0052).
-
-    Deciding to watch has simulated the next ``lookahead_s`` and found nothing better to do. The
-    next look-ahead on the asset must start early enough that what the last one could not see
-    (a trip just past its horizon) is still seen in time to act on it: a decision point later,
-    with the approver's delay to spare. So the watch is the look-ahead's horizon less one
-    decision interval and the approver's delay (0 when those fill the horizon)."""
-    return max(0.0, config.lookahead_s - config.decide_s - config.approver_delay_s)
 
 
 def _approves(config: LoopConfig, asked_s: float) -> bool:

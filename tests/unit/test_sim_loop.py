@@ -30,7 +30,6 @@ from twinkg.sim.loop import (
     sim_time,
     telemetry_points,
     try_on_fork,
-    watch_for,
 )
 from twinkg.sim.master import Connection, CoSimulation
 from twinkg.sim.policies import Command
@@ -386,7 +385,6 @@ class ScriptedPort:
         planner: Any,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
         assert scope == SITE
         due = [d for d in self.script if d.at == as_of.isoformat()]
@@ -554,7 +552,6 @@ class PlanningPort(ScriptedPort):
         planner: Any,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
         if as_of != sim_time(self.at_s):
             return []
@@ -676,10 +673,6 @@ class CountingPort(ScriptedPort):
     def __init__(self) -> None:
         super().__init__([], [])
         self.asked: list[datetime] = []
-        self.watches: set[float] = set()
-
-    def planner(self, policy: str) -> Any:
-        return RulePlanner()
 
     def decide(
         self,
@@ -690,10 +683,8 @@ class CountingPort(ScriptedPort):
         planner: Any,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
         self.asked.append(as_of)
-        self.watches.add(watch_s)
         return []
 
 
@@ -707,24 +698,6 @@ def test_the_twin_keeps_ingesting_but_does_not_decide_while_the_plant_is_down() 
     assert hours == [4.0, 5.0, 8.0, 9.0]  # 6 h and 7 h: the plant was down
     ingested = [(t - sim_time(0.0)).total_seconds() / 3600 for _, _, t in port.ingested]
     assert ingested == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # its data still reached the twin
-
-
-@pytest.mark.parametrize("lookahead", [True, False])
-def test_with_the_lookahead_a_watch_lasts_its_horizon(lookahead: bool) -> None:
-    """Decision 0052: deciding to watch an asset with the look-ahead has simulated its next
-    ``lookahead_s``; its new anomalies wait for less than that. Without the look-ahead, nothing
-    was simulated and nothing waits."""
-    port = CountingPort()
-    plant = toy_plant(rate=0.0)
-    plant.graph, plant.lookahead = Graph(), lookahead
-    cfg = config(horizon_s=6 * 3600.0, lookahead_s=5400.0)
-    run("twinkg", plant=plant, cfg=cfg, port=port)
-    # the horizon less a decision interval and the approver's delay: the next look-ahead starts
-    # before what the last one saw runs out, with time to have an action approved
-    watch = 5400.0 - cfg.decide_s - cfg.approver_delay_s
-    assert 0 < watch < 5400.0
-    assert port.watches == ({watch} if lookahead else {0.0})
-    assert watch_for(replace(cfg, lookahead_s=cfg.decide_s)) == 0.0
 
 
 def test_a_candidate_that_moves_nothing_shares_doing_nothings_fork() -> None:
@@ -963,7 +936,6 @@ class TriggerPort(ScriptedPort):
         planner: Any,
         max_runs: int,
         trigger: Trigger = Trigger.FINDINGS,
-        watch_s: float = 0.0,
     ) -> list[PortDecision]:
         hours = (as_of - sim_time(0.0)).total_seconds() / 3600
         self.asked.append((hours, trigger))
