@@ -118,21 +118,25 @@ refused or sent to a person), the stop is used, and only a new stop makes a new 
 without a hold-off are restarted by people only (decision 0049)."""
 
 _ACTION, _TARGETS = token(Label.PROPOSED_ACTION), token(RelType.TARGETS)
-_GENERATED_BY_D, _KIND_OF_ACTION = token(RelType.PROV_WAS_GENERATED_BY), token(PropKey.ACTION_KIND)
+_KIND_OF_ACTION = token(PropKey.ACTION_KIND)
+_GENERATED_BY_NAME = RelType.PROV_WAS_GENERATED_BY.value  # as type(r) gives it, unquoted
 
 WATCHED = NamedQuery(
     "agents.monitor.watched",
     f"MATCH (d:{_DECISION}) WHERE d.{_AS_OF} <= datetime($as_of) "
     f"AND d.{_AS_OF} > datetime($as_of) - duration({{seconds: $watch_s}}) "
-    f"MATCH (p:{_ACTION})-[:{_GENERATED_BY_D}]->(d) "
+    # the action a decision decided on: the one it proposed, or the one it was given
+    f"MATCH (d)-[r:{_GENERATED_BY}|{_USED}]-(p:{_ACTION}) "
+    f"WHERE startNode(r) = CASE type(r) WHEN '{_GENERATED_BY_NAME}' THEN p ELSE d END "
     f"MATCH (p)-[:{_TARGETS}]->(a:{_ASSET}) WHERE {_IN_SCOPE} "
     f"WITH a, d, p ORDER BY d.{_AS_OF} DESC, d.chainIndex DESC, d.uri DESC "
     f"WITH a, collect({{kind: p.{_KIND_OF_ACTION}, outcome: d.outcome, at: d.{_AS_OF}}})[0] "
     "AS latest WHERE latest.kind = 'gather_data' AND latest.outcome = 'applied' "
     "RETURN a.uri AS asset, latest.at AS since ORDER BY asset",
 )
-"""Assets in scope whose latest decision of the last ``watch_s`` seconds before ``as_of`` was to
-watch (gather data, applied): their new anomalies wait until the watch ends (decision 0052)."""
+"""Assets in scope whose latest decision of the last ``watch_s`` seconds before ``as_of`` (the
+agents' own, or on an action proposed to them) was to watch (gather data, applied): their new
+anomalies wait until the watch ends (decision 0052)."""
 
 ASSET_PROFILE = NamedQuery(
     "agents.diagnose.asset",

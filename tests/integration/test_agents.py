@@ -436,6 +436,16 @@ def test_a_watched_assets_new_anomalies_wait_until_the_watch_ends(
     loose = agents.run(scope=MOTOR, as_of=moment[0], watch_s=0.0)
     assert [f.uri for f in loose.state.findings] == [events + "5"]
     assert q.WATCHED.name not in {e.query for e in loose.state.evidence}
+    # an action proposed to the agents since (an operator's work order) ends the watch
+    moment[0] += timedelta(minutes=1)
+    order = ProposedAction(
+        kind=ActionKind.WORK_ORDER, target=MOTOR, confidence=0.9, proposed_at=moment[0].isoformat()
+    )
+    agents.run(scope=MOTOR, as_of=moment[0], action=order)
+    _event(driver, events + "6", MOTOR, moment[0] + timedelta(minutes=1))
+    moment[0] += timedelta(minutes=5)
+    ended = agents.run(scope=MOTOR, as_of=moment[0], watch_s=3600.0)
+    assert [f.uri for f in ended.state.findings] == [events + "6"]
 
 
 def test_an_edited_approval_is_guarded_again(world: World, driver: Driver) -> None:
