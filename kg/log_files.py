@@ -135,9 +135,9 @@ def _footer(
     and its zone."""
     del size, mtime_ns  # part of the cache key only: a replaced file is judged again
     try:
-        parquet = pq.ParquetFile(path)
-        found = parquet.schema_arrow
-        metadata = parquet.metadata
+        with pq.ParquetFile(path) as parquet:  # the footer only; the file is closed at once
+            found = parquet.schema_arrow
+            metadata = parquet.metadata
     except (OSError, pa.ArrowException) as exc:
         return (IssueCode.FILE_UNREADABLE, _one_line(exc)), Zone()
     for field in schema:
