@@ -47,7 +47,7 @@ from tep_studio import (
     list_setpoints,
 )
 from tep_studio.simulation.modes import MODE_KEYS, mode_setpoints
-from tep_studio.simulation.native import NativeSnapshot
+from tep_studio.simulation.native import NativeSnapshot, ffi, lib
 
 from twinkg.ontology.errors import SimulatorError
 from twinkg.sim.adapter import ModelInfo, Variable
@@ -126,6 +126,103 @@ def _copy_controller(controller: RickerMultiLoopController) -> RickerMultiLoopCo
 
 
 @dataclass(frozen=True, slots=True)
+class TepStep:
+    """What one control interval of the kernel gave: what the loop reads of it."""
+
+    measurements: np.ndarray  # the 41 published measurements after the interval
+    implemented: np.ndarray  # the 12 manipulated variables as applied (clipped to 0..100 %)
+    shutdown_code: float  # 0 running; 1..8 an interlock tripped during the interval
+    cost_per_h: float  # operating cost from the kernel's noise-free values, $/h
+
+
+class KernelStepper:
+    """tep-studio's ``TennesseeEastmanProcess.advance`` for its default fixed-step RK4, without
+    the bookkeeping the loop never reads (decision 0053).
+
+    ``advance`` also takes a snapshot of the kernel's bytes before every interval (to restore it
+    if the integration diverges), copies every output array, and builds the constraint margins,
+    events and solver statistics. Here the same native calls run in the same order with the same
+    arguments: set the inputs, integrate (the same RK4 expressions, so the same floating-point
+    results), then read the outputs and the shutdown code. A divergent integration or a failed
+    native call raises ``RuntimeError``, as ``advance`` does, and :meth:`TepSimulator.do_step`
+    ends the run with it. ``tests/unit/test_tep_stepper.py`` pins the stepper against
+    ``advance`` bit for bit.
+    """
+
+    def __init__(self, plant: TennesseeEastmanProcess) -> None:
+        if plant.solver_method != "RK4":
+            raise SimulatorError(f"tep: the stepper integrates RK4, not {plant.solver_method!r}")
+        self._plant = plant
+        self._buffers = tuple(
+            np.zeros(n, dtype=np.float64)
+            for n in (
+                plant.kernel.ny,
+                plant.kernel.nyadd,
+                plant.kernel.nydist,
+                plant.kernel.nymonitor,
+                plant.kernel.nycomp,
+            )
+        )
+        self._pointers = tuple(ffi.from_buffer("double[]", b) for b in self._buffers)
+
+    def _derivatives(self, t: float, y: np.ndarray) -> np.ndarray:
+        out = np.empty(self._plant.kernel.nx, dtype=np.float64)
+        status = lib.tep_derivatives(
+            self._plant.kernel._handle,  # the native handle the kernel owns
+            t,
+            ffi.from_buffer("double[]", np.ascontiguousarray(y, dtype=np.float64)),
+            ffi.from_buffer("double[]", out),
+        )
+        if status != 0:
+            raise RuntimeError(f"the kernel's derivative call failed with status {status}")
+        return out
+
+    def advance(self, action: np.ndarray, idv: np.ndarray, interval_h: float) -> TepStep:
+        """One control interval of ``interval_h`` hours under ``action`` and disturbances
+        ``idv``; the plant's state and time move on as ``advance`` moves them."""
+        plant = self._plant
+        kernel = plant.kernel
+        handle = kernel._handle  # the native handle the kernel owns
+        implemented = np.clip(np.asarray(action, dtype=np.float64), 0.0, 100.0)
+        disturbances = np.ascontiguousarray(idv, dtype=np.float64)
+        kernel.xmv, kernel.idv = implemented, disturbances
+        lib.tep_set_inputs(
+            handle,
+            ffi.from_buffer("double[]", implemented),
+            ffi.from_buffer("double[]", disturbances),
+        )
+        start = plant.time
+        end = start + float(interval_h)
+        n = max(1, round((end - start) / plant.fixed_step))
+        h = (end - start) / n
+        y, t = plant.state, start
+        derivatives = self._derivatives
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(n):
+                k1 = derivatives(t, y)
+                k2 = derivatives(t + 0.5 * h, y + (0.5 * h) * k1)
+                k3 = derivatives(t + 0.5 * h, y + (0.5 * h) * k2)
+                k4 = derivatives(t + h, y + h * k3)
+                y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+                t += h
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        if not np.isfinite(y).all():
+            raise RuntimeError(f"the integration diverged (fixed step {plant.fixed_step} h)")
+        plant.state, plant.time = y, end
+        kernel.state, kernel.time = y.copy(), end
+        status = lib.tep_outputs(handle, end, ffi.from_buffer("double[]", y), *self._pointers)
+        if status != 0:
+            raise RuntimeError(f"the kernel's output call failed with status {status}")
+        measurements, monitors = self._buffers[0], self._buffers[3]
+        return TepStep(
+            measurements=measurements.copy(),
+            implemented=implemented,
+            shutdown_code=float(lib.tep_shutdown_code(handle)),
+            cost_per_h=float(monitors[61]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TepSnapshot:
     """The whole state of a :class:`TepSimulator`: the kernel's bytes, the controller, the
     inputs and the shutdown bookkeeping."""
@@ -152,6 +249,7 @@ class TepSimulator:
 
     def __init__(self) -> None:
         self._plant: TennesseeEastmanProcess | None = None
+        self._stepper: KernelStepper | None = None
         self._controller: RickerMultiLoopController | None = None
         self._mode = "mode1"
         self._restart_h = DEFAULT_RESTART_H
@@ -239,6 +337,7 @@ class TepSimulator:
             setpoints, production_rate=setpoints.production_rate * multiplier
         )
         self._plant = TennesseeEastmanProcess()
+        self._stepper = KernelStepper(self._plant)
         self._controller = RickerMultiLoopController(setpoints=setpoints)
         self._seed = int(seed)
         self._idv = np.zeros(DISTURBANCES)
@@ -285,6 +384,7 @@ class TepSimulator:
         """Advance from ``t`` to ``t + dt`` simulated seconds, ``dt`` a multiple of 1.8 s."""
         plant = self._require_plant()
         controller = self._require_controller()
+        stepper = self._require_stepper()
         now = self._ticks * CONTROL_INTERVAL_S
         if abs(t - now) > 1e-6 * max(1.0, abs(now)):
             raise SimulatorError(f"tep: do_step at t={t} s, but the plant is at {now} s")
@@ -305,17 +405,15 @@ class TepSimulator:
             if any_manual:
                 action = np.where(manual, self._manual, action)
             try:
-                result = plant.advance(
-                    action, control_interval=CONTROL_INTERVAL_H, disturbances=self._idv
-                )
+                result = stepper.advance(action, self._idv, CONTROL_INTERVAL_H)
             except (RuntimeError, ValueError, FloatingPointError) as exc:
                 raise SimulatorError(f"tep: the kernel failed at {now + dt} s: {exc}") from exc
-            if result.shutdown_status["terminated"]:
-                self._go_down(float(result.shutdown_status["code"]))
+            if result.shutdown_code != 0.0:
+                self._go_down(result.shutdown_code)
                 continue
             self._meas = result.measurements
-            self._xmv = result.implemented_action
-            self._cost = result.objective_terms["operating_cost_internal_per_hour"]
+            self._xmv = result.implemented
+            self._cost = result.cost_per_h
 
     def get_outputs(self) -> dict[str, float]:
         """Every output at the current time (see the module's docstring)."""
@@ -337,6 +435,7 @@ class TepSimulator:
         if self._plant is not None:
             self._plant.kernel.close()
         self._plant = None
+        self._stepper = None
         self._controller = None
 
     # -- Forkable --------------------------------------------------------------------------
@@ -441,6 +540,11 @@ class TepSimulator:
         if self._plant is None:
             raise SimulatorError("tep: not instantiated (or terminated)")
         return self._plant
+
+    def _require_stepper(self) -> KernelStepper:
+        if self._stepper is None:
+            raise SimulatorError("tep: not instantiated (or terminated)")
+        return self._stepper
 
     def _require_controller(self) -> RickerMultiLoopController:
         if self._controller is None:
