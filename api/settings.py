@@ -7,6 +7,7 @@ password generated on first use and kept in ``var/neo4j/password`` (mode 0600).
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,13 @@ class Settings(BaseSettings):
         ge=0,
         description="how long the new anomalies of an asset the agents last decided to watch "
         "wait before they are decided on (0: never; at most agents_lookback_s)",
+    )
+    sim_lookahead_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=1,
+        le=64,
+        description="processes that try the look-ahead's candidates at once in a simulated run "
+        "(forked; 1: one after another; default: the machine's cores, at most 4)",
     )
     llm_base_url: str | None = Field(
         default=None, description="an OpenAI-compatible endpoint: the agents then plan with it"

@@ -313,12 +313,14 @@ def run_scenario(
     recorder: RunRecorder | None,
     progress: Progress | None = None,
     run: str | None = None,
+    lookahead_workers: int = 1,
 ) -> SimResult:
     """Run ``scenario`` (a ``sim.scenario.Scenario``) under ``policy`` with ``seed``.
 
     ``run`` is the run id (a fresh one when None); the run's IRI is
     ``https://w3id.org/twinkg/sim/<run id>/run``. The twin's policies need ``port``; a run is
-    recorded when ``recorder`` is given.
+    recorded when ``recorder`` is given. ``lookahead_workers`` processes try the look-ahead's
+    candidates at once (decision 0053).
     """
     check_policy(policy)
     run_id = run or new_run_id(scenario.name, policy, seed)
@@ -333,5 +335,6 @@ def run_scenario(
         recorder=recorder,
         progress=progress,
         run_id=run_id,
+        lookahead_workers=lookahead_workers,
     )
     return result

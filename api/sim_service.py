@@ -278,6 +278,7 @@ class SimService:
                         port=port,
                         recorder=recorder,
                         progress=report,
+                        lookahead_workers=self.settings.sim_lookahead_workers,
                     )
                 )
         return results

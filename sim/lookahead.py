@@ -26,14 +26,18 @@ candidates are tried in a fixed order.
 
 from __future__ import annotations
 
+import gc
 import math
+import multiprocessing as mp
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from twinkg.agents.planning import Plan, Planner, PlanningCase
 from twinkg.agents.state import ActionKind, Candidate, ProposedAction, Trigger
-from twinkg.ontology.errors import SimulatorError
+from twinkg.ontology.errors import ConfigError, SimulatorError
 from twinkg.sim.policies import Command
 
 if TYPE_CHECKING:
@@ -93,10 +97,21 @@ class Outcome:
 class LookaheadPlanner:
     """The inner planner's candidates and the plant's, each tried on a fork of the plant."""
 
-    def __init__(self, inner: Planner, state: LoopState, horizon_s: float = DEFAULT_HORIZON_S):
+    def __init__(
+        self,
+        inner: Planner,
+        state: LoopState,
+        horizon_s: float = DEFAULT_HORIZON_S,
+        *,
+        workers: int = 1,
+    ):
+        if workers < 1:
+            raise ConfigError(f"the look-ahead needs at least one worker, got {workers}")
         self.inner = inner
         self.state = state
         self.horizon_s = horizon_s
+        # forked processes need fork(); elsewhere the candidates are tried one at a time
+        self.workers = workers if "fork" in mp.get_all_start_methods() else 1
         self.kind = inner.kind
         # outcomes of the forks from the current instant: every case decided at one decision
         # point forks the same state, so a candidate shared by two cases is simulated once
@@ -122,7 +137,8 @@ class LookaheadPlanner:
         # doing nothing first: what moves nothing in the plant shares its outcome
         order = sorted(range(len(actions)), key=lambda i: actions[i].kind is not _NOTHING)
         try:
-            tried = {i: self._try(actions[i], horizon) for i in order}
+            ordered = self._try_all([actions[i] for i in order], horizon)
+            tried = dict(zip(order, ordered, strict=True))
             outcomes = [tried[i] for i in range(len(actions))]
         except SimulatorError as exc:  # a plant that cannot fork: the inner plan, said so
             note = {"lookahead": {"skipped": str(exc)}}
@@ -271,13 +287,38 @@ class LookaheadPlanner:
         )
         return max(self.horizon_s, self.state.config.repair_s) if repairs else self.horizon_s
 
+    def _try_all(self, actions: list[ProposedAction], horizon_s: float) -> list[Outcome]:
+        """Each action's outcome, in order (decision 0053).
+
+        With one worker, or fewer than two forks to run, they run one after another here. Else
+        the forks not yet cached are dealt round-robin to ``workers`` groups: this process tries
+        the first group (doing nothing, first in ``actions``, among it) while a forked process
+        tries each other group from the same state. Every fork starts from that state with the
+        same random streams, so an outcome does not depend on where it ran. If forks fail, the
+        error of the first failing action in ``actions`` is raised, as one at a time would.
+        """
+        now = self.state.plant.master.time
+        if now != self._cache_at:
+            self._cache, self._cache_at = {}, now
+        keys = [_key(a, horizon_s) for a in actions]
+        pending: list[int] = []  # the first action of each fork not yet cached
+        for i, key in enumerate(keys):
+            if key not in self._cache and all(keys[j] != key for j in pending):
+                pending.append(i)
+        if self.workers > 1 and len(pending) > 1:
+            groups = [pending[w :: self.workers] for w in range(self.workers)]
+            found = _in_parallel(self, actions, horizon_s, [g for g in groups if g])
+            for i, outcome in found.items():
+                self._cache[keys[i]] = outcome
+        return [self._try(a, horizon_s) for a in actions]
+
     def _try(self, action: ProposedAction, horizon_s: float) -> Outcome:
         from twinkg.sim.loop import try_on_fork  # noqa: PLC0415 - a cycle otherwise
 
         now = self.state.plant.master.time
         if now != self._cache_at:
             self._cache, self._cache_at = {}, now
-        key = (action.kind, action.target, action.proposed_setpoint, action.ramp_s, horizon_s)
+        key = _key(action, horizon_s)
         if key not in self._cache:
             unmoved = next(
                 (
@@ -289,6 +330,106 @@ class LookaheadPlanner:
             )
             self._cache[key] = try_on_fork(self.state, action, horizon_s, unmoved=unmoved)
         return self._cache[key]
+
+
+def _key(action: ProposedAction, horizon_s: float) -> tuple[Any, ...]:
+    """What makes two candidates the same fork."""
+    return (action.kind, action.target, action.proposed_setpoint, action.ramp_s, horizon_s)
+
+
+# what a worker answers: each action's index in the batch and its outcome, or the exception
+# that stopped the worker's group there (the last entry then)
+_Answer = list[tuple[int, Outcome | BaseException]]
+
+
+def _tries(
+    planner: LookaheadPlanner, actions: list[ProposedAction], group: list[int], horizon_s: float
+) -> _Answer:
+    """Try ``group``'s actions one after another until the first raises."""
+    answer: _Answer = []
+    for i in group:
+        try:
+            answer.append((i, planner._try(actions[i], horizon_s)))
+        except Exception as exc:  # carried back and raised in order by the caller
+            answer.append((i, exc))
+            break
+    return answer
+
+
+def _worker(
+    conn: Connection,
+    planner: LookaheadPlanner,
+    actions: list[ProposedAction],
+    group: list[int],
+    horizon_s: float,
+) -> None:
+    """A forked process's work: its group's outcomes, sent back through ``conn``."""
+    gc.disable()  # short-lived: a collection would copy every page of the parent it touches
+    planner.state.plant.master.after_fork()
+    answer = _tries(planner, actions, group, horizon_s)
+    try:
+        conn.send(answer)
+    except Exception as exc:  # an exception that does not pickle: its type and message
+        i, raised = answer[-1]
+        conn.send([*answer[:-1], (i, SimulatorError(f"{type(raised).__name__}: {exc}"))])
+    conn.close()
+
+
+def _in_parallel(
+    planner: LookaheadPlanner,
+    actions: list[ProposedAction],
+    horizon_s: float,
+    groups: list[list[int]],
+) -> dict[int, Outcome]:
+    """The first group tried here, every other in a forked process; the outcomes by index, or
+    the exception of the first action (by index) that raised."""
+    context = mp.get_context("fork")
+    sys.stdout.flush()  # what is buffered would otherwise be written again by each child
+    sys.stderr.flush()
+    children: list[tuple[Any, Connection, list[int]]] = []
+    try:
+        gc.freeze()  # the parent's objects stay out of the children's collections
+        try:
+            for group in groups[1:]:
+                receive, send = context.Pipe(duplex=False)
+                child = context.Process(
+                    target=_worker,
+                    args=(send, planner, actions, group, horizon_s),
+                    name="twinkg-lookahead",
+                    daemon=True,
+                )
+                child.start()
+                send.close()
+                children.append((child, receive, group))
+        finally:
+            gc.unfreeze()
+        answers = _tries(planner, actions, groups[0], horizon_s)
+        for child, receive, group in children:
+            try:
+                answers += receive.recv()
+            except EOFError:
+                child.join()
+                answers.append(
+                    (
+                        group[0],
+                        SimulatorError(
+                            f"a look-ahead worker ended (exit code {child.exitcode}) "
+                            "before it answered"
+                        ),
+                    )
+                )
+    finally:
+        for child, receive, _ in children:
+            receive.close()
+            if child.is_alive():
+                child.join(timeout=5.0)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    failed = [(i, exc) for i, exc in answers if isinstance(exc, BaseException)]
+    if failed:
+        raise min(failed, key=lambda f: f[0])[1]
+    return {i: o for i, o in answers if not isinstance(o, BaseException)}
 
 
 def _same(a: ProposedAction, b: ProposedAction) -> bool:

@@ -720,8 +720,10 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
     recorder: RunRecorder | None,
     progress: Progress | None = None,
     run_id: str,
+    lookahead_workers: int = 1,
 ) -> tuple[SimResult, tuple[DecisionRecord, ...]]:
-    """Run ``plant`` under ``policy`` (see the module docstring); the result and the decisions."""
+    """Run ``plant`` under ``policy`` (see the module docstring); the result and the decisions.
+    ``lookahead_workers``: processes that try the look-ahead's candidates at once."""
     clock = time.perf_counter()
     check_policy(policy)
     run_iri = f"{run_prefix(run_id)}run"
@@ -732,7 +734,7 @@ def run_plant(  # noqa: PLR0912, PLR0915 - the loop is one sequence, read top to
         if port is None:
             raise ConfigError(f"the {policy} policy needs the twin (a graph store)")
         inner = port.planner(policy)
-        planner = _with_lookahead(inner, state)
+        planner = _with_lookahead(inner, state, lookahead_workers)
         if plant.graph is None:
             raise ConfigError(f"the plant of {config.scenario} has no graph for the twin")
         port.seed(run_id, plant.graph)
@@ -884,12 +886,12 @@ def _send_by_component(master: CoSimulation, inputs: Mapping[str, Mapping[str, f
             master.set_inputs(component, values)
 
 
-def _with_lookahead(inner: Planner, state: LoopState) -> Planner:
+def _with_lookahead(inner: Planner, state: LoopState, workers: int) -> Planner:
     if not state.plant.lookahead:
         return inner
     from twinkg.sim.lookahead import LookaheadPlanner  # noqa: PLC0415
 
-    return LookaheadPlanner(inner, state, horizon_s=state.config.lookahead_s)
+    return LookaheadPlanner(inner, state, horizon_s=state.config.lookahead_s, workers=workers)
 
 
 def try_on_fork(

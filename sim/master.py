@@ -343,6 +343,16 @@ class CoSimulation:
 
     # ------------------------------------------------------------------ forking
 
+    def after_fork(self) -> None:
+        """Make this master usable in a child process forked from the one that built it.
+
+        The worker thread that runs the components' calls did not survive ``fork()``: the child
+        starts its own on its next call, under the same step timeout. The parent's master is not
+        touched.
+        """
+        self._worker = None
+        self._stop_worker = lambda: None
+
     def snapshot(self) -> MasterSnapshot:
         """A copy of the whole co-simulation; every component must be :class:`Forkable`."""
         self._usable()

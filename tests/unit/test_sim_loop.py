@@ -976,3 +976,112 @@ def test_after_its_own_stop_the_twin_asks_only_whether_a_restart_is_due() -> Non
     assert kpis["unsafe_applied_actions"][0] == 0
     # down from the step after 5 h until the restart at 8 h: 3 of the 7 measured hours
     assert kpis["availability"][0] == pytest.approx(4 / 7)
+
+
+# -- the look-ahead's forks in several processes (decision 0053) -------------------------------
+
+
+def _planned(workers: int, *, timeout: float | None = None) -> tuple[dict[str, Any], LoopState]:
+    """The look-ahead's plan for a wear case on pump 1, its candidates tried by ``workers``."""
+    state = LoopState(toy_plant(rate=0.05, hazard=True, timeout=timeout), config())
+    state.plant.master.instantiate({}, 1)
+    state.commanded.update(state.plant.initial_inputs)
+    state.plant.master.step()
+    plan = LookaheadPlanner(RulePlanner(), state, horizon_s=3 * 3600.0, workers=workers)
+    return plan.plan(wear_case(P1)).model_dump(), state
+
+
+def _where_forks_ran(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """Have every fork append its process id and kind to a file; the file's path."""
+    import os  # noqa: PLC0415
+
+    from twinkg.sim import loop  # noqa: PLC0415
+
+    ledger = tmp_path / "forks"
+    real = loop.try_on_fork
+
+    def recorded(state: LoopState, action: ProposedAction, horizon_s: float, **kw: Any) -> Any:
+        with ledger.open("a") as f:
+            f.write(f"{os.getpid()} {action.kind.value}\n")
+        return real(state, action, horizon_s, **kw)
+
+    monkeypatch.setattr(loop, "try_on_fork", recorded)
+    return ledger
+
+
+def test_forked_workers_give_the_plan_one_process_gives(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The same candidates, outcomes, utilities, choice and transcript whether the forks ran
+    here one after another or in two or three processes; the state is put back either way."""
+    import os  # noqa: PLC0415
+
+    ledger = _where_forks_ran(monkeypatch, tmp_path)
+    alone, state = _planned(1)
+    serial = ledger.read_text().split("\n")[:-1]
+    assert {line.split()[0] for line in serial} == {str(os.getpid())}
+    assert len(serial) >= 4  # enough forks to share out
+    for workers in (2, 3):
+        ledger.unlink()
+        shared, after = _planned(workers, timeout=30.0)  # a master with its worker thread
+        assert shared == alone
+        lines = ledger.read_text().split("\n")[:-1]
+        assert len({line.split()[0] for line in lines}) == workers  # each process did its part
+        assert sorted(line.split()[1] for line in lines) == sorted(
+            line.split()[1] for line in serial
+        )  # every fork ran once, none twice
+        assert after.plant.master.time == state.plant.master.time == 900.0
+        assert after.commanded == state.commanded and after.jobs == state.jobs == []
+
+
+def test_a_fork_that_fails_in_a_worker_is_reported_as_one_process_reports_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forks fail in both processes: the plan notes the first failing candidate's error, as
+    trying them one after another does, and proposes the inner planner's action."""
+    from twinkg.ontology.errors import SimulatorError  # noqa: PLC0415
+    from twinkg.sim import loop  # noqa: PLC0415
+
+    real = loop.try_on_fork
+
+    def failing(state: LoopState, action: ProposedAction, horizon_s: float, **kw: Any) -> Any:
+        if action.kind in {ActionKind.SETPOINT_CHANGE, ActionKind.WORK_ORDER}:
+            raise SimulatorError(f"toy: {action.kind.value} {action.proposed_setpoint} failed")
+        return real(state, action, horizon_s, **kw)
+
+    monkeypatch.setattr(loop, "try_on_fork", failing)
+    alone, _ = _planned(1)
+    [note] = [t["lookahead"] for t in alone["transcript"] if "lookahead" in t]
+    assert note["skipped"].startswith("toy: ")
+    for workers in (2, 3, 4):
+        assert _planned(workers)[0] == alone
+
+
+def test_a_worker_that_dies_ends_the_look_ahead_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker process that exits without answering: the look-ahead is skipped, said so with
+    its exit code, and the run goes on with the inner planner's action."""
+    import os  # noqa: PLC0415
+
+    from twinkg.sim import loop  # noqa: PLC0415
+
+    parent, real = os.getpid(), loop.try_on_fork
+
+    def dying(state: LoopState, action: ProposedAction, horizon_s: float, **kw: Any) -> Any:
+        if os.getpid() != parent:
+            os._exit(3)
+        return real(state, action, horizon_s, **kw)
+
+    monkeypatch.setattr(loop, "try_on_fork", dying)
+    plan, state = _planned(2)
+    [note] = [t["lookahead"] for t in plan["transcript"] if "lookahead" in t]
+    assert note == {"skipped": "a look-ahead worker ended (exit code 3) before it answered"}
+    assert plan["action"] is not None
+    assert state.plant.master.time == 900.0
+
+
+def test_the_look_ahead_needs_a_worker() -> None:
+    state = LoopState(toy_plant(), config())
+    with pytest.raises(ConfigError, match="at least one worker, got 0"):
+        LookaheadPlanner(RulePlanner(), state, workers=0)
