@@ -10,7 +10,11 @@ the plant with them. Errors are :class:`twinkg.ontology.errors.SimulatorError` w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,3 +80,20 @@ class Forkable(Protocol):
     def restore(self, snapshot: object) -> None:
         """Return to a state :meth:`snapshot` gave."""
         ...
+
+
+def working_dir(owner: object, prefix: str) -> tuple[str, Callable[[], object]]:
+    """A fresh working directory for a simulator, and the call that removes it.
+
+    The directory goes when the call is made or when ``owner`` is garbage-collected, but only in
+    the process that made it. A look-ahead worker forked from the run (decision 0053) shares
+    its parent's directories. When it shuts its copy of a simulator down, they stay. The
+    directories it makes itself are its own, and they go.
+    """
+    path = tempfile.mkdtemp(prefix=prefix)
+    return path, weakref.finalize(owner, _remove_own, path, os.getpid())
+
+
+def _remove_own(path: str, pid: int) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)

@@ -19,8 +19,6 @@ their snapshot is garbage-collected, and at the latest by :meth:`FmuSimulator.te
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import weakref
 import zipfile
 from collections.abc import Callable, Mapping
@@ -33,7 +31,7 @@ import fmpy  # type: ignore[import-untyped]
 from fmpy.fmi2 import FMU2Slave  # type: ignore[import-untyped]
 
 from twinkg.ontology.errors import ModelFileError, SimulatorError
-from twinkg.sim.adapter import ModelInfo, Variable
+from twinkg.sim.adapter import ModelInfo, Variable, working_dir
 
 _TYPES = ("Real", "Integer", "Enumeration", "Boolean")
 _CAUSALITIES = ("input", "output", "parameter")
@@ -161,9 +159,8 @@ class FmuSimulator:
         seed_var = self._vars.get("seed")
         if seed_var is not None and seed_var.causality == "parameter" and "seed" not in values:
             values["seed"] = float(seed)
-        self._dir = tempfile.mkdtemp(prefix="twinkg-fmu-")
         # the extracted files go at terminate, or when this object is garbage-collected
-        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
+        self._dir, self._remove_dir = working_dir(self, "twinkg-fmu-")
         try:
             fmpy.extract(str(self._path), self._dir)
             fmu = FMU2Slave(

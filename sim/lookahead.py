@@ -26,6 +26,7 @@ candidates are tried in a fixed order.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import multiprocessing as mp
@@ -365,7 +366,8 @@ def _worker(
 ) -> None:
     """A forked process's work: its group's outcomes, sent back through ``conn``."""
     gc.disable()  # short-lived: a collection would copy every page of the parent it touches
-    planner.state.plant.master.after_fork()
+    master = planner.state.plant.master
+    master.after_fork()
     answer = _tries(planner, actions, group, horizon_s)
     try:
         conn.send(answer)
@@ -373,6 +375,10 @@ def _worker(
         i, raised = answer[-1]
         conn.send([*answer[:-1], (i, SimulatorError(f"{type(raised).__name__}: {exc}"))])
     conn.close()
+    # this process's copies of the simulators: what they made here goes (a restored water
+    # network's working directory), what the parent made stays (sim.adapter.working_dir)
+    with contextlib.suppress(SimulatorError):
+        master.terminate()
 
 
 def _in_parallel(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from twinkg.ontology.errors import ModelFileError, SimulatorError
-from twinkg.sim.adapter import ModelInfo, Variable
+from twinkg.sim.adapter import ModelInfo, Variable, working_dir
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -335,7 +335,8 @@ class WaterNetworkSimulator:
         self._controlled = controlled_links(self.wn)
         self._variables = self._declare()
         self._en: ENepanet | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: str | None = None  # the working directory (the .inp EPANET reads, its report)
+        self._remove_tmp: Callable[[], object] = lambda: None
         self._time = 0
         self._solved = False
         self._calls: list[tuple[str, Any]] = []
@@ -471,11 +472,11 @@ class WaterNetworkSimulator:
         if step <= 0 or horizon <= 0:
             raise SimulatorError(f"step_s and horizon_s must be positive, got {step}, {horizon}")
         self._step = step
-        self._tmp = tempfile.TemporaryDirectory(prefix="twinkg-water-")
-        inp = self._write_inp(Path(self._tmp.name) / "network.inp")
+        self._tmp, self._remove_tmp = working_dir(self, "twinkg-water-")
+        inp = self._write_inp(Path(self._tmp) / "network.inp")
         en = ENepanet(version=2.2)
         try:
-            en.ENopen(str(inp), str(Path(self._tmp.name) / "run.rpt"), "")
+            en.ENopen(str(inp), str(Path(self._tmp) / "run.rpt"), "")
             en.ENlib.EN_setreport(en._project, b"STATUS NO")
             hydstep = min(int(self.wn.options.time.hydraulic_timestep), step)
             en.ENsettimeparam(_T_DURATION, horizon)
@@ -597,7 +598,7 @@ class WaterNetworkSimulator:
             except EpanetException:
                 _LOG.debug("EPANET close failed", exc_info=True)
         if self._tmp is not None:
-            self._tmp.cleanup()
+            self._remove_tmp()
             self._tmp = None
 
     def _open(self) -> ENepanet:

@@ -1085,3 +1085,84 @@ def test_the_look_ahead_needs_a_worker() -> None:
     state = LoopState(toy_plant(), config())
     with pytest.raises(ConfigError, match="at least one worker, got 0"):
         LookaheadPlanner(RulePlanner(), state, workers=0)
+
+
+def test_forked_workers_on_a_water_network_leave_the_run_s_files_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """EPANET forks replay the run in a fresh working directory. A worker removes the ones it
+    made and never the run's own, and the plan is the one a single process makes."""
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from twinkg.api.sim_plants import build, loop_config  # noqa: PLC0415
+    from twinkg.sim.loop import _input_owners, _input_ranges, run_prefix  # noqa: PLC0415
+    from twinkg.sim.scenario import load_scenario  # noqa: PLC0415
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "net1-pump-wear.toml")
+
+    def planned(workers: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        plant = build(scenario, seed=1, base=run_prefix("workers"), twin=True)
+        state = LoopState(plant, loop_config(scenario, seed=1))
+        plant.master.instantiate(plant.parameters, 1)
+        state.owner, state.ranges = _input_owners(plant), _input_ranges(plant)
+        for actuator in plant.binding.actuators:
+            if actuator.run_input is not None:
+                state.commanded.setdefault(actuator.run_input, 0.0 if actuator.standby_for else 1.0)
+        state.send(state.effective_inputs())
+        for _ in range(4):
+            plant.master.step()
+        pump = next(a.asset for a in plant.binding.actuators if a.repairable is not None)
+        planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0, workers=workers)
+        plan = planner.plan(wear_case(pump)).model_dump()
+        left = {p.name: sorted(f.name for f in p.iterdir()) for p in tmp_path.iterdir()}
+        plant.master.terminate()
+        return plan, left
+
+    alone, before = planned(1)
+    [(name, files)] = before.items()  # the run's own working directory, whole
+    assert name.startswith("twinkg-water-") and files == ["network.inp", "run.rpt"]
+    assert not list(tmp_path.iterdir())  # and it went with the run
+    shared, during = planned(2)
+    assert shared["action"] == alone["action"]
+    assert shared["candidates"] == alone["candidates"]
+    # the run's directory, whole, and none of the worker's
+    assert list(during.values()) == [["network.inp", "run.rpt"]]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_working_directory_goes_only_in_the_process_that_made_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A forked child that shuts its copy of a simulator down leaves its parent's directory;
+    the directories it makes itself go, as the parent's go in the parent."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from twinkg.sim.adapter import working_dir  # noqa: PLC0415
+
+    class Owner:
+        pass
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    owner = Owner()
+    path, remove = working_dir(owner, "twinkg-parent-")
+    pid = os.fork()
+    if pid == 0:  # the child: 0 if it kept the parent's and removed its own
+        code = 1
+        try:
+            remove()
+            mine = Owner()
+            own, remove_own = working_dir(mine, "twinkg-child-")
+            remove_own()
+            code = 0 if Path(path).is_dir() and not Path(own).exists() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert Path(path).is_dir()
+    remove()
+    assert not Path(path).exists()
+    assert not list(tmp_path.iterdir())
