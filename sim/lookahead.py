@@ -415,15 +415,12 @@ def _in_parallel(
                 answers += receive.recv()
             except EOFError:
                 child.join()
-                answers.append(
-                    (
-                        group[0],
-                        SimulatorError(
-                            f"a look-ahead worker ended (exit code {child.exitcode}) "
-                            "before it answered"
-                        ),
-                    )
-                )
+                code = child.exitcode
+                reason = f"a look-ahead worker ended (exit code {code}) before it answered"
+                answers.append((group[0], SimulatorError(reason)))
+            except Exception as exc:  # an answer that does not unpickle (an odd exception)
+                reason = f"a look-ahead worker's answer could not be read: {exc}"
+                answers.append((group[0], SimulatorError(reason)))
     finally:
         for child, receive, _ in children:
             receive.close()

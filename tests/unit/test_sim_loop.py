@@ -1166,3 +1166,30 @@ def test_a_working_directory_goes_only_in_the_process_that_made_it(
     remove()
     assert not Path(path).exists()
     assert not list(tmp_path.iterdir())
+
+
+class _UnreadableError(Exception):
+    """An exception that pickles but does not unpickle (its constructor needs two arguments)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def test_a_worker_answer_that_cannot_be_read_ends_the_look_ahead_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os  # noqa: PLC0415
+
+    from twinkg.sim import loop  # noqa: PLC0415
+
+    parent, real = os.getpid(), loop.try_on_fork
+
+    def odd(state: LoopState, action: ProposedAction, horizon_s: float, **kw: Any) -> Any:
+        if os.getpid() != parent:
+            raise _UnreadableError("toy", "a bug in a fork")
+        return real(state, action, horizon_s, **kw)
+
+    monkeypatch.setattr(loop, "try_on_fork", odd)
+    plan, _ = _planned(2)
+    [note] = [t["lookahead"] for t in plan["transcript"] if "lookahead" in t]
+    assert note["skipped"].startswith("a look-ahead worker's answer could not be read: ")
