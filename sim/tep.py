@@ -185,6 +185,12 @@ class KernelStepper:
         handle = kernel._handle  # the native handle the kernel owns
         implemented = np.clip(np.asarray(action, dtype=np.float64), 0.0, 100.0)
         disturbances = np.ascontiguousarray(idv, dtype=np.float64)
+        if implemented.shape != (kernel.nu,) or disturbances.shape != (kernel.nidv,):
+            # the kernel reads exactly 12 and 28 doubles: anything else is refused, not read past
+            raise ValueError(
+                f"expected {kernel.nu} manipulated variables and {kernel.nidv} disturbances, "
+                f"got shapes {implemented.shape} and {disturbances.shape}"
+            )
         kernel.xmv, kernel.idv = implemented, disturbances
         lib.tep_set_inputs(
             handle,

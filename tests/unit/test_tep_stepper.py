@@ -148,3 +148,16 @@ def test_only_the_rk4_the_simulator_uses_is_stepped() -> None:
     with pytest.raises(SimulatorError, match="RK4, not 'RK45'"):
         KernelStepper(TennesseeEastmanProcess(solver_method="RK45"))
     assert CONTROL_INTERVAL_H * 3600.0 * 100 == STEP
+
+
+def test_inputs_of_the_wrong_length_are_refused_before_the_kernel_reads_them() -> None:
+    sim = TepSimulator()
+    sim.instantiate({"mode": "mode1"}, seed=1)
+    assert sim._plant is not None
+    stepper = KernelStepper(sim._plant)
+    before = sim._plant.time
+    with pytest.raises(ValueError, match="expected 12 manipulated variables and 28"):
+        stepper.advance(np.zeros(11), np.zeros(DISTURBANCES), CONTROL_INTERVAL_H)
+    with pytest.raises(ValueError, match=r"got shapes \(12,\) and \(27,\)"):
+        stepper.advance(np.zeros(12), np.zeros(27), CONTROL_INTERVAL_H)
+    assert sim._plant.time == before  # nothing moved
