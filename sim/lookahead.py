@@ -421,12 +421,11 @@ def _in_parallel(
             except Exception as exc:  # an answer that does not unpickle (an odd exception)
                 reason = f"a look-ahead worker's answer could not be read: {exc}"
                 answers.append((group[0], SimulatorError(reason)))
+            child.join()  # it has answered: it only shuts its copies down, however long that takes
     finally:
         for child, receive, _ in children:
             receive.close()
-            if child.is_alive():
-                child.join(timeout=5.0)
-            if child.is_alive():
+            if child.is_alive():  # only when this process is leaving early (an interrupt)
                 child.kill()
                 child.join()
     failed = [(i, exc) for i, exc in answers if isinstance(exc, BaseException)]
