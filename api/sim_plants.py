@@ -268,6 +268,7 @@ def _epanet(scenario: Scenario, schedule: tuple[FaultEvent, ...], base: str) -> 
         fault_hook=fault_hook(scenario),
         timed_inputs=lambda t: {"plant:demand_multiplier": demand.multiplier_at(t)},
         lookahead=True,
+        shuts_down=False,  # "running" is serving 0.9 of demand: an under-served network runs
     )
 
 

@@ -206,6 +206,11 @@ class RunPlant:
     restart_input: str | None = None  # asked (1.0) after a trip: the plant's own restart
     stop_input: str | None = None  # the plant-wide run input (0: a controlled stop, planned)
     lookahead: bool = False  # whether the twin's planner may fork this plant to look ahead
+    # whether ``plant:running`` = 0 means the process is shut down (a TEP trip or stop: its
+    # alarms are the shutdown's consequences and the twin waits, ISA-18.2 state-based
+    # suppression), or only that a running plant serves less than its service level (a water
+    # network under its share of demand: the network still runs and the twin keeps deciding)
+    shuts_down: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,12 +624,13 @@ class _TwinDriver:
             self.port.ingest(self.buffer, received_at=sim_time(t), fit_rows=None, source="sim")
         self.buffer = []
         trigger = Trigger.FINDINGS
-        if self.state.plant_down:
+        if self.state.plant_down and self.state.plant.shuts_down:
             # state-based suppression (ISA-18.2): while the plant is shut down its process
             # alarms are the shutdown's consequences, and no action reaches a stopped process;
             # the twin keeps ingesting and decides again once the plant runs. After a trip the
             # plant restarts itself; after the twin's own controlled stop the agents look for
-            # nothing but whether its restart is due (decision 0049)
+            # nothing but whether its restart is due (decision 0049). A plant that is only
+            # under its service level still runs: nothing is suppressed (decision 0054)
             if not self.state.stopped_on_purpose():
                 return
             trigger = Trigger.RESTART_DUE

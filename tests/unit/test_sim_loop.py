@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -976,6 +977,73 @@ def test_after_its_own_stop_the_twin_asks_only_whether_a_restart_is_due() -> Non
     assert kpis["unsafe_applied_actions"][0] == 0
     # down from the step after 5 h until the restart at 8 h: 3 of the 7 measured hours
     assert kpis["availability"][0] == pytest.approx(4 / 7)
+
+
+class ShortfallPlant(ToyPlant):
+    """The toy plant serving under its service level (``plant:running`` 0) from 5 h to 8 h by
+    itself, as a water network does when a leak takes its pressure: nobody stopped it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = 0.0
+
+    def info(self) -> ModelInfo:
+        base = super().info()
+        return ModelInfo(
+            base.name, base.version, (*base.variables, Variable("plant:running", "output"))
+        )
+
+    def do_step(self, t: float, dt: float) -> None:
+        super().do_step(t, dt)
+        self.t = t + dt
+
+    def get_outputs(self) -> dict[str, float]:
+        out = super().get_outputs()
+        short = 5 * 3600.0 < self.t <= 8 * 3600.0
+        out["plant:running"] = 0.0 if short else 1.0
+        if short:
+            out["plant:demand_served"] = 0.5 * out["plant:demand_required"]
+        return out
+
+    def snapshot(self) -> object:
+        return (super().snapshot(), self.t)
+
+    def restore(self, snapshot: object) -> None:
+        assert isinstance(snapshot, tuple)
+        super().restore(snapshot[0])
+        self.t = float(snapshot[1])
+
+
+@pytest.mark.parametrize("shuts_down", [True, False])
+def test_a_plant_under_its_service_level_is_not_shut_down(shuts_down: bool) -> None:
+    """A shutdown suppresses the twin's process alarms (ISA-18.2); a plant that only serves
+    under its service level still runs, so the twin keeps deciding through it (decision 0054)."""
+    plant = toy_plant(rate=0.0, plant=ShortfallPlant())
+    plant.shuts_down = shuts_down
+    plant.graph = Graph()
+    port = TriggerPort()
+    result, _, kpis = run("twinkg", plant=plant, cfg=config(horizon_s=10 * 3600.0), port=port)
+    assert result.status == "completed"
+    assert kpis["unplanned_downtime_h"][0] == pytest.approx(3.0)  # 5-8 h, nobody's stop
+    asked = [hours for hours, trigger in port.asked if trigger is Trigger.FINDINGS]
+    assert all(trigger is Trigger.FINDINGS for _, trigger in port.asked)
+    if shuts_down:  # a trip's consequences: nothing to decide until it runs again
+        assert asked == [4.0, 5.0, 9.0, 10.0]
+    else:  # the under-served hours are decided on like any other
+        assert asked == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+
+def test_water_networks_are_not_shut_down_by_a_shortfall() -> None:
+    """The seeded water networks' ``plant:running`` is the service level; the TEP's is a
+    shutdown."""
+    from twinkg.api.sim_plants import build  # noqa: PLC0415
+    from twinkg.sim.scenario import load_scenario  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    net1 = build(load_scenario(root / "net1-pump-wear.toml"), seed=1, base="urn:t/", twin=True)
+    tep = build(load_scenario(root / "tep-a-feed-loss.toml"), seed=1, base="urn:t/", twin=True)
+    assert not net1.shuts_down
+    assert tep.shuts_down
 
 
 # -- the look-ahead's forks in several processes (decision 0053) -------------------------------
