@@ -26,6 +26,7 @@ from twinkg.api.settings import Settings
 from twinkg.api.twin import ingest_options
 from twinkg.connect.json import from_json_points
 from twinkg.kg import sim_runs
+from twinkg.kg.run_feedback import apply_run_feedback
 from twinkg.kg.sim_runs import SimRunStart
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -222,6 +223,11 @@ class TwinSimPort:
                 context.add((target, TK.operationalStatus, Literal(effect.from_status)))
         assessment = assess(action_graph(action, decision.decision + "/recheck"), context)
         return len(assessment.blocking)
+
+    def run_feedback(self, running: Mapping[str, bool]) -> int:
+        """See ``kg.run_feedback.apply_run_feedback``: the assets' statuses follow whether they
+        run; how many changed."""
+        return len(apply_run_feedback(self.store, running))
 
     # -- internals ----------------------------------------------------------------------------
 

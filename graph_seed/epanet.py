@@ -451,6 +451,8 @@ class _Builder(PlantGraphBuilder):
                 setpoint_unit=str(UNIT.UNITLESS),
                 standby_for=str(self.iri("pump", standby_for)) if standby_for else None,
                 repairable=p,
+                start_input=f"pump:{p}:hand",
+                running_output=f"pump:{p}:running",
             )
         )
 

@@ -33,6 +33,10 @@ class Actuator:
     partner's ``run_input`` goes to 1.0). ``setpoint_input`` takes a setpoint change's new value,
     in the unit of ``setpoint_unit``, for the quantity kind ``setpoint_quantity_kind``.
     ``repairable`` names what a work order restores (``sim.degradation`` element id), or None.
+    ``start_input`` takes 1.0 to run an available asset whatever its own automatic controls say
+    (a hand start: a restart of an asset that is available but idle, such as a pump its
+    schedule keeps off) and 0.0 to leave it to them; ``running_output`` is the output that says
+    whether it runs (its run feedback), or None.
     """
 
     asset: str
@@ -44,6 +48,8 @@ class Actuator:
     setpoint_unit: str | None = None
     standby_for: str | None = None  # the asset IRI it stands by for (duty/standby pairs)
     repairable: str | None = None
+    start_input: str | None = None
+    running_output: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

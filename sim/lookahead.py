@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from twinkg.sim.loop import LoopState
 
 CUTS = (0.10, 0.20)
+RAISE = 0.10  # a running pump's speed, where service falls short (decision 0054)
 _NOTHING = ActionKind.GATHER_DATA
 DEFAULT_HORIZON_S = 2 * 3600.0
 W_TRIP, W_DOWN, W_LOSS, W_COST = 1e6, 1e3, 1e1, 1e-3
@@ -118,9 +119,13 @@ class LookaheadPlanner:
         # point forks the same state, so a candidate shared by two cases is simulated once
         self._cache: dict[tuple[Any, ...], Outcome] = {}
         self._cache_at = -1.0
+        # supply chosen for earlier cases of this instant, in every later shortfall case's forks
+        self._supplied: list[ProposedAction] = []
+        self._first: tuple[ProposedAction, ...] = ()  # what this case's forks apply first
 
     def plan(self, case: PlanningCase) -> Plan:
         """Fork, try, score, restore; propose the best candidate."""
+        self._at_instant()
         first = self.inner.plan(case)
         actions = [c.action for c in first.candidates]
         if first.action is not None and first.action not in actions:
@@ -128,6 +133,11 @@ class LookaheadPlanner:
         for action in self._plant_candidates(case):
             if not any(_same(action, a) for a in actions):
                 actions.append(action)
+        # where service falls short, the supply already chosen at this instant is taken as
+        # going ahead: every fork applies it first, and it is not asked for twice (0054)
+        short = _short_of_service(case)
+        self._first = tuple(self._supplied) if short else ()
+        actions = [a for a in actions if not any(_same(a, b) for b in self._first)]
         # what the plant cannot carry out (a setpoint of another quantity than its actuator
         # takes) is not tried: the plant interface would refuse it, so its fork would mislead
         dropped = [a for a in actions if not self._carried(a)]
@@ -185,12 +195,22 @@ class LookaheadPlanner:
                     for score, _, a, o in scored
                 ],
                 "chosen": best[1],
+                "in_flight": [
+                    {
+                        "kind": a.kind.value,
+                        "target": a.target,
+                        "proposed_setpoint": a.proposed_setpoint,
+                    }
+                    for a in self._first
+                ],
                 "not_carried": [
                     {"kind": a.kind.value, "target": a.target, "quantity_kind": a.quantity_kind}
                     for a in dropped
                 ],
             }
         }
+        if short and best[2].kind is not ActionKind.GATHER_DATA and self._supplies(best[2]):
+            self._supplied.append(best[2])
         action = best[2].model_copy(
             update={
                 "rationale": f"{best[2].rationale} [look-ahead {horizon / 3600:g} h: "
@@ -257,6 +277,8 @@ class LookaheadPlanner:
                         ramp_s=round(ramp, 3),
                     )
                 )
+        if _short_of_service(case):
+            out += self._more_supply(make)
         if own is not None and own.run_input is not None:
             out.append(make(ActionKind.CONTROLLED_STOP, own.asset, "stop it"))
             from twinkg.sim.loop import partner_of  # noqa: PLC0415 - a cycle otherwise
@@ -266,6 +288,58 @@ class LookaheadPlanner:
                 out.append(make(ActionKind.SWITCH_TO_STANDBY, own.asset, "start the standby"))
         if own is not None and own.repairable is not None:
             out.append(make(ActionKind.WORK_ORDER, own.asset, "repair it"))
+        return out
+
+    def _at_instant(self) -> None:
+        """Forget the forks and the supply chosen at an earlier instant."""
+        now = self.state.plant.master.time
+        if now != self._cache_at:
+            self._cache, self._cache_at, self._supplied = {}, now, []
+
+    def _supplies(self, action: ProposedAction) -> bool:
+        """Whether ``action`` starts a pump by hand or raises its speed (what adds supply)."""
+        own = self.state.plant.binding.actuator(action.target)
+        if own is None or own.start_input is None:
+            return False
+        raised = (action.proposed_setpoint or 0.0) > (action.current_setpoint or math.inf)
+        return action.kind is ActionKind.RESTART or (
+            action.kind is ActionKind.SETPOINT_CHANGE and raised
+        )
+
+    def _more_supply(self, make: Any) -> list[ProposedAction]:
+        """What adds supply where service falls short (decision 0054): a hand start of each
+        available pump that its own controls keep idle, and each running one's speed raised by
+        a tenth (within its input's range). Pumps failed or under repair are not offered."""
+        state = self.state
+        merged = state.plant.master.outputs.get(state.plant.plant, {})
+        out: list[ProposedAction] = []
+        for a in state.plant.binding.actuators:
+            if a.start_input is None or a.running_output is None or a.run_input is None:
+                continue
+            if a.asset in state.failed or any(j.asset == a.asset for j in state.jobs):
+                continue
+            if state.commanded.get(a.run_input, 1.0) < 0.5:
+                continue  # stopped on purpose: a restart of its own decides that
+            if merged.get(a.running_output, 0.0) < 0.5:
+                if state.commanded.get(a.start_input, 0.0) < 0.5:
+                    out.append(make(ActionKind.RESTART, a.asset, "start it by hand: short supply"))
+                continue
+            current = state.commanded.get(a.setpoint_input or "", 1.0)
+            _, top = state.ranges.get(a.setpoint_input or "", (None, None))
+            value = round(current * (1 + RAISE), 6)
+            if a.setpoint_input is None or (top is not None and value > top):
+                continue
+            out.append(
+                make(
+                    ActionKind.SETPOINT_CHANGE,
+                    a.asset,
+                    f"raise {a.setpoint_input} by {RAISE:.0%}: short supply",
+                    quantity_kind=a.setpoint_quantity_kind,
+                    current_setpoint=round(current, 6),
+                    proposed_setpoint=value,
+                    ramp_s=60.0,
+                )
+            )
         return out
 
     def _carried(self, action: ProposedAction) -> bool:
@@ -298,10 +372,8 @@ class LookaheadPlanner:
         same random streams, so an outcome does not depend on where it ran. If forks fail, the
         error of the first failing action in ``actions`` is raised, as one at a time would.
         """
-        now = self.state.plant.master.time
-        if now != self._cache_at:
-            self._cache, self._cache_at = {}, now
-        keys = [_key(a, horizon_s) for a in actions]
+        self._at_instant()
+        keys = [self._key(a, horizon_s) for a in actions]
         pending: list[int] = []  # the first action of each fork not yet cached
         for i, key in enumerate(keys):
             if key not in self._cache and all(keys[j] != key for j in pending):
@@ -316,25 +388,31 @@ class LookaheadPlanner:
     def _try(self, action: ProposedAction, horizon_s: float) -> Outcome:
         from twinkg.sim.loop import try_on_fork  # noqa: PLC0415 - a cycle otherwise
 
-        now = self.state.plant.master.time
-        if now != self._cache_at:
-            self._cache, self._cache_at = {}, now
-        key = _key(action, horizon_s)
+        self._at_instant()
+        key = self._key(action, horizon_s)
         if key not in self._cache:
             unmoved = next(
                 (
                     o
                     for k, o in self._cache.items()
-                    if k[0] is ActionKind.GATHER_DATA and k[-1] == horizon_s
+                    if k[0] is ActionKind.GATHER_DATA and k[-2:] == key[-2:]
                 ),
                 None,
             )
-            self._cache[key] = try_on_fork(self.state, action, horizon_s, unmoved=unmoved)
+            self._cache[key] = try_on_fork(
+                self.state, action, horizon_s, unmoved=unmoved, first=self._first
+            )
         return self._cache[key]
+
+    def _key(self, action: ProposedAction, horizon_s: float) -> tuple[Any, ...]:
+        """What makes two candidates the same fork: the action, what the fork applies first,
+        and the horizon."""
+        first = tuple(_key(a, 0.0) for a in self._first)
+        return (*_key(action, horizon_s)[:-1], first, horizon_s)
 
 
 def _key(action: ProposedAction, horizon_s: float) -> tuple[Any, ...]:
-    """What makes two candidates the same fork."""
+    """What makes two candidates the same fork (with nothing applied before them)."""
     return (action.kind, action.target, action.proposed_setpoint, action.ramp_s, horizon_s)
 
 
@@ -432,6 +510,16 @@ def _in_parallel(
     if failed:
         raise min(failed, key=lambda f: f[0])[1]
     return {i: o for i, o in answers if not isinstance(o, BaseException)}
+
+
+def _short_of_service(case: PlanningCase) -> bool:
+    """Whether the case's own sensors read below its envelope's minimum: a service pressure
+    under the level the zone must get, say (decision 0054)."""
+    floors = {e.quantity_kind: e.minimum for e in case.envelopes}
+    return any(
+        s.relation == "own" and s.quantity_kind in floors and s.mean < floors[s.quantity_kind]
+        for s in case.symptoms
+    )
 
 
 def _same(a: ProposedAction, b: ProposedAction) -> bool:

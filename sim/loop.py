@@ -175,6 +175,11 @@ class TwinPort(Protocol):
         """The safety shapes' violations of an applied action, judged again after it applied."""
         ...
 
+    def run_feedback(self, running: Mapping[str, bool]) -> int:
+        """The plant's run feedback (asset IRI → whether it runs) into the graph's operational
+        statuses (``kg.run_feedback``); how many changed."""
+        ...
+
 
 # ----------------------------------------------------------------------------- plant and config
 
@@ -379,18 +384,24 @@ class LoopState:
             return False
         if command.kind == CONTROLLED_STOP and actuator.run_input:
             self.commanded[actuator.run_input] = 0.0
+            self._end_hand(actuator)  # a stop ends a hand start
             return True
         if command.kind == RESTART and actuator.run_input:
-            if self.commanded.get(actuator.run_input, 1.0) >= 0.5:
-                return False  # it runs: nothing to start
-            self.commanded[actuator.run_input] = 1.0  # the plant starts once its hold-off passed
-            return True
+            if self.commanded.get(actuator.run_input, 1.0) < 0.5:
+                self.commanded[actuator.run_input] = 1.0  # it starts once its hold-off passed
+                return True
+            if actuator.start_input and self.commanded.get(actuator.start_input, 0.0) < 0.5:
+                # available but left to its own controls: started by hand, and kept running
+                self.commanded[actuator.start_input] = 1.0
+                return True
+            return False  # it runs, or runs by hand already: nothing to start
         if command.kind == SWITCH_TO_STANDBY:
             partner = partner_of(binding, actuator)
             if partner is None or partner.run_input is None or actuator.run_input is None:
                 return False
             self.commanded[partner.run_input] = 1.0
             self.commanded[actuator.run_input] = 0.0
+            self._end_hand(actuator)
             return True
         if command.kind == SETPOINT_CHANGE and actuator.setpoint_input:
             value = command.value
@@ -418,6 +429,21 @@ class LoopState:
             )
             return True
         return False
+
+    def run_feedback(self) -> dict[str, bool]:
+        """Whether each asset with a run-feedback output runs now (decision 0054)."""
+        merged = _merged(self.plant)
+        return {
+            a.asset: merged[a.running_output] >= 0.5
+            for a in self.plant.binding.actuators
+            if a.running_output is not None and a.running_output in merged
+        }
+
+    def _end_hand(self, actuator: Actuator) -> None:
+        """Hand a hand-started asset back to its own controls (nothing moves otherwise)."""
+        name = actuator.start_input
+        if name is not None and self.commanded.get(name, 0.0) >= 0.5:
+            self.commanded[name] = 0.0
 
     def carries(self, command: Command, quantity_kind: str | None) -> bool:
         """Whether the plant can carry ``command`` out as judged: a setpoint change only where
@@ -465,6 +491,7 @@ class LoopState:
                 done = self.plant.binding.actuator(job.asset)
                 if done is not None and done.run_input is not None:  # back in service
                     self.commanded[done.run_input] = 0.0 if done.standby_for else 1.0
+                    self._end_hand(done)  # under its own controls again
                 if job.kind == "Pipe":  # a leak or burst mended
                     self.commanded[f"pipe:{job.element}:leak_area"] = 0.0
                 else:  # the degradation model restores the pump to new
@@ -623,6 +650,9 @@ class _TwinDriver:
         elif self.buffer:
             self.port.ingest(self.buffer, received_at=sim_time(t), fit_rows=None, source="sim")
         self.buffer = []
+        feedback = self.state.run_feedback()
+        if feedback:
+            self.port.run_feedback(feedback)
         trigger = Trigger.FINDINGS
         if self.state.plant_down and self.state.plant.shuts_down:
             # state-based suppression (ISA-18.2): while the plant is shut down its process
@@ -906,8 +936,12 @@ def try_on_fork(
     horizon_s: float,
     *,
     unmoved: Outcome | None = None,
+    first: Sequence[ProposedAction] = (),
 ) -> Outcome:
     """Apply ``action`` to a fork of the run and simulate ``horizon_s`` ahead; what happened.
+
+    ``first`` are actions the fork applies before ``action`` (what was already chosen at this
+    instant and is taken as going ahead); ``unmoved`` is then doing nothing after them.
 
     The fork is the master's snapshot and a copy of the loop's own state (commands, jobs,
     failures, the KPI ledger); both are put back whatever happens. The future faults of the
@@ -940,13 +974,9 @@ def try_on_fork(
     if isinstance(wear, PumpDegradation):
         wear.conceal_lives(True)  # the fork knows each pump's hazard, not when it will fail
     try:
-        command = Command(
-            action.kind.value,
-            action.target,
-            value=action.proposed_setpoint,
-            ramp_s=action.ramp_s or 0.0,
-        )
-        if not state.apply(command, master.time) and unmoved is not None:
+        for before in first:
+            state.apply(_command_of(before), master.time)
+        if not state.apply(_command_of(action), master.time) and unmoved is not None:
             return unmoved
         dt = config.step_s
         for _ in range(max(1, round(horizon_s / dt))):
@@ -1001,6 +1031,15 @@ def try_on_fork(
             state.simulated_s,
             state.ramps,
         ) = saved
+
+
+def _command_of(action: ProposedAction) -> Command:
+    return Command(
+        action.kind.value,
+        action.target,
+        value=action.proposed_setpoint,
+        ramp_s=action.ramp_s or 0.0,
+    )
 
 
 def _repair_owed(state: LoopState, t: float) -> float:

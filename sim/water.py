@@ -286,7 +286,9 @@ class _Pump:
     speed: float = 1.0
     head_factor: float = 1.0
     efficiency_factor: float = 1.0
+    hand: float = 0.0  # 1: run whatever its controls say (an operator's hand start)
     forced_off: bool = False
+    in_hand: bool = False
 
 
 @dataclass(slots=True)
@@ -362,6 +364,15 @@ class WaterNetworkSimulator:
                     1.0,
                 ),
                 Variable(f"pump:{p}:speed", "input", "1", "relative speed (1 nominal)", 0.0, 2.0),
+                Variable(
+                    f"pump:{p}:hand",
+                    "input",
+                    "1",
+                    "1 runs it whatever its controls say (hand), 0 leaves it to them (auto: "
+                    "handed back, it stops until they start it); a forced stop still stops it",
+                    0.0,
+                    1.0,
+                ),
                 Variable(f"pump:{p}:head_factor", "input", "1", "head left by wear", 0.0, 1.0),
                 Variable(
                     f"pump:{p}:efficiency_factor",
@@ -419,6 +430,7 @@ class WaterNetworkSimulator:
         for p in sorted(wn.pump_name_list):
             standby = not initially_open(wn, p) and p not in self._controlled
             out[f"pump:{p}:status"] = 0.0 if standby else 1.0
+            out[f"pump:{p}:hand"] = 0.0
             out |= {f"pump:{p}:{q}": 1.0 for q in ("speed", "head_factor", "efficiency_factor")}
         out |= {f"station:{s}:power": 1.0 for s in self._stations}
         for name in sorted(wn.pipe_name_list):
@@ -657,11 +669,24 @@ class WaterNetworkSimulator:
 
     def _apply_pump(self, en: ENepanet, pump: _Pump) -> None:
         off = pump.status < 0.5 or self._power[pump.station] < 0.5
+        hand = not off and pump.hand >= 0.5
         speed = max(pump.speed, 0.0) * math.sqrt(min(max(pump.head_factor, 0.0), 1.0))
         for index, ctype, link, setting, node, level in pump.controls:
-            new = 0.0 if off or setting == 0.0 else setting * speed
+            # in hand every control of it runs it at its speed: its own logic no longer acts
+            new = 0.0 if off else speed if hand else 0.0 if setting == 0.0 else setting * speed
             en.ENsetcontrol(index, ctype, link, new, node, level)
+        released = pump.in_hand and not hand
+        pump.in_hand = hand
         if off:
+            en.ENsetlinkvalue(pump.index, _L_STATUS, 0)
+        elif hand:
+            if speed > _EPS:
+                en.ENsetlinkvalue(pump.index, _L_STATUS, 1)
+                en.ENsetlinkvalue(pump.index, _L_SETTING, speed)
+            else:
+                en.ENsetlinkvalue(pump.index, _L_STATUS, 0)
+        elif released and not pump.forced_off:
+            # handed back to its controls: it stops until one of them starts it
             en.ENsetlinkvalue(pump.index, _L_STATUS, 0)
         elif pump.forced_off or en.ENgetlinkvalue(pump.index, _L_STATUS) > 0.5:
             # released from a stop (it restarts; its controls decide from the next step on), or
@@ -823,5 +848,5 @@ def _fast_getters(
     return link, node
 
 
-_PUMP_INPUTS = frozenset({"status", "speed", "head_factor", "efficiency_factor"})
+_PUMP_INPUTS = frozenset({"status", "speed", "hand", "head_factor", "efficiency_factor"})
 _VALVE_UNITS = {"PRV": "m", "PSV": "m", "PBV": "m", "FCV": "L/s", "TCV": "1"}

@@ -359,6 +359,7 @@ class ScriptedPort:
         self.ingested: list[tuple[int, int | None, datetime]] = []
         self.answers: list[tuple[str, bool, datetime, str]] = []
         self.seeded: list[str] = []
+        self.feedback: list[dict[str, bool]] = []
 
     def seed(self, run_id: str, graph: Any) -> None:
         self.seeded.append(run_id)
@@ -396,6 +397,10 @@ class ScriptedPort:
     ) -> list[PortDecision]:
         self.answers.append((decision, approve, at, comment))
         return list(self.on_answer)
+
+    def run_feedback(self, running: Mapping[str, bool]) -> int:
+        self.feedback.append(dict(running))
+        return len(running)
 
     def recheck(self, decision: PortDecision) -> int:
         return 0
@@ -1044,6 +1049,153 @@ def test_water_networks_are_not_shut_down_by_a_shortfall() -> None:
     tep = build(load_scenario(root / "tep-a-feed-loss.toml"), seed=1, base="urn:t/", twin=True)
     assert not net1.shuts_down
     assert tep.shuts_down
+
+
+def test_a_restart_of_an_available_idle_pump_starts_it_by_hand() -> None:
+    """A pump available but left idle by its own controls is started by hand; a stop, a switch
+    or the end of a repair hands it back to them (decision 0054)."""
+    plant = toy_plant(rate=0.0)
+    p1 = replace(plant.binding.actuators[0], start_input="pump:1:hand")
+    plant.binding = replace(plant.binding, actuators=(p1, *plant.binding.actuators[1:]))
+    state = LoopState(plant, config())
+    assert state.apply(Command("restart", P1), 0.0)
+    assert state.commanded["pump:1:hand"] == 1.0 and state.commanded["pump:1:status"] == 1.0
+    assert not state.apply(Command("restart", P1), 900.0)  # in hand already: nothing to start
+    assert state.apply(Command("controlled_stop", P1), 1800.0)
+    assert state.commanded["pump:1:hand"] == 0.0 and state.commanded["pump:1:status"] == 0.0
+    assert state.apply(Command("restart", P1), 2700.0)  # stopped: its run input, not hand
+    assert state.commanded["pump:1:status"] == 1.0 and state.commanded["pump:1:hand"] == 0.0
+    assert state.apply(Command("restart", P1), 3600.0)
+    assert state.apply(Command("work_order", P1), 3600.0)
+    state.advance_jobs(3600.0)  # the crew starts
+    assert state.commanded["pump:1:hand"] == 1.0
+    state.advance_jobs(3600.0 + state.config.repair_s)  # done: back under its own controls
+    assert state.commanded["pump:1:hand"] == 0.0 and state.commanded["pump:1:status"] == 1.0
+    assert state.apply(Command("restart", P1), 40000.0)
+    assert state.apply(Command("switch_to_standby", P1), 40000.0)
+    assert state.commanded["pump:1:hand"] == 0.0
+
+
+def _net3_at(hours: int) -> tuple[LoopState, Any]:
+    """Net3's run state after ``hours`` simulated hours with nothing done, and its plant."""
+    from twinkg.api.sim_plants import build, loop_config  # noqa: PLC0415
+    from twinkg.sim.loop import _input_owners, _input_ranges, run_prefix  # noqa: PLC0415
+    from twinkg.sim.scenario import load_scenario  # noqa: PLC0415
+
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "net3-station-faults.toml")
+    plant = build(scenario, seed=1, base=run_prefix("supply"), twin=True)
+    state = LoopState(plant, loop_config(scenario, seed=1))
+    plant.master.instantiate(plant.parameters, 1)
+    state.owner, state.ranges = _input_owners(plant), _input_ranges(plant)
+    for actuator in plant.binding.actuators:
+        if actuator.run_input is not None:
+            state.commanded.setdefault(actuator.run_input, 0.0 if actuator.standby_for else 1.0)
+    state.send(state.effective_inputs())
+    for _ in range(round(hours * 3600.0 / plant.master.dt)):
+        plant.master.step()
+    return state, plant
+
+
+def _zone_case(plant: Any, pressure: float) -> PlanningCase:
+    """A findings case on a demand zone whose service pressure reads ``pressure`` (kPa) against
+    a 137 kPa floor."""
+    from twinkg.agents.planning import Envelope  # noqa: PLC0415
+    from twinkg.agents.state import Symptom  # noqa: PLC0415
+
+    sensor = next(s for s in plant.binding.sensors if s.output.endswith(":pressure"))
+    return PlanningCase(
+        asset=sensor.equipment,
+        as_of="2026-01-01T22:00:00+00:00",
+        findings=[Finding(uri=sensor.sensor + "/alarm", kind="alarm", asset=sensor.equipment)],
+        hypotheses=[],
+        symptoms=[
+            Symptom(
+                sensor=sensor.sensor,
+                quantity_kind=sensor.quantity_kind,
+                baseline_mean=300.0,
+                baseline_std=5.0,
+                mean=pressure,
+                shift=(pressure - 300.0) / 5.0,
+                spread=1.0,
+                trust=1.0,
+            )
+        ],
+        envelopes=[
+            Envelope(
+                uri=sensor.equipment + "/envelope",
+                quantity_kind=sensor.quantity_kind,
+                minimum=137.0,
+                maximum=1000.0,
+            )
+        ],
+        confidence=0.0,
+        urgency=0.5,
+    )
+
+
+def test_where_service_falls_short_the_lookahead_tries_more_supply() -> None:
+    """Net3 at 22 h: pump 10 is idle by its schedule, pump 335 runs. A zone under its pressure
+    floor gets a hand start of pump 10 and pump 335 a tenth faster among the candidates, each
+    forked; a zone above it gets neither; a pump under repair is not started (decision 0054)."""
+    state, plant = _net3_at(22)
+    out = plant.master.outputs["plant"]
+    assert out["pump:10:running"] == 0.0 and out["pump:335:running"] == 1.0
+    pumps = {a.element: a.asset for a in plant.binding.actuators if a.kind == "Pump"}
+    planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0)
+
+    def tried(pressure: float) -> list[dict[str, Any]]:
+        plan = planner.plan(_zone_case(plant, pressure))
+        [record] = [t["lookahead"] for t in plan.transcript if "lookahead" in t]
+        return [c for c in record["candidates"] if c["target"] in pumps.values()]
+
+    short = {(c["kind"], c["target"], c["proposed_setpoint"]) for c in tried(50.0)}
+    assert ("restart", pumps["10"], None) in short
+    assert ("setpoint_change", pumps["335"], 1.1) in short
+    assert not any(k == "restart" and t == pumps["335"] for k, t, _ in short)  # it runs
+    assert not any(v is not None and v > 1.0 for k, t, v in short if t == pumps["10"])
+    assert {c["kind"] for c in tried(300.0)} <= {"setpoint_change"}  # only the cuts it had
+    assert all(c["proposed_setpoint"] < 1.0 for c in tried(300.0))
+    assert state.apply(Command("work_order", pumps["10"]), 22 * 3600.0)
+    assert not any(c["kind"] == "restart" for c in tried(50.0))
+    plant.master.terminate()
+
+
+def test_the_supply_chosen_for_one_case_goes_ahead_in_the_next_case_s_forks() -> None:
+    """Net3 at 23 h, pipe 329 burst since 22 h: service is short. The first zone case starts
+    pump 10 by hand (the fork without it loses hours); the next case at the same instant takes
+    that start as going ahead, in every fork, and does not ask for it again; at the next
+    instant nothing is in flight (decision 0054)."""
+    state, plant = _net3_at(22)
+    state.commanded["pipe:329:leak_area"] = 0.2
+    state.send(state.effective_inputs())
+    for _ in range(4):  # an hour
+        plant.master.step()
+    out = plant.master.outputs["plant"]
+    assert out["plant:demand_served"] < 0.9 * out["plant:demand_required"]
+    pump10 = next(a.asset for a in plant.binding.actuators if a.element == "10")
+    planner = LookaheadPlanner(RulePlanner(), state, horizon_s=7200.0)
+
+    def plan() -> tuple[Any, dict[str, Any]]:
+        p = planner.plan(_zone_case(plant, 50.0))
+        [record] = [t["lookahead"] for t in p.transcript if "lookahead" in t]
+        return p.action, record
+
+    first, record = plan()
+    assert first is not None and (first.kind, first.target) == (ActionKind.RESTART, pump10)
+    lost = {c["kind"]: c["predicted"]["unplanned_h"] for c in record["candidates"]}
+    assert lost["restart"] == 0.0 < lost["gather_data"]
+    assert record["in_flight"] == []
+    second, record = plan()
+    assert second is not None and second.kind is ActionKind.GATHER_DATA
+    assert record["in_flight"] == [{"kind": "restart", "target": pump10, "proposed_setpoint": None}]
+    assert not any(c["kind"] == "restart" for c in record["candidates"])  # not asked twice
+    lost = {c["kind"]: c["predicted"]["unplanned_h"] for c in record["candidates"]}
+    assert lost["gather_data"] == 0.0  # its fork started pump 10 first
+    plant.master.step()  # the next instant: nothing in flight
+    third, record = plan()
+    assert record["in_flight"] == []
+    assert third is not None and third.kind is ActionKind.RESTART
+    plant.master.terminate()
 
 
 # -- the look-ahead's forks in several processes (decision 0053) -------------------------------

@@ -122,6 +122,58 @@ def test_the_networks_controls_cannot_restart_a_stopped_pump() -> None:
     assert sim.get_outputs()["pump:10:running"] == 1.0
 
 
+def test_a_hand_start_runs_a_pump_its_schedule_keeps_off_until_handed_back() -> None:
+    """Net3's pump 10 runs 01:00-15:00 by its timer controls (decision 0054). Started by hand at
+    16:00 it runs whatever they say; a forced stop still stops it; handed back to its controls
+    it stops until the next one (25:00) starts it. A fork replays all of it bit for bit."""
+    sim = WaterNetworkSimulator("Net3")
+    sim.instantiate({"step_s": HOUR}, 0)
+    assert sim.initial_inputs()["pump:10:hand"] == 0.0
+    assert _run(sim, 16)[-1]["pump:10:running"] == 0.0  # its 15:00 control closed it
+    sim.set_inputs({"pump:10:hand": 1.0})
+    sim.do_step(16 * HOUR, HOUR)
+    assert sim.get_outputs()["pump:10:running"] == 1.0
+    assert sim.get_outputs()["pump:10:flow"] > 0.0
+    snap = sim.snapshot()
+    sim.set_inputs({"pump:10:status": 0.0})  # a forced stop wins over the hand start
+    sim.do_step(17 * HOUR, HOUR)
+    assert sim.get_outputs()["pump:10:running"] == 0.0
+    sim.set_inputs({"pump:10:status": 1.0})  # released from the stop: still in hand
+    sim.do_step(18 * HOUR, HOUR)
+    assert sim.get_outputs()["pump:10:running"] == 1.0
+    sim.set_inputs({"pump:10:hand": 0.0})  # handed back: off until a control starts it
+    for hour in range(19, 24):
+        sim.do_step(hour * HOUR, HOUR)
+        assert sim.get_outputs()["pump:10:running"] == 0.0, hour
+    sim.do_step(24 * HOUR, HOUR)
+    sim.do_step(25 * HOUR, HOUR)
+    assert sim.get_outputs()["pump:10:running"] == 1.0  # its 25:00 control opened it
+    # a fork from the hand start replays to the same state as the run that never forked
+    fork = WaterNetworkSimulator("Net3")
+    fork.restore(snap)
+    straight = WaterNetworkSimulator("Net3")
+    straight.instantiate({"step_s": HOUR}, 0)
+    _run(straight, 16)
+    straight.set_inputs({"pump:10:hand": 1.0})
+    straight.do_step(16 * HOUR, HOUR)
+    fork.do_step(17 * HOUR, HOUR)
+    straight.do_step(17 * HOUR, HOUR)
+    assert fork.get_outputs() == straight.get_outputs()
+    assert fork.get_outputs()["pump:10:running"] == 1.0
+    for s in (sim, fork, straight):
+        s.terminate()
+
+
+def test_a_hand_start_of_a_level_controlled_pump_overrides_its_stop_level() -> None:
+    """Net1's pump 9 is stopped by tank 2's high level; in hand it keeps running past it."""
+    auto, hand = _fresh(), _fresh()
+    hand.set_inputs({"pump:9:hand": 1.0})
+    a, h = _run(auto, 24), _run(hand, 24)
+    assert all(out["pump:9:running"] == 1.0 for out in h)
+    assert any(out["pump:9:running"] == 0.0 for out in a)  # its controls stopped it at times
+    assert max(out["tank:2:level"] for out in h) >= max(out["tank:2:level"] for out in a)
+
+
 def test_a_station_outage_stops_all_its_pumps() -> None:
     sim = _fresh("Net3")
     stations = pump_stations(sim.wn)
