@@ -9,7 +9,11 @@ it stopped, decision 0049), and for each one forks the co-simulation
 ``lookahead_h``, default 2 simulated hours; a repair's duration when a work order that repairs
 something is among the candidates), scores the outcome and restores the fork. The fork knows each
 pump's hazard but not when it will fail (``PumpDegradation.conceal_lives``), and it only tries
-what the plant can carry out (a setpoint of its actuator's own quantity kind).
+what the plant can carry out (a setpoint of its actuator's own quantity kind). Where a case's
+own sensor reads under its envelope's floor (a zone short of service pressure), it also tries a
+hand start of each available pump its controls keep idle and each running pump a tenth faster;
+the supply chosen for one such case at an instant is applied first in the forks of the next
+(decision 0054).
 
 Short-horizon replanning under the long-horizon objective: the score orders, lexicographically by
 weight, a trip avoided ≫ unplanned downtime ≫ throughput lost (against doing nothing's, or the
@@ -31,7 +35,7 @@ import gc
 import math
 import multiprocessing as mp
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -306,7 +310,7 @@ class LookaheadPlanner:
             action.kind is ActionKind.SETPOINT_CHANGE and raised
         )
 
-    def _more_supply(self, make: Any) -> list[ProposedAction]:
+    def _more_supply(self, make: Callable[..., ProposedAction]) -> list[ProposedAction]:
         """What adds supply where service falls short (decision 0054): a hand start of each
         available pump that its own controls keep idle, and each running one's speed raised by
         a tenth (within its input's range). Pumps failed or under repair are not offered."""
@@ -515,10 +519,10 @@ def _in_parallel(
 def _short_of_service(case: PlanningCase) -> bool:
     """Whether the case's own sensors read below its envelope's minimum: a service pressure
     under the level the zone must get, say (decision 0054)."""
-    floors = {e.quantity_kind: e.minimum for e in case.envelopes}
     return any(
-        s.relation == "own" and s.quantity_kind in floors and s.mean < floors[s.quantity_kind]
+        s.relation == "own" and e.quantity_kind == s.quantity_kind and s.mean < e.minimum
         for s in case.symptoms
+        for e in case.envelopes
     )
 
 
