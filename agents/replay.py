@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from rdflib.namespace import PROV
 from rdflib.term import Node
 
 from twinkg.agents.checkpoint import serializer
-from twinkg.agents.context import AgentInfo, RecordedFacts, RunContext
+from twinkg.agents.context import AgentInfo, AgentSettings, RecordedFacts, RunContext
 from twinkg.agents.graph import compile_graph
 from twinkg.agents.llm_planner import LlmPlanner
 from twinkg.agents.planning import Plan, Planner, PlanningCase, RulePlanner
@@ -33,6 +33,7 @@ from twinkg.agents.state import (
     ActionKind,
     AgentState,
     ApprovalInput,
+    Candidate,
     Evidence,
     Outcome,
     ProposedAction,
@@ -118,9 +119,91 @@ class _Fixed:
         raise ReplayInputsMissingError("an external proposal needs no planner")  # pragma: no cover
 
 
+class _RecordedLookahead:
+    """A look-ahead plan (``sim.lookahead``) replayed from its record.
+
+    Its forks ran on a simulated plant that a replay does not have, so what they found stands in
+    for them, as a model's recorded outputs do for an LLM plan: the candidates with their
+    utilities, the transcript with every fork's predicted KPIs, and the action proposed. The rest
+    of the run (monitor, diagnosis, the case, the guard, approvals, the effect, the record) is
+    derived again from the recorded inputs and compared. A record whose proposed action is not
+    its best-rated candidate is replayed with that candidate, so the replay differs.
+    """
+
+    def __init__(self, kind: str, plan: Plan) -> None:
+        self.kind = kind
+        self._plan = plan
+
+    def plan(self, case: PlanningCase) -> Plan:
+        del case  # the recorded plan was made for this very case
+        return self._plan
+
+
+def _recorded_lookahead(kind: str, graph: Graph, decision: URIRef) -> _RecordedLookahead | None:
+    """The recorded look-ahead plan of ``decision``, or None when its plan had no look-ahead
+    (or the look-ahead was skipped: the inner planner's plan stands, and is replayed as such)."""
+    text = _value(graph, URIRef(str(decision) + "/transcript"), TK.transcript)
+    if text is None:
+        return None
+    transcript = json.loads(text)
+    if not any(
+        isinstance(entry, dict) and "candidates" in entry.get("lookahead", {})
+        for entry in transcript
+    ):
+        return None
+    candidates = [
+        Candidate.model_validate(c) for c in json.loads(str(_value(graph, decision, TK.candidates)))
+    ]
+    action = _action(graph, URIRef(str(decision) + "/action"), None)
+    best = candidates[0].action if candidates else None
+    if best is not None and (best.kind, best.target, best.proposed_setpoint) != (
+        action.kind,
+        action.target,
+        action.proposed_setpoint,
+    ):
+        action = best
+    model = _value(graph, decision, TK.modelName)
+    prompt = _value(graph, decision, TK.promptVersion)
+    plan = Plan(
+        planner=kind,
+        candidates=candidates,
+        action=action,
+        model=None if model is None else str(model),
+        prompt_version=None if prompt is None else str(prompt),
+        transcript=transcript,
+    )
+    return _RecordedLookahead(kind, plan)
+
+
 def _value(graph: Graph, node: Node, prop: URIRef) -> Any:
     found = graph.value(node, prop)
     return None if found is None else found.toPython() if isinstance(found, Literal) else str(found)
+
+
+def _settings(evidence: list[Evidence], windows: list[WindowEvidence]) -> AgentSettings:
+    """The agents' tuning the run had, as far as its record shows it: the monitor's look-back,
+    silence and limit from its queries' parameters, the diagnosis's baseline from its first
+    window (the one that ends where the second begins). A decision made with other settings
+    than the defaults (a simulated run's, say) is replayed with its own."""
+    default = AgentSettings()
+
+    def param(query: str, name: str, fallback: float) -> float:
+        found = next(
+            (e.params[name] for e in evidence if e.query == query and name in e.params), None
+        )
+        return fallback if found is None else float(found)
+
+    baseline = default.baseline_s
+    if len(windows) >= 2 and windows[0].end == windows[1].start:
+        span = parse_time(windows[0].end) - parse_time(windows[0].start)
+        baseline = span.total_seconds()
+    return replace(
+        default,
+        lookback_s=param(q.OPEN_FINDINGS.name, "lookback_s", default.lookback_s),
+        stale_after_s=param(q.STALE_SENSORS.name, "stale_s", default.stale_after_s),
+        finding_limit=int(param(q.OPEN_FINDINGS.name, "limit", default.finding_limit)),
+        baseline_s=baseline,
+    )
 
 
 def _inputs(graphs: dict[str, Graph]) -> tuple[list[Evidence], list[WindowEvidence]]:
@@ -246,7 +329,9 @@ def replay(
     capture = _Capture(AgentInfo(agent, "replay", "replay"), clock)
     facts = RecordedFacts(evidence, windows, log)
     chosen: Planner = planner or _planner(planner_kind, first, URIRef(first_iri), external)
-    ctx = RunContext(facts, chosen, capture, capture.agent, lambda: clock)
+    ctx = RunContext(
+        facts, chosen, capture, capture.agent, lambda: clock, settings=_settings(evidence, windows)
+    )
     graph = compile_graph(InMemorySaver(serde=serializer()))
     config: Any = {"configurable": {"thread_id": "replay"}}
     state = AgentState(
@@ -304,9 +389,12 @@ def _compare(decision: str, uri: str, recorded: Graph, replayed: Graph | None) -
 
 
 def _planner(kind: str, graph: Graph, decision: URIRef, external: ProposedAction | None) -> Planner:
-    """The planner that reproduces the recorded one without a model or a network."""
+    """The planner that reproduces the recorded one without a model, a network or a plant."""
     if external is not None:
         return _Fixed()
+    recorded = _recorded_lookahead(kind, graph, decision)
+    if recorded is not None:
+        return recorded
     if kind == "llm":
         text = _value(graph, URIRef(str(decision) + "/transcript"), TK.transcript)
         if text is None:
