@@ -1076,14 +1076,15 @@ def test_a_restart_of_an_available_idle_pump_starts_it_by_hand() -> None:
     assert state.commanded["pump:1:hand"] == 0.0
 
 
-def _net3_at(hours: int) -> tuple[LoopState, Any]:
-    """Net3's run state after ``hours`` simulated hours with nothing done, and its plant."""
+def _loop_state(scenario_file: str, run: str, steps: int) -> tuple[LoopState, Any]:
+    """A shipped scenario's run state (seed 1) after ``steps`` steps with nothing done, and its
+    plant."""
     from twinkg.api.sim_plants import build, loop_config  # noqa: PLC0415
     from twinkg.sim.loop import _input_owners, _input_ranges, run_prefix  # noqa: PLC0415
     from twinkg.sim.scenario import load_scenario  # noqa: PLC0415
 
-    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "net3-station-faults.toml")
-    plant = build(scenario, seed=1, base=run_prefix("supply"), twin=True)
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / scenario_file)
+    plant = build(scenario, seed=1, base=run_prefix(run), twin=True)
     state = LoopState(plant, loop_config(scenario, seed=1))
     plant.master.instantiate(plant.parameters, 1)
     state.owner, state.ranges = _input_owners(plant), _input_ranges(plant)
@@ -1091,9 +1092,14 @@ def _net3_at(hours: int) -> tuple[LoopState, Any]:
         if actuator.run_input is not None:
             state.commanded.setdefault(actuator.run_input, 0.0 if actuator.standby_for else 1.0)
     state.send(state.effective_inputs())
-    for _ in range(round(hours * 3600.0 / plant.master.dt)):
+    for _ in range(steps):
         plant.master.step()
     return state, plant
+
+
+def _net3_at(hours: int) -> tuple[LoopState, Any]:
+    """Net3's run state after ``hours`` simulated hours with nothing done, and its plant."""
+    return _loop_state("net3-station-faults.toml", "supply", hours * 4)  # 15-minute steps
 
 
 def _zone_case(plant: Any, pressure: float) -> PlanningCase:
@@ -1313,26 +1319,11 @@ def test_forked_workers_on_a_water_network_leave_the_run_s_files_alone(
     """EPANET forks replay the run in a fresh working directory. A worker removes the ones it
     made and never the run's own, and the plan is the one a single process makes."""
     import tempfile  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    from twinkg.api.sim_plants import build, loop_config  # noqa: PLC0415
-    from twinkg.sim.loop import _input_owners, _input_ranges, run_prefix  # noqa: PLC0415
-    from twinkg.sim.scenario import load_scenario  # noqa: PLC0415
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "net1-pump-wear.toml")
 
     def planned(workers: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        plant = build(scenario, seed=1, base=run_prefix("workers"), twin=True)
-        state = LoopState(plant, loop_config(scenario, seed=1))
-        plant.master.instantiate(plant.parameters, 1)
-        state.owner, state.ranges = _input_owners(plant), _input_ranges(plant)
-        for actuator in plant.binding.actuators:
-            if actuator.run_input is not None:
-                state.commanded.setdefault(actuator.run_input, 0.0 if actuator.standby_for else 1.0)
-        state.send(state.effective_inputs())
-        for _ in range(4):
-            plant.master.step()
+        state, plant = _loop_state("net1-pump-wear.toml", "workers", 4)
         pump = next(a.asset for a in plant.binding.actuators if a.repairable is not None)
         planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0, workers=workers)
         plan = planner.plan(wear_case(pump)).model_dump()
