@@ -10,7 +10,7 @@ it stopped, decision 0049), and for each one forks the co-simulation
 something is among the candidates), scores the outcome and restores the fork. The fork knows each
 pump's hazard but not when it will fail (``PumpDegradation.conceal_lives``), and it only tries
 what the plant can carry out (a setpoint of its actuator's own quantity kind). Where a case's
-own sensor reads under its envelope's floor (a zone short of service pressure), it also tries a
+own sensor fell under its envelope's floor (a zone short of service pressure), it also tries a
 hand start of each available pump its controls keep idle and each running pump a tenth faster;
 the supply chosen for one such case at an instant is applied first in the forks of the next
 (decision 0054).
@@ -517,10 +517,14 @@ def _in_parallel(
 
 
 def _short_of_service(case: PlanningCase) -> bool:
-    """Whether the case's own sensors read below its envelope's minimum: a service pressure
-    under the level the zone must get, say (decision 0054)."""
+    """Whether one of the case's own sensors fell below its envelope's minimum: it read at or
+    above it before the finding and below it during (a zone's service pressure dropping under
+    the level it must get, say). A reading that was under the floor before as well is how the
+    network runs, not a shortfall to add supply for (decision 0054)."""
     return any(
-        s.relation == "own" and e.quantity_kind == s.quantity_kind and s.mean < e.minimum
+        s.relation == "own"
+        and e.quantity_kind == s.quantity_kind
+        and s.mean < e.minimum <= s.baseline_mean
         for s in case.symptoms
         for e in case.envelopes
     )

@@ -1102,9 +1102,9 @@ def _net3_at(hours: int) -> tuple[LoopState, Any]:
     return _loop_state("net3-station-faults.toml", "supply", hours * 4)  # 15-minute steps
 
 
-def _zone_case(plant: Any, pressure: float) -> PlanningCase:
-    """A findings case on a demand zone whose service pressure reads ``pressure`` (kPa) against
-    a 137 kPa floor."""
+def _zone_case(plant: Any, pressure: float, before: float = 300.0) -> PlanningCase:
+    """A findings case on a demand zone whose service pressure reads ``pressure`` (kPa), after
+    ``before`` in the baseline window, against a 137 kPa floor."""
     from twinkg.agents.planning import Envelope  # noqa: PLC0415
     from twinkg.agents.state import Symptom  # noqa: PLC0415
 
@@ -1118,10 +1118,10 @@ def _zone_case(plant: Any, pressure: float) -> PlanningCase:
             Symptom(
                 sensor=sensor.sensor,
                 quantity_kind=sensor.quantity_kind,
-                baseline_mean=300.0,
+                baseline_mean=before,
                 baseline_std=5.0,
                 mean=pressure,
-                shift=(pressure - 300.0) / 5.0,
+                shift=(pressure - before) / 5.0,
                 spread=1.0,
                 trust=1.0,
             )
@@ -1142,15 +1142,16 @@ def _zone_case(plant: Any, pressure: float) -> PlanningCase:
 def test_where_service_falls_short_the_lookahead_tries_more_supply() -> None:
     """Net3 at 22 h: pump 10 is idle by its schedule, pump 335 runs. A zone under its pressure
     floor gets a hand start of pump 10 and pump 335 a tenth faster among the candidates, each
-    forked; a zone above it gets neither; a pump under repair is not started (decision 0054)."""
+    forked; a zone above it, or under it all along (how that network runs), gets neither; a pump
+    under repair is not started (decision 0054)."""
     state, plant = _net3_at(22)
     out = plant.master.outputs["plant"]
     assert out["pump:10:running"] == 0.0 and out["pump:335:running"] == 1.0
     pumps = {a.element: a.asset for a in plant.binding.actuators if a.kind == "Pump"}
     planner = LookaheadPlanner(RulePlanner(), state, horizon_s=3600.0)
 
-    def tried(pressure: float) -> list[dict[str, Any]]:
-        plan = planner.plan(_zone_case(plant, pressure))
+    def tried(pressure: float, before: float = 300.0) -> list[dict[str, Any]]:
+        plan = planner.plan(_zone_case(plant, pressure, before))
         [record] = [t["lookahead"] for t in plan.transcript if "lookahead" in t]
         return [c for c in record["candidates"] if c["target"] in pumps.values()]
 
@@ -1159,8 +1160,9 @@ def test_where_service_falls_short_the_lookahead_tries_more_supply() -> None:
     assert ("setpoint_change", pumps["335"], 1.1) in short
     assert not any(k == "restart" and t == pumps["335"] for k, t, _ in short)  # it runs
     assert not any(v is not None and v > 1.0 for k, t, v in short if t == pumps["10"])
-    assert {c["kind"] for c in tried(300.0)} <= {"setpoint_change"}  # only the cuts it had
-    assert all(c["proposed_setpoint"] < 1.0 for c in tried(300.0))
+    for pressure, before in ((300.0, 300.0), (50.0, 60.0)):  # above the floor; under it all along
+        assert {c["kind"] for c in tried(pressure, before)} <= {"setpoint_change"}  # the cuts
+        assert all(c["proposed_setpoint"] < 1.0 for c in tried(pressure, before))
     assert state.apply(Command("work_order", pumps["10"]), 22 * 3600.0)
     assert not any(c["kind"] == "restart" for c in tried(50.0))
     plant.master.terminate()
