@@ -25,6 +25,13 @@ class UnsupportedMediaTypeError(InvalidInputError):
     code = "unsupported_media_type"
 
 
+class InternalIngestError(InvalidInputError):
+    """A message whose ingest raised something no check anticipated (a defect, logged with its
+    traceback): refused into the dead letters rather than retried for ever."""
+
+    code = "ingest_failed"
+
+
 class AuthenticationError(TwinKGError):
     """No credentials, or credentials that do not identify anyone (HTTP 401)."""
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twinkg.connect.mqtt.broker import SERVICE_USER, BrokerConfig
+from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.connect.mqtt.pki import Credentials
 from twinkg.kg.local_server import LocalServerConfig, write_secret
 from twinkg.ontology.errors import ConfigError
 
@@ -163,6 +166,27 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, ge=1024, description="largest SPARQL answer, in bytes"
     )
 
+    mqtt_url: str | None = Field(
+        default=None,
+        description="an existing MQTT 5 broker (mqtts://host:port); unset: TwinKG's own Mosquitto",
+    )
+    mqtt_port: int = Field(default=8883, ge=1, le=65535, description="the local broker's port")
+    mqtt_ca_file: Path | None = Field(default=None, description="CA of the broker's certificate")
+    mqtt_cert_file: Path | None = Field(default=None, description="the workers' client certificate")
+    mqtt_key_file: Path | None = Field(default=None, description="the client certificate's key")
+    mqtt_client_id: str = Field(
+        default="twinkg-ingest-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="this worker's MQTT client id (stable: its session survives a restart)",
+    )
+    mqtt_receive_maximum: int = Field(
+        default=32, ge=1, le=65535, description="most unacknowledged messages a worker holds"
+    )
+    mqtt_timeout_s: float = Field(default=10.0, gt=0, description="MQTT connect/publish limit")
+    mqtt_max_payload_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="largest MQTT message the broker takes"
+    )
+
     @model_validator(mode="after")
     def _watch_within_lookback(self) -> Settings:
         # a watched asset's anomalies wait the watch out; past the look-back they would be lost
@@ -218,6 +242,43 @@ def audit_log_path(settings: Settings) -> Path:
 def projection_folder(settings: Settings) -> Path:
     """Where the SPARQL projection persists (``TWINKG_PROJECTION_PATH``, else under home)."""
     return settings.projection_path or settings.home.resolve() / "projection"
+
+
+def broker_config(settings: Settings) -> BrokerConfig:
+    """The local Mosquitto broker's configuration (``var/broker`` under home)."""
+    return BrokerConfig(
+        home=settings.home.resolve() / "broker",
+        port=settings.mqtt_port,
+        max_packet_bytes=settings.mqtt_max_payload_bytes,
+    )
+
+
+def mqtt_endpoint(settings: Settings) -> MqttEndpoint:
+    """How the twin's workers reach the broker: ``TWINKG_MQTT_URL`` with the certificate files
+    given, else the local broker with the service client's certificate."""
+    local = broker_config(settings)
+    given = (settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file)
+    if any(path is not None for path in given):
+        if None in given:
+            raise ConfigError(
+                "TWINKG_MQTT_CA_FILE, TWINKG_MQTT_CERT_FILE and TWINKG_MQTT_KEY_FILE go together"
+            )
+        ca, cert, key = (Path(str(path)) for path in given)
+        credentials: Credentials | None = Credentials(ca, cert, key)
+    elif settings.mqtt_url is None:
+        credentials = local.client(SERVICE_USER)
+    else:
+        credentials = None
+    return MqttEndpoint(
+        url=settings.mqtt_url or local.url,
+        credentials=credentials,
+        timeout_s=settings.mqtt_timeout_s,
+    )
+
+
+def dead_letter_dir(settings: Settings) -> Path:
+    """Where messages refused whole are kept with their reason."""
+    return telemetry_dir(settings) / "refused"
 
 
 def checkpoint_target(settings: Settings) -> str:

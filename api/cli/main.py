@@ -294,6 +294,9 @@ from twinkg.api.cli import (  # noqa: E402
     assets as cli_assets,
 )
 from twinkg.api.cli import (  # noqa: E402
+    connect as cli_connect,
+)
+from twinkg.api.cli import (  # noqa: E402
     contracts as cli_contracts,
 )
 from twinkg.api.cli import (  # noqa: E402
@@ -333,6 +336,8 @@ app.command("sparql")(cli_sparql.sparql_command)
 app.command("assets")(cli_assets.assets_command)
 app.command("context")(cli_assets.context_command)
 app.add_typer(cli_api.app, name="api")
+app.add_typer(cli_connect.broker_app, name="broker")
+app.add_typer(cli_connect.connect_app, name="connect")
 app.add_typer(cli_keys.app, name="keys")
 app.add_typer(cli_keys.audit_app, name="audit")
 

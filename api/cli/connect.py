@@ -1,0 +1,154 @@
+"""``twinkg broker start|stop|status|issue`` (the local Mosquitto) and ``twinkg connect mqtt``
+(an ingest worker on the shared telemetry subscription) with ``twinkg connect refused``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
+from twinkg.api.mqtt_ingest import MqttIngest, Outcome
+from twinkg.api.settings import broker_config, dead_letter_dir, mqtt_endpoint
+from twinkg.api.twin import Twin
+from twinkg.connect.mqtt import broker
+from twinkg.connect.mqtt.client import Message, Subscriber
+from twinkg.connect.mqtt.topics import SHARE_GROUP, TELEMETRY_FILTER, Role, shared
+from twinkg.kg.dead_letters import DeadLetters
+from twinkg.ontology.errors import ConfigError
+
+broker_app = typer.Typer(help="The local MQTT broker (Mosquitto, TLS with client certificates).")
+connect_app = typer.Typer(help="Ways telemetry comes in from a plant over the network.")
+
+
+def _local() -> broker.BrokerConfig:
+    settings = load_settings()
+    if settings.mqtt_url is not None:
+        raise ConfigError("TWINKG_MQTT_URL is set, so TwinKG uses that broker and runs none")
+    return broker_config(settings)
+
+
+@broker_app.command("start")
+@errors_as_exit_codes
+def broker_start() -> None:
+    """Start the local broker in the background (certificates and ACL made on first start)."""
+    config = _local()
+    state = broker.start(config)
+    out.print(f"MQTT broker running (pid {state.pid}) at {state.url}")
+    out.print(f"CA {config.pki / 'ca.crt'}; clients in {config.pki / 'clients'}")
+
+
+@broker_app.command("stop")
+@errors_as_exit_codes
+def broker_stop() -> None:
+    """Stop the local broker (it saves its queued messages first)."""
+    out.print("MQTT broker stopped" if broker.stop(_local()) else "MQTT broker was not running")
+
+
+@broker_app.command("status")
+@errors_as_exit_codes
+def broker_status() -> None:
+    """Whether the local broker runs (exit 3 when it does not)."""
+    state = broker.status(_local())
+    if not state.running:
+        out.print(f"MQTT broker is not running (would listen at {state.url})")
+        raise typer.Exit(3)
+    out.print(f"MQTT broker running (pid {state.pid}) at {state.url}")
+
+
+@broker_app.command("issue")
+@errors_as_exit_codes
+def broker_issue(
+    name: Annotated[str, typer.Argument(help="the client's name: its certificate's common name")],
+    role: Annotated[Role, typer.Option(help="what it may do")] = Role.PRODUCER,
+    site: Annotated[str | None, typer.Option(help="a producer's site (its only topics)")] = None,
+) -> None:
+    """Issue a client certificate and grant its role's topics (the running broker reloads)."""
+    config = _local()
+    credentials = broker.issue(config, name, role, site=site)
+    out.print(f"{name} ({role.value}{f' of {site}' if site else ''}): ")
+    out.print(f"  ca {credentials.ca}\n  cert {credentials.cert}\n  key {credentials.key}")
+
+
+@connect_app.command("mqtt")
+@errors_as_exit_codes
+def connect_mqtt(
+    client_id: Annotated[
+        str | None, typer.Option(help="this worker's client id (default TWINKG_MQTT_CLIENT_ID)")
+    ] = None,
+    idle_s: Annotated[
+        float | None, typer.Option(min=0.1, help="stop after this long without a message")
+    ] = None,
+    max_messages: Annotated[
+        int | None, typer.Option(min=1, help="stop after this many messages")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no line per message")] = False,
+) -> None:
+    """Ingest telemetry from the broker's shared subscription until stopped (Ctrl-C, SIGTERM).
+
+    Each message on twinkg/v1/{site}/tele/{area}/{node} is a JSON batch, checked against its
+    contract and applied all or nothing, then acknowledged; run several workers (distinct
+    client ids) and the broker shares the messages among them."""
+    settings = load_settings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    endpoint = mqtt_endpoint(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def said(message: Message, outcome: Outcome) -> None:
+        if quiet:
+            return
+        if outcome.kind == "refused":
+            note(f"{message.topic}: refused [{outcome.code}] {outcome.reason}")
+        elif outcome.kind == "duplicate":
+            out.print(f"{message.topic}: duplicate, applied before", markup=False)
+        else:
+            what = f"{outcome.accepted} accepted, {outcome.quarantined} quarantined"
+            out.print(f"{message.topic}: applied, {what}", markup=False)
+
+    with open_store(settings) as store:
+        twin = Twin(settings, store)
+        subscriber = Subscriber(
+            endpoint,
+            shared(TELEMETRY_FILTER, SHARE_GROUP),
+            client_id=client_id or settings.mqtt_client_id,
+            receive_maximum=settings.mqtt_receive_maximum,
+        )
+        note(f"subscribed to {TELEMETRY_FILTER} (shared by {SHARE_GROUP}) at {endpoint.url}")
+        worker = MqttIngest(twin, subscriber, DeadLetters(dead_letter_dir(settings)))
+        try:
+            stats = worker.run(stop=stop, idle_s=idle_s, max_messages=max_messages, on_outcome=said)
+        finally:
+            subscriber.close()
+            twin.close()
+    out.print(
+        f"{stats.messages} messages: {stats.applied} applied, {stats.duplicates} duplicates, "
+        f"{stats.refused} refused; {stats.points_accepted} points accepted, "
+        f"{stats.points_quarantined} quarantined"
+    )
+
+
+@connect_app.command("refused")
+@errors_as_exit_codes
+def connect_refused(
+    limit: Annotated[int, typer.Option(min=1, help="the newest this many")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """List messages refused whole (dead letters) with their code and reason."""
+    letters = list(DeadLetters(dead_letter_dir(load_settings())).read())[-limit:]
+    for letter in letters:
+        if as_json:
+            out.print(json.dumps({k: getattr(letter, k) for k in letter.__slots__}), markup=False)
+        else:
+            out.print(
+                f"{letter.at}  {letter.source}  [{letter.code}] {letter.reason}  "
+                f"({letter.size} bytes, sha256 {letter.sha256[:12]})",
+                markup=False,
+            )
+    if not as_json:
+        out.print(f"{len(letters)} refused message(s) shown")

@@ -1,0 +1,179 @@
+"""An MQTT 5 client for the twin's workers (paho-mqtt): TLS with a client certificate, a
+persistent session, QoS 1, acknowledgements sent only when the work is done, and flow control.
+
+:class:`Subscriber` takes messages from a (shared) subscription. It acknowledges a message only
+when :meth:`Subscriber.ack` is called, after the message's batch has been applied or refused, so a
+worker that dies in between leaves it unacknowledged and the broker delivers it again: at least
+once, and the ingest's content hash makes the second delivery a no-op. The broker sends at most
+``receive_maximum`` unacknowledged messages (MQTT 5 flow control), so the worker's queue is
+bounded and a slow worker holds the broker back instead of filling its memory. The session
+survives a disconnect (``clean_start`` false, a session expiry), so messages published while the
+worker was away wait on the broker, and paho reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.ontology.errors import ConfigError, ServerError
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as received: the topic, the bytes, and what :meth:`Subscriber.ack` needs."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    redelivered: bool
+
+
+def connect(endpoint: MqttEndpoint, client_id: str, *, receive_maximum: int = 0) -> paho.Client:
+    """A connected client with its network loop running (:class:`ServerError` with the broker's
+    reason when it cannot connect within the endpoint's timeout)."""
+    host, port, tls = endpoint.address()
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5,
+        manual_ack=receive_maximum > 0,
+    )
+    if tls and endpoint.credentials is not None:
+        creds = endpoint.credentials
+        for path in (creds.ca, creds.cert, creds.key):
+            if not path.is_file():
+                raise ConfigError(f"MQTT credentials: {path} does not exist")
+        client.tls_set(
+            ca_certs=str(creds.ca),
+            certfile=str(creds.cert),
+            keyfile=str(creds.key),
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(_c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
+    refusals: dict[int, str] = {}
+
+    def on_publish(_c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:  # MQTT 5 tells a publisher why (an ACL: "Not authorized")
+            refusals[mid] = str(reason)
+
+    client.on_publish = on_publish
+    client.user_data_set(refusals)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = endpoint.session_expiry_s
+    if receive_maximum > 0:
+        properties.ReceiveMaximum = receive_maximum
+    try:
+        client.connect(
+            host, port, keepalive=endpoint.keepalive_s, clean_start=False, properties=properties
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"MQTT broker {endpoint.url} cannot be reached: {exc}") from None
+    client.loop_start()
+    if not connected.wait(endpoint.timeout_s) or refused:
+        client.loop_stop()
+        client.disconnect()
+        why = refused[0] if refused else f"no answer within {endpoint.timeout_s:g} s"
+        raise ServerError(f"MQTT broker {endpoint.url} refused {client_id}: {why}")
+    return client
+
+
+def publish(client: paho.Client, topic: str, payload: bytes, *, timeout_s: float) -> None:
+    """Publish at QoS 1 and wait for the broker's acknowledgement (:class:`ServerError` when it
+    refuses, as its ACL does for a topic the client may not write, or does not answer)."""
+    info = client.publish(topic, payload, qos=1)
+    if info.rc != paho.MQTT_ERR_SUCCESS:
+        raise ServerError(f"MQTT publish to {topic} failed: {paho.error_string(info.rc)}")
+    try:
+        info.wait_for_publish(timeout_s)
+    except (RuntimeError, ValueError) as exc:
+        raise ServerError(f"MQTT publish to {topic} failed: {exc}") from None
+    if not info.is_published():
+        raise ServerError(f"MQTT broker did not acknowledge {topic} within {timeout_s:g} s")
+    refusals = client.user_data_get()
+    refusal = refusals.pop(info.mid, None) if isinstance(refusals, dict) else None
+    if refusal is not None:
+        raise ServerError(f"MQTT broker refused {topic}: {refusal}")
+
+
+class Subscriber:
+    """Messages of one subscription, each acknowledged only when :meth:`ack` says so."""
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        topic_filter: str,
+        *,
+        client_id: str,
+        receive_maximum: int = 64,
+    ) -> None:
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._client = connect(endpoint, client_id, receive_maximum=receive_maximum)
+        self._client.on_message = self._received
+        granted = threading.Event()
+        codes: list[ReasonCode] = []
+
+        def on_subscribe(
+            _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+        ) -> None:
+            codes.extend(reasons)
+            granted.set()
+
+        self._client.on_subscribe = on_subscribe
+        self._client.subscribe(topic_filter, options=SubscribeOptions(qos=1))
+        if not granted.wait(endpoint.timeout_s) or any(c.is_failure for c in codes):
+            self.close()
+            why = str(codes[0]) if codes else "no answer"
+            raise ServerError(f"MQTT subscription to {topic_filter} refused: {why}")
+        self.client_id = client_id
+
+    def _received(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        self._queue.put(
+            Message(
+                message.topic, bytes(message.payload), message.mid, message.qos, bool(message.dup)
+            )
+        )
+
+    @property
+    def client(self) -> paho.Client:
+        """The connected client (to publish refusals and events on the same connection)."""
+        return self._client
+
+    def messages(self, *, idle_s: float | None = None) -> Iterator[Message]:
+        """Messages as they arrive; ends after ``idle_s`` seconds with none (``None``: never)."""
+        while True:
+            try:
+                yield self._queue.get(timeout=idle_s)
+            except queue.Empty:
+                return
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge ``message``: its work is done, the broker may forget it."""
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    def close(self) -> None:
+        """Disconnect; unacknowledged messages stay with the broker for the session's expiry."""
+        self._client.disconnect()
+        self._client.loop_stop()

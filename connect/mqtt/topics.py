@@ -1,0 +1,126 @@
+"""The MQTT topic scheme: where telemetry comes in, where the twin's events go out, and which
+client may use which topic (decision 0056).
+
+Topics name the plant the way Sparkplug B does, a namespace, then the group (the site), then the
+message type, then the nodes, so one wildcard selects a site, a message type or an area::
+
+    twinkg/v1/{site}/tele/{area}/{node}         telemetry in, a JSON batch per message
+    twinkg/v1/{site}/refused/{area}/{node}      a telemetry message refused, with the reason
+    twinkg/v1/{site}/evt/{kind}/{area}/{asset}  an event: finding, decision, approval, action
+
+Payloads are JSON, not Sparkplug's protobuf: the telemetry payload is the JSON batch contract of
+``POST /telemetry`` (``connect.json``), so one contract holds on every way in. Every name segment
+is at most 64 characters of letters, digits, ``_``, ``.`` and ``-`` and starts with a letter or
+digit, so no segment is a wildcard, a ``$`` system topic or empty.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from twinkg.ontology.errors import ConfigError, InvalidInputError
+
+ROOT = "twinkg/v1"
+SHARE_GROUP = "twinkg-ingest"
+"""The shared-subscription group of the twin's ingest workers (one message goes to one)."""
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class EventKind(StrEnum):
+    """What the twin publishes about its own work."""
+
+    FINDING = "finding"
+    DECISION = "decision"
+    APPROVAL = "approval"
+    ACTION = "action"
+
+
+class Role(StrEnum):
+    """What an MQTT client may do; the ACL file grants topics per role."""
+
+    SERVICE = "service"  # the twin's workers: take telemetry, publish events and refusals
+    PRODUCER = "producer"  # a plant's gateway or edge: publish one site's telemetry
+    OBSERVER = "observer"  # a dashboard or historian: read events and refusals
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` as a topic segment, or :class:`InvalidInputError` saying why it cannot be."""
+    if not _SEGMENT.fullmatch(value):
+        raise InvalidInputError(
+            f"{what} {value[:80]!r} is not a topic segment (1-64 of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryTopic:
+    """Where one telemetry message came from: its site, area and node."""
+
+    site: str
+    area: str
+    node: str
+
+    @classmethod
+    def parse(cls, topic: str) -> TelemetryTopic:
+        """The telemetry topic ``topic`` (:class:`InvalidInputError` naming what is wrong)."""
+        parts = topic.split("/")
+        if len(parts) != 6 or "/".join(parts[:2]) != ROOT or parts[3] != "tele":
+            raise InvalidInputError(
+                f"topic {topic[:200]!r} is not {ROOT}/{{site}}/tele/{{area}}/{{node}}"
+            )
+        return cls(segment(parts[2], "site"), segment(parts[4], "area"), segment(parts[5], "node"))
+
+    @property
+    def topic(self) -> str:
+        """The topic a producer publishes this telemetry on."""
+        return f"{ROOT}/{self.site}/tele/{self.area}/{self.node}"
+
+    @property
+    def refused(self) -> str:
+        """Where a refusal of a message from this topic is published."""
+        return f"{ROOT}/{self.site}/refused/{self.area}/{self.node}"
+
+    @property
+    def name(self) -> str:
+        """The batch's name in messages and in the telemetry log."""
+        return f"mqtt:{self.site}/{self.area}/{self.node}"
+
+
+def event_topic(kind: EventKind, *, site: str, area: str, asset: str) -> str:
+    """The topic an event of ``kind`` about ``asset`` is published on."""
+    where = "/".join((segment(area, "area"), segment(asset, "asset")))
+    return f"{ROOT}/{segment(site, 'site')}/evt/{kind}/{where}"
+
+
+TELEMETRY_FILTER = f"{ROOT}/+/tele/+/+"
+"""Every telemetry topic (what the ingest workers subscribe to, shared)."""
+
+
+def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
+    """``topic_filter`` as an MQTT 5 shared subscription of ``group``."""
+    return f"$share/{segment(group, 'share group')}/{topic_filter}"
+
+
+def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
+    """The Mosquitto ACL entries of ``user`` (its certificate's common name) in ``role``.
+
+    A producer is bound to one site: it can publish that site's telemetry and read its refusals,
+    nothing else (another site's topics, the events, the ``$SYS`` tree are closed to it)."""
+    if role is Role.PRODUCER:
+        if site is None:
+            raise ConfigError("a producer is bound to one site")
+        site = segment(site, "site")
+        grants = [f"topic write {ROOT}/{site}/tele/#", f"topic read {ROOT}/{site}/refused/#"]
+    elif role is Role.SERVICE:
+        grants = [
+            f"topic read {ROOT}/+/tele/#",
+            f"topic write {ROOT}/+/evt/#",
+            f"topic write {ROOT}/+/refused/#",
+        ]
+    else:
+        grants = [f"topic read {ROOT}/+/evt/#", f"topic read {ROOT}/+/refused/#"]
+    return [f"user {user}", *grants, ""]
