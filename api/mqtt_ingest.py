@@ -1,4 +1,4 @@
-"""Telemetry over MQTT: a worker takes messages from the shared subscription and ingests each
+"""Telemetry over MQTT: a worker takes messages from its subscription and ingests each
 through the telemetry contract, exactly as ``POST /telemetry`` would (decision 0056).
 
 Per message, in order:
@@ -168,6 +168,15 @@ class MqttIngest:
             if on_outcome is not None:
                 on_outcome(message, outcome)
         return self.stats
+
+    def retire(self, *, idle_s: float = 1.0, stop: threading.Event | None = None) -> None:
+        """Leave the group for good: unsubscribe (no new messages come here), handle and
+        acknowledge what the broker had already routed here until ``idle_s`` passes without
+        one, then end the session. A worker that only stops (a restart) keeps its session
+        instead, and the messages routed to it meanwhile wait for it."""
+        self.subscriber.unsubscribe()
+        self.run(idle_s=idle_s, stop=stop)
+        self.subscriber.close(end_session=True)
 
     def _handle_until_done(self, message: Message, stop: threading.Event) -> Outcome | None:
         while True:

@@ -1,5 +1,5 @@
 """``twinkg broker start|stop|status|issue`` (the local Mosquitto) and ``twinkg connect mqtt``
-(an ingest worker on the shared telemetry subscription) with ``twinkg connect refused``."""
+(an ingest worker on a partition of the telemetry topics) with ``twinkg connect refused``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from twinkg.api.settings import broker_config, dead_letter_dir, mqtt_endpoint
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber
-from twinkg.connect.mqtt.topics import SHARE_GROUP, TELEMETRY_FILTER, Role, shared
+from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import ConfigError
 
@@ -77,6 +77,9 @@ def broker_issue(
 @connect_app.command("mqtt")
 @errors_as_exit_codes
 def connect_mqtt(
+    site: Annotated[
+        list[str] | None, typer.Option(help="only this site's telemetry (repeatable; default all)")
+    ] = None,
     client_id: Annotated[
         str | None, typer.Option(help="this worker's client id (default TWINKG_MQTT_CLIENT_ID)")
     ] = None,
@@ -87,12 +90,18 @@ def connect_mqtt(
         int | None, typer.Option(min=1, help="stop after this many messages")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no line per message")] = False,
+    retire: Annotated[
+        bool,
+        typer.Option(help="on stopping, drain and end this worker's session (scaling down)"),
+    ] = False,
 ) -> None:
-    """Ingest telemetry from the broker's shared subscription until stopped (Ctrl-C, SIGTERM).
+    """Ingest telemetry from the broker until stopped (Ctrl-C, SIGTERM).
 
     Each message on twinkg/v1/{site}/tele/{area}/{node} is a JSON batch, checked against its
-    contract and applied all or nothing, then acknowledged; run several workers (distinct
-    client ids) and the broker shares the messages among them."""
+    contract and applied all or nothing, then acknowledged. To spread the load run one worker
+    per set of sites (--site, distinct client ids): each topic stays in order. A stopped worker
+    keeps its session: the broker holds its messages until it is back (restart it with the
+    same client id), unless it was stopped with --retire."""
     settings = load_settings()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     endpoint = mqtt_endpoint(settings)
@@ -113,16 +122,20 @@ def connect_mqtt(
 
     with open_store(settings) as store:
         twin = Twin(settings, store)
+        filters = telemetry_filters(site or ())
         subscriber = Subscriber(
             endpoint,
-            shared(TELEMETRY_FILTER, SHARE_GROUP),
+            filters,
             client_id=client_id or settings.mqtt_client_id,
             receive_maximum=settings.mqtt_receive_maximum,
         )
-        note(f"subscribed to {TELEMETRY_FILTER} (shared by {SHARE_GROUP}) at {endpoint.url}")
+        note(f"subscribed to {', '.join(filters)} at {endpoint.url}")
         worker = MqttIngest(twin, subscriber, DeadLetters(dead_letter_dir(settings)))
         try:
             stats = worker.run(stop=stop, idle_s=idle_s, max_messages=max_messages, on_outcome=said)
+            if retire:
+                note("retiring: draining what the broker routed here, then ending the session")
+                worker.retire()
         finally:
             subscriber.close()
             twin.close()

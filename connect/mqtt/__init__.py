@@ -1,2 +1,2 @@
 """MQTT 5 connectivity: the topic scheme, the local Mosquitto broker and its certificates, the
-client the twin's workers use, and telemetry taken in over shared subscriptions."""
+client the twin's workers use, and telemetry taken in by subscription, in order per topic."""

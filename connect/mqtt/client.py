@@ -1,7 +1,7 @@
 """An MQTT 5 client for the twin's workers (paho-mqtt): TLS with a client certificate, a
 persistent session, QoS 1, acknowledgements sent only when the work is done, and flow control.
 
-:class:`Subscriber` takes messages from a (shared) subscription. It acknowledges a message only
+:class:`Subscriber` takes messages from a subscription. It acknowledges a message only
 when :meth:`Subscriber.ack` is called, after the message's batch has been applied or refused, so a
 worker that dies in between leaves it unacknowledged and the broker delivers it again: at least
 once, and the ingest's content hash makes the second delivery a no-op. The broker sends at most
@@ -16,10 +16,11 @@ from __future__ import annotations
 import queue
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
+from paho.mqtt.client import ConnectFlags
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -41,9 +42,29 @@ class Message:
     redelivered: bool
 
 
-def connect(endpoint: MqttEndpoint, client_id: str, *, receive_maximum: int = 0) -> paho.Client:
+def connect(
+    endpoint: MqttEndpoint,
+    client_id: str,
+    *,
+    receive_maximum: int = 0,
+    on_message: Callable[[paho.Client, object, paho.MQTTMessage], None] | None = None,
+) -> paho.Client:
     """A connected client with its network loop running (:class:`ServerError` with the broker's
-    reason when it cannot connect within the endpoint's timeout)."""
+    reason when it cannot connect within the endpoint's timeout). ``on_message`` is in place
+    before the connection opens: a resumed session's queued messages arrive at once."""
+    return connect_session(
+        endpoint, client_id, receive_maximum=receive_maximum, on_message=on_message
+    )[0]
+
+
+def connect_session(
+    endpoint: MqttEndpoint,
+    client_id: str,
+    *,
+    receive_maximum: int = 0,
+    on_message: Callable[[paho.Client, object, paho.MQTTMessage], None] | None = None,
+) -> tuple[paho.Client, bool]:
+    """:func:`connect`, and whether the broker resumed the client's earlier session."""
     host, port, tls = endpoint.address()
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
@@ -65,13 +86,19 @@ def connect(endpoint: MqttEndpoint, client_id: str, *, receive_maximum: int = 0)
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     connected = threading.Event()
     refused: list[str] = []
+    resumed: list[bool] = []
 
-    def on_connect(_c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+    def on_connect(
+        _c: paho.Client, _u: object, flags: ConnectFlags, reason: ReasonCode, _p: object
+    ) -> None:
+        resumed.append(flags.session_present)
         if reason.is_failure:
             refused.append(str(reason))
         connected.set()
 
     client.on_connect = on_connect
+    if on_message is not None:
+        client.on_message = on_message
     refusals: dict[int, str] = {}
 
     def on_publish(_c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
@@ -96,7 +123,7 @@ def connect(endpoint: MqttEndpoint, client_id: str, *, receive_maximum: int = 0)
         client.disconnect()
         why = refused[0] if refused else f"no answer within {endpoint.timeout_s:g} s"
         raise ServerError(f"MQTT broker {endpoint.url} refused {client_id}: {why}")
-    return client
+    return client, bool(resumed and resumed[0])
 
 
 def publish(client: paho.Client, topic: str, payload: bytes, *, timeout_s: float) -> None:
@@ -123,14 +150,20 @@ class Subscriber:
     def __init__(
         self,
         endpoint: MqttEndpoint,
-        topic_filter: str,
+        topic_filters: Sequence[str],
         *,
         client_id: str,
         receive_maximum: int = 64,
     ) -> None:
         self._queue: queue.Queue[Message] = queue.Queue()
-        self._client = connect(endpoint, client_id, receive_maximum=receive_maximum)
-        self._client.on_message = self._received
+        self._client, resumed = connect_session(
+            endpoint, client_id, receive_maximum=receive_maximum, on_message=self._received
+        )
+        self.resumed = resumed
+        self.client_id = client_id
+        self._filters = list(topic_filters)
+        # Subscribe even when the session was resumed, so a filter changed since holds; a
+        # message queued for the session may then arrive twice, which the ingest applies once.
         granted = threading.Event()
         codes: list[ReasonCode] = []
 
@@ -141,12 +174,11 @@ class Subscriber:
             granted.set()
 
         self._client.on_subscribe = on_subscribe
-        self._client.subscribe(topic_filter, options=SubscribeOptions(qos=1))
+        self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
         if not granted.wait(endpoint.timeout_s) or any(c.is_failure for c in codes):
             self.close()
             why = str(codes[0]) if codes else "no answer"
-            raise ServerError(f"MQTT subscription to {topic_filter} refused: {why}")
-        self.client_id = client_id
+            raise ServerError(f"MQTT subscription to {', '.join(self._filters)} refused: {why}")
 
     def _received(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         self._queue.put(
@@ -173,7 +205,21 @@ class Subscriber:
         if message.qos > 0:
             self._client.ack(message.mid, message.qos)
 
-    def close(self) -> None:
-        """Disconnect; unacknowledged messages stay with the broker for the session's expiry."""
-        self._client.disconnect()
+    def unsubscribe(self, *, timeout_s: float = 10.0) -> None:
+        """Stop the broker routing new messages here (a worker that retires drains first)."""
+        done = threading.Event()
+        self._client.on_unsubscribe = lambda *_: done.set()
+        self._client.unsubscribe(self._filters)
+        if not done.wait(timeout_s):
+            raise ServerError(f"MQTT broker did not confirm leaving {', '.join(self._filters)}")
+
+    def close(self, *, end_session: bool = False) -> None:
+        """Disconnect. The session stays (unacknowledged and newly routed messages wait for the
+        same client id) unless ``end_session``: a retired worker's session ends with it, and
+        what it still held is dropped, so retire only after :meth:`unsubscribe` and a drain."""
+        properties = None
+        if end_session:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()

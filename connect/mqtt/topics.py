@@ -17,14 +17,13 @@ digit, so no segment is a wildcard, a ``$`` system topic or empty.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 
 ROOT = "twinkg/v1"
-SHARE_GROUP = "twinkg-ingest"
-"""The shared-subscription group of the twin's ingest workers (one message goes to one)."""
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -96,13 +95,16 @@ def event_topic(kind: EventKind, *, site: str, area: str, asset: str) -> str:
     return f"{ROOT}/{segment(site, 'site')}/evt/{kind}/{where}"
 
 
-TELEMETRY_FILTER = f"{ROOT}/+/tele/+/+"
-"""Every telemetry topic (what the ingest workers subscribe to, shared)."""
+def telemetry_filters(sites: Sequence[str] = ()) -> list[str]:
+    """What an ingest worker subscribes to: every topic under the telemetry tree of ``sites``
+    (all sites when none is named). Wider than the telemetry topics, so a message on a
+    malformed one is refused, not unheard.
 
-
-def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
-    """``topic_filter`` as an MQTT 5 shared subscription of ``group``."""
-    return f"$share/{segment(group, 'share group')}/{topic_filter}"
+    Not a shared subscription: a shared group deals one topic's messages to several workers,
+    which then apply them out of order, and the telemetry contract quarantines a reading that
+    is not after its sensor's newest. Ingest scales by site instead (one worker per set of
+    sites keeps each topic in order); decision 0056."""
+    return [f"{ROOT}/{segment(site, 'site')}/tele/#" for site in sites] or [f"{ROOT}/+/tele/#"]
 
 
 def acl_lines(user: str, role: Role, site: str | None) -> list[str]:

@@ -1,0 +1,41 @@
+"""A real Mosquitto for the MQTT tests: TwinKG's own broker configuration (TLS with client
+certificates, the ACL of each role) on a free loopback port in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinkg.connect.mqtt import broker
+from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.connect.mqtt.topics import Role
+from twinkg.kg.local_server import free_port
+
+
+def local_broker(home: Path) -> Iterator[broker.BrokerConfig]:
+    """Start a broker under ``home``, yield its configuration, stop it."""
+    if shutil.which("mosquitto") is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"mosquitto is missing on CI: {broker.INSTALL_HINT}")
+        pytest.skip(f"mosquitto is not installed here: {broker.INSTALL_HINT}")
+    config = broker.BrokerConfig(home=home, port=free_port())
+    broker.start(config)
+    try:
+        yield config
+    finally:
+        broker.stop(config)
+
+
+def endpoint(config: broker.BrokerConfig, name: str = broker.SERVICE_USER) -> MqttEndpoint:
+    """How client ``name`` reaches the broker (its certificate issued already)."""
+    return MqttEndpoint(config.url, config.client(name), timeout_s=10.0)
+
+
+def producer(config: broker.BrokerConfig, name: str, site: str) -> MqttEndpoint:
+    """A producer of ``site``, issued now."""
+    broker.issue(config, name, Role.PRODUCER, site=site)
+    return endpoint(config, name)

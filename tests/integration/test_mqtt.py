@@ -1,0 +1,304 @@
+"""Telemetry over MQTT 5 through a real Mosquitto, into the real Neo4j (issue 15, decision 0056).
+
+The broker is TwinKG's own configuration: TLS with client certificates, each certificate's common
+name its user, an ACL per role. The tests check the security model (no certificate, another
+site's topic, the events tree are refused), the ingest's answers (a batch applied once however
+often it is delivered, a malformed message refused with its reason into the dead letters and to
+the producer, the worker going on), the shared subscription (two workers share the messages)
+and at-least-once delivery (a worker that dies before acknowledging gets the message again and
+the points are stored once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from neo4j import Driver
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import seed_skab
+from tests.integration.mqtt_world import endpoint, local_broker, producer
+from twinkg.api.mqtt_ingest import MqttIngest, Outcome
+from twinkg.api.settings import Settings, dead_letter_dir
+from twinkg.api.twin import Twin
+from twinkg.connect.mqtt import broker
+from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
+from twinkg.connect.mqtt.topics import telemetry_filters
+from twinkg.kg.dead_letters import DeadLetters
+from twinkg.kg.store import GraphStore
+from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import ServerError
+
+pytestmark = pytest.mark.neo4j
+
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+SENSOR = PLANT + "sensor-flow"
+UNIT = "http://qudt.org/vocab/unit/L-PER-MIN"
+TOPIC = "twinkg/v1/skab/tele/loop/gw1"
+
+
+@pytest.fixture(scope="module")
+def mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerConfig]:
+    yield from local_broker(tmp_path_factory.mktemp("broker"))
+
+
+@pytest.fixture
+def twin(driver: Driver, tmp_path: Path) -> Iterator[Twin]:
+    store: GraphStore = seed_skab(driver)
+    settings = Settings(home=tmp_path)
+    twin = Twin(settings, store)
+    yield twin
+    twin.close()
+
+
+def _recent(hour: int) -> datetime:
+    """A start time in the past day (the contract refuses points from the future)."""
+    today = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return today - timedelta(hours=20 - hour)
+
+
+def _batch(start: datetime, n: int, *, value: float = 120.0) -> bytes:
+    points = [
+        {
+            "sensor": SENSOR,
+            "unit": UNIT,
+            "time": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+            "value": value + i,
+        }
+        for i in range(n)
+    ]
+    return json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
+
+
+def _worker(
+    twin: Twin, config: broker.BrokerConfig, client_id: str, home: Path, *sites: str
+) -> tuple[MqttIngest, Subscriber]:
+    subscriber = Subscriber(
+        endpoint(config), telemetry_filters(sites), client_id=client_id, receive_maximum=8
+    )
+    return MqttIngest(twin, subscriber, DeadLetters(home / "refused")), subscriber
+
+
+def _stored(home: Path) -> int:
+    return sum(m.accepted for m in TelemetryLog(home / "telemetry").manifests())
+
+
+def test_the_broker_authenticates_every_client_and_keeps_each_to_its_topics(
+    mqtt: broker.BrokerConfig,
+) -> None:
+    site_a = producer(mqtt, "gateway-a", "site-a")
+    client = connect(site_a, "gateway-a")
+    try:
+        publish(client, "twinkg/v1/site-a/tele/area/node", b"{}", timeout_s=10)
+        for elsewhere in (
+            "twinkg/v1/site-b/tele/area/node",  # another site's telemetry
+            "twinkg/v1/site-a/evt/decision/area/pump",  # the twin's events
+            "twinkg/v1/site-a/refused/area/node",  # refusals are the twin's to write
+        ):
+            with pytest.raises(ServerError, match="Not authorized"):
+                publish(client, elsewhere, b"{}", timeout_s=10)
+    finally:
+        client.disconnect()
+    anonymous = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    anonymous.tls_set(ca_certs=str(mqtt.pki / "ca.crt"))  # TLS, but no client certificate
+    assert _refused(anonymous, mqtt.port)
+    plain = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)  # no TLS at all
+    assert _refused(plain, mqtt.port)
+    # the twin's own certificate passes the same check (so the refusals above are the broker's)
+    assert connect(endpoint(mqtt), "service-probe").is_connected()
+
+
+def _refused(client: paho.Client, port: int) -> bool:
+    """Whether the broker drops ``client`` before it is ever connected."""
+    try:
+        client.connect("127.0.0.1", port)
+    except OSError:
+        return True  # the TLS handshake failed inside connect
+    for _ in range(100):
+        code = client.loop(timeout=0.05)
+        if client.is_connected():
+            return False
+        if code != paho.MQTT_ERR_SUCCESS:
+            return True
+    return False
+
+
+def test_a_batch_over_mqtt_is_applied_once_however_often_it_arrives(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
+) -> None:
+    gateway = connect(producer(mqtt, "gw-skab", "skab"), "gw-skab")
+    worker, subscriber = _worker(twin, mqtt, "ingest-once", tmp_path)
+    body = _batch(_recent(0), 50)
+    try:
+        for _ in range(3):  # a producer that retries, or a broker that redelivers
+            publish(gateway, TOPIC, body, timeout_s=10)
+        stats = worker.run(max_messages=3, idle_s=20)
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    assert (stats.messages, stats.applied, stats.duplicates, stats.refused) == (3, 1, 2, 0)
+    assert stats.points_accepted == 50
+    assert _stored(tmp_path) == 50
+    labels = driver.execute_query(
+        "MATCH (b:IngestBatch) RETURN collect(b.rdfs_label) AS labels"
+    ).records[0]["labels"]
+    assert labels == ["mqtt:skab/loop/gw1"]  # the batch says where it came from
+
+
+def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
+) -> None:
+    gateway_endpoint = producer(mqtt, "gw-hostile", "skab")
+    listener = Subscriber(
+        gateway_endpoint, "twinkg/v1/skab/refused/#", client_id="gw-hostile-listener"
+    )
+    gateway = connect(gateway_endpoint, "gw-hostile")
+    worker, subscriber = _worker(twin, mqtt, "ingest-hostile", tmp_path)
+    nodes_before = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    hostile = [
+        (TOPIC, b"\xff\xfe not json"),
+        (TOPIC, b'{"contract": "telemetry@1.0.0", "points": [], "extra": 1}'),
+        (TOPIC, b'{"contract": "no-such-contract@9", "points": []}'),
+        ("twinkg/v1/skab/tele/loop", b"{}"),  # allowed by the ACL, not a telemetry topic
+    ]
+    good = _batch(_recent(1), 5)
+    seen: list[Outcome] = []
+    try:
+        for topic, payload in hostile:
+            publish(gateway, topic, payload, timeout_s=10)
+        publish(gateway, TOPIC, good, timeout_s=10)
+        stats = worker.run(
+            max_messages=5, idle_s=20, on_outcome=lambda _m, outcome: seen.append(outcome)
+        )
+        refusals = [(m.topic, json.loads(m.payload)) for m in _take(listener, 3)]
+    finally:
+        gateway.disconnect()
+        listener.close(end_session=True)
+        subscriber.close(end_session=True)
+    assert [o.kind for o in seen] == ["refused"] * 4 + ["applied"]
+    assert all(o.code and o.reason for o in seen[:4])
+    assert stats.points_accepted == 5
+    letters = list(DeadLetters(tmp_path / "refused").read())
+    assert [letter.payload for letter in letters] == [payload for _, payload in hostile]
+    assert all(letter.reason and letter.code for letter in letters)
+    assert "not twinkg/v1/{site}/tele/{area}/{node}" in letters[3].reason
+    # the producer heard why, on its own refused topic, for the three it could be told about
+    assert len(refusals) == 3
+    assert {topic for topic, _ in refusals} == {"twinkg/v1/skab/refused/loop/gw1"}
+    assert {body["sha256"] for _, body in refusals} >= {letters[0].sha256, letters[1].sha256}
+    # nothing of the refused messages reached the graph: only the good batch's records did
+    nodes_after = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    assert nodes_after > nodes_before
+    assert _stored(tmp_path) == 5
+
+
+def test_a_worker_that_dies_unacknowledged_gets_its_messages_again_in_order(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
+) -> None:
+    gateway = connect(producer(mqtt, "gw-redeliver", "skab"), "gw-redeliver")
+    _dying, dying_sub = _worker(twin, mqtt, "ingest-redeliver", tmp_path)
+    start = _recent(2)
+    bodies = [_batch(start + timedelta(minutes=i), 4) for i in range(12)]
+    try:
+        for body in bodies[:6]:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        taken = list(_take(dying_sub, 6))
+        assert [m.payload for m in taken] == bodies[:6]
+        dying_sub.close()  # "dies": handled nothing, acknowledged nothing, session kept
+        for body in bodies[6:]:  # published while no worker is connected
+            publish(gateway, TOPIC, body, timeout_s=10)
+        back, back_sub = _worker(twin, mqtt, "ingest-redeliver", tmp_path)
+        try:
+            seen: list[bytes] = []
+            stats = back.run(
+                idle_s=3, on_outcome=lambda message, _outcome: seen.append(message.payload)
+            )
+        finally:
+            back_sub.close(end_session=True)
+    finally:
+        gateway.disconnect()
+    assert [p for i, p in enumerate(seen) if p not in seen[:i]] == bodies  # in order
+    assert stats.applied == 12 and stats.refused == 0 and stats.points_quarantined == 0
+    assert stats.duplicates == len(seen) - 12  # a message delivered twice is applied once
+    assert _stored(tmp_path) == 12 * 4  # every point once
+
+
+def test_workers_split_by_site_each_take_only_their_sites(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
+) -> None:
+    broker.issue(mqtt, "gw-other", broker.Role.PRODUCER, site="other")
+    skab = connect(producer(mqtt, "gw-split", "skab"), "gw-split")
+    other = connect(endpoint(mqtt, "gw-other"), "gw-other")
+    skab_worker, skab_sub = _worker(twin, mqtt, "ingest-skab", tmp_path, "skab")
+    other_worker, other_sub = _worker(twin, mqtt, "ingest-other", tmp_path, "other")
+    try:
+        publish(skab, TOPIC, _batch(_recent(4), 2), timeout_s=10)
+        publish(other, "twinkg/v1/other/tele/a/n", b"not json", timeout_s=10)
+        skab_stats = skab_worker.run(idle_s=2)
+        other_stats = other_worker.run(idle_s=2)
+    finally:
+        for sub in (skab_sub, other_sub):
+            sub.close(end_session=True)
+        skab.disconnect()
+        other.disconnect()
+    assert (skab_stats.messages, skab_stats.applied) == (1, 1)
+    assert (other_stats.messages, other_stats.refused) == (1, 1)
+
+
+def test_a_retiring_worker_drains_its_share_before_it_leaves(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
+) -> None:
+    gateway = connect(producer(mqtt, "gw-retire", "skab"), "gw-retire")
+    leaving, _leaving_sub = _worker(twin, mqtt, "ingest-retire", tmp_path)
+    start = _recent(3)
+    try:
+        for i in range(10):  # routed to the worker while it takes none
+            publish(gateway, TOPIC, _batch(start + timedelta(minutes=i), 3), timeout_s=10)
+        leaving.retire(idle_s=2)
+        for i in range(10, 16):  # after it left: held for no one
+            publish(gateway, TOPIC, _batch(start + timedelta(minutes=i), 3), timeout_s=10)
+        successor, successor_sub = _worker(twin, mqtt, "ingest-retire", tmp_path)
+        try:
+            later = successor.run(idle_s=2)
+        finally:
+            successor_sub.close(end_session=True)
+    finally:
+        gateway.disconnect()
+    assert leaving.stats.applied == 10  # it drained everything routed to it
+    assert later.messages == 0  # its session ended: nothing was kept for the name
+    assert _stored(tmp_path) == 10 * 3
+
+
+def _take(subscriber: Subscriber, n: int) -> Iterator[Message]:
+    for i, message in enumerate(subscriber.messages(idle_s=5)):
+        yield message
+        if i + 1 >= n:
+            return
+
+
+def test_dead_letters_keep_the_payload_and_say_when_they_cut_it(tmp_path: Path) -> None:
+    letters = DeadLetters(tmp_path)
+    small = letters.add("mqtt:a", b"abc", code="invalid_input", reason="not JSON")
+    big = letters.add("mqtt:b", b"x" * 70_000, code="payload_too_large", reason="too big")
+    (tmp_path / f"{small.at[:10]}.jsonl").open("a").write('{"torn": ')  # a crash mid-line
+    read = list(letters.read())
+    assert [r.source for r in read] == ["mqtt:a", "mqtt:b"]
+    assert read[0].payload == b"abc" and not read[0].truncated
+    assert read[1].truncated and len(read[1].payload) == 64 * 1024 and read[1].size == 70_000
+    assert big.sha256 == read[1].sha256
+
+
+def test_the_local_settings_point_the_workers_at_the_local_broker(tmp_path: Path) -> None:
+    from twinkg.api.settings import mqtt_endpoint  # noqa: PLC0415
+
+    settings = Settings(home=tmp_path, mqtt_port=18999)
+    local = mqtt_endpoint(settings)
+    assert local.url == "mqtts://127.0.0.1:18999"
+    assert local.credentials is not None
+    assert local.credentials.cert == tmp_path.resolve() / "broker/pki/clients/twinkg-service.crt"
+    assert dead_letter_dir(settings) == tmp_path.resolve() / "telemetry" / "refused"
