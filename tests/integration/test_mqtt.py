@@ -28,7 +28,7 @@ from twinkg.api.settings import Settings, dead_letter_dir
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
-from twinkg.connect.mqtt.topics import telemetry_filters
+from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -231,7 +231,7 @@ def test_a_worker_that_dies_unacknowledged_gets_its_messages_again_in_order(
 def test_workers_split_by_site_each_take_only_their_sites(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
 ) -> None:
-    broker.issue(mqtt, "gw-other", broker.Role.PRODUCER, site="other")
+    broker.issue(mqtt, "gw-other", Role.PRODUCER, site="other")
     skab = connect(producer(mqtt, "gw-split", "skab"), "gw-split")
     other = connect(endpoint(mqtt, "gw-other"), "gw-other")
     skab_worker, skab_sub = _worker(twin, mqtt, "ingest-skab", tmp_path, "skab")
