@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SKAB := ../shared/data/skab/data
 PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim clean
+.PHONY: demo test setup mosquitto neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
@@ -42,7 +42,15 @@ demo: setup neo4j
 test: setup neo4j
 	$(BIN)/pytest
 
-setup: $(STAMP)
+setup: $(STAMP) mosquitto
+
+# Debian's Mosquitto, the MQTT broker the project starts itself (`twinkg broker start`).
+mosquitto:
+	@command -v mosquitto >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's mosquitto"; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto >/dev/null; \
+		else echo "mosquitto is missing: run 'sudo apt-get install mosquitto' (the MQTT tests need it)"; exit 1; fi; }
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -35,10 +35,21 @@ def _local() -> broker.BrokerConfig:
 @broker_app.command("start")
 @errors_as_exit_codes
 def broker_start() -> None:
-    """Start the local broker in the background (certificates and ACL made on first start)."""
+    """Start the local broker in the background (certificates and ACL made on first start).
+
+    A broker started now also gets the default ingest worker's session (TWINKG_MQTT_CLIENT_ID,
+    every site's telemetry), so telemetry published before the worker first runs waits for it
+    instead of being dropped for want of a subscriber."""
     config = _local()
+    settings = load_settings()
+    was_running = broker.status(config).running
     state = broker.start(config)
     out.print(f"MQTT broker running (pid {state.pid}) at {state.url}")
+    if not was_running:  # no worker can hold the session yet: taking it over disturbs no one
+        Subscriber(
+            mqtt_endpoint(settings), telemetry_filters(), client_id=settings.mqtt_client_id
+        ).close()
+        out.print(f"telemetry is held for the ingest worker {settings.mqtt_client_id}")
     out.print(f"CA {config.pki / 'ca.crt'}; clients in {config.pki / 'clients'}")
 
 
@@ -67,16 +78,17 @@ def broker_issue(
     role: Annotated[Role, typer.Option(help="what it may do")] = Role.PRODUCER,
     site: Annotated[str | None, typer.Option(help="a producer's site (its only topics)")] = None,
 ) -> None:
-    """Issue a client certificate and grant its role's topics (the running broker reloads)."""
+    """Issue a client certificate and grant its role's topics (a running broker restarts to
+    apply them: sessions are kept and connected clients reconnect)."""
     config = _local()
     credentials = broker.issue(config, name, role, site=site)
-    out.print(f"{name} ({role.value}{f' of {site}' if site else ''}): ")
+    out.print(f"{name} ({role.value}{f' of {site}' if site else ''}):")
     out.print(f"  ca {credentials.ca}\n  cert {credentials.cert}\n  key {credentials.key}")
 
 
 @connect_app.command("mqtt")
 @errors_as_exit_codes
-def connect_mqtt(
+def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
     site: Annotated[
         list[str] | None, typer.Option(help="only this site's telemetry (repeatable; default all)")
     ] = None,
@@ -103,7 +115,9 @@ def connect_mqtt(
     keeps its session: the broker holds its messages until it is back (restart it with the
     same client id), unless it was stopped with --retire."""
     settings = load_settings()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the per-message lines say what the log's warnings would; --quiet leaves only the log
+    level = logging.WARNING if quiet else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     endpoint = mqtt_endpoint(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,7 +127,8 @@ def connect_mqtt(
         if quiet:
             return
         if outcome.kind == "refused":
-            note(f"{message.topic}: refused [{outcome.code}] {outcome.reason}")
+            line = f"{message.topic}: refused [{outcome.code}] {outcome.reason}"
+            out.print(line, markup=False)
         elif outcome.kind == "duplicate":
             out.print(f"{message.topic}: duplicate, applied before", markup=False)
         else:

@@ -105,9 +105,9 @@ def issued(config: BrokerConfig) -> list[IssuedClient]:
 
 def issue(config: BrokerConfig, name: str, role: Role, *, site: str | None = None) -> Credentials:
     """Issue client ``name`` a certificate for ``role`` (a producer: bound to ``site``), grant
-    it its topics and, when the broker runs, have it reload its ACL. Issuing a name again makes
-    a new key and certificate and replaces its grants (the old certificate still authenticates
-    until it expires: the CA keeps no revocation list)."""
+    it its topics and, when the broker runs, restart it so the grants hold. Issuing a name
+    again makes a new key and certificate and replaces its grants (the old certificate still
+    authenticates until it expires: the CA keeps no revocation list)."""
     segment(name, "client name")
     acl_lines(name, role, site)  # refuses a producer without a site before anything is written
     ca = LocalCa(config.pki)
@@ -117,9 +117,12 @@ def issue(config: BrokerConfig, name: str, role: Role, *, site: str | None = Non
     rows = [{"name": c.name, "role": c.role.value, "site": c.site} for c in clients]
     _clients_file(config).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     _write_acl(config, clients)
-    pid = _read_pid(config)
-    if pid is not None:
-        os.kill(pid, signal.SIGHUP)  # Mosquitto rereads its ACL file on SIGHUP
+    if _read_pid(config) is not None:
+        # Mosquitto 2.0 rereads its ACL on SIGHUP, but drops the subscriptions of disconnected
+        # persistent sessions as it does (telemetry held for a stopped worker would then be
+        # lost). A clean restart saves and restores every session; clients reconnect.
+        stop(config)
+        start(config)
     return credentials
 
 

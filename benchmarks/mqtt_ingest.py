@@ -1,0 +1,182 @@
+"""MQTT telemetry benchmark: JSON batches published to TwinKG's own Mosquitto (TLS, client
+certificates, ACL) and ingested by an MQTT worker into the telemetry log and Neo4j, end to end.
+
+Starts a throwaway Neo4j and a broker, seeds the SKAB testbed, and makes ``--messages`` JSON
+batches of ``--points`` points each (the testbed's eight sensors, one reading a second, values
+inside each sensor's range, all in the past day-and-a-half so the contract takes them). Three
+runs of equal size, each with fresh timestamps, are measured side by side:
+
+1. **broker alone**: the batches published at QoS 1 and received (acknowledged, not ingested)
+   by a subscriber: what MQTT over TLS costs on this machine;
+2. **ingest alone** (the anchor): the same number of batches through ``Twin.ingest`` in
+   process, as ``POST /telemetry`` would take them, without MQTT;
+3. **end to end**: a publisher thread publishes while the MQTT worker (``api.mqtt_ingest``)
+   takes each message, checks it against the telemetry contract, applies it all or nothing
+   and acknowledges it; timed from the first publish to the last acknowledgement.
+
+Prints points/s of each, the end-to-end ratio to the anchor and to the target.
+Target (issue 15): ≥ 100,000 points/s end to end into the log.
+
+    python -m benchmarks.mqtt_ingest [--messages 40] [--points 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import paho.mqtt.client as paho
+
+from benchmarks.server import throwaway_store
+from twinkg.api.mqtt_ingest import MqttIngest
+from twinkg.api.reclassification import Reclassify
+from twinkg.api.settings import Settings, dead_letter_dir
+from twinkg.api.twin import Twin
+from twinkg.connect.json import JsonSource
+from twinkg.connect.mqtt import broker
+from twinkg.connect.mqtt.client import Subscriber, connect, publish
+from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.connect.mqtt.topics import Role, telemetry_filters
+from twinkg.graph_seed import seeding
+from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import telemetry_state
+from twinkg.kg.dead_letters import DeadLetters
+from twinkg.kg.local_server import free_port
+from twinkg.kg.store import GraphStore
+
+TARGET = 100_000
+TOPIC = "twinkg/v1/skab/tele/loop/bench"
+
+
+def batches(store: GraphStore, *, start: datetime, messages: int, points: int) -> list[bytes]:
+    """``messages`` JSON batches of ``points`` points, one row of readings a second."""
+    sensors = [s for s in telemetry_state.sensors(store) if s.unit is not None]
+    rng = np.random.default_rng(7)
+    rows = points // len(sensors)
+    out: list[bytes] = []
+    second = 0
+    for _ in range(messages):
+        body: list[dict[str, object]] = []
+        for _ in range(rows):
+            stamp = (start + timedelta(seconds=second)).isoformat().replace("+00:00", "Z")
+            second += 1
+            for sensor in sensors:
+                low, high = sensor.physical_min or 0.0, sensor.physical_max or 100.0
+                value = low + (high - low) * (0.45 + 0.1 * float(rng.random()))
+                body.append(
+                    {"sensor": sensor.uri, "unit": sensor.unit, "time": stamp, "value": value}
+                )
+        out.append(json.dumps({"contract": "telemetry@1.0.0", "points": body}).encode())
+    return out
+
+
+def _publish_all(gateway: paho.Client, bodies: list[bytes], timeout_s: float) -> None:
+    for body in bodies:
+        publish(gateway, TOPIC, body, timeout_s=timeout_s)
+
+
+def broker_alone(config: broker.BrokerConfig, bodies: list[bytes]) -> float:
+    """Seconds to publish ``bodies`` and receive every one (acknowledged, not ingested)."""
+    service = MqttEndpoint(config.url, config.client(broker.SERVICE_USER))
+    sub = Subscriber(service, telemetry_filters(["skab"]), client_id="bench-raw")
+    gateway = connect(MqttEndpoint(config.url, config.client("bench-gw")), "bench-gw-raw")
+    started = time.perf_counter()
+    sender = threading.Thread(target=_publish_all, args=(gateway, bodies, 60.0))
+    sender.start()
+    for received, message in enumerate(sub.messages(idle_s=60), start=1):
+        sub.ack(message)
+        if received == len(bodies):
+            break
+    elapsed = time.perf_counter() - started
+    sender.join()
+    sub.close(end_session=True)
+    gateway.disconnect()
+    return elapsed
+
+
+def ingest_alone(twin: Twin, bodies: list[bytes]) -> tuple[float, int]:
+    """Seconds to ingest ``bodies`` in process, and the points accepted."""
+    accepted = 0
+    started = time.perf_counter()
+    for i, body in enumerate(bodies):
+        for result in twin.ingest(
+            JsonSource(f"bench-{i}", body=body), reclassify=Reclassify.BACKGROUND
+        ):
+            accepted += result.report.accepted
+    return time.perf_counter() - started, accepted
+
+
+def end_to_end(
+    twin: Twin, config: broker.BrokerConfig, bodies: list[bytes]
+) -> tuple[float, int, int]:
+    """Seconds from the first publish to the last acknowledgement; points accepted, quarantined."""
+    service = MqttEndpoint(config.url, config.client(broker.SERVICE_USER))
+    sub = Subscriber(
+        service, telemetry_filters(["skab"]), client_id="bench-ingest", receive_maximum=32
+    )
+    worker = MqttIngest(twin, sub, DeadLetters(dead_letter_dir(twin.settings)))
+    gateway = connect(MqttEndpoint(config.url, config.client("bench-gw")), "bench-gw")
+    started = time.perf_counter()
+    sender = threading.Thread(target=_publish_all, args=(gateway, bodies, 120.0))
+    sender.start()
+    stats = worker.run(max_messages=len(bodies), idle_s=120)
+    elapsed = time.perf_counter() - started
+    sender.join()
+    sub.close(end_session=True)
+    gateway.disconnect()
+    return elapsed, stats.points_accepted, stats.points_quarantined
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=40)
+    parser.add_argument("--points", type=int, default=10_000)
+    args = parser.parse_args()
+    with throwaway_store() as (store, home):
+        store.ensure_schema()
+        seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
+        config = broker.BrokerConfig(home=home / "broker", port=free_port())
+        broker.start(config)
+        try:
+            broker.issue(config, "bench-gw", Role.PRODUCER, site="skab")
+            twin = Twin(Settings(home=home), store)
+            span = args.messages * args.points // 8  # seconds of readings per run
+            start = datetime.now(UTC) - timedelta(seconds=4 * span + 3600)
+            warm = batches(store, start=start, messages=2, points=args.points)
+            ingest_alone(twin, warm)  # Neo4j compiles its write paths on the first batches
+            start += timedelta(seconds=span // args.messages * 2 + 1)
+            anchor = batches(store, start=start, messages=args.messages, points=args.points)
+            mqtt = batches(
+                store,
+                start=start + timedelta(seconds=span + 1),
+                messages=args.messages,
+                points=args.points,
+            )
+            raw_s = broker_alone(config, mqtt)
+            alone_s, alone_points = ingest_alone(twin, anchor)
+            e2e_s, e2e_points, quarantined = end_to_end(twin, config, mqtt)
+            twin.close()
+        finally:
+            broker.stop(config)
+    total = args.messages * args.points
+    mb = sum(len(b) for b in mqtt) / 1e6
+    print(f"{args.messages} messages × {args.points} points ({mb:.1f} MB of JSON), 2 cores")
+    print(
+        f"broker alone (TLS, QoS 1, no ingest): {total / raw_s:>12,.0f} points/s  ({raw_s:.2f} s)"
+    )
+    alone = alone_points / alone_s
+    print(f"ingest alone, in process (anchor):    {alone:>12,.0f} points/s  ({alone_s:.2f} s)")
+    rate = e2e_points / e2e_s
+    print(f"MQTT end to end into the log:         {rate:>12,.0f} points/s  ({e2e_s:.2f} s)")
+    print(f"  accepted {e2e_points} (anchor {alone_points}), quarantined {quarantined}")
+    print(f"end to end / ingest alone: {rate / alone:.2f}×")
+    verdict = "met" if rate >= TARGET else "not met"
+    print(f"target ≥ {TARGET:,} points/s: {rate / TARGET:.2f}× ({verdict})")
+
+
+if __name__ == "__main__":
+    main()
