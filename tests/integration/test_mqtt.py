@@ -18,6 +18,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from neo4j import Driver
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -302,3 +304,86 @@ def test_the_local_settings_point_the_workers_at_the_local_broker(tmp_path: Path
     assert local.credentials is not None
     assert local.credentials.cert == tmp_path.resolve() / "broker/pki/clients/twinkg-service.crt"
     assert dead_letter_dir(settings) == tmp_path.resolve() / "telemetry" / "refused"
+
+
+_FIELD = st.sampled_from(["sensor", "value", "unit", "time", "quality", "producer", "extra"])
+_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(
+        [SENSOR, UNIT, "1999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59+14:00"]
+    ),
+)
+_POINT = st.one_of(
+    st.dictionaries(_FIELD, st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2)), max_size=6),
+    _SCALAR,
+)
+_ENVELOPE = st.fixed_dictionaries(
+    {"points": st.lists(_POINT, max_size=6)},
+    optional={
+        "contract": st.sampled_from(["telemetry@1.0.0", "telemetry", "telemetry@9.9.9", "", 7]),
+        "producer": st.one_of(st.text(max_size=10), st.integers()),
+        "oops": st.integers(),
+    },
+)
+_PAYLOAD = st.one_of(
+    _ENVELOPE.map(lambda d: json.dumps(d, allow_nan=True).encode()),
+    st.binary(max_size=64),
+    st.sampled_from([b"", b"{", b"[]", b"null", b'{"points": {}}', b"\xef\xbb\xbf{}", b"[" * 100]),
+)
+_TOPIC = st.one_of(
+    st.just(TOPIC),
+    st.sampled_from(
+        [
+            "twinkg/v1/skab/tele",
+            "twinkg/v1/skab/tele/a/b/c",
+            "twinkg/v1/skab/tele/-x/y",
+            "twinkg/v1/skab/tele/a/$y",
+        ]
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_worker(
+    mqtt: broker.BrokerConfig, driver: Driver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MqttIngest]:
+    home = tmp_path_factory.mktemp("hostile")
+    twin = Twin(Settings(home=home), seed_skab(driver))
+    worker, subscriber = _worker(twin, mqtt, "ingest-fuzz", home)
+    yield worker
+    subscriber.close(end_session=True)
+    twin.close()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(payloads=st.lists(st.tuples(_TOPIC, _PAYLOAD), min_size=1, max_size=4))
+def test_any_message_is_applied_or_refused_with_a_reason_and_the_worker_goes_on(
+    hostile_worker: MqttIngest, payloads: list[tuple[str, bytes]]
+) -> None:
+    """Hostile payloads and topics straight into the worker's handler (the broker's delivery is
+    tested above): every message is applied, a duplicate, or refused with a code and a reason
+    kept in the dead letters; an applied one accounts for every point it gave."""
+    letters = DeadLetters(hostile_worker.dead_letters.folder)
+    for topic, payload in payloads:
+        before = sum(1 for _ in letters.read())
+        outcome = hostile_worker.handle(Message(topic, payload, 0, 0, redelivered=False))
+        after = list(letters.read())
+        if outcome.kind == "refused":
+            assert outcome.code and outcome.reason
+            assert len(after) == before + 1 and after[-1].payload == payload[:65536]
+            assert after[-1].code == outcome.code
+            continue
+        assert len(after) == before  # nothing refused, nothing kept as a dead letter
+        document = json.loads(payload.decode("utf-8-sig"))
+        if outcome.kind == "applied":
+            assert outcome.accepted + outcome.quarantined == len(document["points"])
+        else:
+            assert outcome.kind == "duplicate"
