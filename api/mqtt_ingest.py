@@ -80,6 +80,7 @@ class MqttIngest:
         self.publish_timeout_s = publish_timeout_s
         self.retry_s = retry_s
         self.stats = MqttIngestStats()
+        twin.metrics.queue_depth.labels("mqtt").set_function(subscriber.pending)
 
     def handle(self, message: Message) -> Outcome:
         """Ingest or refuse ``message`` (infrastructure errors propagate: not acknowledged)."""
@@ -101,6 +102,7 @@ class MqttIngest:
 
     def _refuse(self, message: Message, exc: InvalidInputError) -> Outcome:
         reason = " ".join(str(exc).split())
+        self.twin.metrics.refused.labels("mqtt", exc.code).inc()
         letter = self.dead_letters.add(
             f"mqtt:{message.topic[:300]}", message.payload, code=exc.code, reason=reason
         )

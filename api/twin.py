@@ -9,6 +9,7 @@ lock: the checkpointer and the provenance chain take one decision at a time anyw
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from twinkg.agents.state import ActionKind, ApprovalInput, ProposedAction
 from twinkg.api.agent_inputs import as_of_moment, planner_for, role_iri
 from twinkg.api.errors import PermissionDeniedError
+from twinkg.api.metrics import Metrics
 from twinkg.api.offline import OfflineTwin
 from twinkg.api.reclassification import (
     Reclassifier,
@@ -64,6 +66,13 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.reasoner.inference import ReclassifySummary
 
 
+def _way(name: str) -> str:
+    """Which way a batch came in, for the metrics: ``mqtt``, ``api`` (a name's scheme), else
+    ``file``."""
+    scheme, colon, _ = name.partition(":")
+    return scheme if colon and scheme in ("mqtt", "api") else "file"
+
+
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
     """The ingest's options from the settings, plus per-batch ones (contract, replay, source)."""
     return IngestOptions(
@@ -86,6 +95,7 @@ class Twin(OfflineTwin):
     checkpointer: BaseCheckpointSaver[Any] | None = None
     projection: Projection | None = None  # when SPARQL is served
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    metrics: Metrics = field(default_factory=Metrics)  # this process's (``GET /metrics``)
     _agents: Agents | None = field(default=None, init=False, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _reclassifier: Reclassifier = field(init=False, repr=False)
@@ -206,6 +216,7 @@ class Twin(OfflineTwin):
                 fit_rows=batch.fit_rows if fit_rows is None else fit_rows,
                 source=batch.name,
             )
+            started = time.perf_counter()
             report = ingest(
                 self.store,
                 log,
@@ -214,6 +225,7 @@ class Twin(OfflineTwin):
                 options=options,
                 progress=progress,
             )
+            self.metrics.ingested(_way(batch.name), report, time.perf_counter() - started)
             if reclassify is Reclassify.OFF or report.duplicate:
                 yield IngestResult(report)
                 continue
@@ -279,7 +291,9 @@ class Twin(OfflineTwin):
         agents = self.agents()
         with self._lock:
             moment = as_of_moment(self.store, as_of)
-            return agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=on_node)
+            timed = self.metrics.node_timer(on_node)
+            results = agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=timed)
+        return self._counted(results)
 
     def propose(self, action: ProposedAction, *, as_of: str | None) -> RunResult:
         """An external proposal (an operator's, an LLM client's) through the same guard;
@@ -292,7 +306,9 @@ class Twin(OfflineTwin):
         agents = self.agents()
         with self._lock:
             moment = as_of_moment(self.store, as_of)
-            return agents.run(scope=action.target, as_of=moment, action=action)
+            timer = self.metrics.node_timer()
+            result = agents.run(scope=action.target, as_of=moment, action=action, on_node=timer)
+        return self._counted([result])[0]
 
     def new_action(
         self,
@@ -372,7 +388,14 @@ class Twin(OfflineTwin):
                 edits=dict(edits or {}),
                 comment=comment,
             )
-            return agents.answer(decision, answer)
+            return self._counted([agents.answer(decision, answer)])[0]
+
+    def _counted(self, results: list[RunResult]) -> list[RunResult]:
+        """``results``, each counted in the metrics by how it ended."""
+        for result in results:
+            outcome = result.state.outcome
+            self.metrics.decided(outcome.value if outcome is not None else result.status)
+        return results
 
     def _role_held(self, person: str, allowed: list[str]) -> str:
         """The first allowed role the person holds (else the first allowed: the agents then

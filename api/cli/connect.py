@@ -10,6 +10,7 @@ import threading
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
@@ -19,7 +20,7 @@ from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber
 from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.ontology.errors import ConfigError
+from twinkg.ontology.errors import ConfigError, PortInUseError
 
 broker_app = typer.Typer(help="The local MQTT broker (Mosquitto, TLS with client certificates).")
 connect_app = typer.Typer(help="Ways telemetry comes in from a plant over the network.")
@@ -102,6 +103,10 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
         int | None, typer.Option(min=1, help="stop after this many messages")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no line per message")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
     retire: Annotated[
         bool,
         typer.Option(help="on stopping, drain and end this worker's session (scaling down)"),
@@ -146,6 +151,13 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
         )
         note(f"subscribed to {', '.join(filters)} at {endpoint.url}")
         worker = MqttIngest(twin, subscriber, DeadLetters(dead_letter_dir(settings)))
+        if metrics_port is not None:
+            try:
+                start_http_server(metrics_port, addr="127.0.0.1", registry=twin.metrics.registry)
+            except OSError as exc:
+                subscriber.close()
+                raise PortInUseError(f"metrics port {metrics_port}: {exc.strerror}") from None
+            note(f"metrics at http://127.0.0.1:{metrics_port}/metrics")
         try:
             stats = worker.run(stop=stop, idle_s=idle_s, max_messages=max_messages, on_outcome=said)
             if retire:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from rdflib import Graph
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from twinkg.api.http.models import (
     ValidationOut,
     ValidationResultOut,
 )
+from twinkg.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.results import IngestResult
 from twinkg.api.schemas import AssetContextOut
@@ -47,6 +48,30 @@ def projection_status(request: Request) -> ProjectionStatus | None:
     return ProjectionStatus(
         applied_seq=lag.applied_seq, head_seq=lag.head_seq, pending=lag.pending, lag_s=lag.seconds
     )
+
+
+@router.get(
+    "/metrics",
+    tags=["system"],
+    response_class=Response,
+    responses={200: {"content": {METRICS_TYPE: {}}, "description": "Prometheus text format"}},
+)
+def metrics(
+    request: Request, _: Annotated[Principal, Depends(requires(Permission.READ))]
+) -> Response:
+    """This process's Prometheus metrics: points ingested and quarantined, messages refused,
+    decisions by outcome, decision, node and guard latency, projection lag. Read when scraped
+    (the projection's lag is asked of Neo4j then; left as it was when Neo4j cannot answer)."""
+    twin = twin_of(request)
+    if twin.projection is not None:
+        try:
+            lag = twin.projection.lag()
+        except TwinKGError:
+            pass  # the gauges keep their last values; /ready says Neo4j is away
+        else:
+            twin.metrics.projection_lag.set(lag.seconds)
+            twin.metrics.projection_pending.set(lag.pending)
+    return Response(twin.metrics.render(), media_type=METRICS_TYPE)
 
 
 @router.get("/health", tags=["system"])

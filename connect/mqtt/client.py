@@ -200,6 +200,10 @@ class Subscriber:
             except queue.Empty:
                 return
 
+    def pending(self) -> int:
+        """Messages received and not yet taken (at most the receive maximum)."""
+        return self._queue.qsize()
+
     def ack(self, message: Message) -> None:
         """Acknowledge ``message``: its work is done, the broker may forget it."""
         if message.qos > 0:

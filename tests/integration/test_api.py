@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from neo4j import Driver
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO, Neo4jTarget
 from tests.integration.api_world import (
@@ -466,3 +468,54 @@ def test_an_edit_is_judged_again_and_applied_as_edited(world: ApiWorld, driver: 
         effect=applied["decision"] + "/effect",
     )
     assert (records[0]["value"], records[0]["previous"]) == (77.5, 80.0)
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_what_came_in_and_what_was_decided(world: ApiWorld) -> None:
+    viewer = world.as_role(Role.VIEWER)
+    before = _samples(world.client.get("/metrics", headers=viewer).text)
+    point = {
+        "sensor": PUMP.rsplit("/", 1)[0] + "/sensor-flow",
+        "unit": "http://qudt.org/vocab/unit/L-PER-MIN",
+    }
+    stamp = datetime.now(UTC) - timedelta(minutes=1)
+    points = [
+        {**point, "time": stamp.isoformat().replace("+00:00", "Z"), "value": 100.0},
+        {**point, "time": "not a time", "value": 100.0},  # quarantined
+    ]
+    posted = world.client.post(
+        "/telemetry",
+        json={"contract": "telemetry@1.0.0", "points": points},
+        headers=world.as_role(Role.PRODUCER),
+    ).json()
+    refused = world.client.post("/actions", json=UNSAFE_PROPOSAL, headers=world.as_role(Role.AGENT))
+    assert refused.json()["steps"][-1]["outcome"] == "refused"
+    response = world.client.get("/metrics", headers=viewer)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    after = _samples(response.text)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("twinkg_points_ingested_total", way="api") == posted["accepted"]
+    assert grew("twinkg_points_quarantined_total", way="api") == posted["rejected"] >= 1
+    assert grew("twinkg_ingest_batches_total", way="api", result="applied") == 1
+    assert grew("twinkg_decisions_total", outcome="refused") == 1
+    assert grew("twinkg_decision_seconds_count") == 1
+    assert grew("twinkg_guard_seconds_count") == 1
+    assert grew("twinkg_agent_node_seconds_count", node="record") == 1
+    assert ("twinkg_projection_lag_seconds", ()) in after
+    # metrics are read-only operational data: a producer (no read permission) gets none
+    denied = world.client.get("/metrics", headers=world.as_role(Role.PRODUCER))
+    assert denied.status_code == 403 and _error(denied) == "forbidden"
+    assert world.client.get("/metrics").status_code == 401

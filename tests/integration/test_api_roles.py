@@ -34,6 +34,7 @@ class Call:
 
 MATRIX = (
     Call("GET", "/assets", "/assets", Permission.READ),
+    Call("GET", "/metrics", "/metrics", Permission.READ),
     Call("GET", "/assets/context", f"/assets/context?iri={PUMP}", Permission.READ),
     Call(
         "POST",

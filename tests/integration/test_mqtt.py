@@ -197,6 +197,15 @@ def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
     nodes_after = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
     assert nodes_after > nodes_before
     assert _stored(tmp_path) == 5
+    metrics = twin.metrics
+    assert metrics.registry.get_sample_value("twinkg_points_ingested_total", {"way": "mqtt"}) == 5
+    refused = {
+        sample.labels["code"]: sample.value
+        for family in metrics.refused.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert sum(refused.values()) == 4 and set(refused) == {o.code for o in seen[:4]}
 
 
 def test_a_worker_that_dies_unacknowledged_gets_its_messages_again_in_order(
