@@ -276,6 +276,11 @@ def mqtt_endpoint(settings: Settings) -> MqttEndpoint:
     )
 
 
+def events_cursor(settings: Settings) -> Path:
+    """Where the event publisher keeps the last chain index it published."""
+    return settings.home.resolve() / "mqtt" / "events.cursor"
+
+
 def dead_letter_dir(settings: Settings) -> Path:
     """Where messages refused whole are kept with their reason."""
     return telemetry_dir(settings) / "refused"

@@ -13,11 +13,12 @@ import typer
 from prometheus_client import start_http_server
 
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
+from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
-from twinkg.api.settings import broker_config, dead_letter_dir, mqtt_endpoint
+from twinkg.api.settings import broker_config, dead_letter_dir, events_cursor, mqtt_endpoint
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt import broker
-from twinkg.connect.mqtt.client import Message, Subscriber
+from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import ConfigError, PortInUseError
@@ -171,6 +172,44 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
         f"{stats.refused} refused; {stats.points_accepted} points accepted, "
         f"{stats.points_quarantined} quarantined"
     )
+
+
+@connect_app.command("events")
+@errors_as_exit_codes
+def connect_events(
+    follow: Annotated[bool, typer.Option(help="keep publishing as decisions are recorded")] = False,
+    poll_s: Annotated[float, typer.Option(min=0.05, help="--follow: how often to look")] = 0.5,
+    client_id: Annotated[str, typer.Option(help="the publisher's client id")] = "twinkg-events",
+) -> None:
+    """Publish every decision recorded since the last run as MQTT events (decision; approval
+    when it waits for a person; action when its action was applied), in chain order, at QoS 1.
+
+    Topics: twinkg/v1/{site}/evt/{kind}/{area}/{asset}, named by the tags of the target asset,
+    its area and its site. The last chain index published is kept, so a second run goes on
+    where the first stopped; an event may come twice after a crash (drop it by its id)."""
+    settings = load_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    client = connect(mqtt_endpoint(settings), client_id)
+    timeout = settings.mqtt_timeout_s
+    total = 0
+    try:
+        with open_store(settings) as store:
+            publisher = EventPublisher(
+                store,
+                lambda topic, body: publish(client, topic, body, timeout_s=timeout),
+                events_cursor(settings),
+            )
+            while True:
+                total += publisher.publish_new()
+                if not follow or stop.wait(poll_s):
+                    break
+            cursor = publisher.cursor()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    out.print(f"{total} events published; last chain index {cursor}")
 
 
 @connect_app.command("refused")

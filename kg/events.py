@@ -1,0 +1,71 @@
+"""What the twin decided, in the order it was recorded: the rows its event stream is made of.
+
+Decisions carry their place in the provenance chain (``tk:chainIndex``, 1, 2, …, indexed), so
+"every decision after N" is one indexed range read, complete and in commit order: the chain's
+head lock serialises the records (``kg.provenance``). Each row names the action the decision
+proposed (if any), the asset it targets, and that asset's area and site (the nearest ones up its
+``tk:partOf`` chain), so an event can be published on the topic of the plant's own structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twinkg.kg.queries import NamedQuery, token
+from twinkg.ontology.vocab import Label, PropKey, RelType
+
+_DECISION, _ACTION = token(Label.DECISION), token(Label.PROPOSED_ACTION)
+_AREA, _SITE = token(Label.AREA), token(Label.SITE)
+_GEN, _USED = token(RelType.PROV_WAS_GENERATED_BY), token(RelType.PROV_USED)
+_TARGETS, _PART_OF = token(RelType.TARGETS), token(RelType.PART_OF)
+_INDEX, _TAG = token(PropKey.CHAIN_INDEX), token(PropKey.TAG)
+_ENDED = token(PropKey.PROV_ENDED_AT_TIME)
+
+DECISIONS_AFTER = NamedQuery(
+    "events.decisions_after",
+    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} > $after "
+    f"WITH d ORDER BY d.{_INDEX} LIMIT $limit "
+    "CALL (d) { "
+    f"OPTIONAL MATCH (a:{_ACTION}) WHERE (a)-[:{_GEN}]->(d) OR (d)-[:{_USED}]->(a) "
+    f"OPTIONAL MATCH (a)-[:{_TARGETS}]->(t) "
+    "RETURN a, t LIMIT 1 } "
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_AREA}) "
+    "RETURN x AS area ORDER BY length(p) LIMIT 1 } "
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
+    "RETURN x AS site ORDER BY length(p) LIMIT 1 } "
+    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.outcome AS outcome, "
+    f"d.reason AS reason, d.plannerKind AS planner, toString(d.{_ENDED}) AS at, "
+    f"a.uri AS action, a.{token(PropKey.ACTION_KIND)} AS action_kind, "
+    f"t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
+    f"site.uri AS site, site.{_TAG} AS site_tag "
+    f"ORDER BY d.{_INDEX}",
+)
+"""Up to ``$limit`` decisions with a chain index above ``$after``, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEvent:
+    """One recorded decision as the event stream tells it."""
+
+    uri: str
+    chain_index: int
+    outcome: str
+    reason: str | None
+    planner: str | None
+    at: str | None
+    action: str | None
+    action_kind: str | None
+    asset: str | None
+    asset_tag: str | None
+    area: str | None
+    area_tag: str | None
+    site: str | None
+    site_tag: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DecisionEvent:
+        """From a row of :data:`DECISIONS_AFTER`."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
