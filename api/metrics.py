@@ -22,8 +22,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
+from twinkg.ontology.errors import PortInUseError
 from twinkg.reasoner.ingest import IngestReport
 
 # Decisions take from milliseconds (a rule) to seconds (an LLM, a look-ahead).
@@ -110,6 +112,19 @@ class Metrics:
             registry=r,
         )
 
+        self.loop_up = Gauge(
+            "twinkg_service_loop_up",
+            "1 while a loop of `twinkg run` (agents, ingest, events) runs",
+            ["loop"],
+            registry=r,
+        )
+        self.service_failures = Counter(
+            "twinkg_service_failures_total",
+            "Failures a loop of `twinkg run` retried after (the store or the broker away)",
+            ["loop"],
+            registry=r,
+        )
+
     def ingested(self, way: str, report: IngestReport, seconds: float) -> None:
         """Count one ingested batch (a duplicate stores nothing and counts as such)."""
         self.ingest_seconds.labels(way).observe(seconds)
@@ -145,6 +160,14 @@ class Metrics:
                 inner(run_id, node)
 
         return heard
+
+    def serve(self, port: int) -> None:
+        """Serve these metrics at ``http://127.0.0.1:PORT/metrics`` from a background thread
+        (:class:`PortInUseError` when the port is taken)."""
+        try:
+            start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        except OSError as exc:
+            raise PortInUseError(f"metrics port {port}: {exc.strerror or exc}") from None
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

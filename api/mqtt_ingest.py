@@ -60,6 +60,7 @@ class Outcome:
     quarantined: int = 0
     code: str | None = None
     reason: str | None = None
+    findings: int = 0  # anomalies and alarms the batch raised: work for the agents
 
 
 class MqttIngest:
@@ -98,7 +99,8 @@ class MqttIngest:
         report = results[0].report
         if report.duplicate:
             return Outcome("duplicate")
-        return Outcome("applied", report.accepted, report.rejected)
+        findings = len(report.anomalies) + report.alarms
+        return Outcome("applied", report.accepted, report.rejected, findings=findings)
 
     def _refuse(self, message: Message, exc: InvalidInputError) -> Outcome:
         reason = " ".join(str(exc).split())

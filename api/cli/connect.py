@@ -10,7 +10,6 @@ import threading
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server
 
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.event_stream import EventPublisher
@@ -154,10 +153,10 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
         worker = MqttIngest(twin, subscriber, DeadLetters(dead_letter_dir(settings)))
         if metrics_port is not None:
             try:
-                start_http_server(metrics_port, addr="127.0.0.1", registry=twin.metrics.registry)
-            except OSError as exc:
+                twin.metrics.serve(metrics_port)
+            except PortInUseError:
                 subscriber.close()
-                raise PortInUseError(f"metrics port {metrics_port}: {exc.strerror}") from None
+                raise
             note(f"metrics at http://127.0.0.1:{metrics_port}/metrics")
         try:
             stats = worker.run(stop=stop, idle_s=idle_s, max_messages=max_messages, on_outcome=said)

@@ -309,6 +309,9 @@ from twinkg.api.cli import (  # noqa: E402
     reason as cli_reason,
 )
 from twinkg.api.cli import (  # noqa: E402
+    run as cli_run,
+)
+from twinkg.api.cli import (  # noqa: E402
     service as cli_api,
 )
 from twinkg.api.cli import (  # noqa: E402
@@ -332,6 +335,7 @@ app.command("ingest")(cli_telemetry.ingest_command)
 app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
 app.command("serve")(cli_api.serve_command)
+app.command("run")(cli_run.run_command)
 app.command("sparql")(cli_sparql.sparql_command)
 app.command("assets")(cli_assets.assets_command)
 app.command("context")(cli_assets.context_command)

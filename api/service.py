@@ -1,0 +1,177 @@
+"""``twinkg run``: the twin as a service that works on its own, driven by events.
+
+Three loops in one process, each on its own thread, sharing one :class:`api.twin.Twin`:
+
+* **ingest** (``api.mqtt_ingest``): telemetry from the broker, message by message; a batch that
+  raised anomalies or alarms *wakes* the agents;
+* **agents**: woken by the ingest, and by a tick every ``tick_s`` seconds (a sensor that falls
+  silent raises no message: only time shows it; a stopped asset's restart falls due with time
+  too). A wake runs :meth:`Twin.run_agents` (crashed runs resumed first, then every open
+  finding, at most ``max_runs``); wakes that arrive meanwhile are coalesced into the next run,
+  so the queue is bounded and no wake is lost;
+* **events** (``api.event_stream``): every decision recorded is published as MQTT events.
+
+A failure of the store or the broker is logged, counted and retried after ``retry_s``; it never
+ends the service. :meth:`TwinService.stop` (SIGTERM, Ctrl-C) lets the message and the run in
+hand finish (a run cut off by a kill is resumed by the next start, from its checkpoint), then
+stops; the MQTT session is kept, so telemetry sent meanwhile waits for the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from twinkg.api.event_stream import EventPublisher
+from twinkg.api.mqtt_ingest import MqttIngest, Outcome
+from twinkg.api.twin import Twin
+from twinkg.connect.mqtt.client import Message
+from twinkg.ontology.errors import TwinKGError
+
+log = logging.getLogger("twinkg.service")
+
+
+@dataclass(slots=True)
+class ServiceStatus:
+    """What the service has done so far (read by ``--status-file`` and the metrics)."""
+
+    started_at: str
+    wakes: int = 0
+    agent_runs: int = 0
+    decisions: int = 0
+    events: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    last_run_at: str | None = None
+
+
+def _alive(thread: threading.Thread) -> Callable[[], float]:
+    return lambda: float(thread.is_alive())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class TwinService:
+    """The loops of ``twinkg run`` over one twin (any of ingest and events may be absent)."""
+
+    def __init__(
+        self,
+        twin: Twin,
+        *,
+        ingest: MqttIngest | None,
+        events: EventPublisher | None,
+        tick_s: float = 30.0,
+        max_runs: int = 20,
+        retry_s: float = 2.0,
+        events_poll_s: float = 0.5,
+        on_run: Callable[[int], None] | None = None,
+    ) -> None:
+        self.twin = twin
+        self.ingest = ingest
+        self.events = events
+        self.tick_s = tick_s
+        self.max_runs = max_runs
+        self.retry_s = retry_s
+        self.events_poll_s = events_poll_s
+        self.on_run = on_run
+        self.status = ServiceStatus(started_at=_now())
+        self._stop = threading.Event()
+        self._wakes: queue.Queue[str] = queue.Queue(maxsize=1)  # one pending wake covers all
+        self._threads: list[threading.Thread] = []
+        twin.metrics.queue_depth.labels("agents").set_function(self._wakes.qsize)
+
+    def wake(self, reason: str) -> None:
+        """Ask the agents for a run; a wake already waiting covers this one."""
+        # a pending wake's run starts after this moment, so it sees the new findings too
+        with contextlib.suppress(queue.Full):
+            self._wakes.put_nowait(reason)
+
+    def start(self) -> None:
+        """Start the loops; the agents run once at once (findings from before the start)."""
+        loops: list[tuple[str, Callable[[], None]]] = [("agents", self._agents_loop)]
+        if self.ingest is not None:
+            loops.append(("ingest", self._ingest_loop))
+        if self.events is not None:
+            loops.append(("events", self._events_loop))
+        for name, loop in loops:
+            thread = threading.Thread(target=loop, name=f"twinkg-{name}", daemon=True)
+            self._threads.append(thread)
+            self.twin.metrics.loop_up.labels(name).set_function(_alive(thread))
+            thread.start()
+        self.wake("startup")
+
+    def stop(self, *, timeout_s: float = 120.0) -> bool:
+        """Let the work in hand finish and stop every loop; False if one did not in time."""
+        self._stop.set()
+        self.wake("stop")  # wakes the agents loop so it sees the stop
+        for thread in self._threads:
+            thread.join(timeout_s)
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def alive(self) -> dict[str, bool]:
+        """Whether each loop still runs."""
+        return {t.name.removeprefix("twinkg-"): t.is_alive() for t in self._threads}
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        self.status.failures[where] = self.status.failures.get(where, 0) + 1
+        self.twin.metrics.service_failures.labels(where).inc()
+        log.warning("%s failed, retrying in %g s: %s", where, self.retry_s, exc)
+
+    def _agents_loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Empty):  # the tick: silence shows only with time
+                self._wakes.get(timeout=self.tick_s)
+            if self._stop.is_set():
+                return
+            self.status.wakes += 1
+            try:
+                results = self.twin.run_agents(scope=None, as_of=None, max_runs=self.max_runs)
+            except TwinKGError as exc:
+                self._failed("agents", exc)
+                if not self._stop.wait(self.retry_s):
+                    self.wake("retry")
+                continue
+            except Exception as exc:  # a defect: logged with its trace; the service goes on
+                log.exception("an agent run failed unexpectedly")
+                self._failed("agents", exc)
+                self._stop.wait(self.retry_s)
+                continue
+            self.status.agent_runs += 1
+            self.status.decisions += len(results)
+            self.status.last_run_at = _now()
+            if self.on_run is not None:
+                self.on_run(len(results))
+            if len(results) >= self.max_runs:
+                self.wake("more")  # there may be more findings than one run takes
+
+    def _ingest_loop(self) -> None:
+        assert self.ingest is not None
+
+        def heard(_message: Message, outcome: Outcome) -> None:
+            if outcome.findings:
+                self.wake("findings")
+
+        while not self._stop.is_set():
+            try:
+                self.ingest.run(stop=self._stop, on_outcome=heard)
+            except Exception as exc:  # the broker's connection: paho reconnects by itself
+                log.exception("the ingest loop failed")
+                self._failed("ingest", exc)
+                self._stop.wait(self.retry_s)
+
+    def _events_loop(self) -> None:
+        assert self.events is not None
+        while not self._stop.is_set():
+            try:
+                self.status.events += self.events.publish_new()
+            except Exception as exc:  # the broker or the store: the cursor holds the place
+                self._failed("events", exc)
+                self._stop.wait(self.retry_s)
+                continue
+            self._stop.wait(self.events_poll_s)

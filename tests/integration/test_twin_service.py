@@ -1,0 +1,102 @@
+"""``twinkg run`` as an operator starts it: its own process, the real Mosquitto and Neo4j.
+Telemetry published over MQTT raises an envelope alarm; the service ingests it, the alarm wakes
+the agents, they decide on the pump, and the decision comes back as an MQTT event, without any
+command after the start. SIGTERM stops it cleanly (exit 0, a summary line)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from neo4j import Driver
+
+from tests.conftest import Neo4jTarget, seed_skab
+from tests.integration.test_cli import TWINKG, run
+from twinkg.connect.mqtt.client import Subscriber, connect, publish
+from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.connect.mqtt.pki import Credentials
+from twinkg.kg.local_server import free_port
+
+pytestmark = pytest.mark.neo4j
+
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+UNIT = "http://qudt.org/vocab/unit/L-PER-MIN"
+
+
+def _client(home: Path, port: int, name: str) -> MqttEndpoint:
+    pki = home / "broker" / "pki"
+    credentials = Credentials(
+        pki / "ca.crt", pki / f"clients/{name}.crt", pki / f"clients/{name}.key"
+    )
+    return MqttEndpoint(f"mqtts://127.0.0.1:{port}", credentials)
+
+
+def _decisions_on_alarms(driver: Driver) -> list[str]:
+    rows = driver.execute_query(
+        "MATCH (d:Decision)-[:PROV_USED]->(:Alarm) RETURN DISTINCT d.uri AS uri"
+    ).records
+    return [row["uri"] for row in rows]
+
+
+def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
+    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+) -> None:
+    seed_skab(driver)
+    port = free_port()
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
+    assert run("broker", "start", env=env).returncode == 0
+    service = None
+    try:
+        for name, role, site in (("gw", "producer", ["--site", "skab"]), ("dash", "observer", [])):
+            assert run("broker", "issue", name, "--role", role, *site, env=env).returncode == 0
+        observer = Subscriber(
+            _client(tmp_path, port, "dash"), ["twinkg/v1/+/evt/#"], client_id="dash"
+        )
+        service = subprocess.Popen(
+            [TWINKG, "run", "--tick-s", "3600"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert _decisions_on_alarms(driver) == []
+        start = datetime.now(UTC) - timedelta(minutes=5)
+        points = [  # the flow far above the pump's envelope (max 140 L/min)
+            {
+                "sensor": PLANT + "sensor-flow",
+                "unit": UNIT,
+                "value": 210.0,
+                "time": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+            }
+            for i in range(30)
+        ]
+        gateway = connect(_client(tmp_path, port, "gw"), "gw")
+        body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
+        publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+        gateway.disconnect()
+        events: list[dict[str, object]] = []
+        for message in observer.messages(idle_s=180):  # ends when none came for 3 minutes
+            events.append(json.loads(message.payload))
+            observer.ack(message)
+            decided = _decisions_on_alarms(driver)
+            if decided and {e["decision"] for e in events} >= set(decided):
+                break
+        observer.close(end_session=True)
+        decided = _decisions_on_alarms(driver)
+        assert decided, f"no decision on the alarm; events: {events}"
+        about = [e for e in events if e["decision"] in decided]
+        assert about and all(e["asset"] == PLANT + "pump" for e in about)
+        assert {e["kind"] for e in about} >= {"decision"}
+        service.send_signal(signal.SIGTERM)
+        stdout, stderr = service.communicate(timeout=300)
+        assert service.returncode == 0, stderr
+        assert "stopped: 1 messages" in stdout and "events published" in stdout
+    finally:
+        if service is not None and service.poll() is None:
+            service.kill()
+            service.communicate()
+        run("broker", "stop", env=env)
