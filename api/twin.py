@@ -295,6 +295,31 @@ class Twin(OfflineTwin):
             results = agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=timed)
         return self._counted(results)
 
+    def case_assets(self, *, as_of: str | None = None, limit: int = 1000) -> list[str]:
+        """The assets the agents have something to decide on (open findings, silent sensors,
+        restarts due), each once, the earliest finding's first: the work a worker leases."""
+        moment = (as_of_moment(self.store, as_of) or self.clock()).isoformat()
+        s = self.settings
+        rows = [
+            *self.store.read(
+                aq.OPEN_FINDINGS,
+                scope=None,
+                as_of=moment,
+                lookback_s=s.agents_lookback_s,
+                limit=limit,
+            ),
+            *self.store.read(
+                aq.STALE_SENSORS,
+                scope=None,
+                as_of=moment,
+                stale_s=s.agents_stale_after_s,
+                limit=limit,
+            ),
+            *self.store.read(aq.RESTART_DUE, scope=None, as_of=moment, limit=limit),
+        ]
+        rows.sort(key=lambda row: (str(row["occurred_at"]), str(row["asset"])))
+        return list(dict.fromkeys(str(row["asset"]) for row in rows))
+
     def propose(self, action: ProposedAction, *, as_of: str | None) -> RunResult:
         """An external proposal (an operator's, an LLM client's) through the same guard;
         :class:`NotFoundError` when the target is no asset of the graph,

@@ -56,6 +56,13 @@ EVENT_TIME_INDEX = NamedQuery(
     "CREATE INDEX event_occurred_at IF NOT EXISTS FOR (e:Event) ON (e.occurredAt)",
 )
 
+LEASE_CONSTRAINT = NamedQuery(
+    "schema.asset_lease_unique",
+    "CREATE CONSTRAINT asset_lease_unique IF NOT EXISTS "
+    "FOR (l:AssetLease) REQUIRE l.leaseOf IS UNIQUE",
+)
+"""One lease per asset (kg/leases.py): two racing first takes cannot both create one."""
+
 # The graph's nodes are :Resource; the change log (kg/outbox.py) is not counted.
 COUNTS = NamedQuery(
     "stats.counts",

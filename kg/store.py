@@ -215,14 +215,15 @@ class GraphStore:
             session.run("RETURN 1").consume()
 
     def ensure_schema(self) -> None:
-        """Create the ``uri`` uniqueness constraint, the change log's constraints, and the indexes
-        on decisions' chain position and events' time; idempotent."""
+        """Create the ``uri`` uniqueness constraint, the change log's and the leases'
+        constraints, and the indexes on decisions' chain position and events' time; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
             session.run(outbox.CHANGE_SEQ_CONSTRAINT.cypher).consume()
             session.run(outbox.CHANGE_LOG_CONSTRAINT.cypher).consume()
             session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
             session.run(queries.EVENT_TIME_INDEX.cypher).consume()
+            session.run(queries.LEASE_CONSTRAINT.cypher).consume()
 
     def counts(self) -> GraphCounts:
         """Node and relationship totals."""

@@ -24,6 +24,9 @@ TYPE_KEY = "rdf_type"
 CHANGE_LABEL = "Change"
 CHANGE_LOG_LABEL = "ChangeLog"
 CHANGE_KEYS = ("seq", "at", "uris", "full")
+# The agents' leases on assets (kg/leases.py): coordination, not knowledge, never :Resource.
+LEASE_LABEL = "AssetLease"
+LEASE_KEYS = ("leaseOf", "holder", "expiresAt", "recheck")
 
 _BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -110,8 +113,9 @@ def render(graph: Graph, catalog: Catalog) -> str:
     )
     out += _enum(
         "Label",
-        "Neo4j node labels: one per class, the label every graph node has, and the change log's.",
-        [c.label for c in classes] + [RESOURCE_LABEL, CHANGE_LABEL, CHANGE_LOG_LABEL],
+        "Neo4j node labels: one per class, the label every graph node has, the change log's and"
+        " the leases'.",
+        [c.label for c in classes] + [RESOURCE_LABEL, CHANGE_LABEL, CHANGE_LOG_LABEL, LEASE_LABEL],
     )
     out += _enum(
         "RelType", "Neo4j relationship types: one per object property.", [p.name for p in rels]
@@ -119,7 +123,7 @@ def render(graph: Graph, catalog: Catalog) -> str:
     out += _enum(
         "PropKey",
         "Neo4j property keys: one per datatype or annotation property, and infrastructure keys.",
-        [p.name for p in keys] + [URI_KEY, TYPE_KEY, *CHANGE_KEYS],
+        [p.name for p in keys] + [URI_KEY, TYPE_KEY, *CHANGE_KEYS, *LEASE_KEYS],
     )
     out.append("CLASS_LABELS: Final[Mapping[str, Label]] = {")
     out += [f"    {c.iri!r}: Label.{member(c.label)}," for c in classes]

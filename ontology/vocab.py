@@ -353,7 +353,7 @@ class QUANTITYKIND(DefinedNamespace):
 
 
 class Label(StrEnum):
-    """Neo4j node labels: one per class, the label every graph node has, and the change log's."""
+    """Neo4j node labels: one per class, the label every graph node has, the change log's and the leases'."""
 
     ALARM = 'Alarm'
     ANOMALY = 'Anomaly'
@@ -361,6 +361,7 @@ class Label(StrEnum):
     APPROVAL_REQUIREMENT = 'ApprovalRequirement'
     AREA = 'Area'
     ASSET = 'Asset'
+    ASSET_LEASE = 'AssetLease'
     AT_RISK_ASSET = 'AtRiskAsset'
     CENTRIFUGAL_PUMP = 'CentrifugalPump'
     CHANGE = 'Change'
@@ -553,6 +554,7 @@ class PropKey(StrEnum):
     FROM_STATUS = 'fromStatus'
     FULL = 'full'
     GRAPH_VERSION = 'graphVersion'
+    HOLDER = 'holder'
     HORIZON = 'horizon'
     INFERRED_TYPE = 'inferredType'
     ISO14224_CODE = 'iso14224Code'
@@ -562,6 +564,7 @@ class PropKey(StrEnum):
     LAST_OBSERVED_AT = 'lastObservedAt'
     LAST_VALUE = 'lastValue'
     LATEST_ACCEPTABLE_TIME = 'latestAcceptableTime'
+    LEASE_OF = 'leaseOf'
     LENGTH = 'length'
     MANUFACTURER = 'manufacturer'
     MAX_RATE_OF_CHANGE = 'maxRateOfChange'
@@ -615,6 +618,7 @@ class PropKey(StrEnum):
     RDFS_LABEL = 'rdfs_label'
     REASON = 'reason'
     RECEIVED_AT = 'receivedAt'
+    RECHECK = 'recheck'
     RECORD_HASH = 'recordHash'
     REJECTED_COUNT = 'rejectedCount'
     REPORT_TEXT = 'reportText'

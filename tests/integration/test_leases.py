@@ -1,0 +1,125 @@
+"""Leases on assets (``kg.leases``) and agent workers under them (``api.agent_worker``), on the
+real Neo4j: a lease held is not taken but marked; its holder hears the mark and keeps it; an
+expired lease is free; and two workers with their own stores, checkpoints and threads, sweeping
+the same plant at once, decide on every finding exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from neo4j import Driver
+
+from tests.conftest import Neo4jTarget, seed_skab
+from twinkg.api.agent_worker import AgentWorker
+from twinkg.api.reclassification import Reclassify
+from twinkg.api.settings import Settings
+from twinkg.api.twin import Twin, agents_twin
+from twinkg.connect.json import JsonSource
+from twinkg.kg import leases
+from twinkg.kg.store import GraphStore, open_driver
+
+pytestmark = pytest.mark.neo4j
+
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+PUMP, MOTOR, LOOP = PLANT + "pump", PLANT + "motor", PLANT + "loop"
+
+
+def test_a_held_lease_is_marked_not_taken_and_its_holder_hears_the_mark(
+    driver: Driver,
+) -> None:
+    store = seed_skab(driver)
+    assert leases.acquire(store, PUMP, "a", ttl_s=300)
+    assert leases.acquire(store, PUMP, "a", ttl_s=300)  # the holder may take it again
+    assert not leases.acquire(store, PUMP, "b", ttl_s=300)  # held: b leaves a mark
+    assert leases.holders(store) == {PUMP: "a"}
+    assert leases.release(store, PUMP, "a", ttl_s=300)  # marked: a keeps it, runs again
+    assert leases.holders(store) == {PUMP: "a"}
+    assert not leases.release(store, PUMP, "b", ttl_s=300)  # not b's to give back
+    assert not leases.release(store, PUMP, "a", ttl_s=300)  # no mark now: let go
+    assert leases.holders(store) == {}
+    assert leases.acquire(store, PUMP, "b", ttl_s=0)  # b's, expiring at once
+    assert leases.acquire(store, PUMP, "c", ttl_s=300)  # an expired lease is free
+    assert leases.holders(store) == {PUMP: "c"}
+    assert leases.parts(store, LOOP) == sorted(leases.parts(store, LOOP))
+    assert PUMP in leases.parts(store, LOOP) and leases.parts(store, PUMP) == []
+    # leases are coordination, not knowledge: not in the RDF export
+    assert "AssetLease" not in store.export().serialize(format="nt")
+
+
+def _alarms(twin: Twin) -> None:
+    """Envelope alarms on the pump (flow far too high) and the motor (too hot)."""
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    points = []
+    for i in range(20):
+        at = (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        points.append(
+            {
+                "sensor": PLANT + "sensor-flow",
+                "unit": "http://qudt.org/vocab/unit/L-PER-MIN",
+                "time": at,
+                "value": 210.0,
+            }
+        )
+        points.append(
+            {
+                "sensor": PLANT + "sensor-temperature",
+                "unit": "http://qudt.org/vocab/unit/DEG_C",
+                "time": at,
+                "value": 130.0,
+            }
+        )
+    body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
+    (result,) = twin.ingest(JsonSource("alarms", body=body), reclassify=Reclassify.OFF)
+    assert result.report.alarms >= 2
+
+
+@pytest.fixture
+def second_store(neo4j_target: Neo4jTarget) -> Iterator[GraphStore]:
+    """A store over its own driver: another worker process would have its own."""
+    driver = open_driver(neo4j_target.uri, neo4j_target.user, neo4j_target.password)
+    yield GraphStore(driver)
+    driver.close()
+
+
+def test_two_workers_sweeping_at_once_decide_on_each_finding_once(
+    driver: Driver, second_store: GraphStore, tmp_path: Path
+) -> None:
+    store = seed_skab(driver)
+    with (
+        agents_twin(Settings(home=tmp_path / "one"), store) as one,
+        agents_twin(Settings(home=tmp_path / "two"), second_store) as two,
+    ):
+        _alarms(one)
+        assert set(one.case_assets()) >= {PUMP, MOTOR}
+        workers = [AgentWorker(one, "worker-1"), AgentWorker(two, "worker-2")]
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def sweep(worker: AgentWorker) -> None:
+            try:
+                barrier.wait()
+                worker.sweep()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sweep, args=(w,)) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert not errors, errors
+        used = driver.execute_query(
+            "MATCH (f) WHERE f:Alarm OR f:Anomaly "
+            "OPTIONAL MATCH (d:Decision)-[:PROV_USED]->(f) "
+            "RETURN f.uri AS finding, count(d) AS decisions"
+        ).records
+        assert used and all(row["decisions"] == 1 for row in used), [r.data() for r in used]
+        assert one.case_assets() == [] or set(one.case_assets()).isdisjoint({PUMP, MOTOR})
+        assert leases.holders(store) == {}  # every lease given back
+        total = sum(w.stats.decisions for w in workers)
+        assert total >= 2 and all(w.stats.assets + w.stats.busy >= 1 for w in workers)
