@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinkg.connect.mqtt.topics import EventKind, event_topic
-from twinkg.kg.events import DECISIONS_AFTER, DecisionEvent
+from twinkg.connect.mqtt.topics import EventKind, event_topic, work_topic
+from twinkg.kg.events import DECISIONS_AFTER, PLACES, DecisionEvent
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.errors import ConfigError
 
@@ -39,6 +39,19 @@ def _segment(tag: str | None, uri: str | None) -> str:
     name = tag or (uri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1] if uri else "")
     name = _UNSAFE.sub("_", name)[:64].lstrip("_.-")
     return name or UNPLACED
+
+
+def work_items(store: GraphStore, assets: list[str]) -> list[tuple[str, bytes]]:
+    """The (topic, body) of a work item for each of ``assets``, named as events are."""
+    made = []
+    for row in store.read(PLACES, assets=assets):
+        topic = work_topic(
+            site=_segment(row["site_tag"], row["site"]),
+            area=_segment(row["area_tag"], row["area"]),
+            asset=_segment(row["asset_tag"], row["asset"]),
+        )
+        made.append((topic, json.dumps({"asset": row["asset"]}).encode()))
+    return made
 
 
 def events_of(decision: DecisionEvent) -> list[tuple[str, dict[str, object]]]:

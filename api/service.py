@@ -20,17 +20,20 @@ stops; the MQTT session is kept, so telemetry sent meanwhile waits for the next 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from twinkg.api.agent_worker import AgentWorker
 from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
 from twinkg.api.twin import Twin
-from twinkg.connect.mqtt.client import Message
+from twinkg.connect.mqtt.client import Message, Subscriber
 from twinkg.ontology.errors import TwinKGError
 
 log = logging.getLogger("twinkg.service")
@@ -58,42 +61,46 @@ def _now() -> str:
 
 
 class TwinService:
-    """The loops of ``twinkg run`` over one twin (any of ingest and events may be absent)."""
+    """The loops of ``twinkg run`` over one twin (ingest and events may be absent; a worker
+    process of ``--workers`` runs the agents only)."""
 
     def __init__(
         self,
         twin: Twin,
         *,
-        ingest: MqttIngest | None,
-        events: EventPublisher | None,
+        worker: AgentWorker,
+        ingest: MqttIngest | None = None,
+        events: EventPublisher | None = None,
+        work: Subscriber | None = None,
+        dispatch: Callable[[list[str]], None] | None = None,
         tick_s: float = 30.0,
-        max_runs: int = 20,
         retry_s: float = 2.0,
         events_poll_s: float = 0.5,
-        on_run: Callable[[int], None] | None = None,
     ) -> None:
         self.twin = twin
+        self.worker = worker
         self.ingest = ingest
         self.events = events
+        self.work = work
+        self.dispatch = dispatch
         self.tick_s = tick_s
-        self.max_runs = max_runs
         self.retry_s = retry_s
         self.events_poll_s = events_poll_s
-        self.on_run = on_run
         self.status = ServiceStatus(started_at=_now())
         self._stop = threading.Event()
         self._wakes: queue.Queue[str] = queue.Queue(maxsize=1)  # one pending wake covers all
         self._threads: list[threading.Thread] = []
-        twin.metrics.queue_depth.labels("agents").set_function(self._wakes.qsize)
+        depth = self._wakes.qsize if work is None else work.pending
+        twin.metrics.queue_depth.labels("agents").set_function(depth)
 
     def wake(self, reason: str) -> None:
-        """Ask the agents for a run; a wake already waiting covers this one."""
-        # a pending wake's run starts after this moment, so it sees the new findings too
+        """Ask for a sweep of every asset with work; a wake already waiting covers this one."""
+        # a pending wake's sweep starts after this moment, so it sees the new findings too
         with contextlib.suppress(queue.Full):
             self._wakes.put_nowait(reason)
 
     def start(self) -> None:
-        """Start the loops; the agents run once at once (findings from before the start)."""
+        """Start the loops; the agents sweep once at once (findings from before the start)."""
         loops: list[tuple[str, Callable[[], None]]] = [("agents", self._agents_loop)]
         if self.ingest is not None:
             loops.append(("ingest", self._ingest_loop))
@@ -123,39 +130,73 @@ class TwinService:
         self.twin.metrics.service_failures.labels(where).inc()
         log.warning("%s failed, retrying in %g s: %s", where, self.retry_s, exc)
 
+    def _guarded(self, where: str, work: Callable[[], int]) -> bool:
+        """Run ``work`` (it returns decisions made); a failure is logged and counted, and the
+        loop waits ``retry_s``. Whether it succeeded."""
+        try:
+            decided = work()
+        except TwinKGError as exc:
+            self._failed(where, exc)
+        except Exception as exc:  # a defect: logged with its trace; the service goes on
+            log.exception("%s failed unexpectedly", where)
+            self._failed(where, exc)
+        else:
+            self.status.agent_runs += 1
+            self.status.decisions += decided
+            self.status.last_run_at = _now()
+            return True
+        self._stop.wait(self.retry_s)
+        return False
+
     def _agents_loop(self) -> None:
+        next_tick = time.monotonic() + self.tick_s
         while not self._stop.is_set():
-            with contextlib.suppress(queue.Empty):  # the tick: silence shows only with time
-                self._wakes.get(timeout=self.tick_s)
+            swept = False
+            with contextlib.suppress(queue.Empty):  # a wake (startup, findings) or the tick
+                wait = 0.2 if self.work is not None else max(0.0, next_tick - time.monotonic())
+                self._wakes.get(timeout=wait)
+                swept = True
             if self._stop.is_set():
                 return
-            self.status.wakes += 1
-            try:
-                results = self.twin.run_agents(scope=None, as_of=None, max_runs=self.max_runs)
-            except TwinKGError as exc:
-                self._failed("agents", exc)
-                if not self._stop.wait(self.retry_s):
+            if swept or time.monotonic() >= next_tick:
+                self.status.wakes += 1
+                if not self._guarded("agents", self.worker.sweep):
                     self.wake("retry")
+                next_tick = time.monotonic() + self.tick_s  # silence shows only with time
                 continue
-            except Exception as exc:  # a defect: logged with its trace; the service goes on
-                log.exception("an agent run failed unexpectedly")
-                self._failed("agents", exc)
-                self._stop.wait(self.retry_s)
-                continue
-            self.status.agent_runs += 1
-            self.status.decisions += len(results)
-            self.status.last_run_at = _now()
-            if self.on_run is not None:
-                self.on_run(len(results))
-            if len(results) >= self.max_runs:
-                self.wake("more")  # there may be more findings than one run takes
+            if self.work is not None:
+                self._take_work(self.work)
+
+    def _take_work(self, work: Subscriber) -> None:
+        message = next(iter(work.messages(idle_s=0.3)), None)
+        if message is None:
+            return
+        try:
+            asset = json.loads(message.payload)["asset"]
+            if not isinstance(asset, str):
+                raise TypeError(f"asset is {type(asset).__name__}")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("a work item on %s is not {asset}: %s", message.topic[:200], exc)
+            work.ack(message)
+            return
+        if self._guarded("agents", lambda: self.worker.decide_on(asset) or 0):
+            work.ack(message)
+        # not acknowledged after a failure: redelivered on reconnect; the tick covers it anyway
 
     def _ingest_loop(self) -> None:
         assert self.ingest is not None
 
         def heard(_message: Message, outcome: Outcome) -> None:
-            if outcome.findings:
+            if not outcome.findings:
+                return
+            if self.dispatch is None:
                 self.wake("findings")
+                return
+            try:  # one work item per asset: the agent workers share them
+                self.dispatch(self.twin.case_assets())
+            except TwinKGError as exc:
+                self._failed("dispatch", exc)
+                self.wake("findings")  # this process's worker sweeps instead
 
         while not self._stop.is_set():
             try:

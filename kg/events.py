@@ -69,3 +69,19 @@ class DecisionEvent:
     def from_row(cls, row: dict[str, Any]) -> DecisionEvent:
         """From a row of :data:`DECISIONS_AFTER`."""
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+PLACES = NamedQuery(
+    "events.places",
+    f"UNWIND $assets AS uri MATCH (t:{token(Label.RESOURCE)} {{uri: uri}}) "
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_AREA}) "
+    "RETURN x AS area ORDER BY length(p) LIMIT 1 } "
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
+    "RETURN x AS site ORDER BY length(p) LIMIT 1 } "
+    f"RETURN t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
+    f"site.uri AS site, site.{_TAG} AS site_tag",
+)
+"""Each asset of ``$assets`` with its tag and the nearest area and site up its ``partOf``
+chain (as :data:`DECISIONS_AFTER` names a decision's target)."""

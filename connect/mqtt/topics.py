@@ -7,6 +7,7 @@ message type, then the nodes, so one wildcard selects a site, a message type or 
     twinkg/v1/{site}/tele/{area}/{node}         telemetry in, a JSON batch per message
     twinkg/v1/{site}/refused/{area}/{node}      a telemetry message refused, with the reason
     twinkg/v1/{site}/evt/{kind}/{area}/{asset}  an event: finding, decision, approval, action
+    twinkg/v1/{site}/work/{area}/{asset}        an asset with something for the agents to decide
 
 Payloads are JSON, not Sparkplug's protobuf: the telemetry payload is the JSON batch contract of
 ``POST /telemetry`` (``connect.json``), so one contract holds on every way in. Every name segment
@@ -95,6 +96,25 @@ def event_topic(kind: EventKind, *, site: str, area: str, asset: str) -> str:
     return f"{ROOT}/{segment(site, 'site')}/evt/{kind}/{where}"
 
 
+AGENT_GROUP = "twinkg-agents"
+"""The shared-subscription group of the agent workers: each work item goes to one of them."""
+
+WORK_FILTER = f"{ROOT}/+/work/#"
+"""Every work item (what agent workers share)."""
+
+
+def work_topic(*, site: str, area: str, asset: str) -> str:
+    """Where the work item of ``asset`` is published."""
+    where = "/".join((segment(area, "area"), segment(asset, "asset")))
+    return f"{ROOT}/{segment(site, 'site')}/work/{where}"
+
+
+def shared(topic_filter: str, group: str) -> str:
+    """``topic_filter`` as an MQTT 5 shared subscription of ``group`` (one member gets each
+    message): for work whose order does not matter, since a lease orders each asset's."""
+    return f"$share/{segment(group, 'share group')}/{topic_filter}"
+
+
 def telemetry_filters(sites: Sequence[str] = ()) -> list[str]:
     """What an ingest worker subscribes to: every topic under the telemetry tree of ``sites``
     (all sites when none is named). Wider than the telemetry topics, so a message on a
@@ -122,6 +142,7 @@ def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
             f"topic read {ROOT}/+/tele/#",
             f"topic write {ROOT}/+/evt/#",
             f"topic write {ROOT}/+/refused/#",
+            f"topic readwrite {ROOT}/+/work/#",
         ]
     else:
         grants = [f"topic read {ROOT}/+/evt/#", f"topic read {ROOT}/+/refused/#"]

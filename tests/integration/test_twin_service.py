@@ -1,7 +1,9 @@
-"""``twinkg run`` as an operator starts it: its own process, the real Mosquitto and Neo4j.
-Telemetry published over MQTT raises an envelope alarm; the service ingests it, the alarm wakes
-the agents, they decide on the pump, and the decision comes back as an MQTT event, without any
-command after the start. SIGTERM stops it cleanly (exit 0, a summary line)."""
+"""``twinkg run`` as an operator starts it: its own process (and, with ``--workers 2``, a
+second agent worker process), the real Mosquitto and Neo4j. Telemetry published over MQTT
+raises an envelope alarm; the service ingests it and hands the pump to the agent workers as a
+work item (shared subscription); one decides under the pump's lease, and the decision comes
+back as an MQTT event, without any command after the start. SIGTERM stops every process
+cleanly (exit 0, a summary line) and no lease is left held."""
 
 from __future__ import annotations
 
@@ -42,8 +44,9 @@ def _decisions_on_alarms(driver: Driver) -> list[str]:
     return [row["uri"] for row in rows]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path, workers: int
 ) -> None:
     seed_skab(driver)
     port = free_port()
@@ -57,7 +60,7 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
             _client(tmp_path, port, "dash"), ["twinkg/v1/+/evt/#"], client_id="dash"
         )
         service = subprocess.Popen(
-            [TWINKG, "run", "--tick-s", "3600"],
+            [TWINKG, "run", "--tick-s", "3600", "--workers", str(workers)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -95,6 +98,14 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         stdout, stderr = service.communicate(timeout=300)
         assert service.returncode == 0, stderr
         assert "stopped: 1 messages" in stdout and "events published" in stdout
+        assert f"{workers} agent worker(s)" in stderr
+        assert "did not finish cleanly" not in stdout  # every worker process exited 0
+        assert (
+            driver.execute_query(
+                "MATCH (l:AssetLease) WHERE l.holder IS NOT NULL RETURN count(l) AS n"
+            ).records[0]["n"]
+            == 0
+        )
     finally:
         if service is not None and service.poll() is None:
             service.kill()
