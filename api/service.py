@@ -1,20 +1,23 @@
 """``twinkg run``: the twin as a service that works on its own, driven by events.
 
-Three loops in one process, each on its own thread, sharing one :class:`api.twin.Twin`:
+Loops on their own threads, sharing one :class:`api.twin.Twin`:
 
-* **ingest** (``api.mqtt_ingest``): telemetry from the broker, message by message; a batch that
-  raised anomalies or alarms *wakes* the agents;
-* **agents**: woken by the ingest, and by a tick every ``tick_s`` seconds (a sensor that falls
-  silent raises no message: only time shows it; a stopped asset's restart falls due with time
-  too). A wake runs :meth:`Twin.run_agents` (crashed runs resumed first, then every open
-  finding, at most ``max_runs``); wakes that arrive meanwhile are coalesced into the next run,
-  so the queue is bounded and no wake is lost;
+* **ingest** (``api.mqtt_ingest``): telemetry from the broker, message by message. A batch
+  that raised anomalies or alarms is turned into one *work item* per asset with something to
+  decide (``twinkg/v1/{site}/work/{area}/{asset}``), or, without a broker, a local wake;
+* **agents** (``api.agent_worker``): each worker process takes work items from the MQTT 5
+  shared subscription of the agent group (one worker gets each) and decides on that asset
+  under its lease; every ``tick_s`` seconds, and at start, it *sweeps*: every asset with
+  something to decide that no other worker holds (a sensor that falls silent sends no message,
+  and a work item lost with a dead worker is found so). Local wakes are coalesced: the queue
+  holds one, and a pending sweep covers every wake after it;
 * **events** (``api.event_stream``): every decision recorded is published as MQTT events.
 
-A failure of the store or the broker is logged, counted and retried after ``retry_s``; it never
-ends the service. :meth:`TwinService.stop` (SIGTERM, Ctrl-C) lets the message and the run in
-hand finish (a run cut off by a kill is resumed by the next start, from its checkpoint), then
-stops; the MQTT session is kept, so telemetry sent meanwhile waits for the next start.
+A failure of the store or the broker is logged, counted (``twinkg_service_failures_total``)
+and retried after ``retry_s``; it never ends the service. :meth:`TwinService.stop` (SIGTERM,
+Ctrl-C) lets the message and the run in hand finish (a run cut off by a kill is resumed from its
+checkpoint by the next start), then stops; the telemetry session is kept, so telemetry sent
+meanwhile waits for the next start. Decision 0057.
 """
 
 from __future__ import annotations
