@@ -51,7 +51,7 @@ def test_a_held_lease_is_marked_not_taken_and_its_holder_hears_the_mark(
     assert "AssetLease" not in store.export().serialize(format="nt")
 
 
-def _alarms(twin: Twin) -> None:
+def raise_alarms(twin: Twin) -> None:
     """Envelope alarms on the pump (flow far too high) and the motor (too hot)."""
     start = datetime.now(UTC) - timedelta(minutes=10)
     points = []
@@ -94,7 +94,7 @@ def test_two_workers_sweeping_at_once_decide_on_each_finding_once(
         agents_twin(Settings(home=tmp_path / "one"), store) as one,
         agents_twin(Settings(home=tmp_path / "two"), second_store) as two,
     ):
-        _alarms(one)
+        raise_alarms(one)
         assert set(one.case_assets()) >= {PUMP, MOTOR}
         workers = [AgentWorker(one, "worker-1"), AgentWorker(two, "worker-2")]
         barrier = threading.Barrier(2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from neo4j import Driver
 
 from tests.conftest import Neo4jTarget, seed_skab
 from tests.integration.test_cli import TWINKG, run
+from tests.integration.test_leases import raise_alarms
+from twinkg.api.settings import Settings
+from twinkg.api.twin import agents_twin
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
 from twinkg.connect.mqtt.pki import Credentials
@@ -111,3 +115,37 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
             service.kill()
             service.communicate()
         run("broker", "stop", env=env)
+
+
+def test_without_a_broker_the_agents_sweep_on_the_timer(
+    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+) -> None:
+    store = seed_skab(driver)
+    with agents_twin(Settings(home=tmp_path), store) as twin:
+        raise_alarms(twin)  # findings already in the graph when the service starts
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path)}
+    refused = run("run", "--no-mqtt", "--workers", "2", env=env)
+    assert refused.returncode == 2 and "it needs --mqtt" in refused.stderr
+    service = subprocess.Popen(
+        [TWINKG, "run", "--no-mqtt", "--tick-s", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        decided: list[str] = []
+        for _ in range(600):  # wait on the graph's state (at most about a minute)
+            decided = _decisions_on_alarms(driver)
+            if len(decided) >= 2 or service.poll() is not None:
+                break
+            threading.Event().wait(0.1)
+        assert len(decided) >= 2, "the sweep decided on neither alarm"
+        service.send_signal(signal.SIGTERM)
+        stdout, stderr = service.communicate(timeout=300)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+    assert service.returncode == 0, stderr
+    assert "agent passes" in stdout and "did not finish cleanly" not in stdout
