@@ -155,6 +155,8 @@ class Subscriber:
         client_id: str,
         receive_maximum: int = 64,
     ) -> None:
+        if isinstance(topic_filters, str):  # a str is a sequence of one-letter filters
+            raise ConfigError(f"topic filters are a list, not the string {topic_filters!r}")
         self._queue: queue.Queue[Message] = queue.Queue()
         self._client, resumed = connect_session(
             endpoint, client_id, receive_maximum=receive_maximum, on_message=self._received
