@@ -67,6 +67,22 @@ class Latency:
         return float(np.percentile(self.ms, q))
 
 
+def anomaly_records(pumps: Sequence[str], at: datetime, name: str) -> GraphRecords:
+    """A ``tk:Anomaly`` at ``at`` concerning each pump (``…/anomaly/NAME/i``)."""
+    nodes, rels = [], []
+    for i, pump in enumerate(pumps):
+        uri = f"{INGEST_BASE}anomaly/{name}/{i}"
+        props: dict[PropKey, Any] = {
+            PropKey.OCCURRED_AT: at,
+            PropKey.ENDED_AT: at + timedelta(minutes=5),
+            PropKey.ANOMALY_SCORE: 0.9,
+            PropKey.SAMPLE_COUNT: 300,
+        }
+        nodes.append(NodeRecord(uri, (str(TK.Anomaly),), props))
+        rels.append(RelRecord(RelType.CONCERNS, uri, pump))
+    return GraphRecords(tuple(nodes), tuple(rels))
+
+
 class Findings:
     """Anomalies on the pumps, one round at a time (each finding is decided on once)."""
 
@@ -76,18 +92,7 @@ class Findings:
 
     def _write_round(self) -> None:
         at = T0 + timedelta(hours=self.round)
-        nodes, rels = [], []
-        for i, pump in enumerate(self.pumps):
-            uri = f"{INGEST_BASE}anomaly/bench/{i}/{self.round}"
-            props: dict[PropKey, Any] = {
-                PropKey.OCCURRED_AT: at,
-                PropKey.ENDED_AT: at + timedelta(minutes=5),
-                PropKey.ANOMALY_SCORE: 0.9,
-                PropKey.SAMPLE_COUNT: 300,
-            }
-            nodes.append(NodeRecord(uri, (str(TK.Anomaly),), props))
-            rels.append(RelRecord(RelType.CONCERNS, uri, pump))
-        self.store.write(GraphRecords(tuple(nodes), tuple(rels)))
+        self.store.write(anomaly_records(self.pumps, at, f"bench/{self.round}"))
         # as_of just after this round's findings: earlier rounds' are decided already
         self.queue = [(p, at + timedelta(minutes=10)) for p in self.pumps]
         self.round += 1

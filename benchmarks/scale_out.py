@@ -22,37 +22,19 @@ import multiprocessing as mp
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
+from benchmarks.decisions import anomaly_records
 from benchmarks.server import throwaway_server
 from twinkg.api.agent_worker import AgentWorker
 from twinkg.api.settings import Settings
 from twinkg.api.twin import agents_twin
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
-from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
 from twinkg.kg.store import GraphStore, open_driver
 from twinkg.ontology.namespaces import INGEST_BASE
-from twinkg.ontology.vocab import TK, PropKey, RelType
-
-
-def anomalies(store: GraphStore, pumps: list[str], round_: int) -> None:
-    """One new anomaly on every pump, a few minutes old."""
-    at = datetime.now(UTC) - timedelta(minutes=10)
-    nodes, rels = [], []
-    for i, pump in enumerate(pumps):
-        uri = f"{INGEST_BASE}anomaly/scale/{round_}/{i}"
-        props: dict[PropKey, Any] = {
-            PropKey.OCCURRED_AT: at,
-            PropKey.ENDED_AT: at + timedelta(minutes=5),
-            PropKey.ANOMALY_SCORE: 0.9,
-            PropKey.SAMPLE_COUNT: 300,
-        }
-        nodes.append(NodeRecord(uri, (str(TK.Anomaly),), props))
-        rels.append(RelRecord(RelType.CONCERNS, uri, pump))
-    store.write(GraphRecords(tuple(nodes), tuple(rels)))
+from twinkg.ontology.vocab import TK
 
 
 def worker(  # noqa: PLR0917 - a process target takes its arguments by position
@@ -88,7 +70,8 @@ def main() -> None:
         seeding.load(server.store, "generated", seeding.with_ontology(plant))
         pumps = [n.uri for n in plant.nodes if str(TK.CentrifugalPump) in n.types]
         for round_, count in enumerate(counts):
-            anomalies(server.store, pumps, round_)
+            at = datetime.now(UTC) - timedelta(minutes=10)  # recent: the agents look at it
+            server.store.write(anomaly_records(pumps, at, f"scale/{round_}"))
             go, out = spawn.Event(), spawn.Queue()
             procs = [
                 spawn.Process(

@@ -21,6 +21,15 @@ _GEN, _USED = token(RelType.PROV_WAS_GENERATED_BY), token(RelType.PROV_USED)
 _TARGETS, _PART_OF = token(RelType.TARGETS), token(RelType.PART_OF)
 _INDEX, _TAG = token(PropKey.CHAIN_INDEX), token(PropKey.TAG)
 _ENDED = token(PropKey.PROV_ENDED_AT_TIME)
+# The nearest area and site up the partOf chain of the asset ``t``.
+_PLACE = (
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_AREA}) "
+    "RETURN x AS area ORDER BY length(p) LIMIT 1 } "
+    "CALL (t) { "
+    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
+    "RETURN x AS site ORDER BY length(p) LIMIT 1 } "
+)
 
 DECISIONS_AFTER = NamedQuery(
     "events.decisions_after",
@@ -30,13 +39,8 @@ DECISIONS_AFTER = NamedQuery(
     f"OPTIONAL MATCH (a:{_ACTION}) WHERE (a)-[:{_GEN}]->(d) OR (d)-[:{_USED}]->(a) "
     f"OPTIONAL MATCH (a)-[:{_TARGETS}]->(t) "
     "RETURN a, t LIMIT 1 } "
-    "CALL (t) { "
-    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_AREA}) "
-    "RETURN x AS area ORDER BY length(p) LIMIT 1 } "
-    "CALL (t) { "
-    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
-    "RETURN x AS site ORDER BY length(p) LIMIT 1 } "
-    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.outcome AS outcome, "
+    + _PLACE
+    + f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.outcome AS outcome, "
     f"d.reason AS reason, d.plannerKind AS planner, toString(d.{_ENDED}) AS at, "
     f"a.uri AS action, a.{token(PropKey.ACTION_KIND)} AS action_kind, "
     f"t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
@@ -74,13 +78,8 @@ class DecisionEvent:
 PLACES = NamedQuery(
     "events.places",
     f"UNWIND $assets AS uri MATCH (t:{token(Label.RESOURCE)} {{uri: uri}}) "
-    "CALL (t) { "
-    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_AREA}) "
-    "RETURN x AS area ORDER BY length(p) LIMIT 1 } "
-    "CALL (t) { "
-    f"OPTIONAL MATCH p = (t)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
-    "RETURN x AS site ORDER BY length(p) LIMIT 1 } "
-    f"RETURN t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
+    + _PLACE
+    + f"RETURN t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
     f"site.uri AS site, site.{_TAG} AS site_tag",
 )
 """Each asset of ``$assets`` with its tag and the nearest area and site up its ``partOf``
