@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -34,7 +35,7 @@ from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
-from twinkg.ontology.errors import ServerError
+from twinkg.ontology.errors import ServerError, StoreError
 
 pytestmark = pytest.mark.neo4j
 
@@ -268,12 +269,39 @@ def test_workers_split_by_site_each_take_only_their_sites(
     assert (other_stats.messages, other_stats.refused) == (1, 1)
 
 
+def test_while_the_store_is_away_the_message_is_kept_and_retried(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = connect(producer(mqtt, "gw-retry", "skab"), "gw-retry")
+    worker, subscriber = _worker(twin, mqtt, "ingest-retry", tmp_path)
+    worker.retry_s = 0.01
+    real = twin.ingest
+    failures = [2]  # Neo4j answers the third try
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise StoreError("Neo4j is unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(twin, "ingest", away)
+    try:
+        publish(gateway, TOPIC, _batch(_recent(5), 4), timeout_s=10)
+        stats = worker.run(max_messages=1, idle_s=20)
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    assert (stats.retries, stats.applied, stats.refused) == (2, 1, 0)
+    assert _stored(tmp_path) == 4
+    assert list(DeadLetters(tmp_path / "refused").read()) == []  # a store failure is no refusal
+
+
 def test_a_retiring_worker_drains_its_share_before_it_leaves(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
 ) -> None:
     gateway = connect(producer(mqtt, "gw-retire", "skab"), "gw-retire")
     leaving, _leaving_sub = _worker(twin, mqtt, "ingest-retire", tmp_path)
-    start = _recent(5)
+    start = _recent(6)
     try:
         for i in range(10):  # routed to the worker while it takes none
             publish(gateway, TOPIC, _batch(start + timedelta(minutes=i), 3), timeout_s=10)
