@@ -17,12 +17,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from opentelemetry import trace
 
 from twinkg.agents import act, approval, diagnose, guard, monitor, plan, record
 from twinkg.agents.context import RunContext
 from twinkg.agents.state import AgentState, Outcome
 
 Node = Callable[[AgentState, RunContext], dict[str, Any]]
+_tracer = trace.get_tracer("twinkg.agents")
 
 NODES: dict[str, Node] = {
     "monitor": monitor.monitor,
@@ -45,7 +47,16 @@ def _bind(node: Node) -> _Bound:
     """The node as LangGraph calls it: the run context arrives as ``runtime.context``."""
 
     def run(state: AgentState, *, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        return node(state, runtime.context)
+        with _tracer.start_as_current_span(f"twinkg.agent.{node.__name__}") as span:
+            span.set_attribute("twinkg.trigger", str(state.trigger))
+            if state.asset or state.scope:
+                span.set_attribute("twinkg.asset", state.asset or state.scope or "")
+            update = node(state, runtime.context)
+            steps = update.get("steps")
+            if steps:  # the record node: the trace carries the provenance it wrote
+                span.set_attribute("twinkg.decision", steps[-1].decision)
+                span.set_attribute("twinkg.outcome", str(steps[-1].outcome))
+            return update
 
     run.__name__ = node.__name__
     run.__doc__ = node.__doc__

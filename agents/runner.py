@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
+from opentelemetry import trace
 
 from twinkg.agents.checkpoint import DURABILITY, unfinished_threads
 from twinkg.agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
@@ -48,6 +49,8 @@ from twinkg.ontology.errors import (
     NotAwaitingApprovalError,
 )
 from twinkg.ontology.namespaces import AGENT_BASE
+
+_tracer = trace.get_tracer("twinkg.agents")
 
 
 def default_agent() -> AgentInfo:
@@ -116,14 +119,16 @@ class Agents:
         """Run the graph on thread ``run_id``, each node's checkpoint written before the next;
         ``on_node(run_id, node)`` hears of each node as it finishes (for a live stream)."""
         config, context = self._config(run_id), self.context()
-        if on_node is None:
-            self._graph.invoke(value, config, context=context, durability=DURABILITY)
-            return
-        for update in self._graph.stream(
-            value, config, context=context, durability=DURABILITY, stream_mode="updates"
-        ):
-            for node in update:
-                on_node(run_id, node)
+        with _tracer.start_as_current_span("twinkg.agents.run") as span:
+            span.set_attribute("twinkg.run_id", run_id)
+            if on_node is None:
+                self._graph.invoke(value, config, context=context, durability=DURABILITY)
+                return
+            for update in self._graph.stream(
+                value, config, context=context, durability=DURABILITY, stream_mode="updates"
+            ):
+                for node in update:
+                    on_node(run_id, node)
 
     def _result(self, run_id: str) -> RunResult:
         snapshot = self._graph.get_state(self._config(run_id))

@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from twinkg.api import tracing
 from twinkg.api.http import agents as routes_agents
 from twinkg.api.http import core as routes_core
 from twinkg.api.http import decisions as routes_decisions
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.configure(settings)  # off unless TWINKG_OTLP_ENDPOINT is set
         with open_services(app, settings, store):
             async with mcp.lifespan():
                 yield

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024, ge=1024, description="largest MQTT message the broker takes"
     )
 
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="export OpenTelemetry traces over OTLP/HTTP here (…/v1/traces); unset: off",
+    )
+    otel_service_name: str = Field(default="twinkg", description="service.name of the traces")
+
     @model_validator(mode="after")
     def _watch_within_lookback(self) -> Settings:
         # a watched asset's anomalies wait the watch out; past the look-back they would be lost

@@ -13,7 +13,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from neo4j.exceptions import (
     Neo4jError,
     ServiceUnavailable,
 )
+from opentelemetry import trace
 from rdflib import Dataset, Graph, URIRef
 
 from twinkg.kg import cypher_guard, cypher_run, outbox, queries
@@ -54,6 +55,8 @@ DEFAULT_BYTE_CAP = 8 * 1024 * 1024
 """Largest answer of untrusted Cypher, in bytes of JSON (``TWINKG_QUERY_MAX_BYTES``)."""
 _T = TypeVar("_T")
 _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+_tracer = trace.get_tracer("twinkg.kg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,14 @@ class QueryResult:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     truncated: bool
+
+
+def _span(name: str) -> AbstractContextManager[Any]:
+    """A span for one named statement or write (a no-op unless tracing is configured by
+    ``api.tracing``): ``twinkg.store <name>``, with ``db.system`` neo4j."""
+    return _tracer.start_as_current_span(
+        f"twinkg.store {name}", attributes={"db.system": "neo4j", "db.operation.name": name}
+    )
 
 
 def open_driver(uri: str, user: str, password: str) -> Driver:
@@ -233,7 +244,7 @@ class GraphStore:
 
     def read(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
         """Run one of TwinKG's own named read queries; rows as dicts of plain values."""
-        with self._session(read=True) as session:
+        with _span(query.name), self._session(read=True) as session:
             result = session.run(query.cypher, params)
             return [_row(record) for record in result]
 
@@ -253,7 +264,8 @@ class GraphStore:
         touched = outbox.Touched()
         touched.add(touches)
         results: list[list[dict[str, Any]]] = []
-        with self._session() as session, session.begin_transaction() as tx:
+        names = "+".join(query.name for query, _ in statements)
+        with _span(names), self._session() as session, session.begin_transaction() as tx:
             for query, params in statements:
                 rows = tx.run(query.cypher, dict(params))
                 results.append([_row(r) for r in rows])
@@ -284,7 +296,7 @@ class GraphStore:
         relationship's start.
         """
         touched = outbox.Touched()
-        with self._session() as session, session.begin_transaction() as tx:
+        with _span("write"), self._session() as session, session.begin_transaction() as tx:
             summary = _write_records(
                 tx, records, touched=touched, batch_size=batch_size, progress=progress
             )
@@ -321,7 +333,11 @@ class GraphStore:
         or nothing. What ``work`` touched (:meth:`StoreTx.touch`, :meth:`StoreTx.write`) goes into
         the change log entry committed with it.
         """
-        with self._session() as session, session.begin_transaction() as tx:
+        with (
+            _span("transaction"),
+            self._session() as session,
+            session.begin_transaction() as tx,
+        ):
             store_tx = StoreTx(tx)
             result = work(store_tx)
             outbox.append(tx, store_tx.touched, full_at=self._full_at)
@@ -424,9 +440,10 @@ class StoreTx:
 
     def run(self, query: queries.NamedQuery, **params: Any) -> list[dict[str, Any]]:
         """Run one named statement in this transaction; its rows as dicts of plain values."""
-        result = self._tx.run(query.cypher, params)
-        rows = [_row(r) for r in result]
-        self.touched.note(result.consume())
+        with _span(query.name):
+            result = self._tx.run(query.cypher, params)
+            rows = [_row(r) for r in result]
+            self.touched.note(result.consume())
         return rows
 
     def write(self, records: GraphRecords, *, batch_size: int = DEFAULT_BATCH) -> WriteSummary:

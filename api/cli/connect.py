@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from twinkg.api import tracing
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
@@ -120,6 +121,7 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
     keeps its session: the broker holds its messages until it is back (restart it with the
     same client id), unless it was stopped with --retire."""
     settings = load_settings()
+    tracing.configure(settings)  # off unless TWINKG_OTLP_ENDPOINT is set
     # the per-message lines say what the log's warnings would; --quiet leaves only the log
     level = logging.WARNING if quiet else logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from twinkg.api import tracing
 from twinkg.api.agent_worker import AgentWorker
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.event_stream import EventPublisher, work_items
@@ -66,6 +67,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     findings to the agent workers (MQTT shared subscription; a lease per asset), sweep for
     work every --tick-s, publish the decisions as MQTT events."""
     settings = load_settings()
+    tracing.configure(settings)  # off unless TWINKG_OTLP_ENDPOINT is set
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if workers > 1 and not mqtt:
         raise ConfigError("--workers > 1 shares work over MQTT: it needs --mqtt")
