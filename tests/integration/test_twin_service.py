@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from neo4j import Driver
 
@@ -60,11 +61,21 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
     try:
         for name, role, site in (("gw", "producer", ["--site", "skab"]), ("dash", "observer", [])):
             assert run("broker", "issue", name, "--role", role, *site, env=env).returncode == 0
+        metrics_port = free_port()
         observer = Subscriber(
             _client(tmp_path, port, "dash"), ["twinkg/v1/+/evt/#"], client_id="dash"
         )
         service = subprocess.Popen(
-            [TWINKG, "run", "--tick-s", "3600", "--workers", str(workers)],
+            [
+                TWINKG,
+                "run",
+                "--tick-s",
+                "3600",
+                "--workers",
+                str(workers),
+                "--metrics-port",
+                str(metrics_port),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -98,6 +109,10 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         about = [e for e in events if e["decision"] in decided]
         assert about and all(e["asset"] == PLANT + "pump" for e in about)
         assert {e["kind"] for e in about} >= {"decision"}
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+        for loop in ("agents", "ingest", "events"):
+            assert f'twinkg_service_loop_up{{loop="{loop}"}} 1.0' in scraped
+        assert 'twinkg_points_ingested_total{way="mqtt"} 30.0' in scraped
         service.send_signal(signal.SIGTERM)
         stdout, stderr = service.communicate(timeout=300)
         assert service.returncode == 0, stderr
