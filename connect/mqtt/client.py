@@ -177,10 +177,19 @@ class Subscriber:
 
         self._client.on_subscribe = on_subscribe
         self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+        self._client.on_connect = self._reconnected
         if not granted.wait(endpoint.timeout_s) or any(c.is_failure for c in codes):
             self.close()
             why = str(codes[0]) if codes else "no answer"
             raise ServerError(f"MQTT subscription to {', '.join(self._filters)} refused: {why}")
+
+    def _reconnected(
+        self, client: paho.Client, _u: object, flags: ConnectFlags, reason: ReasonCode, _p: object
+    ) -> None:
+        """After paho reconnected by itself: a broker that lost the session (restarted without
+        its saved state) lost the subscriptions too, so they are made again."""
+        if not reason.is_failure and not flags.session_present:
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
 
     def _received(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         self._queue.put(
