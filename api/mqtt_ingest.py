@@ -174,7 +174,7 @@ class MqttIngest:
         return self.stats
 
     def retire(self, *, idle_s: float = 1.0, stop: threading.Event | None = None) -> None:
-        """Leave the group for good: unsubscribe (no new messages come here), handle and
+        """Leave for good (scaling down): unsubscribe (no new messages come here), handle and
         acknowledge what the broker had already routed here until ``idle_s`` passes without
         one, then end the session. A worker that only stops (a restart) keeps its session
         instead, and the messages routed to it meanwhile wait for it."""
