@@ -38,7 +38,13 @@ from twinkg.ontology.vocab import TK
 
 
 def worker(  # noqa: PLR0917 - a process target takes its arguments by position
-    uri: str, password: str, home: str, name: str, go: mp.synchronize.Event, out: mp.Queue[int]
+    uri: str,
+    password: str,
+    home: str,
+    name: str,
+    go: mp.synchronize.Event,
+    ready: mp.Queue[str],
+    out: mp.Queue[int],
 ) -> None:
     """One worker process: sweep under leases until nothing is left; put its decisions."""
     driver = open_driver(uri, "neo4j", password)
@@ -46,6 +52,7 @@ def worker(  # noqa: PLR0917 - a process target takes its arguments by position
     with agents_twin(settings, GraphStore(driver)) as twin:
         agent = AgentWorker(twin, name)
         twin.case_assets()  # warm the driver and the queries before the start
+        ready.put(name)
         go.wait()
         while True:
             decided = agent.sweep()
@@ -72,7 +79,7 @@ def main() -> None:
         for round_, count in enumerate(counts):
             at = datetime.now(UTC) - timedelta(minutes=10)  # recent: the agents look at it
             server.store.write(anomaly_records(pumps, at, f"scale/{round_}"))
-            go, out = spawn.Event(), spawn.Queue()
+            go, ready, out = spawn.Event(), spawn.Queue(), spawn.Queue()
             procs = [
                 spawn.Process(
                     target=worker,
@@ -82,6 +89,7 @@ def main() -> None:
                         str(server.home / f"r{round_}w{k}"),
                         f"r{round_}w{k}",
                         go,
+                        ready,
                         out,
                     ),
                 )
@@ -89,7 +97,8 @@ def main() -> None:
             ]
             for proc in procs:
                 proc.start()
-            time.sleep(5)  # let every process open its driver and warm up before the start
+            for _ in procs:  # every process has opened its driver and warmed up
+                ready.get(timeout=600)
             started = time.perf_counter()
             go.set()
             decided = [out.get(timeout=1800) for _ in procs]

@@ -12,6 +12,7 @@ import pytest
 
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
+from twinkg.connect.mqtt.pki import Credentials
 from twinkg.connect.mqtt.topics import Role
 from twinkg.kg.local_server import free_port
 
@@ -39,3 +40,13 @@ def producer(config: broker.BrokerConfig, name: str, site: str) -> MqttEndpoint:
     """A producer of ``site``, issued now."""
     broker.issue(config, name, Role.PRODUCER, site=site)
     return endpoint(config, name)
+
+
+def home_endpoint(home: Path, port: int, name: str) -> MqttEndpoint:
+    """How client ``name`` reaches the broker a ``twinkg broker`` command started under
+    ``TWINKG_HOME=home`` on ``port`` (its certificate issued by ``twinkg broker issue``)."""
+    pki = home / "broker" / "pki"
+    credentials = Credentials(
+        pki / "ca.crt", pki / "clients" / f"{name}.crt", pki / "clients" / f"{name}.key"
+    )
+    return MqttEndpoint(f"mqtts://127.0.0.1:{port}", credentials, timeout_s=10.0)

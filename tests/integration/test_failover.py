@@ -26,11 +26,10 @@ import pytest
 from neo4j import Driver
 
 from tests.conftest import Neo4jTarget, seed_skab
+from tests.integration.mqtt_world import home_endpoint
 from tests.integration.test_cli import TWINKG, run
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import connect, publish
-from twinkg.connect.mqtt.endpoint import MqttEndpoint
-from twinkg.connect.mqtt.pki import Credentials
 from twinkg.kg.local_server import free_port
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import ServerError
@@ -86,14 +85,7 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     worker = None
     try:
         assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
-        pki = tmp_path / "broker" / "pki"
-        gateway = connect(
-            MqttEndpoint(
-                f"mqtts://127.0.0.1:{port}",
-                Credentials(pki / "ca.crt", pki / "clients/gw.crt", pki / "clients/gw.key"),
-            ),
-            "gw",
-        )
+        gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         bodies = _bodies()
         worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
         for body in bodies[:20]:
@@ -146,14 +138,7 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     worker = None
     try:
         assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
-        pki = tmp_path / "broker" / "pki"
-        gateway = connect(
-            MqttEndpoint(
-                f"mqtts://127.0.0.1:{port}",
-                Credentials(pki / "ca.crt", pki / "clients/gw.crt", pki / "clients/gw.key"),
-            ),
-            "gw",
-        )
+        gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         bodies = _bodies()
         worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
         for body in bodies[:20]:

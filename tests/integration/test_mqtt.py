@@ -12,6 +12,7 @@ the points are stored once).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -234,9 +235,14 @@ def test_a_worker_that_dies_unacknowledged_gets_its_messages_again_in_order(
         back, back_sub = _worker(twin, mqtt, "ingest-redeliver", tmp_path)
         try:
             seen: list[bytes] = []
-            stats = back.run(
-                idle_s=3, on_outcome=lambda message, _outcome: seen.append(message.payload)
-            )
+            all_in = threading.Event()
+
+            def heard(message: Message, outcome: Outcome) -> None:
+                seen.append(message.payload)
+                if back.stats.applied == 12:  # every batch stored: stop (idle_s: a deadline)
+                    all_in.set()
+
+            stats = back.run(stop=all_in, idle_s=60, on_outcome=heard)
         finally:
             back_sub.close(end_session=True)
     finally:
@@ -258,8 +264,8 @@ def test_workers_split_by_site_each_take_only_their_sites(
     try:
         publish(skab, TOPIC, _batch(_recent(4), 2), timeout_s=10)
         publish(other, "twinkg/v1/other/tele/a/n", b"not json", timeout_s=10)
-        skab_stats = skab_worker.run(idle_s=2)
-        other_stats = other_worker.run(idle_s=2)
+        skab_stats = skab_worker.run(max_messages=1, idle_s=60)
+        other_stats = other_worker.run(max_messages=1, idle_s=60)
     finally:
         for sub in (skab_sub, other_sub):
             sub.close(end_session=True)
@@ -305,7 +311,7 @@ def test_a_retiring_worker_drains_its_share_before_it_leaves(
     try:
         for i in range(10):  # routed to the worker while it takes none
             publish(gateway, TOPIC, _batch(start + timedelta(minutes=i), 3), timeout_s=10)
-        leaving.retire(idle_s=2)
+        leaving.retire(idle_s=10)  # ten messages wait on the broker: delivered at once
         for i in range(10, 16):  # after it left: held for no one
             publish(gateway, TOPIC, _batch(start + timedelta(minutes=i), 3), timeout_s=10)
         successor, successor_sub = _worker(twin, mqtt, "ingest-retire", tmp_path)
@@ -321,7 +327,7 @@ def test_a_retiring_worker_drains_its_share_before_it_leaves(
 
 
 def _take(subscriber: Subscriber, n: int) -> Iterator[Message]:
-    for i, message in enumerate(subscriber.messages(idle_s=5)):
+    for i, message in enumerate(subscriber.messages(idle_s=30)):  # a deadline
         yield message
         if i + 1 >= n:
             return

@@ -15,10 +15,10 @@ import pytest
 from neo4j import Driver
 
 from tests.conftest import Neo4jTarget, seed_skab
+from tests.integration.mqtt_world import home_endpoint
 from tests.integration.test_cli import run
 from twinkg.connect.mqtt.client import connect, publish
-from twinkg.connect.mqtt.endpoint import MqttEndpoint
-from twinkg.connect.mqtt.pki import Credentials, common_name
+from twinkg.connect.mqtt.pki import common_name
 from twinkg.kg.local_server import free_port
 
 pytestmark = pytest.mark.neo4j
@@ -50,13 +50,7 @@ def test_an_operator_runs_the_broker_and_a_worker_from_the_command_line(
         assert common_name(pki / "clients" / "gw.crt") == "gw"
         assert (pki / "clients" / "gw.key").stat().st_mode & 0o077 == 0  # owner only
 
-        gateway = connect(
-            MqttEndpoint(
-                f"mqtts://127.0.0.1:{port}",
-                Credentials(pki / "ca.crt", pki / "clients/gw.crt", pki / "clients/gw.key"),
-            ),
-            "gw",
-        )
+        gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         start = datetime.now(UTC) - timedelta(hours=1)
         points = [
             {
@@ -72,7 +66,8 @@ def test_an_operator_runs_the_broker_and_a_worker_from_the_command_line(
         publish(gateway, "twinkg/v1/skab/tele/loop/gw", b"[1, 2", timeout_s=10)
         gateway.disconnect()
 
-        worker = run("connect", "mqtt", "--idle-s", "2", env=env)
+        # two messages wait; --idle-s is only a deadline should one never come
+        worker = run("connect", "mqtt", "--max-messages", "2", "--idle-s", "60", env=env)
         assert worker.returncode == 0, worker.stderr
         assert "applied, 20 accepted, 0 quarantined" in worker.stdout
         assert "refused [invalid_input]" in worker.stdout and "is not JSON" in worker.stdout
