@@ -287,6 +287,11 @@ def events_cursor(settings: Settings) -> Path:
     return settings.home.resolve() / "mqtt" / "events.cursor"
 
 
+def findings_cursor(settings: Settings) -> Path:
+    """Where the event publisher keeps the last change log entry whose findings it published."""
+    return settings.home.resolve() / "mqtt" / "findings.cursor"
+
+
 def dead_letter_dir(settings: Settings) -> Path:
     """Where messages refused whole are kept with their reason."""
     return telemetry_dir(settings) / "refused"

@@ -84,3 +84,54 @@ PLACES = NamedQuery(
 )
 """Each asset of ``$assets`` with its tag and the nearest area and site up its ``partOf``
 chain (as :data:`DECISIONS_AFTER` names a decision's target)."""
+
+
+_ANOMALY, _ALARM = token(Label.ANOMALY), token(Label.ALARM)
+_CONCERNS = token(RelType.CONCERNS)
+
+FINDINGS_AMONG = NamedQuery(
+    "events.findings_among",
+    f"UNWIND $uris AS u MATCH (e:{token(Label.RESOURCE)} {{uri: u}}) "
+    f"WHERE e:{_ANOMALY} OR e:{_ALARM} "
+    f"CALL (e) {{ OPTIONAL MATCH (e)-[:{_CONCERNS}]->(t) RETURN t ORDER BY t.uri LIMIT 1 }} "
+    + _PLACE
+    + f"RETURN e.uri AS uri, CASE WHEN e:{_ALARM} THEN 'alarm' ELSE 'anomaly' END AS type, "
+    f"toString(e.{token(PropKey.OCCURRED_AT)}) AS started, "
+    f"toString(e.{token(PropKey.ENDED_AT)}) AS ended, "
+    f"e.{token(PropKey.ANOMALY_SCORE)} AS score, e.{token(PropKey.SAMPLE_COUNT)} AS points, "
+    f"e.{token(PropKey.SEVERITY)} AS severity, e.{token(PropKey.STATUS)} AS status, "
+    f"e.{token(PropKey.RDFS_LABEL)} AS label, "
+    f"t.uri AS asset, t.{_TAG} AS asset_tag, area.uri AS area, area.{_TAG} AS area_tag, "
+    f"site.uri AS site, site.{_TAG} AS site_tag "
+    "ORDER BY uri",
+)
+"""The findings (anomalies and alarms) among the nodes ``$uris``, each with the asset it
+concerns and that asset's area and site, as they stand now."""
+
+
+@dataclass(frozen=True, slots=True)
+class FindingEvent:
+    """One finding as the event stream tells it, with the change log entry that touched it."""
+
+    seq: int
+    uri: str
+    type: str
+    started: str | None
+    ended: str | None
+    score: float | None
+    points: int | None
+    severity: str | None
+    status: str | None
+    label: str | None
+    asset: str | None
+    asset_tag: str | None
+    area: str | None
+    area_tag: str | None
+    site: str | None
+    site_tag: str | None
+
+    @classmethod
+    def from_row(cls, seq: int, row: dict[str, Any]) -> FindingEvent:
+        """From a row of :data:`FINDINGS_AMONG` for the change ``seq``."""
+        fields = {name: row[name] for name in cls.__dataclass_fields__ if name != "seq"}
+        return cls(seq=seq, **fields)

@@ -15,7 +15,13 @@ from twinkg.api import tracing
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
-from twinkg.api.settings import broker_config, dead_letter_dir, events_cursor, mqtt_endpoint
+from twinkg.api.settings import (
+    broker_config,
+    dead_letter_dir,
+    events_cursor,
+    findings_cursor,
+    mqtt_endpoint,
+)
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
@@ -182,8 +188,9 @@ def connect_events(
     poll_s: Annotated[float, typer.Option(min=0.05, help="--follow: how often to look")] = 0.5,
     client_id: Annotated[str, typer.Option(help="the publisher's client id")] = "twinkg-events",
 ) -> None:
-    """Publish every decision recorded since the last run as MQTT events (decision; approval
-    when it waits for a person; action when its action was applied), in chain order, at QoS 1.
+    """Publish every decision and finding committed since the last run as MQTT events (decision;
+    approval when it waits for a person; action when its action was applied; finding for each
+    anomaly or alarm a transaction created or changed), in commit order, at QoS 1.
 
     Topics: twinkg/v1/{site}/evt/{kind}/{area}/{asset}, named by the tags of the target asset,
     its area and its site. The last chain index published is kept, so a second run goes on
@@ -201,16 +208,17 @@ def connect_events(
                 store,
                 lambda topic, body: publish(client, topic, body, timeout_s=timeout),
                 events_cursor(settings),
+                findings_cursor(settings),
             )
             while True:
                 total += publisher.publish_new()
                 if not follow or stop.wait(poll_s):
                     break
-            cursor = publisher.cursor()
+            cursor, seq = publisher.cursor(), publisher.findings_cursor()
     finally:
         client.disconnect()
         client.loop_stop()
-    out.print(f"{total} events published; last chain index {cursor}")
+    out.print(f"{total} events published; last chain index {cursor}; last change {seq}")
 
 
 @connect_app.command("refused")

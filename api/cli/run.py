@@ -20,7 +20,12 @@ from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, ope
 from twinkg.api.event_stream import EventPublisher, work_items
 from twinkg.api.mqtt_ingest import MqttIngest
 from twinkg.api.service import TwinService
-from twinkg.api.settings import dead_letter_dir, events_cursor, mqtt_endpoint
+from twinkg.api.settings import (
+    dead_letter_dir,
+    events_cursor,
+    findings_cursor,
+    mqtt_endpoint,
+)
 from twinkg.api.twin import agents_twin
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import AGENT_GROUP, WORK_FILTER, shared, telemetry_filters
@@ -114,7 +119,9 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
                 dead = DeadLetters(dead_letter_dir(settings))
                 ingest_worker = MqttIngest(twin, telemetry, dead)
             if events:
-                publisher = EventPublisher(store, send, events_cursor(settings))
+                publisher = EventPublisher(
+                    store, send, events_cursor(settings), findings_cursor(settings)
+                )
         if metrics_port is not None:
             twin.metrics.serve(metrics_port)
         service = TwinService(

@@ -51,9 +51,11 @@ def test_a_held_lease_is_marked_not_taken_and_its_holder_hears_the_mark(
     assert "AssetLease" not in store.export().serialize(format="nt")
 
 
-def raise_alarms(twin: Twin) -> None:
-    """Envelope alarms on the pump (flow far too high) and the motor (too hot)."""
-    start = datetime.now(UTC) - timedelta(minutes=10)
+def raise_alarms(twin: Twin, start: datetime | None = None, *, new_alarms: int = 2) -> None:
+    """Envelope alarms on the pump (flow far too high) and the motor (too hot): 20 readings
+    a second apart from ``start`` (10 minutes ago by default), raising ``new_alarms`` or more
+    (0 when they go on from standing ones)."""
+    start = start or datetime.now(UTC) - timedelta(minutes=10)
     points = []
     for i in range(20):
         at = (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
@@ -75,7 +77,7 @@ def raise_alarms(twin: Twin) -> None:
         )
     body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
     (result,) = twin.ingest(JsonSource("alarms", body=body), reclassify=Reclassify.OFF)
-    assert result.report.alarms >= 2
+    assert result.report.alarms >= new_alarms
 
 
 @pytest.fixture

@@ -92,14 +92,18 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
             events.append(json.loads(message.payload))
             observer.ack(message)
             decided = _decisions_on_alarms(driver)
-            if decided and {e["decision"] for e in events} >= set(decided):
+            findings = [e for e in events if e["kind"] == "finding"]
+            if decided and findings and {e.get("decision") for e in events} >= set(decided):
                 break
         observer.close(end_session=True)
         decided = _decisions_on_alarms(driver)
         assert decided, f"no decision on the alarm; events: {events}"
-        about = [e for e in events if e["decision"] in decided]
+        about = [e for e in events if e.get("decision") in decided]
         assert about and all(e["asset"] == PLANT + "pump" for e in about)
         assert {e["kind"] for e in about} >= {"decision"}
+        # the alarm the telemetry raised went out as a finding event too
+        alarms = [e for e in events if e["kind"] == "finding" and e["type"] == "alarm"]
+        assert alarms and all(e["asset"] == PLANT + "pump" for e in alarms), events
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
         for loop in ("agents", "ingest", "events"):
             assert f'twinkg_service_loop_up{{loop="{loop}"}} 1.0' in scraped
