@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SKAB := ../shared/data/skab/data
 PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup mosquitto neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim clean
+.PHONY: demo test setup mosquitto neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim bench-opcua-loop clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
@@ -33,11 +33,15 @@ demo: setup neo4j
 		$(BIN)/python -m twinkg.api.demo sparql; \
 	else echo "SKAB data not found under $(SKAB): skipping the replays and the agents"; fi
 	$(BIN)/twinkg show
+	@echo "== the twin as a service: Mosquitto (TLS, client certificates, ACLs) and twinkg run in the background"
+	$(BIN)/twinkg broker start
+	$(BIN)/twinkg service start
+	$(BIN)/twinkg service status
 	@echo
-	@echo "Neo4j and the API keep running:"
+	@echo "Neo4j, the API, the broker and the service keep running:"
 	@$(BIN)/python -m twinkg.api.demo where
 	@echo "CLI        $(BIN)/twinkg cypher 'MATCH (p:Pump) RETURN p.tag'   ·   $(BIN)/twinkg agents list"
-	@echo "stop       $(BIN)/twinkg api stop && $(BIN)/twinkg db stop"
+	@echo "stop       $(BIN)/twinkg service stop && $(BIN)/twinkg broker stop && $(BIN)/twinkg api stop && $(BIN)/twinkg db stop"
 
 test: setup neo4j
 	$(BIN)/pytest
@@ -86,6 +90,9 @@ bench-api: setup neo4j
 
 bench-sim: setup neo4j
 	$(BIN)/python -m benchmarks.sim
+
+bench-opcua-loop: setup
+	$(BIN)/python -m benchmarks.opcua_loop
 
 bench-skab: setup
 	$(BIN)/python -m benchmarks.skab

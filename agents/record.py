@@ -30,10 +30,10 @@ from twinkg.agents.state import (
 )
 from twinkg.kg import provenance
 from twinkg.kg.context import CONTEXT_NODES
-from twinkg.kg.records import GraphRecords, NodeRecord, PropValue, RelRecord
+from twinkg.kg.records import GraphRecords, RecordBuilder
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.namespaces import DECISION_BASE, ONTOLOGY_IRI, SHAPES_BASE
-from twinkg.ontology.vocab import ONTOLOGY_VERSION, TK, PropKey, RelType
+from twinkg.ontology.vocab import ONTOLOGY_VERSION, TK, RelType
 from twinkg.reasoner.safety import safety_shapes_version
 
 _POLICY_CLASSES = {
@@ -69,24 +69,6 @@ def _time(text: str) -> datetime:
     return parse_time(text).astimezone(UTC)
 
 
-class _Builder:
-    def __init__(self) -> None:
-        self.nodes: list[NodeRecord] = []
-        self.rels: list[RelRecord] = []
-
-    def node(self, uri: str, cls: Any, **props: PropValue | None) -> str:
-        clean = {PropKey(k): v for k, v in props.items() if v is not None}
-        self.nodes.append(NodeRecord(uri, (str(cls),), clean))
-        return uri
-
-    def rel(self, rel: RelType, start: str, end: str | None) -> None:
-        if end:
-            self.rels.append(RelRecord(rel, start, end))
-
-    def records(self) -> GraphRecords:
-        return GraphRecords(tuple(self.nodes), tuple(dict.fromkeys(self.rels)))
-
-
 def decision_records(  # noqa: PLR0912 - one PROV statement per line
     state: AgentState, agent: AgentInfo, *, ended_at: datetime
 ) -> GraphRecords:
@@ -94,7 +76,7 @@ def decision_records(  # noqa: PLR0912 - one PROV statement per line
     d = decision_iri(state)
     first = state.step == 1
     gathered_before = state.steps[-1].gathered if state.steps else 0
-    b = _Builder()
+    b = RecordBuilder()
     started = _time(state.started_at)
     b.node(
         d,
@@ -192,7 +174,7 @@ def decision_records(  # noqa: PLR0912 - one PROV statement per line
     return b.records()
 
 
-def _action(b: _Builder, state: AgentState, d: str, first: bool) -> str | None:
+def _action(b: RecordBuilder, state: AgentState, d: str, first: bool) -> str | None:
     action = state.action
     if action is None:
         return None
@@ -226,7 +208,7 @@ def _action(b: _Builder, state: AgentState, d: str, first: bool) -> str | None:
     return uri
 
 
-def _report(b: _Builder, state: AgentState, d: str, shapes: str) -> None:
+def _report(b: RecordBuilder, state: AgentState, d: str, shapes: str) -> None:
     verdict = state.guard
     if verdict is None:
         return
@@ -243,7 +225,7 @@ def _report(b: _Builder, state: AgentState, d: str, shapes: str) -> None:
     b.rel(RelType.PROV_WAS_DERIVED_FROM, uri, shapes)
 
 
-def _approval(b: _Builder, state: AgentState, d: str) -> None:
+def _approval(b: RecordBuilder, state: AgentState, d: str) -> None:
     answer = state.approval
     if answer is None or state.step == 1:
         return
@@ -264,7 +246,7 @@ def _approval(b: _Builder, state: AgentState, d: str) -> None:
     b.rel(RelType.PROV_WAS_INFORMED_BY, d, uri)
 
 
-def _effect(b: _Builder, state: AgentState, d: str, at: datetime) -> None:
+def _effect(b: RecordBuilder, state: AgentState, d: str, at: datetime) -> None:
     effect = state.effect
     if effect is None or state.outcome is not Outcome.APPLIED:
         return

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import httpx
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +25,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from twinkg.ontology.errors import PortInUseError
 from twinkg.reasoner.ingest import IngestReport
@@ -118,6 +120,18 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.edge_buffer = Gauge(
+            "twinkg_edge_buffer_depth",
+            "What waits in the edge's store-and-forward buffer for the twin's receipt "
+            "(entries, bytes, points, decisions)",
+            ["unit"],
+            registry=r,
+        )
+        self.edge_refused = Counter(
+            "twinkg_edge_refused_total",
+            "Telemetry batches the edge's full buffer refused (left at their source, retried)",
+            registry=r,
+        )
         self.service_failures = Counter(
             "twinkg_service_failures_total",
             "Failures a loop of `twinkg run` retried after (the store or the broker away)",
@@ -172,3 +186,24 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+def scrape(port: int, *, timeout_s: float = 2.0) -> dict[str, float] | None:
+    """The metrics served on ``127.0.0.1:PORT`` as ``name{label=value,…}`` → value (labels
+    sorted); ``None`` when nothing answers there."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s).text
+    except httpx.HTTPError:
+        return None
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def loops_up(values: dict[str, float]) -> dict[str, bool]:
+    """Each service loop named in scraped ``values`` and whether it runs."""
+    prefix = "twinkg_service_loop_up{loop="
+    return {k[len(prefix) : -1]: v == 1.0 for k, v in values.items() if k.startswith(prefix)}

@@ -12,13 +12,20 @@ Per message, in order:
    kept in the dead letters with its code and reason, logged, and its refusal published on the
    topic's ``refused`` twin so the producer hears why; then it is acknowledged, since sending it
    again would not change the answer.
-4. Only then is the message acknowledged. A failure of the store or the log (Neo4j down) is not
+4. A message on an edge's decision topic (``twinkg/v1/{site}/edge/{node}``) is a decision the
+   edge took locally: it is appended to the provenance chain in the edge chain's order, once
+   (``connect.edge.central``); refusals as in 3 (decision 0059).
+5. A receipt naming the message's SHA-256 and its outcome is published (QoS 1, not waited for)
+   on ``twinkg/v1/{site}/ack/{node}``, after the commit: an edge deletes from its buffer only
+   what a receipt confirms, since a broker's acknowledgement does not mean the twin stored it.
+6. Only then is the message acknowledged. A failure of the store or the log (Neo4j down) is not
    the message's fault: it is not acknowledged, the worker waits and tries it again, so nothing
    is lost while Neo4j is away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -28,9 +35,10 @@ from dataclasses import dataclass, field
 from twinkg.api.errors import InternalIngestError
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.twin import Twin
+from twinkg.connect.edge.central import EdgeDecisions
 from twinkg.connect.json import JsonSource
 from twinkg.connect.mqtt.client import Message, Subscriber, publish
-from twinkg.connect.mqtt.topics import TelemetryTopic
+from twinkg.connect.mqtt.topics import EdgeTopic, TelemetryTopic, is_edge_topic, receipt_topic
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import InvalidInputError, TwinKGError
 
@@ -74,8 +82,11 @@ class MqttIngest:
         *,
         publish_timeout_s: float = 10.0,
         retry_s: float = 1.0,
+        receipts: bool = True,
     ) -> None:
         self.twin = twin
+        self.edge = EdgeDecisions(twin.store)
+        self.receipts = receipts
         self.subscriber = subscriber
         self.dead_letters = dead_letters
         self.publish_timeout_s = publish_timeout_s
@@ -85,6 +96,8 @@ class MqttIngest:
 
     def handle(self, message: Message) -> Outcome:
         """Ingest or refuse ``message`` (infrastructure errors propagate: not acknowledged)."""
+        if is_edge_topic(message.topic):
+            return self._edge_decision(message)
         try:
             topic = TelemetryTopic.parse(message.topic)
             source = JsonSource(topic.name, body=message.payload)
@@ -101,6 +114,47 @@ class MqttIngest:
             return Outcome("duplicate")
         findings = len(report.anomalies) + report.alarms
         return Outcome("applied", report.accepted, report.rejected, findings=findings)
+
+    def _edge_decision(self, message: Message) -> Outcome:
+        """Record an edge's forwarded decision in the provenance chain (decision 0059)."""
+        try:
+            recorded = self.edge.handle(EdgeTopic.parse(message.topic), message.payload)
+        except InvalidInputError as exc:
+            return self._refuse(message, exc)
+        except TwinKGError:
+            raise  # the store: tried again
+        except Exception as exc:  # a defect a payload found: keep the payload, not a poison loop
+            log.exception("an edge decision on %r broke the recorder", message.topic[:300])
+            return self._refuse(message, InternalIngestError(f"the recorder failed: {exc!r}"))
+        return Outcome("applied" if recorded.kind == "applied" else "duplicate")
+
+    def _receipt(self, message: Message, outcome: Outcome) -> None:
+        """Tell the sending node what became of ``message`` (not waited for: a lost receipt
+        makes the edge send again, and the repeat is applied once and confirmed)."""
+        try:
+            if is_edge_topic(message.topic):
+                edge = EdgeTopic.parse(message.topic)
+                site, node = edge.site, edge.node
+            else:
+                tele = TelemetryTopic.parse(message.topic)
+                site, node = tele.site, tele.node
+        except InvalidInputError:
+            return  # no node to tell
+        body = {
+            "sha256": hashlib.sha256(message.payload).hexdigest(),
+            "outcome": outcome.kind,
+            "accepted": outcome.accepted,
+            "quarantined": outcome.quarantined,
+            "code": outcome.code,
+            "reason": outcome.reason,
+        }
+        info = self.subscriber.client.publish(
+            receipt_topic(site=site, node=node), json.dumps(body).encode(), qos=1
+        )
+        if info.rc != 0:
+            log.warning(
+                "the receipt for a message on %s was not sent (rc %d)", message.topic, info.rc
+            )
 
     def _refuse(self, message: Message, exc: InvalidInputError) -> Outcome:
         reason = " ".join(str(exc).split())
@@ -167,6 +221,8 @@ class MqttIngest:
             outcome = self._handle_until_done(message, stop)
             if outcome is None:
                 break  # stopped while the store was away: the message stays unacknowledged
+            if self.receipts:
+                self._receipt(message, outcome)
             self.subscriber.ack(message)
             self._count(outcome)
             if on_outcome is not None:

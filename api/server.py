@@ -8,21 +8,19 @@ answers; ``stop`` ends it. TLS, and mutual TLS for edge producers, come from the
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import uvicorn
 
+from twinkg.api.background import Background
 from twinkg.api.http.tls import uvicorn_ssl_options
 from twinkg.api.settings import Settings
 from twinkg.kg.local_server import port_free
-from twinkg.ontology.errors import PortInUseError, ServerError
+from twinkg.ontology.errors import PortInUseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,33 +66,15 @@ def serve(settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
-def _folder(settings: Settings) -> Path:
-    folder = settings.home.resolve() / "api"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _background(settings: Settings) -> Background:
+    return Background(settings.home.resolve() / "api", "the API server")
 
 
 def running(settings: Settings) -> ApiProcess | None:
     """The background server started from this home, if it still runs."""
-    folder = _folder(settings)
-    pid_file = folder / "pid"
-    if not pid_file.exists():
-        return None
-    pid = int(pid_file.read_text().strip() or 0)
-    if pid <= 0 or not _alive(pid):
-        pid_file.unlink(missing_ok=True)
-        return None
-    return ApiProcess(pid, base_url(settings), folder / "server.log")
+    background = _background(settings)
+    pid = background.running()
+    return None if pid is None else ApiProcess(pid, base_url(settings), background.log)
 
 
 def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
@@ -103,29 +83,16 @@ def start(settings: Settings, *, wait_s: float = 120.0) -> ApiProcess:
     if already is not None:
         return already
     check_port_free(settings)  # else another server's /health could pass for this one's
-    folder = _folder(settings)
-    log = folder / "server.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "twinkg.api.cli.main", "serve"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "TWINKG_HOME": str(settings.home.resolve())},
-        )
-    (folder / "pid").write_text(str(process.pid))
     url = base_url(settings)
-    deadline = time.monotonic() + wait_s
     verify: bool | str = str(settings.tls_cert_file) if settings.tls_cert_file else True
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"the API server exited with {process.returncode}; see {log}")
-        if _answers(settings, url, verify):
-            return ApiProcess(process.pid, url, log)
-        time.sleep(0.5)
-    stop(settings)
-    raise ServerError(f"the API server did not answer within {wait_s:.0f} s; see {log}")
+    background = _background(settings)
+    pid = background.start(
+        [sys.executable, "-m", "twinkg.api.cli.main", "serve"],
+        env={**os.environ, "TWINKG_HOME": str(settings.home.resolve())},
+        ready=lambda: _answers(settings, url, verify),
+        wait_s=wait_s,
+    )
+    return ApiProcess(pid, url, background.log)
 
 
 def _answers(settings: Settings, url: str, verify: bool | str) -> bool:
@@ -145,14 +112,4 @@ def _answers(settings: Settings, url: str, verify: bool | str) -> bool:
 
 def stop(settings: Settings, *, wait_s: float = 30.0) -> bool:
     """Stop the background server; ``False`` when none was running."""
-    process = running(settings)
-    if process is None:
-        return False
-    os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    while _alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    (_folder(settings) / "pid").unlink(missing_ok=True)
-    return True
+    return _background(settings).stop(wait_s=wait_s)

@@ -182,9 +182,11 @@ class TwinService:
             log.warning("a work item on %s is not {asset}: %s", message.topic[:200], exc)
             work.ack(message)
             return
-        if self._guarded("agents", lambda: self.worker.decide_on(asset) or 0):
-            work.ack(message)
-        # not acknowledged after a failure: redelivered on reconnect; the tick covers it anyway
+        if not self._guarded("agents", lambda: self.worker.decide_on(asset) or 0):
+            # the store or a defect: a sweep takes it up (it wakes itself again while it fails),
+            # since an unacknowledged item comes back only when the connection does
+            self.wake("retry")
+        work.ack(message)
 
     def _ingest_loop(self) -> None:
         assert self.ingest is not None

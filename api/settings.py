@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         description="processes that try the look-ahead's candidates at once in a simulated run "
         "(forked; 1: one after another; default: the machine's cores, at most 4)",
     )
+    sim_opcua_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="limit of one call to a simulated plant served over OPC UA (sim run --over "
+        "opcua): connect, write, step, read",
+    )
     llm_base_url: str | None = Field(
         default=None, description="an OpenAI-compatible endpoint: the agents then plan with it"
     )
@@ -166,6 +172,12 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, ge=1024, description="largest SPARQL answer, in bytes"
     )
 
+    service_metrics_port: int = Field(
+        default=9464,
+        ge=1,
+        le=65535,
+        description="where `twinkg service start` serves the service's metrics (127.0.0.1)",
+    )
     mqtt_url: str | None = Field(
         default=None,
         description="an existing MQTT 5 broker (mqtts://host:port); unset: TwinKG's own Mosquitto",
@@ -186,6 +198,73 @@ class Settings(BaseSettings):
     mqtt_max_payload_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="largest MQTT message the broker takes"
     )
+
+    opcua_application_uri: str = Field(
+        default="urn:twinkg:opcua-client",
+        pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$",
+        description="the twin's OPC UA application URI (its certificate's SubjectAltName)",
+    )
+    opcua_cert_file: Path | None = Field(
+        default=None, description="the twin's OPC UA certificate (unset: made under HOME/opcua)"
+    )
+    opcua_key_file: Path | None = Field(default=None, description="that certificate's key (PEM)")
+    opcua_server_cert_file: Path | None = Field(
+        default=None, description="the only OPC UA server certificate trusted (pinned)"
+    )
+    opcua_timeout_s: float = Field(default=10.0, gt=0, description="OPC UA request/connect limit")
+    opcua_publishing_interval_ms: float = Field(
+        default=500.0, gt=0, description="the OPC UA subscription's publishing interval"
+    )
+    opcua_batch_points: int = Field(
+        default=500, ge=1, description="flush an OPC UA telemetry batch at this many points"
+    )
+    opcua_batch_ms: float = Field(
+        default=1000.0, gt=0, description="…or when its oldest point waited this long"
+    )
+    opcua_reconnect_max_s: float = Field(
+        default=30.0, gt=0, description="longest back-off between OPC UA reconnection tries"
+    )
+    opcua_writeback_poll_s: float = Field(
+        default=1.0, gt=0, description="how often the write-back looks for applied actions"
+    )
+    opcua_writeback_max_age_s: float = Field(
+        default=600.0, gt=0, description="an action applied longer ago is never written back"
+    )
+
+    edge_site: str | None = Field(
+        default=None, description="the site an edge runtime serves (its producer's only site)"
+    )
+    edge_node: str = Field(
+        default="edge-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="the edge's name: its producer certificate and its topics' node",
+    )
+    edge_area: str = Field(
+        default="edge",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="the area segment of the edge's telemetry topic",
+    )
+    edge_inbox: Path | None = Field(
+        default=None, description="folder of JSON telemetry batches the edge takes in"
+    )
+    edge_buffer_max_entries: int = Field(
+        default=100_000, ge=1, description="most telemetry batches the edge buffer holds"
+    )
+    edge_buffer_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1024, description="most bytes of telemetry it holds"
+    )
+    edge_trusted_key: Path | None = Field(
+        default=None, description="a file with a bundle signing key the edge trusts"
+    )
+    edge_resend_s: float = Field(
+        default=120.0, gt=0, description="seconds before an unconfirmed entry is sent again"
+    )
+    edge_window: int = Field(
+        default=64, ge=1, le=65535, description="most entries in flight without a receipt"
+    )
+    edge_ca_file: Path | None = Field(default=None, description="CA of the central broker")
+    edge_cert_file: Path | None = Field(default=None, description="the edge's producer certificate")
+    edge_key_file: Path | None = Field(default=None, description="that certificate's key")
 
     otlp_endpoint: str | None = Field(
         default=None,
@@ -282,14 +361,52 @@ def mqtt_endpoint(settings: Settings) -> MqttEndpoint:
     )
 
 
+def edge_dir(settings: Settings) -> Path:
+    """Where an edge runtime keeps its bundles, chain and buffer, and the central twin its
+    bundle signing key (``var/edge``)."""
+    return settings.home.resolve() / "edge"
+
+
+def edge_endpoint(settings: Settings) -> MqttEndpoint:
+    """How the edge reaches the central broker: ``TWINKG_MQTT_URL`` (else the local broker)
+    with ``TWINKG_EDGE_CA_FILE``/``_CERT_FILE``/``_KEY_FILE``, else the certificate the local
+    broker issued to ``TWINKG_EDGE_NODE``."""
+    local = broker_config(settings)
+    given = (settings.edge_ca_file, settings.edge_cert_file, settings.edge_key_file)
+    if any(path is not None for path in given):
+        if None in given:
+            raise ConfigError(
+                "TWINKG_EDGE_CA_FILE, TWINKG_EDGE_CERT_FILE and TWINKG_EDGE_KEY_FILE go together"
+            )
+        ca, cert, key = (Path(str(path)) for path in given)
+        credentials = Credentials(ca, cert, key)
+    else:
+        credentials = local.client(settings.edge_node)
+    return MqttEndpoint(
+        url=settings.mqtt_url or local.url,
+        credentials=credentials,
+        timeout_s=settings.mqtt_timeout_s,
+    )
+
+
 def events_cursor(settings: Settings) -> Path:
     """Where the event publisher keeps the last chain index it published."""
     return settings.home.resolve() / "mqtt" / "events.cursor"
 
 
+def service_dir(settings: Settings) -> Path:
+    """Where `twinkg service start` keeps the background service's pid and log."""
+    return settings.home.resolve() / "service"
+
+
 def findings_cursor(settings: Settings) -> Path:
     """Where the event publisher keeps the last change log entry whose findings it published."""
     return settings.home.resolve() / "mqtt" / "findings.cursor"
+
+
+def sim_opcua_dir(settings: Settings) -> Path:
+    """Where a simulated plant served over OPC UA and its client keep their certificates."""
+    return settings.home.resolve() / "opcua" / "sim"
 
 
 def dead_letter_dir(settings: Settings) -> Path:

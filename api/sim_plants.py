@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twinkg.ontology.errors import ScenarioError
 from twinkg.sim.binding import PlantBinding
@@ -36,6 +37,9 @@ from twinkg.sim.master import Connection, CoSimulation
 from twinkg.sim.policies import TWIN_POLICIES, check_policy
 from twinkg.sim.results import Progress, SimResult
 from twinkg.sim.scenario import SENSOR_FAULTS, FaultEvent, Scenario, fault_schedule
+
+if TYPE_CHECKING:
+    from twinkg.api.sim_opcua import OpcUaPlantConfig
 
 PLANT, DEGRADATION, SENSORS = "plant", "degradation", "sensors"
 _DEGRADATION_OUTPUTS = frozenset(
@@ -315,27 +319,36 @@ def run_scenario(
     progress: Progress | None = None,
     run: str | None = None,
     lookahead_workers: int = 1,
+    opcua: OpcUaPlantConfig | None = None,
 ) -> SimResult:
     """Run ``scenario`` (a ``sim.scenario.Scenario``) under ``policy`` with ``seed``.
 
     ``run`` is the run id (a fresh one when None); the run's IRI is
     ``https://w3id.org/twinkg/sim/<run id>/run``. The twin's policies need ``port``; a run is
     recorded when ``recorder`` is given. ``lookahead_workers`` processes try the look-ahead's
-    candidates at once (decision 0053).
+    candidates at once (decision 0053). With ``opcua`` the plant is served over OPC UA and the
+    loop steps it as a client (decision 0061); its session cannot cross a fork, so the
+    look-ahead then tries its candidates one after another.
     """
     check_policy(policy)
     run_id = run or new_run_id(scenario.name, policy, seed)
     plant = build(scenario, seed=seed, base=run_prefix(run_id), twin=policy in TWIN_POLICIES)
     config = loop_config(scenario, seed=seed)
-    result, _ = run_plant(
-        plant,
-        config,
-        policy=policy,
-        seed=seed,
-        port=port,
-        recorder=recorder,
-        progress=progress,
-        run_id=run_id,
-        lookahead_workers=lookahead_workers,
-    )
+    with ExitStack() as stack:
+        if opcua is not None:
+            from twinkg.api.sim_opcua import over_opcua  # noqa: PLC0415 - loads asyncua
+
+            plant = stack.enter_context(over_opcua(plant, opcua))
+            lookahead_workers = 1
+        result, _ = run_plant(
+            plant,
+            config,
+            policy=policy,
+            seed=seed,
+            port=port,
+            recorder=recorder,
+            progress=progress,
+            run_id=run_id,
+            lookahead_workers=lookahead_workers,
+        )
     return result

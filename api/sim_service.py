@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 import twinkg
 import twinkg.sim
-from twinkg.api.settings import Settings, telemetry_dir
+from twinkg.api.settings import Settings, sim_opcua_dir, telemetry_dir
 from twinkg.kg import sim_runs
 from twinkg.kg.sim_runs import SimRunRecord, SimRunSummary
 from twinkg.kg.store import GraphStore
@@ -53,6 +53,8 @@ from twinkg.sim.scenario import Scenario, TimeSpec, load_scenario, parse_scenari
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from twinkg.api.sim_opcua import OpcUaPlantConfig
 
 __all__ = [
     "MAX_SEEDS",
@@ -253,9 +255,11 @@ class SimService:
         progress: ProgressFn | None = None,
         *,
         horizon_h: float | None = None,
+        opcua: OpcUaPlantConfig | None = None,
     ) -> list[SimResult]:
         """Run ``scenario`` (a file or a loaded scenario) under ``policy``, once per seed,
-        each recorded in the graph; the results in seed order."""
+        each recorded in the graph; the results in seed order. With ``opcua`` (see
+        :meth:`opcua_config`) each run's plant is served over OPC UA (decision 0061)."""
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         loaded = shortened(loaded, horizon_h)
         check_policy(policy)
@@ -279,9 +283,23 @@ class SimService:
                         recorder=recorder,
                         progress=report,
                         lookahead_workers=self.settings.sim_lookahead_workers,
+                        opcua=opcua,
                     )
                 )
         return results
+
+    def opcua_config(self, *, port: int = 0, trusted: Sequence[Path] = ()) -> OpcUaPlantConfig:
+        """How a run's plant is served over OPC UA: on loopback ``port`` (0: a free one), with
+        the credentials under ``HOME/opcua/sim`` and ``trusted`` client certificates besides the
+        run's own client."""
+        from twinkg.api.sim_opcua import OpcUaPlantConfig  # noqa: PLC0415 - loads asyncua
+
+        return OpcUaPlantConfig(
+            directory=sim_opcua_dir(self.settings),
+            port=port,
+            trusted=tuple(trusted),
+            timeout_s=self.settings.sim_opcua_timeout_s,
+        )
 
     def compare(
         self,

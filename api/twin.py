@@ -67,10 +67,10 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
 
 
 def _way(name: str) -> str:
-    """Which way a batch came in, for the metrics: ``mqtt``, ``api`` (a name's scheme), else
-    ``file``."""
+    """Which way a batch came in, for the metrics: ``mqtt``, ``api``, ``opcua`` (a name's
+    scheme), else ``file``."""
     scheme, colon, _ = name.partition(":")
-    return scheme if colon and scheme in ("mqtt", "api") else "file"
+    return scheme if colon and scheme in ("mqtt", "api", "opcua") else "file"
 
 
 def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:

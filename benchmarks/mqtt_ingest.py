@@ -14,19 +14,26 @@ runs of equal size, each with fresh timestamps, are measured side by side:
    takes each message, checks it against the telemetry contract, applies it all or nothing
    and acknowledges it; timed from the first publish to the last acknowledgement.
 
-Prints points/s of each, the end-to-end ratio to the anchor and to the target.
+Prints points/s of each, the end-to-end ratio to the anchor and to the target, and for the
+anchor and the end-to-end run the CPU seconds per 10,000 points of this process and of the
+Neo4j server (its JVM's counters in ``/proc``): what bounds the rate on a machine of two cores
+(docs/performance.md, decision 0060).
 Target (issue 15): ≥ 100,000 points/s end to end into the log.
 
-    python -m benchmarks.mqtt_ingest [--messages 40] [--points 10000]
+    python -m benchmarks.mqtt_ingest [--messages 40] [--points 10000] [--warm 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -50,6 +57,23 @@ from twinkg.kg.store import GraphStore
 
 TARGET = 100_000
 TOPIC = "twinkg/v1/skab/tele/loop/bench"
+
+
+def jvm_cpu(home: Path) -> Callable[[], float]:
+    """CPU seconds so far of the Neo4j server under ``home`` (0.0 where ``/proc`` cannot say)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"java" in command and str(home).encode() in command:
+            return functools.partial(_cpu_seconds, entry / "stat")
+    return lambda: 0.0
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batches(store: GraphStore, *, start: datetime, messages: int, points: int) -> list[bytes]:
@@ -135,7 +159,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--warm", type=int, default=10, help="batches to warm Neo4j's JIT with")
     args = parser.parse_args()
+    args.warm = max(1, min(args.warm, 2 * args.messages))  # inside the timeline below
     with throwaway_store() as (store, home):
         store.ensure_schema()
         seeding.load(store, "skab", seeding.with_ontology(plant_records(Plant.SKAB_TESTBED)))
@@ -146,9 +172,11 @@ def main() -> None:
             twin = Twin(Settings(home=home), store)
             span = args.messages * args.points // 8  # seconds of readings per run
             start = datetime.now(UTC) - timedelta(seconds=4 * span + 3600)
-            warm = batches(store, start=start, messages=2, points=args.points)
-            ingest_alone(twin, warm)  # Neo4j compiles its write paths on the first batches
-            start += timedelta(seconds=span // args.messages * 2 + 1)
+            # Neo4j compiles its write paths on the first batches: after two, the anchor's
+            # Neo4j CPU per batch was 0.5 s; after ten, 0.35 s (the end-to-end run's 0.15 s)
+            warm = batches(store, start=start, messages=args.warm, points=args.points)
+            ingest_alone(twin, warm)
+            start += timedelta(seconds=span // args.messages * args.warm + 1)
             anchor = batches(store, start=start, messages=args.messages, points=args.points)
             mqtt = batches(
                 store,
@@ -156,9 +184,14 @@ def main() -> None:
                 messages=args.messages,
                 points=args.points,
             )
+            neo4j_cpu = jvm_cpu(home)
             raw_s = broker_alone(config, mqtt)
+            cpu = (time.process_time(), neo4j_cpu())
             alone_s, alone_points = ingest_alone(twin, anchor)
+            alone_cpu = (time.process_time() - cpu[0], neo4j_cpu() - cpu[1])
+            cpu = (time.process_time(), neo4j_cpu())
             e2e_s, e2e_points, quarantined = end_to_end(twin, config, mqtt)
+            e2e_cpu = (time.process_time() - cpu[0], neo4j_cpu() - cpu[1])
             twin.close()
         finally:
             broker.stop(config)
@@ -174,6 +207,13 @@ def main() -> None:
     print(f"MQTT end to end into the log:         {rate:>12,.0f} points/s  ({e2e_s:.2f} s)")
     print(f"  accepted {e2e_points} (anchor {alone_points}), quarantined {quarantined}")
     print(f"end to end / ingest alone: {rate / alone:.2f}×")
+    per = 10_000 / total
+    for name, (mine, neo4j) in (("ingest alone", alone_cpu), ("end to end", e2e_cpu)):
+        print(
+            f"CPU per 10,000 points, {name}: twin {mine * per:.3f} s, "
+            f"Neo4j {neo4j * per:.3f} s (of 2 cores: at most "
+            f"{2 * 10_000 / max((mine + neo4j) * per, 1e-9):,.0f} points/s)"
+        )
     verdict = "met" if rate >= TARGET else "not met"
     print(f"target ≥ {TARGET:,} points/s: {rate / TARGET:.2f}× ({verdict})")
 

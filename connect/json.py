@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from twinkg.connect.json_body import JsonText, RepeatedNames, json_kind, read_json
+from twinkg.connect.json_columns import JSON_FIELDS, plain_batch
 from twinkg.connect.source import JSON_MAX_DEPTH, Batch, SourceContext, SourceRequest
 from twinkg.ontology.errors import InvalidInputError
 from twinkg.reasoner.ingest import check_batch_size
 from twinkg.reasoner.points import PointBatch, from_records
 from twinkg.reasoner.timestamps import shown
 
-JSON_FIELDS = frozenset(("sensor", "value", "unit", "time", "quality", "producer"))
 # What each JSON field must be, in the words of a reason.
 _EXPECTED = {
     "sensor": "an IRI string",
@@ -131,6 +131,7 @@ def parse_json_batch(
     progress: Callable[[int, int], None] | None = None,
     max_depth: int = JSON_MAX_DEPTH,
     max_points: int | None = None,
+    reference: bool = False,
 ) -> JsonBatch:
     """Read ``{"contract": "telemetry@x.y.z", "producer": …, "points": [...]}``.
 
@@ -141,7 +142,18 @@ def parse_json_batch(
     points (counted before any is converted), a producer over 1000 characters (it is copied to
     every point), points with fields the contract does not know. Each point is judged on its own
     (:func:`from_json_points`).
+
+    A plain batch takes the fast path (``connect.json_columns``, decision 0060) to the same
+    columns; ``reference=True`` always takes the per-point path (what the fast one is tested
+    against).
     """
+    if not reference:
+        plain = plain_batch(
+            raw, contract=contract, max_depth=max_depth, max_points=max_points, progress=progress
+        )
+        if plain is not None:
+            points, declared, producer = plain
+            return JsonBatch(points, declared, hashlib.sha256(raw).hexdigest(), producer)
     document = read_json(raw, max_depth=max_depth, source=source)
     if not isinstance(document, dict) or not isinstance(document.get("points"), list):
         raise InvalidInputError(f'{source}: expected {{"contract": …, "points": [ … ]}}')

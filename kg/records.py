@@ -70,3 +70,27 @@ class GraphRecords:
                 by_uri[node.uri] = node
         rels = dict.fromkeys(self.rels + other.rels)
         return GraphRecords(tuple(by_uri.values()), tuple(rels))
+
+
+class RecordBuilder:
+    """Collects the nodes and relationships of one record (a decision's, an edge decision's)
+    as they are named: properties that are ``None`` and relationships to no end are left out."""
+
+    def __init__(self) -> None:
+        self.nodes: list[NodeRecord] = []
+        self.rels: list[RelRecord] = []
+
+    def node(self, uri: str, cls: object, **props: PropValue | None) -> str:
+        """Add the node ``uri`` of class ``cls`` with ``props``; its IRI."""
+        clean = {PropKey(k): v for k, v in props.items() if v is not None}
+        self.nodes.append(NodeRecord(uri, (str(cls),), clean))
+        return uri
+
+    def rel(self, rel: RelType, start: str, end: str | None) -> None:
+        """Add ``(start)-[rel]->(end)`` when ``end`` is given."""
+        if end:
+            self.rels.append(RelRecord(rel, start, end))
+
+    def records(self) -> GraphRecords:
+        """What was added, each relationship once."""
+        return GraphRecords(tuple(self.nodes), tuple(dict.fromkeys(self.rels)))

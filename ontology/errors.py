@@ -298,3 +298,91 @@ class SimulatorError(TwinKGError):
 
     code = "simulator_failed"
     exit_code = 17
+
+
+class OpcUaError(TwinKGError):
+    """An OPC UA server could not be reached, or the session with it failed."""
+
+    code = "opcua_unreachable"
+    exit_code = 18
+
+
+class OpcUaUntrustedError(OpcUaError):
+    """The OPC UA peer's certificate is not the one trusted, or the server offers no
+    Basic256Sha256 SignAndEncrypt endpoint."""
+
+    code = "opcua_untrusted"
+
+
+class OpcUaMappingError(InvalidInputError):
+    """An OPC UA mapping file (or NodeSet2 file) that does not parse or breaks the mapping rules;
+    the message names the file, the entry and the field."""
+
+    code = "opcua_mapping_invalid"
+
+
+class BundleRefusedError(InvalidInputError):
+    """An edge refused a policy bundle; the bundle in force stays in force (decision 0059)."""
+
+    code = "bundle_refused"
+    exit_code = 23
+
+
+class BundleUntrustedError(BundleRefusedError):
+    """A policy bundle signed by a key this edge does not trust."""
+
+    code = "bundle_untrusted"
+
+
+class BundleForgedError(BundleRefusedError):
+    """A policy bundle whose signature or member hashes do not check out."""
+
+    code = "bundle_forged"
+
+
+class BundleStaleError(BundleRefusedError):
+    """A policy bundle whose version is not newer than the one in force."""
+
+    code = "bundle_stale"
+
+
+class BundleInvalidError(BundleRefusedError):
+    """A policy bundle that is not one, or whose shapes, policies or rules do not validate."""
+
+    code = "bundle_invalid"
+
+
+class EdgeDecisionRefusedError(InvalidInputError):
+    """A forwarded edge decision the central twin will not record (malformed, or its hash
+    does not match its content)."""
+
+    code = "edge_decision_invalid"
+
+
+class EdgeChainBrokenError(EdgeDecisionRefusedError):
+    """A forwarded edge decision that does not link to the edge's chain as recorded centrally
+    (another record under the same index, or a previous hash that differs)."""
+
+    code = "edge_chain_broken"
+
+
+class EdgeOutOfOrderError(EdgeDecisionRefusedError):
+    """A forwarded edge decision whose predecessor is not recorded yet: the edge sends it again
+    after the gap is filled."""
+
+    code = "edge_out_of_order"
+
+
+class EdgeChainTamperedError(TwinKGError):
+    """``twinkg edge verify`` found an altered, missing or reordered local decision record."""
+
+    code = "edge_chain_tampered"
+    exit_code = 24
+
+
+class EdgeBufferFullError(TwinKGError):
+    """The edge's store-and-forward buffer is at its bound: new telemetry is refused (left
+    where it came from) until the link drains it."""
+
+    code = "edge_buffer_full"
+    exit_code = 25

@@ -25,6 +25,9 @@ SHAPES_BASE: Final = "https://w3id.org/twinkg/shapes/"
 DECISION_BASE: Final = "https://w3id.org/twinkg/decision/"
 """Agents' decisions and what each owns: ``DECISION_BASE + <run id> + "/" + <step>`` and below."""
 
+WRITEBACK_BASE: Final = "https://w3id.org/twinkg/writeback/"
+"""Results of writing an applied action to the plant: ``WRITEBACK_BASE + <run id>/<step>``."""
+
 AGENT_BASE: Final = "https://w3id.org/twinkg/agent/"
 """The software agents (one IRI per agent and code version)."""
 

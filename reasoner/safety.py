@@ -135,21 +135,23 @@ def safety_shapes_version() -> str:
     return _version(_safety_shapes(), SAFETY_SHAPES_DIR)
 
 
-def assess(action: Graph, context: Graph) -> SafetyAssessment:
+def assess(action: Graph, context: Graph, *, shapes: Graph | None = None) -> SafetyAssessment:
     """Validate ``action`` with its ``context`` against the safety shapes and give the verdict.
 
     Any ``sh:Violation`` blocks; otherwise any ``sh:Warning`` needs approval; otherwise the
     action is allowed, and ``sh:Info`` results are kept as ``recorded``. Every node's superclass
     types are asserted first, so the shapes see that a CentrifugalPump is a Pump and an Asset.
     Raises :class:`InvalidInputError` when ``action`` holds no ``tk:ProposedAction``: an empty
-    graph must not pass as an allowed action.
+    graph must not pass as an allowed action. ``shapes``: other safety shapes than the
+    installed ones (an edge judges with those of its policy bundle), already checked by
+    :func:`load_shapes`' rules.
     """
     if (None, RDF.type, TK.ProposedAction) not in action:
         raise InvalidInputError("the action graph holds no tk:ProposedAction to assess")
     data = Graph()
     data += action
     data += context
-    outcome = validate(_with_superclasses(data), _safety_shapes())
+    outcome = validate(_with_superclasses(data), _safety_shapes() if shapes is None else shapes)
     blocking = outcome.of_severity(Severity.VIOLATION)
     approvals = outcome.of_severity(Severity.WARNING)
     if blocking:

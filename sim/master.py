@@ -341,6 +341,23 @@ class CoSimulation:
         if errors:
             raise SimulatorError("terminate failed for " + "; ".join(errors))
 
+    def with_component(self, name: str, simulator: Simulator) -> CoSimulation:
+        """A new master like this one (same wiring, step, feedthrough and timeout) with
+        ``simulator`` in place of component ``name`` (a plant served over OPC UA, decision 0061).
+        Only before :meth:`instantiate`: a running master's state does not carry over."""
+        if name not in self._components:
+            raise InvalidInputError(f"no component named {name!r}")
+        if self._instantiated or self._terminated:
+            raise SimulatorError("a component is replaced only before the run is instantiated")
+        components = {n: simulator if n == name else c for n, c in self._components.items()}
+        return CoSimulation(
+            components,
+            self._connections,
+            self._dt,
+            feedthrough=self._feedthrough,
+            step_timeout_s=self._timeout,
+        )
+
     # ------------------------------------------------------------------ forking
 
     def after_fork(self) -> None:

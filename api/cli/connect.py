@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -240,3 +241,53 @@ def connect_refused(
             )
     if not as_json:
         out.print(f"{len(letters)} refused message(s) shown")
+
+
+@connect_app.command("opcua")
+@errors_as_exit_codes
+def connect_opcua(  # noqa: PLR0917 - one parameter per command-line option
+    url: Annotated[
+        str | None, typer.Argument(help="the server: opc.tcp://host:port, a path after it allowed")
+    ] = None,
+    mapping_file: Annotated[
+        Path | None, typer.Option("--map", help="the mapping file (TOML) to ingest and write by")
+    ] = None,
+    write_map: Annotated[
+        Path | None, typer.Option(help="browse the server (or --nodeset) and write a draft here")
+    ] = None,
+    nodeset: Annotated[
+        Path | None, typer.Option(help="draft the mapping from this NodeSet2 XML file")
+    ] = None,
+    write_back: Annotated[
+        bool, typer.Option(help="write the setpoints of allowed, recorded actions to the server")
+    ] = False,
+    max_points: Annotated[
+        int | None, typer.Option(min=1, help="stop after this many points")
+    ] = None,
+    duration_s: Annotated[float | None, typer.Option(min=0.1, help="stop after this long")] = None,
+    server_cert: Annotated[
+        Path | None,
+        typer.Option(help="the server's certificate to pin (TWINKG_OPCUA_SERVER_CERT_FILE)"),
+    ] = None,
+) -> None:
+    """Telemetry from an OPC UA server by subscription, and setpoints written back.
+
+    With --map, the mapped variables' data changes are ingested through the telemetry contract
+    (what does not conform is quarantined with its reason) until Ctrl-C, --duration-s or
+    --max-points; with --write-back, every allowed and recorded action the mapping maps is
+    written to its variable once, read back, and the result recorded. With --write-map, the
+    server's address space (or --nodeset's) is browsed and a draft mapping written for a person
+    to review. Only Basic256Sha256 SignAndEncrypt is spoken; the twin's certificate is made
+    under HOME/opcua on first use (the server must trust it)."""
+    from twinkg.api.cli import opcua as opcua_cli  # noqa: PLC0415 - asyncua only when used
+
+    opcua_cli.run(
+        url,
+        mapping_file=mapping_file,
+        write_map=write_map,
+        nodeset=nodeset,
+        write_back=write_back,
+        max_points=max_points,
+        duration_s=duration_s,
+        server_cert=server_cert,
+    )

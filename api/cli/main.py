@@ -300,6 +300,9 @@ from twinkg.api.cli import (  # noqa: E402
     contracts as cli_contracts,
 )
 from twinkg.api.cli import (  # noqa: E402
+    edge as cli_edge,
+)
+from twinkg.api.cli import (  # noqa: E402
     keys as cli_keys,
 )
 from twinkg.api.cli import (  # noqa: E402
@@ -336,6 +339,7 @@ app.command("quarantine")(cli_telemetry.quarantine_command)
 app.command("telemetry")(cli_telemetry.telemetry_command)
 app.command("serve")(cli_api.serve_command)
 app.command("run")(cli_run.run_command)
+app.add_typer(cli_run.service_app, name="service")
 app.command("sparql")(cli_sparql.sparql_command)
 app.command("assets")(cli_assets.assets_command)
 app.command("context")(cli_assets.context_command)
@@ -344,6 +348,7 @@ app.add_typer(cli_connect.broker_app, name="broker")
 app.add_typer(cli_connect.connect_app, name="connect")
 app.add_typer(cli_keys.app, name="keys")
 app.add_typer(cli_keys.audit_app, name="audit")
+app.add_typer(cli_edge.app, name="edge")
 
 
 def main() -> None:

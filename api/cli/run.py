@@ -1,4 +1,6 @@
-"""``twinkg run``: the twin as a long-running, event-driven service (``api.service``)."""
+"""``twinkg run``: the twin as a long-running, event-driven service (``api.service``), and
+``twinkg service start|stop|status``: the same in the background, ready when its metrics say
+every loop is up."""
 
 from __future__ import annotations
 
@@ -16,21 +18,27 @@ import typer
 
 from twinkg.api import tracing
 from twinkg.api.agent_worker import AgentWorker
+from twinkg.api.background import Background
 from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, open_store, out
 from twinkg.api.event_stream import EventPublisher, work_items
+from twinkg.api.metrics import loops_up, scrape
 from twinkg.api.mqtt_ingest import MqttIngest
 from twinkg.api.service import TwinService
 from twinkg.api.settings import (
+    Settings,
     dead_letter_dir,
     events_cursor,
     findings_cursor,
     mqtt_endpoint,
+    service_dir,
 )
 from twinkg.api.twin import agents_twin
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import AGENT_GROUP, WORK_FILTER, shared, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.ontology.errors import ConfigError
+from twinkg.ontology.errors import ConfigError, ServerError
+
+service_app = typer.Typer(help="`twinkg run` as a background service.", no_args_is_help=True)
 
 
 def _children(count: int, worker_id: str, tick_s: float) -> list[subprocess.Popen[bytes]]:
@@ -152,3 +160,78 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
         f"{status.agent_runs} agent passes, {status.decisions} decisions, "
         f"{status.events} events published"
     )
+
+
+def _background(settings: Settings) -> Background:
+    return Background(service_dir(settings), "the service (twinkg run)", "service.log")
+
+
+@service_app.command("start")
+@errors_as_exit_codes
+def service_start(
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="agent worker processes (sharing work by leases)")
+    ] = 1,
+    mqtt: Annotated[bool, typer.Option(help="use the broker (off: agents on a timer)")] = True,
+    tick_s: Annotated[float, typer.Option(min=0.1, help="sweep for work this often")] = 30.0,
+    wait_s: Annotated[float, typer.Option(min=1, help="how long to wait for it to be ready")] = 180,
+) -> None:
+    """Start `twinkg run` in the background, its metrics on TWINKG_SERVICE_METRICS_PORT, and
+    wait until every loop is up."""
+    settings = load_settings()
+    background = _background(settings)
+    port = settings.service_metrics_port
+    if background.running() is None:
+        command = [sys.executable, "-m", "twinkg.api.cli", "run", "--workers", str(workers)]
+        command += ["--tick-s", str(tick_s), "--metrics-port", str(port)]
+        command += [] if mqtt else ["--no-mqtt"]
+
+        def ready() -> bool:
+            loops = loops_up(scrape(port) or {})
+            return bool(loops) and all(loops.values())
+
+        background.start(command, env=dict(os.environ), ready=ready, wait_s=wait_s)
+    out.print(f"service: pid {background.running()}, log {background.log}")
+    out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+
+
+@service_app.command("stop")
+@errors_as_exit_codes
+def service_stop(
+    wait_s: Annotated[float, typer.Option(min=1, help="for the work in hand to finish")] = 120,
+) -> None:
+    """Stop the background service: the message and the agent run in hand finish first."""
+    stopped = _background(load_settings()).stop(wait_s=wait_s)
+    out.print("service stopped" if stopped else "no service was running")
+
+
+@service_app.command("status")
+@errors_as_exit_codes
+def service_status() -> None:
+    """Whether the background service runs, each loop's state and what it has done; exits 1
+    when it does not run or a loop is down."""
+    settings = load_settings()
+    pid = _background(settings).running()
+    if pid is None:
+        raise ServerError("the service is not running (twinkg service start)")
+    values = scrape(settings.service_metrics_port)
+    if values is None:
+        raise ServerError(f"the service (pid {pid}) does not answer on its metrics port")
+    loops = loops_up(values)
+    out.print(f"service: pid {pid}")
+    for loop, up in sorted(loops.items()):
+        out.print(f"  {loop:<8} {'up' if up else 'DOWN'}")
+    counted = {
+        "points ingested": "twinkg_points_ingested_total{way=mqtt}",
+        "points quarantined": "twinkg_points_quarantined_total{way=mqtt}",
+    }
+    for name, key in counted.items():
+        out.print(f"  {name}: {values.get(key, 0.0):.0f}")
+    decisions = {
+        k.split("outcome=", 1)[1].rstrip("}"): v
+        for k, v in values.items()
+        if k.startswith("twinkg_decisions_total{")
+    }
+    out.print(f"  decisions: {', '.join(f'{k} {v:.0f}' for k, v in sorted(decisions.items()))}")
+    if not all(loops.values()):
+        raise ServerError("a loop of the service is down: see its log")

@@ -9,6 +9,8 @@ on stderr and a non-zero exit, before any simulator starts.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +45,21 @@ SeedsOption = Annotated[
     str | None,
     typer.Option(help="seeds: 1-5, 1,3,7 or 4 (default: the scenario's own)"),
 ]
+OverOption = Annotated[
+    str,
+    typer.Option(
+        help="how the loop reaches the plant: process (in this process) or opcua (served as an "
+        "OPC UA server on loopback, Basic256Sha256 SignAndEncrypt, stepped as a client)"
+    ),
+]
+OpcUaPortOption = Annotated[
+    int,
+    typer.Option(min=0, max=65535, help="with --over opcua: serve on this port (0: a free one)"),
+]
+TrustOption = Annotated[
+    list[Path] | None,
+    typer.Option(help="an OPC UA client certificate (DER or PEM) the served plant also trusts"),
+]
 _STEPS = 1000
 
 
@@ -76,15 +93,22 @@ def _print_result(result: SimResult) -> None:
 
 @app.command("run")
 @errors_as_exit_codes
-def run_command(
+def run_command(  # noqa: PLR0917 - one parameter per option
     scenario: Annotated[Path, typer.Option(help="the scenario file (TOML)")],
     policy: Annotated[str, typer.Option(help="run-to-failure, preventive, reactive, twinkg, …")],
     seeds: SeedsOption = None,
     horizon_h: HorizonOption = None,
     progress: ProgressOption = None,
+    over: OverOption = "process",
+    opcua_port: OpcUaPortOption = 0,
+    trust: TrustOption = None,
 ) -> None:
     """Run a scenario under one policy, once per seed; print each run's KPIs and IRI."""
     check_policy(policy)
+    if over != "process":
+        from twinkg.api.sim_opcua import check_over  # noqa: PLC0415 - loads asyncua
+
+        check_over(over)
     picked = None if seeds is None else parse_seeds(seeds)
     loaded = shortened(load_scenario(scenario), horizon_h)
     settings = load_settings()
@@ -93,11 +117,15 @@ def run_command(
         open_sim_service(settings, store, twin_policies=policy in TWIN_POLICIES) as service,
         phase_bars(progress) as bars,
     ):
+        opcua = None
+        if over == "opcua":
+            opcua = service.opcua_config(port=opcua_port, trusted=trust or [])
         results = service.run(
             loaded,
             policy,
             picked or loaded.run.seeds,
             lambda seed, f: bars(f"{policy} seed {seed}", round(f * _STEPS), _STEPS),
+            opcua=opcua,
         )
     for result in results:
         _print_result(result)
@@ -224,3 +252,49 @@ def show_command(
     out.print(f"decisions  {len(record.decisions)}", markup=False)
     for decision in record.decisions:
         out.print(f"  {decision}", markup=False)
+
+
+@app.command("serve")
+@errors_as_exit_codes
+def serve_command(  # noqa: PLR0917 - one parameter per option
+    scenario: Annotated[Path, typer.Argument(help="the scenario file (TOML)")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the OPC UA port")] = 4841,
+    host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(min=0, help="the seed the plant is built for")] = 1,
+    trust: TrustOption = None,
+    horizon_h: HorizonOption = None,
+) -> None:
+    """Serve a scenario's plant as an OPC UA server until Ctrl-C, for an external client that
+    steps it (Instantiate, Step, Snapshot/Restore) or subscribes to its outputs."""
+    from twinkg.api.settings import sim_opcua_dir  # noqa: PLC0415
+    from twinkg.api.sim_opcua import OpcUaPlantConfig, ServedScenario, serve_scenario  # noqa: PLC0415
+
+    loaded = shortened(load_scenario(scenario), horizon_h)
+    settings = load_settings()
+    config = OpcUaPlantConfig(
+        directory=sim_opcua_dir(settings),
+        host=host,
+        port=port,
+        trusted=tuple(trust or ()),
+        timeout_s=settings.sim_opcua_timeout_s,
+    )
+    stop = threading.Event()
+
+    def ready(served: ServedScenario) -> None:
+        for line in (
+            f"serving    {loaded.name}@{loaded.version} plant {served.plant!r} at {served.url}",
+            "security   Basic256Sha256 SignAndEncrypt",
+            f"server     {served.server_cert}",
+            f"client     {served.client_cert} (key {served.client_key}, URI {served.client_uri})",
+            f"instantiate parameters={served.parameters} seed=<uint32>",
+            f"step       dt={served.step_s:g} s, {served.steps} steps for the scenario's horizon",
+            "Ctrl-C stops",
+        ):
+            out.print(line, markup=False, soft_wrap=True)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        steps = serve_scenario(loaded, config, seed=seed, ready=ready, stop=stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out.print(f"stopped after {steps} steps", markup=False)

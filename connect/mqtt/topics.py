@@ -8,6 +8,8 @@ message type, then the nodes, so one wildcard selects a site, a message type or 
     twinkg/v1/{site}/refused/{area}/{node}      a telemetry message refused, with the reason
     twinkg/v1/{site}/evt/{kind}/{area}/{asset}  an event: finding, decision, approval, action
     twinkg/v1/{site}/work/{area}/{asset}        an asset with something for the agents to decide
+    twinkg/v1/{site}/edge/{node}                an edge's decision records, in its chain's order
+    twinkg/v1/{site}/ack/{node}                 receipts: what the twin stored from that node
 
 Payloads are JSON, not Sparkplug's protobuf: the telemetry payload is the JSON batch contract of
 ``POST /telemetry`` (``connect.json``), so one contract holds on every way in. Every name segment
@@ -123,8 +125,49 @@ def telemetry_filters(sites: Sequence[str] = ()) -> list[str]:
     Not a shared subscription: a shared group deals one topic's messages to several workers,
     which then apply them out of order, and the telemetry contract quarantines a reading that
     is not after its sensor's newest. Ingest scales by site instead (one worker per set of
-    sites keeps each topic in order); decision 0056."""
-    return [f"{ROOT}/{segment(site, 'site')}/tele/#" for site in sites] or [f"{ROOT}/+/tele/#"]
+    sites keeps each topic in order); decision 0056. The sites' edge decision trees come with
+    them (decision 0059): one worker records an edge's decisions in its chain's order."""
+    tele = [f"{ROOT}/{segment(site, 'site')}/tele/#" for site in sites] or [f"{ROOT}/+/tele/#"]
+    return tele + edge_filters(sites)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeTopic:
+    """Where an edge runtime forwards its decision records: its site and node (decision 0059)."""
+
+    site: str
+    node: str
+
+    @classmethod
+    def parse(cls, topic: str) -> EdgeTopic:
+        """The edge decision topic ``topic`` (:class:`InvalidInputError` naming what is wrong)."""
+        parts = topic.split("/")
+        if len(parts) != 5 or "/".join(parts[:2]) != ROOT or parts[3] != "edge":
+            raise InvalidInputError(f"topic {topic[:200]!r} is not {ROOT}/{{site}}/edge/{{node}}")
+        return cls(segment(parts[2], "site"), segment(parts[4], "node"))
+
+    @property
+    def topic(self) -> str:
+        """The topic the edge publishes its decision records on."""
+        return f"{ROOT}/{self.site}/edge/{self.node}"
+
+
+def is_edge_topic(topic: str) -> bool:
+    """Whether ``topic`` lies in an edge decision tree (parse it to know it is well formed)."""
+    parts = topic.split("/", 4)
+    return len(parts) >= 4 and "/".join(parts[:2]) == ROOT and parts[3] == "edge"
+
+
+def receipt_topic(*, site: str, node: str) -> str:
+    """Where the twin confirms to ``node`` of ``site`` what it stored (telemetry batches and
+    edge decisions, by the SHA-256 of the message): an edge deletes from its buffer only what
+    a receipt names, since a broker's acknowledgement does not mean the twin has it."""
+    return f"{ROOT}/{segment(site, 'site')}/ack/{segment(node, 'node')}"
+
+
+def edge_filters(sites: Sequence[str] = ()) -> list[str]:
+    """The edge decision trees of ``sites`` (all sites when none is named)."""
+    return [f"{ROOT}/{segment(site, 'site')}/edge/#" for site in sites] or [f"{ROOT}/+/edge/#"]
 
 
 def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
@@ -137,12 +180,15 @@ def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
             raise ConfigError("a producer is bound to one site")
         site = segment(site, "site")
         grants = [f"topic write {ROOT}/{site}/tele/#", f"topic read {ROOT}/{site}/refused/#"]
+        grants += [f"topic write {ROOT}/{site}/edge/#", f"topic read {ROOT}/{site}/ack/#"]
     elif role is Role.SERVICE:
         grants = [
             f"topic read {ROOT}/+/tele/#",
             f"topic write {ROOT}/+/evt/#",
             f"topic write {ROOT}/+/refused/#",
             f"topic readwrite {ROOT}/+/work/#",
+            f"topic read {ROOT}/+/edge/#",
+            f"topic write {ROOT}/+/ack/#",
         ]
     else:
         grants = [f"topic read {ROOT}/+/evt/#", f"topic read {ROOT}/+/refused/#"]

@@ -15,6 +15,7 @@ store-and-forward, issue 15), not a faster broker save."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -23,13 +24,14 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from neo4j import Driver
+from neo4j import Driver, GraphDatabase
 
 from tests.conftest import Neo4jTarget, seed_skab
 from tests.integration.mqtt_world import home_endpoint
 from tests.integration.test_cli import TWINKG, run
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import connect, publish
+from twinkg.kg import local_server
 from twinkg.kg.local_server import free_port
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import ServerError
@@ -41,8 +43,10 @@ UNIT = "http://qudt.org/vocab/unit/L-PER-MIN"
 BATCHES, POINTS = 40, 25
 
 
-def _bodies() -> list[bytes]:
-    start = datetime.now(UTC) - timedelta(hours=2)
+def _bodies(start: datetime | None = None) -> list[bytes]:
+    """The stream: BATCHES batches of POINTS readings a second apart from ``start`` (two hours
+    ago by default)."""
+    start = start or datetime.now(UTC) - timedelta(hours=2)
     bodies = []
     for b in range(BATCHES):
         points = [
@@ -162,3 +166,129 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
         run("broker", "stop", env=env)
     batches, accepted, quarantined = _log(tmp_path)
     assert batches == BATCHES and accepted + quarantined == BATCHES * POINTS
+
+
+def _stream_with_alarms() -> list[bytes]:
+    """The drill's batches; batches 10 to 12 carry a flow far above the pump's envelope (max
+    140 L/min), so the agents have an alarm to decide on while Neo4j goes away. The stream
+    ends a few minutes ago: the agents look at the last hour's findings."""
+    bodies = _bodies(datetime.now(UTC) - timedelta(seconds=BATCHES * POINTS + 300))
+    for b in (10, 11, 12):
+        batch = json.loads(bodies[b])
+        for point in batch["points"]:
+            point["value"] = 210.0
+        bodies[b] = json.dumps(batch).encode()
+    return bodies
+
+
+def _decided(driver: Driver) -> bool:
+    """Whether a decision used one of the alarms."""
+    return bool(
+        driver.execute_query(
+            "MATCH (d:Decision)-[:PROV_USED]->(:Alarm) RETURN count(d) > 0 AS any"
+        ).records[0]["any"]
+    )
+
+
+def _kill(server: local_server.LocalServerConfig) -> float:
+    """SIGKILL the server (no clean shutdown); when."""
+    pid = local_server.status(server).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return time.monotonic()
+
+
+def _restart(server: local_server.LocalServerConfig, killed: float) -> float:
+    """Start the killed server again on its store and port; when it was up."""
+    while local_server.status(server).running or not local_server.port_free(
+        server.address, server.port
+    ):  # the kernel closes its listening socket a moment after the process is gone
+        assert time.monotonic() - killed < 120, "the killed Neo4j did not exit"
+        time.sleep(0.1)
+    local_server.start(server, wait_s=240, parent_pid=os.getpid())
+    return time.monotonic()
+
+
+def _await_decision(driver: Driver, service: subprocess.Popen[str]) -> None:
+    """Until the alarms' decision (cut off by the kill or not) is made; the service's log if not."""
+    deadline = time.monotonic() + 240
+    while not _decided(driver):
+        if time.monotonic() > deadline:
+            service.terminate()
+            _, stderr = service.communicate(timeout=300)
+            pytest.fail(f"the agents decided nothing on the alarms: {stderr[-4000:]}")
+        time.sleep(0.2)
+
+
+def test_neo4j_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """Neo4j SIGKILLed while `twinkg run` ingests a stream and its agents decide, then started
+    again on the same store: the service survives, the broker holds what came meanwhile, and
+    afterwards every point is in the log once, every batch once in the graph, no action was
+    applied twice, and both hash chains (the decisions' and the audit log's) verify."""
+    server = local_server.LocalServerConfig.throwaway(
+        tmp_path / "neo4j", heap="512m", pagecache="128m", tx_memory="512m"
+    )
+    local_server.start(server, wait_s=240, parent_pid=os.getpid())
+    home = tmp_path / "home"
+    port = free_port()
+    env = {
+        **os.environ,
+        "TWINKG_NEO4J_URI": server.bolt_uri,
+        "TWINKG_NEO4J_USER": "neo4j",
+        "TWINKG_NEO4J_PASSWORD": server.password,
+        "TWINKG_HOME": str(home),
+        "TWINKG_MQTT_PORT": str(port),
+    }
+    service = None
+    with GraphDatabase.driver(server.bolt_uri, auth=("neo4j", server.password)) as driver:
+        try:
+            seed_skab(driver)
+            assert run("broker", "start", env=env).returncode == 0
+            assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+            gateway = connect(home_endpoint(home, port, "gw"), "gw")
+            bodies = _stream_with_alarms()
+            service = subprocess.Popen(
+                [TWINKG, "run", "--tick-s", "3600"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for body in bodies[:20]:
+                publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+            _wait_for(home, 12)  # the alarms are in: the agents are at work on them
+            killed = _kill(server)
+            for body in bodies[20:]:  # the stream goes on while the graph is away
+                publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+            gateway.disconnect()
+            restarted = _restart(server, killed)
+            _wait_for(home, BATCHES)
+            print(
+                f"Neo4j killed: up again after {restarted - killed:.2f} s; all {BATCHES} "
+                f"batches stored {time.monotonic() - restarted:.2f} s after that"
+            )
+            _await_decision(driver, service)
+            service.send_signal(signal.SIGTERM)
+            stdout, stderr = service.communicate(timeout=300)
+            assert service.returncode == 0, stderr[-3000:]
+            assert "did not finish cleanly" not in stdout
+        finally:
+            if service is not None and service.poll() is None:
+                service.kill()
+            run("broker", "stop", env=env)
+        batches, accepted, quarantined = _log(home)
+        assert batches == BATCHES and accepted + quarantined == BATCHES * POINTS
+        stored = driver.execute_query("MATCH (b:IngestBatch) RETURN count(b) AS n").records
+        assert stored[0]["n"] == BATCHES
+        twice = driver.execute_query(
+            "MATCH (a:ProposedAction), (d:Decision {outcome: 'applied'}) "
+            "WHERE (a)-[:PROV_WAS_GENERATED_BY]->(d) OR (d)-[:PROV_USED]->(a) "
+            "WITH a, count(d) AS n WHERE n > 1 RETURN count(a) AS n"
+        ).records[0]["n"]
+        assert twice == 0
+        for command in (("verify",), ("audit", "verify")):
+            checked = run(*command, env=env)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+        local_server.stop(server)

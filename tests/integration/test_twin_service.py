@@ -127,36 +127,36 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         run("broker", "stop", env=env)
 
 
-def test_without_a_broker_the_agents_sweep_on_the_timer(
+def test_without_a_broker_the_agents_sweep_on_the_timer_in_the_background(
     neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
 ) -> None:
     store = seed_skab(driver)
     with agents_twin(Settings(home=tmp_path), store) as twin:
         raise_alarms(twin)  # findings already in the graph when the service starts
-    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path)}
+    env = {
+        **neo4j_target.env(),
+        "TWINKG_HOME": str(tmp_path),
+        "TWINKG_SERVICE_METRICS_PORT": str(free_port()),
+    }
     refused = run("run", "--no-mqtt", "--workers", "2", env=env)
     assert refused.returncode == 2 and "it needs --mqtt" in refused.stderr
-    service = subprocess.Popen(
-        [TWINKG, "run", "--no-mqtt", "--tick-s", "0.5"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    absent = run("service", "status", env=env)
+    assert absent.returncode != 0 and "not running" in absent.stderr
+    started = run("service", "start", "--no-mqtt", "--tick-s", "0.5", env=env)
     try:
+        assert started.returncode == 0, started.stdout + started.stderr  # ready: every loop up
         decided: list[str] = []
         deadline = time.monotonic() + 300  # wait on the graph's state, not on a duration
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and len(decided) < 2:
             decided = _decisions_on_alarms(driver)
-            if len(decided) >= 2 or service.poll() is not None:
-                break
             time.sleep(0.1)
         assert len(decided) >= 2, "the sweep decided on neither alarm"
-        service.send_signal(signal.SIGTERM)
-        stdout, stderr = service.communicate(timeout=300)
+        status = run("service", "status", env=env)
+        assert status.returncode == 0, status.stderr
+        assert "agents   up" in status.stdout and "decisions: " in status.stdout
     finally:
-        if service.poll() is None:
-            service.kill()
-            service.communicate()
-    assert service.returncode == 0, stderr
-    assert "agent passes" in stdout and "did not finish cleanly" not in stdout
+        stopped = run("service", "stop", env=env)
+    assert stopped.returncode == 0 and "service stopped" in stopped.stdout
+    log = (tmp_path / "service" / "service.log").read_text()
+    assert "agent passes" in log and "did not finish cleanly" not in log
+    assert run("service", "status", env=env).returncode != 0
