@@ -33,6 +33,8 @@ demo: setup neo4j
 		$(BIN)/python -m twinkg.api.demo sparql; \
 	else echo "SKAB data not found under $(SKAB): skipping the replays and the agents"; fi
 	$(BIN)/twinkg show
+	@echo "== the closed loop over OPC UA: Net1's network served by an OPC UA server (Basic256Sha256 SignAndEncrypt), the twin deciding as its client"
+	$(BIN)/twinkg sim run --scenario scenarios/net1-pump-wear.toml --policy twinkg --seeds 4 --over opcua
 	@echo "== the twin as a service: Mosquitto (TLS, client certificates, ACLs) and twinkg run in the background"
 	$(BIN)/twinkg broker start
 	$(BIN)/twinkg service start
