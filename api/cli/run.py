@@ -232,6 +232,7 @@ def service_status() -> None:
         for k, v in values.items()
         if k.startswith("twinkg_decisions_total{")
     }
-    out.print(f"  decisions: {', '.join(f'{k} {v:.0f}' for k, v in sorted(decisions.items()))}")
+    made = ", ".join(f"{k} {v:.0f}" for k, v in sorted(decisions.items()))
+    out.print(f"  decisions: {made or 'none yet'}")
     if not all(loops.values()):
         raise ServerError("a loop of the service is down: see its log")
