@@ -5,7 +5,8 @@ an action, or the process died) resumes where it stopped instead of repeating a 
 :func:`open_checkpointer` opens the store a setting names: a SQLite file by default, Postgres
 when a ``postgresql://`` URL is given. :func:`unfinished_threads` lists the runs whose latest
 checkpoint still has nodes to run, telling the ones waiting for an answer from the ones that
-were cut off.
+were cut off. A run that has ended is forgotten (:func:`forget_finished`, and the agents delete
+each run's thread when it ends): the store holds only what may still resume.
 
 The stored state is read back with a serializer that rebuilds only the models and enums of
 :mod:`twinkg.agents.state` (plus LangGraph's own safe types): anything else in a checkpoint
@@ -255,6 +256,24 @@ def unfinished_threads(saver: BaseCheckpointSaver[Any]) -> list[ThreadStatus]:
     (``add_edge([a, b], c)``) are not read. A run stopped at a static breakpoint
     (``interrupt_before``) leaves no trace of it in the checkpoint and reads as cut off.
     """
+    return _threads(saver)[0]
+
+
+def forget_finished(saver: BaseCheckpointSaver[Any]) -> int:
+    """Delete the checkpoints of every thread that ran to its end; how many threads.
+
+    A finished run's checkpoints serve nothing more (its decision is in the provenance record),
+    and every thread kept is read again by :func:`unfinished_threads`: the store would grow, and
+    each look for cut-off runs slow down, with every run ever made. Runs waiting for a person and
+    runs cut off are kept."""
+    finished = _threads(saver)[1]
+    for thread_id in finished:
+        saver.delete_thread(thread_id)
+    return len(finished)
+
+
+def _threads(saver: BaseCheckpointSaver[Any]) -> tuple[list[ThreadStatus], list[str]]:
+    """The unfinished threads, and the ids of the finished ones."""
     latest: dict[str, CheckpointTuple] = {}
     # Nothing else may call the saver while list() iterates: SqliteSaver holds its lock.
     for item in saver.list(None):
@@ -265,20 +284,22 @@ def unfinished_threads(saver: BaseCheckpointSaver[Any]) -> list[ThreadStatus]:
         held = latest.get(thread_id)
         if held is None or item.checkpoint["id"] > held.checkpoint["id"]:
             latest[thread_id] = item
-    found = []
+    found, finished = [], []
     for thread_id, item in sorted(latest.items()):
         nodes = _next_nodes(item.checkpoint)
-        if nodes:
-            found.append(
-                ThreadStatus(
-                    thread_id=thread_id,
-                    halt=Halt.WAITING if _waits(item) else Halt.CUT_OFF,
-                    at=datetime.fromisoformat(item.checkpoint["ts"]),
-                    checkpoint_id=item.checkpoint["id"],
-                    next_nodes=nodes,
-                )
+        if not nodes:
+            finished.append(thread_id)
+            continue
+        found.append(
+            ThreadStatus(
+                thread_id=thread_id,
+                halt=Halt.WAITING if _waits(item) else Halt.CUT_OFF,
+                at=datetime.fromisoformat(item.checkpoint["ts"]),
+                checkpoint_id=item.checkpoint["id"],
+                next_nodes=nodes,
             )
-    return found
+        )
+    return found, finished
 
 
 def _next_nodes(checkpoint: Checkpoint) -> tuple[str, ...]:

@@ -18,12 +18,13 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 from opentelemetry import trace
 
-from twinkg.agents.checkpoint import DURABILITY, unfinished_threads
+from twinkg.agents.checkpoint import DURABILITY, forget_finished, unfinished_threads
 from twinkg.agents.context import AgentInfo, AgentSettings, LiveFacts, RunContext
 from twinkg.agents.graph import compile_graph
+from twinkg.agents.monitor import monitor
 from twinkg.agents.planning import Planner, RulePlanner
 from twinkg.agents.record import GraphRecorder
 from twinkg.agents.state import (
@@ -95,6 +96,7 @@ class Agents:
 
     def __post_init__(self) -> None:
         self._graph = compile_graph(self.checkpointer)
+        forget_finished(self.checkpointer)  # left by a process that ended before it could
 
     def context(self) -> RunContext:
         """The live run context."""
@@ -130,8 +132,8 @@ class Agents:
                 for node in update:
                     on_node(run_id, node)
 
-    def _result(self, run_id: str) -> RunResult:
-        snapshot = self._graph.get_state(self._config(run_id))
+    def _result(self, run_id: str, snapshot: StateSnapshot | None = None) -> RunResult:
+        snapshot = snapshot or self._graph.get_state(self._config(run_id))
         if not snapshot.values:
             raise NotAwaitingApprovalError(f"run {run_id} has no checkpoint here")
         state = AgentState.model_validate(snapshot.values)
@@ -143,6 +145,15 @@ class Agents:
         else:
             status = "done"
         return RunResult(run_id, status, tuple(state.steps), request, state)
+
+    def _ended(self, run_id: str) -> RunResult:
+        """How the run just invoked stands; a run that ended has its checkpoints deleted (its
+        decisions are recorded; only a run waiting for a person, or cut off, resumes)."""
+        snapshot = self._graph.get_state(self._config(run_id))
+        result = self._result(run_id, snapshot)
+        if result.request is None and not snapshot.next:
+            self.checkpointer.delete_thread(run_id)
+        return result
 
     def run(
         self,
@@ -168,8 +179,33 @@ class Agents:
         new anomalies of an asset the agents last decided to watch wait (decision 0052).
         """
         run_id = run_id or uuid.uuid4().hex[:20]
+        state = self._state(
+            run_id,
+            scope=scope,
+            as_of=as_of,
+            seed=seed,
+            action=action,
+            informed_by=informed_by,
+            trigger=trigger,
+            watch_s=watch_s,
+        )
+        self._invoke(state, run_id, on_node)
+        return self._ended(run_id)
+
+    def _state(
+        self,
+        run_id: str,
+        *,
+        scope: str | None,
+        as_of: datetime | None,
+        trigger: Trigger,
+        seed: int | None = None,
+        action: ProposedAction | None = None,
+        informed_by: str | None = None,
+        watch_s: float | None = None,
+    ) -> AgentState:
         moment = (as_of or self.clock()).astimezone(UTC)
-        state = AgentState(
+        return AgentState(
             run_id=run_id,
             scope=scope,
             as_of=moment.isoformat(),
@@ -180,8 +216,12 @@ class Agents:
             trigger=trigger,
             watch_s=self.settings.watch_s if watch_s is None else watch_s,
         )
-        self._invoke(state, run_id, on_node)
-        return self._result(run_id)
+
+    def has_case(self, *, scope: str | None, as_of: datetime | None, trigger: Trigger) -> bool:
+        """Whether a run would find a case in ``scope``: the monitor's own reads, without a
+        run's thread and checkpoints (a run that finds nothing records nothing either)."""
+        state = self._state("probe", scope=scope, as_of=as_of, trigger=trigger)
+        return bool(monitor(state, self.context()).get("asset"))
 
     def resume_crashed(self, on_node: NodeListener | None = None) -> list[RunResult]:
         """Finish every run a crash cut off (not those waiting for a person)."""
@@ -190,7 +230,7 @@ class Agents:
             if thread.waiting:
                 continue
             self._invoke(None, thread.thread_id, on_node)
-            results.append(self._result(thread.thread_id))
+            results.append(self._ended(thread.thread_id))
         return results
 
     def run_all(
@@ -206,7 +246,15 @@ class Agents:
         results = self.resume_crashed(on_node)
         started = 0
         for trigger in Trigger:
+            first = True
             while started < max_runs:
+                # a run that finds nothing is the common end of a pass (after the case it was
+                # woken for, and for the rarer trigger): ask the monitor first, without a graph
+                # run and its checkpoints; the first run on findings goes straight in
+                likely = first and trigger is Trigger.FINDINGS
+                first = False
+                if not likely and not self.has_case(scope=scope, as_of=as_of, trigger=trigger):
+                    break
                 started += 1
                 result = self.run(scope=scope, as_of=as_of, on_node=on_node, trigger=trigger)
                 if result.status == "nothing_to_do":
@@ -273,7 +321,7 @@ class Agents:
                     f"(allowed: {', '.join(request['roles'])})"
                 )
         self._invoke(Command(resume=answer.model_dump(mode="json")), request["run_id"])
-        return self._result(request["run_id"])
+        return self._ended(request["run_id"])
 
 
 def _seed(run_id: str) -> int:

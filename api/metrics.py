@@ -116,7 +116,7 @@ class Metrics:
 
         self.loop_up = Gauge(
             "twinkg_service_loop_up",
-            "1 while a loop of `twinkg run` (agents, ingest, events) runs",
+            "1 while a loop of `twinkg run` (agents, ingest, events, opcua) runs",
             ["loop"],
             registry=r,
         )

@@ -69,6 +69,7 @@ class Outcome:
     code: str | None = None
     reason: str | None = None
     findings: int = 0  # anomalies and alarms the batch raised: work for the agents
+    assets: tuple[str, ...] = ()  # the assets those findings concern (the work items)
 
 
 class MqttIngest:
@@ -113,7 +114,13 @@ class MqttIngest:
         if report.duplicate:
             return Outcome("duplicate")
         findings = len(report.anomalies) + report.alarms
-        return Outcome("applied", report.accepted, report.rejected, findings=findings)
+        return Outcome(
+            "applied",
+            report.accepted,
+            report.rejected,
+            findings=findings,
+            assets=report.finding_assets,
+        )
 
     def _edge_decision(self, message: Message) -> Outcome:
         """Record an edge's forwarded decision in the provenance chain (decision 0059)."""

@@ -36,6 +36,7 @@ from twinkg.connect.opcua.security import (
 from twinkg.connect.opcua.writeback import WriteResult, write_back
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.errors import ConfigError, InvalidInputError, OpcUaError, TwinKGError
+from twinkg.reasoner.ingest import IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,17 @@ def securer(settings: Settings, server_cert: Path | None = None) -> Secure:
 
 
 def twin_sink(
-    twin: Twin, url: str, *, reclassify: Reclassify = Reclassify.BACKGROUND
+    twin: Twin,
+    url: str,
+    *,
+    reclassify: Reclassify = Reclassify.BACKGROUND,
+    on_findings: Callable[[IngestReport], None] | None = None,
 ) -> Callable[[bytes], SinkOutcome]:
     """A batch into ``twin`` through the telemetry contract (as ``POST /telemetry``): refused
     whole only for a malformed envelope (a stable code, logged); points judged one by one.
     ``reclassify``: what each applied batch asks of the reclassification (as MQTT: in the
-    background)."""
+    background). ``on_findings`` hears the report of each applied batch that raised anomalies
+    or alarms (``twinkg run`` hands its agents work so)."""
     name = f"opcua:{url}"
 
     def sink(body: bytes) -> SinkOutcome:
@@ -101,6 +107,8 @@ def twin_sink(
         report = results[0].report
         if report.duplicate:
             return SinkOutcome(duplicate=True)
+        if (report.anomalies or report.alarms) and on_findings is not None:
+            on_findings(report)
         return SinkOutcome(report.accepted, report.rejected)
 
     return sink
@@ -167,9 +175,11 @@ async def connect(
     stop: asyncio.Event,
     max_points: int | None = None,
     duration_s: float | None = None,
+    on_findings: Callable[[IngestReport], None] | None = None,
 ) -> ConnectReport:
     """Ingest the mapped variables of ``url`` (and, with ``write``, write allowed actions back)
-    until ``stop``, ``duration_s`` or ``max_points``."""
+    until ``stop``, ``duration_s`` or ``max_points``; ``on_findings`` as for
+    :func:`twin_sink`. Sets ``stop`` when it ends."""
     settings = twin.settings
     options = IngestOptions(
         publishing_interval_ms=settings.opcua_publishing_interval_ms,
@@ -178,7 +188,13 @@ async def connect(
         timeout_s=settings.opcua_timeout_s,
         reconnect_max_s=settings.opcua_reconnect_max_s,
     )
-    ingest = OpcUaIngest(url, bindings, secure=secure, sink=twin_sink(twin, url), options=options)
+    ingest = OpcUaIngest(
+        url,
+        bindings,
+        secure=secure,
+        sink=twin_sink(twin, url, on_findings=on_findings),
+        options=options,
+    )
     writer: asyncio.Task[list[WriteResult]] | None = None
     if write and mapping.setpoints:
         writer = asyncio.create_task(

@@ -11,7 +11,9 @@ Loops on their own threads, sharing one :class:`api.twin.Twin`:
   something to decide that no other worker holds (a sensor that falls silent sends no message,
   and a work item lost with a dead worker is found so). Local wakes are coalesced: the queue
   holds one, and a pending sweep covers every wake after it;
-* **events** (``api.event_stream``): every decision recorded is published as MQTT events.
+* **events** (``api.event_stream``): every decision recorded is published as MQTT events;
+* **opcua** (``api.opcua_service``, decision 0063): the data changes of OPC UA servers by their
+  mapping, heard as the MQTT ingest's are (and, with write-back, allowed actions written back).
 
 A failure of the store or the broker is logged, counted (``twinkg_service_failures_total``)
 and retried after ``retry_s``; it never ends the service. :meth:`TwinService.stop` (SIGTERM,
@@ -35,9 +37,11 @@ from datetime import UTC, datetime
 from twinkg.api.agent_worker import AgentWorker
 from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
+from twinkg.api.opcua_service import OpcUaLoop
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt.client import Message, Subscriber
 from twinkg.ontology.errors import TwinKGError
+from twinkg.reasoner.ingest import IngestReport
 
 log = logging.getLogger("twinkg.service")
 
@@ -79,6 +83,7 @@ class TwinService:
         tick_s: float = 30.0,
         retry_s: float = 2.0,
         events_poll_s: float = 0.5,
+        opcua: OpcUaLoop | None = None,
     ) -> None:
         self.twin = twin
         self.worker = worker
@@ -89,6 +94,7 @@ class TwinService:
         self.tick_s = tick_s
         self.retry_s = retry_s
         self.events_poll_s = events_poll_s
+        self.opcua = opcua
         self.status = ServiceStatus(started_at=_now())
         self._stop = threading.Event()
         self._wakes: queue.Queue[str] = queue.Queue(maxsize=1)  # one pending wake covers all
@@ -109,6 +115,8 @@ class TwinService:
             loops.append(("ingest", self._ingest_loop))
         if self.events is not None:
             loops.append(("events", self._events_loop))
+        if self.opcua is not None:
+            loops.append(("opcua", self._opcua_loop))
         for name, loop in loops:
             thread = threading.Thread(target=loop, name=f"twinkg-{name}", daemon=True)
             self._threads.append(thread)
@@ -188,20 +196,24 @@ class TwinService:
             self.wake("retry")
         work.ack(message)
 
+    def _findings(self, assets: tuple[str, ...]) -> None:
+        """A committed batch raised findings on ``assets``: a work item for each of them (the
+        agent workers share them), or, with no broker, a wake of this process's worker."""
+        if self.dispatch is None:
+            self.wake("findings")
+            return
+        try:  # only the assets this batch concerns: the sweeps cover anything else
+            self.dispatch(list(assets) or self.twin.case_assets())
+        except TwinKGError as exc:
+            self._failed("dispatch", exc)
+            self.wake("findings")  # this process's worker sweeps instead
+
     def _ingest_loop(self) -> None:
         assert self.ingest is not None
 
         def heard(_message: Message, outcome: Outcome) -> None:
-            if not outcome.findings:
-                return
-            if self.dispatch is None:
-                self.wake("findings")
-                return
-            try:  # one work item per asset: the agent workers share them
-                self.dispatch(self.twin.case_assets())
-            except TwinKGError as exc:
-                self._failed("dispatch", exc)
-                self.wake("findings")  # this process's worker sweeps instead
+            if outcome.findings:
+                self._findings(outcome.assets)
 
         while not self._stop.is_set():
             try:
@@ -221,3 +233,22 @@ class TwinService:
                 self._stop.wait(self.retry_s)
                 continue
             self._stop.wait(self.events_poll_s)
+
+    def _opcua_loop(self) -> None:
+        """OPC UA servers' data changes through the contract (decision 0063); a batch with
+        findings is heard as the MQTT ingest's are."""
+        assert self.opcua is not None
+
+        def heard(report: IngestReport) -> None:
+            self._findings(report.finding_assets)
+
+        def failed(exc: Exception) -> None:
+            self._failed("opcua", exc)
+
+        while not self._stop.is_set():
+            try:
+                self.opcua.run(self._stop.wait, heard=heard, failed=failed, retry_s=self.retry_s)
+            except Exception as exc:  # a defect of the loop itself: it starts again
+                log.exception("the opcua loop failed")
+                self._failed("opcua", exc)
+                self._stop.wait(self.retry_s)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from twinkg.connect.mqtt.broker import SERVICE_USER, BrokerConfig
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
@@ -230,6 +230,15 @@ class Settings(BaseSettings):
     opcua_writeback_max_age_s: float = Field(
         default=600.0, gt=0, description="an action applied longer ago is never written back"
     )
+    opcua_servers: list[str] = Field(
+        default_factory=list,
+        description="OPC UA servers `twinkg run` subscribes to, each URL=MAPPING (a JSON list; "
+        "--opcua wins)",
+    )
+    opcua_write_back: bool = Field(
+        default=False,
+        description="`twinkg run` writes allowed, recorded actions back to those servers",
+    )
 
     edge_site: str | None = Field(
         default=None, description="the site an edge runtime serves (its producer's only site)"
@@ -291,6 +300,9 @@ def load_settings() -> Settings:
         first = exc.errors()[0]
         field = "TWINKG_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise ConfigError(f"{field}: {first['msg']}") from None
+    except SettingsError as exc:  # a list setting (TWINKG_OPCUA_SERVERS) that is not JSON
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "settings"
+        raise ConfigError(f"TWINKG_{field.upper()}: not valid JSON ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import random
 import re
 import time
 from collections import defaultdict
@@ -27,6 +29,7 @@ from neo4j.exceptions import (
     DriverError,
     Neo4jError,
     ServiceUnavailable,
+    TransientError,
 )
 from opentelemetry import trace
 from rdflib import Dataset, Graph, URIRef
@@ -54,6 +57,30 @@ DEFAULT_BATCH = 5000
 DEFAULT_BYTE_CAP = 8 * 1024 * 1024
 """Largest answer of untrusted Cypher, in bytes of JSON (``TWINKG_QUERY_MAX_BYTES``)."""
 _T = TypeVar("_T")
+
+log = logging.getLogger("twinkg.store")
+
+TRANSIENT_TRIES = 6
+"""How often a write transaction that Neo4j failed as transient (a deadlock between two writers,
+a lock wait that timed out) is run in all: it rolled back whole, so it is run again, after a
+short random back-off, as Neo4j's own managed transactions do."""
+
+
+def _retried(name: str, attempt: Callable[[], _T]) -> _T:
+    """``attempt()``, run again while Neo4j fails it as transient (up to the limit)."""
+    tries = 1
+    while True:
+        try:
+            return attempt()
+        except StoreError as exc:
+            if tries >= TRANSIENT_TRIES or not isinstance(exc.__cause__, TransientError):
+                raise
+            code = exc.__cause__.code
+            log.info("%s: Neo4j failed it as transient (%s), try %d again", name, code, tries + 1)
+            time.sleep(random.uniform(0.5, 1.0) * 0.02 * 2**tries)
+            tries += 1
+
+
 _BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 _tracer = trace.get_tracer("twinkg.kg")
@@ -259,20 +286,24 @@ class GraphStore:
         ``touches`` names the nodes the statements create, change or delete, and the start nodes
         of the relationships they add or remove: they go into the change log entry committed
         with the statements (:mod:`kg.outbox`; none when empty). Returns each statement's rows
-        (plain values).
+        (plain values). A transient failure (a deadlock) is run again, as in :meth:`transaction`.
         """
-        touched = outbox.Touched()
-        touched.add(touches)
-        results: list[list[dict[str, Any]]] = []
         names = "+".join(query.name for query, _ in statements)
-        with _span(names), self._session() as session, session.begin_transaction() as tx:
-            for query, params in statements:
-                rows = tx.run(query.cypher, dict(params))
-                results.append([_row(r) for r in rows])
-                touched.note(rows.consume())
-            outbox.append(tx, touched, full_at=self._full_at)
-            tx.commit()
-        return results
+
+        def attempt() -> list[list[dict[str, Any]]]:
+            touched = outbox.Touched()
+            touched.add(touches)
+            results: list[list[dict[str, Any]]] = []
+            with _span(names), self._session() as session, session.begin_transaction() as tx:
+                for query, params in statements:
+                    rows = tx.run(query.cypher, dict(params))
+                    results.append([_row(r) for r in rows])
+                    touched.note(rows.consume())
+                outbox.append(tx, touched, full_at=self._full_at)
+                tx.commit()
+            return results
+
+        return _retried(names, attempt)
 
     def write(
         self,
@@ -331,18 +362,24 @@ class GraphStore:
         record batches through the :class:`StoreTx` it is given; the provenance recorder uses
         this to read the chain head, write an action with its provenance, and move the head, all
         or nothing. What ``work`` touched (:meth:`StoreTx.touch`, :meth:`StoreTx.write`) goes into
-        the change log entry committed with it.
+        the change log entry committed with it. A transaction Neo4j fails as transient (a
+        deadlock with another writer) rolled back whole and is run again, ``work`` included
+        (:data:`TRANSIENT_TRIES`): ``work`` must act only through the transaction.
         """
-        with (
-            _span("transaction"),
-            self._session() as session,
-            session.begin_transaction() as tx,
-        ):
-            store_tx = StoreTx(tx)
-            result = work(store_tx)
-            outbox.append(tx, store_tx.touched, full_at=self._full_at)
-            tx.commit()
-        return result
+
+        def attempt() -> _T:
+            with (
+                _span("transaction"),
+                self._session() as session,
+                session.begin_transaction() as tx,
+            ):
+                store_tx = StoreTx(tx)
+                result = work(store_tx)
+                outbox.append(tx, store_tx.touched, full_at=self._full_at)
+                tx.commit()
+            return result
+
+        return _retried("transaction", attempt)
 
     def export(self, *, prefix: str = "", uris: Sequence[str] | None = None) -> Graph:
         """The stored graph as RDF: every node whose IRI starts with ``prefix``, and its edges

@@ -60,6 +60,13 @@ class Events:
     window_scores: dict[str, float]
     notes: tuple[str, ...]
     fitted: tuple[tuple[Path, anomaly.Detector], ...] = ()
+    alarm_assets: tuple[str, ...] = ()  # the assets of the alarms this batch raised anew
+
+    @property
+    def finding_assets(self) -> tuple[str, ...]:
+        """The assets this batch gave the agents work on (its anomalies and new alarms), each
+        once, in the order first met."""
+        return tuple(dict.fromkeys([*(a.asset for a in self.anomalies), *self.alarm_assets]))
 
     def save_detectors(self) -> None:
         """Keep the detectors fitted on this batch (after the batch was applied)."""
@@ -125,7 +132,7 @@ def batch_events(
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
     anomalies: list[AnomalyReport] = []
-    raised = 0
+    raised: list[str] = []
     for subject, episodes, head in found:
         for i, ep in enumerate(episodes):
             earlier = _continued(subject, ep, head, options) if i == 0 else None
@@ -133,21 +140,23 @@ def batch_events(
                 subject, ep, earlier, batch_iri=batch_iri, options=options
             )
             anomalies.append(report)
-            raised += report.alarm is not None and (earlier is None or earlier.alarm is None)
+            if report.alarm is not None and (earlier is None or earlier.alarm is None):
+                raised.append(report.asset)
             nodes += more_nodes
             rels += more_rels
-    envelope_nodes, envelope_rels, new_alarms = _envelope_alarms(
+    envelope_nodes, envelope_rels, enveloped = _envelope_alarms(
         store, aggregates, batch_iri=batch_iri, realarm_s=options.realarm_s
     )
     return Events(
         nodes + envelope_nodes,
         rels + envelope_rels,
         tuple(anomalies),
-        raised + new_alarms,
+        len(raised) + len(enveloped),
         subjects,
         scores,
         tuple(notes),
         tuple(detection.fitted),
+        tuple(dict.fromkeys([*raised, *enveloped])),
     )
 
 
@@ -274,9 +283,9 @@ def _anomaly(
 
 def _envelope_alarms(
     store: GraphStore, aggregates: Sequence[Aggregate], *, batch_iri: str, realarm_s: float
-) -> tuple[list[NodeRecord], list[RelRecord], int]:
+) -> tuple[list[NodeRecord], list[RelRecord], list[str]]:
     """A "high" alarm for each run of windows whose mean leaves an envelope with no window back
-    inside between them; the number of them that are new.
+    inside between them; the asset of each of them that is new.
 
     A run that starts with the sensor's first window of the batch continues the envelope's open
     alarm when that alarm ran through the sensor's newest reading before the batch and began
@@ -287,7 +296,7 @@ def _envelope_alarms(
         by_sensor.setdefault(a.sensor, []).append(a)
     nodes: list[NodeRecord] = []
     rels: list[RelRecord] = []
-    new = 0
+    new: list[str] = []
     for env in telemetry_state.envelopes(store, only=sorted(by_sensor)):
         lo = -np.inf if env.minimum is None else env.minimum
         hi = np.inf if env.maximum is None else env.maximum
@@ -304,7 +313,7 @@ def _envelope_alarms(
             ):
                 uri, started = standing.uri, standing.start
             else:
-                new += 1
+                new.append(env.asset)
             nodes.append(
                 NodeRecord(
                     uri,

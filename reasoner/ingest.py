@@ -116,6 +116,7 @@ class IngestReport:
     trust: tuple[trust.TrustScore, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
+    finding_assets: tuple[str, ...] = ()  # the assets its anomalies and new alarms concern
 
 
 @functools.cache
@@ -245,6 +246,7 @@ def ingest(
         trust=derived.trust,
         notes=derived.events.notes,
         seconds=seconds,
+        finding_assets=derived.events.finding_assets,
     )
 
 

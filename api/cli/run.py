@@ -23,6 +23,7 @@ from twinkg.api.cli.common import errors_as_exit_codes, load_settings, note, ope
 from twinkg.api.event_stream import EventPublisher, work_items
 from twinkg.api.metrics import loops_up, scrape
 from twinkg.api.mqtt_ingest import MqttIngest
+from twinkg.api.opcua_service import OpcUaLoop, load_servers, prepare
 from twinkg.api.service import TwinService
 from twinkg.api.settings import (
     Settings,
@@ -48,6 +49,7 @@ def _children(count: int, worker_id: str, tick_s: float) -> list[subprocess.Pope
         subprocess.Popen(
             [*command, "--worker-id", f"{worker_id}-{k}", "--tick-s", str(tick_s)],
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "TWINKG_OPCUA_SERVERS": "[]"},  # the main process ingests them
         )
         for k in range(2, count + 1)
     ]
@@ -75,6 +77,21 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     metrics_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="serve metrics on 127.0.0.1:PORT")
     ] = None,
+    opcua: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL=MAPPING",
+            help="subscribe to this OPC UA server by this reviewed mapping (repeatable; "
+            "default TWINKG_OPCUA_SERVERS)",
+        ),
+    ] = None,
+    opcua_write_back: Annotated[
+        bool | None,
+        typer.Option(
+            help="write allowed, recorded actions back to the OPC UA servers (default "
+            "TWINKG_OPCUA_WRITE_BACK, off)"
+        ),
+    ] = None,
 ) -> None:
     """Run the twin until Ctrl-C or SIGTERM: ingest telemetry from MQTT, hand the assets with
     findings to the agent workers (MQTT shared subscription; a lease per asset), sweep for
@@ -84,6 +101,10 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if workers > 1 and not mqtt:
         raise ConfigError("--workers > 1 shares work over MQTT: it needs --mqtt")
+    servers = load_servers(opcua if opcua is not None else settings.opcua_servers)
+    write_back = settings.opcua_write_back if opcua_write_back is None else opcua_write_back
+    if servers:
+        logging.getLogger("asyncua").setLevel(logging.ERROR)
     me = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,6 +115,8 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
         store = stack.enter_context(open_store(settings))
         twin = stack.enter_context(agents_twin(settings, store))
         stack.callback(twin.close)
+        links = prepare(settings, store, servers)  # every mapping bound before any loop starts
+        opcua_loop = OpcUaLoop(twin, links, write_back=write_back) if links else None
         work_in = None
         dispatch = None
         ingest_worker = None
@@ -140,6 +163,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
             work=work_in,
             dispatch=dispatch,
             tick_s=tick_s,
+            opcua=opcua_loop,
         )
         service.start()
         children = _children(workers, me, tick_s)
@@ -160,6 +184,13 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
         f"{status.agent_runs} agent passes, {status.decisions} decisions, "
         f"{status.events} events published"
     )
+    if opcua_loop is not None:
+        done = opcua_loop.totals
+        out.print(
+            f"opcua: {len(links)} server(s), {done.points} points, {done.accepted} accepted, "
+            f"{done.quarantined} quarantined, {done.lost} connections lost, "
+            f"{done.writes} actions written back"
+        )
 
 
 def _background(settings: Settings) -> Background:
@@ -225,6 +256,9 @@ def service_status() -> None:
         "points ingested": "twinkg_points_ingested_total{way=mqtt}",
         "points quarantined": "twinkg_points_quarantined_total{way=mqtt}",
     }
+    if "opcua" in loops:  # the OPC UA servers' points (decision 0063)
+        counted["points ingested (opcua)"] = "twinkg_points_ingested_total{way=opcua}"
+        counted["points quarantined (opcua)"] = "twinkg_points_quarantined_total{way=opcua}"
     for name, key in counted.items():
         out.print(f"  {name}: {values.get(key, 0.0):.0f}")
     decisions = {

@@ -43,6 +43,7 @@ from twinkg.agents.checkpoint import (
     Halt,
     ThreadStatus,
     allowed_types,
+    forget_finished,
     open_checkpointer,
     serializer,
     unfinished_threads,
@@ -410,6 +411,22 @@ def test_threads_are_listed_by_id_and_finished_ones_left_out(db: Path, probe: Pr
     assert all(isinstance(t, ThreadStatus) and t.halt is Halt.WAITING for t in listed)
     with pytest.raises(AttributeError):
         listed[0].thread_id = "other"  # type: ignore[misc]
+
+
+def test_finished_threads_are_forgotten_and_the_rest_kept(db: Path, probe: Probe) -> None:
+    """A finished run's checkpoints go; the runs waiting for an answer stay, unchanged."""
+    with open_checkpointer(str(db)) as saver:
+        app = tiny_graph(saver)
+        for thread in ("run-a", "run-b", "run-c"):
+            start(app, thread, probe)
+        go_on(app, "run-b", probe, APPROVAL)  # run-b ends
+        before = unfinished_threads(saver)
+        assert forget_finished(saver) == 1
+        assert saver.get_tuple(config("run-b")) is None
+        assert unfinished_threads(saver) == before  # run-a and run-c, as they were
+        assert forget_finished(saver) == 0
+        done = go_on(app, "run-a", probe, APPROVAL)  # a kept run still resumes
+        assert done["outcome"] is Outcome.APPLIED
 
 
 def test_a_send_is_a_node_to_run_and_its_state_comes_back_whole(

@@ -1,0 +1,82 @@
+"""A write transaction that Neo4j fails as transient (a real deadlock) is run again and commits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from neo4j import Driver
+
+from twinkg.kg.queries import NamedQuery
+from twinkg.kg.store import GraphStore, StoreTx
+
+pytestmark = pytest.mark.neo4j
+A, B = "https://w3id.org/twinkg/test/lock-a", "https://w3id.org/twinkg/test/lock-b"
+MARK = NamedQuery(
+    "test.mark", "MATCH (n:Resource {uri: $uri}) SET n.mark = $mark RETURN n.uri AS uri"
+)
+
+
+def _until(condition: object, what: str, deadline_s: float = 60.0) -> None:
+    ends = time.monotonic() + deadline_s
+    while not callable(condition) or not condition():
+        if time.monotonic() > ends:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _blocked(driver: Driver) -> bool:
+    """Whether some transaction waits for a lock another one holds."""
+    records, _, _ = driver.execute_query(
+        "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n"
+    )
+    return bool(records[0]["n"])
+
+
+def test_a_deadlocked_transaction_is_run_again_whole_and_commits(
+    empty_store: GraphStore, driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver.execute_query("CREATE (:Resource {uri: $a}), (:Resource {uri: $b})", a=A, b=B)
+    a_held, b_held = threading.Event(), threading.Event()
+    other_outcome: list[str] = []
+
+    def other() -> None:  # another writer: A first, then B
+        with driver.session() as session:
+            tx = session.begin_transaction()
+            tx.run("MATCH (n:Resource {uri: $a}) SET n.other = 1", a=A).consume()
+            a_held.set()
+            b_held.wait(60)
+            tx.run("MATCH (n:Resource {uri: $b}) SET n.other = 1", b=B).consume()
+            tx.commit()
+            other_outcome.append("committed")
+
+    attempts: list[int] = []
+
+    def work(tx: StoreTx) -> int:  # the store's transaction: B first, then A
+        attempts.append(len(attempts) + 1)
+        tx.run(MARK, uri=B, mark=len(attempts))
+        if len(attempts) == 1:
+            a_held.wait(60)
+            b_held.set()
+            _until(lambda: _blocked(driver), "the other writer to wait for B")
+        tx.run(MARK, uri=A, mark=len(attempts))  # the cycle closes here on the first try
+        return len(attempts)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with caplog.at_level(logging.INFO, logger="twinkg.store"):
+        tries = empty_store.transaction(work)
+    thread.join(60)
+    assert tries == 2 and attempts == [1, 2]  # the first try was the deadlock's victim
+    assert other_outcome == ["committed"]
+    assert "DeadlockDetected" in caplog.text
+    records, _, _ = driver.execute_query(
+        "MATCH (n:Resource) WHERE n.uri IN [$a, $b] RETURN n.uri AS uri, n.mark AS mark, "
+        "n.other AS other ORDER BY uri",
+        a=A,
+        b=B,
+    )
+    # the second try's marks, whole; the other writer's too (nothing of the first try stays)
+    assert [(r["uri"], r["mark"], r["other"]) for r in records] == [(A, 2, 1), (B, 2, 1)]
