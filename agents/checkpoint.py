@@ -240,6 +240,7 @@ class ThreadStatus:
     at: datetime  # when its latest checkpoint was written
     checkpoint_id: str
     next_nodes: tuple[str, ...]  # the nodes that run when it resumes, sorted
+    scope: str | None = None  # the asset the run was scoped to (its state's ``scope``)
 
     @property
     def waiting(self) -> bool:
@@ -297,9 +298,16 @@ def _threads(saver: BaseCheckpointSaver[Any]) -> tuple[list[ThreadStatus], list[
                 at=datetime.fromisoformat(item.checkpoint["ts"]),
                 checkpoint_id=item.checkpoint["id"],
                 next_nodes=nodes,
+                scope=_scope(item.checkpoint),
             )
         )
     return found, finished
+
+
+def _scope(checkpoint: Checkpoint) -> str | None:
+    """The ``scope`` of the run's state, where the checkpoint holds one."""
+    scope = checkpoint["channel_values"].get("scope")
+    return scope if isinstance(scope, str) else None
 
 
 def _next_nodes(checkpoint: Checkpoint) -> tuple[str, ...]:

@@ -223,14 +223,27 @@ class Agents:
         state = self._state("probe", scope=scope, as_of=as_of, trigger=trigger)
         return bool(monitor(state, self.context()).get("asset"))
 
-    def resume_crashed(self, on_node: NodeListener | None = None) -> list[RunResult]:
-        """Finish every run a crash cut off (not those waiting for a person)."""
+    def resume_crashed(
+        self, on_node: NodeListener | None = None, *, scope: str | None = None
+    ) -> list[RunResult]:
+        """Finish every run a crash cut off (not those waiting for a person); with ``scope``,
+        only the runs scoped to that asset.
+
+        Scoped is how a worker that holds the asset's lease resumes: no other worker runs on
+        the asset meanwhile, so a run of that scope that has not ended was cut off, and is not
+        another worker's run in flight. A run that ended (and was forgotten) between the look
+        and the resume is passed over."""
         results = []
         for thread in unfinished_threads(self.checkpointer):
-            if thread.waiting:
+            if thread.waiting or (scope is not None and thread.scope != scope):
                 continue
+            if self.checkpointer.get_tuple(self._config(thread.thread_id)) is None:
+                continue  # ended and forgotten meanwhile
             self._invoke(None, thread.thread_id, on_node)
-            results.append(self._ended(thread.thread_id))
+            try:
+                results.append(self._ended(thread.thread_id))
+            except NotAwaitingApprovalError:
+                continue  # another process finished and forgot it while this one looked
         return results
 
     def run_all(
@@ -240,10 +253,12 @@ class Agents:
         as_of: datetime | None = None,
         max_runs: int = 50,
         on_node: NodeListener | None = None,
+        resume_all: bool = True,
     ) -> list[RunResult]:
         """Resume crashed runs, then start runs until nothing is left to decide (or max): on the
-        open findings first, then on the restarts that are due."""
-        results = self.resume_crashed(on_node)
+        open findings first, then on the restarts that are due. ``resume_all=False`` resumes
+        only the runs scoped to ``scope`` (a worker under that asset's lease)."""
+        results = self.resume_crashed(on_node, scope=None if resume_all else scope)
         started = 0
         for trigger in Trigger:
             first = True

@@ -7,7 +7,8 @@ asset may decide on any of its parts), all or none. One of them held elsewhere: 
 none, and leaves a mark on the held lease; the holder sees the mark when it gives the lease back
 and runs on that asset again, so the work is done by whoever holds it, never dropped. A worker
 that dies holding leases blocks those assets until the leases expire (``ttl_s``); its cut-off run
-is resumed from its checkpoint by the next ``run_agents`` of a worker with the same checkpoints.
+is resumed from its checkpoint by the next worker that takes the asset's lease (or by the first
+sweep of a worker that starts), with the same checkpoints.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class AgentWorker:
     ttl_s: float = 300.0
     max_runs: int = 20
     stats: WorkerStats = field(default_factory=WorkerStats)
+    resumed: bool = False  # whether this worker has resumed every cut-off run (its first sweep)
 
     def decide_on(self, asset: str) -> int | None:
         """Run the agents on ``asset`` (and its parts) under their leases; the number of
@@ -57,7 +59,9 @@ class AgentWorker:
         decided = 0
         try:
             while True:
-                results = self.twin.run_agents(scope=asset, as_of=None, max_runs=self.max_runs)
+                results = self.twin.run_agents(
+                    scope=asset, as_of=None, max_runs=self.max_runs, resume_all=False
+                )
                 decided += len(results)
                 again = [
                     name
@@ -88,8 +92,13 @@ class AgentWorker:
 
     def sweep(self) -> int:
         """Decide on every asset with something to decide on that no other worker holds; the
-        number of decisions."""
+        number of decisions. The first sweep of a worker (at its start) first resumes every
+        run a crash cut off, whatever its scope, as ``twinkg agents run`` does; later, each
+        asset's cut-off runs are resumed under its lease."""
         decided = 0
+        if not self.resumed:
+            decided += len(self.twin.run_agents(scope=None, as_of=None, max_runs=0))
+            self.resumed = True
         for asset in self.twin.case_assets():
             done = self.decide_on(asset)
             decided += done or 0

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,14 +56,23 @@ class ReclassifyStatus:
     running: bool
     last_seconds: float | None
     last_error: str | None
+    held: bool = False  # a run is due and waits out the minimum gap (no caller waits on it)
 
 
 class Reclassifier:
     """Runs ``run`` (read the facts, classify, write the labels) on a worker thread, once per
     batch of asks. Thread-safe; the thread starts with the first ask."""
 
-    def __init__(self, run: Callable[[], ReclassifySummary]) -> None:
+    def __init__(self, run: Callable[[], ReclassifySummary], *, min_gap_s: float = 0.0) -> None:
+        """``min_gap_s``: a run asked for in the background starts at least this long after
+        the one before it ended, so a stream of batches leaves the reasoner idle at least that
+        long between runs rather than running it back to back; a caller that waits
+        (:meth:`wait`, :meth:`settle`, :meth:`close`) lifts the hold at once."""
         self._run = run
+        self._min_gap_s = min_gap_s
+        self._last_end = -math.inf
+        self._waiting = 0  # callers blocked in wait(): a held run starts for them at once
+        self._held = False
         self._changed = threading.Condition(threading.RLock())
         self._requested = 0  # the newest generation asked for
         self._started = 0  # the newest generation a run has started for
@@ -88,7 +99,12 @@ class Reclassifier:
         """Block until a run that started after ``generation`` was asked for has finished;
         what that run (or a later one) found."""
         with self._changed:
-            self._changed.wait_for(lambda: self._last.generation >= generation)
+            self._waiting += 1
+            self._changed.notify_all()  # a run held back by the gap starts now
+            try:
+                self._changed.wait_for(lambda: self._last.generation >= generation)
+            finally:
+                self._waiting -= 1
             return self._last
 
     def settle(self) -> ReclassifyOutcome:
@@ -106,6 +122,7 @@ class Reclassifier:
                 running=self._running,
                 last_seconds=last.summary.seconds if last.summary is not None else None,
                 last_error=last.error,
+                held=self._held,
             )
 
     def close(self) -> None:
@@ -123,13 +140,27 @@ class Reclassifier:
                 self._changed.wait_for(lambda: self._requested > self._started or self._closed)
                 if self._requested == self._started:  # closed, nothing left to cover
                     return
+                self._hold_gap()
                 generation = self._started = self._requested
                 self._running = True
             outcome = self._once(generation)
             with self._changed:
                 self._running = False
+                self._last_end = time.monotonic()
                 self._last = outcome
                 self._changed.notify_all()
+
+    def _hold_gap(self) -> None:
+        """Wait (the lock held by the caller, released while waiting) until the minimum gap
+        since the last run ended has passed, or a caller waits, or the twin closes."""
+        while not self._closed and not self._waiting:
+            left = self._last_end + self._min_gap_s - time.monotonic()
+            if left <= 0:
+                break
+            self._held = True
+            self._changed.notify_all()  # status() readers see the hold
+            self._changed.wait(left)
+        self._held = False
 
     def _once(self, generation: int) -> ReclassifyOutcome:
         try:

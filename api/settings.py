@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         gt=0,
         description="a standing anomaly or envelope alarm older than this is raised anew",
     )
+    reclassify_min_gap_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="a background reclassification (OWL inference after ingest) starts at "
+        "least this long after the previous one ended; a caller that waits for one is never "
+        "held back (0: back to back)",
+    )
     ingest_max_points: int = Field(
         default=5_000_000, ge=1, description="largest batch one ingest accepts"
     )

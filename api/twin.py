@@ -101,7 +101,9 @@ class Twin(OfflineTwin):
     _reclassifier: Reclassifier = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reclassifier = Reclassifier(self._reclassify_now)
+        self._reclassifier = Reclassifier(
+            self._reclassify_now, min_gap_s=self.settings.reclassify_min_gap_s
+        )
 
     @property
     def log(self) -> TelemetryLog:
@@ -286,13 +288,21 @@ class Twin(OfflineTwin):
         as_of: str | None,
         max_runs: int,
         on_node: Callable[[str, str], None] | None = None,
+        resume_all: bool = True,
     ) -> list[RunResult]:
-        """Resume crashed runs, then decide on every open finding (one run per case)."""
+        """Resume crashed runs (only those scoped to ``scope`` with ``resume_all=False``), then
+        decide on every open finding (one run per case)."""
         agents = self.agents()
         with self._lock:
             moment = as_of_moment(self.store, as_of)
             timed = self.metrics.node_timer(on_node)
-            results = agents.run_all(scope=scope, as_of=moment, max_runs=max_runs, on_node=timed)
+            results = agents.run_all(
+                scope=scope,
+                as_of=moment,
+                max_runs=max_runs,
+                on_node=timed,
+                resume_all=resume_all,
+            )
         return self._counted(results)
 
     def case_assets(self, *, as_of: str | None = None, limit: int = 1000) -> list[str]:

@@ -104,6 +104,7 @@ class ReasonerReadiness(BaseModel):
     running: bool
     last_seconds: float | None
     last_error: str | None
+    held: bool = False  # a run is due and waits out TWINKG_RECLASSIFY_MIN_GAP_S
 
 
 class ReadinessOut(Readiness):

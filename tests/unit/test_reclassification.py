@@ -7,7 +7,8 @@ below is forced by the test, never left to timing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -125,3 +126,38 @@ def test_nothing_runs_and_no_thread_starts_before_the_first_ask(gate: Gate) -> N
     worker.close()
     assert gate.runs == 0 and threading.active_count() == before
     assert worker.status().requested == 0
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_background_ask_waits_out_the_gap_unless_a_caller_waits(gate: Gate) -> None:
+    """With a minimum gap, a run asked for in the background right after another is held; a
+    caller that waits for it (or closing the twin) lifts the hold at once."""
+    worker = Reclassifier(gate, min_gap_s=3600.0)
+    first = worker.request()
+    assert gate.started.acquire(timeout=60)  # the first run starts at once: none before it
+    gate.release.release()
+    worker.wait(first)
+    second = worker.request()
+    _until(lambda: worker.status().held, "the second run to be held by the gap")
+    assert gate.runs == 1 and worker.status().completed == first
+    waiter = threading.Thread(target=worker.wait, args=(second,))
+    waiter.start()  # someone needs the labels now
+    assert gate.started.acquire(timeout=60)
+    assert not worker.status().held and worker.status().running
+    gate.release.release()
+    waiter.join(60)
+    assert gate.runs == 2 and worker.status().completed == second
+    third = worker.request()
+    _until(lambda: worker.status().held, "the third run to be held by the gap")
+    closer = threading.Thread(target=worker.close)
+    closer.start()  # closing finishes every ask so far, held or not
+    assert gate.started.acquire(timeout=60)
+    gate.release.release()
+    closer.join(60)
+    assert gate.runs == 3 and worker.status().completed == third
