@@ -238,26 +238,67 @@ def _members(
     return found
 
 
-def classify(ontology: Graph, facts: Graph) -> InferenceOutcome:
+def interchangeable(ontology: Graph, facts: Graph) -> dict[URIRef, list[URIRef]]:
+    """Groups of individuals the reasoner cannot tell apart, each as its first IRI → the rest.
+
+    An individual belongs to a group when the facts say nothing of it but its asserted types:
+    no property value, no relationship from it or to it, and the ontology does not name it. Two
+    such individuals with the same set of types are indistinguishable to any OWL reasoner:
+    whatever is entailed of one is entailed of the other, and either makes the facts
+    inconsistent if one does. The window aggregates the ingest stores are such individuals, one
+    per sensor and window, and they are most of the events.
+    """
+    referenced = {o for o in facts.objects() if isinstance(o, URIRef)}
+    groups: dict[frozenset[Node], list[URIRef]] = defaultdict(list)
+    for subject in set(facts.subjects()):
+        if not isinstance(subject, URIRef) or subject in referenced:
+            continue
+        if any(p != RDF.type for p in facts.predicates(subject, None)):
+            continue
+        if (subject, None, None) in ontology or (None, None, subject) in ontology:
+            continue
+        groups[frozenset(facts.objects(subject, RDF.type))].append(subject)
+    out = {}
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort(key=str)
+            out[members[0]] = members[1:]
+    return out
+
+
+def classify(ontology: Graph, facts: Graph, *, collapse: bool = True) -> InferenceOutcome:
     """Realise ``facts`` against ``ontology`` with HermiT; the inferred defined classes.
 
     Only defined TwinKG classes (see :func:`defined_classes`) that an individual of ``facts``
     does not assert are reported. Facts that contradict the ontology give
     ``consistent=False`` with the reasoner's explanation. Raises :class:`ReasonerError` when
     Java is missing or HermiT fails. Each call uses a fresh owlready2 world.
+
+    With ``collapse`` (the default), each group of :func:`interchangeable` individuals goes to
+    HermiT as one, and its classes are given to every member: the same answer, with the cost
+    of a reasoner run no longer growing with the window aggregates stored. ``collapse=False``
+    reasons over every individual (the reference the tests compare with).
     """
     started = time.perf_counter()
     if shutil.which(owlready2.JAVA_EXE) is None:
         raise ReasonerError(
             f"HermiT needs Java: {owlready2.JAVA_EXE!r} is not on PATH (install a JRE 11 or later)"
         )
+    groups = interchangeable(ontology, facts) if collapse else {}
+    reasoned = facts
+    if groups:
+        reasoned = Graph()
+        reasoned += facts
+        for others in groups.values():
+            for other in others:
+                reasoned.remove((other, None, None))
     merged = Graph()
     merged += ontology
-    merged += facts
-    merged += closure(ontology, facts)
+    merged += reasoned
+    merged += closure(ontology, reasoned)
     merged.remove((None, OWL.imports, None))  # imports are merged in already; never download
     document = merged.serialize(format="nt", encoding="utf-8")
-    individuals = {str(s) for s in facts.subjects() if isinstance(s, URIRef)}
+    individuals = {str(s) for s in reasoned.subjects() if isinstance(s, URIRef)}
     with _OWLREADY_LOCK:
         world = owlready2.World()
         try:
@@ -268,6 +309,10 @@ def classify(ontology: Graph, facts: Graph) -> InferenceOutcome:
             return InferenceOutcome(False, _explain(ontology, facts, exc), {}, seconds)
         finally:
             world.close()
+    for first, others in groups.items():
+        for other in others:
+            if str(first) in members:
+                members[str(other)] = set(members[str(first)])
     inferred = {}
     for iri, classes in sorted(members.items()):
         asserted = {str(c) for c in facts.objects(URIRef(iri), RDF.type)}

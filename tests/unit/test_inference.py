@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import owlready2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF, XSD
 
@@ -20,6 +22,7 @@ from twinkg.reasoner.inference import (
     classify,
     closure,
     defined_classes,
+    interchangeable,
     reasoning_terms,
 )
 
@@ -204,3 +207,77 @@ def test_missing_java_is_one_clear_error(
         classify(ontology, skab)
     assert "\n" not in str(info.value)
     assert info.value.code == "reasoner_failed"
+
+
+# ---- interchangeable individuals go to HermiT once (decision 0064) ----
+
+_TYPES = [TK.Pump, TK.Motor, TK.Equipment, TK.Asset, TK.Alarm, TK.Anomaly, TK.WindowAggregate]
+_VALUES = {
+    TK.severity: ["critical", "high"],
+    TK.status: ["open", "closed"],
+    TK.operationalStatus: ["unavailable", "running"],
+}
+_LINKS = [TK.hasStandby, TK.standbyFor, TK.concerns, TK.hasEvent]
+
+
+@st.composite
+def _facts(draw: st.DrawFn) -> Graph:
+    """Hostile facts: crowds of bare individuals sharing their types (the window aggregates'
+    case), some of them the target of a link; individuals with several values of a property,
+    links to themselves, and two values of a functional one."""
+    facts = Graph()
+    ns = "https://w3id.org/twinkg/test/i/"
+    bare = [URIRef(f"{ns}bare-{k}") for k in range(draw(st.integers(0, 25)))]
+    for node in bare:  # only types, unless a rich one links to it
+        for t in draw(st.sets(st.sampled_from(_TYPES), min_size=1, max_size=2)):
+            facts.add((node, RDF.type, t))
+    rich = [URIRef(f"{ns}rich-{k}") for k in range(draw(st.integers(1, 6)))]
+    for node in rich:
+        for t in draw(st.sets(st.sampled_from(_TYPES), min_size=1, max_size=2)):
+            facts.add((node, RDF.type, t))
+        for prop, values in _VALUES.items():
+            for value in draw(st.sets(st.sampled_from(values), max_size=2)):
+                facts.add((node, prop, Literal(value)))
+        for link in draw(st.sets(st.sampled_from(_LINKS), max_size=2)):
+            facts.add((node, link, draw(st.sampled_from(rich + bare))))
+    return facts
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(facts=_facts())
+def test_collapsing_interchangeable_individuals_changes_no_answer(
+    ontology: Graph, facts: Graph
+) -> None:
+    """Differential: the same consistency and the same inferred classes for every individual
+    with the interchangeable ones reasoned about once as without."""
+    fast = classify(ontology, facts)
+    reference = classify(ontology, facts, collapse=False)
+    assert fast.consistent == reference.consistent
+    assert fast.inferred == reference.inferred
+
+
+def test_stored_window_aggregates_are_reasoned_about_once(ontology: Graph, skab: Graph) -> None:
+    """Five hundred bare aggregates and three bare pumps, one of them the plant pump's standby:
+    two groups (the standby is not bare: a link points at it); the two other pumps are single
+    points of failure, the plant's pump no longer is, and the standby is not."""
+    facts = Graph()
+    facts += skab
+    aggregates = [URIRef(SKAB + f"aggregate-{k:03}") for k in range(500)]
+    pumps = [URIRef(SKAB + "bare-pump-1"), URIRef(SKAB + "bare-pump-2")]
+    standby = URIRef(SKAB + "bare-pump-0")
+    for node in aggregates:
+        facts.add((node, RDF.type, TK.WindowAggregate))
+    for node in [standby, *pumps]:
+        facts.add((node, RDF.type, TK.Pump))
+    facts.add((PUMP, TK.hasStandby, standby))
+    groups = interchangeable(ontology, facts)
+    assert sorted(len(rest) + 1 for rest in groups.values()) == [2, 500]
+    grouped = {*groups, *(n for rest in groups.values() for n in rest)}
+    assert standby not in grouped and PUMP not in grouped
+    outcome = classify(ontology, facts)
+    assert outcome.inferred == classify(ontology, facts, collapse=False).inferred
+    for pump in pumps:
+        assert _classes(outcome.inferred, pump) == {str(TK.SinglePointOfFailure)}
+    for pump in (PUMP, standby):
+        assert str(TK.SinglePointOfFailure) not in _classes(outcome.inferred, pump)
+    assert not any(str(a) in outcome.inferred for a in aggregates)
