@@ -27,10 +27,15 @@ def _until(condition: object, what: str, deadline_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+OTHER = "deadlock-test-other"
+
+
 def _blocked(driver: Driver) -> bool:
-    """Whether some transaction waits for a lock another one holds."""
+    """Whether the other writer's transaction (by its metadata) waits for a lock."""
     records, _, _ = driver.execute_query(
-        "SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*) AS n"
+        "SHOW TRANSACTIONS YIELD metaData, status "
+        "WHERE metaData.writer = $writer AND status STARTS WITH 'Blocked' RETURN count(*) AS n",
+        writer=OTHER,
     )
     return bool(records[0]["n"])
 
@@ -44,7 +49,7 @@ def test_a_deadlocked_transaction_is_run_again_whole_and_commits(
 
     def other() -> None:  # another writer: A first, then B
         with driver.session() as session:
-            tx = session.begin_transaction()
+            tx = session.begin_transaction(metadata={"writer": OTHER})
             tx.run("MATCH (n:Resource {uri: $a}) SET n.other = 1", a=A).consume()
             a_held.set()
             b_held.wait(60)
