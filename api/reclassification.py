@@ -7,7 +7,10 @@ one each, and a caller that must see its batch's labels waits only for the run t
 A long-running service (the HTTP API, later the broker and OPC UA sources) asks and goes on:
 its answer names the generation, and ``GET /ready`` says which generation the inferred labels
 have reached. The CLI asks and waits. A failed run is reported and never stops the worker; the
-batches stand either way (``twinkg reason classify`` runs it again by hand).
+batches stand either way (``twinkg reason classify`` runs it again by hand). A run asked for in
+the background waits until ``TWINKG_RECLASSIFY_MIN_GAP_S`` has passed since the last one ended
+(a caller that waits lifts that hold), so a stream of batches does not keep the reasoner's JVM
+running back to back (decision 0064).
 """
 
 from __future__ import annotations
