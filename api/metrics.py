@@ -132,6 +132,11 @@ class Metrics:
             "Telemetry batches the edge's full buffer refused (left at their source, retried)",
             registry=r,
         )
+        self.edge_over_budget = Counter(
+            "twinkg_edge_decisions_over_budget_total",
+            "Local edge decisions that took longer than TWINKG_EDGE_BUDGET_MS (each logged)",
+            registry=r,
+        )
         self.service_failures = Counter(
             "twinkg_service_failures_total",
             "Failures a loop of `twinkg run` retried after (the store or the broker away)",

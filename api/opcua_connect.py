@@ -154,6 +154,10 @@ async def write_back_loop(
         except TwinKGError as exc:  # the store: the next poll tries again
             log.warning("opcua write-back could not read or record: %s (%s)", exc, exc.code)
             await _wait(stop, delay)
+        except Exception:  # a defect: logged with its trace; a dead writer would write nothing
+            log.exception("opcua write-back failed; next try in %.0f s", delay)
+            await _wait(stop, delay)
+            delay = min(delay * 2, reconnect_max_s)
     return results
 
 

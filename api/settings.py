@@ -278,6 +278,12 @@ class Settings(BaseSettings):
     edge_window: int = Field(
         default=64, ge=1, le=65535, description="most entries in flight without a receipt"
     )
+    edge_budget_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        description="a local decision's budget in ms (batch taken in to decision on disk); "
+        "each decision over it is logged and counted",
+    )
     edge_ca_file: Path | None = Field(default=None, description="CA of the central broker")
     edge_cert_file: Path | None = Field(default=None, description="the edge's producer certificate")
     edge_key_file: Path | None = Field(default=None, description="that certificate's key")

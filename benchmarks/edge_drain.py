@@ -39,7 +39,7 @@ from twinkg.connect.edge.service import EdgeConfig, EdgeService
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
-from twinkg.connect.mqtt.topics import Role, TelemetryTopic, telemetry_filters
+from twinkg.connect.mqtt.topics import Role, TelemetryTopic, state_topic, telemetry_filters
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg.dead_letters import DeadLetters
@@ -51,7 +51,11 @@ SITE, NODE = "skab", "edge-bench"
 def _worker(twin: Twin, config: broker.BrokerConfig) -> tuple[MqttIngest, Subscriber]:
     service = MqttEndpoint(config.url, config.client(broker.SERVICE_USER))
     sub = Subscriber(
-        service, telemetry_filters([SITE]), client_id="bench-edge-ingest", receive_maximum=32
+        service,
+        telemetry_filters([SITE]),
+        client_id="bench-edge-ingest",
+        receive_maximum=32,
+        announce=state_topic("bench-edge-ingest"),
     )
     return MqttIngest(twin, sub, DeadLetters(dead_letter_dir(twin.settings))), sub
 

@@ -26,7 +26,7 @@ from twinkg.api.settings import (
 from twinkg.api.twin import Twin
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
-from twinkg.connect.mqtt.topics import Role, telemetry_filters
+from twinkg.connect.mqtt.topics import Role, state_topic, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import ConfigError, PortInUseError
 
@@ -157,6 +157,7 @@ def connect_mqtt(  # noqa: PLR0917 - one parameter per command-line option
             filters,
             client_id=client_id or settings.mqtt_client_id,
             receive_maximum=settings.mqtt_receive_maximum,
+            announce=state_topic(client_id or settings.mqtt_client_id),
         )
         note(f"subscribed to {', '.join(filters)} at {endpoint.url}")
         worker = MqttIngest(twin, subscriber, DeadLetters(dead_letter_dir(settings)))

@@ -51,6 +51,7 @@ def edge_config(settings: Settings, inbox: Path | None = None) -> EdgeConfig:
         trusted_key=settings.edge_trusted_key,
         resend_s=settings.edge_resend_s,
         window=settings.edge_window,
+        budget_ms=settings.edge_budget_ms,
     )
 
 
@@ -128,7 +129,7 @@ def edge_run(
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     metrics = Metrics()
-    refused = [0]
+    refused, over = [0], [0]
 
     def depth(d: Depth) -> None:
         for unit, value in (("entries", d.entries), ("bytes", d.bytes), ("points", d.points)):
@@ -137,6 +138,9 @@ def edge_run(
         held = service.runtime.stats.held
         metrics.edge_refused.inc(held - refused[0])
         refused[0] = held
+        late = service.runtime.stats.over_budget
+        metrics.edge_over_budget.inc(late - over[0])
+        over[0] = late
 
     service = EdgeService(edge_config(settings, inbox), on_depth=depth)
     if metrics_port is not None:

@@ -35,7 +35,13 @@ from twinkg.api.settings import (
 )
 from twinkg.api.twin import agents_twin
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
-from twinkg.connect.mqtt.topics import AGENT_GROUP, WORK_FILTER, shared, telemetry_filters
+from twinkg.connect.mqtt.topics import (
+    AGENT_GROUP,
+    WORK_FILTER,
+    shared,
+    state_topic,
+    telemetry_filters,
+)
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import ConfigError, ServerError
 
@@ -145,6 +151,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
                     telemetry_filters(site or ()),
                     client_id=settings.mqtt_client_id,
                     receive_maximum=settings.mqtt_receive_maximum,
+                    announce=state_topic(settings.mqtt_client_id),
                 )
                 stack.callback(telemetry.close)
                 dead = DeadLetters(dead_letter_dir(settings))

@@ -12,6 +12,12 @@ SHA-256 of what was stored; a refusal (kept centrally in the dead letters with i
 logged and counted, and ends the entry too, except ``edge_out_of_order``, which waits for its
 predecessor. While the broker cannot be reached the link retries every ``retry_s`` and the
 buffer fills.
+
+A broker restarted without its saved sessions routes what the edge sends before the twin's
+ingest worker has subscribed again to no one, though the broker acknowledges it. So the link
+also follows the ingest workers' retained state announcements (``twinkg/v1/state/+``): each one
+says a subscription is (again) in place, and everything unconfirmed goes again at once instead
+of after ``resend_s`` (decision 0065).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import paho.mqtt.client as paho
 from twinkg.connect.edge.buffer import EdgeBuffer
 from twinkg.connect.mqtt.client import Message, Subscriber
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
-from twinkg.connect.mqtt.topics import receipt_topic
+from twinkg.connect.mqtt.topics import STATE_FILTER, receipt_topic
 from twinkg.ontology.errors import TwinKGError
 
 log = logging.getLogger("twinkg.edge")
@@ -47,6 +53,7 @@ class LinkState:
     confirmed: int = 0
     refused: int = 0
     connects: int = 0
+    announcements: int = 0  # ingest workers that said their subscription is (again) in place
 
 
 class EdgeLink:
@@ -101,7 +108,7 @@ class EdgeLink:
         try:
             self._subscriber = Subscriber(
                 self.endpoint,
-                [receipt_topic(site=self.site, node=self.node)],
+                [receipt_topic(site=self.site, node=self.node), STATE_FILTER],
                 client_id=f"{self.node}-edge",
                 receive_maximum=1024,
             )
@@ -145,6 +152,9 @@ class EdgeLink:
 
     def _receipt(self, message: Message) -> None:
         assert self._subscriber is not None
+        if message.topic.startswith(STATE_FILTER[:-1]):
+            self._twin_state(message)
+            return
         try:
             body = json.loads(message.payload)
             digest, outcome = str(body["sha256"]), str(body["outcome"])
@@ -172,6 +182,20 @@ class EdgeLink:
                 )
             else:
                 self.state.confirmed += 1
+        self._subscriber.ack(message)
+
+    def _twin_state(self, message: Message) -> None:
+        """An ingest worker announced its subscription: what it may have missed goes again."""
+        assert self._subscriber is not None
+        try:
+            online = json.loads(message.payload).get("online") is True
+        except (ValueError, AttributeError):
+            online = False
+            log.warning("a state announcement that is not one on %s", message.topic)
+        if online:
+            self.buffer.unsend()
+            self.state.announcements += 1
+            log.info("%s subscribed: every unconfirmed entry goes again", message.topic)
         self._subscriber.ack(message)
 
     def _forward(self, client: paho.Client) -> int:

@@ -39,6 +39,10 @@ log = logging.getLogger("twinkg.edge")
 
 BUFFERED_SEQ = "buffered_seq"
 
+DEFAULT_BUDGET_MS = 1000.0
+"""A local decision's budget: a batch taken in to its decision record synced to disk. The
+runtime counts and logs every decision over it; it never drops or delays one for it."""
+
 
 def decision_iri(site: str, node: str, seq: int) -> str:
     """The IRI an edge decision is recorded under, on the edge and centrally."""
@@ -54,6 +58,7 @@ class EdgeStats:
     decisions: int = 0
     held: int = 0  # batch takes refused by a full buffer (the file stayed)
     unreadable: int = 0
+    over_budget: int = 0  # decisions that took longer than the budget (each logged)
     decide_ms: list[float] = field(default_factory=list)
 
 
@@ -84,8 +89,10 @@ class EdgeRuntime:
         chain: EdgeChain,
         buffer: EdgeBuffer,
         on_action: Callable[[EdgeRecord], None] | None = None,
+        budget_ms: float = DEFAULT_BUDGET_MS,
     ) -> None:
         self.site, self.node = site, node
+        self.budget_ms = budget_ms
         self.telemetry_topic = TelemetryTopic(site, area, node).topic
         self.decision_topic = EdgeTopic(site, node).topic
         self.bundles, self.chain, self.buffer = bundles, chain, buffer
@@ -173,7 +180,16 @@ class EdgeRuntime:
             "guard_ms": round(judgement.guard_ms, 3),
         }
         record = self.chain.append(body)
-        self.stats.decide_ms.append((time.perf_counter() - taken_at) * 1000.0)
+        took_ms = (time.perf_counter() - taken_at) * 1000.0
+        self.stats.decide_ms.append(took_ms)
+        if took_ms > self.budget_ms:
+            self.stats.over_budget += 1
+            log.warning(
+                "edge decision %d took %.0f ms, over its %.0f ms budget (edge_over_budget)",
+                record.seq,
+                took_ms,
+                self.budget_ms,
+            )
         self.stats.decisions += 1
         log.warning(
             "edge decision %d: rule %s -> %s on %s (%s)",

@@ -15,7 +15,7 @@ from twinkg.connect.edge.buffer import Depth, EdgeBuffer
 from twinkg.connect.edge.bundle import EdgeBundles
 from twinkg.connect.edge.chain import EdgeChain, EdgeRecord
 from twinkg.connect.edge.link import EdgeLink
-from twinkg.connect.edge.runtime import EdgeRuntime
+from twinkg.connect.edge.runtime import DEFAULT_BUDGET_MS, EdgeRuntime
 from twinkg.connect.edge.signing import TrustStore
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
 
@@ -40,6 +40,7 @@ class EdgeConfig:
     resend_s: float = 120.0
     window: int = 64
     poll_s: float = 0.1
+    budget_ms: float = DEFAULT_BUDGET_MS
 
     def trust(self) -> TrustStore:
         """The keys this edge trusts."""
@@ -82,6 +83,7 @@ class EdgeService:
             chain=EdgeChain(config.chain_file),
             buffer=self.buffer,
             on_action=on_action,
+            budget_ms=config.budget_ms,
         )
         self.link = EdgeLink(
             config.endpoint,

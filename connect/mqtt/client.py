@@ -13,11 +13,13 @@ worker was away wait on the broker, and paho reconnects by itself.
 
 from __future__ import annotations
 
+import json
 import queue
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
 from paho.mqtt.client import ConnectFlags
@@ -154,7 +156,13 @@ class Subscriber:
         *,
         client_id: str,
         receive_maximum: int = 64,
+        announce: str | None = None,
     ) -> None:
+        """Subscribe ``client_id`` to ``topic_filters``. With ``announce`` (a
+        :func:`~twinkg.connect.mqtt.topics.state_topic`), every subscription the broker grants,
+        the first and each one made again after the broker lost the session, is announced
+        there, retained: producers waiting on receipts then send again what may have been
+        routed to no one."""
         if isinstance(topic_filters, str):  # a str is a sequence of one-letter filters
             raise ConfigError(f"topic filters are a list, not the string {topic_filters!r}")
         self._queue: queue.Queue[Message] = queue.Queue()
@@ -174,6 +182,8 @@ class Subscriber:
         ) -> None:
             codes.extend(reasons)
             granted.set()
+            if announce is not None and not any(r.is_failure for r in reasons):
+                self._announce(announce)
 
         self._client.on_subscribe = on_subscribe
         self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
@@ -190,6 +200,16 @@ class Subscriber:
         its saved state) lost the subscriptions too, so they are made again."""
         if not reason.is_failure and not flags.session_present:
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+
+    def _announce(self, topic: str) -> None:
+        """Say, retained at QoS 1, that this client's subscriptions are in place (from paho's
+        thread: the publish is queued, not waited on)."""
+        body = {
+            "online": True,
+            "client": self.client_id,
+            "subscribed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        self._client.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
 
     def _received(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         self._queue.put(

@@ -10,6 +10,7 @@ message type, then the nodes, so one wildcard selects a site, a message type or 
     twinkg/v1/{site}/work/{area}/{asset}        an asset with something for the agents to decide
     twinkg/v1/{site}/edge/{node}                an edge's decision records, in its chain's order
     twinkg/v1/{site}/ack/{node}                 receipts: what the twin stored from that node
+    twinkg/v1/state/{client}                    an ingest worker's subscription is in place
 
 Payloads are JSON, not Sparkplug's protobuf: the telemetry payload is the JSON batch contract of
 ``POST /telemetry`` (``connect.json``), so one contract holds on every way in. Every name segment
@@ -165,6 +166,18 @@ def receipt_topic(*, site: str, node: str) -> str:
     return f"{ROOT}/{segment(site, 'site')}/ack/{segment(node, 'node')}"
 
 
+STATE_FILTER = f"{ROOT}/state/+"
+"""Every ingest worker's state announcement (what an edge link subscribes to)."""
+
+
+def state_topic(client_id: str) -> str:
+    """Where the ingest worker ``client_id`` announces, retained, that its subscription is in
+    place, as a Sparkplug B primary host publishes its ``STATE``. A broker restarted without
+    its saved sessions drops what producers publish before the worker subscribes again; the
+    announcement tells an edge to send again what the twin has not confirmed (decision 0065)."""
+    return f"{ROOT}/state/{segment(client_id, 'client id')}"
+
+
 def edge_filters(sites: Sequence[str] = ()) -> list[str]:
     """The edge decision trees of ``sites`` (all sites when none is named)."""
     return [f"{ROOT}/{segment(site, 'site')}/edge/#" for site in sites] or [f"{ROOT}/+/edge/#"]
@@ -173,14 +186,16 @@ def edge_filters(sites: Sequence[str] = ()) -> list[str]:
 def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
     """The Mosquitto ACL entries of ``user`` (its certificate's common name) in ``role``.
 
-    A producer is bound to one site: it can publish that site's telemetry and read its refusals,
-    nothing else (another site's topics, the events, the ``$SYS`` tree are closed to it)."""
+    A producer is bound to one site: it can publish that site's telemetry and edge decisions and
+    read their refusals and receipts, and the ingest workers' state announcements; nothing else
+    (another site's topics, the events, the ``$SYS`` tree are closed to it)."""
     if role is Role.PRODUCER:
         if site is None:
             raise ConfigError("a producer is bound to one site")
         site = segment(site, "site")
         grants = [f"topic write {ROOT}/{site}/tele/#", f"topic read {ROOT}/{site}/refused/#"]
         grants += [f"topic write {ROOT}/{site}/edge/#", f"topic read {ROOT}/{site}/ack/#"]
+        grants += [f"topic read {ROOT}/state/+"]
     elif role is Role.SERVICE:
         grants = [
             f"topic read {ROOT}/+/tele/#",
@@ -189,7 +204,9 @@ def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
             f"topic readwrite {ROOT}/+/work/#",
             f"topic read {ROOT}/+/edge/#",
             f"topic write {ROOT}/+/ack/#",
+            f"topic write {ROOT}/state/+",
         ]
     else:
         grants = [f"topic read {ROOT}/+/evt/#", f"topic read {ROOT}/+/refused/#"]
+        grants += [f"topic read {ROOT}/state/+"]
     return [f"user {user}", *grants, ""]

@@ -99,7 +99,6 @@ def _env(target: Neo4jTarget, home: Path, twin: OpcUaCredentials, server: Path) 
         "TWINKG_OPCUA_KEY_FILE": str(twin.key_file),
         "TWINKG_OPCUA_APPLICATION_URI": TWIN_URI,
         "TWINKG_OPCUA_SERVER_CERT_FILE": str(server),
-        "TWINKG_OPCUA_TIMEOUT_S": "5",
         "TWINKG_OPCUA_PUBLISHING_INTERVAL_MS": "50",
         "TWINKG_OPCUA_BATCH_MS": "100",
     }
@@ -113,11 +112,16 @@ def _written_back(store: GraphStore, log: TelemetryLog, plant: PlantServer, home
         # approved by a supervisor when it waits (the pump's trust is low after the alarm)
         decision = _decide(agents, datetime.now(UTC), "VolumeFlowRate", 80.0, 72.0)
 
-    def written() -> bool:
+    def ended() -> bool:  # written, or failed with the reason recorded
         record = actuation.write_record(store, decision)
-        return record is not None and record.status == "written"
+        return record is not None and record.status != "writing"
 
-    _until(written, "the setpoint change written back")
+    try:
+        _until(ended, f"the write-back of {decision}")
+    except AssertionError as exc:  # say where it stands
+        raise AssertionError(f"{exc}: {actuation.write_record(store, decision)}") from None
+    record = actuation.write_record(store, decision)
+    assert record is not None and record.status == "written", record
     assert plant.read("FlowSetpoint") == 72.0
 
 
@@ -178,6 +182,7 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
     finally:
         if service is not None and service.poll() is None:
             service.kill()
-            service.communicate()
+            _, stderr = service.communicate()
+            print(f"the service's log, last lines:\n{stderr[-6000:]}")  # shown when it failed
         run("broker", "stop", env=env)
         plant.close()
