@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     audit_log: Path | None = Field(
         default=None, description="the audit log (default TWINKG_HOME/audit/audit.jsonl)"
     )
+    log_level: str = Field(
+        default="WARNING",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        description="what `twinkg run` logs of its own (libraries log warnings): WARNING, or "
+        "INFO for each OPC UA write-back too",
+    )
     sparql_timeout_s: float = Field(default=30.0, gt=0, description="SPARQL time limit")
     sparql_row_cap: int = Field(default=10_000, ge=1, description="most SPARQL rows returned")
     projection_poll_s: float = Field(

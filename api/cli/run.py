@@ -105,6 +105,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     settings = load_settings()
     tracing.configure(settings)  # off unless TWINKG_OTLP_ENDPOINT is set
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("twinkg").setLevel(settings.log_level)  # the libraries stay at WARNING
     if workers > 1 and not mqtt:
         raise ConfigError("--workers > 1 shares work over MQTT: it needs --mqtt")
     servers = load_servers(opcua if opcua is not None else settings.opcua_servers)

@@ -101,10 +101,13 @@ def _env(target: Neo4jTarget, home: Path, twin: OpcUaCredentials, server: Path) 
         "TWINKG_OPCUA_SERVER_CERT_FILE": str(server),
         "TWINKG_OPCUA_PUBLISHING_INTERVAL_MS": "50",
         "TWINKG_OPCUA_BATCH_MS": "100",
+        "TWINKG_LOG_LEVEL": "INFO",  # each write-back logged
     }
 
 
-def _written_back(store: GraphStore, log: TelemetryLog, plant: PlantServer, home: Path) -> None:
+def _written_back(
+    store: GraphStore, driver: Driver, log: TelemetryLog, plant: PlantServer, home: Path
+) -> None:
     """An allowed, recorded setpoint change reaches the plant by the service's write-back."""
     assert plant.read("FlowSetpoint") == 80.0
     with open_checkpointer(str(home / "checkpoints-test.sqlite")) as saver:
@@ -119,7 +122,13 @@ def _written_back(store: GraphStore, log: TelemetryLog, plant: PlantServer, home
     try:
         _until(ended, f"the write-back of {decision}")
     except AssertionError as exc:  # say where it stands
-        raise AssertionError(f"{exc}: {actuation.write_record(store, decision)}") from None
+        rows = driver.execute_query(  # every decision (this test's graph) and its effect
+            "MATCH (d:Decision) OPTIONAL MATCH (e:Resource {uri: d.uri + '/effect'}) "
+            "RETURN properties(d) AS decision, properties(e) AS effect ORDER BY d.uri"
+        ).records
+        raise AssertionError(
+            f"{exc}: {actuation.write_record(store, decision)}; {[dict(r) for r in rows]}"
+        ) from None
     record = actuation.write_record(store, decision)
     assert record is not None and record.status == "written", record
     assert plant.read("FlowSetpoint") == 72.0
@@ -136,13 +145,14 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
     env = _env(neo4j_target, tmp_path, twin_creds, server_creds.cert_file)
     metrics_port = free_port()
     assert run("broker", "start", env=env).returncode == 0
-    service = None
+    service, service_log = None, tmp_path / "service.log"
     try:
-        service = subprocess.Popen(
-            [TWINKG, "run", "--tick-s", "3600", "--metrics-port", str(metrics_port),
-             "--opcua", f"{plant.url}={mapping}", "--opcua-write-back"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        with service_log.open("w") as log_out:  # a file: a pipe nobody reads could fill
+            service = subprocess.Popen(
+                [TWINKG, "run", "--tick-s", "3600", "--metrics-port", str(metrics_port),
+                 "--opcua", f"{plant.url}={mapping}", "--opcua-write-back"],
+                env=env, stdout=subprocess.PIPE, stderr=log_out, text=True,
+            )  # fmt: skip
 
         def metrics() -> dict[str, float]:
             assert service is not None and service.poll() is None, "the service ended"
@@ -168,10 +178,11 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
         pressure = [row["value"] for row in log.window(sensors=[PRESSURE]).to_pylist()]
         assert flow[-1] == 210.0 and pressure[-1] == 1.8, (flow, pressure)
         assert metrics().get("twinkg_points_quarantined_total{way=opcua}", 0.0) == 0.0
-        _written_back(store, log, plant, tmp_path)
+        _written_back(store, driver, log, plant, tmp_path)
 
         service.send_signal(signal.SIGTERM)
-        stdout, stderr = service.communicate(timeout=120)
+        stdout, _ = service.communicate(timeout=120)
+        stderr = service_log.read_text(errors="replace")
         assert service.returncode == 0, stderr
         assert "did not finish cleanly" not in stdout, stdout
         assert "opcua: 1 server(s), " in stdout and " 0 quarantined" in stdout, stdout
@@ -182,7 +193,8 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
     finally:
         if service is not None and service.poll() is None:
             service.kill()
-            _, stderr = service.communicate()
-            print(f"the service's log, last lines:\n{stderr[-6000:]}")  # shown when it failed
+            service.communicate()
+        if service_log.exists():  # shown when the test failed
+            print(f"the service's log:\n{service_log.read_text(errors='replace')[-8000:]}")
         run("broker", "stop", env=env)
         plant.close()
