@@ -36,6 +36,7 @@ from twinkg.kg import actuation
 from twinkg.kg.local_server import free_port
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
+from twinkg.ontology.errors import ApprovalStaleError
 
 pytestmark = pytest.mark.neo4j
 
@@ -105,6 +106,28 @@ def _env(target: Neo4jTarget, home: Path, twin: OpcUaCredentials, server: Path) 
     }
 
 
+def _applied_change(agents: Agents, driver: Driver) -> str:
+    """A setpoint change of the pump, approved by a supervisor when it waits (the pump's trust
+    is low after the alarm), and applied. The service goes on working beside the test: an
+    approval whose graph changed in between is refused (``approval_stale``), and proposed
+    again, as an operator would (at most three times)."""
+    for _ in range(3):
+        try:
+            decision = _decide(agents, datetime.now(UTC), "VolumeFlowRate", 80.0, 72.0)
+        except ApprovalStaleError as exc:  # refused before the run resumed
+            print(f"approval refused: {exc}")
+            continue
+        record = driver.execute_query(
+            "MATCH (d:Decision {uri: $d}) RETURN d.outcome AS outcome, d.reason AS reason",
+            d=decision,
+        ).records[0]
+        if record["outcome"] == "applied":
+            return decision
+        print(f"{decision}: {record['outcome']} ({record['reason']})")
+        assert "approval_stale" in str(record["reason"]), dict(record)
+    raise AssertionError("three proposals, each approval stale")
+
+
 def _written_back(
     store: GraphStore, driver: Driver, log: TelemetryLog, plant: PlantServer, home: Path
 ) -> None:
@@ -112,8 +135,7 @@ def _written_back(
     assert plant.read("FlowSetpoint") == 80.0
     with open_checkpointer(str(home / "checkpoints-test.sqlite")) as saver:
         agents = Agents(store=store, log=log, checkpointer=saver)
-        # approved by a supervisor when it waits (the pump's trust is low after the alarm)
-        decision = _decide(agents, datetime.now(UTC), "VolumeFlowRate", 80.0, 72.0)
+        decision = _applied_change(agents, driver)
 
     def ended() -> bool:  # written, or failed with the reason recorded
         record = actuation.write_record(store, decision)
