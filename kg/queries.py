@@ -56,6 +56,13 @@ EVENT_TIME_INDEX = NamedQuery(
     "CREATE INDEX event_occurred_at IF NOT EXISTS FOR (e:Event) ON (e.occurredAt)",
 )
 
+BATCH_HASH_INDEX = NamedQuery(
+    "schema.ingest_batch_hash_index",
+    "CREATE INDEX ingest_batch_hash IF NOT EXISTS FOR (b:IngestBatch) ON (b.contentHash)",
+)
+"""Every ingest asks whether its content hash was stored before (``telemetry.batch_by_hash``):
+without it that look-up reads every batch node ever stored."""
+
 LEASE_CONSTRAINT = NamedQuery(
     "schema.asset_lease_unique",
     "CREATE CONSTRAINT asset_lease_unique IF NOT EXISTS "

@@ -254,13 +254,15 @@ class GraphStore:
 
     def ensure_schema(self) -> None:
         """Create the ``uri`` uniqueness constraint, the change log's and the leases'
-        constraints, and the indexes on decisions' chain position and events' time; idempotent."""
+        constraints, and the indexes on decisions' chain position, events' time and ingest
+        batches' content hash; idempotent."""
         with self._session() as session:
             session.run(queries.URI_CONSTRAINT.cypher).consume()
             session.run(outbox.CHANGE_SEQ_CONSTRAINT.cypher).consume()
             session.run(outbox.CHANGE_LOG_CONSTRAINT.cypher).consume()
             session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
             session.run(queries.EVENT_TIME_INDEX.cypher).consume()
+            session.run(queries.BATCH_HASH_INDEX.cypher).consume()
             session.run(queries.LEASE_CONSTRAINT.cypher).consume()
 
     def counts(self) -> GraphCounts:
