@@ -15,7 +15,7 @@ buffer fills.
 
 A broker restarted without its saved sessions routes what the edge sends before the twin's
 ingest worker has subscribed again to no one, though the broker acknowledges it. So the link
-also follows the ingest workers' retained state announcements (``twinkg/v1/state/+``): each one
+also follows the ingest workers' retained state announcements (``twinkg/v1/state/twin/+``): each one
 says a subscription is (again) in place, and everything unconfirmed goes again at once instead
 of after ``resend_s`` (decision 0065).
 """

@@ -10,7 +10,7 @@ message type, then the nodes, so one wildcard selects a site, a message type or 
     twinkg/v1/{site}/work/{area}/{asset}        an asset with something for the agents to decide
     twinkg/v1/{site}/edge/{node}                an edge's decision records, in its chain's order
     twinkg/v1/{site}/ack/{node}                 receipts: what the twin stored from that node
-    twinkg/v1/state/{client}                    an ingest worker's subscription is in place
+    twinkg/v1/state/twin/{client}               an ingest worker's subscription is in place
 
 Payloads are JSON, not Sparkplug's protobuf: the telemetry payload is the JSON batch contract of
 ``POST /telemetry`` (``connect.json``), so one contract holds on every way in. Every name segment
@@ -166,8 +166,11 @@ def receipt_topic(*, site: str, node: str) -> str:
     return f"{ROOT}/{segment(site, 'site')}/ack/{segment(node, 'node')}"
 
 
-STATE_FILTER = f"{ROOT}/state/+"
-"""Every ingest worker's state announcement (what an edge link subscribes to)."""
+STATE_FILTER = f"{ROOT}/state/twin/+"
+"""Every ingest worker's state announcement (what an edge link subscribes to). Five levels,
+the fourth ``twin``, which no message type is: a telemetry, edge or work filter such as
+``twinkg/v1/+/tele/#`` also matches ``twinkg/v1/state/tele``, so a worker whose client id were
+``tele`` would otherwise announce into the telemetry tree of a site called ``state``."""
 
 
 def state_topic(client_id: str) -> str:
@@ -175,7 +178,7 @@ def state_topic(client_id: str) -> str:
     place, as a Sparkplug B primary host publishes its ``STATE``. A broker restarted without
     its saved sessions drops what producers publish before the worker subscribes again; the
     announcement tells an edge to send again what the twin has not confirmed (decision 0065)."""
-    return f"{ROOT}/state/{segment(client_id, 'client id')}"
+    return f"{ROOT}/state/twin/{segment(client_id, 'client id')}"
 
 
 def edge_filters(sites: Sequence[str] = ()) -> list[str]:
@@ -195,7 +198,7 @@ def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
         site = segment(site, "site")
         grants = [f"topic write {ROOT}/{site}/tele/#", f"topic read {ROOT}/{site}/refused/#"]
         grants += [f"topic write {ROOT}/{site}/edge/#", f"topic read {ROOT}/{site}/ack/#"]
-        grants += [f"topic read {ROOT}/state/+"]
+        grants += [f"topic read {STATE_FILTER}"]
     elif role is Role.SERVICE:
         grants = [
             f"topic read {ROOT}/+/tele/#",
@@ -204,9 +207,9 @@ def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
             f"topic readwrite {ROOT}/+/work/#",
             f"topic read {ROOT}/+/edge/#",
             f"topic write {ROOT}/+/ack/#",
-            f"topic write {ROOT}/state/+",
+            f"topic write {STATE_FILTER}",
         ]
     else:
         grants = [f"topic read {ROOT}/+/evt/#", f"topic read {ROOT}/+/refused/#"]
-        grants += [f"topic read {ROOT}/state/+"]
+        grants += [f"topic read {STATE_FILTER}"]
     return [f"user {user}", *grants, ""]

@@ -110,7 +110,7 @@ def test_the_broker_authenticates_every_client_and_keeps_each_to_its_topics(
             "twinkg/v1/site-b/tele/area/node",  # another site's telemetry
             "twinkg/v1/site-a/evt/decision/area/pump",  # the twin's events
             "twinkg/v1/site-a/refused/area/node",  # refusals are the twin's to write
-            "twinkg/v1/state/twinkg-ingest-1",  # an ingest worker's announcement, forged
+            "twinkg/v1/state/twin/twinkg-ingest-1",  # an ingest worker's announcement, forged
         ):
             with pytest.raises(ServerError, match="Not authorized"):
                 publish(client, elsewhere, b"{}", timeout_s=10)
