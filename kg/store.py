@@ -256,14 +256,23 @@ class GraphStore:
         """Create the ``uri`` uniqueness constraint, the change log's and the leases'
         constraints, and the indexes on decisions' chain position, events' time and ingest
         batches' content hash; idempotent."""
-        with self._session() as session:
-            session.run(queries.URI_CONSTRAINT.cypher).consume()
-            session.run(outbox.CHANGE_SEQ_CONSTRAINT.cypher).consume()
-            session.run(outbox.CHANGE_LOG_CONSTRAINT.cypher).consume()
-            session.run(queries.DECISION_CHAIN_INDEX.cypher).consume()
-            session.run(queries.EVENT_TIME_INDEX.cypher).consume()
-            session.run(queries.BATCH_HASH_INDEX.cypher).consume()
-            session.run(queries.LEASE_CONSTRAINT.cypher).consume()
+
+        def attempt() -> None:  # a transient failure (a concurrent writer) is run again
+            with self._session() as session:
+                for query in self._SCHEMA:
+                    session.run(query.cypher).consume()
+
+        _retried("schema", attempt)
+
+    _SCHEMA = (
+        queries.URI_CONSTRAINT,
+        outbox.CHANGE_SEQ_CONSTRAINT,
+        outbox.CHANGE_LOG_CONSTRAINT,
+        queries.DECISION_CHAIN_INDEX,
+        queries.EVENT_TIME_INDEX,
+        queries.BATCH_HASH_INDEX,
+        queries.LEASE_CONSTRAINT,
+    )
 
     def counts(self) -> GraphCounts:
         """Node and relationship totals."""

@@ -120,7 +120,8 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     children: list[subprocess.Popen[bytes]] = []
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
-        store.ensure_schema()  # an index added by a newer version exists before the stream
+        if ingest:  # the process that ingests; agent-only children need no schema change
+            store.ensure_schema()  # an index added by a newer version exists before the stream
         twin = stack.enter_context(agents_twin(settings, store))
         stack.callback(twin.close)
         links = prepare(settings, store, servers)  # every mapping bound before any loop starts
