@@ -420,7 +420,7 @@ def test_an_edge_sends_again_what_no_one_took_when_an_ingest_worker_subscribes(
             twin, world.mqtt, tmp_path / "twin", client_id="edge-test-late-ingest"
         )
         try:
-            _wait(lambda: buffer.depth().entries == 0, "the buffer to drain", deadline_s=60.0)
+            _wait(lambda: buffer.depth().entries == 0, "the buffer to drain", deadline_s=300.0)
         finally:
             stop_ingest.set()
             worker.join(30)
