@@ -18,18 +18,29 @@ Per message, in order:
 5. A receipt naming the message's SHA-256 and its outcome is published (QoS 1, not waited for)
    on ``twinkg/v1/{site}/ack/{node}``, after the commit: an edge deletes from its buffer only
    what a receipt confirms, since a broker's acknowledgement does not mean the twin stored it.
-6. Only then is the message acknowledged. A failure of the store or the log (Neo4j down) is not
+6. Only then is the message acknowledged.
+
+Messages already waiting when a worker takes one are ingested with it as one batch, up to
+``TWINKG_MQTT_GROUP_MAX`` messages and the points one batch may hold (decision 0067): each is
+still checked on its own, gets its own receipt and outcome, and is recognised as a repeat on its
+own; the group shares one Neo4j transaction, which is what a stream's throughput is bound by. A
+group the ingest refuses whole is taken again message by message, so a refusal names the
+message at fault. A message refused before the ingest (steps 1 and 3) is refused once, however
+often the group is tried again.
+
+The worker's rule: steps 2-6 for each message A failure of the store or the log (Neo4j down) is not
    the message's fault: it is not acknowledged, the worker waits and tries it again, so nothing
    is lost while Neo4j is away.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from twinkg.api.errors import InternalIngestError
@@ -39,8 +50,10 @@ from twinkg.connect.edge.central import EdgeDecisions
 from twinkg.connect.json import JsonSource
 from twinkg.connect.mqtt.client import Message, Subscriber, publish
 from twinkg.connect.mqtt.topics import EdgeTopic, TelemetryTopic, is_edge_topic, receipt_topic
+from twinkg.connect.source import Batch
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.ontology.errors import InvalidInputError, TwinKGError
+from twinkg.reasoner.ingest import contract_of
 
 log = logging.getLogger("twinkg.mqtt")
 
@@ -72,6 +85,9 @@ class Outcome:
     assets: tuple[str, ...] = ()  # the assets those findings concern (the work items)
 
 
+_EDGE = Outcome("edge")  # marks an edge decision among the messages read
+
+
 class MqttIngest:
     """One ingest worker: a subscriber and the twin it ingests into."""
 
@@ -84,6 +100,7 @@ class MqttIngest:
         publish_timeout_s: float = 10.0,
         retry_s: float = 1.0,
         receipts: bool = True,
+        group_max: int | None = None,
     ) -> None:
         self.twin = twin
         self.edge = EdgeDecisions(twin.store)
@@ -93,34 +110,124 @@ class MqttIngest:
         self.publish_timeout_s = publish_timeout_s
         self.retry_s = retry_s
         self.stats = MqttIngestStats()
+        self.group_max = twin.settings.mqtt_group_max if group_max is None else group_max
         twin.metrics.queue_depth.labels("mqtt").set_function(subscriber.pending)
 
     def handle(self, message: Message) -> Outcome:
         """Ingest or refuse ``message`` (infrastructure errors propagate: not acknowledged)."""
-        if is_edge_topic(message.topic):
-            return self._edge_decision(message)
+        return self.handle_all([message])[0]
+
+    def handle_all(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Ingest or refuse ``messages``, the telemetry among them together as one batch;
+        an outcome for each, in order (infrastructure errors propagate: none acknowledged)."""
+        return self._apply(messages, self._read(messages))
+
+    def _read(self, messages: Sequence[Message]) -> list[Outcome | Batch]:
+        """Each message's batch, or its refusal (kept, published and logged once here)."""
+        read: list[Outcome | Batch] = []
+        for message in messages:
+            if is_edge_topic(message.topic):
+                read.append(_EDGE)
+                continue
+            try:
+                topic = TelemetryTopic.parse(message.topic)
+                found = self.twin.read_batches(JsonSource(topic.name, body=message.payload))
+                contract_of(found[0].contract)  # refused here, in order, not by its group
+            except InvalidInputError as exc:
+                read.append(self._refuse(message, exc))
+            except Exception as exc:  # a defect a payload found: keep it, not a poison loop
+                log.exception("a message on %r broke the parser", message.topic[:300])
+                read.append(
+                    self._refuse(message, InternalIngestError(f"the ingest failed: {exc!r}"))
+                )
+            else:
+                read.append(found[0])
+        return read
+
+    def _apply(
+        self,
+        messages: Sequence[Message],
+        read: Sequence[Outcome | Batch],
+        done: list[Outcome | None] | None = None,
+    ) -> list[Outcome]:
+        """Edge decisions recorded, telemetry ingested in groups of one contract: the outcomes
+        (refusals from :meth:`_read` as they were). ``done`` keeps the outcomes reached so far
+        across tries: a try that fails part way does not take what it applied again."""
+        outcomes = [r if isinstance(r, Outcome) and r is not _EDGE else None for r in read]
+        if done is None:
+            done = outcomes
+        for i, r in enumerate(read):
+            if done[i] is None and r is _EDGE:
+                done[i] = self._edge_decision(messages[i])
+        batches = [(i, r) for i, r in enumerate(read) if isinstance(r, Batch) and done[i] is None]
+        for group in self._groups(batches):
+            for i, outcome in self._ingest(messages, group):
+                done[i] = outcome
+        final = [o for o in done if o is not None]
+        assert len(final) == len(messages)
+        return final
+
+    def _groups(self, batches: list[tuple[int, Batch]]) -> Iterator[list[tuple[int, Batch]]]:
+        """Batches of one contract and mode, in order, up to the points one batch may hold."""
+        group: list[tuple[int, Batch]] = []
+        points = 0
+        limit = self.twin.settings.ingest_max_points
+        for i, batch in batches:
+            key = (batch.contract, batch.replay, batch.fit_rows)
+            if group and (
+                key != (group[0][1].contract, group[0][1].replay, group[0][1].fit_rows)
+                or points + len(batch.points) > limit
+            ):
+                yield group
+                group, points = [], 0
+            group.append((i, batch))
+            points += len(batch.points)
+        if group:
+            yield group
+
+    def _ingest(
+        self, messages: Sequence[Message], group: list[tuple[int, Batch]]
+    ) -> list[tuple[int, Outcome]]:
+        """One group ingested as one batch; refused whole, it is taken message by message."""
         try:
-            topic = TelemetryTopic.parse(message.topic)
-            source = JsonSource(topic.name, body=message.payload)
-            results = list(self.twin.ingest(source, reclassify=Reclassify.BACKGROUND))
+            result = self.twin.ingest_batches(
+                [b for _, b in group], reclassify=Reclassify.BACKGROUND
+            )
         except InvalidInputError as exc:
-            return self._refuse(message, exc)
+            if len(group) > 1:
+                return [pair for one in group for pair in self._ingest(messages, [one])]
+            return [(group[0][0], self._refuse(messages[group[0][0]], exc))]
         except TwinKGError:
-            raise  # the store or the log: the message is not at fault, it is tried again
+            raise  # the store or the log: the messages are not at fault, they are tried again
         except Exception as exc:  # a defect a payload found: keep the payload, not a poison loop
-            log.exception("a message on %r broke the ingest", message.topic[:300])
-            return self._refuse(message, InternalIngestError(f"the ingest failed: {exc!r}"))
-        report = results[0].report
-        if report.duplicate:
-            return Outcome("duplicate")
-        findings = len(report.anomalies) + report.alarms
-        return Outcome(
-            "applied",
-            report.accepted,
-            report.rejected,
-            findings=findings,
-            assets=report.finding_assets,
-        )
+            if len(group) > 1:
+                return [pair for one in group for pair in self._ingest(messages, [one])]
+            i = group[0][0]
+            log.exception("a message on %r broke the ingest", messages[i].topic[:300])
+            return [
+                (i, self._refuse(messages[i], InternalIngestError(f"the ingest failed: {exc!r}")))
+            ]
+        report = result.report
+        members = report.members or ()
+        out: list[tuple[int, Outcome]] = []
+        for (i, _), member in zip(group, members, strict=True):
+            if member.duplicate:
+                out.append((i, Outcome("duplicate")))
+            else:
+                out.append((i, Outcome("applied", member.accepted, member.rejected)))
+        # the findings are the group's: the last message applied carries them to the agents
+        last = max((k for k, (_, o) in enumerate(out) if o.kind == "applied"), default=None)
+        if last is not None:
+            i, outcome = out[last]
+            out[last] = (
+                i,
+                dataclasses.replace(
+                    outcome,
+                    findings=len(report.anomalies) + report.alarms,
+                    assets=report.finding_assets,
+                ),
+            )
+        return out
 
     def _edge_decision(self, message: Message) -> Outcome:
         """Record an edge's forwarded decision in the provenance chain (decision 0059)."""
@@ -225,16 +332,31 @@ class MqttIngest:
                     break
                 continue
             idle = 0.0
-            outcome = self._handle_until_done(message, stop)
-            if outcome is None:
-                break  # stopped while the store was away: the message stays unacknowledged
-            if self.receipts:
-                self._receipt(message, outcome)
-            self.subscriber.ack(message)
-            self._count(outcome)
-            if on_outcome is not None:
-                on_outcome(message, outcome)
+            taken = [message, *self._waiting(max_messages)]
+            outcomes = self._handle_until_done(taken, stop)
+            if outcomes is None:
+                break  # stopped while the store was away: the messages stay unacknowledged
+            for each, outcome in zip(taken, outcomes, strict=True):
+                if self.receipts:
+                    self._receipt(each, outcome)
+                self.subscriber.ack(each)
+                self._count(outcome)
+                if on_outcome is not None:
+                    on_outcome(each, outcome)
         return self.stats
+
+    def _waiting(self, max_messages: int | None) -> list[Message]:
+        """Messages already received, to go with the one just taken (none are waited for)."""
+        room = self.group_max - 1
+        if max_messages is not None:
+            room = min(room, max_messages - self.stats.messages - 1)
+        more: list[Message] = []
+        while len(more) < room:
+            message = next(iter(self.subscriber.messages(idle_s=0)), None)
+            if message is None:
+                break
+            more.append(message)
+        return more
 
     def retire(self, *, idle_s: float = 1.0, stop: threading.Event | None = None) -> None:
         """Leave for good (scaling down): unsubscribe (no new messages come here), handle and
@@ -245,12 +367,23 @@ class MqttIngest:
         self.run(idle_s=idle_s, stop=stop)
         self.subscriber.close(end_session=True)
 
-    def _handle_until_done(self, message: Message, stop: threading.Event) -> Outcome | None:
+    def _handle_until_done(
+        self, messages: list[Message], stop: threading.Event
+    ) -> list[Outcome] | None:
+        read = self._read(messages)  # refusals once, whatever the retries
+        done: list[Outcome | None] = [
+            r if isinstance(r, Outcome) and r is not _EDGE else None for r in read
+        ]
         while True:
             try:
-                return self.handle(message)
+                return self._apply(messages, read, done)
             except TwinKGError as exc:
                 self.stats.retries += 1
-                log.warning("ingest of a message on %s failed, retrying: %s", message.topic, exc)
+                log.warning(
+                    "ingest of %d message(s) on %s failed, retrying: %s",
+                    len(messages),
+                    messages[0].topic,
+                    exc,
+                )
                 if stop.wait(self.retry_s):
                     return None

@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     mqtt_receive_maximum: int = Field(
         default=32, ge=1, le=65535, description="most unacknowledged messages a worker holds"
     )
+    mqtt_group_max: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="most waiting telemetry messages a worker ingests together as one batch",
+    )
     mqtt_timeout_s: float = Field(default=10.0, gt=0, description="MQTT connect/publish limit")
     mqtt_max_payload_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="largest MQTT message the broker takes"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +39,7 @@ from twinkg.api.results import (
     RunDecision,
 )
 from twinkg.api.settings import Settings, detector_dir, telemetry_dir
-from twinkg.connect.source import Source, SourceContext
+from twinkg.connect.source import Batch, Source, SourceContext
 from twinkg.kg import agent_queries as aq
 from twinkg.kg import api_queries, chain_verify, telemetry_state
 from twinkg.kg.lineage import lineage
@@ -53,7 +53,7 @@ from twinkg.ontology.errors import (
     UnknownQuantityKindError,
 )
 from twinkg.ontology.vocab import Label
-from twinkg.reasoner.ingest import IngestOptions, ingest
+from twinkg.reasoner.ingest import IngestOptions, IngestReport, Member, ingest, ingest_group
 from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
 from twinkg.reasoner.progress import Progress
 
@@ -203,12 +203,7 @@ class Twin(OfflineTwin):
         run covering the batch found, ``BACKGROUND`` only the generation it will reach
         (:meth:`reclassification`), ``OFF`` asks for none.
         """
-        context = SourceContext(
-            sensors=lambda: telemetry_state.sensors(self.store),
-            max_points=self.settings.ingest_max_points,
-            json_max_depth=self.settings.ingest_json_max_depth,
-            progress=progress,
-        )
+        context = self._source_context(progress)
         log = self.log
         for batch in source.batches(context):
             options = ingest_options(
@@ -228,15 +223,59 @@ class Twin(OfflineTwin):
                 progress=progress,
             )
             self.metrics.ingested(_way(batch.name), report, time.perf_counter() - started)
-            if reclassify is Reclassify.OFF or report.duplicate:
-                yield IngestResult(report)
-                continue
-            generation = self._reclassifier.request()
-            if reclassify is Reclassify.BACKGROUND:
-                yield IngestResult(report, reclassification=generation)
-                continue
-            outcome = self._reclassifier.wait(generation)
-            yield IngestResult(report, outcome.summary, outcome.error, generation)
+            yield self._reclassified(report, reclassify)
+
+    def _source_context(self, progress: Progress | None = None) -> SourceContext:
+        """What a source may ask of the twin while it reads, with the settings' limits."""
+        return SourceContext(
+            sensors=lambda: telemetry_state.sensors(self.store),
+            max_points=self.settings.ingest_max_points,
+            json_max_depth=self.settings.ingest_json_max_depth,
+            progress=progress,
+        )
+
+    def _reclassified(self, report: IngestReport, reclassify: Reclassify) -> IngestResult:
+        """``report`` with the reclassification it asks for (none for a duplicate)."""
+        if reclassify is Reclassify.OFF or report.duplicate:
+            return IngestResult(report)
+        generation = self._reclassifier.request()
+        if reclassify is Reclassify.BACKGROUND:
+            return IngestResult(report, reclassification=generation)
+        outcome = self._reclassifier.wait(generation)
+        return IngestResult(report, outcome.summary, outcome.error, generation)
+
+    def read_batches(self, source: Source) -> list[Batch]:
+        """Every batch of ``source``, parsed under the settings' limits; nothing is ingested.
+        :class:`InvalidInputError` (and its kin) for a source refused whole."""
+        return list(source.batches(self._source_context()))
+
+    def ingest_batches(
+        self, batches: Sequence[Batch], *, reclassify: Reclassify = Reclassify.WAIT
+    ) -> IngestResult:
+        """Ingest ``batches`` (messages declaring the same contract, read by
+        :meth:`read_batches`) together as one batch (``reasoner.ingest.ingest_group``,
+        decision 0067): each message accepts and quarantines what it would alone, one after the
+        other, and the report's ``members`` say so message by message."""
+        if not batches:
+            raise InvalidInputError("no batches to ingest")
+        first = batches[0]
+        if any(
+            (b.contract, b.replay, b.fit_rows) != (first.contract, first.replay, first.fit_rows)
+            for b in batches
+        ):
+            raise InvalidInputError("batches ingested together must declare the same contract")
+        options = ingest_options(
+            self.settings,
+            contract=first.contract,
+            replay=first.replay,
+            fit_rows=first.fit_rows,
+            source=first.name,
+        )
+        started = time.perf_counter()
+        members = [Member(b.points, b.content_hash, b.name) for b in batches]
+        report = ingest_group(self.store, self.log, members, options=options)
+        self.metrics.ingested(_way(first.name), report, time.perf_counter() - started)
+        return self._reclassified(report, reclassify)
 
     def reclassification(self) -> ReclassifyStatus:
         """How far reclassification after ingest has come (generations asked for and done)."""

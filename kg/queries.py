@@ -63,6 +63,12 @@ BATCH_HASH_INDEX = NamedQuery(
 """Every ingest asks whether its content hash was stored before (``telemetry.batch_by_hash``):
 without it that look-up reads every batch node ever stored."""
 
+MESSAGE_HASH_INDEX = NamedQuery(
+    "schema.ingest_message_hash_index",
+    "CREATE INDEX ingest_message_hash IF NOT EXISTS FOR (m:IngestMessage) ON (m.contentHash)",
+)
+"""The same look-up for the messages a worker ingested together as one batch (decision 0067)."""
+
 LEASE_CONSTRAINT = NamedQuery(
     "schema.asset_lease_unique",
     "CREATE CONSTRAINT asset_lease_unique IF NOT EXISTS "

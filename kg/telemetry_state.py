@@ -79,9 +79,15 @@ _ENVELOPE_ROWS: LiteralString = (
 ENVELOPES = NamedQuery("telemetry.envelopes", _ALL_SENSORS + _ENVELOPE_ROWS)
 BATCH_ENVELOPES = NamedQuery("telemetry.batch_envelopes", _BATCH_SENSORS + _ENVELOPE_ROWS)
 
+# A message a worker ingested with others (decision 0067) is recorded as an IngestMessage in
+# its batch: its content hash answers as its batch's.
 BATCH_BY_HASH = NamedQuery(
     "telemetry.batch_by_hash",
-    "MATCH (b:IngestBatch {contentHash: $hash}) RETURN b.uri AS uri LIMIT 1",
+    "UNWIND $hashes AS h CALL (h) { "
+    "MATCH (b:IngestBatch {contentHash: h}) RETURN b.uri AS uri "
+    "UNION MATCH (:IngestMessage {contentHash: h})-[:IN_BATCH]->(b:IngestBatch) "
+    "RETURN b.uri AS uri } "
+    "RETURN h AS hash, min(uri) AS uri",
 )
 
 # Run in a transaction that is rolled back (GraphStore.probe): the MERGE on the unique uri waits
@@ -242,9 +248,15 @@ def envelopes(store: GraphStore, only: Sequence[str] | None = None) -> list[Enve
 
 
 def batch_applied(store: GraphStore, content_hash: str) -> str | None:
-    """The IRI of the batch with this content hash, if it was applied."""
-    rows = store.read(BATCH_BY_HASH, hash=content_hash)
-    return str(rows[0]["uri"]) if rows else None
+    """The IRI of the batch with this content hash (or holding a message with it), if it was
+    applied."""
+    return batches_applied(store, [content_hash]).get(content_hash)
+
+
+def batches_applied(store: GraphStore, content_hashes: Sequence[str]) -> dict[str, str]:
+    """Of ``content_hashes``, those applied, each with the IRI of its batch (one read)."""
+    rows = store.read(BATCH_BY_HASH, hashes=list(dict.fromkeys(content_hashes)))
+    return {str(r["hash"]): str(r["uri"]) for r in rows}
 
 
 def transaction_memory(store: GraphStore) -> int:

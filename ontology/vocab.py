@@ -70,6 +70,7 @@ class TK(DefinedNamespace):
     HighOutputFlowRise: URIRef
     Hypothesis: URIRef
     IngestBatch: URIRef
+    IngestMessage: URIRef
     Interlock: URIRef
     InternalLeakage: URIRef
     InternalLeakageFlowFall: URIRef
@@ -380,6 +381,7 @@ class Label(StrEnum):
     HEAT_EXCHANGER = 'HeatExchanger'
     HYPOTHESIS = 'Hypothesis'
     INGEST_BATCH = 'IngestBatch'
+    INGEST_MESSAGE = 'IngestMessage'
     INTERLOCK = 'Interlock'
     JUNCTION = 'Junction'
     KPI_RESULT = 'KPIResult'
@@ -709,6 +711,7 @@ CLASS_LABELS: Final[Mapping[str, Label]] = {
     'https://w3id.org/twinkg/ontology#HeatExchanger': Label.HEAT_EXCHANGER,
     'https://w3id.org/twinkg/ontology#Hypothesis': Label.HYPOTHESIS,
     'https://w3id.org/twinkg/ontology#IngestBatch': Label.INGEST_BATCH,
+    'https://w3id.org/twinkg/ontology#IngestMessage': Label.INGEST_MESSAGE,
     'https://w3id.org/twinkg/ontology#Interlock': Label.INTERLOCK,
     'https://w3id.org/twinkg/ontology#Junction': Label.JUNCTION,
     'https://w3id.org/twinkg/ontology#KPIResult': Label.KPI_RESULT,
@@ -806,6 +809,7 @@ LABEL_ANCESTORS: Final[Mapping[Label, tuple[Label, ...]]] = {
     Label.HEAT_EXCHANGER: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.HYPOTHESIS: (Label.PROV_ENTITY, ),
     Label.INGEST_BATCH: (Label.PROV_ENTITY, ),
+    Label.INGEST_MESSAGE: (Label.PROV_ENTITY, ),
     Label.INTERLOCK: (Label.POLICY, Label.SAFETY_POLICY, Label.PROV_ENTITY, ),
     Label.JUNCTION: (Label.ASSET, Label.EQUIPMENT, Label.STATIC_EQUIPMENT, ),
     Label.KPI_RESULT: (Label.PROV_ENTITY, ),

@@ -15,8 +15,9 @@ SHACL Core: https://www.w3.org/TR/shacl/#core-components; SHACL-SPARQL: §5.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,10 +168,57 @@ class CheckResult:
         ]
 
 
+def concat_results(results: Sequence[CheckResult]) -> CheckResult:
+    """The verdicts of several batches checked one after the other, in the order of
+    ``reasoner.points.concat_points`` over the same batches."""
+    if len(results) == 1:
+        return results[0]
+    defects = None
+    if any(r.defects is not None for r in results):
+        defects = pa.concat_arrays(
+            [
+                pa.nulls(len(r.failures), pa.string()) if r.defects is None else r.defects
+                for r in results
+            ]
+        )
+    return CheckResult(results[0].constraints, np.vstack([r.failures for r in results]), defects)
+
+
+def advance(sensors: SensorTable, batch: PointBatch, result: CheckResult) -> SensorTable:
+    """``sensors`` as the next batch's check sees them once ``batch`` is applied: each
+    sensor's newest accepted reading, kept to the microsecond as the graph keeps it
+    (``reasoner.aggregates.latest_state``), is its last. Checking messages one after the other
+    with this is what ingesting them one at a time does (decision 0067)."""
+    index = sensor_index(batch, sensors)
+    take = ~result.rejected & (index >= 0)
+    if not take.any():
+        return sensors
+    last_ns = sensors.last_ns.copy()
+    has_last = sensors.has_last.copy()
+    newest = np.full(len(sensors), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(newest, index[take], batch.time_ns[take])
+    seen = newest > np.iinfo(np.int64).min
+    floored = newest[seen] // 1000 * 1000
+    last_ns[seen] = np.where(has_last[seen], np.maximum(last_ns[seen], floored), floored)
+    has_last[seen] = True
+    return dataclasses.replace(sensors, last_ns=last_ns, has_last=has_last)
+
+
 def sensor_index(batch: PointBatch, sensors: SensorTable) -> Ints:
     """Row of each point's sensor in the table, -1 when unknown or missing."""
     found = pc.index_in(batch.sensor, value_set=sensors.uris)
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+_NO_SENSOR = SensorTable(
+    uris=pa.array([None], pa.string()),
+    physical_min=np.array([np.nan]),
+    physical_max=np.array([np.nan]),
+    units=pa.array([None], pa.string()),
+    last_ns=np.zeros(1, np.int64),
+    has_last=np.zeros(1, np.bool_),
+)
+"""The one row a batch of only unknown sensors indexes (its points are all masked out)."""
 
 
 class CompiledContract:
@@ -183,7 +231,10 @@ class CompiledContract:
         self, batch: PointBatch, sensors: SensorTable, *, latest_acceptable_ns: int
     ) -> CheckResult:
         """Run every constraint over ``batch``; nothing is written anywhere."""
-        ctx = Context(batch, sensors, sensor_index(batch, sensors), latest_acceptable_ns)
+        index = sensor_index(batch, sensors)
+        if len(sensors) == 0:  # none known: every look-up is masked out, but must still index
+            sensors = _NO_SENSOR
+        ctx = Context(batch, sensors, index, latest_acceptable_ns)
         failures = np.zeros((len(batch), len(self.constraints)), dtype=np.bool_)
         for j, constraint in enumerate(self.constraints):
             failures[:, j] = constraint.check(ctx)

@@ -6,6 +6,13 @@ log; Neo4j gets the batch, each sensor's latest state, window aggregates, anomal
 piece of equipment's detector) with the alarms they raise, and trust scores, in one transaction.
 The same batch content is applied once.
 
+Several messages may be ingested together as one batch (:func:`ingest_group`, decision 0067):
+each is checked against the contract on its own, in order, as if ingested alone one after the
+other, so it accepts and quarantines exactly the points it would have; the window aggregates,
+trust and events are then derived from their accepted points together, in one transaction.
+Each message is recorded as a ``tk:IngestMessage`` in the batch, so a repeat of any one of them
+is recognised as a duplicate.
+
 The two stores commit as one unit (``reasoner.ingest_commit``, decision 0028): the log's journal
 records the batch as pending and its files are staged and flushed before Neo4j commits; Neo4j's
 commit (the batch node with its content hash) decides; then the log makes the batch visible. A
@@ -19,7 +26,9 @@ Progress goes to an optional callback, phase by phase (``reasoner.progress.Inges
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,6 +50,7 @@ from twinkg.kg.telemetry_log import (
     TelemetryLog,
 )
 from twinkg.ontology.errors import PayloadTooLargeError
+from twinkg.ontology.namespaces import INGEST_BASE
 from twinkg.ontology.vocab import TK, PropKey, RelType
 from twinkg.reasoner import trust
 from twinkg.reasoner.aggregates import (
@@ -52,11 +62,18 @@ from twinkg.reasoner.aggregates import (
     window_aggregates,
 )
 from twinkg.reasoner.batch_trust import batch_trust, first_time, trust_node
-from twinkg.reasoner.compiled import CheckResult, CompiledContract, SensorTable, compile_contract
+from twinkg.reasoner.compiled import (
+    CheckResult,
+    CompiledContract,
+    SensorTable,
+    advance,
+    compile_contract,
+    concat_results,
+)
 from twinkg.reasoner.events import AnomalyReport, Events, batch_events
 from twinkg.reasoner.ingest_commit import Staging, commit_batch
 from twinkg.reasoner.ingest_recovery import batch_iri, resolve
-from twinkg.reasoner.points import PointBatch
+from twinkg.reasoner.points import PointBatch, concat_points
 from twinkg.reasoner.progress import IngestPhase, Progress, Tally, no_progress
 from twinkg.shapes.registry import accept
 
@@ -88,6 +105,12 @@ class IngestOptions:
     max_graph_records: int = MAX_GRAPH_RECORDS
 
 
+def contract_of(ref: str) -> str:
+    """The contract data declared against ``ref`` is checked with (its full reference);
+    the contract's error (unknown, retired) for one the ingest would refuse."""
+    return _compiled(ref)[0]
+
+
 def check_batch_size(points: int, max_points: int) -> None:
     """:class:`PayloadTooLargeError` when a batch of ``points`` points is more than one batch may
     hold. :func:`ingest` checks every batch; a source may check its count before converting."""
@@ -96,6 +119,38 @@ def check_batch_size(points: int, max_points: int) -> None:
             f"{points:,} points exceed the {max_points:,} one batch may hold "
             "(TWINKG_INGEST_MAX_POINTS): send them in smaller batches"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One message of a group ingested as one batch: its points, content hash and name."""
+
+    points: PointBatch
+    content_hash: str
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    """What became of one message of a group: its points accepted and quarantined, or that it
+    had been applied before (``duplicate``); ``batch_iri`` is the batch that holds it."""
+
+    content_hash: str
+    points: int
+    accepted: int = 0
+    rejected: int = 0
+    duplicate: bool = False
+    batch_iri: str = ""
+
+
+def message_iri(content_hash: str) -> str:
+    """The IRI of the ``tk:IngestMessage`` node of the message with this content hash."""
+    return f"{INGEST_BASE}message/{content_hash[:32]}"
+
+
+def group_hash(content_hashes: Sequence[str]) -> str:
+    """The content hash of a group: SHA-256 of its messages' hashes in order."""
+    return hashlib.sha256("\n".join(("group", *content_hashes)).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +172,7 @@ class IngestReport:
     notes: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
     finding_assets: tuple[str, ...] = ()  # the assets its anomalies and new alarms concern
+    members: tuple[MemberReport, ...] = ()  # a group's messages, in order (else empty)
 
 
 @functools.cache
@@ -195,21 +251,58 @@ def ingest(
     reports nothing. :class:`PayloadTooLargeError` before anything is written when the batch
     holds more points, or would write more graph records, than ``options`` allow.
     """
+    report = ingest_group(
+        store,
+        log,
+        [Member(batch, content_hash, options.source)],
+        options=options,
+        progress=progress,
+    )
+    return dataclasses.replace(report, members=())
+
+
+def ingest_group(
+    store: GraphStore,
+    log: TelemetryLog,
+    members: Sequence[Member],
+    *,
+    options: IngestOptions = IngestOptions(),
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest ``members`` (messages declaring the same contract) as one batch, all or nothing.
+
+    A message applied before, or repeated within the group, is reported as a duplicate and
+    skipped; one message left is ingested as a batch of its own, as :func:`ingest` would. The
+    report's ``members`` say, message by message, what became of each. The limits of
+    ``options`` hold for the group as a whole.
+    """
+    if not members:
+        raise ValueError("a group needs at least one message")
     report = progress or no_progress
     clock = time.perf_counter()
     contract, compiled = _compiled(options.contract)
-    check_batch_size(len(batch), options.max_points)
-    batch_id = content_hash[:32]
+    check_batch_size(sum(len(m.points) for m in members), options.max_points)
     with log.writer():  # one ingest at a time per log: the contract reads the sensors' state
         resolve(store, log)  # a batch a crash cut short first
-        if log.committed(batch_id) or telemetry_state.batch_applied(store, content_hash):
-            return IngestReport(
-                batch_id, batch_iri(batch_id), contract, len(batch), 0, 0, duplicate=True
-            )
-        derived = _derive(store, batch, compiled, options, batch_id=batch_id, report=report)
+        applied = telemetry_state.batches_applied(store, [m.content_hash for m in members])
+        fresh: dict[str, Member] = {}
+        for m in members:
+            if m.content_hash not in applied and not log.committed(m.content_hash[:32]):
+                fresh.setdefault(m.content_hash, m)
+        group = list(fresh.values())
+        if not group:
+            return _all_duplicates(members, applied, contract)
+        grouped = len(group) > 1
+        content_hash = (
+            group_hash([m.content_hash for m in group]) if grouped else (group[0].content_hash)
+        )
+        batch_id = content_hash[:32]
+        derived = _derive(store, group, compiled, options, batch_id=batch_id, report=report)
         derived.seconds["contract"] = derived.contract_s
         derived.seconds["derive"] = time.perf_counter() - clock - derived.contract_s
         derived.nodes.append(_batch_node(derived, contract=contract, content_hash=content_hash))
+        if grouped:
+            _member_records(derived, group, batch_iri(batch_id))
         records = GraphRecords(tuple(derived.nodes), tuple(dict.fromkeys(derived.rels)))
         _check_records(records, derived, options)
         received = derived.received.isoformat()
@@ -232,11 +325,23 @@ def ingest(
     seconds["graph_relationships"] = written.relationship_seconds
     seconds["graph_commit"] = written.commit_seconds
     seconds["total"] = time.perf_counter() - clock
+    iri = batch_iri(batch_id)
+    counts = dict(zip((m.content_hash for m in group), derived.member_counts, strict=True))
+    member_reports = []
+    for m in members:
+        accepted, rejected = counts.pop(m.content_hash, (-1, -1))
+        if accepted < 0:  # applied before, or a repeat within the group
+            where = applied.get(m.content_hash, iri)
+            member_reports.append(MemberReport(m.content_hash, len(m.points), 0, 0, True, where))
+        else:
+            member_reports.append(
+                MemberReport(m.content_hash, len(m.points), accepted, rejected, False, iri)
+            )
     return IngestReport(
         batch_id,
-        batch_iri(batch_id),
+        iri,
         contract,
-        len(batch),
+        derived.points,
         derived.accepted.num_rows,
         derived.rejected,
         reasons=derived.reasons,
@@ -247,7 +352,50 @@ def ingest(
         notes=derived.events.notes,
         seconds=seconds,
         finding_assets=derived.events.finding_assets,
+        members=tuple(member_reports),
     )
+
+
+def _all_duplicates(
+    members: Sequence[Member], applied: dict[str, str], contract: str
+) -> IngestReport:
+    """The report of a group (or a batch) whose every message had been applied before."""
+    first = members[0]
+    where = applied.get(first.content_hash, batch_iri(first.content_hash[:32]))
+    return IngestReport(
+        first.content_hash[:32],
+        where,
+        contract,
+        sum(len(m.points) for m in members),
+        0,
+        0,
+        duplicate=True,
+        members=tuple(
+            MemberReport(
+                m.content_hash,
+                len(m.points),
+                duplicate=True,
+                batch_iri=applied.get(m.content_hash, batch_iri(m.content_hash[:32])),
+            )
+            for m in members
+        ),
+    )
+
+
+def _member_records(derived: _Derived, group: Sequence[Member], iri: str) -> None:
+    """Each message of a group as a ``tk:IngestMessage`` in its batch (decision 0067)."""
+    for m in group:
+        node = NodeRecord(
+            message_iri(m.content_hash),
+            (str(TK.IngestMessage),),
+            {
+                PropKey.CONTENT_HASH: m.content_hash,
+                PropKey.SAMPLE_COUNT: len(m.points),
+                PropKey.RDFS_LABEL: m.source or f"message {m.content_hash[:12]}",
+            },
+        )
+        derived.nodes.append(node)
+        derived.rels.append(RelRecord(RelType.IN_BATCH, node.uri, iri))
 
 
 @dataclass(slots=True)
@@ -267,6 +415,7 @@ class _Derived:
     rels: list[RelRecord]
     source: str
     contract_s: float
+    member_counts: tuple[tuple[int, int], ...]  # (accepted, quarantined) of each message
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -288,7 +437,7 @@ def _named_sensors(batch: PointBatch) -> list[str]:
 
 def _derive(
     store: GraphStore,
-    batch: PointBatch,
+    members: Sequence[Member],
     compiled: CompiledContract,
     options: IngestOptions,
     *,
@@ -298,11 +447,23 @@ def _derive(
     """Contract check, window aggregates, latest state, events and trust: the records."""
     clock = time.perf_counter()
     iri = batch_iri(batch_id)
+    batch = concat_points([m.points for m in members])
     report(IngestPhase.CONTRACT, 0, len(batch))
-    rows = telemetry_state.sensors(store, only=_named_sensors(batch))
+    named = sorted({s for m in members for s in _named_sensors(m.points)})
+    rows = telemetry_state.sensors(store, only=named)
     received = options.received_at or datetime.now(UTC)
     latest = received + timedelta(seconds=options.clock_skew_s)
-    result = compiled.check(batch, sensor_table(rows), latest_acceptable_ns=nanos(latest))
+    table = sensor_table(rows)
+    results: list[CheckResult] = []
+    for m in members:  # each message as if ingested alone, one after the other
+        checked = compiled.check(m.points, table, latest_acceptable_ns=nanos(latest))
+        results.append(checked)
+        if len(members) > 1:
+            table = advance(table, m.points, checked)
+    result = concat_results(results)
+    member_counts = tuple(
+        (len(r.failures) - int(r.rejected.sum()), int(r.rejected.sum())) for r in results
+    )
     accepted, quarantine, reasons = _tables(batch, result, batch_id=batch_id, received=received)
     report(IngestPhase.CONTRACT, len(batch), len(batch))
     contract_s = time.perf_counter() - clock
@@ -352,9 +513,16 @@ def _derive(
         scores_out,
         nodes,
         rels,
-        options.source or f"batch {batch_id[:12]}",
+        _source(options, members, batch_id),
         contract_s,
+        member_counts,
     )
+
+
+def _source(options: IngestOptions, members: Sequence[Member], batch_id: str) -> str:
+    """The batch's label: its source, and for a group how many messages it holds."""
+    name = options.source or f"batch {batch_id[:12]}"
+    return name if len(members) == 1 else f"{name} ({len(members)} messages)"
 
 
 def _batch_node(derived: _Derived, *, contract: str, content_hash: str) -> NodeRecord:

@@ -63,6 +63,35 @@ class PointBatch:
         return len(self.value)
 
 
+def concat_points(batches: Sequence[PointBatch]) -> PointBatch:
+    """The points of ``batches`` one after the other, as one batch (a group of messages
+    ingested together, ``reasoner.ingest``); each point keeps its own fields and sequence."""
+    if len(batches) == 1:
+        return batches[0]
+
+    def text(arrays: Sequence[pa.Array]) -> pa.StringArray:
+        return pa.concat_arrays([a.cast(pa.string()) for a in arrays])
+
+    keys = set(batches[0].ok)
+    if any(set(b.ok) != keys or set(b.counts) != set(batches[0].counts) for b in batches):
+        raise ValueError("point batches of different shapes cannot be joined")
+    return PointBatch(
+        sensor=text([b.sensor for b in batches]),
+        value=np.concatenate([b.value for b in batches]),
+        unit=text([b.unit for b in batches]),
+        time_ns=np.concatenate([b.time_ns for b in batches]),
+        time_us=np.concatenate([b.time_us for b in batches]),
+        time_lexical=text([b.time_lexical for b in batches]),
+        sequence=np.concatenate([b.sequence for b in batches]),
+        quality=text([b.quality for b in batches]),
+        producer=text([b.producer for b in batches]),
+        counts={k: np.concatenate([b.counts[k] for b in batches]) for k in batches[0].counts},
+        ok={k: np.concatenate([b.ok[k] for b in batches]) for k in batches[0].ok},
+        time_tz=np.concatenate([b.time_tz for b in batches]),
+        defects=text([b.defects for b in batches]),
+    )
+
+
 class Text(str):
     """A value written where the field wants another type (a JSON array, object, bool, an
     out-of-range or non-finite number, a number where text belongs, text where a number

@@ -282,7 +282,7 @@ def test_while_the_store_is_away_the_message_is_kept_and_retried(
     gateway = connect(producer(mqtt, "gw-retry", "skab"), "gw-retry")
     worker, subscriber = _worker(twin, mqtt, "ingest-retry", tmp_path)
     worker.retry_s = 0.01
-    real = twin.ingest
+    real = twin.ingest_batches
     failures = [2]  # Neo4j answers the third try
 
     def away(*args: Any, **kwargs: Any) -> Any:
@@ -291,7 +291,7 @@ def test_while_the_store_is_away_the_message_is_kept_and_retried(
             raise StoreError("Neo4j is unreachable")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(twin, "ingest", away)
+    monkeypatch.setattr(twin, "ingest_batches", away)
     try:
         publish(gateway, TOPIC, _batch(_recent(5), 4), timeout_s=10)
         stats = worker.run(max_messages=1, idle_s=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from datetime import timedelta
@@ -120,3 +121,24 @@ def test_json_points_refuse_unknown_fields() -> None:
     batch = from_json_points([{"sensor": "x", "value": 1}], producer="edge-1")
     assert batch.producer.to_pylist() == ["edge-1"]
     assert batch.sequence.tolist() == [0]
+
+
+def test_a_batch_of_only_unknown_sensors_is_judged_not_crashed(
+    shapes: Graph, compiled: CompiledContract
+) -> None:
+    """No sensor of the batch is in the graph, so the sensor table is empty: every point breaks
+    the contract exactly as pySHACL says (this used to raise IndexError in the look-ups)."""
+    data = generate(12, sensors=2, seed=3)
+    empty = dataclasses.replace(
+        data.sensors,
+        uris=data.sensors.uris.slice(0, 0),
+        physical_min=data.sensors.physical_min[:0],
+        physical_max=data.sensors.physical_max[:0],
+        units=data.sensors.units.slice(0, 0),
+        last_ns=data.sensors.last_ns[:0],
+        has_last=data.sensors.has_last[:0],
+    )
+    unknown = dataclasses.replace(data, sensors=empty)
+    verdicts = _compiled(compiled, unknown)
+    assert all(verdicts), verdicts  # every point is refused
+    _compare(shapes, compiled, unknown)
