@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from neo4j import Driver
 
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
@@ -50,3 +51,17 @@ def home_endpoint(home: Path, port: int, name: str) -> MqttEndpoint:
         pki / "ca.crt", pki / "clients" / f"{name}.crt", pki / "clients" / f"{name}.key"
     )
     return MqttEndpoint(f"mqtts://127.0.0.1:{port}", credentials, timeout_s=10.0)
+
+
+def messages_stored(driver: Driver, hashes: Sequence[str] | None = None) -> int:
+    """Telemetry messages the graph holds as applied (of those with these content hashes): a
+    batch of one message counts one, a batch of messages ingested together counts each of them
+    (decision 0067). A message stored twice counts twice."""
+    rows = driver.execute_query(
+        "MATCH (b:IngestBatch) OPTIONAL MATCH (m:IngestMessage)-[:IN_BATCH]->(b) "
+        "WITH b, collect(m.contentHash) AS messages "
+        "UNWIND CASE size(messages) WHEN 0 THEN [b.contentHash] ELSE messages END AS h "
+        "WITH h WHERE $hashes IS NULL OR h IN $hashes RETURN count(h) AS messages",
+        hashes=None if hashes is None else list(hashes),
+    ).records
+    return int(rows[0]["messages"])

@@ -30,6 +30,7 @@ from tests.integration.mqtt_world import endpoint, local_broker, producer
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
 from twinkg.api.settings import Settings, dead_letter_dir
 from twinkg.api.twin import Twin
+from twinkg.connect.json import JsonSource
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import Role, telemetry_filters
@@ -438,3 +439,55 @@ def test_any_message_is_applied_or_refused_with_a_reason_and_the_worker_goes_on(
             assert outcome.accepted + outcome.quarantined == len(document["points"])
         else:
             assert outcome.kind == "duplicate"
+
+
+def test_messages_waiting_together_are_one_batch_and_each_keeps_its_own_outcome(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
+) -> None:
+    """Decision 0067: what waits when the worker takes a message is ingested with it as one
+    batch; a malformed message among them is refused alone, a repeat is a duplicate, and each
+    message gets its own outcome (and so its own receipt and acknowledgement)."""
+    gateway = connect(producer(mqtt, "gw-group", "skab"), "gw-group")
+    worker, subscriber = _worker(twin, mqtt, "ingest-group", tmp_path)
+    start = _recent(7)
+    good = [_batch(start + timedelta(minutes=i), 3, value=100.0 + i) for i in range(5)]
+    bodies = [*good[:2], b"not json", *good[2:], good[0]]
+    seen: list[tuple[bytes, str, int]] = []
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        waited = threading.Event()
+        for _ in range(1200):  # every message received before the worker takes the first
+            if subscriber.pending() == len(bodies):
+                break
+            waited.wait(0.05)
+        assert subscriber.pending() == len(bodies)
+        stats = worker.run(
+            max_messages=len(bodies),
+            idle_s=20,
+            on_outcome=lambda m, o: seen.append((m.payload, o.kind, o.accepted)),
+        )
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    assert [(payload, kind) for payload, kind, _ in seen] == [
+        (good[0], "applied"),
+        (good[1], "applied"),
+        (b"not json", "refused"),
+        (good[2], "applied"),
+        (good[3], "applied"),
+        (good[4], "applied"),
+        (good[0], "duplicate"),
+    ]
+    assert [accepted for _, kind, accepted in seen if kind == "applied"] == [3] * 5
+    assert (stats.applied, stats.duplicates, stats.refused, stats.points_accepted) == (5, 1, 1, 15)
+    assert _stored(tmp_path) == 15
+    hashes = [
+        twin.read_batches(JsonSource("mqtt:skab/loop/gw1", body=b))[0].content_hash for b in good
+    ]
+    rows, _, _ = driver.execute_query(
+        "MATCH (m:IngestMessage)-[:IN_BATCH]->(b:IngestBatch) WHERE m.contentHash IN $hashes "
+        "RETURN b.uri AS batch, b.acceptedCount AS accepted, count(m) AS messages",
+        hashes=hashes,
+    )
+    assert [(r["accepted"], r["messages"]) for r in rows] == [(15, 5)]  # one batch of five
