@@ -18,7 +18,9 @@ Per message, in order:
 5. A receipt naming the message's SHA-256 and its outcome is published (QoS 1, not waited for)
    on ``twinkg/v1/{site}/ack/{node}``, after the commit: an edge deletes from its buffer only
    what a receipt confirms, since a broker's acknowledgement does not mean the twin stored it.
-6. Only then is the message acknowledged.
+6. Only then is the message acknowledged. A failure of the store or the log (Neo4j down) is not
+   the message's fault: it is not acknowledged, the worker waits and tries it again, so nothing
+   is lost while Neo4j is away.
 
 Messages already waiting when a worker takes one are ingested with it as one batch, up to
 ``TWINKG_MQTT_GROUP_MAX`` messages and the points one batch may hold (decision 0067): each is
@@ -27,10 +29,6 @@ own; the group shares one Neo4j transaction, which is what a stream's throughput
 group the ingest refuses whole is taken again message by message, so a refusal names the
 message at fault. A message refused before the ingest (steps 1 and 3) is refused once, however
 often the group is tried again.
-
-The worker's rule: steps 2-6 for each message A failure of the store or the log (Neo4j down) is not
-   the message's fault: it is not acknowledged, the worker waits and tries it again, so nothing
-   is lost while Neo4j is away.
 """
 
 from __future__ import annotations
@@ -135,6 +133,8 @@ class MqttIngest:
                 contract_of(found[0].contract)  # refused here, in order, not by its group
             except InvalidInputError as exc:
                 read.append(self._refuse(message, exc))
+            except TwinKGError:
+                raise  # not the message's fault (the contracts cannot be read): tried again
             except Exception as exc:  # a defect a payload found: keep it, not a poison loop
                 log.exception("a message on %r broke the parser", message.topic[:300])
                 read.append(
@@ -370,12 +370,13 @@ class MqttIngest:
     def _handle_until_done(
         self, messages: list[Message], stop: threading.Event
     ) -> list[Outcome] | None:
-        read = self._read(messages)  # refusals once, whatever the retries
-        done: list[Outcome | None] = [
-            r if isinstance(r, Outcome) and r is not _EDGE else None for r in read
-        ]
+        read: list[Outcome | Batch] | None = None  # refusals once, whatever the retries
+        done: list[Outcome | None] = []
         while True:
             try:
+                if read is None:
+                    read = self._read(messages)
+                    done = [r if isinstance(r, Outcome) and r is not _EDGE else None for r in read]
                 return self._apply(messages, read, done)
             except TwinKGError as exc:
                 self.stats.retries += 1
