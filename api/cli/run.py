@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -48,17 +49,46 @@ from twinkg.ontology.errors import ConfigError, ServerError
 service_app = typer.Typer(help="`twinkg run` as a background service.", no_args_is_help=True)
 
 
-def _children(count: int, worker_id: str, tick_s: float) -> list[subprocess.Popen[bytes]]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Child:
+    """An agent-only worker process, and the pipe on which it says it can be stopped."""
+
+    process: subprocess.Popen[bytes]
+    ready: int  # read end: one byte once its SIGTERM handler is in place; EOF if it exited
+
+    def terminate(self, *, wait_s: float = 300.0) -> None:
+        """SIGTERM it once it handles SIGTERM (stopping gracefully). A child still importing
+        would die of the signal's default action, so it is waited for first (a byte on the
+        pipe; EOF when it exited without one)."""
+        try:
+            readable, _, _ = select.select([self.ready], [], [], wait_s)
+            if readable:
+                os.read(self.ready, 1)
+        finally:
+            os.close(self.ready)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+
+def _children(count: int, worker_id: str, tick_s: float) -> list[_Child]:
     """``count`` agent-only worker processes (they share the work items and the leases)."""
     command = [sys.executable, "-m", "twinkg.api.cli", "run", "--no-ingest", "--no-events"]
-    return [
-        subprocess.Popen(
-            [*command, "--worker-id", f"{worker_id}-{k}", "--tick-s", str(tick_s)],
+    children = []
+    for k in range(2, count + 1):
+        ready, write_end = os.pipe()
+        process = subprocess.Popen(
+            [
+                *command,
+                *("--worker-id", f"{worker_id}-{k}", "--tick-s", str(tick_s)),
+                *("--ready-fd", str(write_end)),
+            ],
             stdin=subprocess.DEVNULL,
+            pass_fds=(write_end,),
             env={**os.environ, "TWINKG_OPCUA_SERVERS": "[]"},  # the main process ingests them
         )
-        for k in range(2, count + 1)
-    ]
+        os.close(write_end)
+        children.append(_Child(process, ready))
+    return children
 
 
 @errors_as_exit_codes
@@ -98,6 +128,10 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
             "TWINKG_OPCUA_WRITE_BACK, off)"
         ),
     ] = None,
+    ready_fd: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="write one byte here once SIGTERM stops this gracefully"),
+    ] = None,
 ) -> None:
     """Run the twin until Ctrl-C or SIGTERM: ingest telemetry from MQTT, hand the assets with
     findings to the agent workers (MQTT shared subscription; a lease per asset), sweep for
@@ -116,8 +150,11 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if ready_fd is not None:  # a parent's worker: it may stop this now (see _Child.stop)
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     endpoint = mqtt_endpoint(settings) if mqtt else None
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[_Child] = []
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
         if ingest:  # the process that ingests; agent-only children need no schema change
@@ -182,10 +219,10 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
         stop.wait()
         note("stopping: finishing the message and the run in hand")
         for child in children:
-            child.send_signal(signal.SIGTERM)
+            child.terminate()
         clean = service.stop()
         for child in children:
-            clean = child.wait() == 0 and clean
+            clean = child.process.wait() == 0 and clean
     status = service.status
     stats = ingest_worker.stats if ingest_worker is not None else None
     taken = f"{stats.messages} messages, " if stats is not None else ""

@@ -8,8 +8,10 @@ cleanly (exit 0, a summary line) and no lease is left held."""
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,7 +113,7 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         service.send_signal(signal.SIGTERM)
         stdout, stderr = service.communicate(timeout=300)
         assert service.returncode == 0, stderr
-        assert "stopped: 1 messages" in stdout and "events published" in stdout
+        assert "stopped: 1 messages" in stdout and "events published" in stdout, (stdout, stderr)
         assert f"{workers} agent worker(s)" in stderr
         assert "did not finish cleanly" not in stdout  # every worker process exited 0
         assert (
@@ -119,6 +121,55 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
                 "MATCH (l:AssetLease) WHERE l.holder IS NOT NULL RETURN count(l) AS n"
             ).records[0]["n"]
             == 0
+        )
+    finally:
+        if service is not None and service.poll() is None:
+            service.kill()
+            service.communicate()
+        run("broker", "stop", env=env)
+
+
+def test_a_service_stopped_while_its_workers_start_stops_them_cleanly(
+    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+) -> None:
+    """SIGTERM as soon as ``twinkg run --workers 2`` has started its agent-only child: the child
+    is still importing, and the signal's default action would kill it (exit -15, "did not finish
+    cleanly"). The parent waits until the child handles SIGTERM, then stops it gracefully."""
+    seed_skab(driver)
+    port = free_port()
+    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
+    assert run("broker", "start", env=env).returncode == 0
+    service = None
+    try:
+        service = subprocess.Popen(
+            [TWINKG, "run", "--tick-s", "3600", "--workers", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert service.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        stream = service.stderr
+
+        def read() -> None:
+            for line in stream:
+                lines.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        seen: list[str] = []
+        while not any("agent worker(s)" in line for line in seen):  # the child just spawned
+            seen.append(lines.get(timeout=300))
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=300) == 0, "".join(seen)
+        assert service.stdout is not None
+        stdout = service.stdout.read()
+        while not lines.empty():
+            seen.append(lines.get_nowait())
+        stderr = "".join(seen)
+        assert stdout.startswith("stopped:") and "did not finish cleanly" not in stdout, (
+            stdout,
+            stderr,
         )
     finally:
         if service is not None and service.poll() is None:
