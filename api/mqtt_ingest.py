@@ -86,6 +86,11 @@ class Outcome:
 _EDGE = Outcome("edge")  # marks an edge decision among the messages read
 
 
+def _refusals(read: Sequence[Outcome | Batch]) -> list[Outcome | None]:
+    """The outcomes known before anything is applied: the refusals of the read, in order."""
+    return [r if isinstance(r, Outcome) and r is not _EDGE else None for r in read]
+
+
 class MqttIngest:
     """One ingest worker: a subscriber and the twin it ingests into."""
 
@@ -153,9 +158,8 @@ class MqttIngest:
         """Edge decisions recorded, telemetry ingested in groups of one contract: the outcomes
         (refusals from :meth:`_read` as they were). ``done`` keeps the outcomes reached so far
         across tries: a try that fails part way does not take what it applied again."""
-        outcomes = [r if isinstance(r, Outcome) and r is not _EDGE else None for r in read]
         if done is None:
-            done = outcomes
+            done = _refusals(read)
         for i, r in enumerate(read):
             if done[i] is None and r is _EDGE:
                 done[i] = self._edge_decision(messages[i])
@@ -376,7 +380,7 @@ class MqttIngest:
             try:
                 if read is None:
                     read = self._read(messages)
-                    done = [r if isinstance(r, Outcome) and r is not _EDGE else None for r in read]
+                    done = _refusals(read)
                 return self._apply(messages, read, done)
             except TwinKGError as exc:
                 self.stats.retries += 1

@@ -31,6 +31,24 @@ FACT_NODES = NamedQuery(
     "[k IN $keys WHERE n[k] IS NOT NULL | [k, n[k]]] AS props ORDER BY uri",
 )
 
+RICH_FACT_NODES = NamedQuery(
+    "inferred.rich_fact_nodes",
+    "MATCH (n:Resource) WHERE "
+    + _ASSET_OR_EVENT
+    + " WITH n, [k IN $keys WHERE n[k] IS NOT NULL | [k, n[k]]] AS props WHERE size(props) > 0"
+    " RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, props ORDER BY uri",
+)
+
+# Grouped by their types, as stored: one row per list, however many nodes. Whether a node is
+# linked is read from FACT_RELATIONSHIPS (needed anyway), not asked of Neo4j per node here.
+KEYLESS_FACT_NODES = NamedQuery(
+    "inferred.keyless_fact_nodes",
+    "MATCH (n:Resource) WHERE "
+    + _ASSET_OR_EVENT
+    + " AND all(k IN $keys WHERE n[k] IS NULL)"
+    " RETURN coalesce(n.rdf_type, []) AS types, collect(n.uri) AS uris",
+)
+
 FACT_RELATIONSHIPS = NamedQuery(
     "inferred.fact_relationships",
     "MATCH (n:Resource) WHERE "
@@ -89,14 +107,56 @@ def read_facts(
     store: GraphStore, *, keys: Iterable[PropKey], rel_types: Iterable[RelType]
 ) -> Graph:
     """Every asset and event node as RDF: asserted types, the ``keys`` properties, and the
-    ``rel_types`` relationships between two such nodes (stored inferred labels are left out)."""
+    ``rel_types`` relationships between two such nodes (stored inferred labels are left out).
+
+    The reference read: :func:`read_stored_facts` gives the same facts with the bare nodes
+    apart, which is what the reclassification uses."""
     graph = Graph()
     wanted = sorted(k.value for k in keys)
     for row in store.read(FACT_NODES, keys=wanted):
-        graph += node_triples(row["uri"], row["types"], dict(row["props"]))
+        node_triples(row["uri"], row["types"], dict(row["props"]), into=graph)
     for row in store.read(FACT_RELATIONSHIPS, types=sorted(r.value for r in rel_types)):
         graph.add(relationship_triple(row["start"], row["type"], row["end"]))
     return graph
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFacts:
+    """The facts of :func:`read_facts`, with the bare nodes apart.
+
+    ``graph`` holds every asset and event node that has one of the keys or a relationship to or
+    from another such node, with its types, those properties and those relationships. ``bare``
+    maps a set of class IRIs to the IRIs of the other nodes, those the facts know only by their
+    types (the window aggregates, mostly), sorted. Read this way, the bare nodes cost one
+    string each instead of an RDF term and a triple per type.
+    """
+
+    graph: Graph
+    bare: Mapping[frozenset[str], tuple[str, ...]]
+
+
+def read_stored_facts(
+    store: GraphStore, *, keys: Iterable[PropKey], rel_types: Iterable[RelType]
+) -> StoredFacts:
+    """The facts of :func:`read_facts` (the same triples in all), the bare nodes grouped by
+    their types instead of turned into RDF."""
+    graph = Graph()
+    wanted = sorted(k.value for k in keys)
+    types = sorted(r.value for r in rel_types)
+    for row in store.read(RICH_FACT_NODES, keys=wanted):
+        node_triples(row["uri"], row["types"], dict(row["props"]), into=graph)
+    linked: set[str] = set()
+    for row in store.read(FACT_RELATIONSHIPS, types=types):
+        graph.add(relationship_triple(row["start"], row["type"], row["end"]))
+        linked.update((row["start"], row["end"]))
+    bare: dict[frozenset[str], list[str]] = defaultdict(list)
+    for row in store.read(KEYLESS_FACT_NODES, keys=wanted):
+        for uri in row["uris"]:
+            if uri in linked:  # its types go with its links
+                node_triples(uri, row["types"], {}, into=graph)
+            else:
+                bare[frozenset(row["types"])].append(uri)
+    return StoredFacts(graph, {k: tuple(sorted(v)) for k, v in bare.items()})
 
 
 def _label(iri: str) -> Label:

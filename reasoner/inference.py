@@ -28,7 +28,8 @@ from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, XSD
 from rdflib.term import Node
 
-from twinkg.kg.inferred import WriteCounts, read_facts, write_inferred
+from twinkg.kg.inferred import StoredFacts, WriteCounts, read_stored_facts, write_inferred
+from twinkg.kg.mapping import GENID, node_triples
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.catalog import load_ontology
 from twinkg.ontology.errors import ServerError
@@ -321,6 +322,32 @@ def classify(ontology: Graph, facts: Graph, *, collapse: bool = True) -> Inferen
     return InferenceOutcome(True, None, inferred, time.perf_counter() - started)
 
 
+def collapse_stored(ontology: Graph, stored: StoredFacts) -> tuple[Graph, dict[str, list[str]]]:
+    """The facts to reason over, one bare node standing for each group of its twins.
+
+    Bare nodes with the same types are :func:`interchangeable` (a bare node is linked to no
+    other, so nothing refers to it), except those the ontology names and blank nodes: these go
+    in one by one. The answer maps each standing node's IRI to its twins' IRIs, which take its
+    classes. Unlike :func:`interchangeable`, the twins never become RDF, so a run's cost no
+    longer grows with the window aggregates stored (decision 0068).
+    """
+    facts = Graph()
+    facts += stored.graph
+    named = {term for term in ontology.all_nodes() if isinstance(term, URIRef)}
+    twins: dict[str, list[str]] = {}
+    for types, uris in sorted(stored.bare.items(), key=lambda item: sorted(item[0])):
+        grouped: list[str] = []
+        for uri in uris:
+            if not uri.startswith(GENID) and URIRef(uri) not in named:
+                grouped.append(uri)
+            else:  # a blank node, or one the ontology names: reasoned about on its own
+                node_triples(uri, types, {}, into=facts)
+        if grouped:
+            node_triples(grouped[0], types, {}, into=facts)
+            twins[grouped[0]] = grouped[1:]
+    return facts, twins
+
+
 def reclassify(store: GraphStore, *, ontology: Graph | None = None) -> ReclassifySummary:
     """Read the facts from ``store``, classify them, and write the inferred labels back.
 
@@ -329,14 +356,19 @@ def reclassify(store: GraphStore, *, ontology: Graph | None = None) -> Reclassif
     """
     ontology = load_ontology() if ontology is None else ontology
     terms = reasoning_terms(ontology)
-    facts = read_facts(store, keys=terms.keys | {PropKey.TAG}, rel_types=terms.rel_types)
+    stored = read_stored_facts(store, keys=terms.keys | {PropKey.TAG}, rel_types=terms.rel_types)
+    facts, twins = collapse_stored(ontology, stored)
     outcome = classify(ontology, facts)
-    counts = write_inferred(store, outcome.inferred) if outcome.consistent else WriteCounts(0, 0)
-    tags = {str(s): str(o) for s, o in facts.subject_objects(TK.tag) if str(s) in outcome.inferred}
+    inferred = dict(outcome.inferred)
+    for first, others in twins.items():
+        if first in inferred:
+            inferred.update((other, inferred[first]) for other in others)
+    counts = write_inferred(store, inferred) if outcome.consistent else WriteCounts(0, 0)
+    tags = {str(s): str(o) for s, o in facts.subject_objects(TK.tag) if str(s) in inferred}
     return ReclassifySummary(
         outcome.consistent,
         outcome.explanation,
-        outcome.inferred,
+        inferred,
         counts.added,
         counts.removed,
         outcome.seconds,
