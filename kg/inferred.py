@@ -43,9 +43,7 @@ RICH_FACT_NODES = NamedQuery(
 # linked is read from FACT_RELATIONSHIPS (needed anyway), not asked of Neo4j per node here.
 KEYLESS_FACT_NODES = NamedQuery(
     "inferred.keyless_fact_nodes",
-    "MATCH (n:Resource) WHERE "
-    + _ASSET_OR_EVENT
-    + " AND all(k IN $keys WHERE n[k] IS NULL)"
+    "MATCH (n:Resource) WHERE " + _ASSET_OR_EVENT + " AND all(k IN $keys WHERE n[k] IS NULL)"
     " RETURN coalesce(n.rdf_type, []) AS types, collect(n.uri) AS uris",
 )
 
