@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from twinkg.connect.json_body import structure
 from twinkg.reasoner.points import FIELDS, PROGRESS_EVERY, Bools, Ints, PointBatch
-from twinkg.reasoner.timestamps import read_datetime
+from twinkg.reasoner.timestamps import read_datetime, read_plain_utc
 
 JSON_FIELDS = frozenset(("sensor", "value", "unit", "time", "quality", "producer"))
 _ENVELOPE = frozenset(("contract", "producer", "points"))
@@ -183,13 +183,18 @@ def _times(lexical: pa.StringArray) -> tuple[Ints, Ints, Bools, Bools] | None:
     """Each point's instant (ns, µs), zone flag and verdict, read once per distinct time
     (a batch repeats its times across sensors); ``None`` when a time has a defect."""
     encoded = pc.dictionary_encode(lexical)
+    distinct = len(encoded.dictionary)
+    # one slot past the distinct times for a point without a time: zeros, not kept
+    index = np.asarray(
+        encoded.indices.fill_null(distinct).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    bulk = read_plain_utc(encoded.dictionary)
+    if bulk is not None:  # every distinct time plain UTC: zoned and kept, read at once
+        held = np.append(np.ones(distinct, dtype=np.bool_), False)[index]
+        return np.append(bulk[0], 0)[index], np.append(bulk[1], 0)[index], held, held.copy()
     readings = [read_datetime(text) for text in encoded.dictionary.to_pylist()]
     if any(r.defect is not None for r in readings):
         return None
-    # one slot past the distinct times for a point without a time: zeros, not kept
-    index = np.asarray(
-        encoded.indices.fill_null(len(readings)).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
     ns = np.array([r.ns for r in readings] + [0], dtype=np.int64)[index]
     us = np.array([r.us for r in readings] + [0], dtype=np.int64)[index]
     tz = np.array([r.zoned for r in readings] + [False], dtype=np.bool_)[index]
