@@ -172,18 +172,19 @@ class MqttIngest:
         return final
 
     def _groups(self, batches: list[tuple[int, Batch]]) -> Iterator[list[tuple[int, Batch]]]:
-        """Batches of one contract and mode, in order, up to the points one batch may hold."""
+        """Batches of one contract (as resolved: ``telemetry`` and the version it names are one)
+        and mode, in order, up to the points one batch may hold."""
         group: list[tuple[int, Batch]] = []
         points = 0
         limit = self.twin.settings.ingest_max_points
+        first: tuple[str, bool, int | None] | None = None
         for i, batch in batches:
-            key = (batch.contract, batch.replay, batch.fit_rows)
-            if group and (
-                key != (group[0][1].contract, group[0][1].replay, group[0][1].fit_rows)
-                or points + len(batch.points) > limit
-            ):
+            key = (contract_of(batch.contract), batch.replay, batch.fit_rows)
+            if group and (key != first or points + len(batch.points) > limit):
                 yield group
                 group, points = [], 0
+            if not group:
+                first = key
             group.append((i, batch))
             points += len(batch.points)
         if group:

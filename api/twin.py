@@ -53,7 +53,14 @@ from twinkg.ontology.errors import (
     UnknownQuantityKindError,
 )
 from twinkg.ontology.vocab import Label
-from twinkg.reasoner.ingest import IngestOptions, IngestReport, Member, ingest, ingest_group
+from twinkg.reasoner.ingest import (
+    IngestOptions,
+    IngestReport,
+    Member,
+    contract_of,
+    ingest,
+    ingest_group,
+)
 from twinkg.reasoner.ingest_recovery import RecoveryReport, recover
 from twinkg.reasoner.progress import Progress
 
@@ -255,14 +262,13 @@ class Twin(OfflineTwin):
         """Ingest ``batches`` (messages declaring the same contract, read by
         :meth:`read_batches`) together as one batch (``reasoner.ingest.ingest_group``,
         decision 0067): each message accepts and quarantines what it would alone, one after the
-        other, and the report's ``members`` say so message by message."""
+        other, and the report's ``members`` say so message by message. The same contract is the
+        one their references resolve to (``telemetry`` and ``telemetry@1.0.0`` are one)."""
         if not batches:
             raise InvalidInputError("no batches to ingest")
         first = batches[0]
-        if any(
-            (b.contract, b.replay, b.fit_rows) != (first.contract, first.replay, first.fit_rows)
-            for b in batches
-        ):
+        mode = (contract_of(first.contract), first.replay, first.fit_rows)
+        if any((contract_of(b.contract), b.replay, b.fit_rows) != mode for b in batches):
             raise InvalidInputError("batches ingested together must declare the same contract")
         options = ingest_options(
             self.settings,

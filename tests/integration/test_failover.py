@@ -26,12 +26,13 @@ import paho.mqtt.client as paho
 import pytest
 from neo4j import Driver, GraphDatabase
 
-from tests.conftest import Neo4jTarget, seed_skab
+from tests.conftest import seed_skab
 from tests.integration.mqtt_world import home_endpoint, messages_stored
 from tests.integration.test_cli import TWINKG, run
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import connect, publish
 from twinkg.kg import local_server
+from twinkg.kg.crash_points import ENV, CrashPoint
 from twinkg.kg.local_server import free_port
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import ServerError
@@ -82,12 +83,10 @@ def _wait_for(home: Path, messages: int, deadline_s: float = 240.0) -> float:
 
 
 def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+    broker_env: dict[str, str], driver: Driver, tmp_path: Path
 ) -> None:
-    seed_skab(driver)
-    port = free_port()
-    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
-    assert run("broker", "start", env=env).returncode == 0
+    env = broker_env
+    port = int(env["TWINKG_MQTT_PORT"])
     worker = None
     try:
         assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
@@ -110,11 +109,71 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()
-        run("broker", "stop", env=env)
     accepted, quarantined = _log(tmp_path)
     # the message cut off by the kill is stored once, not twice: a second copy would add points
     assert accepted + quarantined == BATCHES * POINTS and quarantined == 0
     assert messages_stored(driver) == BATCHES
+
+
+GROUP = 8  # the messages that wait for the armed worker: TWINKG_MQTT_GROUP_MAX's default
+
+
+@pytest.mark.parametrize(
+    "point", [CrashPoint.IN_TRANSACTION, CrashPoint.COMMITTED, CrashPoint.MANIFESTED]
+)
+def test_a_worker_killed_at_a_step_of_a_group_stores_each_message_once(
+    broker_env: dict[str, str], driver: Driver, tmp_path: Path, point: CrashPoint
+) -> None:
+    """Messages that wait for a worker are ingested together (decision 0067), all or nothing
+    (decision 0028). A worker killed (SIGKILL) at a step of that group's ingest, before its
+    commit, just after it or with the log's manifest written but its journal not cleared: the
+    next worker recovers the log on opening the store and gets the unacknowledged messages
+    again; each message's points are then stored once, in the graph and the log alike."""
+    env = broker_env
+    port = int(env["TWINKG_MQTT_PORT"])
+    topic = "twinkg/v1/skab/tele/loop/gw"
+    worker = None
+    try:
+        assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+        gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
+        bodies = _bodies()[: GROUP + 2]
+        # the worker's session: the first message stored shows it subscribed
+        worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
+        publish(gateway, topic, bodies[0], timeout_s=10)
+        _wait_for(tmp_path, 1)
+        worker.send_signal(signal.SIGTERM)  # stops; its session keeps what comes meanwhile
+        assert worker.wait(timeout=120) == 0
+        for body in bodies[1:-1]:
+            publish(gateway, topic, body, timeout_s=10)
+        armed = subprocess.run(
+            [TWINKG, "connect", "mqtt", "--quiet"],
+            env={**env, ENV: point.value},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert armed.returncode == -signal.SIGKILL, armed.stderr
+        worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
+        # the log may show the cut-off group already (killed after its manifest): the last
+        # message, sent now, comes after every message before it on this topic
+        publish(gateway, topic, bodies[-1], timeout_s=10)
+        gateway.disconnect()
+        _wait_for(tmp_path, len(bodies))
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=120) == 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+    accepted, quarantined = _log(tmp_path)
+    assert (accepted, quarantined) == (len(bodies) * POINTS, 0)
+    assert messages_stored(driver) == len(bodies)
+    graph = driver.execute_query(
+        "MATCH (b:IngestBatch) RETURN sum(b.acceptedCount) AS accepted"
+    ).records[0]["accepted"]
+    assert graph == accepted  # the graph and the log agree
+    journal = tmp_path / "telemetry" / "journal"
+    assert not journal.exists() or list(journal.glob("*.json")) == []  # recovery finished
 
 
 def _publish_through(
@@ -133,13 +192,11 @@ def _publish_through(
 
 
 def test_a_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+    broker_env: dict[str, str], driver: Driver, tmp_path: Path
 ) -> None:
-    seed_skab(driver)
-    port = free_port()
-    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
+    env = broker_env
+    port = int(env["TWINKG_MQTT_PORT"])
     config = broker.BrokerConfig(home=tmp_path / "broker", port=port)
-    assert run("broker", "start", env=env).returncode == 0
     worker = None
     try:
         assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
@@ -164,7 +221,6 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()
-        run("broker", "stop", env=env)
     accepted, quarantined = _log(tmp_path)
     assert accepted + quarantined == BATCHES * POINTS
     assert messages_stored(driver) == BATCHES

@@ -37,7 +37,7 @@ from twinkg.connect.mqtt.topics import Role, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
-from twinkg.ontology.errors import ServerError, StoreError
+from twinkg.ontology.errors import InvalidInputError, ServerError, StoreError
 
 pytestmark = pytest.mark.neo4j
 
@@ -491,3 +491,143 @@ def test_messages_waiting_together_are_one_batch_and_each_keeps_its_own_outcome(
         hashes=hashes,
     )
     assert [(r["accepted"], r["messages"]) for r in rows] == [(15, 5)]  # one batch of five
+
+
+def _declaring(body: bytes, contract: str) -> bytes:
+    """``body`` declaring ``contract`` instead."""
+    return json.dumps({**json.loads(body), "contract": contract}).encode()
+
+
+def _received(subscriber: Subscriber, count: int) -> None:
+    """Until ``count`` messages wait in ``subscriber`` (none taken yet)."""
+    waited = threading.Event()
+    for _ in range(1200):
+        if subscriber.pending() == count:
+            return
+        waited.wait(0.05)
+    raise AssertionError(f"{subscriber.pending()} of {count} messages received")
+
+
+def _batches_of(driver: Driver, bodies: list[bytes], twin: Twin) -> list[tuple[int, int, str]]:
+    """Each stored batch that holds ``bodies``: points accepted, messages, contract."""
+    hashes = [
+        twin.read_batches(JsonSource("mqtt:skab/loop/gw1", body=b))[0].content_hash for b in bodies
+    ]
+    rows, _, _ = driver.execute_query(
+        "MATCH (b:IngestBatch) OPTIONAL MATCH (m:IngestMessage)-[:IN_BATCH]->(b) "
+        "WITH b, collect(m.contentHash) AS messages "
+        "WHERE b.contentHash IN $hashes OR any(h IN messages WHERE h IN $hashes) "
+        "RETURN b.acceptedCount AS accepted, size(messages) AS messages, "
+        "b.contractVersion AS contract",
+        hashes=hashes,
+    )
+    return [(r["accepted"], r["messages"], r["contract"]) for r in rows]
+
+
+def test_a_contract_named_with_or_without_its_version_is_one_group(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
+) -> None:
+    """``telemetry`` resolves to the version ``telemetry@1.0.0`` names: messages declaring
+    either, waiting together, are one batch checked with that contract."""
+    gateway = connect(producer(mqtt, "gw-names", "skab"), "gw-names")
+    worker, subscriber = _worker(twin, mqtt, "ingest-names", tmp_path)
+    start = _recent(10)
+    plain = [_batch(start + timedelta(minutes=i), 3, value=95.0 + i) for i in range(3)]
+    bodies = [plain[0], _declaring(plain[1], "telemetry"), plain[2]]
+    seen: list[str] = []
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        _received(subscriber, len(bodies))
+        worker.run(max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind))
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    assert seen == ["applied"] * 3
+    assert _batches_of(driver, bodies, twin) == [(9, 3, "telemetry@1.0.0")]
+
+
+def test_a_retry_keeps_what_the_failed_try_applied(
+    mqtt: broker.BrokerConfig,
+    seeded: GraphStore,
+    tmp_path: Path,
+    driver: Driver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three messages that cannot share a batch (TWINKG_INGEST_MAX_POINTS below two of them)
+    are three groups of one try. The store fails the second group once: the retry takes the
+    second and third, and not the first again (it would come out a duplicate)."""
+    twin = Twin(Settings(home=tmp_path, ingest_max_points=5), seeded)
+    gateway = connect(producer(mqtt, "gw-retry", "skab"), "gw-retry")
+    worker, subscriber = _worker(twin, mqtt, "ingest-retry", tmp_path)
+    worker.retry_s = 0.01
+    start = _recent(11)
+    bodies = [_batch(start + timedelta(minutes=i), 3, value=97.0 + i) for i in range(3)]
+    ingest = twin.ingest_batches
+    calls: list[int] = []
+
+    def flaky(batches: Any, **options: Any) -> Any:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise StoreError("the store went away mid-try")
+        return ingest(batches, **options)
+
+    monkeypatch.setattr(twin, "ingest_batches", flaky)
+    seen: list[str] = []
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        _received(subscriber, len(bodies))
+        stats = worker.run(
+            max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind)
+        )
+        stored = _batches_of(driver, bodies, twin)
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+        twin.close()
+    assert seen == ["applied"] * 3
+    assert (stats.retries, len(calls)) == (1, 4)  # the first group once, the second twice
+    assert _stored(tmp_path) == 9
+    assert stored == [(3, 0, "telemetry@1.0.0")] * 3
+
+
+def test_a_group_refused_whole_is_taken_message_by_message(
+    mqtt: broker.BrokerConfig,
+    twin: Twin,
+    tmp_path: Path,
+    driver: Driver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should the ingest refuse a group as a whole, its messages are not refused with it: each
+    is ingested alone and answered on its own."""
+    gateway = connect(producer(mqtt, "gw-whole", "skab"), "gw-whole")
+    worker, subscriber = _worker(twin, mqtt, "ingest-whole", tmp_path)
+    start = _recent(12)
+    bodies = [_batch(start + timedelta(minutes=i), 3, value=99.0 + i) for i in range(3)]
+    ingest = twin.ingest_batches
+    sizes: list[int] = []
+
+    def picky(batches: Any, **options: Any) -> Any:
+        sizes.append(len(batches))
+        if len(batches) > 1:
+            raise InvalidInputError("refused as a group")
+        return ingest(batches, **options)
+
+    monkeypatch.setattr(twin, "ingest_batches", picky)
+    seen: list[str] = []
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        _received(subscriber, len(bodies))
+        stats = worker.run(
+            max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind)
+        )
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    assert sizes == [3, 1, 1, 1]
+    assert seen == ["applied"] * 3
+    assert (stats.applied, stats.refused) == (3, 0)
+    assert _stored(tmp_path) == 9
+    assert _batches_of(driver, bodies, twin) == [(3, 0, "telemetry@1.0.0")] * 3

@@ -44,12 +44,10 @@ def _decisions_on_alarms(driver: Driver) -> list[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path, workers: int
+    broker_env: dict[str, str], driver: Driver, tmp_path: Path, workers: int
 ) -> None:
-    seed_skab(driver)
-    port = free_port()
-    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
-    assert run("broker", "start", env=env).returncode == 0
+    env = broker_env
+    port = int(env["TWINKG_MQTT_PORT"])
     service = None
     try:
         for name, role, site in (("gw", "producer", ["--site", "skab"]), ("dash", "observer", [])):
@@ -126,19 +124,15 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         if service is not None and service.poll() is None:
             service.kill()
             service.communicate()
-        run("broker", "stop", env=env)
 
 
 def test_a_service_stopped_while_its_workers_start_stops_them_cleanly(
-    neo4j_target: Neo4jTarget, driver: Driver, tmp_path: Path
+    broker_env: dict[str, str], driver: Driver, tmp_path: Path
 ) -> None:
     """SIGTERM as soon as ``twinkg run --workers 2`` has started its agent-only child: the child
     is still importing, and the signal's default action would kill it (exit -15, "did not finish
     cleanly"). The parent waits until the child handles SIGTERM, then stops it gracefully."""
-    seed_skab(driver)
-    port = free_port()
-    env = {**neo4j_target.env(), "TWINKG_HOME": str(tmp_path), "TWINKG_MQTT_PORT": str(port)}
-    assert run("broker", "start", env=env).returncode == 0
+    env = broker_env
     service = None
     try:
         service = subprocess.Popen(
@@ -175,7 +169,6 @@ def test_a_service_stopped_while_its_workers_start_stops_them_cleanly(
         if service is not None and service.poll() is None:
             service.kill()
             service.communicate()
-        run("broker", "stop", env=env)
 
 
 def test_without_a_broker_the_agents_sweep_on_the_timer_in_the_background(
