@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import seed_skab
 from tests.integration.mqtt_world import endpoint, local_broker, producer
-from twinkg.api.mqtt_ingest import MqttIngest, Outcome
+from twinkg.api.mqtt_ingest import MqttIngest, MqttIngestStats, Outcome
 from twinkg.api.settings import Settings, dead_letter_dir
 from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource
@@ -508,6 +508,25 @@ def _received(subscriber: Subscriber, count: int) -> None:
     raise AssertionError(f"{subscriber.pending()} of {count} messages received")
 
 
+def _take_all(
+    worker: MqttIngest, subscriber: Subscriber, gateway: paho.Client, bodies: list[bytes]
+) -> tuple[MqttIngestStats, list[str]]:
+    """Publish ``bodies``, wait until all of them wait at ``subscriber``, and let ``worker``
+    take them: its stats and each message's outcome. Closes the subscriber and the gateway."""
+    seen: list[str] = []
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        _received(subscriber, len(bodies))
+        stats = worker.run(
+            max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind)
+        )
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+    return stats, seen
+
+
 def _batches_of(driver: Driver, bodies: list[bytes], twin: Twin) -> list[tuple[int, int, str]]:
     """Each stored batch that holds ``bodies``: points accepted, messages, contract."""
     hashes = [
@@ -534,15 +553,7 @@ def test_a_contract_named_with_or_without_its_version_is_one_group(
     start = _recent(10)
     plain = [_batch(start + timedelta(minutes=i), 3, value=95.0 + i) for i in range(3)]
     bodies = [plain[0], _declaring(plain[1], "telemetry"), plain[2]]
-    seen: list[str] = []
-    try:
-        for body in bodies:
-            publish(gateway, TOPIC, body, timeout_s=10)
-        _received(subscriber, len(bodies))
-        worker.run(max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind))
-    finally:
-        subscriber.close(end_session=True)
-        gateway.disconnect()
+    _, seen = _take_all(worker, subscriber, gateway, bodies)
     assert seen == ["applied"] * 3
     assert _batches_of(driver, bodies, twin) == [(9, 3, "telemetry@1.0.0")]
 
@@ -558,8 +569,8 @@ def test_a_retry_keeps_what_the_failed_try_applied(
     are three groups of one try. The store fails the second group once: the retry takes the
     second and third, and not the first again (it would come out a duplicate)."""
     twin = Twin(Settings(home=tmp_path, ingest_max_points=5), seeded)
-    gateway = connect(producer(mqtt, "gw-retry", "skab"), "gw-retry")
-    worker, subscriber = _worker(twin, mqtt, "ingest-retry", tmp_path)
+    gateway = connect(producer(mqtt, "gw-partial", "skab"), "gw-partial")
+    worker, subscriber = _worker(twin, mqtt, "ingest-partial", tmp_path)
     worker.retry_s = 0.01
     start = _recent(11)
     bodies = [_batch(start + timedelta(minutes=i), 3, value=97.0 + i) for i in range(3)]
@@ -573,18 +584,10 @@ def test_a_retry_keeps_what_the_failed_try_applied(
         return ingest(batches, **options)
 
     monkeypatch.setattr(twin, "ingest_batches", flaky)
-    seen: list[str] = []
     try:
-        for body in bodies:
-            publish(gateway, TOPIC, body, timeout_s=10)
-        _received(subscriber, len(bodies))
-        stats = worker.run(
-            max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind)
-        )
+        stats, seen = _take_all(worker, subscriber, gateway, bodies)
         stored = _batches_of(driver, bodies, twin)
     finally:
-        subscriber.close(end_session=True)
-        gateway.disconnect()
         twin.close()
     assert seen == ["applied"] * 3
     assert (stats.retries, len(calls)) == (1, 4)  # the first group once, the second twice
@@ -615,17 +618,7 @@ def test_a_group_refused_whole_is_taken_message_by_message(
         return ingest(batches, **options)
 
     monkeypatch.setattr(twin, "ingest_batches", picky)
-    seen: list[str] = []
-    try:
-        for body in bodies:
-            publish(gateway, TOPIC, body, timeout_s=10)
-        _received(subscriber, len(bodies))
-        stats = worker.run(
-            max_messages=len(bodies), idle_s=20, on_outcome=lambda m, o: seen.append(o.kind)
-        )
-    finally:
-        subscriber.close(end_session=True)
-        gateway.disconnect()
+    stats, seen = _take_all(worker, subscriber, gateway, bodies)
     assert sizes == [3, 1, 1, 1]
     assert seen == ["applied"] * 3
     assert (stats.applied, stats.refused) == (3, 0)
