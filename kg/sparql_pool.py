@@ -15,8 +15,9 @@ take the caller's process down. The pool:
   interrupted inside a sort or an aggregate, a process can), so the slot is free again at once
   and nothing runs on after the deadline (``query_timeout``).
 - **reports** a worker that died mid-query (a panic, an abort) as ``sparql_worker_failed``, or
-  as ``sparql_memory_limit`` when it ran out of its memory limit, and replaces it; what the
-  workers write on stderr goes to the ``twinkg.sparql`` log.
+  as ``sparql_memory_limit`` when it ran out of its memory limit (an allocation, or a thread
+  that could not map its stack), and replaces it; what the workers write on stderr goes to the
+  ``twinkg.sparql`` log.
 
 Workers start on first use and are kept; a replacement starts in the background. Status
 (:meth:`SparqlPool.status`) says how many are busy, how many requests wait, and whether SPARQL is
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -66,6 +68,16 @@ _CODES: dict[str, type[TwinKGError]] = {
     )
 }
 _OUT_OF_MEMORY = ("memory allocation of", "MemoryError", "out of memory", "Cannot allocate")
+_NO_THREAD = "Resource temporarily unavailable"
+"""What a C++ thread that could not start leaves on stderr (``std::system_error``, ``EAGAIN``).
+Under an address-space limit that is the limit: the new thread's stack could not be mapped."""
+
+
+def died_of_memory(tail: Iterable[str], *, limited: bool) -> bool:
+    """Whether a worker's last lines on stderr say it ran out of memory: an allocation that
+    failed, or, when it ran under a memory limit, a thread that could not get its stack."""
+    markers = (*_OUT_OF_MEMORY, _NO_THREAD) if limited else _OUT_OF_MEMORY
+    return any(marker in line for line in tail for marker in markers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,7 @@ class _Worker:
             env={**os.environ, "RUST_BACKTRACE": "0", "PYTHONUNBUFFERED": "1"},
         )
         self.pid = self.process.pid
+        self.limited = memory > 0
         assert self.process.stdin is not None
         self._stdin = io.BufferedWriter(self.process.stdin)  # whole frames, however large
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -189,7 +202,7 @@ class _Worker:
         self._stderr.join(timeout=10)  # the pipe closed with the process: it reads to the end
         tail = list(self._tail)
         code = self.process.returncode
-        if any(marker in line for line in tail for marker in _OUT_OF_MEMORY):
+        if died_of_memory(tail, limited=self.limited):
             return SparqlMemoryLimitError(
                 "the SPARQL query needed more memory than a worker may use and was stopped; "
                 "narrow it (fewer variables, LIMIT, no ORDER BY over everything)"

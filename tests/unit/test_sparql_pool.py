@@ -20,7 +20,7 @@ import pytest
 
 from twinkg.graph_seed.registry import PLANTS_DIR
 from twinkg.kg import sparql_snapshots
-from twinkg.kg.sparql_pool import PoolLimits, SparqlPool
+from twinkg.kg.sparql_pool import PoolLimits, SparqlPool, died_of_memory
 from twinkg.kg.sparql_store import StoreState, read_state, state_update
 from twinkg.ontology.catalog import ontology_files
 from twinkg.ontology.errors import (
@@ -168,6 +168,29 @@ def test_a_query_past_the_memory_limit_costs_only_its_worker(
     with pytest.raises(SparqlMemoryLimitError, match="more memory"):
         pool.run(HOG, media_type=JSON, row_cap=10, timeout_s=600)
     assert _count(pool) == expected
+
+
+NO_THREAD = [
+    "terminate called after throwing an instance of 'std::system_error'",
+    "  what():  Resource temporarily unavailable",
+]
+
+
+@pytest.mark.parametrize(
+    ("tail", "limited", "expected"),
+    [
+        (["memory allocation of 1073741824 bytes failed"], False, True),  # Rust's abort
+        (["Traceback (most recent call last):", "MemoryError"], True, True),
+        (NO_THREAD, True, True),  # a thread's stack could not be mapped under the limit
+        (NO_THREAD, False, False),  # with no limit, it is some other shortage: a crash
+        (["thread '<unnamed>' panicked at src/sort.rs:12:5:", "total order"], True, False),
+        ([], True, False),
+    ],
+)
+def test_what_a_dead_worker_left_on_stderr_says_whether_memory_ran_out(
+    tail: list[str], limited: bool, expected: bool
+) -> None:
+    assert died_of_memory(tail, limited=limited) is expected
 
 
 def test_a_query_oxigraph_cannot_parse_leaves_the_worker_in_service(
