@@ -189,15 +189,18 @@ def edge_filters(sites: Sequence[str] = ()) -> list[str]:
 def acl_lines(user: str, role: Role, site: str | None) -> list[str]:
     """The Mosquitto ACL entries of ``user`` (its certificate's common name) in ``role``.
 
-    A producer is bound to one site: it can publish that site's telemetry and edge decisions and
-    read their refusals and receipts, and the ingest workers' state announcements; nothing else
-    (another site's topics, the events, the ``$SYS`` tree are closed to it)."""
+    A producer is bound to one site: it can publish that site's telemetry and read its refusals
+    and the ingest workers' state announcements. As an edge it is also bound to one node, its
+    own name: it publishes only ``edge/{user}`` and reads only ``ack/{user}``, so one edge of a
+    site can neither forward decision records as another nor read another's receipts (its name
+    must be a topic segment). Nothing else is open to it (another site's topics, the events,
+    the ``$SYS`` tree)."""
     if role is Role.PRODUCER:
         if site is None:
             raise ConfigError("a producer is bound to one site")
-        site = segment(site, "site")
+        site, node = segment(site, "site"), segment(user, "producer name")
         grants = [f"topic write {ROOT}/{site}/tele/#", f"topic read {ROOT}/{site}/refused/#"]
-        grants += [f"topic write {ROOT}/{site}/edge/#", f"topic read {ROOT}/{site}/ack/#"]
+        grants += [f"topic write {ROOT}/{site}/edge/{node}", f"topic read {ROOT}/{site}/ack/{node}"]
         grants += [f"topic read {STATE_FILTER}"]
     elif role is Role.SERVICE:
         grants = [

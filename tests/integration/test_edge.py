@@ -408,9 +408,9 @@ def test_an_edge_sends_again_what_no_one_took_when_an_ingest_worker_subscribes(
     hashes = []
     for b in range(3):
         body = _batch(start + timedelta(minutes=b), [60.0, 61.0, 62.0, 63.0])
-        assert buffer.put(TELEMETRY, "twinkg/v1/skab/tele/edge/late", body, points=8)
+        assert buffer.put(TELEMETRY, "twinkg/v1/skab/tele/edge/edge-late", body, points=8)
         hashes.append(hashlib.sha256(body).hexdigest())
-    link = EdgeLink(link_endpoint, buffer, site="skab", node="late", resend_s=600.0)
+    link = EdgeLink(link_endpoint, buffer, site="skab", node="edge-late", resend_s=600.0)
     stop = threading.Event()
     forwarding = threading.Thread(target=lambda: link.run(stop), daemon=True)
     forwarding.start()

@@ -107,7 +107,10 @@ def test_the_broker_authenticates_every_client_and_keeps_each_to_its_topics(
     client = connect(site_a, "gateway-a")
     try:
         publish(client, "twinkg/v1/site-a/tele/area/node", b"{}", timeout_s=10)
+        publish(client, "twinkg/v1/site-a/edge/gateway-a", b"{}", timeout_s=10)  # its own node
         for elsewhere in (
+            "twinkg/v1/site-a/edge/edge-7",  # another edge node of its own site
+            "twinkg/v1/site-b/edge/gateway-a",  # its own name at another site
             "twinkg/v1/site-b/tele/area/node",  # another site's telemetry
             "twinkg/v1/site-a/evt/decision/area/pump",  # the twin's events
             "twinkg/v1/site-a/refused/area/node",  # refusals are the twin's to write
