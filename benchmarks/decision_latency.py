@@ -318,6 +318,10 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
+                # as `twinkg service start` runs it: a session of its own, so the kernel's
+                # autogroup scheduler gives the twin its own share of the CPU, not one it
+                # shares with this process's load (a plant's publishers are not in it either)
+                start_new_session=True,
             )
             _until_ready(service, metrics_port)
             endpoint = MqttEndpoint(config.url, config.client("bench-gw"))

@@ -101,7 +101,7 @@ BATCH_DECISION = NamedQuery(
 TRANSACTION_MEMORY = NamedQuery(
     "telemetry.transaction_memory",
     "SHOW TRANSACTIONS YIELD currentQuery, estimatedUsedHeapMemory AS bytes "
-    "WHERE NOT currentQuery STARTS WITH 'SHOW TRANSACTIONS' "
+    "WHERE NOT currentQuery CONTAINS 'SHOW TRANSACTIONS' "
     "RETURN coalesce(sum(bytes), 0) AS bytes",
 )
 """What Neo4j's open transactions hold now, by its own estimate (what its transaction memory
