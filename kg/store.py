@@ -66,8 +66,9 @@ is, never planned again on the request that finds it stale. Under a stream of wr
 graph's counts change fast, every cached plan turns stale once ``min_replan_interval`` (10 s)
 has passed, and the next request planned it again: some 15 reads of one decision took
 100-380 ms each instead of 2-9 ms, and detection → decision p99 under load was 1.8-3.1 s.
-With the option it was 0.65 s. A read's plan is made when it first runs after Neo4j starts,
-on the graph as it is then, and kept while Neo4j runs; a restart plans afresh (decision 0071)."""
+With the option it was 0.60-0.65 s (two runs). A read's plan is made when it first runs after
+Neo4j starts, on the graph as it is then, and kept while Neo4j runs; a restart plans afresh
+(decision 0071)."""
 
 TRANSIENT_TRIES = 6
 """How often a write transaction that Neo4j failed as transient (a deadlock between two writers,
