@@ -9,8 +9,10 @@ side in one run, each on ``--anomalies`` motors of its own:
    its operating envelope for two minutes of readings, one motor every ``--spacing-s`` seconds
    (open loop: whether the earlier ones are decided or not), with nothing else going on;
 2. **load, spaced**: the same, while a second publisher streams in-range telemetry of every
-   other sensor of the plant as fast as the twin takes it (QoS 1, 10,000-point batches; the
-   broker's receive maximum paces it);
+   other sensor of the plant as fast as the twin takes it (QoS 1, 10,000-point batches, at most
+   ``--load-ahead`` of them published and not yet stored); ``--load-sensors K --load-hz H``
+   streams only K of them at H readings a second instead, the shape of
+   ``benchmarks.mqtt_ingest``'s stream (fewer window aggregates and states a point);
 3. **load, burst**: all the motors at once under the same load: the alarms queue for the agents,
    so the last one waits for the decisions of all before it (a stress figure, not a latency).
 
@@ -32,6 +34,7 @@ idle one, the load's points/s while the alarms were decided, and the target (iss
 detection → decision ≤ 1 s under load, for the spaced and the burst phase.
 
     python -m benchmarks.decision_latency [--assets 1000] [--anomalies 30] [--spacing-s 3]
+        [--load-sensors 100 --load-hz 10 --load-ahead 32]
 """
 
 from __future__ import annotations
@@ -122,17 +125,23 @@ def _alarm_batch(sensor: str, unit: str, value: float) -> bytes:
 
 
 def _load_batches(
-    sensors: list[telemetry_state.SensorRow], *, start: datetime, count: int, points: int
+    sensors: list[telemetry_state.SensorRow],
+    *,
+    start: datetime,
+    count: int,
+    points: int,
+    hz: float = 1.0,
 ) -> list[bytes]:
-    """``count`` batches of in-range readings of ``sensors``, one row a second from ``start``."""
+    """``count`` batches of in-range readings of ``sensors``, ``hz`` rows a second from
+    ``start``."""
     rng = np.random.default_rng(11)
     rows = max(1, points // len(sensors))
-    out, second = [], 0
+    out, row = [], 0
     for _ in range(count):
         body = []
         for _ in range(rows):
-            stamp = _stamp(start + timedelta(seconds=second))
-            second += 1
+            stamp = _stamp(start + timedelta(seconds=row / hz))
+            row += 1
             for s in sensors:
                 low, high = s.physical_min or 0.0, s.physical_max or 100.0
                 value = low + (high - low) * (0.45 + 0.1 * float(rng.random()))
@@ -148,8 +157,10 @@ class Load:
 
     AHEAD = 4
 
-    def __init__(self, gateway: paho.Client, bodies: list[bytes], log: TelemetryLog) -> None:
-        self.gateway, self.bodies, self.log = gateway, bodies, log
+    def __init__(
+        self, gateway: paho.Client, bodies: list[bytes], log: TelemetryLog, ahead: int = AHEAD
+    ) -> None:
+        self.gateway, self.bodies, self.log, self.ahead = gateway, bodies, log, ahead
         self.stop = threading.Event()
         self.sent = 0
         self.base = len(log.manifests())
@@ -162,7 +173,7 @@ class Load:
 
     def _run(self) -> None:
         for body in self.bodies:
-            while self.sent - self.stored()[0] >= self.AHEAD:
+            while self.sent - self.stored()[0] >= self.ahead:
                 if self.stop.wait(0.05):
                     return
             if self.stop.is_set():
@@ -265,6 +276,21 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
     parser.add_argument("--load-batches", type=int, default=400)
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument(
+        "--load-sensors",
+        type=int,
+        default=0,
+        help="stream only this many of the plant's other sensors (0: all of them)",
+    )
+    parser.add_argument(
+        "--load-hz", type=float, default=1.0, help="readings a second of each load sensor"
+    )
+    parser.add_argument(
+        "--load-ahead",
+        type=int,
+        default=Load.AHEAD,
+        help="most load batches published and not yet in the log",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="twinkg run --workers (agent-only processes)"
     )
     args = parser.parse_args()
@@ -285,6 +311,8 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         groups = [targets[i * n : (i + 1) * n] for i in range(3)]  # one group per phase
         probed = {f[0] for f in targets[: 3 * n + 2]}
         quiet = [s for uri, s in units.items() if uri not in probed]
+        if args.load_sensors:
+            quiet = quiet[: args.load_sensors]
         home = server.home / "twin"
         port = free_port()
         config = broker.BrokerConfig(home=home / "broker", port=port)
@@ -332,8 +360,15 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
             start = datetime.now(UTC) - timedelta(days=1)
             load = Load(
                 loader,
-                _load_batches(quiet, start=start, count=args.load_batches, points=args.points),
+                _load_batches(
+                    quiet,
+                    start=start,
+                    count=args.load_batches,
+                    points=args.points,
+                    hz=args.load_hz,
+                ),
                 TelemetryLog(home / "telemetry"),
+                args.load_ahead,
             )
             load.thread.start()
             while load.stored()[0] < 3:  # the load is flowing before the first probe
@@ -360,7 +395,10 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         f"generated plant of {args.assets} assets; {n} motors driven out of their envelope per "
         f"phase; `twinkg run --workers {args.workers}`, 2 cores"
     )
-    print(f"load while deciding: {rate:,.0f} points/s stored in the log ({window_s:.1f} s)")
+    print(
+        f"load while deciding: {rate:,.0f} points/s stored in the log ({window_s:.1f} s), "
+        f"{len(quiet)} sensors at {args.load_hz:g} Hz, at most {args.load_ahead} batches ahead"
+    )
     if not still:
         print("  (the load ran out before the last decision: raise --load-batches)")
     spaced = f"spaced {args.spacing_s:g} s"
