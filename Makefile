@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AXE := tests/browser/node_modules/.package-lock.json
 SKAB := ../shared/data/skab/data
 PEOPLE := https://w3id.org/twinkg/plant/skab-testbed/
 
-.PHONY: demo test setup mosquitto neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim bench-opcua-loop clean
+.PHONY: demo test setup mosquitto browser axe neo4j lint vocab bench-seed bench-contracts bench-ingest bench-decisions bench-api bench-skab bench-diagnosis bench-sim bench-opcua-loop clean
 
 demo: setup neo4j
 	$(BIN)/twinkg db start
@@ -48,7 +49,7 @@ demo: setup neo4j
 test: setup neo4j
 	$(BIN)/pytest
 
-setup: $(STAMP) mosquitto
+setup: $(STAMP) mosquitto browser axe
 
 # Debian's Mosquitto, the MQTT broker the project starts itself (`twinkg broker start`).
 mosquitto:
@@ -57,6 +58,21 @@ mosquitto:
 			echo "installing Debian's mosquitto"; \
 			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto >/dev/null; \
 		else echo "mosquitto is missing: run 'sudo apt-get install mosquitto' (the MQTT tests need it)"; exit 1; fi; }
+
+# Debian's headless Chromium and its chromedriver, which Selenium drives in the browser tests.
+browser:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's chromium and chromium-driver"; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; \
+		else echo "chromium or chromedriver is missing: run 'sudo apt-get install chromium chromium-driver' (the browser tests need them)"; exit 1; fi; }
+
+# axe-core, pinned by tests/browser/package-lock.json, for the browser tests' accessibility checks.
+axe: $(AXE)
+
+$(AXE): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AXE)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

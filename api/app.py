@@ -20,10 +20,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from twinkg.api import tracing
+from twinkg.api.console import routes as console
 from twinkg.api.http import agents as routes_agents
 from twinkg.api.http import core as routes_core
 from twinkg.api.http import decisions as routes_decisions
 from twinkg.api.http import errors as http_errors
+from twinkg.api.http import events as routes_events
 from twinkg.api.http import sim as routes_sim
 from twinkg.api.http import sparql as routes_sparql
 from twinkg.api.http.auth import AuditMiddleware
@@ -144,10 +146,12 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         routes_sparql.router,
         routes_agents.router,
         routes_decisions.router,
+        routes_events.router,
         routes_sim.router,
     ):
         app.include_router(router, responses=http_errors.ERROR_RESPONSES)
     app.mount("/mcp", mcp.app)
+    console.mount(app)
     app.add_middleware(AuditMiddleware, audit_log=audit_log)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     return app

@@ -155,6 +155,7 @@ def where_to_look() -> None:
     """The URLs and the keys file."""
     url = base_url(load_settings())
     print(f"API        {url}  (OpenAPI docs: {url}/docs)")
+    print(f"console    {url}/console  (sign in with a key from the file below)")
     print(f"MCP        {url}/mcp/  (streamable HTTP; send a key as X-API-Key)")
     print(f"SPARQL     {url}/sparql")
     print(f"demo keys  {_keys_file()}  (one per role; keys are shown once, kept hashed)")

@@ -26,6 +26,11 @@ passed (``kg.outbox.prune``). A findings publisher stopped for longer than that 
 says so in the log (with the ``seq`` range) and goes on from the oldest entry kept. An entry
 that touched more than ``kg.outbox.FULL_AT`` nodes (a seed) does not list them; it is skipped
 with a warning, since no ingest transaction comes near that size.
+
+Reading is apart from publishing: :func:`decision_events` and :func:`finding_events` give the
+events past a cursor, grouped by the decision or change log entry that made them, each group
+with the cursor once it is out. :class:`EventPublisher` sends them to the broker; the HTTP
+route ``GET /events`` (``api.http.events``) streams the same events as server-sent events.
 """
 
 from __future__ import annotations
@@ -36,10 +41,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from twinkg.connect.mqtt.topics import EventKind, event_topic, work_topic
 from twinkg.kg import outbox
-from twinkg.kg.events import DECISIONS_AFTER, FINDINGS_AMONG, PLACES, DecisionEvent, FindingEvent
+from twinkg.kg.events import (
+    DECISIONS_AFTER,
+    EVENT_HEADS,
+    FINDINGS_AMONG,
+    PLACES,
+    DecisionEvent,
+    FindingEvent,
+)
+from twinkg.kg.provenance import CHAIN_IRI
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.errors import ConfigError
 
@@ -60,6 +74,55 @@ def _segment(tag: str | None, uri: str | None) -> str:
     return name or UNPLACED
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A site, area or asset as an event names it: its IRI (``None`` when the graph gives none)
+    and its topic segment (its tag, else its IRI's last part; :data:`UNPLACED` for none)."""
+
+    uri: str | None
+    segment: str
+
+    @classmethod
+    def of(cls, tag: str | None, uri: str | None) -> Place:
+        """The place of the thing with ``tag`` and ``uri``."""
+        return cls(uri, _segment(tag, uri))
+
+    def named(self, names: frozenset[str]) -> bool:
+        """Whether one of ``names`` is this place's IRI or its segment."""
+        return self.segment in names or (self.uri is not None and self.uri in names)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as it is published: its kind, MQTT topic and JSON body, and the area and asset
+    it is about (what its topic names)."""
+
+    kind: EventKind
+    topic: str
+    body: dict[str, object]
+    area: Place
+    asset: Place
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """The events one decision or one change log entry makes, in their fixed order (none for an
+    entry that touched no finding), and ``cursor``: its chain index or ``seq``, the cursor once
+    they are all out."""
+
+    cursor: int
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    """The newest decision's chain index and the change log's last ``seq`` (0 when none): where
+    a reader that wants only what comes next starts."""
+
+    decisions: int
+    changes: int
+
+
 def work_items(store: GraphStore, assets: list[str]) -> list[tuple[str, bytes]]:
     """The (topic, body) of a work item for each of ``assets``, named as events are."""
     made = []
@@ -73,17 +136,18 @@ def work_items(store: GraphStore, assets: list[str]) -> list[tuple[str, bytes]]:
     return made
 
 
-def events_of(decision: DecisionEvent) -> list[tuple[str, dict[str, object]]]:
-    """The (topic, body) of every event a decision makes, in a fixed order."""
+def events_of(decision: DecisionEvent) -> list[Event]:
+    """Every event a decision makes, in a fixed order: ``decision``, then ``approval`` when it
+    waits for a person or ``action`` when its action was applied."""
     kinds = [EventKind.DECISION]
     if decision.outcome == "awaiting_approval":
         kinds.append(EventKind.APPROVAL)
     elif decision.outcome == "applied" and decision.action is not None:
         kinds.append(EventKind.ACTION)
     site = _segment(decision.site_tag, decision.site)
-    area = _segment(decision.area_tag, decision.area)
-    asset = _segment(decision.asset_tag, decision.asset)
-    made: list[tuple[str, dict[str, object]]] = []
+    area = Place.of(decision.area_tag, decision.area)
+    asset = Place.of(decision.asset_tag, decision.asset)
+    made: list[Event] = []
     for kind in kinds:
         body: dict[str, object] = {
             "id": f"{decision.uri}#{kind}",
@@ -100,17 +164,20 @@ def events_of(decision: DecisionEvent) -> list[tuple[str, dict[str, object]]]:
             "area": decision.area,
             "site": decision.site,
         }
-        made.append((event_topic(kind, site=site, area=area, asset=asset), body))
+        topic = event_topic(kind, site=site, area=area.segment, asset=asset.segment)
+        made.append(Event(kind, topic, body, area, asset))
     return made
 
 
-def finding_event(finding: FindingEvent) -> tuple[str, dict[str, object]]:
-    """The (topic, body) of the ``finding`` event of a finding touched by change ``seq``."""
+def finding_event(finding: FindingEvent) -> Event:
+    """The ``finding`` event of a finding touched by change ``seq``."""
+    area = Place.of(finding.area_tag, finding.area)
+    asset = Place.of(finding.asset_tag, finding.asset)
     topic = event_topic(
         EventKind.FINDING,
         site=_segment(finding.site_tag, finding.site),
-        area=_segment(finding.area_tag, finding.area),
-        asset=_segment(finding.asset_tag, finding.asset),
+        area=area.segment,
+        asset=asset.segment,
     )
     body: dict[str, object] = {
         "id": f"{finding.uri}#finding@{finding.seq}",
@@ -129,7 +196,56 @@ def finding_event(finding: FindingEvent) -> tuple[str, dict[str, object]]:
         "area": finding.area,
         "site": finding.site,
     }
-    return topic, body
+    return Event(EventKind.FINDING, topic, body, area, asset)
+
+
+def heads(store: GraphStore) -> Heads:
+    """The newest decision's chain index and the change log's last ``seq``."""
+    row = store.read(EVENT_HEADS, chain=CHAIN_IRI)[0]
+    return Heads(int(row["decisions"]), int(row["changes"]))
+
+
+def decision_events(store: GraphStore, after: int, *, limit: int) -> list[EventGroup]:
+    """The events of the decisions recorded after chain index ``after``, at most ``limit``
+    decisions, oldest first: one group per decision, its cursor the decision's chain index."""
+    rows = store.read(DECISIONS_AFTER, after=after, limit=limit)
+    decisions = [DecisionEvent.from_row(row) for row in rows]
+    return [EventGroup(d.chain_index, tuple(events_of(d))) for d in decisions]
+
+
+def finding_events(store: GraphStore, after: int, *, limit: int) -> list[EventGroup]:
+    """The ``finding`` events of the change log entries after ``seq`` ``after``, at most
+    ``limit`` entries, in ``seq`` order: one group per entry (empty when it touched no finding),
+    its cursor the entry's ``seq``, each finding as it stands now. Entries pruned before they
+    were read, and entries too large to list what they touched, are logged as warnings."""
+    changes = outbox.changes_after(store, after, limit=limit)
+    if not changes:
+        return []
+    if changes[0].seq > after + 1:
+        log.warning(
+            "change log entries %d to %d were pruned before their findings were "
+            "published: findings committed then have no event",
+            after + 1,
+            changes[0].seq - 1,
+        )
+    among = sorted({uri for change in changes for uri in change.uris})
+    rows = {r["uri"]: r for r in store.read(FINDINGS_AMONG, uris=among)}
+    groups = []
+    for change in changes:
+        if change.full:
+            log.warning(
+                "change log entry %d touched more than %d nodes and does not list "
+                "them: its findings, if any, have no event",
+                change.seq,
+                outbox.FULL_AT,
+            )
+        events = tuple(
+            finding_event(FindingEvent.from_row(change.seq, rows[uri]))
+            for uri in change.uris
+            if uri in rows
+        )
+        groups.append(EventGroup(change.seq, events))
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +270,12 @@ class CursorFile:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(f"{position}\n", encoding="ascii")
         temporary.replace(self.path)
+
+
+class GroupReader(Protocol):
+    """What reads event groups past a cursor: :func:`decision_events`, :func:`finding_events`."""
+
+    def __call__(self, store: GraphStore, after: int, *, limit: int) -> list[EventGroup]: ...
 
 
 @dataclass(slots=True)
@@ -186,51 +308,25 @@ class EventPublisher:
 
     def publish_decisions(self) -> int:
         """Publish the events of every decision recorded since the cursor; how many."""
-        cursor = CursorFile(self.cursor_file)
-        published = 0
-        while True:
-            rows = self.store.read(DECISIONS_AFTER, after=cursor.read(), limit=self.batch)
-            if not rows:
-                return published
-            for row in rows:
-                decision = DecisionEvent.from_row(row)
-                for topic, body in events_of(decision):
-                    self.publish(topic, json.dumps(body, ensure_ascii=False).encode())
-                    published += 1
-                cursor.advance(decision.chain_index)
+        return self._drain(CursorFile(self.cursor_file), decision_events)
 
     def publish_findings(self) -> int:
         """Publish a ``finding`` event for each anomaly and alarm touched by a change log entry
         since the cursor; how many (0 without ``findings_cursor_file``)."""
         if self.findings_cursor_file is None:
             return 0
-        cursor = CursorFile(self.findings_cursor_file)
+        return self._drain(CursorFile(self.findings_cursor_file), finding_events)
+
+    def _drain(self, cursor: CursorFile, read: GroupReader) -> int:
+        """Publish what ``read`` gives past ``cursor``, batch after batch, advancing the cursor
+        after each group's events are all out; how many events."""
         published = 0
         while True:
-            after = cursor.read()
-            changes = outbox.changes_after(self.store, after, limit=self.batch)
-            if not changes:
+            groups = read(self.store, cursor.read(), limit=self.batch)
+            if not groups:
                 return published
-            if changes[0].seq > after + 1:
-                log.warning(
-                    "change log entries %d to %d were pruned before their findings were "
-                    "published: findings committed then have no event",
-                    after + 1,
-                    changes[0].seq - 1,
-                )
-            among = sorted({uri for change in changes for uri in change.uris})
-            rows = {r["uri"]: r for r in self.store.read(FINDINGS_AMONG, uris=among)}
-            for change in changes:
-                if change.full:
-                    log.warning(
-                        "change log entry %d touched more than %d nodes and does not list "
-                        "them: its findings, if any, have no event",
-                        change.seq,
-                        outbox.FULL_AT,
-                    )
-                for uri in change.uris:
-                    if uri in rows:
-                        topic, body = finding_event(FindingEvent.from_row(change.seq, rows[uri]))
-                        self.publish(topic, json.dumps(body, ensure_ascii=False).encode())
-                        published += 1
-                cursor.advance(change.seq)
+            for group in groups:
+                for event in group.events:
+                    self.publish(event.topic, json.dumps(event.body, ensure_ascii=False).encode())
+                    published += 1
+                cursor.advance(group.cursor)

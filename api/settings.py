@@ -163,6 +163,19 @@ class Settings(BaseSettings):
     projection_poll_s: float = Field(
         default=0.5, gt=0, description="how often the SPARQL projection reads the change log"
     )
+    events_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="how often a `GET /events` stream looks for new decisions and findings",
+    )
+    events_keepalive_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="an idle `GET /events` stream sends a comment line this often, so proxies "
+        "keep it open (FastAPI's own ping after 15 s of silence then never fires)",
+    )
     projection_path: Path | None = Field(
         default=None, description="the SPARQL projection's folder (default TWINKG_HOME/projection)"
     )

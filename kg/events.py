@@ -5,6 +5,7 @@ Decisions carry their place in the provenance chain (``tk:chainIndex``, 1, 2, â€
 head lock serialises the records (``kg.provenance``). Each row names the action the decision
 proposed (if any), the asset it targets, and that asset's area and site (the nearest ones up its
 ``tk:partOf`` chain), so an event can be published on the topic of the plant's own structure.
+:data:`EVENT_HEADS` says where both streams (decisions, and findings by the change log) stand.
 """
 
 from __future__ import annotations
@@ -135,3 +136,16 @@ class FindingEvent:
         """From a row of :data:`FINDINGS_AMONG` for the change ``seq``."""
         fields = {name: row[name] for name in cls.__dataclass_fields__ if name != "seq"}
         return cls(seq=seq, **fields)
+
+
+_LOG, _SEQ = token(Label.CHANGE_LOG), token(PropKey.SEQ)
+
+EVENT_HEADS = NamedQuery(
+    "events.heads",
+    f"CALL () {{ OPTIONAL MATCH (c:{token(Label.RESOURCE)} {{uri: $chain}}) "
+    f"RETURN coalesce(c.{_INDEX}, 0) AS decisions }} "
+    f"CALL () {{ OPTIONAL MATCH (h:{_LOG}) RETURN coalesce(max(h.{_SEQ}), 0) AS changes }} "
+    "RETURN decisions, changes",
+)
+"""The newest decision's chain index (the chain head ``$chain`` counts the records, written in
+their transactions) and the change log's last ``seq`` (its counter): 0 for either when none."""

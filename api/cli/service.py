@@ -21,7 +21,10 @@ def serve_command() -> None:
 def start_command() -> None:
     """Start the API server in the background and wait until it answers."""
     process = server.start(load_settings())
-    out.print(f"API: {process.url}  (docs {process.url}/docs, MCP {process.url}/mcp/)")
+    out.print(
+        f"API: {process.url}  (docs {process.url}/docs, console {process.url}/console, "
+        f"MCP {process.url}/mcp/)"
+    )
     out.print(f"pid {process.pid}, log {process.log}")
 
 

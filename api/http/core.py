@@ -21,6 +21,7 @@ from twinkg.api.http.models import (
     CypherResult,
     Health,
     IngestOut,
+    MeOut,
     ProjectionStatus,
     Readiness,
     ValidationOut,
@@ -30,7 +31,7 @@ from twinkg.api.metrics import CONTENT_TYPE as METRICS_TYPE
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.results import IngestResult
 from twinkg.api.schemas import AssetContextOut
-from twinkg.api.security import Permission, Principal
+from twinkg.api.security import APPROVABLE_CRITICALITY, Permission, Principal, may_approve
 from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource
 from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
@@ -171,6 +172,23 @@ def ready(request: Request) -> Any:
         detail=detail,
         sparql=sparql,
         reasoner=reasoner,
+    )
+
+
+@router.get("/me", tags=["system"])
+def me(principal: Annotated[Principal, Depends(requires(Permission.READ))]) -> MeOut:
+    """Who these credentials are: roles, permissions, the person approvals are recorded as, and
+    the criticalities they may approve (the console hides what they may not do; every route
+    still checks)."""
+    levels = sorted({c for r in principal.roles for c in APPROVABLE_CRITICALITY.get(r, ())})
+    return MeOut(
+        subject=principal.subject,
+        name=principal.name,
+        method=principal.method,
+        roles=sorted(principal.roles),
+        permissions=sorted(principal.permissions),
+        person=principal.person,
+        approvable_criticality=[c for c in levels if may_approve(principal, c)],
     )
 
 

@@ -110,6 +110,21 @@ class RunOut(BaseModel):
     approval_request: ApprovalRequestOut | None = None
 
 
+class MeOut(BaseModel):
+    """Who the credentials belong to and what they may do (what a client shows or hides; the
+    server checks every request anyway)."""
+
+    subject: str
+    name: str
+    method: str
+    roles: list[str]
+    permissions: list[str]
+    person: str | None = Field(description="the Person IRI approvals are recorded as")
+    approvable_criticality: list[str] = Field(
+        description="the asset criticalities (A, B, C) whose actions these credentials may approve"
+    )
+
+
 class AssetOut(BaseModel):
     """One asset of the plant."""
 

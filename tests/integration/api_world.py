@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI
@@ -93,11 +94,12 @@ def make_keys(settings: Settings) -> dict[Role, str]:
 
 @contextmanager
 def api_world(
-    driver: Driver, target: Neo4jTarget, home: Path, *, ingest: bool
+    driver: Driver, target: Neo4jTarget, home: Path, *, ingest: bool, **settings_: Any
 ) -> Iterator[ApiWorld]:
-    """Seed, make keys, open the app (its lifespan runs) and yield the world."""
+    """Seed, make keys, open the app (its lifespan runs) and yield the world; ``settings_``
+    are further settings of the app."""
     store = seed_and_ingest(driver, target, home, ingest=ingest)
-    settings = Settings(home=home, projection_poll_s=0.1, query_timeout_s=5.0)
+    settings = Settings(home=home, projection_poll_s=0.1, query_timeout_s=5.0, **settings_)
     keys = make_keys(settings)
     app = create_app(settings, store=store)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -114,8 +116,22 @@ def free_port() -> int:
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a real loopback port; yields its base URL."""
+    with uvicorn_serving(app) as (url, _):
+        yield url
+
+
+@contextmanager
+def uvicorn_serving(
+    app: FastAPI, *, lifespan: Literal["auto", "on", "off"] = "auto"
+) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Serve ``app`` with uvicorn on a real loopback port; yields its base URL and the server
+    (whose ``server_state`` shows the requests it is serving). ``lifespan="off"`` serves an
+    app whose lifespan a :class:`TestClient` already runs."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -124,7 +140,7 @@ def serving(app: FastAPI) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=30)

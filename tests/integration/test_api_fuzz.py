@@ -59,8 +59,10 @@ SLOW = {
     ("GET", "/decisions/{run_id}/{step}/lineage"): 6,
     ("POST", "/decisions/{run_id}/{step}/replay"): 6,
     ("GET", "/provenance/verify"): 6,
+    ("GET", "/events"): 4,
 }
-"""Operations that take long (agent runs, SHACL, chain walks) get fewer examples."""
+"""Operations that take long (agent runs, SHACL, chain walks, an event stream read until the
+client's deadline) get fewer examples."""
 GUARDED = (
     ("POST", "/cypher"),
     ("GET", "/sparql"),

@@ -64,6 +64,8 @@ MATRIX = (
     ),
     Call("GET", "/agents/jobs/{job_id}", "/agents/jobs/nojob", Permission.READ),
     Call("GET", "/agents/jobs/{job_id}/events", "/agents/jobs/nojob/events", Permission.READ),
+    # An unknown kind: a stream would never end, a refusal after the permission check does.
+    Call("GET", "/events", "/events?kind=nonsense", Permission.READ),
     Call(
         "POST",
         "/sim/runs",
@@ -75,6 +77,7 @@ MATRIX = (
     Call("GET", "/sim/runs/{job_id}", "/sim/runs/nojob", Permission.READ),
     Call("POST", "/actions", "/actions", Permission.PROPOSE, {"json": {"kind": "nonsense"}}),
     Call("GET", "/approvals", "/approvals", Permission.READ),
+    Call("GET", "/me", "/me", Permission.READ),
     Call(
         "POST",
         "/decisions/{run_id}/{step}/approve",
