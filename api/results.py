@@ -225,6 +225,9 @@ class AssetSummary:
     types: tuple[str, ...]
     criticality: str | None
     status: str | None
+    inferred: tuple[str, ...] = ()
+    part_of: str | None = None
+    open_findings: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AssetSummary:
@@ -236,6 +239,9 @@ class AssetSummary:
             _texts(row["types"]),
             row["criticality"],
             row["status"],
+            _texts(row["inferred"]),
+            row["part_of"],
+            int(row["open_findings"]),
         )
 
 

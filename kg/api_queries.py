@@ -14,14 +14,25 @@ _R, _ASSET = token(Label.RESOURCE), token(Label.ASSET)
 _EVENT, _CONCERNS = token(Label.EVENT), token(RelType.CONCERNS)
 _OCCURRED = token(PropKey.OCCURRED_AT)
 
+_PART_OF, _STATUS = token(RelType.PART_OF), token(PropKey.STATUS)
+_FINDING = f"(f:{token(Label.ALARM)} OR f:{token(Label.ANOMALY)})"
+
 ASSETS = NamedQuery(
     "api.assets",
     f"MATCH (a:{_R}:{_ASSET}) WHERE $label IS NULL OR $label IN labels(a) "
+    "WITH a ORDER BY a.uri SKIP $offset LIMIT $limit "
+    f"CALL (a) {{ OPTIONAL MATCH (a)-[:{_PART_OF}]->(p:{_R}) "
+    "RETURN p.uri AS part_of ORDER BY part_of LIMIT 1 } "
+    f"CALL (a) {{ OPTIONAL MATCH (f:{_R})-[:{_CONCERNS}]->(a) "
+    f"WHERE {_FINDING} AND f.{_STATUS} = 'open' RETURN count(f) AS open_findings }} "
     "RETURN a.uri AS uri, a.tag AS tag, a.rdfs_label AS label, coalesce(a.rdf_type, []) AS types, "
-    "a.criticality AS criticality, a.operationalStatus AS status "
-    "ORDER BY uri SKIP $offset LIMIT $limit",
+    f"coalesce(a.{token(PropKey.INFERRED_TYPE)}, []) AS inferred, "
+    "a.criticality AS criticality, a.operationalStatus AS status, part_of, open_findings "
+    "ORDER BY uri",
 )
-"""Assets (optionally those with one label), a page at a time, in IRI order."""
+"""Assets (optionally those with one label), a page at a time, in IRI order, each with the
+asset it is part of (the first by IRI, when several), its inferred classes and its open
+findings (alarms and anomalies)."""
 
 ASSET_EVENTS = NamedQuery(
     "api.asset_events",

@@ -134,6 +134,9 @@ class AssetOut(BaseModel):
     types: list[str]
     criticality: str | None
     status: str | None
+    inferred: list[str] = Field(default_factory=list, description="classes the reasoner inferred")
+    part_of: str | None = Field(default=None, description="the asset it is part of")
+    open_findings: int = Field(default=0, description="open alarms and anomalies concerning it")
 
 
 class DecisionRowOut(BaseModel):

@@ -252,9 +252,15 @@ def test_a_supervisor_approves_the_stop_an_auditor_follows_its_lineage(  # noqa:
     until(browser, lambda b: "stopped" in b.find_element(By.CSS_SELECTOR, "dl.kv").text, "stop")
     accessible(browser, "asset")
     screenshot(browser, "console-5-effect")
-    for route, ready in (("plant", "main table"), ("audit", "main table")):
-        visit(browser, console, route, ready)
-        accessible(browser, route)
+    # The hierarchy shows the pump inside its loop, stopped, with its open findings.
+    visit(browser, console, "plant", "ul.tree")
+    pump = browser.find_element(By.XPATH, "//ul[contains(@class,'tree')]//ul//a[text()='P-1']")
+    line = str(pump.find_element(By.XPATH, "./..").get_attribute("textContent"))
+    assert "stopped" in line and "open finding" in line, line
+    accessible(browser, "plant")
+    screenshot(browser, "console-6-plant")
+    visit(browser, console, "audit", "main table")
+    accessible(browser, "audit")
     audit = browser.find_element(By.ID, "main").text
     assert "/approve" in audit and "test supervisor" in audit
 
@@ -324,7 +330,7 @@ def test_a_bad_edit_or_filter_gets_a_message_and_changes_nothing(
     setpoint.send_keys("seventy")
     card.find_element(By.CSS_SELECTOR, "button.confirm-edit").click()
     assert "must be a number" in message(browser)
-    screenshot(browser, "console-6-bad-edit")
+    screenshot(browser, "console-7-bad-edit")
     setpoint.clear()
     setpoint.send_keys("75")
     browser.execute_script("document.getElementById('message').textContent = ''")
@@ -350,11 +356,11 @@ def test_the_workbench_refuses_a_write_and_answers_a_read(
     browser.find_element(By.ID, "q-run").click()
     refusal = message(browser)
     assert "HTTP 4" in refusal, refusal
-    screenshot(browser, "console-7-write-refused")
+    screenshot(browser, "console-8-write-refused")
     records, _, _ = driver.execute_query("MATCH (n:ConsoleProbe) RETURN count(n) AS n")
     assert records[0]["n"] == 0
     text.clear()
     text.send_keys(f"MATCH (a {{uri: '{PUMP}'}}) RETURN a.uri AS uri")
     browser.find_element(By.ID, "q-run").click()
     until(browser, lambda b: PUMP in text_of(b, "#q-out table"), "the query's table")
-    assert screenshot(browser, "console-8-query").stat().st_size > 0
+    assert screenshot(browser, "console-9-query").stat().st_size > 0

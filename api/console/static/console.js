@@ -160,17 +160,62 @@ async function loadMe() {
 
 function heading(text) { return h("h1", { text }); }
 
-async function plantPage(params) {
-  const offset = Number(params.get("offset") ?? 0);
-  const rows = await getJson(`/assets?limit=100&offset=${offset}`);
-  const list = table(["Tag", "Label", "Type", "Criticality", "Status"], rows.map((a) => [
-    h("a", { href: `#/asset?iri=${encodeURIComponent(a.uri)}`, text: a.tag ?? lastPart(a.uri) }),
-    a.label, a.types.map(lastPart).join(", "), a.criticality, pill(a.status),
-  ]), `Assets ${offset + 1}–${offset + rows.length}`);
-  const pager = h("p", { class: "row" },
-    offset > 0 ? h("a", { href: `#/plant?offset=${Math.max(0, offset - 100)}`, text: "Previous page" }) : null,
-    rows.length === 100 ? h("a", { href: `#/plant?offset=${offset + 100}`, text: "Next page" }) : null);
-  return [heading("Plant"), list, pager];
+const PLANT_MAX = 5000; // assets the hierarchy shows; a larger plant is listed a page at a time
+
+async function allAssets() {
+  const assets = [];
+  for (let offset = 0; offset < PLANT_MAX; offset += 1000) {
+    const page = await getJson(`/assets?limit=1000&offset=${offset}`);
+    assets.push(...page);
+    if (page.length < 1000) return { assets, complete: true };
+  }
+  return { assets, complete: false };
+}
+
+function assetLine(a) {
+  return h("span", { class: "asset-line" },
+    h("a", { href: `#/asset?iri=${encodeURIComponent(a.uri)}`, text: a.tag ?? lastPart(a.uri) }), " ",
+    a.label ? h("span", { class: "muted", text: a.label }) : null, " ",
+    pill(a.status ?? "no status"), " ",
+    a.criticality ? h("span", { class: "pill", text: `criticality ${a.criticality}` }) : null, " ",
+    a.open_findings ? h("span", { class: "pill bad", text: `${a.open_findings} open finding(s)` }) : null, " ",
+    a.inferred.length ? h("span", { class: "pill warn", text: a.inferred.map(lastPart).join(", ") }) : null);
+}
+
+async function plantPage() {
+  const { assets, complete } = await allAssets();
+  const known = new Set(assets.map((a) => a.uri));
+  const children = new Map();
+  for (const a of assets) {
+    const parent = a.part_of && known.has(a.part_of) ? a.part_of : "";
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(a);
+  }
+  const branch = (parent, depth) => h("ul", { class: depth ? "tree" : "tree root" },
+    (children.get(parent) ?? []).map((a) => {
+      const below = children.get(a.uri);
+      if (!below) return h("li", {}, assetLine(a));
+      const parts = branch(a.uri, depth + 1);
+      const name = a.tag ?? lastPart(a.uri);
+      const toggle = h("button", { type: "button", class: "toggle", "aria-expanded": String(depth < 2), "aria-label": `Parts of ${name} (${below.length})`, text: depth < 2 ? "−" : "+" });
+      parts.hidden = depth >= 2;
+      toggle.addEventListener("click", () => {
+        parts.hidden = !parts.hidden;
+        toggle.setAttribute("aria-expanded", String(!parts.hidden));
+        toggle.textContent = parts.hidden ? "+" : "−";
+      });
+      return h("li", {}, toggle, " ", assetLine(a), parts);
+    }));
+  const alarmed = assets.filter((a) => a.open_findings > 0);
+  return [heading("Plant"),
+    h("h2", { text: "Open findings" }),
+    alarmed.length
+      ? table(["Asset", "Status", "Criticality", "Open findings", "Inferred"], alarmed.map((a) => [
+        h("a", { href: `#/asset?iri=${encodeURIComponent(a.uri)}`, text: a.tag ?? lastPart(a.uri) }),
+        pill(a.status), a.criticality, String(a.open_findings), a.inferred.map(lastPart).join(", ")]))
+      : h("p", { class: "muted", text: "No open alarm or anomaly." }),
+    h("h2", { text: `Asset hierarchy (${assets.length} assets${complete ? "" : `, the first ${PLANT_MAX}`})` }),
+    branch("", 0)];
 }
 
 function assetGraph(context) {
