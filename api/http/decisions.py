@@ -12,7 +12,14 @@ from fastapi.responses import Response
 
 from twinkg.api.http.auth import requires
 from twinkg.api.http.deps import RunId, Step, TwinDep
-from twinkg.api.http.models import AuditEntryOut, DecisionOut, DecisionRowOut, ReplayOut, VerifyOut
+from twinkg.api.http.models import (
+    AuditEntryOut,
+    AuditVerifyOut,
+    DecisionOut,
+    DecisionRowOut,
+    ReplayOut,
+    VerifyOut,
+)
 from twinkg.api.security import Permission, Principal
 from twinkg.kg import rdf_text
 from twinkg.ontology.errors import NotAcceptableError
@@ -170,3 +177,24 @@ def audit(
 ) -> list[AuditEntryOut]:
     """The newest entries of the audit log of state-changing requests, newest last."""
     return [AuditEntryOut.model_validate(e.document()) for e in twin.audit_entries(limit=limit)]
+
+
+@router.get("/audit/verify")
+def audit_verify(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
+    expect_head: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+    expect_count: Annotated[int | None, Query(ge=0)] = None,
+) -> AuditVerifyOut:
+    """Recompute the audit log's hash chain (as ``twinkg audit verify`` does); ``ok`` is false
+    at the first entry that does not fit, or when the log no longer holds ``expect_head`` or
+    ``expect_count`` entries (a head and a count kept elsewhere: its tail was cut off)."""
+    report = twin.verify_audit(expect_head=expect_head, expect_count=expect_count)
+    return AuditVerifyOut(
+        ok=report.ok,
+        count=report.count,
+        first_bad_line=report.first_bad_line,
+        reason=report.reason,
+        head=report.head,
+        open_intents=list(report.open_intents),
+    )

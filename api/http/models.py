@@ -286,6 +286,18 @@ class VerifyOut(BaseModel):
     problems: list[dict[str, Any]]
 
 
+class AuditVerifyOut(BaseModel):
+    """The audit log's hash chain recomputed: ``ok``, the entries that checked out, the first bad
+    line and why, the head to keep elsewhere, and the requests announced without an outcome."""
+
+    ok: bool
+    count: int
+    first_bad_line: int | None
+    reason: str | None
+    head: str
+    open_intents: list[str]
+
+
 class ReplayOut(BaseModel):
     """Whether the replay reached the recorded decision, and what differs."""
 

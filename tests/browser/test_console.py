@@ -9,6 +9,7 @@ Screenshots of each step are kept under ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -260,6 +261,8 @@ def test_a_supervisor_approves_the_stop_an_auditor_follows_its_lineage(  # noqa:
     accessible(browser, "plant")
     screenshot(browser, "console-6-plant")
     visit(browser, console, "audit", "main table")
+    browser.find_element(By.ID, "verify-audit-log").click()
+    until(browser, lambda b: "Audit log intact" in text_of(b, "#audit-log-status"), "audit log")
     accessible(browser, "audit")
     audit = browser.find_element(By.ID, "main").text
     assert "/approve" in audit and "test supervisor" in audit
@@ -364,3 +367,50 @@ def test_the_workbench_refuses_a_write_and_answers_a_read(
     browser.find_element(By.ID, "q-run").click()
     until(browser, lambda b: PUMP in text_of(b, "#q-out table"), "the query's table")
     assert screenshot(browser, "console-9-query").stat().st_size > 0
+
+
+def finished(console: Console, job: str) -> dict[str, Any]:
+    """Simulation job ``job`` once it has ended (polled until its state says so)."""
+    deadline = PATIENCE_S * 5
+    for _ in range(deadline * 10):
+        state: dict[str, Any] = console.http.get(
+            f"/sim/runs/{job}", headers=console.headers(Role.VIEWER)
+        ).json()
+        if state["state"] in {"done", "failed"}:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"simulation {job} did not end")
+
+
+def test_simulations_are_compared_and_a_bad_run_is_refused(
+    browser: WebDriver, console: Console
+) -> None:
+    jobs = []
+    for policy in ("run-to-failure", "twinkg"):
+        body = {"scenario": "net1-pump-wear", "policy": policy, "seeds": [4], "horizon_h": 25}
+        started = console.http.post(
+            "/sim/runs", json=body, headers=console.headers(Role.SUPERVISOR)
+        )
+        assert started.status_code == 202, started.text
+        jobs.append(started.json()["job_id"])
+    for job in jobs:
+        assert finished(console, job)["state"] == "done"
+    sign_in(browser, console, Role.SUPERVISOR)
+    visit(browser, console, "simulations", "main table")
+    for job in jobs:
+        browser.find_element(By.CSS_SELECTOR, f"input[name=compare][value='{job}']").click()
+    browser.find_element(By.ID, "sim-compare").click()
+    charts = until(
+        browser, lambda b: b.find_elements(By.CSS_SELECTOR, "figure svg.chart"), "charts"
+    )
+    labels = " ".join(str(c.get_attribute("aria-label")) for c in charts)
+    assert "run-to-failure" in labels and "twinkg" in labels, labels
+    accessible(browser, "simulations")
+    screenshot(browser, "console-10-simulations")
+    seeds = browser.find_element(By.ID, "sim-seeds")
+    seeds.clear()
+    seeds.send_keys("5-1")
+    browser.find_element(By.ID, "sim-start").click()
+    assert "backwards" in message(browser)
+    listed_jobs = console.http.get("/sim/runs", headers=console.headers(Role.VIEWER)).json()
+    assert len(listed_jobs["jobs"]) == len(jobs)

@@ -25,6 +25,7 @@ from tests.integration.api_world import (
     api_world,
 )
 from twinkg.api.security import Role
+from twinkg.api.settings import audit_log_path
 
 pytestmark = pytest.mark.neo4j
 CORPUS = REPO / "tests" / "escape_corpus"
@@ -131,6 +132,35 @@ def test_the_audit_log_announces_a_write_before_it_runs_and_pairs_its_outcome(
         200,
         intent["index"],
     )
+
+
+def test_the_audit_log_verifies_over_http_and_a_changed_line_is_found(world: ApiWorld) -> None:
+    compliance = world.as_role(Role.COMPLIANCE)
+    world.client.post("/cypher", json={"query": "RETURN 1"}, headers=world.as_role(Role.ENGINEER))
+    good = world.client.get("/audit/verify", headers=compliance).json()
+    assert good["ok"] is True and good["count"] >= 2 and good["first_bad_line"] is None
+    kept = world.client.get(
+        "/audit/verify", params={"expect_head": good["head"]}, headers=compliance
+    ).json()
+    assert kept["ok"] is True
+    path = audit_log_path(world.settings)
+    original = path.read_bytes()
+    lines = original.decode().splitlines(keepends=True)
+    changed = json.loads(lines[0])
+    changed["path"] = "/somewhere-else"
+    lines[0] = json.dumps(changed) + "\n"
+    try:
+        path.write_text("".join(lines))
+        bad = world.client.get("/audit/verify", headers=compliance).json()
+        assert bad["ok"] is False and bad["first_bad_line"] == 1 and bad["reason"], bad
+    finally:
+        path.write_bytes(original + path.read_bytes()[len("".join(lines).encode()) :])
+    viewer = world.client.get("/audit/verify", headers=world.as_role(Role.VIEWER))
+    assert viewer.status_code == 403 and _error(viewer) == "forbidden"
+    malformed = world.client.get(
+        "/audit/verify", params={"expect_head": "nothex"}, headers=compliance
+    )
+    assert malformed.status_code == 422 and _error(malformed) == "invalid_request"
 
 
 def test_sparql_protocol_formats_and_lag(world: ApiWorld) -> None:

@@ -102,6 +102,7 @@ MATRIX = (
     Call("POST", "/decisions/{run_id}/{step}/replay", "/decisions/none/1/replay", Permission.AUDIT),
     Call("GET", "/provenance/verify", "/provenance/verify", Permission.AUDIT),
     Call("GET", "/audit", "/audit", Permission.AUDIT),
+    Call("GET", "/audit/verify", "/audit/verify", Permission.AUDIT),
 )
 PUBLIC = {("GET", "/health"), ("GET", "/ready")}
 

@@ -693,24 +693,108 @@ async function auditPage() {
   if (!can("audit")) return [heading("Audit"), h("p", { class: "muted", text: "The audit log needs the audit permission (the compliance role)." })];
   const entries = (await getJson("/audit?limit=200")).reverse();
   const chain = h("p", { id: "audit-chain", class: "status", role: "status" });
+  const log = h("p", { id: "audit-log-status", class: "status", role: "status" });
   return [heading("Audit"),
-    h("p", { class: "row" }, h("button", { type: "button", text: "Verify the provenance chain", onclick: async () => {
+    h("p", { class: "row" }, h("button", { type: "button", id: "verify-audit-log", text: "Verify the audit log", onclick: async () => {
+      log.textContent = "verifying…";
+      try {
+        const r = await getJson("/audit/verify");
+        log.textContent = r.ok
+          ? `Audit log intact: ${r.count} entries, head ${r.head}${r.open_intents.length ? `; ${r.open_intents.length} request(s) without an outcome` : ""}`
+          : `Audit log broken at line ${r.first_bad_line}: ${r.reason}`;
+      } catch (error) { log.textContent = ""; failed(error); }
+    } }), h("button", { type: "button", id: "verify-provenance", class: "secondary", text: "Verify the provenance chain", onclick: async () => {
       chain.textContent = "verifying…";
       try {
         const r = await getJson("/provenance/verify");
         chain.textContent = r.ok ? `Provenance chain intact: ${r.records} records, head ${r.head_hash}` : `Provenance chain broken: ${r.problems.map((p) => `${p.kind} at ${p.chain_index}`).join("; ")}`;
       } catch (error) { chain.textContent = ""; failed(error); }
-    } })), chain,
+    } })), log, chain,
     h("h2", { text: "State-changing requests, newest first" }),
     table(["#", "Time", "Who", "Roles", "Request", "Status", "Error"], entries.map((e) => [
       String(e.index), e.time, e.name, e.roles.join(", "), `${e.method} ${e.path}`, e.status === 0 ? "intent" : String(e.status), e.error_code]))];
+}
+
+// -- simulations
+
+function kpiMeans(job) {
+  const sums = new Map();
+  for (const result of job.results) for (const [name, value] of Object.entries(result.kpis)) {
+    if (value === null || !Number.isFinite(value)) continue;
+    const [total, n] = sums.get(name) ?? [0, 0];
+    sums.set(name, [total + value, n + 1]);
+  }
+  return new Map([...sums].map(([name, [total, n]]) => [name, total / n]));
+}
+
+function barChart(name, bars, unit) {
+  // One KPI across the compared jobs: a horizontal bar each, the value written beside it.
+  const width = 640, row = 26, top = 8, left = 200;
+  const most = Math.max(...bars.map((b) => Math.abs(b.value)), 1e-9);
+  const svg = s("svg", { class: "graph chart", viewBox: `0 0 ${width} ${bars.length * row + top * 2}`, role: "img", "aria-label": `${name}: ${bars.map((b) => `${b.label} ${fmt(b.value)}`).join(", ")}` });
+  bars.forEach((b, i) => {
+    const y = top + i * row;
+    svg.append(s("text", { x: 4, y: y + 16 }, b.label.slice(0, 28)),
+      s("rect", { x: left, y: y + 4, width: Math.max(1, (Math.abs(b.value) / most) * (width - left - 110)), height: 16, fill: "#0b4f8a" }),
+      s("text", { x: left + (Math.abs(b.value) / most) * (width - left - 110) + 6, y: y + 16 }, `${fmt(b.value)} ${unit ?? ""}`));
+  });
+  return h("figure", {}, h("figcaption", { text: `${name}${unit ? ` (${unit})` : ""}` }), svg);
+}
+
+async function simulationsPage(params) {
+  const runs = await getJson("/sim/runs?limit=100");
+  const jobs = runs.jobs.filter((j) => j.results.length > 0);
+  const chosen = new Set((params.get("compare") ?? "").split(",").filter(Boolean));
+  const parts = [heading("Simulations")];
+  if (can("run_agents")) {
+    const scenario = h("input", { id: "sim-scenario", value: "net1-pump-wear", size: 24 });
+    const policy = h("select", { id: "sim-policy" }, ["twinkg", "reactive", "preventive", "run-to-failure"].map((p) => h("option", { value: p, text: p })));
+    const seeds = h("input", { id: "sim-seeds", value: "1-2", size: 10 });
+    const form = h("form", { class: "row", "aria-label": "Start a simulation" },
+      h("div", {}, h("label", { for: "sim-scenario", text: "Shipped scenario" }), scenario),
+      h("div", {}, h("label", { for: "sim-policy", text: "Policy" }), policy),
+      h("div", {}, h("label", { for: "sim-seeds", text: "Seeds" }), seeds),
+      h("button", { type: "submit", id: "sim-start", text: "Start" }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearMessage();
+      try {
+        const job = await (await api("/sim/runs", { method: "POST", body: { scenario: scenario.value.trim(), policy: policy.value, seeds: seeds.value.trim() } })).json();
+        show(`Simulation ${job.job_id} started (${job.scenario}, ${job.policy}); refresh to see its results.`, "info");
+      } catch (error) { failed(error); }
+    });
+    parts.push(form);
+  }
+  parts.push(h("h2", { text: "Runs of this server, with their KPIs (mean over seeds)" }));
+  if (jobs.length === 0) parts.push(h("p", { class: "muted", text: "No finished simulation in this server yet." }));
+  const names = [...new Set(jobs.flatMap((j) => [...kpiMeans(j).keys()]))].sort();
+  const units = Object.assign({}, ...jobs.flatMap((j) => j.results.map((r) => r.units)));
+  for (const [name, unit] of Object.entries(units)) if (unit === "1") delete units[name]; // a ratio or a count
+  if (jobs.length) {
+    const boxes = jobs.map((j) => h("input", { type: "checkbox", name: "compare", value: j.job_id, checked: chosen.has(j.job_id), "aria-label": `Compare ${j.scenario} under ${j.policy} (${j.job_id})` }));
+    parts.push(h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "KPIs of each run" }, table(["Compare", "Job", "Scenario", "Policy", "Seeds", "State", ...names], jobs.map((j, i) => {
+      const means = kpiMeans(j);
+      return [boxes[i], j.job_id, j.scenario, j.policy, j.seeds.join(", "), pill(j.state), ...names.map((n) => fmt(means.get(n)))];
+    }))), h("p", {}, h("button", { type: "button", id: "sim-compare", text: "Compare the chosen runs", onclick: () => {
+      const ids = boxes.filter((b) => b.checked).map((b) => b.value);
+      if (ids.length < 2) { show("Choose at least two runs to compare."); return; }
+      location.hash = `#/simulations?compare=${ids.join(",")}`;
+    } })));
+  }
+  const compared = jobs.filter((j) => chosen.has(j.job_id));
+  if (compared.length >= 2) {
+    parts.push(h("h2", { text: "Comparison" }), ...names.map((n) => barChart(n, compared.map((j) => ({ label: `${j.policy} · ${j.job_id.slice(0, 6)}`, value: kpiMeans(j).get(n) ?? 0 })), units[n])));
+  }
+  parts.push(h("h2", { text: "Runs recorded in the graph" }),
+    table(["Run", "Scenario", "Policy", "Seed", "Status", "Started"], runs.runs.map((r) => [lastPart(r.run), r.scenario, r.policy, fmt(r.seed), pill(r.status), r.started_at])));
+  return parts;
 }
 
 // ---------------------------------------------------------------- routing
 
 const PAGES = {
   plant: plantPage, asset: assetPage, events: eventsPage, approvals: approvalsPage,
-  decisions: decisionsPage, query: queryPage, audit: auditPage,
+  decisions: decisionsPage, simulations: simulationsPage, query: queryPage, audit: auditPage,
 };
 
 let navigation = 0; // the newest navigation: a page that loads after a newer one is dropped
