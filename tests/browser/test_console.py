@@ -320,8 +320,8 @@ def test_a_viewer_sees_no_button_and_the_server_refuses_anyway(
     assert "query permission" in browser.find_element(By.ID, "main").text
 
 
-def test_a_bad_edit_or_filter_gets_a_message_and_changes_nothing(
-    browser: WebDriver, console: Console, setpoint_waiting: dict[str, Any]
+def test_a_bad_edit_a_stale_approval_or_an_empty_filter_changes_nothing(
+    browser: WebDriver, console: Console, setpoint_waiting: dict[str, Any], driver: Driver
 ) -> None:
     before = json.dumps(pending(console), sort_keys=True)
     sign_in(browser, console, Role.SUPERVISOR)
@@ -340,6 +340,25 @@ def test_a_bad_edit_or_filter_gets_a_message_and_changes_nothing(
     card.find_element(By.CSS_SELECTOR, "button.confirm-edit").click()
     assert "Change the setpoint or the ramp" in message(browser)
     assert json.dumps(pending(console), sort_keys=True) == before
+    # The plant changes under the request: approving it now is refused with the reason.
+    records, _, _ = driver.execute_query(
+        "MATCH (p {uri: $pump}) WITH p, p.operationalStatus AS was "
+        "SET p.operationalStatus = 'standby' RETURN was",
+        pump=PUMP,
+    )
+    try:
+        browser.execute_script("document.getElementById('message').textContent = ''")
+        card.find_element(By.CSS_SELECTOR, "button.approve").click()
+        stale = message(browser)
+        assert "approval_stale" in stale and "HTTP 4" in stale, stale
+        screenshot(browser, "console-7-stale-approval")
+        assert json.dumps(pending(console), sort_keys=True) == before
+    finally:
+        driver.execute_query(
+            "MATCH (p {uri: $pump}) SET p.operationalStatus = $was",
+            pump=PUMP,
+            was=records[0]["was"],
+        )
     visit(browser, console, "events", "#event-list")
     for box in browser.find_elements(By.CSS_SELECTOR, "input[name=kind]:checked"):
         box.click()
