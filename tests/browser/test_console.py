@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from neo4j import Driver
+from pydantic import SecretStr
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -29,6 +31,7 @@ from tests.integration.api_world import (
     AS_OF,
     DATA,
     FLOW,
+    PETROV,
     PUMP,
     make_keys,
     seed_and_ingest,
@@ -40,6 +43,7 @@ from twinkg.api.security import Role
 from twinkg.api.settings import Settings
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.browser]
+JWT_SECRET = "console-test-" + "k" * 40
 PATIENCE_S = 120  # an upper bound for slow machines; every wait ends on a state, not a time
 
 
@@ -65,7 +69,12 @@ def console(
         pytest.skip(f"SKAB data not found at {DATA}: the console scenario replays it")
     home = tmp_path_factory.mktemp("console")
     store = seed_and_ingest(driver, neo4j_target, home, ingest=False)
-    settings = Settings(home=home, projection_poll_s=0.1, query_timeout_s=5.0)
+    settings = Settings(
+        home=home,
+        projection_poll_s=0.1,
+        query_timeout_s=5.0,
+        jwt_secret=SecretStr(JWT_SECRET),  # an identity provider's shared key, for the JWT login
+    )
     keys = make_keys(settings)
     env = {**neo4j_target.env(), "TWINKG_HOME": str(home)}
     with (
@@ -279,6 +288,32 @@ def test_a_wrong_key_is_refused_at_the_sign_in_form(browser: WebDriver, console:
     assert browser.find_elements(By.ID, "token")
     assert not browser.find_element(By.ID, "nav").is_displayed()
     accessible(browser, "sign-in")
+
+
+def bearer(**claims: Any) -> str:
+    """A bearer JWT as an identity provider would issue it (HS256, the test's shared key)."""
+    base = {"sub": "u-petrov", "aud": "twinkg", "exp": int(time.time()) + 600}
+    return jwt.encode({**base, **claims}, JWT_SECRET, "HS256")
+
+
+def test_a_bearer_token_signs_in_and_an_expired_one_is_refused(
+    browser: WebDriver, console: Console
+) -> None:
+    for token, signed_in in (
+        (bearer(name="Petrov", roles=["operator"], twinkg_person=PETROV), True),
+        (bearer(name="Petrov", roles=["operator"], exp=int(time.time()) - 3600), False),
+    ):
+        browser.get(f"{console.url}/console")
+        browser.execute_script("sessionStorage.clear()")
+        browser.refresh()
+        field = until(browser, lambda b: b.find_elements(By.ID, "token"), "the sign-in form")[0]
+        field.send_keys(token)
+        browser.find_element(By.ID, "signin").click()
+        if signed_in:
+            until(browser, lambda b: "Petrov · operator" in text_of(b, "#who-name"), "Petrov")
+        else:
+            assert "token_expired" in message(browser)
+            assert not browser.find_element(By.ID, "nav").is_displayed()
 
 
 @pytest.fixture
