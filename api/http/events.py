@@ -15,6 +15,7 @@ resumes the stream after that event, with nothing repeated and nothing left out.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -33,9 +34,10 @@ from twinkg.api.http.deps import TwinDep
 from twinkg.api.security import Permission, Principal
 from twinkg.connect.mqtt.topics import EventKind
 from twinkg.kg.store import GraphStore
-from twinkg.ontology.errors import InvalidInputError
+from twinkg.ontology.errors import InvalidInputError, TwinKGError
 
 router = APIRouter(tags=["events"])
+_log = logging.getLogger(__name__)
 
 BATCH = 200
 """Most decisions, and most change log entries, read at once."""
@@ -224,21 +226,30 @@ async def events(
     server-sent events: ``event`` is the kind (``finding``, ``decision``, ``approval``,
     ``action``), ``data`` the JSON body the MQTT event carries plus its ``topic``, ``id`` a
     cursor to resume after it (``Last-Event-ID`` or ``since``). Decisions come before findings
-    read in the same poll. An idle stream sends a comment now and then."""
+    read in the same poll. An idle stream sends a comment now and then. When Neo4j cannot be
+    read, the stream sends one ``error`` event (its code, and the id to resume after) and ends."""
     store, settings = twin.store, twin.settings
     position, quiet_since = start, time.monotonic()
     while not await request.is_disconnected():
-        heads = await run_in_threadpool(event_stream.heads, store)
-        decisions = await _poll(
-            store, event_stream.decision_events, position.decisions, heads.decisions, keep
-        )
+        try:
+            heads = await run_in_threadpool(event_stream.heads, store)
+            decisions = await _poll(
+                store, event_stream.decision_events, position.decisions, heads.decisions, keep
+            )
+            changes = await _poll(
+                store, event_stream.finding_events, position.changes, heads.changes, keep
+            )
+        except TwinKGError as exc:  # Neo4j went away: say so, end; the client resumes later
+            _log.warning("event stream ended at %s: %s", position, exc)
+            yield ServerSentEvent(
+                data={"code": exc.code, "message": str(exc), "resume_after": str(position)},
+                event="error",
+            )
+            return
         for event, mark in decisions.events:
             position = Cursor(mark, position.changes)
             yield _sent(event, position)
         position = Cursor(decisions.end, position.changes)
-        changes = await _poll(
-            store, event_stream.finding_events, position.changes, heads.changes, keep
-        )
         for event, mark in changes.events:
             position = Cursor(position.decisions, mark)
             yield _sent(event, position)

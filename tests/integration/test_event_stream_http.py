@@ -36,6 +36,7 @@ from tests.integration.api_world import (
 from tests.integration.test_leases import raise_alarms
 from twinkg.api import event_stream
 from twinkg.api.security import Role
+from twinkg.ontology.errors import StoreError
 from twinkg.ontology.vocab import Label, RelType
 
 pytestmark = pytest.mark.neo4j
@@ -82,7 +83,9 @@ class Reader:
                 name, _, value = line.partition(":")
                 fields[name] = value.removeprefix(" ")
             elif fields:
-                events.append(Sse(fields["event"], fields["id"], json.loads(fields["data"])))
+                events.append(
+                    Sse(fields["event"], fields.get("id", ""), json.loads(fields["data"]))
+                )
                 fields = {}
             if done(events):
                 return events
@@ -359,6 +362,23 @@ def test_an_idle_stream_keeps_alive_and_ends_when_its_client_goes(world: ApiWorl
         while server.server_state.tasks:
             assert time.monotonic() < deadline, "the stream went on after its client left"
             time.sleep(0.05)
+
+
+def test_a_stream_that_cannot_read_neo4j_says_so_and_ends(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with stream(world) as reader:
+        reader.caught_up()
+        position = heads(world)
+
+        def unreachable(*_: Any, **__: Any) -> Any:
+            raise StoreError("Neo4j failed: connection refused")
+
+        monkeypatch.setattr(event_stream, "heads", unreachable)
+        sent = reader.until(lambda events: any(e.kind == "error" for e in events))
+    (error,) = [e for e in sent if e.kind == "error"]
+    assert error.data["code"] == "store_unavailable" and "connection refused" in error.data["message"]
+    assert error.data["resume_after"] == position
 
 
 def _error(response: Any) -> str:

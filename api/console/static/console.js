@@ -330,7 +330,10 @@ async function streamEvents(query, onEvent, onState, signal) {
             else if (line.startsWith("id:")) id = line.slice(3).trim();
           }
           if (id) last = id;
-          if (data) onEvent(kind, JSON.parse(data));
+          if (!data) continue;
+          const parsed = JSON.parse(data);
+          if (kind === "error") onState(`interrupted: ${parsed.message} (${parsed.code}); resuming…`, false);
+          else onEvent(kind, parsed);
         }
       }
       onState("reconnecting…", false);
