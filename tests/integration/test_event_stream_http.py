@@ -377,7 +377,8 @@ def test_a_stream_that_cannot_read_neo4j_says_so_and_ends(
         monkeypatch.setattr(event_stream, "heads", unreachable)
         sent = reader.until(lambda events: any(e.kind == "error" for e in events))
     (error,) = [e for e in sent if e.kind == "error"]
-    assert error.data["code"] == "store_unavailable" and "connection refused" in error.data["message"]
+    assert error.data["code"] == "store_unavailable"
+    assert "connection refused" in error.data["message"]
     assert error.data["resume_after"] == position
 
 
