@@ -71,6 +71,9 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(wheel: Path) -> Non
     expected = {  # data the code reads next to itself
         "twinkg/shapes/contracts/telemetry/1.0.0.ttl",
         "twinkg/kg/neo4j-server/pom.xml",
+        "twinkg/api/console/static/index.html",  # the web console, served from the package
+        "twinkg/api/console/static/console.js",
+        "twinkg/api/console/static/console.css",
     }
     assert expected <= set(names)
     assert any(n.startswith("twinkg/ontology/modules/") and n.endswith(".ttl") for n in names)
