@@ -269,6 +269,9 @@ def test_a_supervisor_approves_the_stop_an_auditor_follows_its_lineage(  # noqa:
     assert "stopped" in line and "open finding" in line, line
     accessible(browser, "plant")
     screenshot(browser, "console-6-plant")
+    visit(browser, console, "decisions", "main table a")
+    assert ref in browser.find_element(By.ID, "main").text
+    accessible(browser, "decisions")
     visit(browser, console, "audit", "main table")
     browser.find_element(By.ID, "verify-audit-log").click()
     until(browser, lambda b: "Audit log intact" in text_of(b, "#audit-log-status"), "audit log")
