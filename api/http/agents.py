@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from twinkg.api.errors import PermissionDeniedError
 from twinkg.api.http.auth import requires
 from twinkg.api.http.deps import JobsDep, RunId, Step, TwinDep
+from twinkg.api.http.errors import STREAM_ERRORS
 from twinkg.api.http.jobs import Job, run_summary
 from twinkg.api.http.models import (
     ApprovalRequest,
@@ -91,17 +92,8 @@ def last_event_id(
     return int(text)
 
 
-# Errors answer JSON before any event is sent (FastAPI would document them as event streams).
-_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    key: {
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-    }
-    for key in ("4XX", "5XX")
-}
-
-
 @router.get(
-    "/agents/jobs/{job_id}/events", response_class=EventSourceResponse, responses=_JSON_ERRORS
+    "/agents/jobs/{job_id}/events", response_class=EventSourceResponse, responses=STREAM_ERRORS
 )
 async def job_events(
     _: Annotated[Principal, Depends(requires(Permission.READ))],

@@ -190,11 +190,4 @@ def audit_verify(
     at the first entry that does not fit, or when the log no longer holds ``expect_head`` or
     ``expect_count`` entries (a head and a count kept elsewhere: its tail was cut off)."""
     report = twin.verify_audit(expect_head=expect_head, expect_count=expect_count)
-    return AuditVerifyOut(
-        ok=report.ok,
-        count=report.count,
-        first_bad_line=report.first_bad_line,
-        reason=report.reason,
-        head=report.head,
-        open_intents=list(report.open_intents),
-    )
+    return AuditVerifyOut.model_validate(report, from_attributes=True)

@@ -45,6 +45,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 """The error answers every route documents (FastAPI's own 422 shape is never sent)."""
 
+STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    key: {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    }
+    for key in ("4XX", "5XX")
+}
+"""The errors of an event-stream route: JSON, answered before any event is sent (FastAPI would
+otherwise document them as event streams)."""
+
 
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None

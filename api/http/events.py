@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -31,6 +31,7 @@ from twinkg.api import event_stream
 from twinkg.api.event_stream import Event, EventGroup, GroupReader
 from twinkg.api.http.auth import requires
 from twinkg.api.http.deps import TwinDep
+from twinkg.api.http.errors import STREAM_ERRORS
 from twinkg.api.security import Permission, Principal
 from twinkg.connect.mqtt.topics import EventKind
 from twinkg.kg.store import GraphStore
@@ -205,16 +206,7 @@ def kept(groups: list[EventGroup], start: Mark, keep: EventFilter) -> list[tuple
     return chosen
 
 
-# Errors answer JSON before any event is sent (FastAPI would document them as event streams).
-_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    key: {
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-    }
-    for key in ("4XX", "5XX")
-}
-
-
-@router.get("/events", response_class=EventSourceResponse, responses=_JSON_ERRORS)
+@router.get("/events", response_class=EventSourceResponse, responses=STREAM_ERRORS)
 async def events(
     _: Annotated[Principal, Depends(requires(Permission.READ))],
     twin: TwinDep,
