@@ -187,7 +187,8 @@ def serve_scenario(
             )
         )
         try:
-            stop.wait()
+            while not stop.wait(1.0):  # a signal another thread took runs its handler here
+                pass
         except KeyboardInterrupt:  # Ctrl-C: stop serving, said by the caller
             log.info("opcua_sim: serving stopped by Ctrl-C")
     return server.steps

@@ -5,6 +5,7 @@ every loop is up."""
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import logging
 import os
 import select
@@ -68,6 +69,14 @@ class _Child:
             os.close(self.ready)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+
+def _wait_for(stop: threading.Event) -> None:
+    """Return once ``stop`` is set by a signal handler. A signal the kernel hands to another
+    thread does not wake the main thread's untimed wait, and Python runs handlers only in the
+    main thread; a bounded wait lets the handler run within a second."""
+    while not stop.wait(1.0):
+        pass
 
 
 def _children(count: int, worker_id: str, tick_s: float) -> list[_Child]:
@@ -150,6 +159,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every stack
     if ready_fd is not None:  # a parent's worker: it may stop this now (see _Child.stop)
         os.write(ready_fd, b"1")
         os.close(ready_fd)
@@ -216,7 +226,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
         children = _children(workers, me, tick_s)
         loops = ", ".join(service.alive())
         note(f"twinkg run ({me}): {loops} running, {workers} agent worker(s); Ctrl-C stops")
-        stop.wait()
+        _wait_for(stop)
         note("stopping: finishing the message and the run in hand")
         for child in children:
             child.terminate()

@@ -7,7 +7,9 @@ cleanly (exit 0, a summary line) and no lease is left held."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -33,6 +35,26 @@ pytestmark = pytest.mark.neo4j
 
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 UNIT = "http://qudt.org/vocab/unit/L-PER-MIN"
+
+
+def _terminated(service: subprocess.Popen[str], *, timeout_s: float = 180) -> tuple[str, str]:
+    """SIGTERM ``service`` and collect its output. A service that has not exited within
+    ``timeout_s`` (a graceful stop takes seconds) is asked for every thread's stack
+    (``twinkg run`` dumps them on SIGUSR1, and so do its worker processes) and the test fails
+    with them, so a hang in CI is diagnosable."""
+    service.send_signal(signal.SIGTERM)
+    try:
+        return service.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        children = Path(f"/proc/{service.pid}/task/{service.pid}/children")
+        with contextlib.suppress(OSError):
+            for pid in [service.pid, *map(int, children.read_text().split())]:
+                os.kill(pid, signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.communicate(timeout=10)  # the dumps arrive on the shared stderr pipe
+        service.kill()
+        stdout, stderr = service.communicate()
+        pytest.fail(f"the service did not stop within {timeout_s} s:\n{stdout}\n{stderr}")
 
 
 def _decisions_on_alarms(driver: Driver) -> list[str]:
@@ -108,9 +130,10 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         for loop in ("agents", "ingest", "events"):
             assert f'twinkg_service_loop_up{{loop="{loop}"}} 1.0' in scraped
         assert 'twinkg_points_ingested_total{way="mqtt"} 30.0' in scraped
-        service.send_signal(signal.SIGTERM)
-        stdout, stderr = service.communicate(timeout=300)
+        service.send_signal(signal.SIGUSR1)  # every thread's stack, and the service goes on
+        stdout, stderr = _terminated(service)
         assert service.returncode == 0, stderr
+        assert "most recent call first" in stderr and "api/cli/run.py" in stderr, stderr
         assert "stopped: 1 messages" in stdout and "events published" in stdout, (stdout, stderr)
         assert f"{workers} agent worker(s)" in stderr
         assert "did not finish cleanly" not in stdout  # every worker process exited 0
