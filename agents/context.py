@@ -37,6 +37,7 @@ class AgentSettings:
     baseline_s: float = 600.0  # the window before a finding that symptoms are measured against
     shift_threshold: float = 2.0  # |shift| in standard deviations that counts as a symptom
     watch_s: float = 0.0  # an asset the agents chose to watch: its new anomalies wait this long
+    request_ttl_s: float = 28_800.0  # an approval request older than this may only be rejected
 
 
 @dataclass(frozen=True, slots=True)

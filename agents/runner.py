@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -44,6 +44,7 @@ from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import (
     ApprovalExpiredError,
     ApprovalMismatchError,
+    ApprovalRequestExpiredError,
     ApprovalStaleError,
     ApproverRoleError,
     DecisionNotFoundError,
@@ -139,12 +140,23 @@ class Agents:
         state = AgentState.model_validate(snapshot.values)
         request = snapshot.interrupts[0].value if snapshot.interrupts else None
         if request is not None:
+            request = self._dated(request)
             status = "awaiting_approval"
         elif not state.steps:
             status = "nothing_to_do"
         else:
             status = "done"
         return RunResult(run_id, status, tuple(state.steps), request, state)
+
+    def _dated(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` with when it was made (its decision's recorded end) and until when it may
+        be approved (``request_ttl_s`` later); as it was when its decision is not recorded."""
+        rows = self.store.read(q.DECISION_SUMMARY, decision=request["decision"])
+        if not rows or not rows[0]["ended"]:
+            return request
+        made = parse_time(str(rows[0]["ended"]))
+        until = made + timedelta(seconds=self.settings.request_ttl_s)
+        return {**request, "requested_at": made.isoformat(), "expires_at": until.isoformat()}
 
     def _ended(self, run_id: str) -> RunResult:
         """How the run just invoked stands; a run that ended has its checkpoints deleted (its
@@ -309,20 +321,27 @@ class Agents:
         """Check ``answer`` against the request it answers, then resume the run with it.
 
         Raises an :class:`ontology.errors.ApprovalError` (and resumes nothing) when the answer
-        names other arguments or another graph version, when the graph changed since, when it
-        has expired, or when the approver does not hold an allowed role.
+        names other arguments or another graph version, or (unless it rejects: a rejection applies
+        nothing, so it may close a stale or expired request) when the graph changed since, when
+        it or the request has expired, or when the approver does not hold an allowed role.
         """
         request = self.request_for(decision)
         if answer.action_hash != request["action_hash"]:
             raise ApprovalMismatchError("the approval is for other arguments than the request")
         if answer.graph_version != request["graph_version"]:
             raise ApprovalMismatchError("the approval names another graph version")
-        target = request["action"]["target"]
-        if graph_version(action_context(self.store, target)) != request["graph_version"]:
-            raise ApprovalStaleError(
-                "the graph around the action changed since it was judged; it must be proposed again"
-            )
-        if answer.outcome != "rejected":
+        if answer.outcome != "rejected":  # a rejection applies nothing: it closes any request
+            target = request["action"]["target"]
+            if graph_version(action_context(self.store, target)) != request["graph_version"]:
+                raise ApprovalStaleError(
+                    "the graph around the action changed since it was judged; it must be "
+                    "proposed again (the request may be rejected)"
+                )
+            until = request.get("expires_at")
+            if until is not None and parse_time(until) <= self.clock():
+                raise ApprovalRequestExpiredError(
+                    f"the request expired at {until}; it may only be rejected now"
+                )
             if parse_time(answer.expires_at) <= self.clock():
                 raise ApprovalExpiredError(f"the approval expired at {answer.expires_at}")
             people = self.store.read(q.PERSON, person=answer.approver)

@@ -8,12 +8,14 @@ same values (numbers as floats where the graph may hold either, times as ISO 860
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rdflib import Graph
 
 from twinkg.agents.state import ProposedAction
+from twinkg.ontology.vocab import Label
 
 if TYPE_CHECKING:
     from twinkg.reasoner.inference import ReclassifySummary
@@ -319,6 +321,58 @@ class RunDecision:
         return cls(row["uri"], row["step"], row["outcome"])
 
 
+_EVIDENCE_ORDER: tuple[str, ...] = (
+    Label.ALARM,
+    Label.ANOMALY,
+    Label.TELEMETRY_WINDOW,
+    Label.TRUST_SCORE,
+    Label.HYPOTHESIS,
+    Label.OPERATING_ENVELOPE,
+    Label.SAFETY_POLICY,
+    Label.APPROVAL_REQUIREMENT,
+    Label.POLICY,
+)
+_LONGEST_FACT = 300  # characters of one value an approver is shown
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceItem:
+    """One thing the decision waiting for approval used, as its approver is shown it: what kind
+    of thing, its label, its properties as recorded, and what it is about (a window's sensors,
+    a trust score's subject, a finding's asset)."""
+
+    iri: str
+    kind: str
+    label: str | None
+    facts: dict[str, str | int | float | bool]
+    about: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EvidenceItem:
+        """From a row of ``APPROVAL_EVIDENCE``."""
+        labels = [str(x) for x in row["labels"] or ()]
+        known = [kind for kind in _EVIDENCE_ORDER if kind in labels]
+        kind = known[0] if known else min(set(labels) - {Label.RESOURCE}, default="Entity")
+        facts: dict[str, str | int | float | bool] = {}
+        for key, value in sorted((row["facts"] or {}).items()):
+            if key in {"uri", "rdfs_label", "rdf_type"} or value is None:  # kind says the type
+                continue
+            if isinstance(value, (bool, int, float)):
+                facts[key] = value
+                continue
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            cut = len(text) > _LONGEST_FACT
+            facts[key] = text[: _LONGEST_FACT - 1] + "…" if cut else text
+        label = (row["facts"] or {}).get("rdfs_label")
+        return cls(row["uri"], str(kind), _text(label), facts, tuple(sorted(_texts(row["about"]))))
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        """Where it is listed: findings first, then windows, trust, hypotheses and policies."""
+        order = _EVIDENCE_ORDER.index(self.kind) if self.kind in _EVIDENCE_ORDER else 99
+        return order, self.iri
+
+
 @dataclass(frozen=True, slots=True)
 class PendingApproval:
     """An approval request waiting for a person: the action, its arguments' hash and the graph
@@ -332,10 +386,20 @@ class PendingApproval:
     graph_version: str
     roles: tuple[str, ...]
     reasons: tuple[str, ...]
+    requested_at: str | None = None  # when the decision asked (None: not recorded yet)
+    expires_at: str | None = None  # after it the request may only be rejected
+    evidence: tuple[EvidenceItem, ...] = ()
+    target_criticality: str | None = None  # A/B/C; None: none recorded (approved as A)
 
     @classmethod
-    def from_request(cls, request: dict[str, Any]) -> PendingApproval:
-        """From the request a waiting run made (``agents.approval.approval_request``)."""
+    def from_request(
+        cls,
+        request: dict[str, Any],
+        evidence: Iterable[EvidenceItem] = (),
+        target_criticality: str | None = None,
+    ) -> PendingApproval:
+        """From the request a waiting run made (``agents.approval.approval_request``, dated by
+        ``Agents``), what its decisions used and the target's criticality."""
         return cls(
             request["decision"],
             request["run_id"],
@@ -344,6 +408,10 @@ class PendingApproval:
             request["graph_version"],
             _texts(request["roles"]),
             _texts(request["reasons"]),
+            request.get("requested_at"),
+            request.get("expires_at"),
+            tuple(sorted(evidence, key=lambda item: item.rank)),
+            target_criticality,
         )
 
 

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     approval_ttl_s: float = Field(
         default=1800.0, gt=0, le=86_400, description="how long an approval stays valid"
     )
+    approval_request_ttl_s: float = Field(
+        default=28_800.0,
+        gt=0,
+        le=7 * 86_400,
+        description="how long an approval request may be approved (after it, only rejected)",
+    )
     api_host: str = Field(default="127.0.0.1", description="where `twinkg serve` listens")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_max_body_bytes: int = Field(

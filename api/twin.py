@@ -32,6 +32,7 @@ from twinkg.api.results import (
     AssetContext,
     AssetSummary,
     DecisionSummary,
+    EvidenceItem,
     IngestResult,
     Lineage,
     PendingApproval,
@@ -322,6 +323,7 @@ class Twin(OfflineTwin):
                         lookback_s=self.settings.agents_lookback_s,
                         baseline_s=self.settings.agents_baseline_s,
                         watch_s=self.settings.agents_watch_s,
+                        request_ttl_s=self.settings.approval_request_ttl_s,
                     ),
                 )
             return self._agents
@@ -421,7 +423,26 @@ class Twin(OfflineTwin):
         """The approval requests waiting for a person, oldest first."""
         agents = self.agents()
         with self._lock:
-            return [PendingApproval.from_request(request) for request in agents.pending()]
+            return [
+                PendingApproval.from_request(
+                    request,
+                    self.evidence(request["run_id"]),
+                    self._criticality_if_known(request["action"]["target"]),
+                )
+                for request in agents.pending()
+            ]
+
+    def _criticality_if_known(self, asset: str) -> str | None:
+        try:
+            return self.criticality(asset)
+        except NotFoundError:  # the target left the graph since: the strictest rule applies
+            return None
+
+    def evidence(self, run_id: str, *, limit: int = 500) -> list[EvidenceItem]:
+        """What run ``run_id``'s decisions used, as its approver is shown it (findings,
+        telemetry windows, trust scores, hypotheses, policies)."""
+        rows = self.store.read(aq.APPROVAL_EVIDENCE, run_id=run_id, limit=limit)
+        return [EvidenceItem.from_row(row) for row in rows]
 
     def answer(
         self,

@@ -276,6 +276,37 @@ AWAITING = NamedQuery(
 )
 """Decisions still waiting for a person."""
 
+_NOT_EVIDENCE = " OR ".join(
+    f"e:{token(label)}"
+    for label in (
+        Label.QUERY_EVIDENCE,  # the rows of a query: the things it found are listed instead
+        Label.MODEL_TRANSCRIPT,
+        Label.SHAPE_SET,
+        Label.ONTOLOGY_RELEASE,
+        Label.PROPOSED_ACTION,
+        Label.DECISION,
+    )
+)
+
+APPROVAL_EVIDENCE = NamedQuery(
+    "agents.approval.evidence",
+    f"MATCH (d:{_DECISION}) WHERE d.runId = $run_id "
+    f"MATCH (d)-[:{_USED}]->(e) WHERE NOT ({_NOT_EVIDENCE}) "
+    "WITH DISTINCT e "
+    f"OPTIONAL MATCH (e)-[:{token(RelType.WINDOW_OF)}|{_SCORE_OF}|{_CONCERNS}]->(x) "
+    "WITH e, collect(DISTINCT x.uri) AS about "
+    "RETURN e.uri AS uri, labels(e) AS labels, properties(e) AS facts, about LIMIT $limit "
+    "UNION "
+    f"MATCH (d:{_DECISION})<-[:{token(RelType.PROV_WAS_GENERATED_BY)}]-"
+    f"(h:{token(Label.HYPOTHESIS)}) WHERE d.runId = $run_id "
+    f"OPTIONAL MATCH (h)-[:{token(RelType.HYPOTHESIZED_MODE)}]->(m) "
+    "RETURN h.uri AS uri, labels(h) AS labels, "
+    "h {.*, mode: m.uri, modeLabel: m.rdfs_label} AS facts, [] AS about LIMIT $limit",
+)
+"""What a run's decisions used, for the person asked to approve: findings, telemetry windows
+(and their sensors), trust scores (and their subjects), policies, and the failure modes the
+diagnosis ranked (its hypotheses); the query rows, shapes, ontology and action are left out."""
+
 RUN_DECISIONS = NamedQuery(
     "agents.decision.of_run",
     f"MATCH (d:{_DECISION}) WHERE d.runId = $run_id "

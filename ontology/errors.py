@@ -153,6 +153,12 @@ class ApprovalExpiredError(ApprovalError):
     code = "approval_expired"
 
 
+class ApprovalRequestExpiredError(ApprovalError):
+    """The approval request is older than its validity: it may be rejected, not approved."""
+
+    code = "approval_request_expired"
+
+
 class ApproverRoleError(ApprovalError):
     """The approver is unknown or holds none of the roles the action's approval requires."""
 

@@ -137,6 +137,7 @@ def pending_command(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         out.print(
             f"{r.decision}  {a.kind.value} on {_short(a.target)}  roles: "
             f"{', '.join(_short(x) for x in r.roles)}"
+            + (f"  expires {r.expires_at}" if r.expires_at else "")
         )
         for reason in r.reasons:
             out.print(f"  {reason}", markup=False)
@@ -154,6 +155,13 @@ def _request_json(request: PendingApproval) -> dict[str, Any]:
         "graph_version": request.graph_version,
         "roles": list(request.roles),
         "reasons": list(request.reasons),
+        "requested_at": request.requested_at,
+        "expires_at": request.expires_at,
+        "target_criticality": request.target_criticality,
+        "evidence": [
+            {"iri": e.iri, "kind": e.kind, "label": e.label, "facts": e.facts, "about": e.about}
+            for e in request.evidence
+        ],
     }
 
 

@@ -88,9 +88,22 @@ class StepOut(BaseModel):
     record_hash: str
 
 
+class EvidenceItemOut(BaseModel):
+    """One thing the waiting decision used: its kind (``Alarm``, ``Anomaly``,
+    ``TelemetryWindow``, ``TrustScore``, ``Hypothesis``, a policy), label, recorded properties,
+    and what it is about (a window's sensors, a score's subject, a finding's asset)."""
+
+    iri: str
+    kind: str
+    label: str | None
+    facts: dict[str, str | int | float | bool]
+    about: list[str]
+
+
 class ApprovalRequestOut(BaseModel):
     """What waits for a person: the action, its hash and graph version (an approval binds both),
-    the roles that may approve it, and why it waits."""
+    the roles that may approve it, why it waits, when it was asked and until when it may be
+    approved, and (in ``GET /approvals``) the evidence its decision used."""
 
     decision: str
     run_id: str
@@ -99,6 +112,10 @@ class ApprovalRequestOut(BaseModel):
     graph_version: str
     roles: list[str]
     reasons: list[str]
+    requested_at: str | None = None
+    expires_at: str | None = None
+    evidence: list[EvidenceItemOut] = []
+    target_criticality: str | None = None
 
 
 class RunOut(BaseModel):

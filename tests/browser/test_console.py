@@ -214,10 +214,17 @@ def test_a_supervisor_approves_the_stop_an_auditor_follows_its_lineage(  # noqa:
     assert [r["action"]["target"] for r in stops] == [PUMP], stops
     waiting = stops[0]["decision"]
     only_own_origin(browser, console)
-    # 4. The inbox shows the request with its verdict, and the supervisor approves it.
+    # 4. The inbox shows the request with its verdict, its validity and its evidence (the
+    #    alarm this story raised among them, one row for each item), and the supervisor
+    #    approves it.
     visit(browser, console, "approvals", "article.approval")
     card = approval_card(browser, waiting)
     assert "criticality A" in card.text and "Graph version" in card.text
+    assert "Approvable until" in card.text and stops[0]["expires_at"] in card.text
+    evidence = stops[0]["evidence"]
+    assert "Alarm" in [e["kind"] for e in evidence], evidence
+    rows = card.find_elements(By.CSS_SELECTOR, "table tbody tr")
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [e["kind"] for e in evidence]
     accessible(browser, "approvals")
     screenshot(browser, "console-2-approval-request")
     card.find_element(By.CSS_SELECTOR, "button.approve").click()

@@ -22,11 +22,19 @@ from tests.conftest import REPO, Neo4jTarget, forget_decisions, seed_skab
 from tests.integration.test_cli import run
 from tests.unit.test_llm_planner import ScriptedChatModel, ai
 from twinkg.agents.checkpoint import open_checkpointer
+from twinkg.agents.context import AgentSettings
 from twinkg.agents.llm_planner import LlmPlanner
 from twinkg.agents.planning import Plan, PlanningCase, RulePlanner
 from twinkg.agents.replay import replay
 from twinkg.agents.runner import Agents
-from twinkg.agents.state import ActionKind, ApprovalInput, Outcome, ProposedAction, Trigger
+from twinkg.agents.state import (
+    ActionKind,
+    ApprovalInput,
+    Outcome,
+    ProposedAction,
+    Trigger,
+    parse_time,
+)
 from twinkg.kg import agent_queries as q
 from twinkg.kg import chain_verify, provenance
 from twinkg.kg.lineage import lineage
@@ -36,6 +44,7 @@ from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import (
     ApprovalExpiredError,
     ApprovalMismatchError,
+    ApprovalRequestExpiredError,
     ApprovalStaleError,
     ApproverRoleError,
     DecisionNotFoundError,
@@ -262,6 +271,35 @@ def test_low_confidence_waits_for_a_person_and_a_rejection_is_recorded(world: Wo
     )
     assert result.steps[-1].outcome is Outcome.REJECTED
     _check_lineage_and_replay(world, result.steps[-1].decision)
+
+
+def test_a_request_past_its_validity_may_be_rejected_but_not_approved(world: World) -> None:
+    """An approval request is dated by its decision's record and may be approved for
+    ``request_ttl_s`` (a shift, by default); after that an approval is refused with its own
+    code, nothing resumes, and the request can still be rejected, which is recorded."""
+    agents, moment = _clocked(world)
+    action = ProposedAction(
+        kind=ActionKind.WORK_ORDER, target=PUMP, confidence=0.5, proposed_at=AS_OF.isoformat()
+    )
+    decision = agents.run(scope=PUMP, as_of=AS_OF, action=action).steps[-1].decision
+    request = agents.request_for(decision)
+    asked, until = parse_time(request["requested_at"]), parse_time(request["expires_at"])
+    assert asked == moment[0]  # the decision was recorded at the agents' clock
+    assert until - asked == timedelta(seconds=AgentSettings().request_ttl_s) == timedelta(hours=8)
+    moment[0] = until - timedelta(seconds=1)
+    assert agents.request_for(decision)["expires_at"] == request["expires_at"]  # fixed, not sliding
+    moment[0] = until
+    fresh = (until + timedelta(minutes=30)).isoformat()
+    with pytest.raises(ApprovalRequestExpiredError, match="may only be rejected"):
+        agents.answer(decision, _answer(world, decision, expires_at=fresh))
+    assert agents.request_for(decision)["decision"] == decision  # still waiting, nothing resumed
+    assert _outcome(world, decision) == Outcome.AWAITING_APPROVAL.value
+    rejected = agents.answer(
+        decision,
+        _answer(world, decision, outcome="rejected", approver=PETROV, role=OPERATOR),
+    )
+    assert rejected.steps[-1].outcome is Outcome.REJECTED
+    _check_lineage_and_replay(world, rejected.steps[-1].decision)
 
 
 def test_critical_stop_needs_a_supervisor_bound_approval(world: World, driver: Driver) -> None:
@@ -515,14 +553,22 @@ def test_a_replay_that_decides_differently_shows_each_field(world: World, driver
 
 
 def test_a_stale_approval_is_refused(world: World, driver: Driver) -> None:
+    """An approval of a request whose graph changed is refused; a rejection of one is
+    recorded (it applies nothing), so a stale request can be closed."""
     decision = _propose(world, ActionKind.WORK_ORDER, confidence=0.5)
+    other = _propose(world, ActionKind.WORK_ORDER, confidence=0.5)
     answer = _answer(world, decision)
+    rejection = _answer(world, other, outcome="rejected", approver=PETROV, role=OPERATOR)
     driver.execute_query(
         "MATCH (e {uri: $env}) SET e.maxValue = e.maxValue + 1", env=PLANT + "envelope-pump-flow"
     )
     try:
-        with pytest.raises(ApprovalStaleError):
+        with pytest.raises(ApprovalStaleError, match="may be rejected"):
             world.agents.answer(decision, answer)
+        assert _outcome(world, decision) == Outcome.AWAITING_APPROVAL.value
+        rejected = world.agents.answer(other, rejection)
+        assert rejected.steps[-1].outcome is Outcome.REJECTED
+        _check_lineage_and_replay(world, rejected.steps[-1].decision)
     finally:
         driver.execute_query(
             "MATCH (e {uri: $env}) SET e.maxValue = e.maxValue - 1",

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,23 @@ def test_approvals_are_bound_to_roles_and_time(scenario: Scenario, driver: Drive
     twice = scenario.twinkg("agents", "approve", decision, "--as", IVANOVA)
     assert twice.returncode == 10, twice.stderr
     assert _error_code(twice) == "not_awaiting_approval"
+
+    # A request past its validity (TWINKG_APPROVAL_REQUEST_TTL_S cut to a millisecond): it says
+    # so in `pending`, approving it is refused with its own code and resumes nothing, and it
+    # can still be rejected, which is recorded.
+    short = {**scenario.env, "TWINKG_APPROVAL_REQUEST_TTL_S": "0.001"}
+    listed = run("agents", "pending", "--json", env=short)
+    assert listed.returncode == 0, listed.stderr
+    request = next(r for r in json.loads(listed.stdout) if r["decision"] == other)
+    assert datetime.fromisoformat(request["expires_at"]) < datetime.now(UTC), request
+    late = run("agents", "approve", other, "--as", IVANOVA, env=short)
+    assert late.returncode == 10 and _error_code(late) == "approval_request_expired", late.stderr
+    assert "may only be rejected" in late.stderr
+    assert _outcome(driver, other) == "awaiting_approval" and other in _pending(scenario)
+    rejected = run("agents", "reject", other, "--as", PETROV, "--comment", "too late", env=short)
+    assert rejected.returncode == 0, rejected.stderr
+    assert _decisions(rejected.stdout)[-1][1] == "rejected", rejected.stdout
+    assert other not in _pending(scenario)
 
 
 def test_a_setpoint_above_the_envelope_is_refused(scenario: Scenario, driver: Driver) -> None:

@@ -382,6 +382,29 @@ def test_approval_by_role_and_criticality(world: ApiWorld, driver: Driver) -> No
     run_id, number = step["decision"].rsplit("/", 2)[-2:]
     waiting = world.client.get("/approvals", headers=world.as_role(Role.VIEWER)).json()
     assert step["decision"] in [r["decision"] for r in waiting]
+    # It says when it was asked and until when it may be approved, and shows what the decision
+    # used: findings first (those no earlier test's decision used), then the telemetry windows
+    # and the trust scores; each of them is in the decision's lineage (as compliance reads it),
+    # and no query rows are shown.
+    mine = next(r for r in waiting if r["decision"] == step["decision"])
+    asked, until = (datetime.fromisoformat(mine[k]) for k in ("requested_at", "expires_at"))
+    assert until - asked == timedelta(hours=8)  # the default TWINKG_APPROVAL_REQUEST_TTL_S
+    kinds = [e["kind"] for e in mine["evidence"]]
+    order = [
+        *("Alarm", "Anomaly", "TelemetryWindow", "TrustScore", "Hypothesis"),
+        *("OperatingEnvelope", "SafetyPolicy", "ApprovalRequirement", "Policy"),
+    ]
+    assert {"TelemetryWindow", "TrustScore", "ApprovalRequirement"} <= set(kinds), kinds
+    assert set(kinds) <= set(order) and kinds == sorted(kinds, key=order.index), kinds
+    for finding in (e for e in mine["evidence"] if e["kind"] in {"Alarm", "Anomaly"}):
+        assert finding["about"] == [PUMP] and finding["facts"]["occurredAt"], finding
+    windows = [e for e in mine["evidence"] if e["kind"] == "TelemetryWindow"]
+    assert all(e["about"] and e["facts"]["sampleCount"] > 0 for e in windows), windows
+    lineage = world.client.get(
+        f"/decisions/{run_id}/{number}/lineage", headers=world.as_role(Role.COMPLIANCE)
+    ).json()
+    used = json.dumps(lineage["graph"])
+    assert all(e["iri"] in used for e in mine["evidence"])
     before = world.counts()
     # The pump is criticality A: an operator may not approve it, nor edit outside the rules.
     operator = world.client.post(

@@ -386,10 +386,6 @@ async function eventsPage(params) {
 
 // -- approvals
 
-async function criticalityOf(target) {
-  try { return (await getJson(`/assets/context?iri=${encodeURIComponent(target)}&events=0`)).criticality; } catch { return null; }
-}
-
 function number(id, label, value) {
   return h("div", {}, h("label", { for: id, text: label }),
     h("input", { id, type: "text", inputmode: "decimal", value: value ?? "", size: 12 }));
@@ -415,16 +411,32 @@ async function answer(request, path, body, out) {
   }
 }
 
-async function approvalCard(request) {
+function factsText(facts) {
+  return Object.entries(facts).map(([key, value]) => `${key}: ${typeof value === "number" ? fmt(value) : value}`).join("; ");
+}
+
+function evidenceTable(items) {
+  if (items.length === 0) return h("p", { class: "muted", text: "The decision used no finding, window, trust score or policy." });
+  return table(["Kind", "What", "About", "Recorded"], items.map((item) => [
+    item.kind,
+    h("span", { title: item.iri, text: item.label ?? lastPart(item.iri) }),
+    item.about.map(lastPart).join(", "),
+    factsText(item.facts),
+  ]), `${items.length} item(s) the decision used, as its provenance records them`);
+}
+
+function approvalCard(request) {
   const action = request.action;
   const ref = decisionRef(request.decision);
-  const critical = await criticalityOf(action.target);
+  const critical = request.target_criticality;
   const level = ["A", "B", "C"].includes(critical) ? critical : "A";
+  const expired = request.expires_at !== null && Date.parse(request.expires_at) <= Date.now();
   const mayAnswer = can("approve") && me.approvable_criticality.includes(level);
   const out = h("div", { class: "outcome", "aria-live": "polite" });
   const id = ref.replace(/[^A-Za-z0-9]/g, "-");
   const card = h("article", { class: "card approval", "data-decision": request.decision, "aria-labelledby": `t-${id}` },
-    h("header", {}, h("h2", { id: `t-${id}`, text: `${action.kind} on ${lastPart(action.target)}` }), pill("awaiting approval")),
+    h("header", {}, h("h2", { id: `t-${id}`, text: `${action.kind} on ${lastPart(action.target)}` }),
+      pill(expired ? "request expired" : "awaiting approval")),
     kv([
       ["Decision", decisionLink(request.decision)],
       ["Target", h("a", { href: `#/asset?iri=${encodeURIComponent(action.target)}`, text: action.target })],
@@ -439,9 +451,14 @@ async function approvalCard(request) {
       ["Graph version", h("code", { text: request.graph_version })],
       ["Action hash", h("code", { text: request.action_hash })],
       ["May approve", request.roles.map(lastPart).join(", ")],
+      ["Requested at", request.requested_at],
+      ["Approvable until", request.expires_at === null ? null
+        : expired ? `${request.expires_at} (expired: it may only be rejected)` : request.expires_at],
     ]),
     h("h3", { text: "Safety verdict: why it waits for a person" }),
     h("ul", {}, request.reasons.map((r) => h("li", { text: r }))),
+    h("h3", { text: "Evidence" }),
+    evidenceTable(request.evidence),
   );
   if (!mayAnswer) {
     card.append(h("p", { class: "muted", text: can("approve")
@@ -471,11 +488,11 @@ async function approvalCard(request) {
   card.append(
     h("div", { class: "row" },
       h("div", {}, h("label", { for: `c-${id}`, text: "Comment (recorded)" }), comment),
-      h("div", {}, h("label", { for: `x-${id}`, text: "Approval valid for" }), ttl)),
+      expired ? null : h("div", {}, h("label", { for: `x-${id}`, text: "Approval valid for" }), ttl)),
     h("p", { class: "row" },
-      h("button", { type: "button", class: "approve", text: "Approve", onclick: () =>
+      expired ? null : h("button", { type: "button", class: "approve", text: "Approve", onclick: () =>
         answer(request, `/decisions/${ref}/approve`, { comment: comment.value, expires_in_s: Number(ttl.value) }, out) }),
-      h("button", { type: "button", class: "secondary edit", text: "Edit and approve…", onclick: () => { edits.hidden = !edits.hidden; } }),
+      expired ? null : h("button", { type: "button", class: "secondary edit", text: "Edit and approve…", onclick: () => { edits.hidden = !edits.hidden; } }),
       h("button", { type: "button", class: "danger reject", text: "Reject", onclick: () =>
         answer(request, `/decisions/${ref}/reject`, { comment: comment.value }, out) })),
     edits, out);
@@ -484,7 +501,7 @@ async function approvalCard(request) {
 
 async function approvalsPage() {
   const requests = await getJson("/approvals");
-  const cards = await Promise.all(requests.map(approvalCard));
+  const cards = requests.map(approvalCard);
   return [heading("Approvals"),
     h("p", { class: "muted", text: `${requests.length} request(s) waiting, oldest first. An approval is bound to the action's arguments and to the graph version it was judged on; the guard judges again when you approve.` }),
     h("p", {}, h("button", { type: "button", class: "secondary", text: "Refresh", onclick: () => route() })),
