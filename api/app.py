@@ -28,6 +28,7 @@ from twinkg.api.http import errors as http_errors
 from twinkg.api.http import events as routes_events
 from twinkg.api.http import sim as routes_sim
 from twinkg.api.http import sparql as routes_sparql
+from twinkg.api.http import sso as routes_sso
 from twinkg.api.http.auth import AuditMiddleware
 from twinkg.api.http.body_limit import BodyLimitMiddleware
 from twinkg.api.http.jobs import Jobs
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         routes_decisions.router,
         routes_events.router,
         routes_sim.router,
+        routes_sso.router,
     ):
         app.include_router(router, responses=http_errors.ERROR_RESPONSES)
     app.mount("/mcp", mcp.app)

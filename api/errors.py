@@ -65,6 +65,13 @@ class PermissionDeniedError(TwinKGError):
     exit_code = 15
 
 
+class IdentityProviderError(TwinKGError):
+    """The OpenID Connect provider could not be reached, or answered out of its protocol
+    (HTTP 502): the sign-in cannot go on, and nothing about the caller was decided."""
+
+    code = "oidc_unavailable"
+
+
 # Most specific first: the first class an error is an instance of decides its status.
 _STATUS: tuple[tuple[type[TwinKGError], int], ...] = (
     (AuthenticationError, 401),
@@ -83,6 +90,7 @@ _STATUS: tuple[tuple[type[TwinKGError], int], ...] = (
     (e.SparqlUserLimitError, 429),
     (e.QueryRejectedError, 400),
     (e.InvalidInputError, 400),
+    (IdentityProviderError, 502),
     (e.StoreError, 503),
     (e.ServerError, 503),
     (e.ConfigError, 503),

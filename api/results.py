@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rdflib import Graph
 
 from twinkg.agents.state import ProposedAction
-from twinkg.ontology.vocab import Label
+from twinkg.ontology.vocab import Label, RelType
 
 if TYPE_CHECKING:
     from twinkg.reasoner.inference import ReclassifySummary
@@ -445,3 +445,96 @@ class IngestResult:
     classification: ReclassifySummary | None = None
     classification_error: str | None = None
     reclassification: int | None = None
+
+
+_PLANT_EDGE_KINDS: dict[str, Literal["feeds", "drives"]] = {
+    RelType.FEEDS.value: "feeds",
+    RelType.DRIVES.value: "drives",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlantNode:
+    """An asset or a sensor in the plant graph: what it is (its asserted classes, then those the
+    reasoner inferred), how it stands, and, for a sensor, its latest trust score's confidence."""
+
+    iri: str
+    tag: str | None
+    label: str | None
+    kind: Literal["asset", "sensor"]
+    classes: tuple[str, ...]
+    inferred: tuple[str, ...]
+    status: str | None
+    criticality: str | None
+    open_findings: int
+    trust: float | None  # a sensor's latest confidence (0..1); None for an asset or before any
+    parent: str | None  # the asset it is part of (the first by IRI, when several)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], kind: Literal["asset", "sensor"]) -> PlantNode:
+        """From a row of ``PLANT_ASSETS``, ``AREA_ASSETS`` or ``SENSORS`` (kg/plant_graph.py)."""
+        inferred = _texts(row["inferred"])
+        return cls(
+            row["uri"],
+            row["tag"],
+            row["label"],
+            kind,
+            tuple(dict.fromkeys(_texts(row["types"]) + inferred)),
+            inferred,
+            row["status"],
+            row["criticality"],
+            int(row["open_findings"]),
+            _float(row.get("trust")),
+            row["parent"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlantEdge:
+    """A flow (``feeds``), a driver (``drives``) or a sensor on an asset (``monitors``)."""
+
+    source: str
+    target: str
+    kind: Literal["feeds", "drives", "monitors"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlantGraph:
+    """The plant, or one area of it, as a graph: its first assets in IRI order, the sensors on
+    them, and the edges among those; ``truncated`` when more assets matched than are shown."""
+
+    nodes: tuple[PlantNode, ...]
+    edges: tuple[PlantEdge, ...]
+    truncated: bool
+    assets: int
+    sensors: int
+
+    @classmethod
+    def from_rows(
+        cls, assets: list[dict[str, Any]], sensors: list[dict[str, Any]], *, limit: int
+    ) -> PlantGraph:
+        """From the rows of ``PLANT_ASSETS`` or ``AREA_ASSETS`` (up to ``limit + 1``: one more
+        says that some were left out) and those of ``SENSORS`` for the assets shown."""
+        shown = assets[:limit]
+        iris = {row["uri"] for row in shown}
+        sensor_nodes = tuple(PlantNode.from_row(row, "sensor") for row in sensors)
+        known = {node.iri for node in sensor_nodes}
+        edges = [
+            PlantEdge(row["uri"], out["target"], _PLANT_EDGE_KINDS[out["kind"]])
+            for row in shown
+            for out in row["out"]
+            if out["target"] in iris
+        ]
+        edges += [
+            PlantEdge(sensor, row["uri"], "monitors")
+            for row in shown
+            for sensor in row["sensors"]
+            if sensor in known
+        ]
+        return cls(
+            tuple(PlantNode.from_row(row, "asset") for row in shown) + sensor_nodes,
+            tuple(sorted(set(edges), key=lambda e: (e.kind, e.source, e.target))),
+            len(assets) > limit,
+            len(shown),
+            len(sensor_nodes),
+        )

@@ -63,7 +63,7 @@ APPROVABLE_CRITICALITY: Mapping[Role, frozenset[str]] = {
 }
 """Which asset criticalities (``tk:criticality``) each approving role may approve actions on."""
 
-AuthMethod = Literal["api_key", "jwt"]
+AuthMethod = Literal["api_key", "jwt", "oidc"]
 
 
 def _role_names(roles: frozenset[Role]) -> str:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -60,10 +60,13 @@ __all__ = [
     "Permission",
     "Principal",
     "Role",
+    "TokenVerifier",
     "build_authenticator",
+    "decode_token",
     "may_approve",
     "parse_roles",
     "single_header",
+    "token_principal",
 ]
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -289,38 +292,59 @@ class JwtVerifier:
 
     def verify(self, token: str) -> Principal:
         """The caller a token identifies. Expired → :class:`TokenExpiredError`, else invalid."""
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=list(self.algorithms),
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway_s,
-                options={
-                    "require": ["exp", "sub", "aud"] + (["iss"] if self.issuer else []),
-                    "enforce_minimum_key_length": True,
-                },
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenExpiredError("the bearer token has expired") from None
-        except jwt.InvalidAlgorithmError:
-            allowed = ", ".join(self.algorithms)
-            raise CredentialsInvalidError(
-                f"bearer token algorithm not allowed ({allowed})"
-            ) from None
-        except jwt.InvalidSignatureError:
-            raise CredentialsInvalidError("bearer token signature does not verify") from None
-        except jwt.InvalidAudienceError:
-            raise CredentialsInvalidError("bearer token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise CredentialsInvalidError("bearer token is from another issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise CredentialsInvalidError(f"bearer token lacks the {exc.claim!r} claim") from None
-        except jwt.PyJWTError as exc:
-            reason = type(exc).__name__.removesuffix("Error")
-            raise CredentialsInvalidError(f"malformed bearer token ({reason})") from None
-        return _token_principal(claims)
+        claims = decode_token(
+            token,
+            self._key,
+            algorithms=self.algorithms,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway_s=self.leeway_s,
+        )
+        return token_principal(claims)
+
+
+def decode_token(
+    token: str,
+    key: Any,
+    *,
+    algorithms: tuple[str, ...],
+    audience: str,
+    issuer: str | None,
+    leeway_s: float,
+) -> dict[str, Any]:
+    """The claims of a signed JWT once its signature (one of ``algorithms``), audience, issuer
+    and times check out; each failure is a :class:`CredentialsInvalidError` that says which, an
+    expired token :class:`TokenExpiredError`."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(algorithms),
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway_s,
+            options={
+                "require": ["exp", "sub", "aud"] + (["iss"] if issuer else []),
+                "enforce_minimum_key_length": True,
+            },
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpiredError("the bearer token has expired") from None
+    except jwt.InvalidAlgorithmError:
+        allowed = ", ".join(algorithms)
+        raise CredentialsInvalidError(f"bearer token algorithm not allowed ({allowed})") from None
+    except jwt.InvalidSignatureError:
+        raise CredentialsInvalidError("bearer token signature does not verify") from None
+    except jwt.InvalidAudienceError:
+        raise CredentialsInvalidError("bearer token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise CredentialsInvalidError("bearer token is from another issuer") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise CredentialsInvalidError(f"bearer token lacks the {exc.claim!r} claim") from None
+    except jwt.PyJWTError as exc:
+        reason = type(exc).__name__.removesuffix("Error")
+        raise CredentialsInvalidError(f"malformed bearer token ({reason})") from None
+    return claims
 
 
 _NUMERIC_DATES = ("exp", "nbf", "iat")
@@ -350,11 +374,34 @@ def _public_key(pem: bytes) -> tuple[Any, tuple[str, ...]]:
     raise ConfigError("TWINKG_JWT_PUBLIC_KEY_FILE must hold an RSA or a P-256 public key")
 
 
-def _token_principal(claims: dict[str, Any]) -> Principal:
+def token_principal(
+    claims: dict[str, Any],
+    *,
+    roles_claim: str = "roles",
+    method: AuthMethod = "jwt",
+    other_roles: bool = False,
+) -> Principal:
+    """The caller a verified token's claims name: TwinKG role names from ``roles_claim`` (a
+    dotted path into the claims, as identity providers nest them: ``realm_access.roles``), the
+    person approvals are recorded as from ``twinkg_person``, the name from ``name`` or
+    ``preferred_username``. With ``other_roles`` the names that are no TwinKG role are passed
+    over (an identity provider's roles serve many applications); at least one must be TwinKG's.
+    """
     _check_claim_types(claims)
-    names = claims.get("roles")
+    names: Any = claims
+    for part in roles_claim.split("."):
+        names = names.get(part) if isinstance(names, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise CredentialsInvalidError("bearer token needs a 'roles' claim: a list of role names")
+        raise CredentialsInvalidError(
+            f"bearer token needs a {roles_claim!r} claim: a list of role names"
+        )
+    if other_roles:
+        known = {role.value for role in Role}
+        names = [name for name in names if name in known]
+        if not names:
+            raise CredentialsInvalidError(
+                f"the token's {roles_claim!r} holds no TwinKG role ({', '.join(sorted(known))})"
+            )
     try:
         roles = parse_roles(names)
     except InvalidInputError as exc:
@@ -364,18 +411,31 @@ def _token_principal(claims: dict[str, Any]) -> Principal:
         raise CredentialsInvalidError("bearer token: 'twinkg_person' must be a string")
     subject = str(claims["sub"])
     name = claims.get("name") or claims.get("preferred_username") or subject
-    return Principal(subject, str(name), roles, person, "jwt")
+    return Principal(subject, str(name), roles, person, method)
 
 
 # --- both -------------------------------------------------------------------------------------
 
 
+class TokenVerifier(Protocol):
+    """Checks the bearer tokens of one issuer (the OpenID provider of ``api.oidc``)."""
+
+    issuer: str
+
+    def verify(self, token: str) -> Principal:
+        """The caller the token names, or an :class:`AuthenticationError`."""
+        ...
+
+
 class Authenticator:
     """Turns a request's credentials into a :class:`Principal`."""
 
-    def __init__(self, keys: KeyStore, jwt: JwtVerifier | None) -> None:
+    def __init__(
+        self, keys: KeyStore, jwt: JwtVerifier | None, oidc: TokenVerifier | None = None
+    ) -> None:
         self.keys = keys
         self.jwt = jwt
+        self.oidc = oidc
 
     def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         """The caller from ``Authorization: Bearer …`` or ``X-API-Key``; exactly one of them.
@@ -402,9 +462,21 @@ class Authenticator:
             raise CredentialsInvalidError("the Authorization header must be 'Bearer <token>'")
         if credential.startswith(KEY_PREFIX):
             return self.keys.verify(credential)
+        oidc = self.oidc
+        if oidc is not None and (self.jwt is None or self._issuer(credential) == oidc.issuer):
+            return oidc.verify(credential)
         if self.jwt is None:
             raise CredentialsInvalidError("bearer tokens are not configured here; use an API key")
         return self.jwt.verify(credential)
+
+    @staticmethod
+    def _issuer(token: str) -> str | None:
+        """The ``iss`` a token claims, unverified: only which verifier checks it depends on it."""
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return None
+        return str(issuer).rstrip("/") if issuer is not None else None
 
 
 def single_header(values: list[str], name: str) -> str | None:
@@ -429,4 +501,9 @@ def build_authenticator(settings: Settings) -> Authenticator:
         except OSError as exc:
             raise ConfigError(f"TWINKG_JWT_PUBLIC_KEY_FILE: {exc}") from None
         verifier = JwtVerifier(public_key_pem=pem, **common)
-    return Authenticator(KeyStore(api_keys_path(settings)), verifier)
+    oidc: TokenVerifier | None = None
+    if settings.oidc_issuer is not None:
+        from twinkg.api.oidc import OidcProvider  # noqa: PLC0415 - it builds on this module
+
+        oidc = OidcProvider(settings)
+    return Authenticator(KeyStore(api_keys_path(settings)), verifier, oidc)

@@ -150,6 +150,31 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str | None = Field(default=None, description="required `iss` of bearer tokens")
     jwt_audience: str = Field(default="twinkg", description="required `aud` of bearer tokens")
+    oidc_issuer: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="single sign-on: the OpenID Connect provider's issuer URL (off when unset)",
+    )
+    oidc_client_id: str = Field(
+        default="twinkg-console", min_length=1, description="the console's client id there"
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="its secret, when the provider holds the console confidential"
+    )
+    oidc_scope: str = Field(
+        default="openid profile email", description="the scopes the console asks for"
+    )
+    oidc_roles_claim: str = Field(
+        default="roles",
+        min_length=1,
+        description="the ID token claim with the TwinKG role names (dotted: realm_access.roles)",
+    )
+    oidc_ca_file: Path | None = Field(
+        default=None, description="trust the provider's TLS certificate by this CA bundle"
+    )
+    oidc_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="each request to the provider"
+    )
     tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this cert")
     tls_key_file: Path | None = Field(default=None, description="the certificate's private key")
     tls_client_ca_file: Path | None = Field(

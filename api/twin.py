@@ -36,6 +36,7 @@ from twinkg.api.results import (
     IngestResult,
     Lineage,
     PendingApproval,
+    PlantGraph,
     RecentDecision,
     RunDecision,
 )
@@ -43,6 +44,7 @@ from twinkg.api.settings import Settings, detector_dir, telemetry_dir
 from twinkg.connect.source import Batch, Source, SourceContext
 from twinkg.kg import agent_queries as aq
 from twinkg.kg import api_queries, chain_verify, telemetry_state
+from twinkg.kg import plant_graph as plant_queries
 from twinkg.kg.lineage import lineage
 from twinkg.kg.provenance import decision_ref
 from twinkg.kg.store import GraphStore, QueryResult
@@ -151,6 +153,32 @@ class Twin(OfflineTwin):
             policies=read(aq.POLICIES, asset=asset)[0],
             events=read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
         )
+
+    def plant_graph(self, *, area: str | None, limit: int, sensors: bool = True) -> PlantGraph:
+        """The plant as a graph of equipment, flows and sensors (decision 0076): the first
+        ``limit`` assets other than sensors in IRI order, of the whole plant or of ``area`` (the
+        IRI or tag of an asset: it and what is transitively part of it), with the sensors on
+        them when ``sensors`` (each with its latest trust as of now) and the ``feeds``,
+        ``drives`` and ``monitors`` edges among them. :class:`NotFoundError` for an unknown
+        ``area``."""
+        if limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, got {limit}")
+        read = self.store.read
+        if area is None:
+            rows = read(plant_queries.PLANT_ASSETS, limit=limit + 1, sensors=sensors)
+        else:
+            found = read(plant_queries.AREA_BY_IRI, iri=area) or read(
+                plant_queries.AREA_BY_TAG, tag=area
+            )
+            if not found:
+                raise NotFoundError(f"no asset or area {area!r} in the graph")
+            rows = read(
+                plant_queries.AREA_ASSETS, area=found[0]["uri"], limit=limit + 1, sensors=sensors
+            )
+        iris = sorted({sensor for row in rows[:limit] for sensor in row["sensors"]})
+        now = self.clock().isoformat()
+        on = read(plant_queries.SENSORS, uris=iris, as_of=now) if iris else []
+        return PlantGraph.from_rows(rows, on, limit=limit)
 
     def criticality(self, asset: str) -> str | None:
         """The asset's criticality class (A/B/C), or ``None`` when it has none."""

@@ -22,6 +22,7 @@ from twinkg.api.http.models import (
     Health,
     IngestOut,
     MeOut,
+    PlantGraphOut,
     ProjectionStatus,
     Readiness,
     ValidationOut,
@@ -205,6 +206,25 @@ def assets(
         AssetOut.model_validate(asset, from_attributes=True)
         for asset in twin.assets(kind=kind, offset=offset, limit=limit)
     ]
+
+
+@router.get("/assets/graph", tags=["assets"])
+def asset_graph(
+    twin: TwinDep,
+    _: Annotated[Principal, Depends(requires(Permission.READ))],
+    area: Annotated[
+        str | None,
+        Query(min_length=1, max_length=2000, description="an asset's IRI or tag, e.g. L-1"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="the most assets shown")] = 500,
+    sensors: Annotated[bool, Query(description="the sensors on the assets too")] = True,
+) -> PlantGraphOut:
+    """The plant (or ``area``: it and what is part of it) as a graph: assets with their status,
+    criticality, open findings and classes (inferred ones too), sensors with their latest trust,
+    and the ``feeds``, ``drives`` and ``monitors`` edges among them; the first ``limit`` assets
+    in IRI order, ``truncated`` when more matched. 404 ``not_found`` for an unknown area."""
+    graph = twin.plant_graph(area=area, limit=limit, sensors=sensors)
+    return PlantGraphOut.model_validate(graph, from_attributes=True)
 
 
 @router.get("/assets/context", tags=["assets"])

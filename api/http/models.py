@@ -348,3 +348,41 @@ class AuditEntryOut(BaseModel):
     intent: int | None = Field(default=None, description="on an outcome: its intent's index")
     prev: str
     hash: str
+
+
+class PlantNodeOut(BaseModel):
+    """An asset or a sensor of the plant graph."""
+
+    iri: str
+    tag: str | None
+    label: str | None
+    kind: Literal["asset", "sensor"]
+    classes: list[str] = Field(description="its asserted classes, then those inferred (IRIs)")
+    inferred: list[str] = Field(description="the classes the reasoner inferred (IRIs)")
+    status: str | None
+    criticality: str | None
+    open_findings: int = Field(description="open alarms and anomalies concerning it")
+    trust: float | None = Field(
+        description="a sensor's latest trust score's confidence (0..1); null for an asset, or "
+        "for a sensor before any score"
+    )
+    parent: str | None = Field(description="the asset it is part of")
+
+
+class PlantEdgeOut(BaseModel):
+    """A flow (``feeds``), a driver (``drives``) or a sensor on an asset (``monitors``)."""
+
+    source: str
+    target: str
+    kind: Literal["feeds", "drives", "monitors"]
+
+
+class PlantGraphOut(BaseModel):
+    """The plant, or one area of it, as equipment, flows and sensors: the first ``assets``
+    assets in IRI order with the ``sensors`` on them, and the edges among those nodes."""
+
+    nodes: list[PlantNodeOut]
+    edges: list[PlantEdgeOut]
+    truncated: bool = Field(description="more assets matched than are shown: choose an area")
+    assets: int
+    sensors: int

@@ -13,6 +13,7 @@ worker was away wait on the broker, and paho reconnects by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import ssl
@@ -65,8 +66,11 @@ def connect_session(
     *,
     receive_maximum: int = 0,
     on_message: Callable[[paho.Client, object, paho.MQTTMessage], None] | None = None,
+    will: tuple[str, bytes] | None = None,
 ) -> tuple[paho.Client, bool]:
-    """:func:`connect`, and whether the broker resumed the client's earlier session."""
+    """:func:`connect`, and whether the broker resumed the client's earlier session. ``will``
+    (topic, payload) is published retained at QoS 1 by the broker if the connection is lost
+    without a DISCONNECT (the MQTT Will: a process killed, a cable pulled)."""
     host, port, tls = endpoint.address()
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
@@ -86,6 +90,8 @@ def connect_session(
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     client.reconnect_delay_set(min_delay=1, max_delay=5)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
     connected = threading.Event()
     refused: list[str] = []
     resumed: list[bool] = []
@@ -162,12 +168,22 @@ class Subscriber:
         :func:`~twinkg.connect.mqtt.topics.state_topic`), every subscription the broker grants,
         the first and each one made again after the broker lost the session, is announced
         there, retained: producers waiting on receipts then send again what may have been
-        routed to no one."""
+        routed to no one. Its end is announced there too, retained, with ``online: false``: by
+        :meth:`close` (``"reason": "stopped"``), or by the broker, as the connection's Will,
+        when the connection is lost (``"reason": "connection lost"``), as a Sparkplug B primary
+        host's ``STATE`` goes offline."""
         if isinstance(topic_filters, str):  # a str is a sequence of one-letter filters
             raise ConfigError(f"topic filters are a list, not the string {topic_filters!r}")
         self._queue: queue.Queue[Message] = queue.Queue()
+        self._announce_to = announce
+        self._timeout_s = endpoint.timeout_s
+        will = None if announce is None else (announce, _state(client_id, "connection lost", None))
         self._client, resumed = connect_session(
-            endpoint, client_id, receive_maximum=receive_maximum, on_message=self._received
+            endpoint,
+            client_id,
+            receive_maximum=receive_maximum,
+            on_message=self._received,
+            will=will,
         )
         self.resumed = resumed
         self.client_id = client_id
@@ -197,9 +213,15 @@ class Subscriber:
         self, client: paho.Client, _u: object, flags: ConnectFlags, reason: ReasonCode, _p: object
     ) -> None:
         """After paho reconnected by itself: a broker that lost the session (restarted without
-        its saved state) lost the subscriptions too, so they are made again."""
-        if not reason.is_failure and not flags.session_present:
+        its saved state) lost the subscriptions too, so they are made again (and announced once
+        granted); a session the broker kept is announced at once, since the connection's Will
+        said it was lost."""
+        if reason.is_failure:
+            return
+        if not flags.session_present:
             client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+        elif self._announce_to is not None:
+            self._announce(self._announce_to)
 
     def _announce(self, topic: str) -> None:
         """Say, retained at QoS 1, that this client's subscriptions are in place (from paho's
@@ -252,9 +274,28 @@ class Subscriber:
         """Disconnect. The session stays (unacknowledged and newly routed messages wait for the
         same client id) unless ``end_session``: a retired worker's session ends with it, and
         what it still held is dropped, so retire only after :meth:`unsubscribe` and a drain."""
+        if self._announce_to is not None and self._client.is_connected():
+            # said while still connected; a normal DISCONNECT then discards the Will
+            info = self._client.publish(
+                self._announce_to,
+                _state(self.client_id, "stopped", datetime.now(UTC)),
+                qos=1,
+                retain=True,
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(self._timeout_s)
         properties = None
         if end_session:
             properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 0
         self._client.disconnect(properties=properties)
         self._client.loop_stop()
+
+
+def _state(client_id: str, reason: str, at: datetime | None) -> bytes:
+    """The retained announcement that ``client_id`` no longer takes messages, why, and when
+    (``None`` for the Will, made at connect time and published whenever the loss is seen)."""
+    body: dict[str, object] = {"online": False, "client": client_id, "reason": reason}
+    if at is not None:
+        body["at"] = at.isoformat(timespec="milliseconds")
+    return json.dumps(body).encode()

@@ -21,7 +21,9 @@ from neo4j import Driver
 from pydantic import SecretStr
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -478,3 +480,63 @@ def test_simulations_are_compared_and_a_bad_run_is_refused(
     assert "backwards" in message(browser)
     listed_jobs = console.http.get("/sim/runs", headers=console.headers(Role.VIEWER)).json()
     assert len(listed_jobs["jobs"]) == len(jobs)
+
+
+def test_a_viewer_sees_the_plant_graph_and_opens_the_pump_from_it(
+    browser: WebDriver, console: Console
+) -> None:
+    answer = console.http.get("/assets/graph", headers=console.headers(Role.VIEWER))
+    assert answer.status_code == 200, answer.text
+    graph = answer.json()
+    nodes = {n["iri"]: n for n in graph["nodes"]}
+    pump = nodes[PUMP]
+    on_pump = [
+        e["source"] for e in graph["edges"] if e["kind"] == "monitors" and e["target"] == PUMP
+    ]
+    assert len(on_pump) == 4, graph["edges"]
+    sign_in(browser, console, Role.VIEWER)
+    visit(browser, console, "plant", "#pg-form")
+    assert browser.find_element(By.ID, "pg-sensors").is_selected()
+    browser.find_element(By.ID, "pg-show").click()
+    pump_css = f'#plant-graph a.pg-node[data-iri="{PUMP}"]'
+    node = until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, pump_css), "the pump")[0]
+    assert text_of(browser, "#pg-status") == (
+        f"{graph['assets']} assets and {graph['sensors']} sensors of the whole plant."
+    )
+    shown = str(node.find_element(By.TAG_NAME, "text").get_attribute("textContent"))
+    findings = pump["open_findings"]
+    assert "P-1" in shown and f"{pump['status']} · " in shown, shown
+    assert (f"{findings} open finding" if findings else "no open finding") in shown, shown
+    assert ("pg-bad" in str(node.get_attribute("class"))) == (findings > 0)
+    for sensor in on_pump:  # each sensor on the pump, with its latest trust
+        dot = browser.find_element(
+            By.CSS_SELECTOR, f'#plant-graph a.pg-sensor[data-iri="{sensor}"]'
+        )
+        text = str(dot.find_element(By.TAG_NAME, "text").get_attribute("textContent"))
+        assert text.startswith(f"{nodes[sensor]['tag']} · "), text
+        trust = nodes[sensor]["trust"]
+        if trust is None:
+            assert text.endswith("no trust score"), text
+        else:
+            assert abs(float(text.rsplit("trust ", 1)[1]) - trust) <= 0.005 + 1e-9, (text, trust)
+    drives = sum(e["kind"] == "drives" for e in graph["edges"])
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#plant-graph path.pg-drives")) == drives
+    svg = browser.find_element(By.ID, "plant-graph")
+    assert svg.get_attribute("role") == "group"
+    assert "Plant graph of the whole plant" in str(svg.get_attribute("aria-label"))
+    links = svg.find_elements(By.CSS_SELECTOR, "a")
+    assert len(links) == len(graph["nodes"])
+    for link in links:  # each link is named by what it shows
+        visible = str(link.find_element(By.TAG_NAME, "text").get_attribute("textContent"))
+        assert " ".join(link.accessible_name.split()) == " ".join(visible.split())
+    assert browser.find_element(By.CSS_SELECTOR, "ul.pg-legend").is_displayed()
+    accessible(browser, "plant graph")
+    screenshot(browser, "console-11-plant-graph")
+    # By keyboard: the pump's node takes the focus and Enter opens the pump's page.
+    browser.execute_script("arguments[0].focus()", node)
+    assert browser.execute_script("return document.activeElement === arguments[0]", node)
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    until(browser, lambda b: text_of(b, "main h1") == "Asset P-1", "the pump's page")
+    assert "#/asset?iri=" in browser.current_url
+    browser.back()  # and back: the graph is drawn again
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, pump_css), "the graph again")

@@ -12,8 +12,9 @@ the points are stored once).
 from __future__ import annotations
 
 import json
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
-from twinkg.connect.mqtt.topics import Role, telemetry_filters
+from twinkg.connect.mqtt.topics import Role, state_topic, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -627,3 +628,48 @@ def test_a_group_refused_whole_is_taken_message_by_message(
     assert (stats.applied, stats.refused) == (3, 0)
     assert _stored(tmp_path) == 9
     assert _batches_of(driver, bodies, twin) == [(3, 0, "telemetry@1.0.0")] * 3
+
+
+def test_an_ingest_workers_state_says_when_it_stops_and_when_its_connection_is_lost(
+    mqtt: broker.BrokerConfig,
+) -> None:
+    """The retained state announcement goes ``online: false`` with its reason: ``stopped`` when
+    the worker closes, ``connection lost`` (the broker publishes the connection's Will) when
+    its connection drops without a DISCONNECT; a reconnection announces it online again."""
+    topic = state_topic("ingest-state")
+    seen: list[dict[str, Any]] = []
+    broker.issue(mqtt, "state-watch", Role.OBSERVER)  # a dashboard: it may read the states
+    observer = Subscriber(endpoint(mqtt, "state-watch"), [topic], client_id="observer-state")
+
+    def heard(condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        for message in observer.messages(idle_s=60):  # a bound for slow machines, not a wait
+            observer.ack(message)
+            seen.append(json.loads(message.payload))
+            if condition(seen[-1]):
+                return seen[-1]
+        raise AssertionError(f"no such announcement; heard {seen}")
+
+    try:
+        worker = Subscriber(
+            endpoint(mqtt), telemetry_filters(["skab"]), client_id="ingest-state", announce=topic
+        )
+        assert heard(lambda s: s["online"] is True)["client"] == "ingest-state"
+        sock = worker.client.socket()
+        assert isinstance(sock, socket.socket)  # an ssl.SSLSocket
+        sock.shutdown(socket.SHUT_RDWR)  # the network goes: no DISCONNECT is sent
+        lost = heard(lambda s: s["online"] is False)
+        assert lost == {"online": False, "client": "ingest-state", "reason": "connection lost"}
+        heard(lambda s: s["online"] is True)  # paho reconnects, the subscription is announced
+        worker.close(end_session=True)
+        stopped = heard(lambda s: s["online"] is False)
+        assert stopped["reason"] == "stopped" and datetime.fromisoformat(stopped["at"])
+    finally:
+        observer.close(end_session=True)
+    # retained: whoever subscribes later learns that the worker is gone, and why
+    late = Subscriber(endpoint(mqtt, "state-watch"), [topic], client_id="observer-late")
+    try:
+        [message] = list(late.messages(idle_s=5))  # the retained one arrives at subscribe
+        late.ack(message)
+        assert json.loads(message.payload)["reason"] == "stopped"
+    finally:
+        late.close(end_session=True)

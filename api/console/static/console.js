@@ -3,6 +3,7 @@
 // Data is only ever put into the page as text (textContent), never as markup.
 
 const TOKEN = "twinkg.console.token";
+const SSO = "twinkg.console.sso"; // a single sign-on under way: its state, PKCE verifier, nonce, page
 const main = document.getElementById("main");
 const message = document.getElementById("message");
 let me = null; // GET /me
@@ -122,6 +123,76 @@ function signOut(reason) {
   if (reason) show(reason);
 }
 
+// Single sign-on: the authorization code flow with PKCE (decision 0077). The provider sends the
+// browser back to /console?code=…&state=…; TwinKG redeems the code and checks the ID token.
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+const randomText = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+const redirectUri = () => `${location.origin}/console`;
+
+async function startSso(config) {
+  if (!window.isSecureContext || !crypto.subtle) {
+    show("Single sign-on needs HTTPS (or this machine's own address): the browser withholds the cryptography it needs from a plain-HTTP page.");
+    return;
+  }
+  const verifier = randomText(48);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  const state = randomText(24);
+  const nonce = randomText(24);
+  sessionStorage.setItem(SSO, JSON.stringify({ state, verifier, nonce, hash: location.hash }));
+  const url = new URL(config.authorization_endpoint);
+  const params = {
+    response_type: "code", client_id: config.client_id, redirect_uri: redirectUri(), scope: config.scope,
+    state, nonce, code_challenge: base64url(new Uint8Array(digest)), code_challenge_method: "S256",
+  };
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  location.assign(url.toString());
+}
+
+async function finishSso() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return;
+  const pending = JSON.parse(sessionStorage.getItem(SSO) ?? "null");
+  sessionStorage.removeItem(SSO);
+  history.replaceState(null, "", `/console${pending?.hash ?? ""}`); // the code is used once, and not kept in history
+  if (params.has("error")) {
+    const why = params.get("error_description");
+    show(`The identity provider did not sign you in: ${why ? `${why} (${params.get("error")})` : params.get("error")}`);
+    return;
+  }
+  if (!pending || params.get("state") !== pending.state) {
+    show("Sign-in failed: the answer does not belong to a sign-in started in this tab (state mismatch). Start again.");
+    return;
+  }
+  try {
+    const signedIn = await postJson("/auth/oidc/token", {
+      code: params.get("code"), code_verifier: pending.verifier, redirect_uri: redirectUri(), nonce: pending.nonce,
+    });
+    sessionStorage.setItem(TOKEN, signedIn.token);
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN);
+    failed(error);
+  }
+}
+
+async function ssoChoice(form) {
+  let config;
+  try {
+    const response = await fetch("/auth/oidc", { headers: { Accept: "application/json" }, cache: "no-store" });
+    config = await response.json();
+    if (!response.ok) throw new ApiError(response.status, config.error.code, config.error.message);
+  } catch (error) {
+    form.prepend(h("p", { class: "muted", id: "sso-down", text: `Single sign-on is not available now: ${error.message}` }));
+    return;
+  }
+  if (!config.enabled) return;
+  form.querySelector("h1").after(
+    h("p", {}, h("button", { type: "button", id: "sso", text: "Sign in with single sign-on", onclick: () => startSso(config) })),
+    h("p", { class: "muted", text: `Through your organisation's identity provider (${config.issuer}). Or:` }));
+}
+
 function renderLogin() {
   const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true, size: 60 });
   const form = h("form", { id: "login", "aria-labelledby": "login-title" },
@@ -147,6 +218,7 @@ function renderLogin() {
   });
   main.replaceChildren(form);
   input.focus();
+  ssoChoice(form);
 }
 
 async function loadMe() {
@@ -182,7 +254,7 @@ function assetLine(a) {
     a.inferred.length ? h("span", { class: "pill warn", text: a.inferred.map(lastPart).join(", ") }) : null);
 }
 
-async function plantPage() {
+async function plantPage(params) {
   const { assets, complete } = await allAssets();
   const known = new Set(assets.map((a) => a.uri));
   const children = new Map();
@@ -207,6 +279,8 @@ async function plantPage() {
       return h("li", {}, toggle, " ", assetLine(a), parts);
     }));
   const alarmed = assets.filter((a) => a.open_findings > 0);
+  const plantGraph = plantGraphSection(assets, children, params);
+  await plantGraph.ready;
   return [heading("Plant"),
     h("h2", { text: "Open findings" }),
     alarmed.length
@@ -214,8 +288,278 @@ async function plantPage() {
         h("a", { href: `#/asset?iri=${encodeURIComponent(a.uri)}`, text: a.tag ?? lastPart(a.uri) }),
         pill(a.status), a.criticality, String(a.open_findings), a.inferred.map(lastPart).join(", ")]))
       : h("p", { class: "muted", text: "No open alarm or anomaly." }),
+    plantGraph.parts,
     h("h2", { text: `Asset hierarchy (${assets.length} assets${complete ? "" : `, the first ${PLANT_MAX}`})` }),
     branch("", 0)];
+}
+
+// -- the plant graph (GET /assets/graph, decision 0076)
+
+const PLANT_GRAPH_LIMIT = 500; // assets the graph shows; a larger plant or area says to choose one
+const PLANT_GRAPH_DEPTH = 40; // flow columns at most: no chain, and no loop, runs on past it
+
+function flowColumns(iris, feeds) {
+  // Each asset with flows in the column of its longest path from a source along `feeds`. A
+  // depth-first search sets aside the edges that close a loop first (they are drawn, not laid
+  // out), so a loop ends where it was entered; the depth is capped as well.
+  const out = new Map(), into = new Set();
+  for (const e of feeds) {
+    if (!out.has(e.source)) out.set(e.source, []);
+    out.get(e.source).push(e.target);
+    into.add(e.target);
+  }
+  const flowing = iris.filter((iri) => out.has(iri) || into.has(iri));
+  const starts = [...flowing.filter((iri) => !into.has(iri)), ...flowing.filter((iri) => into.has(iri))];
+  const state = new Map(); // 1: on the search's path, 2: done
+  const finished = [];
+  const back = new Set(); // "source target" of each edge that closes a loop
+  for (const start of starts) {
+    if (state.has(start)) continue;
+    state.set(start, 1);
+    const stack = [[start, 0]];
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const next = (out.get(top[0]) ?? [])[top[1]++];
+      if (next === undefined) { state.set(top[0], 2); finished.push(top[0]); stack.pop(); }
+      else if (state.get(next) === 1) back.add(`${top[0]} ${next}`);
+      else if (!state.has(next)) { state.set(next, 1); stack.push([next, 0]); }
+    }
+  }
+  const column = new Map(flowing.map((iri) => [iri, 0]));
+  for (const iri of finished.reverse()) { // a topological order once the loops are cut
+    for (const next of out.get(iri) ?? []) {
+      if (back.has(`${iri} ${next}`)) continue;
+      column.set(next, Math.min(PLANT_GRAPH_DEPTH, Math.max(column.get(next), column.get(iri) + 1)));
+    }
+  }
+  return { column, back };
+}
+
+const PG = { w: 200, h: 54, col: 270, sensor: 18, gap: 24, pad: 28, top: 40, tall: 1600 };
+
+function plantLayout(graph) {
+  // Columns left → right by the flow; a driver without flows of its own right above what it
+  // drives; assets without flows in the last columns; each asset's sensors listed under it.
+  const assets = graph.nodes.filter((n) => n.kind === "asset").map((n) => n.iri);
+  const feeds = graph.edges.filter((e) => e.kind === "feeds");
+  const { column, back } = flowColumns(assets, feeds);
+  const drivers = new Map(); // driven → the drivers placed with it
+  const driving = new Set();
+  for (const e of graph.edges) {
+    if (e.kind !== "drives" || column.has(e.source) || driving.has(e.source)) continue;
+    driving.add(e.source);
+    if (!drivers.has(e.target)) drivers.set(e.target, []);
+    drivers.get(e.target).push(e.source);
+  }
+  const sensorsOf = new Map(); // asset → the sensors listed under it (each under its first asset)
+  const listedUnder = new Map();
+  for (const e of graph.edges) {
+    if (e.kind !== "monitors" || listedUnder.has(e.source)) continue;
+    listedUnder.set(e.source, e.target);
+    if (!sensorsOf.has(e.target)) sensorsOf.set(e.target, []);
+    sensorsOf.get(e.target).push(e.source);
+  }
+  const preds = new Map();
+  for (const e of feeds) {
+    if (back.has(`${e.source} ${e.target}`)) continue;
+    if (!preds.has(e.target)) preds.set(e.target, []);
+    preds.get(e.target).push(e.source);
+  }
+  const placed = new Set();
+  const place = (iri, list) => {
+    if (placed.has(iri)) return;
+    placed.add(iri);
+    for (const driver of drivers.get(iri) ?? []) place(driver, list);
+    list.push(iri);
+  };
+  const columns = [];
+  for (const iri of assets) if (column.has(iri)) (columns[column.get(iri)] ??= []).push(iri);
+  const row = new Map();
+  const ordered = [];
+  for (const list of columns) {
+    // Each column in the order of what feeds it (the mean row of its sources), else by IRI.
+    const key = (iri) => {
+      const from = (preds.get(iri) ?? []).filter((x) => row.has(x));
+      return from.length ? from.reduce((sum, x) => sum + row.get(x), 0) / from.length : Infinity;
+    };
+    const sorted = (list ?? []).map((iri, i) => [key(iri), i, iri])
+      .sort((a, b) => (a[0] - b[0]) || (a[1] - b[1])).map((k) => k[2]);
+    const out = [];
+    for (const iri of sorted) place(iri, out);
+    out.forEach((iri, i) => row.set(iri, i));
+    ordered.push(out);
+  }
+  const rest = [];
+  for (const iri of assets) if (!driving.has(iri)) place(iri, rest);
+  for (const iri of assets) place(iri, rest); // drivers of drivers in a ring
+  const height = (iri) => PG.h + (sensorsOf.get(iri)?.length ?? 0) * PG.sensor + PG.gap;
+  let tallest = 0;
+  let chunk = [];
+  for (const iri of rest) { // the last column, wrapped when it grows too tall
+    const used = chunk.reduce((sum, x) => sum + height(x), 0);
+    if (chunk.length && used + height(iri) > PG.tall) { ordered.push(chunk); chunk = []; }
+    chunk.push(iri);
+  }
+  if (chunk.length) ordered.push(chunk);
+  const at = new Map();
+  ordered.forEach((list, c) => {
+    let y = PG.top;
+    for (const iri of list) {
+      at.set(iri, { x: PG.pad + c * PG.col, y, column: c });
+      y += height(iri);
+    }
+    tallest = Math.max(tallest, y);
+  });
+  const width = PG.pad * 2 + Math.max(ordered.length, 1) * PG.col - (PG.col - PG.w);
+  return { at, back, sensorsOf, listedUnder, width, height: Math.max(tallest, PG.top + PG.h) + PG.pad };
+}
+
+function toneOf(node) {
+  const status = String(node.status ?? "");
+  if (node.open_findings > 0 || /fault|fail|trip|down|alarm|error|broken/i.test(status)) return "bad";
+  if (!status) return "none";
+  return /running|normal|ok|operating/i.test(status) ? "ok" : "warn";
+}
+
+function sensorTone(node) {
+  if (node.open_findings > 0 || (node.trust !== null && node.trust < 0.5)) return "bad";
+  if (node.trust === null) return "none";
+  return node.trust < 0.8 ? "warn" : "ok";
+}
+
+function trustText(trust) {
+  return trust === null || trust === undefined ? "no trust score" : `trust ${trust.toFixed(2)}`;
+}
+
+function clip(text, length) {
+  return text.length > length ? `${text.slice(0, length - 1)}…` : text;
+}
+
+function lines(x, y, texts) {
+  // One text element, a line per tspan, a space between: what is seen is what is read out.
+  const text = s("text", { x, y });
+  texts.forEach((line, i) => {
+    if (i) text.append(" ");
+    text.append(s("tspan", { x, y: y + i * 15, class: i ? "" : "pg-name" }, line));
+  });
+  return text;
+}
+
+function findingsText(count) {
+  return count ? `${count} open finding${count === 1 ? "" : "s"}` : "no open finding";
+}
+
+function plantGraphSvg(graph, name) {
+  const nodes = new Map(graph.nodes.map((n) => [n.iri, n]));
+  const { at, back, sensorsOf, listedUnder, width, height } = plantLayout(graph);
+  const flows = graph.edges.filter((e) => e.kind === "feeds").length;
+  const svg = s("svg", {
+    class: "graph plant-graph", id: "plant-graph", viewBox: `0 0 ${width} ${height}`, width, height,
+    role: "group", "aria-label": `Plant graph of ${name}: ${graph.assets} assets, ${graph.sensors} sensors, ${flows} flows`,
+  });
+  svg.append(s("defs", {}, s("marker", {
+    id: "pg-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto",
+  }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "pg-arrowhead" }))));
+  const sensorY = (sensor) => {
+    const over = at.get(listedUnder.get(sensor));
+    return over.y + PG.h + 10 + sensorsOf.get(listedUnder.get(sensor)).indexOf(sensor) * PG.sensor;
+  };
+  let loops = 0;
+  for (const e of graph.edges) {
+    const a = at.get(e.source), b = at.get(e.target);
+    if (e.kind === "feeds" && a && b) {
+      const x1 = a.x + PG.w, y1 = a.y + PG.h / 2, x2 = b.x, y2 = b.y + PG.h / 2;
+      const d = back.has(`${e.source} ${e.target}`) || b.column <= a.column
+        ? `M ${x1} ${y1} H ${x1 + 16 + (loops % 4) * 4} V ${8 + (loops % 4) * 6} H ${x2 - 26 - (loops++ % 4) * 4} V ${y2} H ${x2}` // a loop: round the top
+        : `M ${x1} ${y1} C ${x1 + 40} ${y1}, ${x2 - 40} ${y2}, ${x2} ${y2}`;
+      svg.append(s("path", { d, class: "pg-feeds", "marker-end": "url(#pg-arrow)" }));
+    } else if (e.kind === "drives" && a && b) {
+      const d = a.column === b.column
+        ? `M ${a.x} ${a.y + 14} H ${a.x - 10} V ${b.y + 14} H ${b.x}`
+        : `M ${a.x + PG.w} ${a.y + 14} L ${b.x} ${b.y + 14}`;
+      svg.append(s("path", { d, class: "pg-drives", "marker-end": "url(#pg-arrow)" }));
+    } else if (e.kind === "monitors" && b && listedUnder.get(e.source) !== e.target) {
+      const over = at.get(listedUnder.get(e.source));
+      svg.append(s("path", { d: `M ${over.x + 12} ${sensorY(e.source)} L ${b.x} ${b.y + PG.h - 8}`, class: "pg-monitors" }));
+    }
+  }
+  for (const [iri, p] of at) {
+    const n = nodes.get(iri);
+    const listed = sensorsOf.get(iri) ?? [];
+    if (listed.length) {
+      svg.append(s("path", { d: `M ${p.x + 12} ${p.y + PG.h} V ${sensorY(listed[listed.length - 1])}`, class: "pg-monitors" }));
+    }
+    const label = n.tag ?? lastPart(n.iri);
+    const classes = n.inferred.length ? `inferred ${n.inferred.map(lastPart).join(", ")}` : n.classes.map(lastPart).join(", ");
+    svg.append(s("a", { href: `#/asset?iri=${encodeURIComponent(iri)}`, class: `pg-node pg-${toneOf(n)}`, "data-iri": iri },
+      s("rect", { x: p.x, y: p.y, width: PG.w, height: PG.h, rx: 6 }),
+      s("rect", { x: p.x, y: p.y, width: 6, height: PG.h, class: "pg-stripe" }),
+      lines(p.x + 12, p.y + 16, [
+        clip(n.label ? `${label} ${n.label}` : label, 26),
+        clip(`${n.status ?? "no status"} · ${findingsText(n.open_findings)}`, 28),
+        clip(classes || "no class", 28)]),
+      s("desc", {}, [`${label}: ${n.label ?? ""}`, `classes ${n.classes.map(lastPart).join(", ") || "none"}`,
+        `inferred ${n.inferred.map(lastPart).join(", ") || "none"}`, `criticality ${n.criticality ?? "none"}`,
+        `status ${n.status ?? "none"}`, findingsText(n.open_findings)].join("; "))));
+    listed.forEach((sensor) => {
+      const x = nodes.get(sensor), cy = sensorY(sensor);
+      svg.append(s("a", { href: `#/asset?iri=${encodeURIComponent(sensor)}`, class: `pg-sensor pg-${sensorTone(x)}`, "data-iri": sensor },
+        s("circle", { cx: p.x + 12, cy, r: 6 }),
+        s("text", { x: p.x + 24, y: cy + 4 }, clip(`${x.tag ?? lastPart(sensor)} · ${trustText(x.trust)}`, 34)),
+        s("desc", {}, `${x.label ?? ""}; ${findingsText(x.open_findings)}`)));
+    });
+  }
+  return svg;
+}
+
+function plantGraphLegend() {
+  const key = (cls, text) => h("li", {}, h("span", { class: `pg-key ${cls}`, "aria-hidden": "true" }), ` ${text}`);
+  return h("ul", { class: "pg-legend", "aria-label": "Legend of the plant graph" },
+    key("pg-bad", "open findings, or a fault"), key("pg-warn", "stopped, standby or another status"),
+    key("pg-ok", "running"), key("pg-none", "no status"),
+    key("pg-key-feeds", "feeds: the flow, left to right (a loop is drawn round the top)"),
+    key("pg-key-drives", "drives: the driver stands above what it drives"),
+    key("pg-key-sensor", "a sensor under what it monitors, with its latest trust (green ≥ 0.8, amber ≥ 0.5, red below or with findings)"),
+    h("li", { class: "muted", text: "Equipment without flows stands in the last columns. Each box opens the asset's page." }));
+}
+
+function plantGraphSection(assets, children, params) {
+  const areas = assets.filter((a) => children.has(a.uri));
+  const select = h("select", { id: "pg-area" },
+    h("option", { value: "", text: "Whole plant" }),
+    areas.map((a) => h("option", { value: a.uri, text: `${a.tag ?? lastPart(a.uri)}${a.label ? ` — ${a.label}` : ""}` })));
+  const wanted = params.get("area") ?? "";
+  if (areas.some((a) => a.uri === wanted)) select.value = wanted;
+  const sensors = h("input", { id: "pg-sensors", type: "checkbox", checked: params.get("sensors") !== "0" });
+  const status = h("p", { id: "pg-status", class: "status", role: "status" });
+  const holder = h("div", { id: "pg-holder", class: "scroll" });
+  const draw = async () => {
+    const area = select.value;
+    const query = new URLSearchParams({ limit: String(PLANT_GRAPH_LIMIT), sensors: String(sensors.checked) });
+    if (area) query.set("area", area);
+    status.textContent = "loading…";
+    try {
+      const graph = await getJson(`/assets/graph?${query}`);
+      const name = area ? select.selectedOptions[0].textContent : "the whole plant";
+      status.textContent = graph.truncated
+        ? `Showing ${graph.assets} of more assets: choose an area.`
+        : `${graph.assets} assets and ${graph.sensors} sensors of ${name}.`;
+      holder.replaceChildren(graph.assets ? plantGraphSvg(graph, name) : h("p", { class: "muted", text: "Nothing to show." }));
+      const kept = new URLSearchParams({ graph: "1", sensors: sensors.checked ? "1" : "0" });
+      if (area) kept.set("area", area);
+      if (location.hash.startsWith("#/plant")) history.replaceState(null, "", `#/plant?${kept}`); // back here keeps the graph
+    } catch (error) {
+      status.textContent = "";
+      failed(error);
+    }
+  };
+  const form = h("form", { class: "row", id: "pg-form", "aria-label": "Plant graph" },
+    h("div", {}, h("label", { for: "pg-area", text: "Area" }), select),
+    h("div", {}, h("label", { for: "pg-sensors" }, sensors, " Sensors")),
+    h("button", { type: "submit", id: "pg-show", text: "Show" }));
+  form.addEventListener("submit", (event) => { event.preventDefault(); draw(); });
+  const parts = [h("h2", { text: "Plant graph" }), form, status, plantGraphLegend(), holder];
+  return { parts, ready: params.get("graph") ? draw() : null };
 }
 
 function assetGraph(context) {
@@ -851,4 +1195,4 @@ async function route() {
 
 document.getElementById("signout").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", () => { clearMessage(); route(); });
-route();
+finishSso().finally(route);
