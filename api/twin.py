@@ -575,10 +575,13 @@ class Twin(OfflineTwin):
 
         return replay(self.store, self.log, decision, progress=progress)
 
-    def verify(self, *, expect_head: str | None = None) -> chain_verify.VerifyReport:
-        """Recompute every decision record's hash; the report lists each record altered,
-        deleted or unchained, and a head that is not ``expect_head``."""
-        return chain_verify.verify(self.store, expect_head=expect_head)
+    def verify(
+        self, *, expect_head: str | None = None, since: str | None = None
+    ) -> chain_verify.VerifyReport:
+        """Recompute every decision record's hash (with ``since``, a trusted head hash: only
+        that record's and those after it); the report lists each record altered, deleted or
+        unchained, and a head that is not ``expect_head``."""
+        return chain_verify.verify(self.store, expect_head=expect_head, since=since)
 
 
 @contextmanager

@@ -15,7 +15,8 @@ generated plant has no findings, and a finding is decided on once). Then:
    the rest chained 500 to a transaction with ``record_many`` until ``--decisions`` decisions
    are stored (or ``--fill-seconds`` runs out: the count stored is printed).
 3. lineage: ``kg.lineage.lineage`` of ``--lineage`` random stored decisions.
-4. ``kg.chain_verify.verify`` of the whole chain, once.
+4. ``kg.chain_verify.verify`` of the whole chain, once; then ``verify(since=…)`` from the head
+   1,000 records back (a busy plant's day), against the whole chain's time.
 
 Targets (issue text): decision p99 ≤ 100 ms; lineage p99 ≤ 50 ms with 100,000 decisions stored.
 
@@ -52,6 +53,8 @@ from twinkg.ontology.vocab import TK, PropKey, RelType
 
 DECISION_P99_MS = 100.0
 LINEAGE_P99_MS = 50.0
+SINCE_TAIL = 1_000  # a busy plant's decisions in a day: what a daily `verify --since` reads
+SINCE_TARGET_S = 5.0  # issue 17: a daily audit costs seconds whatever the chain's length
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -210,6 +213,22 @@ def _args() -> argparse.Namespace:
     return args
 
 
+def _verify_since(store: GraphStore, stored: int) -> tuple[int, float]:
+    """A daily audit: ``verify --since`` the head an earlier verify printed ``SINCE_TAIL``
+    records ago; the records it checked and its seconds (NaN when the chain is shorter)."""
+    tail = min(SINCE_TAIL, stored - 1)
+    at = stored - tail
+    trusted = store.read(chain_verify.PAGE, start=at, stop=at + 1) if at >= 1 else []
+    if not trusted:
+        return 0, float("nan")
+    _note(f"verify --since #{at}")
+    t = time.perf_counter()
+    since = chain_verify.verify(store, since=str(trusted[0]["record_hash"]))
+    seconds = time.perf_counter() - t
+    assert since.ok and since.checked == tail, since
+    return tail, seconds
+
+
 def main() -> None:
     """Run the four measurements and print the figures."""
     args = _args()
@@ -250,6 +269,7 @@ def main() -> None:
         t = time.perf_counter()
         report = chain_verify.verify(store)
         verify_s = time.perf_counter() - t
+        tail, since_s = _verify_since(store, stored)
 
     print(
         f"generated plant: {args.assets:,} assets, {len(plant.nodes):,} nodes, "
@@ -285,6 +305,12 @@ def main() -> None:
     print(
         f"verify: {report.records:,} records in {verify_s:.1f} s, "
         f"{'ok' if report.ok else f'{len(report.problems)} PROBLEMS'}"
+    )
+    print(
+        f"verify --since a head {tail:,} records back: {since_s:.2f} s "
+        f"({tail / since_s:,.0f} records/s) vs the whole chain {verify_s:.1f} s: "
+        f"{verify_s / since_s:,.0f}x less; target <= {SINCE_TARGET_S:.0f} s: "
+        f"{'met' if since_s <= SINCE_TARGET_S else 'not met'}"
     )
     print(f"{'figure':<42}{'value':>12}{'target':>12}  met")
     rows = (

@@ -42,6 +42,14 @@ PAGE = NamedQuery(
     f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
 )
 
+BY_HASH = NamedQuery(
+    "provenance.record_by_hash",
+    f"MATCH (d:{_DECISION}) WHERE d.{_HASH} = $hash "
+    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
+    f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
+)
+"""The records whose hash is ``$hash`` (an index seek): the trusted head of ``--since``."""
+
 UNCHAINED = NamedQuery(
     "provenance.unchained",
     f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} IS NULL OR d.{_INDEX} > $length "
@@ -101,7 +109,7 @@ class ChainProblem:
 
     chain_index: int | None
     decision: str | None
-    kind: str  # altered | missing | broken_link | duplicate | unchained | head_mismatch
+    kind: str  # altered | missing | broken_link | duplicate | unchained | head_mismatch | since
     detail: str
 
 
@@ -112,6 +120,8 @@ class VerifyReport:
     records: int
     head_hash: str
     problems: tuple[ChainProblem, ...]
+    checked: int = 0  # records whose hash was recomputed (all of them, or those after since)
+    since_index: int = 0  # the chain index of the trusted head (0: the whole chain)
 
     @property
     def ok(self) -> bool:
@@ -119,24 +129,57 @@ class VerifyReport:
         return not self.problems
 
 
-def _pages(length: int, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(1, length + 1, size):
+def _pages(length: int, size: int, first: int = 1) -> Iterator[tuple[int, int]]:
+    for start in range(first, length + 1, size):
         yield start, min(start + size, length + 1)
 
 
-def verify(store: GraphStore, *, page: int = 500, expect_head: str | None = None) -> VerifyReport:
+def _trusted(store: GraphStore, since: str) -> tuple[int, list[ChainProblem]]:
+    """The chain index of the record hashed ``since`` once it is found intact; otherwise 0
+    and why not (a record at that hash no longer there, or no longer hashing to it)."""
+    rows = store.read(BY_HASH, hash=since)
+    if len(rows) != 1 or rows[0]["chain_index"] is None:
+        why = "no record" if not rows else f"{len(rows)} records or one outside the chain"
+        detail = f"{why} has the trusted head hash {since}: the chain was rewritten or cut"
+        return 0, [ChainProblem(None, None, "since", detail)]
+    row = rows[0]
+    uri, index = str(row["uri"]), int(row["chain_index"])
+    document = stored_documents(store, [uri])[uri]
+    if record_hash(str(row["previous_hash"] or ""), document) != since:
+        detail = "the trusted head's own triples no longer match its hash"
+        return 0, [ChainProblem(index, uri, "altered", detail)]
+    return index, []
+
+
+def verify(
+    store: GraphStore,
+    *,
+    page: int = 500,
+    expect_head: str | None = None,
+    since: str | None = None,
+) -> VerifyReport:
     """Recompute every record's hash from what Neo4j holds and check the links and the head.
 
     ``expect_head`` is a head hash kept outside the database (printed by an earlier verify):
     when given, a chain whose head differs (records cut off the end together with the head's
-    update) is reported too.
+    update) is reported too. ``since`` is such a head, trusted: only the record it names and
+    the records after it are recomputed, each linked to the one before from there on, so a
+    daily audit costs what was added that day. What came before the trusted head is taken as
+    the earlier audit found it; a full verify still checks it.
     """
     head = store.read(CHAIN_HEAD, chain=CHAIN_IRI)[0]
     length, head_hash = int(head["length"]), str(head["head"])
     problems: list[ChainProblem] = []
     previous = ""
     expected_index = 1
-    for start, stop in _pages(length, page):
+    first = 1
+    if since is not None:
+        trusted, problems = _trusted(store, since)
+        if problems:
+            return VerifyReport(length, head_hash, tuple(problems))
+        previous, expected_index, first = since, trusted + 1, trusted + 1
+    checked = 0
+    for start, stop in _pages(length, page, first):
         rows = store.read(PAGE, start=start, stop=stop)
         documents = stored_documents(store, [r["uri"] for r in rows])
         for row in rows:
@@ -154,6 +197,7 @@ def verify(store: GraphStore, *, page: int = 500, expect_head: str | None = None
                 problems.append(
                     ChainProblem(index, uri, "broken_link", "previousHash is not the hash before")
                 )
+            checked += 1
             recomputed = record_hash(str(row["previous_hash"] or ""), documents[uri])
             if recomputed != row["record_hash"]:
                 problems.append(
@@ -176,4 +220,4 @@ def verify(store: GraphStore, *, page: int = 500, expect_head: str | None = None
         problems.append(
             ChainProblem(length, None, "head_mismatch", f"head is {head_hash}, not {expect_head}")
         )
-    return VerifyReport(length, head_hash, tuple(problems))
+    return VerifyReport(length, head_hash, tuple(problems), checked, first - 1)

@@ -51,6 +51,12 @@ DECISION_CHAIN_INDEX = NamedQuery(
     "CREATE INDEX decision_chain_index IF NOT EXISTS FOR (d:Decision) ON (d.chainIndex)",
 )
 
+DECISION_HASH_INDEX = NamedQuery(
+    "schema.decision_hash_index",
+    "CREATE INDEX decision_hash_index IF NOT EXISTS FOR (d:Decision) ON (d.recordHash)",
+)
+"""Finds the record a trusted head hash names (``twinkg verify --since``) by a seek."""
+
 EVENT_TIME_INDEX = NamedQuery(
     "schema.event_time_index",
     "CREATE INDEX event_occurred_at IF NOT EXISTS FOR (e:Event) ON (e.occurredAt)",

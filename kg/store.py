@@ -264,8 +264,8 @@ class GraphStore:
 
     def ensure_schema(self) -> None:
         """Create the ``uri`` uniqueness constraint, the change log's and the leases'
-        constraints, and the indexes on decisions' chain position, events' time and the content
-        hash of ingest batches and messages; idempotent."""
+        constraints, and the indexes on decisions' chain position and hash, events' time and
+        the content hash of ingest batches and messages; idempotent."""
 
         def attempt() -> None:  # a transient failure (a concurrent writer) is run again
             with self._session() as session:
@@ -279,6 +279,7 @@ class GraphStore:
         outbox.CHANGE_SEQ_CONSTRAINT,
         outbox.CHANGE_LOG_CONSTRAINT,
         queries.DECISION_CHAIN_INDEX,
+        queries.DECISION_HASH_INDEX,
         queries.EVENT_TIME_INDEX,
         queries.BATCH_HASH_INDEX,
         queries.MESSAGE_HASH_INDEX,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,8 @@ from twinkg.kg import rdf_text
 from twinkg.ontology.errors import ChainBrokenError, InvalidInputError, ReplayDiffersError
 from twinkg.ontology.vocab import TK
 
+_HASH = re.compile(r"[0-9a-f]{64}")  # a record's SHA-256, as verify prints it
+
 
 class LineageFormat(StrEnum):
     TEXT = "text"
@@ -31,17 +34,33 @@ def verify_command(
     expect_head: Annotated[
         str | None, typer.Option(help="the head hash kept outside the database")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HEAD_HASH",
+            help="a head an earlier verify printed, trusted: check only what came after it",
+        ),
+    ] = None,
 ) -> None:
-    """Recompute every decision record's hash; exit 12 if any was altered or deleted."""
+    """Recompute every decision record's hash; exit 12 if any was altered or deleted.
+    With --since, only the records added after a trusted head (a daily audit)."""
+    for name, value in (("--expect-head", expect_head), ("--since", since)):
+        if value is not None and not _HASH.fullmatch(value):
+            raise InvalidInputError(f"{name} wants a SHA-256 head hash (64 hex digits): {value!r}")
     settings = load_settings()
     with open_store(settings) as store:
-        report = Twin(settings, store).verify(expect_head=expect_head)
+        report = Twin(settings, store).verify(expect_head=expect_head, since=since)
     for p in report.problems:
         where = p.decision or f"#{p.chain_index}"
         out.print(f"{p.kind}: {where} ({p.detail})", markup=False)
     if not report.ok:
         raise ChainBrokenError(f"{len(report.problems)} problem(s) in {report.records} records")
-    out.print(f"ok: {report.records} records, head {report.head_hash or '(empty)'}")
+    scope = (
+        f" ({report.checked} checked after the trusted head, #{report.since_index})"
+        if since is not None
+        else ""
+    )
+    out.print(f"ok: {report.records} records{scope}, head {report.head_hash or '(empty)'}")
 
 
 def _short(node: Node | None) -> str:

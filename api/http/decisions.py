@@ -149,14 +149,18 @@ def verify(
     twin: TwinDep,
     _: Annotated[Principal, Depends(requires(Permission.AUDIT))],
     expect_head: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+    since: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
 ) -> VerifyOut:
     """Recompute every decision record's hash; ``ok`` is false when any record was altered,
-    deleted or unchained (or the head is not ``expect_head``)."""
-    report = twin.verify(expect_head=expect_head)
+    deleted or unchained (or the head is not ``expect_head``). ``since``, a head hash an
+    earlier verify printed and kept elsewhere, checks only that record and those after it."""
+    report = twin.verify(expect_head=expect_head, since=since)
     return VerifyOut(
         ok=report.ok,
         records=report.records,
         head_hash=report.head_hash,
+        checked=report.checked,
+        since_index=report.since_index,
         problems=[
             {
                 "chain_index": p.chain_index,

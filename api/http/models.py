@@ -301,6 +301,8 @@ class VerifyOut(BaseModel):
     records: int
     head_hash: str
     problems: list[dict[str, Any]]
+    checked: int = 0  # the records recomputed: all, or the trusted head's and those after it
+    since_index: int = 0  # the trusted head's chain index (0: the whole chain was checked)
 
 
 class AuditVerifyOut(BaseModel):

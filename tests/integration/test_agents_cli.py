@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,6 +267,73 @@ def test_verify_finds_an_altered_record_and_a_wrong_head(
     assert wrong.returncode == 12, wrong.stderr
     assert _error_code(wrong) == "provenance_tampered"
     assert f"head is {head}, not {'0' * 64}" in wrong.stdout
+
+
+def test_verify_since_a_trusted_head_checks_only_what_came_after_it(
+    scenario: Scenario, driver: Driver
+) -> None:
+    """``verify --since HEAD`` (issue 17): the trusted head's record and the records after it
+    are recomputed, linked from the head on; a change before the head is left to a full
+    verify, a change at or after it is found; a head the chain does not hold is a problem."""
+    first = scenario.twinkg("verify")
+    match = re.fullmatch(r"ok: (\d+) records, head ([0-9a-f]{64})\n", first.stdout)
+    assert match, first.stdout
+    length, trusted = int(match[1]), match[2]
+    for _ in range(2):  # two records added after the trusted head
+        _propose(scenario, "work_order", "--confidence", "0.5")
+    since = scenario.twinkg("verify", "--since", trusted)
+    assert since.returncode == 0, since.stderr
+    added = re.fullmatch(
+        rf"ok: {length + 2} records \(2 checked after the trusted head, #{length}\), "
+        r"head ([0-9a-f]{64})\n",
+        since.stdout,
+    )
+    assert added, since.stdout
+    head = added[1]
+
+    def altered(where: str, check: Callable[[], None]) -> None:
+        """Change the reason of the decision ``where`` names, ``check``, then restore it."""
+        rows, _, _ = driver.execute_query(
+            f"MATCH (d:Decision) WHERE {where} WITH d, d.reason AS before "
+            "SET d.reason = 'all is well' RETURN d.uri AS uri, before",
+            trusted=trusted,
+            length=length,
+        )
+        try:
+            check()
+        finally:
+            driver.execute_query(
+                "MATCH (d:Decision {uri: $u}) SET d.reason = $r",
+                u=rows[0]["uri"],
+                r=rows[0]["before"],
+            )
+
+    def before_the_head() -> None:  # trusted as the earlier audit found it; a full verify sees it
+        assert scenario.twinkg("verify", "--since", trusted).returncode == 0
+        assert scenario.twinkg("verify").returncode == 12
+
+    def after_the_head() -> None:
+        found = scenario.twinkg("verify", "--since", trusted)
+        assert found.returncode == 12 and _error_code(found) == "provenance_tampered"
+        assert found.stdout.startswith("altered: "), found.stdout
+
+    def the_head_itself() -> None:
+        found = scenario.twinkg("verify", "--since", trusted)
+        assert found.returncode == 12, found.stdout
+        assert "the trusted head's own triples no longer match its hash" in found.stdout
+
+    altered("d.chainIndex = 1", before_the_head)
+    altered("d.chainIndex = $length + 2", after_the_head)
+    altered("d.recordHash = $trusted", the_head_itself)
+    assert scenario.twinkg("verify", "--since", trusted).stdout == since.stdout  # restored
+    now = scenario.twinkg("verify", "--since", head)
+    assert now.returncode == 0 and "(0 checked after the trusted head" in now.stdout
+    unknown = scenario.twinkg("verify", "--since", "0" * 64)
+    assert unknown.returncode == 12, unknown.stdout
+    assert "no record has the trusted head hash" in unknown.stdout
+    malformed = scenario.twinkg("verify", "--since", "HEAD")
+    assert malformed.returncode == 5 and _error_code(malformed) == "invalid_input"
+    assert malformed.stdout == ""
 
 
 @pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")  # rdflib

@@ -63,6 +63,18 @@ def test_the_cli_and_http_verify_the_chain_alike(
     assert http["ok"] is True and http["records"] >= 1
     cli = _cli(world, neo4j_target, "verify")
     assert cli.stdout.strip() == f"ok: {http['records']} records, head {http['head_hash']}"
+    # from the head as trusted: nothing after it to check, in either
+    head = http["head_hash"]
+    since = world.client.get(
+        "/provenance/verify", params={"since": head}, headers=world.as_role(Role.COMPLIANCE)
+    ).json()
+    assert since["ok"] is True and since["checked"] == 0
+    assert since["since_index"] == http["records"]
+    cli_since = _cli(world, neo4j_target, "verify", "--since", head)
+    assert cli_since.stdout.strip() == (
+        f"ok: {http['records']} records (0 checked after the trusted head, "
+        f"#{http['records']}), head {head}"
+    )
 
 
 def test_the_cli_and_http_give_the_same_lineage(
