@@ -9,14 +9,18 @@ kept outside the database, a chain cut short together with its head.
 
 from __future__ import annotations
 
+import gc
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from rdflib import Graph
 
 from twinkg.kg.mapping import node_triples, relationship_triple
-from twinkg.kg.provenance import CHAIN_IRI, owns, record_document, record_hash
+from twinkg.kg.provenance import CHAIN_IRI, UNHASHED, hashes_to, owns, record_document
 from twinkg.kg.queries import NamedQuery, token
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.vocab import Label, PropKey
@@ -27,7 +31,6 @@ _INDEX, _HASH, _PREV = (
     token(PropKey.RECORD_HASH),
     token(PropKey.PREVIOUS_HASH),
 )
-_NOT_PROPERTIES = (PropKey.RECORD_HASH.value, PropKey.URI.value, PropKey.RDF_TYPE.value)
 
 CHAIN_HEAD = NamedQuery(
     "provenance.chain_head",
@@ -42,19 +45,46 @@ PAGE = NamedQuery(
     f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
 )
 
-BY_HASH = NamedQuery(
-    "provenance.record_by_hash",
-    f"MATCH (d:{_DECISION}) WHERE d.{_HASH} = $hash "
-    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
-    f"d.{_PREV} AS previous_hash ORDER BY chain_index, uri",
-)
-"""The records whose hash is ``$hash`` (an index seek): the trusted head of ``--since``."""
-
 UNCHAINED = NamedQuery(
     "provenance.unchained",
     f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} IS NULL OR d.{_INDEX} > $length "
     f"OR d.{_INDEX} < 1 RETURN d.uri AS uri, d.{_INDEX} AS chain_index ORDER BY uri LIMIT 100",
 )
+
+_OWNED = "n.uri = d.uri OR n.uri STARTS WITH d.uri + '/'"
+_SCALAR = "STRING | INTEGER | FLOAT | BOOLEAN"
+_PROPERTY = (  # times (and anything not a plain scalar) as text, as the driver's iso_format
+    f"CASE WHEN n[k] IS :: {_SCALAR} THEN n[k] "
+    f"WHEN n[k] IS :: LIST<ANY> THEN [v IN n[k] | CASE WHEN v IS :: {_SCALAR} THEN v "
+    "ELSE toString(v) END] ELSE toString(n[k]) END"
+)
+_DOCUMENT = (
+    f"CALL {{ WITH d MATCH (n:{_RESOURCE}) WHERE {_OWNED} "
+    f"WITH n, [k IN keys(n) WHERE NOT k IN $unhashed] AS ks "
+    "RETURN collect([n.uri, coalesce(n.rdf_type, []), ks, "
+    f"[k IN ks | {_PROPERTY}]]) AS nodes }} "
+    f"CALL {{ WITH d MATCH (n:{_RESOURCE})-[r]->(m:{_RESOURCE}) WHERE {_OWNED} "
+    "RETURN collect([n.uri, type(r), m.uri]) AS rels } "
+    f"RETURN d.uri AS uri, d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, "
+    f"d.{_PREV} AS previous_hash, nodes, rels ORDER BY chain_index, uri"
+)
+
+PAGE_DOCUMENTS = NamedQuery(
+    "provenance.page_documents",
+    f"MATCH (d:{_DECISION}) WHERE d.{_INDEX} >= $start AND d.{_INDEX} < $stop {_DOCUMENT}",
+    plain=True,
+)
+"""A page of the chain, one row per record with its owned nodes and relationships collected:
+one round trip and one Bolt record per decision (instead of one per node and relationship),
+and times as text from Cypher (the driver's temporal objects cost more than the hash)."""
+
+DOCUMENT_BY_HASH = NamedQuery(
+    "provenance.document_by_hash",
+    f"MATCH (d:{_DECISION}) WHERE d.{_HASH} = $hash {_DOCUMENT}",
+    plain=True,
+)
+"""The records whose hash is ``$hash`` (an index seek), as :data:`PAGE_DOCUMENTS` gives them:
+the trusted head of ``--since``."""
 
 OWNED_NODES = NamedQuery(
     "provenance.owned_nodes",
@@ -73,19 +103,30 @@ OWNED_RELATIONSHIPS = NamedQuery(
 )
 
 
-def stored_documents(store: GraphStore, decisions: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The hashed form of each decision's record as Neo4j holds it now."""
-    nodes: dict[str, list[tuple[str, Sequence[str], Mapping[str, Any]]]] = {
-        d: [] for d in decisions
-    }
-    rels: dict[str, list[tuple[str, str, str]]] = {d: [] for d in decisions}
-    for row in store.read(OWNED_NODES, records=list(decisions)):
-        if owns(row["record"], row["uri"]):
-            nodes[row["record"]].append((row["uri"], row["types"], row["props"]))
-    for row in store.read(OWNED_RELATIONSHIPS, records=list(decisions)):
-        if owns(row["record"], row["start"]):
-            rels[row["record"]].append((row["start"], row["type"], row["end"]))
-    return {d: record_document(nodes[d], rels[d]) for d in decisions}
+def row_document(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The hashed form of one record as a :data:`PAGE_DOCUMENTS` row gives it; ``None`` when a
+    time no longer reads as a time (a value changed in type: the record is altered)."""
+    uri = str(row["uri"])
+    try:
+        return record_document(
+            (
+                (n[0], n[1], dict(zip(n[2], n[3], strict=True)))
+                for n in row["nodes"]
+                if owns(uri, n[0])
+            ),
+            ((r[0], r[1], r[2]) for r in row["rels"]),
+        )
+    except ValueError:
+        return None
+
+
+def intact(row: Mapping[str, Any]) -> bool:
+    """Whether one record, as a :data:`PAGE_DOCUMENTS` row gives it, still hashes to its stored
+    hash from its previous hash and owned triples."""
+    document = row_document(row)
+    return document is not None and hashes_to(
+        str(row["previous_hash"] or ""), document, str(row["record_hash"] or "")
+    )
 
 
 def stored_record(store: GraphStore, decisions: Sequence[str]) -> dict[str, Graph]:
@@ -95,7 +136,7 @@ def stored_record(store: GraphStore, decisions: Sequence[str]) -> dict[str, Grap
         graph = graphs[row["record"]]
         if not owns(row["record"], row["uri"]):
             continue
-        props = {k: v for k, v in row["props"].items() if k not in _NOT_PROPERTIES}
+        props = {k: v for k, v in row["props"].items() if k not in UNHASHED}
         graph += node_triples(row["uri"], row["types"], props)
     for row in store.read(OWNED_RELATIONSHIPS, records=list(decisions)):
         if owns(row["record"], row["start"]):
@@ -129,6 +170,20 @@ class VerifyReport:
         return not self.problems
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic collector held off for one page: its rows are many small lists freed by
+    reference counting, and collections over them took half of a verify's time. Held for a
+    page at a time (a fraction of a second), so other threads' cycles wait no longer."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _pages(length: int, size: int, first: int = 1) -> Iterator[tuple[int, int]]:
     for start in range(first, length + 1, size):
         yield start, min(start + size, length + 1)
@@ -137,18 +192,37 @@ def _pages(length: int, size: int, first: int = 1) -> Iterator[tuple[int, int]]:
 def _trusted(store: GraphStore, since: str) -> tuple[int, list[ChainProblem]]:
     """The chain index of the record hashed ``since`` once it is found intact; otherwise 0
     and why not (a record at that hash no longer there, or no longer hashing to it)."""
-    rows = store.read(BY_HASH, hash=since)
+    rows = store.read(DOCUMENT_BY_HASH, hash=since, unhashed=list(UNHASHED))
     if len(rows) != 1 or rows[0]["chain_index"] is None:
         why = "no record" if not rows else f"{len(rows)} records or one outside the chain"
         detail = f"{why} has the trusted head hash {since}: the chain was rewritten or cut"
         return 0, [ChainProblem(None, None, "since", detail)]
     row = rows[0]
     uri, index = str(row["uri"]), int(row["chain_index"])
-    document = stored_documents(store, [uri])[uri]
-    if record_hash(str(row["previous_hash"] or ""), document) != since:
+    if not intact(row):
         detail = "the trusted head's own triples no longer match its hash"
         return 0, [ChainProblem(index, uri, "altered", detail)]
     return index, []
+
+
+def _checked_pages(
+    store: GraphStore, pages: Iterator[tuple[int, int]]
+) -> Iterator[tuple[list[dict[str, Any]], list[bool]]]:
+    """Each page's rows with whether each record is intact, the next page read (Neo4j's work
+    and the socket) while this one is hashed (Python's)."""
+
+    def read(bounds: tuple[int, int]) -> list[dict[str, Any]]:
+        start, stop = bounds
+        return store.read(PAGE_DOCUMENTS, start=start, stop=stop, unhashed=list(UNHASHED))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="verify-read") as pool:
+        ahead = [pool.submit(read, bounds) for bounds in itertools.islice(pages, 1)]
+        while ahead:
+            with _collector_paused():  # a page is ~10^5 short-lived lists, none in a cycle
+                rows = ahead.pop().result()
+                ahead = [pool.submit(read, bounds) for bounds in itertools.islice(pages, 1)]
+                verdicts = [intact(row) for row in rows]
+            yield rows, verdicts
 
 
 def verify(
@@ -179,10 +253,8 @@ def verify(
             return VerifyReport(length, head_hash, tuple(problems))
         previous, expected_index, first = since, trusted + 1, trusted + 1
     checked = 0
-    for start, stop in _pages(length, page, first):
-        rows = store.read(PAGE, start=start, stop=stop)
-        documents = stored_documents(store, [r["uri"] for r in rows])
-        for row in rows:
+    for rows, verdicts in _checked_pages(store, _pages(length, page, first)):
+        for row, ok in zip(rows, verdicts, strict=True):
             index, uri = int(row["chain_index"]), str(row["uri"])
             if index < expected_index:
                 problems.append(ChainProblem(index, uri, "duplicate", "two records share it"))
@@ -198,8 +270,7 @@ def verify(
                     ChainProblem(index, uri, "broken_link", "previousHash is not the hash before")
                 )
             checked += 1
-            recomputed = record_hash(str(row["previous_hash"] or ""), documents[uri])
-            if recomputed != row["record_hash"]:
+            if not ok:
                 problems.append(
                     ChainProblem(index, uri, "altered", "its triples no longer match its hash")
                 )

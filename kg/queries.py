@@ -25,10 +25,16 @@ from twinkg.ontology.vocab import TK, Label, PropKey, RelType
 
 @dataclass(frozen=True, slots=True)
 class NamedQuery:
-    """A Cypher statement with a stable name (used in logs, errors and provenance)."""
+    """A Cypher statement with a stable name (used in logs, errors and provenance).
+
+    ``plain`` says the statement returns only strings, numbers, booleans, nulls and lists of
+    them (its Cypher turns anything else into text): its rows are taken as the driver gives
+    them, without the per-value conversion of :meth:`GraphStore.read`.
+    """
 
     name: str
     cypher: LiteralString
+    plain: bool = False
 
 
 def token(value: Label | RelType | PropKey) -> LiteralString:

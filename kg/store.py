@@ -167,8 +167,13 @@ def _labels_for(types: tuple[str, ...]) -> tuple[Label, ...]:
     return tuple(sorted(labels))
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _plain(value: Any) -> Any:  # noqa: PLR0911 - one case per driver type
     """Driver values as JSON-friendly Python (nodes and relationships as dicts)."""
+    if type(value) in _SCALARS:  # most values: skip the class patterns' isinstance checks
+        return value
     match value:
         case neo4j.graph.Node():
             return {"labels": sorted(value.labels), **{k: _plain(v) for k, v in value.items()}}
@@ -297,6 +302,8 @@ class GraphStore:
         plan is kept (:data:`KEEP_PLAN`)."""
         with _span(query.name), self._session(read=True) as session:
             result = session.run(KEEP_PLAN + query.cypher, params)
+            if query.plain:
+                return [dict(zip(record.keys(), record.values(), strict=True)) for record in result]
             return [_row(record) for record in result]
 
     def execute(
