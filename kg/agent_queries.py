@@ -63,13 +63,27 @@ _IN_SCOPE = (
     f"EXISTS {{ (a)-[:{_PART_OF}*1..]->(:{_R} {{uri: $scope}}) }})"
 )
 
+_FINDING = (
+    f"e.{_OCCURRED} <= datetime($as_of) "
+    f"AND e.{_OCCURRED} >= datetime($as_of) - duration({{seconds: $lookback_s}}) "
+    f"AND (e:{_ANOMALY} OR (e:{_ALARM} AND e.{_STATUS} = 'open'))"
+)
+
 OPEN_FINDINGS = NamedQuery(
     "agents.monitor.open_findings",
-    f"MATCH (e:{_EVENT}) WHERE e.{_OCCURRED} <= datetime($as_of) "
-    f"AND e.{_OCCURRED} >= datetime($as_of) - duration({{seconds: $lookback_s}}) "
-    f"AND (e:{_ANOMALY} OR (e:{_ALARM} AND e.{_STATUS} = 'open')) "
-    f"MATCH (e)-[:{_CONCERNS}]->(a:{_ASSET}) WHERE {_IN_SCOPE} "
-    f"AND NOT EXISTS {{ (:{_DECISION})-[:{_USED}]->(e) }} "
+    # Two branches, so each gets its own plan: without a scope, the recent events through their
+    # time index; with one, the assets in it (the scope and what is transitively part of it,
+    # from the scope's IRI) and their events. One plan for both started from the events and
+    # walked every one's part-of path: 14 ms at 10,000 assets with one finding per pump.
+    "CALL { "
+    "UNWIND CASE WHEN $scope IS NULL THEN [true] ELSE [] END AS everywhere "
+    f"MATCH (e:{_EVENT}) WHERE {_FINDING} "
+    f"MATCH (e)-[:{_CONCERNS}]->(a:{_ASSET}) RETURN e, a "
+    "UNION ALL "
+    f"MATCH (a:{_ASSET})-[:{_PART_OF}*0..]->(:{_R} {{uri: $scope}}) WITH DISTINCT a "
+    f"MATCH (e:{_EVENT})-[:{_CONCERNS}]->(a) WHERE {_FINDING} RETURN e, a "
+    "} "
+    f"WITH e, a WHERE NOT EXISTS {{ (:{_DECISION})-[:{_USED}]->(e) }} "
     f"RETURN e.uri AS uri, CASE WHEN e:{_ALARM} THEN 'alarm' ELSE 'anomaly' END AS kind, "
     "a.uri AS asset, e.occurredAt AS occurred_at, e.endedAt AS ended_at, "
     "e.severity AS severity, e.anomalyScore AS score "

@@ -184,8 +184,11 @@ def canonical_values(records: GraphRecords) -> GraphRecords:
             items = value if isinstance(value, list) else [value]
             # repeats are repeats of the RDF term, as a graph holds each triple once: -0.0 and
             # 0.0 are equal numbers but two literals ("-0.0", "0.0"), and both come back
-            terms: dict[Literal, Scalar] = {}
+            terms: dict[Literal | str, Scalar] = {}
             for v in items:
+                if datatype == _STRING and type(v) is str:  # a plain text is its own term
+                    terms.setdefault(v, v)
+                    continue
                 term = _from_value(v, datatype)
                 terms.setdefault(term, _to_value(node.uri, key, term, datatype))
             if terms:

@@ -85,6 +85,21 @@ RECORD_RELATIONSHIPS = NamedQuery(
 )
 """A record's relationships (all leave nodes the record owns, which are new)."""
 
+RECORD_WRITE = NamedQuery(
+    "provenance.record_write",
+    f"CALL {{ UNWIND $rows AS row MERGE (n:{_RESOURCE} {{uri: row.uri}}) "
+    "SET n:$(row.labels) SET n += row.props "
+    "FOREACH (k IN keys(row.t) | SET n[k] = datetime(row.t[k])) RETURN count(n) AS nodes } "
+    f"CALL {{ UNWIND $rels AS row MATCH (a:{_RESOURCE} {{uri: row.start}}) "
+    f"MATCH (b:{_RESOURCE} {{uri: row.end}}) CREATE (a)-[:$(row.type)]->(b) "
+    "RETURN count(*) AS rels } "
+    f"MATCH (c:{_RESOURCE} {{uri: $chain}}) SET c.{_INDEX} = $length, c.{_HASH} = $head "
+    "RETURN nodes, rels",
+)
+"""One record written in one round trip: its nodes, its relationships (to nodes that exist,
+its own just written included) and the chain head moved on, as the three statements below do
+in turn."""
+
 CHAIN_ADVANCE = NamedQuery(
     "provenance.chain_advance",
     f"MATCH (c:{_RESOURCE} {{uri: $chain}}) SET c.{_INDEX} = $length, c.{_HASH} = $head",
@@ -298,15 +313,17 @@ def record(
         stamped = _stamped(records, decision, index, previous)
         digest = record_hash(previous, _document(decision, stamped))
         rows = _node_rows(stamped, decision, digest)
-        if tx.run(RECORD_NODES, rows=rows)[0]["written"] != len(rows):
-            raise StoreError(f"could not write the nodes of {decision}")
         rels = [{"start": r.start, "type": r.type.value, "end": r.end} for r in stamped.rels]
-        if rels and tx.run(RECORD_RELATIONSHIPS, rows=rels)[0]["written"] != len(rels):
+        written = tx.run(
+            RECORD_WRITE, rows=rows, rels=rels, chain=CHAIN_IRI, length=index, head=digest
+        )
+        if not written or written[0]["nodes"] != len(rows):
+            raise StoreError(f"could not write the nodes of {decision}")
+        if written[0]["rels"] != len(rels):
             raise StoreError(f"a relationship of {decision} points at a node not in the graph")
         for change in changes:
             if not tx.run(SET_STATUS, uri=change.asset, status=change.status):
                 raise StoreError(f"the action's target {change.asset} is not in the graph")
-        tx.run(CHAIN_ADVANCE, chain=CHAIN_IRI, length=index, head=digest)
         tx.touch(_touched(stamped, [c.asset for c in changes]))
         return Receipt(decision, index, digest, previous, created=True)
 
