@@ -96,9 +96,10 @@ RECORD_WRITE = NamedQuery(
     f"MATCH (c:{_RESOURCE} {{uri: $chain}}) SET c.{_INDEX} = $length, c.{_HASH} = $head "
     "RETURN nodes, rels",
 )
-"""One record written in one round trip: its nodes, its relationships (to nodes that exist,
-its own just written included) and the chain head moved on, as the three statements below do
-in turn."""
+"""One record written in one round trip (:func:`record`): its nodes, its relationships (to
+nodes that exist, its own just written included) and the chain head moved on, as
+:data:`RECORD_NODES`, :data:`RECORD_RELATIONSHIPS` and :data:`CHAIN_ADVANCE` do in turn for
+:func:`record_many`."""
 
 CHAIN_ADVANCE = NamedQuery(
     "provenance.chain_advance",
