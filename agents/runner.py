@@ -133,14 +133,18 @@ class Agents:
                 for node in update:
                     on_node(run_id, node)
 
-    def _result(self, run_id: str, snapshot: StateSnapshot | None = None) -> RunResult:
+    def _result(
+        self, run_id: str, snapshot: StateSnapshot | None = None, *, ended: Any = None
+    ) -> RunResult:
+        """How run ``run_id`` stands; ``ended``: its waiting decision's recorded end, when the
+        caller read it already (otherwise it is read to date the request)."""
         snapshot = snapshot or self._graph.get_state(self._config(run_id))
         if not snapshot.values:
             raise NotAwaitingApprovalError(f"run {run_id} has no checkpoint here")
         state = AgentState.model_validate(snapshot.values)
         request = snapshot.interrupts[0].value if snapshot.interrupts else None
         if request is not None:
-            request = self._dated(request)
+            request = self._dated(request, ended)
             status = "awaiting_approval"
         elif not state.steps:
             status = "nothing_to_do"
@@ -148,13 +152,16 @@ class Agents:
             status = "done"
         return RunResult(run_id, status, tuple(state.steps), request, state)
 
-    def _dated(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``request`` with when it was made (its decision's recorded end) and until when it may
-        be approved (``request_ttl_s`` later); as it was when its decision is not recorded."""
-        rows = self.store.read(q.DECISION_SUMMARY, decision=request["decision"])
-        if not rows or not rows[0]["ended"]:
+    def _dated(self, request: dict[str, Any], ended: Any = None) -> dict[str, Any]:
+        """``request`` with when it was made (its decision's recorded end, read unless given)
+        and until when it may be approved (``request_ttl_s`` later); as it was when its
+        decision is not recorded."""
+        if not ended:
+            rows = self.store.read(q.DECISION_SUMMARY, decision=request["decision"])
+            ended = rows[0]["ended"] if rows else None
+        if not ended:
             return request
-        made = parse_time(str(rows[0]["ended"]))
+        made = parse_time(str(ended))
         until = made + timedelta(seconds=self.settings.request_ttl_s)
         return {**request, "requested_at": made.isoformat(), "expires_at": until.isoformat()}
 
@@ -294,7 +301,7 @@ class Agents:
         requests = []
         for row in self.store.read(q.AWAITING, limit=1000):
             try:
-                result = self._result(row["run_id"])
+                result = self._result(row["run_id"], ended=row["ended"])
             except NotAwaitingApprovalError:  # recorded by a run whose checkpoint is elsewhere
                 continue
             if result.request is not None:
@@ -312,7 +319,7 @@ class Agents:
             raise NotAwaitingApprovalError(
                 f"decision {iri} is not waiting for approval (outcome {row['outcome']})"
             )
-        result = self._result(row["run_id"])
+        result = self._result(row["run_id"], ended=row["ended"])
         if result.request is None or result.request["decision"] != iri:
             raise NotAwaitingApprovalError(f"run {row['run_id']} is not waiting for approval")
         return result.request

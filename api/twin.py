@@ -76,6 +76,14 @@ if TYPE_CHECKING:  # LangGraph and pySHACL load only when an agent operation nee
     from twinkg.reasoner.inference import ReclassifySummary
 
 
+EVIDENCE_LIMIT = 500
+"""The most evidence items of each kind shown with one approval request."""
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _way(name: str) -> str:
     """Which way a batch came in, for the metrics: ``mqtt``, ``api``, ``opcua`` (a name's
     scheme), else ``file``."""
@@ -185,8 +193,7 @@ class Twin(OfflineTwin):
         profile = self.store.read(aq.ASSET_PROFILE, asset=asset)
         if not profile:
             raise NotFoundError(f"no asset {asset!r} in the graph")
-        value = profile[0]["criticality"]
-        return None if value is None else str(value)
+        return _text_or_none(profile[0]["criticality"])
 
     # -- queries and data in --------------------------------------------------------------
 
@@ -451,22 +458,28 @@ class Twin(OfflineTwin):
         """The approval requests waiting for a person, oldest first."""
         agents = self.agents()
         with self._lock:
-            return [
-                PendingApproval.from_request(
-                    request,
-                    self.evidence(request["run_id"]),
-                    self._criticality_if_known(request["action"]["target"]),
-                )
-                for request in agents.pending()
-            ]
+            requests = agents.pending()
+        # two reads for the whole inbox, not two a request
+        evidence: dict[str, list[EvidenceItem]] = {r["run_id"]: [] for r in requests}
+        for row in self.store.read(
+            aq.APPROVALS_EVIDENCE, run_ids=list(evidence), limit=EVIDENCE_LIMIT
+        ):
+            evidence[row["run_id"]].append(EvidenceItem.from_row(row))
+        targets = sorted({r["action"]["target"] for r in requests})
+        criticality = {  # a target that left the graph since has none: the strictest rule
+            row["asset"]: row["criticality"]
+            for row in self.store.read(aq.CRITICALITIES, assets=targets)
+        }
+        return [
+            PendingApproval.from_request(
+                request,
+                evidence[request["run_id"]],
+                _text_or_none(criticality.get(request["action"]["target"])),
+            )
+            for request in requests
+        ]
 
-    def _criticality_if_known(self, asset: str) -> str | None:
-        try:
-            return self.criticality(asset)
-        except NotFoundError:  # the target left the graph since: the strictest rule applies
-            return None
-
-    def evidence(self, run_id: str, *, limit: int = 500) -> list[EvidenceItem]:
+    def evidence(self, run_id: str, *, limit: int = EVIDENCE_LIMIT) -> list[EvidenceItem]:
         """What run ``run_id``'s decisions used, as its approver is shown it (findings,
         telemetry windows, trust scores, hypotheses, policies)."""
         rows = self.store.read(aq.APPROVAL_EVIDENCE, run_id=run_id, limit=limit)

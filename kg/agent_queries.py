@@ -7,6 +7,8 @@ are rebuilt with ``datetime()`` in Cypher; rows come back with Neo4j's ISO text.
 
 from __future__ import annotations
 
+from typing import LiteralString
+
 from twinkg.kg.queries import NamedQuery, token
 from twinkg.ontology.vocab import Label, PropKey, RelType
 
@@ -285,10 +287,10 @@ AWAITING = NamedQuery(
     "agents.decision.awaiting",
     f"MATCH (d:{_DECISION}) WHERE d.outcome = 'awaiting_approval' "
     f"AND NOT EXISTS {{ (:{_DECISION})-[:{_INFORMED_BY}]->(d) }} "
-    "RETURN d.uri AS uri, d.runId AS run_id, d.prov_startedAtTime AS started "
-    "ORDER BY started, uri LIMIT $limit",
+    "RETURN d.uri AS uri, d.runId AS run_id, d.prov_startedAtTime AS started, "
+    "d.prov_endedAtTime AS ended ORDER BY started, uri LIMIT $limit",
 )
-"""Decisions still waiting for a person."""
+"""Decisions still waiting for a person (``ended`` dates the request)."""
 
 _NOT_EVIDENCE = " OR ".join(
     f"e:{token(label)}"
@@ -302,24 +304,45 @@ _NOT_EVIDENCE = " OR ".join(
     )
 )
 
-APPROVAL_EVIDENCE = NamedQuery(
-    "agents.approval.evidence",
-    f"MATCH (d:{_DECISION}) WHERE d.runId = $run_id "
-    f"MATCH (d)-[:{_USED}]->(e) WHERE NOT ({_NOT_EVIDENCE}) "
-    "WITH DISTINCT e "
-    f"OPTIONAL MATCH (e)-[:{token(RelType.WINDOW_OF)}|{_SCORE_OF}|{_CONCERNS}]->(x) "
-    "WITH e, collect(DISTINCT x.uri) AS about "
-    "RETURN e.uri AS uri, labels(e) AS labels, properties(e) AS facts, about LIMIT $limit "
-    "UNION "
-    f"MATCH (d:{_DECISION})<-[:{token(RelType.PROV_WAS_GENERATED_BY)}]-"
-    f"(h:{token(Label.HYPOTHESIS)}) WHERE d.runId = $run_id "
-    f"OPTIONAL MATCH (h)-[:{token(RelType.HYPOTHESIZED_MODE)}]->(m) "
-    "RETURN h.uri AS uri, labels(h) AS labels, "
-    "h {.*, mode: m.uri, modeLabel: m.rdfs_label} AS facts, [] AS about LIMIT $limit",
-)
+
+def _evidence(run: LiteralString) -> LiteralString:
+    """What the decisions of run ``run`` (a parameter or a variable) used, as approval
+    evidence rows, at most ``$limit`` of each kind."""
+    return (
+        f"MATCH (d:{_DECISION}) WHERE d.runId = {run} "
+        f"MATCH (d)-[:{_USED}]->(e) WHERE NOT ({_NOT_EVIDENCE}) "
+        "WITH DISTINCT e "
+        f"OPTIONAL MATCH (e)-[:{token(RelType.WINDOW_OF)}|{_SCORE_OF}|{_CONCERNS}]->(x) "
+        "WITH e, collect(DISTINCT x.uri) AS about "
+        "RETURN e.uri AS uri, labels(e) AS labels, properties(e) AS facts, about LIMIT $limit "
+        "UNION "
+        f"MATCH (d:{_DECISION})<-[:{token(RelType.PROV_WAS_GENERATED_BY)}]-"
+        f"(h:{token(Label.HYPOTHESIS)}) WHERE d.runId = {run} "
+        f"OPTIONAL MATCH (h)-[:{token(RelType.HYPOTHESIZED_MODE)}]->(m) "
+        "RETURN h.uri AS uri, labels(h) AS labels, "
+        "h {.*, mode: m.uri, modeLabel: m.rdfs_label} AS facts, [] AS about LIMIT $limit"
+    )
+
+
+APPROVAL_EVIDENCE = NamedQuery("agents.approval.evidence", _evidence("$run_id"))
 """What a run's decisions used, for the person asked to approve: findings, telemetry windows
 (and their sensors), trust scores (and their subjects), policies, and the failure modes the
 diagnosis ranked (its hypotheses); the query rows, shapes, ontology and action are left out."""
+
+APPROVALS_EVIDENCE = NamedQuery(
+    "agents.approval.evidence_of_runs",
+    f"UNWIND $run_ids AS run_id CALL (run_id) {{ {_evidence('run_id')} }} "
+    "RETURN run_id, uri, labels, facts, about",
+)
+""":data:`APPROVAL_EVIDENCE` of several runs in one round trip (the inbox), each row with its
+``run_id``."""
+
+CRITICALITIES = NamedQuery(
+    "agents.approval.criticalities",
+    f"UNWIND $assets AS asset MATCH (a:{_R}:{_ASSET} {{uri: asset}}) "
+    "RETURN a.uri AS asset, a.criticality AS criticality",
+)
+"""The criticality class of each asset that exists (the targets of waiting requests)."""
 
 RUN_DECISIONS = NamedQuery(
     "agents.decision.of_run",

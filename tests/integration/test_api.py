@@ -387,6 +387,15 @@ def test_approval_by_role_and_criticality(world: ApiWorld, driver: Driver) -> No
     # and the trust scores; each of them is in the decision's lineage (as compliance reads it),
     # and no query rows are shown.
     mine = next(r for r in waiting if r["decision"] == step["decision"])
+    # The inbox reads every request's evidence and target criticality in one query each: what
+    # it shows is what one request's reads give.
+    twin = world.app.state.twin
+    inbox = twin.pending()
+    assert step["decision"] in {p.decision for p in inbox}
+    for request in inbox:
+        alone = twin.evidence(request.run_id)
+        assert sorted(map(repr, request.evidence)) == sorted(map(repr, alone)), request.run_id
+        assert request.target_criticality == twin.criticality(request.action.target)
     asked, until = (datetime.fromisoformat(mine[k]) for k in ("requested_at", "expires_at"))
     assert until - asked == timedelta(hours=8)  # the default TWINKG_APPROVAL_REQUEST_TTL_S
     kinds = [e["kind"] for e in mine["evidence"]]
