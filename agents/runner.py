@@ -134,10 +134,14 @@ class Agents:
                     on_node(run_id, node)
 
     def _result(
-        self, run_id: str, snapshot: StateSnapshot | None = None, *, ended: Any = None
+        self,
+        run_id: str,
+        snapshot: StateSnapshot | None = None,
+        *,
+        ended: tuple[str, Any] | None = None,
     ) -> RunResult:
-        """How run ``run_id`` stands; ``ended``: its waiting decision's recorded end, when the
-        caller read it already (otherwise it is read to date the request)."""
+        """How run ``run_id`` stands; ``ended``: a decision's IRI and its recorded end, read by
+        the caller already (used to date the request when it is that decision's)."""
         snapshot = snapshot or self._graph.get_state(self._config(run_id))
         if not snapshot.values:
             raise NotAwaitingApprovalError(f"run {run_id} has no checkpoint here")
@@ -152,16 +156,20 @@ class Agents:
             status = "done"
         return RunResult(run_id, status, tuple(state.steps), request, state)
 
-    def _dated(self, request: dict[str, Any], ended: Any = None) -> dict[str, Any]:
-        """``request`` with when it was made (its decision's recorded end, read unless given)
-        and until when it may be approved (``request_ttl_s`` later); as it was when its
-        decision is not recorded."""
-        if not ended:
+    def _dated(
+        self, request: dict[str, Any], ended: tuple[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``request`` with when it was made (its decision's recorded end: ``ended`` when it
+        names that decision, read otherwise) and until when it may be approved
+        (``request_ttl_s`` later); as it was when its decision is not recorded."""
+        if ended is not None and ended[0] == request["decision"]:
+            made_at = ended[1]
+        else:
             rows = self.store.read(q.DECISION_SUMMARY, decision=request["decision"])
-            ended = rows[0]["ended"] if rows else None
-        if not ended:
+            made_at = rows[0]["ended"] if rows else None
+        if not made_at:
             return request
-        made = parse_time(str(ended))
+        made = parse_time(str(made_at))
         until = made + timedelta(seconds=self.settings.request_ttl_s)
         return {**request, "requested_at": made.isoformat(), "expires_at": until.isoformat()}
 
@@ -301,7 +309,7 @@ class Agents:
         requests = []
         for row in self.store.read(q.AWAITING, limit=1000):
             try:
-                result = self._result(row["run_id"], ended=row["ended"])
+                result = self._result(row["run_id"], ended=(row["uri"], row["ended"]))
             except NotAwaitingApprovalError:  # recorded by a run whose checkpoint is elsewhere
                 continue
             if result.request is not None:
@@ -319,7 +327,7 @@ class Agents:
             raise NotAwaitingApprovalError(
                 f"decision {iri} is not waiting for approval (outcome {row['outcome']})"
             )
-        result = self._result(row["run_id"], ended=row["ended"])
+        result = self._result(row["run_id"], ended=(iri, row["ended"]))
         if result.request is None or result.request["decision"] != iri:
             raise NotAwaitingApprovalError(f"run {row['run_id']} is not waiting for approval")
         return result.request
