@@ -647,16 +647,24 @@ def test_an_ingest_workers_state_says_when_it_stops_and_when_its_connection_is_l
             seen.append(json.loads(message.payload))
             if condition(seen[-1]):
                 return seen[-1]
-        raise AssertionError(f"no such announcement; heard {seen}")
+        log = (mqtt.home / "mosquitto.log").read_text(errors="replace").splitlines()[-20:]
+        raise AssertionError(f"no such announcement; heard {seen}; broker log: {log}")
 
     try:
         worker = Subscriber(
             endpoint(mqtt), telemetry_filters(["skab"]), client_id="ingest-state", announce=topic
         )
         assert heard(lambda s: s["online"] is True)["client"] == "ingest-state"
-        sock = worker.client.socket()
-        assert isinstance(sock, socket.socket)  # an ssl.SSLSocket
-        sock.shutdown(socket.SHUT_RDWR)  # the network goes: no DISCONNECT is sent
+        for _ in range(3):
+            sock = worker.client.socket()
+            assert isinstance(sock, socket.socket)  # an ssl.SSLSocket
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the network goes: no DISCONNECT is sent
+                break
+            except OSError:  # paho was closing this one itself (CI saw it once): take the next
+                heard(lambda s: s["online"] is True)
+        else:
+            raise AssertionError(f"the worker's connection kept closing by itself; heard {seen}")
         lost = heard(lambda s: s["online"] is False)
         assert lost == {"online": False, "client": "ingest-state", "reason": "connection lost"}
         heard(lambda s: s["online"] is True)  # paho reconnects, the subscription is announced
