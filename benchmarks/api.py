@@ -10,7 +10,9 @@ threads share one httpx connection pool and loop for ``--duration`` seconds on e
 * ``GET /assets/context?iri=<pump>`` — against ``Twin.asset_context`` in process;
 * ``POST /cypher`` with a parameterised read — against ``Twin.cypher`` (the same guard and read
   transaction);
-* ``GET /sparql`` with a SELECT — against ``Twin.sparql`` on a projection rebuilt in process.
+* ``GET /sparql`` with a SELECT — against ``Twin.sparql`` on a projection rebuilt in process;
+* and that SELECT in process on the projection (Oxigraph) against rdflib on the same triples
+  (the ontology's files and Neo4j's export, the projection's sources), answers compared first.
 
 The in-process side runs the same calls with the same number of threads on its own driver, so
 the ratio API/direct is what HTTP, authentication, the audit middleware and JSON cost (both
@@ -46,6 +48,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from rdflib import Graph
 
 from benchmarks.server import Throwaway, throwaway_server
 from twinkg.api.security import KeyStore, Role
@@ -57,6 +60,7 @@ from twinkg.kg.local_server import free_port
 from twinkg.kg.projection import Projection
 from twinkg.kg.records import GraphRecords
 from twinkg.kg.sparql_pool import PoolLimits
+from twinkg.ontology.catalog import ontology_files
 from twinkg.ontology.namespaces import TK as TK_NS
 from twinkg.ontology.vocab import TK, Label, PropKey, RelType
 
@@ -69,6 +73,7 @@ CYPHER = (
     "RETURN s.uri AS sensor, s.tag AS tag ORDER BY sensor"
 )
 JSON_RESULTS = "application/sparql-results+json"
+RDFLIB_ROW = "SPARQL/rdflib"
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,34 @@ def ingest_under_watch(
     )
 
 
+def rdflib_anchor(server: Throwaway, twin: Twin, args: argparse.Namespace) -> tuple[str, Run, Run]:
+    """The SPARQL SELECT on the projection (in process) against rdflib on the same triples: the
+    ontology's Turtle files and the export of Neo4j the projection is built from. The answers
+    are compared first, so the two sides do the same work."""
+    graph = Graph()
+    for file in ontology_files():
+        graph.parse(file, format="turtle")
+    graph += server.store.export()
+    _note(f"rdflib anchor: {len(graph):,} triples")
+    answer = json.loads(twin.sparql(SPARQL, accept=JSON_RESULTS).body)
+    theirs = [(b["sensor"]["value"], b["tag"]["value"]) for b in answer["results"]["bindings"]]
+    ours = [(str(row[0]), str(row[1])) for row in graph.query(SPARQL)]  # type: ignore[index]
+    if ours != theirs:
+        raise SystemExit(f"rdflib answers {len(ours)} rows, the projection {len(theirs)}")
+    projection = drive(
+        lambda: twin.sparql(SPARQL, accept=JSON_RESULTS).body,
+        seconds=args.duration,
+        threads=args.concurrency,
+    )
+    rdflib_side = drive(
+        lambda: graph.query(SPARQL).serialize(format="json"),
+        seconds=args.duration,
+        threads=args.concurrency,
+    )
+    _note(f"SPARQL: {projection.rps:,.0f}/s on the projection, {rdflib_side.rps:,.0f}/s rdflib")
+    return RDFLIB_ROW, projection, rdflib_side
+
+
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per read and side")
@@ -362,6 +395,7 @@ def main() -> None:
                     local = drive(direct, seconds=args.duration, threads=args.concurrency)
                     _note(f"{name}: {api.rps:,.0f}/s over HTTP, {local.rps:,.0f}/s direct")
                     results.append((name, api, local))
+                results.append(rdflib_anchor(server, twin, args))
             _note(f"sustained ingest for {args.ingest_seconds:.0f} s")
             lag = ingest_under_watch(
                 url,
@@ -387,16 +421,18 @@ def _report(
     head = f"{'operation':<16}{'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
     print(head + f"{'API/direct':>26}")
     for name, api, local in results:
-        for side, run in (("API", api), ("direct", local)):
+        first, second = ("projection", "rdflib") if name == RDFLIB_ROW else ("API", "direct")
+        for side, run in ((first, api), (second, local)):
             line = (
-                f"{name if side == 'API' else '':<16}{side:<10}{run.rps:>9,.0f}"
+                f"{name if side == first else '':<16}{side:<10}{run.rps:>9,.0f}"
                 f"{run.pct(50):>9.2f}{run.pct(99):>9.2f}{run.errors:>8}"
             )
-            if side == "direct":
+            if side == second:
                 line += (
                     f"   req/s ×{api.rps / local.rps:.2f}, p50 ×{api.pct(50) / local.pct(50):.2f}"
                 )
             print(line)
+    print(f"({RDFLIB_ROW}: the projection in process against rdflib on the same triples)")
     sensors_n = lag.points // max(lag.batches * args.batch, 1)
     print(
         f"\nsustained ingest: {lag.batches} batches ({args.batch} s × {sensors_n} sensors) "

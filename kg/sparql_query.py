@@ -14,6 +14,7 @@ serialises the answer (:mod:`kg.sparql_results`).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,9 +51,29 @@ _GRAPHS: tuple[Format, ...] = (
 _ALIASES = {"application/json": "application/sparql-results+json", "text/xml": "application/xml"}
 
 
+CACHED_CHARS = 8192
+"""Accepted queries up to this many characters keep their verdict (:func:`check`)."""
+
+
 def check(text: str) -> QueryForm:
     """The form of ``text`` if TwinKG runs it: :class:`SparqlRefusedError` for an update, LOAD or
-    SERVICE, :class:`SparqlInvalidError` (one-line reason) when it does not parse."""
+    SERVICE, :class:`SparqlInvalidError` (one-line reason) when it does not parse.
+
+    The verdict is a function of the text alone, so an accepted query of at most
+    :data:`CACHED_CHARS` characters keeps it (the 512 most recently used): parsing takes
+    milliseconds under a process-wide lock (:mod:`kg.sparql_parser`), and dashboards and agents
+    ask the same queries again and again. A refusal is not kept; it is parsed again."""
+    if len(text) <= CACHED_CHARS:
+        return _accepted(text)
+    return _judged(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _accepted(text: str) -> QueryForm:
+    return _judged(text)
+
+
+def _judged(text: str) -> QueryForm:
     try:
         tree = parse_query(text)
     except RecursionError:  # pyparsing recurses per nesting level (about 100 deep is enough)

@@ -7,11 +7,13 @@ exports the graph back to RDF, and runs untrusted Cypher read-only.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
 import random
 import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +56,10 @@ from twinkg.ontology.namespaces import PREFIXES
 from twinkg.ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey, RelType
 
 DEFAULT_BATCH = 5000
+PASSED_PLANS = 512
+"""Untrusted Cypher texts whose passed plan check a store remembers (:meth:`GraphStore.query`)."""
+PASSED_PLAN_CHARS = 8192
+"""Longer texts are planned and judged on every request."""
 DEFAULT_BYTE_CAP = 8 * 1024 * 1024
 """Largest answer of untrusted Cypher, in bytes of JSON (``TWINKG_QUERY_MAX_BYTES``)."""
 _T = TypeVar("_T")
@@ -241,6 +247,10 @@ class GraphStore:
         self._driver = driver
         self._database = database
         self._full_at = outbox_full_at
+        self._passed: collections.OrderedDict[tuple[str, tuple[str, ...]], None] = (
+            collections.OrderedDict()
+        )
+        self._passed_lock = threading.Lock()
 
     @contextmanager
     def _session(self, *, read: bool = False, fetch_size: int | None = None) -> Iterator[Session]:
@@ -473,13 +483,16 @@ class GraphStore:
             raise InvalidInputError("timeout_s must be positive, row_cap and byte_cap not negative")
         values = cypher_guard.check_params(params)
         cypher_guard.check_text(cypher, params=values, max_chars=max_chars)
-        with self._session(read=True) as session:
-            try:
-                explain = neo4j.Query(_EXPLAIN + cypher, timeout=timeout_s)
-                summary = session.run(explain, values).consume()
-            except ClientError as exc:
-                raise _rejection(exc, "invalid Cypher", timeout_s, shifted=True) from exc
-            cypher_guard.check_plan(summary.query_type, summary.plan)
+        planned = (cypher, tuple(sorted(values)))
+        if not self._plan_passed(planned):
+            with self._session(read=True) as session:
+                try:
+                    explain = neo4j.Query(_EXPLAIN + cypher, timeout=timeout_s)
+                    summary = session.run(explain, values).consume()
+                except ClientError as exc:
+                    raise _rejection(exc, "invalid Cypher", timeout_s, shifted=True) from exc
+                cypher_guard.check_plan(summary.query_type, summary.plan)
+            self._plan_passed(planned, passed=True)
         answer = cypher_run.run(
             self._session(read=True, fetch_size=cypher_run.FETCH_SIZE),
             self._session,
@@ -491,6 +504,25 @@ class GraphStore:
             plain=_plain,
         )
         return QueryResult(answer.columns, answer.rows, answer.truncated)
+
+    def _plan_passed(self, planned: tuple[str, tuple[str, ...]], *, passed: bool = False) -> bool:
+        """Whether the plan of this text (with these parameter names) already passed
+        :func:`~kg.cypher_guard.check_plan` on this store; ``passed`` records that it did. The
+        query type and the plan's operators follow from the text, so the verdict is kept for
+        the :data:`PASSED_PLANS` most recent texts of at most :data:`PASSED_PLAN_CHARS`
+        characters (decision 0080); the text layer runs on every request regardless."""
+        if len(planned[0]) > PASSED_PLAN_CHARS:
+            return False
+        with self._passed_lock:
+            if passed:
+                self._passed[planned] = None
+                if len(self._passed) > PASSED_PLANS:
+                    self._passed.popitem(last=False)
+                return True
+            if planned in self._passed:
+                self._passed.move_to_end(planned)
+                return True
+            return False
 
 
 class StoreTx:

@@ -21,6 +21,7 @@ from neo4j import Driver
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import cypher_guard
+from twinkg.kg import store as store_module
 from twinkg.kg.store import GraphStore
 from twinkg.ontology.errors import QueryRejectedError, QueryTimeoutError, QueryUnboundedError
 
@@ -229,3 +230,43 @@ def test_a_big_single_row_is_cut_at_the_byte_cap_without_growing_the_process(
 def test_an_answer_within_the_caps_is_whole(store: GraphStore) -> None:
     result = store.read_only("RETURN range(1, 100000) AS xs")
     assert not result.truncated and len(result.rows[0][0]) == 100_000
+
+
+@pytest.mark.usefixtures("store")  # the SKAB plant, seeded
+def test_a_passed_plan_is_kept_per_text_and_a_refused_one_is_judged_again(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0080: the plan layer's verdict is kept for a text (and its parameter names)
+    that passed; the text layer still runs on every request, and whatever the plan layer
+    refused is planned and refused again, with the same message, each time."""
+    judged: list[str | None] = []
+    check_plan = cypher_guard.check_plan
+
+    def counted(query_type: str | None, plan: Any) -> None:
+        judged.append(query_type)
+        check_plan(query_type, plan)
+
+    monkeypatch.setattr(cypher_guard, "check_plan", counted)
+    fresh = GraphStore(driver)  # its own memory of passed plans
+    text = "MATCH (n:Resource) WHERE n.uri STARTS WITH $p RETURN count(n) AS n"
+    first = fresh.read_only(text, {"p": "https://w3id.org/twinkg/"})
+    again = fresh.read_only(text, {"p": "https://w3id.org/twinkg/"})
+    assert first.rows == again.rows and first.rows[0][0] > 300 and judged == ["r"]
+    fresh.read_only(text, {"p": "x", "unused": 1})  # other parameter names: planned again
+    assert judged == ["r", "r"]
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(QueryRejectedError) as garbage:
+            fresh.read_only("MATC (n) RETURN n")
+        with pytest.raises(QueryRejectedError) as missing:
+            fresh.read_only(text)  # $p is not given: it plans (a read) and then fails to run
+        with pytest.raises(QueryRejectedError, match="write"):
+            fresh.read_only("CREATE (n:Resource {uri: 'x'})")  # the text layer, every time
+        refusals.append((str(garbage.value), str(missing.value)))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0].startswith("invalid Cypher") and "Expected parameter" in refusals[0][1]
+    assert judged == ["r", "r", "r"]  # the garbage was refused twice, never kept
+    long_text = text + " " * store_module.PASSED_PLAN_CHARS
+    for _ in range(2):
+        fresh.read_only(long_text, {"p": "x"})
+    assert judged == ["r"] * 5  # past the length bound: planned every time

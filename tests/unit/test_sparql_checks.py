@@ -294,3 +294,32 @@ def test_a_query_too_deep_for_the_checker_is_invalid_not_a_crash(depth: int) -> 
     text = "SELECT * WHERE { FILTER(" + "(" * depth + "1" + ")" * depth + ") }"
     with pytest.raises(SparqlInvalidError, match="too deeply"):
         check(text)
+
+
+def test_a_kept_verdict_is_the_verdict_and_a_refusal_is_never_kept() -> None:
+    """Accepted texts keep their verdict (the second check parses nothing); refused ones are
+    judged again each time, and a text past the length bound is always parsed."""
+    from twinkg.kg import sparql_query  # noqa: PLC0415 - the cache is its private detail
+
+    sparql_query._accepted.cache_clear()
+    accepted = {
+        "SELECT ?s WHERE { ?s ?p ?o } LIMIT 3": QueryForm.SELECT,
+        "ASK { ?a <http://x/p> 1 }": QueryForm.ASK,
+        "CONSTRUCT WHERE { ?s ?p ?o }": QueryForm.CONSTRUCT,
+        "DESCRIBE <http://x/a>": QueryForm.DESCRIBE,
+    }
+    for text, form in accepted.items():
+        assert check(text) is form and check(text) is form
+    info = sparql_query._accepted.cache_info()
+    assert (info.hits, info.misses) == (len(accepted), len(accepted))
+    for _ in range(2):
+        with pytest.raises(SparqlRefusedError):
+            check(UPDATES[0])
+        with pytest.raises(SparqlRefusedError, match="SERVICE"):
+            check("SELECT * WHERE { SERVICE <http://e/sparql> { ?s ?p ?o } }")
+        with pytest.raises(SparqlInvalidError):
+            check("SELECT WHERE {")
+    assert sparql_query._accepted.cache_info().currsize == len(accepted)
+    long_text = "SELECT ?s WHERE { ?s ?p ?o }" + " " * sparql_query.CACHED_CHARS
+    assert check(long_text) is QueryForm.SELECT
+    assert sparql_query._accepted.cache_info().currsize == len(accepted)
