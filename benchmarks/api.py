@@ -11,6 +11,8 @@ threads share one httpx connection pool and loop for ``--duration`` seconds on e
 * ``POST /cypher`` with a parameterised read — against ``Twin.cypher`` (the same guard and read
   transaction);
 * ``GET /sparql`` with a SELECT — against ``Twin.sparql`` on a projection rebuilt in process;
+* the Cypher and SPARQL calls in process once more with decision 0080's kept verdicts off
+  (every text parsed, planned and judged anew, as before it);
 * and that SELECT in process on the projection (Oxigraph) against rdflib on the same triples
   (the ontology's files and Neo4j's export, the projection's sources), answers compared first.
 
@@ -56,6 +58,8 @@ from twinkg.api.settings import Settings, api_keys_path
 from twinkg.api.twin import Twin
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
+from twinkg.kg import sparql_query
+from twinkg.kg import store as store_module
 from twinkg.kg.local_server import free_port
 from twinkg.kg.projection import Projection
 from twinkg.kg.records import GraphRecords
@@ -315,6 +319,18 @@ def ingest_under_watch(
     )
 
 
+@contextmanager
+def verdicts_forgotten() -> Iterator[None]:
+    """In this process, every SPARQL text parsed and every Cypher text planned and judged anew,
+    as before decision 0080 (no text is short enough to keep its verdict)."""
+    saved = sparql_query.CACHED_CHARS, store_module.PASSED_PLAN_CHARS
+    sparql_query.CACHED_CHARS = store_module.PASSED_PLAN_CHARS = -1
+    try:
+        yield
+    finally:
+        sparql_query.CACHED_CHARS, store_module.PASSED_PLAN_CHARS = saved
+
+
 def rdflib_anchor(server: Throwaway, twin: Twin, args: argparse.Namespace) -> tuple[str, Run, Run]:
     """The SPARQL SELECT on the projection (in process) against rdflib on the same triples: the
     ontology's Turtle files and the export of Neo4j the projection is built from. The answers
@@ -389,12 +405,19 @@ def main() -> None:
             with httpx.Client(base_url=url, headers=headers, limits=limits, timeout=60) as client:
                 _note(f"API up; projection caught up after {caught_up(client):.1f} s")
                 results = []
+                afresh: dict[str, Run] = {}
                 for name, over_http, direct in read_ops(client, twin, pump):
                     over_http(), direct()  # warm the plans and the pool
                     api = drive(over_http, seconds=args.duration, threads=args.concurrency)
                     local = drive(direct, seconds=args.duration, threads=args.concurrency)
                     _note(f"{name}: {api.rps:,.0f}/s over HTTP, {local.rps:,.0f}/s direct")
                     results.append((name, api, local))
+                    if name != "context lookup":
+                        with verdicts_forgotten():
+                            afresh[name] = drive(
+                                direct, seconds=args.duration, threads=args.concurrency
+                            )
+                        _note(f"{name}: {afresh[name].rps:,.0f}/s direct, judged afresh")
                 results.append(rdflib_anchor(server, twin, args))
             _note(f"sustained ingest for {args.ingest_seconds:.0f} s")
             lag = ingest_under_watch(
@@ -407,11 +430,15 @@ def main() -> None:
             )
         projection.close()
         poll_s = Settings(home=api_home).projection_poll_s
-    _report(args, results, lag, poll_s)
+    _report(args, results, afresh, lag, poll_s)
 
 
 def _report(
-    args: argparse.Namespace, results: list[tuple[str, Run, Run]], lag: LagRun, poll_s: float
+    args: argparse.Namespace,
+    results: list[tuple[str, Run, Run]],
+    afresh: dict[str, Run],
+    lag: LagRun,
+    poll_s: float,
 ) -> None:
     print(
         f"API over loopback from a second process vs the same call in process; "
@@ -432,7 +459,14 @@ def _report(
                     f"   req/s ×{api.rps / local.rps:.2f}, p50 ×{api.pct(50) / local.pct(50):.2f}"
                 )
             print(line)
-    print(f"({RDFLIB_ROW}: the projection in process against rdflib on the same triples)")
+        if name in afresh:
+            run = afresh[name]
+            print(
+                f"{'':<16}{'afresh':<10}{run.rps:>9,.0f}{run.pct(50):>9.2f}{run.pct(99):>9.2f}"
+                f"{run.errors:>8}   direct/afresh req/s ×{local.rps / run.rps:.2f}"
+            )
+    print(f"({RDFLIB_ROW}: the projection in process against rdflib on the same triples;")
+    print(" afresh: in process with decision 0080's kept verdicts off, every text judged anew)")
     sensors_n = lag.points // max(lag.batches * args.batch, 1)
     print(
         f"\nsustained ingest: {lag.batches} batches ({args.batch} s × {sensors_n} sensors) "
