@@ -96,8 +96,17 @@ decision has used yet (the window keeps the scan to recent events, through their
 
 STALE_SENSORS = NamedQuery(
     "agents.monitor.stale_sensors",
-    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(a:{_ASSET}) "
-    f"WHERE s.lastObservedAt IS NOT NULL AND {_IN_SCOPE} "
+    # Two branches, as open findings: a scoped run starts at its scope's IRI and reaches the
+    # sensors of the assets in it. One plan for both scanned every sensor of the plant on every
+    # decision (52,000 at 100,000 assets, 16-27 ms).
+    "CALL { "
+    "UNWIND CASE WHEN $scope IS NULL THEN [true] ELSE [] END AS everywhere "
+    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(a:{_ASSET}) RETURN s, a "
+    "UNION ALL "
+    f"MATCH (a:{_ASSET})-[:{_PART_OF}*0..]->(:{_R} {{uri: $scope}}) WITH DISTINCT a "
+    f"MATCH (s:{_SENSOR})-[:{_MONITORS}]->(a) RETURN s, a "
+    "} "
+    "WITH s, a WHERE s.lastObservedAt IS NOT NULL "
     "AND s.lastObservedAt < datetime($as_of) - duration({seconds: $stale_s}) "
     f"AND NOT EXISTS {{ MATCH (d:{_DECISION})-[:{_USED}]->()-[:{_WINDOW_OF}]->(s) "
     f"WHERE d.{_AS_OF} >= s.lastObservedAt }} "
