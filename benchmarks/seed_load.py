@@ -216,6 +216,7 @@ def admin_import(records: GraphRecords, folder: Path) -> ImportRate:
         "full",
         "neo4j",  # the database first: the file options take several values each
         f"--array-delimiter={_ARRAY}",
+        f"--report-file={folder / 'import.report'}",  # not in the working directory
         *(f"--nodes={path}" for path in node_files),
         f"--relationships={rel_file}",
     ]

@@ -57,7 +57,7 @@ from twinkg.ontology.vocab import CLASS_LABELS, LABEL_ANCESTORS, Label, PropKey,
 
 DEFAULT_BATCH = 5000
 PASSED_PLANS = 512
-"""Untrusted Cypher texts whose passed plan check a store remembers (:meth:`GraphStore.query`)."""
+"""Untrusted Cypher texts whose passed plan check a store keeps (:meth:`GraphStore.read_only`)."""
 PASSED_PLAN_CHARS = 8192
 """Longer texts are planned and judged on every request."""
 DEFAULT_BYTE_CAP = 8 * 1024 * 1024
