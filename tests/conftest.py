@@ -12,11 +12,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from neo4j import Driver, GraphDatabase
 
 from twinkg.kg import local_server
+from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +87,22 @@ def wipe(driver: Driver) -> None:
         session.run(
             "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
         ).consume()
+
+
+def rows_both_ways(
+    store: GraphStore, driver: Driver, query: NamedQuery, reference: str, params: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The rows of a named read and of its reference Cypher (run bare through the driver), as
+    ``GraphStore.read`` gives them (times as ISO text), each sorted as a multiset: rows tied on
+    the sort key may come in either order."""
+    after = store.read(query, **params)
+    before, _, _ = driver.execute_query(reference, params)
+    plain = [
+        {k: getattr(v, "iso_format", lambda v=v: v)() for k, v in r.data().items()} for r in before
+    ]
+    return sorted(repr(sorted(r.items())) for r in after), sorted(
+        repr(sorted(r.items())) for r in plain
+    )
 
 
 def seed_skab(driver: Driver, store: GraphStore | None = None) -> GraphStore:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neo4j import Driver
 
-from tests.conftest import wipe
+from tests.conftest import rows_both_ways, wipe
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import agent_queries as q
@@ -97,18 +97,9 @@ def _write(driver: Driver, plant: dict[str, list[str]], events: list[dict[str, A
             )
 
 
-def _rows(store: GraphStore, driver: Driver, scope: str | None) -> tuple[list[Any], list[Any]]:
+def _rows(store: GraphStore, driver: Driver, scope: str | None) -> tuple[list[str], list[str]]:
     params = {"scope": scope, "as_of": AS_OF.isoformat(), "lookback_s": 7200.0, "limit": 10_000}
-    after = store.read(q.OPEN_FINDINGS, **params)
-    before, _, _ = driver.execute_query(BEFORE, params)
-    # rows as GraphStore.read gives them (times as ISO text); an event on two assets gives
-    # two rows tied on the sort key, in either order: compared as multisets
-    plain = [
-        {k: getattr(v, "iso_format", lambda v=v: v)() for k, v in r.data().items()} for r in before
-    ]
-    return sorted(repr(sorted(r.items())) for r in after), sorted(
-        repr(sorted(r.items())) for r in plain
-    )
+    return rows_both_ways(store, driver, q.OPEN_FINDINGS, BEFORE, params)
 
 
 @settings(

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neo4j import Driver
 
-from tests.conftest import wipe
+from tests.conftest import rows_both_ways, wipe
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import agent_queries as q
@@ -95,17 +95,9 @@ def _write(driver: Driver, plant: dict[str, list[str]], states: list[dict[str, A
             )
 
 
-def _rows(store: GraphStore, driver: Driver, scope: str | None) -> tuple[list[Any], list[Any]]:
+def _rows(store: GraphStore, driver: Driver, scope: str | None) -> tuple[list[str], list[str]]:
     params = {"scope": scope, "as_of": AS_OF.isoformat(), "stale_s": 3600.0, "limit": 10_000}
-    after = store.read(q.STALE_SENSORS, **params)
-    before, _, _ = driver.execute_query(BEFORE, params)
-    plain = [
-        {k: getattr(v, "iso_format", lambda v=v: v)() for k, v in r.data().items()} for r in before
-    ]
-    # a sensor on two assets gives two rows tied on the sort key: compared as multisets
-    return sorted(repr(sorted(r.items())) for r in after), sorted(
-        repr(sorted(r.items())) for r in plain
-    )
+    return rows_both_ways(store, driver, q.STALE_SENSORS, BEFORE, params)
 
 
 @settings(
