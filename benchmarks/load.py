@@ -61,6 +61,7 @@ class Tally:
     server_errors: int = 0
     transport_errors: int = 0
     server_codes: list[str] = field(default_factory=list)
+    server_messages: list[str] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -208,6 +209,7 @@ def _one(
         if response.status_code >= 500:
             tally.server_errors += 1
             tally.server_codes.append(response.headers.get("X-TwinKG-Error-Code", "?"))
+            tally.server_messages.append(response.text[:300])
         elif response.status_code >= 400:
             tally.client_errors += 1
         else:

@@ -111,7 +111,11 @@ def _read(path: Path, data: bytes, layout: CsvLayout) -> pa.Table:
     try:
         return pacsv.read_csv(
             pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(block_size=_BLOCK),
+            # Arrow's threads only pay off past one block; and a file of a header alone, read
+            # on them, can leave a thread running at exit that aborts the process (SIGABRT,
+            # "terminate called without an active exception"; apache/arrow#38676), so the
+            # command's one-line refusal would end in a crash.
+            read_options=pacsv.ReadOptions(block_size=_BLOCK, use_threads=len(data) > _BLOCK),
             parse_options=pacsv.ParseOptions(
                 delimiter=layout.delimiter, invalid_row_handler=refuse_ragged
             ),

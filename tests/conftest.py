@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from neo4j import Driver, GraphDatabase
 
 from twinkg.kg import local_server
@@ -22,6 +24,19 @@ from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_WORKERS = 4  # each worker starts its own Neo4j (about 1.5 GiB): more cores, still 4
+
+# No property test depends on the machine's speed: the suite runs in several processes on two
+# cores, so Hypothesis's per-example deadline and its "generation too slow" check are off.
+hypothesis_settings.register_profile(
+    "twinkg", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("twinkg")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default, pyproject.toml): one worker per core, at most MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,24 @@ class Neo4jTarget:
             "TWINKG_NEO4J_USER": self.user,
             "TWINKG_NEO4J_PASSWORD": self.password,
         }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def twinkg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test process keeps TwinKG's local state (``TWINKG_HOME``: telemetry logs, agent
+    checkpoints, the audit log) in a folder of its own, never in the checkout's ``var/``: the suite
+    runs in several processes at once, and a developer's ``var/`` may hold the demo. Tests that
+    need a home of their own still set ``TWINKG_HOME`` themselves."""
+    home = tmp_path_factory.mktemp("twinkg-home")
+    before = os.environ.get("TWINKG_HOME")
+    os.environ["TWINKG_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if before is None:
+            os.environ.pop("TWINKG_HOME", None)
+        else:
+            os.environ["TWINKG_HOME"] = before
 
 
 @pytest.fixture(scope="session")

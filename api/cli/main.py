@@ -12,15 +12,18 @@ code per kind of failure above that.
 
 from __future__ import annotations
 
+import importlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from twinkg.api.cli.common import (
     classify_and_report,
@@ -32,17 +35,80 @@ from twinkg.api.cli.common import (
     out,
 )
 from twinkg.api.settings import connection, local_server_config
-from twinkg.api.twin import Twin
-from twinkg.graph_seed import plant_check, seeding
+from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import parse_plant
 from twinkg.graph_seed.registry import plant_records as registry_records
 from twinkg.kg import local_server, rdf_text
 from twinkg.kg.queries import DEMO_QUERIES
-from twinkg.kg.store import QueryResult
 from twinkg.ontology import codegen
 from twinkg.ontology.errors import ConfigError, InvalidInputError
 
+if TYPE_CHECKING:
+    from twinkg.kg.store import QueryResult
+
+LAZY_COMMANDS: dict[str, str] = {
+    "contracts": "contracts:app",
+    "reason": "reason:app",
+    "agents": "agents:app",
+    "sim": "sim:app",
+    "verify": "lineage:verify_command",
+    "lineage": "lineage:lineage_command",
+    "replay": "lineage:replay_command",
+    "ingest": "telemetry:ingest_command",
+    "quarantine": "telemetry:quarantine_command",
+    "telemetry": "telemetry:telemetry_command",
+    "serve": "service:serve_command",
+    "run": "run:run_command",
+    "service": "run:service_app",
+    "sparql": "sparql:sparql_command",
+    "assets": "assets:assets_command",
+    "context": "assets:context_command",
+    "api": "service:app",
+    "broker": "connect:broker_app",
+    "connect": "connect:connect_app",
+    "keys": "keys:app",
+    "audit": "keys:audit_app",
+    "edge": "edge:app",
+}
+"""The commands and groups of the other modules of this folder, as ``module:attribute``: a
+module is imported only when one of its commands runs (or ``--help`` lists them all), so a
+command pays for its own imports alone (decision 0082)."""
+
+
+class _LazyCommands(TyperGroup):
+    """The root group: the commands of this module at once, the others on first use.
+
+    Typer builds its commands with its own copy of click, whose classes it does not export:
+    the context and the commands are typed ``Any`` here for that reason alone."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        listed = super().list_commands(ctx)
+        return [*listed, *(name for name in LAZY_COMMANDS if name not in listed)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def load_command(name: str) -> Any:
+    """The click command (or group) ``name`` of :data:`LAZY_COMMANDS`, built as
+    ``app.command(name)`` or ``app.add_typer(…, name=name)`` would build it."""
+    module, attribute = LAZY_COMMANDS[name].split(":")
+    target = getattr(importlib.import_module(f"twinkg.api.cli.{module}"), attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    single = typer.Typer(add_completion=False)  # one command: get_command builds it alone
+    single.command(name)(target)
+    command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
 app = typer.Typer(
+    cls=_LazyCommands,
     help="TwinKG: a knowledge graph for agentic digital twins.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -117,6 +183,8 @@ def seed(
     classify: Annotated[bool, typer.Option(help="run the reasoner afterwards")] = True,
 ) -> None:
     """Load the ontology and a plant (idempotent, all or nothing), then classify its assets."""
+    from twinkg.graph_seed import plant_check  # noqa: PLC0415 - pySHACL, for this command alone
+
     settings = load_settings()
     if [plant, file, inp].count(None) != 2:
         raise InvalidInputError("give one of --plant NAME, --file PLANT.ttl or --inp NETWORK.inp")
@@ -225,6 +293,8 @@ def cypher(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Run a read-only Cypher query and print the result; writes are refused."""
+    from twinkg.api.twin import Twin  # noqa: PLC0415 - what this command needs, on its use
+
     settings = load_settings()
     params = _parse_params(param or [])
     with open_store(settings) as store:
@@ -236,6 +306,8 @@ def cypher(
 @errors_as_exit_codes
 def show() -> None:
     """Show the twin: a few example questions, their Cypher, and the answers."""
+    from twinkg.api.twin import Twin  # noqa: PLC0415 - what this command needs, on its use
+
     settings = load_settings()
     with open_store(settings) as store:
         twin = Twin(settings, store)
@@ -285,70 +357,6 @@ def vocab_check() -> None:
         err.print("error[vocab_drift]: ontology/vocab.py is stale; run `twinkg vocab generate`")
         raise typer.Exit(1)
     out.print("ontology/vocab.py matches the ontology")
-
-
-from twinkg.api.cli import (  # noqa: E402 - they import this module
-    agents as cli_agents,
-)
-from twinkg.api.cli import (  # noqa: E402
-    assets as cli_assets,
-)
-from twinkg.api.cli import (  # noqa: E402
-    connect as cli_connect,
-)
-from twinkg.api.cli import (  # noqa: E402
-    contracts as cli_contracts,
-)
-from twinkg.api.cli import (  # noqa: E402
-    edge as cli_edge,
-)
-from twinkg.api.cli import (  # noqa: E402
-    keys as cli_keys,
-)
-from twinkg.api.cli import (  # noqa: E402
-    lineage as cli_lineage,
-)
-from twinkg.api.cli import (  # noqa: E402
-    reason as cli_reason,
-)
-from twinkg.api.cli import (  # noqa: E402
-    run as cli_run,
-)
-from twinkg.api.cli import (  # noqa: E402
-    service as cli_api,
-)
-from twinkg.api.cli import (  # noqa: E402
-    sim as cli_sim,
-)
-from twinkg.api.cli import (  # noqa: E402
-    sparql as cli_sparql,
-)
-from twinkg.api.cli import (  # noqa: E402
-    telemetry as cli_telemetry,
-)
-
-app.add_typer(cli_contracts.app, name="contracts")
-app.add_typer(cli_reason.app, name="reason")
-app.add_typer(cli_agents.app, name="agents")
-app.add_typer(cli_sim.app, name="sim")
-app.command("verify")(cli_lineage.verify_command)
-app.command("lineage")(cli_lineage.lineage_command)
-app.command("replay")(cli_lineage.replay_command)
-app.command("ingest")(cli_telemetry.ingest_command)
-app.command("quarantine")(cli_telemetry.quarantine_command)
-app.command("telemetry")(cli_telemetry.telemetry_command)
-app.command("serve")(cli_api.serve_command)
-app.command("run")(cli_run.run_command)
-app.add_typer(cli_run.service_app, name="service")
-app.command("sparql")(cli_sparql.sparql_command)
-app.command("assets")(cli_assets.assets_command)
-app.command("context")(cli_assets.context_command)
-app.add_typer(cli_api.app, name="api")
-app.add_typer(cli_connect.broker_app, name="broker")
-app.add_typer(cli_connect.connect_app, name="connect")
-app.add_typer(cli_keys.app, name="keys")
-app.add_typer(cli_keys.audit_app, name="audit")
-app.add_typer(cli_edge.app, name="edge")
 
 
 def main() -> None:

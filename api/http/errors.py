@@ -70,10 +70,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-async def _twinkg_error(_: Request, exc: Exception) -> JSONResponse:
+async def _twinkg_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TwinKGError)
     status = status_for(exc)
-    return error_response(status, exc.code, _one_line(str(exc)), headers=error_headers(exc))
+    message = _one_line(str(exc))
+    if status >= 500:  # a dependency failed: the operator's log says which and why
+        _log.warning(
+            "%s %s answered %d %s: %s", request.method, request.url.path, status, exc.code, message
+        )
+    return error_response(status, exc.code, message, headers=error_headers(exc))
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from twinkg.api.cli.main import LAZY_COMMANDS
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("ontology", "shapes", "kg", "reasoner", "agents", "graph_seed", "connect", "sim", "api")
 LOCK = REPO / "requirements.lock"
@@ -102,7 +104,10 @@ def test_the_wheel_and_openai_agents_live_in_one_environment(wheel: Path, tmp_pa
     assert seen["state"] == "twinkg.agents.state"
     assert not any(seen["bare"].values()), seen["bare"]
     assert seen["triples"] > 100 and seen["contracts"] >= 1
-    assert "Usage: twinkg" in _run(env / "bin" / "twinkg", "--help", cwd=tmp_path)
+    helped = _run(env / "bin" / "twinkg", "--help", cwd=tmp_path)
+    assert "Usage: twinkg" in helped
+    # Listing them loads every lazily imported command module from the wheel (decision 0082).
+    assert [n for n in LAZY_COMMANDS if f"│ {n} " not in helped] == [], helped
 
 
 def test_the_editable_install_exposes_only_twinkg(tmp_path: Path) -> None:
