@@ -35,7 +35,11 @@ hypothesis_settings.load_profile("twinkg")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto`` (the default, pyproject.toml): one worker per core, at most MAX_WORKERS."""
+    """``-n auto`` (the default, pyproject.toml): one worker per core, at most MAX_WORKERS; one
+    alone against a server of your own (``TWINKG_TEST_NEO4J_URI``), which workers cannot share:
+    each wipes the one database Neo4j Community has."""
+    if os.environ.get("TWINKG_TEST_NEO4J_URI"):
+        return 1
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
