@@ -149,17 +149,20 @@ class Twin(OfflineTwin):
         """What an engineer or an agent needs about one asset: profile and failure modes,
         sensors with their latest trust, neighbours with their findings, policies and the
         newest events."""
-        profile = self.store.read(aq.ASSET_PROFILE, asset=asset)
+        now = self.clock().isoformat()
+        profile, sensors, neighbours, policies, recent = self.store.read_all(
+            [
+                (aq.ASSET_PROFILE, {"asset": asset}),
+                (aq.ASSET_SENSORS, {"asset": asset, "as_of": now}),
+                (aq.NEIGHBOURS, {"asset": asset, "as_of": now}),
+                (aq.POLICIES, {"asset": asset}),
+                (api_queries.ASSET_EVENTS, {"asset": asset, "limit": events}),
+            ]
+        )
         if not profile:
             raise NotFoundError(f"no asset {asset!r} in the graph")
-        now = self.clock().isoformat()
-        read = self.store.read
         return AssetContext.from_rows(
-            profile,
-            sensors=read(aq.ASSET_SENSORS, asset=asset, as_of=now),
-            neighbours=read(aq.NEIGHBOURS, asset=asset, as_of=now),
-            policies=read(aq.POLICIES, asset=asset)[0],
-            events=read(api_queries.ASSET_EVENTS, asset=asset, limit=events),
+            profile, sensors=sensors, neighbours=neighbours, policies=policies[0], events=recent
         )
 
     def plant_graph(self, *, area: str | None, limit: int, sensors: bool = True) -> PlantGraph:

@@ -3,6 +3,8 @@ the bare Cypher, commands (``SHOW TRANSACTIONS``) included."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from neo4j import Driver
 
@@ -41,3 +43,32 @@ def test_a_command_takes_the_option_and_still_leaves_itself_out(
     assert any(q.startswith(KEEP_PLAN) for q in listed[0]["q"])  # it lists itself, as sent
     (row,) = empty_store.read(TRANSACTION_MEMORY)  # which it must leave out of its sum
     assert row["bytes"] == 0  # nothing else is open on an empty store
+
+
+RANKS = NamedQuery(
+    "test.ranks",
+    "MATCH (n:Resource) WHERE n.uri STARTS WITH $prefix "
+    "RETURN n.rank AS rank, count(*) AS n, datetime('2026-01-02T03:04:05Z') AS at ORDER BY rank",
+)
+RANKS_PLAIN = NamedQuery(RANKS.name + ".plain", RANKS.cypher, plain=True)
+
+
+def test_reads_together_answer_as_each_read_alone(empty_store: GraphStore, driver: Driver) -> None:
+    driver.execute_query(
+        "UNWIND range(1, 40) AS i CREATE (:Resource {uri: $base + toString(i), rank: i % 7})",
+        base=BASE,
+    )
+    statements: list[tuple[NamedQuery, dict[str, Any]]] = [
+        (BY_PREFIX, {"prefix": BASE, "least": 3}),
+        (RANKS, {"prefix": BASE}),
+        (RANKS_PLAIN, {"prefix": BASE}),
+        (BY_PREFIX, {"prefix": BASE + "none", "least": 0}),
+        (BY_PREFIX, {"prefix": BASE, "least": 6}),
+    ]
+    together = empty_store.read_all(statements)
+    alone = [empty_store.read(query, **params) for query, params in statements]
+    assert together == alone
+    assert [len(rows) for rows in together] == [23, 7, 7, 0, 5]
+    assert isinstance(together[1][0]["at"], str)  # driver values made plain, as read does
+    assert not isinstance(together[2][0]["at"], str)  # a plain query's values as they come
+    assert empty_store.read_all([]) == []

@@ -170,6 +170,19 @@ def test_a_query_past_the_memory_limit_costs_only_its_worker(
     assert _count(pool) == expected
 
 
+def test_a_workers_address_space_is_what_it_uses_not_what_malloc_reserved(
+    make_pool: Callable[..., SparqlPool],
+) -> None:
+    """The memory limit counts address space (RLIMIT_AS): glibc's per-thread malloc arenas
+    (64 MiB reserved each) must not spend it, or a worker dies on a COUNT on a busy machine."""
+    pool = make_pool(workers=1, memory_bytes=1 << 30)
+    _count(pool)
+    (pid,) = pool.pids()
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    peak_kb = int(next(line for line in status if line.startswith("VmPeak:")).split()[1])
+    assert peak_kb * 1024 < (1 << 30) // 2, f"the worker reserved {peak_kb} kB for one COUNT"
+
+
 NO_THREAD = [
     "terminate called after throwing an instance of 'std::system_error'",
     "  what():  Resource temporarily unavailable",
