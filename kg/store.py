@@ -238,6 +238,14 @@ def _row(record: neo4j.Record) -> dict[str, Any]:
     return dict(zip(record.keys(), map(_plain, record.values()), strict=True))
 
 
+def _rows(query: queries.NamedQuery, result: neo4j.Result) -> list[dict[str, Any]]:
+    """A named read's rows: values as they come when the query says they are plain, else
+    converted (:func:`_plain`)."""
+    if query.plain:
+        return [dict(zip(record.keys(), record.values(), strict=True)) for record in result]
+    return [_row(record) for record in result]
+
+
 class GraphStore:
     """Reads and writes the TwinKG graph through one injected driver."""
 
@@ -311,10 +319,7 @@ class GraphStore:
         """Run one of TwinKG's own named read queries; rows as dicts of plain values. Its cached
         plan is kept (:data:`KEEP_PLAN`)."""
         with _span(query.name), self._session(read=True) as session:
-            result = session.run(KEEP_PLAN + query.cypher, params)
-            if query.plain:
-                return [dict(zip(record.keys(), record.values(), strict=True)) for record in result]
-            return [_row(record) for record in result]
+            return _rows(query, session.run(KEEP_PLAN + query.cypher, params))
 
     def read_all(
         self, statements: Sequence[tuple[queries.NamedQuery, Mapping[str, Any]]]
@@ -327,11 +332,7 @@ class GraphStore:
         results: list[list[dict[str, Any]]] = []
         with _span(names), self._session(read=True) as session, session.begin_transaction() as tx:
             for query, params in statements:
-                rows = tx.run(KEEP_PLAN + query.cypher, dict(params))
-                if query.plain:
-                    results.append([dict(zip(r.keys(), r.values(), strict=True)) for r in rows])
-                else:
-                    results.append([_row(r) for r in rows])
+                results.append(_rows(query, tx.run(KEEP_PLAN + query.cypher, dict(params))))
         return results
 
     def execute(
