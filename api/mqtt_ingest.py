@@ -3,15 +3,17 @@ through the telemetry contract, exactly as ``POST /telemetry`` would (decision 0
 
 Per message, in order:
 
-1. The topic must be a telemetry topic (``connect.mqtt.topics``); the payload a JSON batch.
+1. The topic must be a telemetry topic (``connect.mqtt.topics``); the payload a JSON batch
+   whose sensors the graph places on the topic's site (``site_mismatch`` otherwise; the site's
+   segment is its tag, as the events name it).
 2. :meth:`api.twin.Twin.ingest` checks it against its contract and applies it all or nothing:
    bad points go to the quarantine with their reason, the rest to the log and the graph. A
    message delivered again (at-least-once: the broker resends what a worker did not
    acknowledge) has the same bytes, so the same content hash, and the ingest applies it once.
-3. A message refused whole (unknown topic, not JSON, an unknown contract, over the limits) is
-   kept in the dead letters with its code and reason, logged, and its refusal published on the
-   topic's ``refused`` twin so the producer hears why; then it is acknowledged, since sending it
-   again would not change the answer.
+3. A message refused whole (unknown topic, not JSON, an unknown contract, over the limits,
+   another site's sensors) is kept in the dead letters with its code and reason, logged, and
+   its refusal published on the topic's ``refused`` twin so the producer hears why; then it is
+   acknowledged, since sending it again would not change the answer.
 4. A message on an edge's decision topic (``twinkg/v1/{site}/edge/{node}``) is a decision the
    edge took locally: it is appended to the provenance chain in the edge chain's order, once
    (``connect.edge.central``); refusals as in 3 (decision 0059).
@@ -41,7 +43,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from twinkg.api.errors import InternalIngestError
+from twinkg.api.event_stream import Place
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.twin import Twin
 from twinkg.connect.edge.central import EdgeDecisions
@@ -50,7 +56,8 @@ from twinkg.connect.mqtt.client import Message, Subscriber, publish
 from twinkg.connect.mqtt.topics import EdgeTopic, TelemetryTopic, is_edge_topic, receipt_topic
 from twinkg.connect.source import Batch
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.ontology.errors import InvalidInputError, TwinKGError
+from twinkg.kg.events import PLACES
+from twinkg.ontology.errors import InvalidInputError, SiteMismatchError, TwinKGError
 from twinkg.reasoner.ingest import contract_of
 
 log = logging.getLogger("twinkg.mqtt")
@@ -81,6 +88,13 @@ class Outcome:
     reason: str | None = None
     findings: int = 0  # anomalies and alarms the batch raised: work for the agents
     assets: tuple[str, ...] = ()  # the assets those findings concern (the work items)
+
+
+def _sensors(batch: Batch) -> list[str]:
+    """The distinct sensor IRIs ``batch`` names, in a fixed order (a point whose sensor is not
+    an IRI string names none)."""
+    column = batch.points.sensor.filter(pa.array(batch.points.ok["sensor"]))
+    return sorted(s for s in pc.unique(column).to_pylist() if isinstance(s, str))
 
 
 _EDGE = Outcome("edge")  # marks an edge decision among the messages read
@@ -147,7 +161,44 @@ class MqttIngest:
                 )
             else:
                 read.append(found[0])
-        return read
+        return self._on_their_sites(messages, read)
+
+    def _on_their_sites(
+        self, messages: Sequence[Message], read: list[Outcome | Batch]
+    ) -> list[Outcome | Batch]:
+        """``read`` with each batch that names a sensor of another site than its topic's
+        refused (``site_mismatch``): the ACL binds a producer to its site's topics, this binds
+        its payload to the site's sensors. A sensor's site is the nearest ``tk:Site`` up its
+        ``tk:partOf`` chain, named as the events name it (its tag); one read for all the
+        messages, none cached, so a sensor moved in the graph is judged where it is now. A
+        sensor the graph does not know is left to the contract, which quarantines its points."""
+        batches = [(i, r) for i, r in enumerate(read) if isinstance(r, Batch)]
+        named = {i: _sensors(b) for i, b in batches}
+        wanted = sorted(set().union(*named.values())) if named else []
+        if not wanted:
+            return read
+        sites = {
+            row["asset"]: Place.of(row["site_tag"], row["site"])
+            for row in self.twin.store.read(PLACES, assets=wanted)
+        }
+        out = list(read)
+        for i, _ in batches:
+            topic_site = TelemetryTopic.parse(messages[i].topic).site
+            foreign = [s for s in named[i] if s in sites and sites[s].segment != topic_site]
+            if foreign:
+                where = ", ".join(
+                    f"{s} ({'site ' + repr(sites[s].segment) if sites[s].uri else 'no site'})"
+                    for s in foreign[:3]
+                )
+                more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+                out[i] = self._refuse(
+                    messages[i],
+                    SiteMismatchError(
+                        f"a message on site {topic_site!r} names sensors of another site: "
+                        f"{where}{more}"
+                    ),
+                )
+        return out
 
     def _apply(
         self,

@@ -3,13 +3,15 @@
 Starts a throwaway Neo4j and TwinKG's own Mosquitto, seeds a generated plant of ``--assets``
 assets, and starts ``twinkg run`` (MQTT ingest, the agents on work items, the event publisher;
 with ``--workers N``, N-1 more agent-only processes) as a user would. Then three phases, side by
-side in one run, each on ``--anomalies`` motors of its own:
+side in one run, each on ``--anomalies`` motors of its own. One site's gateway publishes it
+all (a producer may name only its own site's sensors): the site with the most motors that have
+an envelope.
 
 1. **idle, spaced** (the anchor): one telemetry batch drives one motor's temperature far above
    its operating envelope for two minutes of readings, one motor every ``--spacing-s`` seconds
    (open loop: whether the earlier ones are decided or not), with nothing else going on;
 2. **load, spaced**: the same, while a second publisher streams in-range telemetry of every
-   other sensor of the plant as fast as the twin takes it (QoS 1, 10,000-point batches, at most
+   other sensor of the site as fast as the twin takes it (QoS 1, 10,000-point batches, at most
    ``--load-ahead`` of them published and not yet stored); ``--load-sensors K --load-hz H``
    streams only K of them at H readings a second instead, the shape of
    ``benchmarks.mqtt_ingest``'s stream (fewer window aggregates and states a point);
@@ -47,6 +49,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,22 +59,21 @@ import numpy as np
 import paho.mqtt.client as paho
 
 from benchmarks.server import throwaway_server
+from twinkg.api.event_stream import Place
 from twinkg.api.metrics import loops_up, scrape
 from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import connect, publish
 from twinkg.connect.mqtt.endpoint import MqttEndpoint
-from twinkg.connect.mqtt.topics import Role
+from twinkg.connect.mqtt.topics import Role, TelemetryTopic
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import telemetry_state
+from twinkg.kg.events import PLACES
 from twinkg.kg.local_server import free_port
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 
 TARGET_S = 1.0
-SITE = "gen"
-LOAD_TOPIC = f"twinkg/v1/{SITE}/tele/plant/load"
-ALARM_TOPIC = f"twinkg/v1/{SITE}/tele/plant/probe"
 TWINKG = str(Path(sys.executable).with_name("twinkg"))
 
 _ENVELOPED = (  # a sensor reading the quantity of an envelope of the equipment it monitors
@@ -158,9 +160,15 @@ class Load:
     AHEAD = 4
 
     def __init__(
-        self, gateway: paho.Client, bodies: list[bytes], log: TelemetryLog, ahead: int = AHEAD
+        self,
+        gateway: paho.Client,
+        site: str,
+        bodies: list[bytes],
+        log: TelemetryLog,
+        ahead: int = AHEAD,
     ) -> None:
         self.gateway, self.bodies, self.log, self.ahead = gateway, bodies, log, ahead
+        self.topic = TelemetryTopic(site, "plant", "load").topic
         self.stop = threading.Event()
         self.sent = 0
         self.base = len(log.manifests())
@@ -178,22 +186,22 @@ class Load:
                     return
             if self.stop.is_set():
                 return
-            publish(self.gateway, LOAD_TOPIC, body, timeout_s=600)
+            publish(self.gateway, self.topic, body, timeout_s=600)
             self.sent += 1
 
 
 def _probe(
-    gateway: paho.Client, assets: list[tuple[str, str, str, float]], spacing_s: float
+    gateway: paho.Client, site: str, assets: list[tuple[str, str, str, float]], spacing_s: float
 ) -> list[Probe]:
     """Drive each asset out of its envelope in turn, one every ``spacing_s`` seconds (open
     loop: whether the earlier ones are decided or not; 0: all at once, a burst)."""
-    probes = []
+    probes, topic = [], TelemetryTopic(site, "plant", "probe").topic
     began = time.monotonic()
     for i, (sensor, asset, unit, value) in enumerate(assets):
         body = _alarm_batch(sensor, unit, value)
         time.sleep(max(0.0, began + i * spacing_s - time.monotonic()))
         published = time.time() * 1000
-        publish(gateway, ALARM_TOPIC, body, timeout_s=600)
+        publish(gateway, topic, body, timeout_s=600)
         probes.append(Probe(asset, published))
     return probes
 
@@ -246,10 +254,11 @@ class Phase:
 def _phase(
     store: GraphStore,
     gateway: paho.Client,
+    site: str,
     assets: list[tuple[str, str, str, float]],
     spacing_s: float = 0.0,
 ) -> Phase:
-    probes = {p.asset: p for p in _probe(gateway, assets, spacing_s)}
+    probes = {p.asset: p for p in _probe(gateway, site, assets, spacing_s)}
     rows = _wait_decided(store, sorted(probes), deadline_s=600)
     by_asset: dict[str, dict[str, float]] = {}
     for row in rows:  # the first alarm of each asset (the batch raises one)
@@ -300,14 +309,26 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         plant = plant_records(Plant.GENERATED, assets=args.assets, seed=0)
         seeding.load(store, "generated", seeding.with_ontology(plant))
         units = {s.uri: s for s in telemetry_state.sensors(store) if s.unit is not None}
+        # one site's gateway publishes: the site with the most enveloped sensors (a producer
+        # may name only its own site's sensors, decision 0083)
+        site_of = {
+            r["asset"]: Place.of(r["site_tag"], r["site"]).segment
+            for r in store.read(PLACES, assets=sorted(units))
+        }
+        enveloped = [r for r in store.read_only(_ENVELOPED).rows if r[0] in units]
+        site = Counter(site_of[r[0]] for r in enveloped).most_common(1)[0][0]
+        units = {uri: s for uri, s in units.items() if site_of[uri] == site}
         targets = [
             (r[0], r[1], str(units[r[0]].unit), _above(r[2], units[r[0]].physical_max))
-            for r in store.read_only(_ENVELOPED).rows
+            for r in enveloped
             if r[0] in units
         ]
         n = args.anomalies
         if len(targets) < 3 * n + 2:
-            raise SystemExit(f"{len(targets)} sensors of an enveloped asset: use more --assets")
+            raise SystemExit(
+                f"{len(targets)} sensors of an enveloped asset on site {site}: use fewer "
+                "--anomalies"
+            )
         groups = [targets[i * n : (i + 1) * n] for i in range(3)]  # one group per phase
         probed = {f[0] for f in targets[: 3 * n + 2]}
         quiet = [s for uri, s in units.items() if uri not in probed]
@@ -331,7 +352,7 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         broker.start(config)
         service = None
         try:
-            broker.issue(config, "bench-gw", Role.PRODUCER, site=SITE)
+            broker.issue(config, "bench-gw", Role.PRODUCER, site=site)
             metrics_port = free_port()
             log_file = (
                 subprocess.DEVNULL
@@ -355,11 +376,12 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
             endpoint = MqttEndpoint(config.url, config.client("bench-gw"))
             prober, loader = connect(endpoint, "bench-probe"), connect(endpoint, "bench-load")
             # warm-up: the service's first sweep, Neo4j's first plans of the ingest and agents
-            _phase(store, prober, targets[3 * n : 3 * n + 2])
-            idle = _phase(store, prober, groups[0], args.spacing_s)
+            _phase(store, prober, site, targets[3 * n : 3 * n + 2])
+            idle = _phase(store, prober, site, groups[0], args.spacing_s)
             start = datetime.now(UTC) - timedelta(days=1)
             load = Load(
                 loader,
+                site,
                 _load_batches(
                     quiet,
                     start=start,
@@ -374,8 +396,8 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
             while load.stored()[0] < 3:  # the load is flowing before the first probe
                 time.sleep(0.1)
             began, before = time.monotonic(), load.stored()[1]
-            loaded = _phase(store, prober, groups[1], args.spacing_s)
-            burst = _phase(store, prober, groups[2])
+            loaded = _phase(store, prober, site, groups[1], args.spacing_s)
+            burst = _phase(store, prober, site, groups[2])
             window_s, during = time.monotonic() - began, load.stored()[1] - before
             still = load.thread.is_alive()
             load.stop.set()
@@ -392,8 +414,9 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
             broker.stop(config)
     rate = during / window_s
     print(
-        f"generated plant of {args.assets} assets; {n} motors driven out of their envelope per "
-        f"phase; `twinkg run --workers {args.workers}`, 2 cores"
+        f"generated plant of {args.assets} assets, one site's gateway ({site}: {len(units)} "
+        f"sensors); {n} motors driven out of their envelope per phase; "
+        f"`twinkg run --workers {args.workers}`, 2 cores"
     )
     print(
         f"load while deciding: {rate:,.0f} points/s stored in the log ({window_s:.1f} s), "

@@ -45,7 +45,7 @@ from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg.dead_letters import DeadLetters
 from twinkg.kg.local_server import free_port
 
-SITE, NODE = "skab", "edge-bench"
+SITE, NODE = "SKT", "edge-bench"
 
 
 def _worker(twin: Twin, config: broker.BrokerConfig) -> tuple[MqttIngest, Subscriber]:

@@ -56,7 +56,7 @@ from twinkg.kg.local_server import free_port
 from twinkg.kg.store import GraphStore
 
 TARGET = 100_000
-TOPIC = "twinkg/v1/skab/tele/loop/bench"
+TOPIC = "twinkg/v1/SKT/tele/loop/bench"
 
 
 def jvm_cpu(home: Path) -> Callable[[], float]:
@@ -106,7 +106,7 @@ def _publish_all(gateway: paho.Client, bodies: list[bytes], timeout_s: float) ->
 def broker_alone(config: broker.BrokerConfig, bodies: list[bytes]) -> float:
     """Seconds to publish ``bodies`` and receive every one (acknowledged, not ingested)."""
     service = MqttEndpoint(config.url, config.client(broker.SERVICE_USER))
-    sub = Subscriber(service, telemetry_filters(["skab"]), client_id="bench-raw")
+    sub = Subscriber(service, telemetry_filters(["SKT"]), client_id="bench-raw")
     gateway = connect(MqttEndpoint(config.url, config.client("bench-gw")), "bench-gw-raw")
     started = time.perf_counter()
     sender = threading.Thread(target=_publish_all, args=(gateway, bodies, 60.0))
@@ -152,7 +152,7 @@ def end_to_end(
     """Seconds from the first publish to the last acknowledgement; points accepted, quarantined."""
     service = MqttEndpoint(config.url, config.client(broker.SERVICE_USER))
     sub = Subscriber(
-        service, telemetry_filters(["skab"]), client_id="bench-ingest", receive_maximum=32
+        service, telemetry_filters(["SKT"]), client_id="bench-ingest", receive_maximum=32
     )
     worker = MqttIngest(twin, sub, DeadLetters(dead_letter_dir(twin.settings)))
     gateway = connect(MqttEndpoint(config.url, config.client("bench-gw")), "bench-gw")
@@ -182,7 +182,7 @@ def main() -> None:
         config = broker.BrokerConfig(home=home / "broker", port=free_port())
         broker.start(config)
         try:
-            broker.issue(config, "bench-gw", Role.PRODUCER, site="skab")
+            broker.issue(config, "bench-gw", Role.PRODUCER, site="SKT")
             twin = Twin(Settings(home=home), store)
             span = args.messages * args.points // 8  # seconds of readings per run
             start = datetime.now(UTC) - timedelta(seconds=4 * span + 3600)

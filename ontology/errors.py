@@ -228,6 +228,13 @@ class PayloadTooLargeError(InvalidInputError):
     code = "payload_too_large"
 
 
+class SiteMismatchError(InvalidInputError):
+    """Telemetry on one site's topic that names a sensor the graph places on another site (or
+    on none): a producer is bound to its site, its payload as much as its topic."""
+
+    code = "site_mismatch"
+
+
 class NotAcceptableError(InvalidInputError):
     """No representation the endpoint offers matches the request's ``Accept`` header."""
 

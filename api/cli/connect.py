@@ -85,7 +85,9 @@ def broker_status() -> None:
 def broker_issue(
     name: Annotated[str, typer.Argument(help="the client's name: its certificate's common name")],
     role: Annotated[Role, typer.Option(help="what it may do")] = Role.PRODUCER,
-    site: Annotated[str | None, typer.Option(help="a producer's site (its only topics)")] = None,
+    site: Annotated[
+        str | None, typer.Option(help="a producer's site, by its tag (its only topics and sensors)")
+    ] = None,
 ) -> None:
     """Issue a client certificate and grant its role's topics (a running broker restarts to
     apply them: sessions are kept and connected clients reconnect)."""

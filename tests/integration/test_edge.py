@@ -130,9 +130,9 @@ def world(
 def _bundle(
     store: GraphStore, key: SigningKey, central: Path, shapes: Path = SAFETY_SHAPES_DIR
 ) -> bytes:
-    version = bundles.next_version(central / "edge" / "central", "skab")
+    version = bundles.next_version(central / "edge" / "central", "SKT")
     made = bundles.build(
-        store, site="skab", version=version, rules=parse_rules(RULES), key=key, shapes_dir=shapes
+        store, site="SKT", version=version, rules=parse_rules(RULES), key=key, shapes_dir=shapes
     )
     return made.to_bytes()
 
@@ -140,7 +140,7 @@ def _bundle(
 def _edge_bundles(folder: Path, key: SigningKey) -> bundles.EdgeBundles:
     trust = TrustStore(folder / "trusted")
     trust.add(key.public())
-    return bundles.EdgeBundles(folder, trust, site="skab")
+    return bundles.EdgeBundles(folder, trust, site="SKT")
 
 
 def _batch(start: datetime, temperatures: list[float], *, flow: float = 100.0) -> bytes:
@@ -166,7 +166,7 @@ def test_forged_stale_and_invalid_bundles_are_refused_and_the_old_one_stays(
     resigned["manifest"]["version"] = 99  # a newer version, but the signature is for v2
     stranger = SigningKey(tmp_path / "stranger")
     made = bundles.build(
-        store, site="skab", version=100, rules=parse_rules(RULES), key=stranger
+        store, site="SKT", version=100, rules=parse_rules(RULES), key=stranger
     ).to_bytes()
     bad_shapes = tmp_path / "shapes"
     shutil.copytree(SAFETY_SHAPES_DIR, bad_shapes, ignore=shutil.ignore_patterns("cases"))
@@ -204,7 +204,7 @@ def test_the_cli_refuses_a_stale_bundle_with_its_code(
     (tmp_path / "central.pub").write_text(key.public().text, encoding="utf-8")
     env = {
         "TWINKG_HOME": str(home),
-        "TWINKG_EDGE_SITE": "skab",
+        "TWINKG_EDGE_SITE": "SKT",
         "TWINKG_EDGE_TRUSTED_KEY": str(tmp_path / "central.pub"),  # trusted by the settings
         "PATH": "/usr/bin:/bin",
     }
@@ -252,7 +252,7 @@ def test_the_buffer_bound_refuses_new_input_and_drops_nothing(
     edge.apply(_bundle(store, key, central))
     config = EdgeConfig(
         folder=folder,
-        site="skab",
+        site="SKT",
         node="edge-b",
         area="edge",
         endpoint=MqttEndpoint("mqtt://127.0.0.1:1", None),  # never used: no link here
@@ -261,7 +261,7 @@ def test_the_buffer_bound_refuses_new_input_and_drops_nothing(
     )
     buffer = config.buffer()
     runtime = EdgeRuntime(
-        site="skab",
+        site="SKT",
         node="edge-b",
         area="edge",
         bundles=config.bundles(),
@@ -296,7 +296,7 @@ def _central_worker(
 ) -> tuple[MqttIngest, threading.Event, threading.Thread]:
     subscriber = Subscriber(
         endpoint(mqtt),
-        telemetry_filters(["skab"]),
+        telemetry_filters(["SKT"]),
         client_id=client_id,
         receive_maximum=32,
         announce=state_topic(client_id),
@@ -357,14 +357,14 @@ def _stream_with_a_cut(world: World, service: EdgeService) -> int:
 
 
 def test_edge_link_drill_broker_killed_mid_stream(world: World, tmp_path: Path) -> None:
-    edge_endpoint = producer(world.mqtt, "edge-1", "skab")  # issued before the workers connect
+    edge_endpoint = producer(world.mqtt, "edge-1", "SKT")  # issued before the workers connect
     folder = tmp_path / "edge"
     _edge_bundles(folder, world.key).apply(_bundle(world.store, world.key, world.central))
     twin = Twin(Settings(home=tmp_path / "twin"), world.store)
     ingest, stop_ingest, worker = _central_worker(twin, world.mqtt, tmp_path / "twin")
     config = EdgeConfig(
         folder=folder,
-        site="skab",
+        site="SKT",
         node="edge-1",
         area="edge",
         endpoint=edge_endpoint,
@@ -402,15 +402,15 @@ def test_an_edge_sends_again_what_no_one_took_when_an_ingest_worker_subscribes(
     """A broker that lost its saved sessions routes what an edge forwards before the ingest
     worker subscribes again to no one, and acknowledges it all the same. The worker's retained
     state announcement makes the edge send it again at once, not after ``resend_s``."""
-    link_endpoint = producer(world.mqtt, "edge-late", "skab")
+    link_endpoint = producer(world.mqtt, "edge-late", "SKT")
     buffer = EdgeBuffer(tmp_path / "buffer.sqlite", max_entries=100, max_bytes=1 << 20)
     start = datetime.now(UTC) - timedelta(minutes=30)  # after every reading the drill sent
     hashes = []
     for b in range(3):
         body = _batch(start + timedelta(minutes=b), [60.0, 61.0, 62.0, 63.0])
-        assert buffer.put(TELEMETRY, "twinkg/v1/skab/tele/edge/edge-late", body, points=8)
+        assert buffer.put(TELEMETRY, "twinkg/v1/SKT/tele/edge/edge-late", body, points=8)
         hashes.append(hashlib.sha256(body).hexdigest())
-    link = EdgeLink(link_endpoint, buffer, site="skab", node="edge-late", resend_s=600.0)
+    link = EdgeLink(link_endpoint, buffer, site="SKT", node="edge-late", resend_s=600.0)
     stop = threading.Event()
     forwarding = threading.Thread(target=lambda: link.run(stop), daemon=True)
     forwarding.start()
@@ -441,7 +441,7 @@ def _decisions_recorded_once_in_order(world: World, config: EdgeConfig, decided:
     edge_chain = verify_edge(config.chain_file)
     assert edge_chain.ok and edge_chain.records == decided == 4  # 3 stops and 1 alarm
     rows = world.driver.execute_query(
-        "MATCH (d:Decision) WHERE d.runId = 'edge/skab/edge-1' "
+        "MATCH (d:Decision) WHERE d.runId = 'edge/SKT/edge-1' "
         "MATCH (e:Resource {uri: d.uri + '/evidence/0'}) "
         "RETURN d.step AS step, d.outcome AS outcome, e.contentHash AS edge_hash "
         "ORDER BY d.chainIndex"
@@ -455,7 +455,7 @@ def _decisions_recorded_once_in_order(world: World, config: EdgeConfig, decided:
         "MATCH (a {uri: $uri}) RETURN a.operationalStatus AS s", uri=PLANT + "motor"
     ).records[0]["s"]
     assert motor == "stopped"
-    decisions, topic = EdgeDecisions(world.store), EdgeTopic("skab", "edge-1")
+    decisions, topic = EdgeDecisions(world.store), EdgeTopic("SKT", "edge-1")
     assert decisions.handle(topic, edge_records[0].line()).kind == "duplicate"
     altered = replace(edge_records[-1], body={**edge_records[-1].body, "outcome": "refused"})
     with pytest.raises(EdgeDecisionRefusedError, match="does not match its hash"):

@@ -89,17 +89,17 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     port = int(env["TWINKG_MQTT_PORT"])
     worker = None
     try:
-        assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+        assert run("broker", "issue", "gw", "--site", "SKT", env=env).returncode == 0
         gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         bodies = _bodies()
         worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
         for body in bodies[:20]:
-            publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+            publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
         _wait_for(tmp_path, 5)
         worker.send_signal(signal.SIGKILL)  # mid-stream: messages taken but not acknowledged
         worker.wait()
         for body in bodies[20:]:  # the stream goes on while no worker runs
-            publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+            publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
         gateway.disconnect()
         worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
         recovery_s = _wait_for(tmp_path, BATCHES)
@@ -131,10 +131,10 @@ def test_a_worker_killed_at_a_step_of_a_group_stores_each_message_once(
     again; each message's points are then stored once, in the graph and the log alike."""
     env = broker_env
     port = int(env["TWINKG_MQTT_PORT"])
-    topic = "twinkg/v1/skab/tele/loop/gw"
+    topic = "twinkg/v1/SKT/tele/loop/gw"
     worker = None
     try:
-        assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+        assert run("broker", "issue", "gw", "--site", "SKT", env=env).returncode == 0
         gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         bodies = _bodies()[: GROUP + 2]
         # the worker's session: the first message stored shows it subscribed
@@ -199,18 +199,18 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     config = broker.BrokerConfig(home=tmp_path / "broker", port=port)
     worker = None
     try:
-        assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+        assert run("broker", "issue", "gw", "--site", "SKT", env=env).returncode == 0
         gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         bodies = _bodies()
         worker = subprocess.Popen([TWINKG, "connect", "mqtt", "--quiet"], env=env)
         for body in bodies[:20]:
-            _publish_through(gateway, "twinkg/v1/skab/tele/loop/gw", body)
+            _publish_through(gateway, "twinkg/v1/SKT/tele/loop/gw", body)
         _wait_for(tmp_path, 20)  # delivered and stored (see the module docstring for why)
         broker.stop(config, kill=True)  # SIGKILL: no chance to save its state
         killed = time.monotonic()
         broker.start(config)
         for body in bodies[20:]:
-            _publish_through(gateway, "twinkg/v1/skab/tele/loop/gw", body)
+            _publish_through(gateway, "twinkg/v1/SKT/tele/loop/gw", body)
         gateway.disconnect()
         _wait_for(tmp_path, BATCHES)
         print(
@@ -304,7 +304,7 @@ def test_neo4j_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
         try:
             seed_skab(driver)
             assert run("broker", "start", env=env).returncode == 0
-            assert run("broker", "issue", "gw", "--site", "skab", env=env).returncode == 0
+            assert run("broker", "issue", "gw", "--site", "SKT", env=env).returncode == 0
             gateway = connect(home_endpoint(home, port, "gw"), "gw")
             bodies = _stream_with_alarms()
             service = subprocess.Popen(
@@ -315,11 +315,11 @@ def test_neo4j_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
                 text=True,
             )
             for body in bodies[:20]:
-                publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+                publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
             _wait_for(home, 12)  # the alarms are in: the agents are at work on them
             killed = _kill(server)
             for body in bodies[20:]:  # the stream goes on while the graph is away
-                publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+                publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
             gateway.disconnect()
             restarted = _restart(server, killed)
             _wait_for(home, BATCHES)

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.neo4j
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 SENSOR = PLANT + "sensor-flow"
 UNIT = "http://qudt.org/vocab/unit/L-PER-MIN"
-TOPIC = "twinkg/v1/skab/tele/loop/gw1"
+TOPIC = "twinkg/v1/SKT/tele/loop/gw1"
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +148,12 @@ def _refused(client: paho.Client, port: int) -> bool:
 def test_a_batch_over_mqtt_is_applied_once_however_often_it_arrives(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
 ) -> None:
-    gateway = connect(producer(mqtt, "gw-skab", "skab"), "gw-skab")
+    gateway = connect(producer(mqtt, "gw-skab", "SKT"), "gw-skab")
     worker, subscriber = _worker(twin, mqtt, "ingest-once", tmp_path)
     body = _batch(_recent(0), 50)
     try:
         for _ in range(3):  # a producer that retries, or a broker that redelivers
-            publish(gateway, "twinkg/v1/skab/tele/loop/gw-once", body, timeout_s=10)
+            publish(gateway, "twinkg/v1/SKT/tele/loop/gw-once", body, timeout_s=10)
         stats = worker.run(max_messages=3, idle_s=20)
     finally:
         subscriber.close(end_session=True)
@@ -162,7 +162,7 @@ def test_a_batch_over_mqtt_is_applied_once_however_often_it_arrives(
     assert stats.points_accepted == 50
     assert _stored(tmp_path) == 50
     batches = driver.execute_query(
-        "MATCH (b:IngestBatch {rdfs_label: 'mqtt:skab/loop/gw-once'}) RETURN count(b) AS n"
+        "MATCH (b:IngestBatch {rdfs_label: 'mqtt:SKT/loop/gw-once'}) RETURN count(b) AS n"
     ).records[0]["n"]
     assert batches == 1  # one batch, named after where it came from
 
@@ -170,9 +170,9 @@ def test_a_batch_over_mqtt_is_applied_once_however_often_it_arrives(
 def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
 ) -> None:
-    gateway_endpoint = producer(mqtt, "gw-hostile", "skab")
+    gateway_endpoint = producer(mqtt, "gw-hostile", "SKT")
     listener = Subscriber(
-        gateway_endpoint, ["twinkg/v1/skab/refused/#"], client_id="gw-hostile-listener"
+        gateway_endpoint, ["twinkg/v1/SKT/refused/#"], client_id="gw-hostile-listener"
     )
     gateway = connect(gateway_endpoint, "gw-hostile")
     worker, subscriber = _worker(twin, mqtt, "ingest-hostile", tmp_path)
@@ -181,7 +181,7 @@ def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
         (TOPIC, b"\xff\xfe not json"),
         (TOPIC, b'{"contract": "telemetry@1.0.0", "points": [], "extra": 1}'),
         (TOPIC, b'{"contract": "no-such-contract@9", "points": []}'),
-        ("twinkg/v1/skab/tele/loop", b"{}"),  # allowed by the ACL, not a telemetry topic
+        ("twinkg/v1/SKT/tele/loop", b"{}"),  # allowed by the ACL, not a telemetry topic
     ]
     good = _batch(_recent(1), 5)
     seen: list[Outcome] = []
@@ -206,7 +206,7 @@ def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
     assert "not twinkg/v1/{site}/tele/{area}/{node}" in letters[3].reason
     # the producer heard why, on its own refused topic, for the three it could be told about
     assert len(refusals) == 3
-    assert {topic for topic, _ in refusals} == {"twinkg/v1/skab/refused/loop/gw1"}
+    assert {topic for topic, _ in refusals} == {"twinkg/v1/SKT/refused/loop/gw1"}
     assert {body["sha256"] for _, body in refusals} >= {letters[0].sha256, letters[1].sha256}
     # nothing of the refused messages reached the graph: only the good batch's records did
     nodes_after = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
@@ -226,7 +226,7 @@ def test_a_malformed_message_is_refused_with_its_reason_and_the_worker_goes_on(
 def test_a_worker_that_dies_unacknowledged_gets_its_messages_again_in_order(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
 ) -> None:
-    gateway = connect(producer(mqtt, "gw-redeliver", "skab"), "gw-redeliver")
+    gateway = connect(producer(mqtt, "gw-redeliver", "SKT"), "gw-redeliver")
     _dying, dying_sub = _worker(twin, mqtt, "ingest-redeliver", tmp_path)
     start = _recent(2)
     bodies = [_batch(start + timedelta(minutes=i), 4) for i in range(12)]
@@ -263,9 +263,9 @@ def test_workers_split_by_site_each_take_only_their_sites(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
 ) -> None:
     broker.issue(mqtt, "gw-other", Role.PRODUCER, site="other")
-    skab = connect(producer(mqtt, "gw-split", "skab"), "gw-split")
+    skab = connect(producer(mqtt, "gw-split", "SKT"), "gw-split")
     other = connect(endpoint(mqtt, "gw-other"), "gw-other")
-    skab_worker, skab_sub = _worker(twin, mqtt, "ingest-skab", tmp_path, "skab")
+    skab_worker, skab_sub = _worker(twin, mqtt, "ingest-skab", tmp_path, "SKT")
     other_worker, other_sub = _worker(twin, mqtt, "ingest-other", tmp_path, "other")
     try:
         publish(skab, TOPIC, _batch(_recent(4), 2), timeout_s=10)
@@ -284,7 +284,7 @@ def test_workers_split_by_site_each_take_only_their_sites(
 def test_while_the_store_is_away_the_message_is_kept_and_retried(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway = connect(producer(mqtt, "gw-retry", "skab"), "gw-retry")
+    gateway = connect(producer(mqtt, "gw-retry", "SKT"), "gw-retry")
     worker, subscriber = _worker(twin, mqtt, "ingest-retry", tmp_path)
     worker.retry_s = 0.01
     real = twin.ingest_batches
@@ -311,7 +311,7 @@ def test_while_the_store_is_away_the_message_is_kept_and_retried(
 def test_a_retiring_worker_drains_its_share_before_it_leaves(
     mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path
 ) -> None:
-    gateway = connect(producer(mqtt, "gw-retire", "skab"), "gw-retire")
+    gateway = connect(producer(mqtt, "gw-retire", "SKT"), "gw-retire")
     leaving, _leaving_sub = _worker(twin, mqtt, "ingest-retire", tmp_path)
     start = _recent(6)
     try:
@@ -394,10 +394,11 @@ _TOPIC = st.one_of(
     st.just(TOPIC),
     st.sampled_from(
         [
-            "twinkg/v1/skab/tele",
-            "twinkg/v1/skab/tele/a/b/c",
-            "twinkg/v1/skab/tele/-x/y",
-            "twinkg/v1/skab/tele/a/$y",
+            "twinkg/v1/SKT/tele",
+            "twinkg/v1/SKT/tele/a/b/c",
+            "twinkg/v1/SKT/tele/-x/y",
+            "twinkg/v1/SKT/tele/a/$y",
+            "twinkg/v1/other/tele/a/n",  # another site's topic: the SKAB sensor is not its
         ]
     ),
 )
@@ -441,6 +442,8 @@ def test_any_message_is_applied_or_refused_with_a_reason_and_the_worker_goes_on(
         document = json.loads(payload.decode("utf-8-sig"))
         if outcome.kind == "applied":
             assert outcome.accepted + outcome.quarantined == len(document["points"])
+            if topic.startswith("twinkg/v1/other/"):  # no sensor of site "other" exists
+                assert outcome.accepted == 0
         else:
             assert outcome.kind == "duplicate"
 
@@ -451,7 +454,7 @@ def test_messages_waiting_together_are_one_batch_and_each_keeps_its_own_outcome(
     """Decision 0067: what waits when the worker takes a message is ingested with it as one
     batch; a malformed message among them is refused alone, a repeat is a duplicate, and each
     message gets its own outcome (and so its own receipt and acknowledgement)."""
-    gateway = connect(producer(mqtt, "gw-group", "skab"), "gw-group")
+    gateway = connect(producer(mqtt, "gw-group", "SKT"), "gw-group")
     worker, subscriber = _worker(twin, mqtt, "ingest-group", tmp_path)
     start = _recent(7)
     good = [_batch(start + timedelta(minutes=i), 3, value=100.0 + i) for i in range(5)]
@@ -487,7 +490,7 @@ def test_messages_waiting_together_are_one_batch_and_each_keeps_its_own_outcome(
     assert (stats.applied, stats.duplicates, stats.refused, stats.points_accepted) == (5, 1, 1, 15)
     assert _stored(tmp_path) == 15
     hashes = [
-        twin.read_batches(JsonSource("mqtt:skab/loop/gw1", body=b))[0].content_hash for b in good
+        twin.read_batches(JsonSource("mqtt:SKT/loop/gw1", body=b))[0].content_hash for b in good
     ]
     rows, _, _ = driver.execute_query(
         "MATCH (m:IngestMessage)-[:IN_BATCH]->(b:IngestBatch) WHERE m.contentHash IN $hashes "
@@ -534,7 +537,7 @@ def _take_all(
 def _batches_of(driver: Driver, bodies: list[bytes], twin: Twin) -> list[tuple[int, int, str]]:
     """Each stored batch that holds ``bodies``: points accepted, messages, contract."""
     hashes = [
-        twin.read_batches(JsonSource("mqtt:skab/loop/gw1", body=b))[0].content_hash for b in bodies
+        twin.read_batches(JsonSource("mqtt:SKT/loop/gw1", body=b))[0].content_hash for b in bodies
     ]
     rows, _, _ = driver.execute_query(
         "MATCH (b:IngestBatch) OPTIONAL MATCH (m:IngestMessage)-[:IN_BATCH]->(b) "
@@ -552,7 +555,7 @@ def test_a_contract_named_with_or_without_its_version_is_one_group(
 ) -> None:
     """``telemetry`` resolves to the version ``telemetry@1.0.0`` names: messages declaring
     either, waiting together, are one batch checked with that contract."""
-    gateway = connect(producer(mqtt, "gw-names", "skab"), "gw-names")
+    gateway = connect(producer(mqtt, "gw-names", "SKT"), "gw-names")
     worker, subscriber = _worker(twin, mqtt, "ingest-names", tmp_path)
     start = _recent(10)
     plain = [_batch(start + timedelta(minutes=i), 3, value=95.0 + i) for i in range(3)]
@@ -573,7 +576,7 @@ def test_a_retry_keeps_what_the_failed_try_applied(
     are three groups of one try. The store fails the second group once: the retry takes the
     second and third, and not the first again (it would come out a duplicate)."""
     twin = Twin(Settings(home=tmp_path, ingest_max_points=5), seeded)
-    gateway = connect(producer(mqtt, "gw-partial", "skab"), "gw-partial")
+    gateway = connect(producer(mqtt, "gw-partial", "SKT"), "gw-partial")
     worker, subscriber = _worker(twin, mqtt, "ingest-partial", tmp_path)
     worker.retry_s = 0.01
     start = _recent(11)
@@ -608,7 +611,7 @@ def test_a_group_refused_whole_is_taken_message_by_message(
 ) -> None:
     """Should the ingest refuse a group as a whole, its messages are not refused with it: each
     is ingested alone and answered on its own."""
-    gateway = connect(producer(mqtt, "gw-whole", "skab"), "gw-whole")
+    gateway = connect(producer(mqtt, "gw-whole", "SKT"), "gw-whole")
     worker, subscriber = _worker(twin, mqtt, "ingest-whole", tmp_path)
     start = _recent(12)
     bodies = [_batch(start + timedelta(minutes=i), 3, value=99.0 + i) for i in range(3)]
@@ -652,7 +655,7 @@ def test_an_ingest_workers_state_says_when_it_stops_and_when_its_connection_is_l
 
     try:
         worker = Subscriber(
-            endpoint(mqtt), telemetry_filters(["skab"]), client_id="ingest-state", announce=topic
+            endpoint(mqtt), telemetry_filters(["SKT"]), client_id="ingest-state", announce=topic
         )
         assert heard(lambda s: s["online"] is True)["client"] == "ingest-state"
         for _ in range(3):
@@ -681,3 +684,69 @@ def test_an_ingest_workers_state_says_when_it_stops_and_when_its_connection_is_l
         assert json.loads(message.payload)["reason"] == "stopped"
     finally:
         late.close(end_session=True)
+
+
+def test_a_producer_naming_another_sites_sensors_is_refused_whole(
+    mqtt: broker.BrokerConfig, twin: Twin, tmp_path: Path, driver: Driver
+) -> None:
+    """Decision 0083: the ACL keeps a producer to its site's topics, and the worker keeps its
+    payload to its site's sensors. A batch naming a sensor of another site, or of none, is
+    refused whole (nothing written, the producer told why); a sensor the graph does not know
+    is the contract's to quarantine; the worker goes on."""
+    lost = "https://example.org/nowhere/sensor-stray"
+    driver.execute_query("CREATE (:Resource:Sensor {uri: $u})", u=lost)  # on no site
+    broker.issue(mqtt, "gw-elsewhere", Role.PRODUCER, site="elsewhere")
+    skt = connect(producer(mqtt, "gw-skt-sites", "SKT"), "gw-skt-sites")  # both issued first:
+    elsewhere = endpoint(mqtt, "gw-elsewhere")  # an issue restarts the broker
+    listener = Subscriber(
+        elsewhere, ["twinkg/v1/elsewhere/refused/#"], client_id="gw-elsewhere-listener"
+    )
+    gateway = connect(elsewhere, "gw-elsewhere")
+    worker, subscriber = _worker(twin, mqtt, "ingest-sites", tmp_path, "elsewhere", "SKT")
+    start = _recent(13)
+    stray = json.loads(_batch(start, 2))
+    stray["points"][1]["sensor"] = lost
+    unknown = json.loads(_batch(start + timedelta(minutes=1), 2))
+    unknown["points"][0]["sensor"] = "https://example.org/nowhere/sensor-never-seeded"
+    sent = [
+        ("twinkg/v1/elsewhere/tele/a/gw", _batch(start, 3)),  # SKT's sensor on another site
+        (TOPIC, json.dumps(stray).encode()),  # one sensor of SKT, one of no site
+        (TOPIC, json.dumps(unknown).encode()),  # an unknown sensor: quarantined, not refused
+        (TOPIC, _batch(start + timedelta(minutes=2), 4)),  # the worker goes on
+    ]
+    nodes_before = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    seen: list[Outcome] = []
+    try:
+        publish(gateway, sent[0][0], sent[0][1], timeout_s=10)
+        _received(subscriber, 1)  # in this order: the topics are two, the worker's queue one
+        for topic, body in sent[1:]:
+            publish(skt, topic, body, timeout_s=10)
+        worker.run(max_messages=4, idle_s=20, on_outcome=lambda _m, o: seen.append(o))
+        heard = next(iter(_take(listener, 1)), None)
+    finally:
+        for client in (gateway, skt):
+            client.disconnect()
+        for sub in (listener, subscriber):
+            sub.close(end_session=True)
+        driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=lost)
+    assert [o.kind for o in seen] == ["refused", "refused", "applied", "applied"]
+    assert {o.code for o in seen[:2]} == {"site_mismatch"}
+    assert seen[0].reason is not None and SENSOR in seen[0].reason
+    assert "site 'elsewhere'" in seen[0].reason and "(site 'SKT')" in seen[0].reason
+    assert seen[1].reason is not None and f"{lost} (no site)" in seen[1].reason
+    assert SENSOR not in seen[1].reason  # only the sensors at fault are named
+    assert (seen[2].accepted, seen[2].quarantined) == (1, 1)
+    assert (seen[3].accepted, seen[3].quarantined) == (4, 0)
+    assert heard is not None and json.loads(heard.payload)["code"] == "site_mismatch"
+    letters = list(DeadLetters(tmp_path / "refused").read())
+    assert [(letter.code, letter.payload) for letter in letters] == [
+        ("site_mismatch", sent[0][1]),
+        ("site_mismatch", sent[1][1]),
+    ]
+    assert _stored(tmp_path) == 5  # nothing of the refused messages was written
+    nodes_after = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    batches = driver.execute_query(
+        "MATCH (b:IngestBatch) WHERE b.rdfs_label STARTS WITH 'mqtt:elsewhere/' "
+        "RETURN count(b) AS n"
+    ).records[0]["n"]
+    assert batches == 0 and nodes_after > nodes_before

@@ -44,7 +44,7 @@ def test_an_operator_runs_the_broker_and_a_worker_from_the_command_line(
         no_site = run("broker", "issue", "gw", "--role", "producer", env=env)
         assert no_site.returncode == 2 and no_site.stderr.startswith("error[config_invalid]")
         assert len(no_site.stderr.strip().splitlines()) == 1
-        issued = run("broker", "issue", "gw", "--role", "producer", "--site", "skab", env=env)
+        issued = run("broker", "issue", "gw", "--role", "producer", "--site", "SKT", env=env)
         assert issued.returncode == 0, issued.stderr
         pki = tmp_path / "broker" / "pki"
         assert common_name(pki / "clients" / "gw.crt") == "gw"
@@ -62,8 +62,8 @@ def test_an_operator_runs_the_broker_and_a_worker_from_the_command_line(
             for i in range(20)
         ]
         body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
-        publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
-        publish(gateway, "twinkg/v1/skab/tele/loop/gw", b"[1, 2", timeout_s=10)
+        publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
+        publish(gateway, "twinkg/v1/SKT/tele/loop/gw", b"[1, 2", timeout_s=10)
         gateway.disconnect()
 
         # two messages wait; --idle-s is only a deadline should one never come

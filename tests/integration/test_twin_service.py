@@ -72,7 +72,7 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
     port = int(env["TWINKG_MQTT_PORT"])
     service = None
     try:
-        for name, role, site in (("gw", "producer", ["--site", "skab"]), ("dash", "observer", [])):
+        for name, role, site in (("gw", "producer", ["--site", "SKT"]), ("dash", "observer", [])):
             assert run("broker", "issue", name, "--role", role, *site, env=env).returncode == 0
         metrics_port = free_port()
         observer = Subscriber(
@@ -107,7 +107,7 @@ def test_telemetry_in_wakes_the_agents_and_their_decision_goes_out_as_an_event(
         ]
         gateway = connect(home_endpoint(tmp_path, port, "gw"), "gw")
         body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
-        publish(gateway, "twinkg/v1/skab/tele/loop/gw", body, timeout_s=10)
+        publish(gateway, "twinkg/v1/SKT/tele/loop/gw", body, timeout_s=10)
         gateway.disconnect()
         events: list[dict[str, object]] = []
         for message in observer.messages(idle_s=180):  # ends when none came for 3 minutes
