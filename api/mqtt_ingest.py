@@ -137,7 +137,7 @@ class MqttIngest:
     def handle_all(self, messages: Sequence[Message]) -> list[Outcome]:
         """Ingest or refuse ``messages``, the telemetry among them together as one batch;
         an outcome for each, in order (infrastructure errors propagate: none acknowledged)."""
-        return self._apply(messages, self._read(messages))
+        return self._apply(messages, self._on_their_sites(messages, self._read(messages)))
 
     def _read(self, messages: Sequence[Message]) -> list[Outcome | Batch]:
         """Each message's batch, or its refusal (kept, published and logged once here)."""
@@ -161,7 +161,7 @@ class MqttIngest:
                 )
             else:
                 read.append(found[0])
-        return self._on_their_sites(messages, read)
+        return read
 
     def _on_their_sites(
         self, messages: Sequence[Message], read: list[Outcome | Batch]
@@ -427,13 +427,16 @@ class MqttIngest:
         self, messages: list[Message], stop: threading.Event
     ) -> list[Outcome] | None:
         read: list[Outcome | Batch] | None = None  # refusals once, whatever the retries
+        sited: list[Outcome | Batch] | None = None
         done: list[Outcome | None] = []
         while True:
             try:
                 if read is None:
                     read = self._read(messages)
-                    done = _refusals(read)
-                return self._apply(messages, read, done)
+                if sited is None:  # its read of the store comes before any refusal it makes
+                    sited = self._on_their_sites(messages, read)
+                    done = _refusals(sited)
+                return self._apply(messages, sited, done)
             except TwinKGError as exc:
                 self.stats.retries += 1
                 log.warning(

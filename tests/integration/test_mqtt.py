@@ -36,6 +36,8 @@ from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import Role, state_topic, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
+from twinkg.kg.events import PLACES
+from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
 from twinkg.ontology.errors import InvalidInputError, ServerError, StoreError
@@ -750,3 +752,48 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
         "RETURN count(b) AS n"
     ).records[0]["n"]
     assert batches == 0 and nodes_after > nodes_before
+
+
+def test_while_the_store_is_away_at_the_site_check_each_refusal_is_made_once(
+    mqtt: broker.BrokerConfig,
+    twin: Twin,
+    tmp_path: Path,
+    driver: Driver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sites are read before any refusal is made: a group whose read fails is tried again
+    whole, and each message it refuses is dead-lettered once."""
+    adrift = "https://example.org/nowhere/sensor-adrift"
+    driver.execute_query("CREATE (:Resource:Sensor {uri: $u})", u=adrift)  # on no site
+    gateway = connect(producer(mqtt, "gw-site-retry", "SKT"), "gw-site-retry")
+    worker, subscriber = _worker(twin, mqtt, "ingest-site-retry", tmp_path)
+    worker.retry_s = 0.01
+    real = twin.store.read
+    failures = [2]  # Neo4j answers the third try
+
+    def away(query: NamedQuery, **params: Any) -> list[dict[str, Any]]:
+        if query is PLACES and failures[0]:
+            failures[0] -= 1
+            raise StoreError("Neo4j is unreachable")
+        return real(query, **params)
+
+    monkeypatch.setattr(twin.store, "read", away)
+    start = _recent(14)
+    stray = json.loads(_batch(start, 2))
+    stray["points"][0]["sensor"] = adrift
+    bodies = [b"not json", json.dumps(stray).encode(), _batch(start + timedelta(minutes=1), 3)]
+    try:
+        for body in bodies:
+            publish(gateway, TOPIC, body, timeout_s=10)
+        _received(subscriber, len(bodies))  # taken as one group
+        stats = worker.run(max_messages=len(bodies), idle_s=20)
+    finally:
+        subscriber.close(end_session=True)
+        gateway.disconnect()
+        driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=adrift)
+    assert failures == [0] and stats.retries == 2
+    assert (stats.applied, stats.refused) == (1, 2)
+    letters = list(DeadLetters(tmp_path / "refused").read())
+    assert [letter.payload for letter in letters] == bodies[:2]  # each refusal once
+    assert letters[1].code == "site_mismatch"
+    assert _stored(tmp_path) == 3
