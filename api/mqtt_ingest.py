@@ -184,7 +184,11 @@ class MqttIngest:
         out = list(read)
         for i, _ in batches:
             topic_site = TelemetryTopic.parse(messages[i].topic).site
-            foreign = [s for s in named[i] if s in sites and sites[s].segment != topic_site]
+            foreign = [  # a sensor on no site is no producer's, whatever its topic says
+                s
+                for s in named[i]
+                if s in sites and (sites[s].uri is None or sites[s].segment != topic_site)
+            ]
             if foreign:
                 where = ", ".join(
                     f"{s} ({'site ' + repr(sites[s].segment) if sites[s].uri else 'no site'})"

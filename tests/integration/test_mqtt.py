@@ -725,14 +725,21 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
             publish(skt, topic, body, timeout_s=10)
         worker.run(max_messages=4, idle_s=20, on_outcome=lambda _m, o: seen.append(o))
         heard = next(iter(_take(listener, 1)), None)
+        # the segment events give a thing on no site is no site: its sensors are no producer's
+        lone = json.loads(_batch(start + timedelta(minutes=3), 1))
+        lone["points"][0]["sensor"] = lost
+        unplaced = Message(
+            "twinkg/v1/unplaced/tele/a/gw", json.dumps(lone).encode(), 0, 0, redelivered=False
+        )
+        seen.append(worker.handle(unplaced))
     finally:
         for client in (gateway, skt):
             client.disconnect()
         for sub in (listener, subscriber):
             sub.close(end_session=True)
         driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=lost)
-    assert [o.kind for o in seen] == ["refused", "refused", "applied", "applied"]
-    assert {o.code for o in seen[:2]} == {"site_mismatch"}
+    assert [o.kind for o in seen] == ["refused", "refused", "applied", "applied", "refused"]
+    assert {seen[0].code, seen[1].code, seen[4].code} == {"site_mismatch"}
     assert seen[0].reason is not None and SENSOR in seen[0].reason
     assert "site 'elsewhere'" in seen[0].reason and "(site 'SKT')" in seen[0].reason
     assert seen[1].reason is not None and f"{lost} (no site)" in seen[1].reason
@@ -744,6 +751,7 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
     assert [(letter.code, letter.payload) for letter in letters] == [
         ("site_mismatch", sent[0][1]),
         ("site_mismatch", sent[1][1]),
+        ("site_mismatch", unplaced.payload),
     ]
     assert _stored(tmp_path) == 5  # nothing of the refused messages was written
     nodes_after = driver.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
