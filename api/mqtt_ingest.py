@@ -56,7 +56,7 @@ from twinkg.connect.mqtt.client import Message, Subscriber, publish
 from twinkg.connect.mqtt.topics import EdgeTopic, TelemetryTopic, is_edge_topic, receipt_topic
 from twinkg.connect.source import Batch
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.kg.events import PLACES
+from twinkg.kg.events import SENSOR_SITES
 from twinkg.ontology.errors import InvalidInputError, SiteMismatchError, TwinKGError
 from twinkg.reasoner.ingest import contract_of
 
@@ -169,17 +169,18 @@ class MqttIngest:
         """``read`` with each batch that names a sensor of another site than its topic's
         refused (``site_mismatch``): the ACL binds a producer to its site's topics, this binds
         its payload to the site's sensors. A sensor's site is the nearest ``tk:Site`` up its
-        ``tk:partOf`` chain, named as the events name it (its tag); one read for all the
-        messages, none cached, so a sensor moved in the graph is judged where it is now. A
-        sensor the graph does not know is left to the contract, which quarantines its points."""
+        ``tk:partOf`` chain, else up the chain of what it monitors (``kg.events.SENSOR_SITES``),
+        named as the events name a site (its tag); one read for all the messages, none cached,
+        so a sensor moved in the graph is judged where it is now. A sensor the graph does not
+        know is left to the contract, which quarantines its points."""
         batches = [(i, r) for i, r in enumerate(read) if isinstance(r, Batch)]
         named = {i: _sensors(b) for i, b in batches}
         wanted = sorted(set().union(*named.values())) if named else []
         if not wanted:
             return read
         sites = {
-            row["asset"]: Place.of(row["site_tag"], row["site"])
-            for row in self.twin.store.read(PLACES, assets=wanted)
+            row["sensor"]: Place.of(row["site_tag"], row["site"])
+            for row in self.twin.store.read(SENSOR_SITES, sensors=wanted)
         }
         out = list(read)
         for i, _ in batches:

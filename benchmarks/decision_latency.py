@@ -68,7 +68,7 @@ from twinkg.connect.mqtt.topics import Role, TelemetryTopic
 from twinkg.graph_seed import seeding
 from twinkg.graph_seed.registry import Plant, plant_records
 from twinkg.kg import telemetry_state
-from twinkg.kg.events import PLACES
+from twinkg.kg.events import SENSOR_SITES
 from twinkg.kg.local_server import free_port
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -312,8 +312,8 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
         # one site's gateway publishes: the site with the most enveloped sensors (a producer
         # may name only its own site's sensors, decision 0083)
         site_of = {
-            r["asset"]: Place.of(r["site_tag"], r["site"]).segment
-            for r in store.read(PLACES, assets=sorted(units))
+            r["sensor"]: Place.of(r["site_tag"], r["site"]).segment
+            for r in store.read(SENSOR_SITES, sensors=sorted(units))
         }
         enveloped = [r for r in store.read_only(_ENVELOPED).rows if r[0] in units]
         site = Counter(site_of[r[0]] for r in enveloped).most_common(1)[0][0]

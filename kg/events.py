@@ -86,6 +86,24 @@ PLACES = NamedQuery(
 """Each asset of ``$assets`` with its tag and the nearest area and site up its ``partOf``
 chain (as :data:`DECISIONS_AFTER` names a decision's target)."""
 
+_MONITORS = token(RelType.MONITORS)
+
+SENSOR_SITES = NamedQuery(
+    "events.sensor_sites",
+    f"UNWIND $sensors AS uri MATCH (s:{token(Label.RESOURCE)} {{uri: uri}}) "
+    "CALL (s) { "
+    f"OPTIONAL MATCH p = (s)-[:{_PART_OF}*0..12]->(x:{_SITE}) "
+    "RETURN x AS own ORDER BY length(p) LIMIT 1 } "
+    "CALL (s) { "
+    f"OPTIONAL MATCH p = (s)-[:{_MONITORS}]->()-[:{_PART_OF}*0..12]->(x:{_SITE}) "
+    "RETURN x AS watched ORDER BY length(p) LIMIT 1 } "
+    "WITH s, coalesce(own, watched) AS site "
+    f"RETURN s.uri AS sensor, site.uri AS site, site.{_TAG} AS site_tag",
+)
+"""Each of ``$sensors`` the graph holds, with its site: the nearest one up its own ``partOf``
+chain, else the nearest one up the chain of what it monitors (a generated plant's sensors only
+monitor their equipment); ``site`` is null for a sensor on no site."""
+
 
 _ANOMALY, _ALARM = token(Label.ANOMALY), token(Label.ALARM)
 _CONCERNS = token(RelType.CONCERNS)

@@ -36,7 +36,7 @@ from twinkg.connect.mqtt import broker
 from twinkg.connect.mqtt.client import Message, Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import Role, state_topic, telemetry_filters
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.kg.events import PLACES
+from twinkg.kg.events import SENSOR_SITES
 from twinkg.kg.queries import NamedQuery
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -695,8 +695,15 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
     payload to its site's sensors. A batch naming a sensor of another site, or of none, is
     refused whole (nothing written, the producer told why); a sensor the graph does not know
     is the contract's to quarantine; the worker goes on."""
-    lost = "https://example.org/nowhere/sensor-stray"
-    driver.execute_query("CREATE (:Resource:Sensor {uri: $u})", u=lost)  # on no site
+    lost = "https://example.org/nowhere/sensor-stray"  # on no site
+    watcher = "https://example.org/nowhere/sensor-watching-the-pump"  # on SKT by what it watches
+    driver.execute_query(
+        "MATCH (p:Resource {uri: $pump}) CREATE (:Resource:Sensor {uri: $lost}) "
+        "CREATE (:Resource:Sensor {uri: $watcher})-[:MONITORS]->(p)",
+        lost=lost,
+        watcher=watcher,
+        pump=PLANT + "pump",
+    )
     broker.issue(mqtt, "gw-elsewhere", Role.PRODUCER, site="elsewhere")
     skt = connect(producer(mqtt, "gw-skt-sites", "SKT"), "gw-skt-sites")  # both issued first:
     elsewhere = endpoint(mqtt, "gw-elsewhere")  # an issue restarts the broker
@@ -710,8 +717,10 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
     stray["points"][1]["sensor"] = lost
     unknown = json.loads(_batch(start + timedelta(minutes=1), 2))
     unknown["points"][0]["sensor"] = "https://example.org/nowhere/sensor-never-seeded"
+    foreign = json.loads(_batch(start, 3))
+    foreign["points"][2]["sensor"] = watcher
     sent = [
-        ("twinkg/v1/elsewhere/tele/a/gw", _batch(start, 3)),  # SKT's sensor on another site
+        ("twinkg/v1/elsewhere/tele/a/gw", json.dumps(foreign).encode()),  # SKT's on another site
         (TOPIC, json.dumps(stray).encode()),  # one sensor of SKT, one of no site
         (TOPIC, json.dumps(unknown).encode()),  # an unknown sensor: quarantined, not refused
         (TOPIC, _batch(start + timedelta(minutes=2), 4)),  # the worker goes on
@@ -737,11 +746,12 @@ def test_a_producer_naming_another_sites_sensors_is_refused_whole(
             client.disconnect()
         for sub in (listener, subscriber):
             sub.close(end_session=True)
-        driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=lost)
+        for uri in (lost, watcher):
+            driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=uri)
     assert [o.kind for o in seen] == ["refused", "refused", "applied", "applied", "refused"]
     assert {seen[0].code, seen[1].code, seen[4].code} == {"site_mismatch"}
     assert seen[0].reason is not None and SENSOR in seen[0].reason
-    assert "site 'elsewhere'" in seen[0].reason and "(site 'SKT')" in seen[0].reason
+    assert "site 'elsewhere'" in seen[0].reason and f"{watcher} (site 'SKT')" in seen[0].reason
     assert seen[1].reason is not None and f"{lost} (no site)" in seen[1].reason
     assert SENSOR not in seen[1].reason  # only the sensors at fault are named
     assert (seen[2].accepted, seen[2].quarantined) == (1, 1)
@@ -780,7 +790,7 @@ def test_while_the_store_is_away_at_the_site_check_each_refusal_is_made_once(
     failures = [2]  # Neo4j answers the third try
 
     def away(query: NamedQuery, **params: Any) -> list[dict[str, Any]]:
-        if query is PLACES and failures[0]:
+        if query is SENSOR_SITES and failures[0]:
             failures[0] -= 1
             raise StoreError("Neo4j is unreachable")
         return real(query, **params)
