@@ -10,7 +10,9 @@ Loops on their own threads, sharing one :class:`api.twin.Twin`:
   under its lease; every ``tick_s`` seconds, and at start, it *sweeps*: every asset with
   something to decide that no other worker holds (a sensor that falls silent sends no message,
   and a work item lost with a dead worker is found so). Local wakes are coalesced: the queue
-  holds one, and a pending sweep covers every wake after it;
+  holds one, and a pending sweep covers every wake after it. A process may run several agent
+  threads (``agents``, ``agents-2``, …), each a worker with a lease name of its own, taking
+  work items from the one subscription, acknowledged in the order received (decision 0084);
 * **events** (``api.event_stream``): every decision recorded is published as MQTT events;
 * **opcua** (``api.opcua_service``, decision 0063): the data changes of OPC UA servers by their
   mapping, heard as the MQTT ingest's are (and, with write-back, allowed actions written back).
@@ -30,7 +32,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,7 +41,7 @@ from twinkg.api.event_stream import EventPublisher
 from twinkg.api.mqtt_ingest import MqttIngest, Outcome
 from twinkg.api.opcua_service import OpcUaLoop
 from twinkg.api.twin import Twin
-from twinkg.connect.mqtt.client import Message, Subscriber
+from twinkg.connect.mqtt.client import InOrderAcks, Message, Subscriber
 from twinkg.ontology.errors import TwinKGError
 from twinkg.reasoner.ingest import IngestReport
 
@@ -69,13 +71,14 @@ def _now() -> str:
 
 class TwinService:
     """The loops of ``twinkg run`` over one twin (ingest and events may be absent; a worker
-    process of ``--workers`` runs the agents only)."""
+    process of ``--workers`` runs the agents only); one agents loop per worker of ``workers``,
+    each on a thread of its own."""
 
     def __init__(
         self,
         twin: Twin,
         *,
-        worker: AgentWorker,
+        workers: Sequence[AgentWorker],
         ingest: MqttIngest | None = None,
         events: EventPublisher | None = None,
         work: Subscriber | None = None,
@@ -85,11 +88,16 @@ class TwinService:
         events_poll_s: float = 0.5,
         opcua: OpcUaLoop | None = None,
     ) -> None:
+        if not workers:
+            raise ValueError("the service needs at least one agent worker")
+        if len({w.worker_id for w in workers}) != len(workers):
+            raise ValueError("each agent worker needs a lease name of its own")
         self.twin = twin
-        self.worker = worker
+        self.workers = tuple(workers)
         self.ingest = ingest
         self.events = events
         self.work = work
+        self._acks = None if work is None else InOrderAcks(work)
         self.dispatch = dispatch
         self.tick_s = tick_s
         self.retry_s = retry_s
@@ -97,6 +105,7 @@ class TwinService:
         self.opcua = opcua
         self.status = ServiceStatus(started_at=_now())
         self._stop = threading.Event()
+        self._counting = threading.Lock()  # the status, from every loop
         self._wakes: queue.Queue[str] = queue.Queue(maxsize=1)  # one pending wake covers all
         self._threads: list[threading.Thread] = []
         depth = self._wakes.qsize if work is None else work.pending
@@ -109,8 +118,12 @@ class TwinService:
             self._wakes.put_nowait(reason)
 
     def start(self) -> None:
-        """Start the loops; the agents sweep once at once (findings from before the start)."""
-        loops: list[tuple[str, Callable[[], None]]] = [("agents", self._agents_loop)]
+        """Start the loops; the agents sweep once at once (findings from before the start):
+        the first worker that has not yet resumed the cut-off runs does, until it has."""
+        loops: list[tuple[str, Callable[[], None]]] = [
+            (f"agents-{k}" if k > 1 else "agents", self._agents_loop_of(worker))
+            for k, worker in enumerate(self.workers, start=1)
+        ]
         if self.ingest is not None:
             loops.append(("ingest", self._ingest_loop))
         if self.events is not None:
@@ -122,7 +135,8 @@ class TwinService:
             self._threads.append(thread)
             self.twin.metrics.loop_up.labels(name).set_function(_alive(thread))
             thread.start()
-        self.wake("startup")
+        if all(worker.resumed for worker in self.workers):
+            self.wake("startup")
 
     def stop(self, *, timeout_s: float = 120.0) -> bool:
         """Let the work in hand finish and stop every loop; False if one did not in time."""
@@ -137,7 +151,8 @@ class TwinService:
         return {t.name.removeprefix("twinkg-"): t.is_alive() for t in self._threads}
 
     def _failed(self, where: str, exc: Exception) -> None:
-        self.status.failures[where] = self.status.failures.get(where, 0) + 1
+        with self._counting:
+            self.status.failures[where] = self.status.failures.get(where, 0) + 1
         self.twin.metrics.service_failures.labels(where).inc()
         log.warning("%s failed, retrying in %g s: %s", where, self.retry_s, exc)
 
@@ -152,34 +167,43 @@ class TwinService:
             log.exception("%s failed unexpectedly", where)
             self._failed(where, exc)
         else:
-            self.status.agent_runs += 1
-            self.status.decisions += decided
-            self.status.last_run_at = _now()
+            with self._counting:
+                self.status.agent_runs += 1
+                self.status.decisions += decided
+                self.status.last_run_at = _now()
             return True
         self._stop.wait(self.retry_s)
         return False
 
-    def _agents_loop(self) -> None:
+    def _agents_loop_of(self, worker: AgentWorker) -> Callable[[], None]:
+        return lambda: self._agents_loop(worker)
+
+    def _agents_loop(self, worker: AgentWorker) -> None:
         next_tick = time.monotonic() + self.tick_s
         while not self._stop.is_set():
-            swept = False
-            with contextlib.suppress(queue.Empty):  # a wake (startup, findings) or the tick
-                wait = 0.2 if self.work is not None else max(0.0, next_tick - time.monotonic())
-                self._wakes.get(timeout=wait)
-                swept = True
+            swept = not worker.resumed  # its first sweep resumes every cut-off run: at once
+            if not swept:
+                with contextlib.suppress(queue.Empty):  # a wake (startup, findings) or the tick
+                    if self._acks is not None:  # looked at between work items: no wait
+                        self._wakes.get_nowait()
+                    else:
+                        self._wakes.get(timeout=max(0.0, next_tick - time.monotonic()))
+                    swept = True
             if self._stop.is_set():
+                self.wake("stop")  # the one pending wake: passed on to the next agents loop
                 return
             if swept or time.monotonic() >= next_tick:
-                self.status.wakes += 1
-                if not self._guarded("agents", self.worker.sweep):
-                    self.wake("retry")
+                with self._counting:
+                    self.status.wakes += 1
+                if not self._guarded("agents", worker.sweep) and worker.resumed:
+                    self.wake("retry")  # (one that has not resumed tries again by itself)
                 next_tick = time.monotonic() + self.tick_s  # silence shows only with time
                 continue
-            if self.work is not None:
-                self._take_work(self.work)
+            if self._acks is not None:
+                self._take_work(self._acks, worker)
 
-    def _take_work(self, work: Subscriber) -> None:
-        message = next(iter(work.messages(idle_s=0.3)), None)
+    def _take_work(self, acks: InOrderAcks, worker: AgentWorker) -> None:
+        message = acks.take(idle_s=0.3)
         if message is None:
             return
         try:
@@ -188,13 +212,15 @@ class TwinService:
                 raise TypeError(f"asset is {type(asset).__name__}")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("a work item on %s is not {asset}: %s", message.topic[:200], exc)
-            work.ack(message)
+            acks.done(message)
             return
-        if not self._guarded("agents", lambda: self.worker.decide_on(asset) or 0):
-            # the store or a defect: a sweep takes it up (it wakes itself again while it fails),
-            # since an unacknowledged item comes back only when the connection does
-            self.wake("retry")
-        work.ack(message)
+        try:
+            if not self._guarded("agents", lambda: worker.decide_on(asset) or 0):
+                # the store or a defect: a sweep takes it up (it wakes itself again while it
+                # fails), since an unacknowledged item comes back only when the connection does
+                self.wake("retry")
+        finally:
+            acks.done(message)
 
     def _findings(self, assets: tuple[str, ...]) -> None:
         """A committed batch raised findings on ``assets``: a work item for each of them (the

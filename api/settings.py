@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     agents_baseline_s: float = Field(
         default=600.0, gt=0, description="window before a finding that symptoms are measured on"
     )
+    agent_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="agent threads in each `twinkg run` process that takes work items over "
+        "MQTT: that many assets decided on at once, each under its lease (decision 0084)",
+    )
     agents_watch_s: float = Field(
         default=0.0,
         ge=0,

@@ -2,8 +2,10 @@
 
 A :class:`Twin` holds what one process opened (the store, the telemetry log, the checkpointer)
 and offers each operation once, so the HTTP routes and the MCP tools only translate their
-protocol to these calls and back. Agent work (runs, proposals, approvals) is serialised by one
-lock: the checkpointer and the provenance chain take one decision at a time anyway.
+protocol to these calls and back. Agent work (runs, proposals, approvals) holds the twin's
+:class:`RunLock` alone, except the runs of a worker scoped to an asset it leases: those share it
+with each other (decision 0084), since the lease keeps each asset's runs and checkpoints to one
+of them, and the provenance chain's head is locked in Neo4j by each record's transaction.
 """
 
 from __future__ import annotations
@@ -105,6 +107,76 @@ def ingest_options(settings: Settings, **kwargs: Any) -> IngestOptions:
     )
 
 
+class RunLock:
+    """The twin's lock on agent work: held *alone* by whatever may touch any run (a pass that
+    resumes every cut-off run, an approval, a proposal, the inbox), and *shared* by the runs of
+    workers each scoped to an asset it leases. A thread that holds it may take it again: alone
+    inside alone, shared inside either (a sharer may not then take it alone: it would wait for
+    itself). One waiting to hold it alone stops new sharers, so a stream of scoped runs does not
+    keep it out for ever."""
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self._owner: int | None = None  # the thread holding it alone
+        self._depth = 0  # how many times the owner took it (either way)
+        self._sharers: dict[int, int] = {}  # each sharing thread: how many times it took it
+        self._waiting_alone = 0  # threads waiting to hold it alone
+        self._waiting_shared = 0  # and to share it
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """Hold it with no other thread in any run."""
+        me = threading.get_ident()
+        with self._state:
+            if me in self._sharers:
+                raise RuntimeError("a thread sharing the run lock cannot take it alone")
+            if self._owner != me:
+                self._waiting_alone += 1
+                try:
+                    self._state.wait_for(lambda: self._owner is None and not self._sharers)
+                finally:
+                    self._waiting_alone -= 1
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._depth -= 1
+                if not self._depth:
+                    self._owner = None
+                    self._state.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold it beside other sharers (inside the owner's own hold, it is that hold)."""
+        me = threading.get_ident()
+        with self._state:
+            if self._owner == me:
+                self._depth += 1
+            elif me in self._sharers:
+                self._sharers[me] += 1
+            else:
+                self._waiting_shared += 1
+                try:
+                    self._state.wait_for(lambda: self._owner is None and not self._waiting_alone)
+                finally:
+                    self._waiting_shared -= 1
+                self._sharers[me] = 1
+        try:
+            yield
+        finally:
+            with self._state:
+                if self._owner == me:
+                    self._depth -= 1
+                else:
+                    self._sharers[me] -= 1
+                    if not self._sharers[me]:
+                        del self._sharers[me]
+                        if not self._sharers:
+                            self._state.notify_all()
+
+
 @dataclass
 class Twin(OfflineTwin):
     """One process's handle on the twin: the store, the telemetry log and, lazily, the agents."""
@@ -115,7 +187,7 @@ class Twin(OfflineTwin):
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     metrics: Metrics = field(default_factory=Metrics)  # this process's (``GET /metrics``)
     _agents: Agents | None = field(default=None, init=False, repr=False)
-    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _lock: RunLock = field(default_factory=RunLock, init=False, repr=False)
     _reclassifier: Reclassifier = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -349,7 +421,9 @@ class Twin(OfflineTwin):
 
         if self.checkpointer is None:
             raise ConfigError("this twin was opened without a checkpointer: agents cannot run")
-        with self._lock:
+        if self._agents is not None:  # built: no lock, or each run would wait for the others
+            return self._agents
+        with self._lock.alone():
             if self._agents is None:
                 self._agents = Agents(
                     store=self.store,
@@ -376,9 +450,15 @@ class Twin(OfflineTwin):
         resume_all: bool = True,
     ) -> list[RunResult]:
         """Resume crashed runs (only those scoped to ``scope`` with ``resume_all=False``), then
-        decide on every open finding (one run per case)."""
+        decide on every open finding (one run per case).
+
+        ``resume_all=False`` with a ``scope`` is a worker's pass under the lease of ``scope``
+        (:class:`~twinkg.api.agent_worker.AgentWorker`): it runs beside other such passes of this
+        process. The caller must hold that lease; every other pass runs alone."""
         agents = self.agents()
-        with self._lock:
+        # a worker's runs scoped to an asset it leases touch no other run: they run side by side
+        hold = self._lock.alone() if resume_all or scope is None else self._lock.shared()
+        with hold:
             moment = as_of_moment(self.store, as_of)
             timed = self.metrics.node_timer(on_node)
             results = agents.run_all(
@@ -424,7 +504,7 @@ class Twin(OfflineTwin):
         if kind is not None and not self.store.read(api_queries.QUANTITY_KIND, uri=kind):
             raise UnknownQuantityKindError(f"no quantity kind {kind!r} in the graph")
         agents = self.agents()
-        with self._lock:
+        with self._lock.alone():
             moment = as_of_moment(self.store, as_of)
             timer = self.metrics.node_timer()
             result = agents.run(scope=action.target, as_of=moment, action=action, on_node=timer)
@@ -460,7 +540,7 @@ class Twin(OfflineTwin):
     def pending(self) -> list[PendingApproval]:
         """The approval requests waiting for a person, oldest first."""
         agents = self.agents()
-        with self._lock:
+        with self._lock.alone():
             requests = agents.pending()
         # two reads for the whole inbox, not two a request
         evidence: dict[str, list[EvidenceItem]] = {r["run_id"]: [] for r in requests}
@@ -511,7 +591,7 @@ class Twin(OfflineTwin):
 
         check_edits(edits or {})
         agents = self.agents()
-        with self._lock:
+        with self._lock.alone():
             request = agents.request_for(decision)
             if may_approve is not None and outcome != "rejected":
                 level = self.criticality(request["action"]["target"])

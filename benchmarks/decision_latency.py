@@ -302,6 +302,12 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
     parser.add_argument(
         "--workers", type=int, default=1, help="twinkg run --workers (agent-only processes)"
     )
+    parser.add_argument(
+        "--agent-threads",
+        type=int,
+        default=None,
+        help="twinkg run --agent-threads (default: the setting's, 4)",
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         server = stack.enter_context(throwaway_server())
@@ -363,6 +369,11 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
                 [
                     *(TWINKG, "run", "--tick-s", "3600", "--metrics-port", str(metrics_port)),
                     *("--workers", str(args.workers)),
+                    *(
+                        ()
+                        if args.agent_threads is None
+                        else ("--agent-threads", str(args.agent_threads))
+                    ),
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -416,7 +427,8 @@ def main() -> None:  # noqa: PLR0915 - one benchmark, read top to bottom
     print(
         f"generated plant of {args.assets} assets, one site's gateway ({site}: {len(units)} "
         f"sensors); {n} motors driven out of their envelope per phase; "
-        f"`twinkg run --workers {args.workers}`, 2 cores"
+        f"`twinkg run --workers {args.workers} --agent-threads "
+        f"{args.agent_threads or 'default'}`, 2 cores"
     )
     print(
         f"load while deciding: {rate:,.0f} points/s stored in the log ({window_s:.1f} s), "

@@ -35,7 +35,7 @@ from twinkg.api.settings import (
     mqtt_endpoint,
     service_dir,
 )
-from twinkg.api.twin import agents_twin
+from twinkg.api.twin import Twin, agents_twin
 from twinkg.connect.mqtt.client import Subscriber, connect, publish
 from twinkg.connect.mqtt.topics import (
     AGENT_GROUP,
@@ -79,9 +79,10 @@ def _wait_for(stop: threading.Event) -> None:
         pass
 
 
-def _children(count: int, worker_id: str, tick_s: float) -> list[_Child]:
+def _children(count: int, worker_id: str, tick_s: float, threads: int) -> list[_Child]:
     """``count`` agent-only worker processes (they share the work items and the leases)."""
     command = [sys.executable, "-m", "twinkg.api.cli", "run", "--no-ingest", "--no-events"]
+    command += ["--agent-threads", str(threads)]
     children = []
     for k in range(2, count + 1):
         ready, write_end = os.pipe()
@@ -100,6 +101,25 @@ def _children(count: int, worker_id: str, tick_s: float) -> list[_Child]:
     return children
 
 
+def _agent_workers(twin: Twin, me: str, threads: int) -> list[AgentWorker]:
+    """This process's agent workers: ``me``, then ``me/2`` … (a lease name each). Only the first
+    resumes every cut-off run at its first sweep; the others' runs wait for it (the twin's lock),
+    and then find nothing of that left."""
+    first = AgentWorker(twin, me)
+    return [first, *(AgentWorker(twin, f"{me}/{k}", resumed=True) for k in range(2, threads + 1))]
+
+
+def _shared_over_mqtt(*, mqtt: bool, workers: int, threads: int) -> None:
+    """Work is shared among workers and threads by MQTT work items: without the broker, one."""
+    if workers > 1 and not mqtt:
+        raise ConfigError("--workers > 1 shares work over MQTT: it needs --mqtt")
+    if threads > 1 and not mqtt:
+        raise ConfigError(
+            "more than one agent thread shares work items over MQTT: it needs --mqtt "
+            "(or --agent-threads 1)"
+        )
+
+
 @errors_as_exit_codes
 def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line option
     ingest: Annotated[bool, typer.Option(help="take telemetry from the MQTT broker")] = True,
@@ -112,6 +132,15 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     ] = 1,
     worker_id: Annotated[
         str | None, typer.Option(help="this worker's name in leases (default: host and pid)")
+    ] = None,
+    agent_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="assets each process decides on at once, a thread each, from work items "
+            "over MQTT (default TWINKG_AGENT_THREADS, 4; 1 with --no-mqtt)",
+        ),
     ] = None,
     site: Annotated[
         list[str] | None, typer.Option(help="only this site's telemetry (repeatable)")
@@ -149,8 +178,9 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
     tracing.configure(settings)  # off unless TWINKG_OTLP_ENDPOINT is set
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("twinkg").setLevel(settings.log_level)  # the libraries stay at WARNING
-    if workers > 1 and not mqtt:
-        raise ConfigError("--workers > 1 shares work over MQTT: it needs --mqtt")
+    _shared_over_mqtt(mqtt=mqtt, workers=workers, threads=agent_threads or 1)
+    # work items come over MQTT: without it, the one thread sweeps
+    threads = (agent_threads or settings.agent_threads) if mqtt else 1
     servers = load_servers(opcua if opcua is not None else settings.opcua_servers)
     write_back = settings.opcua_write_back if opcua_write_back is None else opcua_write_back
     if servers:
@@ -214,7 +244,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
             twin.metrics.serve(metrics_port)
         service = TwinService(
             twin,
-            worker=AgentWorker(twin, me),
+            workers=_agent_workers(twin, me, threads),
             ingest=ingest_worker,
             events=publisher,
             work=work_in,
@@ -223,9 +253,12 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
             opcua=opcua_loop,
         )
         service.start()
-        children = _children(workers, me, tick_s)
+        children = _children(workers, me, tick_s, threads)
         loops = ", ".join(service.alive())
-        note(f"twinkg run ({me}): {loops} running, {workers} agent worker(s); Ctrl-C stops")
+        note(
+            f"twinkg run ({me}): {loops} running, {workers} agent worker(s) of {threads} "
+            "thread(s); Ctrl-C stops"
+        )
         _wait_for(stop)
         note("stopping: finishing the message and the run in hand")
         for child in children:
@@ -260,6 +293,12 @@ def service_start(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="agent worker processes (sharing work by leases)")
     ] = 1,
+    agent_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="assets each process decides on at once (TWINKG_AGENT_THREADS)"
+        ),
+    ] = None,
     mqtt: Annotated[bool, typer.Option(help="use the broker (off: agents on a timer)")] = True,
     tick_s: Annotated[float, typer.Option(min=0.1, help="sweep for work this often")] = 30.0,
     wait_s: Annotated[float, typer.Option(min=1, help="how long to wait for it to be ready")] = 180,
@@ -273,6 +312,7 @@ def service_start(
         command = [sys.executable, "-m", "twinkg.api.cli", "run", "--workers", str(workers)]
         command += ["--tick-s", str(tick_s), "--metrics-port", str(port)]
         command += [] if mqtt else ["--no-mqtt"]
+        command += [] if agent_threads is None else ["--agent-threads", str(agent_threads)]
 
         def ready() -> bool:
             loops = loops_up(scrape(port) or {})

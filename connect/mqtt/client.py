@@ -13,6 +13,7 @@ worker was away wait on the broker, and paho reconnects by itself.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import queue
@@ -290,6 +291,53 @@ class Subscriber:
             properties.SessionExpiryInterval = 0
         self._client.disconnect(properties=properties)
         self._client.loop_stop()
+
+
+@dataclass(slots=True)
+class _Taken:
+    message: Message
+    done: bool = False
+
+
+class InOrderAcks:
+    """One subscription's messages shared by several threads, each message acknowledged once
+    its work is done and every message received before it has been acknowledged: MQTT 5 wants a
+    client's PUBACKs in the order of the PUBLISHes they answer. A message whose work ends early
+    waits, unacknowledged, for those before it, so the broker still holds (and would deliver
+    again) every message whose work or whose predecessors' work has not ended."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self._take = threading.Lock()  # one taker at a time: taken in the order received
+        self._ledger = threading.Lock()
+        self._open: collections.deque[_Taken] = collections.deque()
+
+    def take(self, *, idle_s: float) -> Message | None:
+        """The next message, or ``None`` after ``idle_s`` seconds with none."""
+        with self._take:
+            message = next(iter(self.subscriber.messages(idle_s=idle_s)), None)
+            if message is not None:
+                with self._ledger:
+                    self._open.append(_Taken(message))
+        return message
+
+    def done(self, message: Message) -> None:
+        """``message``'s work has ended: acknowledge it and every message after it whose work
+        ended, up to the first still in hand."""
+        with self._ledger:
+            for taken in self._open:
+                if taken.message is message and not taken.done:
+                    taken.done = True
+                    break
+            else:
+                raise ValueError("a message not taken here, or already done")
+            while self._open and self._open[0].done:
+                self.subscriber.ack(self._open.popleft().message)
+
+    def in_hand(self) -> int:
+        """Messages taken and not yet acknowledged."""
+        with self._ledger:
+            return len(self._open)
 
 
 def _state(client_id: str, reason: str, at: datetime | None) -> bytes:

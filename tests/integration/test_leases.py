@@ -1,7 +1,8 @@
 """Leases on assets (``kg.leases``) and agent workers under them (``api.agent_worker``), on the
 real Neo4j: a lease held is not taken but marked; its holder hears the mark and keeps it; an
-expired lease is free; and two workers with their own stores, checkpoints and threads, sweeping
-the same plant at once, decide on every finding exactly once."""
+expired lease is free; two workers with their own stores, checkpoints and threads, sweeping
+the same plant at once, decide on every finding exactly once; and two agent threads of one twin
+decide on two assets at once."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from neo4j import Driver
 
 from tests.conftest import Neo4jTarget, seed_skab
+from twinkg.agents.runner import RunResult
 from twinkg.api.agent_worker import AgentWorker
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.settings import Settings
@@ -125,3 +128,54 @@ def test_two_workers_sweeping_at_once_decide_on_each_finding_once(
         assert leases.holders(store) == {}  # every lease given back
         total = sum(w.stats.decisions for w in workers)
         assert total >= 2 and all(w.stats.assets + w.stats.busy >= 1 for w in workers)
+
+
+def test_two_agent_threads_of_one_twin_decide_on_two_assets_side_by_side(
+    driver: Driver, tmp_path: Path
+) -> None:
+    """Decision 0084: the pump's run is held inside the twin until the motor's decision is
+    recorded by another thread of the same twin; with one run at a time in a twin, the motor's
+    thread would wait for the pump's run and neither would end."""
+    store = seed_skab(driver)
+    with agents_twin(Settings(home=tmp_path / "twin"), store) as twin:
+        raise_alarms(twin)
+        agents = twin.agents()
+        motor_decided = threading.Event()
+        real_run = agents.run
+
+        def run(**kwargs: Any) -> RunResult:
+            if kwargs.get("scope") == PUMP:
+                assert motor_decided.wait(120), "the motor's run never ran beside the pump's"
+            return real_run(**kwargs)
+
+        agents.run = run  # type: ignore[method-assign]
+        outcomes: dict[str, int | None] = {}
+        errors: list[BaseException] = []
+
+        def decide(worker: AgentWorker, asset: str) -> None:
+            try:
+                outcomes[asset] = worker.decide_on(asset)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                if asset == MOTOR:
+                    motor_decided.set()
+
+        pump = threading.Thread(target=decide, args=(AgentWorker(twin, "me"), PUMP))
+        pump.start()
+        motor = threading.Thread(target=decide, args=(AgentWorker(twin, "me/2"), MOTOR))
+        motor.start()
+        for thread in (pump, motor):
+            thread.join(300)
+        assert not errors, errors
+        assert outcomes[PUMP] and outcomes[MOTOR], outcomes
+        used = driver.execute_query(
+            "MATCH (f) WHERE f:Alarm OR f:Anomaly "
+            "OPTIONAL MATCH (d:Decision)-[:PROV_USED]->(f) "
+            "RETURN f.uri AS finding, count(d) AS decisions"
+        ).records
+        assert used and all(row["decisions"] == 1 for row in used), [r.data() for r in used]
+        assert leases.holders(store) == {}
+        # the provenance chain stayed one chain while two threads appended to it
+        report = twin.verify()
+        assert report.ok and report.records >= 2, report
