@@ -77,6 +77,7 @@ _STATUS: tuple[tuple[type[TwinKGError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (e.ApproverRoleError, 403),
+    (e.SiteMismatchError, 403),
     (e.NotFoundError, 404),
     (e.NotAcceptableError, 406),
     (e.ApprovalError, 409),

@@ -43,12 +43,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from twinkg.api.errors import InternalIngestError
-from twinkg.api.event_stream import Place
 from twinkg.api.reclassification import Reclassify
+from twinkg.api.site_scope import foreign, mismatch, named_sensors, sensor_places
 from twinkg.api.twin import Twin
 from twinkg.connect.edge.central import EdgeDecisions
 from twinkg.connect.json import JsonSource
@@ -56,8 +53,7 @@ from twinkg.connect.mqtt.client import Message, Subscriber, publish
 from twinkg.connect.mqtt.topics import EdgeTopic, TelemetryTopic, is_edge_topic, receipt_topic
 from twinkg.connect.source import Batch
 from twinkg.kg.dead_letters import DeadLetters
-from twinkg.kg.events import SENSOR_SITES
-from twinkg.ontology.errors import InvalidInputError, SiteMismatchError, TwinKGError
+from twinkg.ontology.errors import InvalidInputError, TwinKGError
 from twinkg.reasoner.ingest import contract_of
 
 log = logging.getLogger("twinkg.mqtt")
@@ -88,13 +84,6 @@ class Outcome:
     reason: str | None = None
     findings: int = 0  # anomalies and alarms the batch raised: work for the agents
     assets: tuple[str, ...] = ()  # the assets those findings concern (the work items)
-
-
-def _sensors(batch: Batch) -> list[str]:
-    """The distinct sensor IRIs ``batch`` names, in a fixed order (a point whose sensor is not
-    an IRI string names none)."""
-    column = batch.points.sensor.filter(pa.array(batch.points.ok["sensor"]))
-    return sorted(s for s in pc.unique(column).to_pylist() if isinstance(s, str))
 
 
 _EDGE = Outcome("edge")  # marks an edge decision among the messages read
@@ -174,35 +163,17 @@ class MqttIngest:
         so a sensor moved in the graph is judged where it is now. A sensor the graph does not
         know is left to the contract, which quarantines its points."""
         batches = [(i, r) for i, r in enumerate(read) if isinstance(r, Batch)]
-        named = {i: _sensors(b) for i, b in batches}
-        wanted = sorted(set().union(*named.values())) if named else []
-        if not wanted:
+        named = {i: named_sensors(b) for i, b in batches}
+        places = sensor_places(self.twin.store, (s for n in named.values() for s in n))
+        if not places:
             return read
-        sites = {
-            row["sensor"]: Place.of(row["site_tag"], row["site"])
-            for row in self.twin.store.read(SENSOR_SITES, sensors=wanted)
-        }
         out = list(read)
         for i, _ in batches:
             topic_site = TelemetryTopic.parse(messages[i].topic).site
-            foreign = [  # a sensor on no site is no producer's, whatever its topic says
-                s
-                for s in named[i]
-                if s in sites and (sites[s].uri is None or sites[s].segment != topic_site)
-            ]
-            if foreign:
-                where = ", ".join(
-                    f"{s} ({'site ' + repr(sites[s].segment) if sites[s].uri else 'no site'})"
-                    for s in foreign[:3]
-                )
-                more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-                out[i] = self._refuse(
-                    messages[i],
-                    SiteMismatchError(
-                        f"a message on site {topic_site!r} names sensors of another site: "
-                        f"{where}{more}"
-                    ),
-                )
+            outside = foreign(named[i], places, {topic_site})
+            if outside:
+                speaker = f"a message on site {topic_site!r}"
+                out[i] = self._refuse(messages[i], mismatch(speaker, outside, places))
         return out
 
     def _apply(

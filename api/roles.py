@@ -79,6 +79,7 @@ class Principal:
     roles: frozenset[Role]
     person: str | None  # the Person IRI this caller approves as
     method: AuthMethod
+    sites: frozenset[str] = frozenset()  # the sites (tags) its telemetry may name; none: all
 
     @property
     def permissions(self) -> frozenset[Permission]:

@@ -15,10 +15,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import string
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,7 @@ __all__ = [
 # --- API keys ---------------------------------------------------------------------------------
 
 KEY_PREFIX = "tk_"
+_SITE_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a topic segment (api.event_stream)
 _ID_ALPHABET = string.ascii_lowercase + string.digits  # no "_": the id ends at the first one
 _ID_LENGTH = 12
 
@@ -96,11 +98,13 @@ class KeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    sites: tuple[str, ...] = ()  # the sites (tags) its telemetry may name; none: every site
 
     def to_json(self) -> dict[str, Any]:
         """The record as the key file stores it."""
         document = asdict(self)
         document["roles"] = [role.value for role in self.roles]
+        document["sites"] = list(self.sites)
         for field in ("created_at", "expires_at", "revoked_at"):
             moment = document[field]
             document[field] = moment.isoformat() if moment is not None else None
@@ -121,6 +125,7 @@ class KeyRecord:
                 created_at=created,
                 expires_at=datetime.fromisoformat(expires) if expires else None,
                 revoked_at=datetime.fromisoformat(revoked) if revoked else None,
+                sites=site_tags(document.get("sites") or []),  # absent in older key files
             )
         except (KeyError, TypeError, ValueError, InvalidInputError) as exc:
             raise ConfigError(f"API key file: a malformed record ({exc})") from None
@@ -146,8 +151,10 @@ class KeyStore:
         roles: frozenset[Role] | set[Role] | list[Role],
         person: str | None = None,
         expires_in: timedelta | None = None,
+        sites: Sequence[str] = (),
     ) -> tuple[KeyRecord, str]:
-        """A new key: its record, and the key itself (shown once, never stored)."""
+        """A new key: its record, and the key itself (shown once, never stored). ``sites``:
+        the sites, by their tags, whose sensors its telemetry may name (none: every site)."""
         if not name.strip():
             raise InvalidInputError("an API key needs a name")
         if not roles:
@@ -166,6 +173,7 @@ class KeyStore:
             created_at=now,
             expires_at=now + expires_in if expires_in is not None else None,
             revoked_at=None,
+            sites=site_tags(sites),
         )
         with self._locked() as records:
             records[key_id] = record
@@ -199,7 +207,8 @@ class KeyStore:
             raise CredentialsInvalidError(f"API key {key_id} was revoked")
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise TokenExpiredError(f"API key {key_id} expired at {record.expires_at.isoformat()}")
-        return Principal(key_id, record.name, frozenset(record.roles), record.person, "api_key")
+        roles, sites = frozenset(record.roles), frozenset(record.sites)
+        return Principal(key_id, record.name, roles, record.person, "api_key", sites)
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -409,9 +418,30 @@ def token_principal(
     person = claims.get("twinkg_person")
     if person is not None and not isinstance(person, str):
         raise CredentialsInvalidError("bearer token: 'twinkg_person' must be a string")
+    sites = claims.get("twinkg_sites", [])
+    if not isinstance(sites, list) or not all(isinstance(site, str) for site in sites):
+        raise CredentialsInvalidError("bearer token: 'twinkg_sites' must be a list of site tags")
+    try:
+        bound = frozenset(site_tags(sites))
+    except InvalidInputError as exc:
+        raise CredentialsInvalidError(f"bearer token: {exc}") from None
     subject = str(claims["sub"])
     name = claims.get("name") or claims.get("preferred_username") or subject
-    return Principal(subject, str(name), roles, person, method)
+    return Principal(subject, str(name), roles, person, method, bound)
+
+
+def site_tags(sites: Sequence[str]) -> tuple[str, ...]:
+    """``sites`` as a caller is bound to them: site tags as topics and events name them
+    (letters, digits, ``-``, ``_``, ``.``; at most 64), sorted, each once;
+    :class:`InvalidInputError` naming the first that is not one."""
+    if isinstance(sites, str):
+        raise InvalidInputError(f"sites are a list, not the string {sites!r}")
+    for site in sites:
+        if not isinstance(site, str) or not _SITE_TAG.fullmatch(site):
+            raise InvalidInputError(
+                f"{site!r} is not a site tag (letters, digits, '-', '_' or '.', at most 64)"
+            )
+    return tuple(sorted(set(sites)))
 
 
 # --- both -------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from twinkg.api.results import (
     RunDecision,
 )
 from twinkg.api.settings import Settings, detector_dir, telemetry_dir
+from twinkg.api.site_scope import SiteBound
 from twinkg.connect.source import Batch, Source, SourceContext
 from twinkg.kg import agent_queries as aq
 from twinkg.kg import api_queries, chain_verify, telemetry_state
@@ -307,6 +308,7 @@ class Twin(OfflineTwin):
         fit_rows: int | None = None,
         reclassify: Reclassify = Reclassify.WAIT,
         progress: Progress | None = None,
+        bound: SiteBound | None = None,
     ) -> Iterator[IngestResult]:
         """Ingest every batch of ``source``, each checked against its declared contract point
         by point and applied all or nothing (``reasoner.ingest``), and have the assets
@@ -319,11 +321,15 @@ class Twin(OfflineTwin):
         defaults (:class:`connect.source.Batch`); ``progress`` hears every phase, parse first.
         Reclassification is coalesced (``api/reclassification.py``): ``WAIT`` returns what the
         run covering the batch found, ``BACKGROUND`` only the generation it will reach
-        (:meth:`reclassification`), ``OFF`` asks for none.
+        (:meth:`reclassification`), ``OFF`` asks for none. ``bound``: a producer bound to sites;
+        a batch naming a sensor of another site, or of none, is refused whole before anything
+        of it is written (:class:`SiteMismatchError`, decision 0085).
         """
         context = self._source_context(progress)
         log = self.log
         for batch in source.batches(context):
+            if bound is not None:
+                bound.check(self.store, batch)
             options = ingest_options(
                 self.settings,
                 contract=batch.contract,

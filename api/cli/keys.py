@@ -46,14 +46,28 @@ def keys_create(
     expires_in_days: Annotated[
         float | None, typer.Option("--expires-in-days", min=0.001, help="lifetime in days")
     ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site",
+            help="bind it to this site, by its tag: its telemetry may name only that site's "
+            "sensors (repeat for several; default: every site)",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key and print it once."""
     expires = timedelta(days=expires_in_days) if expires_in_days is not None else None
-    record, key = _store().create(name=name, roles=role, person=person, expires_in=expires)
+    record, key = _store().create(
+        name=name, roles=role, person=person, expires_in=expires, sites=site or ()
+    )
     err.print("This key is shown once and cannot be shown again; store it now.")
     out.print(key, markup=False)
     roles = ", ".join(record.roles)
-    err.print(f"id {record.id} · {record.name} · roles {roles} · {_status(record)}", markup=False)
+    sites = f"sites {', '.join(record.sites)}" if record.sites else "every site"
+    err.print(
+        f"id {record.id} · {record.name} · roles {roles} · {sites} · {_status(record)}",
+        markup=False,
+    )
 
 
 @app.command("list")
@@ -67,12 +81,13 @@ def keys_list(
         shown = [{k: v for k, v in r.to_json().items() if k != "sha256"} for r in records]
         out.print_json(json.dumps(shown))
         return
-    table = Table("id", "name", "roles", "person", "created", "state")
+    table = Table("id", "name", "roles", "sites", "person", "created", "state")
     for r in records:
         table.add_row(
             r.id,
             r.name,
             ", ".join(r.roles),
+            ", ".join(r.sites) or "all",
             r.person or "",
             f"{r.created_at:%Y-%m-%d %H:%M}",
             _status(r),

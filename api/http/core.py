@@ -33,6 +33,7 @@ from twinkg.api.reclassification import Reclassify
 from twinkg.api.results import IngestResult
 from twinkg.api.schemas import AssetContextOut
 from twinkg.api.security import APPROVABLE_CRITICALITY, Permission, Principal, may_approve
+from twinkg.api.site_scope import SiteBound
 from twinkg.api.twin import Twin
 from twinkg.connect.json import JsonSource
 from twinkg.ontology.errors import TurtleSyntaxError, TwinKGError
@@ -306,15 +307,20 @@ async def ingest(
     assets are reclassified, as after every ingest, on the twin's reasoner thread (coalesced:
     a burst of batches costs one or two runs): ``reclassification`` in the answer is the
     generation the batch asked for; ``GET /ready`` shows ``reasoner.completed`` reaching it
-    when the inferred labels include it.
+    when the inferred labels include it. A caller bound to sites (an API key made with
+    ``--site``, a token's ``twinkg_sites``) gets 403 ``site_mismatch``, and nothing is written,
+    for a batch naming a sensor of another site or of none.
     """
     if media_type(request) != "application/json":
         raise UnsupportedMediaTypeError("telemetry is posted as application/json")
     raw = await request.body()
     twin = twin_of(request)
     source = JsonSource(f"api:{principal.subject}", body=raw, contract=contract)
+    bound = None
+    if principal.sites:  # a caller bound to sites names only their sensors (decision 0085)
+        bound = SiteBound(f"caller {principal.name!r}", principal.sites)
     (result,) = await run_in_threadpool(
-        lambda: list(twin.ingest(source, reclassify=Reclassify.BACKGROUND))
+        lambda: list(twin.ingest(source, reclassify=Reclassify.BACKGROUND, bound=bound))
     )
     return _ingest_out(result)
 

@@ -8,16 +8,20 @@ names every route the app serves, so a new route cannot skip it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx2
 import pytest
 from neo4j import Driver
 
 from tests.conftest import Neo4jTarget
 from tests.integration.api_world import PUMP, ApiWorld, api_world
-from twinkg.api.security import GRANTS, Permission, Role
+from twinkg.api.security import GRANTS, KeyStore, Permission, Role
+from twinkg.api.settings import api_keys_path
 
 pytestmark = pytest.mark.neo4j
 NOBODY = "https://example.org/no-such-asset"
@@ -195,3 +199,60 @@ def test_a_forged_or_revoked_key_is_refused(world: ApiWorld) -> None:
     assert response.status_code == 401 and response.json()["error"]["code"] == "auth_invalid"
     response = world.client.get("/assets", headers={"Authorization": "Bearer not.a.jwt"})
     assert response.status_code == 401 and response.json()["error"]["code"] == "auth_invalid"
+
+
+PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
+
+
+def _post(world: ApiWorld, key: str, points: list[dict[str, Any]]) -> httpx2.Response:
+    body = json.dumps({"contract": "telemetry@1.0.0", "points": points}).encode()
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    return world.client.post("/telemetry", content=body, headers=headers)
+
+
+def test_a_key_bound_to_a_site_posts_only_that_sites_sensors(world: ApiWorld) -> None:
+    """Decision 0085: a producer's key made with ``--site`` may name only that site's sensors;
+    a batch naming another site's sensor, or one on no site, is refused whole (403
+    ``site_mismatch``, nothing written); an unknown sensor is the contract's to quarantine; a
+    key with no site is bound to none."""
+    keys = KeyStore(api_keys_path(world.settings))  # the app reads the file again on change
+    _, skt = keys.create(name="gw-skt", roles=[Role.PRODUCER], sites=["SKT"])
+    _, other = keys.create(name="gw-other", roles=[Role.PRODUCER], sites=["OTHER", "THIRD"])
+    stray = "https://example.org/nowhere/sensor-stray"  # in the graph, on no site
+    world.driver.execute_query("CREATE (:Resource:Sensor {uri: $u})", u=stray)
+    start = datetime.now(UTC) - timedelta(minutes=30)
+
+    def points(sensors: list[str], minute: int) -> list[dict[str, Any]]:
+        at = start + timedelta(minutes=minute)
+        return [
+            {
+                "sensor": sensor,
+                "unit": "http://qudt.org/vocab/unit/DEG_C",
+                "time": (at + timedelta(seconds=k)).isoformat(),
+                "value": 40.0 + k,
+            }
+            for k, sensor in enumerate(sensors)
+        ]
+
+    temperature = PLANT + "sensor-temperature"
+    try:
+        before = world.counts()
+        refused = _post(world, other, points([temperature, temperature], 0))
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "site_mismatch"
+        assert "'gw-other' (bound to site OTHER, THIRD)" in error["message"]
+        assert f"{temperature} (site 'SKT')" in error["message"]
+        lone = _post(world, skt, points([temperature, stray], 1))  # one of SKT's, one of none
+        assert lone.status_code == 403 and f"{stray} (no site)" in lone.json()["error"]["message"]
+        assert world.counts() == before  # nothing of either was written
+        unknown = "https://example.org/nowhere/sensor-never-seeded"
+        mixed = _post(world, skt, points([temperature, unknown], 2))
+        assert mixed.status_code == 200, mixed.text
+        assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"] == 1
+        own = _post(world, skt, points([temperature] * 3, 3))
+        assert own.status_code == 200 and own.json()["accepted"] == 3, own.text
+        anywhere = _post(world, world.keys[Role.PRODUCER], points([stray], 4))  # bound to none
+        assert anywhere.status_code == 200, anywhere.text
+    finally:
+        world.driver.execute_query("MATCH (s:Sensor {uri: $u}) DETACH DELETE s", u=stray)

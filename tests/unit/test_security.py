@@ -112,6 +112,31 @@ def test_a_key_is_shown_once_and_only_its_hash_is_stored(tmp_path: Path) -> None
     assert [r.id for r in KeyStore(tmp_path / "keys.json").list()] == [record.id]
 
 
+def test_a_key_bound_to_sites_keeps_them_and_an_older_key_file_binds_none(tmp_path: Path) -> None:
+    """Decision 0085: the sites a key is bound to are stored, read back and carried by its
+    caller; a record from before (no ``sites``) is bound to none; a bad tag is refused."""
+    path = tmp_path / "keys.json"
+    store = KeyStore(path)
+    record, key = store.create(name="gw", roles=[Role.PRODUCER], sites=["SKT", "A-2", "SKT"])
+    assert record.sites == ("A-2", "SKT")  # sorted, each once
+    assert store.verify(key).sites == frozenset({"SKT", "A-2"})
+    assert KeyStore(path).verify(key).sites == frozenset({"SKT", "A-2"})  # read from the file
+    document = json.loads(path.read_text())
+    (entry,) = (item for item in document["keys"] if item["id"] == record.id)
+    del entry["sites"]  # as a key file written before sites existed
+    path.write_text(json.dumps(document))
+    assert KeyStore(path).verify(key).sites == frozenset()
+    for bad in (["twinkg/v1/#"], [""], ["-lead"], ["a" * 65], ["tab\t"]):
+        with pytest.raises(InvalidInputError, match="not a site tag"):
+            store.create(name="gw", roles=[Role.PRODUCER], sites=bad)
+    with pytest.raises(InvalidInputError, match="not the string"):
+        store.create(name="gw", roles=[Role.PRODUCER], sites="SKT")
+    entry["sites"] = ["a/b"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="malformed record"):
+        KeyStore(path).verify(key)
+
+
 def test_revoked_unknown_and_malformed_keys_are_refused(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.json")
     record, key = store.create(name="eng", roles=[Role.ENGINEER], person="https://x/p/1")
@@ -202,6 +227,16 @@ def test_a_valid_hs256_token_names_its_caller() -> None:
     assert verifier.verify(token) == Principal(
         "u-7", "Ana", frozenset({Role.OPERATOR}), "https://p/ana", "jwt"
     )
+
+
+def test_a_token_may_bind_its_caller_to_sites() -> None:
+    verifier = JwtVerifier(secret=SECRET, audience=AUDIENCE, issuer="https://idp")
+    token = jwt.encode(claims(iss="https://idp", twinkg_sites=["SKT"]), SECRET, "HS256")
+    assert verifier.verify(token).sites == frozenset({"SKT"})
+    for bad in ("SKT", [1], ["a/b"]):
+        token = jwt.encode(claims(iss="https://idp", twinkg_sites=bad), SECRET, "HS256")
+        with pytest.raises(CredentialsInvalidError, match=r"twinkg_sites|site tag"):
+            verifier.verify(token)
 
 
 @pytest.mark.parametrize(
@@ -372,3 +407,13 @@ def test_keys_cli_creates_lists_and_revokes(
     assert unknown.exit_code == 2  # typer refuses a role that is not a choice
     assert runner.invoke(cli_keys.app, ["revoke", "nosuchkey000"]).exit_code == 8
     assert (tmp_path / "api-keys.json").stat().st_mode & 0o777 == 0o600
+    bound = runner.invoke(
+        cli_keys.app, ["create", "--name", "gw", "--role", "producer", "--site", "SKT"]
+    )
+    assert bound.exit_code == 0 and "sites SKT" in bound.stderr, bound.output
+    key = next(line for line in bound.stdout.splitlines() if line.startswith("tk_"))
+    assert store.verify(key).sites == {"SKT"}
+    bad = runner.invoke(
+        cli_keys.app, ["create", "--name", "gw", "--role", "producer", "--site", "a/b"]
+    )
+    assert bad.exit_code == 5 and "not a site tag" in bad.stderr, bad.output
