@@ -45,7 +45,13 @@ from dataclasses import dataclass, field
 
 from twinkg.api.errors import InternalIngestError
 from twinkg.api.reclassification import Reclassify
-from twinkg.api.site_scope import foreign, mismatch, named_sensors, sensor_places
+from twinkg.api.site_scope import (
+    edge_targets_on_site,
+    foreign,
+    mismatch,
+    named_sensors,
+    sensor_places,
+)
 from twinkg.api.twin import Twin
 from twinkg.connect.edge.central import EdgeDecisions
 from twinkg.connect.json import JsonSource
@@ -109,7 +115,7 @@ class MqttIngest:
         group_max: int | None = None,
     ) -> None:
         self.twin = twin
-        self.edge = EdgeDecisions(twin.store)
+        self.edge = EdgeDecisions(twin.store, target_check=edge_targets_on_site(twin.store))
         self.receipts = receipts
         self.subscriber = subscriber
         self.dead_letters = dead_letters

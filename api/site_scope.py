@@ -1,22 +1,24 @@
 """Which sites a producer may speak for: the sensors a batch names, checked against them.
 
-An MQTT producer speaks for the site of its topic (decision 0083); an API key or token bound to
-sites speaks for those (decision 0085). A sensor's site is the nearest ``tk:Site`` up its own
-``tk:partOf`` chain, else up the chain of what it monitors (``kg.events.SENSOR_SITES``), named
-as the events name a site: by its tag (``api.event_stream.Place``). A sensor on no site is no
-producer's. A sensor the graph does not know is left to the telemetry contract, which
-quarantines its points. Nothing is cached: a sensor moved in the graph is judged where it is.
+An MQTT producer speaks for the site of its topic (decision 0083), and an edge's decisions act
+on its site's assets only; an API key or token bound to sites speaks for those (decision 0085).
+A thing's site is the nearest ``tk:Site`` up its own ``tk:partOf`` chain, else up the chain of
+what it monitors (``kg.events.SENSOR_SITES``), named as the events name a site: by its tag
+(``api.event_stream.Place``). A sensor on no site is no producer's. A sensor the graph does not
+know is left to the telemetry contract, which quarantines its points. Nothing is cached: a
+sensor moved in the graph is judged where it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from twinkg.api.event_stream import Place
+from twinkg.connect.mqtt.topics import EdgeTopic
 from twinkg.connect.source import Batch
 from twinkg.kg.events import SENSOR_SITES
 from twinkg.kg.store import GraphStore
@@ -54,15 +56,18 @@ def foreign(sensors: Iterable[str], places: dict[str, Place], sites: Collection[
     ]
 
 
-def mismatch(speaker: str, sensors: list[str], places: dict[str, Place]) -> SiteMismatchError:
+def mismatch(
+    speaker: str, sensors: list[str], places: dict[str, Place], *, what: str = "names sensors"
+) -> SiteMismatchError:
     """The refusal of a batch from ``speaker`` (who may speak for which sites) that names
-    ``sensors`` (from :func:`foreign`): the first few of them and their sites, then a count."""
+    ``sensors`` (from :func:`foreign`; ``what`` it does with them): the first few of them and
+    their sites, then a count."""
     where = ", ".join(
         f"{s} ({'site ' + repr(places[s].segment) if places[s].uri else 'no site'})"
         for s in sensors[:NAMED_AT_MOST]
     )
     more = f" and {len(sensors) - NAMED_AT_MOST} more" if len(sensors) > NAMED_AT_MOST else ""
-    return SiteMismatchError(f"{speaker} names sensors of another site: {where}{more}")
+    return SiteMismatchError(f"{speaker} {what} of another site: {where}{more}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +87,19 @@ class SiteBound:
         if outside:
             bound = ", ".join(sorted(self.sites))
             raise mismatch(f"{self.who} (bound to site {bound})", outside, places)
+
+
+def edge_targets_on_site(store: GraphStore) -> Callable[[EdgeTopic, str], None]:
+    """The check of a forwarded edge decision's target (``EdgeDecisions(target_check=...)``):
+    an edge acts only on its own site's assets, so a target on another site than the edge
+    topic's, or on none, is refused with :class:`SiteMismatchError` before anything is
+    recorded (decision 0085)."""
+
+    def check(topic: EdgeTopic, target: str) -> None:
+        places = sensor_places(store, [target])
+        outside = foreign([target], places, {topic.site})
+        if outside:
+            speaker = f"a decision of edge {topic.node!r} on site {topic.site!r}"
+            raise mismatch(speaker, outside, places, what="acts on an asset")
+
+    return check

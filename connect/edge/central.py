@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,10 +190,18 @@ def records(topic: EdgeTopic, record: _Forwarded, d: str) -> tuple[GraphRecords,
 
 
 class EdgeDecisions:
-    """Records forwarded edge decisions in the twin's provenance."""
+    """Records forwarded edge decisions in the twin's provenance. ``target_check(topic,
+    target)`` may refuse a decision's target (an :class:`InvalidInputError`) before anything is
+    recorded: the twin's service refuses one on another site than the edge's (decision 0085)."""
 
-    def __init__(self, store: GraphStore) -> None:
+    def __init__(
+        self,
+        store: GraphStore,
+        *,
+        target_check: Callable[[EdgeTopic, str], None] | None = None,
+    ) -> None:
         self.store = store
+        self.target_check = target_check
 
     def handle(self, topic: EdgeTopic, payload: bytes) -> EdgeRecorded:
         """Check and record one forwarded record (refusals are :class:`InvalidInputError`
@@ -215,6 +224,8 @@ class EdgeDecisions:
         target = str(record.body["rule"]["target"])
         if not self.store.read(ASSET_EXISTS, uri=target):
             raise EdgeDecisionRefusedError(f"the edge action's target {target} is not in the graph")
+        if self.target_check is not None:
+            self.target_check(topic, target)
         changes = [provenance.StatusChange(target, "stopped")] if stops else []
         receipt = provenance.record(self.store, graph_records, decision=d, changes=changes)
         return EdgeRecorded("applied" if receipt.created else "duplicate", d, receipt.chain_index)

@@ -27,6 +27,7 @@ from tests.integration.mqtt_world import endpoint, local_broker, messages_stored
 from tests.integration.test_cli import run
 from twinkg.api.mqtt_ingest import MqttIngest
 from twinkg.api.settings import Settings
+from twinkg.api.site_scope import edge_targets_on_site
 from twinkg.api.twin import Twin
 from twinkg.connect.edge import bundle as bundles
 from twinkg.connect.edge.buffer import TELEMETRY, EdgeBuffer
@@ -55,6 +56,7 @@ from twinkg.ontology.errors import (
     EdgeChainBrokenError,
     EdgeDecisionRefusedError,
     EdgeOutOfOrderError,
+    SiteMismatchError,
 )
 from twinkg.reasoner.safety import SAFETY_SHAPES_DIR
 
@@ -467,3 +469,14 @@ def _decisions_recorded_once_in_order(world: World, config: EdgeConfig, decided:
     fork = {"seq": 2, "prev": "y", "hash": record_hash("y", body), "body": body}
     with pytest.raises(EdgeChainBrokenError):
         decisions.handle(topic, json.dumps(fork).encode())
+    # decision 0085: an edge acts on its own site's assets only; the first record again, as
+    # from an edge of another site, is refused and nothing recorded (without the check it
+    # would start that edge's chain and stop the motor from another site)
+    on_site = EdgeDecisions(world.store, target_check=edge_targets_on_site(world.store))
+    with pytest.raises(SiteMismatchError, match=r"edge 'edge-x' on site 'OTHER' acts on an"):
+        on_site.handle(EdgeTopic("OTHER", "edge-x"), edge_records[0].line())
+    assert on_site.handle(topic, edge_records[0].line()).kind == "duplicate"  # its own site
+    recorded = world.driver.execute_query(
+        "MATCH (d:Decision) WHERE d.runId STARTS WITH 'edge/OTHER/' RETURN count(d) AS n"
+    ).records[0]["n"]
+    assert recorded == 0 and chain_verify.verify(world.store).ok
