@@ -469,12 +469,14 @@ def _decisions_recorded_once_in_order(world: World, config: EdgeConfig, decided:
     fork = {"seq": 2, "prev": "y", "hash": record_hash("y", body), "body": body}
     with pytest.raises(EdgeChainBrokenError):
         decisions.handle(topic, json.dumps(fork).encode())
-    # decision 0085: an edge acts on its own site's assets only; the first record again, as
-    # from an edge of another site, is refused and nothing recorded (without the check it
-    # would start that edge's chain and stop the motor from another site)
+    # decision 0085: an edge acts on its own site's assets only; the first record, made again
+    # by an edge of another site, is refused and nothing recorded (without the check it would
+    # start that edge's chain and stop the motor from another site)
     on_site = EdgeDecisions(world.store, target_check=edge_targets_on_site(world.store))
+    foreign = {**edge_records[0].body, "site": "OTHER", "edge": "edge-x"}
+    first = {"seq": 1, "prev": "", "hash": record_hash("", foreign), "body": foreign}
     with pytest.raises(SiteMismatchError, match=r"edge 'edge-x' on site 'OTHER' acts on an"):
-        on_site.handle(EdgeTopic("OTHER", "edge-x"), edge_records[0].line())
+        on_site.handle(EdgeTopic("OTHER", "edge-x"), json.dumps(first).encode())
     assert on_site.handle(topic, edge_records[0].line()).kind == "duplicate"  # its own site
     recorded = world.driver.execute_query(
         "MATCH (d:Decision) WHERE d.runId STARTS WITH 'edge/OTHER/' RETURN count(d) AS n"
