@@ -23,6 +23,7 @@ from typing import Final
 
 from twinkg.api.opcua_connect import ConnectReport, Secure, connect, opcua_url, securer
 from twinkg.api.settings import Settings
+from twinkg.api.site_scope import mapping_on_site
 from twinkg.api.twin import Twin
 from twinkg.connect.opcua.ingest import Binding, IngestStats, bind
 from twinkg.connect.opcua.mapping import OpcUaMapping, load_mapping
@@ -83,7 +84,8 @@ def prepare(
     settings: Settings, store: GraphStore, loaded: Sequence[tuple[OpcUaServer, OpcUaMapping]]
 ) -> list[OpcUaLink]:
     """Each server's mapping bound to the graph (a sensor missing or in another unit is
-    refused, and so is a sensor two servers feed) with the twin's credentials."""
+    refused, and so is a sensor two servers feed, or a thing off the mapping's ``site``) with the
+    twin's credentials."""
     if not loaded:
         return []
     secure = securer(settings)  # one set of credentials (and one pinned certificate) for all
@@ -91,6 +93,7 @@ def prepare(
     fed: dict[str, str] = {}
     for server, mapping in loaded:
         bindings = tuple(bind(store, mapping))
+        mapping_on_site(store, mapping, bindings)
         for binding in bindings:
             other = fed.setdefault(binding.sensor, server.url)
             if other != server.url:

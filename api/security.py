@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import string
 import tempfile
@@ -47,6 +46,7 @@ from twinkg.api.roles import (
     parse_roles,
 )
 from twinkg.api.settings import Settings, api_keys_path
+from twinkg.connect.mqtt.topics import segment
 from twinkg.ontology.errors import ConfigError, InvalidInputError, NotFoundError
 
 __all__ = [
@@ -73,7 +73,6 @@ __all__ = [
 # --- API keys ---------------------------------------------------------------------------------
 
 KEY_PREFIX = "tk_"
-_SITE_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a topic segment (api.event_stream)
 _ID_ALPHABET = string.ascii_lowercase + string.digits  # no "_": the id ends at the first one
 _ID_LENGTH = 12
 
@@ -431,16 +430,14 @@ def token_principal(
 
 
 def site_tags(sites: Sequence[str]) -> tuple[str, ...]:
-    """``sites`` as a caller is bound to them: site tags as topics and events name them
-    (letters, digits, ``-``, ``_``, ``.``; at most 64), sorted, each once;
-    :class:`InvalidInputError` naming the first that is not one."""
+    """``sites`` as a caller is bound to them: site tags as topics and events name them (topic
+    segments), sorted, each once; :class:`InvalidInputError` naming the first that is not one."""
     if isinstance(sites, str):
         raise InvalidInputError(f"sites are a list, not the string {sites!r}")
     for site in sites:
-        if not isinstance(site, str) or not _SITE_TAG.fullmatch(site):
-            raise InvalidInputError(
-                f"{site!r} is not a site tag (letters, digits, '-', '_' or '.', at most 64)"
-            )
+        if not isinstance(site, str):
+            raise InvalidInputError(f"site {site!r} is not a string")
+        segment(site, "site")
     return tuple(sorted(set(sites)))
 
 

@@ -11,8 +11,9 @@ sensor moved in the graph is judged where it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +23,11 @@ from twinkg.connect.mqtt.topics import EdgeTopic
 from twinkg.connect.source import Batch
 from twinkg.kg.events import SENSOR_SITES
 from twinkg.kg.store import GraphStore
-from twinkg.ontology.errors import SiteMismatchError
+from twinkg.ontology.errors import OpcUaMappingError, SiteMismatchError
+
+if TYPE_CHECKING:  # asyncua loads only where OPC UA is used
+    from twinkg.connect.opcua.ingest import Binding
+    from twinkg.connect.opcua.mapping import OpcUaMapping
 
 NAMED_AT_MOST = 3  # sensors a refusal names, then a count
 
@@ -103,3 +108,27 @@ def edge_targets_on_site(store: GraphStore) -> Callable[[EdgeTopic, str], None]:
             raise mismatch(speaker, outside, places, what="acts on an asset")
 
     return check
+
+
+def mapping_on_site(store: GraphStore, mapping: OpcUaMapping, bindings: Sequence[Binding]) -> None:
+    """An OPC UA mapping with a ``site`` feeds and writes only that site's things:
+    :class:`OpcUaMappingError`, naming the file, the entry and the thing's site, for a sensor it
+    feeds or an asset it writes that is on another site, or on none (decision 0085). A mapping
+    without a site is bound to none."""
+    if mapping.site is None:
+        return
+    things = [(f"telemetry[{i}] ({b.entry.node})", b.sensor) for i, b in enumerate(bindings)]
+    things += [(f"setpoint[{i}] ({e.node})", e.asset) for i, e in enumerate(mapping.setpoints)]
+    places = sensor_places(store, (thing for _, thing in things))
+    for where, thing in things:
+        place = places.get(thing)
+        if place is None or foreign([thing], places, {mapping.site}):
+            found = (
+                "is not in the graph"
+                if place is None
+                else (f"is on site {place.segment!r}" if place.uri else "is on no site")
+            )
+            raise OpcUaMappingError(
+                f"{mapping.source}: {where}: {thing} {found}, not on the mapping's site "
+                f"{mapping.site!r}"
+            )

@@ -12,6 +12,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from twinkg.api.cli.common import load_settings, note, open_store, out
 from twinkg.api.opcua_connect import ConnectReport, Secure, connect, opcua_url, securer
+from twinkg.api.site_scope import mapping_on_site
 from twinkg.api.twin import Twin
 from twinkg.connect.opcua.browse import VariableInfo, browse_server, draft_mapping, read_nodeset
 from twinkg.connect.opcua.ingest import Binding, bind
@@ -48,6 +49,7 @@ def run(
     secure = securer(settings, server_cert)
     with open_store(settings) as store:
         bindings = bind(store, mapping)
+        mapping_on_site(store, mapping, bindings)
         twin = Twin(settings, store)
         try:
             report = asyncio.run(_connect(target, twin, mapping, bindings, secure, write_back,

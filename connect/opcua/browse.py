@@ -388,6 +388,7 @@ def draft_mapping(
         "Review every entry: fill in what is blank, delete what the twin should not use.",
         "[[telemetry]]: a variable -> a sensor (or asset + quantity_kind), unit, EURange.",
         "[[setpoint]]: an allowed action -> the variable it writes, with its type and range.",
+        'site = "TAG" (top level, optional): every sensor and asset mapped must be that site\'s.',
         f"{telemetry} telemetry and {setpoints} setpoint entries; {skipped} variable(s) skipped "
         "(not a number).",
     ]

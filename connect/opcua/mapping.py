@@ -7,7 +7,9 @@ drafts one). ``[[telemetry]]`` entries map a variable (``node``: its NodeId stri
 name one sensor, with the ``unit`` as a QUDT unit IRI and the variable's EURange as ``min`` and
 ``max``. ``[[setpoint]]`` entries map an action kind on an asset (and, for a setpoint change, a
 quantity kind; the value written is the action's ``proposed_setpoint``, or a fixed ``value`` for
-a stop or a restart) to a writable variable with its ``data_type`` and range.
+a stop or a restart) to a writable variable with its ``data_type`` and range. An optional
+top-level ``site`` (a site's tag) binds the mapping to that site: every sensor it feeds and every
+asset it writes must be on it, checked when it is bound to the graph (decision 0085).
 
 :func:`parse_mapping` checks everything and refuses a bad file with one line naming the file,
 the entry and the field (:class:`OpcUaMappingError`); :func:`render_mapping` writes a mapping
@@ -26,8 +28,9 @@ from typing import Any, Final, NoReturn
 
 from asyncua import ua
 
+from twinkg.connect.mqtt.topics import segment
 from twinkg.connect.opcua.units import QUDT_UNIT
-from twinkg.ontology.errors import OpcUaMappingError
+from twinkg.ontology.errors import InvalidInputError, OpcUaMappingError
 
 VERSION: Final = 1
 MAX_BYTES: Final = 8 * 1024 * 1024
@@ -44,7 +47,7 @@ WRITABLE_ACTIONS: Final = ("setpoint_change", "controlled_stop", "restart", "swi
 
 _IRI = re.compile(r"^https?://[^\s<>\"{}|\\^`]+$")
 _UNIT = re.compile(r"^[A-Za-z0-9_-]+$")
-_TOP = frozenset(("version", "server", "telemetry", "setpoint"))
+_TOP = frozenset(("version", "server", "site", "telemetry", "setpoint"))
 _TELEMETRY = frozenset(
     ("node", "browse_path", "sensor", "asset", "quantity_kind", "unit", "data_type", "min", "max")
 )
@@ -108,6 +111,7 @@ class OpcUaMapping:
     setpoints: tuple[SetpointEntry, ...]
     server: str | None = None
     source: str = "mapping"
+    site: str | None = None  # the site (its tag) every mapped sensor and asset must be on
 
     def setpoint_for(
         self, action: str, asset: str, quantity_kind: str | None
@@ -337,6 +341,12 @@ def parse_mapping(text: str, *, source: str = "mapping") -> OpcUaMapping:
     if version != VERSION or isinstance(version, bool):
         top.fail("version", f"is {version!r}: this TwinKG reads version {VERSION}")
     server = top.text("server", required=False)
+    site = top.text("site", required=False, limit=64) or None
+    if site is not None:
+        try:
+            segment(site, "site")
+        except InvalidInputError:
+            top.fail("site", f"is not a site tag (a topic segment: A-Z a-z 0-9 _ . -): {site!r}")
     lists: dict[str, list[Any]] = {}
     for name in ("telemetry", "setpoint"):
         items = document.get(name, [])
@@ -350,7 +360,7 @@ def parse_mapping(text: str, *, source: str = "mapping") -> OpcUaMapping:
     if not telemetry and not setpoints:
         raise OpcUaMappingError(f"{source}: maps nothing (no [[telemetry]] or [[setpoint]])")
     _unique(source, telemetry, setpoints)
-    return OpcUaMapping(telemetry, setpoints, server or None, source)
+    return OpcUaMapping(telemetry, setpoints, server or None, source, site)
 
 
 def _unique(

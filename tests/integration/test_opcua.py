@@ -36,6 +36,7 @@ from twinkg.api.cli.main import app
 from twinkg.api.opcua_connect import ConnectReport, connect, twin_sink
 from twinkg.api.reclassification import Reclassify
 from twinkg.api.settings import Settings
+from twinkg.api.site_scope import mapping_on_site
 from twinkg.api.twin import Twin
 from twinkg.connect.opcua.browse import browse_server, draft_mapping, read_nodeset
 from twinkg.connect.opcua.ingest import IngestOptions, OpcUaIngest, bind
@@ -111,7 +112,11 @@ def _secure(pki: Pki, creds: OpcUaCredentials | None = None, pinned: Path | None
 
 
 def _mapping(plant: PlantServer, extra: str = "") -> OpcUaMapping:
-    text = f"""
+    return parse_mapping(_mapping_text(plant, extra), source="plant.toml")
+
+
+def _mapping_text(plant: PlantServer, extra: str = "") -> str:
+    return f"""
 version = 1
 [[telemetry]]
 node = "{plant.node_id("Flow")}"
@@ -140,7 +145,6 @@ sensor = "{PLANT}sensor-voltage"
 unit = "{UNIT}V"
 data_type = "Double"
 {extra}"""
-    return parse_mapping(text, source="plant.toml")
 
 
 def _until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
@@ -257,6 +261,34 @@ def test_mapped_sensors_must_be_in_the_graph_in_their_unit(twin: Twin, plant: Pl
         text = f'\n[[telemetry]]\nnode = "ns=2;s=X"\nunit = "{UNIT}A"\ndata_type = "Double"\n'
         with pytest.raises(OpcUaMappingError, match=reason):
             bind(twin.store, _mapping(plant, text + extra))
+
+
+def test_a_mapping_bound_to_a_site_feeds_and_writes_only_that_sites_things(
+    twin: Twin, plant: PlantServer
+) -> None:
+    """Decision 0085: a mapping naming a site is refused when it binds, naming the file, the
+    entry and where the thing is, if a sensor it feeds or an asset it writes is elsewhere."""
+    text = _mapping_text(plant)
+
+    def on(site: str, extra: str = "") -> OpcUaMapping:
+        top = f'version = 1\nsite = "{site}"'  # the top level, before the first table
+        return parse_mapping(text.replace("version = 1", top, 1) + extra, source="p.toml")
+
+    sited = on("SKT")
+    assert sited.site == "SKT"
+    mapping_on_site(twin.store, sited, bind(twin.store, sited))  # every thing is SKT's
+    elsewhere = on("OTHER")
+    refusal = r"^p\.toml: telemetry\[0\] .* is on site 'SKT', not on the mapping's site 'OTHER'$"
+    with pytest.raises(OpcUaMappingError, match=refusal):
+        mapping_on_site(twin.store, elsewhere, bind(twin.store, elsewhere))
+    stop = (
+        '\n[[setpoint]]\nnode = "ns=2;s=Stop"\naction = "controlled_stop"\n'
+        'asset = "https://example.org/nowhere/pump"\nvalue = false\ndata_type = "Boolean"\n'
+    )
+    writes = on("SKT", stop)
+    with pytest.raises(OpcUaMappingError, match=r"setpoint\[0\] .*/pump is not in the graph"):
+        mapping_on_site(twin.store, writes, bind(twin.store, writes))
+    mapping_on_site(twin.store, _mapping(plant), bind(twin.store, _mapping(plant)))  # no site
 
 
 def test_data_changes_are_ingested_through_the_contract(

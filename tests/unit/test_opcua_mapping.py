@@ -68,6 +68,9 @@ def test_a_mapping_round_trips_through_its_writer() -> None:
     assert mapping.setpoint_for("restart", PUMP, None) is None
     again = parse_mapping(_render(mapping), source="plant.toml")
     assert (again.telemetry, again.setpoints) == (mapping.telemetry, mapping.setpoints)
+    assert mapping.site is None  # bound to no site unless it names one (decision 0085)
+    sited = parse_mapping(GOOD.replace("version = 1", 'version = 1\nsite = "SKT"'))
+    assert sited.site == "SKT" and sited.telemetry == mapping.telemetry
 
 
 BAD = [  # (what is changed, into what), the refusal that names the entry and field
@@ -82,6 +85,8 @@ BAD = [  # (what is changed, into what), the refusal that names the entry and fi
     ("version = 1", "version = 2", r"version is 2: this TwinKG reads version 1"),
     ('server = "opc.tcp', 'colour = "red"\nserver = "opc.tcp', r"colour is not a field"),
     ('sensor = "', 'sensor = "not an iri', r"\.sensor is not an http\(s\) IRI"),
+    ('server = "opc.tcp', 'site = "a/b"\nserver = "opc.tcp', r"site is not a site tag .*'a/b'"),
+    ('server = "opc.tcp', 'site = 7\nserver = "opc.tcp', r"site is an integer, not a string"),
 ]  # fmt: skip
 
 

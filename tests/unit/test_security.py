@@ -127,7 +127,7 @@ def test_a_key_bound_to_sites_keeps_them_and_an_older_key_file_binds_none(tmp_pa
     path.write_text(json.dumps(document))
     assert KeyStore(path).verify(key).sites == frozenset()
     for bad in (["twinkg/v1/#"], [""], ["-lead"], ["a" * 65], ["tab\t"]):
-        with pytest.raises(InvalidInputError, match="not a site tag"):
+        with pytest.raises(InvalidInputError, match="not a topic segment"):
             store.create(name="gw", roles=[Role.PRODUCER], sites=bad)
     with pytest.raises(InvalidInputError, match="not the string"):
         store.create(name="gw", roles=[Role.PRODUCER], sites="SKT")
@@ -235,7 +235,7 @@ def test_a_token_may_bind_its_caller_to_sites() -> None:
     assert verifier.verify(token).sites == frozenset({"SKT"})
     for bad in ("SKT", [1], ["a/b"]):
         token = jwt.encode(claims(iss="https://idp", twinkg_sites=bad), SECRET, "HS256")
-        with pytest.raises(CredentialsInvalidError, match=r"twinkg_sites|site tag"):
+        with pytest.raises(CredentialsInvalidError, match=r"twinkg_sites|topic segment"):
             verifier.verify(token)
 
 
@@ -416,4 +416,4 @@ def test_keys_cli_creates_lists_and_revokes(
     bad = runner.invoke(
         cli_keys.app, ["create", "--name", "gw", "--role", "producer", "--site", "a/b"]
     )
-    assert bad.exit_code == 5 and "not a site tag" in bad.stderr, bad.output
+    assert bad.exit_code == 5 and "not a topic segment" in bad.stderr, bad.output
