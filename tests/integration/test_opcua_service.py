@@ -172,7 +172,8 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
         with service_log.open("w") as log_out:  # a file: a pipe nobody reads could fill
             service = subprocess.Popen(
                 [TWINKG, "run", "--tick-s", "3600", "--metrics-port", str(metrics_port),
-                 "--opcua", f"{plant.url}={mapping}", "--opcua-write-back"],
+                 "--opcua", f"{plant.url}={mapping}", "--opcua-write-back",
+                 "--agent-threads", "2"],
                 env=env, stdout=subprocess.PIPE, stderr=log_out, text=True,
             )  # fmt: skip
 
@@ -183,8 +184,8 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
         # the server is not there: the loop counts the failure, stays up and tries again
         failures = "twinkg_service_failures_total{loop=opcua}"
         _until(lambda: metrics().get(failures, 0.0) >= 1, "a failed connection counted")
-        assert loops_up(metrics()) == {"agents": True, "ingest": True, "events": True,
-                                       "opcua": True}  # fmt: skip
+        assert loops_up(metrics()) == {"agents": True, "agents-2": True, "ingest": True,
+                                       "events": True, "opcua": True}  # fmt: skip
         sessions_before = InternalSession._current_connections
         plant.start()
         # one session subscribes, the other writes back
@@ -209,7 +210,7 @@ def test_the_service_ingests_an_opcua_server_and_its_findings_reach_the_agents(
         assert "did not finish cleanly" not in stdout, stdout
         assert "opcua: 1 server(s), " in stdout and " 0 quarantined" in stdout, stdout
         assert "1 actions written back" in stdout, stdout
-        assert "agents, ingest, events, opcua running" in stderr
+        assert "agents, agents-2, ingest, events, opcua running" in stderr
         # the sessions were closed and the subscription deleted, not left to time out
         assert _on_server(plant) == (0, sessions_before)
     finally:
