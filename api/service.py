@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -179,15 +180,18 @@ class TwinService:
         return lambda: self._agents_loop(worker)
 
     def _agents_loop(self, worker: AgentWorker) -> None:
-        next_tick = time.monotonic() + self.tick_s
+        # the first worker keeps the tick (one sweep a tick per process); any takes a wake
+        ticks = worker is self.workers[0]
+        next_tick = time.monotonic() + self.tick_s if ticks else math.inf
         while not self._stop.is_set():
             swept = not worker.resumed  # its first sweep resumes every cut-off run: at once
             if not swept:
                 with contextlib.suppress(queue.Empty):  # a wake (startup, findings) or the tick
                     if self._acks is not None:  # looked at between work items: no wait
                         self._wakes.get_nowait()
-                    else:
-                        self._wakes.get(timeout=max(0.0, next_tick - time.monotonic()))
+                    else:  # (a worker without the tick waits for a wake alone)
+                        idle = None if not ticks else max(0.0, next_tick - time.monotonic())
+                        self._wakes.get(timeout=idle)
                     swept = True
             if self._stop.is_set():
                 self.wake("stop")  # the one pending wake: passed on to the next agents loop
@@ -197,7 +201,8 @@ class TwinService:
                     self.status.wakes += 1
                 if not self._guarded("agents", worker.sweep) and worker.resumed:
                     self.wake("retry")  # (one that has not resumed tries again by itself)
-                next_tick = time.monotonic() + self.tick_s  # silence shows only with time
+                if ticks:
+                    next_tick = time.monotonic() + self.tick_s  # silence shows only with time
                 continue
             if self._acks is not None:
                 self._take_work(self._acks, worker)
