@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="window before a finding that symptoms are measured on"
     )
     agent_threads: int = Field(
-        default=4,
+        default=8,
         ge=1,
         le=64,
         description="agent threads in each `twinkg run` process that takes work items over "

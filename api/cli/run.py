@@ -139,7 +139,7 @@ def run_command(  # noqa: PLR0917, PLR0915 - one parameter per command-line opti
             min=1,
             max=64,
             help="assets each process decides on at once, a thread each, from work items "
-            "over MQTT (default TWINKG_AGENT_THREADS, 4; 1 with --no-mqtt)",
+            "over MQTT (default TWINKG_AGENT_THREADS, 8; 1 with --no-mqtt)",
         ),
     ] = None,
     site: Annotated[
