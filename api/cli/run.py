@@ -103,8 +103,8 @@ def _children(count: int, worker_id: str, tick_s: float, threads: int) -> list[_
 
 def _agent_workers(twin: Twin, me: str, threads: int) -> list[AgentWorker]:
     """This process's agent workers: ``me``, then ``me/2`` … (a lease name each). Only the first
-    resumes every cut-off run at its first sweep; the others' runs wait for it (the twin's lock),
-    and then find nothing of that left."""
+    resumes every cut-off run at its first sweep (holding the twin's run lock alone); the others
+    resume the cut-off runs of the assets they lease, as every worker does."""
     first = AgentWorker(twin, me)
     return [first, *(AgentWorker(twin, f"{me}/{k}", resumed=True) for k in range(2, threads + 1))]
 

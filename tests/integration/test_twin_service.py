@@ -207,6 +207,8 @@ def test_without_a_broker_the_agents_sweep_on_the_timer_in_the_background(
     }
     refused = run("run", "--no-mqtt", "--workers", "2", env=env)
     assert refused.returncode == 2 and "it needs --mqtt" in refused.stderr
+    threads = run("run", "--no-mqtt", "--agent-threads", "2", env=env)  # no work items to share
+    assert threads.returncode == 2 and "(or --agent-threads 1)" in threads.stderr
     absent = run("service", "status", env=env)
     assert absent.returncode != 0 and "not running" in absent.stderr
     started = run("service", "start", "--no-mqtt", "--tick-s", "0.5", env=env)
