@@ -347,8 +347,13 @@ def service_status() -> None:
         raise ServerError(f"the service (pid {pid}) does not answer on its metrics port")
     loops = loops_up(values)
     out.print(f"service: pid {pid}")
+    agents = [up for loop, up in loops.items() if loop.split("-")[0] == "agents"]
+    if agents:  # one line for the agent threads: how many are up
+        threads = f" ({sum(agents)} of {len(agents)} threads up)" if len(agents) > 1 else ""
+        out.print(f"  {'agents':<8} {'up' if all(agents) else 'DOWN'}{threads}")
     for loop, up in sorted(loops.items()):
-        out.print(f"  {loop:<8} {'up' if up else 'DOWN'}")
+        if loop.split("-")[0] != "agents":
+            out.print(f"  {loop:<8} {'up' if up else 'DOWN'}")
     counted = {
         "points ingested": "twinkg_points_ingested_total{way=mqtt}",
         "points quarantined": "twinkg_points_quarantined_total{way=mqtt}",
