@@ -45,34 +45,31 @@ class AgentWorker:
     resumed: bool = False  # whether this worker has resumed every cut-off run (its first sweep)
     busy_wait_s: float = 10.0  # how long a lease held elsewhere is waited for (0: not at all)
 
-    def _take(self, wanted: list[str]) -> list[str] | str:
-        """Every lease of ``wanted``, all or none: the leases, or the name of the first one held
-        elsewhere (and marked)."""
+    def _take(self, wanted: list[str]) -> list[str] | None:
+        """Every lease of ``wanted``, all or none (``None``: one is held elsewhere, and marked)."""
         store = self.twin.store
         taken: list[str] = []
         for name in wanted:
             if not leases.acquire(store, name, self.worker_id, ttl_s=self.ttl_s):
                 for held in taken:
                     leases.release(store, held, self.worker_id, ttl_s=self.ttl_s)
-                return name
+                return None
             taken.append(name)
         return taken
 
     def decide_on(self, asset: str, *, wait_s: float | None = None) -> int | None:
         """Run the agents on ``asset`` under the leases of everything its runs may change
         (``kg.leases.reach``); the number of decisions, or ``None`` when another worker still
-        holds the asset's own lease (its lease is marked: the holder runs on it again), or one
-        of the others after ``wait_s`` (default ``busy_wait_s``). A run on a part or on a
-        duty/standby partner takes a second or so, so a work item for a pump whose standby is
-        being decided on waits for that run rather than for the next sweep."""
+        holds one of the leases after ``wait_s`` (default ``busy_wait_s``; it will see the
+        work: its lease is marked). A run on a part or on a duty/standby partner takes a second
+        or so, so a work item for a pump whose standby is being decided on waits for that run
+        rather than for the next sweep."""
         store = self.twin.store
         wanted = [asset, *leases.reach(store, asset)]
         wait = self.busy_wait_s if wait_s is None else wait_s
         deadline, pause = time.monotonic() + wait, 0.05
-        while isinstance(taken := self._take(wanted), str):
-            # the asset's own lease held: its holder runs on it again (marked), nothing to wait
-            # for; a part's or partner's: its holder runs on that, so this work waits its turn
-            if taken == asset or time.monotonic() + pause > deadline:
+        while (taken := self._take(wanted)) is None:
+            if time.monotonic() + pause > deadline:
                 self.stats.busy += 1
                 return None
             time.sleep(pause)  # the holder's run ends on its own; backing off, at most 1 s
