@@ -15,7 +15,6 @@ sweep of a worker that starts), with the same checkpoints.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 from twinkg.api.twin import Twin
@@ -43,37 +42,21 @@ class AgentWorker:
     max_runs: int = 20
     stats: WorkerStats = field(default_factory=WorkerStats)
     resumed: bool = False  # whether this worker has resumed every cut-off run (its first sweep)
-    busy_wait_s: float = 10.0  # how long a lease held elsewhere is waited for (0: not at all)
 
-    def _take(self, wanted: list[str]) -> list[str] | None:
-        """Every lease of ``wanted``, all or none (``None``: one is held elsewhere, and marked)."""
+    def decide_on(self, asset: str) -> int | None:
+        """Run the agents on ``asset`` (and its parts) under their leases; the number of
+        decisions, or ``None`` when another worker holds one of the leases (it will see the
+        work: its lease is marked)."""
         store = self.twin.store
+        wanted = [asset, *leases.reach(store, asset)]
         taken: list[str] = []
         for name in wanted:
             if not leases.acquire(store, name, self.worker_id, ttl_s=self.ttl_s):
                 for held in taken:
                     leases.release(store, held, self.worker_id, ttl_s=self.ttl_s)
-                return None
-            taken.append(name)
-        return taken
-
-    def decide_on(self, asset: str, *, wait_s: float | None = None) -> int | None:
-        """Run the agents on ``asset`` under the leases of everything its runs may change
-        (``kg.leases.reach``); the number of decisions, or ``None`` when another worker still
-        holds one of the leases after ``wait_s`` (default ``busy_wait_s``; it will see the
-        work: its lease is marked). A run on a part or on a duty/standby partner takes a second
-        or so, so a work item for a pump whose standby is being decided on waits for that run
-        rather than for the next sweep."""
-        store = self.twin.store
-        wanted = [asset, *leases.reach(store, asset)]
-        wait = self.busy_wait_s if wait_s is None else wait_s
-        deadline, pause = time.monotonic() + wait, 0.05
-        while (taken := self._take(wanted)) is None:
-            if time.monotonic() + pause > deadline:
                 self.stats.busy += 1
                 return None
-            time.sleep(pause)  # the holder's run ends on its own; backing off, at most 1 s
-            pause = min(2 * pause, 1.0)
+            taken.append(name)
         decided = 0
         try:
             while True:
@@ -118,6 +101,6 @@ class AgentWorker:
             decided += len(self.twin.run_agents(scope=None, as_of=None, max_runs=0))
             self.resumed = True
         for asset in self.twin.case_assets():
-            done = self.decide_on(asset, wait_s=0)  # a busy asset's holder has the work
+            done = self.decide_on(asset)
             decided += done or 0
         return decided
