@@ -2,9 +2,8 @@
 (``kg.leases``), so any number of workers, in any number of processes on one Neo4j, never
 decide on the same asset at once.
 
-To work on an asset the worker leases it and every asset a run scoped to it may change (its parts
-at any depth, and the duty/standby partners of it and of its parts: a switch to standby starts
-the partner), all or none. One of them held elsewhere: the worker takes
+To work on an asset the worker leases it and every asset that is part of it (a run scoped to an
+asset may decide on any of its parts), all or none. One of them held elsewhere: the worker takes
 none, and leaves a mark on the held lease; the holder sees the mark when it gives the lease back
 and runs on that asset again, so the work is done by whoever holds it, never dropped. A worker
 that dies holding leases blocks those assets until the leases expire (``ttl_s``); its cut-off run
@@ -48,7 +47,7 @@ class AgentWorker:
         decisions, or ``None`` when another worker holds one of the leases (it will see the
         work: its lease is marked)."""
         store = self.twin.store
-        wanted = [asset, *leases.reach(store, asset)]
+        wanted = [asset, *leases.parts(store, asset)]
         taken: list[str] = []
         for name in wanted:
             if not leases.acquire(store, name, self.worker_id, ttl_s=self.ttl_s):

@@ -80,27 +80,15 @@ def holders(store: GraphStore) -> dict[str, str]:
     return {row["asset"]: row["holder"] for row in store.read(HOLDERS)}
 
 
-_ASSET, _PART_OF = token(Label.ASSET), token(RelType.PART_OF)
-_PARTNER = f"{token(RelType.STANDBY_FOR)}|{token(RelType.HAS_STANDBY)}"
-
-REACH = NamedQuery(
-    "leases.reach",
-    f"MATCH (x:{token(Label.RESOURCE)} {{uri: $asset}}) "
-    f"OPTIONAL MATCH (p:{_ASSET})-[:{_PART_OF}*1..]->(x) "
-    "WITH x, collect(DISTINCT p) AS parts "
-    "UNWIND [x] + parts AS a "
-    f"OPTIONAL MATCH (a)-[:{_PARTNER}]-(q:{_ASSET}) "
-    "WITH parts, collect(DISTINCT q) AS partners "
-    "UNWIND parts + partners AS n "
-    "WITH DISTINCT n WHERE n.uri <> $asset "
-    "RETURN n.uri AS uri ORDER BY uri",
+PARTS = NamedQuery(
+    "leases.parts",
+    f"MATCH (p:{token(Label.ASSET)})-[:{token(RelType.PART_OF)}*1..]->"
+    f"(:{token(Label.RESOURCE)} {{uri: $asset}}) RETURN DISTINCT p.uri AS uri ORDER BY uri",
 )
-"""Every asset a run scoped to ``$asset`` may change, but itself: its parts at any depth, and
-the duty/standby partners of it and of its parts (a switch to standby starts the partner), so
-a worker leases them all and two runs never act on one pump from two sides."""
+"""Every asset that is part of ``$asset``, at any depth: a run scoped to an asset may decide on
+any of them, so a worker leases them all."""
 
 
-def reach(store: GraphStore, asset: str) -> list[str]:
-    """The assets a run scoped to ``asset`` may change besides it (its parts at any depth, and
-    the duty/standby partners of it and of its parts), in IRI order."""
-    return [row["uri"] for row in store.read(REACH, asset=asset)]
+def parts(store: GraphStore, asset: str) -> list[str]:
+    """The assets that are part of ``asset`` (at any depth), in IRI order."""
+    return [row["uri"] for row in store.read(PARTS, asset=asset)]

@@ -48,32 +48,10 @@ def test_a_held_lease_is_marked_not_taken_and_its_holder_hears_the_mark(
     assert leases.acquire(store, PUMP, "b", ttl_s=0)  # b's, expiring at once
     assert leases.acquire(store, PUMP, "c", ttl_s=300)  # an expired lease is free
     assert leases.holders(store) == {PUMP: "c"}
-    assert leases.reach(store, LOOP) == sorted(leases.reach(store, LOOP))
-    assert PUMP in leases.reach(store, LOOP) and leases.reach(store, PUMP) == []
+    assert leases.parts(store, LOOP) == sorted(leases.parts(store, LOOP))
+    assert PUMP in leases.parts(store, LOOP) and leases.parts(store, PUMP) == []
     # leases are coordination, not knowledge: not in the RDF export
     assert "AssetLease" not in store.export().serialize(format="nt")
-
-
-def test_a_worker_leases_the_duty_standby_partners_too(driver: Driver, tmp_path: Path) -> None:
-    """A switch to standby starts the partner: a run on the pump may change its standby, so the
-    standby's lease is taken with the pump's, and a worker holding the pump keeps another off
-    the standby (and the other way round); the loop's reach takes its part's partner too."""
-    store = seed_skab(driver)
-    spare = PLANT + "pump-spare"
-    driver.execute_query(
-        "MATCH (p:Resource {uri: $pump}) CREATE (:Resource:Asset:Pump {uri: $spare})"
-        "-[:STANDBY_FOR]->(p)",
-        pump=PUMP,
-        spare=spare,
-    )
-    assert leases.reach(store, PUMP) == [spare]
-    assert leases.reach(store, spare) == [PUMP]
-    assert spare in leases.reach(store, LOOP) and PUMP in leases.reach(store, LOOP)
-    with agents_twin(Settings(home=tmp_path), store) as twin:
-        assert leases.acquire(store, PUMP, "a", ttl_s=300)
-        worker = AgentWorker(twin, "b")
-        assert worker.decide_on(spare) is None  # its partner is a's: b takes nothing
-        assert worker.stats.busy == 1 and leases.holders(store) == {PUMP: "a"}
 
 
 def raise_alarms(twin: Twin, start: datetime | None = None, *, new_alarms: int = 2) -> None:
