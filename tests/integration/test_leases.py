@@ -54,6 +54,16 @@ def test_a_held_lease_is_marked_not_taken_and_its_holder_hears_the_mark(
     assert "AssetLease" not in store.export().serialize(format="nt")
 
 
+def _each_finding_used_once(driver: Driver) -> None:
+    """Every alarm and anomaly is used by exactly one decision (and there is at least one)."""
+    used = driver.execute_query(
+        "MATCH (f) WHERE f:Alarm OR f:Anomaly "
+        "OPTIONAL MATCH (d:Decision)-[:PROV_USED]->(f) "
+        "RETURN f.uri AS finding, count(d) AS decisions"
+    ).records
+    assert used and all(row["decisions"] == 1 for row in used), [r.data() for r in used]
+
+
 def raise_alarms(twin: Twin, start: datetime | None = None, *, new_alarms: int = 2) -> None:
     """Envelope alarms on the pump (flow far too high) and the motor (too hot): 20 readings
     a second apart from ``start`` (10 minutes ago by default), raising ``new_alarms`` or more
@@ -118,12 +128,7 @@ def test_two_workers_sweeping_at_once_decide_on_each_finding_once(
         for thread in threads:
             thread.join(300)
         assert not errors, errors
-        used = driver.execute_query(
-            "MATCH (f) WHERE f:Alarm OR f:Anomaly "
-            "OPTIONAL MATCH (d:Decision)-[:PROV_USED]->(f) "
-            "RETURN f.uri AS finding, count(d) AS decisions"
-        ).records
-        assert used and all(row["decisions"] == 1 for row in used), [r.data() for r in used]
+        _each_finding_used_once(driver)
         assert one.case_assets() == [] or set(one.case_assets()).isdisjoint({PUMP, MOTOR})
         assert leases.holders(store) == {}  # every lease given back
         total = sum(w.stats.decisions for w in workers)
@@ -169,12 +174,7 @@ def test_two_agent_threads_of_one_twin_decide_on_two_assets_side_by_side(
             thread.join(300)
         assert not errors, errors
         assert outcomes[PUMP] and outcomes[MOTOR], outcomes
-        used = driver.execute_query(
-            "MATCH (f) WHERE f:Alarm OR f:Anomaly "
-            "OPTIONAL MATCH (d:Decision)-[:PROV_USED]->(f) "
-            "RETURN f.uri AS finding, count(d) AS decisions"
-        ).records
-        assert used and all(row["decisions"] == 1 for row in used), [r.data() for r in used]
+        _each_finding_used_once(driver)
         assert leases.holders(store) == {}
         # the provenance chain stayed one chain while two threads appended to it
         report = twin.verify()
