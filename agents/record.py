@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from twinkg.agents.context import AgentInfo, RunContext
+from twinkg.agents.context import AgentInfo, RunContext, gathered_rows
 from twinkg.agents.state import (
     ActionKind,
     AgentState,
@@ -283,6 +283,19 @@ def _effect(b: RecordBuilder, state: AgentState, d: str, at: datetime) -> None:
         b.rel(RelType.PROV_WAS_GENERATED_BY, partner, d)
 
 
+def premise_of(state: AgentState) -> provenance.Premise | None:
+    """What the guard judged the run's action on, for an action that changes something (an
+    effect); None for one that changes nothing (gathering data) or that no guard judged."""
+    if state.effect is None or state.action is None or state.guard is None:
+        return None
+    nodes = gathered_rows(state, CONTEXT_NODES)
+    return provenance.Premise(
+        target=state.action.target,
+        version=state.guard.graph_version,
+        nodes=tuple(str(row["uri"]) for row in nodes),
+    )
+
+
 @dataclass(slots=True)
 class GraphRecorder:
     """Writes decision records to Neo4j with their effect, in one transaction each."""
@@ -300,6 +313,7 @@ class GraphRecorder:
             records,
             decision=decision_iri(state),
             changes=changes_of(state.effect) if applied else (),
+            premise=premise_of(state) if applied else None,
         )
         return Step(
             decision=receipt.decision,

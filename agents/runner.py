@@ -9,6 +9,7 @@ checked against what it approves before the run resumes, and the guard checks it
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from twinkg.agents.state import (
     parse_time,
 )
 from twinkg.kg import agent_queries as q
-from twinkg.kg.context import action_context, graph_version
+from twinkg.kg.context import CONTEXT_NODES, action_context, graph_version
 from twinkg.kg.provenance import decision_ref
 from twinkg.kg.store import GraphStore
 from twinkg.kg.telemetry_log import TelemetryLog
@@ -47,12 +48,18 @@ from twinkg.ontology.errors import (
     ApprovalRequestExpiredError,
     ApprovalStaleError,
     ApproverRoleError,
+    ContextChangedError,
     DecisionNotFoundError,
     NotAwaitingApprovalError,
 )
 from twinkg.ontology.namespaces import AGENT_BASE
 
 _tracer = trace.get_tracer("twinkg.agents")
+_log = logging.getLogger(__name__)
+
+CONTEXT_RETRIES = 5
+"""How many times a run is guarded again because its action's context changed between its guard
+and its record (decision 0086) before :class:`ContextChangedError` is raised to the caller."""
 
 
 def default_agent() -> AgentInfo:
@@ -132,6 +139,39 @@ class Agents:
             ):
                 for node in update:
                     on_node(run_id, node)
+
+    def _decide(
+        self,
+        value: AgentState | Command[Any] | None,
+        run_id: str,
+        on_node: NodeListener | None = None,
+    ) -> None:
+        """:meth:`_invoke`, guarding the run again each time the context its guard judged
+        changed before the action was recorded (decision 0086): the record's transaction wrote
+        nothing, the run's guard evidence is dropped, and the guard reads the context as it is
+        now; at most :data:`CONTEXT_RETRIES` times, then the error is raised."""
+        for tries_left in range(CONTEXT_RETRIES, -1, -1):
+            try:
+                self._invoke(value, run_id, on_node)
+                return
+            except ContextChangedError as exc:
+                if not tries_left:
+                    raise
+                _log.warning("run %s: %s; guarding it again", run_id, exc)
+                self._guard_again(run_id)
+                value = None
+
+    def _guard_again(self, run_id: str) -> None:
+        """Put run ``run_id`` back before its guard: the evidence from the guard's context read
+        on is dropped (the guard gathers it again at the same ordinals, so the record and its
+        replay are those of a run that met no change)."""
+        config = self._config(run_id)
+        state = AgentState.model_validate(self._graph.get_state(config).values)
+        cut = max(e.ordinal for e in state.evidence if e.query == CONTEXT_NODES.name)
+        kept = [e for e in state.evidence if e.ordinal < cut]
+        # the node the guard follows: the approval on a resumed run, the planner otherwise
+        before = "approval" if state.approval is not None else "plan"
+        self._graph.update_state(config, {"evidence": kept}, as_node=before)
 
     def _result(
         self,
@@ -216,7 +256,7 @@ class Agents:
             trigger=trigger,
             watch_s=watch_s,
         )
-        self._invoke(state, run_id, on_node)
+        self._decide(state, run_id, on_node)
         return self._ended(run_id)
 
     def _state(
@@ -266,7 +306,7 @@ class Agents:
                 continue
             if self.checkpointer.get_tuple(self._config(thread.thread_id)) is None:
                 continue  # ended and forgotten meanwhile
-            self._invoke(None, thread.thread_id, on_node)
+            self._decide(None, thread.thread_id, on_node)
             try:
                 results.append(self._ended(thread.thread_id))
             except NotAwaitingApprovalError:
@@ -369,7 +409,7 @@ class Agents:
                     f"the role {answer.role} may not approve this action "
                     f"(allowed: {', '.join(request['roles'])})"
                 )
-        self._invoke(Command(resume=answer.model_dump(mode="json")), request["run_id"])
+        self._decide(Command(resume=answer.model_dump(mode="json")), request["run_id"])
         return self._ended(request["run_id"])
 
 

@@ -83,6 +83,7 @@ _STATUS: tuple[tuple[type[TwinKGError], int], ...] = (
     (e.ApprovalError, 409),
     (e.ReplayInputsMissingError, 409),
     (e.UnsafeActionError, 409),
+    (e.ContextChangedError, 409),
     (e.PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (e.ContractViolationError, 422),

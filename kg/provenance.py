@@ -28,11 +28,18 @@ from typing import Any
 import orjson
 from rdflib import XSD, Graph
 
+from twinkg.kg.context import (
+    CONTEXT_NODES,
+    CONTEXT_RELATIONSHIPS,
+    context_from_rows,
+    context_params,
+    graph_version,
+)
 from twinkg.kg.mapping import canonical_times, canonical_values
 from twinkg.kg.queries import NamedQuery, token
 from twinkg.kg.records import GraphRecords, NodeRecord
 from twinkg.kg.store import GraphStore, StoreTx, labels_for
-from twinkg.ontology.errors import DecisionNotFoundError, StoreError
+from twinkg.ontology.errors import ContextChangedError, DecisionNotFoundError, StoreError
 from twinkg.ontology.namespaces import DECISION_BASE
 from twinkg.ontology.vocab import PROPERTIES, TK, Label, PropKey
 
@@ -128,6 +135,16 @@ SET_STATUS = NamedQuery(
 )
 """An effect on an existing asset: its operational status (a stop, a switch to standby)."""
 
+PREMISE_LOCK = NamedQuery(
+    "provenance.premise_lock",
+    f"UNWIND $uris AS u MATCH (n:{_RESOURCE} {{uri: u}}) "
+    # the right-hand side reads the node: Cypher takes its write lock before reading (Neo4j's
+    # "lost updates" idiom), so a writer of these nodes waits for this transaction, and the
+    # context read next sees every write committed before it
+    "SET n.uri = n.uri RETURN count(n) AS locked",
+)
+"""Take the write locks of the nodes of an action's context (decision 0086)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
@@ -135,6 +152,17 @@ class StatusChange:
 
     asset: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Premise:
+    """What the guard judged an action on: the target's context (``kg.context``) had
+    ``version`` (:func:`kg.context.graph_version`) and these ``nodes``. An applied action is
+    recorded only while that still holds (decision 0086)."""
+
+    target: str
+    version: str
+    nodes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,13 +318,16 @@ def record(
     *,
     decision: str,
     changes: Sequence[StatusChange] = (),
+    premise: Premise | None = None,
 ) -> Receipt:
     """Write a decision's record, its effect on existing assets, and the chain head, atomically.
 
     Idempotent by ``decision``: when a record with that IRI exists, nothing is written and its
     receipt comes back with ``created=False`` (a resumed run never applies an action twice).
     Raises :class:`StoreError` when Neo4j fails or a changed asset does not exist; then nothing
-    was written.
+    was written. With a ``premise``, the action's context is locked and read again in the same
+    transaction, after the chain head's lock; :class:`ContextChangedError` (nothing written)
+    when it is no longer the context the guard judged.
     """
 
     for rel in records.rels:
@@ -310,6 +341,8 @@ def record(
         )[0]
         if head["done"] is not None:
             return _receipt({**head, "uri": head["done"]}, created=False)
+        if premise is not None:
+            _hold(tx, premise, decision)
         index, previous = int(head["length"]) + 1, str(head["head"])
         stamped = _stamped(records, decision, index, previous)
         digest = record_hash(previous, _document(decision, stamped))
@@ -380,6 +413,24 @@ def record_many(
         return receipts
 
     return store.transaction(work)
+
+
+def _hold(tx: StoreTx, premise: Premise, decision: str) -> None:
+    """Lock the premise's nodes and read the context again; raise unless it is the same.
+
+    Every record transaction holds the chain head's lock already, so what other decisions
+    applied is seen; the nodes' locks make other writers (run feedback, people) wait or be seen.
+    Locked in IRI order, so two holders never wait on each other."""
+    tx.run(PREMISE_LOCK, uris=sorted(set(premise.nodes)))
+    nodes = tx.run(CONTEXT_NODES, uri=premise.target)
+    rels = tx.run(CONTEXT_RELATIONSHIPS, **context_params(nodes)) if nodes else []
+    now = graph_version(context_from_rows(nodes, rels)) if nodes else ""
+    if now != premise.version:
+        raise ContextChangedError(
+            f"the context of {premise.target} changed after the guard judged {decision} "
+            f"(version {premise.version[:12]} then, {now[:12] or 'no asset'} now): "
+            "nothing was applied"
+        )
 
 
 def _touched(records: GraphRecords, assets: Iterable[str]) -> list[str]:

@@ -178,6 +178,14 @@ class UnsafeActionError(TwinKGError):
     exit_code = 11
 
 
+class ContextChangedError(TwinKGError):
+    """What the guard judged an action on changed before the action could be recorded: another
+    decision, the plant's run feedback or a person wrote to the action's context in between.
+    Nothing was written; the run is guarded again on the context as it is now (decision 0086)."""
+
+    code = "context_changed"
+
+
 class ChainBrokenError(TwinKGError):
     """``twinkg verify`` found an altered, missing or unchained provenance record."""
 

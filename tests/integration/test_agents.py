@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from twinkg.agents.state import (
 )
 from twinkg.kg import agent_queries as q
 from twinkg.kg import chain_verify, provenance
+from twinkg.kg.context import action_context, graph_version
 from twinkg.kg.lineage import lineage
 from twinkg.kg.records import GraphRecords, NodeRecord, RelRecord
 from twinkg.kg.store import GraphStore, open_driver
@@ -47,6 +49,7 @@ from twinkg.ontology.errors import (
     ApprovalRequestExpiredError,
     ApprovalStaleError,
     ApproverRoleError,
+    ContextChangedError,
     DecisionNotFoundError,
     ReplayInputsMissingError,
     StoreError,
@@ -806,6 +809,155 @@ def test_duty_standby_pairs_are_never_left_without_a_running_pump(
     assert [(r["tag"], r["status"]) for r in records] == [("P-1", "standby"), ("P-2", "running")]
     _check_lineage_and_replay(world, switch)
     assert chain_verify.verify(world.store).ok
+
+
+def _hooked_record(
+    monkeypatch: pytest.MonkeyPatch, before_record: Any
+) -> list[tuple[str, BaseException | None]]:
+    """``provenance.record`` with ``before_record(decision, premise)`` called first; each call's
+    decision and the error it raised (None when it wrote) are listed."""
+    real = provenance.record
+    calls: list[tuple[str, BaseException | None]] = []
+
+    def record(*args: Any, **kwargs: Any) -> provenance.Receipt:
+        before_record(kwargs["decision"], kwargs.get("premise"))
+        try:
+            receipt = real(*args, **kwargs)
+        except BaseException as exc:
+            calls.append((kwargs["decision"], exc))
+            raise
+        calls.append((kwargs["decision"], None))
+        return receipt
+
+    monkeypatch.setattr(provenance, "record", record)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "outcome"),
+    [("minValue", 75.0, Outcome.REFUSED), ("maxValue", 141.0, Outcome.APPLIED)],
+)
+def test_a_context_changed_after_the_guard_is_judged_again_before_anything_applies(  # noqa: PLR0917 - fixtures
+    world: World,
+    driver: Driver,
+    monkeypatch: pytest.MonkeyPatch,
+    prop: str,
+    value: float,
+    outcome: Outcome,
+) -> None:
+    """Decision 0086: between a run's guard and its record, a person edits the pump's flow
+    envelope. The record's transaction finds the context changed and writes nothing; the run is
+    guarded again on the context as it is now: a setpoint of 72 below the new minimum of 75 is
+    refused, and one the edit leaves allowed is applied, once, on the new context."""
+    envelope, policy = PLANT + "envelope-pump-flow", PLANT + "policy-trust"
+    length = chain_verify.verify(world.store).records
+
+    def edit_once(decision: str, premise: provenance.Premise | None) -> None:
+        if premise is not None and not calls:
+            driver.execute_query(f"MATCH (e {{uri: $e}}) SET e.{prop} = $v", e=envelope, v=value)
+
+    calls = _hooked_record(monkeypatch, edit_once)
+    old, _, _ = driver.execute_query(f"MATCH (e {{uri: $e}}) RETURN e.{prop} AS v", e=envelope)
+    # autonomy for any confidence, so that the setpoint change applies without a person
+    driver.execute_query("MATCH (t {uri: $t}) SET t.threshold = 0.0", t=policy)
+    try:
+        action = ProposedAction(
+            kind=ActionKind.SETPOINT_CHANGE,
+            target=PUMP,
+            confidence=0.95,
+            proposed_at=AS_OF.isoformat(),
+            quantity_kind=FLOW,
+            current_setpoint=80.0,
+            proposed_setpoint=72.0,
+            ramp_s=60.0,
+        )
+        result = world.agents.run(scope=PUMP, as_of=AS_OF, action=action)
+        decision = result.steps[-1].decision
+        assert [error.__class__ for _, error in calls] == [ContextChangedError, type(None)]
+        assert all(d == decision for d, _ in calls)
+        assert "changed after the guard judged" in str(calls[0][1])
+        assert _outcome(world, decision) == outcome.value
+        if outcome is Outcome.REFUSED:
+            assert "75" in world.store.read(q.DECISION_SUMMARY, decision=decision)[0]["reason"]
+        # the record carries the context the second guard read, which is the graph's now
+        assert result.state.guard is not None
+        assert result.state.guard.graph_version == graph_version(action_context(world.store, PUMP))
+        effects, _, _ = driver.execute_query(
+            "MATCH (e:SetpointChange) WHERE e.uri STARTS WITH $d RETURN count(e) AS n",
+            d=decision,
+        )
+        assert effects[0]["n"] == (1 if outcome is Outcome.APPLIED else 0)
+        report = chain_verify.verify(world.store)
+        assert report.ok and report.records == length + 1
+        _check_lineage_and_replay(world, decision)
+    finally:
+        driver.execute_query(f"MATCH (e {{uri: $e}}) SET e.{prop} = $v", e=envelope, v=old[0]["v"])
+        driver.execute_query("MATCH (t {uri: $t}) SET t.threshold = 0.8", t=policy)
+
+
+def test_two_stops_of_a_pair_judged_at_once_never_both_apply(
+    world: World, driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0086, after the duty/standby test gave P-1 a standby P-2: with both pumps
+    running, a stop of each is approved, and both runs are guarded (each sees its partner
+    running) before either records. They then record side by side: one stop applies, and the
+    other run finds its partner stopped, is guarded again, and the duty/standby shape refuses it.
+    Without the check at the record, both pumps of the pair would be stopped."""
+    standby = PLANT + "pump-standby"
+    pair = [PUMP, standby]
+    both_guarded = threading.Barrier(2, timeout=120)
+
+    def meet(decision: str, premise: provenance.Premise | None) -> None:
+        if premise is not None and not any(d == decision for d, _ in calls):
+            both_guarded.wait()  # the first record of each applied decision waits for the other
+
+    driver.execute_query(
+        "UNWIND $pair AS p MATCH (a {uri: p}) SET a.operationalStatus = 'running'", pair=pair
+    )
+    try:
+        waiting = [_propose(world, ActionKind.CONTROLLED_STOP, target=p) for p in pair]
+        assert [_outcome(world, w) for w in waiting] == [Outcome.AWAITING_APPROVAL.value] * 2
+        answers = [_answer(world, w) for w in waiting]
+        calls = _hooked_record(monkeypatch, meet)
+        results: dict[str, Any] = {}
+
+        def answer(decision: str, given: ApprovalInput) -> None:
+            try:
+                results[decision] = world.agents.answer(decision, given).steps[-1]
+            except BaseException as exc:  # reported below
+                results[decision] = exc
+
+        threads = [
+            threading.Thread(target=answer, args=(w, a))
+            for w, a in zip(waiting, answers, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        steps = [results[w] for w in waiting]
+        assert all(not isinstance(s, BaseException) for s in steps), steps
+        outcomes = sorted(s.outcome.value for s in steps)
+        assert outcomes == [Outcome.APPLIED.value, Outcome.REFUSED.value], steps
+        refused = next(s for s in steps if s.outcome is Outcome.REFUSED)
+        # judged again on the pair as it is now: the safety shape itself refuses the stop
+        assert "without a running pump" in refused.reason and "is stopped" in refused.reason
+        assert sum(isinstance(error, ContextChangedError) for _, error in calls) == 1
+        records, _, _ = driver.execute_query(
+            "UNWIND $pair AS p MATCH (a {uri: p}) RETURN a.operationalStatus AS status",
+            pair=pair,
+        )
+        assert sorted(r["status"] for r in records) == ["running", "stopped"]
+        assert chain_verify.verify(world.store).ok
+        for step in steps:
+            _check_lineage_and_replay(world, step.decision)
+    finally:
+        driver.execute_query(
+            "MATCH (a {uri: $duty}) SET a.operationalStatus = 'standby' "
+            "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'running'",
+            duty=PUMP,
+            standby=standby,
+        )
 
 
 def test_verify_finds_altered_and_deleted_records(  # last: it breaks the chain on purpose
