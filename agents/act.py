@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twinkg.agents.context import RunContext
+from twinkg.agents.context import RunContext, gathered_rows
 from twinkg.agents.state import ActionKind, AgentState, Effect
-from twinkg.kg.context import CONTEXT_NODES
-from twinkg.ontology.vocab import PropKey
+from twinkg.kg.context import CONTEXT_NODES, CONTEXT_RELATIONSHIPS
+from twinkg.ontology.vocab import PropKey, RelType
+
+_PAIRED = (RelType.STANDBY_FOR.value, RelType.HAS_STANDBY.value)
 
 
 def effect_of(state: AgentState) -> Effect | None:
@@ -66,16 +68,23 @@ def _status(state: AgentState) -> str | None:
 
 
 def _partner(state: AgentState) -> str | None:
+    """The target's standby: a context node in the standby role tied to the target itself (the
+    context also holds a shared standby's other duty pumps, decision 0086)."""
+    assert state.action is not None
+    target = state.action.target
+    tied = {
+        row["end"] if row["start"] == target else row["start"]
+        for row in gathered_rows(state, CONTEXT_RELATIONSHIPS)
+        if row["type"] in _PAIRED and target in (row["start"], row["end"])
+    }
     for evidence in reversed(state.evidence):
         if evidence.query == CONTEXT_NODES.name:
-            assert state.action is not None
-            others = [
+            standbys = [
                 r["uri"]
                 for r in evidence.rows
-                if r["uri"] != state.action.target
-                and r["props"].get(PropKey.DUTY_ROLE.value) == "standby"
+                if r["uri"] in tied and r["props"].get(PropKey.DUTY_ROLE.value) == "standby"
             ]
-            return others[0] if others else None
+            return standbys[0] if standbys else None
     return None
 
 

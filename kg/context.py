@@ -4,9 +4,11 @@ What the guard needs to judge an action on an asset, and no more: the asset and 
 is (transitively) part of; the operating envelopes the asset has; the policies (trust thresholds,
 approval requirements, lockout/tagout permits, interlocks, envelopes) that apply to the asset or
 to an asset it is part of; the interlocks that trip it; its duty/standby partner with that
-partner's status. Nodes come back with their asserted classes only (``rdf_type``); the guard
-validates with the ontology so that RDFS inference sees the superclasses. Nodes and
-relationships become triples exactly as :meth:`kg.store.GraphStore.export` makes them.
+partner's status; and the partner's other duty/standby partners with theirs (whom a shared
+standby may already run in place of). Nodes come back with their asserted classes only
+(``rdf_type``); the guard validates with the ontology so that RDFS inference sees the
+superclasses. Nodes and relationships become triples exactly as
+:meth:`kg.store.GraphStore.export` makes them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ CONTEXT_NODES = NamedQuery(
     "RETURN collect(DISTINCT i) AS interlocks } "
     f"CALL (t) {{ OPTIONAL MATCH (t)-[:{_STANDBY_FOR}|{_HAS_STANDBY}]-(q:{_ASSET}) "
     "RETURN collect(DISTINCT q) AS partners } "
-    "UNWIND scope + envelopes + policies + interlocks + partners AS n "
+    # a shared standby's other duty pumps: whom it may already run in place of
+    f"CALL (t, partners) {{ UNWIND partners AS q "
+    f"OPTIONAL MATCH (q)-[:{_STANDBY_FOR}|{_HAS_STANDBY}]-(o:{_ASSET}) WHERE o <> t "
+    "RETURN collect(DISTINCT o) AS others } "
+    "UNWIND scope + envelopes + policies + interlocks + partners + others AS n "
     "WITH DISTINCT n "
     "RETURN n.uri AS uri, coalesce(n.rdf_type, []) AS types, properties(n) AS props "
     "ORDER BY uri",

@@ -61,6 +61,7 @@ pytestmark = pytest.mark.neo4j
 DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 PUMP, MOTOR, LOOP = PLANT + "pump", PLANT + "motor", PLANT + "loop"
+STANDBY = PLANT + "pump-standby"  # added by the duty/standby test, used by the tests after it
 IVANOVA, PETROV = PLANT + "person-ivanova", PLANT + "person-petrov"
 SUPERVISOR = "https://w3id.org/twinkg/ontology#SupervisorRole"
 OPERATOR = "https://w3id.org/twinkg/ontology#OperatorRole"
@@ -768,7 +769,7 @@ def test_duty_standby_pairs_are_never_left_without_a_running_pump(
     world: World, driver: Driver
 ) -> None:
     """Last in the file: it gives P-1 a standby, which changes P-1's context for good."""
-    standby = PLANT + "pump-standby"
+    standby = STANDBY
     world.store.write(
         GraphRecords(
             (
@@ -895,6 +896,55 @@ def test_a_context_changed_after_the_guard_is_judged_again_before_anything_appli
         driver.execute_query("MATCH (t {uri: $t}) SET t.threshold = 0.8", t=policy)
 
 
+def _approved_side_by_side(
+    world: World, monkeypatch: pytest.MonkeyPatch, kind: ActionKind, targets: list[str]
+) -> tuple[list[Any], list[tuple[str, BaseException | None]]]:
+    """An action of ``kind`` on each target, each approved; both runs are guarded before either
+    records (a barrier before the record of an action with an effect), then they record side by
+    side. Their last steps, and the record calls with what each raised."""
+    both_guarded = threading.Barrier(len(targets), timeout=120)
+
+    def meet(decision: str, premise: provenance.Premise | None) -> None:
+        if premise is not None and not any(d == decision for d, _ in calls):
+            both_guarded.wait()  # the first record of each applied decision waits for the other
+
+    waiting = [_propose(world, kind, target=t) for t in targets]
+    assert [_outcome(world, w) for w in waiting] == [Outcome.AWAITING_APPROVAL.value] * 2
+    answers = [_answer(world, w) for w in waiting]
+    calls = _hooked_record(monkeypatch, meet)
+    results: dict[str, Any] = {}
+
+    def answer(decision: str, given: ApprovalInput) -> None:
+        try:
+            results[decision] = world.agents.answer(decision, given).steps[-1]
+        except BaseException as exc:  # reported below
+            results[decision] = exc
+
+    threads = [
+        threading.Thread(target=answer, args=(w, a)) for w, a in zip(waiting, answers, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    steps = [results[w] for w in waiting]
+    assert all(not isinstance(s, BaseException) for s in steps), steps
+    outcomes = sorted(s.outcome.value for s in steps)
+    assert outcomes == [Outcome.APPLIED.value, Outcome.REFUSED.value], steps
+    assert sum(isinstance(error, ContextChangedError) for _, error in calls) == 1
+    assert chain_verify.verify(world.store).ok
+    for step in steps:
+        _check_lineage_and_replay(world, step.decision)
+    return steps, calls
+
+
+def _statuses(driver: Driver, uris: list[str]) -> list[str]:
+    records, _, _ = driver.execute_query(
+        "UNWIND $uris AS u MATCH (a {uri: u}) RETURN a.operationalStatus AS status", uris=uris
+    )
+    return [str(r["status"]) for r in records]
+
+
 def test_two_stops_of_a_pair_judged_at_once_never_both_apply(
     world: World, driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -903,60 +953,75 @@ def test_two_stops_of_a_pair_judged_at_once_never_both_apply(
     running) before either records. They then record side by side: one stop applies, and the
     other run finds its partner stopped, is guarded again, and the duty/standby shape refuses it.
     Without the check at the record, both pumps of the pair would be stopped."""
-    standby = PLANT + "pump-standby"
-    pair = [PUMP, standby]
-    both_guarded = threading.Barrier(2, timeout=120)
-
-    def meet(decision: str, premise: provenance.Premise | None) -> None:
-        if premise is not None and not any(d == decision for d, _ in calls):
-            both_guarded.wait()  # the first record of each applied decision waits for the other
-
+    pair = [PUMP, STANDBY]
     driver.execute_query(
         "UNWIND $pair AS p MATCH (a {uri: p}) SET a.operationalStatus = 'running'", pair=pair
     )
     try:
-        waiting = [_propose(world, ActionKind.CONTROLLED_STOP, target=p) for p in pair]
-        assert [_outcome(world, w) for w in waiting] == [Outcome.AWAITING_APPROVAL.value] * 2
-        answers = [_answer(world, w) for w in waiting]
-        calls = _hooked_record(monkeypatch, meet)
-        results: dict[str, Any] = {}
-
-        def answer(decision: str, given: ApprovalInput) -> None:
-            try:
-                results[decision] = world.agents.answer(decision, given).steps[-1]
-            except BaseException as exc:  # reported below
-                results[decision] = exc
-
-        threads = [
-            threading.Thread(target=answer, args=(w, a))
-            for w, a in zip(waiting, answers, strict=True)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(300)
-        steps = [results[w] for w in waiting]
-        assert all(not isinstance(s, BaseException) for s in steps), steps
-        outcomes = sorted(s.outcome.value for s in steps)
-        assert outcomes == [Outcome.APPLIED.value, Outcome.REFUSED.value], steps
+        steps, _ = _approved_side_by_side(world, monkeypatch, ActionKind.CONTROLLED_STOP, pair)
         refused = next(s for s in steps if s.outcome is Outcome.REFUSED)
         # judged again on the pair as it is now: the safety shape itself refuses the stop
         assert "without a running pump" in refused.reason and "is stopped" in refused.reason
-        assert sum(isinstance(error, ContextChangedError) for _, error in calls) == 1
-        records, _, _ = driver.execute_query(
-            "UNWIND $pair AS p MATCH (a {uri: p}) RETURN a.operationalStatus AS status",
-            pair=pair,
+        assert sorted(_statuses(driver, pair)) == ["running", "stopped"]
+    finally:  # as the duty/standby test left them
+        driver.execute_query(
+            "MATCH (a {uri: $duty}) SET a.operationalStatus = 'standby' "
+            "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'running'",
+            duty=PUMP,
+            standby=STANDBY,
         )
-        assert sorted(r["status"] for r in records) == ["running", "stopped"]
-        assert chain_verify.verify(world.store).ok
-        for step in steps:
-            _check_lineage_and_replay(world, step.decision)
+
+
+def test_two_switches_to_a_shared_standby_judged_at_once_never_both_apply(
+    world: World, driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0086: P-2 becomes the standby of a second duty pump, P-3, as well. With P-1 and
+    P-3 running and P-2 in standby, a switch of each duty pump to the standby is approved, and
+    both runs are guarded before either records. One switch applies; the other run finds P-2
+    already running in place of the first pump, is guarded again, and the shared-standby shape
+    refuses it. Without the check at the record, both duty pumps would be in standby and one
+    pump would run for two."""
+    third = PLANT + "pump-3"
+    world.store.write(
+        GraphRecords(
+            (
+                NodeRecord(
+                    third,
+                    ("https://w3id.org/twinkg/ontology#CentrifugalPump",),
+                    {
+                        PropKey.TAG: "P-3",
+                        PropKey.CRITICALITY: "A",
+                        PropKey.DUTY_ROLE: "duty",
+                        PropKey.OPERATIONAL_STATUS: "running",
+                    },
+                ),
+            ),
+            (
+                RelRecord(RelType.STANDBY_FOR, STANDBY, third),
+                RelRecord(RelType.PART_OF, third, LOOP),
+            ),
+        )
+    )
+    driver.execute_query(
+        "MATCH (a {uri: $duty}) SET a.operationalStatus = 'running' "
+        "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'standby'",
+        duty=PUMP,
+        standby=STANDBY,
+    )
+    try:
+        duties = [PUMP, third]
+        steps, _ = _approved_side_by_side(world, monkeypatch, ActionKind.SWITCH_TO_STANDBY, duties)
+        refused = next(s for s in steps if s.outcome is Outcome.REFUSED)
+        assert "already runs in place of" in refused.reason, refused.reason
+        # one duty pump switched, the standby runs in its place, the other duty pump still runs
+        assert sorted(_statuses(driver, duties)) == ["running", "standby"]
+        assert _statuses(driver, [STANDBY]) == ["running"]
     finally:
         driver.execute_query(
             "MATCH (a {uri: $duty}) SET a.operationalStatus = 'standby' "
             "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'running'",
             duty=PUMP,
-            standby=standby,
+            standby=STANDBY,
         )
 
 

@@ -130,8 +130,8 @@ def test_shapes_are_named_versioned_and_pass_meta_shacl() -> None:
     for path in SHAPE_FILES:
         graph = Graph().parse(path)
         (ontology,) = graph.subjects(RDF.type, OWL.Ontology)
-        assert graph.value(ontology, OWL.versionInfo) == Literal("1.1.0"), path.name
-    assert safety_shapes_version() == "1.1.0"
+        assert graph.value(ontology, OWL.versionInfo) == Literal("1.2.0"), path.name
+    assert safety_shapes_version() == "1.2.0"
 
 
 def test_safety_shapes_returns_a_copy() -> None:
