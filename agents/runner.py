@@ -171,7 +171,8 @@ class Agents:
         kept = [e for e in state.evidence if e.ordinal < cut]
         # the node the guard follows: the approval on a resumed run, the planner otherwise
         before = "approval" if state.approval is not None else "plan"
-        self._graph.update_state(config, {"evidence": kept}, as_node=before)
+        # the effect too: act computes it again if the guard allows the action again
+        self._graph.update_state(config, {"evidence": kept, "effect": None}, as_node=before)
 
     def _result(
         self,

@@ -880,6 +880,7 @@ def test_a_context_changed_after_the_guard_is_judged_again_before_anything_appli
         assert _outcome(world, decision) == outcome.value
         if outcome is Outcome.REFUSED:
             assert "75" in world.store.read(q.DECISION_SUMMARY, decision=decision)[0]["reason"]
+            assert result.state.effect is None  # as a run refused at its first guard
         # the record carries the context the second guard read, which is the graph's now
         assert result.state.guard is not None
         assert result.state.guard.graph_version == graph_version(action_context(world.store, PUMP))
