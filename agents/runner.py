@@ -101,6 +101,8 @@ class Agents:
     clock: Callable[[], datetime] = _now
     settings: AgentSettings = field(default_factory=AgentSettings)
     agent: AgentInfo = field(default_factory=default_agent)
+    # told the run id each time a run is guarded again (decision 0086), for a metric
+    on_guard_again: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._graph = compile_graph(self.checkpointer)
@@ -159,6 +161,8 @@ class Agents:
                     raise
                 _log.warning("run %s: %s; guarding it again", run_id, exc)
                 self._guard_again(run_id)
+                if self.on_guard_again is not None:
+                    self.on_guard_again(run_id)
                 value = None
 
     def _guard_again(self, run_id: str) -> None:

@@ -137,6 +137,12 @@ class Metrics:
             "Local edge decisions that took longer than TWINKG_EDGE_BUDGET_MS (each logged)",
             registry=r,
         )
+        self.guarded_again = Counter(
+            "twinkg_guarded_again_total",
+            "Runs guarded again because their action's context changed between the guard and "
+            "the record (decision 0086)",
+            registry=r,
+        )
         self.service_failures = Counter(
             "twinkg_service_failures_total",
             "Failures a loop of `twinkg run` retried after (the store or the broker away)",

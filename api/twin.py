@@ -443,6 +443,7 @@ class Twin(OfflineTwin):
                         watch_s=self.settings.agents_watch_s,
                         request_ttl_s=self.settings.approval_request_ttl_s,
                     ),
+                    on_guard_again=lambda _run: self.metrics.guarded_again.inc(),
                 )
             return self._agents
 

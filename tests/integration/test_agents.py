@@ -858,6 +858,8 @@ def test_a_context_changed_after_the_guard_is_judged_again_before_anything_appli
             driver.execute_query(f"MATCH (e {{uri: $e}}) SET e.{prop} = $v", e=envelope, v=value)
 
     calls = _hooked_record(monkeypatch, edit_once)
+    guarded_again: list[str] = []
+    monkeypatch.setattr(world.agents, "on_guard_again", guarded_again.append)
     old, _, _ = driver.execute_query(f"MATCH (e {{uri: $e}}) RETURN e.{prop} AS v", e=envelope)
     # autonomy for any confidence, so that the setpoint change applies without a person
     driver.execute_query("MATCH (t {uri: $t}) SET t.threshold = 0.0", t=policy)
@@ -877,6 +879,7 @@ def test_a_context_changed_after_the_guard_is_judged_again_before_anything_appli
         assert [error.__class__ for _, error in calls] == [ContextChangedError, type(None)]
         assert all(d == decision for d, _ in calls)
         assert "changed after the guard judged" in str(calls[0][1])
+        assert guarded_again == [result.run_id]
         assert _outcome(world, decision) == outcome.value
         if outcome is Outcome.REFUSED:
             assert "75" in world.store.read(q.DECISION_SUMMARY, decision=decision)[0]["reason"]

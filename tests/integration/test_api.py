@@ -575,6 +575,7 @@ def test_metrics_count_what_came_in_and_what_was_decided(world: ApiWorld) -> Non
     assert grew("twinkg_decisions_total", outcome="refused") == 1
     assert grew("twinkg_decision_seconds_count") == 1
     assert grew("twinkg_guard_seconds_count") == 1
+    assert ("twinkg_guarded_again_total", ()) in after  # decision 0086; none changed here
     assert grew("twinkg_agent_node_seconds_count", node="record") == 1
     assert ("twinkg_projection_lag_seconds", ()) in after
     # metrics are read-only operational data: a producer (no read permission) gets none
