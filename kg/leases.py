@@ -25,9 +25,14 @@ _OF, _HOLDER, _EXPIRES, _RECHECK = (
     token(k) for k in (PropKey.LEASE_OF, PropKey.HOLDER, PropKey.EXPIRES_AT, PropKey.RECHECK)
 )
 
+_LOCK = "SET l.`_LOCK_` = true REMOVE l.`_LOCK_` "
+"""The lease's write lock before its holder is read: Neo4j's documented idiom, a property set and
+removed. A no-op ``SET`` of the key takes the lock as well, but the chain head's statement of
+that form returned what it had read before the lock (decision 0086), so neither uses it."""
+
 ACQUIRE = NamedQuery(
     "leases.acquire",
-    f"MERGE (l:{_LEASE} {{{_OF}: $asset}}) SET l.{_OF} = l.{_OF} "
+    f"MERGE (l:{_LEASE} {{{_OF}: $asset}}) {_LOCK}"
     f"WITH l, (l.{_HOLDER} IS NULL OR l.{_HOLDER} = $holder "
     f"OR l.{_EXPIRES} < datetime.realtime()) AS free "
     f"SET l.{_HOLDER} = CASE WHEN free THEN $holder ELSE l.{_HOLDER} END, "
@@ -41,7 +46,7 @@ it for a recheck)."""
 
 RELEASE = NamedQuery(
     "leases.release",
-    f"MATCH (l:{_LEASE} {{{_OF}: $asset}}) SET l.{_OF} = l.{_OF} "
+    f"MATCH (l:{_LEASE} {{{_OF}: $asset}}) {_LOCK}"
     f"WITH l, l.{_HOLDER} = $holder AS mine, coalesce(l.{_RECHECK}, false) AS again "
     f"SET l.{_HOLDER} = CASE WHEN mine AND NOT again THEN null ELSE l.{_HOLDER} END, "
     f"l.{_EXPIRES} = CASE WHEN mine AND again "

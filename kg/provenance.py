@@ -67,7 +67,10 @@ CHAIN_LOCK = NamedQuery(
     "provenance.chain_lock",
     f"MERGE (c:{_RESOURCE}:{_CHAIN} {{uri: $chain}}) "
     f"ON CREATE SET c.{_INDEX} = 0, c.{_HASH} = '', c.rdf_type = [$chain_class] "
-    f"SET c.{_INDEX} = c.{_INDEX} "
+    # the write lock, by Neo4j's documented idiom (a property set and removed). A no-op
+    # `SET c.chainIndex = c.chainIndex` took the lock too, but this statement then returned the
+    # head as read before it: two records shared an index under concurrent writers
+    "SET c.`_LOCK_` = true REMOVE c.`_LOCK_` "
     f"WITH c OPTIONAL MATCH (d:{_RESOURCE}:{_DECISION} {{uri: $uri}}) "
     f"RETURN c.{_INDEX} AS length, c.{_HASH} AS head, d.uri AS done, "
     f"d.{_INDEX} AS chain_index, d.{_HASH} AS record_hash, d.{_PREV} AS previous_hash",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -73,6 +74,46 @@ def test_records_chain_one_by_one_and_in_bulk(empty_store: GraphStore) -> None:
     # The head the code before decision 0079's faster verify gave for these four records
     # (computed at ba91837): the faster paths hash the same bytes.
     assert report.head_hash == PINNED_HEAD
+
+
+def test_writers_at_the_same_instant_each_get_their_own_place_in_the_chain(
+    empty_store: GraphStore,
+) -> None:
+    """Four threads release their records at once, round after round, through both paths: every
+    record gets its own index and links to the one before. Before the chain head's lock took
+    Neo4j's documented `_LOCK_` idiom, two records of a round shared an index within the first
+    rounds (the head was returned as read before the lock)."""
+    rounds, writers = 25, 4
+    empty_store.ensure_schema()  # as a twin has it before its first decision
+    first, decision = _records("first")
+    provenance.record(empty_store, first, decision=decision)
+    errors: list[BaseException] = []
+
+    def write(gate: threading.Barrier, run: str, bulk: bool) -> None:
+        try:
+            gate.wait()
+            if bulk:
+                provenance.record_many(empty_store, [_records(run + "-x"), _records(run + "-y")])
+            else:
+                records, decision = _records(run)
+                provenance.record(empty_store, records, decision=decision)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for r in range(rounds):
+        gate = threading.Barrier(writers, timeout=60)
+        threads = [
+            threading.Thread(target=write, args=(gate, f"race-{r}-{w}", w == 0))
+            for w in range(writers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert not errors, errors
+    report = chain_verify.verify(empty_store)
+    assert report.ok, report.problems[:3]
+    assert report.records == 1 + rounds * (writers + 1)  # the bulk writer chains two a round
 
 
 def test_recording_twice_changes_nothing(empty_store: GraphStore, driver: Driver) -> None:
