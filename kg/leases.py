@@ -28,7 +28,7 @@ _OF, _HOLDER, _EXPIRES, _RECHECK = (
 _LOCK = "SET l.`_LOCK_` = true REMOVE l.`_LOCK_` "
 """The lease's write lock before its holder is read: Neo4j's documented idiom, a property set and
 removed. A no-op ``SET`` of the key takes the lock as well, but the chain head's statement of
-that form returned what it had read before the lock (decision 0086), so neither uses it."""
+that form returned what it had read before the lock (decision 0087), so neither uses it."""
 
 ACQUIRE = NamedQuery(
     "leases.acquire",
