@@ -426,8 +426,10 @@ def _hold(tx: StoreTx, premise: Premise, decision: str) -> None:
     Locked in IRI order, so two holders never wait on each other."""
     tx.run(PREMISE_LOCK, uris=sorted(set(premise.nodes)))
     nodes = tx.run(CONTEXT_NODES, uri=premise.target)
-    rels = tx.run(CONTEXT_RELATIONSHIPS, **context_params(nodes)) if nodes else []
-    now = graph_version(context_from_rows(nodes, rels)) if nodes else ""
+    now = ""  # the target is gone
+    if nodes:
+        rels = tx.run(CONTEXT_RELATIONSHIPS, **context_params(nodes))
+        now = graph_version(context_from_rows(nodes, rels))
     if now != premise.version:
         raise ContextChangedError(
             f"the context of {premise.target} changed after the guard judged {decision} "

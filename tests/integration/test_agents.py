@@ -62,6 +62,7 @@ DATA = REPO.parent / "shared" / "data" / "skab" / "data" / "other" / "13.csv"
 PLANT = "https://w3id.org/twinkg/plant/skab-testbed/"
 PUMP, MOTOR, LOOP = PLANT + "pump", PLANT + "motor", PLANT + "loop"
 STANDBY = PLANT + "pump-standby"  # added by the duty/standby test, used by the tests after it
+AFTER_DUTY_STANDBY_TEST = {PUMP: "standby", STANDBY: "running"}  # the statuses it leaves
 IVANOVA, PETROV = PLANT + "person-ivanova", PLANT + "person-petrov"
 SUPERVISOR = "https://w3id.org/twinkg/ontology#SupervisorRole"
 OPERATOR = "https://w3id.org/twinkg/ontology#OperatorRole"
@@ -770,26 +771,7 @@ def test_duty_standby_pairs_are_never_left_without_a_running_pump(
 ) -> None:
     """Last in the file: it gives P-1 a standby, which changes P-1's context for good."""
     standby = STANDBY
-    world.store.write(
-        GraphRecords(
-            (
-                NodeRecord(
-                    standby,
-                    ("https://w3id.org/twinkg/ontology#CentrifugalPump",),
-                    {
-                        PropKey.TAG: "P-2",
-                        PropKey.CRITICALITY: "A",
-                        PropKey.DUTY_ROLE: "standby",
-                        PropKey.OPERATIONAL_STATUS: "stopped",
-                    },
-                ),
-            ),
-            (
-                RelRecord(RelType.STANDBY_FOR, standby, PUMP),
-                RelRecord(RelType.PART_OF, standby, LOOP),
-            ),
-        )
-    )
+    world.store.write(_pump(standby, "P-2", "standby", "stopped", standby=standby, duty=PUMP))
     # Stopping the duty pump while its standby is stopped: refused, whatever the approvals.
     stop = _propose(world, ActionKind.CONTROLLED_STOP)
     assert _outcome(world, stop) == Outcome.REFUSED.value
@@ -942,6 +924,32 @@ def _approved_side_by_side(
     return steps, calls
 
 
+def _pump(uri: str, tag: str, role: str, status: str, *, standby: str, duty: str) -> GraphRecords:
+    """A criticality-A pump on the loop, ``standby`` standing by for ``duty``."""
+    return GraphRecords(
+        (
+            NodeRecord(
+                uri,
+                ("https://w3id.org/twinkg/ontology#CentrifugalPump",),
+                {
+                    PropKey.TAG: tag,
+                    PropKey.CRITICALITY: "A",
+                    PropKey.DUTY_ROLE: role,
+                    PropKey.OPERATIONAL_STATUS: status,
+                },
+            ),
+        ),
+        (RelRecord(RelType.STANDBY_FOR, standby, duty), RelRecord(RelType.PART_OF, uri, LOOP)),
+    )
+
+
+def _set_statuses(driver: Driver, statuses: dict[str, str]) -> None:
+    driver.execute_query(
+        "UNWIND $rows AS row MATCH (a {uri: row.uri}) SET a.operationalStatus = row.status",
+        rows=[{"uri": u, "status": s} for u, s in statuses.items()],
+    )
+
+
 def _statuses(driver: Driver, uris: list[str]) -> list[str]:
     records, _, _ = driver.execute_query(
         "UNWIND $uris AS u MATCH (a {uri: u}) RETURN a.operationalStatus AS status", uris=uris
@@ -958,9 +966,7 @@ def test_two_stops_of_a_pair_judged_at_once_never_both_apply(
     other run finds its partner stopped, is guarded again, and the duty/standby shape refuses it.
     Without the check at the record, both pumps of the pair would be stopped."""
     pair = [PUMP, STANDBY]
-    driver.execute_query(
-        "UNWIND $pair AS p MATCH (a {uri: p}) SET a.operationalStatus = 'running'", pair=pair
-    )
+    _set_statuses(driver, dict.fromkeys(pair, "running"))
     try:
         steps, _ = _approved_side_by_side(world, monkeypatch, ActionKind.CONTROLLED_STOP, pair)
         refused = next(s for s in steps if s.outcome is Outcome.REFUSED)
@@ -968,12 +974,7 @@ def test_two_stops_of_a_pair_judged_at_once_never_both_apply(
         assert "without a running pump" in refused.reason and "is stopped" in refused.reason
         assert sorted(_statuses(driver, pair)) == ["running", "stopped"]
     finally:  # as the duty/standby test left them
-        driver.execute_query(
-            "MATCH (a {uri: $duty}) SET a.operationalStatus = 'standby' "
-            "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'running'",
-            duty=PUMP,
-            standby=STANDBY,
-        )
+        _set_statuses(driver, AFTER_DUTY_STANDBY_TEST)
 
 
 def test_two_switches_to_a_shared_standby_judged_at_once_never_both_apply(
@@ -986,32 +987,8 @@ def test_two_switches_to_a_shared_standby_judged_at_once_never_both_apply(
     refuses it. Without the check at the record, both duty pumps would be in standby and one
     pump would run for two."""
     third = PLANT + "pump-3"
-    world.store.write(
-        GraphRecords(
-            (
-                NodeRecord(
-                    third,
-                    ("https://w3id.org/twinkg/ontology#CentrifugalPump",),
-                    {
-                        PropKey.TAG: "P-3",
-                        PropKey.CRITICALITY: "A",
-                        PropKey.DUTY_ROLE: "duty",
-                        PropKey.OPERATIONAL_STATUS: "running",
-                    },
-                ),
-            ),
-            (
-                RelRecord(RelType.STANDBY_FOR, STANDBY, third),
-                RelRecord(RelType.PART_OF, third, LOOP),
-            ),
-        )
-    )
-    driver.execute_query(
-        "MATCH (a {uri: $duty}) SET a.operationalStatus = 'running' "
-        "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'standby'",
-        duty=PUMP,
-        standby=STANDBY,
-    )
+    world.store.write(_pump(third, "P-3", "duty", "running", standby=STANDBY, duty=third))
+    _set_statuses(driver, {PUMP: "running", STANDBY: "standby"})
     try:
         duties = [PUMP, third]
         steps, _ = _approved_side_by_side(world, monkeypatch, ActionKind.SWITCH_TO_STANDBY, duties)
@@ -1021,12 +998,7 @@ def test_two_switches_to_a_shared_standby_judged_at_once_never_both_apply(
         assert sorted(_statuses(driver, duties)) == ["running", "standby"]
         assert _statuses(driver, [STANDBY]) == ["running"]
     finally:
-        driver.execute_query(
-            "MATCH (a {uri: $duty}) SET a.operationalStatus = 'standby' "
-            "WITH 1 AS one MATCH (b {uri: $standby}) SET b.operationalStatus = 'running'",
-            duty=PUMP,
-            standby=STANDBY,
-        )
+        _set_statuses(driver, AFTER_DUTY_STANDBY_TEST)
 
 
 def test_verify_finds_altered_and_deleted_records(  # last: it breaks the chain on purpose
